@@ -1,0 +1,44 @@
+"""The seam between the runtime layer and each platform's node launcher.
+
+A launcher knows how to make a platform's binaries available (``prepare``) and
+how to start one or more ledgers of that platform as local processes
+(``start``).  The runtime layer owns the run directory, records process ids and
+stops everything it started; launchers are found through the entry-point group
+``dvp.launchers`` keyed by adapter ``kind``, so the core never imports one by
+name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+@dataclass
+class LaunchedLedger:
+    """One started ledger: the adapter config to reach it and what to stop."""
+
+    name: str
+    kind: str
+    config: dict[str, Any]
+    pids: list[int] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
+class NodeLauncher(ABC):
+    kind: ClassVar[str]
+
+    @abstractmethod
+    def prepare(self) -> None:
+        """Install or build what the nodes need; quick when already there."""
+
+    @abstractmethod
+    def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
+        """Start one ledger per name, health-checked, ports from ``port_base`` up.
+
+        Every process must be started in its own session (``start_new_session``)
+        so the runtime can stop it and its children by process group.  On any
+        failure the launcher stops what it started before raising.
+        """
