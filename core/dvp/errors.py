@@ -1,0 +1,102 @@
+"""The one error tree of dvp.
+
+Every error the framework raises is a :class:`DvpError`; adapters translate their
+library's exceptions into this tree at their boundary (``raise ... from exc``)
+and may add subclasses::
+
+    DvpError
+    ├── ConfigError                 bad settings, scenario or input (names the field)
+    ├── AdapterError                a ledger did not do what was asked
+    │   ├── LedgerUnavailable       node unreachable or not ready
+    │   ├── TransactionError        (tx_id, code) a transaction failed
+    │   │   ├── SubmitError         rejected before inclusion (endorse, mempool, revert on estimate)
+    │   │   ├── CommitError         included but invalid (reverted, MVCC conflict)
+    │   │   └── FinalityTimeout     not final within the allowed time
+    │   └── LockError               the HTLC refused an operation
+    │       ├── LockNotFound
+    │       ├── LockExpired         claim too late, or refund too early
+    │       ├── InvalidPreimage     wrong preimage, or not exactly 32 bytes
+    │       └── AuditFailed         a counterparty lock differs from the agreed terms
+    ├── NotSupportedError           the ledger lacks a capability the plan needs
+    └── SwapError                   the orchestrator refuses or stops a swap
+        ├── SwapAborted
+        └── UnsafeTimeouts          the expiry gap cannot absorb finality and reaction time
+
+The CLI prints ``str(error)`` on one line and exits non-zero, so every message
+names the field or the cause.
+"""
+
+from __future__ import annotations
+
+
+class DvpError(Exception):
+    """Base of every error dvp raises."""
+
+    exit_code = 1
+
+
+class ConfigError(DvpError, ValueError):
+    exit_code = 2
+
+
+class AdapterError(DvpError):
+    exit_code = 3
+
+
+class LedgerUnavailable(AdapterError):
+    pass
+
+
+class TransactionError(AdapterError):
+    def __init__(self, message: str, *, tx_id: str | None = None, code: str | int | None = None):
+        super().__init__(message)
+        self.tx_id = tx_id
+        self.code = code
+
+
+class SubmitError(TransactionError):
+    pass
+
+
+class CommitError(TransactionError):
+    pass
+
+
+class FinalityTimeout(TransactionError):
+    pass
+
+
+class LockError(AdapterError):
+    pass
+
+
+class LockNotFound(LockError):
+    pass
+
+
+class LockExpired(LockError):
+    pass
+
+
+class InvalidPreimage(LockError):
+    pass
+
+
+class AuditFailed(LockError):
+    pass
+
+
+class NotSupportedError(DvpError):
+    exit_code = 4
+
+
+class SwapError(DvpError):
+    exit_code = 5
+
+
+class SwapAborted(SwapError):
+    pass
+
+
+class UnsafeTimeouts(SwapError):
+    pass

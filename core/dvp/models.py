@@ -1,0 +1,226 @@
+"""Platform-neutral data: assets, trades, swap plans and the adapter protocol's types.
+
+Amounts are integers in the asset's base units.  Parties are named (``seller``,
+``buyer``, ``issuer`` ...); each adapter maps a party name to its on-ledger
+identity (address, X.509 identity, public key).  Hashes and preimages travel as
+lower-case hex of exactly 32 bytes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+from .hashlock import normalise_hex32
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+Hex32 = Annotated[str, AfterValidator(normalise_hex32)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class AssetKind(StrEnum):
+    CASH = "cash"
+    SECURITY = "security"
+
+
+class Asset(Frozen):
+    symbol: Name
+    ledger: Name
+    kind: AssetKind
+    decimals: Annotated[int, Field(ge=0, le=18)] = 0
+
+
+class Leg(Frozen):
+    """One side of a trade: an amount of an asset on one ledger."""
+
+    ledger: Name
+    asset: Name
+    amount: PositiveInt
+
+
+class Role(StrEnum):
+    SELLER = "seller"
+    BUYER = "buyer"
+
+    @property
+    def other(self) -> "Role":
+        return Role.BUYER if self is Role.SELLER else Role.SELLER
+
+
+class Trade(Frozen):
+    """The seller delivers ``security`` to the buyer, who pays ``cash``."""
+
+    seller: Name = "seller"
+    buyer: Name = "buyer"
+    security: Leg
+    cash: Leg
+
+    @model_validator(mode="after")
+    def _distinct_parties(self) -> "Trade":
+        if self.seller == self.buyer:
+            raise ValueError("seller and buyer must be different parties")
+        return self
+
+    def party(self, role: Role) -> str:
+        return self.seller if role is Role.SELLER else self.buyer
+
+    def leg_sent_by(self, role: Role) -> Leg:
+        return self.security if role is Role.SELLER else self.cash
+
+    @property
+    def single_ledger(self) -> bool:
+        return self.security.ledger == self.cash.ledger
+
+
+class HtlcPlan(Frozen):
+    """How a cross-ledger swap is run: who holds the secret, who locks first, timeouts.
+
+    The secret holder's leg expires last (``holder_timeout``); the other leg
+    (``counter_timeout``) must expire earlier by a gap that covers both
+    ledgers' finality, their clock skew and ``reaction_window``.
+    """
+
+    secret_holder: Role = Role.SELLER
+    first_locker: Role | None = None
+    holder_timeout: Annotated[int, Field(gt=0, le=30 * 24 * 3600)] = 600
+    counter_timeout: Annotated[int, Field(gt=0, le=30 * 24 * 3600)] = 300
+    reaction_window: Annotated[int, Field(ge=0)] = 30
+    # Rule 4: the holder never reveals the secret closer than this to the counter leg's expiry.
+    claim_margin: Annotated[int, Field(ge=0)] | None = None
+
+    @property
+    def locks_first(self) -> Role:
+        return self.first_locker or self.secret_holder
+
+
+class Behaviour(Frozen):
+    """Which parties do their part; ``False`` makes a party walk away (failure drills)."""
+
+    counter_locks: bool = True
+    holder_claims: bool = True
+    counter_claims: bool = True
+
+
+class SwapSpec(Frozen):
+    """A swap as a user asks for it (scenario file, flags or API)."""
+
+    kind: Literal["htlc", "atomic"] | None = None
+    trade: Trade
+    plan: HtlcPlan = HtlcPlan()
+    behaviour: Behaviour = Behaviour()
+    # Dev ledgers only: fast-forward a ledger's clock instead of sleeping until an expiry.
+    fast_forward: bool = False
+
+    @property
+    def resolved_kind(self) -> str:
+        if self.kind:
+            return self.kind
+        return "atomic" if self.trade.single_ledger else "htlc"
+
+
+# --- adapter protocol types -------------------------------------------------------------
+
+
+class ClockKind(StrEnum):
+    TIME = "time"  # expiry in ledger seconds (EVM block.timestamp, Fabric tx timestamp)
+    HEIGHT = "height"  # expiry in block height (Bitcoin-family CLTV)
+
+
+class Capability(StrEnum):
+    HTLC = "htlc"
+    ATOMIC_DVP = "atomic_dvp"
+    ISSUE = "issue"
+    OBSERVE = "observe"
+    TIME_TRAVEL = "time_travel"  # test-only: advance_time / mine on a dev ledger
+
+
+class LedgerTime(Frozen):
+    height: int
+    timestamp: float
+
+
+class Finality(Frozen):
+    """When a transaction counts as final, and how long that usually takes."""
+
+    confirmations: int = 1
+    block_interval: float = 1.0
+    expected_seconds: float
+    clock_skew: float = 0.0
+
+
+class Submitted(Frozen):
+    ledger: str
+    tx_id: str
+
+
+class TxStatus(Frozen):
+    tx_id: str
+    successful: bool
+    code: str | int | None = None
+    block_number: int | None = None
+    fee: int | None = None
+
+
+class HtlcTerms(Frozen):
+    sender: Name
+    recipient: Name
+    asset: Name
+    amount: PositiveInt
+    hashlock: Hex32
+    expiry: int  # in the ledger's own clock unit (see ClockKind)
+    nonce: Hex32
+
+
+class LockStatus(StrEnum):
+    LOCKED = "locked"
+    CLAIMED = "claimed"
+    REFUNDED = "refunded"
+
+
+class LockState(Frozen):
+    lock_id: str
+    terms: HtlcTerms
+    status: LockStatus
+    preimage: Hex32 | None = None
+    confirmations: int = 0
+    final: bool = False
+
+
+class LockEvent(Frozen):
+    ledger: str
+    kind: Literal["locked", "claimed", "refunded"]
+    lock_id: str
+    tx_id: str
+    height: int
+    preimage: Hex32 | None = None
+    checkpoint: str  # pass back as ``observe(since=...)`` to resume after this event
+
+
+class DvpOrder(Frozen):
+    """A single-ledger DvP: one transaction moves both legs once both parties agreed."""
+
+    seller: Name
+    buyer: Name
+    security: Name
+    security_amount: PositiveInt
+    cash: Name
+    cash_amount: PositiveInt
+    deadline: int
+    nonce: Hex32
+
+
+class OrderStatus(StrEnum):
+    OPEN = "open"
+    SETTLED = "settled"
+    CANCELLED = "cancelled"
+
+
+class OrderState(Frozen):
+    order_id: str
+    status: OrderStatus
