@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from .errors import NotSupportedError
 from .models import (
+    Asset,
     Capability,
     ClockKind,
     DvpOrder,
@@ -65,6 +66,12 @@ class LedgerAdapter(ABC):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+    async def bootstrap(self, assets: list["Asset"]) -> dict[str, Any]:
+        """Install on-ledger code and the given assets if missing (dev set-up).
+
+        Returns the config fields that changed, for the runtime to persist."""
+        return {}
 
     # -- clock and finality ----------------------------------------------------------------
     @abstractmethod

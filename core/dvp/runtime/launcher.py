@@ -30,13 +30,18 @@ class LaunchedLedger:
 class NodeLauncher(ABC):
     kind: ClassVar[str]
 
+    def __init__(self, options: dict[str, dict[str, Any]] | None = None):
+        # Per-ledger options from the topology, keyed by ledger name (e.g. block_time).
+        self.options = options or {}
+
     @abstractmethod
     def prepare(self) -> None:
         """Install or build what the nodes need; quick when already there."""
 
     @abstractmethod
     def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
-        """Start one ledger per name, health-checked, ports from ``port_base`` up.
+        """Start one ledger per name, health-checked, ports from ``port_base`` up
+        (``port_base == 0``: pick free ports on 127.0.0.1, as the tests do).
 
         Every process must be started in its own session (``start_new_session``)
         so the runtime can stop it and its children by process group.  On any

@@ -1,0 +1,124 @@
+"""Framework-held keys: compressed secp256k1 keys, WIF, P2WPKH scripts.
+
+The adapter never asks a node wallet to sign: every key lives here, in the
+adapter's config (``SecretStr`` WIF), and signs locally with python-bitcoinlib.
+Dev keys for local ledgers are derived deterministically from the ledger name
+and the party name, so a relaunched regtest chain has the same parties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import bitcoin
+from bitcoin.core import Hash160
+from bitcoin.core.key import CPubKey
+from bitcoin.core.script import OP_0, CScript
+from bitcoin.wallet import CBitcoinSecret, CKey, P2WPKHBitcoinAddress
+
+# python-bitcoinlib keeps the network as process-global state; every ledger this
+# package drives today is a regtest chain (btcd --regtest, bitcoind -regtest).
+NETWORKS = {"regtest": "regtest"}
+_selected: str | None = None
+
+# secp256k1 group order: a valid secret is 1 <= k < N.
+_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def select_network(network: str) -> None:
+    global _selected
+    if network not in NETWORKS:
+        raise ValueError(f"network: unsupported {network!r}; supported: {sorted(NETWORKS)}")
+    if _selected != network:
+        bitcoin.SelectParams(NETWORKS[network])
+        _selected = network
+
+
+select_network("regtest")
+
+
+@dataclass(frozen=True)
+class Key:
+    """A private key the framework holds for one party."""
+
+    secret: bytes
+
+    @property
+    def ckey(self) -> CKey:
+        return CKey(self.secret, compressed=True)
+
+    @property
+    def pubkey(self) -> bytes:
+        return bytes(self.ckey.pub)
+
+    @property
+    def wif(self) -> str:
+        return str(CBitcoinSecret.from_secret_bytes(self.secret, compressed=True))
+
+    @property
+    def script_pubkey(self) -> bytes:
+        return p2wpkh_script(self.pubkey)
+
+    @property
+    def address(self) -> str:
+        return p2wpkh_address(self.pubkey)
+
+    def sign(self, digest: bytes) -> bytes:
+        """DER signature (low-S) over a 32-byte sighash, without the hashtype byte."""
+        return self.ckey.sign(digest)
+
+    @classmethod
+    def from_wif(cls, wif: str) -> "Key":
+        s = CBitcoinSecret(wif)
+        if not s.is_compressed:
+            raise ValueError("only compressed keys are supported (segwit)")
+        return cls(bytes(s)[:32])
+
+    @classmethod
+    def from_hex(cls, text: str) -> "Key":
+        raw = bytes.fromhex(text.removeprefix("0x"))
+        if len(raw) != 32:
+            raise ValueError("a hex private key must be 32 bytes")
+        return cls(raw)
+
+    @classmethod
+    def parse(cls, text: str) -> "Key":
+        """WIF or 64 hex digits."""
+        t = text.strip()
+        if len(t.removeprefix("0x")) == 64:
+            return cls.from_hex(t)
+        return cls.from_wif(t)
+
+    @classmethod
+    def dev(cls, ledger: str, party: str) -> "Key":
+        """Deterministic development key; never for value outside a local dev chain."""
+        counter = 0
+        while True:
+            seed = hashlib.sha256(f"dvp-utxo-dev/{ledger}/{party}/{counter}".encode()).digest()
+            if 0 < int.from_bytes(seed, "big") < _N:
+                return cls(seed)
+            counter += 1  # pragma: no cover - astronomically unlikely
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"Key(pubkey={self.pubkey.hex()})"
+
+
+def check_pubkey(pub: bytes) -> bytes:
+    if len(pub) != 33 or pub[0] not in (2, 3) or not CPubKey(pub).is_fullyvalid:
+        raise ValueError(f"not a valid compressed public key: {pub.hex()}")
+    return pub
+
+
+def p2wpkh_script(pubkey: bytes) -> bytes:
+    return bytes(CScript([OP_0, Hash160(pubkey)]))
+
+
+def p2wpkh_address(pubkey: bytes) -> str:
+    return str(P2WPKHBitcoinAddress.from_scriptPubKey(CScript(p2wpkh_script(pubkey))))
+
+
+def address_of_script(script_pubkey: bytes) -> str:
+    from bitcoin.wallet import CBitcoinAddress
+
+    return str(CBitcoinAddress.from_scriptPubKey(CScript(script_pubkey)))

@@ -1,0 +1,439 @@
+"""The Ethereum-compatible adapter: ERC-20 assets, the HTLC and the DvP contract via web3.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+from eth_abi import encode
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from dvp import errors
+from dvp.adapter import LedgerAdapter
+from dvp.models import (
+    Asset,
+    Capability,
+    ClockKind,
+    DvpOrder,
+    Finality,
+    HtlcTerms,
+    LedgerTime,
+    LockEvent,
+    LockState,
+    LockStatus,
+    OrderState,
+    OrderStatus,
+    Submitted,
+    TxStatus,
+)
+
+from .artifacts import artifact
+from .boundary import decode_revert, error_for, web3_errors
+from .config import EthereumConfig
+
+_LOCK_STATUS = {1: LockStatus.LOCKED, 2: LockStatus.CLAIMED, 3: LockStatus.REFUNDED}
+_ORDER_STATUS = {1: OrderStatus.OPEN, 2: OrderStatus.SETTLED, 3: OrderStatus.CANCELLED}
+_POLL = 0.05
+
+
+class EthereumAdapter(LedgerAdapter):
+    kind = "ethereum"
+    config_model = EthereumConfig
+    clock = ClockKind.TIME
+    capabilities = frozenset(
+        {Capability.HTLC, Capability.ATOMIC_DVP, Capability.ISSUE, Capability.OBSERVE, Capability.TIME_TRAVEL}
+    )
+
+    config: EthereumConfig
+
+    def __init__(self, name: str, config: EthereumConfig):
+        super().__init__(name, config)
+        if not config.dev:
+            self.capabilities = self.capabilities - {Capability.TIME_TRAVEL}
+        self._keys = {p: Account.from_key(k.get_secret_value()) for p, k in config.accounts.items()}
+        self._addresses = {p: a.address for p, a in self._keys.items()}
+        self._addresses.update({p: to_checksum_address(a) for p, a in config.addresses.items()})
+        self._parties = {a.lower(): p for p, a in self._addresses.items()}
+        self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
+        self._send_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._lock_blocks: dict[str, int] = {}
+        self.w3: AsyncWeb3 | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def connect(self) -> None:
+        provider = AsyncHTTPProvider(self.config.rpc_url, request_kwargs={"timeout": self.config.request_timeout})
+        self.w3 = AsyncWeb3(provider)
+        with web3_errors("connect", self.name):
+            chain_id = await self.w3.eth.chain_id
+        if chain_id != self.config.chain_id:
+            raise errors.ConfigError(
+                f"ledgers.{self.name}.chain_id: configured {self.config.chain_id}, node reports {chain_id}"
+            )
+        self._bind_contracts()
+
+    async def aclose(self) -> None:
+        if self.w3 is not None:
+            await self.w3.provider.disconnect()
+            self.w3 = None
+
+    def _bind_contracts(self) -> None:
+        self.htlc = self._contract("HashedTimelockERC20", self.config.htlc_address)
+        self.dvp = self._contract("DvpSettlement", self.config.dvp_address)
+
+    def _contract(self, name: str, address: str | None):
+        if address is None:
+            return None
+        return self._w3.eth.contract(address=to_checksum_address(address), abi=artifact(name)["abi"])
+
+    @property
+    def _w3(self) -> AsyncWeb3:
+        if self.w3 is None:
+            raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
+        return self.w3
+
+    def _need(self, contract, what: str):
+        if contract is None:
+            raise errors.ConfigError(f"ledgers.{self.name}.{what}: not deployed; run `dvp up` or set it")
+        return contract
+
+    # -- set-up -------------------------------------------------------------------------------
+    async def bootstrap(self, assets: list[Asset]) -> dict[str, Any]:
+        """Deploy the HTLC, the DvP contract and one token per asset, if missing."""
+        updates: dict[str, Any] = {}
+        if self.config.htlc_address is None:
+            updates["htlc_address"] = await self._deploy("HashedTimelockERC20")
+        if self.config.dvp_address is None:
+            updates["dvp_address"] = await self._deploy("DvpSettlement")
+        tokens = dict(self.config.tokens)
+        issuer = self._address(self.config.issuer)
+        for asset in assets:
+            if asset.symbol not in tokens:
+                tokens[asset.symbol] = await self._deploy(
+                    "DvpToken", asset.symbol, asset.symbol, asset.decimals, issuer
+                )
+        if tokens != self.config.tokens:
+            updates["tokens"] = tokens
+        self.config = self.config.model_copy(update=updates)
+        self._tokens = {s: to_checksum_address(a) for s, a in self.config.tokens.items()}
+        self._bind_contracts()
+        return updates
+
+    async def _deploy(self, name: str, *args: Any) -> str:
+        art = artifact(name)
+        factory = self._w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx_id = await self._send(self.config.issuer, factory.constructor(*args), f"deploy {name}")
+        with web3_errors(f"deploy {name}", self.name):
+            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=60, poll_latency=_POLL)
+        if receipt["status"] != 1:
+            raise errors.CommitError(f"deploy {name} reverted", tx_id=tx_id, code="reverted")
+        return receipt["contractAddress"]
+
+    # -- clock and finality ---------------------------------------------------------------
+    async def now(self) -> LedgerTime:
+        with web3_errors("read clock", self.name):
+            block = await self._w3.eth.get_block("latest")
+        return LedgerTime(height=block["number"], timestamp=float(block["timestamp"]))
+
+    @property
+    def finality(self) -> Finality:
+        c = self.config
+        return Finality(
+            confirmations=c.confirmations,
+            block_interval=c.block_interval,
+            expected_seconds=c.confirmations * c.block_interval,
+            clock_skew=c.clock_skew,
+        )
+
+    async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
+        timeout = timeout or max(60.0, 20 * self.finality.expected_seconds)
+        deadline = time.monotonic() + timeout
+        with web3_errors(f"wait for {tx_id}", self.name):
+            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=timeout, poll_latency=_POLL)
+            while await self._w3.eth.block_number - receipt["blockNumber"] + 1 < self.config.confirmations:
+                if time.monotonic() > deadline:
+                    raise errors.FinalityTimeout(
+                        f"{tx_id} not final after {timeout:.0f}s", tx_id=tx_id, code="timeout"
+                    )
+                await asyncio.sleep(_POLL)
+        fee = receipt["gasUsed"] * receipt.get("effectiveGasPrice", 0)
+        if receipt["status"] != 1:
+            reason = await self._replay_reason(tx_id, receipt["blockNumber"])
+            raise error_for(reason, what=f"transaction on {self.name}", tx_id=tx_id, mined=True)
+        return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=receipt["blockNumber"], fee=fee)
+
+    async def _replay_reason(self, tx_id: str, block: int) -> str | None:
+        """Re-run a reverted transaction to learn which rule it broke."""
+        try:
+            tx = await self._w3.eth.get_transaction(tx_id)
+            call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
+            await self._w3.eth.call(call, block_identifier=block - 1)
+        except Exception as exc:  # noqa: BLE001 - only looking for revert data
+            data = getattr(exc, "data", None)
+            return decode_revert(data if isinstance(data, str) else None)
+        return None
+
+    async def advance_time(self, seconds: int) -> None:
+        if not self.supports(Capability.TIME_TRAVEL):
+            raise self.unsupported(Capability.TIME_TRAVEL)
+        with web3_errors("advance time", self.name):
+            await self._w3.provider.make_request("evm_increaseTime", [int(seconds)])
+            await self._w3.provider.make_request("evm_mine", [])
+
+    # -- accounts and assets ----------------------------------------------------------------
+    def _address(self, party: str) -> str:
+        try:
+            return self._addresses[party]
+        except KeyError:
+            raise errors.ConfigError(f"party {party!r}: no account on ledger {self.name!r}") from None
+
+    def _key(self, party: str):
+        try:
+            return self._keys[party]
+        except KeyError:
+            raise errors.ConfigError(f"party {party!r}: no key on ledger {self.name!r}") from None
+
+    def _token(self, asset: str) -> str:
+        try:
+            return self._tokens[asset]
+        except KeyError:
+            raise errors.ConfigError(f"asset {asset!r}: unknown on ledger {self.name!r}") from None
+
+    def _party(self, address: str) -> str:
+        return self._parties.get(address.lower(), address)
+
+    def _asset(self, address: str) -> str:
+        return next((s for s, a in self._tokens.items() if a.lower() == address.lower()), address)
+
+    def address_of(self, party: str) -> str:
+        return self._address(party)
+
+    def _erc20(self, asset: str):
+        return self._w3.eth.contract(address=self._token(asset), abi=artifact("DvpToken")["abi"])
+
+    async def balance(self, party: str, asset: str) -> int:
+        with web3_errors("balance", self.name):
+            return await self._erc20(asset).functions.balanceOf(self._address(party)).call()
+
+    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+        call = self._erc20(asset).functions.mint(self._address(to), amount)
+        return self._submitted(await self._send(self.config.issuer, call, f"issue {asset}"))
+
+    async def _approve(self, party: str, asset: str, spender: str, amount: int) -> None:
+        token = self._erc20(asset)
+        with web3_errors("allowance", self.name):
+            current = await token.functions.allowance(self._address(party), spender).call()
+        if current < amount:
+            tx_id = await self._send(party, token.functions.approve(spender, amount), f"approve {asset}")
+            await self.wait_final(tx_id)
+
+    # -- sending --------------------------------------------------------------------------
+    async def _send(self, party: str, call, what: str) -> str:
+        account = self._key(party)
+        # One sender at a time per account, so nonces never collide across concurrent swaps.
+        async with self._send_locks[account.address]:
+            with web3_errors(what, self.name):
+                nonce = await self._w3.eth.get_transaction_count(account.address, "pending")
+                tx = await call.build_transaction(
+                    {"from": account.address, "nonce": nonce, "chainId": self.config.chain_id}
+                )
+                signed = account.sign_transaction(tx)
+                tx_hash = await self._w3.eth.send_raw_transaction(signed.raw_transaction)
+        return "0x" + bytes(tx_hash).hex()
+
+    def _submitted(self, tx_id: str) -> Submitted:
+        return Submitted(ledger=self.name, tx_id=tx_id)
+
+    # -- hashed time-locks ----------------------------------------------------------------
+    def lock_id(self, terms: HtlcTerms) -> str:
+        htlc = self._need(self.htlc, "htlc_address")
+        encoded = encode(
+            ["uint256", "address", "address", "address", "address", "uint256", "bytes32", "uint64", "bytes32"],
+            [
+                self.config.chain_id,
+                htlc.address,
+                self._address(terms.sender),
+                self._address(terms.recipient),
+                self._token(terms.asset),
+                terms.amount,
+                bytes.fromhex(terms.hashlock),
+                terms.expiry,
+                bytes.fromhex(terms.nonce),
+            ],
+        )
+        return "0x" + keccak(encoded).hex()
+
+    async def lock(self, terms: HtlcTerms) -> Submitted:
+        htlc = self._need(self.htlc, "htlc_address")
+        await self._approve(terms.sender, terms.asset, htlc.address, terms.amount)
+        call = htlc.functions.lock(
+            self._address(terms.recipient),
+            self._token(terms.asset),
+            terms.amount,
+            bytes.fromhex(terms.hashlock),
+            terms.expiry,
+            bytes.fromhex(terms.nonce),
+        )
+        return self._submitted(await self._send(terms.sender, call, "lock"))
+
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+        if len(preimage) != 32:
+            raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
+        call = self._need(self.htlc, "htlc_address").functions.claim(_b32(lock_id), preimage)
+        return self._submitted(await self._send(submitter, call, "claim"))
+
+    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+        call = self._need(self.htlc, "htlc_address").functions.refund(_b32(lock_id))
+        return self._submitted(await self._send(submitter, call, "refund"))
+
+    async def get_lock(self, lock_id: str) -> LockState | None:
+        htlc = self._need(self.htlc, "htlc_address")
+        with web3_errors("read lock", self.name):
+            raw = await htlc.functions.getLock(_b32(lock_id)).call()
+        sender, recipient, token, amount, hashlock, expiry, status, preimage, nonce = raw
+        if status == 0:
+            return None
+        confirmations = await self._confirmations(lock_id)
+        return LockState(
+            lock_id=lock_id,
+            terms=HtlcTerms(
+                sender=self._party(sender),
+                recipient=self._party(recipient),
+                asset=self._asset(token),
+                amount=amount,
+                hashlock=bytes(hashlock).hex(),
+                expiry=expiry,
+                nonce=bytes(nonce).hex(),
+            ),
+            status=_LOCK_STATUS[status],
+            preimage=bytes(preimage).hex() if status == 2 else None,
+            confirmations=confirmations,
+            final=confirmations >= self.config.confirmations,
+        )
+
+    async def _confirmations(self, lock_id: str) -> int:
+        with web3_errors("read lock events", self.name):
+            block = self._lock_blocks.get(lock_id)
+            if block is None:
+                logs = await self.htlc.events.Locked.get_logs(
+                    from_block=0, argument_filters={"lockId": _b32(lock_id)}
+                )
+                if not logs:
+                    return 0
+                block = self._lock_blocks[lock_id] = logs[0]["blockNumber"]
+            return await self._w3.eth.block_number - block + 1
+
+    async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
+        htlc = self._need(self.htlc, "htlc_address")
+        with web3_errors("audit", self.name):
+            code = await self._w3.eth.get_code(htlc.address)
+        if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
+            raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
+        if self.lock_id(expected) != lock_id:
+            raise errors.AuditFailed(f"audit {lock_id}: id does not commit to the agreed terms")
+        state = await self.get_lock(lock_id)
+        if state is None:
+            raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
+        for field in ("sender", "recipient", "asset", "amount", "hashlock", "expiry"):
+            got, want = getattr(state.terms, field), getattr(expected, field)
+            if got != want:
+                raise errors.AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
+        if state.status is not LockStatus.LOCKED:
+            raise errors.AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
+        if not state.final:
+            raise errors.AuditFailed(
+                f"audit {lock_id}: {state.confirmations} confirmations, {self.config.confirmations} required"
+            )
+        return state
+
+    async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
+        htlc = self._need(self.htlc, "htlc_address")
+        after = _parse_checkpoint(since)
+        with web3_errors("observe", self.name):
+            head = await self._w3.eth.block_number
+            start = after[0] if after else 0
+            logs = []
+            for event, kind in ((htlc.events.Locked, "locked"), (htlc.events.Claimed, "claimed"), (htlc.events.Refunded, "refunded")):
+                for log in await event.get_logs(from_block=start, to_block=head):
+                    logs.append((log["blockNumber"], log["logIndex"], kind, log))
+        for block, index, kind, log in sorted(logs, key=lambda x: (x[0], x[1])):
+            if after and (block, index) <= after:
+                continue
+            preimage = log["args"].get("preimage")
+            yield LockEvent(
+                ledger=self.name,
+                kind=kind,
+                lock_id="0x" + bytes(log["args"]["lockId"]).hex(),
+                tx_id="0x" + bytes(log["transactionHash"]).hex(),
+                height=block,
+                preimage=bytes(preimage).hex() if preimage is not None else None,
+                checkpoint=f"{block}:{index}",
+            )
+
+    # -- single-ledger atomic DvP -----------------------------------------------------------
+    def order_id(self, order: DvpOrder) -> str:
+        dvp = self._need(self.dvp, "dvp_address")
+        encoded = encode(
+            ["uint256", "address", "address", "address", "address", "uint256", "address", "uint256", "uint64", "bytes32"],
+            [
+                self.config.chain_id,
+                dvp.address,
+                self._address(order.seller),
+                self._address(order.buyer),
+                self._token(order.security),
+                order.security_amount,
+                self._token(order.cash),
+                order.cash_amount,
+                order.deadline,
+                bytes.fromhex(order.nonce),
+            ],
+        )
+        return "0x" + keccak(encoded).hex()
+
+    async def propose_dvp(self, order: DvpOrder) -> Submitted:
+        dvp = self._need(self.dvp, "dvp_address")
+        await self._approve(order.seller, order.security, dvp.address, order.security_amount)
+        call = dvp.functions.propose(
+            self._address(order.buyer),
+            self._token(order.security),
+            order.security_amount,
+            self._token(order.cash),
+            order.cash_amount,
+            order.deadline,
+            bytes.fromhex(order.nonce),
+        )
+        return self._submitted(await self._send(order.seller, call, "propose DvP"))
+
+    async def accept_dvp(self, order: DvpOrder) -> Submitted:
+        dvp = self._need(self.dvp, "dvp_address")
+        await self._approve(order.buyer, order.cash, dvp.address, order.cash_amount)
+        call = dvp.functions.accept(_b32(self.order_id(order)))
+        return self._submitted(await self._send(order.buyer, call, "accept DvP"))
+
+    async def get_order(self, order_id: str) -> OrderState | None:
+        dvp = self._need(self.dvp, "dvp_address")
+        with web3_errors("read order", self.name):
+            raw = await dvp.functions.getOrder(_b32(order_id)).call()
+        status = raw[7]
+        return None if status == 0 else OrderState(order_id=order_id, status=_ORDER_STATUS[status])
+
+
+def _b32(hex_id: str) -> bytes:
+    raw = bytes.fromhex(hex_id.removeprefix("0x"))
+    if len(raw) != 32:
+        raise errors.ConfigError(f"lock id: must be 32 bytes of hex, got {len(raw)}")
+    return raw
+
+
+def _parse_checkpoint(since: str | None) -> tuple[int, int] | None:
+    if not since:
+        return None
+    try:
+        block, index = since.split(":")
+        return int(block), int(index)
+    except ValueError:
+        raise errors.ConfigError(f"checkpoint: expected 'block:index', got {since!r}") from None

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+
+from dvp.adapter import LedgerConfig
+
+# anvil's well-known development mnemonic: its keys hold dev funds on dev chains only.
+ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+class EthereumConfig(LedgerConfig):
+    kind: Literal["ethereum"] = "ethereum"
+    rpc_url: str = Field(pattern=r"^https?://")
+    chain_id: int = Field(gt=0)
+    # party name -> private key (0x hex)
+    accounts: dict[str, SecretStr]
+    # party name -> address, for counterparties whose keys this process does not hold
+    addresses: dict[str, str] = {}
+    issuer: str = "issuer"
+    confirmations: int = Field(default=1, ge=1)
+    block_interval: float = Field(default=1.0, gt=0)
+    clock_skew: float = Field(default=2.0, ge=0)
+    htlc_address: str | None = None
+    dvp_address: str | None = None
+    tokens: dict[str, str] = {}  # asset symbol -> token address
+    dev: bool = False  # allow evm_increaseTime / evm_mine (anvil, hardhat)
+    request_timeout: float = Field(default=30.0, gt=0)

@@ -1,0 +1,93 @@
+"""Starts anvil (from the pinned npm package) as local processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+from eth_account import Account
+
+from dvp.errors import ConfigError
+from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+from dvp.runtime.processes import free_port, port_open, spawn, stop, wait_until
+
+from .config import ANVIL_MNEMONIC
+
+REPO = Path(__file__).resolve().parents[2]
+PARTIES = ("issuer", "seller", "buyer")
+FIRST_CHAIN_ID = 31337
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+
+
+def anvil_binary() -> Path:
+    """The native anvil binary of the npm package (not its node wrapper, so stopping
+    the process we started stops the node itself)."""
+    env = os.environ.get("DVP_ANVIL")
+    if env:
+        return Path(env)
+    system = platform.system().lower()
+    arch = _ARCH.get(platform.machine().lower(), platform.machine())
+    path = REPO / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"
+    if path.exists():
+        return path
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ConfigError(f"anvil: {path} missing; run `make setup` (npm ci)")
+
+
+def dev_keys() -> dict[str, str]:
+    Account.enable_unaudited_hdwallet_features()
+    return {
+        party: Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
+        for i, party in enumerate(PARTIES)
+    }
+
+
+class AnvilLauncher(NodeLauncher):
+    kind = "ethereum"
+
+    def prepare(self) -> None:
+        if not anvil_binary().exists():
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=REPO, check=True)
+
+    def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
+        binary = anvil_binary()
+        keys = dev_keys()
+        started: list[LaunchedLedger] = []
+        try:
+            for i, name in enumerate(names):
+                opts = self.options.get(name, {})
+                port = port_base + i if port_base else free_port()
+                chain_id = int(opts.get("chain_id", FIRST_CHAIN_ID + i))
+                block_time = float(opts.get("block_time", 1.0))
+                log = run_dir / f"{name}.log"
+                cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
+                       "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4"]
+                if block_time > 0:
+                    cmd += ["--block-time", f"{block_time:g}"]
+                pid = spawn(cmd, log)
+                started.append(
+                    LaunchedLedger(
+                        name=name,
+                        kind=self.kind,
+                        pids=[pid],
+                        logs=[str(log)],
+                        config={
+                            "kind": self.kind,
+                            "rpc_url": f"http://127.0.0.1:{port}",
+                            "chain_id": chain_id,
+                            "accounts": keys,
+                            "block_interval": block_time if block_time > 0 else 1.0,
+                            "dev": True,
+                        },
+                    )
+                )
+                wait_until(lambda: port_open(port), timeout=30, what=f"anvil {name}", pid=pid, log=log)
+        except BaseException:
+            stop([p for ledger in started for p in ledger.pids])
+            raise
+        return started

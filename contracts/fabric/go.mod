@@ -1,0 +1,5 @@
+module dvp/contracts/fabric
+
+go 1.22
+
+require google.golang.org/protobuf v1.36.6 // indirect

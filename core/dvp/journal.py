@@ -1,0 +1,185 @@
+"""The write-ahead journal of every swap (SQLite).
+
+The secret, the terms and the lock ids are written before anything is broadcast;
+each step's intent is written before its transaction is sent and its result
+after.  Every row carries wall-clock and ledger-clock times, so each swap has a
+timeline.  A swap whose ``outcome`` is empty is unfinished and is resumed.
+
+For crash drills, ``DVP_CRASH_AFTER_WRITES=N`` kills this process with SIGKILL
+right after its N-th committed write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .models import LedgerTime
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS swaps (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    outcome TEXT,
+    detail TEXT,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    swap_id TEXT NOT NULL REFERENCES swaps(id),
+    step TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    ledger TEXT,
+    tx_id TEXT,
+    detail TEXT,
+    wall REAL NOT NULL,
+    ledger_height INTEGER,
+    ledger_time REAL
+);
+CREATE INDEX IF NOT EXISTS steps_by_swap ON steps(swap_id, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Step:
+    seq: int
+    swap_id: str
+    step: str
+    phase: str  # intent | result | info
+    ledger: str | None
+    tx_id: str | None
+    detail: dict[str, Any]
+    wall: float
+    ledger_height: int | None
+    ledger_time: float | None
+
+
+@dataclass(frozen=True)
+class SwapRecord:
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    data: dict[str, Any]
+    outcome: str | None
+    detail: str | None
+    created: float
+    updated: float
+
+
+class Journal:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
+        os.chmod(self.path, 0o600)  # it holds swap secrets
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._writes = 0
+        crash = os.environ.get("DVP_CRASH_AFTER_WRITES")
+        self._crash_after = int(crash) if crash else None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _committed(self) -> None:
+        self._writes += 1
+        if self._crash_after is not None and self._writes >= self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    # -- swaps -------------------------------------------------------------------------
+    def create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO swaps (id, kind, spec, data, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            (swap_id, kind, json.dumps(spec), json.dumps(data), now, now),
+        )
+        self._committed()
+
+    def update_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
+        with self._db:
+            row = self._db.execute("SELECT data FROM swaps WHERE id = ?", (swap_id,)).fetchone()
+            data = json.loads(row[0])
+            data.update(fields)
+            self._db.execute(
+                "UPDATE swaps SET data = ?, updated = ? WHERE id = ?", (json.dumps(data), time.time(), swap_id)
+            )
+        self._committed()
+        return data
+
+    def finish(self, swap_id: str, outcome: str, detail: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE swaps SET outcome = ?, detail = ?, updated = ? WHERE id = ?",
+            (outcome, detail, time.time(), swap_id),
+        )
+        self._committed()
+
+    def get(self, swap_id: str) -> SwapRecord | None:
+        row = self._db.execute(
+            "SELECT id, kind, spec, data, outcome, detail, created, updated FROM swaps WHERE id = ?", (swap_id,)
+        ).fetchone()
+        return _swap(row) if row else None
+
+    def swaps(self, *, unfinished: bool = False) -> list[SwapRecord]:
+        sql = "SELECT id, kind, spec, data, outcome, detail, created, updated FROM swaps"
+        if unfinished:
+            sql += " WHERE outcome IS NULL"
+        return [_swap(r) for r in self._db.execute(sql + " ORDER BY created")]
+
+    # -- steps -------------------------------------------------------------------------
+    def record(
+        self,
+        swap_id: str,
+        step: str,
+        phase: str,
+        *,
+        ledger: str | None = None,
+        tx_id: str | None = None,
+        clock: LedgerTime | None = None,
+        **detail: Any,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                swap_id,
+                step,
+                phase,
+                ledger,
+                tx_id,
+                json.dumps(detail),
+                time.time(),
+                clock.height if clock else None,
+                clock.timestamp if clock else None,
+            ),
+        )
+        self._committed()
+
+    def steps(self, swap_id: str) -> list[Step]:
+        rows = self._db.execute(
+            "SELECT seq, swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time"
+            " FROM steps WHERE swap_id = ? ORDER BY seq",
+            (swap_id,),
+        )
+        return [Step(*r[:6], json.loads(r[6]), *r[7:]) for r in rows]
+
+    def last(self, swap_id: str, step: str, phase: str) -> Step | None:
+        found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
+        return found[-1] if found else None
+
+
+def _swap(row: tuple) -> SwapRecord:
+    return SwapRecord(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:])

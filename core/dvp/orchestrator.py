@@ -1,0 +1,485 @@
+"""The swap state machine: single-ledger DvP and cross-ledger HTLC DvP.
+
+Each step is idempotent: it reads the journal and the ledger before acting, so a
+swap interrupted anywhere (even by SIGKILL) is driven to completion or refund by
+running the same code again (:meth:`Orchestrator.resume`).  The orchestrator
+plays both parties' roles with their own keys, but each party only acts on what
+it could see itself: it audits the other's lock on the ledger and extracts the
+secret from the ledger, never from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as _secrets
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from . import errors
+from .adapter import LedgerAdapter
+from .hashlock import hashlock_of, new_secret
+from .journal import Journal, Step, SwapRecord
+from .models import (
+    Asset,
+    AssetKind,
+    Capability,
+    DvpOrder,
+    HtlcTerms,
+    LockStatus,
+    OrderStatus,
+    Role,
+    SwapSpec,
+)
+from .timeouts import budget, check_plan
+
+Progress = Callable[[str, str], None]  # (swap_id, message)
+
+
+class Outcome(StrEnum):
+    SETTLED = "settled"  # both legs delivered
+    REFUNDED = "refunded"  # every lock returned to its sender
+    ABORTED = "aborted"  # nothing was locked
+    PRINCIPAL_LOSS = "principal_loss"  # the secret was revealed but one party could not claim in time
+
+
+@dataclass
+class SwapResult:
+    swap_id: str
+    kind: str
+    outcome: Outcome
+    detail: str
+    spec: SwapSpec
+    data: dict[str, Any]
+    steps: list[Step] = field(default_factory=list)
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        ledgers: Mapping[str, LedgerAdapter],
+        assets: list[Asset],
+        journal: Journal,
+        progress: Progress | None = None,
+        poll_interval: float = 0.2,
+    ):
+        self.ledgers = dict(ledgers)
+        self.assets = {(a.ledger, a.symbol): a for a in assets}
+        self.journal = journal
+        self.progress = progress or (lambda swap_id, message: None)
+        self.poll = poll_interval
+
+    # -- checks before anything is locked ----------------------------------------------------
+    def validate(self, spec: SwapSpec) -> None:
+        trade = spec.trade
+        for field_name, leg, kind in (("security", trade.security, AssetKind.SECURITY), ("cash", trade.cash, AssetKind.CASH)):
+            if leg.ledger not in self.ledgers:
+                known = ", ".join(sorted(self.ledgers)) or "none"
+                raise errors.ConfigError(f"trade.{field_name}.ledger: unknown ledger {leg.ledger!r} (known: {known})")
+            asset = self.assets.get((leg.ledger, leg.asset))
+            if asset is None:
+                raise errors.ConfigError(
+                    f"trade.{field_name}.asset: unknown asset {leg.asset!r} on ledger {leg.ledger!r}"
+                )
+            if asset.kind is not kind:
+                raise errors.ConfigError(f"trade.{field_name}.asset: {leg.asset!r} is {asset.kind.value}, not {kind.value}")
+        if spec.resolved_kind == "atomic":
+            if not trade.single_ledger:
+                raise errors.ConfigError("kind: atomic DvP needs both legs on one ledger; use kind htlc")
+            self._require(trade.cash.ledger, Capability.ATOMIC_DVP)
+        else:
+            for leg in (trade.security, trade.cash):
+                self._require(leg.ledger, Capability.HTLC)
+            plan = spec.plan
+            holder_leg = trade.leg_sent_by(plan.secret_holder)
+            counter_leg = trade.leg_sent_by(plan.secret_holder.other)
+            check_plan(plan, self.ledgers[holder_leg.ledger].finality, self.ledgers[counter_leg.ledger].finality)
+            if spec.fast_forward:
+                for leg in (trade.security, trade.cash):
+                    self._require(leg.ledger, Capability.TIME_TRAVEL)
+
+    def _require(self, ledger: str, capability: Capability) -> None:
+        adapter = self.ledgers[ledger]
+        if not adapter.supports(capability):
+            raise adapter.unsupported(capability)
+
+    async def check_funds(self, spec: SwapSpec) -> None:
+        trade = spec.trade
+        for role in (Role.SELLER, Role.BUYER):
+            leg = trade.leg_sent_by(role)
+            party = trade.party(role)
+            have = await self.ledgers[leg.ledger].balance(party, leg.asset)
+            if have < leg.amount:
+                raise errors.SwapAborted(
+                    f"{role.value} {party!r} holds {have} {leg.asset} on {leg.ledger}, needs {leg.amount}; nothing locked"
+                )
+
+    # -- entry points ------------------------------------------------------------------------
+    async def run(self, spec: SwapSpec, swap_id: str | None = None) -> SwapResult:
+        self.validate(spec)
+        await self.check_funds(spec)
+        swap_id = swap_id or uuid.uuid4().hex[:12]
+        kind = spec.resolved_kind
+        data: dict[str, Any] = {}
+        if kind == "htlc":
+            secret = new_secret()
+            # Write-ahead: the secret exists on disk before anything that depends on it is sent.
+            data = {"secret": secret.hex(), "hashlock": hashlock_of(secret).hex()}
+        self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
+        self.progress(swap_id, f"{kind} swap created")
+        return await self.resume(swap_id)
+
+    async def resume(self, swap_id: str) -> SwapResult:
+        record = self._record(swap_id)
+        spec = SwapSpec.model_validate(record.spec)
+        if record.outcome is None:
+            run = _HtlcRun if record.kind == "htlc" else _AtomicRun
+            outcome, detail = await run(self, record, spec).drive()
+            self.journal.finish(swap_id, outcome.value, detail)
+            self.progress(swap_id, f"{outcome.value}: {detail}")
+            record = self._record(swap_id)
+        return SwapResult(
+            swap_id=swap_id,
+            kind=record.kind,
+            outcome=Outcome(record.outcome),
+            detail=record.detail or "",
+            spec=spec,
+            data=record.data,
+            steps=self.journal.steps(swap_id),
+        )
+
+    async def resume_all(self) -> list[SwapResult]:
+        pending = self.journal.swaps(unfinished=True)
+        return list(await asyncio.gather(*(self.resume(r.id) for r in pending)))
+
+    def _record(self, swap_id: str) -> SwapRecord:
+        record = self.journal.get(swap_id)
+        if record is None:
+            raise errors.ConfigError(f"swap_id: no swap {swap_id!r} in journal {self.journal.path}")
+        return record
+
+
+class _Run:
+    """Shared plumbing of one swap's drive: journaled, idempotent transactions."""
+
+    def __init__(self, orch: Orchestrator, record: SwapRecord, spec: SwapSpec):
+        self.o = orch
+        self.id = record.id
+        self.data = dict(record.data)
+        self.spec = spec
+        self.trade = spec.trade
+
+    def put(self, **fields: Any) -> None:
+        self.data = self.o.journal.update_data(self.id, **fields)
+
+    async def note(self, step: str, phase: str, ledger: str | None = None, **kw: Any) -> None:
+        clock = await self.o.ledgers[ledger].now() if ledger else None
+        self.o.journal.record(self.id, step, phase, ledger=ledger, clock=clock, **kw)
+
+    def done(self, step: str) -> Step | None:
+        return self.o.journal.last(self.id, step, "result")
+
+    async def transact(self, step: str, ledger: str, send, already_done) -> str | None:
+        """Send one step's transaction unless the ledger shows it done; wait for finality.
+
+        ``already_done()`` reads the ledger, so a crash between sending and
+        journaling the result never sends twice.
+        """
+        if self.done(step):
+            return self.done(step).tx_id
+        adapter = self.o.ledgers[ledger]
+        if not await already_done():
+            await self.note(step, "intent", ledger)
+            self.o.progress(self.id, f"{step}: sending on {ledger}")
+            submitted = await send()
+            await self.note(step, "submitted", ledger, tx_id=submitted.tx_id)
+            status = await adapter.wait_final(submitted.tx_id)
+            await self.note(step, "result", ledger, tx_id=submitted.tx_id, fee=status.fee, block=status.block_number)
+            return submitted.tx_id
+        sub = self.o.journal.last(self.id, step, "submitted")
+        tx_id = sub.tx_id if sub else None
+        if tx_id:
+            await adapter.wait_final(tx_id)
+        await self.note(step, "result", ledger, tx_id=tx_id, recovered=True)
+        return tx_id
+
+    async def wait_expired(self, ledger: str, expiry: int, why: str) -> None:
+        """Wait (or fast-forward a dev ledger) until a lock with ``expiry`` can be refunded."""
+        adapter = self.o.ledgers[ledger]
+        for _ in range(100_000):
+            now = await adapter.now()
+            if adapter.is_expired(now, expiry):
+                return
+            left = adapter.seconds_left(now, expiry)
+            if self.spec.fast_forward:
+                await adapter.advance_time(int(left) + 1)
+                continue
+            self.o.progress(self.id, f"{why}: waiting {left:.0f}s for expiry on {ledger}")
+            await asyncio.sleep(min(max(left, self.o.poll), 5.0))
+        raise errors.SwapError(f"{why}: expiry {expiry} on {ledger} never reached")
+
+
+class _AtomicRun(_Run):
+    async def drive(self) -> tuple[Outcome, str]:
+        t = self.trade
+        ledger = t.cash.ledger
+        adapter = self.o.ledgers[ledger]
+        if "order" not in self.data:
+            now = await adapter.now()
+            order = DvpOrder(
+                seller=t.seller,
+                buyer=t.buyer,
+                security=t.security.asset,
+                security_amount=t.security.amount,
+                cash=t.cash.asset,
+                cash_amount=t.cash.amount,
+                deadline=adapter.expiry_after(now, self.spec.plan.holder_timeout),
+                nonce=_secrets.token_hex(32),
+            )
+            self.put(order=order.model_dump(mode="json"), order_id=adapter.order_id(order))
+        order = DvpOrder.model_validate(self.data["order"])
+        order_id = self.data["order_id"]
+
+        async def status() -> OrderStatus | None:
+            state = await adapter.get_order(order_id)
+            return state.status if state else None
+
+        await self.transact("propose", ledger, lambda: adapter.propose_dvp(order), lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
+        if not self.spec.behaviour.counter_locks:
+            return Outcome.ABORTED, f"buyer {t.buyer!r} did not accept; nothing moved"
+        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
+        return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
+
+
+async def _is(awaitable, allowed: set) -> bool:
+    return (await awaitable) in allowed
+
+
+class _HtlcRun(_Run):
+    """Cross-ledger DvP by hashed time-locks.
+
+    The secret holder's leg expires last; the other party audits it before
+    locking its own leg with the shorter expiry; the holder audits that lock and
+    claims it (revealing the secret) only while a safety margin remains; the
+    other party extracts the secret from its ledger and claims the holder's leg.
+    Every failure ends in refunds after expiry.
+    """
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        plan = self.spec.plan
+        self.holder = plan.secret_holder
+        self.counter = self.holder.other
+        self.first = plan.locks_first
+        self.second = self.first.other
+
+    def leg_name(self, role: Role) -> str:
+        return "security" if role is Role.SELLER else "cash"
+
+    def ledger_of(self, role: Role) -> str:
+        return self.trade.leg_sent_by(role).ledger
+
+    def adapter_of(self, role: Role) -> LedgerAdapter:
+        return self.o.ledgers[self.ledger_of(role)]
+
+    def terms_of(self, role: Role) -> HtlcTerms | None:
+        raw = self.data.get(f"terms_{self.leg_name(role)}")
+        return HtlcTerms.model_validate(raw) if raw else None
+
+    def lock_id_of(self, role: Role) -> str | None:
+        return self.data.get(f"lock_{self.leg_name(role)}")
+
+    # -- the drive ----------------------------------------------------------------------------
+    async def drive(self) -> tuple[Outcome, str]:
+        b = self.spec.behaviour
+        if not await self.lock(self.first):
+            return Outcome.ABORTED, "first leg was not locked; nothing moved"
+        try:
+            await self.audit(self.first)
+        except errors.LockError as exc:
+            return await self.unwind(f"audit of the first lock failed: {exc}")
+        counter_walks = self.second is self.counter and not b.counter_locks
+        if counter_walks or not await self.lock(self.second):
+            why = "counterparty never locked" if counter_walks else "too little time left to lock the second leg"
+            return await self.unwind(why)
+        try:
+            await self.audit(self.second)
+        except errors.LockError as exc:
+            return await self.unwind(f"audit of the second lock failed: {exc}")
+        if not b.holder_claims or not await self.holder_claim():
+            return await self.unwind("secret holder did not claim; no secret revealed")
+        preimage = await self.extract_secret()
+        if b.counter_claims and await self.counter_claim(preimage):
+            return Outcome.SETTLED, "both legs claimed"
+        return await self.principal_loss()
+
+    async def lock(self, role: Role) -> bool:
+        """Lock ``role``'s leg (idempotently); False if it is too late to do so safely."""
+        name = self.leg_name(role)
+        step = f"lock {name}"
+        adapter = self.adapter_of(role)
+        ledger = self.ledger_of(role)
+        if self.lock_id_of(role) is None:
+            timeout = self.spec.plan.holder_timeout if role is self.holder else self.spec.plan.counter_timeout
+            if role is self.second and not await self.second_window_ok():
+                return False
+            leg = self.trade.leg_sent_by(role)
+            terms = HtlcTerms(
+                sender=self.trade.party(role),
+                recipient=self.trade.party(role.other),
+                asset=leg.asset,
+                amount=leg.amount,
+                hashlock=self.data["hashlock"],
+                expiry=adapter.expiry_after(await adapter.now(), timeout),
+                nonce=_secrets.token_hex(32),
+            )
+            # Write-ahead: terms and lock id are on disk before the lock is broadcast.
+            self.put(**{f"terms_{name}": terms.model_dump(mode="json"), f"lock_{name}": adapter.lock_id(terms)})
+        terms = self.terms_of(role)
+        lock_id = self.lock_id_of(role)
+
+        async def exists() -> bool:
+            return await adapter.get_lock(lock_id) is not None
+
+        if not self.done(step) and not await exists():
+            if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter.finality.expected_seconds:
+                return False
+        await self.transact(step, ledger, lambda: adapter.lock(terms), exists)
+        return True
+
+    async def second_window_ok(self) -> bool:
+        """The gap left between the two expiries once the second leg locks now."""
+        first_terms = self.terms_of(self.first)
+        first_adapter = self.adapter_of(self.first)
+        left = first_adapter.seconds_left(await first_adapter.now(), first_terms.expiry)
+        plan = self.spec.plan
+        if self.first is self.holder:
+            b = budget(plan, first_adapter.finality, self.adapter_of(self.counter).finality)
+            return left - plan.counter_timeout >= b.gap_required
+        # The counterparty locked first; the holder's later lock only widens the gap,
+        # but the counter leg must still leave the holder time to claim.
+        return left > adapter_margin(self, self.counter)
+
+    async def audit(self, role: Role) -> None:
+        """The party receiving ``role``'s leg checks it on the ledger before going on."""
+        step = f"audit {self.leg_name(role)}"
+        if self.done(step):
+            return
+        adapter = self.adapter_of(role)
+        lock_id = self.lock_id_of(role)
+        state = await adapter.audit(lock_id, self.terms_of(role))
+        await self.note(step, "result", self.ledger_of(role), lock_id=lock_id, confirmations=state.confirmations)
+
+    async def holder_claim(self) -> bool:
+        """The secret holder claims the counter leg, revealing the secret, only with margin left."""
+        role = self.counter
+        step = f"claim {self.leg_name(role)}"
+        adapter = self.adapter_of(role)
+        lock_id = self.lock_id_of(role)
+        terms = self.terms_of(role)
+
+        async def claimed() -> bool:
+            state = await adapter.get_lock(lock_id)
+            return state is not None and state.status is LockStatus.CLAIMED
+
+        if not self.done(step) and not await claimed():
+            if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter_margin(self, role):
+                await self.note(step, "skipped", self.ledger_of(role), reason="inside the safety margin before expiry")
+                return False
+        secret = bytes.fromhex(self.data["secret"])
+        holder = self.trade.party(self.holder)
+        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, secret, submitter=holder), claimed)
+        return True
+
+    async def extract_secret(self) -> bytes:
+        """The counterparty learns the secret from the ledger, as it would in practice."""
+        role = self.counter
+        step = "extract secret"
+        adapter = self.adapter_of(role)
+        state = await adapter.get_lock(self.lock_id_of(role))
+        if state is None or state.preimage is None:
+            raise errors.SwapError(f"{step}: lock {self.lock_id_of(role)} shows no revealed preimage")
+        preimage = bytes.fromhex(state.preimage)
+        if hashlock_of(preimage).hex() != self.data["hashlock"]:
+            raise errors.InvalidPreimage(f"{step}: revealed preimage does not match the hashlock")
+        if not self.done(step):
+            await self.note(step, "result", self.ledger_of(role))
+        return preimage
+
+    async def counter_claim(self, preimage: bytes) -> bool:
+        role = self.holder
+        step = f"claim {self.leg_name(role)}"
+        adapter = self.adapter_of(role)
+        lock_id = self.lock_id_of(role)
+        terms = self.terms_of(role)
+
+        async def claimed() -> bool:
+            state = await adapter.get_lock(lock_id)
+            return state is not None and state.status is LockStatus.CLAIMED
+
+        if not self.done(step) and not await claimed():
+            if adapter.is_expired(await adapter.now(), terms.expiry):
+                return False
+        counter = self.trade.party(self.counter)
+        try:
+            await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=counter), claimed)
+        except errors.LockExpired:
+            return False
+        return True
+
+    # -- failure paths --------------------------------------------------------------------------
+    async def refund(self, role: Role) -> bool:
+        """Refund ``role``'s leg after its expiry, if it is still locked; True if refunded."""
+        lock_id = self.lock_id_of(role)
+        if lock_id is None:
+            return False
+        adapter = self.adapter_of(role)
+        state = await adapter.get_lock(lock_id)
+        if state is None:
+            return False
+        if state.status is LockStatus.CLAIMED:
+            return False
+        step = f"refund {self.leg_name(role)}"
+        if state.status is LockStatus.LOCKED:
+            await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
+        sender = self.trade.party(role)
+
+        async def refunded() -> bool:
+            s = await adapter.get_lock(lock_id)
+            return s is not None and s.status is LockStatus.REFUNDED
+
+        await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded)
+        return True
+
+    async def unwind(self, why: str) -> tuple[Outcome, str]:
+        """No secret revealed: every lock goes back to its sender after expiry."""
+        self.o.progress(self.id, f"unwinding: {why}")
+        # The shorter (counter) leg expires first; refund in expiry order.
+        refunded = [r for r in (self.counter, self.holder) if await self.refund(r)]
+        if not refunded:
+            return Outcome.ABORTED, f"{why}; nothing was locked"
+        legs = " and ".join(self.leg_name(r) for r in refunded)
+        return Outcome.REFUNDED, f"{why}; refunded {legs}"
+
+    async def principal_loss(self) -> tuple[Outcome, str]:
+        """The secret is public but the counterparty did not claim in time: the holder
+        refunds its own leg after expiry and ends with both legs (Stella's principal risk)."""
+        refunded = await self.refund(self.holder)
+        loser = self.trade.party(self.counter)
+        leg = self.trade.leg_sent_by(self.counter)
+        if not refunded:
+            return Outcome.SETTLED, "both legs claimed"
+        return (
+            Outcome.PRINCIPAL_LOSS,
+            f"{self.counter.value} {loser!r} lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was "
+            f"revealed but its claim was not made before the {self.leg_name(self.holder)} leg expired",
+        )
+
+
+def adapter_margin(run: _HtlcRun, role: Role) -> float:
+    """Seconds before ``role``'s leg expiry inside which the holder must not reveal the secret."""
+    plan = run.spec.plan
+    b = budget(plan, run.adapter_of(run.holder).finality, run.adapter_of(run.counter).finality)
+    return b.claim_margin + run.adapter_of(role).finality.expected_seconds

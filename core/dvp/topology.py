@@ -1,0 +1,42 @@
+"""What `dvp up` starts: named ledgers of some kinds, and the assets issued on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from .models import Asset, AssetKind, Frozen, Name
+
+
+class LedgerSpec(Frozen):
+    name: Name
+    kind: Name
+    options: dict[str, Any] = {}
+
+
+class Topology(Frozen):
+    ledgers: list[LedgerSpec] = Field(min_length=1)
+    assets: list[Asset] = []
+
+    def assets_on(self, ledger: str) -> list[Asset]:
+        return [a for a in self.assets if a.ledger == ledger]
+
+
+def _assets(ledger: str) -> list[Asset]:
+    return [
+        Asset(symbol="BOND", ledger=ledger, kind=AssetKind.SECURITY, decimals=0),
+        Asset(symbol="EUR", ledger=ledger, kind=AssetKind.CASH, decimals=2),
+    ]
+
+
+def evm_pair(block_time: float = 1.0) -> Topology:
+    """Two independent EVM chains (different chain ids), each with a bond and a cash token."""
+    names = ["evm-a", "evm-b"]
+    return Topology(
+        ledgers=[LedgerSpec(name=n, kind="ethereum", options={"block_time": block_time}) for n in names],
+        assets=[a for n in names for a in _assets(n)],
+    )
+
+
+DEFAULT = evm_pair
