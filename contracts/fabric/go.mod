@@ -2,4 +2,4 @@ module dvp/contracts/fabric
 
 go 1.22
 
-require google.golang.org/protobuf v1.36.6 // indirect
+require google.golang.org/protobuf v1.36.6

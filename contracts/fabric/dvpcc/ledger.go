@@ -63,23 +63,23 @@ func NewRules(skew time.Duration) *Rules {
 
 // Error codes carried at the start of every error message.
 const (
-	CodeBadArgument       = "DVP_BAD_ARGUMENT"
-	CodeUnauthorized      = "DVP_UNAUTHORIZED"
-	CodeInsufficientFunds = "DVP_INSUFFICIENT_FUNDS"
-	CodeClockSkew         = "DVP_CLOCK_SKEW"
-	CodeLockExists        = "DVP_LOCK_EXISTS"
-	CodeLockNotFound      = "DVP_LOCK_NOT_FOUND"
-	CodeLockNotActive     = "DVP_LOCK_NOT_ACTIVE"
-	CodeLockExpired       = "DVP_LOCK_EXPIRED"
-	CodeLockNotExpired    = "DVP_LOCK_NOT_EXPIRED"
-	CodeInvalidPreimage   = "DVP_INVALID_PREIMAGE"
-	CodeOrderExists       = "DVP_ORDER_EXISTS"
-	CodeOrderNotFound     = "DVP_ORDER_NOT_FOUND"
-	CodeOrderNotOpen      = "DVP_ORDER_NOT_OPEN"
-	CodeOrderExpired      = "DVP_ORDER_EXPIRED"
-	CodeNotInitialised    = "DVP_NOT_INITIALISED"
+	CodeBadArgument        = "DVP_BAD_ARGUMENT"
+	CodeUnauthorized       = "DVP_UNAUTHORIZED"
+	CodeInsufficientFunds  = "DVP_INSUFFICIENT_FUNDS"
+	CodeClockSkew          = "DVP_CLOCK_SKEW"
+	CodeLockExists         = "DVP_LOCK_EXISTS"
+	CodeLockNotFound       = "DVP_LOCK_NOT_FOUND"
+	CodeLockNotActive      = "DVP_LOCK_NOT_ACTIVE"
+	CodeLockExpired        = "DVP_LOCK_EXPIRED"
+	CodeLockNotExpired     = "DVP_LOCK_NOT_EXPIRED"
+	CodeInvalidPreimage    = "DVP_INVALID_PREIMAGE"
+	CodeOrderExists        = "DVP_ORDER_EXISTS"
+	CodeOrderNotFound      = "DVP_ORDER_NOT_FOUND"
+	CodeOrderNotOpen       = "DVP_ORDER_NOT_OPEN"
+	CodeOrderExpired       = "DVP_ORDER_EXPIRED"
+	CodeNotInitialised     = "DVP_NOT_INITIALISED"
 	CodeAlreadyInitialised = "DVP_ALREADY_INITIALISED"
-	CodeInternal          = "DVP_INTERNAL"
+	CodeInternal           = "DVP_INTERNAL"
 )
 
 // Error is a rule violation with a stable code.
@@ -106,11 +106,11 @@ func CodeOf(err error) string {
 // Key prefixes.  Parts are joined with NUL, which validated inputs never
 // contain, so two different tuples never map onto one key.
 const (
-	sep          = "\x00"
-	prefixBal    = "bal"
-	prefixLock   = "htlc"
-	prefixOrder  = "order"
-	keyIssuer    = "meta" + sep + "issuer"
+	sep         = "\x00"
+	prefixBal   = "bal"
+	prefixLock  = "htlc"
+	prefixOrder = "order"
+	keyIssuer   = "meta" + sep + "issuer"
 )
 
 func key(parts ...string) string { return strings.Join(parts, sep) }
