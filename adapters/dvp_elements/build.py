@@ -1,0 +1,58 @@
+"""Make the node binaries available: btcd and btcctl, built from the pinned Go module.
+
+The same recipe is the ``btcd-bins`` target of ``mk/utxo.mk``; both install into
+``${DVP_CACHE:-$HOME/.cache/dvp}/btcd-<version>/bin`` outside the repository and
+do nothing when the binaries are already there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from dvp.errors import ConfigError
+
+BTCD_MODULE = "github.com/btcsuite/btcd"
+BTCD_VERSION = "v0.24.2"  # keep in step with BTCD_VERSION in mk/utxo.mk
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DVP_CACHE") or Path.home() / ".cache" / "dvp")
+
+
+def btcd_bin_dir(version: str = BTCD_VERSION) -> Path:
+    return cache_dir() / f"btcd-{version}" / "bin"
+
+
+def btcd_path(version: str = BTCD_VERSION) -> Path:
+    override = os.environ.get("DVP_BTCD")
+    return Path(override) if override else btcd_bin_dir(version) / "btcd"
+
+
+def ensure_btcd(version: str = BTCD_VERSION) -> Path:
+    """Build btcd and btcctl with ``go install`` unless they are cached; return btcd's path."""
+    path = btcd_path(version)
+    bindir = btcd_bin_dir(version)
+    if path.is_file() and (os.environ.get("DVP_BTCD") or (bindir / "btcctl").is_file()):
+        return path
+    go = shutil.which("go")
+    if go is None:
+        raise ConfigError(f"btcd {version} is not in {bindir} and no Go toolchain is on PATH to build it (make btcd-bins)")
+    bindir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, GOBIN=str(bindir), CGO_ENABLED="0")
+    proc = subprocess.run(
+        [go, "install", f"{BTCD_MODULE}@{version}", f"{BTCD_MODULE}/cmd/btcctl@{version}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    if proc.returncode != 0 or not path.is_file():
+        raise ConfigError(f"building btcd {version} failed: {proc.stderr.strip()[-2000:]}")
+    return path
+
+
+if __name__ == "__main__":  # python -m dvp_elements.build
+    print(ensure_btcd())

@@ -1,0 +1,252 @@
+"""Wallet-less UTXO tracking by reading the chain.
+
+:class:`ChainView` follows the node's best chain block by block
+(``getblockhash`` + ``getblock <hash> 0``), parses each raw block locally and
+keeps, from ``start_height`` up:
+
+* every output created (outpoint -> :class:`~.tx.Utxo`), indexed by scriptPubKey,
+* every spend (outpoint -> :class:`Spend`, with the spending witness, which is
+  where an HTLC claim reveals its preimage),
+* the height of every transaction,
+
+plus an overlay of the node's mempool (``getrawmempool`` +
+``getrawtransaction <txid> 0``, which needs no tx index).  Re-organisations are
+undone block by block back to the fork point.
+
+Why this and not btcd's address index (``searchrawtransactions``) or a node
+wallet: the calls used here exist unchanged on btcd, bitcoind and elementsd and
+need no optional index, the scripts watched (P2WSH HTLCs the framework has not
+seen funded yet) need no import step, and a claim's witness is at hand the
+moment the block arrives.  The cost is memory proportional to the chain since
+``start_height``: right for local dev chains and for a recent ``start_height``
+on public ones, not for scanning mainnet from genesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from bitcoin.core import CBlock, CTransaction, b2lx
+
+from .dialect import Dialect
+from .rpc import RpcClient, RpcError
+from .tx import Utxo, txid_of
+
+Outpoint = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Spend:
+    outpoint: Outpoint
+    txid: str  # the spending transaction
+    vin: int
+    witness: tuple[bytes, ...]
+    height: int | None  # None while in the mempool
+    tx: CTransaction = field(compare=False, repr=False)
+
+
+@dataclass
+class _BlockUndo:
+    height: int
+    hash: str
+    time: int
+    created: list[Outpoint] = field(default_factory=list)
+    spent: list[Outpoint] = field(default_factory=list)
+    txids: list[str] = field(default_factory=list)
+
+
+class _Layer:
+    def __init__(self) -> None:
+        self.outputs: dict[Outpoint, Utxo] = {}
+        self.by_script: dict[bytes, set[Outpoint]] = {}
+        self.spends: dict[Outpoint, Spend] = {}
+
+    def add_tx(self, tx: CTransaction, height: int | None, undo: _BlockUndo | None = None) -> str:
+        txid = txid_of(tx)
+        coinbase = tx.is_coinbase()
+        if not coinbase:
+            for i, txin in enumerate(tx.vin):
+                op = (b2lx(txin.prevout.hash), txin.prevout.n)
+                wit = tuple(bytes(x) for x in tx.wit.vtxinwit[i].scriptWitness.stack) if i < len(tx.wit.vtxinwit) else ()
+                self.spends[op] = Spend(op, txid, i, wit, height, tx)
+                if undo is not None:
+                    undo.spent.append(op)
+        for n, out in enumerate(tx.vout):
+            op = (txid, n)
+            spk = bytes(out.scriptPubKey)
+            self.outputs[op] = Utxo(txid, n, out.nValue, spk, height, coinbase)
+            self.by_script.setdefault(spk, set()).add(op)
+            if undo is not None:
+                undo.created.append(op)
+        return txid
+
+    def remove_output(self, op: Outpoint) -> None:
+        u = self.outputs.pop(op, None)
+        if u is not None:
+            s = self.by_script.get(u.script_pubkey)
+            if s:
+                s.discard(op)
+
+
+class ChainView:
+    def __init__(
+        self,
+        rpc: RpcClient,
+        dialect: Dialect,
+        *,
+        start_height: int = 0,
+        coinbase_maturity: int = 100,
+        max_mempool: int = 5000,
+    ):
+        self.rpc = rpc
+        self.dialect = dialect
+        self.start_height = start_height
+        self.coinbase_maturity = coinbase_maturity
+        self.max_mempool = max_mempool
+        self._chain = _Layer()
+        self._mem = _Layer()
+        self._blocks: list[_BlockUndo] = []
+        self._tx_height: dict[str, int] = {}
+        self._mem_txs: dict[str, CTransaction] = {}
+        self._local: dict[str, CTransaction] = {}  # broadcast by us, not yet seen in a block
+        self._lock = asyncio.Lock()
+
+    # -- following the chain ------------------------------------------------------------
+    @property
+    def height(self) -> int:
+        return self._blocks[-1].height if self._blocks else self.start_height - 1
+
+    @property
+    def tip_time(self) -> int:
+        return self._blocks[-1].time if self._blocks else 0
+
+    @property
+    def tip_hash(self) -> str | None:
+        return self._blocks[-1].hash if self._blocks else None
+
+    async def refresh(self, *, mempool: bool = True) -> int:
+        """Catch up with the node's best chain (and mempool); returns the tip height."""
+        async with self._lock:
+            for _ in range(10):
+                if await self._follow():
+                    break
+            if mempool:
+                await self._sync_mempool()
+            return self.height
+
+    async def _follow(self) -> bool:
+        count = await self.rpc.call("getblockcount")
+        # Re-organisation: drop our blocks that are no longer on the best chain.
+        while self._blocks:
+            top = self._blocks[-1]
+            if top.height <= count and await self.rpc.call("getblockhash", top.height) == top.hash:
+                break
+            self._undo(self._blocks.pop())
+        h = self.height + 1
+        while h <= count:
+            block_hash = await self.rpc.call("getblockhash", h)
+            block = self.dialect.parse_block(await self.rpc.call("getblock", block_hash, 0))
+            if self._blocks and b2lx(block.hashPrevBlock) != self._blocks[-1].hash:
+                return False  # the chain moved under us: start over from the fork
+            self._apply(block, h, block_hash)
+            h += 1
+        return True
+
+    def _apply(self, block: CBlock, height: int, block_hash: str) -> None:
+        undo = _BlockUndo(height, block_hash, block.nTime)
+        for tx in block.vtx:
+            txid = self._chain.add_tx(tx, height, undo)
+            self._tx_height[txid] = height
+            undo.txids.append(txid)
+            self._local.pop(txid, None)
+        self._blocks.append(undo)
+
+    def _undo(self, undo: _BlockUndo) -> None:
+        for op in undo.created:
+            self._chain.remove_output(op)
+        for op in undo.spent:
+            self._chain.spends.pop(op, None)
+        for txid in undo.txids:
+            self._tx_height.pop(txid, None)
+
+    async def _sync_mempool(self) -> None:
+        txids = await self.rpc.call("getrawmempool")
+        if len(txids) > self.max_mempool:
+            txids = [t for t in txids if t in self._mem_txs or t in self._local]
+        fresh: dict[str, CTransaction] = {}
+        for txid in txids:
+            tx = self._mem_txs.get(txid) or self._local.get(txid)
+            if tx is None:
+                try:
+                    tx = self.dialect.parse_tx(await self.rpc.call("getrawtransaction", txid, 0))
+                except RpcError:
+                    continue  # left the mempool meanwhile
+            fresh[txid] = tx
+        self._mem_txs = fresh
+        # Our own broadcasts that are neither mined nor in the mempool were dropped.
+        self._local = {t: tx for t, tx in self._local.items() if t in fresh}
+        self._rebuild_mempool()
+
+    def _rebuild_mempool(self) -> None:
+        self._mem = _Layer()
+        for tx in list(self._mem_txs.values()) + [t for k, t in self._local.items() if k not in self._mem_txs]:
+            self._mem.add_tx(tx, None)
+
+    def add_local(self, tx: CTransaction) -> str:
+        """Record a transaction the node just accepted, before the next refresh."""
+        txid = txid_of(tx)
+        self._local[txid] = tx
+        self._mem_txs[txid] = tx
+        self._rebuild_mempool()
+        return txid
+
+    # -- queries ------------------------------------------------------------------------
+    def confirmations(self, height: int | None) -> int:
+        return 0 if height is None else max(0, self.height - height + 1)
+
+    def tx_height(self, txid: str) -> int | None:
+        return self._tx_height.get(txid)
+
+    def in_mempool(self, txid: str) -> bool:
+        return txid in self._mem_txs
+
+    def mempool_tx(self, txid: str) -> CTransaction | None:
+        return self._mem_txs.get(txid)
+
+    def spend_of(self, op: Outpoint) -> Spend | None:
+        return self._chain.spends.get(op) or self._mem.spends.get(op)
+
+    def outputs_to(self, script_pubkey: bytes, *, mempool: bool = True) -> list[Utxo]:
+        """Every output ever paid to ``script_pubkey`` (spent or not), oldest first."""
+        ops = set(self._chain.by_script.get(script_pubkey, ()))
+        outs = [self._chain.outputs[o] for o in ops]
+        if mempool:
+            outs += [self._mem.outputs[o] for o in self._mem.by_script.get(script_pubkey, ()) if o not in ops]
+        return sorted(outs, key=lambda u: (u.height is None, u.height or 0, u.txid, u.vout))
+
+    def unspent(self, script_pubkey: bytes, *, include_unconfirmed: bool = True, spendable_only: bool = True) -> list[Utxo]:
+        """Unspent outputs to ``script_pubkey``, spends in the mempool counted as spent.
+
+        ``spendable_only`` leaves out coinbase outputs not yet mature for the next block.
+        """
+        next_height = self.height + 1
+        result = []
+        for u in self.outputs_to(script_pubkey, mempool=include_unconfirmed):
+            if self.spend_of(u.outpoint) is not None:
+                continue
+            if spendable_only and u.coinbase and (u.height is None or next_height - u.height < self.coinbase_maturity):
+                continue
+            result.append(u)
+        return result
+
+    def balance(self, script_pubkey: bytes, *, min_conf: int = 1) -> int:
+        """Confirmed outputs not spent in a block or the mempool, plus our own change."""
+        total = 0
+        for u in self.unspent(script_pubkey, spendable_only=False):
+            if u.height is None and u.txid not in self._local:
+                continue
+            if u.height is not None and self.confirmations(u.height) < min_conf:
+                continue
+            total += u.value
+        return total

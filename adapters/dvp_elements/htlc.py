@@ -1,0 +1,190 @@
+"""HTLC operations on one UTXO ledger: fund, claim, refund, find, audit, reveal.
+
+Everything is signed locally by keys the caller holds and broadcast with
+``sendrawtransaction``; the node's mempool and consensus rules are the judge
+(a rejected transaction raises :class:`~.rpc.RpcError` carrying the node's
+reason).  Amounts are satoshis of the ledger's native coin: the asset concept
+is kept to :class:`NativeAsset` so that Elements issued assets can slot in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitcoin.core import CTransaction
+
+from .chain import ChainView
+from .dialect import Dialect
+from .keys import Key
+from .rpc import RpcClient
+from .script import HtlcScript, parse_htlc_witness
+from .tx import (
+    TxBuildError,
+    Utxo,
+    build_htlc_spend,
+    build_payment,
+    min_htlc_amount,
+    select_coins,
+    tx_hex,
+    txid_of,
+)
+
+
+@dataclass(frozen=True)
+class NativeAsset:
+    """The chain's own coin, in satoshis.  Elements issued assets will add an asset id."""
+
+    symbol: str = "BTC"
+    kind: str = "native"
+
+
+class AuditError(Exception):
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NoFunding(AuditError):
+    pass
+
+
+@dataclass(frozen=True)
+class Funding:
+    utxo: Utxo
+    confirmations: int
+
+
+@dataclass(frozen=True)
+class HtlcStatus:
+    """What the chain says about one HTLC script."""
+
+    htlc: HtlcScript
+    outputs: list[Utxo]  # every output ever paid to the script
+    unspent: list[Utxo]
+    claim_txid: str | None = None
+    refund_txid: str | None = None
+    preimage: bytes | None = None
+    spend_height: int | None = None
+
+
+class UtxoLedger:
+    def __init__(self, rpc: RpcClient, dialect: Dialect, view: ChainView, *, fee_rate: float = 2.0):
+        self.rpc = rpc
+        self.dialect = dialect
+        self.view = view
+        self.fee_rate = fee_rate
+
+    # -- transactions -------------------------------------------------------------------
+    async def broadcast(self, tx: CTransaction) -> str:
+        txid = await self.rpc.call("sendrawtransaction", tx_hex(tx))
+        self.view.add_local(tx)
+        return txid
+
+    async def pay(self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True) -> CTransaction:
+        """Build and sign (not broadcast) a payment from ``key``'s outputs."""
+        utxos = self.view.unspent(key.script_pubkey, include_unconfirmed=include_unconfirmed)
+        out_vbytes = sum(9 + len(s) for s, _ in outputs)
+        chosen = select_coins(utxos, sum(v for _, v in outputs), self.fee_rate, out_vbytes)
+        tx, _fee = build_payment(key, chosen, outputs, self.fee_rate)
+        return tx
+
+    def funding_tx(self, sender: Key, htlc: HtlcScript, amount: int) -> CTransaction:
+        if htlc.sender_pubkey != sender.pubkey:
+            raise TxBuildError("the HTLC's sender key is not the funding key")
+        floor = min_htlc_amount(htlc, self.fee_rate)
+        if amount < floor:
+            raise TxBuildError(f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust")
+        utxos = self.view.unspent(sender.script_pubkey)
+        chosen = select_coins(utxos, amount, self.fee_rate, 43)
+        tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)
+        return tx
+
+    async def fund(self, sender: Key, htlc: HtlcScript, amount: int) -> tuple[str, int]:
+        """Lock ``amount`` sat in the HTLC; returns the funding outpoint."""
+        tx = self.funding_tx(sender, htlc, amount)
+        txid = await self.broadcast(tx)
+        vout = next(i for i, o in enumerate(tx.vout) if bytes(o.scriptPubKey) == htlc.script_pubkey)
+        return txid, vout
+
+    def claim_tx(self, htlc: HtlcScript, key: Key, preimage: bytes, utxos: list[Utxo] | None = None, **kw) -> CTransaction:
+        utxos = utxos if utxos is not None else self.view.unspent(htlc.script_pubkey)
+        tx, _ = build_htlc_spend(htlc, utxos, key, self.fee_rate, preimage=preimage, **kw)
+        return tx
+
+    def refund_tx(self, htlc: HtlcScript, key: Key, utxos: list[Utxo] | None = None, **kw) -> CTransaction:
+        utxos = utxos if utxos is not None else self.view.unspent(htlc.script_pubkey)
+        tx, _ = build_htlc_spend(htlc, utxos, key, self.fee_rate, refund=True, **kw)
+        return tx
+
+    async def claim(self, htlc: HtlcScript, key: Key, preimage: bytes) -> str:
+        return await self.broadcast(self.claim_tx(htlc, key, preimage))
+
+    async def refund(self, htlc: HtlcScript, key: Key) -> str:
+        return await self.broadcast(self.refund_tx(htlc, key))
+
+    async def mine(self, n: int, address: str) -> list[str]:
+        hashes = await self.dialect.mine(self.rpc, n, address)
+        await self.view.refresh()
+        return hashes
+
+    # -- reading ------------------------------------------------------------------------
+    def status(self, htlc: HtlcScript) -> HtlcStatus:
+        outs = self.view.outputs_to(htlc.script_pubkey)
+        unspent, claim, refund, preimage, spend_height = [], None, None, None, None
+        for u in outs:
+            spend = self.view.spend_of(u.outpoint)
+            if spend is None:
+                unspent.append(u)
+                continue
+            seen = parse_htlc_witness(spend.witness)
+            if seen is None or seen.htlc != htlc:
+                continue  # cannot happen for a P2WSH output the node accepted a spend of
+            if seen.path == "claim":
+                claim = claim or spend.txid
+                preimage = preimage or seen.preimage
+            else:
+                refund = refund or spend.txid
+            if spend.height is not None:
+                spend_height = max(spend_height or 0, spend.height)
+        return HtlcStatus(htlc, outs, unspent, claim, refund, preimage, spend_height)
+
+    def extract_preimage(self, htlc: HtlcScript) -> bytes | None:
+        """The secret, read from the witness of a claim of this HTLC (chain or mempool)."""
+        return self.status(htlc).preimage
+
+    def audit(
+        self,
+        htlc: HtlcScript,
+        amount: int,
+        *,
+        min_confirmations: int = 1,
+        min_blocks_left: int = 1,
+        lock_id: str | None = None,
+    ) -> Funding:
+        """Find the funding output of ``htlc`` and check it against the agreed terms.
+
+        The script is rebuilt from the terms (recipient key, sender key, hash,
+        lock height) and must be byte for byte the one the output commits to;
+        then amount, that it is unspent, its confirmations and the blocks left
+        before the lock height.  Raises :class:`AuditError` naming the first
+        mismatch.  Call after :meth:`ChainView.refresh`.
+        """
+        if lock_id is not None and lock_id != htlc.script_hash.hex():
+            raise AuditError("script", f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})")
+        outs = self.view.outputs_to(htlc.script_pubkey)
+        if not outs:
+            raise NoFunding("funding", f"no output pays the HTLC script {htlc.script_hash.hex()}")
+        st = self.status(htlc)
+        if st.claim_txid or st.refund_txid:
+            raise AuditError("status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}")
+        candidates = [u for u in st.unspent if u.value == amount]
+        if not candidates:
+            raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")
+        best = max(candidates, key=lambda u: self.view.confirmations(u.height))
+        conf = self.view.confirmations(best.height)
+        if conf < min_confirmations:
+            raise AuditError("confirmations", f"{conf} < {min_confirmations} required (funding {best.txid}:{best.vout})")
+        left = htlc.lock_height - self.view.height
+        if left < min_blocks_left:
+            raise AuditError("lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required")
+        return Funding(best, conf)

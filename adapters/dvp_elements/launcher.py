@@ -1,0 +1,243 @@
+"""Local btcd regtest nodes for dvp: ``kind = "utxo"``.
+
+``start`` runs one ``btcd --regtest`` per ledger name, RPC only (no P2P
+listener) on ``127.0.0.1:<port_base + i>`` without TLS (btcd allows ``--notls``
+on loopback only), logs in ``<run_dir>/<name>/``.  It then drives the chain to
+a state the framework can use:
+
+1. mines :data:`INITIAL_BLOCKS` blocks to the ``miner`` key: btcd's regtest
+   activates segwit by BIP9 signalling at height 432, and coinbases need 100
+   confirmations to be spent;
+2. pays each party (seller, buyer, issuer) :data:`PARTY_OUTPUTS` outputs of
+   :data:`PARTY_OUTPUT_SAT` from mature coinbases, signed locally, and mines
+   them in;
+3. optionally starts a block clock (``python -m dvp_elements.miner``) that
+   mines a block every ``block_interval`` seconds, as a real chain would.
+
+Keys are deterministic dev keys per (ledger name, party) and travel in the
+returned config as WIF.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, TypeVar
+
+from dvp.errors import LedgerUnavailable
+from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+
+from .build import BTCD_VERSION, ensure_btcd
+from .chain import ChainView
+from .dialect import dialect_for
+from .htlc import UtxoLedger
+from .keys import Key
+from .rpc import RpcClient, RpcError, RpcUnavailable
+
+PARTIES = ("seller", "buyer", "issuer")
+MINER = "miner"
+SEGWIT_HEIGHT = 432
+INITIAL_BLOCKS = 440
+PARTY_OUTPUTS = 5
+PARTY_OUTPUT_SAT = 10 * 100_000_000
+RPC_USER = "dvp"
+
+T = TypeVar("T")
+
+
+def run_sync(coro: Awaitable[T]) -> T:
+    """Run a coroutine from sync code, also when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def stop_process_group(pid: int, timeout: float = 10.0) -> None:
+    """SIGTERM the process group led by ``pid``, SIGKILL after ``timeout``."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:  # not our child: poll for existence
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.05)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+class UtxoLauncher(NodeLauncher):
+    kind = "utxo"
+
+    def __init__(self, block_interval: float | None = 1.0, confirmations: int = 1, fee_rate: float = 2.0):
+        self.block_interval = block_interval
+        self.confirmations = confirmations
+        self.fee_rate = fee_rate
+        self._btcd: Path | None = None
+
+    def prepare(self) -> None:
+        self._btcd = ensure_btcd()
+
+    def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
+        if self._btcd is None:
+            self.prepare()
+        run_dir = Path(run_dir)
+        started: list[int] = []
+        ledgers: list[LaunchedLedger] = []
+        try:
+            for i, name in enumerate(names):
+                ledgers.append(self._start_one(name, run_dir / name, port_base + i, started))
+        except BaseException:
+            for pid in reversed(started):
+                stop_process_group(pid)
+            raise
+        return ledgers
+
+    # ---------------------------------------------------------------------------------
+    def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
+        node_dir.mkdir(parents=True, exist_ok=True)
+        keys = {p: Key.dev(name, p) for p in (MINER, *PARTIES)}
+        password = secrets.token_hex(16)
+        url = f"http://127.0.0.1:{port}"
+        conf = node_dir / "btcd.conf"
+        conf.write_text("# dvp: every setting is on the command line\n")
+        log = node_dir / "btcd.log"
+        cmd = [
+            str(self._btcd),
+            "--regtest",
+            f"--configfile={conf}",
+            f"--datadir={node_dir / 'data'}",
+            f"--logdir={node_dir / 'logs'}",
+            "--nolisten",
+            "--nodnsseed",
+            f"--rpclisten=127.0.0.1:{port}",
+            "--notls",
+            f"--rpcuser={RPC_USER}",
+            f"--rpcpass={password}",
+            f"--miningaddr={keys[MINER].address}",
+            "--txindex",
+            "--rejectnonstd",
+            "--debuglevel=info",
+        ]
+        env = dict(os.environ, HOME=str(node_dir))  # btcd makes ~/.btcd even when unused
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=env, cwd=node_dir,
+            )  # fmt: skip
+        started.append(proc.pid)
+        (node_dir / "btcd.cmd").write_text(" ".join(c if "--rpcpass" not in c else "--rpcpass=***" for c in cmd) + "\n")
+        pids = [proc.pid]
+        logs = [str(log)]
+
+        info = run_sync(self._bootstrap(url, password, keys, proc, log))
+
+        if self.block_interval:
+            mlog = node_dir / "miner.log"
+            menv = dict(os.environ, DVP_UTXO_RPC_PASSWORD=password)
+            pkg_parent = str(Path(__file__).resolve().parent.parent)
+            menv["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")]))
+            with open(mlog, "ab") as out:
+                miner = subprocess.Popen(
+                    [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
+                     "--interval", str(self.block_interval), "--dialect", "btcd"],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True, env=menv, cwd=node_dir,
+                )  # fmt: skip
+            started.append(miner.pid)
+            pids.append(miner.pid)
+            logs.append(str(mlog))
+
+        config = {
+            "kind": "utxo",
+            "rpc_url": url,
+            "rpc_user": RPC_USER,
+            "rpc_password": password,
+            "network": "regtest",
+            "dialect": "btcd",
+            "keys": {p: k.wif for p, k in keys.items()},
+            "issuer": "issuer",
+            "miner": MINER,
+            "confirmations": self.confirmations,
+            "block_interval": self.block_interval or 1.0,
+            "fee_rate": self.fee_rate,
+            "dev": True,
+            "start_height": 0,
+        }
+        (node_dir / "ledger.json").write_text(
+            json.dumps({"name": name, "btcd": BTCD_VERSION, "pids": pids, "height": info["height"],
+                        "addresses": {p: k.address for p, k in keys.items()}}, indent=2)
+        )  # fmt: skip
+        return LaunchedLedger(name=name, kind=self.kind, config=config, pids=pids, logs=logs)
+
+    async def _bootstrap(self, url: str, password: str, keys: dict[str, Key], proc, log: Path) -> dict[str, Any]:
+        async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise LedgerUnavailable(f"btcd exited with {proc.returncode} during start-up: {_tail(log)}")
+                try:
+                    await rpc.call("getblockchaininfo")
+                    break
+                except (RpcUnavailable, RpcError) as exc:
+                    if time.monotonic() > deadline:
+                        raise LedgerUnavailable(f"btcd at {url} not ready after 60 s ({exc}): {_tail(log)}") from exc
+                    await asyncio.sleep(0.2)
+            dialect = dialect_for("btcd")
+            view = ChainView(rpc, dialect)
+            ledger = UtxoLedger(rpc, dialect, view, fee_rate=self.fee_rate)
+            count = await rpc.call("getblockcount")
+            if count < INITIAL_BLOCKS:
+                await dialect.mine(rpc, INITIAL_BLOCKS - count, keys[MINER].address)
+            info = await rpc.call("getblockchaininfo")
+            segwit = (info.get("bip9_softforks") or {}).get("segwit", {}).get("status")
+            if segwit != "active":
+                raise LedgerUnavailable(f"segwit is not active on the btcd regtest chain at height {info.get('blocks')} ({segwit})")
+            await view.refresh()
+            outputs = [(keys[p].script_pubkey, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)]
+            if all(view.balance(keys[p].script_pubkey) == 0 for p in PARTIES):
+                tx = await ledger.pay(keys[MINER], outputs, include_unconfirmed=False)
+                await ledger.broadcast(tx)
+                await ledger.mine(1, keys[MINER].address)
+            return {"height": view.height}
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return "(no log)"

@@ -1,0 +1,234 @@
+"""Build and sign transactions locally: wallet spends, HTLC funding, claim, refund.
+
+Only two output types exist here: P2WPKH (a party's wallet) and P2WSH (an HTLC).
+Fees are explicit: ``fee_rate`` in satoshis per virtual byte times the virtual
+size measured on the transaction with placeholder witnesses of the largest
+size a signature can take, so the real transaction never pays less than asked.
+No output is ever below :data:`DUST_LIMIT`: change below it goes to the fee,
+and an HTLC whose claim or refund could not pay its fee above dust is refused
+before it is funded (DESIGN rule 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bitcoin.core import COutPoint, CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction, lx, b2lx
+from bitcoin.core.script import (
+    SIGHASH_ALL,
+    SIGVERSION_WITNESS_V0,
+    CScript,
+    CScriptWitness,
+    SignatureHash,
+)
+from bitcoin.core import CTxInWitness, CTxWitness
+from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160
+from bitcoin.core import Hash160
+
+from .keys import Key, p2wpkh_script
+from .script import HtlcScript, claim_witness, refund_witness
+
+# 546 sat: the classic P2PKH dust threshold, above every segwit output's.
+DUST_LIMIT = 546
+SEQUENCE_FINAL = 0xFFFFFFFF
+SEQUENCE_NONFINAL = 0xFFFFFFFE  # enables nLockTime (refunds), no RBF signalling
+_MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER sig with its hashtype byte
+
+
+class TxBuildError(ValueError):
+    """The transaction cannot be built as asked (funds, dust, fee)."""
+
+
+@dataclass(frozen=True)
+class Utxo:
+    txid: str  # display hex (big-endian), as RPC shows it
+    vout: int
+    value: int  # satoshis
+    script_pubkey: bytes
+    height: int | None = None  # None while unconfirmed
+    coinbase: bool = False
+
+    @property
+    def outpoint(self) -> tuple[str, int]:
+        return (self.txid, self.vout)
+
+
+def txid_of(tx: CTransaction) -> str:
+    return b2lx(tx.GetTxid())
+
+
+def vsize(tx: CTransaction) -> int:
+    return (tx.calc_weight() + 3) // 4
+
+
+def _p2pkh_code(pubkey: bytes) -> CScript:
+    return CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG])
+
+
+def _sighash(tx: CMutableTransaction, index: int, script_code: bytes, amount: int) -> bytes:
+    return SignatureHash(CScript(script_code), tx, index, SIGHASH_ALL, amount=amount, sigversion=SIGVERSION_WITNESS_V0)
+
+
+def _sign(key: Key, tx, index, script_code, amount) -> bytes:
+    return key.sign(_sighash(tx, index, script_code, amount)) + bytes([SIGHASH_ALL])
+
+
+def _with_witness(tx: CMutableTransaction, stacks: list[list[bytes]]) -> CTransaction:
+    tx.wit = CTxWitness([CTxInWitness(CScriptWitness(s)) for s in stacks])
+    return CTransaction.from_tx(tx)
+
+
+def _txin(u: Utxo, sequence: int) -> CMutableTxIn:
+    return CMutableTxIn(COutPoint(lx(u.txid), u.vout), nSequence=sequence)
+
+
+def fee_for(vbytes: int, fee_rate: float) -> int:
+    return int(-(-vbytes * fee_rate // 1))  # ceil
+
+
+# --- wallet spends (P2WPKH inputs) ------------------------------------------------------
+
+
+def select_coins(utxos: list[Utxo], target: int, fee_rate: float, n_outputs_vbytes: int) -> list[Utxo]:
+    """Largest first until the target plus the fee for the inputs so far is covered."""
+    chosen: list[Utxo] = []
+    total = 0
+    for u in sorted(utxos, key=lambda u: (u.height is None, -u.value, u.txid, u.vout)):
+        chosen.append(u)
+        total += u.value
+        est = 11 + n_outputs_vbytes + 68 * len(chosen) + 31  # with a change output
+        if total >= target + fee_for(est, fee_rate):
+            return chosen
+    raise TxBuildError(f"insufficient funds: need {target} sat plus fee, have {total} sat in {len(utxos)} outputs")
+
+
+def build_payment(
+    key: Key,
+    utxos: list[Utxo],
+    outputs: list[tuple[bytes, int]],
+    fee_rate: float,
+    *,
+    change_script: bytes | None = None,
+) -> tuple[CTransaction, int]:
+    """Spend ``key``'s P2WPKH ``utxos`` to ``outputs`` [(script_pubkey, sat)], change back.
+
+    Returns the signed transaction and its fee.  ``utxos`` are all spent: select
+    them first with :func:`select_coins`.
+    """
+    if not utxos:
+        raise TxBuildError("no inputs")
+    for spk, value in outputs:
+        if value < DUST_LIMIT:
+            raise TxBuildError(f"output of {value} sat is below the dust limit ({DUST_LIMIT})")
+    own = key.script_pubkey
+    for u in utxos:
+        if u.script_pubkey != own:
+            raise TxBuildError(f"input {u.txid}:{u.vout} is not paid to this key")
+    change_script = change_script or own
+    total_in = sum(u.value for u in utxos)
+    total_out = sum(v for _, v in outputs)
+
+    def assemble(change: int | None, stacks) -> CTransaction:
+        tx = CMutableTransaction(
+            [_txin(u, SEQUENCE_FINAL) for u in utxos],
+            [CMutableTxOut(v, CScript(s)) for s, v in outputs]
+            + ([CMutableTxOut(change, CScript(change_script))] if change is not None else []),
+            nLockTime=0,
+            nVersion=2,
+        )
+        if stacks is None:  # sign
+            code = _p2pkh_code(key.pubkey)
+            stacks = [[_sign(key, tx, i, code, u.value), key.pubkey] for i, u in enumerate(utxos)]
+        return _with_witness(tx, stacks)
+
+    placeholder = [[_MAX_SIG, key.pubkey] for _ in utxos]
+    fee_with_change = fee_for(vsize(assemble(DUST_LIMIT, placeholder)), fee_rate)
+    change = total_in - total_out - fee_with_change
+    if change >= DUST_LIMIT:
+        return assemble(change, None), fee_with_change
+    fee_no_change = fee_for(vsize(assemble(None, placeholder)), fee_rate)
+    if total_in - total_out < fee_no_change:
+        raise TxBuildError(f"insufficient funds: inputs {total_in} sat < outputs {total_out} + fee {fee_no_change}")
+    return assemble(None, None), total_in - total_out
+
+
+# --- HTLC spends ----------------------------------------------------------------------
+
+
+def _htlc_spend_vsize(htlc: HtlcScript, n_inputs: int, claim: bool) -> int:
+    script = htlc.script
+    stack = claim_witness(_MAX_SIG, b"\x00" * 32, script) if claim else refund_witness(_MAX_SIG, script)
+    tx = CMutableTransaction(
+        [CMutableTxIn(COutPoint(b"\x00" * 32, i)) for i in range(n_inputs)],
+        [CMutableTxOut(DUST_LIMIT, CScript(p2wpkh_script(htlc.recipient_pubkey)))],
+        nVersion=2,
+    )
+    return vsize(_with_witness(tx, [stack] * n_inputs))
+
+
+def htlc_spend_fee(htlc: HtlcScript, fee_rate: float, n_inputs: int = 1, claim: bool = True) -> int:
+    return fee_for(_htlc_spend_vsize(htlc, n_inputs, claim), fee_rate)
+
+
+def min_htlc_amount(htlc: HtlcScript, fee_rate: float) -> int:
+    """The smallest lock whose claim and refund both leave an output above dust."""
+    return DUST_LIMIT + max(htlc_spend_fee(htlc, fee_rate, 1, True), htlc_spend_fee(htlc, fee_rate, 1, False))
+
+
+def build_htlc_spend(
+    htlc: HtlcScript,
+    utxos: list[Utxo],
+    key: Key,
+    fee_rate: float,
+    *,
+    preimage: bytes | None = None,
+    refund: bool = False,
+    destination: bytes | None = None,
+    check: bool = True,
+) -> tuple[CTransaction, int]:
+    """Claim (with ``preimage``) or refund every given HTLC output in one transaction.
+
+    The claim pays the recipient's P2WPKH and the refund the sender's, unless
+    ``destination`` says otherwise.  ``check=False`` lets tests build the
+    transactions the ledger must reject (wrong key, wrong preimage, early refund).
+    """
+    if (preimage is None) == (not refund):
+        raise TxBuildError("give a preimage to claim, or refund=True, not both")
+    if not utxos:
+        raise TxBuildError("no HTLC outputs to spend")
+    spk = htlc.script_pubkey
+    for u in utxos:
+        if u.script_pubkey != spk:
+            raise TxBuildError(f"{u.txid}:{u.vout} is not an output of this HTLC")
+    if check:
+        expected = htlc.sender_pubkey if refund else htlc.recipient_pubkey
+        if key.pubkey != expected:
+            raise TxBuildError(f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}")
+    if destination is None:
+        destination = p2wpkh_script(htlc.sender_pubkey if refund else htlc.recipient_pubkey)
+    total = sum(u.value for u in utxos)
+    fee = htlc_spend_fee(htlc, fee_rate, len(utxos), claim=not refund)
+    value = total - fee
+    if value < DUST_LIMIT:
+        raise TxBuildError(f"HTLC holds {total} sat: after a {fee} sat fee the output would be dust")
+    seq = SEQUENCE_NONFINAL if refund else SEQUENCE_FINAL
+    tx = CMutableTransaction(
+        [_txin(u, seq) for u in utxos],
+        [CMutableTxOut(value, CScript(destination))],
+        nLockTime=htlc.lock_height if refund else 0,
+        nVersion=2,
+    )
+    script = htlc.script
+    stacks = []
+    for i, u in enumerate(utxos):
+        sig = _sign(key, tx, i, script, u.value)
+        stacks.append(refund_witness(sig, script) if refund else claim_witness(sig, preimage, script))
+    return _with_witness(tx, stacks), fee
+
+
+def tx_hex(tx: CTransaction) -> str:
+    return tx.serialize().hex()
+
+
+def tx_from_hex(text: str) -> CTransaction:
+    return CTransaction.deserialize(bytes.fromhex(text))

@@ -1,0 +1,25 @@
+# UTXO ledgers (btcd regtest): node binaries, built from the pinned Go module.
+# Included from the top Makefile.  Binaries live outside the repository.
+
+BTCD_VERSION ?= v0.24.2
+DVP_CACHE ?= $(HOME)/.cache/dvp
+BTCD_BIN_DIR := $(DVP_CACHE)/btcd-$(BTCD_VERSION)/bin
+BTCD := $(BTCD_BIN_DIR)/btcd
+BTCCTL := $(BTCD_BIN_DIR)/btcctl
+
+.PHONY: btcd-bins btcd-clean test-utxo
+
+btcd-bins: $(BTCD) $(BTCCTL)
+
+$(BTCD) $(BTCCTL) &:
+	@command -v go >/dev/null || { echo "btcd-bins: a Go toolchain is needed on PATH" >&2; exit 1; }
+	@mkdir -p $(BTCD_BIN_DIR)
+	GOBIN=$(BTCD_BIN_DIR) CGO_ENABLED=0 go install \
+	    github.com/btcsuite/btcd@$(BTCD_VERSION) \
+	    github.com/btcsuite/btcd/cmd/btcctl@$(BTCD_VERSION)
+
+btcd-clean:
+	rm -rf $(DVP_CACHE)/btcd-$(BTCD_VERSION)
+
+test-utxo: btcd-bins
+	$(or $(PYTHON),.venv/bin/python) -m pytest -m utxo tests/utxo
