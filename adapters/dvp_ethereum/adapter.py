@@ -61,6 +61,7 @@ class EthereumAdapter(LedgerAdapter):
         self._parties = {a.lower(): p for p, a in self._addresses.items()}
         self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
         self._send_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._spend_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._lock_blocks: dict[str, int] = {}
         self.w3: AsyncWeb3 | None = None
 
@@ -223,13 +224,27 @@ class EthereumAdapter(LedgerAdapter):
         call = self._erc20(asset).functions.mint(self._address(to), amount)
         return self._submitted(await self._send(self.config.issuer, call, f"issue {asset}"))
 
-    async def _approve(self, party: str, asset: str, spender: str, amount: int) -> None:
+    async def _spend(
+        self, party: str, asset: str, spender: str, amount: int, call, what: str, keep: bool = False
+    ) -> Submitted:
+        """Approve ``amount`` and send ``call``, which pulls it with transferFrom.
+
+        Concurrent spends by one party of one token are serialised until ``call`` is
+        mined, so one swap's approval is never consumed by another's.  With ``keep``
+        the call does not pull yet (a DvP proposal), so the allowance grows by
+        ``amount`` to cover every open proposal."""
         token = self._erc20(asset)
-        with web3_errors("allowance", self.name):
-            current = await token.functions.allowance(self._address(party), spender).call()
-        if current < amount:
-            tx_id = await self._send(party, token.functions.approve(spender, amount), f"approve {asset}")
-            await self.wait_final(tx_id)
+        async with self._spend_locks[(party, asset)]:
+            with web3_errors("allowance", self.name):
+                current = await token.functions.allowance(self._address(party), spender).call()
+            target = current + amount if keep else amount
+            if current < target:
+                approval = await self._send(party, token.functions.approve(spender, target), f"approve {asset}")
+                await self.wait_final(approval)
+            tx_id = await self._send(party, call, what)
+            with web3_errors(what, self.name):
+                await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=60, poll_latency=_POLL)
+        return self._submitted(tx_id)
 
     # -- sending --------------------------------------------------------------------------
     async def _send(self, party: str, call, what: str) -> str:
@@ -269,7 +284,6 @@ class EthereumAdapter(LedgerAdapter):
 
     async def lock(self, terms: HtlcTerms) -> Submitted:
         htlc = self._need(self.htlc, "htlc_address")
-        await self._approve(terms.sender, terms.asset, htlc.address, terms.amount)
         call = htlc.functions.lock(
             self._address(terms.recipient),
             self._token(terms.asset),
@@ -278,7 +292,7 @@ class EthereumAdapter(LedgerAdapter):
             terms.expiry,
             bytes.fromhex(terms.nonce),
         )
-        return self._submitted(await self._send(terms.sender, call, "lock"))
+        return await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, call, "lock")
 
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
         if len(preimage) != 32:
@@ -338,7 +352,7 @@ class EthereumAdapter(LedgerAdapter):
         state = await self.get_lock(lock_id)
         if state is None:
             raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
-        for field in ("sender", "recipient", "asset", "amount", "hashlock", "expiry"):
+        for field in ("sender", "recipient", "asset", "amount", "hashlock", "expiry", "nonce"):
             got, want = getattr(state.terms, field), getattr(expected, field)
             if got != want:
                 raise errors.AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
@@ -396,7 +410,6 @@ class EthereumAdapter(LedgerAdapter):
 
     async def propose_dvp(self, order: DvpOrder) -> Submitted:
         dvp = self._need(self.dvp, "dvp_address")
-        await self._approve(order.seller, order.security, dvp.address, order.security_amount)
         call = dvp.functions.propose(
             self._address(order.buyer),
             self._token(order.security),
@@ -406,13 +419,15 @@ class EthereumAdapter(LedgerAdapter):
             order.deadline,
             bytes.fromhex(order.nonce),
         )
-        return self._submitted(await self._send(order.seller, call, "propose DvP"))
+        # The seller's approval is its consent to delivery; propose itself pulls nothing.
+        return await self._spend(
+            order.seller, order.security, dvp.address, order.security_amount, call, "propose DvP", keep=True
+        )
 
     async def accept_dvp(self, order: DvpOrder) -> Submitted:
         dvp = self._need(self.dvp, "dvp_address")
-        await self._approve(order.buyer, order.cash, dvp.address, order.cash_amount)
         call = dvp.functions.accept(_b32(self.order_id(order)))
-        return self._submitted(await self._send(order.buyer, call, "accept DvP"))
+        return await self._spend(order.buyer, order.cash, dvp.address, order.cash_amount, call, "accept DvP")
 
     async def get_order(self, order_id: str) -> OrderState | None:
         dvp = self._need(self.dvp, "dvp_address")
@@ -423,7 +438,10 @@ class EthereumAdapter(LedgerAdapter):
 
 
 def _b32(hex_id: str) -> bytes:
-    raw = bytes.fromhex(hex_id.removeprefix("0x"))
+    try:
+        raw = bytes.fromhex(hex_id.removeprefix("0x"))
+    except ValueError:
+        raise errors.ConfigError(f"lock id: malformed hex {hex_id!r}") from None
     if len(raw) != 32:
         raise errors.ConfigError(f"lock id: must be 32 bytes of hex, got {len(raw)}")
     return raw

@@ -1,0 +1,50 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+# Each installs what it needs first and is quick when it is already there.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+SOL_STAMP := contracts/ethereum/build/.stamp
+EXTRAS := ethereum,test
+PYTEST_ARGS ?=
+
+-include mk/*.mk
+
+.PHONY: setup contracts test test-unit test-fast demo up down clean
+setup: $(PY_STAMP) $(NODE_STAMP) contracts $(EXTRA_SETUP)
+
+$(PY_STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip==26.3"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+contracts: $(NODE_STAMP)
+	node contracts/ethereum/build.mjs
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/dvp demo
+
+up: setup
+	$(BIN)/dvp up
+
+down:
+	$(BIN)/dvp down
+
+clean:
+	rm -rf $(VENV) node_modules contracts/ethereum/build .dvp reports

@@ -1,0 +1,297 @@
+"""`dvp`: local testnets, swaps, resume and the demo.  Every command enters the async
+core through ``asyncio.run``; every DvpError ends as one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from . import errors
+from .hashlock import parse_hex32
+from .network import Network
+from .runtime.local import LocalRuntime
+from .scenario import load_scenario, parse_leg, parse_spec
+from .settings import Settings
+from .topology import evm_pair
+from .views import balances_table, print_result, status_table
+
+console = Console(stderr=True)
+out = Console()
+
+
+def fail_cleanly(fn):
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any):
+        try:
+            return fn(*args, **kwargs)
+        except errors.DvpError as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            click.echo(f"error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted; unfinished swaps continue with `dvp resume`", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group()
+@click.option("--run-dir", type=click.Path(path_type=Path), envvar="DVP_RUN_DIR", default=".dvp", show_default=True,
+              help="Where testnet state, logs and the journal live.")
+@click.option("--journal", type=click.Path(path_type=Path), envvar="DVP_JOURNAL", default=None,
+              help="SQLite journal (default: RUN_DIR/journal.sqlite).")
+@click.pass_context
+def main(ctx: click.Context, run_dir: Path, journal: Path | None) -> None:
+    """Delivery-versus-payment across real ledgers."""
+    ctx.obj = Settings(run_dir=run_dir, journal=journal)
+
+
+def progress_printer(label: str = ""):
+    def show(swap_id: str, message: str) -> None:
+        console.print(f"[dim]{label}{swap_id}[/] {message}")
+
+    return show
+
+
+@main.command()
+@click.option("--block-time", type=float, default=1.0, show_default=True, help="EVM block interval in seconds.")
+@click.pass_obj
+@fail_cleanly
+def up(settings: Settings, block_time: float) -> None:
+    """Start the default local testnets (two anvil chains) and deploy contracts."""
+    runtime = LocalRuntime(settings.run_dir)
+    runtime.up(evm_pair(block_time), progress=lambda m: console.print(f"[dim]up[/] {m}"))
+    out.print(status_table(runtime.status()))
+
+
+@main.command()
+@click.pass_obj
+@fail_cleanly
+def down(settings: Settings) -> None:
+    """Stop every process `dvp up` started."""
+    pids = LocalRuntime(settings.run_dir).down()
+    out.print(f"stopped {len(pids)} process(es)" if pids else "nothing running")
+
+
+@main.command()
+@click.pass_obj
+@fail_cleanly
+def status(settings: Settings) -> None:
+    """Show the local testnets."""
+    rows = LocalRuntime(settings.run_dir).status()
+    if not rows:
+        out.print(f"no testnets recorded in {settings.run_dir}")
+        return
+    out.print(status_table(rows))
+
+
+@main.command()
+@click.argument("ledger")
+@click.argument("asset")
+@click.argument("party")
+@click.argument("amount", type=int)
+@click.pass_obj
+@fail_cleanly
+def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) -> None:
+    """Issue AMOUNT base units of a test ASSET to PARTY on LEDGER."""
+    if amount <= 0:
+        raise errors.ConfigError(f"amount: must be above zero, got {amount}")
+
+    async def go() -> str:
+        async with Network.from_run_dir(settings.run_dir) as net:
+            adapter = _ledger(net, ledger)
+            _asset(net, ledger, asset)
+            sub = await adapter.issue(asset, party, amount)
+            await adapter.wait_final(sub.tx_id)
+            return sub.tx_id
+
+    out.print(f"issued {amount} {asset} to {party} on {ledger}: {asyncio.run(go())}")
+
+
+@main.command()
+@click.option("--party", "parties", multiple=True, default=("seller", "buyer"), show_default=True)
+@click.pass_obj
+@fail_cleanly
+def balances(settings: Settings, parties: tuple[str, ...]) -> None:
+    """Balances of every asset on every ledger."""
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            return await net.balances(list(parties))
+
+    out.print(balances_table(asyncio.run(go())))
+
+
+@main.command()
+@click.argument("scenario", required=False, type=click.Path(path_type=Path))
+@click.option("--security", help="LEDGER:ASSET:AMOUNT the seller delivers.")
+@click.option("--cash", help="LEDGER:ASSET:AMOUNT the buyer pays.")
+@click.option("--kind", type=click.Choice(["htlc", "atomic"]), default=None, help="Default: atomic on one ledger, htlc across two.")
+@click.option("--secret-holder", type=click.Choice(["seller", "buyer"]), default=None)
+@click.option("--holder-timeout", type=int, default=None, help="Seconds until the secret holder's leg expires.")
+@click.option("--counter-timeout", type=int, default=None, help="Seconds until the other leg expires.")
+@click.option("--fast-forward", is_flag=True, help="Dev ledgers: advance the clock instead of waiting for expiry.")
+@click.option("--json", "as_json", is_flag=True, help="Print the swap report as JSON.")
+@click.pass_obj
+@fail_cleanly
+def swap(settings: Settings, scenario: Path | None, security: str | None, cash: str | None, kind: str | None,
+         secret_holder: str | None, holder_timeout: int | None, counter_timeout: int | None,
+         fast_forward: bool, as_json: bool) -> None:
+    """Run one DvP from a YAML/JSON SCENARIO file or from flags."""
+    if scenario is not None:
+        spec = load_scenario(scenario)
+    else:
+        if not (security and cash):
+            raise errors.ConfigError("scenario: give a scenario file, or both --security and --cash")
+        spec = parse_spec({"trade": {"security": parse_leg(security, "security"), "cash": parse_leg(cash, "cash")}})
+    overrides = {k: v for k, v in {"kind": kind}.items() if v}
+    plan = {k: v for k, v in {"secret_holder": secret_holder, "holder_timeout": holder_timeout,
+                              "counter_timeout": counter_timeout}.items() if v is not None}
+    if overrides or plan or fast_forward:
+        data = spec.model_dump(mode="json")
+        data.update(overrides)
+        data["plan"].update(plan)
+        data["fast_forward"] = fast_forward or spec.fast_forward
+        spec = parse_spec(data)
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            return await net.orchestrator(settings.journal_path, progress_printer()).run(spec)
+
+    result = asyncio.run(go())
+    print_result(out, result, as_json)
+    if result.outcome.value not in ("settled",):
+        sys.exit(6)
+
+
+@main.command()
+@click.argument("swap_id", required=False)
+@click.pass_obj
+@fail_cleanly
+def resume(settings: Settings, swap_id: str | None) -> None:
+    """Drive every unfinished swap (or SWAP_ID) to settlement or refund."""
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            orch = net.orchestrator(settings.journal_path, progress_printer())
+            return [await orch.resume(swap_id)] if swap_id else await orch.resume_all()
+
+    results = asyncio.run(go())
+    if not results:
+        out.print("no unfinished swaps")
+    for result in results:
+        print_result(out, result, False)
+
+
+@main.command()
+@click.argument("swap_id", required=False)
+@click.pass_obj
+@fail_cleanly
+def history(settings: Settings, swap_id: str | None) -> None:
+    """Swaps in the journal, or one swap's timeline."""
+    from .journal import Journal
+    from .orchestrator import Outcome, SwapResult
+    from .models import SwapSpec
+
+    journal = Journal(settings.journal_path)
+    records = [journal.get(swap_id)] if swap_id else journal.swaps()
+    if swap_id and records[0] is None:
+        raise errors.ConfigError(f"swap_id: no swap {swap_id!r} in {settings.journal_path}")
+    for r in records:
+        result = SwapResult(r.id, r.kind, Outcome(r.outcome) if r.outcome else None, r.detail or "unfinished",
+                            SwapSpec.model_validate(r.spec), r.data, journal.steps(r.id))
+        print_result(out, result, False)
+
+
+@main.command()
+@click.argument("ledger")
+@click.argument("lock_id")
+@click.argument("preimage")
+@click.option("--as", "party", required=True, help="Party that submits the claim.")
+@click.pass_obj
+@fail_cleanly
+def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: str) -> None:
+    """Claim LOCK_ID on LEDGER with a 32-byte hex PREIMAGE."""
+    secret = parse_hex32(preimage, "preimage")
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            adapter = _ledger(net, ledger)
+            sub = await adapter.claim(lock_id, secret, submitter=party)
+            await adapter.wait_final(sub.tx_id)
+            return sub.tx_id
+
+    out.print(f"claimed {lock_id}: {asyncio.run(go())}")
+
+
+@main.command()
+@click.argument("ledger")
+@click.argument("lock_id")
+@click.option("--as", "party", required=True, help="The lock's sender.")
+@click.pass_obj
+@fail_cleanly
+def refund(settings: Settings, ledger: str, lock_id: str, party: str) -> None:
+    """Refund LOCK_ID on LEDGER to its sender (only after expiry)."""
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            adapter = _ledger(net, ledger)
+            sub = await adapter.refund(lock_id, submitter=party)
+            await adapter.wait_final(sub.tx_id)
+            return sub.tx_id
+
+    out.print(f"refunded {lock_id}: {asyncio.run(go())}")
+
+
+@main.command()
+@click.argument("ledger")
+@click.argument("lock_id")
+@click.pass_obj
+@fail_cleanly
+def inspect(settings: Settings, ledger: str, lock_id: str) -> None:
+    """Show a lock as its ledger sees it."""
+
+    async def go():
+        async with Network.from_run_dir(settings.run_dir) as net:
+            return await _ledger(net, ledger).get_lock(lock_id)
+
+    state = asyncio.run(go())
+    if state is None:
+        raise errors.LockNotFound(f"lock_id: no lock {lock_id} on {ledger}")
+    out.print_json(state.model_dump_json())
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Leave the testnets running afterwards.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report path.")
+@click.option("--block-time", type=float, default=1.0, show_default=True)
+@click.pass_obj
+@fail_cleanly
+def demo(settings: Settings, keep: bool, report: Path | None, block_time: float) -> None:
+    """Bring up the testnets, issue assets, run a single-ledger and a cross-ledger DvP."""
+    from .demo import run_demo
+
+    path = run_demo(settings, out, console, keep=keep, report=report, block_time=block_time)
+    out.print(f"report written to {path}")
+
+
+def _ledger(net: Network, name: str):
+    if name not in net.ledgers:
+        raise errors.ConfigError(f"ledger: unknown ledger {name!r} (known: {', '.join(sorted(net.ledgers))})")
+    return net.ledgers[name]
+
+
+def _asset(net: Network, ledger: str, symbol: str) -> None:
+    if not any(a.ledger == ledger and a.symbol == symbol for a in net.assets):
+        raise errors.ConfigError(f"asset: unknown asset {symbol!r} on ledger {ledger!r}")
+
+
+if __name__ == "__main__":
+    main()

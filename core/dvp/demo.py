@@ -1,0 +1,97 @@
+"""`dvp demo`: the main job, on the default local testnets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from .errors import DvpError
+from .models import HtlcPlan, Leg, SwapSpec, Trade
+from .network import Network
+from .report import balances_json, conservation, machine, swap_report
+from .runtime.local import LocalRuntime
+from .settings import Settings
+from .topology import evm_pair
+from .views import balances_table, steps_table
+
+PARTIES = ["seller", "buyer"]
+
+
+def demo_swaps() -> list[tuple[str, SwapSpec]]:
+    return [
+        (
+            "single-ledger DvP on evm-a",
+            SwapSpec(trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
+                                 cash=Leg(ledger="evm-a", asset="EUR", amount=1_000_000))),
+        ),
+        (
+            "cross-ledger HTLC DvP: BOND on evm-a against EUR on evm-b",
+            SwapSpec(
+                trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
+                            cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
+                plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
+            ),
+        ),
+    ]
+
+
+async def _issue(net: Network) -> None:
+    sends = []
+    for asset in net.assets:
+        adapter = net.ledgers[asset.ledger]
+        party, amount = ("seller", 1_000) if asset.kind.value == "security" else ("buyer", 10_000_000)
+        sends.append((adapter, await adapter.issue(asset.symbol, party, amount)))
+    for adapter, sub in sends:
+        await adapter.wait_final(sub.tx_id)
+
+
+def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, report: Path | None,
+             block_time: float) -> Path:
+    runtime = LocalRuntime(settings.run_dir)
+    started = runtime.state() is None
+    if started:
+        with console.status("starting two anvil chains") as status:
+            runtime.up(evm_pair(block_time), progress=lambda m: status.update(m))
+    try:
+        return asyncio.run(_demo(settings, runtime, out, console, report))
+    finally:
+        if started and not keep:
+            runtime.down()
+            console.print("[dim]testnets stopped (use --keep to leave them running)[/]")
+
+
+async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console: Console, report: Path | None) -> Path:
+    net = Network.from_run_dir(settings.run_dir)
+    results = []
+    async with net:
+        with console.status("issuing test assets"):
+            await _issue(net)
+        before = await net.balances(PARTIES)
+        orch = net.orchestrator(settings.journal_path)
+        for title, spec in demo_swaps():
+            with console.status(title) as status:
+                orch.progress = lambda swap_id, message: status.update(f"{title}: {message}")
+                result = await orch.run(spec)
+            out.print(steps_table(result))
+            results.append((title, result))
+        after = await net.balances(PARTIES)
+    out.print(balances_table(after, before, title="final balances"))
+    drift = {f"{l}/{a}": d for (l, a), d in conservation(before, after).items() if d}
+    out.print("[green]balances conserved on every ledger[/]" if not drift else f"[red]balances changed: {drift}[/]")
+    unsettled = [t for t, r in results if r.outcome.value != "settled"]
+    path = report or settings.reports_dir / "demo.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "machine": machine(),
+        "ledgers": runtime.status(),
+        "swaps": [{"title": t, **swap_report(r)} for t, r in results],
+        "balances_before": balances_json(before),
+        "balances_after": balances_json(after),
+        "conserved": not drift,
+    }, indent=1))
+    if drift or unsettled:
+        raise DvpError(f"demo: not every swap settled ({', '.join(unsettled) or 'balances not conserved'})")
+    return path

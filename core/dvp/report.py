@@ -1,0 +1,93 @@
+"""Turning a swap's journal into a timeline, balance checks and a JSON report."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from .journal import Step
+from .orchestrator import SwapResult
+
+Balances = dict[tuple[str, str, str], int]
+
+
+@dataclass(frozen=True)
+class StepTiming:
+    step: str
+    ledger: str | None
+    started: float
+    finished: float
+    tx_id: str | None
+    height: int | None
+    fee: int | None
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+
+def timeline(steps: list[Step]) -> list[StepTiming]:
+    """One row per step: from its intent (or the previous step's end) to its result."""
+    rows: list[StepTiming] = []
+    started: dict[str, float] = {}
+    previous_end = steps[0].wall if steps else 0.0
+    for s in steps:
+        if s.phase == "intent":
+            started.setdefault(s.step, s.wall)
+        elif s.phase == "result":
+            begin = started.pop(s.step, previous_end)
+            rows.append(StepTiming(s.step, s.ledger, begin, s.wall, s.tx_id, s.ledger_height, s.detail.get("fee")))
+            previous_end = s.wall
+    return rows
+
+
+def conservation(before: Balances, after: Balances) -> dict[tuple[str, str], int]:
+    """Per (ledger, asset), the change in the parties' total: all zeros when nothing was lost."""
+    delta: dict[tuple[str, str], int] = defaultdict(int)
+    for (ledger, asset, _party), value in after.items():
+        delta[(ledger, asset)] += value - before.get((ledger, asset, _party), 0)
+    return dict(delta)
+
+
+def swap_report(result: SwapResult) -> dict[str, Any]:
+    rows = timeline(result.steps)
+    return {
+        "swap_id": result.swap_id,
+        "kind": result.kind,
+        "outcome": result.outcome.value,
+        "detail": result.detail,
+        "trade": result.spec.trade.model_dump(mode="json"),
+        "plan": result.spec.plan.model_dump(mode="json") if result.kind == "htlc" else None,
+        "lock_ids": {k: v for k, v in result.data.items() if k.startswith(("lock_", "order_id"))},
+        "seconds": round(rows[-1].finished - result.steps[0].wall, 3) if rows else 0.0,
+        "transactions": sum(1 for r in rows if r.tx_id),
+        "steps": [
+            {
+                "step": r.step,
+                "ledger": r.ledger,
+                "seconds": round(r.seconds, 3),
+                "tx_id": r.tx_id,
+                "height": r.height,
+                "fee": r.fee,
+            }
+            for r in rows
+        ],
+    }
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def balances_json(balances: Balances) -> list[dict[str, Any]]:
+    return [{"ledger": l, "asset": a, "party": p, "balance": v} for (l, a, p), v in sorted(balances.items())]

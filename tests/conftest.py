@@ -1,0 +1,68 @@
+"""Shared fixtures: one real testbed per test session, started by the framework itself.
+
+Every platform whose launcher is installed joins the testbed; scenario tests are
+parametrized by ledger pair over whatever the testbed holds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dvp.network import Network
+from dvp.runtime.local import LocalRuntime
+
+from .testbed import FUNDS, testbed_topology
+
+ROOT = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        layer = Path(str(item.fspath)).relative_to(ROOT).parts[0]
+        if layer in ("unit", "conformance", "e2e"):
+            item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """Start the testbed once; stop every process it started, whatever happens."""
+    path = tmp_path_factory.mktemp("testbed")
+    runtime = LocalRuntime(path)
+    runtime.up(testbed_topology(), progress=lambda m: None)
+    try:
+        import asyncio
+
+        asyncio.run(_fund(path))
+        yield path
+    finally:
+        runtime.down()
+
+
+async def _fund(path: Path) -> None:
+    async with Network.from_run_dir(path) as net:
+        sent = []
+        for asset in net.assets:
+            adapter = net.ledgers[asset.ledger]
+            for party in ("seller", "buyer"):
+                sent.append((adapter, await adapter.issue(asset.symbol, party, FUNDS)))
+        for adapter, sub in sent:
+            await adapter.wait_final(sub.tx_id)
+
+
+@pytest.fixture
+async def net(run_dir):
+    async with Network.from_run_dir(run_dir) as network:
+        yield network
+
+
+@pytest.fixture
+def journal_path(tmp_path) -> Path:
+    return tmp_path / "journal.sqlite"
+
+
+@pytest.fixture
+def cli_env(run_dir, journal_path) -> dict[str, str]:
+    return {**os.environ, "DVP_RUN_DIR": str(run_dir), "DVP_JOURNAL": str(journal_path)}

@@ -1,0 +1,53 @@
+"""Helpers the scenario suites share: building specs and checking who ended with what."""
+
+from __future__ import annotations
+
+from dvp.models import Behaviour, HtlcPlan, Leg, SwapSpec, Trade
+from dvp.network import Network
+from dvp.report import conservation
+
+from .testbed import Pair
+
+SECURITY_AMOUNT = 7
+CASH_AMOUNT = 70_000
+
+
+def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None = None, **plan) -> SwapSpec:
+    plan = {"holder_timeout": 60, "counter_timeout": 30, "reaction_window": 5, **plan}
+    return SwapSpec(
+        kind=kind,
+        trade=Trade(
+            security=Leg(ledger=pair.security, asset="BOND", amount=SECURITY_AMOUNT),
+            cash=Leg(ledger=pair.cash, asset="EUR", amount=CASH_AMOUNT),
+        ),
+        plan=HtlcPlan(**plan),
+        behaviour=behaviour or Behaviour(),
+        fast_forward=True,
+    )
+
+
+async def snapshot(net: Network) -> dict:
+    return await net.balances(["seller", "buyer"])
+
+
+def changes(before: dict, after: dict, pair: Pair) -> dict[str, int]:
+    """What each party gained or lost of the trade's two legs."""
+    def d(ledger, asset, party):
+        return after[(ledger, asset, party)] - before[(ledger, asset, party)]
+
+    return {
+        "seller_security": d(pair.security, "BOND", "seller"),
+        "buyer_security": d(pair.security, "BOND", "buyer"),
+        "seller_cash": d(pair.cash, "EUR", "seller"),
+        "buyer_cash": d(pair.cash, "EUR", "buyer"),
+    }
+
+
+SETTLED = {"seller_security": -SECURITY_AMOUNT, "buyer_security": SECURITY_AMOUNT,
+           "seller_cash": CASH_AMOUNT, "buyer_cash": -CASH_AMOUNT}
+UNCHANGED = {"seller_security": 0, "buyer_security": 0, "seller_cash": 0, "buyer_cash": 0}
+
+
+def assert_conserved(before: dict, after: dict) -> None:
+    drift = {k: v for k, v in conservation(before, after).items() if v}
+    assert not drift, f"value created or destroyed: {drift}"
