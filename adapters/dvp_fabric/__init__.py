@@ -1,0 +1,2 @@
+"""dvp's Hyperledger Fabric platform: a local network launcher (``network``,
+``launcher``) and, later, the Gateway adapter."""

@@ -1,0 +1,709 @@
+"""A local Hyperledger Fabric network as plain processes on 127.0.0.1.
+
+Layout: one Raft orderer (OrdererMSP) and two peer organisations, SellerBank
+and BuyerBank, with one peer each; everything speaks TLS.  Crypto comes from
+``cryptogen``; every channel's genesis block from ``configtxgen`` and is joined
+through the orderer's channel participation API (``osnadmin``), with no system
+channel; both peers join every channel.  The dvp chaincode is deployed as
+chaincode-as-a-service through the real lifecycle (ccaas package, install on
+both peers, approve by both orgs, commit) and served by one chaincode server
+process that every peer dials.
+
+Identities (cryptogen users): SellerBank ``User1`` is the seller, SellerBank
+``User2`` the issuer, BuyerBank ``User1`` the buyer; each org's ``Admin``
+drives the lifecycle.  ``InitLedger`` names the issuer's account on each channel.
+
+Nodes read Fabric's own sampleconfig (``FABRIC_CFG_PATH``) with every setting
+that matters given as ``CORE_*`` / ``ORDERER_*`` environment variables; the
+only generated configuration files are ``crypto-config.yaml`` and
+``configtx.yaml`` in the run directory.
+
+Warm restart: every step checks what the run directory (crypto, ledgers,
+``network.json`` with the ports) and the running nodes already have and skips
+it, so starting on an existing run directory reuses its ledgers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dvp.errors import ConfigError, LedgerUnavailable
+from dvp.runtime.processes import alive, free_port, port_open, spawn, stop, wait_until
+
+from .bins import FabricInstall
+
+DOMAIN = "dvp.test"  # reserved TLD: never resolves anywhere
+ORDERER_ORG = "orderer"
+CHAINCODE_NAME = "dvp"
+CHAINCODE_VERSION = "1.0"
+CHAINCODE_LABEL = f"{CHAINCODE_NAME}_{CHAINCODE_VERSION}"
+MAX_SKEW_SECONDS = 30
+STATE_FILE = "network.json"
+
+
+@dataclass(frozen=True)
+class Org:
+    key: str  # "seller" or "buyer"
+    name: str  # cryptogen org name
+    msp_id: str
+
+    @property
+    def domain(self) -> str:
+        return f"{self.name.lower()}.{DOMAIN}"
+
+    @property
+    def peer_host(self) -> str:
+        return f"peer0.{self.domain}"
+
+
+ORGS = (Org("seller", "SellerBank", "SellerBankMSP"), Org("buyer", "BuyerBank", "BuyerBankMSP"))
+# party -> (org key, cryptogen user name)
+PARTIES = {"seller": ("seller", "User1"), "issuer": ("seller", "User2"), "buyer": ("buyer", "User1")}
+USERS_PER_ORG = {"seller": 2, "buyer": 1}
+
+
+@dataclass
+class Ports:
+    orderer: int
+    orderer_admin: int
+    orderer_ops: int
+    seller_peer: int
+    seller_cc: int
+    seller_ops: int
+    buyer_peer: int
+    buyer_cc: int
+    buyer_ops: int
+    chaincode: int
+
+    @classmethod
+    def allocate(cls, port_base: int) -> Ports:
+        names = list(cls.__dataclass_fields__)
+        if port_base:
+            return cls(**{n: port_base + i for i, n in enumerate(names)})
+        taken: set[int] = set()
+        values = {}
+        for n in names:
+            p = free_port()
+            while p in taken:
+                p = free_port()
+            taken.add(p)
+            values[n] = p
+        return cls(**values)
+
+    def peer(self, org: Org) -> int:
+        return getattr(self, f"{org.key}_peer")
+
+    def cc(self, org: Org) -> int:
+        return getattr(self, f"{org.key}_cc")
+
+    def ops(self, org: Org) -> int:
+        return getattr(self, f"{org.key}_ops")
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def crypto_config() -> dict[str, Any]:
+    sans = ["127.0.0.1", "localhost"]
+    return {
+        "OrdererOrgs": [
+            {
+                "Name": "Orderer",
+                "Domain": f"{ORDERER_ORG}.{DOMAIN}",
+                "EnableNodeOUs": True,
+                "Specs": [{"Hostname": "orderer", "SANS": sans}],
+            }
+        ],
+        "PeerOrgs": [
+            {
+                "Name": org.name,
+                "Domain": org.domain,
+                "EnableNodeOUs": True,
+                "Template": {"Count": 1, "SANS": sans},
+                "Users": {"Count": USERS_PER_ORG[org.key]},
+            }
+            for org in ORGS
+        ],
+    }
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_NoAliases, sort_keys=False)
+
+
+class Layout:
+    """Paths inside a run directory."""
+
+    def __init__(self, run_dir: Path):
+        self.run = Path(run_dir)
+        self.crypto = self.run / "crypto"
+        self.config = self.run / "config"
+        self.channels = self.run / "channels"
+        self.logs = self.run / "logs"
+        self.data = self.run / "data"
+
+    # orderer
+    @property
+    def orderer_org(self) -> Path:
+        return self.crypto / "ordererOrganizations" / f"{ORDERER_ORG}.{DOMAIN}"
+
+    @property
+    def orderer_node(self) -> Path:
+        return self.orderer_org / "orderers" / f"orderer.{ORDERER_ORG}.{DOMAIN}"
+
+    @property
+    def orderer_tls_ca(self) -> Path:
+        return self.orderer_node / "tls" / "ca.crt"
+
+    @property
+    def orderer_admin_tls(self) -> Path:
+        return self.orderer_org / "users" / f"Admin@{ORDERER_ORG}.{DOMAIN}" / "tls"
+
+    # peer orgs
+    def org_dir(self, org: Org) -> Path:
+        return self.crypto / "peerOrganizations" / org.domain
+
+    def peer_node(self, org: Org) -> Path:
+        return self.org_dir(org) / "peers" / org.peer_host
+
+    def peer_tls_ca(self, org: Org) -> Path:
+        return self.peer_node(org) / "tls" / "ca.crt"
+
+    def user_msp(self, org: Org, user: str) -> Path:
+        return self.org_dir(org) / "users" / f"{user}@{org.domain}" / "msp"
+
+    def admin_msp(self, org: Org) -> Path:
+        return self.user_msp(org, "Admin")
+
+
+def configtx(layout: Layout, ports: Ports) -> dict[str, Any]:
+    """configtx.yaml for the application channels (etcdraft, no system channel)."""
+
+    def sig(rule: str) -> dict[str, str]:
+        return {"Type": "Signature", "Rule": rule}
+
+    def meta(rule: str) -> dict[str, str]:
+        return {"Type": "ImplicitMeta", "Rule": rule}
+
+    orderer_org = {
+        "Name": "OrdererOrg",
+        "ID": "OrdererMSP",
+        "MSPDir": str(layout.orderer_org / "msp"),
+        "Policies": {
+            "Readers": sig("OR('OrdererMSP.member')"),
+            "Writers": sig("OR('OrdererMSP.member')"),
+            "Admins": sig("OR('OrdererMSP.admin')"),
+        },
+        "OrdererEndpoints": [f"127.0.0.1:{ports.orderer}"],
+    }
+    peer_orgs = []
+    for org in ORGS:
+        m = org.msp_id
+        peer_orgs.append(
+            {
+                "Name": m,
+                "ID": m,
+                "MSPDir": str(layout.org_dir(org) / "msp"),
+                "Policies": {
+                    "Readers": sig(f"OR('{m}.admin', '{m}.peer', '{m}.client')"),
+                    "Writers": sig(f"OR('{m}.admin', '{m}.client')"),
+                    "Admins": sig(f"OR('{m}.admin')"),
+                    "Endorsement": sig(f"OR('{m}.peer')"),
+                },
+                "AnchorPeers": [{"Host": "127.0.0.1", "Port": ports.peer(org)}],
+            }
+        )
+    server_cert = str(layout.orderer_node / "tls" / "server.crt")
+    channel_policies = {"Readers": meta("ANY Readers"), "Writers": meta("ANY Writers"), "Admins": meta("MAJORITY Admins")}
+    profile = {
+        "Policies": channel_policies,
+        "Capabilities": {"V2_0": True},
+        "Orderer": {
+            "OrdererType": "etcdraft",
+            "BatchTimeout": "250ms",
+            "BatchSize": {"MaxMessageCount": 10, "AbsoluteMaxBytes": "99 MB", "PreferredMaxBytes": "512 KB"},
+            "EtcdRaft": {
+                "Consenters": [
+                    {"Host": "127.0.0.1", "Port": ports.orderer, "ClientTLSCert": server_cert, "ServerTLSCert": server_cert}
+                ],
+                "Options": {
+                    "TickInterval": "100ms",
+                    "ElectionTick": 10,
+                    "HeartbeatTick": 1,
+                    "MaxInflightBlocks": 5,
+                    "SnapshotIntervalSize": "16 MB",
+                },
+            },
+            "Organizations": [orderer_org],
+            "Policies": {**channel_policies, "BlockValidation": meta("ANY Writers")},
+            "Capabilities": {"V2_0": True},
+        },
+        "Application": {
+            "Organizations": peer_orgs,
+            "Policies": {
+                **channel_policies,
+                "LifecycleEndorsement": meta("MAJORITY Endorsement"),
+                "Endorsement": meta("MAJORITY Endorsement"),
+            },
+            "Capabilities": {"V2_5": True},
+        },
+    }
+    return {"Profiles": {"DvpChannel": profile}}
+
+
+def ccaas_package(address: str, label: str = CHAINCODE_LABEL) -> bytes:
+    """A chaincode-as-a-service package: metadata.json plus code.tar.gz holding
+    connection.json.  Deterministic bytes, so the package id is stable."""
+
+    def tar_gz(files: dict[str, bytes]) -> bytes:
+        buf = io.BytesIO()
+        # mtime=0 in the gzip header as well as in each entry.
+        import gzip
+
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for name, data in files.items():
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    info.mode = 0o644
+                    tar.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    connection = json.dumps({"address": address, "dial_timeout": "10s", "tls_required": False}).encode()
+    code = tar_gz({"connection.json": connection})
+    metadata = json.dumps({"type": "ccaas", "label": label}).encode()
+    return tar_gz({"code.tar.gz": code, "metadata.json": metadata})
+
+
+def package_id(package: bytes, label: str = CHAINCODE_LABEL) -> str:
+    return f"{label}:{hashlib.sha256(package).hexdigest()}"
+
+
+def _list(*paths: Path) -> str:
+    return "[" + ",".join(str(p) for p in paths) + "]"
+
+
+def orderer_env(layout: Layout, ports: Ports, sampleconfig: Path) -> dict[str, str]:
+    tls = layout.orderer_node / "tls"
+    data = layout.data / "orderer"
+    return {
+        "FABRIC_CFG_PATH": str(sampleconfig),
+        "FABRIC_LOGGING_SPEC": "INFO",
+        "ORDERER_GENERAL_LISTENADDRESS": "127.0.0.1",
+        "ORDERER_GENERAL_LISTENPORT": str(ports.orderer),
+        "ORDERER_GENERAL_LOCALMSPID": "OrdererMSP",
+        "ORDERER_GENERAL_LOCALMSPDIR": str(layout.orderer_node / "msp"),
+        "ORDERER_GENERAL_TLS_ENABLED": "true",
+        "ORDERER_GENERAL_TLS_PRIVATEKEY": str(tls / "server.key"),
+        "ORDERER_GENERAL_TLS_CERTIFICATE": str(tls / "server.crt"),
+        "ORDERER_GENERAL_TLS_ROOTCAS": _list(tls / "ca.crt"),
+        "ORDERER_GENERAL_CLUSTER_CLIENTCERTIFICATE": str(tls / "server.crt"),
+        "ORDERER_GENERAL_CLUSTER_CLIENTPRIVATEKEY": str(tls / "server.key"),
+        "ORDERER_GENERAL_CLUSTER_ROOTCAS": _list(tls / "ca.crt"),
+        "ORDERER_GENERAL_BOOTSTRAPMETHOD": "none",
+        "ORDERER_CHANNELPARTICIPATION_ENABLED": "true",
+        "ORDERER_FILELEDGER_LOCATION": str(data / "ledger"),
+        "ORDERER_CONSENSUS_WALDIR": str(data / "etcdraft" / "wal"),
+        "ORDERER_CONSENSUS_SNAPDIR": str(data / "etcdraft" / "snapshot"),
+        "ORDERER_ADMIN_LISTENADDRESS": f"127.0.0.1:{ports.orderer_admin}",
+        "ORDERER_ADMIN_TLS_ENABLED": "true",
+        "ORDERER_ADMIN_TLS_PRIVATEKEY": str(tls / "server.key"),
+        "ORDERER_ADMIN_TLS_CERTIFICATE": str(tls / "server.crt"),
+        "ORDERER_ADMIN_TLS_ROOTCAS": _list(tls / "ca.crt"),
+        "ORDERER_ADMIN_TLS_CLIENTAUTHREQUIRED": "true",
+        "ORDERER_ADMIN_TLS_CLIENTROOTCAS": _list(tls / "ca.crt"),
+        "ORDERER_OPERATIONS_LISTENADDRESS": f"127.0.0.1:{ports.orderer_ops}",
+        "ORDERER_OPERATIONS_TLS_ENABLED": "false",
+        "ORDERER_METRICS_PROVIDER": "disabled",
+    }
+
+
+def peer_env(layout: Layout, ports: Ports, org: Org, install: FabricInstall) -> dict[str, str]:
+    tls = layout.peer_node(org) / "tls"
+    addr = f"127.0.0.1:{ports.peer(org)}"
+    data = layout.data / org.peer_host
+    builders = (
+        f"[{{name: ccaas_builder, path: {install.ccaas_builder}, "
+        "propagateEnvironment: [CHAINCODE_AS_A_SERVICE_BUILDER_CONFIG]}]"
+    )
+    return {
+        "FABRIC_CFG_PATH": str(install.sampleconfig),
+        "FABRIC_LOGGING_SPEC": "INFO",
+        "CORE_PEER_ID": org.peer_host,
+        "CORE_PEER_ADDRESS": addr,
+        "CORE_PEER_LISTENADDRESS": addr,
+        "CORE_PEER_CHAINCODEADDRESS": f"127.0.0.1:{ports.cc(org)}",
+        "CORE_PEER_CHAINCODELISTENADDRESS": f"127.0.0.1:{ports.cc(org)}",
+        "CORE_PEER_GOSSIP_BOOTSTRAP": addr,
+        "CORE_PEER_GOSSIP_EXTERNALENDPOINT": addr,
+        "CORE_PEER_LOCALMSPID": org.msp_id,
+        "CORE_PEER_MSPCONFIGPATH": str(layout.peer_node(org) / "msp"),
+        "CORE_PEER_TLS_ENABLED": "true",
+        "CORE_PEER_TLS_CERT_FILE": str(tls / "server.crt"),
+        "CORE_PEER_TLS_KEY_FILE": str(tls / "server.key"),
+        "CORE_PEER_TLS_ROOTCERT_FILE": str(tls / "ca.crt"),
+        "CORE_PEER_FILESYSTEMPATH": str(data / "production"),
+        "CORE_LEDGER_SNAPSHOTS_ROOTDIR": str(data / "snapshots"),
+        "CORE_PEER_GATEWAY_ENABLED": "true",
+        "CORE_PEER_PROFILE_ENABLED": "false",
+        "CORE_OPERATIONS_LISTENADDRESS": f"127.0.0.1:{ports.ops(org)}",
+        "CORE_OPERATIONS_TLS_ENABLED": "false",
+        "CORE_METRICS_PROVIDER": "disabled",
+        "CORE_CHAINCODE_EXTERNALBUILDERS": builders,
+    }
+
+
+def client_env(layout: Layout, ports: Ports, org: Org, user: str, install: FabricInstall) -> dict[str, str]:
+    """Environment for the ``peer`` CLI acting as ``user`` of ``org`` against its peer."""
+    return {
+        "FABRIC_CFG_PATH": str(install.sampleconfig),
+        "FABRIC_LOGGING_SPEC": "WARNING",
+        "CORE_PEER_LOCALMSPID": org.msp_id,
+        "CORE_PEER_MSPCONFIGPATH": str(layout.user_msp(org, user)),
+        "CORE_PEER_ADDRESS": f"127.0.0.1:{ports.peer(org)}",
+        "CORE_PEER_TLS_ENABLED": "true",
+        "CORE_PEER_TLS_ROOTCERT_FILE": str(layout.peer_tls_ca(org)),
+    }
+
+
+def _clean_environ() -> dict[str, str]:
+    """os.environ without Fabric settings a caller's shell might carry."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("CORE_", "ORDERER_", "FABRIC_"))}
+
+
+def healthz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- the network
+
+
+@dataclass
+class Proc:
+    name: str
+    pid: int
+    log: str
+
+
+class FabricNetwork:
+    """Start, deploy and stop one local network serving ``channels``."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        channels: list[str],
+        *,
+        port_base: int = 0,
+        install: FabricInstall | None = None,
+        chaincode_bin: Path | None = None,
+        log: Callable[[str], None] | None = None,
+        timeout: float = 60.0,
+    ):
+        for ch in channels:
+            if not ch or not all(c.islower() or c.isdigit() or c in ".-" for c in ch) or not ch[0].islower():
+                raise ConfigError(f"fabric: channel name {ch!r} must match [a-z][a-z0-9.-]*")
+        self.layout = Layout(run_dir)
+        self.channels = channels
+        self.install = install or FabricInstall.default()
+        self.chaincode_bin = chaincode_bin
+        self.port_base = port_base
+        self.timeout = timeout
+        self.say = log or (lambda _m: None)
+        self.procs: list[Proc] = []
+        self.ports: Ports | None = None
+        self.package_id: str | None = None
+        self.accounts: dict[str, str] = {}
+
+    # ---- processes
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+        log = self.layout.logs / f"{name}.log"
+        pid = spawn(cmd, log, env=env, cwd=self.layout.run)
+        proc = Proc(name, pid, str(log))
+        self.procs.append(proc)
+        return proc
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        stop(self.pids)
+        self.procs.clear()
+
+    def run(self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        cmd = [str(self.install.tool(tool)), *args]
+        proc = subprocess.run(
+            cmd, env={**_clean_environ(), **env}, cwd=self.layout.run, capture_output=True, text=True, timeout=timeout
+        )
+        with open(self.layout.logs / "cli.log", "a") as out:
+            out.write(f"$ {tool} {' '.join(args)}\n[rc={proc.returncode}]\n{proc.stdout}{proc.stderr}\n")
+        if check and proc.returncode != 0:
+            raise LedgerUnavailable(f"fabric: `{tool} {' '.join(args[:3])}` failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+        return proc
+
+    def retry(self, what: str, fn: Callable[[], Any], *, timeout: float | None = None) -> Any:
+        deadline = time.monotonic() + (timeout or self.timeout)
+        while True:
+            try:
+                return fn()
+            except LedgerUnavailable:
+                if time.monotonic() > deadline:
+                    raise
+                for p in self.procs:
+                    if not alive(p.pid):
+                        raise LedgerUnavailable(f"fabric: {p.name} exited during {what}; see {p.log}") from None
+                time.sleep(0.5)
+
+    # ---- steps
+
+    def _load_or_allocate_ports(self) -> Ports:
+        state = self.layout.run / STATE_FILE
+        if state.exists():
+            saved = json.loads(state.read_text())
+            ports = Ports(**saved["ports"])
+            if self.port_base and self.port_base != ports.orderer:
+                raise ConfigError(
+                    f"fabric: {self.layout.run} was created with port base {ports.orderer}; "
+                    f"its channel configs name those ports, so it cannot restart on {self.port_base}"
+                )
+            busy = [p for p in asdict(ports).values() if port_open(p)]
+            if busy:
+                raise LedgerUnavailable(f"fabric: ports {busy} of {self.layout.run} are in use")
+            return ports
+        ports = Ports.allocate(self.port_base)
+        state.write_text(json.dumps({"ports": asdict(ports), "channels": self.channels}, indent=1))
+        return ports
+
+    def _crypto(self) -> None:
+        if (self.layout.orderer_node / "tls" / "server.crt").exists():
+            return
+        self.layout.config.mkdir(parents=True, exist_ok=True)
+        cfg = self.layout.config / "crypto-config.yaml"
+        cfg.write_text(dump_yaml(crypto_config()))
+        self.run("cryptogen", ["generate", f"--config={cfg}", f"--output={self.layout.crypto}"], {})
+
+    def _start_orderer(self) -> None:
+        assert self.ports
+        env = orderer_env(self.layout, self.ports, self.install.sampleconfig)
+        proc = self._spawn("orderer", [str(self.install.tool("orderer"))], {**_clean_environ(), **env})
+        wait_until(lambda: healthz(self.ports.orderer_ops), timeout=self.timeout, what="fabric orderer",
+                   pid=proc.pid, log=Path(proc.log))
+
+    def _start_peers(self) -> None:
+        assert self.ports
+        started = []
+        for org in ORGS:
+            env = peer_env(self.layout, self.ports, org, self.install)
+            started.append((org, self._spawn(org.peer_host, [str(self.install.tool("peer")), "node", "start"],
+                                             {**_clean_environ(), **env})))
+        for org, proc in started:
+            wait_until(lambda: healthz(self.ports.ops(org)), timeout=self.timeout, what=f"fabric {org.peer_host}",
+                       pid=proc.pid, log=Path(proc.log))
+
+    def _osnadmin_args(self) -> list[str]:
+        tls = self.layout.orderer_admin_tls
+        return [
+            "-o", f"127.0.0.1:{self.ports.orderer_admin}",
+            "--ca-file", str(self.layout.orderer_tls_ca),
+            "--client-cert", str(tls / "client.crt"),
+            "--client-key", str(tls / "client.key"),
+        ]
+
+    def _channels(self) -> None:
+        self.layout.channels.mkdir(parents=True, exist_ok=True)
+        (self.layout.config / "configtx.yaml").write_text(dump_yaml(configtx(self.layout, self.ports)))
+        for ch in self.channels:
+            block = self.layout.channels / f"{ch}.block"
+            if not block.exists():
+                self.run("configtxgen", ["-profile", "DvpChannel", "-channelID", ch, "-outputBlock", str(block),
+                                         "-configPath", str(self.layout.config)],
+                         {"FABRIC_CFG_PATH": str(self.layout.config)})
+            # osnadmin prints "Status: 200" (joined) or "Status: 404" first.
+            listed = self.run("osnadmin", ["channel", "list", "--channelID", ch, *self._osnadmin_args()], {}, check=False)
+            if listed.returncode == 0 and listed.stdout.lstrip().startswith("Status: 200"):
+                continue
+            self.retry(f"osnadmin join {ch}", lambda ch=ch, block=block: self.run(
+                "osnadmin", ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()], {}))
+
+    def _admin(self, org: Org) -> dict[str, str]:
+        return client_env(self.layout, self.ports, org, "Admin", self.install)
+
+    def _join_peers(self) -> None:
+        for org in ORGS:
+            env = self._admin(org)
+            joined = self.run("peer", ["channel", "list"], env).stdout
+            for ch in self.channels:
+                if any(line.strip() == ch for line in joined.splitlines()):
+                    continue
+                block = self.layout.channels / f"{ch}.block"
+                self.retry(f"{org.peer_host} join {ch}", lambda env=env, block=block: self.run(
+                    "peer", ["channel", "join", "-b", str(block)], env))
+
+    def _install(self) -> None:
+        pkg = ccaas_package(f"127.0.0.1:{self.ports.chaincode}")
+        path = self.layout.channels / f"{CHAINCODE_LABEL}.tar.gz"
+        path.write_bytes(pkg)
+        self.package_id = package_id(pkg)
+        for org in ORGS:
+            env = self._admin(org)
+            out = self.run("peer", ["lifecycle", "chaincode", "queryinstalled", "--output", "json"], env).stdout
+            installed = {c.get("package_id") for c in (json.loads(out or "{}").get("installed_chaincodes") or [])}
+            if self.package_id in installed:
+                continue
+            self.run("peer", ["lifecycle", "chaincode", "install", str(path)], env, timeout=300)
+
+    def _start_chaincode(self) -> None:
+        if self.chaincode_bin is None:
+            from .bins import chaincode_binary
+
+            self.chaincode_bin = chaincode_binary()
+        env = {
+            **_clean_environ(),
+            "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{self.ports.chaincode}",
+            "CORE_CHAINCODE_ID_NAME": self.package_id,
+            "DVP_MAX_SKEW_SECONDS": str(MAX_SKEW_SECONDS),
+        }
+        proc = self._spawn("chaincode", [str(self.chaincode_bin)], env)
+        wait_until(lambda: port_open(self.ports.chaincode), timeout=self.timeout, what="fabric chaincode server",
+                   pid=proc.pid, log=Path(proc.log))
+
+    def orderer_args(self) -> list[str]:
+        return ["-o", f"127.0.0.1:{self.ports.orderer}", "--tls", "--cafile", str(self.layout.orderer_tls_ca)]
+
+    def endorser_args(self) -> list[str]:
+        out: list[str] = []
+        for org in ORGS:
+            out += ["--peerAddresses", f"127.0.0.1:{self.ports.peer(org)}", "--tlsRootCertFiles", str(self.layout.peer_tls_ca(org))]
+        return out
+
+    def _committed(self, ch: str) -> bool:
+        env = self._admin(ORGS[0])
+        return self.run("peer", ["lifecycle", "chaincode", "querycommitted", "--channelID", ch, "--name", CHAINCODE_NAME],
+                        env, check=False).returncode == 0
+
+    def _deploy(self, ch: str) -> None:
+        if self._committed(ch):
+            return
+        common = ["--channelID", ch, "--name", CHAINCODE_NAME, "--version", CHAINCODE_VERSION, "--sequence", "1"]
+        for org in ORGS:
+            env = self._admin(org)
+            self.retry(f"approve {ch} by {org.msp_id}", lambda env=env: self.run(
+                "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
+                         "--package-id", self.package_id, "--waitForEvent"], env))
+        self.retry(f"commit {ch}", lambda: self.run(
+            "peer", ["lifecycle", "chaincode", "commit", *self.orderer_args(), *common, *self.endorser_args(),
+                     "--waitForEvent"], self._admin(ORGS[0])))
+
+    def party_env(self, party: str) -> dict[str, str]:
+        org_key, user = PARTIES[party]
+        org = next(o for o in ORGS if o.key == org_key)
+        return client_env(self.layout, self.ports, org, user, self.install)
+
+    def query(self, ch: str, env: dict[str, str], function: str, *args: str) -> str:
+        payload = json.dumps({"function": function, "Args": list(args)})
+        return self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c", payload], env).stdout.strip()
+
+    def invoke(self, ch: str, env: dict[str, str], function: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        payload = json.dumps({"function": function, "Args": list(args)})
+        return self.run("peer", ["chaincode", "invoke", *self.orderer_args(), "-C", ch, "-n", CHAINCODE_NAME,
+                                 *self.endorser_args(), "-c", payload, "--waitForEvent"], env, check=check)
+
+    def _init_ledger(self, ch: str) -> None:
+        # The chaincode answers only after a peer has launched it: retry the first query.
+        for party in PARTIES:
+            if party not in self.accounts:
+                self.accounts[party] = self.retry(f"WhoAmI on {ch}", lambda party=party: self.query(ch, self.party_env(party), "WhoAmI"))
+        current = self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c",
+                                    json.dumps({"function": "Issuer", "Args": []})], self._admin(ORGS[0]), check=False)
+        if current.returncode == 0:
+            if current.stdout.strip() != self.accounts["issuer"]:
+                raise ConfigError(f"fabric: channel {ch} names issuer {current.stdout.strip()!r}, expected {self.accounts['issuer']!r}")
+            return
+        self.retry(f"InitLedger on {ch}", lambda: self.invoke(ch, self._admin(ORGS[0]), "InitLedger", self.accounts["issuer"]))
+
+    def start(self) -> None:
+        for d in (self.layout.run, self.layout.logs, self.layout.data):
+            d.mkdir(parents=True, exist_ok=True)
+        missing = self.install.missing()
+        if missing:
+            raise ConfigError(f"fabric: missing {', '.join(missing)} under {self.install.root}; run `make fabric-bins`")
+        try:
+            self.ports = self._load_or_allocate_ports()
+            self.say("fabric: crypto")
+            self._crypto()
+            self.say("fabric: orderer")
+            self._start_orderer()
+            self.say("fabric: peers")
+            self._start_peers()
+            self.say(f"fabric: channels {', '.join(self.channels)}")
+            self._channels()
+            self._join_peers()
+            self.say("fabric: chaincode")
+            self._install()
+            self._start_chaincode()
+            for ch in self.channels:
+                self._deploy(ch)
+                self._init_ledger(ch)
+        except BaseException:
+            self.stop()
+            raise
+
+    # ---- what an adapter needs
+
+    def ledger_config(self, channel: str) -> dict[str, Any]:
+        lay, ports = self.layout, self.ports
+        peers = {
+            org.key: {
+                "endpoint": f"127.0.0.1:{ports.peer(org)}",
+                "host_name": org.peer_host,
+                "tls_ca": str(lay.peer_tls_ca(org)),
+                "msp_id": org.msp_id,
+            }
+            for org in ORGS
+        }
+        parties = {}
+        for party, (org_key, user) in PARTIES.items():
+            org = next(o for o in ORGS if o.key == org_key)
+            msp = lay.user_msp(org, user)
+            keys = sorted((msp / "keystore").glob("*"))
+            parties[party] = {
+                "msp_id": org.msp_id,
+                "msp_dir": str(msp),
+                "cert": str(msp / "signcerts" / f"{user}@{org.domain}-cert.pem"),
+                "key": str(keys[0]) if keys else "",
+                "peer": org.key,
+                "account": self.accounts.get(party, ""),
+            }
+        return {
+            "kind": "fabric",
+            "channel": channel,
+            "chaincode": CHAINCODE_NAME,
+            "peers": peers,
+            "orderer": {"endpoint": f"127.0.0.1:{ports.orderer}", "tls_ca": str(lay.orderer_tls_ca)},
+            "parties": parties,
+            "max_skew_seconds": MAX_SKEW_SECONDS,
+            "dev": True,
+        }
