@@ -9,6 +9,7 @@ connection; :mod:`.dialect` holds the calls that differ between node families.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 from typing import Any
@@ -33,7 +34,7 @@ class RpcUnavailable(Exception):
 class RpcClient:
     def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0):
         self.url = url
-        self._auth = aiohttp.BasicAuth(user, password)
+        self._headers = {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
@@ -48,7 +49,7 @@ class RpcClient:
         if self._session is None or self._session.closed:
             # One connection at a time keeps btcd's rpcmaxclients out of the way.
             self._session = aiohttp.ClientSession(
-                auth=self._auth, timeout=self._timeout, connector=aiohttp.TCPConnector(limit=4)
+                headers=self._headers, timeout=self._timeout, connector=aiohttp.TCPConnector(limit=4)
             )
         return self._session
 

@@ -1,0 +1,81 @@
+"""Fixtures for the UTXO (btcd) tests: a real btcd regtest node per test module."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from dvp_elements.chain import ChainView
+from dvp_elements.dialect import dialect_for
+from dvp_elements.htlc import UtxoLedger
+from dvp_elements.keys import Key
+from dvp_elements.launcher import UtxoLauncher, stop_process_group
+from dvp_elements.rpc import RpcClient
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "utxo: UTXO ledger tests (btcd regtest; offline ones need no node)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone once reaped
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def btcd_ledger(tmp_path_factory: pytest.TempPathFactory):
+    """One btcd regtest node, no block clock (tests mine explicitly); stopped after the module."""
+    launcher = UtxoLauncher(block_interval=None)
+    launcher.prepare()
+    run_dir: Path = tmp_path_factory.mktemp("utxo-run")
+    ledgers = launcher.start(["btc"], run_dir, free_port())
+    try:
+        yield ledgers[0]
+    finally:
+        for led in ledgers:
+            for pid in led.pids:
+                stop_process_group(pid)
+        leftovers = [pid for led in ledgers for pid in led.pids if _alive(pid)]
+        assert not leftovers, f"processes still running after stop: {leftovers}"
+
+
+class Chain:
+    """A test's handle on the node: RPC, chain view, HTLC operations and the party keys."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.rpc = RpcClient(config["rpc_url"], config["rpc_user"], config["rpc_password"])
+        self.dialect = dialect_for(config["dialect"])
+        self.view = ChainView(self.rpc, self.dialect)
+        self.ledger = UtxoLedger(self.rpc, self.dialect, self.view, fee_rate=config["fee_rate"])
+        self.keys = {p: Key.parse(w) for p, w in config["keys"].items()}
+
+    async def mine(self, n: int = 1) -> None:
+        await self.ledger.mine(n, self.keys["miner"].address)
+
+
+@pytest_asyncio.fixture
+async def chain(btcd_ledger):
+    c = Chain(btcd_ledger.config)
+    await c.view.refresh()
+    try:
+        yield c
+    finally:
+        await c.rpc.aclose()
