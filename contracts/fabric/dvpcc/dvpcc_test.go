@@ -547,3 +547,18 @@ func TestDvpCancelAndExpiry(t *testing.T) {
 	wantCode(t, e.tx(func(s Stub) error { return e.r.AcceptOrder(s, buyer, id2) }), CodeOrderExpired)
 	wantCode(t, e.tx(func(s Stub) error { return e.r.AcceptOrder(s, buyer, "missing") }), CodeOrderNotFound)
 }
+
+// Pinned vectors shared with adapters/dvp_fabric/lockid.py (tests/fabric/test_lockid.py).
+const (
+	vectorLockID  = "1e3b53f89f7d07af831002bac8be04f47b6676546ef4a486b2dc858c3dfe8fdb"
+	vectorOrderID = "c0e65a807c82b126e2840a44b60a384211122b218bd7fddc7c6ff4e111abd21f"
+)
+
+func TestSharedVectors(t *testing.T) {
+	h := sha256.Sum256(secret)
+	lid := LockID("SellerBankMSP::CN=s", "BuyerBankMSP::CN=b", "BOND", 10, h[:], 1_700_000_600, []byte{1, 2, 3, 4})
+	oid := OrderID("SellerBankMSP::CN=s", "BuyerBankMSP::CN=b", "BOND", 10, "USD", 4000, 1_700_000_600, []byte{1, 2, 3, 4})
+	if lid != vectorLockID || oid != vectorOrderID {
+		t.Fatalf("lock id %s, order id %s", lid, oid)
+	}
+}
