@@ -61,13 +61,18 @@ class _Layer:
         self.outputs: dict[Outpoint, Utxo] = {}
         self.by_script: dict[bytes, set[Outpoint]] = {}
         self.spends: dict[Outpoint, Spend] = {}
+        self.inputs: dict[str, list[Outpoint]] = {}  # txid -> the outpoints it spends
+        self.n_out: dict[str, int] = {}
 
     def add_tx(self, tx: CTransaction, height: int | None, undo: _BlockUndo | None = None) -> str:
         txid = txid_of(tx)
         coinbase = tx.is_coinbase()
+        self.n_out[txid] = len(tx.vout)
+        self.inputs[txid] = []
         if not coinbase:
             for i, txin in enumerate(tx.vin):
                 op = (b2lx(txin.prevout.hash), txin.prevout.n)
+                self.inputs[txid].append(op)
                 wit = tuple(bytes(x) for x in tx.wit.vtxinwit[i].scriptWitness.stack) if i < len(tx.wit.vtxinwit) else ()
                 self.spends[op] = Spend(op, txid, i, wit, height, tx)
                 if undo is not None:
@@ -169,6 +174,8 @@ class ChainView:
             self._chain.spends.pop(op, None)
         for txid in undo.txids:
             self._tx_height.pop(txid, None)
+            self._chain.inputs.pop(txid, None)
+            self._chain.n_out.pop(txid, None)
 
     async def _sync_mempool(self) -> None:
         txids = await self.rpc.call("getrawmempool")
@@ -213,6 +220,32 @@ class ChainView:
 
     def mempool_tx(self, txid: str) -> CTransaction | None:
         return self._mem_txs.get(txid)
+
+    def output(self, op: Outpoint) -> Utxo | None:
+        return self._chain.outputs.get(op) or self._mem.outputs.get(op)
+
+    def fee_of(self, txid: str) -> int | None:
+        """Inputs minus outputs of a transaction the view has seen, if all its inputs are known."""
+        for layer in (self._chain, self._mem):
+            if txid in layer.inputs:
+                ins = [self.output(op) for op in layer.inputs[txid]]
+                outs = [layer.outputs.get((txid, n)) for n in range(layer.n_out[txid])]
+                if not ins or any(u is None for u in ins) or any(o is None for o in outs):
+                    return None
+                return sum(u.value for u in ins) - sum(o.value for o in outs)
+        return None
+
+    def block_events(self, from_height: int):
+        """Per block from ``from_height``: (height, [(txid, [outputs created], [spends])])."""
+        for block in list(self._blocks):
+            if block.height < from_height:
+                continue
+            txs = []
+            for txid in block.txids:
+                created = [self._chain.outputs[(txid, n)] for n in range(self._chain.n_out.get(txid, 0)) if (txid, n) in self._chain.outputs]
+                spends = [self._chain.spends[op] for op in self._chain.inputs.get(txid, []) if op in self._chain.spends]
+                txs.append((txid, created, spends))
+            yield block.height, txs
 
     def spend_of(self, op: Outpoint) -> Spend | None:
         return self._chain.spends.get(op) or self._mem.spends.get(op)

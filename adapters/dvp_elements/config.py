@@ -29,7 +29,8 @@ class UtxoConfig(LedgerConfig):
     clock_skew: float = Field(default=0.0, ge=0)
     fee_rate: float = Field(default=2.0, ge=1.0)  # sat/vB
     start_height: int = Field(default=0, ge=0)  # first block the chain view reads
-    dev: bool = False  # allow mining on demand (advance_time); regtest only
+    dev: bool = False  # allow mining on demand (advance_time, issue from the miner); regtest only
+    mine_on_wait: bool = False  # dev chains without a block clock: wait_final mines the blocks it waits for
     request_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("pubkeys")

@@ -16,7 +16,7 @@ from bitcoin.core import CTransaction
 from .chain import ChainView
 from .dialect import Dialect
 from .keys import Key
-from .rpc import RpcClient
+from .rpc import RpcClient, RpcError
 from .script import HtlcScript, parse_htlc_witness
 from .tx import (
     TxBuildError,
@@ -76,7 +76,15 @@ class UtxoLedger:
 
     # -- transactions -------------------------------------------------------------------
     async def broadcast(self, tx: CTransaction) -> str:
-        txid = await self.rpc.call("sendrawtransaction", tx_hex(tx))
+        """Submit ``tx``; resubmitting one the node already has is not an error."""
+        try:
+            txid = await self.rpc.call("sendrawtransaction", tx_hex(tx))
+        except RpcError as exc:
+            text = exc.message.lower()
+            if exc.code == -27 or "already have transaction" in text or "transaction already exists" in text or "txn-already-known" in text:
+                txid = txid_of(tx)
+            else:
+                raise
         self.view.add_local(tx)
         return txid
 

@@ -24,8 +24,6 @@ import asyncio
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +32,7 @@ from typing import Any, Awaitable, TypeVar
 
 from dvp.errors import LedgerUnavailable
 from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+from dvp.runtime.processes import alive, free_port, spawn, stop
 
 from .build import BTCD_VERSION, ensure_btcd
 from .chain import ChainView
@@ -77,33 +76,24 @@ def run_sync(coro: Awaitable[T]) -> T:
 
 def stop_process_group(pid: int, timeout: float = 10.0) -> None:
     """SIGTERM the process group led by ``pid``, SIGKILL after ``timeout``."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:  # not our child: poll for existence
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.05)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass
+    stop([pid], grace=timeout)
 
 
 class UtxoLauncher(NodeLauncher):
     kind = "utxo"
 
-    def __init__(self, block_interval: float | None = 1.0, confirmations: int = 1, fee_rate: float = 2.0):
+    def __init__(
+        self,
+        options: dict[str, dict[str, Any]] | None = None,
+        *,
+        block_interval: float | None = 1.0,
+        confirmations: int = 1,
+        fee_rate: float = 2.0,
+    ):
+        """Per-ledger ``options`` (from the topology) override the defaults:
+        ``block_time`` (seconds between blocks of the block clock; 0 = none, the
+        adapter then mines on demand), ``confirmations``, ``fee_rate`` (sat/vB)."""
+        super().__init__(options)
         self.block_interval = block_interval
         self.confirmations = confirmations
         self.fee_rate = fee_rate
@@ -120,16 +110,20 @@ class UtxoLauncher(NodeLauncher):
         ledgers: list[LaunchedLedger] = []
         try:
             for i, name in enumerate(names):
-                ledgers.append(self._start_one(name, run_dir / name, port_base + i, started))
+                port = port_base + i if port_base else free_port()
+                ledgers.append(self._start_one(name, run_dir / name, port, started))
         except BaseException:
-            for pid in reversed(started):
-                stop_process_group(pid)
+            stop(started)
             raise
         return ledgers
 
     # ---------------------------------------------------------------------------------
     def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
         node_dir.mkdir(parents=True, exist_ok=True)
+        opts = self.options.get(name, {})
+        block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
+        confirmations = int(opts.get("confirmations", self.confirmations))
+        fee_rate = float(opts.get("fee_rate", self.fee_rate))
         keys = {p: Key.dev(name, p) for p in (MINER, *PARTIES)}
         password = secrets.token_hex(16)
         url = f"http://127.0.0.1:{port}"
@@ -153,33 +147,29 @@ class UtxoLauncher(NodeLauncher):
             "--rejectnonstd",
             "--debuglevel=info",
         ]
-        env = dict(os.environ, HOME=str(node_dir))  # btcd makes ~/.btcd even when unused
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env, cwd=node_dir,
-            )  # fmt: skip
-        started.append(proc.pid)
+        # btcd makes ~/.btcd even when every path is given: keep it in the run dir.
+        pid = spawn(cmd, log, env={"HOME": str(node_dir)}, cwd=node_dir)
+        started.append(pid)
         (node_dir / "btcd.cmd").write_text(" ".join(c if "--rpcpass" not in c else "--rpcpass=***" for c in cmd) + "\n")
-        pids = [proc.pid]
+        pids = [pid]
         logs = [str(log)]
 
-        info = run_sync(self._bootstrap(url, password, keys, proc, log))
+        info = run_sync(self._bootstrap(url, password, keys, pid, log, fee_rate))
 
-        if self.block_interval:
+        if block_time > 0:
             mlog = node_dir / "miner.log"
-            menv = dict(os.environ, DVP_UTXO_RPC_PASSWORD=password)
             pkg_parent = str(Path(__file__).resolve().parent.parent)
-            menv["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")]))
-            with open(mlog, "ab") as out:
-                miner = subprocess.Popen(
-                    [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
-                     "--interval", str(self.block_interval), "--dialect", "btcd"],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env=menv, cwd=node_dir,
-                )  # fmt: skip
-            started.append(miner.pid)
-            pids.append(miner.pid)
+            menv = {
+                "DVP_UTXO_RPC_PASSWORD": password,
+                "PYTHONPATH": os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])),
+            }
+            mpid = spawn(
+                [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
+                 "--interval", f"{block_time:g}", "--dialect", "btcd"],
+                mlog, env=menv, cwd=node_dir,
+            )  # fmt: skip
+            started.append(mpid)
+            pids.append(mpid)
             logs.append(str(mlog))
 
         config = {
@@ -192,10 +182,11 @@ class UtxoLauncher(NodeLauncher):
             "keys": {p: k.wif for p, k in keys.items()},
             "issuer": "issuer",
             "miner": MINER,
-            "confirmations": self.confirmations,
-            "block_interval": self.block_interval or 1.0,
-            "fee_rate": self.fee_rate,
+            "confirmations": confirmations,
+            "block_interval": block_time or 1.0,
+            "fee_rate": fee_rate,
             "dev": True,
+            "mine_on_wait": block_time <= 0,
             "start_height": 0,
         }
         (node_dir / "ledger.json").write_text(
@@ -204,12 +195,12 @@ class UtxoLauncher(NodeLauncher):
         )  # fmt: skip
         return LaunchedLedger(name=name, kind=self.kind, config=config, pids=pids, logs=logs)
 
-    async def _bootstrap(self, url: str, password: str, keys: dict[str, Key], proc, log: Path) -> dict[str, Any]:
+    async def _bootstrap(self, url: str, password: str, keys: dict[str, Key], pid: int, log: Path, fee_rate: float) -> dict[str, Any]:
         async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
             deadline = time.monotonic() + 60
             while True:
-                if proc.poll() is not None:
-                    raise LedgerUnavailable(f"btcd exited with {proc.returncode} during start-up: {_tail(log)}")
+                if not alive(pid):
+                    raise LedgerUnavailable(f"btcd (pid {pid}) exited during start-up: {_tail(log)}")
                 try:
                     await rpc.call("getblockchaininfo")
                     break
@@ -219,7 +210,7 @@ class UtxoLauncher(NodeLauncher):
                     await asyncio.sleep(0.2)
             dialect = dialect_for("btcd")
             view = ChainView(rpc, dialect)
-            ledger = UtxoLedger(rpc, dialect, view, fee_rate=self.fee_rate)
+            ledger = UtxoLedger(rpc, dialect, view, fee_rate=fee_rate)
             count = await rpc.call("getblockcount")
             if count < INITIAL_BLOCKS:
                 await dialect.mine(rpc, INITIAL_BLOCKS - count, keys[MINER].address)

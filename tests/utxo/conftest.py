@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "utxo: UTXO ledger tests (btcd regtest; offline ones need no node)")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -42,10 +35,10 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def btcd_ledger(tmp_path_factory: pytest.TempPathFactory):
     """One btcd regtest node, no block clock (tests mine explicitly); stopped after the module."""
-    launcher = UtxoLauncher(block_interval=None)
+    launcher = UtxoLauncher(block_interval=None)  # no block clock: tests mine explicitly
     launcher.prepare()
     run_dir: Path = tmp_path_factory.mktemp("utxo-run")
-    ledgers = launcher.start(["btc"], run_dir, free_port())
+    ledgers = launcher.start(["btc"], run_dir, 0)
     try:
         yield ledgers[0]
     finally:

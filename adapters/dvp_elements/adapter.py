@@ -1,0 +1,450 @@
+"""The UTXO adapter (``kind: utxo``): P2WSH hashed time-locks on btcd / bitcoind.
+
+How the protocol maps onto a UTXO chain:
+
+* **clock**: block height (:attr:`ClockKind.HEIGHT`); ``expiry`` is the CLTV lock
+  height, and a refund is valid once the tip has reached it (the refund spends
+  in the next block, whose height is above its nLockTime).
+* **lock id**: the HTLC witness script itself, as hex.  It is derived from the
+  terms alone (recipient key, sender key, hashlock, expiry) so the journal has
+  it before broadcast, and it is self-describing: after a restart,
+  :meth:`get_lock` rebuilds everything from the id and the chain, no local
+  state needed.  The P2WSH output it is funded at is ``OP_0 sha256(script)``.
+  ``amount``, ``asset`` and ``nonce`` are not part of the script: two locks
+  with the same parties, hashlock and expiry share one id, so :meth:`lock`
+  refuses a second funding of a script (rule 7).
+* **amounts**: satoshis of the native coin.  Fees are paid in the same coin:
+  the lock's fee by the sender on top of the amount, the claim's or refund's
+  fee out of the locked amount (so the recipient needs no coins to claim).
+  A lock below the amount whose claim and refund both stay above dust is
+  refused (rule 9).
+* **claim after expiry**: the script does not forbid it (the claim branch has
+  no time lock); a claim and a refund race once the lock height is reached,
+  and the orchestrator's margins (rule 4) keep the holder out of that race.
+* **who signs**: only the recipient's key can sign a claim and only the
+  sender's a refund; ``submitter`` is recorded but the adapter signs with the
+  key the script demands, if it holds it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from dvp import errors
+from dvp.adapter import LedgerAdapter
+from dvp.hashlock import matches
+from dvp.models import (
+    Asset,
+    AssetKind,
+    Capability,
+    ClockKind,
+    Finality,
+    HtlcTerms,
+    LedgerTime,
+    LockEvent,
+    LockState,
+    LockStatus,
+    Submitted,
+    TxStatus,
+)
+
+from .boundary import utxo_errors
+from .chain import ChainView
+from .config import UtxoConfig
+from .dialect import dialect_for
+from .htlc import UtxoLedger
+from .keys import Key, check_pubkey, p2wpkh_script, select_network
+from .rpc import RpcClient
+from .script import HtlcScript, ScriptError, parse_htlc_witness
+
+_POLL = 0.1
+_NONCE0 = "00" * 32
+
+
+class UtxoAdapter(LedgerAdapter):
+    kind = "utxo"
+    config_model = UtxoConfig
+    clock = ClockKind.HEIGHT
+    capabilities = frozenset({Capability.HTLC, Capability.ISSUE, Capability.OBSERVE, Capability.TIME_TRAVEL})
+
+    config: UtxoConfig
+
+    def __init__(self, name: str, config: UtxoConfig):
+        super().__init__(name, config)
+        if not config.dev:
+            self.capabilities = self.capabilities - {Capability.TIME_TRAVEL, Capability.ISSUE}
+        select_network(config.network)
+        try:
+            self._keys = {p: Key.parse(k.get_secret_value()) for p, k in config.keys.items()}
+        except ValueError as exc:
+            raise errors.ConfigError(f"ledgers.{name}.keys: {exc}") from None
+        self._pubkeys: dict[str, bytes] = {p: k.pubkey for p, k in self._keys.items()}
+        for p, text in config.pubkeys.items():
+            self._pubkeys.setdefault(p, bytes.fromhex(text.removeprefix("0x")))
+        self._parties = {v: p for p, v in self._pubkeys.items()}
+        self._terms: dict[str, HtlcTerms] = {}
+        self._send_lock = asyncio.Lock()
+        self._rpc: RpcClient | None = None
+        self._view: ChainView | None = None
+        self._ledger: UtxoLedger | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def connect(self) -> None:
+        c = self.config
+        self._rpc = RpcClient(c.rpc_url, c.rpc_user, c.rpc_password.get_secret_value(), timeout=c.request_timeout)
+        dialect = dialect_for(c.dialect)
+        self._view = ChainView(self._rpc, dialect, start_height=c.start_height)
+        self._ledger = UtxoLedger(self._rpc, dialect, self._view, fee_rate=c.fee_rate)
+        with utxo_errors("connect", self.name):
+            info = await self._rpc.call("getblockchaininfo")
+            if info.get("chain") != c.network:
+                raise errors.ConfigError(f"ledgers.{self.name}.network: configured {c.network}, node reports {info.get('chain')}")
+            await self._view.refresh()
+
+    async def aclose(self) -> None:
+        if self._rpc is not None:
+            await self._rpc.aclose()
+            self._rpc = None
+
+    @property
+    def ledger(self) -> UtxoLedger:
+        if self._ledger is None or self._rpc is None:
+            raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
+        return self._ledger
+
+    @property
+    def view(self) -> ChainView:
+        return self.ledger.view
+
+    async def _refresh(self, what: str, mempool: bool = True) -> None:
+        with utxo_errors(what, self.name):
+            await self.view.refresh(mempool=mempool)
+
+    # -- set-up -------------------------------------------------------------------------------
+    async def bootstrap(self, assets: list[Asset]) -> dict[str, Any]:
+        """Map the ledger's one cash asset onto the native coin; nothing to deploy.
+
+        A security, or a second cash asset, needs issued assets (Elements): refused."""
+        cash = [a for a in assets if a.kind is AssetKind.CASH]
+        other = [a for a in assets if a.kind is not AssetKind.CASH] + cash[1:]
+        if other:
+            names = ", ".join(repr(a.symbol) for a in other)
+            raise errors.NotSupportedError(
+                f"ledgers.{self.name}: assets {names} need issued assets (Elements); "
+                "this ledger carries one cash asset, its native coin"
+            )
+        mapping = dict(self.config.assets)
+        for a in cash:
+            mapping[a.symbol] = "native"
+        if mapping == self.config.assets:
+            return {}
+        self.config = self.config.model_copy(update={"assets": mapping})
+        return {"assets": mapping}
+
+    # -- clock and finality ---------------------------------------------------------------
+    async def now(self) -> LedgerTime:
+        await self._refresh("read clock", mempool=False)
+        return LedgerTime(height=self.view.height, timestamp=float(self.view.tip_time))
+
+    @property
+    def finality(self) -> Finality:
+        c = self.config
+        return Finality(
+            confirmations=c.confirmations,
+            block_interval=c.block_interval,
+            expected_seconds=c.confirmations * c.block_interval,
+            clock_skew=c.clock_skew,
+        )
+
+    async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
+        timeout = timeout or max(60.0, 20 * self.finality.expected_seconds)
+        deadline = time.monotonic() + timeout
+        missing = 0
+        while True:
+            await self._refresh(f"wait for {tx_id}")
+            height = self.view.tx_height(tx_id)
+            if height is not None:
+                if self.view.confirmations(height) >= self.config.confirmations:
+                    return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=height, fee=self._fee(tx_id))
+            elif not self.view.in_mempool(tx_id):
+                missing += 1
+                if missing >= 3:  # neither mined nor pending: replaced by a conflicting spend, or dropped
+                    raise errors.CommitError(
+                        f"{tx_id} on {self.name} is neither in a block nor in the mempool (conflicting spend?)",
+                        tx_id=tx_id,
+                        code="dropped",
+                    )
+            if time.monotonic() > deadline:
+                raise errors.FinalityTimeout(f"{tx_id} not final after {timeout:.0f}s on {self.name}", tx_id=tx_id, code="timeout")
+            if self.config.dev and self.config.mine_on_wait and (height is not None or self.view.in_mempool(tx_id)):
+                await self._mine(1)
+            else:
+                await asyncio.sleep(_POLL)
+
+    def _fee(self, tx_id: str) -> int | None:
+        return self.view.fee_of(tx_id)
+
+    async def advance_time(self, seconds: int) -> None:
+        if not self.supports(Capability.TIME_TRAVEL):
+            raise self.unsupported(Capability.TIME_TRAVEL)
+        await self._mine(max(1, math.ceil(seconds / self.config.block_interval)))
+
+    async def mine(self, blocks: int = 1) -> None:
+        """Dev ledgers: mine ``blocks`` blocks now (test-only, capability time_travel)."""
+        if not self.supports(Capability.TIME_TRAVEL):
+            raise self.unsupported(Capability.TIME_TRAVEL)
+        await self._mine(blocks)
+
+    async def _mine(self, blocks: int) -> None:
+        with utxo_errors("mine", self.name):
+            await self.ledger.mine(blocks, self._key(self.config.miner).address if self.config.miner in self._keys else "")
+
+    # -- accounts and assets ----------------------------------------------------------------
+    def _key(self, party: str) -> Key:
+        try:
+            return self._keys[party]
+        except KeyError:
+            raise errors.ConfigError(f"party {party!r}: no key on ledger {self.name!r}") from None
+
+    def _pubkey(self, party: str) -> bytes:
+        try:
+            return self._pubkeys[party]
+        except KeyError:
+            raise errors.ConfigError(f"party {party!r}: no key or public key on ledger {self.name!r}") from None
+
+    def _native(self, asset: str) -> None:
+        if self.config.assets.get(asset) != "native":
+            raise errors.ConfigError(f"asset {asset!r}: unknown on ledger {self.name!r} (known: {sorted(self.config.assets)})")
+
+    def pubkey_of(self, party: str) -> str:
+        return self._pubkey(party).hex()
+
+    def address_of(self, party: str) -> str:
+        from .keys import p2wpkh_address
+
+        return p2wpkh_address(self._pubkey(party))
+
+    async def balance(self, party: str, asset: str) -> int:
+        self._native(asset)
+        await self._refresh("balance")
+        return self.view.balance(p2wpkh_script(self._pubkey(party)))
+
+    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+        """Dev ledgers: pay ``amount`` sat of the native coin to ``to``, from the issuer
+        or, when the issuer lacks the funds, from the miner's coinbase outputs."""
+        if not self.supports(Capability.ISSUE):
+            raise self.unsupported(Capability.ISSUE)
+        self._native(asset)
+        out = [(p2wpkh_script(self._pubkey(to)), amount)]
+        await self._refresh("issue")
+        async with self._send_lock:
+            with utxo_errors(f"issue {asset}", self.name):
+                payer = self.config.issuer
+                if self.view.balance(self._key(payer).script_pubkey, min_conf=0) < amount + 100_000 and self.config.miner in self._keys:
+                    payer = self.config.miner
+                tx = await self.ledger.pay(self._key(payer), out)
+                txid = await self.ledger.broadcast(tx)
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    # -- hashed time-locks ----------------------------------------------------------------
+    def _htlc(self, terms: HtlcTerms) -> HtlcScript:
+        try:
+            return HtlcScript(
+                bytes.fromhex(terms.hashlock),
+                check_pubkey(self._pubkey(terms.recipient)),
+                check_pubkey(self._pubkey(terms.sender)),
+                terms.expiry,
+            )
+        except (ScriptError, ValueError) as exc:
+            raise errors.ConfigError(f"terms: {exc}") from None
+
+    def _parse_id(self, lock_id: str) -> HtlcScript:
+        try:
+            return HtlcScript.parse(bytes.fromhex(lock_id.removeprefix("0x")))
+        except (ScriptError, ValueError):
+            raise errors.LockNotFound(f"lock {lock_id[:20]}...: not an HTLC script id on {self.name}") from None
+
+    def lock_id(self, terms: HtlcTerms) -> str:
+        lock_id = self._htlc(terms).script.hex()
+        self._terms[lock_id] = terms
+        return lock_id
+
+    async def lock(self, terms: HtlcTerms) -> Submitted:
+        self._native(terms.asset)
+        htlc = self._htlc(terms)
+        lock_id = self.lock_id(terms)
+        sender = self._key(terms.sender)
+        await self._refresh("lock")
+        if htlc.lock_height <= self.view.height:
+            raise errors.LockExpired(f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}")
+        async with self._send_lock:
+            if self.view.outputs_to(htlc.script_pubkey):
+                raise errors.LockError(f"lock: a lock with this script already exists on {self.name} (duplicate lock id)")
+            with utxo_errors("lock", self.name):
+                txid, _vout = await self.ledger.fund(sender, htlc, terms.amount)
+        self._terms[lock_id] = terms
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+        htlc = self._parse_id(lock_id)
+        if len(preimage) != 32:
+            raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
+        if not matches(preimage, htlc.hashlock):
+            raise errors.InvalidPreimage(f"claim {lock_id[:20]}...: sha256(preimage) does not match the hashlock")
+        key = self._signer(htlc.recipient_pubkey, "claim", "recipient")
+        await self._refresh("claim")
+        async with self._send_lock:
+            st = self.ledger.status(htlc)
+            if not st.unspent:
+                raise self._not_locked(lock_id, st, "claim")
+            with utxo_errors("claim", self.name):
+                txid = await self.ledger.claim(htlc, key, preimage)
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+        htlc = self._parse_id(lock_id)
+        key = self._signer(htlc.sender_pubkey, "refund", "sender")
+        await self._refresh("refund")
+        async with self._send_lock:
+            st = self.ledger.status(htlc)
+            if not st.unspent:
+                raise self._not_locked(lock_id, st, "refund")
+            with utxo_errors("refund", self.name):
+                txid = await self.ledger.refund(htlc, key)
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    def _signer(self, pubkey: bytes, what: str, role: str) -> Key:
+        party = self._parties.get(pubkey)
+        if party is None or party not in self._keys:
+            raise errors.LockError(f"{what}: only the {role}'s key can sign it, and ledger {self.name!r} does not hold it")
+        return self._keys[party]
+
+    def _not_locked(self, lock_id: str, st, what: str) -> errors.DvpError:
+        if st.claim_txid:
+            return errors.LockError(f"{what} {lock_id[:20]}...: already claimed in {st.claim_txid}")
+        if st.refund_txid:
+            return errors.LockError(f"{what} {lock_id[:20]}...: already refunded in {st.refund_txid}")
+        return errors.LockNotFound(f"{what} {lock_id[:20]}...: no funding output on {self.name}")
+
+    def _party_name(self, pubkey: bytes) -> str:
+        from bitcoin.core import Hash160
+
+        return self._parties.get(pubkey) or f"pkh-{Hash160(pubkey).hex()}"
+
+    def _state(self, lock_id: str, htlc: HtlcScript) -> LockState | None:
+        st = self.ledger.status(htlc)
+        if not st.outputs:
+            return None
+        known = self._terms.get(lock_id)
+        if known is not None:
+            terms = known
+        else:
+            terms = HtlcTerms(
+                sender=self._party_name(htlc.sender_pubkey),
+                recipient=self._party_name(htlc.recipient_pubkey),
+                asset=next(iter(self.config.assets), "BTC"),
+                amount=st.outputs[0].value,
+                hashlock=htlc.hashlock.hex(),
+                expiry=htlc.lock_height,
+                nonce=_NONCE0,
+            )
+        if st.claim_txid:
+            status, height = LockStatus.CLAIMED, st.spend_height
+        elif st.refund_txid:
+            status, height = LockStatus.REFUNDED, st.spend_height
+        else:
+            status = LockStatus.LOCKED
+            matching = [u for u in st.unspent if u.value == terms.amount] or st.unspent
+            height = max((u.height for u in matching if u.height is not None), default=None)
+            if any(u.height is None for u in matching) and not any(u.height is not None for u in matching):
+                height = None
+        conf = self.view.confirmations(height)
+        return LockState(
+            lock_id=lock_id,
+            terms=terms,
+            status=status,
+            preimage=st.preimage.hex() if st.preimage else None,
+            confirmations=conf,
+            final=conf >= self.config.confirmations,
+        )
+
+    async def get_lock(self, lock_id: str) -> LockState | None:
+        htlc = self._parse_id(lock_id)
+        await self._refresh("read lock")
+        return self._state(lock_id, htlc)
+
+    async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
+        """Rebuild the script from the agreed terms and check the funding output.
+
+        The id must be the script rebuilt from ``expected`` byte for byte (recipient
+        and sender keys, hashlock, the 32-byte preimage rule, the lock height); the
+        P2WSH output must hold exactly ``expected.amount`` of the agreed asset,
+        unspent, with the ledger's confirmations, and the lock height must still be
+        ahead.  ``nonce`` has no on-ledger counterpart and is not checked."""
+        htlc = self._parse_id(lock_id)
+        if self.config.assets.get(expected.asset) != "native":
+            raise errors.AuditFailed(f"audit: asset {expected.asset!r} is not carried by ledger {self.name!r}")
+        if self._htlc(expected).script != htlc.script:
+            raise errors.AuditFailed(f"audit {lock_id[:20]}...: script does not commit to the agreed terms")
+        self._terms.setdefault(lock_id, expected)
+        await self._refresh("audit")
+        with utxo_errors("audit", self.name):
+            self.ledger.audit(htlc, expected.amount, min_confirmations=self.config.confirmations, min_blocks_left=1, lock_id=htlc.script_hash.hex())
+        state = self._state(lock_id, htlc)
+        assert state is not None
+        return state.model_copy(update={"terms": expected})
+
+    async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
+        """Confirmed lock events after ``since`` ("height:tx:kind:index").
+
+        Claims and refunds of any HTLC of this template are seen (the witness
+        reveals the script); a funding is recognised as ``locked`` only for lock
+        ids this adapter has seen (``lock_id``, ``lock``, ``audit``), since a
+        P2WSH output hides its script until it is spent."""
+        after = _parse_checkpoint(since)
+        await self._refresh("observe", mempool=False)
+        known = {HtlcScript.parse(bytes.fromhex(i)).script_pubkey: i for i in self._terms}
+        for height, txs in self.view.block_events(after[0] if after else 0):
+            for t_index, (txid, created, spends) in enumerate(txs):
+                events: list[tuple[tuple[int, int, int, int], LockEvent]] = []
+                for u in created:
+                    if u.script_pubkey in known:
+                        pos = (height, t_index, 0, u.vout)
+                        events.append((pos, LockEvent(ledger=self.name, kind="locked", lock_id=known[u.script_pubkey],
+                                                      tx_id=txid, height=height, checkpoint=_checkpoint(pos))))  # fmt: skip
+                for s in spends:
+                    spend = parse_htlc_witness(s.witness)
+                    if spend is None:
+                        continue
+                    pos = (height, t_index, 1, s.vin)
+                    events.append((pos, LockEvent(
+                        ledger=self.name,
+                        kind="claimed" if spend.path == "claim" else "refunded",
+                        lock_id=spend.htlc.script.hex(), tx_id=txid, height=height,
+                        preimage=spend.preimage.hex() if spend.preimage else None,
+                        checkpoint=_checkpoint(pos),
+                    )))  # fmt: skip
+                for pos, ev in sorted(events, key=lambda e: e[0]):
+                    if after and pos <= after:
+                        continue
+                    yield ev
+
+
+def _checkpoint(pos: tuple[int, int, int, int]) -> str:
+    return ":".join(str(p) for p in pos)
+
+
+def _parse_checkpoint(since: str | None) -> tuple[int, int, int, int] | None:
+    if not since:
+        return None
+    try:
+        parts = tuple(int(p) for p in since.split(":"))
+    except ValueError:
+        raise errors.ConfigError(f"since: malformed checkpoint {since!r}") from None
+    if len(parts) != 4:
+        raise errors.ConfigError(f"since: malformed checkpoint {since!r}")
+    return parts  # type: ignore[return-value]

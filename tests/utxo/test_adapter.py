@@ -1,0 +1,219 @@
+"""UtxoAdapter against a real btcd regtest node: the dvp adapter protocol on UTXO."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import pytest
+import pytest_asyncio
+
+from dvp import errors
+from dvp.models import Asset, AssetKind, Capability, ClockKind, HtlcTerms, LockStatus
+from dvp.registry import check_class
+from dvp.adapter import LedgerAdapter
+from dvp.runtime.processes import free_port
+
+from dvp_elements.adapter import UtxoAdapter
+from dvp_elements.config import UtxoConfig
+
+pytestmark = pytest.mark.utxo
+
+AMOUNT = 2_000_000
+
+
+def make(config: dict, **over) -> UtxoAdapter:
+    return UtxoAdapter("btc", UtxoConfig.model_validate({**config, **over}))
+
+
+@pytest_asyncio.fixture
+async def adapter(btcd_ledger):
+    a = make(btcd_ledger.config)
+    async with a:
+        yield a
+
+
+async def terms(adapter, *, blocks=20, amount=AMOUNT, secret=None, sender="seller", recipient="buyer"):
+    secret = secret or secrets.token_bytes(32)
+    now = await adapter.now()
+    t = HtlcTerms(
+        sender=sender,
+        recipient=recipient,
+        asset="BTC",
+        amount=amount,
+        hashlock=hashlib.sha256(secret).hexdigest(),
+        expiry=now.height + blocks,
+        nonce=secrets.token_hex(32),
+    )
+    return secret, t
+
+
+async def locked(adapter, **kw):
+    secret, t = await terms(adapter, **kw)
+    lock_id = adapter.lock_id(t)
+    sub = await adapter.lock(t)
+    status = await adapter.wait_final(sub.tx_id)
+    assert status.successful and status.fee and status.fee > 0
+    return secret, t, lock_id
+
+
+def test_registry_accepts_the_adapter():
+    check_class(UtxoAdapter, LedgerAdapter, "dvp.adapters:utxo")
+    assert UtxoAdapter.clock is ClockKind.HEIGHT
+
+
+@pytest.mark.asyncio
+async def test_clock_finality_and_bootstrap(adapter):
+    now = await adapter.now()
+    assert now.height >= 441 and now.timestamp > 0
+    assert adapter.finality.confirmations == 1
+    assert adapter.expiry_after(now, 10) == now.height + 10  # 1 s notional blocks
+    assert adapter.supports(Capability.TIME_TRAVEL) and not adapter.supports(Capability.ATOMIC_DVP)
+    assert await adapter.bootstrap([Asset(symbol="EUR", ledger="btc", kind=AssetKind.CASH, decimals=2)]) == {
+        "assets": {"BTC": "native", "EUR": "native"}
+    }
+    assert await adapter.balance("seller", "EUR") == await adapter.balance("seller", "BTC")
+    with pytest.raises(errors.NotSupportedError, match="BOND"):
+        await adapter.bootstrap([Asset(symbol="BOND", ledger="btc", kind=AssetKind.SECURITY)])
+    with pytest.raises(errors.NotSupportedError):
+        adapter.order_id(None)
+
+
+@pytest.mark.asyncio
+async def test_lock_audit_claim_reveals_secret_and_resumes_statelessly(adapter, btcd_ledger):
+    buyer_before = await adapter.balance("buyer", "BTC")
+    secret, t, lock_id = await locked(adapter)
+    state = await adapter.audit(lock_id, t)
+    assert state.status is LockStatus.LOCKED and state.final and state.terms == t
+
+    with pytest.raises(errors.InvalidPreimage):
+        await adapter.claim(lock_id, secrets.token_bytes(32), submitter="buyer")
+    with pytest.raises(errors.InvalidPreimage):
+        await adapter.claim(lock_id, secret + b"\x00", submitter="buyer")
+
+    sub = await adapter.claim(lock_id, secret, submitter="buyer")
+    pending = await adapter.get_lock(lock_id)
+    assert pending.status is LockStatus.CLAIMED and pending.preimage == secret.hex() and not pending.final
+    status = await adapter.wait_final(sub.tx_id)
+    assert status.block_number and status.fee > 0
+    assert await adapter.balance("buyer", "BTC") == buyer_before + AMOUNT - status.fee
+
+    # A fresh adapter (a restarted process) rebuilds the lock from its id and the chain.
+    async with make(btcd_ledger.config) as fresh:
+        st = await fresh.get_lock(lock_id)
+        assert st.status is LockStatus.CLAIMED and st.preimage == secret.hex() and st.final
+        assert (st.terms.sender, st.terms.recipient, st.terms.amount, st.terms.expiry) == ("seller", "buyer", AMOUNT, t.expiry)
+    with pytest.raises(errors.LockError, match="already claimed"):
+        await adapter.claim(lock_id, secret, submitter="buyer")
+    with pytest.raises(errors.LockError, match="already claimed"):
+        await adapter.refund(lock_id, submitter="seller")
+    with pytest.raises(errors.AuditFailed, match="claimed"):
+        await adapter.audit(lock_id, t)
+
+
+@pytest.mark.asyncio
+async def test_refund_only_after_expiry_node_decides(adapter):
+    _, t, lock_id = await locked(adapter, blocks=4)
+    with pytest.raises(errors.LockExpired, match="not reached"):  # the node's rejection, mapped
+        await adapter.refund(lock_id, submitter="seller")
+    now = await adapter.now()
+    assert not adapter.is_expired(now, t.expiry)
+    await adapter.advance_time(int(adapter.seconds_left(now, t.expiry)))
+    assert adapter.is_expired(await adapter.now(), t.expiry)
+    sub = await adapter.refund(lock_id, submitter="seller")
+    await adapter.wait_final(sub.tx_id)
+    st = await adapter.get_lock(lock_id)
+    assert st.status is LockStatus.REFUNDED and st.preimage is None
+
+
+@pytest.mark.asyncio
+async def test_audit_mismatches(adapter):
+    secret, t = await terms(adapter)
+    lock_id = adapter.lock_id(t)
+    with pytest.raises(errors.LockNotFound):
+        await adapter.audit(lock_id, t)
+    assert await adapter.get_lock(lock_id) is None
+    await adapter.wait_final((await adapter.lock(t)).tx_id)
+    with pytest.raises(errors.AuditFailed, match="amount"):
+        await adapter.audit(lock_id, t.model_copy(update={"amount": AMOUNT + 1}))
+    for change in ({"expiry": t.expiry + 1}, {"recipient": "issuer"}, {"hashlock": "11" * 32}):
+        with pytest.raises(errors.AuditFailed, match="script"):
+            await adapter.audit(lock_id, t.model_copy(update=change))
+    with pytest.raises(errors.AuditFailed, match="asset"):
+        await adapter.audit(lock_id, t.model_copy(update={"asset": "BOND"}))
+    strict = make(adapter.config.model_dump(mode="python") | {"rpc_password": adapter.config.rpc_password.get_secret_value(),
+                                                            "keys": {p: k.get_secret_value() for p, k in adapter.config.keys.items()},
+                                                            "confirmations": 5})  # fmt: skip
+    async with strict:
+        with pytest.raises(errors.AuditFailed, match="confirmations"):
+            await strict.audit(lock_id, t)
+
+
+@pytest.mark.asyncio
+async def test_lock_guards(adapter):
+    _, t, lock_id = await locked(adapter)
+    with pytest.raises(errors.LockError, match="duplicate"):
+        await adapter.lock(t.model_copy(update={"nonce": "22" * 32}))
+    _, past = await terms(adapter, blocks=0)
+    with pytest.raises(errors.LockExpired):
+        await adapter.lock(past)
+    _, tiny = await terms(adapter, amount=600)
+    with pytest.raises(errors.SubmitError, match="dust"):
+        await adapter.lock(tiny)
+    _, huge = await terms(adapter, amount=10**16)
+    with pytest.raises(errors.SubmitError, match="insufficient"):
+        await adapter.lock(huge)
+    with pytest.raises(errors.ConfigError):
+        await adapter.lock(t.model_copy(update={"asset": "DOGE"}))
+    with pytest.raises(errors.LockNotFound):
+        await adapter.get_lock("00" * 40)
+
+
+@pytest.mark.asyncio
+async def test_claim_needs_the_recipients_key(btcd_ledger):
+    cfg = dict(btcd_ledger.config)
+    keys = {p: w for p, w in cfg["keys"].items() if p != "buyer"}
+    full = make(cfg)
+    async with full:
+        buyer_pub = full.pubkey_of("buyer")
+        secret, _t, lock_id = await locked(full)
+    async with make(cfg, keys=keys, pubkeys={"buyer": buyer_pub}) as seller_only:
+        with pytest.raises(errors.LockError, match="recipient's key"):
+            await seller_only.claim(lock_id, secret, submitter="seller")
+
+
+@pytest.mark.asyncio
+async def test_issue_and_observe_resume(adapter):
+    before = await adapter.balance("buyer", "BTC")
+    sub = await adapter.issue("BTC", "buyer", 5_000_000)
+    await adapter.wait_final(sub.tx_id)
+    assert await adapter.balance("buyer", "BTC") == before + 5_000_000
+
+    start = (await adapter.now()).height
+    secret, t, lock_a = await locked(adapter)
+    await adapter.wait_final((await adapter.claim(lock_a, secret, submitter="buyer")).tx_id)
+    _, t2, lock_b = await locked(adapter, blocks=2)
+    await adapter.advance_time(5)
+    await adapter.wait_final((await adapter.refund(lock_b, submitter="seller")).tx_id)
+
+    events = [e async for e in adapter.observe()]
+    mine = [e for e in events if e.height > start]
+    assert [(e.kind, e.lock_id) for e in mine] == [
+        ("locked", lock_a), ("claimed", lock_a), ("locked", lock_b), ("refunded", lock_b)
+    ]
+    assert mine[1].preimage == secret.hex()
+    resumed = [e async for e in adapter.observe(since=mine[1].checkpoint)]
+    assert [(e.kind, e.lock_id) for e in resumed] == [("locked", lock_b), ("refunded", lock_b)]
+    assert [e async for e in adapter.observe(since=mine[-1].checkpoint)] == []
+
+
+@pytest.mark.asyncio
+async def test_unreachable_node_is_ledger_unavailable(btcd_ledger):
+    a = make(btcd_ledger.config, rpc_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(errors.LedgerUnavailable):
+        await a.connect()
+    await a.aclose()
+    bad = make(btcd_ledger.config, rpc_password="wrong")
+    with pytest.raises(errors.LedgerUnavailable, match="credentials"):
+        await bad.connect()
+    await bad.aclose()
