@@ -347,8 +347,6 @@ class EthereumAdapter(LedgerAdapter):
             code = await self._w3.eth.get_code(htlc.address)
         if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
             raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
-        if self.lock_id(expected) != lock_id:
-            raise errors.AuditFailed(f"audit {lock_id}: id does not commit to the agreed terms")
         state = await self.get_lock(lock_id)
         if state is None:
             raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
@@ -362,6 +360,8 @@ class EthereumAdapter(LedgerAdapter):
             raise errors.AuditFailed(
                 f"audit {lock_id}: {state.confirmations} confirmations, {self.config.confirmations} required"
             )
+        if self.lock_id(expected) != lock_id:
+            raise errors.AuditFailed(f"audit {lock_id}: id does not commit to the agreed terms")
         return state
 
     async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:

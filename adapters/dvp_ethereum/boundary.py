@@ -73,9 +73,9 @@ def error_for(name: str | None, *, what: str, tx_id: str | None = None, mined: b
     detail = _EXPLAIN.get(name or "", name or "reverted")
     message = f"{what}: {detail}" + (f" (tx {tx_id})" if tx_id else "")
     cls = _ERROR_TYPES.get(name or "", errors.CommitError if mined else errors.SubmitError)
-    if issubclass(cls, errors.TransactionError):
-        if mined:
-            cls = errors.CommitError
+    if issubclass(cls, errors.TransactionError) and mined:
+        cls = errors.CommitError
+    if issubclass(cls, (errors.TransactionError, errors.LockError)):
         return cls(message, tx_id=tx_id, code=name or "reverted")
     return cls(message)
 

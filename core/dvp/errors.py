@@ -67,7 +67,12 @@ class FinalityTimeout(TransactionError):
 
 
 class LockError(AdapterError):
-    pass
+    """An HTLC rule refused the operation; ``tx_id`` is set when a mined transaction reverted."""
+
+    def __init__(self, message: str, *, tx_id: str | None = None, code: str | int | None = None):
+        super().__init__(message)
+        self.tx_id = tx_id
+        self.code = code
 
 
 class LockNotFound(LockError):

@@ -1,0 +1,133 @@
+"""EVM only: each rule broken by a transaction that is actually mined, so the rejection
+comes from the contract in a block (status 0), not from the client or gas estimation."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from dvp import errors
+from dvp.models import DvpOrder, LockStatus, OrderStatus
+
+from .test_htlc_conformance import AMOUNT, locked, make_terms
+
+LEDGER = "evm-a"
+GAS = 400_000
+
+
+async def mined_call(adapter, party: str, to: str, data: bytes | str) -> str:
+    """Sign and send raw calldata with a fixed gas limit, skipping estimation."""
+    w3 = adapter._w3
+    account = adapter._key(party)
+    tx = {
+        "to": to,
+        "data": data,
+        "gas": GAS,
+        "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
+        "chainId": adapter.config.chain_id,
+        "maxFeePerGas": 10**10,
+        "maxPriorityFeePerGas": 10**9,
+    }
+    signed = account.sign_transaction(tx)
+    return "0x" + bytes(await w3.eth.send_raw_transaction(signed.raw_transaction)).hex()
+
+
+async def reverted_with(adapter, tx_id: str) -> str:
+    with pytest.raises((errors.CommitError, errors.LockError)) as info:
+        await adapter.wait_final(tx_id)
+    receipt = await adapter._w3.eth.get_transaction_receipt(tx_id)
+    assert receipt["status"] == 0 and receipt["blockNumber"]
+    assert info.value.tx_id == tx_id
+    return info.value.code
+
+
+def calldata(contract, fn: str, *args) -> str:
+    return contract.encode_abi(fn, args=list(args))
+
+
+@pytest.fixture
+def evm(net):
+    return net.ledgers[LEDGER]
+
+
+async def test_wrong_preimage_reverts_in_a_block(evm):
+    lock_id, _, _ = await locked(evm)
+    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), secrets.token_bytes(32)))
+    assert await reverted_with(evm, tx) == "WrongPreimage"
+    assert (await evm.get_lock(lock_id)).status is LockStatus.LOCKED
+
+
+async def test_oversized_preimage_reverts_even_when_its_first_32_bytes_are_right(evm):
+    """A 33-byte preimage must be refused, never silently truncated to bytes32."""
+    lock_id, _, preimage = await locked(evm)
+    data = calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage) + "00"
+    tx = await mined_call(evm, "buyer", evm.htlc.address, data)
+    assert await reverted_with(evm, tx) == "PreimageSize"
+    assert (await evm.get_lock(lock_id)).status is LockStatus.LOCKED
+
+
+async def test_early_refund_and_refund_by_another_party_revert(evm):
+    lock_id, _, _ = await locked(evm)
+    for party, code in (("seller", "NotExpired"), ("buyer", "OnlySender")):
+        tx = await mined_call(evm, party, evm.htlc.address, calldata(evm.htlc, "refund", bytes.fromhex(lock_id[2:])))
+        assert await reverted_with(evm, tx) == code
+
+
+async def test_double_claim_reverts(evm):
+    lock_id, _, preimage = await locked(evm)
+    await evm.wait_final((await evm.claim(lock_id, preimage, submitter="buyer")).tx_id)
+    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage))
+    assert await reverted_with(evm, tx) == "NotLocked"
+
+
+async def test_claim_after_expiry_reverts(evm):
+    lock_id, _, preimage = await locked(evm, seconds=20)
+    await evm.advance_time(21)
+    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage))
+    assert await reverted_with(evm, tx) == "Expired"
+
+
+@pytest.mark.parametrize(("change", "code"), [({"amount": 0}, "ZeroAmount"), ({"seconds": -5}, "ExpiryNotInFuture")])
+async def test_bad_lock_terms_revert(evm, change, code):
+    now = await evm.now()
+    seconds = change.get("seconds", 60)
+    terms, _ = make_terms(evm, now, seconds=seconds)
+    amount = change.get("amount", AMOUNT)
+    data = calldata(evm.htlc, "lock", evm.address_of("buyer"), evm._token("BOND"), amount,
+                    bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))
+    tx = await mined_call(evm, "seller", evm.htlc.address, data)
+    assert await reverted_with(evm, tx) == code
+
+
+async def test_duplicate_lock_reverts(evm):
+    lock_id, terms, _ = await locked(evm)
+    await evm.wait_final(await mined_call(evm, "seller", evm._token("BOND"), calldata(evm._erc20("BOND"), "approve", evm.htlc.address, AMOUNT)))
+    data = calldata(evm.htlc, "lock", evm.address_of("buyer"), evm._token("BOND"), AMOUNT,
+                    bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))
+    tx = await mined_call(evm, "seller", evm.htlc.address, data)
+    assert await reverted_with(evm, tx) == "DuplicateLock"
+
+
+async def test_only_the_issuer_mints(evm):
+    tx = await mined_call(evm, "seller", evm._token("EUR"), calldata(evm._erc20("EUR"), "mint", evm.address_of("seller"), 1))
+    assert await reverted_with(evm, tx) == "OnlyIssuer"
+
+
+async def test_dvp_moves_neither_leg_when_one_cannot_move(evm):
+    """Atomicity: the buyer cannot pay, so the seller's securities stay where they are."""
+    now = await evm.now()
+    rich = await evm.balance("buyer", "EUR")
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=3, cash="EUR",
+                     cash_amount=rich + 1, deadline=evm.expiry_after(now, 60), nonce=secrets.token_hex(32))
+    await evm.wait_final((await evm.propose_dvp(order)).tx_id)
+    before = [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")]
+    # The buyer approves enough but does not hold it.
+    await evm.wait_final(await mined_call(evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, rich + 1)))
+    tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:])))
+    assert await reverted_with(evm, tx) == "ERC20InsufficientBalance"
+    assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
+    assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.OPEN
+    # Only the named buyer may accept.
+    tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:])))
+    assert await reverted_with(evm, tx) == "OnlyBuyer"

@@ -1,0 +1,75 @@
+"""Crash drills: the orchestrator is killed with SIGKILL after each journaled write in
+turn, restarted with `dvp resume`, and every swap must end settled or refunded with
+balances conserved."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dvp.journal import Journal
+from dvp.models import Behaviour
+
+from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for
+from ..testbed import CROSS_PAIRS, SINGLE_LEDGERS, Pair
+
+DVP = str(Path(sys.executable).parent / "dvp")
+MAX_WRITES = 80  # far more journal writes than any swap makes
+
+
+def dvp(args: list[str], env: dict, crash_after: int | None = None) -> subprocess.CompletedProcess:
+    env = dict(env)
+    if crash_after is not None:
+        env["DVP_CRASH_AFTER_WRITES"] = str(crash_after)
+    return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+DRILLS = [
+    pytest.param(CROSS_PAIRS[0], Behaviour(), SETTLED, id=f"htlc-settle-{CROSS_PAIRS[0].id}"),
+    pytest.param(CROSS_PAIRS[0], Behaviour(holder_claims=False), UNCHANGED, id=f"htlc-refund-{CROSS_PAIRS[0].id}"),
+    pytest.param(Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]), Behaviour(), SETTLED, id=f"atomic-{SINGLE_LEDGERS[0]}"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "behaviour", "expected"), DRILLS)
+async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli_env, journal_path, pair, behaviour, expected):
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(spec_for(pair, behaviour=behaviour).model_dump_json())
+    outcome = "settled" if expected == SETTLED else "refunded"
+    drills = 0
+    for crash_after in range(1, MAX_WRITES):
+        before = await snapshot(net)
+        run = dvp(["swap", str(scenario)], cli_env, crash_after=crash_after)
+        if run.returncode != -signal.SIGKILL:
+            # The swap needed fewer writes than this: every step has been drilled.
+            assert run.returncode in (0, 6), run.stderr
+            break
+        drills += 1
+        resumed = dvp(["resume"], cli_env)
+        assert resumed.returncode == 0, resumed.stderr
+        journal = Journal(journal_path)
+        swaps = journal.swaps()
+        journal.close()
+        unfinished = [s.id for s in swaps if s.outcome is None]
+        assert not unfinished, f"crash after write {crash_after}: still unfinished {unfinished}"
+        after = await snapshot(net)
+        assert_conserved(before, after)
+        if swaps and swaps[-1].created >= max(s.created for s in swaps):
+            last = swaps[-1]
+            if crash_after > 1:  # the first write creates the swap; a crash at it may leave none
+                assert last.outcome == outcome, f"crash after write {crash_after}: {last.outcome} {last.detail}"
+                assert changes(before, after, pair) == expected, f"crash after write {crash_after}"
+    else:
+        pytest.fail(f"swap never completed within {MAX_WRITES} journal writes")
+    assert drills >= 5, "the drill should have crashed the swap at several steps"
+
+
+async def test_resume_with_nothing_to_do(cli_env):
+    result = dvp(["resume"], cli_env)
+    assert result.returncode == 0 and "no unfinished swaps" in result.stdout
