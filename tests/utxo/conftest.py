@@ -18,6 +18,7 @@ from dvp_elements.rpc import RpcClient
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "utxo: UTXO ledger tests (btcd regtest; offline ones need no node)")
+    config.addinivalue_line("markers", "slow_utxo: whole swaps between anvil and btcd through the orchestrator")
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,135 @@
+"""Whole DvP swaps between an EVM chain (anvil: the bond) and btcd regtest (the cash).
+
+The framework starts both ledgers through their launchers (LocalRuntime), the
+orchestrator drives the swap through the adapter protocol only.  Until the
+``dvp.adapters``/``dvp.launchers`` entry points for ``utxo`` are installed, the
+registry is pointed at the classes directly.
+
+Cash on a UTXO chain is the native coin, so fees are paid in the traded asset:
+the seller receives the cash amount less the claim fee, the buyer pays the cash
+amount plus the lock fee.  Both fees are read from the journal (TxStatus.fee).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dvp import registry
+from dvp.models import Asset, AssetKind, Behaviour, HtlcPlan, Leg, LockStatus, Role, SwapSpec, Trade
+from dvp.network import Network
+from dvp.orchestrator import Outcome
+from dvp.runtime.local import LocalRuntime
+from dvp.topology import LedgerSpec, Topology
+
+from dvp_elements.adapter import UtxoAdapter
+from dvp_elements.launcher import UtxoLauncher
+
+pytestmark = [pytest.mark.utxo, pytest.mark.slow_utxo]
+
+BOND, CASH = 7, 70_000
+ETH, BTC = "evm-a", "btc"
+
+
+@pytest.fixture(scope="module")
+def patched_registry():
+    mp = pytest.MonkeyPatch()
+    original = registry._load
+
+    def load(group, kind, base):
+        if kind == "utxo":
+            cls = UtxoAdapter if group == registry.ADAPTERS else UtxoLauncher
+            registry.check_class(cls, base, f"{group}:{kind}")
+            return cls
+        return original(group, kind, base)
+
+    mp.setattr(registry, "_load", load)
+    registry.adapter_class.cache_clear()
+    registry.launcher_class.cache_clear()
+    yield
+    mp.undo()
+    registry.adapter_class.cache_clear()
+    registry.launcher_class.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def testbed(patched_registry, tmp_path_factory):
+    path = tmp_path_factory.mktemp("eth-btc")
+    topology = Topology(
+        ledgers=[
+            LedgerSpec(name=ETH, kind="ethereum", options={"block_time": 0.25}),
+            LedgerSpec(name=BTC, kind="utxo", options={"block_time": 0.25}),
+        ],
+        assets=[
+            Asset(symbol="BOND", ledger=ETH, kind=AssetKind.SECURITY),
+            Asset(symbol="EUR", ledger=BTC, kind=AssetKind.CASH, decimals=2),
+        ],
+    )
+    runtime = LocalRuntime(path)
+    runtime.up(topology, progress=lambda m: None)
+    try:
+        import asyncio
+
+        asyncio.run(_fund(path))
+        yield path
+    finally:
+        stopped = runtime.down()
+        from dvp.runtime.processes import alive
+
+        assert stopped and not [p for p in stopped if alive(p)]
+
+
+async def _fund(path):
+    async with Network.from_run_dir(path) as net:
+        subs = [
+            (net.ledgers[ETH], await net.ledgers[ETH].issue("BOND", "seller", 1_000)),
+            (net.ledgers[BTC], await net.ledgers[BTC].issue("EUR", "buyer", 10_000_000)),
+        ]
+        for adapter, sub in subs:
+            await adapter.wait_final(sub.tx_id)
+
+
+def spec(**plan) -> SwapSpec:
+    behaviour = plan.pop("behaviour", Behaviour())
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger=ETH, asset="BOND", amount=BOND), cash=Leg(ledger=BTC, asset="EUR", amount=CASH)),
+        plan=HtlcPlan(**{"holder_timeout": 60, "counter_timeout": 30, "reaction_window": 5, **plan}),
+        behaviour=behaviour,
+        fast_forward=True,
+    )
+
+
+def fee(result, step: str) -> int:
+    fees = [s.detail.get("fee") for s in result.steps if s.step == step and s.phase == "result"]
+    assert fees and fees[-1], f"no fee journaled for {step}"
+    return fees[-1]
+
+
+async def run(testbed, tmp_path, s):
+    async with Network.from_run_dir(testbed) as net:
+        before = await net.balances(["seller", "buyer"])
+        result = await net.orchestrator(tmp_path / "journal.sqlite").run(s)
+        after = await net.balances(["seller", "buyer"])
+        d = {k: after[k] - before[k] for k in after}
+        lock = await net.ledgers[BTC].get_lock(result.data["lock_cash"]) if "lock_cash" in result.data else None
+    return result, d, lock
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
+async def test_bond_against_btc_cash_settles(testbed, tmp_path, holder):
+    result, d, lock = await run(testbed, tmp_path, spec(secret_holder=holder))
+    assert result.outcome is Outcome.SETTLED, result.detail
+    assert d[(ETH, "BOND", "seller")] == -BOND and d[(ETH, "BOND", "buyer")] == BOND
+    assert d[(BTC, "EUR", "seller")] == CASH - fee(result, "claim cash")
+    assert d[(BTC, "EUR", "buyer")] == -CASH - fee(result, "lock cash")
+    assert lock.status is LockStatus.CLAIMED and lock.preimage == result.data["secret"]
+
+
+@pytest.mark.asyncio
+async def test_seller_never_claims_both_legs_refund(testbed, tmp_path):
+    result, d, lock = await run(testbed, tmp_path, spec(behaviour=Behaviour(holder_claims=False)))
+    assert result.outcome is Outcome.REFUNDED, result.detail
+    assert d[(ETH, "BOND", "seller")] == 0 and d[(ETH, "BOND", "buyer")] == 0
+    assert d[(BTC, "EUR", "seller")] == 0
+    assert d[(BTC, "EUR", "buyer")] == -fee(result, "lock cash") - fee(result, "refund cash")
+    assert lock.status is LockStatus.REFUNDED and lock.preimage is None
