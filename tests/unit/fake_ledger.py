@@ -1,0 +1,125 @@
+"""An in-memory ledger for the core's unit tests only; it never counts as a platform."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from dvp import errors
+from dvp.adapter import LedgerAdapter, LedgerConfig
+from dvp.models import (
+    Capability, ClockKind, Finality, HtlcTerms, LedgerTime, LockEvent, LockState, LockStatus, Submitted, TxStatus,
+)
+
+
+class FakeConfig(LedgerConfig):
+    kind: Literal["fake"] = "fake"
+
+
+class FakeLedger(LedgerAdapter):
+    kind = "fake"
+    config_model = FakeConfig
+    clock = ClockKind.TIME
+    capabilities = frozenset({Capability.HTLC, Capability.TIME_TRAVEL, Capability.ISSUE})
+
+    def __init__(self, name: str, config: FakeConfig | None = None):
+        super().__init__(name, config or FakeConfig())
+        self.time = 1_000_000.0
+        self.height = 0
+        self.balances: dict[tuple[str, str], int] = defaultdict(int)
+        self.locks: dict[str, dict] = {}
+        self.fail_next: dict[str, Exception] = {}
+        self._tx = itertools.count()
+        self.sent: list[str] = []
+
+    async def connect(self) -> None: ...
+    async def aclose(self) -> None: ...
+
+    async def now(self) -> LedgerTime:
+        return LedgerTime(height=self.height, timestamp=self.time)
+
+    @property
+    def finality(self) -> Finality:
+        return Finality(confirmations=1, block_interval=1.0, expected_seconds=1.0, clock_skew=1.0)
+
+    def _block(self, op: str) -> Submitted:
+        if op in self.fail_next:
+            raise self.fail_next.pop(op)
+        self.height += 1
+        self.time += 1
+        self.sent.append(op)
+        return Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}")
+
+    async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
+        return TxStatus(tx_id=tx_id, successful=True, block_number=self.height)
+
+    async def balance(self, party: str, asset: str) -> int:
+        return self.balances[(party, asset)]
+
+    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+        self.balances[(to, asset)] += amount
+        return self._block("issue")
+
+    def lock_id(self, terms: HtlcTerms) -> str:
+        return hashlib.sha256(terms.model_dump_json().encode()).hexdigest()
+
+    async def lock(self, terms: HtlcTerms) -> Submitted:
+        lock_id = self.lock_id(terms)
+        if lock_id in self.locks:
+            raise errors.LockError("duplicate lock")
+        if terms.expiry <= self.time:
+            raise errors.LockExpired("expiry in the past")
+        if self.balances[(terms.sender, terms.asset)] < terms.amount:
+            raise errors.SubmitError("insufficient balance")
+        sub = self._block("lock")
+        self.balances[(terms.sender, terms.asset)] -= terms.amount
+        self.locks[lock_id] = {"terms": terms, "status": LockStatus.LOCKED, "preimage": None}
+        return sub
+
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+        lock = self.locks[lock_id]
+        if lock["status"] is not LockStatus.LOCKED:
+            raise errors.LockError("not locked")
+        if self.time >= lock["terms"].expiry:
+            raise errors.LockExpired("expired")
+        if len(preimage) != 32 or hashlib.sha256(preimage).hexdigest() != lock["terms"].hashlock:
+            raise errors.InvalidPreimage("wrong preimage")
+        sub = self._block("claim")
+        lock.update(status=LockStatus.CLAIMED, preimage=preimage.hex())
+        self.balances[(lock["terms"].recipient, lock["terms"].asset)] += lock["terms"].amount
+        return sub
+
+    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+        lock = self.locks[lock_id]
+        if lock["status"] is not LockStatus.LOCKED or submitter != lock["terms"].sender:
+            raise errors.LockError("cannot refund")
+        if self.time < lock["terms"].expiry:
+            raise errors.LockExpired("not expired")
+        sub = self._block("refund")
+        lock["status"] = LockStatus.REFUNDED
+        self.balances[(lock["terms"].sender, lock["terms"].asset)] += lock["terms"].amount
+        return sub
+
+    async def get_lock(self, lock_id: str) -> LockState | None:
+        lock = self.locks.get(lock_id)
+        if lock is None:
+            return None
+        return LockState(lock_id=lock_id, terms=lock["terms"], status=lock["status"], preimage=lock["preimage"],
+                         confirmations=1, final=True)
+
+    async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
+        state = await self.get_lock(lock_id)
+        if state is None or state.terms != expected:
+            raise errors.AuditFailed("mismatch")
+        return state
+
+    async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
+        return
+        yield
+
+    async def advance_time(self, seconds: int) -> None:
+        self.time += seconds
+        self.height += 1

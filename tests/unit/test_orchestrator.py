@@ -1,0 +1,129 @@
+"""The swap state machine on an in-memory ledger: outcomes, refusals and resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from dvp import errors
+from dvp.journal import Journal
+from dvp.models import Asset, AssetKind, Behaviour, Capability, HtlcPlan, Leg, Role, SwapSpec, Trade
+from dvp.orchestrator import Orchestrator, Outcome
+
+from .fake_ledger import FakeLedger
+
+
+@pytest.fixture
+def ledgers():
+    a, b = FakeLedger("a"), FakeLedger("b")
+    a.balances[("seller", "BOND")] = 100
+    b.balances[("buyer", "EUR")] = 10_000
+    return {"a": a, "b": b}
+
+
+@pytest.fixture
+def orch(ledgers, tmp_path):
+    assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+    return Orchestrator(ledgers, assets, Journal(tmp_path / "j.sqlite"))
+
+
+def spec(**kw) -> SwapSpec:
+    plan = kw.pop("plan", {})
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger=kw.pop("sec_ledger", "a"), asset=kw.pop("sec_asset", "BOND"), amount=10),
+                    cash=Leg(ledger="b", asset="EUR", amount=kw.pop("cash", 1000))),
+        plan=HtlcPlan(**{"holder_timeout": 100, "counter_timeout": 50, "reaction_window": 5, **plan}),
+        fast_forward=True,
+        **kw,
+    )
+
+
+def holdings(ledgers):
+    a, b = ledgers["a"], ledgers["b"]
+    return (a.balances[("seller", "BOND")], a.balances[("buyer", "BOND")], b.balances[("seller", "EUR")], b.balances[("buyer", "EUR")])
+
+
+async def test_happy_path_settles(orch, ledgers):
+    result = await orch.run(spec())
+    assert result.outcome is Outcome.SETTLED
+    assert holdings(ledgers) == (90, 10, 1000, 9000)
+    holder_leg = result.data["terms_security"]["expiry"]
+    counter_leg = result.data["terms_cash"]["expiry"]
+    assert holder_leg > counter_leg  # rule 3: the secret holder's leg expires last
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "outcome", "expected"),
+    [
+        (Behaviour(counter_locks=False), Outcome.REFUNDED, (100, 0, 0, 10_000)),
+        (Behaviour(holder_claims=False), Outcome.REFUNDED, (100, 0, 0, 10_000)),
+        (Behaviour(counter_claims=False), Outcome.PRINCIPAL_LOSS, (100, 0, 1000, 9000)),
+    ],
+)
+async def test_failure_paths(orch, ledgers, behaviour, outcome, expected):
+    result = await orch.run(spec(behaviour=behaviour))
+    assert result.outcome is outcome
+    assert holdings(ledgers) == expected
+
+
+async def test_a_crash_mid_swap_is_resumed_to_settlement(orch, ledgers):
+    ledgers["a"].fail_next["claim"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    [pending] = orch.journal.swaps(unfinished=True)
+    [result] = await orch.resume_all()
+    assert result.swap_id == pending.id and result.outcome is Outcome.SETTLED
+    assert holdings(ledgers) == (90, 10, 1000, 9000)
+    # Nothing was sent twice: one lock and one claim per ledger.
+    assert ledgers["a"].sent.count("lock") == 1 and ledgers["b"].sent.count("claim") == 1
+
+
+async def test_resume_does_not_resend_a_lock_that_reached_the_ledger(orch, ledgers):
+    journal = orch.journal
+    real_record = journal.record
+
+    def die_after_submit(swap_id, step, phase, **kw):
+        real_record(swap_id, step, phase, **kw)
+        if step == "lock cash" and phase == "submitted":
+            raise KeyboardInterrupt
+
+    journal.record = die_after_submit
+    with pytest.raises(KeyboardInterrupt):
+        await orch.run(spec())
+    journal.record = real_record
+    [result] = await orch.resume_all()
+    assert result.outcome is Outcome.SETTLED
+    assert ledgers["b"].sent.count("lock") == 1
+
+
+@pytest.mark.parametrize(
+    ("kw", "error", "message"),
+    [
+        ({"sec_ledger": "zz"}, errors.ConfigError, "trade.security.ledger: unknown ledger 'zz'"),
+        ({"sec_asset": "GOLD"}, errors.ConfigError, "trade.security.asset: unknown asset 'GOLD'"),
+        ({"plan": {"holder_timeout": 60, "counter_timeout": 55}}, errors.UnsafeTimeouts, "5s gap"),
+        ({"cash": 10**9}, errors.SwapAborted, "holds 10000 EUR"),
+    ],
+)
+async def test_bad_plans_are_refused_before_anything_is_locked(orch, ledgers, kw, error, message):
+    with pytest.raises(error, match=message):
+        await orch.run(spec(**kw))
+    assert ledgers["a"].sent == [] and ledgers["b"].sent == []
+    assert orch.journal.swaps() == []
+
+
+async def test_missing_capability_is_refused(orch, ledgers):
+    ledgers["b"].capabilities = frozenset({Capability.ISSUE})
+    with pytest.raises(errors.NotSupportedError, match="does not support htlc"):
+        await orch.run(spec())
+
+
+async def test_atomic_across_two_ledgers_is_refused(orch):
+    with pytest.raises(errors.ConfigError, match="kind: atomic DvP needs both legs on one ledger"):
+        await orch.run(spec(kind="atomic"))
+
+
+async def test_buyer_as_secret_holder_keeps_the_longer_leg(orch, ledgers):
+    result = await orch.run(spec(plan={"secret_holder": Role.BUYER}))
+    assert result.outcome is Outcome.SETTLED
+    assert result.data["terms_cash"]["expiry"] > result.data["terms_security"]["expiry"]
+    assert [s.step for s in result.steps if s.phase == "result"][0] == "lock cash"
