@@ -19,11 +19,13 @@ How the protocol maps onto a UTXO chain:
   A lock below the amount whose claim and refund both stay above dust is
   refused (rule 9).
 * **claim after expiry**: the script does not forbid it (the claim branch has
-  no time lock); a claim and a refund race once the lock height is reached,
-  and the orchestrator's margins (rule 4) keep the holder out of that race.
+  no time lock), so a claim and a refund would race once the lock height is
+  reached.  The adapter refuses such a claim with ``LockExpired`` before it
+  reveals anything (rule 4); the ledger itself does not.
 * **who signs**: only the recipient's key can sign a claim and only the
-  sender's a refund; ``submitter`` is recorded but the adapter signs with the
-  key the script demands, if it holds it.
+  sender's a refund.  A claim is signed with the recipient's key whoever
+  ``submitter`` is (it pays the recipient either way) if this adapter holds
+  that key; a refund must be submitted by the sender.
 """
 
 from __future__ import annotations
@@ -297,6 +299,13 @@ class UtxoAdapter(LedgerAdapter):
             raise errors.InvalidPreimage(f"claim {lock_id[:20]}...: sha256(preimage) does not match the hashlock")
         key = self._signer(htlc.recipient_pubkey, "claim", "recipient")
         await self._refresh("claim")
+        if self.view.height >= htlc.lock_height:
+            # The script would still take the claim, but the refund is valid too now:
+            # revealing the secret in that race is what rule 4 forbids.
+            raise errors.LockExpired(
+                f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
+                "a claim now races the sender's refund"
+            )
         async with self._send_lock:
             st = self.ledger.status(htlc)
             if not st.unspent:
@@ -308,6 +317,8 @@ class UtxoAdapter(LedgerAdapter):
     async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
         htlc = self._parse_id(lock_id)
         key = self._signer(htlc.sender_pubkey, "refund", "sender")
+        if self._parties.get(htlc.sender_pubkey) != submitter:
+            raise errors.LockError(f"refund {lock_id[:20]}...: only the sender may refund, not {submitter!r}")
         await self._refresh("refund")
         async with self._send_lock:
             st = self.ledger.status(htlc)
@@ -388,7 +399,16 @@ class UtxoAdapter(LedgerAdapter):
         htlc = self._parse_id(lock_id)
         if self.config.assets.get(expected.asset) != "native":
             raise errors.AuditFailed(f"audit: asset {expected.asset!r} is not carried by ledger {self.name!r}")
-        if self._htlc(expected).script != htlc.script:
+        want = self._htlc(expected)
+        for field, got, agreed in (
+            ("sender", htlc.sender_pubkey.hex(), want.sender_pubkey.hex()),
+            ("recipient", htlc.recipient_pubkey.hex(), want.recipient_pubkey.hex()),
+            ("hashlock", htlc.hashlock.hex(), want.hashlock.hex()),
+            ("expiry", htlc.lock_height, want.lock_height),
+        ):
+            if got != agreed:
+                raise errors.AuditFailed(f"audit {lock_id[:20]}...: {field} in the script is {got!r}, agreed {agreed!r}")
+        if want.script != htlc.script:  # pragma: no cover - parse() already rebuilt it byte for byte
             raise errors.AuditFailed(f"audit {lock_id[:20]}...: script does not commit to the agreed terms")
         self._terms.setdefault(lock_id, expected)
         await self._refresh("audit")

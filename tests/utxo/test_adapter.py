@@ -113,13 +113,17 @@ async def test_lock_audit_claim_reveals_secret_and_resumes_statelessly(adapter, 
 
 @pytest.mark.asyncio
 async def test_refund_only_after_expiry_node_decides(adapter):
-    _, t, lock_id = await locked(adapter, blocks=4)
+    secret, t, lock_id = await locked(adapter, blocks=4)
     with pytest.raises(errors.LockExpired, match="not reached"):  # the node's rejection, mapped
         await adapter.refund(lock_id, submitter="seller")
     now = await adapter.now()
     assert not adapter.is_expired(now, t.expiry)
     await adapter.advance_time(int(adapter.seconds_left(now, t.expiry)))
     assert adapter.is_expired(await adapter.now(), t.expiry)
+    with pytest.raises(errors.LockError, match="only the sender"):
+        await adapter.refund(lock_id, submitter="buyer")
+    with pytest.raises(errors.LockExpired, match="races"):
+        await adapter.claim(lock_id, secret, submitter="buyer")
     sub = await adapter.refund(lock_id, submitter="seller")
     await adapter.wait_final(sub.tx_id)
     st = await adapter.get_lock(lock_id)
@@ -136,8 +140,9 @@ async def test_audit_mismatches(adapter):
     await adapter.wait_final((await adapter.lock(t)).tx_id)
     with pytest.raises(errors.AuditFailed, match="amount"):
         await adapter.audit(lock_id, t.model_copy(update={"amount": AMOUNT + 1}))
-    for change in ({"expiry": t.expiry + 1}, {"recipient": "issuer"}, {"hashlock": "11" * 32}):
-        with pytest.raises(errors.AuditFailed, match="script"):
+    for change in ({"expiry": t.expiry + 1}, {"recipient": "issuer"}, {"sender": "issuer"}, {"hashlock": "11" * 32}):
+        field = next(iter(change))
+        with pytest.raises(errors.AuditFailed, match=field):
             await adapter.audit(lock_id, t.model_copy(update=change))
     with pytest.raises(errors.AuditFailed, match="asset"):
         await adapter.audit(lock_id, t.model_copy(update={"asset": "BOND"}))
