@@ -10,7 +10,7 @@ import pytest
 from dvp import errors
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
-from .test_htlc_conformance import AMOUNT, locked, make_terms
+from ..htlc_helpers import AMOUNT, locked, make_terms
 
 LEDGER = "evm-a"
 GAS = 400_000

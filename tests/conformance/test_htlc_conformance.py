@@ -11,34 +11,10 @@ import pytest
 from dvp import errors
 from dvp.models import HtlcTerms, LockStatus
 
+from ..htlc_helpers import AMOUNT, locked, make_terms
 from ..testbed import ADAPTER_LEDGERS
 
 pytestmark = pytest.mark.parametrize("ledger", ADAPTER_LEDGERS)
-
-AMOUNT = 11
-
-
-def make_terms(adapter, now, *, seconds=60, amount=AMOUNT, preimage=None, sender="seller", recipient="buyer"):
-    preimage = preimage or secrets.token_bytes(32)
-    terms = HtlcTerms(
-        sender=sender,
-        recipient=recipient,
-        asset="BOND",
-        amount=amount,
-        hashlock=hashlib.sha256(preimage).hexdigest(),
-        expiry=adapter.expiry_after(now, seconds),
-        nonce=secrets.token_hex(32),
-    )
-    return terms, preimage
-
-
-async def locked(adapter, **kw):
-    terms, preimage = make_terms(adapter, await adapter.now(), **kw)
-    sub = await adapter.lock(terms)
-    await adapter.wait_final(sub.tx_id)
-    lock_id = adapter.lock_id(terms)
-    return lock_id, terms, preimage
-
 
 async def final(adapter, submitted):
     return await adapter.wait_final(submitted.tx_id)

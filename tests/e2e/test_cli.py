@@ -1,0 +1,111 @@
+"""The command line against real ledgers: lifecycle, and bad input refused in one line
+with a non-zero exit and nothing locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+
+import pytest
+
+from dvp.journal import Journal
+from dvp.runtime.processes import alive
+
+from ..scenarios import snapshot
+from ..testbed import CROSS_PAIRS
+from .test_crash_resume import DVP, dvp
+from ..htlc_helpers import locked
+
+PAIR = CROSS_PAIRS[0]
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert text in lines[0], lines[0]
+
+
+BAD_SWAPS = [
+    (["--security", f"{PAIR.security}:BOND:0", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.amount: Input should be greater than 0"),
+    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:-5"], 2, "trade.cash.amount: Input should be greater than 0"),
+    (["--security", "nowhere:BOND:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.ledger: unknown ledger 'nowhere'"),
+    (["--security", f"{PAIR.security}:GOLD:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.asset: unknown asset 'GOLD'"),
+    (["--security", f"{PAIR.security}:EUR:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.asset: 'EUR' is cash, not security"),
+    (["--security", f"{PAIR.security}:BOND:x", "--cash", f"{PAIR.cash}:EUR:5"], 2, "security.amount: expected an integer"),
+    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--holder-timeout", "40", "--counter-timeout", "35"],
+     5, "plan.holder_timeout: 40s leaves a 5s gap"),
+    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--kind", "atomic"], 2, "kind: atomic DvP needs both legs on one ledger"),
+    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:{10**15}"], 5, "holds"),
+]
+
+
+@pytest.mark.parametrize(("args", "code", "text"), BAD_SWAPS, ids=[b[2][:40] for b in BAD_SWAPS])
+async def test_bad_swap_input_is_refused_and_nothing_is_locked(net, cli_env, journal_path, args, code, text):
+    before = await snapshot(net)
+    one_line_error(dvp(["swap", *args], cli_env), code, text)
+    assert await snapshot(net) == before
+    if journal_path.exists():
+        assert Journal(journal_path).swaps() == []
+
+
+def test_bad_scenario_file_names_the_field(tmp_path, cli_env):
+    path = tmp_path / "s.yaml"
+    path.write_text("trade:\n  security: {ledger: evm-a, asset: BOND, amount: 1}\n  cash: {ledger: evm-b, asset: EUR}\n")
+    one_line_error(dvp(["swap", str(path)], cli_env), 2, "trade.cash.amount: Field required")
+    path.write_text("trade: [unclosed")
+    one_line_error(dvp(["swap", str(path)], cli_env), 2, "is not valid YAML")
+    one_line_error(dvp(["swap", str(tmp_path / "missing.json")], cli_env), 2, "scenario: cannot read")
+
+
+async def test_claim_input_errors(net, cli_env):
+    lock_id, _, preimage = await locked(net.ledgers[PAIR.security], amount=1, seconds=120)
+    one_line_error(dvp(["claim", PAIR.security, lock_id, "zz" * 32, "--as", "buyer"], cli_env), 2, "preimage: malformed hex")
+    one_line_error(dvp(["claim", PAIR.security, lock_id, "ab" * 33, "--as", "buyer"], cli_env), 2,
+                   "preimage: must be exactly 32 bytes, got 33")
+    one_line_error(dvp(["claim", PAIR.security, "0x1234", preimage.hex(), "--as", "buyer"], cli_env), 2, "lock id: must be 32 bytes")
+    one_line_error(dvp(["claim", PAIR.security, lock_id, secrets.token_hex(32), "--as", "buyer"], cli_env), 3,
+                   "sha256(preimage) does not match the hashlock")
+    one_line_error(dvp(["refund", PAIR.security, lock_id, "--as", "seller"], cli_env), 3, "has not expired yet")
+    one_line_error(dvp(["claim", "nowhere", lock_id, preimage.hex(), "--as", "buyer"], cli_env), 2, "ledger: unknown ledger 'nowhere'")
+    ok = dvp(["claim", PAIR.security, lock_id, preimage.hex(), "--as", "buyer"], cli_env)
+    assert ok.returncode == 0, ok.stderr
+    shown = dvp(["inspect", PAIR.security, lock_id], cli_env)
+    assert json.loads(shown.stdout)["status"] == "claimed"
+
+
+def test_swap_from_flags_prints_a_settled_report(cli_env):
+    result = dvp(["swap", "--security", f"{PAIR.security}:BOND:2", "--cash", f"{PAIR.cash}:EUR:20", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["outcome"] == "settled" and report["transactions"] == 4
+    history = dvp(["history", report["swap_id"]], cli_env)
+    assert history.returncode == 0 and "claim security" in history.stdout
+
+
+def test_up_status_down_leaves_no_process_behind(tmp_path):
+    env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "run")}
+    up = subprocess.run([DVP, "up", "--block-time", "0.5"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        state = json.loads((tmp_path / "run" / "state.json").read_text())
+        pids = [p for ledger in state["ledgers"].values() for p in ledger["pids"]]
+        assert len(pids) == 2 and all(alive(p) for p in pids)
+        status = subprocess.run([DVP, "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert "evm-a" in status.stdout and "evm-b" in status.stdout
+        again = subprocess.run([DVP, "up"], env=env, capture_output=True, text=True, timeout=60)
+        one_line_error(again, 2, "already recorded")
+    finally:
+        down = subprocess.run([DVP, "down"], env=env, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0 and "stopped 2" in down.stdout
+    assert not any(alive(p) for p in pids)
+    assert not (tmp_path / "run" / "state.json").exists()
+    logs = list((tmp_path / "run").rglob("*.log"))
+    assert len(logs) == 2  # logs are kept after the nodes stop
+
+
+def test_commands_without_testnets_say_so(tmp_path):
+    env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "empty")}
+    one_line_error(subprocess.run([DVP, "balances"], env=env, capture_output=True, text=True, timeout=60), 2, "run `dvp up` first")

@@ -1,0 +1,32 @@
+"""Opening locks directly through an adapter, for tests that then try to break them."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from dvp.models import HtlcTerms
+
+AMOUNT = 11
+
+
+def make_terms(adapter, now, *, seconds=60, amount=AMOUNT, preimage=None, sender="seller", recipient="buyer"):
+    preimage = preimage or secrets.token_bytes(32)
+    terms = HtlcTerms(
+        sender=sender,
+        recipient=recipient,
+        asset="BOND",
+        amount=amount,
+        hashlock=hashlib.sha256(preimage).hexdigest(),
+        expiry=adapter.expiry_after(now, seconds),
+        nonce=secrets.token_hex(32),
+    )
+    return terms, preimage
+
+
+async def locked(adapter, **kw):
+    terms, preimage = make_terms(adapter, await adapter.now(), **kw)
+    sub = await adapter.lock(terms)
+    await adapter.wait_final(sub.tx_id)
+    lock_id = adapter.lock_id(terms)
+    return lock_id, terms, preimage
