@@ -103,12 +103,14 @@ class ChainView:
         start_height: int = 0,
         coinbase_maturity: int = 100,
         max_mempool: int = 5000,
+        batch_size: int = 500,
     ):
         self.rpc = rpc
         self.dialect = dialect
         self.start_height = start_height
         self.coinbase_maturity = coinbase_maturity
         self.max_mempool = max_mempool
+        self.batch_size = batch_size
         self._chain = _Layer()
         self._mem = _Layer()
         self._blocks: list[_BlockUndo] = []
@@ -150,12 +152,19 @@ class ChainView:
             self._undo(self._blocks.pop())
         h = self.height + 1
         while h <= count:
-            block_hash = await self.rpc.call("getblockhash", h)
-            block = self.dialect.parse_block(await self.rpc.call("getblock", block_hash, 0))
-            if self._blocks and b2lx(block.hashPrevBlock) != self._blocks[-1].hash:
-                return False  # the chain moved under us: start over from the fork
-            self._apply(block, h, block_hash)
-            h += 1
+            # Batched: one request for the hashes, one for the raw blocks, per chunk.
+            heights = list(range(h, min(count, h + self.batch_size - 1) + 1))
+            try:
+                hashes = await self.rpc.batch("getblockhash", [[x] for x in heights])
+                raws = await self.rpc.batch("getblock", [[bh, 0] for bh in hashes])
+            except RpcError:
+                return False  # a block went away (re-organisation) between the calls
+            for height, block_hash, raw in zip(heights, hashes, raws):
+                block = self.dialect.parse_block(raw)
+                if self._blocks and b2lx(block.hashPrevBlock) != self._blocks[-1].hash:
+                    return False  # the chain moved under us: start over from the fork
+                self._apply(block, height, block_hash)
+            h = heights[-1] + 1
         return True
 
     def _apply(self, block: CBlock, height: int, block_hash: str) -> None:
@@ -182,14 +191,18 @@ class ChainView:
         if len(txids) > self.max_mempool:
             txids = [t for t in txids if t in self._mem_txs or t in self._local]
         fresh: dict[str, CTransaction] = {}
+        unknown = []
         for txid in txids:
             tx = self._mem_txs.get(txid) or self._local.get(txid)
             if tx is None:
-                try:
-                    tx = self.dialect.parse_tx(await self.rpc.call("getrawtransaction", txid, 0))
-                except RpcError:
-                    continue  # left the mempool meanwhile
-            fresh[txid] = tx
+                unknown.append(txid)
+            else:
+                fresh[txid] = tx
+        for txid in unknown:
+            try:
+                fresh[txid] = self.dialect.parse_tx(await self.rpc.call("getrawtransaction", txid, 0))
+            except RpcError:
+                continue  # left the mempool meanwhile
         self._mem_txs = fresh
         # Our own broadcasts that are neither mined nor in the mempool were dropped.
         self._local = {t: tx for t, tx in self._local.items() if t in fresh}

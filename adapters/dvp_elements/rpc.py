@@ -58,19 +58,53 @@ class RpcClient:
             await self._session.close()
             self._session = None
 
-    async def call(self, method: str, *params: Any) -> Any:
-        body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+    async def batch(self, method: str, params_list: list[list[Any]]) -> list[Any]:
+        """One HTTP request carrying many calls of ``method`` (JSON-RPC batch, which
+        btcd, bitcoind and elementsd all accept); results in order.  The first
+        failed call raises its :class:`RpcError`."""
+        if not params_list:
+            return []
+        first = next(self._ids)
+        body = [{"jsonrpc": "1.0", "id": first + i, "method": method, "params": list(p)} for i, p in enumerate(params_list)]
+        for _ in range(len(params_list) - 1):
+            next(self._ids)
+        text, status = await self._post(method, body)
+        try:
+            replies = json.loads(text)
+        except ValueError:
+            raise RpcUnavailable(f"{method} (batch): HTTP {status}, not JSON: {text[:200]!r}") from None
+        if isinstance(replies, dict):  # a node that refuses batches answers with one error
+            err = replies.get("error") or {}
+            raise RpcError(method, err.get("code") if isinstance(err, dict) else None, str(err.get("message") if isinstance(err, dict) else err))
+        by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
+        out = []
+        for i in range(len(params_list)):
+            r = by_id.get(first + i)
+            if r is None:
+                raise RpcUnavailable(f"{method} (batch): no reply for item {i}")
+            err = r.get("error")
+            if err:
+                raise RpcError(method, err.get("code") if isinstance(err, dict) else None, str(err.get("message") if isinstance(err, dict) else err))
+            out.append(r.get("result"))
+        return out
+
+    async def _post(self, method: str, body: Any) -> tuple[str, int]:
         try:
             async with self._open().post(self.url, json=body) as resp:
                 text = await resp.text()
                 if resp.status == 401:
                     raise RpcUnavailable(f"{method}: the node refused the RPC credentials (HTTP 401)")
+                return text, resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+
+    async def call(self, method: str, *params: Any) -> Any:
+        body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
+        text, status = await self._post(method, body)
         try:
             reply = json.loads(text)
         except ValueError:
-            raise RpcUnavailable(f"{method}: HTTP {resp.status}, not JSON: {text[:200]!r}") from None
+            raise RpcUnavailable(f"{method}: HTTP {status}, not JSON: {text[:200]!r}") from None
         err = reply.get("error") if isinstance(reply, dict) else None
         if err:
             if isinstance(err, dict):
