@@ -9,6 +9,9 @@ BTCCTL := $(BTCD_BIN_DIR)/btcctl
 
 .PHONY: btcd-bins btcd-clean test-utxo
 
+# `make setup` builds the nodes too (about a minute, once; skipped when cached).
+EXTRA_SETUP += btcd-bins
+
 btcd-bins: $(BTCD) $(BTCCTL)
 
 $(BTCD) $(BTCCTL) &:
@@ -21,5 +24,5 @@ $(BTCD) $(BTCCTL) &:
 btcd-clean:
 	rm -rf $(DVP_CACHE)/btcd-$(BTCD_VERSION)
 
-test-utxo: btcd-bins
-	$(or $(PYTHON),.venv/bin/python) -m pytest -m utxo tests/utxo
+test-utxo: setup
+	$(BIN)/python -m pytest -m utxo tests/utxo $(PYTEST_ARGS)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from dvp_elements.chain import ChainView
-from dvp_elements.dialect import dialect_for
-from dvp_elements.htlc import UtxoLedger
-from dvp_elements.keys import Key
-from dvp_elements.launcher import UtxoLauncher, stop_process_group
-from dvp_elements.rpc import RpcClient
+# Until pyproject.toml installs the ``dvp_elements`` package, find it in the tree;
+# without python-bitcoinlib (the ``utxo`` extra) these tests cannot even be collected.
+if importlib.util.find_spec("dvp_elements") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
+if importlib.util.find_spec("bitcoin") is None:  # pragma: no cover
+    collect_ignore_glob = ["test_*.py"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "utxo: UTXO ledger tests (btcd regtest; offline ones need no node)")
-    config.addinivalue_line("markers", "slow_utxo: whole swaps between anvil and btcd through the orchestrator")
 
 
 def _alive(pid: int) -> bool:
@@ -36,6 +37,8 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def btcd_ledger(tmp_path_factory: pytest.TempPathFactory):
     """One btcd regtest node, no block clock (tests mine explicitly); stopped after the module."""
+    from dvp_elements.launcher import UtxoLauncher, stop_process_group
+
     launcher = UtxoLauncher(block_interval=None)  # no block clock: tests mine explicitly
     launcher.prepare()
     run_dir: Path = tmp_path_factory.mktemp("utxo-run")
@@ -54,6 +57,12 @@ class Chain:
     """A test's handle on the node: RPC, chain view, HTLC operations and the party keys."""
 
     def __init__(self, config: dict):
+        from dvp_elements.chain import ChainView
+        from dvp_elements.dialect import dialect_for
+        from dvp_elements.htlc import UtxoLedger
+        from dvp_elements.keys import Key
+        from dvp_elements.rpc import RpcClient
+
         self.config = config
         self.rpc = RpcClient(config["rpc_url"], config["rpc_user"], config["rpc_password"])
         self.dialect = dialect_for(config["dialect"])

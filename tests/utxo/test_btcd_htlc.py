@@ -197,3 +197,26 @@ async def test_double_claim_and_claim_after_refund_rejected_by_node(chain):
     await chain.mine(1)
     again = chain.ledger.claim_tx(htlc, chain.keys["buyer"], secret, utxos, destination=chain.keys["issuer"].script_pubkey)
     await assert_rejected(chain, again, "fully-spent", "already spent", "missing")
+
+
+async def test_chain_view_follows_a_reorganisation(chain):
+    """Invalidate the block that funded an HTLC and mine a longer chain without it:
+    the view forgets the funding (or sees it back in the mempool), never a stale one."""
+    _, htlc = new_htlc(chain)
+    txid, vout = await funded(chain, htlc)
+    assert chain.view.tx_height(txid) == chain.view.height
+    stale_tip = chain.view.tip_hash
+    await chain.rpc.call("invalidateblock", stale_tip)
+    await chain.view.refresh()
+    assert chain.view.tip_hash != stale_tip
+    assert chain.view.tx_height(txid) is None
+    funding = [u for u in chain.view.outputs_to(htlc.script_pubkey) if u.txid == txid]
+    assert all(u.height is None for u in funding)  # at most back in the mempool
+    await chain.mine(3)
+    assert stale_tip not in [b.hash for b in chain.view._blocks]
+    # A fresh view built from scratch agrees with the one that followed the reorg.
+    fresh = type(chain.view)(chain.rpc, chain.dialect)
+    await fresh.refresh()
+    assert fresh.tip_hash == chain.view.tip_hash
+    assert fresh.unspent(htlc.script_pubkey) == chain.view.unspent(htlc.script_pubkey)
+    assert fresh.balance(chain.keys["seller"].script_pubkey) == chain.view.balance(chain.keys["seller"].script_pubkey)

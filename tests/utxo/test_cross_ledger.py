@@ -24,7 +24,7 @@ from dvp.topology import LedgerSpec, Topology
 from dvp_elements.adapter import UtxoAdapter
 from dvp_elements.launcher import UtxoLauncher
 
-pytestmark = [pytest.mark.utxo, pytest.mark.slow_utxo]
+pytestmark = pytest.mark.utxo
 
 BOND, CASH = 7, 70_000
 ETH, BTC = "evm-a", "btc"
