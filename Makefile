@@ -10,6 +10,7 @@ SOL_STAMP := contracts/ethereum/build/.stamp
 EXTRAS := ethereum,test
 PYTEST_ARGS ?=
 
+.DEFAULT_GOAL := setup
 -include mk/*.mk
 
 .PHONY: setup contracts test test-unit test-fast demo up down clean
