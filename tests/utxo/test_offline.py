@@ -234,3 +234,17 @@ def test_payment_guards():
 def test_coin_selection_skips_nothing_it_was_not_given_and_prefers_confirmed():
     utxos = [Utxo("aa" * 32, 0, 50_000, SELLER.script_pubkey, None), Utxo("bb" * 32, 0, 40_000, SELLER.script_pubkey, 5)]
     assert [u.txid for u in select_coins(utxos, 30_000, 2.0, 31)] == ["bb" * 32]
+
+
+def test_builder_matches_the_documented_template():
+    from pathlib import Path
+
+    from bitcoin.core.script import CScript
+
+    asm = (Path(__file__).resolve().parents[2] / "contracts" / "utxo" / "htlc.asm").read_text().split()
+    values = {"<hash32>": HASH.hex(), "<recipient_pubkey>": BUYER.pubkey.hex(), "<sender_pubkey>": SELLER.pubkey.hex(),
+              "<lock_height>": (500).to_bytes(2, "little").hex(), "32": "20"}  # fmt: skip
+    built = []
+    for op in CScript(htlc(500).script):
+        built.append(op.hex() if isinstance(op, bytes) else str(op))
+    assert built == [values.get(tok, tok) for tok in asm]

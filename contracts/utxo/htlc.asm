@@ -1,0 +1,9 @@
+OP_IF
+  OP_SIZE 32 OP_EQUALVERIFY
+  OP_SHA256 <hash32> OP_EQUALVERIFY
+  <recipient_pubkey>
+OP_ELSE
+  <lock_height> OP_CHECKLOCKTIMEVERIFY OP_DROP
+  <sender_pubkey>
+OP_ENDIF
+OP_CHECKSIG
