@@ -1,0 +1,61 @@
+"""Offline: node rejections (texts as btcd v0.24.2 phrases them) map onto the dvp error tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from dvp import errors
+from dvp_elements.boundary import utxo_errors
+from dvp_elements.htlc import AuditError, NoFunding
+from dvp_elements.rpc import RpcError, RpcUnavailable
+from dvp_elements.script import ScriptError
+from dvp_elements.tx import TxBuildError
+
+pytestmark = pytest.mark.utxo
+
+EQUALVERIFY = "TX rejected: failed to validate input aa:0 which references output bb:0 - OP_EQUALVERIFY failed (input witness [...])"
+NONFINAL = "TX rejected: transaction cc is not standard: transaction is not finalized"
+CLTV = "TX rejected: failed to validate input aa:0 ... - locktime requirement not satisfied -- locktime is greater than the transaction locktime: 463 > 454"
+NULLFAIL = "TX rejected: failed to validate input aa:0 ... - signature not empty on failed checksig (input witness [...])"
+SPENT = "TX rejected: orphan transaction dd references outputs of unknown or fully-spent transaction ee"
+
+
+def raised(what, exc):
+    with pytest.raises(errors.DvpError) as info:
+        with utxo_errors(what, "btc", tx_id="ff"):
+            raise exc
+    assert info.value.__cause__ is exc
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("what", "message", "expected"),
+    [
+        ("claim", EQUALVERIFY, errors.InvalidPreimage),
+        ("refund", NONFINAL, errors.LockExpired),
+        ("refund", CLTV, errors.LockExpired),
+        ("claim", SPENT, errors.LockError),
+        ("refund", SPENT, errors.LockError),
+        ("claim", NULLFAIL, errors.SubmitError),
+        ("lock", SPENT, errors.SubmitError),
+    ],
+)
+def test_node_rejections(what, message, expected):
+    err = raised(what, RpcError("sendrawtransaction", -26, message))
+    assert type(err) is expected
+    if isinstance(err, errors.TransactionError):
+        assert err.tx_id == "ff" and err.code == -26
+
+
+def test_other_failures():
+    assert type(raised("balance", RpcUnavailable("getblockcount: refused"))) is errors.LedgerUnavailable
+    assert type(raised("read", RpcError("getblock", -5, "Block not found"))) is errors.AdapterError
+    assert type(raised("audit", NoFunding("funding", "none"))) is errors.LockNotFound
+    assert type(raised("audit", AuditError("amount", "x"))) is errors.AuditFailed
+    err = raised("lock", TxBuildError("insufficient funds: need 1 sat"))
+    assert type(err) is errors.SubmitError and err.code == "insufficient-funds"
+    assert type(raised("lock", ScriptError("bad"))) is errors.LockError
+    assert type(raised("read", NotImplementedError("elements"))) is errors.NotSupportedError
+    with pytest.raises(errors.LockExpired):  # dvp errors pass through untouched
+        with utxo_errors("x", "btc"):
+            raise errors.LockExpired("as is")
