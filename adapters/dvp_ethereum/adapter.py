@@ -265,21 +265,16 @@ class EthereumAdapter(LedgerAdapter):
 
     # -- hashed time-locks ----------------------------------------------------------------
     def lock_id(self, terms: HtlcTerms) -> str:
-        htlc = self._need(self.htlc, "htlc_address")
-        encoded = encode(
-            ["uint256", "address", "address", "address", "address", "uint256", "bytes32", "uint64", "bytes32"],
-            [
-                self.config.chain_id,
-                htlc.address,
-                self._address(terms.sender),
-                self._address(terms.recipient),
-                self._token(terms.asset),
-                terms.amount,
-                bytes.fromhex(terms.hashlock),
-                terms.expiry,
-                bytes.fromhex(terms.nonce),
-            ],
+        return self._derive_id(
+            self._need(self.htlc, "htlc_address"),
+            ["address", "address", "address", "uint256", "bytes32", "uint64", "bytes32"],
+            [self._address(terms.sender), self._address(terms.recipient), self._token(terms.asset), terms.amount,
+             bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce)],
         )
+
+    def _derive_id(self, contract, types: list[str], values: list) -> str:
+        """The id a contract derives on chain: keccak of (chain id, contract, every term)."""
+        encoded = encode(["uint256", "address", *types], [self.config.chain_id, contract.address, *values])
         return "0x" + keccak(encoded).hex()
 
     async def lock(self, terms: HtlcTerms) -> Submitted:
@@ -390,23 +385,13 @@ class EthereumAdapter(LedgerAdapter):
 
     # -- single-ledger atomic DvP -----------------------------------------------------------
     def order_id(self, order: DvpOrder) -> str:
-        dvp = self._need(self.dvp, "dvp_address")
-        encoded = encode(
-            ["uint256", "address", "address", "address", "address", "uint256", "address", "uint256", "uint64", "bytes32"],
-            [
-                self.config.chain_id,
-                dvp.address,
-                self._address(order.seller),
-                self._address(order.buyer),
-                self._token(order.security),
-                order.security_amount,
-                self._token(order.cash),
-                order.cash_amount,
-                order.deadline,
-                bytes.fromhex(order.nonce),
-            ],
+        return self._derive_id(
+            self._need(self.dvp, "dvp_address"),
+            ["address", "address", "address", "uint256", "address", "uint256", "uint64", "bytes32"],
+            [self._address(order.seller), self._address(order.buyer), self._token(order.security),
+             order.security_amount, self._token(order.cash), order.cash_amount, order.deadline,
+             bytes.fromhex(order.nonce)],
         )
-        return "0x" + keccak(encoded).hex()
 
     async def propose_dvp(self, order: DvpOrder) -> Submitted:
         dvp = self._need(self.dvp, "dvp_address")

@@ -291,6 +291,16 @@ class _HtlcRun(_Run):
     def lock_id_of(self, role: Role) -> str | None:
         return self.data.get(f"lock_{self.leg_name(role)}")
 
+    def lock_is(self, role: Role, status: LockStatus):
+        """A ledger read: is ``role``'s lock in ``status`` now?"""
+        adapter, lock_id = self.adapter_of(role), self.lock_id_of(role)
+
+        async def check() -> bool:
+            state = await adapter.get_lock(lock_id)
+            return state is not None and state.status is status
+
+        return check
+
     # -- the drive ----------------------------------------------------------------------------
     async def drive(self) -> tuple[Outcome, str]:
         b = self.spec.behaviour
@@ -379,11 +389,7 @@ class _HtlcRun(_Run):
         adapter = self.adapter_of(role)
         lock_id = self.lock_id_of(role)
         terms = self.terms_of(role)
-
-        async def claimed() -> bool:
-            state = await adapter.get_lock(lock_id)
-            return state is not None and state.status is LockStatus.CLAIMED
-
+        claimed = self.lock_is(role, LockStatus.CLAIMED)
         if not self.done(step) and not await claimed():
             if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter_margin(self, role):
                 await self.note(step, "skipped", self.ledger_of(role), reason="inside the safety margin before expiry")
@@ -414,11 +420,7 @@ class _HtlcRun(_Run):
         adapter = self.adapter_of(role)
         lock_id = self.lock_id_of(role)
         terms = self.terms_of(role)
-
-        async def claimed() -> bool:
-            state = await adapter.get_lock(lock_id)
-            return state is not None and state.status is LockStatus.CLAIMED
-
+        claimed = self.lock_is(role, LockStatus.CLAIMED)
         if not self.done(step) and not await claimed():
             if adapter.is_expired(await adapter.now(), terms.expiry):
                 return False
@@ -445,11 +447,7 @@ class _HtlcRun(_Run):
         if state.status is LockStatus.LOCKED:
             await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
         sender = self.trade.party(role)
-
-        async def refunded() -> bool:
-            s = await adapter.get_lock(lock_id)
-            return s is not None and s.status is LockStatus.REFUNDED
-
+        refunded = self.lock_is(role, LockStatus.REFUNDED)
         await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded)
         return True
 
