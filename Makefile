@@ -23,7 +23,9 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+	# `npm install` rather than `npm ci`: anvil lists per-OS optional packages that only
+	# exist for some platforms, and npm ci refuses a lock file without all of them.
+	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
 contracts: $(NODE_STAMP)

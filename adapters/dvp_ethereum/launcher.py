@@ -52,7 +52,7 @@ class AnvilLauncher(NodeLauncher):
 
     def prepare(self) -> None:
         if not anvil_binary().exists():
-            subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=REPO, check=True)
+            subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=REPO, check=True)
 
     def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
         binary = anvil_binary()
