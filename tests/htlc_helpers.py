@@ -7,7 +7,9 @@ import secrets
 
 from dvp.models import HtlcTerms
 
-AMOUNT = 11
+from .testbed import htlc_asset
+
+AMOUNT = 10_000  # above a UTXO chain's dust limit plus the claim fee
 
 
 def make_terms(adapter, now, *, seconds=60, amount=AMOUNT, preimage=None, sender="seller", recipient="buyer"):
@@ -15,7 +17,7 @@ def make_terms(adapter, now, *, seconds=60, amount=AMOUNT, preimage=None, sender
     terms = HtlcTerms(
         sender=sender,
         recipient=recipient,
-        asset="BOND",
+        asset=htlc_asset(adapter.name),
         amount=amount,
         hashlock=hashlib.sha256(preimage).hexdigest(),
         expiry=adapter.expiry_after(now, seconds),
@@ -30,3 +32,8 @@ async def locked(adapter, **kw):
     await adapter.wait_final(sub.tx_id)
     lock_id = adapter.lock_id(terms)
     return lock_id, terms, preimage
+
+
+def fee_in(status, asset: str) -> int:
+    """The part of a transaction's fee paid in ``asset`` (UTXO coins; never EVM tokens)."""
+    return status.fee if status.fee and status.fee_asset == asset else 0

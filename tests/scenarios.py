@@ -4,21 +4,22 @@ from __future__ import annotations
 
 from dvp.models import Behaviour, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.network import Network
-from dvp.report import conservation
+from dvp.report import conservation, fees_paid
 
-from .testbed import Pair
+from .testbed import Pair, cash_asset
 
 SECURITY_AMOUNT = 7
 CASH_AMOUNT = 70_000
 
 
 def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None = None, **plan) -> SwapSpec:
+    """A trade of BOND on ``pair.security`` against the cash asset of ``pair.cash``."""
     plan = {"holder_timeout": 60, "counter_timeout": 30, "reaction_window": 5, **plan}
     return SwapSpec(
         kind=kind,
         trade=Trade(
             security=Leg(ledger=pair.security, asset="BOND", amount=SECURITY_AMOUNT),
-            cash=Leg(ledger=pair.cash, asset="EUR", amount=CASH_AMOUNT),
+            cash=Leg(ledger=pair.cash, asset=cash_asset(pair.cash), amount=CASH_AMOUNT),
         ),
         plan=HtlcPlan(**plan),
         behaviour=behaviour or Behaviour(),
@@ -30,16 +31,21 @@ async def snapshot(net: Network) -> dict:
     return await net.balances(["seller", "buyer"])
 
 
-def changes(before: dict, after: dict, pair: Pair) -> dict[str, int]:
-    """What each party gained or lost of the trade's two legs."""
-    def d(ledger, asset, party):
-        return after[(ledger, asset, party)] - before[(ledger, asset, party)]
+def changes(before: dict, after: dict, pair: Pair, steps=()) -> dict[str, int]:
+    """What each party gained or lost of the trade's two legs, not counting the fees
+    it paid in those assets (UTXO coins), which the journal records per payer."""
+    fees = fees_paid(list(steps))
 
+    def d(ledger, asset, party):
+        key = (ledger, asset, party)
+        return after[key] - before[key] + fees.get(key, 0)
+
+    cash = cash_asset(pair.cash)
     return {
         "seller_security": d(pair.security, "BOND", "seller"),
         "buyer_security": d(pair.security, "BOND", "buyer"),
-        "seller_cash": d(pair.cash, "EUR", "seller"),
-        "buyer_cash": d(pair.cash, "EUR", "buyer"),
+        "seller_cash": d(pair.cash, cash, "seller"),
+        "buyer_cash": d(pair.cash, cash, "buyer"),
     }
 
 
@@ -48,6 +54,6 @@ SETTLED = {"seller_security": -SECURITY_AMOUNT, "buyer_security": SECURITY_AMOUN
 UNCHANGED = {"seller_security": 0, "buyer_security": 0, "seller_cash": 0, "buyer_cash": 0}
 
 
-def assert_conserved(before: dict, after: dict) -> None:
-    drift = {k: v for k, v in conservation(before, after).items() if v}
+def assert_conserved(before: dict, after: dict, steps=()) -> None:
+    drift = {k: v for k, v in conservation(before, after, fees_paid(list(steps))).items() if v}
     assert not drift, f"value created or destroyed: {drift}"

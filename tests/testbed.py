@@ -12,21 +12,36 @@ FUNDS = 1_000_000_000
 EVM_BLOCK_TIME = 0.25
 
 
-def _assets(ledger: str) -> list[Asset]:
+def _assets(spec: LedgerSpec) -> list[Asset]:
+    if spec.kind == "utxo":  # one cash asset: the chain's own coin, in satoshis
+        return [Asset(symbol="BTC", ledger=spec.name, kind=AssetKind.CASH, decimals=8)]
     return [
-        Asset(symbol="BOND", ledger=ledger, kind=AssetKind.SECURITY),
-        Asset(symbol="EUR", ledger=ledger, kind=AssetKind.CASH, decimals=2),
+        Asset(symbol="BOND", ledger=spec.name, kind=AssetKind.SECURITY),
+        Asset(symbol="EUR", ledger=spec.name, kind=AssetKind.CASH, decimals=2),
     ]
 
 
 LEDGERS = [
     LedgerSpec(name="evm-a", kind="ethereum", options={"block_time": EVM_BLOCK_TIME}),
     LedgerSpec(name="evm-b", kind="ethereum", options={"block_time": EVM_BLOCK_TIME}),
+    # No block clock: the adapter mines the blocks it waits for, and fast-forward mines to expiry.
+    LedgerSpec(name="btc", kind="utxo", options={"block_time": 0}),
 ]
 
 
 def testbed_topology() -> Topology:
-    return Topology(ledgers=LEDGERS, assets=[a for spec in LEDGERS for a in _assets(spec.name)])
+    return Topology(ledgers=LEDGERS, assets=[a for spec in LEDGERS for a in _assets(spec)])
+
+
+def cash_asset(ledger: str) -> str:
+    spec = next(s for s in LEDGERS if s.name == ledger)
+    return next(a.symbol for a in _assets(spec) if a.kind is AssetKind.CASH)
+
+
+def htlc_asset(ledger: str) -> str:
+    """The asset conformance tests lock on a ledger: a security where there is one."""
+    spec = next(s for s in LEDGERS if s.name == ledger)
+    return _assets(spec)[0].symbol
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,6 @@ class Pair:
         return f"{self.security}->{self.cash}"
 
 
-CROSS_PAIRS = [Pair("evm-a", "evm-b")]
+CROSS_PAIRS = [Pair("evm-a", "evm-b"), Pair("evm-a", "btc")]
 SINGLE_LEDGERS = ["evm-a"]
-ADAPTER_LEDGERS = ["evm-a"]  # one ledger per adapter kind, for the conformance suite
+ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the conformance suite

@@ -171,7 +171,10 @@ class UtxoAdapter(LedgerAdapter):
             height = self.view.tx_height(tx_id)
             if height is not None:
                 if self.view.confirmations(height) >= self.config.confirmations:
-                    return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=height, fee=self._fee(tx_id))
+                    return TxStatus(
+                        tx_id=tx_id, successful=True, code=0, block_number=height,
+                        fee=self._fee(tx_id), fee_asset=self._fee_asset(),
+                    )
             elif not self.view.in_mempool(tx_id):
                 missing += 1
                 if missing >= 3:  # neither mined nor pending: replaced by a conflicting spend, or dropped
@@ -189,6 +192,10 @@ class UtxoAdapter(LedgerAdapter):
 
     def _fee(self, tx_id: str) -> int | None:
         return self.view.fee_of(tx_id)
+
+    def _fee_asset(self) -> str | None:
+        """Fees are paid in the native coin, traded here under this symbol."""
+        return next((s for s, kind in self.config.assets.items() if kind == "native"), None)
 
     async def advance_time(self, seconds: int) -> None:
         if not self.supports(Capability.TIME_TRAVEL):

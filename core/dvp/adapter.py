@@ -89,7 +89,8 @@ class LedgerAdapter(ABC):
     def expiry_after(self, now: LedgerTime, seconds: float) -> int:
         """An expiry ``seconds`` from ``now``, in this ledger's clock unit."""
         if self.clock is ClockKind.HEIGHT:
-            return now.height + max(1, math.ceil(seconds / self.finality.block_interval))
+            blocks = math.ceil(seconds / self.finality.block_interval)
+            return now.height + (max(1, blocks) if seconds > 0 else blocks)
         return int(math.ceil(now.timestamp + seconds))
 
     def seconds_left(self, now: LedgerTime, expiry: int) -> float:

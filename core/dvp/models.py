@@ -165,6 +165,9 @@ class TxStatus(Frozen):
     code: str | int | None = None
     block_number: int | None = None
     fee: int | None = None
+    # The asset symbol the fee was paid in when it is one of the ledger's traded assets
+    # (a UTXO chain's coin); None when fees use a separate coin (gas on EVM).
+    fee_asset: str | None = None
 
 
 class HtlcTerms(Frozen):

@@ -181,7 +181,7 @@ class _Run:
     def done(self, step: str) -> Step | None:
         return self.o.journal.last(self.id, step, "result")
 
-    async def transact(self, step: str, ledger: str, send, already_done) -> str | None:
+    async def transact(self, step: str, ledger: str, send, already_done, payer: str) -> str | None:
         """Send one step's transaction unless the ledger shows it done; wait for finality.
 
         ``already_done()`` reads the ledger, so a crash between sending and
@@ -196,13 +196,13 @@ class _Run:
             submitted = await send()
             await self.note(step, "submitted", ledger, tx_id=submitted.tx_id)
             status = await adapter.wait_final(submitted.tx_id)
-            await self.note(step, "result", ledger, tx_id=submitted.tx_id, fee=status.fee, block=status.block_number)
+            await self.note(step, "result", ledger, tx_id=submitted.tx_id, block=status.block_number, **_fee(status, payer))
             return submitted.tx_id
         sub = self.o.journal.last(self.id, step, "submitted")
         tx_id = sub.tx_id if sub else None
-        if tx_id:
-            await adapter.wait_final(tx_id)
-        await self.note(step, "result", ledger, tx_id=tx_id, recovered=True)
+        fee = _fee(await adapter.wait_final(tx_id), payer) if tx_id else {}
+        # Without a journaled tx id (a crash between sending and journaling) the fee is unknown.
+        await self.note(step, "result", ledger, tx_id=tx_id, recovered=True, **fee)
         return tx_id
 
     async def wait_expired(self, ledger: str, expiry: int, why: str) -> None:
@@ -246,11 +246,16 @@ class _AtomicRun(_Run):
             state = await adapter.get_order(order_id)
             return state.status if state else None
 
-        await self.transact("propose", ledger, lambda: adapter.propose_dvp(order), lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
+        await self.transact("propose", ledger, lambda: adapter.propose_dvp(order),
+                            lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}), t.seller)
         if not self.spec.behaviour.counter_locks:
             return Outcome.ABORTED, f"buyer {t.buyer!r} did not accept; nothing moved"
-        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
+        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}), t.buyer)
         return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
+
+
+def _fee(status, payer: str) -> dict[str, Any]:
+    return {"fee": status.fee, "fee_asset": status.fee_asset, "payer": payer}
 
 
 async def _is(awaitable, allowed: set) -> bool:
@@ -356,7 +361,7 @@ class _HtlcRun(_Run):
         if not self.done(step) and not await exists():
             if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter.finality.expected_seconds:
                 return False
-        await self.transact(step, ledger, lambda: adapter.lock(terms), exists)
+        await self.transact(step, ledger, lambda: adapter.lock(terms), exists, terms.sender)
         return True
 
     async def second_window_ok(self) -> bool:
@@ -396,7 +401,7 @@ class _HtlcRun(_Run):
                 return False
         secret = bytes.fromhex(self.data["secret"])
         holder = self.trade.party(self.holder)
-        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, secret, submitter=holder), claimed)
+        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, secret, submitter=holder), claimed, holder)
         return True
 
     async def extract_secret(self) -> bytes:
@@ -426,7 +431,7 @@ class _HtlcRun(_Run):
                 return False
         counter = self.trade.party(self.counter)
         try:
-            await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=counter), claimed)
+            await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=counter), claimed, counter)
         except errors.LockExpired:
             return False
         return True
@@ -448,7 +453,7 @@ class _HtlcRun(_Run):
             await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
         sender = self.trade.party(role)
         refunded = self.lock_is(role, LockStatus.REFUNDED)
-        await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded)
+        await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded, sender)
         return True
 
     async def unwind(self, why: str) -> tuple[Outcome, str]:

@@ -44,11 +44,23 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
     return rows
 
 
-def conservation(before: Balances, after: Balances) -> dict[tuple[str, str], int]:
-    """Per (ledger, asset), the change in the parties' total: all zeros when nothing was lost."""
+def fees_paid(steps: list[Step]) -> Balances:
+    """(ledger, asset, party) -> fees paid in a traded asset (UTXO coins), from the journal."""
+    fees: Balances = defaultdict(int)
+    for s in steps:
+        if s.phase == "result" and s.detail.get("fee") and s.detail.get("fee_asset"):
+            fees[(s.ledger, s.detail["fee_asset"], s.detail["payer"])] += s.detail["fee"]
+    return dict(fees)
+
+
+def conservation(before: Balances, after: Balances, fees: Balances | None = None) -> dict[tuple[str, str], int]:
+    """Per (ledger, asset), the change in the parties' total once the fees they paid in that
+    asset are added back: all zeros when nothing was created or lost."""
     delta: dict[tuple[str, str], int] = defaultdict(int)
-    for (ledger, asset, _party), value in after.items():
-        delta[(ledger, asset)] += value - before.get((ledger, asset, _party), 0)
+    for (ledger, asset, party), value in after.items():
+        delta[(ledger, asset)] += value - before.get((ledger, asset, party), 0)
+    for (ledger, asset, _party), fee in (fees or {}).items():
+        delta[(ledger, asset)] += fee
     return dict(delta)
 
 

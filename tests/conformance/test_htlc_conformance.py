@@ -11,8 +11,8 @@ import pytest
 from dvp import errors
 from dvp.models import HtlcTerms, LockStatus
 
-from ..htlc_helpers import AMOUNT, locked, make_terms
-from ..testbed import ADAPTER_LEDGERS
+from ..htlc_helpers import AMOUNT, fee_in, locked, make_terms
+from ..testbed import ADAPTER_LEDGERS, htlc_asset
 
 pytestmark = pytest.mark.parametrize("ledger", ADAPTER_LEDGERS)
 
@@ -33,11 +33,12 @@ async def test_lock_id_is_known_before_sending_and_the_ledger_agrees(net, ledger
 async def test_claim_pays_the_fixed_recipient_whoever_submits(net, ledger):
     adapter = net.ledgers[ledger]
     lock_id, terms, preimage = await locked(adapter)
-    buyer, seller = await adapter.balance("buyer", "BOND"), await adapter.balance("seller", "BOND")
+    asset = terms.asset
+    buyer, seller = await adapter.balance("buyer", asset), await adapter.balance("seller", asset)
     # The seller (not the recipient) submits the claim; the buyer still gets paid.
-    await final(adapter, await adapter.claim(lock_id, preimage, submitter="seller"))
-    assert await adapter.balance("buyer", "BOND") == buyer + AMOUNT
-    assert await adapter.balance("seller", "BOND") == seller
+    status = await final(adapter, await adapter.claim(lock_id, preimage, submitter="seller"))
+    assert await adapter.balance("buyer", asset) == buyer + AMOUNT - fee_in(status, asset)
+    assert await adapter.balance("seller", asset) == seller
     state = await adapter.get_lock(lock_id)
     assert state.status is LockStatus.CLAIMED and state.preimage == preimage.hex()
 
@@ -72,10 +73,11 @@ async def test_double_claim_is_rejected(net, ledger):
     adapter = net.ledgers[ledger]
     lock_id, _, preimage = await locked(adapter)
     await final(adapter, await adapter.claim(lock_id, preimage, submitter="buyer"))
-    balance = await adapter.balance("buyer", "BOND")
+    asset = htlc_asset(ledger)
+    balance = await adapter.balance("buyer", asset)
     with pytest.raises(errors.LockError):
         await final(adapter, await adapter.claim(lock_id, preimage, submitter="buyer"))
-    assert await adapter.balance("buyer", "BOND") == balance
+    assert await adapter.balance("buyer", asset) == balance
 
 
 async def test_early_refund_is_rejected(net, ledger):
@@ -88,15 +90,19 @@ async def test_early_refund_is_rejected(net, ledger):
 
 async def test_refund_after_expiry_goes_to_the_sender_only(net, ledger):
     adapter = net.ledgers[ledger]
-    seller = await adapter.balance("seller", "BOND")
-    lock_id, terms, preimage = await locked(adapter, seconds=30)
+    asset = htlc_asset(ledger)
+    seller = await adapter.balance("seller", asset)
+    terms, preimage = make_terms(adapter, await adapter.now(), seconds=30)
+    lock_id = adapter.lock_id(terms)
+    lock_status = await final(adapter, await adapter.lock(terms))
     await adapter.advance_time(31)
     with pytest.raises(errors.LockError):
         await final(adapter, await adapter.refund(lock_id, submitter="buyer"))
     with pytest.raises(errors.LockExpired):
         await final(adapter, await adapter.claim(lock_id, preimage, submitter="buyer"))
-    await final(adapter, await adapter.refund(lock_id, submitter="seller"))
-    assert await adapter.balance("seller", "BOND") == seller
+    refund_status = await final(adapter, await adapter.refund(lock_id, submitter="seller"))
+    fees = fee_in(lock_status, asset) + fee_in(refund_status, asset)
+    assert await adapter.balance("seller", asset) == seller - fees
     with pytest.raises(errors.LockError):  # no claim after refund, no second refund
         await final(adapter, await adapter.claim(lock_id, preimage, submitter="buyer"))
     with pytest.raises(errors.LockError):

@@ -29,9 +29,18 @@ def dvp(args: list[str], env: dict, crash_after: int | None = None) -> subproces
     return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+def journal_steps(path, swap_id):
+    journal = Journal(path)
+    try:
+        return journal.steps(swap_id)
+    finally:
+        journal.close()
+
+
 DRILLS = [
     pytest.param(CROSS_PAIRS[0], Behaviour(), SETTLED, id=f"htlc-settle-{CROSS_PAIRS[0].id}"),
     pytest.param(CROSS_PAIRS[0], Behaviour(holder_claims=False), UNCHANGED, id=f"htlc-refund-{CROSS_PAIRS[0].id}"),
+    pytest.param(CROSS_PAIRS[1], Behaviour(), SETTLED, id=f"htlc-settle-{CROSS_PAIRS[1].id}"),
     pytest.param(Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]), Behaviour(), SETTLED, id=f"atomic-{SINGLE_LEDGERS[0]}"),
 ]
 
@@ -55,16 +64,17 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
         assert resumed.returncode == 0, resumed.stderr
         journal = Journal(journal_path)
         swaps = journal.swaps()
+        steps = [s for swap in swaps for s in journal.steps(swap.id)]
         journal.close()
         unfinished = [s.id for s in swaps if s.outcome is None]
         assert not unfinished, f"crash after write {crash_after}: still unfinished {unfinished}"
         after = await snapshot(net)
-        assert_conserved(before, after)
+        assert_conserved(before, after, steps)
         if swaps and swaps[-1].created >= max(s.created for s in swaps):
             last = swaps[-1]
             if crash_after > 1:  # the first write creates the swap; a crash at it may leave none
                 assert last.outcome == outcome, f"crash after write {crash_after}: {last.outcome} {last.detail}"
-                assert changes(before, after, pair) == expected, f"crash after write {crash_after}"
+                assert changes(before, after, pair, journal_steps(journal_path, last.id)) == expected, f"crash after write {crash_after}"
     else:
         pytest.fail(f"swap never completed within {MAX_WRITES} journal writes")
     assert drills >= 5, "the drill should have crashed the swap at several steps"

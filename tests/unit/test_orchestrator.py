@@ -127,3 +127,13 @@ async def test_buyer_as_secret_holder_keeps_the_longer_leg(orch, ledgers):
     assert result.outcome is Outcome.SETTLED
     assert result.data["terms_cash"]["expiry"] > result.data["terms_security"]["expiry"]
     assert [s.step for s in result.steps if s.phase == "result"][0] == "lock cash"
+
+
+async def test_holder_keeps_the_secret_inside_the_safety_margin(orch, ledgers):
+    """Rule 4: when the counter leg is too close to expiry the holder does not reveal."""
+    # The counter leg lives 50 s; one block later 49 s are left, inside the 48 s margin + 1 s finality.
+    result = await orch.run(spec(plan={"claim_margin": 48}))
+    assert result.outcome is Outcome.REFUNDED
+    assert holdings(ledgers) == (100, 0, 0, 10_000)
+    assert any(s.step == "claim cash" and s.phase == "skipped" for s in result.steps)
+    assert "claim" not in ledgers["b"].sent
