@@ -19,7 +19,7 @@ from .network import Network
 from .runtime.local import LocalRuntime
 from .scenario import load_scenario, parse_leg, parse_spec
 from .settings import Settings
-from .topology import evm_pair
+from .topology import default
 from .views import balances_table, print_result, status_table
 
 console = Console(stderr=True)
@@ -61,13 +61,13 @@ def progress_printer(label: str = ""):
 
 
 @main.command()
-@click.option("--block-time", type=float, default=1.0, show_default=True, help="EVM block interval in seconds.")
+@click.option("--block-time", type=float, default=1.0, show_default=True, help="Block interval in seconds.")
 @click.pass_obj
 @fail_cleanly
 def up(settings: Settings, block_time: float) -> None:
-    """Start the default local testnets (two anvil chains) and deploy contracts."""
+    """Start the default local testnets (two anvil chains, one btcd) and deploy contracts."""
     runtime = LocalRuntime(settings.run_dir)
-    runtime.up(evm_pair(block_time), progress=lambda m: console.print(f"[dim]up[/] {m}"))
+    runtime.up(default(block_time), progress=lambda m: console.print(f"[dim]up[/] {m}"))
     out.print(status_table(runtime.status()))
 
 

@@ -11,10 +11,10 @@ from rich.console import Console
 from .errors import DvpError
 from .models import HtlcPlan, Leg, SwapSpec, Trade
 from .network import Network
-from .report import balances_json, conservation, machine, swap_report
+from .report import balances_json, conservation, fees_paid, machine, swap_report
 from .runtime.local import LocalRuntime
 from .settings import Settings
-from .topology import evm_pair
+from .topology import default
 from .views import balances_table, steps_table
 
 PARTIES = ["seller", "buyer"]
@@ -32,6 +32,14 @@ def demo_swaps() -> list[tuple[str, SwapSpec]]:
             SwapSpec(
                 trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
                             cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
+                plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
+            ),
+        ),
+        (
+            "cross-ledger HTLC DvP: BOND on evm-a against BTC on btc (UTXO, P2WSH script)",
+            SwapSpec(
+                trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
+                            cash=Leg(ledger="btc", asset="BTC", amount=2_500_000)),
                 plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
             ),
         ),
@@ -53,8 +61,8 @@ def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, 
     runtime = LocalRuntime(settings.run_dir)
     started = runtime.state() is None
     if started:
-        with console.status("starting two anvil chains") as status:
-            runtime.up(evm_pair(block_time), progress=lambda m: status.update(m))
+        with console.status("starting two anvil chains and a btcd regtest chain") as status:
+            runtime.up(default(block_time), progress=lambda m: status.update(m))
     try:
         return asyncio.run(_demo(settings, runtime, out, console, report))
     finally:
@@ -79,7 +87,11 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
             results.append((title, result))
         after = await net.balances(PARTIES)
     out.print(balances_table(after, before, title="final balances"))
-    drift = {f"{l}/{a}": d for (l, a), d in conservation(before, after).items() if d}
+    steps = [s for _, r in results for s in r.steps]
+    drift = {f"{l}/{a}": d for (l, a), d in conservation(before, after, fees_paid(steps)).items() if d}
+    paid = {f"{l}/{a}/{p}": f for (l, a, p), f in fees_paid(steps).items()}
+    if paid:
+        out.print(f"fees paid in traded coins (counted in the check): {paid}")
     out.print("[green]balances conserved on every ledger[/]" if not drift else f"[red]balances changed: {drift}[/]")
     unsettled = [t for t, r in results if r.outcome.value != "settled"]
     path = report or settings.reports_dir / "demo.json"
@@ -90,6 +102,7 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
         "swaps": [{"title": t, **swap_report(r)} for t, r in results],
         "balances_before": balances_json(before),
         "balances_after": balances_json(after),
+        "fees_in_traded_assets": [{"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in fees_paid(steps).items()],
         "conserved": not drift,
     }, indent=1))
     if drift or unsettled:

@@ -39,4 +39,12 @@ def evm_pair(block_time: float = 1.0) -> Topology:
     )
 
 
-DEFAULT = evm_pair
+def default(block_time: float = 1.0) -> Topology:
+    """What `dvp up` and `dvp demo` start: two EVM chains and a Bitcoin-family regtest chain
+    (btcd) whose one asset is its own coin, traded as cash."""
+    evm = evm_pair(block_time)
+    btc = LedgerSpec(name="btc", kind="utxo", options={"block_time": block_time})
+    return Topology(
+        ledgers=[*evm.ledgers, btc],
+        assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8)],
+    )

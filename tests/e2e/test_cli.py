@@ -109,3 +109,19 @@ def test_up_status_down_leaves_no_process_behind(tmp_path):
 def test_commands_without_testnets_say_so(tmp_path):
     env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "empty")}
     one_line_error(subprocess.run([DVP, "balances"], env=env, capture_output=True, text=True, timeout=60), 2, "run `dvp up` first")
+
+
+def test_demo_settles_every_swap_and_leaves_nothing_running(tmp_path):
+    env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "run")}
+    report = tmp_path / "demo.json"
+    run = subprocess.run([DVP, "demo", "--block-time", "0.5", "--report", str(report)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    data = json.loads(report.read_text())
+    assert [s["outcome"] for s in data["swaps"]] == ["settled"] * 3
+    assert [s["kind"] for s in data["swaps"]] == ["atomic", "htlc", "htlc"]
+    assert data["conserved"] is True
+    assert {entry["ledger"] for entry in data["ledgers"]} == {"evm-a", "evm-b", "btc"}
+    pids = [p for entry in data["ledgers"] for p in entry["pids"]]
+    assert pids and not any(alive(p) for p in pids)
+    assert "balances conserved on every ledger" in run.stdout
