@@ -16,7 +16,7 @@ from rich.console import Console
 from . import errors
 from .hashlock import parse_hex32
 from .network import Network
-from .runtime.local import LocalRuntime
+from .runtime import RUNTIMES, select
 from .scenario import load_scenario, parse_leg, parse_spec
 from .settings import Settings
 from .topology import default
@@ -47,10 +47,12 @@ def fail_cleanly(fn):
               help="Where testnet state, logs and the journal live.")
 @click.option("--journal", type=click.Path(path_type=Path), envvar="DVP_JOURNAL", default=None,
               help="SQLite journal (default: RUN_DIR/journal.sqlite).")
+@click.option("--runtime", type=click.Choice(sorted(RUNTIMES)), envvar="DVP_RUNTIME", default="process",
+              show_default=True, help="Run the testnets as local processes or in Docker.")
 @click.pass_context
-def main(ctx: click.Context, run_dir: Path, journal: Path | None) -> None:
+def main(ctx: click.Context, run_dir: Path, journal: Path | None, runtime: str) -> None:
     """Delivery-versus-payment across real ledgers."""
-    ctx.obj = Settings(run_dir=run_dir, journal=journal)
+    ctx.obj = Settings(run_dir=run_dir, journal=journal, runtime=runtime)
 
 
 def progress_printer(label: str = ""):
@@ -66,7 +68,7 @@ def progress_printer(label: str = ""):
 @fail_cleanly
 def up(settings: Settings, block_time: float) -> None:
     """Start the default local testnets (two anvil chains, one btcd) and deploy contracts."""
-    runtime = LocalRuntime(settings.run_dir)
+    runtime = select(settings.runtime, settings.run_dir)
     runtime.up(default(block_time), progress=lambda m: console.print(f"[dim]up[/] {m}"))
     out.print(status_table(runtime.status()))
 
@@ -76,7 +78,7 @@ def up(settings: Settings, block_time: float) -> None:
 @fail_cleanly
 def down(settings: Settings) -> None:
     """Stop every process `dvp up` started."""
-    pids = LocalRuntime(settings.run_dir).down()
+    pids = select(settings.runtime, settings.run_dir).down()
     out.print(f"stopped {len(pids)} process(es)" if pids else "nothing running")
 
 
@@ -85,7 +87,7 @@ def down(settings: Settings) -> None:
 @fail_cleanly
 def status(settings: Settings) -> None:
     """Show the local testnets."""
-    rows = LocalRuntime(settings.run_dir).status()
+    rows = select(settings.runtime, settings.run_dir).status()
     if not rows:
         out.print(f"no testnets recorded in {settings.run_dir}")
         return

@@ -12,6 +12,7 @@ from .errors import DvpError
 from .models import HtlcPlan, Leg, SwapSpec, Trade
 from .network import Network
 from .report import balances_json, conservation, fees_paid, machine, swap_report
+from .runtime import select
 from .runtime.local import LocalRuntime
 from .settings import Settings
 from .topology import default
@@ -58,7 +59,7 @@ async def _issue(net: Network) -> None:
 
 def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, report: Path | None,
              block_time: float) -> Path:
-    runtime = LocalRuntime(settings.run_dir)
+    runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
         with console.status("starting two anvil chains and a btcd regtest chain") as status:

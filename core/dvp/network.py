@@ -42,7 +42,7 @@ class Network:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path) -> "Network":
-        state = LocalRuntime(Path(run_dir)).state()
+        state = LocalRuntime(Path(run_dir)).state()  # every runtime writes the same state file
         if state is None or not state.get("complete", True):
             raise ConfigError(f"run_dir: no running testnets recorded in {run_dir}; run `dvp up` first")
         return cls.from_state(state)

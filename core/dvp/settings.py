@@ -13,7 +13,7 @@ class Settings(BaseSettings):
 
     run_dir: Path = Path(".dvp")
     journal: Path | None = None
-    runtime: Literal["process"] = "process"
+    runtime: Literal["process", "docker"] = "process"
     reports_dir: Path = Path("reports")
 
     @property

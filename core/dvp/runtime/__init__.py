@@ -1,0 +1,27 @@
+"""Runtimes start and stop the local testnets; every runtime writes the same
+``state.json`` into its run directory, so adapters and the orchestrator cannot tell
+which one started a ledger."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+
+from ..errors import ConfigError
+
+RUNTIMES = {
+    "process": "dvp.runtime.local:LocalRuntime",  # native processes, the default
+    "docker": "dvp.runtime.docker:DockerRuntime",  # compose files in docker/
+}
+
+
+def select(name: str, run_dir: Path):
+    """The runtime called ``name`` (process | docker) for ``run_dir``."""
+    try:
+        module, cls = RUNTIMES[name].split(":")
+    except KeyError:
+        raise ConfigError(f"runtime: unknown runtime {name!r} (known: {', '.join(RUNTIMES)})") from None
+    try:
+        return getattr(import_module(module), cls)(run_dir)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"runtime: {name!r} is not available here: {exc}") from None
