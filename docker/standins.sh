@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Build local stand-ins for the official images the compose files name, from the
+# binaries the native runtime already has, for machines that cannot pull images.
+#
+#   docker/standins.sh            build every stand-in that is missing or out of date
+#   docker/standins.sh --list     print "image<TAB>binary" and stop
+#
+# Each image is `docker import` of a tarball made here: the binary, the shared
+# libraries `ldd` lists (with the dynamic loader), /tmp and a HOME.  The tarball is
+# made reproducibly (sorted, mtime 0, numeric root owner), its SHA-256 is stored in
+# the image label org.dvp.content, and an image whose label matches is skipped.
+# With registry access, pull the official images instead (docker/README.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DVP_CACHE=${DVP_CACHE:-$HOME/.cache/dvp}
+source docker/versions.env
+ANVIL=${DVP_ANVIL:-node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
+BTCD=${DVP_BTCD:-$DVP_CACHE/btcd-$BTCD_VERSION/bin/btcd}
+WORK=$DVP_CACHE/standins
+PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# image | binary on the host | path in the image | entrypoint (as the official image has it)
+IMAGES=(
+    "$DVP_FOUNDRY_IMAGE|$ANVIL|/usr/local/bin/anvil|[\"/bin/sh\", \"-c\"]"
+    "$DVP_BTCD_IMAGE|$BTCD|/bin/btcd|[\"btcd\"]"
+)
+
+log() { echo "standins: $*" >&2; }
+
+rootfs() {  # $1 binary, $2 path in image, $3 staging dir
+    local bin=$1 dest=$2 root=$3 lib
+    rm -rf "$root"; mkdir -p "$root$(dirname "$dest")" "$root/tmp" "$root/root" "$root/etc"
+    chmod 1777 "$root/tmp"
+    install -m 0755 "$bin" "$root$dest"
+    # Shared libraries and the loader, at the paths the binary asks for.
+    for lib in $(ldd "$bin" 2>/dev/null | grep -oE '/[^ ]+' || true); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    printf '127.0.0.1 localhost\n' >"$root/etc/hosts"
+}
+
+build() {  # $1 image $2 binary $3 dest $4 entrypoint
+    local image=$1 bin=$2 dest=$3 entry=$4 name root tar sum have
+    [[ -x $bin ]] || { log "$bin missing: run \`make setup\` first"; exit 1; }
+    name=${image//[\/:]/_}
+    root=$WORK/$name/rootfs; tar=$WORK/$name/rootfs.tar
+    mkdir -p "$WORK/$name"
+    rootfs "$bin" "$dest" "$root"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$tar" .
+    sum=$(sha256sum "$tar" | cut -d' ' -f1)
+    have=$(docker image inspect -f '{{index .Config.Labels "org.dvp.content"}}' "$image" 2>/dev/null || true)
+    if [[ $have == "$sum" ]]; then log "$image up to date (${sum:0:12})"; return; fi
+    log "importing $image from $bin (${sum:0:12})"
+    docker import \
+        --change "ENTRYPOINT $entry" \
+        --change "ENV PATH=$PATH_ENV HOME=/root" \
+        --change "WORKDIR /root" \
+        --change "LABEL org.dvp.content=$sum org.dvp.standin=true" \
+        "$tar" "$image" >/dev/null
+}
+
+if [[ ${1:-} == --list ]]; then
+    for spec in "${IMAGES[@]}"; do IFS='|' read -r image bin _ _ <<<"$spec"; printf '%s\t%s\n' "$image" "$bin"; done
+    exit 0
+fi
+docker version --format '{{.Server.Version}}' >/dev/null || { log "no Docker engine reachable (DOCKER_HOST=${DOCKER_HOST:-default}); docker/engine.sh start"; exit 1; }
+for spec in "${IMAGES[@]}"; do
+    IFS='|' read -r image bin dest entry <<<"$spec"
+    start=$(date +%s.%N)
+    build "$image" "$bin" "$dest" "$entry"
+    log "$image: $(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+done
