@@ -143,12 +143,7 @@ class EthereumAdapter(LedgerAdapter):
     @property
     def finality(self) -> Finality:
         c = self.config
-        return Finality(
-            confirmations=c.confirmations,
-            block_interval=c.block_interval,
-            expected_seconds=c.confirmations * c.block_interval,
-            clock_skew=c.clock_skew,
-        )
+        return Finality.by_confirmations(c.confirmations, c.block_interval, c.clock_skew)
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
         timeout = timeout or max(60.0, 20 * self.finality.expected_seconds)

@@ -153,6 +153,16 @@ class Finality(Frozen):
     expected_seconds: float
     clock_skew: float = 0.0
 
+    @classmethod
+    def by_confirmations(cls, confirmations: int, block_interval: float, clock_skew: float) -> "Finality":
+        """A block chain's rule: final after ``confirmations`` blocks of ``block_interval`` s."""
+        return cls(
+            confirmations=confirmations,
+            block_interval=block_interval,
+            expected_seconds=confirmations * block_interval,
+            clock_skew=clock_skew,
+        )
+
 
 class Submitted(Frozen):
     ledger: str
