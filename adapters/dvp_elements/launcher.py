@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from dvp.errors import LedgerUnavailable
 from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
@@ -118,35 +118,20 @@ class UtxoLauncher(NodeLauncher):
         return ledgers
 
     # ---------------------------------------------------------------------------------
-    def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
-        node_dir.mkdir(parents=True, exist_ok=True)
+    def settings(self, name: str) -> tuple[float, int, float]:
+        """(block time, confirmations, fee rate) of ledger ``name``: its topology options over the defaults."""
         opts = self.options.get(name, {})
         block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
-        confirmations = int(opts.get("confirmations", self.confirmations))
-        fee_rate = float(opts.get("fee_rate", self.fee_rate))
-        keys = {p: Key.dev(name, p) for p in (MINER, *PARTIES)}
+        return block_time, int(opts.get("confirmations", self.confirmations)), float(opts.get("fee_rate", self.fee_rate))
+
+    def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
+        node_dir.mkdir(parents=True, exist_ok=True)
+        block_time, confirmations, fee_rate = self.settings(name)
+        keys = dev_keys(name)
         password = secrets.token_hex(16)
         url = f"http://127.0.0.1:{port}"
-        conf = node_dir / "btcd.conf"
-        conf.write_text("# dvp: every setting is on the command line\n")
         log = node_dir / "btcd.log"
-        cmd = [
-            str(self._btcd),
-            "--regtest",
-            f"--configfile={conf}",
-            f"--datadir={node_dir / 'data'}",
-            f"--logdir={node_dir / 'logs'}",
-            "--nolisten",
-            "--nodnsseed",
-            f"--rpclisten=127.0.0.1:{port}",
-            "--notls",
-            f"--rpcuser={RPC_USER}",
-            f"--rpcpass={password}",
-            f"--miningaddr={keys[MINER].address}",
-            "--txindex",
-            "--rejectnonstd",
-            "--debuglevel=info",
-        ]
+        cmd = [str(self._btcd), *btcd_args(node_dir, port, password, keys[MINER].address)]
         # btcd makes ~/.btcd even when every path is given: keep it in the run dir.
         pid = spawn(cmd, log, env={"HOME": str(node_dir)}, cwd=node_dir)
         started.append(pid)
@@ -157,74 +142,130 @@ class UtxoLauncher(NodeLauncher):
         info = run_sync(self._bootstrap(url, password, keys, pid, log, fee_rate))
 
         if block_time > 0:
-            mlog = node_dir / "miner.log"
-            pkg_parent = str(Path(__file__).resolve().parent.parent)
-            menv = {
-                "DVP_UTXO_RPC_PASSWORD": password,
-                "PYTHONPATH": os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])),
-            }
-            mpid = spawn(
-                [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
-                 "--interval", f"{block_time:g}", "--dialect", "btcd"],
-                mlog, env=menv, cwd=node_dir,
-            )  # fmt: skip
+            mpid, mlog = start_block_clock(url, password, block_time, node_dir)
             started.append(mpid)
             pids.append(mpid)
             logs.append(str(mlog))
 
-        config = {
-            "kind": "utxo",
-            "rpc_url": url,
-            "rpc_user": RPC_USER,
-            "rpc_password": password,
-            "network": "regtest",
-            "dialect": "btcd",
-            "keys": {p: k.wif for p, k in keys.items()},
-            "issuer": "issuer",
-            "miner": MINER,
-            "confirmations": confirmations,
-            "block_interval": block_time or 1.0,
-            "fee_rate": fee_rate,
-            "dev": True,
-            "mine_on_wait": block_time <= 0,
-            "start_height": 0,
-        }
-        (node_dir / "ledger.json").write_text(
-            json.dumps({"name": name, "btcd": BTCD_VERSION, "pids": pids, "height": info["height"],
-                        "addresses": {p: k.address for p, k in keys.items()}}, indent=2)
-        )  # fmt: skip
+        config = ledger_config(url, password, keys, block_time, confirmations, fee_rate)
+        write_ledger_record(node_dir, name, pids, info["height"], keys)
         return LaunchedLedger(name=name, kind=self.kind, config=config, pids=pids, logs=logs)
 
     async def _bootstrap(self, url: str, password: str, keys: dict[str, Key], pid: int, log: Path, fee_rate: float) -> dict[str, Any]:
-        async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
-            deadline = time.monotonic() + 60
-            while True:
-                if not alive(pid):
-                    raise LedgerUnavailable(f"btcd (pid {pid}) exited during start-up: {_tail(log)}")
-                try:
-                    await rpc.call("getblockchaininfo")
-                    break
-                except (RpcUnavailable, RpcError) as exc:
-                    if time.monotonic() > deadline:
-                        raise LedgerUnavailable(f"btcd at {url} not ready after 60 s ({exc}): {_tail(log)}") from exc
-                    await asyncio.sleep(0.2)
-            dialect = dialect_for("btcd")
-            view = ChainView(rpc, dialect)
-            ledger = UtxoLedger(rpc, dialect, view, fee_rate=fee_rate)
-            count = await rpc.call("getblockcount")
-            if count < INITIAL_BLOCKS:
-                await dialect.mine(rpc, INITIAL_BLOCKS - count, keys[MINER].address)
-            info = await rpc.call("getblockchaininfo")
-            segwit = (info.get("bip9_softforks") or {}).get("segwit", {}).get("status")
-            if segwit != "active":
-                raise LedgerUnavailable(f"segwit is not active on the btcd regtest chain at height {info.get('blocks')} ({segwit})")
-            await view.refresh()
-            outputs = [(keys[p].script_pubkey, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)]
-            if all(view.balance(keys[p].script_pubkey) == 0 for p in PARTIES):
-                tx = await ledger.pay(keys[MINER], outputs, include_unconfirmed=False)
-                await ledger.broadcast(tx)
-                await ledger.mine(1, keys[MINER].address)
-            return {"height": view.height}
+        return await bootstrap_chain(url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"btcd (pid {pid})", log=log)
+
+
+# The pieces of a ledger's start the Docker runtime (dvp.runtime.docker) reuses: it runs
+# btcd with the same arguments in a container, then does the same set-up from the host.
+
+
+def dev_keys(name: str) -> dict[str, Key]:
+    """The deterministic dev keys of ledger ``name``: the miner and every party."""
+    return {p: Key.dev(name, p) for p in (MINER, *PARTIES)}
+
+
+def btcd_args(node_dir: Path, port: int, password: str, mining_address: str) -> list[str]:
+    """btcd's arguments (without the binary): regtest, RPC on 127.0.0.1 only, every path in ``node_dir``.
+    Writes the (empty) config file btcd is pointed at."""
+    conf = node_dir / "btcd.conf"
+    conf.write_text("# dvp: every setting is on the command line\n")
+    return [
+        "--regtest",
+        f"--configfile={conf}",
+        f"--datadir={node_dir / 'data'}",
+        f"--logdir={node_dir / 'logs'}",
+        "--nolisten",
+        "--nodnsseed",
+        f"--rpclisten=127.0.0.1:{port}",
+        "--notls",
+        f"--rpcuser={RPC_USER}",
+        f"--rpcpass={password}",
+        f"--miningaddr={mining_address}",
+        "--txindex",
+        "--rejectnonstd",
+        "--debuglevel=info",
+    ]
+
+
+async def bootstrap_chain(
+    url: str, password: str, keys: dict[str, Key], fee_rate: float, *,
+    alive: Callable[[], bool], what: str, log: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Wait for the node's RPC, mine :data:`INITIAL_BLOCKS`, check segwit, fund the parties.
+    ``alive`` tells whether the node (process or container) still runs."""
+    async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
+        deadline = time.monotonic() + 60
+        while True:
+            if not alive():
+                raise LedgerUnavailable(f"{what} exited during start-up: {_tail(log)}")
+            try:
+                await rpc.call("getblockchaininfo")
+                break
+            except (RpcUnavailable, RpcError) as exc:
+                if time.monotonic() > deadline:
+                    raise LedgerUnavailable(f"btcd at {url} not ready after 60 s ({exc}): {_tail(log)}") from exc
+                await asyncio.sleep(0.2)
+        dialect = dialect_for("btcd")
+        view = ChainView(rpc, dialect)
+        ledger = UtxoLedger(rpc, dialect, view, fee_rate=fee_rate)
+        count = await rpc.call("getblockcount")
+        if count < INITIAL_BLOCKS:
+            await dialect.mine(rpc, INITIAL_BLOCKS - count, keys[MINER].address)
+        info = await rpc.call("getblockchaininfo")
+        segwit = (info.get("bip9_softforks") or {}).get("segwit", {}).get("status")
+        if segwit != "active":
+            raise LedgerUnavailable(f"segwit is not active on the btcd regtest chain at height {info.get('blocks')} ({segwit})")
+        await view.refresh()
+        outputs = [(keys[p].script_pubkey, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)]
+        if all(view.balance(keys[p].script_pubkey) == 0 for p in PARTIES):
+            tx = await ledger.pay(keys[MINER], outputs, include_unconfirmed=False)
+            await ledger.broadcast(tx)
+            await ledger.mine(1, keys[MINER].address)
+        return {"height": view.height}
+
+
+def start_block_clock(url: str, password: str, block_time: float, node_dir: Path) -> tuple[int, Path]:
+    """Start ``python -m dvp_elements.miner`` in its own session; (pid, log)."""
+    mlog = node_dir / "miner.log"
+    pkg_parent = str(Path(__file__).resolve().parent.parent)
+    menv = {
+        "DVP_UTXO_RPC_PASSWORD": password,
+        "PYTHONPATH": os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])),
+    }
+    mpid = spawn(
+        [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
+         "--interval", f"{block_time:g}", "--dialect", "btcd"],
+        mlog, env=menv, cwd=node_dir,
+    )  # fmt: skip
+    return mpid, mlog
+
+
+def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: float, confirmations: int, fee_rate: float) -> dict[str, Any]:
+    """The adapter config (kind utxo, dialect btcd) of a bootstrapped regtest node at ``url``."""
+    return {
+        "kind": "utxo",
+        "rpc_url": url,
+        "rpc_user": RPC_USER,
+        "rpc_password": password,
+        "network": "regtest",
+        "dialect": "btcd",
+        "keys": {p: k.wif for p, k in keys.items()},
+        "issuer": "issuer",
+        "miner": MINER,
+        "confirmations": confirmations,
+        "block_interval": block_time or 1.0,
+        "fee_rate": fee_rate,
+        "dev": True,
+        "mine_on_wait": block_time <= 0,
+        "start_height": 0,
+    }
+
+
+def write_ledger_record(node_dir: Path, name: str, pids: list[int], height: int, keys: dict[str, Key], **extra: Any) -> None:
+    (node_dir / "ledger.json").write_text(
+        json.dumps({"name": name, "btcd": BTCD_VERSION, "pids": pids, "height": height,
+                    "addresses": {p: k.address for p, k in keys.items()}, **extra}, indent=2)
+    )  # fmt: skip
 
 
 def _tail(path: Path, n: int = 2000) -> str:

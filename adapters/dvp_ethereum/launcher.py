@@ -60,34 +60,46 @@ class AnvilLauncher(NodeLauncher):
         started: list[LaunchedLedger] = []
         try:
             for i, name in enumerate(names):
-                opts = self.options.get(name, {})
                 port = port_base + i if port_base else free_port()
-                chain_id = int(opts.get("chain_id", FIRST_CHAIN_ID + i))
-                block_time = float(opts.get("block_time", 1.0))
+                chain_id, block_time = ledger_settings(self.options.get(name, {}), i)
                 log = run_dir / f"{name}.log"
-                cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-                       "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4"]
-                if block_time > 0:
-                    cmd += ["--block-time", f"{block_time:g}"]
-                pid = spawn(cmd, log)
+                pid = spawn([str(binary), *anvil_args(port, chain_id, block_time)], log)
                 started.append(
-                    LaunchedLedger(
-                        name=name,
-                        kind=self.kind,
-                        pids=[pid],
-                        logs=[str(log)],
-                        config={
-                            "kind": self.kind,
-                            "rpc_url": f"http://127.0.0.1:{port}",
-                            "chain_id": chain_id,
-                            "accounts": keys,
-                            "block_interval": block_time if block_time > 0 else 1.0,
-                            "dev": True,
-                        },
-                    )
-                )
+                    LaunchedLedger(name=name, kind=self.kind, pids=[pid], logs=[str(log)],
+                                   config=ledger_config(port, chain_id, block_time, keys))
+                )  # fmt: skip
                 wait_until(lambda: port_open(port), timeout=30, what=f"anvil {name}", pid=pid, log=log)
         except BaseException:
             stop([p for ledger in started for p in ledger.pids])
             raise
         return started
+
+
+# The pieces of ``start`` the Docker runtime (dvp.runtime.docker) reuses: it runs the
+# same anvil with the same arguments in a container and writes the same config.
+
+
+def ledger_settings(opts: dict, index: int) -> tuple[int, float]:
+    """(chain id, block time) of the ``index``-th EVM ledger of a topology."""
+    return int(opts.get("chain_id", FIRST_CHAIN_ID + index)), float(opts.get("block_time", 1.0))
+
+
+def anvil_args(port: int, chain_id: int, block_time: float) -> list[str]:
+    """anvil's arguments (without the binary); ``block_time <= 0``: mine on every transaction."""
+    args = ["--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
+            "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4"]  # fmt: skip
+    if block_time > 0:
+        args += ["--block-time", f"{block_time:g}"]
+    return args
+
+
+def ledger_config(port: int, chain_id: int, block_time: float, keys: dict[str, str]) -> dict:
+    """The adapter config (kind ethereum) of an anvil on 127.0.0.1:``port``."""
+    return {
+        "kind": "ethereum",
+        "rpc_url": f"http://127.0.0.1:{port}",
+        "chain_id": chain_id,
+        "accounts": keys,
+        "block_interval": block_time if block_time > 0 else 1.0,
+        "dev": True,
+    }
