@@ -1,0 +1,408 @@
+"""The Docker runtime: every ledger a compose project from ``docker/``, state in a run directory.
+
+``DockerRuntime`` has the interface of :class:`~dvp.runtime.local.LocalRuntime`
+(``up``, ``down``, ``status``, ``state``) and writes the same ``state.json``:
+adapters and the orchestrator cannot tell which runtime started a ledger.
+
+Each ledger of a topology is one compose project (``dvp-<run dir hash>-<ledger>``)
+started from its platform's compose file (``docker/evm.yaml``, ``docker/utxo.yaml``)
+with host networking; ports, chain ids and the like go in through an env file the
+runtime writes next to the state (``<run_dir>/docker/<ledger>.env``, mode 0600), so a
+project can be inspected by hand with the same ``--env-file -f -p`` arguments.  Once a
+container answers, the runtime does what the native launcher does after its process
+answers, with the launcher's own functions (btcd: mine the initial blocks, fund the
+parties, start the host-side block clock; anvil: nothing), then bootstraps every
+adapter as ``LocalRuntime`` does.
+
+Per ledger the state keeps ``pids`` (host processes the runtime started, e.g. the
+btcd block clock; often empty) and ``docker`` (compose command, file, env file,
+project, container ids), which is what ``down`` needs to stop everything.
+
+The engine is found through ``DOCKER_HOST``, else the private engine of
+``docker/engine.sh`` (``/run/dvp-docker/docker.sock``) when it runs, else Docker's
+default socket.  Compose is ``$DVP_COMPOSE`` when set, else the ``docker compose``
+plugin, else Debian's ``docker-compose`` (v1).  Fabric is not supported yet
+(``docker/fabric.yaml`` is written against the official images but not exercised).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, LedgerUnavailable
+from ..models import Asset
+from ..topology import Topology
+from .launcher import LaunchedLedger
+from .processes import alive, free_port, port_open, stop
+
+STATE = "state.json"
+LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them
+ENGINE_SOCKET = Path(os.environ.get("DVP_DOCKER_RUN", "/run/dvp-docker")) / "docker.sock"
+
+
+def compose_dir() -> Path:
+    """Where the compose files are: ``$DVP_COMPOSE_DIR``, else ``docker/`` of the source tree."""
+    env = os.environ.get("DVP_COMPOSE_DIR")
+    if env:
+        return Path(env)
+    for base in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if (base / "docker" / "evm.yaml").is_file():
+            return base / "docker"
+    raise ConfigError("docker: compose files not found; set DVP_COMPOSE_DIR to the repository's docker/ directory")
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+def docker_env() -> dict[str, str]:
+    """The environment for docker and compose: ``DOCKER_HOST`` as found (see the module docstring)."""
+    env = dict(os.environ)
+    if not env.get("DOCKER_HOST") and ENGINE_SOCKET.is_socket():
+        env["DOCKER_HOST"] = f"unix://{ENGINE_SOCKET}"
+    return env
+
+
+def docker_host() -> str:
+    return docker_env().get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def engine_problem(timeout: float = 15.0) -> str | None:
+    """None when a Docker engine answers; else why not, in one line."""
+    if shutil.which("docker") is None:
+        return "no docker client on PATH (docker/engine.sh start installs docker.io)"
+    try:
+        proc = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], env=docker_env(),
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return f"the Docker engine at {docker_host()} did not answer in {timeout:.0f} s"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no answer"])[-1]
+        return f"no Docker engine reachable at {docker_host()}: {last}"
+    return None
+
+
+def compose_command() -> list[str]:
+    """``$DVP_COMPOSE`` (e.g. ``docker-compose``), else the compose plugin, else compose v1."""
+    env = os.environ.get("DVP_COMPOSE")
+    if env:
+        return shlex.split(env)
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, env=docker_env())
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise ConfigError("docker: neither `docker compose` nor `docker-compose` is installed (docker/engine.sh start)")
+
+
+def _docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
+    proc = subprocess.run(["docker", *args], env=docker_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise LedgerUnavailable(f"docker {' '.join(args)}: {proc.stderr.strip()[-1000:]}")
+    return proc.stdout.strip()
+
+
+def container_running(cid: str) -> bool:
+    try:
+        return _docker("inspect", "-f", "{{.State.Running}}", cid, timeout=20, check=False) == "true"
+    except subprocess.TimeoutExpired:
+        return True  # a slow engine is not a dead container
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+class Project:
+    """One compose project: a ledger's containers."""
+
+    def __init__(self, compose: list[str], file: Path, env_file: Path, name: str):
+        self.compose, self.file, self.env_file, self.name = compose, Path(file), Path(env_file), name
+
+    @classmethod
+    def from_state(cls, entry: dict[str, Any]) -> "Project":
+        return cls(entry["compose"], Path(entry["file"]), Path(entry["env_file"]), entry["project"])
+
+    def record(self, containers: list[str]) -> dict[str, Any]:
+        return {"compose": self.compose, "file": str(self.file), "env_file": str(self.env_file),
+                "project": self.name, "containers": containers}  # fmt: skip
+
+    def run(self, *args: str, timeout: float = 180.0) -> str:
+        cmd = [*self.compose, "--env-file", str(self.env_file), "-f", str(self.file), "-p", self.name, *args]
+        # compose v1 resolves relative paths against the compose file's directory.
+        proc = subprocess.run(cmd, env=docker_env(), capture_output=True, text=True, timeout=timeout,
+                              cwd=self.file.parent)  # fmt: skip
+        if proc.returncode != 0:
+            raise LedgerUnavailable(f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+        return proc.stdout.strip()
+
+    def containers(self) -> list[str]:
+        return [c for c in self.run("ps", "-q").split() if c]
+
+
+class DockerRuntime:
+    name = "docker"
+    compose_files = {"ethereum": "evm.yaml", "utxo": "utxo.yaml"}
+
+    def __init__(self, run_dir: Path, *, compose: list[str] | str | None = None):
+        self.run_dir = Path(run_dir)
+        self._compose = shlex.split(compose) if isinstance(compose, str) else compose
+
+    # -- the LocalRuntime interface ---------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / STATE
+
+    def state(self) -> dict[str, Any] | None:
+        if not self.state_path.exists():
+            return None
+        return json.loads(self.state_path.read_text())
+
+    def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
+        if self.state() is not None:
+            raise ConfigError(f"run_dir: testnets already recorded in {self.state_path}; run `dvp down` first")
+        for spec in topology.ledgers:
+            if spec.kind not in self.compose_files:
+                raise ConfigError(f"ledgers.{spec.name}.kind: {spec.kind!r} has no Docker support yet "
+                                  f"(docker runtime: {', '.join(self.compose_files)})")  # fmt: skip
+        problem = engine_problem()
+        if problem:
+            raise ConfigError(f"runtime docker: {problem}; start one with docker/engine.sh start")
+        compose = self._compose or compose_command()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "docker").mkdir(exist_ok=True)
+        launched: list[LaunchedLedger] = []
+        projects: dict[str, dict[str, Any]] = {}
+        index: dict[str, int] = {}
+        try:
+            for n, spec in enumerate(topology.ledgers):
+                i = index[spec.kind] = index.get(spec.kind, -1) + 1
+                port = port_base + n if port_base else free_port()
+                progress(f"starting {spec.name} ({spec.kind}) in Docker on 127.0.0.1:{port}")
+                start = _ETHEREUM if spec.kind == "ethereum" else _UTXO
+                ledger, project, containers = start(self, compose, spec, i, port, launched, projects)
+                launched.append(ledger)
+                projects[spec.name] = project.record(containers)
+                self._write(launched, projects, topology.assets, partial=True)
+            progress("deploying contracts and assets")
+            from .local import _bootstrap  # the same adapter bootstrap as the process runtime
+
+            import asyncio
+
+            configs = asyncio.run(_bootstrap(launched, topology.assets))
+            for ledger in launched:
+                ledger.config = configs[ledger.name]
+            return self._write(launched, projects, topology.assets)
+        except BaseException:
+            self._stop(launched, projects)
+            self.state_path.unlink(missing_ok=True)
+            raise
+
+    def down(self) -> list[Any]:
+        """Stop every container and host process the state records; what was stopped."""
+        state = self.state()
+        if state is None:
+            return []
+        stopped: list[Any] = []
+        pids = [pid for ledger in state["ledgers"].values() for pid in ledger.get("pids", [])]
+        stop(pids)
+        stopped += pids
+        problem = engine_problem() if any(l.get("docker") for l in state["ledgers"].values()) else None
+        if problem:
+            raise LedgerUnavailable(f"runtime docker: {problem}; containers of {self.run_dir} may still run "
+                                    "(state kept; `docker/engine.sh stop` removes every dvp container)")  # fmt: skip
+        for ledger in state["ledgers"].values():
+            entry = ledger.get("docker")
+            if entry:
+                stopped += _remove(Project.from_state(entry), entry.get("containers", []))
+        self.state_path.unlink(missing_ok=True)
+        return stopped
+
+    def status(self) -> list[dict[str, Any]]:
+        state = self.state() or {"ledgers": {}}
+        rows = []
+        for name, ledger in state["ledgers"].items():
+            containers = (ledger.get("docker") or {}).get("containers", [])
+            rows.append({
+                "ledger": name,
+                "kind": ledger["kind"],
+                "pids": ledger.get("pids", []),
+                "containers": [c[:12] for c in containers],
+                "alive": all(container_running(c) for c in containers) and all(alive(p) for p in ledger.get("pids", [])),
+                "endpoint": ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""),
+            })  # fmt: skip
+        return rows
+
+    # -- internals --------------------------------------------------------------------
+    def project(self, compose: list[str], spec_name: str, kind: str, env: dict[str, Any]) -> Project:
+        digest = hashlib.sha1(str(self.run_dir.resolve()).encode()).hexdigest()[:8]
+        name = f"dvp-{digest}-{re.sub(r'[^a-z0-9_-]', '-', spec_name.lower())}"
+        env_file = self.run_dir / "docker" / f"{spec_name}.env"
+        env = {"DVP_LEDGER": spec_name, **env}
+        for key in ("DVP_FOUNDRY_IMAGE", "DVP_BTCD_IMAGE", "DVP_ELEMENTS_IMAGE"):
+            if os.environ.get(key):
+                env[key] = os.environ[key]
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        os.chmod(env_file, 0o600)  # RPC passwords
+        return Project(compose, compose_dir() / self.compose_files[kind], env_file, name)
+
+    def _write(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]], assets: list[Asset],
+               partial: bool = False) -> dict[str, Any]:  # fmt: skip
+        state = {
+            "runtime": self.name,
+            "complete": not partial,
+            "docker_host": docker_host(),
+            "ledgers": {
+                l.name: {"kind": l.kind, "config": l.config, "pids": l.pids, "logs": l.logs,
+                         "docker": projects.get(l.name)}
+                for l in launched
+            },  # fmt: skip
+            "assets": [a.model_dump(mode="json") for a in assets],
+        }
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.chmod(tmp, 0o600)  # dev keys
+        tmp.replace(self.state_path)
+        return state
+
+    def _stop(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]]) -> None:
+        stop([pid for ledger in launched for pid in ledger.pids])
+        for entry in projects.values():
+            try:
+                _remove(Project.from_state(entry), entry.get("containers", []))
+            except Exception:  # noqa: BLE001 - best effort on the failure path
+                pass
+
+
+def _remove(project: Project, containers: list[str]) -> list[str]:
+    try:
+        project.run("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+    except (LedgerUnavailable, subprocess.TimeoutExpired):
+        pass
+    left = [c for c in containers if _docker("inspect", "-f", "{{.Id}}", c, check=False)]
+    if left:
+        _docker("rm", "-f", *left, check=False)
+    return containers
+
+
+def _start_project(project: Project, what: str) -> tuple[str, str]:
+    """``up -d`` the project; (container id, its log file)."""
+    project.run("up", "-d", "--no-build")
+    containers = project.containers()
+    if len(containers) != 1:
+        raise LedgerUnavailable(f"{what}: expected one container in compose project {project.name}, got {containers}")
+    cid = containers[0]
+    return cid, _docker("inspect", "-f", "{{.LogPath}}", cid, check=False)
+
+
+def _wait(check: Callable[[], bool], cid: str, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    last_inspect = 0.0
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if time.monotonic() - last_inspect > 1.0:
+            last_inspect = time.monotonic()
+            if not container_running(cid):
+                raise LedgerUnavailable(f"{what}: container {cid[:12]} exited: {_logs(cid)}")
+        time.sleep(0.1)
+    raise LedgerUnavailable(f"{what}: not healthy after {timeout:.0f}s: {_logs(cid)}")
+
+
+def _logs(cid: str, lines: int = 10) -> str:
+    proc = subprocess.run(["docker", "logs", "--tail", str(lines), cid], env=docker_env(), capture_output=True, text=True)
+    return (proc.stdout + proc.stderr).strip()[-2000:]
+
+
+def _rpc(url: str, method: str, *params: Any) -> Any:
+    req = urllib.request.Request(url, data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
+                                 "params": list(params)}).encode(), headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        reply = json.loads(resp.read())
+    if reply.get("error"):
+        raise LedgerUnavailable(f"{method}: {reply['error']}")
+    return reply.get("result")
+
+
+# ----------------------------------------------------------------------------- per platform
+# The set-up after a container answers is the platform launcher's own code, found
+# through the launcher registry (entry points ``dvp.launchers``) like LocalRuntime's.
+
+
+def _launcher_module(kind: str):
+    from ..registry import launcher_class
+
+    return import_module(launcher_class(kind).__module__)
+
+
+def _start_ethereum(rt: DockerRuntime, compose, spec, i: int, port: int, launched, projects):
+    """anvil in a container; the arguments and config of dvp_ethereum.launcher."""
+    eth = _launcher_module(spec.kind)
+    chain_id, block_time = eth.ledger_settings(spec.options, i)
+    # compose passes --block-time, which anvil refuses at 0: start with 1 s and switch
+    # to mining on every transaction over RPC, which is what anvil without it does.
+    env = {"DVP_PORT": port, "DVP_CHAIN_ID": chain_id, "DVP_BLOCK_TIME": f"{block_time:g}" if block_time > 0 else "1"}
+    project = rt.project(compose, spec.name, spec.kind, env)
+    projects[spec.name] = project.record([])  # recorded before `up`, so a failure still removes it
+    cid, log = _start_project(project, f"anvil {spec.name}")
+    projects[spec.name] = project.record([cid])
+    config = eth.ledger_config(port, chain_id, block_time, eth.dev_keys())
+    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config=config, pids=[], logs=[log] if log else [])
+    _wait(lambda: port_open(port), cid, f"anvil {spec.name}")
+    if block_time <= 0:
+        _rpc(config["rpc_url"], "evm_setIntervalMining", 0)
+        _rpc(config["rpc_url"], "evm_setAutomine", True)
+    return ledger, project, [cid]
+
+
+def _start_utxo(rt: DockerRuntime, compose, spec, i: int, port: int, launched, projects):
+    """btcd in a container; then the set-up of dvp_elements.launcher from the host."""
+    import secrets
+
+    utxo = _launcher_module(spec.kind)
+    launcher = utxo.UtxoLauncher({spec.name: spec.options})
+    block_time, confirmations, fee_rate = launcher.settings(spec.name)
+    node_dir = (rt.run_dir / spec.kind / spec.name).resolve()
+    node_dir.mkdir(parents=True, exist_ok=True)
+    keys = utxo.dev_keys(spec.name)
+    password = secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}"
+    args = utxo.btcd_args(node_dir, port, password, keys[utxo.MINER].address)  # also writes btcd.conf
+    (node_dir / "btcd.cmd").write_text(
+        "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n")
+    env = {"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
+           "DVP_MINING_ADDRESS": keys[utxo.MINER].address}  # fmt: skip
+    project = rt.project(compose, spec.name, spec.kind, env)
+    projects[spec.name] = project.record([])
+    cid, log = _start_project(project, f"btcd {spec.name}")
+    projects[spec.name] = project.record([cid])
+    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config={}, pids=[], logs=[log] if log else [])
+    try:
+        info = utxo.run_sync(utxo.bootstrap_chain(
+            url, password, keys, fee_rate, alive=lambda: container_running(cid),
+            what=f"btcd container {cid[:12]}", log=node_dir / "logs" / "regtest" / "btcd.log"))  # fmt: skip
+        if block_time > 0:
+            mpid, mlog = utxo.start_block_clock(url, password, block_time, node_dir)
+            ledger.pids.append(mpid)
+            ledger.logs.append(str(mlog))
+    except BaseException:
+        stop(ledger.pids)
+        raise
+    ledger.config = utxo.ledger_config(url, password, keys, block_time, confirmations, fee_rate)
+    utxo.write_ledger_record(node_dir, spec.name, ledger.pids, info["height"], keys, container=cid)
+    return ledger, project, [cid]
+
+
+_ETHEREUM = _start_ethereum
+_UTXO = _start_utxo
