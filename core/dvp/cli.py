@@ -295,5 +295,7 @@ def _asset(net: Network, ledger: str, symbol: str) -> None:
         raise errors.ConfigError(f"asset: unknown asset {symbol!r} on ledger {ledger!r}")
 
 
+from .bench import cli as _bench_cli  # noqa: E402,F401  registers `dvp bench` and `dvp report`
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,131 @@
+"""The click commands `dvp bench` and `dvp report`, attached to the main group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import errors
+from ..cli import console, fail_cleanly, main, out
+from ..network import Network
+from ..runtime import select
+from ..settings import Settings
+from ..topology import default
+
+
+@main.command()
+@click.option("--swaps", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Swaps per pair.")
+@click.option("--concurrency", type=click.IntRange(1, 1_000), default=1, show_default=True, help="Swaps in flight at once.")
+@click.option("--pairs", default=None, help="Comma-separated SECURITY_LEDGER/CASH_LEDGER (or one ledger for single-ledger DvP); default: every pair.")
+@click.option("--refunds", type=click.IntRange(0, 100), default=2, show_default=True, help="Refund swaps per cross-ledger pair (holder never claims, fast-forward).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench).")
+@click.option("--block-time", type=float, default=1.0, show_default=True, help="Block interval if bench starts the testnets itself.")
+@click.option("--swap-timeout", type=float, default=900.0, show_default=True, help="Bound on each swap, in seconds.")
+@click.option("--throughput-txs", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Plain transfers per ledger for the raw throughput baseline.")
+@click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.pass_obj
+@fail_cleanly
+def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, refunds: int, out_dir: Path | None,
+          block_time: float, swap_timeout: float, throughput_txs: int, baseline_samples: int) -> None:
+    """Measure DvP per platform and ledger pair against raw ledger baselines."""
+    from .render import missed, render_all, tables, write_json
+    from .runner import BenchConfig, run_bench
+
+    out_dir = out_dir or settings.reports_dir / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = BenchConfig(swaps=swaps, concurrency=concurrency, refunds=refunds, swap_timeout=swap_timeout,
+                      pairs=[p.strip() for p in pairs.split(",") if p.strip()] if pairs else None,
+                      throughput_txs=throughput_txs, throughput_in_flight=min(throughput_txs, 50),
+                      baseline_samples=baseline_samples, block_time=block_time)
+    runtime = select(settings.runtime, settings.run_dir)
+    started = runtime.state() is None
+    if started:
+        with console.status("starting the default testnets") as status:
+            runtime.up(default(block_time), progress=lambda m: status.update(m))
+    journal = out_dir / "bench-journal.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            task = progress.add_task("planning", total=None)
+
+            def on_event(kind: str, info: dict) -> None:
+                if kind == "plan":
+                    n = len(info["pairs"])
+                    cross = sum(1 for p in info["pairs"] if "/" in p)
+                    progress.update(task, total=n * info["swaps"] + cross * info["refunds"], completed=0)
+                    console.print(f"[dim]pairs:[/] {', '.join(info['pairs'])}")
+                elif kind == "phase":
+                    progress.update(task, description=info["name"])
+                elif kind == "baseline":
+                    console.print(f"[dim]baseline measured on[/] {info['ledger']}")
+                elif kind in ("pair", "refunds"):
+                    label = "refund swaps" if kind == "refunds" else "swaps"
+                    progress.update(task, description=f"{info['pair']}: {label}")
+                elif kind == "swap":
+                    progress.advance(task)
+                    if info["error"]:
+                        console.print(f"[yellow]{info['swap_id']}[/] {info['error']}")
+
+            async def go():
+                async with Network.from_run_dir(settings.run_dir) as net:
+                    return await run_bench(net, cfg, journal, on_event)
+
+            run = asyncio.run(go())
+    finally:
+        if started:
+            runtime.down()
+            console.print("[dim]testnets stopped[/]")
+    path = write_json(run, out_dir / "results.json")
+    paths = render_all(run, out_dir)
+    for table in tables(run):
+        out.print(table)
+    for line in missed(run):
+        out.print(f"[yellow]missed[/] {line}")
+    out.print(f"Fabric: {run['fabric']}")
+    out.print(f"results: {path}\nreport: {paths['html']}\nchart: {paths['bench']}")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write HTML and PNG (default: beside the first RESULTS file).")
+@fail_cleanly
+def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
+    """Re-render a saved bench run (RESULTS.json), or compare two (A.json B.json)."""
+    from .render import compare_table, missed, render_all, tables, write_compare
+
+    if len(results) > 2:
+        raise errors.ConfigError(f"results: give one run to render or two to compare, got {len(results)}")
+    runs = []
+    for path in results:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise errors.ConfigError(f"results: cannot read {path}: {exc}") from None
+        if data.get("schema") != "dvp-bench/1":
+            raise errors.ConfigError(f"results: {path} is not a dvp bench results file")
+        # Targets and the platform table are derived from the stored figures: recompute them
+        from .runner import platforms_table, targets
+
+        data["platforms"] = platforms_table(data)
+        data["targets"] = targets(data)
+        runs.append(data)
+    out_dir = out_dir or results[0].parent
+    if len(runs) == 1:
+        for table in tables(runs[0]):
+            out.print(table)
+        for line in missed(runs[0]):
+            out.print(f"[yellow]missed[/] {line}")
+        paths = render_all(runs[0], out_dir)
+        out.print(f"report: {paths['html']}")
+    else:
+        names = (str(results[0]), str(results[1]))
+        out.print(compare_table(runs[0], runs[1], names))
+        paths = write_compare(runs[0], runs[1], names, out_dir)
+        out.print(f"comparison: {paths['html']}")

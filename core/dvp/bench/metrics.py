@@ -1,0 +1,439 @@
+"""Benchmark figures computed from journal data only.
+
+Every figure of a swap comes from its journal rows (:class:`dvp.journal.Step`):
+wall-clock times, ledger clocks, tx ids, and the fee/payer details of result rows.
+The functions here are pure, so unit tests check them on hand-written timelines.
+
+Definitions (all seconds are wall-clock seconds):
+
+- A swap starts when its journal record is created (``created``) and ends at its
+  last result row.  ``total_seconds = sum(step seconds) + orchestration_seconds``:
+  each step spans its intent (or, for a step without one, the previous step's end)
+  to its result (:func:`dvp.report.timeline`); the gaps between steps (ledger reads,
+  safety checks, planning) are the orchestration time.
+- A transaction step splits into ``submit_seconds`` (intent to submitted: build,
+  sign, broadcast) and ``finality_seconds`` (submitted to result: the wait for
+  finality).
+- Messages per party: the transactions it sends (on-ledger messages) plus one
+  off-ledger notice per lock or proposal it makes (the lock id and terms its
+  counterparty must audit).  The secret never travels off-ledger.
+- Liquidity locked, per leg: amount (base units) x seconds from the lock being final
+  (its result row) to the claim or refund being final.
+- Principal-risk window: from the secret's reveal (the holder's claim being
+  submitted) to the expiry of the holder's leg, the leg the counterparty claims
+  second, read on that leg's ledger clock; against it, the time the second claim
+  actually took (reveal to its result).
+- Refund duration, per leg: lock final to refund final; ``unwind_seconds``: from the
+  end of the last step before the first refund to the last refund.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..journal import Step
+from ..report import timeline
+
+# Fee units by adapter kind, when the fee is not paid in a traded asset.
+FEE_UNITS = {"ethereum": "wei", "utxo": "sat", "fabric": "none"}
+
+
+@dataclass(frozen=True)
+class LedgerInfo:
+    """What the figures need to know of a ledger: its kind, fee unit and clock."""
+
+    name: str
+    kind: str
+    fee_unit: str
+    clock: str = "time"  # time | height
+    block_interval: float = 1.0
+
+    def seconds_left(self, height: int | None, timestamp: float | None, expiry: int) -> float | None:
+        if self.clock == "height":
+            return None if height is None else (expiry - height) * self.block_interval
+        return None if timestamp is None else expiry - timestamp
+
+
+def _leg_of(step: str) -> str | None:
+    parts = step.split()
+    return parts[-1] if parts and parts[-1] in ("security", "cash") else None
+
+
+def _sender(leg: str, trade: Mapping[str, Any]) -> str:
+    return trade.get("seller", "seller") if leg == "security" else trade.get("buyer", "buyer")
+
+
+def _receiver(leg: str, trade: Mapping[str, Any]) -> str:
+    return trade.get("buyer", "buyer") if leg == "security" else trade.get("seller", "seller")
+
+
+def actor(step: str, spec: Mapping[str, Any]) -> str:
+    """The party that performs ``step`` in a swap of ``spec`` (a SwapSpec dump)."""
+    trade = spec["trade"]
+    leg = _leg_of(step)
+    verb = step.split()[0]
+    if verb in ("lock", "refund"):
+        return _sender(leg, trade)
+    if verb in ("audit", "claim"):
+        return _receiver(leg, trade)
+    if step == "extract secret":
+        holder = (spec.get("plan") or {}).get("secret_holder", "seller")
+        return trade.get("buyer", "buyer") if holder == "seller" else trade.get("seller", "seller")
+    if step == "propose":
+        return trade.get("seller", "seller")
+    if step == "settle":
+        return trade.get("buyer", "buyer")
+    return "orchestrator"
+
+
+def _phase_names(names: Sequence[str]) -> list[str]:
+    """Generic names of the steps in order: lock, audit, counter-lock, counter-audit,
+    claim, extract secret, second claim; refunds keep their leg."""
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for name in names:
+        verb = name.split()[0]
+        seen[verb] += 1
+        n = seen[verb]
+        if verb == "lock":
+            out.append("lock" if n == 1 else "counter-lock")
+        elif verb == "audit":
+            out.append("audit" if n == 1 else "counter-audit")
+        elif verb == "claim":
+            out.append("claim" if n == 1 else "second claim")
+        else:
+            out.append(name)
+    return out
+
+
+def _rows(steps: Iterable[Step], step: str, phase: str) -> list[Step]:
+    return [s for s in steps if s.step == step and s.phase == phase]
+
+
+def swap_metrics(
+    swap_id: str,
+    kind: str,
+    spec: Mapping[str, Any],
+    data: Mapping[str, Any],
+    outcome: str | None,
+    created: float | None,
+    steps: Sequence[Step],
+    ledgers: Mapping[str, LedgerInfo],
+) -> dict[str, Any]:
+    """Every figure of one swap, from its journal record and steps."""
+    steps = list(steps)
+    rows = timeline(steps)
+    t0 = created if created is not None else (steps[0].wall if steps else 0.0)
+    if steps:
+        t0 = min(t0, steps[0].wall)
+    phases = _phase_names([r.step for r in rows])
+    entries: list[dict[str, Any]] = []
+    prev_end = t0
+    for r, phase in zip(rows, phases):
+        intent = _rows(steps, r.step, "intent")
+        submitted = _rows(steps, r.step, "submitted")
+        result = next(s for s in steps if s.step == r.step and s.phase == "result" and s.wall == r.finished)
+        fee = result.detail.get("fee")
+        info = ledgers.get(r.ledger or "")
+        unit = None
+        if fee is not None:
+            unit = info.fee_unit if info else (result.detail.get("fee_asset") or "unknown")
+        entries.append({
+            "step": r.step,
+            "phase": phase,
+            "ledger": r.ledger,
+            "party": result.detail.get("payer") or actor(r.step, spec),
+            "start": r.started - t0,
+            "end": r.finished - t0,
+            "seconds": r.seconds,
+            "gap_before": r.started - prev_end,
+            "submit_seconds": (submitted[0].wall - intent[0].wall) if intent and submitted else None,
+            "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
+            "tx_id": r.tx_id,
+            "height": r.height,
+            "fee": fee,
+            "fee_unit": unit,
+        })
+        prev_end = r.finished
+    total = (rows[-1].finished - t0) if rows else 0.0
+    step_sum = sum(e["seconds"] for e in entries)
+
+    parties: dict[str, dict[str, int]] = defaultdict(lambda: {"steps": 0, "transactions": 0, "messages": 0})
+    for e in entries:
+        p = parties[e["party"]]
+        p["steps"] += 1
+        if e["tx_id"]:
+            p["transactions"] += 1
+            p["messages"] += 1
+        if e["step"].startswith("lock ") or e["step"] == "propose":
+            p["messages"] += 1  # the off-ledger notice of the lock id / order to the counterparty
+
+    tx_by_ledger: dict[str, int] = defaultdict(int)
+    fees: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        if e["tx_id"]:
+            tx_by_ledger[e["ledger"]] += 1
+        if e["fee"] is not None:
+            f = fees.setdefault(e["ledger"], {"fee": 0, "unit": e["fee_unit"]})
+            f["fee"] += e["fee"]
+
+    out: dict[str, Any] = {
+        "swap_id": swap_id,
+        "kind": kind,
+        "outcome": outcome,
+        "security": spec["trade"]["security"],
+        "cash": spec["trade"]["cash"],
+        "started": t0,
+        "finished": t0 + total,
+        "total_seconds": total,
+        "steps_seconds": step_sum,
+        "orchestration_seconds": total - step_sum,
+        "finality_seconds": sum(e["finality_seconds"] or 0.0 for e in entries),
+        "steps": entries,
+        "transactions": sum(tx_by_ledger.values()),
+        "transactions_by_ledger": dict(tx_by_ledger),
+        "fees": fees,
+        "parties": {k: dict(v) for k, v in parties.items()},
+        "liquidity": liquidity(kind, spec, steps),
+        "principal_risk": principal_risk(kind, spec, data, outcome, steps, ledgers),
+        "refund": refund_durations(steps),
+    }
+    return out
+
+
+def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
+    """Per leg: amount x seconds from the lock being final to its claim or refund being final."""
+    if kind != "htlc":
+        return {}
+    out: dict[str, Any] = {}
+    for leg in ("security", "cash"):
+        locked = _rows(steps, f"lock {leg}", "result")
+        ended = _rows(steps, f"claim {leg}", "result") or _rows(steps, f"refund {leg}", "result")
+        if not locked or not ended:
+            continue
+        seconds = ended[-1].wall - locked[-1].wall
+        amount = spec["trade"][leg]["amount"]
+        out[leg] = {
+            "ledger": spec["trade"][leg]["ledger"],
+            "asset": spec["trade"][leg]["asset"],
+            "amount": amount,
+            "seconds": seconds,
+            "amount_seconds": amount * seconds,
+            "ended_by": ended[-1].step.split()[0],
+        }
+    return out
+
+
+def principal_risk(
+    kind: str,
+    spec: Mapping[str, Any],
+    data: Mapping[str, Any],
+    outcome: str | None,
+    steps: Sequence[Step],
+    ledgers: Mapping[str, LedgerInfo],
+) -> dict[str, Any] | None:
+    """The window between the secret's reveal and the holder leg's expiry, and how much
+    of it the second claim used."""
+    if kind != "htlc":
+        return None
+    holder = (spec.get("plan") or {}).get("secret_holder", "seller")
+    holder_leg = "security" if holder == "seller" else "cash"
+    counter_leg = "cash" if holder_leg == "security" else "security"
+    reveal_rows = _rows(steps, f"claim {counter_leg}", "submitted") or _rows(steps, f"claim {counter_leg}", "result")
+    terms = data.get(f"terms_{holder_leg}")
+    if not reveal_rows or not terms:
+        return None
+    reveal = reveal_rows[0].wall
+    ledger = spec["trade"][holder_leg]["ledger"]
+    info = ledgers.get(ledger)
+    clocked = [s for s in steps if s.ledger == ledger and (s.ledger_time is not None or s.ledger_height is not None)]
+    window = None
+    if info and clocked:
+        row = min(clocked, key=lambda s: abs(s.wall - reveal))
+        left = info.seconds_left(row.ledger_height, row.ledger_time, int(terms["expiry"]))
+        if left is not None:
+            window = left - (reveal - row.wall)
+    second = _rows(steps, f"claim {holder_leg}", "result")
+    took = (second[-1].wall - reveal) if second else None
+    return {
+        "holder_leg": holder_leg,
+        "ledger": ledger,
+        "window_seconds": window,
+        "second_claim_seconds": took,
+        "margin_seconds": (window - took) if window is not None and took is not None else None,
+        "used_fraction": (took / window) if window and took is not None else None,
+        "claimed_in_time": bool(second),
+    }
+
+
+def refund_durations(steps: Sequence[Step]) -> dict[str, Any] | None:
+    refunds = [s for s in steps if s.phase == "result" and s.step.startswith("refund ")]
+    if not refunds:
+        return None
+    legs: dict[str, float] = {}
+    for r in refunds:
+        leg = _leg_of(r.step)
+        locked = _rows(steps, f"lock {leg}", "result")
+        if locked:
+            legs[leg] = r.wall - locked[-1].wall
+    first_refund_seq = min(r.seq for r in refunds)
+    before = [s for s in steps if s.phase == "result" and s.seq < first_refund_seq]
+    start = before[-1].wall if before else steps[0].wall
+    return {"legs": legs, "unwind_seconds": refunds[-1].wall - start}
+
+
+# -- aggregation ----------------------------------------------------------------------------
+
+
+def stats(values: Iterable[float | None]) -> dict[str, float] | None:
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    return {
+        "n": len(vals),
+        "mean": statistics.fmean(vals),
+        "p50": percentile(vals, 50),
+        "p95": percentile(vals, 95),
+        "min": vals[0],
+        "max": vals[-1],
+    }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        raise ValueError("percentile of nothing")
+    pos = (len(sorted_values) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per-pair aggregates of per-swap figures."""
+    n = len(swaps)
+    outcomes: dict[str, int] = defaultdict(int)
+    for s in swaps:
+        outcomes[s["outcome"] or "unfinished"] += 1
+    by_phase: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for s in swaps:
+        for e in s["steps"]:
+            by_phase[e["phase"]].append(e)
+    phases = {
+        phase: {
+            "seconds": stats(e["seconds"] for e in es),
+            "finality_seconds": stats(e["finality_seconds"] for e in es),
+            "submit_seconds": stats(e["submit_seconds"] for e in es),
+            "ledger": es[0]["ledger"],
+        }
+        for phase, es in by_phase.items()
+    }
+    tx_by_ledger: dict[str, float] = defaultdict(float)
+    fees: dict[str, dict[str, Any]] = {}
+    parties: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    liq: dict[str, dict[str, Any]] = {}
+    for s in swaps:
+        for ledger, count in s["transactions_by_ledger"].items():
+            tx_by_ledger[ledger] += count / n
+        for ledger, f in s["fees"].items():
+            slot = fees.setdefault(ledger, {"fee_per_swap": 0.0, "unit": f["unit"]})
+            slot["fee_per_swap"] += f["fee"] / n
+        for party, p in s["parties"].items():
+            for k, v in p.items():
+                parties[party][k] += v / n
+        for leg, l in s["liquidity"].items():
+            slot = liq.setdefault(leg, {"ledger": l["ledger"], "asset": l["asset"], "amount_seconds": [], "seconds": []})
+            slot["amount_seconds"].append(l["amount_seconds"])
+            slot["seconds"].append(l["seconds"])
+    risks = [s["principal_risk"] for s in swaps if s.get("principal_risk")]
+    refunds = [s["refund"] for s in swaps if s.get("refund")]
+    return {
+        "swaps": n,
+        "outcomes": dict(outcomes),
+        "latency": stats(s["total_seconds"] for s in swaps),
+        "orchestration_seconds": stats(s["orchestration_seconds"] for s in swaps),
+        "finality_seconds": stats(s["finality_seconds"] for s in swaps),
+        "phases": phases,
+        "transactions_per_swap": sum(tx_by_ledger.values()),
+        "transactions_per_swap_by_ledger": dict(tx_by_ledger),
+        "fees": fees,
+        "parties": {k: dict(v) for k, v in parties.items()},
+        "liquidity": {
+            leg: {"ledger": v["ledger"], "asset": v["asset"], "amount_seconds": stats(v["amount_seconds"]),
+                  "seconds": stats(v["seconds"])}
+            for leg, v in liq.items()
+        },
+        "principal_risk": {
+            "window_seconds": stats(r["window_seconds"] for r in risks),
+            "second_claim_seconds": stats(r["second_claim_seconds"] for r in risks),
+            "margin_seconds": stats(r["margin_seconds"] for r in risks),
+        } if risks else None,
+        "refund": {
+            "unwind_seconds": stats(r["unwind_seconds"] for r in refunds),
+            "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in ("security", "cash")},
+        } if refunds else None,
+        "elapsed_seconds": (max(s["finished"] for s in swaps) - min(s["started"] for s in swaps)) if swaps else 0.0,
+    }
+
+
+def throughput(summary: Mapping[str, Any]) -> float | None:
+    """Swaps finished per second over the batch's elapsed time."""
+    elapsed = summary.get("elapsed_seconds") or 0.0
+    return summary["swaps"] / elapsed if elapsed > 0 else None
+
+
+def overhead_ratio(summary: Mapping[str, Any], confirmation: Mapping[str, float]) -> dict[str, Any] | None:
+    """Mean DvP latency over the sum of the underlying confirmations: one baseline
+    confirmation per transaction the swap sends, on that transaction's ledger."""
+    lat = summary.get("latency")
+    if not lat:
+        return None
+    base = sum(count * confirmation[ledger] for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+               if ledger in confirmation)
+    if base <= 0:
+        return None
+    ratio = lat["mean"] / base
+    return {"latency_seconds": lat["mean"], "confirmations_seconds": base, "ratio": ratio, "overhead": ratio - 1}
+
+
+def throughput_ratio(summary: Mapping[str, Any], raw_tps: Mapping[str, float]) -> dict[str, Any] | None:
+    """Swap throughput over the bound the slower ledger sets: its raw transfer
+    throughput divided by the transactions one swap sends on it."""
+    tps = throughput(summary)
+    bounds = {ledger: raw_tps[ledger] / count for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+              if count > 0 and raw_tps.get(ledger)}
+    if tps is None or not bounds:
+        return None
+    slower = min(bounds, key=bounds.get)
+    return {"swaps_per_second": tps, "bound": bounds[slower], "limited_by": slower, "bounds": bounds,
+            "ratio": tps / bounds[slower]}
+
+
+def rss_trend(samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192) -> dict[str, Any] | None:
+    """(finished swaps, RSS KiB) samples -> least-squares slope and whether RSS stays flat.
+
+    Flat when the fitted growth over the second half of the run (after warm-up) is at
+    most ``tolerance`` of the RSS there, or ``floor_kib``, whichever is larger."""
+    if len(samples) < 2:
+        return None
+    half = samples[len(samples) // 2:] if len(samples) >= 4 else list(samples)
+    xs = [float(x) for x, _ in half]
+    ys = [float(y) for _, y in half]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    growth = slope * (xs[-1] - xs[0])
+    allowed = max(tolerance * my, floor_kib)
+    return {
+        "slope_kib_per_swap": slope,
+        "growth_kib": growth,
+        "allowed_kib": allowed,
+        "flat": growth <= allowed,
+        "first_kib": samples[0][1],
+        "last_kib": samples[-1][1],
+        "max_kib": max(y for _, y in samples),
+    }

@@ -1,0 +1,421 @@
+"""Rendering a bench run: rich tables, the JSON file, PNG charts (matplotlib, Agg) and a
+self-contained HTML report; and the comparison of two runs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+CHARTS = ("timeline", "latency", "liquidity", "platforms")
+TIMELINE_SWAPS = 6  # swaps per pair drawn on the timeline chart
+
+
+def _f(v: float | None, fmt: str = ".2f", unit: str = "") -> str:
+    return "-" if v is None else f"{v:{fmt}}{unit}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.0f}%"
+
+
+def _fees(fees: dict[str, Any]) -> str:
+    return ", ".join(f"{l}: {f['fee_per_swap']:,.0f} {f['unit']}" for l, f in sorted(fees.items())) or "-"
+
+
+def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for p in run["pairs"]:
+        s = p["summary"]
+        lat = s["latency"] or {}
+        t = p["throughput"] or {}
+        o = p["overhead"] or {}
+        rows.append({
+            "pair": p["id"],
+            "kind": p["kind"],
+            "swaps": str(s["swaps"]),
+            "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
+            "latency mean s": _f(lat.get("mean")),
+            "p50 s": _f(lat.get("p50")),
+            "p95 s": _f(lat.get("p95")),
+            "overhead": _pct(o.get("overhead")),
+            "swaps/s": _f(t.get("swaps_per_second"), ".3f"),
+            "of bound": _pct(t.get("ratio")),
+            "tx/swap": _f(s["transactions_per_swap"], ".1f"),
+            "fees/swap": _fees(s["fees"]),
+            "refunds": (f"{p['refund_summary']['swaps']} "
+                        f"({_f((p['refund_summary']['refund'] or {}).get('unwind_seconds', {}).get('mean'))}s unwind)")
+            if p.get("refund_summary") and p["refund_summary"].get("refund") else "-",
+            "stuck": str(len(p["stuck"])),
+        })
+    return rows
+
+
+def _table(title: str, rows: list[dict[str, str]], caption: str | None = None) -> Table:
+    table = Table(title=title, caption=caption)
+    if rows:
+        for col in rows[0]:
+            table.add_column(col, justify="left" if col in ("pair", "kind", "outcomes", "fees/swap", "platform", "ledger",
+                                                           "target", "why", "note") else "right")
+        for r in rows:
+            table.add_row(*[str(v) for v in r.values()])
+    return table
+
+
+def baseline_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    return [{
+        "ledger": l,
+        "kind": run["ledgers"][l]["kind"],
+        "confirmation p50 s": _f(b["confirmation"]["p50"]),
+        "samples": str(b["confirmation"]["n"]),
+        "raw tps": _f(b["throughput"]["tps"], ".1f"),
+        "in flight": f"{b['throughput']['transactions']}/{b['throughput']['in_flight']}",
+    } for l, b in sorted(run["baselines"].items())]
+
+
+def platform_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for p in run["platforms"]:
+        unit = p.get("fee_unit", "")
+        rows.append({
+            "platform": p["platform"],
+            "ledgers": ", ".join(p["ledgers"]) or "-",
+            "confirm s": _f(p.get("confirmation_seconds")),
+            "raw tps": _f(p.get("raw_tps"), ".1f"),
+            "1-ledger DvP s": _f(p.get("single_ledger_dvp_seconds")),
+            "1-ledger tx": _f(p.get("single_ledger_dvp_transactions"), ".0f"),
+            "1-ledger fee": "-" if p.get("single_ledger_dvp_fee") is None else f"{p['single_ledger_dvp_fee']:,.0f} {unit}",
+            "HTLC lock s": _f(p.get("htlc_lock_seconds")),
+            "HTLC claim s": _f(p.get("htlc_claim_seconds")),
+            "note": p.get("note") or "",
+        })
+    return rows
+
+
+def target_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for t in run["targets"]:
+        value = t["value"]
+        shown = _pct(value) if "%" in t["target"] else (f"{value:.1f} KiB/swap" if "memory" in t["target"] else str(value))
+        rows.append({"pair": t["pair"] or "all", "target": t["target"], "value": shown,
+                     "met": "yes" if t["met"] else "NO", "why": t["why"] or ""})
+    return rows
+
+
+def memory_line(run: dict[str, Any]) -> str:
+    mem = run["memory"]
+    trend = mem["trend"]
+    text = f"peak RSS {mem['peak_rss_kib'] / 1024:.0f} MiB over {mem['swaps']} swaps"
+    if trend:
+        text += (f"; RSS {trend['first_kib'] / 1024:.0f} -> {trend['last_kib'] / 1024:.0f} MiB, "
+                 f"slope {trend['slope_kib_per_swap']:.1f} KiB/swap: {'flat' if trend['flat'] else 'GROWING'}")
+    return text
+
+
+TERMINAL_PAIR_COLUMNS = ("pair", "kind", "swaps", "latency mean s", "p95 s", "overhead", "swaps/s", "of bound",
+                         "tx/swap", "stuck")
+
+
+def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for p in run["pairs"]:
+        s = p["summary"]
+        risk = s.get("principal_risk") or {}
+        liq = "; ".join(f"{leg} {v['amount_seconds']['mean']:,.0f} {v['asset']}*s" for leg, v in sorted(s["liquidity"].items())
+                        if v["amount_seconds"])
+        ref = (p.get("refund_summary") or {}).get("refund") or {}
+        rows.append({
+            "pair": p["id"],
+            "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
+            "fees/swap": _fees(s["fees"]),
+            "liquidity/swap": liq or "-",
+            "risk window s": _f((risk.get("window_seconds") or {}).get("mean"), ".0f"),
+            "2nd claim s": _f((risk.get("second_claim_seconds") or {}).get("mean")),
+            "refund unwind s": _f((ref.get("unwind_seconds") or {}).get("mean")),
+        })
+    return rows
+
+
+def tables(run: dict[str, Any]) -> list[Table]:
+    m = run["machine"]
+    caption = f"{m.get('cpu') or m['platform']}, {m['cpus']} cpus, {m.get('memory_gib', '?')} GiB, at {m['at']}"
+    pairs = [{k: v for k, v in r.items() if k in TERMINAL_PAIR_COLUMNS} for r in pair_rows(run)]
+    targets = [{k: v for k, v in r.items() if k != "why"} for r in target_rows(run)]
+    return [
+        _table("raw baselines (same client code)", baseline_rows(run)),
+        _table(f"DvP bench, concurrency {run['config']['concurrency']}", pairs, caption),
+        _table("costs per swap (fees in the ledger's unit)", cost_rows(run)),
+        _table("platforms side by side", [{k: v for k, v in r.items() if k != "ledgers"} for r in platform_rows(run)]),
+        _table("targets", targets, memory_line(run)),
+    ]
+
+
+def missed(run: dict[str, Any]) -> list[str]:
+    """Why each missed target was missed, one line each."""
+    return [f"{t['pair'] or 'all'}: {t['target']}: {t['why']}" for t in run["targets"] if not t["met"] and t["why"]]
+
+
+def write_json(run: dict[str, Any], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(run, indent=1, default=str))
+    return path
+
+
+# -- charts ---------------------------------------------------------------------------------------
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_timeline(ax, run: dict[str, Any]) -> None:
+    """Each drawn swap's steps on each ledger, from the swap's start."""
+    plt = _plt()
+    phases: dict[str, Any] = {}
+    cmap = plt.get_cmap("tab10")
+    labels = []
+    y = 0
+    for p in run["pairs"]:
+        for s in [s for s in p["swaps"] if "steps" in s][:TIMELINE_SWAPS]:
+            ledgers = sorted({e["ledger"] for e in s["steps"]})
+            for ledger in ledgers:
+                for e in s["steps"]:
+                    if e["ledger"] != ledger:
+                        continue
+                    color = phases.setdefault(e["phase"], cmap(len(phases) % 10))
+                    ax.barh(y, max(e["seconds"], 0.02), left=e["start"], color=color, edgecolor="black", linewidth=0.3)
+                    if e["finality_seconds"]:
+                        ax.barh(y, e["finality_seconds"], left=e["end"] - e["finality_seconds"], color="none",
+                                hatch="///", edgecolor="black", linewidth=0)
+                labels.append(f"{p['id']} {s['swap_id'][-4:]} {ledger}")
+                y += 1
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds from swap start (hatched: finality wait)")
+    ax.set_title(f"timeline per swap (first {TIMELINE_SWAPS} per pair)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in phases.values()]
+    ax.legend(handles, list(phases), fontsize=6, loc="lower right")
+
+
+def draw_latency(ax, run: dict[str, Any]) -> None:
+    data, labels = [], []
+    for p in run["pairs"]:
+        vals = [s["total_seconds"] for s in p["swaps"] if "total_seconds" in s]
+        if vals:
+            data.append(vals)
+            labels.append(p["id"])
+    if data:
+        ax.boxplot(data, labels=labels, showmeans=True)
+        for i, vals in enumerate(data, start=1):
+            ax.scatter([i] * len(vals), vals, s=6, alpha=0.5, color="tab:blue")
+    ax.set_ylabel("end-to-end seconds")
+    ax.set_title(f"latency per pair (K={run['config']['concurrency']})")
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def draw_liquidity(ax, run: dict[str, Any]) -> None:
+    labels, values, secs = [], [], []
+    for p in run["pairs"]:
+        for leg, l in sorted(p["summary"]["liquidity"].items()):
+            if l["amount_seconds"]:
+                labels.append(f"{p['id']}\n{leg} ({l['asset']})")
+                values.append(l["amount_seconds"]["mean"])
+                secs.append(l["seconds"]["mean"])
+    if values:
+        bars = ax.bar(range(len(values)), values, color="tab:orange")
+        ax.set_yscale("log")
+        for b, s in zip(bars, secs):
+            ax.annotate(f"{s:.1f}s", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels(labels, fontsize=6)
+    ax.set_ylabel("amount x seconds locked (base units x s)")
+    ax.set_title("liquidity locked per leg (mean; label: seconds locked)")
+
+
+def draw_platforms(ax, run: dict[str, Any]) -> None:
+    rows = platform_rows(run)
+    ax.axis("off")
+    cols = [c for c in rows[0] if c != "ledgers"] if rows else []
+    cells = [[r[c] for c in cols] for r in rows]
+    tbl = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center")
+    tbl.auto_set_font_size(False)
+    tbl.set_fontsize(6)
+    tbl.scale(1, 1.6)
+    ax.set_title("platforms side by side")
+
+
+DRAW = {"timeline": draw_timeline, "latency": draw_latency, "liquidity": draw_liquidity, "platforms": draw_platforms}
+
+
+def charts(run: dict[str, Any], out: Path) -> dict[str, Path]:
+    """One PNG per chart, and bench.png with all four."""
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    n_rows = sum(min(TIMELINE_SWAPS, len(p["swaps"])) * (1 if p["kind"] == "atomic" else 2) for p in run["pairs"])
+    sizes = {"timeline": (10, max(3, 0.22 * n_rows + 1.5)), "latency": (8, 4), "liquidity": (8, 4), "platforms": (11, 2.5)}
+    paths = {}
+    for name in CHARTS:
+        fig, ax = plt.subplots(figsize=sizes[name])
+        DRAW[name](ax, run)
+        fig.tight_layout()
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=110)
+        plt.close(fig)
+    fig = plt.figure(figsize=(14, 10 + 0.1 * n_rows))
+    grid = fig.add_gridspec(3, 2, height_ratios=[2 + 0.05 * n_rows, 1.2, 0.7])
+    draw_timeline(fig.add_subplot(grid[0, :]), run)
+    draw_latency(fig.add_subplot(grid[1, 0]), run)
+    draw_liquidity(fig.add_subplot(grid[1, 1]), run)
+    draw_platforms(fig.add_subplot(grid[2, :]), run)
+    m = run["machine"]
+    fig.suptitle(f"dvp bench, K={run['config']['concurrency']}, {m['at']}, {m.get('cpu') or m['platform']}", fontsize=10)
+    fig.tight_layout()
+    paths["bench"] = out / "bench.png"
+    fig.savefig(paths["bench"], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+# -- HTML -----------------------------------------------------------------------------------------
+
+
+def _html_table(rows: list[dict[str, str]]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
+
+
+def step_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for p in run["pairs"]:
+        for phase, v in p["summary"]["phases"].items():
+            rows.append({"pair": p["id"], "step": phase, "ledger": v["ledger"] or "",
+                         "mean s": _f((v["seconds"] or {}).get("mean")), "p95 s": _f((v["seconds"] or {}).get("p95")),
+                         "finality wait s": _f((v["finality_seconds"] or {}).get("mean"))})
+        s = p["summary"]
+        risk = s.get("principal_risk") or {}
+        rows.append({"pair": p["id"], "step": "orchestration (between steps)", "ledger": "",
+                     "mean s": _f((s["orchestration_seconds"] or {}).get("mean")), "p95 s": _f((s["orchestration_seconds"] or {}).get("p95")),
+                     "finality wait s": ""})
+        if risk:
+            rows.append({"pair": p["id"], "step": "principal-risk window / second claim took", "ledger": "",
+                         "mean s": f"{_f((risk['window_seconds'] or {}).get('mean'))} / {_f((risk['second_claim_seconds'] or {}).get('mean'))}",
+                         "p95 s": "", "finality wait s": ""})
+    return rows
+
+
+def party_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"pair": p["id"], "party": party, "steps/swap": _f(v["steps"], ".1f"), "tx/swap": _f(v["transactions"], ".1f"),
+             "messages/swap": _f(v["messages"], ".1f")}
+            for p in run["pairs"] for party, v in sorted(p["summary"]["parties"].items())]
+
+
+def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
+    m = run["machine"]
+    sections = [
+        ("Machine", f"<p>{html.escape(json.dumps(m))}</p><p>run took {run['wall_seconds']:.0f}s; "
+                    f"config {html.escape(json.dumps(run['config']))}</p>"),
+        ("Raw baselines", _html_table(baseline_rows(run))),
+        ("DvP per pair", _html_table(pair_rows(run))),
+        ("Costs per swap", _html_table(cost_rows(run))),
+        ("Targets", _html_table(target_rows(run)) + f"<p>{html.escape(memory_line(run))}</p>"),
+        ("Platforms side by side", _html_table(platform_rows(run)) + f"<p>Fabric: {html.escape(run['fabric'])}</p>"),
+        ("Steps", _html_table(step_rows(run))),
+        ("Parties", _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
+                                                   " or proposal; the secret travels only on-ledger.</p>"),
+        ("Timeline per swap", _img(pngs["timeline"])),
+        ("Latency per pair", _img(pngs["latency"])),
+        ("Liquidity locked", _img(pngs["liquidity"])),
+        ("Platforms", _img(pngs["platforms"])),
+    ]
+    body = "".join(f"<h2>{html.escape(t)}</h2>{c}" for t, c in sections)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>"
+            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
+            "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}</style></head><body>"
+            f"<h1>dvp bench: DvP comparison</h1>{body}</body></html>")
+    path = out / "report.html"
+    path.write_text(page)
+    return path
+
+
+def render_all(run: dict[str, Any], out: Path) -> dict[str, Path]:
+    pngs = charts(run, out)
+    return {**pngs, "html": write_html(run, out, pngs)}
+
+
+# -- comparing two runs -----------------------------------------------------------------------------
+
+
+def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
+    pa = {p["id"]: p for p in a["pairs"]}
+    pb = {p["id"]: p for p in b["pairs"]}
+    rows = []
+    for pid in list(pa) + [p for p in pb if p not in pa]:
+        x, y = pa.get(pid), pb.get(pid)
+
+        def lat(p):
+            return (p["summary"]["latency"] or {}).get("mean") if p else None
+
+        def tps(p):
+            return (p["throughput"] or {}).get("swaps_per_second") if p else None
+
+        def ovh(p):
+            return (p["overhead"] or {}).get("overhead") if p else None
+
+        la, lb = lat(x), lat(y)
+        rows.append({
+            "pair": pid,
+            "K A/B": f"{x['concurrency'] if x else '-'}/{y['concurrency'] if y else '-'}",
+            "latency A s": _f(la), "latency B s": _f(lb),
+            "change": _pct((lb - la) / la) if la and lb is not None else "-",
+            "swaps/s A": _f(tps(x), ".3f"), "swaps/s B": _f(tps(y), ".3f"),
+            "overhead A": _pct(ovh(x)), "overhead B": _pct(ovh(y)),
+        })
+    return rows
+
+
+def compare_table(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Table:
+    return _table(f"A = {names[0]}   B = {names[1]}", compare_rows(a, b),
+                  f"A: {a['machine']['at']}  B: {b['machine']['at']}")
+
+
+def write_compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str], out: Path) -> dict[str, Path]:
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    rows = compare_rows(a, b)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    xs = range(len(rows))
+    for i, (col, label) in enumerate((("latency A s", names[0]), ("latency B s", names[1]))):
+        vals = [float(r[col]) if r[col] != "-" else 0.0 for r in rows]
+        ax.bar([x + i * 0.4 for x in xs], vals, width=0.4, label=label)
+    ax.set_xticks([x + 0.2 for x in xs])
+    ax.set_xticklabels([r["pair"] for r in rows], fontsize=7)
+    ax.set_ylabel("mean end-to-end seconds")
+    ax.legend(fontsize=7)
+    ax.set_title("latency per pair, two runs")
+    fig.tight_layout()
+    png = out / "compare.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dvp bench comparison</title></head><body>"
+            f"<h1>dvp bench: {html.escape(names[0])} vs {html.escape(names[1])}</h1>{_html_table(rows)}{_img(png)}</body></html>")
+    path = out / "compare.html"
+    path.write_text(page)
+    return {"compare": png, "html": path}

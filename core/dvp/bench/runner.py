@@ -1,0 +1,425 @@
+"""`dvp bench`: runs swaps and raw baselines on the running testnets, then computes every
+figure from the bench journal (:mod:`dvp.bench.metrics`).
+
+Each swap is bounded by a timeout; a swap that times out or fails is resumed (bounded
+again) so that every swap ends settled or refunded, and any that does not is
+reported as stuck.  Swaps and baselines use the same adapters and client code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import errors
+from ..journal import Journal
+from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
+from ..network import Network
+from ..report import machine
+from . import metrics as m
+
+Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
+
+FABRIC_NOTE = "not measured: Fabric unavailable"
+SECURITY_AMOUNT = 1
+CASH_AMOUNT = 100_000  # base units: euro cents on EVM, satoshis on a UTXO chain (above dust)
+BASELINE_AMOUNT = 10_000
+TARGETS = {"overhead_max": 0.15, "throughput_min": 0.50}
+
+
+@dataclass
+class BenchConfig:
+    swaps: int = 5
+    concurrency: int = 1
+    pairs: list[str] | None = None
+    refunds: int = 1
+    baseline_samples: int = 3
+    throughput_txs: int = 20
+    throughput_in_flight: int = 20
+    swap_timeout: float = 600.0
+    holder_timeout: int = 3600
+    counter_timeout: int = 1800
+    reaction_window: int = 30
+    block_time: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchPair:
+    security: str
+    cash: str
+
+    @property
+    def id(self) -> str:
+        return self.security if self.single else f"{self.security}/{self.cash}"
+
+    @property
+    def single(self) -> bool:
+        return self.security == self.cash
+
+
+def _asset(net: Network, ledger: str, kind: AssetKind) -> str | None:
+    return next((a.symbol for a in net.assets if a.ledger == ledger and a.kind is kind), None)
+
+
+def available_pairs(net: Network) -> list[BenchPair]:
+    """Single-ledger DvP where a ledger can (atomic_dvp and both asset kinds), and one
+    cross-ledger pair per two ledgers, securities on the first that has them."""
+    names = sorted(net.ledgers)
+    out = [BenchPair(n, n) for n in names
+           if net.ledgers[n].supports(Capability.ATOMIC_DVP)
+           and _asset(net, n, AssetKind.SECURITY) and _asset(net, n, AssetKind.CASH)]
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for sec, cash in ((a, b), (b, a)):
+                if _asset(net, sec, AssetKind.SECURITY) and _asset(net, cash, AssetKind.CASH):
+                    out.append(BenchPair(sec, cash))
+                    break
+    return out
+
+
+def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
+    if not wanted:
+        return available_pairs(net)
+    pairs = []
+    for text in wanted:
+        sec, _, cash = text.partition("/")
+        cash = cash or sec
+        for ledger in (sec, cash):
+            if ledger not in net.ledgers:
+                raise errors.ConfigError(f"pairs: unknown ledger {ledger!r} in {text!r} (known: {', '.join(sorted(net.ledgers))})")
+        if not _asset(net, sec, AssetKind.SECURITY):
+            raise errors.ConfigError(f"pairs: ledger {sec!r} carries no security for {text!r}")
+        if not _asset(net, cash, AssetKind.CASH):
+            raise errors.ConfigError(f"pairs: ledger {cash!r} carries no cash for {text!r}")
+        pairs.append(BenchPair(sec, cash))
+    return pairs
+
+
+def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
+    return {
+        name: m.LedgerInfo(name=name, kind=a.kind, fee_unit=m.FEE_UNITS.get(a.kind, "unknown"),
+                           clock=a.clock.value, block_interval=a.finality.block_interval)
+        for name, a in net.ledgers.items()
+    }
+
+
+def pair_spec(net: Network, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
+    trade = Trade(
+        security=Leg(ledger=pair.security, asset=_asset(net, pair.security, AssetKind.SECURITY), amount=SECURITY_AMOUNT),
+        cash=Leg(ledger=pair.cash, asset=_asset(net, pair.cash, AssetKind.CASH), amount=CASH_AMOUNT),
+    )
+    if refund:
+        plan = HtlcPlan(holder_timeout=120, counter_timeout=60, reaction_window=10)
+        return SwapSpec(kind="htlc", trade=trade, plan=plan, behaviour=Behaviour(holder_claims=False), fast_forward=True)
+    plan = HtlcPlan(holder_timeout=cfg.holder_timeout, counter_timeout=cfg.counter_timeout,
+                    reaction_window=cfg.reaction_window)
+    ff = all(net.ledgers[l].supports(Capability.TIME_TRAVEL) for l in (pair.security, pair.cash))
+    return SwapSpec(trade=trade, plan=plan, fast_forward=ff)
+
+
+def rss_kib() -> int:
+    """Resident set size of this process now, in KiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def machine_info() -> dict[str, Any]:
+    info = machine()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), None)
+        meminfo = Path("/proc/meminfo").read_text()
+        kib = int(next(l.split()[1] for l in meminfo.splitlines() if l.startswith("MemTotal")))
+        info["memory_gib"] = round(kib / 1024 / 1024, 1)
+    except (OSError, StopIteration, ValueError):
+        pass
+    return info
+
+
+# -- funding and baselines --------------------------------------------------------------------------
+
+
+async def fund(net: Network, pairs: list[BenchPair], cfg: BenchConfig) -> None:
+    """Issue what the swaps need (seller: securities, buyer: cash), unless already held."""
+    need: dict[tuple[str, str, str], int] = {}
+    per_pair = cfg.swaps + cfg.refunds
+    for p in pairs:
+        sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), "seller")
+        cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), "buyer")
+        need[sec] = need.get(sec, 0) + SECURITY_AMOUNT * per_pair
+        # twice the cash: fees on a UTXO chain are paid in the traded coin
+        need[cash] = need.get(cash, 0) + 2 * CASH_AMOUNT * per_pair
+    sent = []
+    for (ledger, asset, party), amount in need.items():
+        adapter = net.ledgers[ledger]
+        if await adapter.balance(party, asset) < amount:
+            sent.append((adapter, await adapter.issue(asset, party, amount)))
+    for adapter, sub in sent:
+        await adapter.wait_final(sub.tx_id)
+
+
+async def confirmation_latency(adapter, asset: str, samples: int) -> list[float]:
+    """One plain issue (a token mint on EVM, a payment on UTXO) and its wait for finality."""
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        sub = await adapter.issue(asset, "buyer", BASELINE_AMOUNT)
+        await adapter.wait_final(sub.tx_id)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+async def raw_throughput(adapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+    """``n`` plain issues, at most ``in_flight`` unconfirmed at once; final per second."""
+    sem = asyncio.Semaphore(in_flight)
+
+    async def one() -> None:
+        async with sem:
+            sub = await adapter.issue(asset, "buyer", BASELINE_AMOUNT)
+            await adapter.wait_final(sub.tx_id)
+
+    t = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), timeout)
+    elapsed = time.perf_counter() - t
+    return {"transactions": n, "in_flight": in_flight, "seconds": elapsed, "tps": n / elapsed}
+
+
+async def baselines(net: Network, ledgers: list[str], cfg: BenchConfig, on_event: Event) -> dict[str, Any]:
+    async def one(name: str) -> tuple[str, dict[str, Any]]:
+        adapter = net.ledgers[name]
+        asset = _asset(net, name, AssetKind.CASH)
+        lat = await confirmation_latency(adapter, asset, cfg.baseline_samples)
+        tput = await raw_throughput(adapter, asset, cfg.throughput_txs, cfg.throughput_in_flight, cfg.swap_timeout)
+        on_event("baseline", {"ledger": name})
+        return name, {"asset": asset, "confirmation_samples": lat,
+                      "confirmation": m.stats(lat), "throughput": tput}
+
+    return dict(await asyncio.gather(*(one(n) for n in ledgers)))
+
+
+# -- swaps ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Memory:
+    samples: list[tuple[int, int]] = field(default_factory=list)  # (finished swaps, RSS KiB)
+    finished: int = 0
+
+    def sample(self) -> None:
+        self.finished += 1
+        self.samples.append((self.finished, rss_kib()))
+
+
+async def run_batch(orch, specs: list[SwapSpec], k: int, timeout: float, prefix: str, on_event: Event,
+                    memory: Memory | None) -> list[dict[str, Any]]:
+    """Run ``specs`` with at most ``k`` at once; every swap bounded by ``timeout``, then
+    resumed (bounded) if unfinished.  Returns per-swap {id, error, recovered}."""
+    sem = asyncio.Semaphore(k)
+    tag = uuid.uuid4().hex[:6]
+
+    async def one(i: int, spec: SwapSpec) -> dict[str, Any]:
+        swap_id = f"{prefix}-{tag}-{i:04d}"
+        error = None
+        async with sem:
+            try:
+                await asyncio.wait_for(orch.run(spec, swap_id), timeout)
+            except TimeoutError:
+                error = f"timed out after {timeout:.0f}s"
+            except Exception as exc:  # noqa: BLE001 - one swap's failure must not stop the bench
+                error = f"{type(exc).__name__}: {exc}"
+        if memory is not None:
+            memory.sample()
+        on_event("swap", {"swap_id": swap_id, "error": error})
+        return {"swap_id": swap_id, "error": error, "recovered": False}
+
+    runs = list(await asyncio.gather(*(one(i, s) for i, s in enumerate(specs))))
+    for run in runs:
+        record = orch.journal.get(run["swap_id"])
+        if record is None or record.outcome is not None:
+            continue
+        run["recovered"] = True
+        try:
+            await asyncio.wait_for(orch.resume(run["swap_id"]), timeout)
+        except Exception as exc:  # noqa: BLE001
+            run["error"] = f"{run['error']}; resume: {type(exc).__name__}: {exc}"
+    return runs
+
+
+def _metrics(journal: Journal, runs: list[dict[str, Any]], infos: dict[str, m.LedgerInfo]) -> list[dict[str, Any]]:
+    out = []
+    for run in runs:
+        r = journal.get(run["swap_id"])
+        if r is None:
+            out.append({"swap_id": run["swap_id"], "outcome": "not started", "error": run["error"]})
+            continue
+        fig = m.swap_metrics(r.id, r.kind, r.spec, r.data, r.outcome, r.created, journal.steps(r.id), infos)
+        fig["error"] = run["error"]
+        fig["recovered"] = run["recovered"]
+        out.append(fig)
+    return out
+
+
+async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event: Event = lambda k, i: None) -> dict[str, Any]:
+    started = time.time()
+    journal = Journal(journal_path)
+    orch = net.orchestrator(journal)
+    infos = ledger_infos(net)
+    pairs = resolve_pairs(net, cfg.pairs)
+    on_event("plan", {"pairs": [p.id for p in pairs], "swaps": cfg.swaps, "refunds": cfg.refunds})
+    on_event("phase", {"name": "funding"})
+    await fund(net, pairs, cfg)
+    used = sorted({l for p in pairs for l in (p.security, p.cash)})
+    on_event("phase", {"name": "baselines"})
+    base = await baselines(net, used, cfg, on_event)
+    conf = {l: b["confirmation"]["p50"] for l, b in base.items()}
+    raw = {l: b["throughput"]["tps"] for l, b in base.items()}
+    memory = Memory()
+    results = []
+    for pair in pairs:
+        on_event("pair", {"pair": pair.id, "swaps": cfg.swaps})
+        specs = [pair_spec(net, pair, cfg) for _ in range(cfg.swaps)]
+        t = time.time()
+        runs = await run_batch(orch, specs, cfg.concurrency, cfg.swap_timeout, "bench", on_event, memory)
+        batch_seconds = time.time() - t
+        refund_runs = []
+        if not pair.single and cfg.refunds:
+            on_event("refunds", {"pair": pair.id, "swaps": cfg.refunds})
+            refund_specs = [pair_spec(net, pair, cfg, refund=True) for _ in range(cfg.refunds)]
+            # one at a time: fast-forwarding a ledger's clock would expire other swaps' locks
+            refund_runs = await run_batch(orch, refund_specs, 1, cfg.swap_timeout, "refund", on_event, None)
+        swaps = _metrics(journal, runs, infos)
+        refunds = _metrics(journal, refund_runs, infos)
+        done = [s for s in swaps if "steps" in s]
+        summary = m.summarize(done)
+        results.append({
+            "id": pair.id,
+            "kind": "atomic" if pair.single else "htlc",
+            "security": pair.security,
+            "cash": pair.cash,
+            "platforms": sorted({infos[pair.security].kind, infos[pair.cash].kind}),
+            "concurrency": cfg.concurrency,
+            "batch_seconds": batch_seconds,
+            "summary": summary,
+            "throughput": m.throughput_ratio(summary, raw),
+            "overhead": m.overhead_ratio(summary, conf),
+            "refund_summary": m.summarize([s for s in refunds if "steps" in s]) if refunds else None,
+            "stuck": [s["swap_id"] for s in swaps + refunds if s.get("outcome") in (None, "not started")],
+            "swaps": swaps,
+            "refunds": refunds,
+        })
+    peak = peak_rss_kib()
+    journal.close()
+    finished = time.time()
+    out = {
+        "schema": "dvp-bench/1",
+        "machine": machine_info(),
+        "config": asdict(cfg),
+        "started": started,
+        "finished": finished,
+        "wall_seconds": finished - started,
+        "ledgers": {n: {**asdict(i), "confirmations": net.ledgers[n].finality.confirmations} for n, i in infos.items()},
+        "baselines": base,
+        "pairs": results,
+        "memory": {"peak_rss_kib": peak, "samples": memory.samples, "swaps": memory.finished,
+                   "trend": m.rss_trend(memory.samples)},
+        "fabric": FABRIC_NOTE,
+    }
+    out["platforms"] = platforms_table(out)
+    out["targets"] = targets(out)
+    return out
+
+
+# -- comparison against the targets -------------------------------------------------------------------
+
+
+def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per platform: its baselines, its single-ledger DvP and its HTLC legs."""
+    kinds: dict[str, list[str]] = {}
+    for name, info in run["ledgers"].items():
+        if name in run["baselines"]:
+            kinds.setdefault(info["kind"], []).append(name)
+    rows = []
+    for kind, names in sorted(kinds.items()):
+        conf = [run["baselines"][n]["confirmation"]["p50"] for n in names]
+        tps = [run["baselines"][n]["throughput"]["tps"] for n in names]
+        atomic = [p for p in run["pairs"] if p["kind"] == "atomic" and p["security"] in names]
+        htlc_steps = [e for p in run["pairs"] if p["kind"] == "htlc" for s in p["swaps"] for e in s.get("steps", [])
+                      if e["ledger"] in names]
+        lock = [e["seconds"] for e in htlc_steps if e["step"].startswith("lock ")]
+        claim = [e["seconds"] for e in htlc_steps if e["step"].startswith("claim ")]
+        fee_unit = run["ledgers"][names[0]]["fee_unit"]
+        row = {
+            "platform": kind,
+            "ledgers": names,
+            "confirmation_seconds": sum(conf) / len(conf),
+            "raw_tps": sum(tps) / len(tps),
+            "single_ledger_dvp_seconds": (sum(p["summary"]["latency"]["mean"] for p in atomic if p["summary"]["latency"]) / len(atomic))
+            if atomic else None,
+            "single_ledger_dvp_transactions": atomic[0]["summary"]["transactions_per_swap"] if atomic else None,
+            "single_ledger_dvp_fee": (atomic[0]["summary"]["fees"].get(atomic[0]["security"], {}).get("fee_per_swap")) if atomic else None,
+            "htlc_lock_seconds": sum(lock) / len(lock) if lock else None,
+            "htlc_claim_seconds": sum(claim) / len(claim) if claim else None,
+            "fee_unit": fee_unit,
+            "note": None if atomic else "single-ledger DvP: not supported on this platform",
+        }
+        rows.append(row)
+    rows.append({"platform": "fabric", "ledgers": [], "note": FABRIC_NOTE})
+    return rows
+
+
+def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    k = run["config"]["concurrency"]
+    for p in run["pairs"]:
+        o = p["overhead"]
+        if o:
+            s = p["summary"]
+            orch = s["orchestration_seconds"]["mean"] if s["orchestration_seconds"] else 0.0
+            extra = o["latency_seconds"] - o["confirmations_seconds"]
+            why = None
+            if o["overhead"] > TARGETS["overhead_max"]:
+                conf = {l: b["confirmation"]["p50"] for l, b in run["baselines"].items()}
+                hidden = [f"{name} on {v['ledger']} {v['submit_seconds']['mean']:.2f}s" for name, v in s["phases"].items()
+                          if v["submit_seconds"] and v["ledger"] in conf
+                          and v["submit_seconds"]["mean"] > 0.5 * conf[v["ledger"]]]
+                why = (f"{extra:.2f}s per swap above {o['confirmations_seconds']:.2f}s of confirmations: "
+                       f"{orch:.2f}s between steps (ledger reads, audits, expiry checks)"
+                       + (f"; sending waited for a block before the journaled transaction ({', '.join(hidden)}: "
+                          "an unjournaled transaction inside the adapter, e.g. an ERC-20 approve, or queueing "
+                          "behind other swaps of the same party)" if hidden else "")
+                       + "; the rest is waiting for the next block beyond the baseline")
+            out.append({"pair": p["id"], "target": "overhead <= 15%", "value": o["overhead"],
+                        "met": o["overhead"] <= TARGETS["overhead_max"], "why": why})
+        t = p["throughput"]
+        if t:
+            why = None
+            if t["ratio"] < TARGETS["throughput_min"]:
+                why = (f"{t['swaps_per_second']:.3f} swaps/s against {t['bound']:.3f}/s allowed by {t['limited_by']}; "
+                       + ("with concurrency 1 swaps run one after another, so throughput is 1/latency and each "
+                          "swap's sequential steps leave the ledger idle" if k == 1 else
+                          "the adapters serialise each party's sends (EVM: approve and lock per party and token "
+                          "until mined; UTXO: one spend at a time), so concurrent swaps of the same two parties queue"))
+            out.append({"pair": p["id"], "target": "throughput >= 50% of bound", "value": t["ratio"],
+                        "met": t["ratio"] >= TARGETS["throughput_min"], "why": why})
+        stuck = p["stuck"]
+        out.append({"pair": p["id"], "target": "no swap stuck", "value": len(stuck), "met": not stuck,
+                    "why": f"unfinished: {', '.join(stuck)}" if stuck else None})
+    trend = run["memory"]["trend"]
+    if trend:
+        out.append({"pair": None, "target": "memory flat in finished swaps", "value": trend["slope_kib_per_swap"],
+                    "met": trend["flat"],
+                    "why": None if trend["flat"] else f"RSS grew {trend['growth_kib']:.0f} KiB over the second half "
+                                                      f"(allowed {trend['allowed_kib']:.0f} KiB)"})
+    return out

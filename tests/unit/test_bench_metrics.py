@@ -1,0 +1,235 @@
+"""Bench figures from a recorded (hand-written) journal timeline, checked against
+values computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from dvp.bench import metrics as m
+from dvp.journal import Step
+
+LEDGERS = {
+    "evm-a": m.LedgerInfo("evm-a", "ethereum", "wei", clock="time", block_interval=1.0),
+    "btc": m.LedgerInfo("btc", "utxo", "sat", clock="height", block_interval=1.0),
+}
+SPEC = {
+    "kind": None,
+    "trade": {"seller": "seller", "buyer": "buyer",
+              "security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},
+              "cash": {"ledger": "btc", "asset": "BTC", "amount": 1000}},
+    "plan": {"secret_holder": "seller", "holder_timeout": 600, "counter_timeout": 300},
+}
+DATA = {"terms_security": {"expiry": 5600}, "terms_cash": {"expiry": 400}}
+EVM = {"fee_asset": None}
+SAT = {"fee_asset": "BTC"}
+
+
+def rows(swap_id: str, spec: list[tuple]) -> list[Step]:
+    """(step, phase, ledger, wall, tx, height, ledger_time, detail)"""
+    return [Step(i + 1, swap_id, step, phase, ledger, tx, detail or {}, wall, height, ltime)
+            for i, (step, phase, ledger, wall, tx, height, ltime, detail) in enumerate(spec)]
+
+
+HAPPY = rows("h", [
+    ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
+    ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
+    ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
+    ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
+    ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
+    ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
+    ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
+    ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
+    ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
+    ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
+    ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
+    ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
+    ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
+    ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
+    ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
+])
+
+REFUND = rows("r", [
+    ("lock security", "intent", "evm-a", 2000.0, None, 20, 6000.0, None),
+    ("lock security", "submitted", "evm-a", 2000.5, "0x1", 20, 6000.0, None),
+    ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
+    ("audit security", "result", "evm-a", 2001.5, None, 21, 6001.0, {}),
+    ("lock cash", "intent", "btc", 2001.5, None, 200, 1.0, None),
+    ("lock cash", "submitted", "btc", 2002.0, "b1", 200, 1.0, None),
+    ("lock cash", "result", "btc", 2003.0, "b1", 201, 2.0, {"fee": 200, "payer": "buyer", **SAT}),
+    ("audit cash", "result", "btc", 2003.5, None, 201, 2.0, {}),
+    ("claim cash", "skipped", "btc", 2003.75, None, 201, 2.0, {"reason": "inside the safety margin"}),
+    ("refund cash", "intent", "btc", 2004.0, None, 300, 3.0, None),
+    ("refund cash", "submitted", "btc", 2004.5, "b2", 300, 3.0, None),
+    ("refund cash", "result", "btc", 2005.0, "b2", 301, 4.0, {"fee": 180, "payer": "buyer", **SAT}),
+    ("refund security", "intent", "evm-a", 2005.5, None, 30, 7000.0, None),
+    ("refund security", "submitted", "evm-a", 2006.0, "0x2", 30, 7000.0, None),
+    ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
+])
+
+ATOMIC_SPEC = {**SPEC, "trade": {**SPEC["trade"], "cash": {"ledger": "evm-a", "asset": "EUR", "amount": 500}}}
+ATOMIC = rows("a", [
+    ("propose", "intent", "evm-a", 3000.2, None, 40, 8000.0, None),
+    ("propose", "submitted", "evm-a", 3000.7, "0xp", 40, 8000.0, None),
+    ("propose", "result", "evm-a", 3001.2, "0xp", 41, 8001.0, {"fee": 500, "payer": "seller", **EVM}),
+    ("settle", "intent", "evm-a", 3001.4, None, 41, 8001.0, None),
+    ("settle", "submitted", "evm-a", 3001.6, "0xs", 41, 8001.0, None),
+    ("settle", "result", "evm-a", 3002.4, "0xs", 42, 8002.0, {"fee": 700, "payer": "buyer", **EVM}),
+])
+
+
+def happy():
+    return m.swap_metrics("h", "htlc", SPEC, DATA, "settled", 1000.0, HAPPY, LEDGERS)
+
+
+def refund():
+    return m.swap_metrics("r", "htlc", SPEC, DATA, "refunded", 2000.0, REFUND, LEDGERS)
+
+
+def atomic():
+    return m.swap_metrics("a", "atomic", ATOMIC_SPEC, {}, "settled", 3000.0, ATOMIC, LEDGERS)
+
+
+def test_step_times_and_end_to_end_latency():
+    f = happy()
+    got = [(e["step"], e["phase"], e["seconds"], e["gap_before"]) for e in f["steps"]]
+    assert got == [
+        ("lock security", "lock", 1.5, 0.5),
+        ("audit security", "audit", 0.25, 0.0),
+        ("lock cash", "counter-lock", 1.0, 0.25),
+        ("audit cash", "counter-audit", 0.25, 0.0),
+        ("claim cash", "claim", 1.0, 0.25),
+        ("extract secret", "extract secret", 0.25, 0.0),
+        ("claim security", "second claim", 1.0, 0.25),
+    ]
+    assert f["total_seconds"] == 6.5
+    assert f["steps_seconds"] == 5.25
+    assert f["orchestration_seconds"] == 1.25
+    assert f["total_seconds"] == pytest.approx(f["steps_seconds"] + f["orchestration_seconds"])
+    assert f["started"] == 1000.0 and f["finished"] == 1006.5
+    assert [e["start"] for e in f["steps"]] == [0.5, 2.0, 2.5, 3.5, 4.0, 5.0, 5.5]
+
+
+def test_each_finality_wait_and_submission():
+    f = happy()
+    tx = {e["step"]: (e["submit_seconds"], e["finality_seconds"]) for e in f["steps"] if e["tx_id"]}
+    assert tx == {"lock security": (0.5, 1.0), "lock cash": (0.25, 0.75), "claim cash": (0.5, 0.5),
+                  "claim security": (0.25, 0.75)}
+    assert f["finality_seconds"] == 3.0
+    audit = f["steps"][1]
+    assert audit["submit_seconds"] is None and audit["finality_seconds"] is None
+
+
+def test_transactions_and_fees_with_explicit_units():
+    f = happy()
+    assert f["transactions"] == 4
+    assert f["transactions_by_ledger"] == {"evm-a": 2, "btc": 2}
+    assert f["fees"] == {"evm-a": {"fee": 400, "unit": "wei"}, "btc": {"fee": 350, "unit": "sat"}}
+
+
+def test_process_steps_and_messages_per_party():
+    assert happy()["parties"] == {
+        # lock security (tx + notice), audit cash, claim cash (tx)
+        "seller": {"steps": 3, "transactions": 2, "messages": 3},
+        # audit security, lock cash (tx + notice), extract secret, claim security (tx)
+        "buyer": {"steps": 4, "transactions": 2, "messages": 3},
+    }
+    assert m.actor("extract secret", {**SPEC, "plan": {"secret_holder": "buyer"}}) == "seller"
+    assert m.actor("refund cash", SPEC) == "buyer"
+
+
+def test_liquidity_locked_per_leg():
+    liq = happy()["liquidity"]
+    assert liq["security"]["seconds"] == 4.5 and liq["security"]["amount_seconds"] == 45.0
+    assert liq["cash"]["seconds"] == 1.5 and liq["cash"]["amount_seconds"] == 1500.0
+    assert liq["security"]["ended_by"] == "claim"
+
+
+def test_principal_risk_window_against_the_second_claim():
+    r = happy()["principal_risk"]
+    # reveal: claim cash submitted at 1004.5; nearest evm-a clock row: 1005.5 at ledger time 5005.5
+    assert r["holder_leg"] == "security" and r["ledger"] == "evm-a"
+    assert r["window_seconds"] == pytest.approx(5600 - 5005.5 + 1.0)
+    assert r["second_claim_seconds"] == 2.0
+    assert r["margin_seconds"] == pytest.approx(593.5)
+    assert r["used_fraction"] == pytest.approx(2.0 / 595.5)
+
+
+def test_principal_risk_on_a_height_clock():
+    """Buyer holds the secret: its cash leg on btc expires by height."""
+    spec = {**SPEC, "plan": {"secret_holder": "buyer"}}
+    steps = rows("b", [
+        ("lock cash", "result", "btc", 10.0, "t1", 100, 0.0, {"fee": 1, **SAT}),
+        ("claim security", "submitted", "evm-a", 11.0, "t2", 5, 0.0, None),
+        ("claim cash", "intent", "btc", 12.0, None, 104, 0.0, None),
+        ("claim cash", "result", "btc", 13.0, "t3", 105, 0.0, {"fee": 1, **SAT}),
+    ])
+    r = m.principal_risk("htlc", spec, {"terms_cash": {"expiry": 160}}, "settled", steps, LEDGERS)
+    # nearest btc row to 11.0 is either 10.0 or 12.0 (equal distance, first wins): height 100 at 10.0
+    assert r["window_seconds"] == pytest.approx((160 - 100) * 1.0 - 1.0)
+    assert r["second_claim_seconds"] == 2.0
+
+
+def test_refund_path_durations():
+    f = refund()
+    assert f["outcome"] == "refunded"
+    assert f["refund"] == {"legs": {"cash": 2.0, "security": 6.0}, "unwind_seconds": 3.5}
+    assert f["liquidity"]["security"]["amount_seconds"] == 60.0
+    assert f["liquidity"]["cash"]["amount_seconds"] == 2000.0
+    assert f["liquidity"]["cash"]["ended_by"] == "refund"
+    assert f["principal_risk"] is None
+    assert f["total_seconds"] == 7.0 and f["steps_seconds"] == 6.0 and f["orchestration_seconds"] == 1.0
+    assert f["fees"] == {"evm-a": {"fee": 550, "unit": "wei"}, "btc": {"fee": 380, "unit": "sat"}}
+
+
+def test_single_ledger_dvp():
+    f = atomic()
+    assert [(e["phase"], e["seconds"]) for e in f["steps"]] == [("propose", 1.0), ("settle", pytest.approx(1.0))]
+    assert f["total_seconds"] == pytest.approx(2.4)
+    assert f["orchestration_seconds"] == pytest.approx(0.4)
+    assert f["transactions"] == 2 and f["fees"] == {"evm-a": {"fee": 1200, "unit": "wei"}}
+    assert f["parties"] == {"seller": {"steps": 1, "transactions": 1, "messages": 2},
+                            "buyer": {"steps": 1, "transactions": 1, "messages": 1}}
+    assert f["liquidity"] == {} and f["principal_risk"] is None and f["refund"] is None
+
+
+def test_percentiles_and_stats():
+    assert m.percentile([1, 2, 3, 4], 50) == 2.5
+    assert m.percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
+    assert m.stats([3, None, 1, 2]) == {"n": 3, "mean": 2.0, "p50": 2.0, "p95": pytest.approx(2.9), "min": 1, "max": 3}
+    assert m.stats([None]) is None
+
+
+def test_summary_over_swaps():
+    s = m.summarize([happy(), refund()])
+    assert s["swaps"] == 2 and s["outcomes"] == {"settled": 1, "refunded": 1}
+    assert s["latency"]["mean"] == 6.75 and s["latency"]["max"] == 7.0
+    assert s["transactions_per_swap"] == 4.0
+    assert s["transactions_per_swap_by_ledger"] == {"evm-a": 2.0, "btc": 2.0}
+    assert s["fees"] == {"evm-a": {"fee_per_swap": 475.0, "unit": "wei"}, "btc": {"fee_per_swap": 365.0, "unit": "sat"}}
+    assert s["liquidity"]["security"]["amount_seconds"]["mean"] == 52.5
+    assert s["phases"]["lock"]["seconds"]["mean"] == 1.25
+    assert s["phases"]["lock"]["finality_seconds"]["mean"] == 0.75
+    assert s["principal_risk"]["second_claim_seconds"]["n"] == 1
+    assert s["refund"]["unwind_seconds"]["mean"] == 3.5
+    assert s["elapsed_seconds"] == 1007.0
+    assert m.throughput(s) == pytest.approx(2 / 1007.0)
+
+
+def test_overhead_and_throughput_ratios():
+    s = m.summarize([happy()])
+    o = m.overhead_ratio(s, {"evm-a": 1.0, "btc": 0.5})
+    assert o["confirmations_seconds"] == 3.0  # 2 tx x 1.0 s + 2 tx x 0.5 s
+    assert o["ratio"] == pytest.approx(6.5 / 3.0) and o["overhead"] == pytest.approx(6.5 / 3.0 - 1)
+    t = m.throughput_ratio(s, {"evm-a": 10.0, "btc": 4.0})
+    assert t["bounds"] == {"evm-a": 5.0, "btc": 2.0} and t["limited_by"] == "btc"
+    assert t["swaps_per_second"] == pytest.approx(1 / 6.5)
+    assert t["ratio"] == pytest.approx(1 / 6.5 / 2.0)
+
+
+def test_rss_trend_flat_and_growing():
+    flat = m.rss_trend([(1, 100_000), (2, 100_100), (3, 100_200), (4, 100_300)])
+    assert flat["slope_kib_per_swap"] == pytest.approx(100.0) and flat["flat"]
+    growing = m.rss_trend([(i, 100_000 + 10_000 * i) for i in range(1, 11)])
+    assert growing["slope_kib_per_swap"] == pytest.approx(10_000.0)
+    assert growing["growth_kib"] == pytest.approx(40_000.0) and not growing["flat"]
+    assert m.rss_trend([(1, 5)]) is None
