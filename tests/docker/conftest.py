@@ -1,0 +1,54 @@
+"""The docker suite: the testbed's ledgers (evm-a, evm-b, btc) in containers.
+
+Fixtures come from dvp's pytest plugin (``dvp.pytest_plugin``); they are imported
+here too so the suite runs whether or not the plugin's entry point is installed.
+The runtime is ``--dvp-runtime`` / ``DVP_RUNTIME`` (default docker); without a
+reachable Docker engine every test here is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from dvp.network import Network
+from dvp.pytest_plugin import (  # noqa: F401 - fixtures
+    dvp_compose_command,
+    dvp_compose_projects,
+    dvp_runtime_name,
+    dvp_testnet,
+)
+
+from ..conftest import _fund
+from ..testbed import testbed_topology
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "docker: needs a Docker engine (dvp's docker runtime)")
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def dvp_topology():
+    """The same ledgers, block times and assets as the native testbed."""
+    return testbed_topology()
+
+
+@pytest.fixture(scope="session")
+def docker_run_dir(dvp_testnet) -> Path:
+    asyncio.run(_fund(dvp_testnet))
+    return dvp_testnet
+
+
+@pytest.fixture
+async def net(docker_run_dir):
+    async with Network.from_run_dir(docker_run_dir) as network:
+        yield network

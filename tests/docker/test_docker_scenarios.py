@@ -1,0 +1,58 @@
+"""Whole DvP swaps on ledgers in containers, driven as tests/e2e drives them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dvp.models import Behaviour
+from dvp.orchestrator import Outcome
+
+from ..e2e.test_dvp_scenarios import run
+from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
+from ..testbed import CROSS_PAIRS
+
+cross = pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+
+
+def test_state_is_the_process_runtime_format(docker_run_dir, dvp_runtime_name):
+    state = json.loads((docker_run_dir / "state.json").read_text())
+    assert state["runtime"] == dvp_runtime_name and state["complete"] is True
+    assert set(state["ledgers"]) == {"evm-a", "evm-b", "btc"}
+    for name, ledger in state["ledgers"].items():
+        assert {"kind", "config", "pids", "logs"} <= set(ledger), name
+        assert ledger["config"]["kind"] == ledger["kind"]
+        assert ledger["config"]["rpc_url"].startswith("http://127.0.0.1:")
+    if dvp_runtime_name == "docker":
+        from dvp.runtime.docker import DockerRuntime
+
+        assert all(len(l["docker"]["containers"]) == 1 for l in state["ledgers"].values())
+        rows = DockerRuntime(docker_run_dir).status()
+        assert [r["alive"] for r in rows] == [True, True, True]
+
+
+@cross
+async def test_cross_ledger_happy_path(net, journal_path, pair):
+    result, before, after = await run(net, journal_path, spec_for(pair))
+    assert result.outcome is Outcome.SETTLED, result.detail
+    assert changes(before, after, pair, result.steps) == SETTLED
+    done = [s.step for s in result.steps if s.phase == "result"]
+    assert done == ["lock security", "audit security", "lock cash", "audit cash",
+                    "claim cash", "extract secret", "claim security"]
+
+
+@cross
+async def test_buyer_never_locks_seller_refunds(net, journal_path, pair):
+    result, before, after = await run(net, journal_path, spec_for(pair, behaviour=Behaviour(counter_locks=False)))
+    assert result.outcome is Outcome.REFUNDED
+    assert changes(before, after, pair, result.steps) == UNCHANGED
+    steps = [s.step for s in result.steps if s.phase == "result"]
+    assert "lock cash" not in steps and "refund security" in steps
+
+
+def test_compose_projects_are_reachable_through_pytest_docker(dvp_compose_projects, dvp_runtime_name):
+    if dvp_runtime_name != "docker":
+        pytest.skip("process runtime: no compose projects")
+    out = dvp_compose_projects["btc"].execute("ps -q").decode().split()
+    assert len(out) == 1
