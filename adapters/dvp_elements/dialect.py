@@ -11,8 +11,11 @@ What differs:
 * mining on a dev chain: btcd has ``generate n`` (paying its ``--miningaddr``),
   bitcoind and elementsd have ``generatetoaddress n addr``;
 * the wire format: Elements transactions carry confidential values and asset
-  tags, so parsing them needs an Elements-aware decoder (not implemented yet:
-  :class:`ElementsDialect` refuses, which keeps the gap visible).
+  tags, so parsing them needs an Elements-aware decoder.  The chain view still
+  reads python-bitcoinlib ``CTransaction``/``CBlock``, which cannot hold them:
+  :class:`ElementsDialect` refuses those, which keeps the gap visible, and
+  offers :meth:`ElementsDialect.parse_elements_tx` (wallycore, see
+  ``dvp_elements.elements``) for transactions.
 """
 
 from __future__ import annotations
@@ -67,7 +70,13 @@ class ElementsDialect(BitcoindDialect):
         raise NotImplementedError("Elements block parsing is not implemented yet")
 
     def parse_tx(self, raw_hex: str) -> CTransaction:
-        raise NotImplementedError("Elements transaction parsing is not implemented yet")
+        raise NotImplementedError("Elements transactions are not CTransactions: use parse_elements_tx")
+
+    def parse_elements_tx(self, raw_hex: str):
+        """An :class:`dvp_elements.elements.tx.ElementsTx` (needs ``wallycore``)."""
+        from .elements.tx import ElementsTx
+
+        return ElementsTx.from_hex(raw_hex)
 
 
 DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (BtcdDialect, BitcoindDialect, ElementsDialect)}

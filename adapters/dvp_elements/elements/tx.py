@@ -157,11 +157,27 @@ class OutputView:
 # --- the transaction -----------------------------------------------------------------
 
 
-def _wtx_get(fn, *args) -> bytes:
+def _wtx_get(fn, *args, length=None) -> bytes:
+    """A field of a wally tx; b"" when absent.
+
+    The binding returns fixed-size buffers, so a field's length comes from its
+    ``*_len`` getter where wally has one (``length``); fields without one (the
+    output nonce and asset) come back zero-filled when null, and an all-zero
+    commitment is never valid, so all-zero means null.
+    """
+    if length is not None and not length(*args):
+        return b""
     try:
-        return bytes(fn(*args))
+        raw = bytes(fn(*args))
     except ValueError:  # wally refuses to return an empty field
         return b""
+    if length is not None:
+        return raw[: length(*args)]
+    return raw
+
+
+def _nonzero(raw: bytes) -> bytes:
+    return raw if any(raw) else b""
 
 
 @dataclass(frozen=True)
@@ -226,17 +242,17 @@ class ElementsTx:
         out = []
         for i in range(wally.tx_get_num_inputs(w)):
             n = wally.tx_get_input_witness_num_items(w, i)
-            witness = [_wtx_get(wally.tx_get_input_witness, w, i, j) for j in range(n)]
+            witness = [_wtx_get(wally.tx_get_input_witness, w, i, j, length=wally.tx_get_input_witness_len) for j in range(n)]
             out.append(
                 InputView(
                     txid=bytes(wally.tx_get_input_txhash(w, i))[::-1].hex(),
                     vout=int(wally.tx_get_input_index(w, i)),
                     sequence=int(wally.tx_get_input_sequence(w, i)),
                     witness=witness,
-                    issuance_amount=_wtx_get(wally.tx_get_input_issuance_amount, w, i),
+                    issuance_amount=_wtx_get(wally.tx_get_input_issuance_amount, w, i, length=wally.tx_get_input_issuance_amount_len),
                     issuance_entropy_field=_wtx_get(wally.tx_get_input_entropy, w, i),
                     issuance_nonce=_wtx_get(wally.tx_get_input_blinding_nonce, w, i),
-                    inflation_keys=_wtx_get(wally.tx_get_input_inflation_keys, w, i),
+                    inflation_keys=_wtx_get(wally.tx_get_input_inflation_keys, w, i, length=wally.tx_get_input_inflation_keys_len),
                 )
             )
         return out
@@ -246,10 +262,10 @@ class ElementsTx:
         w = self._w()
         return [
             OutputView(
-                script_pubkey=_wtx_get(wally.tx_get_output_script, w, i),
-                asset_tag=_wtx_get(wally.tx_get_output_asset, w, i),
-                value_commitment=_wtx_get(wally.tx_get_output_value, w, i),
-                nonce=_wtx_get(wally.tx_get_output_nonce, w, i),
+                script_pubkey=_wtx_get(wally.tx_get_output_script, w, i, length=wally.tx_get_output_script_len),
+                asset_tag=_nonzero(_wtx_get(wally.tx_get_output_asset, w, i)),
+                value_commitment=_wtx_get(wally.tx_get_output_value, w, i, length=wally.tx_get_output_value_len),
+                nonce=_nonzero(_wtx_get(wally.tx_get_output_nonce, w, i)),
             )
             for i in range(wally.tx_get_num_outputs(w))
         ]
