@@ -527,6 +527,8 @@ def test_dvp_is_one_transaction_signed_by_both_each_only_its_inputs(cash, fee_pa
     assert (BUYER.script_pubkey, cash, 500 * 10**8 - (dvp.fee if cash == POLICY else 0)) in outs
     assert outs[-1] == (b"", POLICY, dvp.fee) and dvp.fee >= FEE_RATE * dvp.tx.vsize
     n_seller = len(seller)
+    for role in ("seller", "buyer"):
+        check_dvp(dvp, terms, role, **kw)  # each side's own check passes on the honest transaction
     # The seller signs first, its inputs only; it travels as JSON to the buyer.
     s1 = sign_dvp(dvp, SELLER, terms, "seller", **kw)
     assert s1.signed == [True] * n_seller + [False] * len(buyer)

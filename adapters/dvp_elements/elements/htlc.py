@@ -28,6 +28,8 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
+import wallycore as wally
+
 from ..htlc import AuditError, NoFunding
 from ..keys import Key, p2wpkh_script
 from ..script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
@@ -49,8 +51,6 @@ from .tx import (
     set_witnesses,
     sign_input,
 )
-
-import wallycore as wally
 
 
 def _spend_vsize(htlc: HtlcScript, assets: list[str], policy_asset: str, claim: bool) -> int:

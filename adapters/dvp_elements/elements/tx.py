@@ -23,7 +23,6 @@ Rules kept here, as on Bitcoin (``dvp_elements.tx``):
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -569,10 +568,6 @@ def build_issuance(
     w = assemble(inputs, outs)
     set_witnesses(w, sign_wallet_inputs(w, key, inputs))
     return ElementsTx.from_wally(w), issued, fee
-
-
-def sha256(data: bytes) -> bytes:
-    return hashlib.sha256(data).digest()
 
 
 __all__ = [
