@@ -165,9 +165,19 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
 
     async def go():
         async with Network.from_run_dir(settings.run_dir) as net:
-            return await net.orchestrator(settings.journal_path, progress_printer()).run(spec)
+            orch = net.orchestrator(settings.journal_path, progress_printer())
+            orch.validate(spec)
+            await orch.check_funds(spec)
+            # Swaps a crash left unfinished in this journal are driven on at start, beside the new one.
+            pending = orch.journal.swaps(unfinished=True)
+            if pending:
+                console.print(f"resuming {len(pending)} unfinished swap(s) from {settings.journal_path}")
+            *resumed, result = await asyncio.gather(*(orch.resume(r.id) for r in pending), orch.run(spec))
+            return resumed, result
 
-    result = asyncio.run(go())
+    resumed, result = asyncio.run(go())
+    for earlier in resumed:
+        print_result(console, earlier, False)
     print_result(out, result, as_json)
     if result.outcome.value not in ("settled",):
         sys.exit(6)

@@ -86,3 +86,23 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
 async def test_resume_with_nothing_to_do(cli_env):
     result = dvp(["resume"], cli_env)
     assert result.returncode == 0 and "no unfinished swaps" in result.stdout
+
+
+async def test_a_new_swap_first_resumes_what_a_crash_left(net, tmp_path, cli_env, journal_path):
+    pair = CROSS_PAIRS[0]
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(spec_for(pair).model_dump_json())
+    before = await snapshot(net)
+    crashed = dvp(["swap", str(scenario)], cli_env, crash_after=6)
+    assert crashed.returncode == -signal.SIGKILL
+    second = dvp(["swap", str(scenario)], cli_env)
+    assert second.returncode == 0, second.stderr
+    assert "resuming 1 unfinished swap" in second.stderr
+    journal = Journal(journal_path)
+    swaps = journal.swaps()
+    steps = [s for swap in swaps for s in journal.steps(swap.id)]
+    journal.close()
+    assert [s.outcome for s in swaps] == ["settled", "settled"]
+    after = await snapshot(net)
+    assert_conserved(before, after, steps)
+    assert changes(before, after, pair, steps) == {k: 2 * v for k, v in SETTLED.items()}
