@@ -215,7 +215,7 @@ def draw_latency(ax, run: dict[str, Any]) -> None:
             data.append(vals)
             labels.append(p["id"])
     if data:
-        ax.boxplot(data, labels=labels, showmeans=True)
+        ax.boxplot(data, tick_labels=labels, showmeans=True)
         for i, vals in enumerate(data, start=1):
             ax.scatter([i] * len(vals), vals, s=6, alpha=0.5, color="tab:blue")
     ax.set_ylabel("end-to-end seconds")

@@ -1,0 +1,151 @@
+"""`dvp bench` on the session testbed: a small run (2 swaps per pair, concurrency 2)
+produces JSON, HTML and PNG that are complete and consistent with each other and with
+the bench journal.  No timing thresholds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dvp.journal import Journal
+
+DVP = str(Path(sys.executable).parent / "dvp")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SWAPS, K, REFUNDS = 2, 2, 1
+
+
+def dvp(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def bench_out(run_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "DVP_RUN_DIR": str(run_dir), "COLUMNS": "200"}
+    result = dvp(["bench", "--swaps", str(SWAPS), "--concurrency", str(K), "--refunds", str(REFUNDS),
+                  "--throughput-txs", "6", "--baseline-samples", "2", "--swap-timeout", "120", "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Fabric: not measured: Fabric unavailable" in result.stdout
+    # the testnets were already up: bench must leave them running
+    assert (Path(run_dir) / "state.json").exists()
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(bench_out) -> dict:
+    return json.loads((bench_out / "results.json").read_text())
+
+
+def test_every_pair_of_the_testbed_is_measured(run):
+    ids = {p["id"] for p in run["pairs"]}
+    assert {"evm-a", "evm-b", "evm-a/evm-b", "evm-a/btc", "evm-b/btc"} <= ids
+    assert run["schema"] == "dvp-bench/1" and run["fabric"] == "not measured: Fabric unavailable"
+    for key in ("platform", "python", "cpus", "at"):
+        assert run["machine"][key]
+    assert run["config"]["swaps"] == SWAPS and run["config"]["concurrency"] == K
+    assert {r["platform"] for r in run["platforms"]} == {"ethereum", "utxo", "fabric"}
+    fabric = next(r for r in run["platforms"] if r["platform"] == "fabric")
+    assert fabric["note"] == "not measured: Fabric unavailable"
+
+
+def test_every_swap_ends_settled_or_refunded(run):
+    for p in run["pairs"]:
+        assert p["stuck"] == []
+        assert len(p["swaps"]) == SWAPS == p["summary"]["swaps"]
+        assert p["summary"]["outcomes"] == {"settled": SWAPS}
+        if p["kind"] == "htlc":
+            assert [s["outcome"] for s in p["refunds"]] == ["refunded"] * REFUNDS
+            assert p["refund_summary"]["refund"]["unwind_seconds"]["n"] == REFUNDS
+        else:
+            assert p["refunds"] == []
+
+
+def test_figures_are_internally_consistent(run):
+    for p in run["pairs"]:
+        swaps = p["swaps"] + p["refunds"]
+        for s in swaps:
+            steps = s["steps"]
+            assert s["total_seconds"] == pytest.approx(sum(e["seconds"] for e in steps) + s["orchestration_seconds"])
+            assert s["total_seconds"] == pytest.approx(sum(e["seconds"] + e["gap_before"] for e in steps))
+            assert s["total_seconds"] == pytest.approx(steps[-1]["end"])
+            assert s["transactions"] == sum(1 for e in steps if e["tx_id"]) == sum(s["transactions_by_ledger"].values())
+            assert s["transactions"] == sum(v["transactions"] for v in s["parties"].values())
+            assert sum(v["steps"] for v in s["parties"].values()) == len(steps)
+            for ledger, fee in s["fees"].items():
+                assert fee["fee"] == sum(e["fee"] or 0 for e in steps if e["ledger"] == ledger)
+                assert fee["unit"] == run["ledgers"][ledger]["fee_unit"] and fee["unit"] in ("wei", "sat")
+            for e in steps:
+                if e["finality_seconds"] is not None:
+                    assert e["submit_seconds"] + e["finality_seconds"] == pytest.approx(e["seconds"])
+        s = p["summary"]
+        totals = [x["total_seconds"] for x in p["swaps"]]
+        assert s["latency"]["n"] == len(totals)
+        assert s["latency"]["mean"] == pytest.approx(sum(totals) / len(totals))
+        assert s["transactions_per_swap"] == pytest.approx(sum(x["transactions"] for x in p["swaps"]) / len(p["swaps"]))
+        t = p["throughput"]
+        assert t["ratio"] == pytest.approx(t["swaps_per_second"] / t["bound"])
+        assert t["bound"] == min(t["bounds"].values())
+        assert p["overhead"]["ratio"] == pytest.approx(s["latency"]["mean"] / p["overhead"]["confirmations_seconds"])
+        if p["kind"] == "htlc":
+            happy = p["swaps"][0]
+            assert [e["phase"] for e in happy["steps"]] == ["lock", "audit", "counter-lock", "counter-audit", "claim",
+                                                              "extract secret", "second claim"]
+            assert set(happy["liquidity"]) == {"security", "cash"}
+            assert happy["principal_risk"]["window_seconds"] > happy["principal_risk"]["second_claim_seconds"] > 0
+        else:
+            assert [e["phase"] for e in p["swaps"][0]["steps"]] == ["propose", "settle"]
+    mem = run["memory"]
+    assert mem["swaps"] == len(mem["samples"]) == SWAPS * len(run["pairs"])
+    assert mem["peak_rss_kib"] >= max(kib for _, kib in mem["samples"]) > 0
+    for ledger, b in run["baselines"].items():
+        assert len(b["confirmation_samples"]) == b["confirmation"]["n"] == 2
+        assert b["throughput"]["tps"] == pytest.approx(b["throughput"]["transactions"] / b["throughput"]["seconds"])
+    pairs = {p["id"] for p in run["pairs"]}
+    assert {t["pair"] for t in run["targets"] if t["pair"]} == pairs
+
+
+def test_figures_match_the_bench_journal(run, bench_out):
+    journal = Journal(bench_out / "bench-journal.sqlite")
+    try:
+        records = {r.id: r for r in journal.swaps()}
+        swaps = [s for p in run["pairs"] for s in p["swaps"] + p["refunds"]]
+        assert len(records) == len(swaps)
+        for s in swaps:
+            assert records[s["swap_id"]].outcome == s["outcome"]
+            results = [x for x in journal.steps(s["swap_id"]) if x.phase == "result"]
+            assert [x.step for x in results] == [e["step"] for e in s["steps"]]
+            assert [x.tx_id for x in results] == [e["tx_id"] for e in s["steps"]]
+    finally:
+        journal.close()
+
+
+def test_html_and_png_are_complete(bench_out, run):
+    for name in ("timeline", "latency", "liquidity", "platforms", "bench"):
+        data = (bench_out / f"{name}.png").read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+    page = (bench_out / "report.html").read_text()
+    for heading in ("Raw baselines", "DvP per pair", "Targets", "Platforms side by side", "Timeline per swap",
+                    "Latency per pair", "Liquidity locked"):
+        assert f"<h2>{heading}</h2>" in page
+    assert page.count("data:image/png;base64,") == 4
+    assert "not measured: Fabric unavailable" in page
+    for p in run["pairs"]:
+        assert f"<td>{p['id']}</td>" in page
+
+
+def test_report_rerenders_and_compares(bench_out, tmp_path):
+    env = dict(os.environ)
+    again = dvp(["report", str(bench_out / "results.json"), "--out", str(tmp_path / "again")], env)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again" / "report.html").exists() and (tmp_path / "again" / "bench.png").exists()
+    both = dvp(["report", str(bench_out / "results.json"), str(bench_out / "results.json"), "--out", str(tmp_path / "cmp")], env)
+    assert both.returncode == 0, both.stderr
+    assert (tmp_path / "cmp" / "compare.html").exists()
+    assert (tmp_path / "cmp" / "compare.png").read_bytes().startswith(PNG_MAGIC)
+    bad = dvp(["report", str(tmp_path / "cmp" / "compare.html")], env)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: results:")
