@@ -27,6 +27,7 @@ plugin, else Debian's ``docker-compose`` (v1).  Fabric is not supported yet
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -45,6 +46,7 @@ from ..errors import ConfigError, LedgerUnavailable
 from ..models import Asset
 from ..topology import Topology
 from .launcher import LaunchedLedger
+from .local import _bootstrap  # the same adapter bootstrap as the process runtime
 from .processes import alive, free_port, port_open, stop
 
 STATE = "state.json"
@@ -190,16 +192,11 @@ class DockerRuntime:
                 i = index[spec.kind] = index.get(spec.kind, -1) + 1
                 port = port_base + n if port_base else free_port()
                 progress(f"starting {spec.name} ({spec.kind}) in Docker on 127.0.0.1:{port}")
-                start = _ETHEREUM if spec.kind == "ethereum" else _UTXO
-                ledger, project, containers = start(self, compose, spec, i, port, launched, projects)
+                ledger, project, containers = _STARTERS[spec.kind](self, compose, spec, i, port, projects)
                 launched.append(ledger)
                 projects[spec.name] = project.record(containers)
                 self._write(launched, projects, topology.assets, partial=True)
             progress("deploying contracts and assets")
-            from .local import _bootstrap  # the same adapter bootstrap as the process runtime
-
-            import asyncio
-
             configs = asyncio.run(_bootstrap(launched, topology.assets))
             for ledger in launched:
                 ledger.config = configs[ledger.name]
@@ -346,7 +343,7 @@ def _launcher_module(kind: str):
     return import_module(launcher_class(kind).__module__)
 
 
-def _start_ethereum(rt: DockerRuntime, compose, spec, i: int, port: int, launched, projects):
+def _start_ethereum(rt: DockerRuntime, compose: list[str], spec, i: int, port: int, projects: dict):
     """anvil in a container; the arguments and config of dvp_ethereum.launcher."""
     eth = _launcher_module(spec.kind)
     chain_id, block_time = eth.ledger_settings(spec.options, i)
@@ -366,7 +363,7 @@ def _start_ethereum(rt: DockerRuntime, compose, spec, i: int, port: int, launche
     return ledger, project, [cid]
 
 
-def _start_utxo(rt: DockerRuntime, compose, spec, i: int, port: int, launched, projects):
+def _start_utxo(rt: DockerRuntime, compose: list[str], spec, i: int, port: int, projects: dict):
     """btcd in a container; then the set-up of dvp_elements.launcher from the host."""
     import secrets
 
@@ -381,17 +378,19 @@ def _start_utxo(rt: DockerRuntime, compose, spec, i: int, port: int, launched, p
     args = utxo.btcd_args(node_dir, port, password, keys[utxo.MINER].address)  # also writes btcd.conf
     (node_dir / "btcd.cmd").write_text(
         "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n")
+    # btcd runs as the caller's user, so the run directory stays the caller's to delete.
     env = {"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
-           "DVP_MINING_ADDRESS": keys[utxo.MINER].address}  # fmt: skip
+           "DVP_MINING_ADDRESS": keys[utxo.MINER].address, "DVP_UID": os.getuid(), "DVP_GID": os.getgid()}  # fmt: skip
     project = rt.project(compose, spec.name, spec.kind, env)
     projects[spec.name] = project.record([])
     cid, log = _start_project(project, f"btcd {spec.name}")
     projects[spec.name] = project.record([cid])
-    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config={}, pids=[], logs=[log] if log else [])
+    btcd_log = node_dir / "logs" / "regtest" / "btcd.log"
+    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config={}, pids=[], logs=[str(btcd_log)] + ([log] if log else []))
     try:
         info = utxo.run_sync(utxo.bootstrap_chain(
             url, password, keys, fee_rate, alive=lambda: container_running(cid),
-            what=f"btcd container {cid[:12]}", log=node_dir / "logs" / "regtest" / "btcd.log"))  # fmt: skip
+            what=f"btcd container {cid[:12]}", log=btcd_log))  # fmt: skip
         if block_time > 0:
             mpid, mlog = utxo.start_block_clock(url, password, block_time, node_dir)
             ledger.pids.append(mpid)
@@ -404,5 +403,4 @@ def _start_utxo(rt: DockerRuntime, compose, spec, i: int, port: int, launched, p
     return ledger, project, [cid]
 
 
-_ETHEREUM = _start_ethereum
-_UTXO = _start_utxo
+_STARTERS = {"ethereum": _start_ethereum, "utxo": _start_utxo}
