@@ -29,6 +29,21 @@ def dvp(args: list[str], env: dict, crash_after: int | None = None) -> subproces
     return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
+async def claim_in_mempool(net, journal_path) -> int:
+    """1 if the crash came right after a claim was broadcast on btc and it is still unconfirmed."""
+    journal = Journal(journal_path)
+    try:
+        swaps = journal.swaps(unfinished=True)
+        steps = journal.steps(swaps[-1].id) if swaps else []
+        last = steps[-1] if steps else None
+    finally:
+        journal.close()
+    if not last or last.ledger != "btc" or last.phase != "submitted" or not last.step.startswith("claim"):
+        return 0
+    mempool = await net.ledgers["btc"]._rpc.call("getrawmempool")
+    return int(last.tx_id in mempool)
+
+
 def journal_steps(path, swap_id):
     journal = Journal(path)
     try:
@@ -52,6 +67,7 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
     scenario.write_text(spec_for(pair, behaviour=behaviour).model_dump_json())
     outcome = "settled" if expected == SETTLED else "refunded"
     drills = 0
+    unconfirmed_claims = 0
     seen: set[str] = set()
     for crash_after in range(1, MAX_WRITES):
         before = await snapshot(net)
@@ -61,6 +77,7 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
             assert run.returncode in (0, 6), run.stderr
             break
         drills += 1
+        unconfirmed_claims += await claim_in_mempool(net, journal_path)
         resumed = dvp(["resume"], cli_env)
         assert resumed.returncode == 0, resumed.stderr
         journal = Journal(journal_path)
@@ -81,6 +98,9 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
     else:
         pytest.fail(f"swap never completed within {MAX_WRITES} journal writes")
     assert drills >= 5, "the drill should have crashed the swap at several steps"
+    if pair.cash == "btc" and expected == SETTLED:
+        # One crash landed with the holder's claim broadcast but not yet in a block.
+        assert unconfirmed_claims >= 1
 
 
 async def test_resume_with_nothing_to_do(cli_env):
