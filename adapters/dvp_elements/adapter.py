@@ -209,16 +209,10 @@ class UtxoAdapter(LedgerAdapter):
 
     # -- accounts and assets ----------------------------------------------------------------
     def _key(self, party: str) -> Key:
-        try:
-            return self._keys[party]
-        except KeyError:
-            raise errors.ConfigError(f"party {party!r}: no key on ledger {self.name!r}") from None
+        return self.known(self._keys, party, "party", "no key")
 
     def _pubkey(self, party: str) -> bytes:
-        try:
-            return self._pubkeys[party]
-        except KeyError:
-            raise errors.ConfigError(f"party {party!r}: no key or public key on ledger {self.name!r}") from None
+        return self.known(self._pubkeys, party, "party", "no key or public key")
 
     def _native(self, asset: str) -> None:
         if self.config.assets.get(asset) != "native":

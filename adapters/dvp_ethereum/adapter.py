@@ -182,22 +182,13 @@ class EthereumAdapter(LedgerAdapter):
 
     # -- accounts and assets ----------------------------------------------------------------
     def _address(self, party: str) -> str:
-        try:
-            return self._addresses[party]
-        except KeyError:
-            raise errors.ConfigError(f"party {party!r}: no account on ledger {self.name!r}") from None
+        return self.known(self._addresses, party, "party", "no account")
 
     def _key(self, party: str):
-        try:
-            return self._keys[party]
-        except KeyError:
-            raise errors.ConfigError(f"party {party!r}: no key on ledger {self.name!r}") from None
+        return self.known(self._keys, party, "party", "no key")
 
     def _token(self, asset: str) -> str:
-        try:
-            return self._tokens[asset]
-        except KeyError:
-            raise errors.ConfigError(f"asset {asset!r}: unknown on ledger {self.name!r}") from None
+        return self.known(self._tokens, asset, "asset", "unknown")
 
     def _party(self, address: str) -> str:
         return self._parties.get(address.lower(), address)

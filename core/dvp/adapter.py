@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from .errors import NotSupportedError
+from .errors import ConfigError, NotSupportedError
 from .models import (
     Asset,
     Capability,
@@ -163,6 +163,13 @@ class LedgerAdapter(ABC):
         raise self.unsupported(Capability.TIME_TRAVEL)
 
     # -- helpers -------------------------------------------------------------------------
+    def known(self, table: dict, key: str, field: str, missing: str) -> Any:
+        """``table[key]``, or a one-line ConfigError: ``party 'x': no key on ledger 'evm-a'``."""
+        try:
+            return table[key]
+        except KeyError:
+            raise ConfigError(f"{field} {key!r}: {missing} on ledger {self.name!r}") from None
+
     def unsupported(self, capability: Capability) -> NotSupportedError:
         return NotSupportedError(f"ledger {self.name!r} ({self.kind}) does not support {capability.value}")
 

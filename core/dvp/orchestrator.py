@@ -390,19 +390,16 @@ class _HtlcRun(_Run):
     async def holder_claim(self) -> bool:
         """The secret holder claims the counter leg, revealing the secret, only with margin left."""
         role = self.counter
-        step = f"claim {self.leg_name(role)}"
-        adapter = self.adapter_of(role)
-        lock_id = self.lock_id_of(role)
-        terms = self.terms_of(role)
-        claimed = self.lock_is(role, LockStatus.CLAIMED)
-        if not self.done(step) and not await claimed():
-            if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter_margin(self, role):
-                await self.note(step, "skipped", self.ledger_of(role), reason="inside the safety margin before expiry")
+        margin = adapter_margin(self, role)
+
+        async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
+            if adapter.seconds_left(await adapter.now(), expiry) > margin:
                 return False
-        secret = bytes.fromhex(self.data["secret"])
-        holder = self.trade.party(self.holder)
-        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, secret, submitter=holder), claimed, holder)
-        return True
+            await self.note(f"claim {self.leg_name(role)}", "skipped", self.ledger_of(role),
+                            reason="inside the safety margin before expiry")
+            return True
+
+        return await self.claim(role, bytes.fromhex(self.data["secret"]), self.holder, too_late)
 
     async def extract_secret(self) -> bytes:
         """The counterparty learns the secret from the ledger, as it would in practice."""
@@ -420,20 +417,28 @@ class _HtlcRun(_Run):
         return preimage
 
     async def counter_claim(self, preimage: bytes) -> bool:
-        role = self.holder
+        """The counterparty claims the holder's leg with the extracted secret, if still in time."""
+
+        async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
+            return adapter.is_expired(await adapter.now(), expiry)
+
+        try:
+            return await self.claim(self.holder, preimage, self.counter, too_late)
+        except errors.LockExpired:
+            return False
+
+    async def claim(self, role: Role, preimage: bytes, claimant: Role, too_late) -> bool:
+        """``claimant`` claims ``role``'s leg unless the ledger shows it done or ``too_late``."""
         step = f"claim {self.leg_name(role)}"
         adapter = self.adapter_of(role)
         lock_id = self.lock_id_of(role)
-        terms = self.terms_of(role)
         claimed = self.lock_is(role, LockStatus.CLAIMED)
         if not self.done(step) and not await claimed():
-            if adapter.is_expired(await adapter.now(), terms.expiry):
+            if await too_late(adapter, self.terms_of(role).expiry):
                 return False
-        counter = self.trade.party(self.counter)
-        try:
-            await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=counter), claimed, counter)
-        except errors.LockExpired:
-            return False
+        party = self.trade.party(claimant)
+        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=party),
+                            claimed, party)
         return True
 
     # -- failure paths --------------------------------------------------------------------------
