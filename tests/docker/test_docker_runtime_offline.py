@@ -81,3 +81,14 @@ def test_standins_are_named_as_the_compose_files_name_them():
 def test_engine_script_knows_its_commands():
     out = subprocess.run(["bash", str(DOCKER / "engine.sh"), "bogus"], capture_output=True, text=True)
     assert out.returncode == 2 and "start|stop|status|env" in out.stderr
+
+
+def test_a_missing_image_is_named_and_never_pulled(tmp_path, monkeypatch):
+    if engine_problem(timeout=5):
+        pytest.skip("needs a Docker engine (make test-docker)")
+    monkeypatch.setenv("DVP_FOUNDRY_IMAGE", "dvp-test/absent:0")
+    monkeypatch.delenv("DVP_DOCKER_PULL", raising=False)
+    topo = Topology(ledgers=[LedgerSpec(name="evm-x", kind="ethereum")])
+    with pytest.raises(ConfigError, match="dvp-test/absent:0 not present"):
+        DockerRuntime(tmp_path).up(topo, progress=lambda m: None)
+    assert not (tmp_path / "state.json").exists()

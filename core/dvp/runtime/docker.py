@@ -21,7 +21,9 @@ project, container ids), which is what ``down`` needs to stop everything.
 The engine is found through ``DOCKER_HOST``, else the private engine of
 ``docker/engine.sh`` (``/run/dvp-docker/docker.sock``) when it runs, else Docker's
 default socket.  Compose is ``$DVP_COMPOSE`` when set, else the ``docker compose``
-plugin, else Debian's ``docker-compose`` (v1).  Fabric is not supported yet
+plugin, else Debian's ``docker-compose`` (v1).  Images must be present (stand-ins from
+``docker/standins.sh`` or pulled official ones) unless ``DVP_DOCKER_PULL=1`` lets
+compose pull what is missing.  Fabric is not supported yet
 (``docker/fabric.yaml`` is written against the official images but not exercised).
 """
 
@@ -116,6 +118,18 @@ def _docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
     return proc.stdout.strip()
 
 
+def compose_images(file: Path) -> list[str]:
+    """The images a compose file names (``image: ${VAR:-default}``), as the environment resolves them."""
+    names = []
+    for var, default in re.findall(r"^\s*image:\s*\$\{(\w+):-([^}]+)\}\s*$", Path(file).read_text(), re.M):
+        names.append(os.environ.get(var) or default)
+    return names
+
+
+def missing_images(images: list[str]) -> list[str]:
+    return [i for i in dict.fromkeys(images) if _docker("image", "inspect", "-f", "{{.Id}}", i, check=False) == ""]
+
+
 def container_running(cid: str) -> bool:
     try:
         return _docker("inspect", "-f", "{{.State.Running}}", cid, timeout=20, check=False) == "true"
@@ -182,6 +196,16 @@ class DockerRuntime:
         if problem:
             raise ConfigError(f"runtime docker: {problem}; start one with docker/engine.sh start")
         compose = self._compose or compose_command()
+        if os.environ.get("DVP_DOCKER_PULL") != "1":
+            # No silent pulls: a missing image is named, with the two ways to get it.
+            kinds = {spec.kind for spec in topology.ledgers}
+            # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile)
+            wanted = [img for kind in sorted(kinds) for img in compose_images(compose_dir() / self.compose_files[kind])[:1]]
+            missing = missing_images(wanted)
+            if missing:
+                raise ConfigError(f"runtime docker: image(s) {', '.join(missing)} not present; build stand-ins "
+                                  "(docker/standins.sh) or pull the official images (docker/README.md), "
+                                  "or set DVP_DOCKER_PULL=1 to let compose pull them")  # fmt: skip
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "docker").mkdir(exist_ok=True)
         launched: list[LaunchedLedger] = []
