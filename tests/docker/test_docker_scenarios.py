@@ -51,8 +51,10 @@ async def test_buyer_never_locks_seller_refunds(net, journal_path, pair):
     assert "lock cash" not in steps and "refund security" in steps
 
 
-def test_compose_projects_are_reachable_through_pytest_docker(dvp_compose_projects, dvp_runtime_name):
+def test_compose_projects_are_reachable_through_pytest_docker(request, dvp_runtime_name):
+    pytest.importorskip("pytest_docker", reason="pytest-docker is not installed (extra: docker)")
     if dvp_runtime_name != "docker":
         pytest.skip("process runtime: no compose projects")
+    dvp_compose_projects = request.getfixturevalue("dvp_compose_projects")
     out = dvp_compose_projects["btc"].execute("ps -q").decode().split()
     assert len(out) == 1
