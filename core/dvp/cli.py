@@ -16,7 +16,7 @@ from rich.console import Console
 from . import errors
 from .hashlock import parse_hex32
 from .network import Network
-from .runtime import RUNTIMES, select
+from .runtime import RUNTIMES, recorded, select
 from .scenario import load_scenario, parse_leg, parse_spec
 from .settings import Settings
 from .topology import default
@@ -78,7 +78,7 @@ def up(settings: Settings, block_time: float) -> None:
 @fail_cleanly
 def down(settings: Settings) -> None:
     """Stop every process `dvp up` started."""
-    pids = select(settings.runtime, settings.run_dir).down()
+    pids = recorded(settings.run_dir, settings.runtime).down()
     out.print(f"stopped {len(pids)} process(es)" if pids else "nothing running")
 
 
@@ -87,7 +87,7 @@ def down(settings: Settings) -> None:
 @fail_cleanly
 def status(settings: Settings) -> None:
     """Show the local testnets."""
-    rows = select(settings.runtime, settings.run_dir).status()
+    rows = recorded(settings.run_dir, settings.runtime).status()
     if not rows:
         out.print(f"no testnets recorded in {settings.run_dir}")
         return

@@ -4,6 +4,7 @@ which one started a ledger."""
 
 from __future__ import annotations
 
+import json
 from importlib import import_module
 from pathlib import Path
 
@@ -25,3 +26,16 @@ def select(name: str, run_dir: Path):
         return getattr(import_module(module), cls)(run_dir)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"runtime: {name!r} is not available here: {exc}") from None
+
+
+def recorded(run_dir: Path, default: str):
+    """The runtime that started the testnets recorded in ``run_dir`` (else ``default``), so
+    `dvp down` stops containers even when ``--runtime`` is not repeated."""
+    state = Path(run_dir) / "state.json"
+    name = default
+    if state.exists():
+        try:
+            name = json.loads(state.read_text()).get("runtime", default)
+        except (OSError, ValueError):
+            pass
+    return select(name, run_dir)
