@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, TypeVar
 
 from dvp.errors import LedgerUnavailable
-from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
 from .build import BTCD_VERSION, ensure_btcd
@@ -80,6 +80,7 @@ def stop_process_group(pid: int, timeout: float = 10.0) -> None:
 
 
 class UtxoLauncher(NodeLauncher):
+    compose_file = "utxo.yaml"
     kind = "utxo"
 
     def __init__(
@@ -123,6 +124,36 @@ class UtxoLauncher(NodeLauncher):
         opts = self.options.get(name, {})
         block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
         return block_time, int(opts.get("confirmations", self.confirmations)), float(opts.get("fee_rate", self.fee_rate))
+
+    def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
+        """btcd in a container (docker/utxo.yaml); then the same chain set-up as ``start``."""
+        block_time, confirmations, fee_rate = self.settings(name)
+        node_dir = (slot.run_dir / self.kind / name).resolve()
+        node_dir.mkdir(parents=True, exist_ok=True)
+        keys = dev_keys(name)
+        password = secrets.token_hex(16)
+        url = f"http://127.0.0.1:{port}"
+        args = btcd_args(node_dir, port, password, keys[MINER].address)  # also writes btcd.conf
+        (node_dir / "btcd.cmd").write_text(
+            "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n")
+        # btcd runs as the caller's user, so the run directory stays the caller's to delete.
+        log = slot.start({"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
+                          "DVP_MINING_ADDRESS": keys[MINER].address, "DVP_UID": os.getuid(), "DVP_GID": os.getgid()})  # fmt: skip
+        btcd_log = node_dir / "logs" / "regtest" / "btcd.log"
+        ledger = LaunchedLedger(name=name, kind=self.kind, config={}, logs=[str(btcd_log)] + ([log] if log else []))
+        try:
+            info = run_sync(bootstrap_chain(url, password, keys, fee_rate, alive=slot.running,
+                                            what=f"btcd container of {name}", log=btcd_log))  # fmt: skip
+            if block_time > 0:
+                mpid, mlog = start_block_clock(url, password, block_time, node_dir)
+                ledger.pids.append(mpid)
+                ledger.logs.append(str(mlog))
+        except BaseException:
+            stop(ledger.pids)
+            raise
+        ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate)
+        write_ledger_record(node_dir, name, ledger.pids, info["height"], keys)
+        return ledger
 
     def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
         node_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""Starts anvil (from the pinned npm package) as local processes on 127.0.0.1."""
+"""Starts anvil (from the pinned npm package) as local processes on 127.0.0.1, or in a
+container of the Docker runtime (docker/evm.yaml) with the same arguments and config."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from eth_account import Account
 
 from dvp.errors import ConfigError
-from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import free_port, port_open, spawn, stop, wait_until
 
 from .config import ANVIL_MNEMONIC
@@ -49,6 +50,7 @@ def dev_keys() -> dict[str, str]:
 
 class AnvilLauncher(NodeLauncher):
     kind = "ethereum"
+    compose_file = "evm.yaml"
 
     def prepare(self) -> None:
         if not anvil_binary().exists():
@@ -75,8 +77,24 @@ class AnvilLauncher(NodeLauncher):
         return started
 
 
-# The pieces of ``start`` the Docker runtime (dvp.runtime.docker) reuses: it runs the
-# same anvil with the same arguments in a container and writes the same config.
+    def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
+        chain_id, block_time = ledger_settings(self.options.get(name, {}), index)
+        # The compose file always passes --block-time, which anvil refuses at 0: start with
+        # 1 s and switch to mining on every transaction, which is anvil without it.
+        log = slot.start({"DVP_PORT": port, "DVP_CHAIN_ID": chain_id,
+                          "DVP_BLOCK_TIME": f"{block_time:g}" if block_time > 0 else "1"})  # fmt: skip
+        config = ledger_config(port, chain_id, block_time, dev_keys())
+        slot.wait(lambda: port_open(port), f"anvil {name}")
+        if block_time <= 0:
+            from web3 import Web3
+
+            provider = Web3.HTTPProvider(config["rpc_url"], request_kwargs={"timeout": 10})
+            provider.make_request("evm_setIntervalMining", [0])
+            provider.make_request("evm_setAutomine", [True])
+        return LaunchedLedger(name=name, kind=self.kind, config=config, logs=[log] if log else [])
+
+
+# The pieces of ``start`` shared by both ways of running anvil.
 
 
 def ledger_settings(opts: dict, index: int) -> tuple[int, float]:

@@ -38,15 +38,14 @@ import shlex
 import shutil
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, LedgerUnavailable
 from ..models import Asset
 from ..topology import Topology
+from ..registry import launcher_class
 from .launcher import LaunchedLedger
 from .local import _bootstrap  # the same adapter bootstrap as the process runtime
 from .processes import alive, free_port, port_open, stop
@@ -54,6 +53,11 @@ from .processes import alive, free_port, port_open, stop
 STATE = "state.json"
 LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them
 ENGINE_SOCKET = Path(os.environ.get("DVP_DOCKER_RUN", "/run/dvp-docker")) / "docker.sock"
+
+
+def compose_file(kind: str) -> str | None:
+    """The compose file of a platform, as its launcher names it (None: no Docker support)."""
+    return launcher_class(kind).compose_file
 
 
 def compose_dir() -> Path:
@@ -169,7 +173,6 @@ class Project:
 
 class DockerRuntime:
     name = "docker"
-    compose_files = {"ethereum": "evm.yaml", "utxo": "utxo.yaml"}
 
     def __init__(self, run_dir: Path, *, compose: list[str] | str | None = None):
         self.run_dir = Path(run_dir)
@@ -189,9 +192,8 @@ class DockerRuntime:
         if self.state() is not None:
             raise ConfigError(f"run_dir: testnets already recorded in {self.state_path}; run `dvp down` first")
         for spec in topology.ledgers:
-            if spec.kind not in self.compose_files:
-                raise ConfigError(f"ledgers.{spec.name}.kind: {spec.kind!r} has no Docker support yet "
-                                  f"(docker runtime: {', '.join(self.compose_files)})")  # fmt: skip
+            if compose_file(spec.kind) is None:
+                raise ConfigError(f"ledgers.{spec.name}.kind: {spec.kind!r} has no Docker support yet")
         problem = engine_problem()
         if problem:
             raise ConfigError(f"runtime docker: {problem}; start one with docker/engine.sh start")
@@ -200,7 +202,7 @@ class DockerRuntime:
             # No silent pulls: a missing image is named, with the two ways to get it.
             kinds = {spec.kind for spec in topology.ledgers}
             # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile)
-            wanted = [img for kind in sorted(kinds) for img in compose_images(compose_dir() / self.compose_files[kind])[:1]]
+            wanted = [img for kind in sorted(kinds) for img in compose_images(compose_dir() / compose_file(kind))[:1]]
             missing = missing_images(wanted)
             if missing:
                 raise ConfigError(f"runtime docker: image(s) {', '.join(missing)} not present; build stand-ins "
@@ -216,9 +218,10 @@ class DockerRuntime:
                 i = index[spec.kind] = index.get(spec.kind, -1) + 1
                 port = port_base + n if port_base else free_port()
                 progress(f"starting {spec.name} ({spec.kind}) in Docker on 127.0.0.1:{port}")
-                ledger, project, containers = _STARTERS[spec.kind](self, compose, spec, i, port, projects)
-                launched.append(ledger)
-                projects[spec.name] = project.record(containers)
+                slot = _Slot(self, compose, spec.name, spec.kind, projects)
+                launcher = launcher_class(spec.kind)({spec.name: spec.options})
+                launched.append(launcher.start_container(spec.name, i, port, slot))
+                projects[spec.name] = slot.project.record([slot.cid])
                 self._write(launched, projects, topology.assets, partial=True)
             progress("deploying contracts and assets")
             configs = asyncio.run(_bootstrap(launched, topology.assets))
@@ -276,7 +279,7 @@ class DockerRuntime:
                 env[key] = os.environ[key]
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         os.chmod(env_file, 0o600)  # RPC passwords
-        return Project(compose, compose_dir() / self.compose_files[kind], env_file, name)
+        return Project(compose, compose_dir() / compose_file(kind), env_file, name)
 
     def _write(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]], assets: list[Asset],
                partial: bool = False) -> dict[str, Any]:  # fmt: skip
@@ -346,85 +349,25 @@ def _logs(cid: str, lines: int = 10) -> str:
     return (proc.stdout + proc.stderr).strip()[-2000:]
 
 
-def _rpc(url: str, method: str, *params: Any) -> Any:
-    req = urllib.request.Request(url, data=json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                                 "params": list(params)}).encode(), headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        reply = json.loads(resp.read())
-    if reply.get("error"):
-        raise LedgerUnavailable(f"{method}: {reply['error']}")
-    return reply.get("result")
+class _Slot:
+    """One ledger's compose project, as a launcher sees it (:class:`ContainerSlot`)."""
 
+    def __init__(self, rt: "DockerRuntime", compose: list[str], name: str, kind: str, projects: dict):
+        self.run_dir = rt.run_dir
+        self._rt, self._compose, self._name, self._kind, self._projects = rt, compose, name, kind, projects
+        self.project: Project | None = None
+        self.cid = ""
 
-# ----------------------------------------------------------------------------- per platform
-# The set-up after a container answers is the platform launcher's own code, found
-# through the launcher registry (entry points ``dvp.launchers``) like LocalRuntime's.
+    def start(self, env: dict[str, Any]) -> str | None:
+        self.project = self._rt.project(self._compose, self._name, self._kind, env)
+        self._projects[self._name] = self.project.record([])  # recorded before `up`, so a failure still removes it
+        self.cid, log = _start_project(self.project, f"{self._kind} {self._name}")
+        self._projects[self._name] = self.project.record([self.cid])
+        return log or None
 
+    def wait(self, check: Callable[[], bool], what: str) -> None:
+        _wait(check, self.cid, what)
 
-def _launcher_module(kind: str):
-    from ..registry import launcher_class
+    def running(self) -> bool:
+        return container_running(self.cid)
 
-    return import_module(launcher_class(kind).__module__)
-
-
-def _start_ethereum(rt: DockerRuntime, compose: list[str], spec, i: int, port: int, projects: dict):
-    """anvil in a container; the arguments and config of dvp_ethereum.launcher."""
-    eth = _launcher_module(spec.kind)
-    chain_id, block_time = eth.ledger_settings(spec.options, i)
-    # compose passes --block-time, which anvil refuses at 0: start with 1 s and switch
-    # to mining on every transaction over RPC, which is what anvil without it does.
-    env = {"DVP_PORT": port, "DVP_CHAIN_ID": chain_id, "DVP_BLOCK_TIME": f"{block_time:g}" if block_time > 0 else "1"}
-    project = rt.project(compose, spec.name, spec.kind, env)
-    projects[spec.name] = project.record([])  # recorded before `up`, so a failure still removes it
-    cid, log = _start_project(project, f"anvil {spec.name}")
-    projects[spec.name] = project.record([cid])
-    config = eth.ledger_config(port, chain_id, block_time, eth.dev_keys())
-    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config=config, pids=[], logs=[log] if log else [])
-    _wait(lambda: port_open(port), cid, f"anvil {spec.name}")
-    if block_time <= 0:
-        _rpc(config["rpc_url"], "evm_setIntervalMining", 0)
-        _rpc(config["rpc_url"], "evm_setAutomine", True)
-    return ledger, project, [cid]
-
-
-def _start_utxo(rt: DockerRuntime, compose: list[str], spec, i: int, port: int, projects: dict):
-    """btcd in a container; then the set-up of dvp_elements.launcher from the host."""
-    import secrets
-
-    utxo = _launcher_module(spec.kind)
-    launcher = utxo.UtxoLauncher({spec.name: spec.options})
-    block_time, confirmations, fee_rate = launcher.settings(spec.name)
-    node_dir = (rt.run_dir / spec.kind / spec.name).resolve()
-    node_dir.mkdir(parents=True, exist_ok=True)
-    keys = utxo.dev_keys(spec.name)
-    password = secrets.token_hex(16)
-    url = f"http://127.0.0.1:{port}"
-    args = utxo.btcd_args(node_dir, port, password, keys[utxo.MINER].address)  # also writes btcd.conf
-    (node_dir / "btcd.cmd").write_text(
-        "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n")
-    # btcd runs as the caller's user, so the run directory stays the caller's to delete.
-    env = {"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
-           "DVP_MINING_ADDRESS": keys[utxo.MINER].address, "DVP_UID": os.getuid(), "DVP_GID": os.getgid()}  # fmt: skip
-    project = rt.project(compose, spec.name, spec.kind, env)
-    projects[spec.name] = project.record([])
-    cid, log = _start_project(project, f"btcd {spec.name}")
-    projects[spec.name] = project.record([cid])
-    btcd_log = node_dir / "logs" / "regtest" / "btcd.log"
-    ledger = LaunchedLedger(name=spec.name, kind=spec.kind, config={}, pids=[], logs=[str(btcd_log)] + ([log] if log else []))
-    try:
-        info = utxo.run_sync(utxo.bootstrap_chain(
-            url, password, keys, fee_rate, alive=lambda: container_running(cid),
-            what=f"btcd container {cid[:12]}", log=btcd_log))  # fmt: skip
-        if block_time > 0:
-            mpid, mlog = utxo.start_block_clock(url, password, block_time, node_dir)
-            ledger.pids.append(mpid)
-            ledger.logs.append(str(mlog))
-    except BaseException:
-        stop(ledger.pids)
-        raise
-    ledger.config = utxo.ledger_config(url, password, keys, block_time, confirmations, fee_rate)
-    utxo.write_ledger_record(node_dir, spec.name, ledger.pids, info["height"], keys, container=cid)
-    return ledger, project, [cid]
-
-
-_STARTERS = {"ethereum": _start_ethereum, "utxo": _start_utxo}

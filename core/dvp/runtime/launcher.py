@@ -11,9 +11,12 @@ name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
+
+from ..errors import NotSupportedError
 
 
 @dataclass
@@ -27,8 +30,24 @@ class LaunchedLedger:
     logs: list[str] = field(default_factory=list)
 
 
+class ContainerSlot(Protocol):
+    """What the Docker runtime hands a launcher for one ledger: its compose project."""
+
+    run_dir: Path
+
+    def start(self, env: dict[str, Any]) -> str | None:
+        """``up -d`` the project with these variables; the container's log file."""
+
+    def wait(self, check: Callable[[], bool], what: str) -> None:
+        """Until ``check()`` holds; fails at once, with the container's log, if it exits."""
+
+    def running(self) -> bool: ...
+
+
 class NodeLauncher(ABC):
     kind: ClassVar[str]
+    # The compose file in docker/ that runs this platform's node, if it has one.
+    compose_file: ClassVar[str | None] = None
 
     def __init__(self, options: dict[str, dict[str, Any]] | None = None):
         # Per-ledger options from the topology, keyed by ledger name (e.g. block_time).
@@ -47,3 +66,8 @@ class NodeLauncher(ABC):
         so the runtime can stop it and its children by process group.  On any
         failure the launcher stops what it started before raising.
         """
+
+    def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
+        """Start ledger ``name`` (the ``index``-th of its kind) in ``slot`` on ``port`` and do
+        the same set-up as ``start`` does once the node answers."""
+        raise NotSupportedError(f"{self.kind}: no Docker support")
