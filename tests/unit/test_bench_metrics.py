@@ -169,6 +169,19 @@ def test_principal_risk_on_a_height_clock():
     assert r["second_claim_seconds"] == 2.0
 
 
+def test_free_option_of_the_party_locking_second():
+    # first lock final at 1002.0, the buyer's own lock final at 1003.5
+    assert happy()["free_option"] == {"party": "buyer", "seconds": 1.5, "exercised": False}
+    walked = rows("w", [
+        ("lock security", "result", "evm-a", 50.0, "0x1", 1, 0.0, {}),
+        ("refund security", "result", "evm-a", 58.0, "0x2", 9, 0.0, {}),
+    ])
+    assert m.free_option("htlc", SPEC, walked) == {"party": "buyer", "seconds": 8.0, "exercised": True}
+    buyer_first = {**SPEC, "plan": {"secret_holder": "seller", "first_locker": "buyer"}}
+    assert m.free_option("htlc", buyer_first, HAPPY)["party"] == "seller"
+    assert atomic()["free_option"] is None
+
+
 def test_refund_path_durations():
     f = refund()
     assert f["outcome"] == "refunded"

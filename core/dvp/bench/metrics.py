@@ -25,6 +25,9 @@ Definitions (all seconds are wall-clock seconds):
   actually took (reveal to its result).
 - Refund duration, per leg: lock final to refund final; ``unwind_seconds``: from the
   end of the last step before the first refund to the last refund.
+- Free option (DESIGN rule 10): the party locking second may walk away; its option
+  runs from the first lock being final to its own lock being final, or to the swap's
+  last row if it never locked (``exercised``: it walked away).
 """
 
 from __future__ import annotations
@@ -202,8 +205,29 @@ def swap_metrics(
         "liquidity": liquidity(kind, spec, steps),
         "principal_risk": principal_risk(kind, spec, data, outcome, steps, ledgers),
         "refund": refund_durations(steps),
+        "free_option": free_option(kind, spec, steps),
     }
     return out
+
+
+def free_option(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any] | None:
+    """How long the party locking second could walk away at no cost (rule 10)."""
+    if kind != "htlc":
+        return None
+    plan = spec.get("plan") or {}
+    first = plan.get("first_locker") or plan.get("secret_holder", "seller")
+    first_leg, second_leg = ("security", "cash") if first == "seller" else ("cash", "security")
+    first_lock = _rows(steps, f"lock {first_leg}", "result")
+    if not first_lock:
+        return None
+    second_lock = _rows(steps, f"lock {second_leg}", "result")
+    end = second_lock[0].wall if second_lock else steps[-1].wall
+    second = "buyer" if first == "seller" else "seller"
+    return {
+        "party": spec["trade"].get(second, second),
+        "seconds": end - first_lock[0].wall,
+        "exercised": not second_lock,
+    }
 
 
 def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
@@ -350,6 +374,7 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             slot["amount_seconds"].append(l["amount_seconds"])
             slot["seconds"].append(l["seconds"])
     risks = [s["principal_risk"] for s in swaps if s.get("principal_risk")]
+    options = [s["free_option"] for s in swaps if s.get("free_option")]
     refunds = [s["refund"] for s in swaps if s.get("refund")]
     return {
         "swaps": n,
@@ -372,6 +397,10 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "second_claim_seconds": stats(r["second_claim_seconds"] for r in risks),
             "margin_seconds": stats(r["margin_seconds"] for r in risks),
         } if risks else None,
+        "free_option": {
+            "seconds": stats(o["seconds"] for o in options),
+            "exercised": sum(1 for o in options if o["exercised"]),
+        } if options else None,
         "refund": {
             "unwind_seconds": stats(r["unwind_seconds"] for r in refunds),
             "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in ("security", "cash")},

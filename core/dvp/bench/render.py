@@ -135,6 +135,7 @@ def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
             "liquidity/swap": liq or "-",
             "risk window s": _f((risk.get("window_seconds") or {}).get("mean"), ".0f"),
             "2nd claim s": _f((risk.get("second_claim_seconds") or {}).get("mean")),
+            "free option s": _f(((s.get("free_option") or {}).get("seconds") or {}).get("mean")),
             "refund unwind s": _f((ref.get("unwind_seconds") or {}).get("mean")),
         })
     return rows
