@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import shlex
@@ -47,10 +46,10 @@ from ..models import Asset
 from ..topology import Topology
 from ..registry import launcher_class
 from .launcher import LaunchedLedger
+from .state import RunDir
 from .local import _bootstrap  # the same adapter bootstrap as the process runtime
-from .processes import alive, free_port, port_open, stop
+from .processes import alive, free_port, stop
 
-STATE = "state.json"
 LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them
 ENGINE_SOCKET = Path(os.environ.get("DVP_DOCKER_RUN", "/run/dvp-docker")) / "docker.sock"
 
@@ -171,26 +170,16 @@ class Project:
         return [c for c in self.run("ps", "-q").split() if c]
 
 
-class DockerRuntime:
+class DockerRuntime(RunDir):
     name = "docker"
 
     def __init__(self, run_dir: Path, *, compose: list[str] | str | None = None):
-        self.run_dir = Path(run_dir)
+        super().__init__(run_dir)
         self._compose = shlex.split(compose) if isinstance(compose, str) else compose
 
     # -- the LocalRuntime interface ---------------------------------------------------
-    @property
-    def state_path(self) -> Path:
-        return self.run_dir / STATE
-
-    def state(self) -> dict[str, Any] | None:
-        if not self.state_path.exists():
-            return None
-        return json.loads(self.state_path.read_text())
-
     def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
-        if self.state() is not None:
-            raise ConfigError(f"run_dir: testnets already recorded in {self.state_path}; run `dvp down` first")
+        self.check_free()
         for spec in topology.ledgers:
             if compose_file(spec.kind) is None:
                 raise ConfigError(f"ledgers.{spec.name}.kind: {spec.kind!r} has no Docker support yet")
@@ -283,22 +272,9 @@ class DockerRuntime:
 
     def _write(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]], assets: list[Asset],
                partial: bool = False) -> dict[str, Any]:  # fmt: skip
-        state = {
-            "runtime": self.name,
-            "complete": not partial,
-            "docker_host": docker_host(),
-            "ledgers": {
-                l.name: {"kind": l.kind, "config": l.config, "pids": l.pids, "logs": l.logs,
-                         "docker": projects.get(l.name)}
-                for l in launched
-            },  # fmt: skip
-            "assets": [a.model_dump(mode="json") for a in assets],
-        }
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.chmod(tmp, 0o600)  # dev keys
-        tmp.replace(self.state_path)
-        return state
+        ledgers = {l.name: {"kind": l.kind, "config": l.config, "pids": l.pids, "logs": l.logs, "docker": projects.get(l.name)}
+                   for l in launched}  # fmt: skip
+        return self.save(ledgers, assets, partial=partial, docker_host=docker_host())
 
     def _stop(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]]) -> None:
         stop([pid for ledger in launched for pid in ledger.pids])

@@ -9,40 +9,23 @@ recorded there.  The Docker runtime is a second implementation of this seam.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
 from ..models import Asset
 from ..registry import adapter_class, launcher_class
 from ..topology import Topology
 from .launcher import LaunchedLedger
 from .processes import alive, stop
+from .state import RunDir
 
-STATE = "state.json"
 
 
-class LocalRuntime:
+class LocalRuntime(RunDir):
     name = "process"
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
-
-    @property
-    def state_path(self) -> Path:
-        return self.run_dir / STATE
-
-    def state(self) -> dict[str, Any] | None:
-        if not self.state_path.exists():
-            return None
-        return json.loads(self.state_path.read_text())
-
     def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
-        if self.state() is not None:
-            raise ConfigError(f"run_dir: testnets already recorded in {self.state_path}; run `dvp down` first")
+        self.check_free()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         by_kind: dict[str, list[str]] = defaultdict(list)
         for spec in topology.ledgers:
@@ -68,19 +51,8 @@ class LocalRuntime:
             raise
 
     def _write(self, launched: list[LaunchedLedger], assets: list[Asset], partial: bool = False) -> dict[str, Any]:
-        state = {
-            "runtime": self.name,
-            "complete": not partial,
-            "ledgers": {
-                l.name: {"kind": l.kind, "config": l.config, "pids": l.pids, "logs": l.logs} for l in launched
-            },
-            "assets": [a.model_dump(mode="json") for a in assets],
-        }
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        os.chmod(tmp, 0o600)  # dev keys
-        tmp.replace(self.state_path)
-        return state
+        ledgers = {l.name: {"kind": l.kind, "config": l.config, "pids": l.pids, "logs": l.logs} for l in launched}
+        return self.save(ledgers, assets, partial=partial)
 
     def down(self) -> list[int]:
         state = self.state()
