@@ -163,7 +163,17 @@ class EthereumAdapter(LedgerAdapter):
         return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=receipt["blockNumber"], fee=fee)
 
     async def _replay_reason(self, tx_id: str, block: int) -> str | None:
-        """Re-run a reverted transaction to learn which rule it broke."""
+        """Which rule a mined transaction broke: from a trace of the real execution where the
+        node offers one (anvil, geth), else by re-running it on the state before its block."""
+        try:
+            trace = await self._w3.provider.make_request("debug_traceTransaction", [tx_id, {"tracer": "callTracer"}])
+            result = trace.get("result") or {}
+            if result.get("output") and result["output"] != "0x":
+                return decode_revert(result["output"])
+            if "out of gas" in str(result.get("error", "")).lower():
+                return "OutOfGas"
+        except Exception:  # noqa: BLE001 - tracing is optional; fall back to replay
+            pass
         try:
             tx = await self._w3.eth.get_transaction(tx_id)
             call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}

@@ -49,6 +49,7 @@ _EXPLAIN = {
     "ZeroAmount": "amount must be above zero",
     "ExpiryNotInFuture": "expiry must be in the future",
     "ERC20InsufficientBalance": "insufficient balance",
+    "OutOfGas": "ran out of gas (the state changed between gas estimation and execution)",
 }
 
 
