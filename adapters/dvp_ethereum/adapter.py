@@ -252,6 +252,7 @@ class EthereumAdapter(LedgerAdapter):
                 tx = await call.build_transaction(
                     {"from": account.address, "nonce": nonce, "chainId": self.config.chain_id}
                 )
+                tx["gas"] = _with_headroom(tx["gas"])
                 signed = account.sign_transaction(tx)
                 tx_hash = await self._w3.eth.send_raw_transaction(signed.raw_transaction)
         return "0x" + bytes(tx_hash).hex()
@@ -416,6 +417,16 @@ class EthereumAdapter(LedgerAdapter):
             raw = await dvp.functions.getOrder(_b32(order_id)).call()
         status = raw[7]
         return None if status == 0 else OrderState(order_id=order_id, status=_ORDER_STATUS[status])
+
+
+# The estimate holds for the state it ran on. Another swap's transaction mined first in the
+# same block can turn a storage write from nonzero->nonzero into zero->nonzero (e.g. the HTLC's
+# token balance drained by a claim, then refilled by a lock): 17,100 gas more. Only gas used is paid.
+_GAS_HEADROOM = 30_000
+
+
+def _with_headroom(estimate: int) -> int:
+    return int(estimate * 1.2) + _GAS_HEADROOM
 
 
 def _b32(hex_id: str) -> bytes:
