@@ -169,6 +169,18 @@ def test_principal_risk_on_a_height_clock():
     assert r["second_claim_seconds"] == 2.0
 
 
+def test_a_retried_step_counts_its_failed_attempt_as_submit_time():
+    retried = rows("t", [
+        ("lock security", "intent", "evm-a", 10.0, None, 1, 0.0, None),
+        ("lock security", "submitted", "evm-a", 10.5, "0x1", 1, 0.0, None),  # reverted; resumed
+        ("lock security", "intent", "evm-a", 12.0, None, 3, 0.0, None),
+        ("lock security", "submitted", "evm-a", 12.25, "0x2", 3, 0.0, None),
+        ("lock security", "result", "evm-a", 13.0, "0x2", 4, 0.0, {"fee": 1, "payer": "seller", **EVM}),
+    ])
+    [step] = m.swap_metrics("t", "htlc", SPEC, DATA, None, 10.0, retried, LEDGERS)["steps"]
+    assert step["seconds"] == 3.0 and step["submit_seconds"] == 2.25 and step["finality_seconds"] == 0.75
+
+
 def test_free_option_of_the_party_locking_second():
     # first lock final at 1002.0, the buyer's own lock final at 1003.5
     assert happy()["free_option"] == {"party": "buyer", "seconds": 1.5, "exercised": False}

@@ -11,9 +11,9 @@ Definitions (all seconds are wall-clock seconds):
   each step spans its intent (or, for a step without one, the previous step's end)
   to its result (:func:`dvp.report.timeline`); the gaps between steps (ledger reads,
   safety checks, planning) are the orchestration time.
-- A transaction step splits into ``submit_seconds`` (intent to submitted: build,
-  sign, broadcast) and ``finality_seconds`` (submitted to result: the wait for
-  finality).
+- A transaction step splits into ``submit_seconds`` (its start to its last submitted
+  row: build, sign, broadcast, and any failed attempt before a retry) and
+  ``finality_seconds`` (last submitted to result: the wait for finality).
 - Messages per party: the transactions it sends (on-ledger messages) plus one
   off-ledger notice per lock or proposal it makes (the lock id and terms its
   counterparty must audit).  The secret never travels off-ledger.
@@ -138,7 +138,6 @@ def swap_metrics(
     entries: list[dict[str, Any]] = []
     prev_end = t0
     for r, phase in zip(rows, phases):
-        intent = _rows(steps, r.step, "intent")
         submitted = _rows(steps, r.step, "submitted")
         result = next(s for s in steps if s.step == r.step and s.phase == "result" and s.wall == r.finished)
         fee = result.detail.get("fee")
@@ -155,7 +154,9 @@ def swap_metrics(
             "end": r.finished - t0,
             "seconds": r.seconds,
             "gap_before": r.started - prev_end,
-            "submit_seconds": (submitted[0].wall - intent[0].wall) if intent and submitted else None,
+            # From the step's start to its last broadcast: a step retried after a failed
+            # attempt (resume) counts the retry here, so submit + finality = seconds.
+            "submit_seconds": (submitted[-1].wall - r.started) if submitted else None,
             "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
             "tx_id": r.tx_id,
             "height": r.height,
