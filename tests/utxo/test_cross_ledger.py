@@ -1,9 +1,9 @@
 """Whole DvP swaps between an EVM chain (anvil: the bond) and btcd regtest (the cash).
 
-The framework starts both ledgers through their launchers (LocalRuntime), the
-orchestrator drives the swap through the adapter protocol only.  Until the
-``dvp.adapters``/``dvp.launchers`` entry points for ``utxo`` are installed, the
-registry is pointed at the classes directly.
+The framework starts both ledgers through their launchers (LocalRuntime), found through
+the ``dvp.launchers``/``dvp.adapters`` entry points; the orchestrator drives the swap
+through the adapter protocol only.  Unlike the shared testbed, btcd here runs with its
+block clock (a block every 0.25 s), not with blocks mined on demand.
 
 Cash on a UTXO chain is the native coin, so fees are paid in the traded asset:
 the seller receives the cash amount less the claim fee, the buyer pays the cash
@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import pytest
 
-from dvp import registry
 from dvp.models import Asset, AssetKind, Behaviour, HtlcPlan, Leg, LockStatus, Role, SwapSpec, Trade
 from dvp.network import Network
 from dvp.orchestrator import Outcome
 from dvp.runtime.local import LocalRuntime
 from dvp.topology import LedgerSpec, Topology
-
-from dvp_elements.adapter import UtxoAdapter
-from dvp_elements.launcher import UtxoLauncher
 
 pytestmark = pytest.mark.utxo
 
@@ -31,28 +27,7 @@ ETH, BTC = "evm-a", "btc"
 
 
 @pytest.fixture(scope="module")
-def patched_registry():
-    mp = pytest.MonkeyPatch()
-    original = registry._load
-
-    def load(group, kind, base):
-        if kind == "utxo":
-            cls = UtxoAdapter if group == registry.ADAPTERS else UtxoLauncher
-            registry.check_class(cls, base, f"{group}:{kind}")
-            return cls
-        return original(group, kind, base)
-
-    mp.setattr(registry, "_load", load)
-    registry.adapter_class.cache_clear()
-    registry.launcher_class.cache_clear()
-    yield
-    mp.undo()
-    registry.adapter_class.cache_clear()
-    registry.launcher_class.cache_clear()
-
-
-@pytest.fixture(scope="module")
-def testbed(patched_registry, tmp_path_factory):
+def testbed(tmp_path_factory):
     path = tmp_path_factory.mktemp("eth-btc")
     topology = Topology(
         ledgers=[
