@@ -76,11 +76,7 @@ type OrderEvent struct {
 // strictly before expiry.  Nothing is escrowed: the accepting transaction
 // moves both legs or neither.
 func (r *Rules) ProposeOrder(stub Stub, id Identity, buyer, secAsset, secAmountS, cashAsset, cashAmountS, expiryS, nonceHex string) (string, error) {
-	now, err := r.txTime(stub)
-	if err != nil {
-		return "", err
-	}
-	seller, err := AccountOf(id)
+	now, seller, err := r.txCaller(stub, id)
 	if err != nil {
 		return "", err
 	}
@@ -158,11 +154,7 @@ func (r *Rules) loadOrder(stub Stub, orderID string) (*Order, error) {
 // before expiry; securities go to the buyer and cash to the seller in this
 // one transaction, or the transaction fails and nothing moves.
 func (r *Rules) AcceptOrder(stub Stub, id Identity, orderID string) error {
-	now, err := r.txTime(stub)
-	if err != nil {
-		return err
-	}
-	caller, err := AccountOf(id)
+	now, caller, err := r.txCaller(stub, id)
 	if err != nil {
 		return err
 	}
@@ -202,11 +194,7 @@ func (r *Rules) AcceptOrder(stub Stub, id Identity, orderID string) error {
 
 // CancelOrder withdraws an open order; only its seller may call it.
 func (r *Rules) CancelOrder(stub Stub, id Identity, orderID string) error {
-	now, err := r.txTime(stub)
-	if err != nil {
-		return err
-	}
-	caller, err := AccountOf(id)
+	now, caller, err := r.txCaller(stub, id)
 	if err != nil {
 		return err
 	}

@@ -100,11 +100,7 @@ type LockEvent struct {
 // until expiry (unix seconds, judged on transaction timestamps).  It returns
 // the lock id derived from the terms.
 func (r *Rules) Lock(stub Stub, id Identity, recipient, asset, amountS, hashlockHex, expiryS, nonceHex string) (string, error) {
-	now, err := r.txTime(stub)
-	if err != nil {
-		return "", err
-	}
-	sender, err := AccountOf(id)
+	now, sender, err := r.txCaller(stub, id)
 	if err != nil {
 		return "", err
 	}
@@ -227,11 +223,7 @@ func (r *Rules) Claim(stub Stub, lockID, preimageHex string) error {
 // Refund returns a lock to its sender; only the sender may call it, and only
 // at or after expiry.
 func (r *Rules) Refund(stub Stub, id Identity, lockID string) error {
-	now, err := r.txTime(stub)
-	if err != nil {
-		return err
-	}
-	caller, err := AccountOf(id)
+	now, caller, err := r.txCaller(stub, id)
 	if err != nil {
 		return err
 	}

@@ -145,6 +145,20 @@ func isAdmin(id Identity) bool {
 
 // txTime returns the proposal's timestamp after checking it against the
 // endorser's clock.  Every state-changing function calls it first.
+// txCaller checks the transaction's time (txTime) and names its caller: the opening
+// of every handler that acts on behalf of the submitting identity.
+func (r *Rules) txCaller(stub Stub, id Identity) (time.Time, string, error) {
+	now, err := r.txTime(stub)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	caller, err := AccountOf(id)
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	return now, caller, nil
+}
+
 func (r *Rules) txTime(stub Stub) (time.Time, error) {
 	ts, err := stub.GetTxTimestamp()
 	if err != nil || ts == nil {

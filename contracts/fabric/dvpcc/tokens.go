@@ -106,10 +106,7 @@ func (r *Rules) Issuer(stub Stub) (string, error) {
 
 // Issue mints amount of asset to recipient; only the issuer may call it.
 func (r *Rules) Issue(stub Stub, id Identity, recipient, asset, amountS string) error {
-	if _, err := r.txTime(stub); err != nil {
-		return err
-	}
-	caller, err := AccountOf(id)
+	_, caller, err := r.txCaller(stub, id)
 	if err != nil {
 		return err
 	}
@@ -141,10 +138,7 @@ func (r *Rules) Issue(stub Stub, id Identity, recipient, asset, amountS string) 
 
 // Transfer moves amount of asset from the caller to recipient.
 func (r *Rules) Transfer(stub Stub, id Identity, recipient, asset, amountS string) error {
-	if _, err := r.txTime(stub); err != nil {
-		return err
-	}
-	caller, err := AccountOf(id)
+	_, caller, err := r.txCaller(stub, id)
 	if err != nil {
 		return err
 	}
