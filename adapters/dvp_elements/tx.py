@@ -175,6 +175,25 @@ def min_htlc_amount(htlc: HtlcScript, fee_rate: float) -> int:
     return DUST_LIMIT + max(htlc_spend_fee(htlc, fee_rate, 1, True), htlc_spend_fee(htlc, fee_rate, 1, False))
 
 
+def check_htlc_spend(htlc: HtlcScript, utxos, key: Key, preimage: bytes | None, refund: bool, check: bool,
+                     error: type[ValueError] = TxBuildError) -> None:
+    """What a claim or refund of ``htlc`` needs before it is built, on Bitcoin and Elements
+    alike: one of preimage or refund, outputs of this very script and, unless ``check`` is
+    off (tests building what the node must reject), the key the script names."""
+    if (preimage is None) == (not refund):
+        raise error("give a preimage to claim, or refund=True, not both")
+    if not utxos:
+        raise error("no HTLC outputs to spend")
+    spk = htlc.script_pubkey
+    for u in utxos:
+        if u.script_pubkey != spk:
+            raise error(f"{u.txid}:{u.vout} is not an output of this HTLC")
+    if check:
+        expected = htlc.sender_pubkey if refund else htlc.recipient_pubkey
+        if key.pubkey != expected:
+            raise error(f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}")
+
+
 def build_htlc_spend(
     htlc: HtlcScript,
     utxos: list[Utxo],
@@ -192,18 +211,7 @@ def build_htlc_spend(
     ``destination`` says otherwise.  ``check=False`` lets tests build the
     transactions the ledger must reject (wrong key, wrong preimage, early refund).
     """
-    if (preimage is None) == (not refund):
-        raise TxBuildError("give a preimage to claim, or refund=True, not both")
-    if not utxos:
-        raise TxBuildError("no HTLC outputs to spend")
-    spk = htlc.script_pubkey
-    for u in utxos:
-        if u.script_pubkey != spk:
-            raise TxBuildError(f"{u.txid}:{u.vout} is not an output of this HTLC")
-    if check:
-        expected = htlc.sender_pubkey if refund else htlc.recipient_pubkey
-        if key.pubkey != expected:
-            raise TxBuildError(f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}")
+    check_htlc_spend(htlc, utxos, key, preimage, refund, check)
     if destination is None:
         destination = p2wpkh_script(htlc.sender_pubkey if refund else htlc.recipient_pubkey)
     total = sum(u.value for u in utxos)

@@ -32,6 +32,7 @@ import wallycore as wally
 
 from ..htlc import AuditError, NoFunding
 from ..keys import Key, p2wpkh_script
+from ..tx import check_htlc_spend
 from ..script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
 from .assets import AssetError, check_asset_id
 from .tx import (
@@ -141,18 +142,8 @@ def build_htlc_spend(
     locked policy-asset amount.  ``check=False`` builds what the node must
     reject (wrong key, wrong or over-long preimage).
     """
-    if (preimage is None) == (not refund):
-        raise TxBuildError("give a preimage to claim, or refund=True, not both")
-    if not utxos:
-        raise TxBuildError("no HTLC outputs to spend")
-    spk = htlc.script_pubkey
-    for u in utxos:
-        if u.script_pubkey != spk:
-            raise TxBuildError(f"{u.txid}:{u.vout} is not an output of this HTLC")
+    check_htlc_spend(htlc, utxos, key, preimage, refund, check, error=TxBuildError)
     if check:
-        expected = htlc.sender_pubkey if refund else htlc.recipient_pubkey
-        if key.pubkey != expected:
-            raise TxBuildError(f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}")
         if preimage is not None and (len(preimage) != 32 or hashlib.sha256(preimage).digest() != htlc.hashlock):
             raise TxBuildError("the preimage must be the 32 bytes whose sha256 is the hashlock")
     if destination is None:
