@@ -158,7 +158,7 @@ class UtxoAdapter(LedgerAdapter):
         return Finality.by_confirmations(c.confirmations, c.block_interval, c.clock_skew)
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
-        timeout = timeout or max(60.0, 20 * self.finality.expected_seconds)
+        timeout = self.finality_timeout(timeout)
         deadline = time.monotonic() + timeout
         missing = 0
         while True:

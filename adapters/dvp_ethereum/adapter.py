@@ -146,7 +146,7 @@ class EthereumAdapter(LedgerAdapter):
         return Finality.by_confirmations(c.confirmations, c.block_interval, c.clock_skew)
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
-        timeout = timeout or max(60.0, 20 * self.finality.expected_seconds)
+        timeout = self.finality_timeout(timeout)
         deadline = time.monotonic() + timeout
         with web3_errors(f"wait for {tx_id}", self.name):
             receipt = await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=timeout, poll_latency=_POLL)

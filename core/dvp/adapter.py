@@ -86,6 +86,10 @@ class LedgerAdapter(ABC):
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
         """Wait until ``tx_id`` is final; raise CommitError if it failed on the ledger."""
 
+    def finality_timeout(self, timeout: float | None) -> float:
+        """How long ``wait_final`` waits when not told: generous against the usual finality."""
+        return timeout or max(60.0, 20 * self.finality.expected_seconds)
+
     def expiry_after(self, now: LedgerTime, seconds: float) -> int:
         """An expiry ``seconds`` from ``now``, in this ledger's clock unit."""
         if self.clock is ClockKind.HEIGHT:
