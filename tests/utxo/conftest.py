@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-# Until pyproject.toml installs the ``dvp_elements`` package, find it in the tree;
+# Until pyproject.toml installs the ``dvp_utxo`` package, find it in the tree;
 # without python-bitcoinlib (the ``utxo`` extra) these tests cannot even be collected.
-if importlib.util.find_spec("dvp_elements") is None:
+if importlib.util.find_spec("dvp_utxo") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
 if importlib.util.find_spec("bitcoin") is None:  # pragma: no cover
     collect_ignore_glob = ["test_*.py"]
@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def btcd_ledger(tmp_path_factory: pytest.TempPathFactory):
     """One btcd regtest node, no block clock (tests mine explicitly); stopped after the module."""
-    from dvp_elements.launcher import UtxoLauncher, stop_process_group
+    from dvp_utxo.launcher import UtxoLauncher, stop_process_group
 
     launcher = UtxoLauncher(block_interval=None)  # no block clock: tests mine explicitly
     launcher.prepare()
@@ -57,11 +57,11 @@ class Chain:
     """A test's handle on the node: RPC, chain view, HTLC operations and the party keys."""
 
     def __init__(self, config: dict):
-        from dvp_elements.chain import ChainView
-        from dvp_elements.dialect import dialect_for
-        from dvp_elements.htlc import UtxoLedger
-        from dvp_elements.keys import Key
-        from dvp_elements.rpc import RpcClient
+        from dvp_utxo.chain import ChainView
+        from dvp_utxo.dialect import dialect_for
+        from dvp_utxo.htlc import UtxoLedger
+        from dvp_utxo.keys import Key
+        from dvp_utxo.rpc import RpcClient
 
         self.config = config
         self.rpc = RpcClient(config["rpc_url"], config["rpc_user"], config["rpc_password"])

@@ -14,8 +14,8 @@ from dvp.registry import check_class
 from dvp.adapter import LedgerAdapter
 from dvp.runtime.processes import free_port
 
-from dvp_elements.adapter import UtxoAdapter
-from dvp_elements.config import UtxoConfig
+from dvp_utxo.adapter import UtxoAdapter
+from dvp_utxo.config import UtxoConfig
 
 pytestmark = pytest.mark.utxo
 

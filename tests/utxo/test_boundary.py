@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from dvp import errors
-from dvp_elements.boundary import utxo_errors
-from dvp_elements.htlc import AuditError, NoFunding
-from dvp_elements.rpc import RpcError, RpcUnavailable
-from dvp_elements.script import ScriptError
-from dvp_elements.tx import TxBuildError
+from dvp_utxo.boundary import utxo_errors
+from dvp_utxo.htlc import AuditError, NoFunding
+from dvp_utxo.rpc import RpcError, RpcUnavailable
+from dvp_utxo.script import ScriptError
+from dvp_utxo.tx import TxBuildError
 
 pytestmark = pytest.mark.utxo
 

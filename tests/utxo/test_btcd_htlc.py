@@ -12,9 +12,9 @@ import secrets
 
 import pytest
 
-from dvp_elements.htlc import AuditError, NoFunding
-from dvp_elements.rpc import RpcError
-from dvp_elements.script import HtlcScript
+from dvp_utxo.htlc import AuditError, NoFunding
+from dvp_utxo.rpc import RpcError
+from dvp_utxo.script import HtlcScript
 
 pytestmark = [pytest.mark.utxo, pytest.mark.asyncio]
 
@@ -132,8 +132,8 @@ async def test_refund_with_early_nlocktime_rejected_by_cltv(chain):
     utxos = chain.ledger.status(htlc).unspent
     tx = chain.ledger.refund_tx(htlc, chain.keys["seller"], utxos)
     # Re-sign with nLockTime = current height but the real script.
-    from dvp_elements.tx import _sign, _with_witness
-    from dvp_elements.script import refund_witness
+    from dvp_utxo.tx import _sign, _with_witness
+    from dvp_utxo.script import refund_witness
 
     mtx = CMutableTransaction.from_tx(tx)
     mtx.nLockTime = cheat.lock_height

@@ -30,8 +30,8 @@ wally = pytest.importorskip("wallycore", reason="wallycore (the Elements library
 from bitcoin.core import scripteval  # noqa: E402
 from bitcoin.core.script import CScript  # noqa: E402
 
-from dvp_elements.dialect import dialect_for  # noqa: E402
-from dvp_elements.elements.assets import (  # noqa: E402
+from dvp_utxo.dialect import dialect_for  # noqa: E402
+from dvp_utxo.elements.assets import (  # noqa: E402
     ELEMENTSREGTEST_POLICY_ASSET,
     AssetError,
     IssuedAsset,
@@ -43,8 +43,8 @@ from dvp_elements.elements.assets import (  # noqa: E402
     parse_explicit_value,
     token_from_entropy,
 )
-from dvp_elements.elements.dvp import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, verify_dvp  # noqa: E402
-from dvp_elements.elements.htlc import (  # noqa: E402
+from dvp_utxo.elements.dvp import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, verify_dvp  # noqa: E402
+from dvp_utxo.elements.htlc import (  # noqa: E402
     audit_funding,
     audit_script,
     build_funding,
@@ -53,7 +53,7 @@ from dvp_elements.elements.htlc import (  # noqa: E402
     fee_reserve,
     min_htlc_amount,
 )
-from dvp_elements.elements.tx import (  # noqa: E402
+from dvp_utxo.elements.tx import (  # noqa: E402
     DUST_LIMIT,
     SEQUENCE_NONFINAL,
     ElementsTx,
@@ -69,9 +69,9 @@ from dvp_elements.elements.tx import (  # noqa: E402
     verify_input,
     verify_signature,
 )
-from dvp_elements.htlc import AuditError, NoFunding  # noqa: E402
-from dvp_elements.keys import Key  # noqa: E402
-from dvp_elements.script import HtlcScript, parse_htlc_witness  # noqa: E402
+from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
+from dvp_utxo.keys import Key  # noqa: E402
+from dvp_utxo.script import HtlcScript, parse_htlc_witness  # noqa: E402
 
 pytestmark = pytest.mark.utxo
 

@@ -21,19 +21,19 @@ import pytest_asyncio
 
 wally = pytest.importorskip("wallycore", reason="wallycore (the Elements library) is not installed")
 
-from dvp_elements.elements.node import SKIP_REASON, ElementsNode, find_elementsd, start_elementsd  # noqa: E402
+from dvp_utxo.elements.node import SKIP_REASON, ElementsNode, find_elementsd, start_elementsd  # noqa: E402
 
 ELEMENTSD = find_elementsd()
 if ELEMENTSD is None:
     pytest.skip(SKIP_REASON, allow_module_level=True)
 
-from dvp_elements.elements.dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp  # noqa: E402
-from dvp_elements.elements.htlc import audit_funding, build_funding, build_htlc_spend, extract_preimage  # noqa: E402
-from dvp_elements.elements.tx import ElementsTx, TxIn, TxOut, assemble, build_issuance, set_witnesses, sign_input  # noqa: E402
-from dvp_elements.htlc import AuditError, NoFunding  # noqa: E402
-from dvp_elements.keys import Key  # noqa: E402
-from dvp_elements.rpc import RpcError  # noqa: E402
-from dvp_elements.script import HtlcScript, refund_witness  # noqa: E402
+from dvp_utxo.elements.dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp  # noqa: E402
+from dvp_utxo.elements.htlc import audit_funding, build_funding, build_htlc_spend, extract_preimage  # noqa: E402
+from dvp_utxo.elements.tx import ElementsTx, TxIn, TxOut, assemble, build_issuance, set_witnesses, sign_input  # noqa: E402
+from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
+from dvp_utxo.keys import Key  # noqa: E402
+from dvp_utxo.rpc import RpcError  # noqa: E402
+from dvp_utxo.script import HtlcScript, refund_witness  # noqa: E402
 
 pytestmark = [pytest.mark.utxo, pytest.mark.asyncio]
 

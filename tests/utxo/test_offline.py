@@ -18,9 +18,9 @@ from bitcoin.core.script import (
     SignatureHash,
 )
 
-from dvp_elements.keys import Key, p2wpkh_script
-from dvp_elements.script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
-from dvp_elements.tx import (
+from dvp_utxo.keys import Key, p2wpkh_script
+from dvp_utxo.script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
+from dvp_utxo.tx import (
     DUST_LIMIT,
     SEQUENCE_NONFINAL,
     TxBuildError,

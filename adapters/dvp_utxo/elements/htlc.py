@@ -1,6 +1,6 @@
 """The P2WSH HTLC on Elements, funded with any asset: fund, claim, refund, reveal, audit.
 
-The witness script is :class:`dvp_elements.script.HtlcScript`, byte for byte the
+The witness script is :class:`dvp_utxo.script.HtlcScript`, byte for byte the
 one used on Bitcoin (``contracts/utxo/htlc.asm``); so are the claim and refund
 witnesses.  What Elements changes:
 
@@ -238,7 +238,7 @@ def audit_funding(
     locked output must be explicit, of ``asset`` and exactly ``amount``; an
     issued-asset lock must carry a fee reserve large enough for its claim and
     refund at ``fee_rate``; the lock height must be at least ``min_blocks_left``
-    above ``tip_height``.  Raises :class:`~dvp_elements.htlc.AuditError` naming
+    above ``tip_height``.  Raises :class:`~dvp_utxo.htlc.AuditError` naming
     the first mismatching field.  Confirmations come from the node; pass them.
     """
     check_asset_id(asset)

@@ -7,7 +7,7 @@ virtual size, and the Elements segwit-v0 signature hash
 commits to the spent output's *value commitment* (9 bytes when explicit,
 33 when blinded) instead of an 8-byte amount, and to each input's issuance.
 
-Rules kept here, as on Bitcoin (``dvp_elements.tx``):
+Rules kept here, as on Bitcoin (``dvp_utxo.tx``):
 
 * fees are explicit: an output with an empty script in the policy asset
   (Elements' fee output), sized from the virtual size measured with placeholder

@@ -42,7 +42,7 @@ def call(url: str, auth: str, method: str, *params, timeout: float = 30.0):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dvp_elements.miner")
+    ap = argparse.ArgumentParser(prog="python -m dvp_utxo.miner")
     ap.add_argument("--url", required=True)
     ap.add_argument("--user", required=True)
     ap.add_argument("--interval", type=float, default=1.0)

@@ -11,7 +11,7 @@ a state the framework can use:
 2. pays each party (seller, buyer, issuer) :data:`PARTY_OUTPUTS` outputs of
    :data:`PARTY_OUTPUT_SAT` from mature coinbases, signed locally, and mines
    them in;
-3. optionally starts a block clock (``python -m dvp_elements.miner``) that
+3. optionally starts a block clock (``python -m dvp_utxo.miner``) that
    mines a block every ``block_interval`` seconds, as a real chain would.
 
 Keys are deterministic dev keys per (ledger name, party) and travel in the
@@ -256,7 +256,7 @@ async def bootstrap_chain(
 
 
 def start_block_clock(url: str, password: str, block_time: float, node_dir: Path) -> tuple[int, Path]:
-    """Start ``python -m dvp_elements.miner`` in its own session; (pid, log)."""
+    """Start ``python -m dvp_utxo.miner`` in its own session; (pid, log)."""
     mlog = node_dir / "miner.log"
     pkg_parent = str(Path(__file__).resolve().parent.parent)
     menv = {
@@ -264,7 +264,7 @@ def start_block_clock(url: str, password: str, block_time: float, node_dir: Path
         "PYTHONPATH": os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])),
     }
     mpid = spawn(
-        [sys.executable, "-m", "dvp_elements.miner", "--url", url, "--user", RPC_USER,
+        [sys.executable, "-m", "dvp_utxo.miner", "--url", url, "--user", RPC_USER,
          "--interval", f"{block_time:g}", "--dialect", "btcd"],
         mlog, env=menv, cwd=node_dir,
     )  # fmt: skip

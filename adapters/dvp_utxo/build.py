@@ -54,5 +54,5 @@ def ensure_btcd(version: str = BTCD_VERSION) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m dvp_elements.build
+if __name__ == "__main__":  # python -m dvp_utxo.build
     print(ensure_btcd())

@@ -15,7 +15,7 @@ What differs:
   reads python-bitcoinlib ``CTransaction``/``CBlock``, which cannot hold them:
   :class:`ElementsDialect` refuses those, which keeps the gap visible, and
   offers :meth:`ElementsDialect.parse_elements_tx` (wallycore, see
-  ``dvp_elements.elements``) for transactions.
+  ``dvp_utxo.elements``) for transactions.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class ElementsDialect(BitcoindDialect):
         raise NotImplementedError("Elements transactions are not CTransactions: use parse_elements_tx")
 
     def parse_elements_tx(self, raw_hex: str):
-        """An :class:`dvp_elements.elements.tx.ElementsTx` (needs ``wallycore``)."""
+        """An :class:`dvp_utxo.elements.tx.ElementsTx` (needs ``wallycore``)."""
         from .elements.tx import ElementsTx
 
         return ElementsTx.from_hex(raw_hex)

@@ -4,14 +4,14 @@ NOT RUN ON THIS PROJECT'S MACHINES YET: no ``elementsd`` binary is available
 here (none is packaged for the registries we use), so every line below is
 unverified against a real node.  ``tests/utxo/test_elementsd.py`` uses it and
 skips with "elementsd binary not found (set DVP_ELEMENTSD)" when
-:func:`find_elementsd` finds nothing.  See ``adapters/dvp_elements/ELEMENTS.md``.
+:func:`find_elementsd` finds nothing.  See ``adapters/dvp_utxo/ELEMENTS.md``.
 
 The node runs RPC-only on loopback with ``-txindex`` (so transactions are read
 back by txid), ``-validatepegin=0`` (no Bitcoin node behind it), and the
 genesis "free coins" of a custom chain, which a throwaway node wallet
 (``anyonecanspendaremine``) hands out to the framework's keys once at start.
 After that, nothing is signed by the node: every transaction is built and
-signed by :mod:`dvp_elements.elements` and sent with ``sendrawtransaction``.
+signed by :mod:`dvp_utxo.elements` and sent with ``sendrawtransaction``.
 """
 
 from __future__ import annotations
