@@ -57,11 +57,12 @@ from dvp.models import (
 from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
-from .dialect import dialect_for
+from .dialect import Dialect, dialect_for
 from .htlc import UtxoLedger
 from .keys import Key, check_pubkey, p2wpkh_script, select_network
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
+from .tx import Utxo
 
 _POLL = 0.1
 _NONCE0 = "00" * 32
@@ -100,12 +101,15 @@ class UtxoAdapter(LedgerAdapter):
         self._rpc = RpcClient(c.rpc_url, c.rpc_user, c.rpc_password.get_secret_value(), timeout=c.request_timeout)
         dialect = dialect_for(c.dialect)
         self._view = ChainView(self._rpc, dialect, start_height=c.start_height)
-        self._ledger = UtxoLedger(self._rpc, dialect, self._view, fee_rate=c.fee_rate)
+        self._ledger = self._make_ledger(self._rpc, dialect, self._view)
         with utxo_errors("connect", self.name):
             info = await self._rpc.call("getblockchaininfo")
             if info.get("chain") != c.network:
                 raise errors.ConfigError(f"ledgers.{self.name}.network: configured {c.network}, node reports {info.get('chain')}")
             await self._view.refresh()
+
+    def _make_ledger(self, rpc: RpcClient, dialect: Dialect, view: ChainView) -> UtxoLedger:
+        return UtxoLedger(rpc, dialect, view, fee_rate=self.config.fee_rate)
 
     async def aclose(self) -> None:
         if self._rpc is not None:
@@ -218,6 +222,12 @@ class UtxoAdapter(LedgerAdapter):
         if self.config.assets.get(asset) != "native":
             raise errors.ConfigError(f"asset {asset!r}: unknown on ledger {self.name!r} (known: {sorted(self.config.assets)})")
 
+    def _onchain(self, asset: str) -> tuple[str | None, int]:
+        """The asset as the chain names it (None: Bitcoin's coin) and its on-chain units per
+        base unit of the protocol."""
+        self._native(asset)
+        return None, 1
+
     def pubkey_of(self, party: str) -> str:
         return self._pubkey(party).hex()
 
@@ -227,9 +237,9 @@ class UtxoAdapter(LedgerAdapter):
         return p2wpkh_address(self._pubkey(party))
 
     async def balance(self, party: str, asset: str) -> int:
-        self._native(asset)
+        onchain, unit = self._onchain(asset)
         await self._refresh("balance")
-        return self.view.balance(p2wpkh_script(self._pubkey(party)))
+        return self.view.balance(p2wpkh_script(self._pubkey(party)), asset=onchain) // unit
 
     async def issue(self, asset: str, to: str, amount: int) -> Submitted:
         """Dev ledgers: pay ``amount`` sat of the native coin to ``to``, from the issuer
@@ -272,7 +282,7 @@ class UtxoAdapter(LedgerAdapter):
         return lock_id
 
     async def lock(self, terms: HtlcTerms) -> Submitted:
-        self._native(terms.asset)
+        onchain, unit = self._onchain(terms.asset)
         htlc = self._htlc(terms)
         lock_id = self.lock_id(terms)
         sender = self._key(terms.sender)
@@ -283,7 +293,7 @@ class UtxoAdapter(LedgerAdapter):
             if self.view.outputs_to(htlc.script_pubkey):
                 raise errors.LockError(f"lock: a lock with this script already exists on {self.name} (duplicate lock id)")
             with utxo_errors("lock", self.name):
-                txid, _vout = await self.ledger.fund(sender, htlc, terms.amount)
+                txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
         self._terms[lock_id] = terms
         return Submitted(ledger=self.name, tx_id=txid)
 
@@ -342,6 +352,10 @@ class UtxoAdapter(LedgerAdapter):
 
         return self._parties.get(pubkey) or f"pkh-{Hash160(pubkey).hex()}"
 
+    def _locked_asset(self, outputs: list[Utxo]) -> tuple[str, int]:
+        """(symbol, amount) of what an HTLC's outputs lock, read from the chain alone."""
+        return next(iter(self.config.assets), "BTC"), outputs[0].value
+
     def _state(self, lock_id: str, htlc: HtlcScript) -> LockState | None:
         st = self.ledger.status(htlc)
         if not st.outputs:
@@ -350,11 +364,12 @@ class UtxoAdapter(LedgerAdapter):
         if known is not None:
             terms = known
         else:
+            asset, amount = self._locked_asset(st.outputs)
             terms = HtlcTerms(
                 sender=self._party_name(htlc.sender_pubkey),
                 recipient=self._party_name(htlc.recipient_pubkey),
-                asset=next(iter(self.config.assets), "BTC"),
-                amount=st.outputs[0].value,
+                asset=asset,
+                amount=amount,
                 hashlock=htlc.hashlock.hex(),
                 expiry=htlc.lock_height,
                 nonce=_NONCE0,
@@ -365,7 +380,8 @@ class UtxoAdapter(LedgerAdapter):
             status, height = LockStatus.REFUNDED, st.spend_height
         else:
             status = LockStatus.LOCKED
-            matching = [u for u in st.unspent if u.value == terms.amount] or st.unspent
+            onchain, unit = self._onchain(terms.asset)
+            matching = [u for u in st.unspent if u.value == terms.amount * unit and u.asset == onchain] or st.unspent
             height = max((u.height for u in matching if u.height is not None), default=None)
             if any(u.height is None for u in matching) and not any(u.height is not None for u in matching):
                 height = None
@@ -393,8 +409,9 @@ class UtxoAdapter(LedgerAdapter):
         unspent, with the ledger's confirmations, and the lock height must still be
         ahead.  ``nonce`` has no on-ledger counterpart and is not checked."""
         htlc = self._parse_id(lock_id)
-        if self.config.assets.get(expected.asset) != "native":
+        if expected.asset not in self.config.assets:
             raise errors.AuditFailed(f"audit: asset {expected.asset!r} is not carried by ledger {self.name!r}")
+        onchain, unit = self._onchain(expected.asset)
         want = self._htlc(expected)
         for field, got, agreed in (
             ("sender", htlc.sender_pubkey.hex(), want.sender_pubkey.hex()),
@@ -409,7 +426,8 @@ class UtxoAdapter(LedgerAdapter):
         self._terms.setdefault(lock_id, expected)
         await self._refresh("audit")
         with utxo_errors("audit", self.name):
-            self.ledger.audit(htlc, expected.amount, min_confirmations=self.config.confirmations, min_blocks_left=1, lock_id=htlc.script_hash.hex())
+            self.ledger.audit(htlc, expected.amount * unit, min_confirmations=self.config.confirmations, min_blocks_left=1,
+                              lock_id=htlc.script_hash.hex(), asset=onchain)  # fmt: skip
         state = self._state(lock_id, htlc)
         assert state is not None
         return state.model_copy(update={"terms": expected})

@@ -1,8 +1,14 @@
-"""Make the node binaries available: btcd and btcctl, built from the pinned Go module.
+"""Make the node binaries available.
 
-The same recipe is the ``btcd-bins`` target of ``mk/utxo.mk``; both install into
+btcd and btcctl are built from the pinned Go module (the same recipe is the
+``btcd-bins`` target of ``mk/utxo.mk``); both install into
 ``${DVP_CACHE:-$HOME/.cache/dvp}/btcd-<version>/bin`` outside the repository and
 do nothing when the binaries are already there.
+
+elementsd is never built here: the project reads ``$DVP_ELEMENTSD``, else
+``${DVP_CACHE:-$HOME/.cache/dvp}/elements-<version>/bin/elementsd``, where a user
+unpacks the official Elements release archive (its ``bin/`` directory).  Without
+it, the ``elements`` ledger and its tests are left out with one line saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dvp.errors import ConfigError
 
 BTCD_MODULE = "github.com/btcsuite/btcd"
 BTCD_VERSION = "v0.24.2"  # keep in step with BTCD_VERSION in mk/utxo.mk
+ELEMENTS_VERSION = "23.3.3"
 
 
 def cache_dir() -> Path:
@@ -51,6 +58,31 @@ def ensure_btcd(version: str = BTCD_VERSION) -> Path:
     )
     if proc.returncode != 0 or not path.is_file():
         raise ConfigError(f"building btcd {version} failed: {proc.stderr.strip()[-2000:]}")
+    return path
+
+
+def elementsd_path(version: str = ELEMENTS_VERSION) -> Path:
+    override = os.environ.get("DVP_ELEMENTSD")
+    return Path(override) if override else cache_dir() / f"elements-{version}" / "bin" / "elementsd"
+
+
+def find_elementsd(version: str = ELEMENTS_VERSION) -> Path | None:
+    path = elementsd_path(version)
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def elementsd_missing(version: str = ELEMENTS_VERSION) -> str:
+    """One line: what is missing and how to get it."""
+    return (
+        f"elementsd {version} not found at {elementsd_path(version)}: set DVP_ELEMENTSD, or unpack the "
+        f"official Elements {version} release into {cache_dir() / f'elements-{version}'}"
+    )
+
+
+def ensure_elementsd(version: str = ELEMENTS_VERSION) -> Path:
+    path = find_elementsd(version)
+    if path is None:
+        raise ConfigError(elementsd_missing(version))
     return path
 
 

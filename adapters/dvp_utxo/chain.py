@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from bitcoin.core import CBlock, CTransaction, b2lx
-
 from .dialect import Dialect
 from .rpc import RpcClient, RpcError
-from .tx import Utxo, txid_of
+from .tx import Utxo
+from .wire import WireBlock, WireTx
 
 Outpoint = tuple[str, int]
 
@@ -43,7 +42,6 @@ class Spend:
     vin: int
     witness: tuple[bytes, ...]
     height: int | None  # None while in the mempool
-    tx: CTransaction = field(compare=False, repr=False)
 
 
 @dataclass
@@ -63,24 +61,24 @@ class _Layer:
         self.spends: dict[Outpoint, Spend] = {}
         self.inputs: dict[str, list[Outpoint]] = {}  # txid -> the outpoints it spends
         self.n_out: dict[str, int] = {}
+        self.fees: dict[str, int] = {}  # txid -> explicit fee (Elements)
 
-    def add_tx(self, tx: CTransaction, height: int | None, undo: _BlockUndo | None = None) -> str:
-        txid = txid_of(tx)
-        coinbase = tx.is_coinbase()
-        self.n_out[txid] = len(tx.vout)
+    def add_tx(self, tx: WireTx, height: int | None, undo: _BlockUndo | None = None) -> str:
+        txid = tx.txid
+        self.n_out[txid] = len(tx.outputs)
         self.inputs[txid] = []
-        if not coinbase:
-            for i, txin in enumerate(tx.vin):
-                op = (b2lx(txin.prevout.hash), txin.prevout.n)
-                self.inputs[txid].append(op)
-                wit = tuple(bytes(x) for x in tx.wit.vtxinwit[i].scriptWitness.stack) if i < len(tx.wit.vtxinwit) else ()
-                self.spends[op] = Spend(op, txid, i, wit, height, tx)
-                if undo is not None:
-                    undo.spent.append(op)
-        for n, out in enumerate(tx.vout):
+        if tx.explicit_fee is not None:
+            self.fees[txid] = tx.explicit_fee
+        for i, txin in enumerate(tx.inputs):
+            op = (txin.prev_txid, txin.prev_vout)
+            self.inputs[txid].append(op)
+            self.spends[op] = Spend(op, txid, i, txin.witness, height)
+            if undo is not None:
+                undo.spent.append(op)
+        for n, out in enumerate(tx.outputs):
             op = (txid, n)
-            spk = bytes(out.scriptPubKey)
-            self.outputs[op] = Utxo(txid, n, out.nValue, spk, height, coinbase)
+            spk = out.script_pubkey
+            self.outputs[op] = Utxo(txid, n, out.value or 0, spk, height, tx.coinbase, asset=out.asset, confidential=out.confidential)
             self.by_script.setdefault(spk, set()).add(op)
             if undo is not None:
                 undo.created.append(op)
@@ -115,8 +113,8 @@ class ChainView:
         self._mem = _Layer()
         self._blocks: list[_BlockUndo] = []
         self._tx_height: dict[str, int] = {}
-        self._mem_txs: dict[str, CTransaction] = {}
-        self._local: dict[str, CTransaction] = {}  # broadcast by us, not yet seen in a block
+        self._mem_txs: dict[str, WireTx] = {}
+        self._local: dict[str, WireTx] = {}  # broadcast by us, not yet seen in a block
         self._lock = asyncio.Lock()
 
     # -- following the chain ------------------------------------------------------------
@@ -161,15 +159,15 @@ class ChainView:
                 return False  # a block went away (re-organisation) between the calls
             for height, block_hash, raw in zip(heights, hashes, raws):
                 block = self.dialect.parse_block(raw)
-                if self._blocks and b2lx(block.hashPrevBlock) != self._blocks[-1].hash:
+                if self._blocks and block.prev_hash != self._blocks[-1].hash:
                     return False  # the chain moved under us: start over from the fork
                 self._apply(block, height, block_hash)
             h = heights[-1] + 1
         return True
 
-    def _apply(self, block: CBlock, height: int, block_hash: str) -> None:
-        undo = _BlockUndo(height, block_hash, block.nTime)
-        for tx in block.vtx:
+    def _apply(self, block: WireBlock, height: int, block_hash: str) -> None:
+        undo = _BlockUndo(height, block_hash, block.time)
+        for tx in block.txs:
             txid = self._chain.add_tx(tx, height, undo)
             self._tx_height[txid] = height
             undo.txids.append(txid)
@@ -185,12 +183,13 @@ class ChainView:
             self._tx_height.pop(txid, None)
             self._chain.inputs.pop(txid, None)
             self._chain.n_out.pop(txid, None)
+            self._chain.fees.pop(txid, None)
 
     async def _sync_mempool(self) -> None:
         txids = await self.rpc.call("getrawmempool")
         if len(txids) > self.max_mempool:
             txids = [t for t in txids if t in self._mem_txs or t in self._local]
-        fresh: dict[str, CTransaction] = {}
+        fresh: dict[str, WireTx] = {}
         unknown = []
         for txid in txids:
             tx = self._mem_txs.get(txid) or self._local.get(txid)
@@ -213,9 +212,9 @@ class ChainView:
         for tx in list(self._mem_txs.values()) + [t for k, t in self._local.items() if k not in self._mem_txs]:
             self._mem.add_tx(tx, None)
 
-    def add_local(self, tx: CTransaction) -> str:
+    def add_local(self, tx: WireTx) -> str:
         """Record a transaction the node just accepted, before the next refresh."""
-        txid = txid_of(tx)
+        txid = tx.txid
         self._local[txid] = tx
         self._mem_txs[txid] = tx
         self._rebuild_mempool()
@@ -231,15 +230,18 @@ class ChainView:
     def in_mempool(self, txid: str) -> bool:
         return txid in self._mem_txs
 
-    def mempool_tx(self, txid: str) -> CTransaction | None:
+    def mempool_tx(self, txid: str) -> WireTx | None:
         return self._mem_txs.get(txid)
 
     def output(self, op: Outpoint) -> Utxo | None:
         return self._chain.outputs.get(op) or self._mem.outputs.get(op)
 
     def fee_of(self, txid: str) -> int | None:
-        """Inputs minus outputs of a transaction the view has seen, if all its inputs are known."""
+        """The fee of a transaction the view has seen: its explicit fee outputs (Elements),
+        else inputs minus outputs if all its inputs are known."""
         for layer in (self._chain, self._mem):
+            if txid in layer.fees:
+                return layer.fees[txid]
             if txid in layer.inputs:
                 ins = [self.output(op) for op in layer.inputs[txid]]
                 outs = [layer.outputs.get((txid, n)) for n in range(layer.n_out[txid])]
@@ -275,21 +277,25 @@ class ChainView:
         """Unspent outputs to ``script_pubkey``, spends in the mempool counted as spent.
 
         ``spendable_only`` leaves out coinbase outputs not yet mature for the next block.
+        Blinded (Elements confidential) outputs are never listed: nothing here can spend them.
         """
         next_height = self.height + 1
         result = []
         for u in self.outputs_to(script_pubkey, mempool=include_unconfirmed):
-            if self.spend_of(u.outpoint) is not None:
+            if u.confidential or self.spend_of(u.outpoint) is not None:
                 continue
             if spendable_only and u.coinbase and (u.height is None or next_height - u.height < self.coinbase_maturity):
                 continue
             result.append(u)
         return result
 
-    def balance(self, script_pubkey: bytes, *, min_conf: int = 1) -> int:
-        """Confirmed outputs not spent in a block or the mempool, plus our own change."""
+    def balance(self, script_pubkey: bytes, *, min_conf: int = 1, asset: str | None = None) -> int:
+        """Confirmed outputs of ``asset`` (None: Bitcoin's coin) not spent in a block or the
+        mempool, plus our own change."""
         total = 0
         for u in self.unspent(script_pubkey, spendable_only=False):
+            if u.asset != asset:
+                continue
             if u.height is None and u.txid not in self._local:
                 continue
             if u.height is not None and self.confirmations(u.height) < min_conf:

@@ -10,12 +10,11 @@ What differs:
 
 * mining on a dev chain: btcd has ``generate n`` (paying its ``--miningaddr``),
   bitcoind and elementsd have ``generatetoaddress n addr``;
-* the wire format: Elements transactions carry confidential values and asset
-  tags, so parsing them needs an Elements-aware decoder.  The chain view still
-  reads python-bitcoinlib ``CTransaction``/``CBlock``, which cannot hold them:
-  :class:`ElementsDialect` refuses those, which keeps the gap visible, and
-  offers :meth:`ElementsDialect.parse_elements_tx` (wallycore, see
-  ``dvp_utxo.elements``) for transactions.
+* the wire format: Elements transactions carry asset tags, value commitments and
+  issuances, and Elements blocks signed-block or dynamic-federation headers.  Each
+  dialect parses its own bytes into the family-neutral :mod:`.wire` types the chain
+  view reads (Bitcoin with python-bitcoinlib, Elements with
+  :mod:`.elements.wire`, pure Python).
 """
 
 from __future__ import annotations
@@ -25,16 +24,17 @@ import asyncio
 from bitcoin.core import CBlock, CTransaction
 
 from .rpc import RpcClient, RpcError
+from .wire import WireBlock, WireTx, from_cblock, from_ctransaction
 
 
 class Dialect:
     name = "abstract"
 
-    def parse_block(self, raw_hex: str) -> CBlock:
-        return CBlock.deserialize(bytes.fromhex(raw_hex))
+    def parse_block(self, raw_hex: str) -> WireBlock:
+        return from_cblock(CBlock.deserialize(bytes.fromhex(raw_hex)))
 
-    def parse_tx(self, raw_hex: str) -> CTransaction:
-        return CTransaction.deserialize(bytes.fromhex(raw_hex))
+    def parse_tx(self, raw_hex: str) -> WireTx:
+        return from_ctransaction(CTransaction.deserialize(bytes.fromhex(raw_hex)))
 
     async def mine(self, rpc: RpcClient, n: int, address: str) -> list[str]:
         raise NotImplementedError
@@ -66,17 +66,15 @@ class BitcoindDialect(Dialect):
 class ElementsDialect(BitcoindDialect):
     name = "elementsd"
 
-    def parse_block(self, raw_hex: str) -> CBlock:
-        raise NotImplementedError("Elements block parsing is not implemented yet")
+    def parse_block(self, raw_hex: str) -> WireBlock:
+        from .elements.wire import parse_block
 
-    def parse_tx(self, raw_hex: str) -> CTransaction:
-        raise NotImplementedError("Elements transactions are not CTransactions: use parse_elements_tx")
+        return parse_block(bytes.fromhex(raw_hex))
 
-    def parse_elements_tx(self, raw_hex: str):
-        """An :class:`dvp_utxo.elements.tx.ElementsTx` (needs ``wallycore``)."""
-        from .elements.tx import ElementsTx
+    def parse_tx(self, raw_hex: str) -> WireTx:
+        from .elements.wire import parse_tx
 
-        return ElementsTx.from_hex(raw_hex)
+        return parse_tx(bytes.fromhex(raw_hex))
 
 
 DIALECTS: dict[str, type[Dialect]] = {d.name: d for d in (BtcdDialect, BitcoindDialect, ElementsDialect)}

@@ -26,7 +26,6 @@ from .tx import (
     min_htlc_amount,
     select_coins,
     tx_hex,
-    txid_of,
 )
 
 
@@ -77,15 +76,20 @@ class UtxoLedger:
     # -- transactions -------------------------------------------------------------------
     async def broadcast(self, tx: CTransaction) -> str:
         """Submit ``tx``; resubmitting one the node already has is not an error."""
+        return await self.broadcast_raw(tx_hex(tx))
+
+    async def broadcast_raw(self, raw_hex: str) -> str:
+        """Submit a serialised transaction of this ledger's family (Bitcoin or Elements)."""
+        wire = self.dialect.parse_tx(raw_hex)
         try:
-            txid = await self.rpc.call("sendrawtransaction", tx_hex(tx))
+            txid = await self.rpc.call("sendrawtransaction", raw_hex)
         except RpcError as exc:
             text = exc.message.lower()
             if exc.code == -27 or "already have transaction" in text or "transaction already exists" in text or "txn-already-known" in text:
-                txid = txid_of(tx)
+                txid = wire.txid
             else:
                 raise
-        self.view.add_local(tx)
+        self.view.add_local(wire)
         return txid
 
     async def pay(self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True) -> CTransaction:
@@ -107,8 +111,11 @@ class UtxoLedger:
         tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)
         return tx
 
-    async def fund(self, sender: Key, htlc: HtlcScript, amount: int) -> tuple[str, int]:
-        """Lock ``amount`` sat in the HTLC; returns the funding outpoint."""
+    async def fund(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> tuple[str, int]:
+        """Lock ``amount`` sat in the HTLC; returns the funding outpoint.  ``asset``: None,
+        the chain's coin (Elements: an asset id, see :class:`~.elements.ledger.ElementsLedger`)."""
+        if asset is not None:
+            raise TxBuildError(f"asset {asset}: this chain carries only its own coin")
         tx = self.funding_tx(sender, htlc, amount)
         txid = await self.broadcast(tx)
         vout = next(i for i, o in enumerate(tx.vout) if bytes(o.scriptPubKey) == htlc.script_pubkey)
@@ -168,6 +175,7 @@ class UtxoLedger:
         min_confirmations: int = 1,
         min_blocks_left: int = 1,
         lock_id: str | None = None,
+        asset: str | None = None,
     ) -> Funding:
         """Find the funding output of ``htlc`` and check it against the agreed terms.
 
@@ -185,6 +193,8 @@ class UtxoLedger:
         st = self.status(htlc)
         if st.claim_txid or st.refund_txid:
             raise AuditError("status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}")
+        if asset is not None:
+            raise AuditError("asset", f"{asset}: this chain carries only its own coin")
         candidates = [u for u in st.unspent if u.value == amount]
         if not candidates:
             raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")

@@ -19,7 +19,7 @@ from bitcoin.wallet import CBitcoinSecret, CKey, P2WPKHBitcoinAddress
 
 # python-bitcoinlib keeps the network as process-global state; every ledger this
 # package drives today is a regtest chain (btcd --regtest, bitcoind -regtest).
-NETWORKS = {"regtest": "regtest"}
+NETWORKS = {"regtest": "regtest", "elementsregtest": "regtest"}  # Elements: same WIF prefix (239)
 _selected: str | None = None
 
 # secp256k1 group order: a valid secret is 1 <= k < N.

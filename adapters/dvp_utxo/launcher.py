@@ -255,8 +255,10 @@ async def bootstrap_chain(
         return {"height": view.height}
 
 
-def start_block_clock(url: str, password: str, block_time: float, node_dir: Path) -> tuple[int, Path]:
-    """Start ``python -m dvp_utxo.miner`` in its own session; (pid, log)."""
+def start_block_clock(url: str, password: str, block_time: float, node_dir: Path, *, dialect: str = "btcd",
+                      address: str = "") -> tuple[int, Path]:  # fmt: skip
+    """Start ``python -m dvp_utxo.miner`` in its own session; (pid, log).  ``address``: where
+    bitcoind and elementsd pay the blocks (btcd pays its ``--miningaddr``)."""
     mlog = node_dir / "miner.log"
     pkg_parent = str(Path(__file__).resolve().parent.parent)
     menv = {
@@ -265,7 +267,7 @@ def start_block_clock(url: str, password: str, block_time: float, node_dir: Path
     }
     mpid = spawn(
         [sys.executable, "-m", "dvp_utxo.miner", "--url", url, "--user", RPC_USER,
-         "--interval", f"{block_time:g}", "--dialect", "btcd"],
+         "--interval", f"{block_time:g}", "--dialect", dialect, *(["--address", address] if address else [])],
         mlog, env=menv, cwd=node_dir,
     )  # fmt: skip
     return mpid, mlog
@@ -293,9 +295,12 @@ def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: flo
 
 
 def write_ledger_record(node_dir: Path, name: str, pids: list[int], height: int, keys: dict[str, Key], **extra: Any) -> None:
+    """``ledger.json`` beside the node's data: what runs, and the parties' addresses.  ``extra``
+    names the node and its version (default: btcd)."""
+    node = extra or {"btcd": BTCD_VERSION}
     (node_dir / "ledger.json").write_text(
-        json.dumps({"name": name, "btcd": BTCD_VERSION, "pids": pids, "height": height,
-                    "addresses": {p: k.address for p, k in keys.items()}, **extra}, indent=2)
+        json.dumps({"name": name, **node, "pids": pids, "height": height,
+                    "addresses": {p: k.address for p, k in keys.items()}}, indent=2)
     )  # fmt: skip
 
 

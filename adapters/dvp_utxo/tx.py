@@ -1,6 +1,9 @@
 """Build and sign transactions locally: wallet spends, HTLC funding, claim, refund.
 
 Only two output types exist here: P2WPKH (a party's wallet) and P2WSH (an HTLC).
+The pieces both codecs share (:class:`Utxo`, :class:`TxBuildError`, :func:`fee_for`,
+the dust and sequence constants, coin selection) live here once; the Elements
+codec (:mod:`.elements.tx`) imports them.
 Fees are explicit: ``fee_rate`` in satoshis per virtual byte times the virtual
 size measured on the transaction with placeholder witnesses of the largest
 size a signature can take, so the real transaction never pays less than asked.
@@ -11,6 +14,7 @@ before it is funded (DESIGN rule 9).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bitcoin.core import COutPoint, CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction, lx, b2lx
@@ -32,7 +36,7 @@ from .script import HtlcScript, claim_witness, refund_witness
 DUST_LIMIT = 546
 SEQUENCE_FINAL = 0xFFFFFFFF
 SEQUENCE_NONFINAL = 0xFFFFFFFE  # enables nLockTime (refunds), no RBF signalling
-_MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER sig with its hashtype byte
+MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER sig with its hashtype byte
 
 
 class TxBuildError(ValueError):
@@ -43,14 +47,21 @@ class TxBuildError(ValueError):
 class Utxo:
     txid: str  # display hex (big-endian), as RPC shows it
     vout: int
-    value: int  # satoshis
+    value: int  # base units of ``asset`` (satoshis on Bitcoin)
     script_pubkey: bytes
     height: int | None = None  # None while unconfirmed
     coinbase: bool = False
+    asset: str | None = None  # Elements: the explicit asset id (display hex); None on Bitcoin
+    confidential: bool = False  # Elements: blinded, so value and asset are unknown (value 0)
 
     @property
     def outpoint(self) -> tuple[str, int]:
         return (self.txid, self.vout)
+
+    @property
+    def value_commitment(self) -> bytes:
+        """What the Elements sighash commits to for this output: its 9-byte explicit value."""
+        return b"\x01" + self.value.to_bytes(8, "big")
 
 
 def txid_of(tx: CTransaction) -> str:
@@ -89,17 +100,36 @@ def fee_for(vbytes: int, fee_rate: float) -> int:
 # --- wallet spends (P2WPKH inputs) ------------------------------------------------------
 
 
-def select_coins(utxos: list[Utxo], target: int, fee_rate: float, n_outputs_vbytes: int) -> list[Utxo]:
-    """Largest first until the target plus the fee for the inputs so far is covered."""
+def select_assets(utxos: list[Utxo], needs: dict[str | None, int], fee_asset: str | None, fee: Callable[[int], int]) -> list[Utxo]:
+    """Largest (confirmed) first, per asset, until each need is covered; the fee asset
+    last, covering its need plus ``fee(n)`` for the ``n`` inputs chosen so far."""
     chosen: list[Utxo] = []
-    total = 0
-    for u in sorted(utxos, key=lambda u: (u.height is None, -u.value, u.txid, u.vout)):
-        chosen.append(u)
-        total += u.value
-        est = 11 + n_outputs_vbytes + 68 * len(chosen) + 31  # with a change output
-        if total >= target + fee_for(est, fee_rate):
-            return chosen
-    raise TxBuildError(f"insufficient funds: need {target} sat plus fee, have {total} sat in {len(utxos)} outputs")
+    assets = sorted((a for a in needs if a != fee_asset), key=str) + [fee_asset]
+    for asset in assets:
+        pool = sorted((u for u in utxos if u.asset == asset and not u.confidential), key=lambda u: (u.height is None, -u.value, u.txid, u.vout))
+        have = 0
+
+        def goal() -> int:
+            return needs.get(asset, 0) + (fee(len(chosen)) if asset == fee_asset else 0)
+
+        for u in pool:
+            if have >= goal():
+                break
+            chosen.append(u)
+            have += u.value
+        if have < goal():
+            what = "sat" if asset is None else f"of {asset[:8]}.."
+            raise TxBuildError(f"insufficient funds: need {goal()} {what} (fee included), have {have} in {len(pool)} outputs")
+    return chosen
+
+
+def select_coins(utxos: list[Utxo], target: int, fee_rate: float, n_outputs_vbytes: int) -> list[Utxo]:
+    """Bitcoin: enough of the coin for ``target`` plus the fee of P2WPKH inputs so far."""
+
+    def fee(n: int) -> int:
+        return fee_for(11 + n_outputs_vbytes + 68 * n + 31, fee_rate)  # with a change output
+
+    return select_assets(utxos, {None: target}, None, fee)
 
 
 def build_payment(
@@ -141,7 +171,7 @@ def build_payment(
             stacks = [[_sign(key, tx, i, code, u.value), key.pubkey] for i, u in enumerate(utxos)]
         return _with_witness(tx, stacks)
 
-    placeholder = [[_MAX_SIG, key.pubkey] for _ in utxos]
+    placeholder = [[MAX_SIG, key.pubkey] for _ in utxos]
     fee_with_change = fee_for(vsize(assemble(DUST_LIMIT, placeholder)), fee_rate)
     change = total_in - total_out - fee_with_change
     if change >= DUST_LIMIT:
@@ -157,7 +187,7 @@ def build_payment(
 
 def _htlc_spend_vsize(htlc: HtlcScript, n_inputs: int, claim: bool) -> int:
     script = htlc.script
-    stack = claim_witness(_MAX_SIG, b"\x00" * 32, script) if claim else refund_witness(_MAX_SIG, script)
+    stack = claim_witness(MAX_SIG, b"\x00" * 32, script) if claim else refund_witness(MAX_SIG, script)
     tx = CMutableTransaction(
         [CMutableTxIn(COutPoint(b"\x00" * 32, i)) for i in range(n_inputs)],
         [CMutableTxOut(DUST_LIMIT, CScript(p2wpkh_script(htlc.recipient_pubkey)))],

@@ -82,3 +82,61 @@ async def chain(btcd_ledger):
         yield c
     finally:
         await c.rpc.aclose()
+
+
+# --- Elements: a real elementsd (elementsregtest), when its binary is present ------------------
+
+
+def elementsd_missing_reason() -> str | None:
+    """One line saying what is missing to run against elementsd, or None."""
+    from dvp_utxo.build import elementsd_missing, find_elementsd
+
+    if importlib.util.find_spec("wallycore") is None:
+        return "wallycore is not installed (pip install -e '.[elements]')"
+    return elementsd_missing() if find_elementsd() is None else None
+
+
+def elementsd_or_skip() -> None:
+    """Skip (the module, when called at import) with one line when elementsd or wallycore is missing."""
+    reason = elementsd_missing_reason()
+    if reason:
+        pytest.skip(reason, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def elements_node(tmp_path_factory: pytest.TempPathFactory):
+    """One wallet-less elementsd, no block clock (tests mine explicitly); stopped after the module."""
+    elementsd_or_skip()
+    from dvp_utxo.elements.launcher import ElementsLauncher
+    from dvp_utxo.launcher import stop_process_group
+
+    launcher = ElementsLauncher(block_interval=None)
+    launcher.prepare()
+    ledgers = launcher.start(["elements"], tmp_path_factory.mktemp("elements-run"), 0)
+    try:
+        yield ledgers[0]
+    finally:
+        for led in ledgers:
+            for pid in led.pids:
+                stop_process_group(pid)
+        leftovers = [pid for led in ledgers for pid in led.pids if _alive(pid)]
+        assert not leftovers, f"processes still running after stop: {leftovers}"
+
+
+class ElementsChain(Chain):
+    """The Elements handle: the same chain view, the Elements builders, issued assets."""
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        from dvp_utxo.elements.ledger import ElementsLedger
+
+        self.policy = config["policy_asset"]
+        self.ledger = ElementsLedger(self.rpc, self.dialect, self.view, policy_asset=self.policy, fee_rate=config["fee_rate"])
+
+    async def mine(self, n: int = 1) -> None:
+        from dvp_utxo.elements.launcher import address_of
+
+        await self.ledger.mine(n, address_of(self.keys["miner"].script_pubkey))
+
+    async def send(self, tx) -> str:
+        return await self.ledger.send(tx)

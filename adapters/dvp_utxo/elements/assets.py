@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import wallycore as wally
 
+from ..tx import TxBuildError
+
 ZERO32 = bytes(32)
 EXPLICIT_ASSET_PREFIX = 0x01
 EXPLICIT_VALUE_PREFIX = 0x01
@@ -34,7 +36,7 @@ ELEMENTSREGTEST_POLICY_ASSET = "b2e15d0d7a0c94e4e2ce0fe6e8691b9e451377f6e46e8045
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-class AssetError(ValueError):
+class AssetError(TxBuildError):
     """An asset id, tag or value is malformed, confidential, or out of range."""
 
 

@@ -26,11 +26,9 @@ from dataclasses import dataclass, replace
 
 from ..keys import Key, check_pubkey, p2wpkh_script
 from .assets import AssetError, check_asset_id
+from ..tx import MAX_SIG, TxBuildError, Utxo
 from .tx import (
-    _MAX_SIG,
     ElementsTx,
-    ElementsUtxo,
-    TxBuildError,
     TxIn,
     TxOut,
     assemble,
@@ -45,7 +43,7 @@ from .tx import (
 ROLES = ("seller", "buyer")
 
 
-class DvpError(ValueError):
+class DvpError(TxBuildError):
     """A DvP transaction does not match the terms, or cannot be built or signed."""
 
 
@@ -84,7 +82,7 @@ class DvpTerms:
 @dataclass(frozen=True)
 class DvpTx:
     tx: ElementsTx
-    spent: tuple[ElementsUtxo, ...]  # per input, in input order
+    spent: tuple[Utxo, ...]  # per input, in input order
     fee_payer: str
     fee: int
 
@@ -113,14 +111,14 @@ class DvpTx:
     @classmethod
     def from_json(cls, text: str) -> "DvpTx":
         d = json.loads(text)
-        spent = tuple(ElementsUtxo(t, v, a, n, bytes.fromhex(s)) for t, v, a, n, s in d["spent"])
+        spent = tuple(Utxo(t, v, n, bytes.fromhex(s), asset=a) for t, v, a, n, s in d["spent"])
         return cls(ElementsTx.from_hex(d["tx"]), spent, d["fee_payer"], int(d["fee"]))
 
 
 def build_dvp(
     terms: DvpTerms,
-    seller_utxos: list[ElementsUtxo],
-    buyer_utxos: list[ElementsUtxo],
+    seller_utxos: list[Utxo],
+    buyer_utxos: list[Utxo],
     *,
     policy_asset: str,
     fee_rate: float,
@@ -165,7 +163,7 @@ def build_dvp(
                 outs.append(TxOut(terms.script(role), asset, left))
     check_no_dust(outs)
     # ... then the fee payer's policy-asset change and the fee, balancing the whole tx.
-    placeholder = [[_MAX_SIG, b"\x02" + b"\x00" * 32] for _ in inputs]
+    placeholder = [[MAX_SIG, b"\x02" + b"\x00" * 32] for _ in inputs]
     try:
         full, fee = balance_with_fee(
             inputs, outs, policy_asset=policy_asset, fee_rate=fee_rate, change={policy_asset: terms.script(fee_payer)}, placeholder=placeholder

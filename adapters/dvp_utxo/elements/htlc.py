@@ -32,34 +32,18 @@ import wallycore as wally
 
 from ..htlc import AuditError, NoFunding
 from ..keys import Key, p2wpkh_script
-from ..tx import check_htlc_spend
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, check_htlc_spend, fee_for
 from ..script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
 from .assets import AssetError, check_asset_id
-from .tx import (
-    _MAX_SIG,
-    DUST_LIMIT,
-    SEQUENCE_FINAL,
-    SEQUENCE_NONFINAL,
-    ElementsTx,
-    ElementsUtxo,
-    TxBuildError,
-    TxIn,
-    TxOut,
-    assemble,
-    build_payment,
-    fee_for,
-    select_utxos,
-    set_witnesses,
-    sign_input,
-)
+from .tx import ElementsTx, TxIn, TxOut, assemble, build_payment, select_utxos, set_witnesses, sign_input
 
 
 def _spend_vsize(htlc: HtlcScript, assets: list[str], policy_asset: str, claim: bool) -> int:
     """Virtual size of a claim or refund spending one HTLC output per entry of ``assets``."""
     script = htlc.script
-    stack = claim_witness(_MAX_SIG, b"\x00" * 32, script) if claim else refund_witness(_MAX_SIG, script)
+    stack = claim_witness(MAX_SIG, b"\x00" * 32, script) if claim else refund_witness(MAX_SIG, script)
     dest = p2wpkh_script(htlc.recipient_pubkey)
-    inputs = [TxIn(ElementsUtxo("00" * 32, i, a, DUST_LIMIT, htlc.script_pubkey)) for i, a in enumerate(assets)]
+    inputs = [TxIn(Utxo("00" * 32, i, DUST_LIMIT, htlc.script_pubkey, asset=a)) for i, a in enumerate(assets)]
     outs = [TxOut(dest, a, DUST_LIMIT) for a in dict.fromkeys(assets)] + [TxOut(b"", policy_asset, 1)]
     w = assemble(inputs, outs, locktime=0 if claim else htlc.lock_height, witnesses=[stack] * len(inputs))
     return int(wally.tx_get_vsize(w))
@@ -105,7 +89,7 @@ def build_funding(
     htlc: HtlcScript,
     asset: str,
     amount: int,
-    wallet: list[ElementsUtxo],
+    wallet: list[Utxo],
     *,
     policy_asset: str,
     fee_rate: float,
@@ -118,13 +102,13 @@ def build_funding(
     for o in outs:
         needs[o.asset] += o.value
     own = [u for u in wallet if u.script_pubkey == sender.script_pubkey]
-    chosen = select_utxos(own, dict(needs), policy_asset, fee_for(400 + 80 * len(own), fee_rate))
+    chosen = select_utxos(own, dict(needs), policy_asset, fee_rate)
     return build_payment(sender, chosen, outs, policy_asset=policy_asset, fee_rate=fee_rate)
 
 
 def build_htlc_spend(
     htlc: HtlcScript,
-    utxos: list[ElementsUtxo],
+    utxos: list[Utxo],
     key: Key,
     *,
     policy_asset: str,
@@ -142,7 +126,7 @@ def build_htlc_spend(
     locked policy-asset amount.  ``check=False`` builds what the node must
     reject (wrong key, wrong or over-long preimage).
     """
-    check_htlc_spend(htlc, utxos, key, preimage, refund, check, error=TxBuildError)
+    check_htlc_spend(htlc, utxos, key, preimage, refund, check)
     if check:
         if preimage is not None and (len(preimage) != 32 or hashlib.sha256(preimage).digest() != htlc.hashlock):
             raise TxBuildError("the preimage must be the 32 bytes whose sha256 is the hashlock")
@@ -210,11 +194,11 @@ def audit_script(script: bytes, expected: HtlcScript) -> HtlcScript:
 
 @dataclass(frozen=True)
 class ElementsFunding:
-    locked: ElementsUtxo  # the asset output
-    reserve: ElementsUtxo | None  # the policy-asset fee reserve (issued assets only)
+    locked: Utxo  # the asset output
+    reserve: Utxo | None  # the policy-asset fee reserve (issued assets only)
 
     @property
-    def utxos(self) -> list[ElementsUtxo]:
+    def utxos(self) -> list[Utxo]:
         return [self.locked] + ([self.reserve] if self.reserve else [])
 
 
@@ -251,7 +235,7 @@ def audit_funding(
     explicit = []
     for i, o in paying:
         try:
-            explicit.append(ElementsUtxo(tx.txid, i, o.asset, o.value, o.script_pubkey))
+            explicit.append(Utxo(tx.txid, i, o.value, o.script_pubkey, asset=o.asset))
         except AssetError as exc:
             raise AuditError("confidential", f"output {i} is blinded ({exc}); only explicit locks can be audited") from None
     of_asset = [u for u in explicit if u.asset == asset]

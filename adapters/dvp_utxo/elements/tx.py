@@ -7,7 +7,9 @@ virtual size, and the Elements segwit-v0 signature hash
 commits to the spent output's *value commitment* (9 bytes when explicit,
 33 when blinded) instead of an 8-byte amount, and to each input's issuance.
 
-Rules kept here, as on Bitcoin (``dvp_utxo.tx``):
+Rules kept here, as on Bitcoin (``dvp_utxo.tx``, which also holds the pieces both
+codecs share: :class:`~dvp_utxo.tx.Utxo` with its ``asset``, the dust limit,
+:func:`~dvp_utxo.tx.fee_for`, coin selection and :class:`~dvp_utxo.tx.TxBuildError`):
 
 * fees are explicit: an output with an empty script in the policy asset
   (Elements' fee output), sized from the virtual size measured with placeholder
@@ -31,6 +33,7 @@ from bitcoin.core import Hash160
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
 from ..keys import Key, p2wpkh_script
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, fee_for, select_assets
 from .assets import (
     ZERO32,
     AssetError,
@@ -41,44 +44,15 @@ from .assets import (
     parse_explicit_value,
 )
 
-DUST_LIMIT = 546
-SEQUENCE_FINAL = 0xFFFFFFFF
-SEQUENCE_NONFINAL = 0xFFFFFFFE  # enables nLockTime (refunds), no RBF signalling
 SIGHASH_ALL = wally.WALLY_SIGHASH_ALL
 # Elements marks an issuance input by this bit of its prevout index (the binding
 # exposes WALLY_TX_ISSUANCE_FLAG as a signed int, so it is spelled out here).
 ISSUANCE_FLAG = 0x80000000
-_MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER signature with its hashtype byte
 _TX_FLAGS = wally.WALLY_TX_FLAG_USE_WITNESS
 _PARSE_FLAGS = wally.WALLY_TX_FLAG_USE_WITNESS | wally.WALLY_TX_FLAG_USE_ELEMENTS
 
 
-class TxBuildError(ValueError):
-    """The transaction cannot be built as asked (funds, dust, fee, keys)."""
-
-
 # --- plain data ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ElementsUtxo:
-    """An unspent explicit output: what a spender must know to sign for it."""
-
-    txid: str  # display hex
-    vout: int
-    asset: str  # asset id, display hex
-    value: int  # base units of ``asset``
-    script_pubkey: bytes
-    height: int | None = None
-
-    @property
-    def outpoint(self) -> tuple[str, int]:
-        return (self.txid, self.vout)
-
-    @property
-    def value_commitment(self) -> bytes:
-        """What the Elements sighash commits to for this input (explicit: 9 bytes)."""
-        return explicit_value(self.value)
 
 
 @dataclass(frozen=True)
@@ -92,7 +66,7 @@ class Issuance:
 
 @dataclass(frozen=True)
 class TxIn:
-    utxo: ElementsUtxo
+    utxo: Utxo
     sequence: int = SEQUENCE_FINAL
     issuance: Issuance | None = None
 
@@ -269,21 +243,21 @@ class ElementsTx:
             for i in range(wally.tx_get_num_outputs(w))
         ]
 
-    def utxo(self, vout: int, height: int | None = None) -> ElementsUtxo:
-        """Output ``vout`` as a spendable :class:`ElementsUtxo` (explicit outputs only)."""
+    def utxo(self, vout: int, height: int | None = None) -> Utxo:
+        """Output ``vout`` as a spendable :class:`Utxo` (explicit outputs only)."""
         o = self.outputs[vout]
         if o.is_fee:
             raise TxBuildError("the fee output cannot be spent")
-        return ElementsUtxo(self.txid, vout, o.asset, o.value, o.script_pubkey, height)
+        return Utxo(self.txid, vout, o.value, o.script_pubkey, height, asset=o.asset)
 
-    def outputs_to(self, script_pubkey: bytes) -> list[ElementsUtxo]:
+    def outputs_to(self, script_pubkey: bytes) -> list[Utxo]:
         return [self.utxo(i) for i, o in enumerate(self.outputs) if o.script_pubkey == script_pubkey]
 
     def fee(self, policy_asset: str) -> int:
         return sum(o.value for o in self.outputs if o.is_fee and o.asset == policy_asset)
 
 
-def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, witnesses: list[list[bytes]] | None = None, version: int = 2):
+def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, witnesses: list[list[bytes] | None] | None = None, version: int = 2):
     """A ``wally_tx`` from plain data; witnesses empty unless given."""
     w = wally.tx_init(version, locktime, len(inputs), len(outputs))
     for txin in inputs:
@@ -364,7 +338,7 @@ def verify_signature(tx: ElementsTx, index: int, script_code: bytes, value_commi
     return True
 
 
-def verify_input(tx: ElementsTx, index: int, spent: ElementsUtxo) -> bool:
+def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
     """Verify input ``index``'s signature for what it spends: P2WPKH or our HTLC.
 
     Checks that the witness matches the spent script (P2WPKH key hash, or the
@@ -386,10 +360,6 @@ def verify_input(tx: ElementsTx, index: int, spent: ElementsUtxo) -> bool:
 
 
 # --- fees and balances -----------------------------------------------------------------
-
-
-def fee_for(vbytes: int, fee_rate: float) -> int:
-    return int(-(-vbytes * fee_rate // 1))  # ceil
 
 
 def _balances(inputs: list[TxIn], outputs: list[TxOut], issued: dict[str, int]) -> dict[str, int]:
@@ -416,7 +386,7 @@ def balance_with_fee(
     policy_asset: str,
     fee_rate: float,
     change: dict[str, bytes],
-    placeholder: list[list[bytes]],
+    placeholder: list[list[bytes] | None],
     locktime: int = 0,
     issued: dict[str, int] | None = None,
 ) -> tuple[list[TxOut], int]:
@@ -461,25 +431,17 @@ def balance_with_fee(
 # --- wallet spends -----------------------------------------------------------------------
 
 
-def select_utxos(utxos: list[ElementsUtxo], needs: dict[str, int], policy_asset: str, fee_reserve: int) -> list[ElementsUtxo]:
-    """Largest first per asset until each need (plus ``fee_reserve`` of the policy asset) is met."""
-    want = dict(needs)
-    want[policy_asset] = want.get(policy_asset, 0) + fee_reserve
-    chosen: list[ElementsUtxo] = []
-    for asset, amount in sorted(want.items()):
-        have = 0
-        for u in sorted((u for u in utxos if u.asset == asset), key=lambda u: (u.height is None, -u.value, u.txid, u.vout)):
-            if have >= amount:
-                break
-            chosen.append(u)
-            have += u.value
-        if have < amount:
-            raise TxBuildError(f"insufficient {asset[:8]}..: need {amount}, have {have}")
-    return chosen
+def select_utxos(utxos: list[Utxo], needs: dict[str, int], policy_asset: str, fee_rate: float) -> list[Utxo]:
+    """Enough of each asset for ``needs``, and of the policy asset for its need plus the fee."""
+
+    def fee(n: int) -> int:
+        return fee_for(400 + 80 * n, fee_rate)  # outputs and the fee output, plus P2WPKH inputs
+
+    return select_assets(utxos, dict(needs), policy_asset, fee)
 
 
-def _wallet_placeholder(key: Key, n: int) -> list[list[bytes]]:
-    return [[_MAX_SIG, key.pubkey] for _ in range(n)]
+def _wallet_placeholder(key: Key, n: int) -> list[list[bytes] | None]:
+    return [[MAX_SIG, key.pubkey] for _ in range(n)]
 
 
 def sign_wallet_inputs(w, key: Key, inputs: list[TxIn], only_own: bool = False) -> list[list[bytes] | None]:
@@ -498,7 +460,7 @@ def sign_wallet_inputs(w, key: Key, inputs: list[TxIn], only_own: bool = False) 
 
 def build_payment(
     key: Key,
-    utxos: list[ElementsUtxo],
+    utxos: list[Utxo],
     outputs: list[TxOut],
     *,
     policy_asset: str,
@@ -520,12 +482,30 @@ def build_payment(
     return ElementsTx.from_wally(w), fee
 
 
+# The genesis "free coins" of an Elements custom chain (``-initialfreecoins``) sit in
+# OP_TRUE outputs, which the node treats as standard while ``-anyonecanspendaremine``
+# is on (its default on custom chains): spent with an empty scriptSig, no signature.
+ANYONE_CAN_SPEND = b"\x51"
+
+
+def build_free_coins_spend(
+    utxos: list[Utxo], outputs: list[TxOut], *, policy_asset: str, fee_rate: float, change_script: bytes
+) -> tuple[ElementsTx, int]:
+    """Pay ``outputs`` from anyone-can-spend ``utxos``, the rest of the policy asset to ``change_script``."""
+    if not utxos or any(u.script_pubkey != ANYONE_CAN_SPEND for u in utxos):
+        raise TxBuildError("only anyone-can-spend (OP_TRUE) outputs can be spent without a key")
+    inputs = [TxIn(u) for u in utxos]
+    outs, fee = balance_with_fee(inputs, outputs, policy_asset=policy_asset, fee_rate=fee_rate,
+                                 change={policy_asset: change_script}, placeholder=[None] * len(inputs))  # fmt: skip
+    return ElementsTx.from_wally(assemble(inputs, outs)), fee
+
+
 # --- issuance ------------------------------------------------------------------------------
 
 
 def build_issuance(
     key: Key,
-    utxos: list[ElementsUtxo],
+    utxos: list[Utxo],
     amount: int,
     *,
     policy_asset: str,
@@ -571,24 +551,20 @@ def build_issuance(
 
 
 __all__ = [
-    "DUST_LIMIT",
-    "SEQUENCE_FINAL",
-    "SEQUENCE_NONFINAL",
     "SIGHASH_ALL",
+    "ANYONE_CAN_SPEND",
     "ElementsTx",
-    "ElementsUtxo",
     "InputView",
     "Issuance",
     "OutputView",
-    "TxBuildError",
     "TxIn",
     "TxOut",
     "assemble",
     "balance_with_fee",
+    "build_free_coins_spend",
     "build_issuance",
     "build_payment",
     "check_no_dust",
-    "fee_for",
     "p2pkh_code",
     "select_utxos",
     "set_witnesses",
