@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 SOL_STAMP := contracts/ethereum/build/.stamp
-EXTRAS := ethereum,utxo,elements,test,docker,bench
+EXTRAS := ethereum,utxo,elements,fabric,test,docker,bench
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := setup

@@ -1,0 +1,276 @@
+"""A Fabric Gateway client on asyncio gRPC, in the object model of Fabric's official clients.
+
+    gateway  = Gateway(channel, identity, signer)      one identity over one peer connection
+    network  = gateway.get_network("fabric-a")          a channel
+    contract = network.get_contract("dvp")              a chaincode
+    result   = await contract.evaluate("BalanceOf", a, b)
+    result   = await contract.submit("Transfer", ...)   endorse, submit, wait for a VALID commit
+    proposal = contract.new_proposal("Lock", ...)       or step by step:
+    tx       = await proposal.endorse()                 (EndorseError)
+    commit   = await tx.submit()                        (SubmitError)
+    status   = await commit.status()                    (CommitStatusError); status.code "VALID"
+
+The client signs everything itself (proposal, endorsed envelope, commit-status and event
+requests); the Gateway peer collects the endorsements the chaincode's policy needs from
+the channel's other peers and forwards the transaction to the orderer.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from hashlib import sha256
+
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.peer import (
+    chaincode_pb2,
+    proposal_pb2,
+    proposal_response_pb2,
+    transaction_pb2,
+)
+from google.protobuf import timestamp_pb2
+
+from .errors import (
+    CommitError,
+    CommitStatusError,
+    EndorseError,
+    EvaluateError,
+    GatewayError,
+    SubmitError,
+    phase_error,
+)
+from .events import ChaincodeEventStream, Checkpoint
+from .identity import Identity, Signer
+
+Arg = str | bytes
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Per-call deadlines in seconds (the official clients' defaults)."""
+
+    evaluate: float = 5.0
+    endorse: float = 15.0
+    submit: float = 5.0
+    commit_status: float = 60.0
+
+
+@dataclass(frozen=True)
+class Status:
+    """A transaction's commit status: ``code`` is Fabric's TxValidationCode name."""
+
+    transaction_id: str
+    code: str
+    block_number: int
+
+    @property
+    def successful(self) -> bool:
+        return self.code == "VALID"
+
+
+def connect(endpoint: str, tls_ca: bytes, *, host_name: str | None = None) -> grpc.aio.Channel:
+    """A TLS gRPC channel to a Gateway peer, overriding the name checked against its
+    certificate when the endpoint's host is not one of its names."""
+    # Reconnect within a second or two of a restarted peer (gRPC's default backoff grows to 2 min).
+    options: list[tuple[str, str | int]] = [("grpc.initial_reconnect_backoff_ms", 200),
+                                            ("grpc.max_reconnect_backoff_ms", 2000)]
+    if host_name:
+        options.append(("grpc.ssl_target_name_override", host_name))
+    return grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=options)
+
+
+class Gateway:
+    """One client identity speaking to one Gateway peer over ``channel`` (shared, not owned)."""
+
+    def __init__(self, channel: grpc.aio.Channel, identity: Identity, signer: Signer,
+                 *, timeouts: Timeouts = Timeouts()):
+        self.channel = channel
+        self.identity = identity
+        self.signer = signer
+        self.timeouts = timeouts
+        self.stub = gateway_pb2_grpc.GatewayStub(channel)
+
+    def get_network(self, name: str) -> Network:
+        return Network(self, name)
+
+
+class Network:
+    """One channel as seen through a gateway."""
+
+    def __init__(self, gateway: Gateway, name: str):
+        self.gateway = gateway
+        self.name = name
+
+    def get_contract(self, chaincode: str) -> Contract:
+        return Contract(self, chaincode)
+
+    def get_commit(self, transaction_id: str) -> Commit:
+        """The commit of a transaction known only by its id (e.g. after a restart)."""
+        return Commit(self, transaction_id)
+
+    def chaincode_events(self, chaincode: str, *, checkpoint: Checkpoint | None = None,
+                         start_block: int | None = None, idle: float | None = None) -> ChaincodeEventStream:
+        """Events of ``chaincode`` from ``checkpoint`` (resuming after its transaction), else
+        from ``start_block``, else from the next block committed; see ChaincodeEventStream."""
+        return ChaincodeEventStream(self, chaincode, checkpoint=checkpoint, start_block=start_block, idle=idle)
+
+
+class Contract:
+    def __init__(self, network: Network, chaincode: str):
+        self.network = network
+        self.chaincode = chaincode
+
+    def new_proposal(self, function: str, *args: Arg, timestamp: float | None = None,
+                     endorsing_organizations: tuple[str, ...] = ()) -> Proposal:
+        """A signed proposal; ``timestamp`` (unix seconds) overrides the client's clock."""
+        return Proposal(self, function, args, timestamp=timestamp, endorsing_organizations=endorsing_organizations)
+
+    async def evaluate(self, function: str, *args: Arg) -> bytes:
+        return await self.new_proposal(function, *args).evaluate()
+
+    async def submit(self, function: str, *args: Arg) -> bytes:
+        """Endorse, submit and wait for the commit; raise CommitError unless it is VALID."""
+        tx = await self.new_proposal(function, *args).endorse()
+        commit = await tx.submit()
+        await commit.expect_valid()
+        return tx.result
+
+
+class Proposal:
+    """A transaction proposal, built and signed at once so its id is known before sending."""
+
+    def __init__(self, contract: Contract, function: str, args: tuple[Arg, ...], *,
+                 timestamp: float | None, endorsing_organizations: tuple[str, ...]):
+        self.contract = contract
+        network = contract.network
+        gateway = network.gateway
+        self.endorsing_organizations = list(endorsing_organizations)
+        nonce = os.urandom(24)
+        creator = gateway.identity.serialized
+        self.transaction_id = sha256(nonce + creator).hexdigest()
+        ts = timestamp_pb2.Timestamp()
+        ts.FromNanoseconds(int((time.time() if timestamp is None else timestamp) * 1e9))
+        channel_header = common_pb2.ChannelHeader(
+            type=common_pb2.ENDORSER_TRANSACTION,
+            timestamp=ts,
+            channel_id=network.name,
+            tx_id=self.transaction_id,
+            extension=proposal_pb2.ChaincodeHeaderExtension(
+                chaincode_id=chaincode_pb2.ChaincodeID(name=contract.chaincode)
+            ).SerializeToString(),
+        )
+        header = common_pb2.Header(
+            channel_header=channel_header.SerializeToString(),
+            signature_header=common_pb2.SignatureHeader(creator=creator, nonce=nonce).SerializeToString(),
+        )
+        spec = chaincode_pb2.ChaincodeSpec(
+            chaincode_id=chaincode_pb2.ChaincodeID(name=contract.chaincode),
+            input=chaincode_pb2.ChaincodeInput(args=[_bytes(function), *map(_bytes, args)]),
+        )
+        payload = proposal_pb2.ChaincodeProposalPayload(
+            input=chaincode_pb2.ChaincodeInvocationSpec(chaincode_spec=spec).SerializeToString()
+        )
+        proposal_bytes = proposal_pb2.Proposal(
+            header=header.SerializeToString(), payload=payload.SerializeToString()
+        ).SerializeToString()
+        self.signed = proposal_pb2.SignedProposal(proposal_bytes=proposal_bytes,
+                                                  signature=gateway.signer.sign(proposal_bytes))
+        self.what = f"{contract.chaincode}.{function} on {network.name}"
+
+    @property
+    def _gateway(self) -> Gateway:
+        return self.contract.network.gateway
+
+    async def evaluate(self) -> bytes:
+        """Run the proposal on one peer without ordering it; the chaincode's result."""
+        g = self._gateway
+        request = gateway_pb2.EvaluateRequest(
+            transaction_id=self.transaction_id, channel_id=self.contract.network.name,
+            proposed_transaction=self.signed, target_organizations=self.endorsing_organizations,
+        )
+        response = await _call(g.stub.Evaluate, request, g.timeouts.evaluate, EvaluateError, self.transaction_id, self.what)
+        return response.result.payload
+
+    async def endorse(self) -> Transaction:
+        g = self._gateway
+        request = gateway_pb2.EndorseRequest(
+            transaction_id=self.transaction_id, channel_id=self.contract.network.name,
+            proposed_transaction=self.signed, endorsing_organizations=self.endorsing_organizations,
+        )
+        response = await _call(g.stub.Endorse, request, g.timeouts.endorse, EndorseError, self.transaction_id, self.what)
+        return Transaction(self, response.prepared_transaction)
+
+
+class Transaction:
+    """An endorsed transaction, ready to be signed and sent to the orderer."""
+
+    def __init__(self, proposal: Proposal, envelope: common_pb2.Envelope):
+        self.proposal = proposal
+        self.transaction_id = proposal.transaction_id
+        self.envelope = envelope
+        self.result = _result_of(envelope)
+
+    async def submit(self) -> Commit:
+        """Sign and send to the orderer; returns once the orderer accepted it."""
+        g = self.proposal._gateway
+        network = self.proposal.contract.network
+        envelope = common_pb2.Envelope(payload=self.envelope.payload, signature=g.signer.sign(self.envelope.payload))
+        request = gateway_pb2.SubmitRequest(transaction_id=self.transaction_id, channel_id=network.name,
+                                            prepared_transaction=envelope)
+        await _call(g.stub.Submit, request, g.timeouts.submit, SubmitError, self.transaction_id, self.proposal.what)
+        return Commit(network, self.transaction_id)
+
+
+class Commit:
+    """Waits for a transaction's commit on the Gateway peer's ledger."""
+
+    def __init__(self, network: Network, transaction_id: str):
+        self.network = network
+        self.transaction_id = transaction_id
+
+    async def status(self, timeout: float | None = None) -> Status:
+        """The validation code once the transaction is in a committed block (waits for it)."""
+        g = self.network.gateway
+        body = gateway_pb2.CommitStatusRequest(
+            transaction_id=self.transaction_id, channel_id=self.network.name, identity=g.identity.serialized,
+        ).SerializeToString()
+        request = gateway_pb2.SignedCommitStatusRequest(request=body, signature=g.signer.sign(body))
+        response = await _call(g.stub.CommitStatus, request, timeout or g.timeouts.commit_status, CommitStatusError,
+                               self.transaction_id, f"transaction on {self.network.name}")
+        return Status(self.transaction_id, transaction_pb2.TxValidationCode.Name(response.result),
+                      response.block_number)
+
+    async def expect_valid(self, timeout: float | None = None) -> Status:
+        status = await self.status(timeout)
+        if not status.successful:
+            raise CommitError(
+                f"transaction {self.transaction_id} on {self.network.name} committed invalid: {status.code} "
+                f"(block {status.block_number})",
+                tx_id=self.transaction_id, code=status.code, block_number=status.block_number,
+            )
+        return status
+
+
+async def _call(method, request, timeout: float, error: type[GatewayError], tx_id: str | None, what: str):
+    try:
+        return await method(request, timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise phase_error(error, exc, tx_id, what) from exc
+
+
+def _bytes(arg: Arg) -> bytes:
+    return arg if isinstance(arg, bytes) else arg.encode()
+
+
+def _result_of(envelope: common_pb2.Envelope) -> bytes:
+    """The chaincode's return value inside an endorsed transaction envelope."""
+    payload = common_pb2.Payload.FromString(envelope.payload)
+    tx = transaction_pb2.Transaction.FromString(payload.data)
+    if not tx.actions:
+        return b""
+    action = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
+    response = proposal_response_pb2.ProposalResponsePayload.FromString(action.action.proposal_response_payload)
+    return proposal_pb2.ChaincodeAction.FromString(response.extension).response.payload
