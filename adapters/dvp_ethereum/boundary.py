@@ -35,6 +35,9 @@ _ERROR_TYPES: dict[str, type[errors.DvpError]] = {
     "OnlyIssuer": errors.SubmitError,
     "ERC20InsufficientBalance": errors.SubmitError,
     "ERC20InsufficientAllowance": errors.SubmitError,
+    "ERC2612InvalidSigner": errors.SubmitError,
+    "ERC2612ExpiredSignature": errors.SubmitError,
+    "PermitValue": errors.SubmitError,
 }
 
 _EXPLAIN = {
@@ -49,6 +52,10 @@ _EXPLAIN = {
     "ZeroAmount": "amount must be above zero",
     "ExpiryNotInFuture": "expiry must be in the future",
     "ERC20InsufficientBalance": "insufficient balance",
+    "ERC20InsufficientAllowance": "insufficient allowance",
+    "ERC2612InvalidSigner": "the permit was not signed by the owner for these terms (or its nonce was used)",
+    "ERC2612ExpiredSignature": "the permit's deadline has passed",
+    "PermitValue": "the permit's value does not cover the order",
     "OutOfGas": "ran out of gas (the state changed between gas estimation and execution)",
 }
 

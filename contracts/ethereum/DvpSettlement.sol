@@ -2,11 +2,14 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
 /// @notice Single-ledger delivery versus payment: the seller proposes (and approves its
 /// securities), the buyer accepts (having approved its cash) and one transaction moves
-/// both legs, or neither.
+/// both legs, or neither.  On ERC-2612 tokens each side is one transaction: the seller's
+/// permit (its consent to delivery) goes with the proposal, the buyer's with the acceptance;
+/// an invalid permit reverts the whole step.
 contract DvpSettlement {
     using SafeERC20 for IERC20;
 
@@ -23,6 +26,16 @@ contract DvpSettlement {
         Status status;
     }
 
+    /// An ERC-2612 signature of the token owner (msg.sender) over
+    /// (owner, this contract, value, token nonce, deadline).
+    struct Permit {
+        uint256 value;
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
+    }
+
     mapping(bytes32 => Order) private _orders;
 
     event Proposed(bytes32 indexed orderId, address indexed seller, address indexed buyer);
@@ -35,6 +48,7 @@ contract DvpSettlement {
     error NotOpen();
     error OnlyBuyer();
     error OnlySeller();
+    error PermitValue();
 
     function orderIdFor(
         address seller,
@@ -59,7 +73,7 @@ contract DvpSettlement {
         uint256 cashAmount,
         uint64 deadline,
         bytes32 nonce
-    ) external returns (bytes32 orderId) {
+    ) public returns (bytes32 orderId) {
         if (securityAmount == 0 || cashAmount == 0) revert ZeroAmount();
         if (deadline <= block.timestamp) revert DeadlinePassed();
         orderId = orderIdFor(msg.sender, buyer, security, securityAmount, cash, cashAmount, deadline, nonce);
@@ -68,7 +82,24 @@ contract DvpSettlement {
         emit Proposed(orderId, msg.sender, buyer);
     }
 
-    function accept(bytes32 orderId) external {
+    /// The seller's permit sets its allowance to ``permit.value``, which must cover this
+    /// order (and the seller's other open orders of the same security: it replaces them).
+    function proposeWithPermit(
+        address buyer,
+        address security,
+        uint256 securityAmount,
+        address cash,
+        uint256 cashAmount,
+        uint64 deadline,
+        bytes32 nonce,
+        Permit calldata permit
+    ) external returns (bytes32 orderId) {
+        if (permit.value < securityAmount) revert PermitValue();
+        orderId = propose(buyer, security, securityAmount, cash, cashAmount, deadline, nonce);
+        IERC20Permit(security).permit(msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s);
+    }
+
+    function accept(bytes32 orderId) public {
         Order storage o = _orders[orderId];
         if (o.status != Status.Open) revert NotOpen();
         if (msg.sender != o.buyer) revert OnlyBuyer();
@@ -77,6 +108,15 @@ contract DvpSettlement {
         IERC20(o.security).safeTransferFrom(o.seller, o.buyer, o.securityAmount);
         IERC20(o.cash).safeTransferFrom(o.buyer, o.seller, o.cashAmount);
         emit Settled(orderId);
+    }
+
+    /// The buyer's permit is for exactly the order's cash amount, pulled in the same call.
+    function acceptWithPermit(bytes32 orderId, Permit calldata permit) external {
+        Order storage o = _orders[orderId];
+        if (o.status != Status.Open) revert NotOpen();
+        if (permit.value != o.cashAmount) revert PermitValue();
+        IERC20Permit(o.cash).permit(msg.sender, address(this), permit.value, permit.deadline, permit.v, permit.r, permit.s);
+        accept(orderId);
     }
 
     function cancel(bytes32 orderId) external {

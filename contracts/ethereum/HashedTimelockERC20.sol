@@ -2,6 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 
 /// @notice Hashed time-lock for ERC-20 tokens, as the dvp HTLC rules require:
@@ -10,6 +11,9 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 ///    and the hashlock is SHA-256 over those raw bytes;
 ///  - a claim pays the fixed recipient whoever submits it, and only before expiry;
 ///  - a refund goes only to the sender, is sent only by the sender, and only at or after expiry.
+/// ``lockWithPermit`` makes a lock one transaction on an ERC-2612 token: the sender's permit
+/// for exactly the locked amount and this contract must be valid (signer, spender, value,
+/// unused token nonce, deadline), or the whole lock reverts.
 contract HashedTimelockERC20 {
     using SafeERC20 for IERC20;
 
@@ -25,6 +29,15 @@ contract HashedTimelockERC20 {
         Status status;
         bytes32 preimage;
         bytes32 nonce;
+    }
+
+    /// An ERC-2612 signature of the token owner (the lock's sender) over
+    /// (owner, this contract, amount, token nonce, deadline).
+    struct Permit {
+        uint256 deadline;
+        uint8 v;
+        bytes32 r;
+        bytes32 s;
     }
 
     mapping(bytes32 => Lock) private _locks;
@@ -73,13 +86,40 @@ contract HashedTimelockERC20 {
         uint64 expiry,
         bytes32 nonce
     ) external returns (bytes32 lockId) {
+        lockId = _open(recipient, token, amount, hashlock, expiry, nonce);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    function lockWithPermit(
+        address recipient,
+        address token,
+        uint256 amount,
+        bytes32 hashlock,
+        uint64 expiry,
+        bytes32 nonce,
+        Permit calldata permit
+    ) external returns (bytes32 lockId) {
+        lockId = _open(recipient, token, amount, hashlock, expiry, nonce);
+        // Not wrapped in try/catch: a permit that fails (other terms, spender, deadline, or a
+        // replayed signature) fails the lock, instead of falling back to an older allowance.
+        IERC20Permit(token).permit(msg.sender, address(this), amount, permit.deadline, permit.v, permit.r, permit.s);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    function _open(
+        address recipient,
+        address token,
+        uint256 amount,
+        bytes32 hashlock,
+        uint64 expiry,
+        bytes32 nonce
+    ) private returns (bytes32 lockId) {
         if (amount == 0) revert ZeroAmount();
         if (recipient == address(0)) revert ZeroRecipient();
         if (expiry <= block.timestamp) revert ExpiryNotInFuture();
         lockId = lockIdFor(msg.sender, recipient, token, amount, hashlock, expiry, nonce);
         if (_locks[lockId].status != Status.None) revert DuplicateLock();
         _locks[lockId] = Lock(msg.sender, recipient, token, amount, hashlock, expiry, Status.Locked, bytes32(0), nonce);
-        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
         emit Locked(lockId, msg.sender, recipient, token, amount, hashlock, expiry);
     }
 
