@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from eth_abi import encode
@@ -34,7 +34,8 @@ from dvp.models import (
 
 from .artifacts import artifact
 from .boundary import decode_revert, error_for, web3_errors
-from .config import EthereumConfig
+from .config import EthereumConfig, GethConfig
+from .sender import PermitRequest, Sender, Signature, Tx
 
 _LOCK_STATUS = {1: LockStatus.LOCKED, 2: LockStatus.CLAIMED, 3: LockStatus.REFUNDED}
 _ORDER_STATUS = {1: OrderStatus.OPEN, 2: OrderStatus.SETTLED, 3: OrderStatus.CANCELLED}
@@ -60,15 +61,21 @@ class EthereumAdapter(LedgerAdapter):
         self._addresses.update({p: to_checksum_address(a) for p, a in config.addresses.items()})
         self._parties = {a.lower(): p for p, a in self._addresses.items()}
         self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
-        self._send_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._spend_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._lock_blocks: dict[str, int] = {}
+        self._has_permit: dict[str, bool] = {}
+        # DvP proposals keep the seller's allowance: (party, asset) -> value last granted,
+        # and the proposals in flight that granted it.
+        self._granted: dict[tuple[str, str], int] = {}
+        self._granting: dict[tuple[str, str], set[str]] = defaultdict(set)
         self.w3: AsyncWeb3 | None = None
+        self._sender: Sender | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     async def connect(self) -> None:
         provider = AsyncHTTPProvider(self.config.rpc_url, request_kwargs={"timeout": self.config.request_timeout})
         self.w3 = AsyncWeb3(provider)
+        stall = max(5.0, 4 * self.config.block_interval)
+        self._sender = Sender(self.w3, self.name, self.config.chain_id, _POLL, stall)
         with web3_errors("connect", self.name):
             chain_id = await self.w3.eth.chain_id
         if chain_id != self.config.chain_id:
@@ -78,6 +85,9 @@ class EthereumAdapter(LedgerAdapter):
         self._bind_contracts()
 
     async def aclose(self) -> None:
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
         if self.w3 is not None:
             await self.w3.provider.disconnect()
             self.w3 = None
@@ -129,10 +139,10 @@ class EthereumAdapter(LedgerAdapter):
         factory = self._w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
         tx_id = await self._send(self.config.issuer, factory.constructor(*args), f"deploy {name}")
         with web3_errors(f"deploy {name}", self.name):
-            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=60, poll_latency=_POLL)
-        if receipt["status"] != 1:
+            receipt = await self._sent.receipt(tx_id, timeout=60)
+        if int(receipt["status"], 16) != 1:
             raise errors.CommitError(f"deploy {name} reverted", tx_id=tx_id, code="reverted")
-        return receipt["contractAddress"]
+        return to_checksum_address(receipt["contractAddress"])
 
     # -- clock and finality ---------------------------------------------------------------
     async def now(self) -> LedgerTime:
@@ -149,18 +159,19 @@ class EthereumAdapter(LedgerAdapter):
         timeout = self.finality_timeout(timeout)
         deadline = time.monotonic() + timeout
         with web3_errors(f"wait for {tx_id}", self.name):
-            receipt = await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=timeout, poll_latency=_POLL)
-            while await self._w3.eth.block_number - receipt["blockNumber"] + 1 < self.config.confirmations:
+            receipt = await self._sent.receipt(tx_id, timeout)
+            block = int(receipt["blockNumber"], 16)
+            while await self._w3.eth.block_number - block + 1 < self.config.confirmations:
                 if time.monotonic() > deadline:
                     raise errors.FinalityTimeout(
                         f"{tx_id} not final after {timeout:.0f}s", tx_id=tx_id, code="timeout"
                     )
                 await asyncio.sleep(_POLL)
-        fee = receipt["gasUsed"] * receipt.get("effectiveGasPrice", 0)
-        if receipt["status"] != 1:
-            reason = await self._replay_reason(tx_id, receipt["blockNumber"])
+        fee = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice") or "0x0", 16)
+        if int(receipt["status"], 16) != 1:
+            reason = await self._replay_reason(tx_id, block)
             raise error_for(reason, what=f"transaction on {self.name}", tx_id=tx_id, mined=True)
-        return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=receipt["blockNumber"], fee=fee)
+        return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=block, fee=fee)
 
     async def _replay_reason(self, tx_id: str, block: int) -> str | None:
         """Which rule a mined transaction broke: from a trace of the real execution where the
@@ -221,41 +232,50 @@ class EthereumAdapter(LedgerAdapter):
         return self._submitted(await self._send(self.config.issuer, call, f"issue {asset}"))
 
     async def _spend(
-        self, party: str, asset: str, spender: str, amount: int, call, what: str, keep: bool = False
-    ) -> Submitted:
-        """Approve ``amount`` and send ``call``, which pulls it with transferFrom.
+        self, party: str, asset: str, spender: str, amount: int | Callable[[], Awaitable[int]],
+        build: Callable[[Signature | None, int | None], Any], what: str, *, gas: int,
+        settled: Callable[[str, bool], None] | None = None,
+    ) -> list[str]:  # fmt: skip
+        """Send ``what``, which pulls ``amount`` of ``asset`` from ``party`` with transferFrom.
 
-        Concurrent spends by one party of one token are serialised until ``call`` is
-        mined, so one swap's approval is never consumed by another's.  With ``keep``
-        the call does not pull yet (a DvP proposal), so the allowance grows by
-        ``amount`` to cover every open proposal."""
+        On an ERC-2612 token it is one transaction carrying the party's permit (``build``
+        gets the signature and the amount; ``None`` for the plain call).  Otherwise an
+        approve goes first with the previous nonce, in the same batch: nothing of the party
+        comes between them, and an approve a failed call left unspent is overwritten by the
+        next one, never added to.  Nothing waits for a block."""
         token = self._erc20(asset)
-        async with self._spend_locks[(party, asset)]:
-            with web3_errors("allowance", self.name):
-                current = await token.functions.allowance(self._address(party), spender).call()
-            target = current + amount if keep else amount
-            if current < target:
-                approval = await self._send(party, token.functions.approve(spender, target), f"approve {asset}")
-                await self.wait_final(approval)
-            tx_id = await self._send(party, call, what)
-            with web3_errors(what, self.name):
-                await self._w3.eth.wait_for_transaction_receipt(tx_id, timeout=60, poll_latency=_POLL)
-        return self._submitted(tx_id)
+        key = self._key(party)
+        with web3_errors(what, self.name):
+            if await self._permit_token(asset):
+                permit = PermitRequest(token, spender)
+                return await self._sent.send(key, [Tx(what, build, gas=gas, value=amount, permit=permit, settled=settled)])
+            return await self._sent.send(key, [
+                Tx(f"approve {asset}", lambda _s, v: token.functions.approve(spender, v), gas=_GAS["approve"], value=amount),
+                Tx(what, lambda _s, _v: build(None, None), gas=gas, settled=settled),
+            ])  # fmt: skip
+
+    async def _permit_token(self, asset: str) -> bool:
+        """Whether the token implements ERC-2612 (asked once: tokens do not change)."""
+        if asset not in self._has_permit:
+            try:
+                await self._erc20(asset).functions.DOMAIN_SEPARATOR().call()
+                self._has_permit[asset] = True
+            except Exception:  # noqa: BLE001 - a revert or empty return: no permit
+                self._has_permit[asset] = False
+        return self._has_permit[asset]
 
     # -- sending --------------------------------------------------------------------------
-    async def _send(self, party: str, call, what: str) -> str:
-        account = self._key(party)
-        # One sender at a time per account, so nonces never collide across concurrent swaps.
-        async with self._send_locks[account.address]:
-            with web3_errors(what, self.name):
-                nonce = await self._w3.eth.get_transaction_count(account.address, "pending")
-                tx = await call.build_transaction(
-                    {"from": account.address, "nonce": nonce, "chainId": self.config.chain_id}
-                )
-                tx["gas"] = _with_headroom(tx["gas"])
-                signed = account.sign_transaction(tx)
-                tx_hash = await self._w3.eth.send_raw_transaction(signed.raw_transaction)
-        return "0x" + bytes(tx_hash).hex()
+    @property
+    def _sent(self) -> Sender:
+        if self._sender is None:
+            raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
+        return self._sender
+
+    async def _send(self, party: str, call, what: str, gas: int | None = None) -> str:
+        """One transaction of ``party``, nonce assigned locally (see nonces.py)."""
+        with web3_errors(what, self.name):
+            (tx_id,) = await self._sent.send(self._key(party), [Tx(what, lambda _s, _v: call, gas=gas)])
+        return tx_id
 
     def _submitted(self, tx_id: str) -> Submitted:
         return Submitted(ledger=self.name, tx_id=tx_id)
@@ -276,15 +296,16 @@ class EthereumAdapter(LedgerAdapter):
 
     async def lock(self, terms: HtlcTerms) -> Submitted:
         htlc = self._need(self.htlc, "htlc_address")
-        call = htlc.functions.lock(
-            self._address(terms.recipient),
-            self._token(terms.asset),
-            terms.amount,
-            bytes.fromhex(terms.hashlock),
-            terms.expiry,
-            bytes.fromhex(terms.nonce),
-        )
-        return await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, call, "lock")
+        args = (self._address(terms.recipient), self._token(terms.asset), terms.amount,
+                bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))  # fmt: skip
+
+        def build(sig: Signature | None, _value: int | None):
+            if sig is None:
+                return htlc.functions.lock(*args)
+            return htlc.functions.lockWithPermit(*args, (sig.deadline, sig.v, sig.r, sig.s))
+
+        ids = await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, build, "lock", gas=_GAS["lock"])
+        return self._submitted(ids[-1])
 
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
         if len(preimage) != 32:
@@ -392,24 +413,51 @@ class EthereumAdapter(LedgerAdapter):
 
     async def propose_dvp(self, order: DvpOrder) -> Submitted:
         dvp = self._need(self.dvp, "dvp_address")
-        call = dvp.functions.propose(
-            self._address(order.buyer),
-            self._token(order.security),
-            order.security_amount,
-            self._token(order.cash),
-            order.cash_amount,
-            order.deadline,
-            bytes.fromhex(order.nonce),
-        )
-        # The seller's approval is its consent to delivery; propose itself pulls nothing.
-        return await self._spend(
-            order.seller, order.security, dvp.address, order.security_amount, call, "propose DvP", keep=True
-        )
+        args = (self._address(order.buyer), self._token(order.security), order.security_amount,
+                self._token(order.cash), order.cash_amount, order.deadline, bytes.fromhex(order.nonce))  # fmt: skip
+
+        def build(sig: Signature | None, value: int | None):
+            if sig is None:
+                return dvp.functions.propose(*args)
+            return dvp.functions.proposeWithPermit(*args, (value, sig.deadline, sig.v, sig.r, sig.s))
+
+        # The seller's allowance is its consent to delivery; propose itself pulls nothing, so
+        # the allowance must cover every open proposal of the seller: it grows by this one.
+        key = (order.seller, order.security)
+        token = self._erc20(order.security)
+
+        async def allowance() -> int:
+            if self._granting[key]:
+                current = self._granted[key]
+            else:  # nothing of ours in flight: the ledger is the truth (accepts spend it)
+                current = await token.functions.allowance(self._address(order.seller), dvp.address).call()
+            self._granted[key] = current + order.security_amount
+            self._granting[key].add(order.nonce)  # in flight from now on, in nonce order
+            return self._granted[key]
+
+        def settled(_tx_id: str, _ok: bool) -> None:
+            self._granting[key].discard(order.nonce)
+
+        try:
+            ids = await self._spend(order.seller, order.security, dvp.address, allowance, build, "propose DvP",
+                                    gas=_GAS["propose"], settled=settled)  # fmt: skip
+        except BaseException:
+            self._granting[key].discard(order.nonce)
+            raise
+        return self._submitted(ids[-1])
 
     async def accept_dvp(self, order: DvpOrder) -> Submitted:
         dvp = self._need(self.dvp, "dvp_address")
-        call = dvp.functions.accept(_b32(self.order_id(order)))
-        return await self._spend(order.buyer, order.cash, dvp.address, order.cash_amount, call, "accept DvP")
+        order_id = _b32(self.order_id(order))
+
+        def build(sig: Signature | None, value: int | None):
+            if sig is None:
+                return dvp.functions.accept(order_id)
+            return dvp.functions.acceptWithPermit(order_id, (value, sig.deadline, sig.v, sig.r, sig.s))
+
+        ids = await self._spend(order.buyer, order.cash, dvp.address, order.cash_amount, build, "accept DvP",
+                                gas=_GAS["accept"])  # fmt: skip
+        return self._submitted(ids[-1])
 
     async def get_order(self, order_id: str) -> OrderState | None:
         dvp = self._need(self.dvp, "dvp_address")
@@ -419,14 +467,10 @@ class EthereumAdapter(LedgerAdapter):
         return None if status == 0 else OrderState(order_id=order_id, status=_ORDER_STATUS[status])
 
 
-# The estimate holds for the state it ran on. Another swap's transaction mined first in the
-# same block can turn a storage write from nonzero->nonzero into zero->nonzero (e.g. the HTLC's
-# token balance drained by a claim, then refilled by a lock): 17,100 gas more. Only gas used is paid.
-_GAS_HEADROOM = 30_000
-
-
-def _with_headroom(estimate: int) -> int:
-    return int(estimate * 1.2) + _GAS_HEADROOM
+# Fixed gas limits for the transactions that spend an allowance or a permit: they cannot be
+# estimated while the approve before them, or the permits before theirs, are still in the
+# pool.  Measured use plus headroom for cold storage; only gas used is paid.
+_GAS = {"approve": 80_000, "lock": 300_000, "propose": 300_000, "accept": 250_000}
 
 
 def _b32(hex_id: str) -> bytes:
@@ -447,3 +491,12 @@ def _parse_checkpoint(since: str | None) -> tuple[int, int] | None:
         return int(block), int(index)
     except ValueError:
         raise errors.ConfigError(f"checkpoint: expected 'block:index', got {since!r}") from None
+
+
+class GethAdapter(EthereumAdapter):
+    """The same adapter on geth: only standard JSON-RPC, so no time travel; refund paths
+    wait for real expiry."""
+
+    kind = "geth"
+    config_model = GethConfig
+    capabilities = EthereumAdapter.capabilities - {Capability.TIME_TRAVEL}

@@ -27,3 +27,10 @@ class EthereumConfig(LedgerConfig):
     tokens: dict[str, str] = {}  # asset symbol -> token address
     dev: bool = False  # allow evm_increaseTime / evm_mine (anvil, hardhat)
     request_timeout: float = Field(default=30.0, gt=0)
+
+
+class GethConfig(EthereumConfig):
+    """An EVM ledger on geth: standard JSON-RPC only, no time travel."""
+
+    kind: Literal["geth"] = "geth"  # type: ignore[assignment]
+    dev: Literal[False] = False  # type: ignore[assignment]

@@ -1,0 +1,248 @@
+"""Signing and broadcasting each account's transactions back to back, and waiting for them.
+
+A step that needs several transactions (an approve, then the lock that spends it) gets
+consecutive nonces in one batch, so they execute in that order, usually in one block,
+and no other transaction of the account can come between them.  Nothing here waits for
+a block except :meth:`Sender.receipt`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+
+from dvp import errors
+
+from .nonces import AccountNonces, PermitNonces, nonce_taken
+from .receipts import ReceiptWatcher
+
+# A permit is consumed by the transaction that carries it; the deadline only bounds a
+# signature whose transaction got stuck.
+PERMIT_WINDOW = 3600
+
+
+@dataclass(frozen=True)
+class Signature:
+    deadline: int
+    v: int
+    r: bytes
+    s: bytes
+
+
+@dataclass(frozen=True)
+class PermitRequest:
+    """An ERC-2612 permit of the sending account for ``spender`` on ``token`` (a web3
+    contract), for the transaction's ``value``."""
+
+    token: Any
+    spender: str
+
+
+@dataclass
+class Tx:
+    what: str
+    build: Callable[[Signature | None, int | None], Any]  # (permit signature, value) -> web3 call
+    gas: int | None = None  # None: estimate (only for a transaction that depends on nothing pending)
+    # An amount the call approves or permits; a coroutine is worked out under the account's
+    # nonce lock, in the order the transactions will execute.
+    value: int | Callable[[], Awaitable[int]] | None = None
+    permit: PermitRequest | None = None
+    settled: Callable[[str, bool], None] | None = None
+
+
+class Sender:
+    def __init__(self, w3: AsyncWeb3, ledger: str, chain_id: int, poll: float, stall: float):
+        self.w3 = w3
+        self.ledger = ledger
+        self.chain_id = chain_id
+        self.stall = stall
+        self.watcher = ReceiptWatcher(self.request, poll)
+        self._accounts: dict[str, AccountNonces] = {}
+        self._permits: dict[tuple[str, str], PermitNonces] = {}
+        self._domains: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, Tx] = {}  # tx id -> its spec, until settled
+        self._permit_of: dict[str, PermitNonces] = {}
+        self._fees: tuple[float, dict[str, int], int] | None = None
+
+    async def request(self, method: str, params: list[Any]) -> Any:
+        reply = await self.w3.provider.make_request(method, params)  # type: ignore[arg-type]
+        if reply.get("error"):
+            raise errors.AdapterError(f"ledger {self.ledger!r}, {method}: {reply['error'].get('message')}")
+        return reply.get("result")
+
+    def account(self, address: str) -> AccountNonces:
+        if address not in self._accounts:
+            self._accounts[address] = AccountNonces(
+                address, lambda: self.w3.eth.get_transaction_count(address, "pending")
+            )
+        return self._accounts[address]
+
+    def permits(self, owner: str, token: Any) -> PermitNonces:
+        key = (owner, token.address)
+        if key not in self._permits:
+            self._permits[key] = PermitNonces(lambda: token.functions.nonces(owner).call())
+        return self._permits[key]
+
+    async def close(self) -> None:
+        await self.watcher.close()
+
+    # -- sending ---------------------------------------------------------------------------
+    async def send(self, account: LocalAccount, txs: list[Tx]) -> list[str]:
+        """Broadcast ``txs`` with consecutive nonces; their ids, in order."""
+        fees, clock = await self._fee_fields()
+        gases = [tx.gas or await self._estimate(account, tx) for tx in txs]
+        ids: list[str] = []
+        nonces = self.account(account.address)
+        for attempt in range(3):
+            async with nonces.batch(len(txs) - len(ids)) as batch:
+                for tx, gas, nonce in zip(txs[len(ids):], gases[len(ids):], batch.nonces):
+                    try:
+                        tx_id = await self._send_one(account, tx, gas, nonce, fees, clock, batch)
+                    except Exception as exc:
+                        if nonce_taken(exc) and attempt < 2:
+                            batch.conflict = True  # another sender used the key: re-read the count
+                            break
+                        raise
+                    ids.append(tx_id)
+            if len(ids) == len(txs):
+                return ids
+        raise errors.SubmitError(f"{txs[len(ids)].what}: nonce kept being taken by another sender")
+
+    async def _send_one(self, account: LocalAccount, tx: Tx, gas: int, nonce: int, fees: dict[str, int],
+                        clock: int, batch) -> str:  # fmt: skip
+        sig = None
+        permit_nonces = permit_nonce = None
+        value = tx.value if tx.value is None or isinstance(tx.value, int) else await tx.value()
+        if tx.permit is not None:
+            p = tx.permit
+            assert value is not None, "a permit needs a value"
+            permit_nonces = self.permits(account.address, p.token)
+            permit_nonce = await permit_nonces.take(self._settle_all)
+            sig = await self._sign_permit(account, p.token, p.spender, value, permit_nonce, clock + PERMIT_WINDOW)
+        try:
+            built = await tx.build(sig, value).build_transaction(
+                {"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": gas, **fees}
+            )
+            signed = account.sign_transaction(built)
+            raw = bytes(signed.raw_transaction)
+            tx_id = "0x" + bytes(await self.w3.eth.send_raw_transaction(raw)).hex()
+        except BaseException:
+            if permit_nonces is not None and permit_nonce is not None:
+                permit_nonces.give_back(permit_nonce)
+            raise
+        batch.sent(tx_id, raw)
+        self._pending[tx_id] = tx
+        if permit_nonces is not None:
+            permit_nonces.sent(tx_id)
+            self._permit_of[tx_id] = permit_nonces
+        return tx_id
+
+    async def _estimate(self, account: LocalAccount, tx: Tx) -> int:
+        return with_headroom(await tx.build(None, None).estimate_gas({"from": account.address}))
+
+    async def _fee_fields(self) -> tuple[dict[str, int], int]:
+        """EIP-1559 fees and the head's timestamp, read at most once per second."""
+        if self._fees is None or time.monotonic() - self._fees[0] > 1.0:
+            block = await self.w3.eth.get_block("latest")
+            tip = await self.w3.eth.max_priority_fee
+            # Twice the base fee rides out several fuller blocks; only what is used is paid.
+            fees = {"maxFeePerGas": 2 * block["baseFeePerGas"] + tip, "maxPriorityFeePerGas": tip}
+            self._fees = (time.monotonic(), fees, int(block["timestamp"]))
+        return self._fees[1], self._fees[2]
+
+    async def _sign_permit(self, account: LocalAccount, token: Any, spender: str, value: int, nonce: int,
+                           deadline: int) -> Signature:  # fmt: skip
+        domain = self._domains.get(token.address)
+        if domain is None:
+            _, name, version, chain_id, verifying, _, _ = await token.functions.eip712Domain().call()
+            domain = self._domains[token.address] = {
+                "name": name, "version": version, "chainId": chain_id, "verifyingContract": verifying,
+            }  # fmt: skip
+        signed = account.sign_typed_data(
+            domain_data=domain,
+            message_types={"Permit": PERMIT_TYPES},
+            message_data={"owner": account.address, "spender": spender, "value": value, "nonce": nonce,
+                          "deadline": deadline},
+        )  # fmt: skip
+        return Signature(deadline, signed.v, signed.r.to_bytes(32, "big"), signed.s.to_bytes(32, "big"))
+
+    # -- waiting ---------------------------------------------------------------------------
+    async def receipt(self, tx_id: str, timeout: float) -> dict[str, Any]:
+        """The receipt of ``tx_id`` once mined.  A transaction the node no longer knows
+        (dropped from its pool) is broadcast again from its signed bytes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise errors.FinalityTimeout(f"{tx_id} not mined after {timeout:.0f}s", tx_id=tx_id, code="timeout")
+            found = await self.watcher.receipt(tx_id, min(left, self.stall))
+            if found:
+                self.settled(tx_id, int(found["status"], 16) == 1)
+                return found
+            await self._rebroadcast_if_dropped(tx_id)
+
+    async def _rebroadcast_if_dropped(self, tx_id: str) -> None:
+        if await self.request("eth_getTransactionByHash", [tx_id]) is not None:
+            return
+        for nonces in self._accounts.values():
+            flight = nonces.in_flight.get(tx_id)
+            if flight is None:
+                continue
+            try:
+                await self.w3.eth.send_raw_transaction(flight.raw)
+            except Exception as exc:
+                if not nonce_taken(exc):
+                    raise
+                # Its nonce went to another transaction: this one can never be mined.
+                if await self.request("eth_getTransactionReceipt", [tx_id]) is None:
+                    self.settled(tx_id, False)
+                    await nonces.resync()
+                    raise errors.CommitError(
+                        f"{tx_id} was replaced by another transaction with nonce {flight.nonce}",
+                        tx_id=tx_id, code="replaced",
+                    ) from exc
+            return
+
+    def settled(self, tx_id: str, ok: bool) -> None:
+        for nonces in self._accounts.values():
+            nonces.mined(tx_id)
+        permit_nonces = self._permit_of.pop(tx_id, None)
+        if permit_nonces is not None:
+            permit_nonces.settled(tx_id, ok)
+        tx = self._pending.pop(tx_id, None)
+        if tx is not None and tx.settled is not None:
+            tx.settled(tx_id, ok)
+
+    async def _settle_all(self, tx_ids: set[str]) -> None:
+        """Wait (bounded) until the permits sent before a failed one are mined or gone."""
+        await asyncio.gather(*(self._settle_quietly(t) for t in tx_ids))
+
+    async def _settle_quietly(self, tx_id: str) -> None:
+        try:
+            await self.receipt(tx_id, timeout=max(30.0, 6 * self.stall))
+        except errors.DvpError:
+            self.settled(tx_id, False)
+
+
+PERMIT_TYPES = [
+    {"name": "owner", "type": "address"},
+    {"name": "spender", "type": "address"},
+    {"name": "value", "type": "uint256"},
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
+
+# The estimate holds for the state it ran on. Another swap's transaction mined first in the
+# same block can turn a storage write from nonzero->nonzero into zero->nonzero (e.g. the HTLC's
+# token balance drained by a claim, then refilled by a lock): 17,100 gas more. Only gas used is paid.
+_GAS_HEADROOM = 30_000
+
+
+def with_headroom(estimate: int) -> int:
+    return int(estimate * 1.2) + _GAS_HEADROOM

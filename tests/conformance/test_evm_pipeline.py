@@ -1,0 +1,150 @@
+"""EVM only: one party's transactions are pipelined (nonces assigned locally, nothing waits
+for a block), and the pipeline recovers from a transaction that fails, is dropped from the
+pool or is replaced, on a real node: no nonce gap, no allowance left to spend twice."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from dvp import errors
+from dvp.models import Asset, AssetKind, HtlcTerms, LockStatus
+from dvp.runtime.processes import stop
+from dvp_ethereum.adapter import EthereumAdapter
+from dvp_ethereum.config import EthereumConfig
+from dvp_ethereum.launcher import AnvilLauncher
+
+from ..htlc_helpers import AMOUNT
+
+FUNDS = 10**9
+
+
+@pytest.fixture(scope="module")
+def paused_anvil(tmp_path_factory):
+    """A private anvil that mines only when told (``evm_mine``), so a test can act on
+    transactions while they wait in the pool."""
+    launcher = AnvilLauncher({"evm-p": {"block_time": 0, "chain_id": 31399}})
+    launcher.prepare()
+    [ledger] = launcher.start(["evm-p"], tmp_path_factory.mktemp("anvil-paused"), 0)
+    try:
+        yield ledger.config
+    finally:
+        stop(ledger.pids)
+
+
+@pytest.fixture
+async def evm(paused_anvil):
+    adapter = EthereumAdapter("evm-p", EthereumConfig.model_validate(paused_anvil))
+    async with adapter:
+        if not adapter.config.tokens:
+            paused_anvil.update(await adapter.bootstrap([Asset(symbol="BOND", ledger="evm-p", kind=AssetKind.SECURITY)]))
+            for party in ("seller", "buyer"):
+                await adapter.wait_final((await adapter.issue("BOND", party, FUNDS)).tx_id)
+        await anvil(adapter, "evm_setAutomine", False)
+        try:
+            yield adapter
+        finally:
+            await anvil(adapter, "evm_setAutomine", True)
+
+
+async def anvil(adapter, method: str, *params):
+    """A dev-node control call: the test's, never the adapter's."""
+    reply = await adapter._w3.provider.make_request(method, list(params))
+    assert "error" not in reply, reply
+    return reply.get("result")
+
+
+async def mine_while(adapter, task, every: float = 0.2):
+    """Mine a block every ``every`` seconds until ``task`` is done; its result."""
+    while not task.done():
+        await anvil(adapter, "evm_mine")
+        await asyncio.sleep(every)
+    return await task
+
+
+def _terms(adapter, now, amount=AMOUNT) -> HtlcTerms:
+    return HtlcTerms(sender="seller", recipient="buyer", asset="BOND", amount=amount,
+                     hashlock=secrets.token_hex(32), expiry=adapter.expiry_after(now, 600),
+                     nonce=secrets.token_hex(32))  # fmt: skip
+
+
+async def no_gap(adapter, party: str) -> None:
+    address = adapter.address_of(party)
+    latest = await adapter._w3.eth.get_transaction_count(address, "latest")
+    assert await adapter._w3.eth.get_transaction_count(address, "pending") == latest
+
+
+async def test_one_partys_locks_share_a_block(evm):
+    now = await evm.now()
+    terms = [_terms(evm, now) for _ in range(5)]
+    subs = [await evm.lock(t) for t in terms]  # each returns once broadcast
+    pool = (await anvil(evm, "txpool_content"))["pending"]
+    assert len(next(v for k, v in pool.items() if k.lower() == evm.address_of("seller").lower())) == 5
+    statuses = await mine_while(evm, asyncio.ensure_future(asyncio.gather(*(evm.wait_final(s.tx_id) for s in subs))))
+    assert len({s.block_number for s in statuses}) == 1
+    for t in terms:
+        assert (await evm.get_lock(evm.lock_id(t))).status is LockStatus.LOCKED
+    await no_gap(evm, "seller")
+
+
+async def test_a_failure_mid_pipeline_leaves_no_gap_and_the_next_lock_goes_through(evm):
+    now = await evm.now()
+    balance = await evm.balance("seller", "BOND")
+    good, too_big, after = _terms(evm, now), _terms(evm, now, amount=balance + 1), _terms(evm, now)
+    subs = [await evm.lock(t) for t in (good, too_big, after)]
+    results = await mine_while(evm, asyncio.ensure_future(
+        asyncio.gather(*(evm.wait_final(s.tx_id) for s in subs), return_exceptions=True)))  # fmt: skip
+    assert results[0].successful
+    assert isinstance(results[1], errors.CommitError) and results[1].code == "ERC20InsufficientBalance"
+    # The failed lock did not use its permit, so the permit signed after it named a token
+    # nonce that never came: that lock is refused too, and nothing of it moved.
+    assert isinstance(results[2], errors.CommitError) and results[2].code == "ERC2612InvalidSigner"
+    assert await evm.get_lock(evm.lock_id(too_big)) is None and await evm.get_lock(evm.lock_id(after)) is None
+    await no_gap(evm, "seller")
+    # Re-synced from the token: the next lock signs the right permit nonce.
+    retry = _terms(evm, await evm.now())
+    status = await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.lock(retry)).tx_id)))
+    assert status.successful and (await evm.get_lock(evm.lock_id(retry))).status is LockStatus.LOCKED
+    assert await evm.balance("seller", "BOND") == balance - 2 * AMOUNT
+    # No allowance is left over for anyone to spend again.
+    token = evm._erc20("BOND")
+    assert await token.functions.allowance(evm.address_of("seller"), evm.htlc.address).call() == 0
+    await no_gap(evm, "seller")
+
+
+async def test_a_dropped_transaction_is_broadcast_again(evm):
+    evm._sent.stall = 1.0
+    terms = _terms(evm, await evm.now())
+    sub = await evm.lock(terms)
+    assert await anvil(evm, "anvil_dropTransaction", sub.tx_id) == sub.tx_id
+    await anvil(evm, "evm_mine")
+    assert await evm.get_lock(evm.lock_id(terms)) is None
+    status = await mine_while(evm, asyncio.ensure_future(evm.wait_final(sub.tx_id)), every=0.5)
+    assert status.successful and status.tx_id == sub.tx_id
+    assert (await evm.get_lock(evm.lock_id(terms))).status is LockStatus.LOCKED
+    await no_gap(evm, "seller")
+
+
+async def test_a_replaced_transaction_is_reported_and_the_account_resyncs(evm):
+    evm._sent.stall = 1.0
+    terms = _terms(evm, await evm.now())
+    sub = await evm.lock(terms)
+    mined = await evm._w3.eth.get_transaction(sub.tx_id)
+    # Another holder of the key sends a different transaction with the same nonce, paying more.
+    account = evm._key("seller")
+    other = account.sign_transaction({
+        "to": account.address, "value": 0, "gas": 21_000, "nonce": mined["nonce"], "chainId": evm.config.chain_id,
+        "maxFeePerGas": mined["maxFeePerGas"] * 2, "maxPriorityFeePerGas": mined["maxPriorityFeePerGas"] * 2,
+    })  # fmt: skip
+    await evm._w3.eth.send_raw_transaction(other.raw_transaction)
+    with pytest.raises(errors.CommitError) as info:
+        await mine_while(evm, asyncio.ensure_future(evm.wait_final(sub.tx_id)), every=0.5)
+    assert info.value.code == "replaced" and info.value.tx_id == sub.tx_id
+    assert await evm.get_lock(evm.lock_id(terms)) is None
+    # The permit that lock carried was never used: the next one is signed with that nonce again.
+    again = _terms(evm, await evm.now())
+    status = await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.lock(again)).tx_id)))
+    assert status.successful
+    await no_gap(evm, "seller")
