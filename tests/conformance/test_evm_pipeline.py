@@ -148,3 +148,26 @@ async def test_a_replaced_transaction_is_reported_and_the_account_resyncs(evm):
     status = await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.lock(again)).tx_id)))
     assert status.successful
     await no_gap(evm, "seller")
+
+
+async def test_a_token_without_permit_is_approved_back_to_back_with_the_lock(evm):
+    if "PLAIN" not in evm._tokens:
+        deployed = await mine_while(evm, asyncio.ensure_future(
+            evm._deploy("PlainToken", "PLAIN", "PLAIN", evm.address_of("issuer"))))  # fmt: skip
+        evm._tokens["PLAIN"] = deployed
+        await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.issue("PLAIN", "seller", FUNDS)).tx_id)))
+    assert not await evm._permit_token("PLAIN")
+    terms = _terms(evm, await evm.now()).model_copy(update={"asset": "PLAIN"})
+    sub = await evm.lock(terms)
+    pool = (await anvil(evm, "txpool_content"))["pending"]
+    sent = next(v for k, v in pool.items() if k.lower() == evm.address_of("seller").lower())
+    approve, lock = (sent[n] for n in sorted(sent, key=int))
+    assert lock["hash"] == sub.tx_id and int(lock["nonce"], 16) == int(approve["nonce"], 16) + 1
+    assert approve["to"].lower() == evm._tokens["PLAIN"].lower()
+    status = await mine_while(evm, asyncio.ensure_future(evm.wait_final(sub.tx_id)))
+    approved = await evm._w3.eth.get_transaction_receipt(approve["hash"])
+    assert approved["status"] == 1 and approved["blockNumber"] == status.block_number
+    assert (await evm.get_lock(evm.lock_id(terms))).status is LockStatus.LOCKED
+    token = evm._erc20("PLAIN")
+    assert await token.functions.allowance(evm.address_of("seller"), evm.htlc.address).call() == 0
+    await no_gap(evm, "seller")
