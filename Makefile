@@ -32,8 +32,8 @@ contracts: $(NODE_STAMP)
 	node contracts/ethereum/build.mjs
 
 test: setup
-	# The Fabric chaincode's rules, tested with go test (Fabric itself cannot be built here).
-	$(MAKE) --no-print-directory fabric-go-test
+	# The Fabric chaincode's rules on an in-memory ledger (the network tests are in tests/fabric).
+	$(MAKE) --no-print-directory fabric-cc-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

@@ -1,10 +1,23 @@
-"""Where the pinned Fabric binaries, Fabric's sampleconfig and the chaincode
-server binary live, and how they are built (``build_bins.sh``,
-``build_chaincode.sh`` beside this file; ``make fabric-bins`` runs the first)."""
+"""Where the pinned Fabric binaries and the Node.js chaincode live.
+
+A Fabric install is read from ``$DVP_FABRIC_HOME``, else from the cache
+(``~/.cache/dvp/fabric-<v3.1.5 commit>/``, where ``make fabric-bins`` builds
+it).  Two layouts are accepted:
+
+* the official release tarball, as Fabric's install script unpacks it:
+  ``bin/`` (peer, orderer, configtxgen, cryptogen, osnadmin), ``config/``
+  (core.yaml, orderer.yaml) and ``builders/ccaas/bin/``;
+* the Go module build of ``make fabric-bins``: ``bin/``, ``sampleconfig/`` and
+  ``ccaas_builder/bin/``.
+
+The chaincode is the npm package in ``contracts/fabric/node`` (its pinned
+dependencies installed by ``make setup`` or, on first use, ``npm ci``).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +29,10 @@ FABRIC_COMMIT = "86c1172bec37e6590c6b1ae6f847833df48d65fc"
 HERE = Path(__file__).resolve().parent
 TOOLS = ("peer", "orderer", "configtxgen", "cryptogen", "osnadmin")
 BUILDER_STEPS = ("detect", "build", "release")
+HOW_TO_GET = (
+    f"set DVP_FABRIC_HOME to an unpacked Hyperledger Fabric {FABRIC_VERSION} release (bin/ and config/), "
+    "or run `make fabric-bins` where the Go module proxy serves github.com/hyperledger/fabric"
+)
 
 
 def cache_root() -> Path:
@@ -24,7 +41,7 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class FabricInstall:
-    """One pinned install: ``bin/``, ``ccaas_builder/bin/`` and ``sampleconfig/``."""
+    """One pinned install (either layout of the module docstring)."""
 
     root: Path
 
@@ -38,39 +55,76 @@ class FabricInstall:
 
     @property
     def ccaas_builder(self) -> Path:
-        return self.root / "ccaas_builder"
+        """The chaincode-as-a-service external builder (its ``bin/`` holds detect, build, release)."""
+        release = self.root / "builders" / "ccaas"
+        return release if (release / "bin").is_dir() else self.root / "ccaas_builder"
 
     @property
-    def sampleconfig(self) -> Path:
-        return self.root / "sampleconfig"
+    def config_dir(self) -> Path:
+        """``FABRIC_CFG_PATH``: the directory holding core.yaml and orderer.yaml."""
+        release = self.root / "config"
+        return release if (release / "core.yaml").is_file() else self.root / "sampleconfig"
 
     def missing(self) -> list[str]:
-        out = [t for t in TOOLS if not os.access(self.tool(t), os.X_OK)]
-        out += [f"ccaas_builder/bin/{s}" for s in BUILDER_STEPS if not os.access(self.ccaas_builder / "bin" / s, os.X_OK)]
-        out += [f"sampleconfig/{f}" for f in ("core.yaml", "orderer.yaml") if not (self.sampleconfig / f).is_file()]
+        out = [f"bin/{t}" for t in TOOLS if not os.access(self.tool(t), os.X_OK)]
+        builder = self.ccaas_builder
+        out += [str((builder / "bin" / s).relative_to(self.root)) for s in BUILDER_STEPS
+                if not os.access(builder / "bin" / s, os.X_OK)]  # fmt: skip
+        out += [str((self.config_dir / f).relative_to(self.root)) for f in ("core.yaml", "orderer.yaml")
+                if not (self.config_dir / f).is_file()]  # fmt: skip
         return out
 
     def present(self) -> bool:
         return not self.missing()
 
+    def problem(self) -> str | None:
+        """None when usable; else one line: what is missing and how to get it."""
+        missing = self.missing()
+        if not missing:
+            return None
+        return f"Fabric {FABRIC_VERSION} not found in {self.root} (missing {', '.join(missing[:3])}" + (
+            ", ..." if len(missing) > 3 else "") + f"); {HOW_TO_GET}"
+
     def build(self) -> None:
-        """Build what is missing (see build_bins.sh); raise ConfigError with the reason."""
+        """Build what is missing with ``build_bins.sh`` (the Go module route); ConfigError with the reason."""
         if self.present():
             return
+        if os.environ.get("DVP_FABRIC_HOME"):
+            raise ConfigError(f"fabric: {self.problem()}")
         env = {**os.environ, "FABRIC_COMMIT": FABRIC_COMMIT, "DVP_CACHE": str(cache_root())}
         proc = subprocess.run(["bash", str(HERE / "build_bins.sh")], env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not self.present():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise ConfigError(f"fabric: could not build Fabric {FABRIC_VERSION} binaries into {self.root}:\n{tail}")
+            raise ConfigError(f"fabric: could not build Fabric {FABRIC_VERSION} into {self.root} ({HOW_TO_GET}):\n{tail}")
 
 
-def chaincode_binary() -> Path:
-    """Build (cached by source hash) and return the dvp chaincode server binary."""
-    override = os.environ.get("DVP_FABRIC_CHAINCODE")
-    if override:
-        return Path(override)
-    proc = subprocess.run(["bash", str(HERE / "build_chaincode.sh")], capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-        raise ConfigError(f"fabric: could not build the chaincode server (contracts/fabric/chaincode):\n{tail}")
-    return Path(proc.stdout.strip().splitlines()[-1])
+# ---------------------------------------------------------------- the chaincode
+
+
+def chaincode_dir() -> Path:
+    """The chaincode package: ``$DVP_FABRIC_CHAINCODE_DIR``, else ``contracts/fabric/node`` of the source tree."""
+    env = os.environ.get("DVP_FABRIC_CHAINCODE_DIR")
+    if env:
+        return Path(env)
+    return HERE.parents[1] / "contracts" / "fabric" / "node"
+
+
+def chaincode_server(directory: Path | None = None) -> list[str]:
+    """The command that serves the chaincode (``fabric-chaincode-node server``), installing its
+    pinned npm dependencies first when they are missing or older than the lock file."""
+    d = directory or chaincode_dir()
+    if not (d / "package.json").is_file():
+        raise ConfigError(f"fabric: no chaincode package at {d} (set DVP_FABRIC_CHAINCODE_DIR)")
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise ConfigError("fabric: the chaincode needs Node.js >= 18 with npm on PATH")
+    cli = d / "node_modules" / "fabric-shim" / "cli.js"
+    stamp = d / "node_modules" / ".installed"
+    if not cli.is_file() or not stamp.exists() or stamp.stat().st_mtime < (d / "package-lock.json").stat().st_mtime:
+        proc = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=d,
+                              capture_output=True, text=True, timeout=600)  # fmt: skip
+        if proc.returncode != 0 or not cli.is_file():
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            raise ConfigError(f"fabric: `npm ci` in {d} failed:\n{tail}")
+        stamp.touch()
+    return [node, str(cli), "server", "--module-path", str(d)]

@@ -4,16 +4,28 @@ Layout: one Raft orderer (OrdererMSP) and two peer organisations, SellerBank
 and BuyerBank, with one peer each; everything speaks TLS.  Crypto comes from
 ``cryptogen``; every channel's genesis block from ``configtxgen`` and is joined
 through the orderer's channel participation API (``osnadmin``), with no system
-channel; both peers join every channel.  The dvp chaincode is deployed as
-chaincode-as-a-service through the real lifecycle (ccaas package, install on
-both peers, approve by both orgs, commit) and served by one chaincode server
+channel; both peers join every channel.  The dvp chaincode (Node.js,
+``contracts/fabric/node``) is deployed as chaincode-as-a-service through the
+real lifecycle (ccaas package, install on both peers, approve by both orgs,
+commit on every channel) and served by one ``fabric-chaincode-node server``
 process that every peer dials.
+
+Every node listens on 127.0.0.1 only and runs in its own process group (its
+own session); its output is appended to ``logs/<name>.log`` and kept.  The pids
+are recorded in ``network.json``, which is what stops them (``stop``,
+``stop_recorded``) and what ``restart_peer`` updates.
+
+Blocks: the orderer cuts a block after ``BatchTimeout`` (default 100 ms, the
+``batch_timeout_ms`` option; Fabric's own default is 2 s, which a dev network
+should not wait on) or ``MaxMessageCount`` transactions.  Both are written into
+each channel's genesis block, so a warm start keeps the values a channel was
+created with.
 
 Identities (cryptogen users): SellerBank ``User1`` is the seller, SellerBank
 ``User2`` the issuer, BuyerBank ``User1`` the buyer; each org's ``Admin``
 drives the lifecycle.  ``InitLedger`` names the issuer's account on each channel.
 
-Nodes read Fabric's own sampleconfig (``FABRIC_CFG_PATH``) with every setting
+Nodes read the install's core.yaml and orderer.yaml (``FABRIC_CFG_PATH``) with every setting
 that matters given as ``CORE_*`` / ``ORDERER_*`` environment variables; the
 only generated configuration files are ``crypto-config.yaml`` and
 ``configtx.yaml`` in the run directory.
@@ -29,6 +41,7 @@ import hashlib
 import io
 import json
 import os
+import signal
 import subprocess
 import tarfile
 import time
@@ -42,8 +55,9 @@ import yaml
 
 from dvp.errors import ConfigError, LedgerUnavailable
 from dvp.runtime.processes import alive, free_port, port_open, spawn, stop, wait_until
+from dvp.runtime.state import replace_pid
 
-from .bins import FabricInstall
+from .bins import FabricInstall, chaincode_dir, chaincode_server
 
 DOMAIN = "dvp.test"  # reserved TLD: never resolves anywhere
 ORDERER_ORG = "orderer"
@@ -52,6 +66,8 @@ CHAINCODE_VERSION = "1.0"
 CHAINCODE_LABEL = f"{CHAINCODE_NAME}_{CHAINCODE_VERSION}"
 MAX_SKEW_SECONDS = 30
 STATE_FILE = "network.json"
+BATCH_TIMEOUT_MS = 100
+BATCH_MAX_MESSAGES = 50
 
 
 @dataclass(frozen=True)
@@ -194,7 +210,7 @@ class Layout:
         return self.user_msp(org, "Admin")
 
 
-def configtx(layout: Layout, ports: Ports) -> dict[str, Any]:
+def configtx(layout: Layout, ports: Ports, batch_timeout_ms: int = BATCH_TIMEOUT_MS) -> dict[str, Any]:
     """configtx.yaml for the application channels (etcdraft, no system channel)."""
 
     def sig(rule: str) -> dict[str, str]:
@@ -238,8 +254,8 @@ def configtx(layout: Layout, ports: Ports) -> dict[str, Any]:
         "Capabilities": {"V2_0": True},
         "Orderer": {
             "OrdererType": "etcdraft",
-            "BatchTimeout": "250ms",
-            "BatchSize": {"MaxMessageCount": 10, "AbsoluteMaxBytes": "99 MB", "PreferredMaxBytes": "512 KB"},
+            "BatchTimeout": f"{batch_timeout_ms}ms",
+            "BatchSize": {"MaxMessageCount": BATCH_MAX_MESSAGES, "AbsoluteMaxBytes": "99 MB", "PreferredMaxBytes": "512 KB"},
             "EtcdRaft": {
                 "Consenters": [
                     {"Host": "127.0.0.1", "Port": ports.orderer, "ClientTLSCert": server_cert, "ServerTLSCert": server_cert}
@@ -301,11 +317,11 @@ def _list(*paths: Path) -> str:
     return "[" + ",".join(str(p) for p in paths) + "]"
 
 
-def orderer_env(layout: Layout, ports: Ports, sampleconfig: Path) -> dict[str, str]:
+def orderer_env(layout: Layout, ports: Ports, config_dir: Path) -> dict[str, str]:
     tls = layout.orderer_node / "tls"
     data = layout.data / "orderer"
     return {
-        "FABRIC_CFG_PATH": str(sampleconfig),
+        "FABRIC_CFG_PATH": str(config_dir),
         "FABRIC_LOGGING_SPEC": "INFO",
         "ORDERER_GENERAL_LISTENADDRESS": "127.0.0.1",
         "ORDERER_GENERAL_LISTENPORT": str(ports.orderer),
@@ -345,7 +361,7 @@ def peer_env(layout: Layout, ports: Ports, org: Org, install: FabricInstall) -> 
         "propagateEnvironment: [CHAINCODE_AS_A_SERVICE_BUILDER_CONFIG]}]"
     )
     return {
-        "FABRIC_CFG_PATH": str(install.sampleconfig),
+        "FABRIC_CFG_PATH": str(install.config_dir),
         "FABRIC_LOGGING_SPEC": "INFO",
         "CORE_PEER_ID": org.peer_host,
         "CORE_PEER_ADDRESS": addr,
@@ -368,13 +384,16 @@ def peer_env(layout: Layout, ports: Ports, org: Org, install: FabricInstall) -> 
         "CORE_OPERATIONS_TLS_ENABLED": "false",
         "CORE_METRICS_PROVIDER": "disabled",
         "CORE_CHAINCODE_EXTERNALBUILDERS": builders,
+        # No Docker: with an endpoint set, /healthz checks a Docker engine and stays
+        # unhealthy on a machine with a docker CLI but no engine; ccaas needs none.
+        "CORE_VM_ENDPOINT": "",
     }
 
 
 def client_env(layout: Layout, ports: Ports, org: Org, user: str, install: FabricInstall) -> dict[str, str]:
     """Environment for the ``peer`` CLI acting as ``user`` of ``org`` against its peer."""
     return {
-        "FABRIC_CFG_PATH": str(install.sampleconfig),
+        "FABRIC_CFG_PATH": str(install.config_dir),
         "FABRIC_LOGGING_SPEC": "WARNING",
         "CORE_PEER_LOCALMSPID": org.msp_id,
         "CORE_PEER_MSPCONFIGPATH": str(layout.user_msp(org, user)),
@@ -417,17 +436,23 @@ class FabricNetwork:
         *,
         port_base: int = 0,
         install: FabricInstall | None = None,
-        chaincode_bin: Path | None = None,
+        chaincode_cmd: list[str] | None = None,
+        batch_timeout_ms: int = BATCH_TIMEOUT_MS,
         log: Callable[[str], None] | None = None,
         timeout: float = 60.0,
     ):
+        """``chaincode_cmd``: the chaincode server command (default ``bins.chaincode_server()``);
+        ``batch_timeout_ms``: the orderer's BatchTimeout for channels created now."""
         for ch in channels:
             if not ch or not all(c.islower() or c.isdigit() or c in ".-" for c in ch) or not ch[0].islower():
                 raise ConfigError(f"fabric: channel name {ch!r} must match [a-z][a-z0-9.-]*")
         self.layout = Layout(run_dir)
         self.channels = channels
         self.install = install or FabricInstall.default()
-        self.chaincode_bin = chaincode_bin
+        self.chaincode_cmd = chaincode_cmd
+        if not 10 <= batch_timeout_ms <= 10_000:
+            raise ConfigError(f"fabric: batch_timeout_ms {batch_timeout_ms} must be 10 to 10000")
+        self.batch_timeout_ms = batch_timeout_ms
         self.port_base = port_base
         self.timeout = timeout
         self.say = log or (lambda _m: None)
@@ -436,13 +461,47 @@ class FabricNetwork:
         self.package_id: str | None = None
         self.accounts: dict[str, str] = {}
 
+    @classmethod
+    def attach(cls, run_dir: Path, *, install: FabricInstall | None = None) -> FabricNetwork:
+        """The network recorded in ``run_dir/network.json`` (ports, channels, pids), without
+        starting anything: to restart a peer, stop the nodes or drive the CLI."""
+        state = Layout(run_dir).run / STATE_FILE
+        if not state.exists():
+            raise ConfigError(f"fabric: no network recorded in {state}")
+        saved = json.loads(state.read_text())
+        net = cls(Path(run_dir), list(saved.get("channels", [])), install=install)
+        net.ports = Ports(**saved["ports"])
+        net.procs = [Proc(**p) for p in saved.get("procs", [])]
+        net.package_id = saved.get("package_id")
+        net.accounts = dict(saved.get("accounts", {}))
+        return net
+
     # ---- processes
 
-    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> Proc:
+    def _record(self) -> None:
+        """Keep ``network.json`` in step with what runs: pids are what stops the nodes."""
+        path = self.layout.run / STATE_FILE
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved.update({
+            "ports": asdict(self.ports) if self.ports else saved.get("ports"),
+            "channels": sorted(set(saved.get("channels", [])) | set(self.channels)),
+            "procs": [asdict(p) for p in self.procs],
+            "package_id": self.package_id,
+            "accounts": self.accounts,
+            "batch_timeout_ms": self.batch_timeout_ms,
+        })  # fmt: skip
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved, indent=1))
+        tmp.replace(path)
+
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> Proc:
         log = self.layout.logs / f"{name}.log"
-        pid = spawn(cmd, log, env=env, cwd=self.layout.run)
+        # Tags the node with its network, for whoever must tell it apart from another network's.
+        env = {**env, "DVP_FABRIC_RUN_DIR": str(self.layout.run)}
+        pid = spawn(cmd, log, env=env, cwd=cwd or self.layout.run)
         proc = Proc(name, pid, str(log))
         self.procs.append(proc)
+        self._record()
         return proc
 
     @property
@@ -450,8 +509,37 @@ class FabricNetwork:
         return [p.pid for p in self.procs]
 
     def stop(self) -> None:
+        """Stop every node this network recorded (by process group), and forget them."""
         stop(self.pids)
         self.procs.clear()
+        if (self.layout.run / STATE_FILE).exists():
+            self._record()
+
+    def proc(self, name: str) -> Proc:
+        for p in self.procs:
+            if p.name == name:
+                return p
+        raise ConfigError(f"fabric: no process {name!r} recorded (have {', '.join(p.name for p in self.procs)})")
+
+    def restart_peer(self, org_key: str, *, sig: int = signal.SIGKILL) -> int:
+        """Kill one org's peer (``seller`` or ``buyer``; SIGKILL by default, as a crash) and
+        start it again on the same ledger data, waiting until it is healthy.  Returns
+        the new pid; ``network.json`` and the runtime's ``state.json`` beside the run
+        directory (if it lists the old pid) are updated, so ``dvp down`` stops the new one."""
+        org = next((o for o in ORGS if o.key == org_key), None)
+        if org is None:
+            raise ConfigError(f"fabric: org {org_key!r} is not one of {', '.join(o.key for o in ORGS)}")
+        old = self.proc(org.peer_host)
+        try:
+            os.killpg(old.pid, sig)
+        except ProcessLookupError:
+            pass
+        wait_until(lambda: not alive(old.pid), timeout=30, what=f"fabric {org.peer_host} to exit")
+        self.procs.remove(old)
+        new = self._start_peer(org)
+        self._wait_peer(org, new)
+        replace_pid(self.layout.run.parent, old.pid, new.pid)
+        return new.pid
 
     def run(self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         cmd = [str(self.install.tool(tool)), *args]
@@ -492,6 +580,10 @@ class FabricNetwork:
             busy = [p for p in asdict(ports).values() if port_open(p)]
             if busy:
                 raise LedgerUnavailable(f"fabric: ports {busy} of {self.layout.run} are in use")
+            # Accounts are derived from the crypto material, which a warm start keeps.
+            self.accounts = dict(saved.get("accounts") or {})
+            # The channels keep the BatchTimeout of their genesis blocks.
+            self.batch_timeout_ms = int(saved.get("batch_timeout_ms", self.batch_timeout_ms))
             return ports
         ports = Ports.allocate(self.port_base)
         state.write_text(json.dumps({"ports": asdict(ports), "channels": self.channels}, indent=1))
@@ -507,21 +599,26 @@ class FabricNetwork:
 
     def _start_orderer(self) -> None:
         assert self.ports
-        env = orderer_env(self.layout, self.ports, self.install.sampleconfig)
+        env = orderer_env(self.layout, self.ports, self.install.config_dir)
         proc = self._spawn("orderer", [str(self.install.tool("orderer"))], {**_clean_environ(), **env})
         wait_until(lambda: healthz(self.ports.orderer_ops), timeout=self.timeout, what="fabric orderer",
                    pid=proc.pid, log=Path(proc.log))
 
-    def _start_peers(self) -> None:
+    def _start_peer(self, org: Org) -> Proc:
         assert self.ports
-        started = []
-        for org in ORGS:
-            env = peer_env(self.layout, self.ports, org, self.install)
-            started.append((org, self._spawn(org.peer_host, [str(self.install.tool("peer")), "node", "start"],
-                                             {**_clean_environ(), **env})))
+        env = peer_env(self.layout, self.ports, org, self.install)
+        return self._spawn(org.peer_host, [str(self.install.tool("peer")), "node", "start"], {**_clean_environ(), **env})
+
+    def _wait_peer(self, org: Org, proc: Proc) -> None:
+        assert self.ports
+        ops = self.ports.ops(org)
+        wait_until(lambda: healthz(ops), timeout=self.timeout, what=f"fabric {org.peer_host}", pid=proc.pid,
+                   log=Path(proc.log))  # fmt: skip
+
+    def _start_peers(self) -> None:
+        started = [(org, self._start_peer(org)) for org in ORGS]
         for org, proc in started:
-            wait_until(lambda: healthz(self.ports.ops(org)), timeout=self.timeout, what=f"fabric {org.peer_host}",
-                       pid=proc.pid, log=Path(proc.log))
+            self._wait_peer(org, proc)
 
     def _osnadmin_args(self) -> list[str]:
         tls = self.layout.orderer_admin_tls
@@ -534,7 +631,7 @@ class FabricNetwork:
 
     def _channels(self) -> None:
         self.layout.channels.mkdir(parents=True, exist_ok=True)
-        (self.layout.config / "configtx.yaml").write_text(dump_yaml(configtx(self.layout, self.ports)))
+        (self.layout.config / "configtx.yaml").write_text(dump_yaml(configtx(self.layout, self.ports, self.batch_timeout_ms)))
         for ch in self.channels:
             block = self.layout.channels / f"{ch}.block"
             if not block.exists():
@@ -576,17 +673,17 @@ class FabricNetwork:
             self.run("peer", ["lifecycle", "chaincode", "install", str(path)], env, timeout=300)
 
     def _start_chaincode(self) -> None:
-        if self.chaincode_bin is None:
-            from .bins import chaincode_binary
-
-            self.chaincode_bin = chaincode_binary()
+        cmd = self.chaincode_cmd or chaincode_server()
+        address = f"127.0.0.1:{self.ports.chaincode}"
         env = {
             **_clean_environ(),
-            "CHAINCODE_SERVER_ADDRESS": f"127.0.0.1:{self.ports.chaincode}",
+            # The names chaincode-as-a-service servers read; fabric-chaincode-node takes them as flags.
+            "CHAINCODE_SERVER_ADDRESS": address,
             "CORE_CHAINCODE_ID_NAME": self.package_id,
             "DVP_MAX_SKEW_SECONDS": str(MAX_SKEW_SECONDS),
         }
-        proc = self._spawn("chaincode", [str(self.chaincode_bin)], env)
+        proc = self._spawn("chaincode", [*cmd, "--chaincode-address", address, "--chaincode-id", self.package_id],
+                           env, cwd=chaincode_dir())  # fmt: skip
         wait_until(lambda: port_open(self.ports.chaincode), timeout=self.timeout, what="fabric chaincode server",
                    pid=proc.pid, log=Path(proc.log))
 
@@ -627,9 +724,14 @@ class FabricNetwork:
         return self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c", payload], env).stdout.strip()
 
     def invoke(self, ch: str, env: dict[str, str], function: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Submit through both orgs' peers and wait for the commit.  The chaincode's
+        answer is on stderr (``result: status:200 payload:"..."``), an endorsement
+        failure's reason too (``message:"DVP_...: ..."``)."""
         payload = json.dumps({"function": function, "Args": list(args)})
+        # INFO: the CLI prints the chaincode's result at that level.
         return self.run("peer", ["chaincode", "invoke", *self.orderer_args(), "-C", ch, "-n", CHAINCODE_NAME,
-                                 *self.endorser_args(), "-c", payload, "--waitForEvent"], env, check=check)
+                                 *self.endorser_args(), "-c", payload, "--waitForEvent"],
+                        {**env, "FABRIC_LOGGING_SPEC": "INFO"}, check=check)  # fmt: skip
 
     def _init_ledger(self, ch: str) -> None:
         # The chaincode answers only after a peer has launched it: retry the first query.
@@ -647,9 +749,9 @@ class FabricNetwork:
     def start(self) -> None:
         for d in (self.layout.run, self.layout.logs, self.layout.data):
             d.mkdir(parents=True, exist_ok=True)
-        missing = self.install.missing()
-        if missing:
-            raise ConfigError(f"fabric: missing {', '.join(missing)} under {self.install.root}; run `make fabric-bins`")
+        problem = self.install.problem()
+        if problem:
+            raise ConfigError(f"fabric: {problem}")
         try:
             self.ports = self._load_or_allocate_ports()
             self.say("fabric: crypto")
@@ -667,6 +769,7 @@ class FabricNetwork:
             for ch in self.channels:
                 self._deploy(ch)
                 self._init_ledger(ch)
+            self._record()
         except BaseException:
             self.stop()
             raise
@@ -705,5 +808,6 @@ class FabricNetwork:
             "orderer": {"endpoint": f"127.0.0.1:{ports.orderer}", "tls_ca": str(lay.orderer_tls_ca)},
             "parties": parties,
             "max_skew_seconds": MAX_SKEW_SECONDS,
+            "batch_timeout_ms": self.batch_timeout_ms,
             "dev": True,
         }

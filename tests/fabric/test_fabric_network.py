@@ -1,7 +1,7 @@
 """A real Fabric network from the launcher, driven with the `peer` CLI over TLS.
 
-Needs the pinned binaries (`make fabric-bins`) and the chaincode server
-(`make fabric-chaincode`); skipped with the reason when either is missing.
+Needs a Fabric 3.1.5 install (`dvp_fabric.bins`) and Node.js for the chaincode;
+skipped with the reason when either is missing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from dvp.errors import ConfigError
 from dvp.runtime.processes import alive, stop
-from dvp_fabric.bins import FabricInstall, chaincode_binary
+from dvp_fabric.bins import FabricInstall, chaincode_dir, chaincode_server
 from dvp_fabric.launcher import FabricLauncher
 from dvp_fabric.lockid import lock_id as compute_lock_id
 from dvp_fabric.network import FabricNetwork
@@ -27,25 +27,28 @@ CHANNELS = ["fabric-a", "fabric-b"]
 @pytest.fixture(scope="module")
 def binaries() -> tuple[FabricInstall, Path]:
     install = FabricInstall.default()
-    if not install.present():
-        pytest.skip(f"Fabric binaries missing ({', '.join(install.missing())}); run `make fabric-bins`")
+    if install.problem():
+        pytest.skip(install.problem())
     try:
-        return install, chaincode_binary()
+        chaincode_server()
     except ConfigError as exc:
-        pytest.skip(f"chaincode server not buildable: {exc}")
+        pytest.skip(f"chaincode server not available: {exc}")
+    return install, chaincode_dir()
 
 
-def _our_processes(markers: list[str]) -> list[int]:
-    """Pids of live processes whose command line names one of ``markers``."""
+def _our_processes(run_dir: Path) -> list[int]:
+    """Pids of live processes the launcher started for ``run_dir`` (it tags their environment);
+    other networks, e.g. another test's, may run beside this one."""
+    tag = f"DVP_FABRIC_RUN_DIR={run_dir}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(m in cmd for m in markers) and int(entry.name) != os.getpid():
+        if tag in env and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 
@@ -57,7 +60,6 @@ def _invoke(net: FabricNetwork, ch: str, party: str, fn: str, *args: str):
 def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
     install, cc = binaries
     run_dir = tmp_path / "fabric"
-    markers = [str(install.root / "bin"), str(cc)]
     launcher = FabricLauncher()
     t0 = time.monotonic()
     ledgers = launcher.start(CHANNELS, run_dir, 0)
@@ -108,7 +110,7 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
         pids = list(net.pids)
         net.stop()
     assert not any(alive(p) for p in pids)
-    assert _our_processes(markers) == []
+    assert _our_processes(run_dir) == []
 
     # Warm restart on the same run dir keeps the ledgers.
     t1 = time.monotonic()
@@ -120,5 +122,5 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
         assert net.query("fabric-a", net.party_env("buyer"), "BalanceOf", buyer, "BOND") == "40"
     finally:
         stop([p for l in ledgers for p in l.pids])
-    assert _our_processes(markers) == []
+    assert _our_processes(run_dir) == []
     print(f"fabric cold start {cold:.1f}s, warm start {warm:.1f}s")

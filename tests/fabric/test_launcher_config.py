@@ -72,11 +72,11 @@ def test_configtx_is_raft_with_tls_anchors_and_both_orgs(tmp_path: Path):
     assert app["Policies"]["Endorsement"]["Rule"] == "MAJORITY Endorsement"
 
 
-def test_node_environments_use_tls_loopback_and_sampleconfig(tmp_path: Path):
+def test_node_environments_use_tls_loopback_and_the_install_config(tmp_path: Path):
     lay, ports = fn.Layout(tmp_path), fn.Ports.allocate(7100)
     inst = FabricInstall(tmp_path / "fabric")
-    o = fn.orderer_env(lay, ports, inst.sampleconfig)
-    assert o["FABRIC_CFG_PATH"] == str(inst.sampleconfig)
+    o = fn.orderer_env(lay, ports, inst.config_dir)
+    assert o["FABRIC_CFG_PATH"] == str(inst.config_dir)
     assert o["ORDERER_GENERAL_TLS_ENABLED"] == "true" and o["ORDERER_ADMIN_TLS_CLIENTAUTHREQUIRED"] == "true"
     assert o["ORDERER_GENERAL_LISTENADDRESS"] == "127.0.0.1"
     assert o["ORDERER_OPERATIONS_LISTENADDRESS"] == "127.0.0.1:7102"
@@ -98,7 +98,7 @@ def test_channel_names_validated(tmp_path: Path):
 
 def test_start_without_binaries_says_how_to_get_them(tmp_path: Path):
     net = fn.FabricNetwork(tmp_path / "run", ["fabric-a"], install=FabricInstall(tmp_path / "none"))
-    with pytest.raises(ConfigError, match="make fabric-bins"):
+    with pytest.raises(ConfigError, match="DVP_FABRIC_HOME"):
         net.start()
     assert net.procs == []
 
@@ -106,3 +106,64 @@ def test_start_without_binaries_says_how_to_get_them(tmp_path: Path):
 def test_launcher_kind():
     assert FabricLauncher.kind == "fabric"
     assert not getattr(FabricLauncher, "__abstractmethods__", None)
+
+
+def test_batch_timeout_goes_into_the_channel_config(tmp_path: Path):
+    lay, ports = fn.Layout(tmp_path), fn.Ports.allocate(7100)
+    default = fn.configtx(lay, ports)["Profiles"]["DvpChannel"]["Orderer"]
+    assert default["BatchTimeout"] == "100ms"
+    assert fn.configtx(lay, ports, 250)["Profiles"]["DvpChannel"]["Orderer"]["BatchTimeout"] == "250ms"
+    with pytest.raises(ConfigError, match="batch_timeout_ms"):
+        fn.FabricNetwork(tmp_path, ["fabric-a"], batch_timeout_ms=0)
+    launcher = FabricLauncher({"fabric-a": {"batch_timeout_ms": 200}, "fabric-b": {}})
+    with pytest.raises(ConfigError, match="share its orderer"):
+        launcher.batch_timeout_ms(["fabric-a", "fabric-b"])
+    assert launcher.batch_timeout_ms(["fabric-a"]) == 200
+
+
+def _executables(root: Path, names: list[str]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (root / n).write_text("#!/bin/sh\n")
+        (root / n).chmod(0o755)
+
+
+def test_install_accepts_the_release_tarball_and_the_go_build_layouts(tmp_path: Path):
+    release = FabricInstall(tmp_path / "release")
+    _executables(release.root / "bin", ["peer", "orderer", "configtxgen", "cryptogen", "osnadmin"])
+    assert "ccaas_builder/bin/detect" in release.missing()  # neither builder layout yet
+    _executables(release.root / "builders" / "ccaas" / "bin", ["detect", "build", "release"])
+    (release.root / "config").mkdir()
+    for f in ("core.yaml", "orderer.yaml"):
+        (release.root / "config" / f).write_text("")
+    assert release.present() and release.problem() is None
+    assert release.config_dir == release.root / "config"
+    assert release.ccaas_builder == release.root / "builders" / "ccaas"
+
+    gobuild = FabricInstall(tmp_path / "go")
+    _executables(gobuild.root / "bin", ["peer", "orderer", "configtxgen", "cryptogen", "osnadmin"])
+    _executables(gobuild.root / "ccaas_builder" / "bin", ["detect", "build", "release"])
+    (gobuild.root / "sampleconfig").mkdir()
+    for f in ("core.yaml", "orderer.yaml"):
+        (gobuild.root / "sampleconfig" / f).write_text("")
+    assert gobuild.present()
+    assert (gobuild.config_dir, gobuild.ccaas_builder) == (gobuild.root / "sampleconfig", gobuild.root / "ccaas_builder")
+
+    none = FabricInstall(tmp_path / "none")
+    problem = none.problem()
+    assert problem and "\n" not in problem and "DVP_FABRIC_HOME" in problem and "make fabric-bins" in problem
+
+
+def test_replace_pid_updates_the_runtime_state(tmp_path: Path):
+    from dvp.runtime.state import RunDir, replace_pid
+
+    class Rd(RunDir):
+        name = "process"
+
+    Rd(tmp_path).save({"fabric-a": {"kind": "fabric", "config": {}, "pids": [10, 11]},
+                       "fabric-b": {"kind": "fabric", "config": {}, "pids": [11, 12]}}, [])  # fmt: skip
+    assert replace_pid(tmp_path, 11, 99)
+    ledgers = Rd(tmp_path).state()["ledgers"]
+    assert ledgers["fabric-a"]["pids"] == [10, 99] and ledgers["fabric-b"]["pids"] == [99, 12]
+    assert not replace_pid(tmp_path, 11, 5)
+    assert not replace_pid(tmp_path / "absent", 1, 2)

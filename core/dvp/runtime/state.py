@@ -50,3 +50,25 @@ class RunDir:
         os.chmod(tmp, 0o600)
         tmp.replace(self.state_path)
         return state
+
+
+def replace_pid(run_dir: Path, old: int, new: int) -> bool:
+    """Swap ``old`` for ``new`` wherever ``run_dir/state.json`` records it (a node a
+    launcher restarted), so ``down`` stops the process that runs now.  False when
+    no state there lists ``old``."""
+    rd = RunDir(run_dir)
+    state = rd.state()
+    if state is None:
+        return False
+    changed = False
+    for ledger in state.get("ledgers", {}).values():
+        pids = ledger.get("pids", [])
+        if old in pids:
+            ledger["pids"] = [new if p == old else p for p in pids]
+            changed = True
+    if changed:
+        tmp = rd.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.chmod(tmp, 0o600)
+        tmp.replace(rd.state_path)
+    return changed
