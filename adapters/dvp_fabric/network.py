@@ -438,11 +438,13 @@ class FabricNetwork:
         install: FabricInstall | None = None,
         chaincode_cmd: list[str] | None = None,
         batch_timeout_ms: int = BATCH_TIMEOUT_MS,
+        max_skew_seconds: int = MAX_SKEW_SECONDS,
         log: Callable[[str], None] | None = None,
         timeout: float = 60.0,
     ):
         """``chaincode_cmd``: the chaincode server command (default ``bins.chaincode_server()``);
-        ``batch_timeout_ms``: the orderer's BatchTimeout for channels created now."""
+        ``batch_timeout_ms``: the orderer's BatchTimeout for channels created now;
+        ``max_skew_seconds``: how far the chaincode lets a proposal's timestamp stray from its clock."""
         for ch in channels:
             if not ch or not all(c.islower() or c.isdigit() or c in ".-" for c in ch) or not ch[0].islower():
                 raise ConfigError(f"fabric: channel name {ch!r} must match [a-z][a-z0-9.-]*")
@@ -453,6 +455,9 @@ class FabricNetwork:
         if not 10 <= batch_timeout_ms <= 10_000:
             raise ConfigError(f"fabric: batch_timeout_ms {batch_timeout_ms} must be 10 to 10000")
         self.batch_timeout_ms = batch_timeout_ms
+        if not 1 <= max_skew_seconds <= 3600:
+            raise ConfigError(f"fabric: max_skew_seconds {max_skew_seconds} must be 1 to 3600")
+        self.max_skew_seconds = max_skew_seconds
         self.port_base = port_base
         self.timeout = timeout
         self.say = log or (lambda _m: None)
@@ -680,7 +685,7 @@ class FabricNetwork:
             # The names chaincode-as-a-service servers read; fabric-chaincode-node takes them as flags.
             "CHAINCODE_SERVER_ADDRESS": address,
             "CORE_CHAINCODE_ID_NAME": self.package_id,
-            "DVP_MAX_SKEW_SECONDS": str(MAX_SKEW_SECONDS),
+            "DVP_MAX_SKEW_SECONDS": str(self.max_skew_seconds),
         }
         proc = self._spawn("chaincode", [*cmd, "--chaincode-address", address, "--chaincode-id", self.package_id],
                            env, cwd=chaincode_dir())  # fmt: skip
@@ -807,7 +812,7 @@ class FabricNetwork:
             "peers": peers,
             "orderer": {"endpoint": f"127.0.0.1:{ports.orderer}", "tls_ca": str(lay.orderer_tls_ca)},
             "parties": parties,
-            "max_skew_seconds": MAX_SKEW_SECONDS,
+            "max_skew_seconds": self.max_skew_seconds,
             "batch_timeout_ms": self.batch_timeout_ms,
             "dev": True,
         }

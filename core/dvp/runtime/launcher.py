@@ -53,6 +53,13 @@ class NodeLauncher(ABC):
         # Per-ledger options from the topology, keyed by ledger name (e.g. block_time).
         self.options = options or {}
 
+    @classmethod
+    def missing(cls) -> str | None:
+        """None when ``prepare`` can make the nodes available here; else one line saying what
+        is missing and how to get it (a platform that default topologies include only when
+        present, as Fabric, says so without building anything)."""
+        return None
+
     @abstractmethod
     def prepare(self) -> None:
         """Install or build what the nodes need; quick when already there."""
