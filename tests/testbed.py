@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
+from dvp.errors import ConfigError
 from dvp.models import Asset, AssetKind
+from dvp.registry import launcher_class
 from dvp.topology import LedgerSpec, Topology
 
 FUNDS = 1_000_000_000
@@ -27,6 +31,17 @@ LEDGERS = [
     # No block clock: the adapter mines the blocks it waits for, and fast-forward mines to expiry.
     LedgerSpec(name="btc", kind="utxo", options={"block_time": 0}),
 ]
+# Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.
+def _elements_missing() -> str | None:
+    try:
+        return launcher_class("elements").missing()
+    except ConfigError as exc:  # an install without the elements entry point
+        return str(exc)
+
+
+ELEMENTS_MISSING = _elements_missing()
+if ELEMENTS_MISSING is None:
+    LEDGERS.append(LedgerSpec(name="elements", kind="elements", options={"block_time": 0}))
 
 
 def testbed_topology() -> Topology:
@@ -59,3 +74,15 @@ class Pair:
 CROSS_PAIRS = [Pair("evm-a", "evm-b"), Pair("evm-a", "btc")]
 SINGLE_LEDGERS = ["evm-a"]
 ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the conformance suite
+ELEMENTS_PAIRS = [Pair("elements", "evm-a"), Pair("evm-a", "elements"), Pair("elements", "btc")]
+
+
+def with_elements(values: list, elements: list) -> list:
+    """``values`` plus the Elements ones, which skip with one line when elementsd is missing."""
+    marks = [pytest.mark.skip(reason=ELEMENTS_MISSING)] if ELEMENTS_MISSING else []
+    return values + [pytest.param(v, id=getattr(v, "id", v), marks=marks) for v in elements]
+
+
+CROSS_PARAMS = with_elements(CROSS_PAIRS, ELEMENTS_PAIRS)
+SINGLE_PARAMS = with_elements(SINGLE_LEDGERS, ["elements"])
+ADAPTER_PARAMS = with_elements(ADAPTER_LEDGERS, ["elements"])

@@ -262,6 +262,13 @@ class ChainView:
                 txs.append((txid, created, spends))
             yield block.height, txs
 
+    def outputs_of(self, txid: str) -> list[Utxo]:
+        """The outputs of a transaction the view has seen (block or mempool), in order."""
+        for layer in (self._chain, self._mem):
+            if txid in layer.n_out:
+                return [u for n in range(layer.n_out[txid]) if (u := layer.outputs.get((txid, n))) is not None]
+        return []
+
     def spend_of(self, op: Outpoint) -> Spend | None:
         return self._chain.spends.get(op) or self._mem.spends.get(op)
 

@@ -21,8 +21,9 @@ from .views import balances_table, steps_table
 PARTIES = ["seller", "buyer"]
 
 
-def demo_swaps() -> list[tuple[str, SwapSpec]]:
-    return [
+def demo_swaps(ledgers: set[str] | None = None) -> list[tuple[str, SwapSpec]]:
+    """The demo's swaps; the Elements ones when the topology has an ``elements`` ledger."""
+    swaps = [
         (
             "single-ledger DvP on evm-a",
             SwapSpec(trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
@@ -45,6 +46,23 @@ def demo_swaps() -> list[tuple[str, SwapSpec]]:
             ),
         ),
     ]
+    if ledgers and "elements" in ledgers:
+        swaps += [
+            (
+                "single-ledger DvP on elements: issued BOND against issued EUR in one transaction",
+                SwapSpec(trade=Trade(security=Leg(ledger="elements", asset="BOND", amount=100),
+                                     cash=Leg(ledger="elements", asset="EUR", amount=1_000_000))),
+            ),
+            (
+                "cross-ledger HTLC DvP: BOND on elements (P2WSH script) against EUR on evm-b",
+                SwapSpec(
+                    trade=Trade(security=Leg(ledger="elements", asset="BOND", amount=100),
+                                cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
+                    plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
+                ),
+            ),
+        ]
+    return swaps
 
 
 async def _issue(net: Network) -> None:
@@ -62,7 +80,7 @@ def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, 
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
-        with console.status("starting two anvil chains and a btcd regtest chain") as status:
+        with console.status("starting two anvil chains, a btcd regtest chain (and elementsd if installed)") as status:
             runtime.up(default(block_time), progress=lambda m: status.update(m))
     try:
         return asyncio.run(_demo(settings, runtime, out, console, report))
@@ -80,7 +98,7 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
             await _issue(net)
         before = await net.balances(PARTIES)
         orch = net.orchestrator(settings.journal_path)
-        for title, spec in demo_swaps():
+        for title, spec in demo_swaps(set(net.ledgers)):
             with console.status(title) as status:
                 orch.progress = lambda swap_id, message: status.update(f"{title}: {message}")
                 result = await orch.run(spec)

@@ -39,12 +39,32 @@ def evm_pair(block_time: float = 1.0) -> Topology:
     )
 
 
+def optional_ledgers(block_time: float = 1.0) -> list[LedgerSpec]:
+    """Ledgers whose node binary users install themselves (elementsd): present only when
+    their launcher finds it."""
+    from .errors import ConfigError
+    from .registry import launcher_class
+
+    specs = []
+    for name, kind in (("elements", "elements"),):
+        try:
+            ready = launcher_class(kind).missing() is None
+        except ConfigError:  # the platform's package is not installed
+            ready = False
+        if ready:
+            specs.append(LedgerSpec(name=name, kind=kind, options={"block_time": block_time}))
+    return specs
+
+
 def default(block_time: float = 1.0) -> Topology:
-    """What `dvp up` and `dvp demo` start: two EVM chains and a Bitcoin-family regtest chain
-    (btcd) whose one asset is its own coin, traded as cash."""
+    """What `dvp up` and `dvp demo` start: two EVM chains, a Bitcoin-family regtest chain
+    (btcd) whose one asset is its own coin, traded as cash, and, when elementsd is installed,
+    an Elements chain whose bond and euro are issued assets."""
     evm = evm_pair(block_time)
     btc = LedgerSpec(name="btc", kind="utxo", options={"block_time": block_time})
+    extra = optional_ledgers(block_time)
     return Topology(
-        ledgers=[*evm.ledgers, btc],
-        assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8)],
+        ledgers=[*evm.ledgers, btc, *extra],
+        assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8),
+                *(a for spec in extra for a in _assets(spec.name))],
     )

@@ -12,9 +12,9 @@ from dvp import errors
 from dvp.models import HtlcTerms, LockStatus
 
 from ..htlc_helpers import AMOUNT, fee_in, locked, make_terms
-from ..testbed import ADAPTER_LEDGERS, htlc_asset
+from ..testbed import ADAPTER_PARAMS, htlc_asset
 
-pytestmark = pytest.mark.parametrize("ledger", ADAPTER_LEDGERS)
+pytestmark = pytest.mark.parametrize("ledger", ADAPTER_PARAMS)
 
 async def final(adapter, submitted):
     return await adapter.wait_final(submitted.tx_id)

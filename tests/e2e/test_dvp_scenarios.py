@@ -9,9 +9,9 @@ from dvp.models import Behaviour, LockStatus, Role
 from dvp.orchestrator import Outcome
 
 from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for, CASH_AMOUNT, SECURITY_AMOUNT
-from ..testbed import CROSS_PAIRS, SINGLE_LEDGERS, Pair, cash_asset
+from ..testbed import CROSS_PARAMS, SINGLE_PARAMS, Pair, cash_asset
 
-cross = pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+cross = pytest.mark.parametrize("pair", CROSS_PARAMS, ids=lambda p: p.id)
 
 
 async def run(net, journal_path, spec):
@@ -22,7 +22,7 @@ async def run(net, journal_path, spec):
     return result, before, after
 
 
-@pytest.mark.parametrize("ledger", SINGLE_LEDGERS)
+@pytest.mark.parametrize("ledger", SINGLE_PARAMS)
 async def test_single_ledger_dvp_moves_both_legs_in_one_transaction(net, journal_path, ledger):
     pair = Pair(ledger, ledger)
     result, before, after = await run(net, journal_path, spec_for(pair))

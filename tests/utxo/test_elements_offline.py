@@ -647,7 +647,7 @@ def test_each_party_refuses_to_sign_a_transaction_against_its_terms():
         build_dvp(terms, seller, [Utxo(txid(1), 0, 10**8, BUYER.script_pubkey, asset=CASH)], policy_asset=POLICY, fee_rate=FEE_RATE)
     with pytest.raises(DvpError, match="fee"):
         build_dvp(terms, seller, buyer[:1], policy_asset=POLICY, fee_rate=FEE_RATE)  # cash but no policy asset for the fee
-    with pytest.raises(DvpError, match="P2WPKH"):
+    with pytest.raises(DvpError, match="is not the seller's output"):
         build_dvp(terms, buyer, seller, policy_asset=POLICY, fee_rate=FEE_RATE)
 
 
@@ -665,3 +665,32 @@ def test_payment_moves_several_assets_with_change_per_asset():
     with pytest.raises(TxBuildError, match="dust"):
         build_payment(SELLER, funds, [TxOut(BUYER.script_pubkey, SECURITY, 10**9 - 100)], policy_asset=POLICY, fee_rate=FEE_RATE)
     assert json.loads(json.dumps(tx.hex)) == tx.hex
+
+
+def test_dvp_spending_the_sellers_order_output_is_signed_by_each_party_and_verified():
+    from dataclasses import replace as dc_replace
+
+    from dvp_utxo.elements.order import OrderScript, order_hash
+
+    order = OrderScript(order_hash({"nonce": "ab" * 32, "security_amount": 10}), SELLER.pubkey)
+    assert OrderScript.parse(order.script) == order
+    terms = DvpTerms(SELLER.pubkey, BUYER.pubkey, SECURITY, 10 * 10**8, CASH, 2_500 * 10**8, seller_order=order.script)
+    seller = [Utxo(txid(0x0D), 0, 10 * 10**8, order.script_pubkey, asset=SECURITY)]
+    buyer = [Utxo(txid(0xB0B), 0, 3_000 * 10**8, BUYER.script_pubkey, asset=CASH),
+             Utxo(txid(0xB0B), 1, 50_000, BUYER.script_pubkey, asset=POLICY)]  # fmt: skip
+    dvp = build_dvp(terms, seller, buyer, policy_asset=POLICY, fee_rate=FEE_RATE)
+    kw = dict(policy_asset=POLICY, max_fee=20_000)
+    s1 = sign_dvp(dvp, SELLER, terms, "seller", **kw)
+    assert s1.tx.inputs[0].witness[1] == order.script and not s1.tx.inputs[1].witness
+    both = sign_dvp(s1, BUYER, terms, "buyer", **kw)
+    assert verify_dvp(both) == [True, True, True]
+    finalize_dvp(both)
+    # The seller's order signature commits to every output: one unit moved breaks it.
+    outs = [TxOut(o.script_pubkey, o.asset, o.value) for o in both.tx.outputs]
+    outs[1] = TxOut(outs[1].script_pubkey, outs[1].asset, outs[1].value - 1)
+    outs.insert(2, TxOut(BUYER.script_pubkey, CASH, 1))
+    bad = dc_replace(both, tx=ElementsTx.from_wally(assemble([TxIn(u) for u in both.spent], outs, witnesses=[i.witness for i in both.tx.inputs])))
+    assert verify_dvp(bad)[0] is False
+    # Without the order in the terms, the order output is nobody's and the seller has nothing to sign.
+    with pytest.raises(DvpError, match="not the seller's output"):
+        build_dvp(dc_replace(terms, seller_order=b""), seller, buyer, policy_asset=POLICY, fee_rate=FEE_RATE)

@@ -9,13 +9,20 @@ Elements adds:
   issuer issues at bootstrap; their ids go to the config (and so to the run state).
   ``issue`` pays them out of the issuer's supply (the policy asset out of the
   issuer's or the miner's coins);
-* **units**: Elements amounts carry 8 decimals, so a protocol base unit of an asset
-  with ``decimals`` d is 10**(8 - d) on-chain units (:attr:`ElementsConfig.units`);
+* **units**: a protocol base unit of an issued asset is :data:`ISSUED_UNIT` on-chain
+  units (:attr:`ElementsConfig.units`), so that one base unit (one bond) is already
+  above Elements' dust limit, which applies to issued assets too;
 * **fees** are paid in the policy asset only, in explicit fee outputs: the lock's by
   the sender, and a claim's or refund's out of a fee reserve the sender locks beside
   an issued asset (so the recipient needs no policy asset to claim, and the refund
   needs no wallet input); the fees are journaled in the policy asset's symbol;
-* **confidential outputs** are never spent or audited: the audit names them.
+* **confidential outputs** are never spent or audited: the audit names them;
+* **single-ledger DvP** in one transaction: the seller proposes by paying the
+  security to its order output (:mod:`.order`, the order id is its script), the
+  buyer accepts by building the transaction that spends it beside the buyer's own
+  inputs, pays the security to the buyer and the cash to the seller; each party
+  checks it from its own side and signs only its own inputs (:mod:`.dvp`), and it
+  is broadcast once.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from dvp import errors
-from dvp.models import Asset, Submitted
+from dvp.models import Asset, Capability, DvpOrder, OrderState, OrderStatus, Submitted
 
 from ..adapter import UtxoAdapter
 from ..boundary import utxo_errors
@@ -33,16 +40,21 @@ from ..keys import p2wpkh_script
 from ..rpc import RpcClient
 from ..tx import Utxo
 from .config import ElementsConfig
+from ..script import ScriptError
+from ..tx import fee_for
+from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
 from .ledger import ElementsLedger
-from .tx import TxOut
+from .order import OrderScript, order_hash
+from .tx import TxOut, select_utxos
 
-ISSUE_SUPPLY = 10**14  # on-chain units issued per asset at bootstrap (MAX_MONEY is 2.1e15)
-ELEMENTS_DECIMALS = 8
+ISSUE_SUPPLY = 10**15  # on-chain units issued per asset at bootstrap (MAX_MONEY is 2.1e15)
+ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above the 546-unit dust limit
 
 
 class ElementsAdapter(UtxoAdapter):
     kind = "elements"
     config_model = ElementsConfig
+    capabilities = UtxoAdapter.capabilities | {Capability.ATOMIC_DVP}
 
     config: ElementsConfig
 
@@ -89,7 +101,7 @@ class ElementsAdapter(UtxoAdapter):
                     tx, issued = self.ledger.issuance_tx(issuer, ISSUE_SUPPLY)
                     txids.append(await self.ledger.send(tx))
                 mapping[a.symbol] = issued.asset_id
-                units[a.symbol] = 10 ** max(0, ELEMENTS_DECIMALS - a.decimals)
+                units[a.symbol] = ISSUED_UNIT
         for txid in txids:
             await self.wait_final(txid)
         self.config = self.config.model_copy(update={"assets": mapping, "units": units})
@@ -109,3 +121,82 @@ class ElementsAdapter(UtxoAdapter):
                     payer = self._key(self.config.miner)
                 txid = await self.ledger.send(self.ledger.payment_tx(payer, out))
         return Submitted(ledger=self.name, tx_id=txid)
+
+    # -- single-ledger DvP ------------------------------------------------------------------
+    def _order(self, order: DvpOrder) -> OrderScript:
+        return OrderScript(order_hash(order.model_dump(mode="json")), self._pubkey(order.seller))
+
+    def order_id(self, order: DvpOrder) -> str:
+        return self._order(order).script.hex()
+
+    def _parse_order(self, order_id: str) -> OrderScript:
+        try:
+            return OrderScript.parse(bytes.fromhex(order_id))
+        except (ScriptError, ValueError):
+            raise errors.ConfigError(f"order {order_id[:20]}...: not an order id of ledger {self.name!r}") from None
+
+    async def _open_before_deadline(self, order: DvpOrder, what: str) -> None:
+        await self._refresh(what)
+        if self.view.height + 1 > order.deadline:
+            raise errors.SubmitError(f"{what}: order deadline {order.deadline} passed (next block {self.view.height + 1})", code="deadline")
+
+    async def propose_dvp(self, order: DvpOrder) -> Submitted:
+        """The seller pays the security to the order's output (its consent, like an approve)."""
+        script = self._order(order)
+        sec, unit = self._onchain(order.security)
+        seller = self._key(order.seller)
+        await self._open_before_deadline(order, "propose")
+        async with self._send_lock:
+            if self.view.outputs_to(script.script_pubkey):
+                raise errors.SubmitError(f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate")
+            with utxo_errors("propose", self.name):
+                tx = self.ledger.payment_tx(seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)])
+                txid = await self.ledger.send(tx)
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    async def accept_dvp(self, order: DvpOrder) -> Submitted:
+        """The buyer builds the one transaction that moves both legs; each party checks and
+        signs its own inputs; it is broadcast once."""
+        script = self._order(order)
+        sec, sec_unit = self._onchain(order.security)
+        cash, cash_unit = self._onchain(order.cash)
+        seller, buyer = self._key(order.seller), self._key(order.buyer)
+        await self._open_before_deadline(order, "accept")
+        terms = DvpTerms(seller.pubkey, buyer.pubkey, sec, order.security_amount * sec_unit, cash, order.cash_amount * cash_unit,
+                         seller_order=script.script)  # fmt: skip
+        async with self._send_lock:
+            offered = [u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount]
+            if not offered:
+                raise errors.SubmitError(f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
+            with utxo_errors("accept", self.name):
+                policy = self.config.policy_asset
+                wallet = self.ledger.wallet(buyer)
+                chosen = select_utxos(wallet, {cash: terms.cash_amount}, policy, self.config.fee_rate)
+                dvp = build_dvp(terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer")
+                max_fee = fee_for(2 * dvp.tx.vsize, self.config.fee_rate)
+                signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
+                signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
+                txid = await self.ledger.send(finalize_dvp(signed))
+        return Submitted(ledger=self.name, tx_id=txid)
+
+    async def get_order(self, order_id: str) -> OrderState | None:
+        """From the chain alone: no order output (None), unspent (open), spent by a transaction
+        paying the seller another issued asset and the security to someone else (settled), or
+        spent otherwise (cancelled)."""
+        script = self._parse_order(order_id)
+        await self._refresh("read order")
+        outs = self.view.outputs_to(script.script_pubkey)
+        if not outs:
+            return None
+        if any(self.view.spend_of(u.outpoint) is None for u in outs):
+            return OrderState(order_id=order_id, status=OrderStatus.OPEN)
+        seller = p2wpkh_script(script.seller_pubkey)
+        policy = self.config.policy_asset
+        for u in outs:
+            spend = self.view.spend_of(u.outpoint)
+            paid = self.view.outputs_of(spend.txid) if spend else []
+            delivered = any(o.asset == u.asset and o.value >= u.value and o.script_pubkey != seller for o in paid)
+            paid_seller = any(o.script_pubkey == seller and o.asset not in (u.asset, policy) for o in paid)
+            if delivered and paid_seller:
+                return OrderState(order_id=order_id, status=OrderStatus.SETTLED)
+        return OrderState(order_id=order_id, status=OrderStatus.CANCELLED)

@@ -20,9 +20,8 @@ class ElementsConfig(UtxoConfig):
     policy_asset: str = Field(pattern=r"^[0-9a-f]{64}$")
     # symbol -> "native" (the policy asset, in its base units) or an issued asset id (display hex)
     assets: dict[str, str] = {"LBTC": "native"}
-    # symbol -> on-chain units per base unit of the protocol: Elements amounts carry 8 decimals,
-    # so an asset with ``decimals`` d counts 10**(8 - d) units per base unit (BOND: 10**8),
-    # which keeps every output above the dust limit.  Missing: 1.
+    # symbol -> on-chain units per base unit of the protocol (issued assets: 1000, so one
+    # bond is above the dust limit Elements applies to every explicit output).  Missing: 1.
     units: dict[str, int] = {}
     fee_rate: float = Field(default=1.0, ge=0.1)  # policy-asset units per vbyte
 

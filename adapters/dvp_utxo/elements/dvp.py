@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 
 from ..keys import Key, check_pubkey, p2wpkh_script
 from .assets import AssetError, check_asset_id
+from .order import OrderScript
 from ..tx import MAX_SIG, TxBuildError, Utxo
 from .tx import (
     ElementsTx,
@@ -55,6 +56,8 @@ class DvpTerms:
     security_amount: int
     cash_asset: str
     cash_amount: int
+    # The witness script of the seller's order output (:mod:`.order`), if the seller brings one.
+    seller_order: bytes = b""
 
     def __post_init__(self) -> None:
         check_pubkey(self.seller_pubkey)
@@ -70,6 +73,14 @@ class DvpTerms:
 
     def script(self, role: str) -> bytes:
         return p2wpkh_script(self.seller_pubkey if role == "seller" else self.buyer_pubkey)
+
+    def inputs_of(self, role: str) -> set[bytes]:
+        """The scripts whose outputs ``role`` brings and signs for: its P2WPKH, and for the
+        seller its order output."""
+        own = {self.script(role)}
+        if role == "seller" and self.seller_order:
+            own.add(OrderScript.parse(self.seller_order).script_pubkey)
+        return own
 
     def gives(self, role: str) -> dict[str, int]:
         """Net amounts ``role`` hands over per asset (negative: receives)."""
@@ -88,7 +99,7 @@ class DvpTx:
 
     def owner(self, index: int, terms: DvpTerms) -> str | None:
         spk = self.spent[index].script_pubkey
-        return next((r for r in ROLES if terms.script(r) == spk), None)
+        return next((r for r in ROLES if spk in terms.inputs_of(r)), None)
 
     @property
     def signed(self) -> list[bool]:
@@ -136,8 +147,8 @@ def build_dvp(
         if not utxos:
             raise DvpError(f"the {role} brings no inputs")
         for u in utxos:
-            if u.script_pubkey != terms.script(role):
-                raise DvpError(f"{u.txid}:{u.vout} is not the {role}'s P2WPKH output")
+            if u.script_pubkey not in terms.inputs_of(role):
+                raise DvpError(f"{u.txid}:{u.vout} is not the {role}'s output")
     inputs = [TxIn(u) for u in by_role["seller"] + by_role["buyer"]]
     core = [
         TxOut(terms.script("buyer"), terms.security_asset, terms.security_amount),
@@ -211,7 +222,7 @@ def check_dvp(dvp: DvpTx, terms: DvpTerms, role: str, *, policy_asset: str, max_
             out_to_me[asset] += value
     in_from_me: dict[str, int] = defaultdict(int)
     for u in dvp.spent:
-        if u.script_pubkey == mine:
+        if u.script_pubkey in terms.inputs_of(role):
             in_from_me[u.asset] += u.value
     # gives() is negative for the leg ``role`` receives, so the bound below also
     # proves it receives that leg in full (less the fee, if it pays it in that asset).
@@ -232,11 +243,15 @@ def sign_dvp(dvp: DvpTx, key: Key, terms: DvpTerms, role: str, *, policy_asset: 
         raise DvpError(f"this key is not the {role}'s")
     check_dvp(dvp, terms, role, policy_asset=policy_asset, max_fee=max_fee)
     w = dvp.tx.wally()  # keeps the other party's witnesses, if any
+    order = OrderScript.parse(terms.seller_order) if role == "seller" and terms.seller_order else None
     stacks: list[list[bytes] | None] = []
     mine = 0
     for i, u in enumerate(dvp.spent):
         if u.script_pubkey == key.script_pubkey:
             stacks.append([sign_input(key, w, i, p2pkh_code(key.pubkey), u.value_commitment), key.pubkey])
+            mine += 1
+        elif order is not None and u.script_pubkey == order.script_pubkey:
+            stacks.append([sign_input(key, w, i, order.script, u.value_commitment), order.script])
             mine += 1
         else:
             stacks.append(None)

@@ -34,7 +34,7 @@ from dvp.errors import LedgerUnavailable
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
-from ..build import ELEMENTS_VERSION, ensure_elementsd
+from ..build import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_elementsd
 from ..chain import ChainView
 from ..dialect import dialect_for
 from ..keys import Key
@@ -95,6 +95,14 @@ class ElementsLauncher(NodeLauncher):
         self.confirmations = confirmations
         self.fee_rate = fee_rate
         self._binary: Path | None = None
+
+    @classmethod
+    def missing(cls) -> str | None:
+        import importlib.util
+
+        if importlib.util.find_spec("wallycore") is None:
+            return "wallycore is not installed (the 'elements' extra: pip install -e '.[elements]')"
+        return None if find_elementsd() else elementsd_missing()
 
     def prepare(self) -> None:
         self._binary = ensure_elementsd()

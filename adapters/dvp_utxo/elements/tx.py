@@ -339,7 +339,8 @@ def verify_signature(tx: ElementsTx, index: int, script_code: bytes, value_commi
 
 
 def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
-    """Verify input ``index``'s signature for what it spends: P2WPKH or our HTLC.
+    """Verify input ``index``'s signature for what it spends: P2WPKH, a DvP order output
+    (:mod:`.order`) or our HTLC.
 
     Checks that the witness matches the spent script (P2WPKH key hash, or the
     P2WSH program's script) and that the signature is valid for the right key
@@ -352,6 +353,15 @@ def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
     spk = bytes(spent.script_pubkey)
     if len(wit) == 2 and len(wit[1]) == 33 and spk == p2wpkh_script(wit[1]):
         return verify_signature(tx, index, p2pkh_code(wit[1]), spent.value_commitment, wit[1], wit[0])
+    if len(wit) == 2:
+        from ..script import ScriptError
+        from .order import OrderScript
+
+        try:
+            order = OrderScript.parse(wit[1])
+        except ScriptError:
+            return False
+        return spk == order.script_pubkey and verify_signature(tx, index, order.script, spent.value_commitment, order.seller_pubkey, wit[0])
     seen = parse_htlc_witness(wit)
     if seen is None or spk != seen.htlc.script_pubkey:
         return False
