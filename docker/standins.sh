@@ -17,6 +17,8 @@ DVP_CACHE=${DVP_CACHE:-$HOME/.cache/dvp}
 source docker/versions.env
 ANVIL=${DVP_ANVIL:-node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil}
 BTCD=${DVP_BTCD:-$DVP_CACHE/btcd-$BTCD_VERSION/bin/btcd}
+# elementsd is optional (users unpack the official release there): its stand-in is made only when present.
+ELEMENTSD=${DVP_ELEMENTSD:-$DVP_CACHE/elements-$ELEMENTS_VERSION/bin/elementsd}
 WORK=$DVP_CACHE/standins
 PATH_ENV=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
@@ -25,6 +27,7 @@ IMAGES=(
     "$DVP_FOUNDRY_IMAGE|$ANVIL|/usr/local/bin/anvil|[\"/bin/sh\", \"-c\"]"
     "$DVP_BTCD_IMAGE|$BTCD|/bin/btcd|[\"btcd\"]"
 )
+[[ -x $ELEMENTSD ]] && IMAGES+=("$DVP_ELEMENTS_IMAGE|$ELEMENTSD|/usr/local/bin/elementsd|[\"elementsd\"]")
 
 log() { echo "standins: $*" >&2; }
 

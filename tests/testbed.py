@@ -77,10 +77,12 @@ ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the confo
 ELEMENTS_PAIRS = [Pair("elements", "evm-a"), Pair("evm-a", "elements"), Pair("elements", "btc")]
 
 
+ELEMENTS_MARKS = [pytest.mark.skip(reason=ELEMENTS_MISSING)] if ELEMENTS_MISSING else []
+
+
 def with_elements(values: list, elements: list) -> list:
     """``values`` plus the Elements ones, which skip with one line when elementsd is missing."""
-    marks = [pytest.mark.skip(reason=ELEMENTS_MISSING)] if ELEMENTS_MISSING else []
-    return values + [pytest.param(v, id=getattr(v, "id", v), marks=marks) for v in elements]
+    return values + [pytest.param(v, id=getattr(v, "id", v), marks=ELEMENTS_MARKS) for v in elements]
 
 
 CROSS_PARAMS = with_elements(CROSS_PAIRS, ELEMENTS_PAIRS)

@@ -1,4 +1,4 @@
-"""The docker suite: the testbed's ledgers (evm-a, evm-b, btc) in containers.
+"""The docker suite: the testbed's ledgers (evm-a, evm-b, btc, and elements when installed) in containers.
 
 Fixtures come from dvp's pytest plugin (``dvp.pytest_plugin``); they are imported
 here too so the suite runs whether or not the plugin's entry point is installed.

@@ -16,7 +16,7 @@ from dvp.journal import Journal
 from dvp.models import Behaviour
 
 from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for
-from ..testbed import CROSS_PAIRS, SINGLE_LEDGERS, Pair
+from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, SINGLE_LEDGERS, Pair
 
 DVP = str(Path(sys.executable).parent / "dvp")
 MAX_WRITES = 80  # far more journal writes than any swap makes
@@ -57,6 +57,9 @@ DRILLS = [
     pytest.param(CROSS_PAIRS[0], Behaviour(holder_claims=False), UNCHANGED, id=f"htlc-refund-{CROSS_PAIRS[0].id}"),
     pytest.param(CROSS_PAIRS[1], Behaviour(), SETTLED, id=f"htlc-settle-{CROSS_PAIRS[1].id}"),
     pytest.param(Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]), Behaviour(), SETTLED, id=f"atomic-{SINGLE_LEDGERS[0]}"),
+    # One drill per Elements pair (skipped with one line without elementsd).
+    *(pytest.param(p, Behaviour(), SETTLED, id=f"{'atomic' if p.security == p.cash else 'htlc-settle'}-{p.id}", marks=ELEMENTS_MARKS)
+      for p in (Pair("elements", "evm-a"), Pair("elements", "btc"), Pair("elements", "elements"))),
 ]
 
 
