@@ -128,3 +128,15 @@ def chaincode_server(directory: Path | None = None) -> list[str]:
             raise ConfigError(f"fabric: `npm ci` in {d} failed:\n{tail}")
         stamp.touch()
     return [node, str(cli), "server", "--module-path", str(d)]
+
+
+def fabric_problem() -> str | None:
+    """None when a Fabric network can run here; else one line saying what is missing and how to get it."""
+    problem = FabricInstall.default().problem()
+    if problem:
+        return problem
+    try:
+        chaincode_server()
+    except ConfigError as exc:
+        return str(exc).splitlines()[0]
+    return None

@@ -1,9 +1,9 @@
 """The dvp chaincode's lock and order ids, recomputed off-ledger (for audits).
 
-Mirrors ``LockID`` / ``OrderID`` in contracts/fabric/dvpcc: SHA-256 over a
-domain tag followed by each field as a 4-byte big-endian length and its bytes;
-integers as 8-byte big-endian.  ``TestLockIDVector`` (Go) and
-tests/fabric/test_lockid.py pin the same vector.
+Mirrors ``lockId`` / ``orderId`` in contracts/fabric/node/lib/rules.js: SHA-256
+over a domain tag followed by each field as a 4-byte big-endian length and its
+bytes; integers as 8-byte big-endian.  The chaincode's test/rules.test.js and
+tests/fabric/test_lockid.py pin the same vectors.
 """
 
 from __future__ import annotations

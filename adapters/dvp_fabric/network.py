@@ -650,12 +650,13 @@ class FabricNetwork:
             self.retry(f"osnadmin join {ch}", lambda ch=ch, block=block: self.run(
                 "osnadmin", ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()], {}))
 
-    def _admin(self, org: Org) -> dict[str, str]:
+    def admin_env(self, org: Org) -> dict[str, str]:
+        """The ``peer`` CLI environment of ``org``'s admin (OU admin), against its own peer."""
         return client_env(self.layout, self.ports, org, "Admin", self.install)
 
     def _join_peers(self) -> None:
         for org in ORGS:
-            env = self._admin(org)
+            env = self.admin_env(org)
             joined = self.run("peer", ["channel", "list"], env).stdout
             for ch in self.channels:
                 if any(line.strip() == ch for line in joined.splitlines()):
@@ -670,7 +671,7 @@ class FabricNetwork:
         path.write_bytes(pkg)
         self.package_id = package_id(pkg)
         for org in ORGS:
-            env = self._admin(org)
+            env = self.admin_env(org)
             out = self.run("peer", ["lifecycle", "chaincode", "queryinstalled", "--output", "json"], env).stdout
             installed = {c.get("package_id") for c in (json.loads(out or "{}").get("installed_chaincodes") or [])}
             if self.package_id in installed:
@@ -702,7 +703,7 @@ class FabricNetwork:
         return out
 
     def _committed(self, ch: str) -> bool:
-        env = self._admin(ORGS[0])
+        env = self.admin_env(ORGS[0])
         return self.run("peer", ["lifecycle", "chaincode", "querycommitted", "--channelID", ch, "--name", CHAINCODE_NAME],
                         env, check=False).returncode == 0
 
@@ -711,13 +712,13 @@ class FabricNetwork:
             return
         common = ["--channelID", ch, "--name", CHAINCODE_NAME, "--version", CHAINCODE_VERSION, "--sequence", "1"]
         for org in ORGS:
-            env = self._admin(org)
+            env = self.admin_env(org)
             self.retry(f"approve {ch} by {org.msp_id}", lambda env=env: self.run(
                 "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
                          "--package-id", self.package_id, "--waitForEvent"], env))
         self.retry(f"commit {ch}", lambda: self.run(
             "peer", ["lifecycle", "chaincode", "commit", *self.orderer_args(), *common, *self.endorser_args(),
-                     "--waitForEvent"], self._admin(ORGS[0])))
+                     "--waitForEvent"], self.admin_env(ORGS[0])))
 
     def party_env(self, party: str) -> dict[str, str]:
         org_key, user = PARTIES[party]
@@ -744,12 +745,12 @@ class FabricNetwork:
             if party not in self.accounts:
                 self.accounts[party] = self.retry(f"WhoAmI on {ch}", lambda party=party: self.query(ch, self.party_env(party), "WhoAmI"))
         current = self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c",
-                                    json.dumps({"function": "Issuer", "Args": []})], self._admin(ORGS[0]), check=False)
+                                    json.dumps({"function": "Issuer", "Args": []})], self.admin_env(ORGS[0]), check=False)
         if current.returncode == 0:
             if current.stdout.strip() != self.accounts["issuer"]:
                 raise ConfigError(f"fabric: channel {ch} names issuer {current.stdout.strip()!r}, expected {self.accounts['issuer']!r}")
             return
-        self.retry(f"InitLedger on {ch}", lambda: self.invoke(ch, self._admin(ORGS[0]), "InitLedger", self.accounts["issuer"]))
+        self.retry(f"InitLedger on {ch}", lambda: self.invoke(ch, self.admin_env(ORGS[0]), "InitLedger", self.accounts["issuer"]))
 
     def start(self) -> None:
         for d in (self.layout.run, self.layout.logs, self.layout.data):

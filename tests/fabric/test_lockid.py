@@ -1,4 +1,4 @@
-"""The Python lock/order id matches the chaincode's pinned vectors (dvpcc TestSharedVectors)."""
+"""The Python lock/order id matches the vectors the chaincode pins (contracts/fabric/node/test/rules.test.js)."""
 
 import hashlib
 
