@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
+from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from . import errors
 from .hashlock import parse_hex32
+from .models import Amount
 from .network import Network
 from .runtime import RUNTIMES, recorded, select
-from .scenario import load_scenario, parse_leg, parse_spec
+from .scenario import first_error, load_scenario, parse_leg, parse_spec
 from .settings import Settings
 from .topology import default
 from .views import balances_table, print_result, status_table
@@ -25,23 +29,70 @@ console = Console(stderr=True)
 out = Console()
 
 
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 1  # an exception dvp does not know: a bug, named in one line (DVP_TRACEBACK=1 shows it)
+
+
+def one_line(text: str) -> str:
+    """The first line of ``text`` with control characters escaped: messages quote user input."""
+    first = (text.strip().splitlines() or [""])[0]
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
+
+
+def error_exit(message: str, code: int) -> None:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
 def fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any):
         try:
             return fn(*args, **kwargs)
         except errors.DvpError as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            click.echo(f"error: {message}", err=True)
-            sys.exit(exc.exit_code)
+            error_exit(str(exc) or type(exc).__name__, exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; unfinished swaps continue with `dvp resume`", err=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            if os.environ.get("DVP_TRACEBACK") == "1":
+                raise
+            error_exit(f"internal error: {type(exc).__name__}: {exc} (DVP_TRACEBACK=1 shows where)", EXIT_INTERNAL)
 
     return wrapper
 
 
-@click.group()
+def _from_env(exc: click.ClickException) -> str:
+    """Name the environment variable when a bad value came from one (``DVP_RUNTIME``)."""
+    param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
+    if param is None or ctx is None or not param.name:
+        return ""
+    if ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT and param.envvar:
+        return f" (from ${param.envvar})"
+    return ""
+
+
+class OneLineGroup(click.Group):
+    """Usage errors (unknown option, bad flag value) end as one ``error:`` line and exit 2,
+    like every other error, instead of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            error_exit(exc.format_message() + _from_env(exc), exc.exit_code)
+        except click.Abort:
+            error_exit("aborted", EXIT_INTERRUPTED)
+        except errors.DvpError as exc:  # raised while parsing options (Settings)
+            error_exit(str(exc), exc.exit_code)
+        sys.exit(0)
+
+
+@click.group(cls=OneLineGroup)
 @click.option("--run-dir", type=click.Path(path_type=Path), envvar="DVP_RUN_DIR", default=".dvp", show_default=True,
               help="Where testnet state, logs and the journal live.")
 @click.option("--journal", type=click.Path(path_type=Path), envvar="DVP_JOURNAL", default=None,
@@ -51,7 +102,10 @@ def fail_cleanly(fn):
 @click.pass_context
 def main(ctx: click.Context, run_dir: Path, journal: Path | None, runtime: str) -> None:
     """Delivery-versus-payment across real ledgers."""
-    ctx.obj = Settings(run_dir=run_dir, journal=journal, runtime=runtime)
+    try:
+        ctx.obj = Settings(run_dir=run_dir, journal=journal, runtime=runtime)
+    except ValidationError as exc:
+        raise errors.ConfigError(first_error(exc, "settings: ")) from None
 
 
 def progress_printer(label: str = ""):
@@ -102,8 +156,10 @@ def status(settings: Settings) -> None:
 @fail_cleanly
 def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) -> None:
     """Issue AMOUNT base units of a test ASSET to PARTY on LEDGER."""
-    if amount <= 0:
-        raise errors.ConfigError(f"amount: must be above zero, got {amount}")
+    try:
+        TypeAdapter(Amount).validate_python(amount)
+    except ValidationError as exc:
+        raise errors.ConfigError(first_error(exc, "amount: ")) from None
 
     async def go() -> str:
         async with Network.from_run_dir(settings.run_dir) as net:

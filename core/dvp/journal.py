@@ -19,7 +19,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from .env import env_int
 from .errors import ConfigError
 from .models import LedgerTime
 
@@ -79,18 +81,20 @@ class SwapRecord:
 class Journal:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        _refuse_foreign_file(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created private before SQLite writes a byte: it holds swap secrets.  An existing
+            # file keeps its mode: it may be someone else's (a mistyped --journal).
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
-        os.chmod(self.path, 0o600)  # it holds swap secrets
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
         self._writes = 0
-        crash = os.environ.get("DVP_CRASH_AFTER_WRITES")
-        self._crash_after = int(crash) if crash else None
+        self._crash_after = env_int("DVP_CRASH_AFTER_WRITES", minimum=1)
 
     def close(self) -> None:
         self._db.close()
@@ -179,6 +183,36 @@ class Journal:
     def last(self, swap_id: str, step: str, phase: str) -> Step | None:
         found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
         return found[-1] if found else None
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """Refuse, without touching it, an existing file that is not a dvp journal."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise ConfigError(f"journal: {path} is a directory, not a journal") from None
+    except OSError as exc:
+        raise ConfigError(f"journal: cannot read {path}: {exc.strerror or exc}") from None
+    if not head:
+        return  # empty: a journal created but never written
+    if head != _SQLITE_MAGIC:
+        raise ConfigError(f"journal: {path} is not a dvp journal (not an SQLite database)")
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"journal: {path} is not a dvp journal ({exc})") from None
+    if tables and not {"swaps", "steps"} <= tables:
+        raise ConfigError(f"journal: {path} is not a dvp journal (tables: {', '.join(sorted(tables))})")
 
 
 def _swap(row: tuple) -> SwapRecord:

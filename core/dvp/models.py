@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from .hashlock import normalise_hex32
 
@@ -22,6 +22,10 @@ class Frozen(BaseModel):
 
 Hex32 = Annotated[str, AfterValidator(normalise_hex32)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+# Strict: "10", true and 1.0 are refused rather than coerced.  No ledger counts past 2**256.
+Amount = Annotated[int, Field(gt=0, lt=2**256, strict=True)]
+Seconds = Annotated[int, Field(gt=0, le=30 * 24 * 3600, strict=True)]
+Margin = Annotated[int, Field(ge=0, le=30 * 24 * 3600, strict=True)]
 
 
 class AssetKind(StrEnum):
@@ -41,7 +45,7 @@ class Leg(Frozen):
 
     ledger: Name
     asset: Name
-    amount: PositiveInt
+    amount: Amount
 
 
 class Role(StrEnum):
@@ -88,11 +92,11 @@ class HtlcPlan(Frozen):
 
     secret_holder: Role = Role.SELLER
     first_locker: Role | None = None
-    holder_timeout: Annotated[int, Field(gt=0, le=30 * 24 * 3600)] = 600
-    counter_timeout: Annotated[int, Field(gt=0, le=30 * 24 * 3600)] = 300
-    reaction_window: Annotated[int, Field(ge=0)] = 30
+    holder_timeout: Seconds = 600
+    counter_timeout: Seconds = 300
+    reaction_window: Margin = 30
     # Rule 4: the holder never reveals the secret closer than this to the counter leg's expiry.
-    claim_margin: Annotated[int, Field(ge=0)] | None = None
+    claim_margin: Margin | None = None
 
     @property
     def locks_first(self) -> Role:
@@ -102,9 +106,9 @@ class HtlcPlan(Frozen):
 class Behaviour(Frozen):
     """Which parties do their part; ``False`` makes a party walk away (failure drills)."""
 
-    counter_locks: bool = True
-    holder_claims: bool = True
-    counter_claims: bool = True
+    counter_locks: StrictBool = True
+    holder_claims: StrictBool = True
+    counter_claims: StrictBool = True
 
 
 class SwapSpec(Frozen):
@@ -115,7 +119,7 @@ class SwapSpec(Frozen):
     plan: HtlcPlan = HtlcPlan()
     behaviour: Behaviour = Behaviour()
     # Dev ledgers only: fast-forward a ledger's clock instead of sleeping until an expiry.
-    fast_forward: bool = False
+    fast_forward: StrictBool = False
 
     @property
     def resolved_kind(self) -> str:
@@ -184,7 +188,7 @@ class HtlcTerms(Frozen):
     sender: Name
     recipient: Name
     asset: Name
-    amount: PositiveInt
+    amount: Amount
     hashlock: Hex32
     expiry: int  # in the ledger's own clock unit (see ClockKind)
     nonce: Hex32
@@ -221,9 +225,9 @@ class DvpOrder(Frozen):
     seller: Name
     buyer: Name
     security: Name
-    security_amount: PositiveInt
+    security_amount: Amount
     cash: Name
-    cash_amount: PositiveInt
+    cash_amount: Amount
     deadline: int
     nonce: Hex32
 

@@ -48,7 +48,13 @@ class Network:
         return cls.from_state(state)
 
     async def __aenter__(self) -> "Network":
-        await asyncio.gather(*(a.connect() for a in self.ledgers.values()))
+        results = await asyncio.gather(*(a.connect() for a in self.ledgers.values()), return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            # Close the ledgers that did connect (and the one that half did): no client
+            # session is left for the garbage collector to complain about.
+            await self.__aexit__()
+            raise failed[0]
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -4,11 +4,11 @@ which one started a ledger."""
 
 from __future__ import annotations
 
-import json
 from importlib import import_module
 from pathlib import Path
 
 from ..errors import ConfigError
+from .state import STATE, read_state
 
 RUNTIMES = {
     "process": "dvp.runtime.local:LocalRuntime",  # native processes, the default
@@ -31,11 +31,5 @@ def select(name: str, run_dir: Path):
 def recorded(run_dir: Path, default: str):
     """The runtime that started the testnets recorded in ``run_dir`` (else ``default``), so
     `dvp down` stops containers even when ``--runtime`` is not repeated."""
-    state = Path(run_dir) / "state.json"
-    name = default
-    if state.exists():
-        try:
-            name = json.loads(state.read_text()).get("runtime", default)
-        except (OSError, ValueError):
-            pass
-    return select(name, run_dir)
+    state = read_state(Path(run_dir) / STATE)
+    return select(state["runtime"] if state else default, run_dir)

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..env import env_command, env_flag
 from ..errors import ConfigError, LedgerUnavailable
 from ..models import Asset
 from ..topology import Topology
@@ -48,7 +49,7 @@ from ..registry import launcher_class
 from .launcher import LaunchedLedger
 from .state import RunDir
 from .local import _bootstrap  # the same adapter bootstrap as the process runtime
-from .processes import alive, free_port, stop
+from .processes import alive, endpoint_answers, free_port, stop
 
 LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them
 ENGINE_SOCKET = Path(os.environ.get("DVP_DOCKER_RUN", "/run/dvp-docker")) / "docker.sock"
@@ -102,9 +103,9 @@ def engine_problem(timeout: float = 15.0) -> str | None:
 
 def compose_command() -> list[str]:
     """``$DVP_COMPOSE`` (e.g. ``docker-compose``), else the compose plugin, else compose v1."""
-    env = os.environ.get("DVP_COMPOSE")
+    env = env_command("DVP_COMPOSE")
     if env:
-        return shlex.split(env)
+        return env
     if shutil.which("docker"):
         probe = subprocess.run(["docker", "compose", "version"], capture_output=True, env=docker_env())
         if probe.returncode == 0:
@@ -187,7 +188,7 @@ class DockerRuntime(RunDir):
         if problem:
             raise ConfigError(f"runtime docker: {problem}; start one with docker/engine.sh start")
         compose = self._compose or compose_command()
-        if os.environ.get("DVP_DOCKER_PULL") != "1":
+        if not env_flag("DVP_DOCKER_PULL"):
             # No silent pulls: a missing image is named, with the two ways to get it.
             kinds = {spec.kind for spec in topology.ledgers}
             # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile)
@@ -252,7 +253,8 @@ class DockerRuntime(RunDir):
                 "kind": ledger["kind"],
                 "pids": ledger.get("pids", []),
                 "containers": [c[:12] for c in containers],
-                "alive": all(container_running(c) for c in containers) and all(alive(p) for p in ledger.get("pids", [])),
+                "alive": all(container_running(c) for c in containers) and all(alive(p) for p in ledger.get("pids", []))
+                and endpoint_answers(str(ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""))),
                 "endpoint": ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""),
             })  # fmt: skip
         return rows

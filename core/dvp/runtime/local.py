@@ -16,7 +16,7 @@ from ..models import Asset
 from ..registry import adapter_class, launcher_class
 from ..topology import Topology
 from .launcher import LaunchedLedger
-from .processes import alive, stop
+from .processes import alive, endpoint_answers, stop
 from .state import RunDir
 
 
@@ -65,16 +65,18 @@ class LocalRuntime(RunDir):
 
     def status(self) -> list[dict[str, Any]]:
         state = self.state() or {"ledgers": {}}
-        return [
-            {
+        rows = []
+        for name, ledger in state["ledgers"].items():
+            endpoint = str(ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""))
+            rows.append({
                 "ledger": name,
                 "kind": ledger["kind"],
                 "pids": ledger["pids"],
-                "alive": all(alive(p) for p in ledger["pids"]),
-                "endpoint": ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""),
-            }
-            for name, ledger in state["ledgers"].items()
-        ]
+                # A recorded pid can outlive its node (zombie, reused pid): alive means it answers.
+                "alive": all(alive(p) for p in ledger["pids"]) and (not endpoint or endpoint_answers(endpoint)),
+                "endpoint": endpoint,
+            })  # fmt: skip
+        return rows
 
 
 async def _bootstrap(launched: list[LaunchedLedger], assets: list[Asset]) -> dict[str, dict[str, Any]]:

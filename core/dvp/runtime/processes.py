@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import LedgerUnavailable
 
@@ -30,6 +31,7 @@ def spawn(cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = None, c
 
 
 def alive(pid: int) -> bool:
+    """True while ``pid`` runs: a killed process nobody has reaped yet (a zombie) is dead."""
     try:
         waited, _ = os.waitpid(pid, os.WNOHANG)
         if waited == pid:
@@ -42,7 +44,34 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True  # gone between the signal and the read
+    except OSError:
+        return False  # no /proc here: trust the signal
+    # "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ")".
+    return stat.rsplit(")", 1)[-1].split()[:1] in (["Z"], ["X"])
+
+
+def endpoint_answers(url: str, timeout: float = 0.5) -> bool:
+    """True when something accepts TCP connections at ``url``'s host and port."""
+    parts = urlsplit(url if "//" in url else f"//{url}")
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    if not parts.hostname or not port:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def stop(pids: Sequence[int], *, grace: float = 10.0) -> None:

@@ -1,16 +1,71 @@
-"""The run directory every runtime keeps: ``state.json`` with what it started."""
+"""The run directory every runtime keeps: ``state.json`` with what it started.
+
+The file is read through :class:`RunState`, so a damaged or hand-edited one ends in one
+line naming the file and the field, and is kept for the user to look at: process ids
+from it are signalled by `dvp down`, so nothing unchecked from it is ever acted on."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import ConfigError
 from ..models import Asset
+from ..scenario import first_error
 
 STATE = "state.json"
+
+# 0 and 1 would signal our own process group or init; negative ids are whole groups.
+Pid = Annotated[int, Field(gt=1, strict=True)]
+
+
+class DockerEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    compose: list[str]
+    file: str
+    env_file: str
+    project: str
+    containers: list[str] = []
+
+
+class LedgerEntry(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    config: dict[str, Any]
+    pids: list[Pid] = []
+    logs: list[str] = []
+    docker: DockerEntry | None = None
+
+
+class RunState(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    runtime: str = "process"
+    complete: bool = True
+    ledgers: dict[str, LedgerEntry]
+    assets: list[Asset] = []
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """``state.json`` as checked plain data, or None when there is none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"run_dir: cannot read {path}: {exc}") from None
+    try:
+        state = RunState.model_validate_json(text)
+    except ValidationError as exc:
+        raise ConfigError(f"run_dir: {path} is damaged ({first_error(exc)}); fix it, or stop the nodes "
+                          "it lists by hand and remove it") from None  # fmt: skip
+    return state.model_dump(mode="json")
 
 
 class RunDir:
@@ -27,9 +82,7 @@ class RunDir:
         return self.run_dir / STATE
 
     def state(self) -> dict[str, Any] | None:
-        if not self.state_path.exists():
-            return None
-        return json.loads(self.state_path.read_text())
+        return read_state(self.state_path)
 
     def check_free(self) -> None:
         if self.state() is not None:

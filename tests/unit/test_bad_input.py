@@ -1,0 +1,282 @@
+"""Bad input never ends in a traceback: one line naming the field or cause, and a documented
+exit code (issue 10, items 5 and 6).  Offline: the CLI runs in-process on an empty run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dvp import errors
+from dvp.cli import main
+from dvp.journal import Journal
+from dvp.scenario import load_scenario, parse_spec
+
+LEG = {"ledger": "evm-a", "asset": "BOND", "amount": 10}
+CASH = {"ledger": "evm-b", "asset": "EUR", "amount": 5}
+
+
+def run(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None):
+    runner = CliRunner()
+    old = os.getcwd()
+    if cwd:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(main, args, env=env, catch_exceptions=True)
+    finally:
+        os.chdir(old)
+
+
+def one_line(result, code: int, text: str = "") -> str:
+    """The CLI ended with ``code`` and printed exactly one line, ``error: ...``, containing ``text``."""
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == code, (result.exit_code, result.output, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    assert text in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return {"DVP_RUN_DIR": str(tmp_path / "run"), "DVP_JOURNAL": str(tmp_path / "j.sqlite")}
+
+
+def scenario(tmp_path: Path, name: str, content: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+# -- scenario files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_binary_or_non_utf8_scenario_is_one_line(tmp_path, env, suffix):
+    path = scenario(tmp_path, "bin" + suffix, b"\xff\xfe\x00\x01garbage\x80")
+    one_line(run(["swap", str(path)], env), 2, "is not UTF-8 text")
+
+
+@pytest.mark.parametrize(("suffix", "text"), [(".json", "[" * 100_000 + "]" * 100_000),
+                                               (".yaml", "a: " + "[" * 100_000 + "]" * 100_000),
+                                               (".yaml", "a:\n" + "".join(" " * i + "- \n" for i in range(2000)))])
+def test_deeply_nested_scenario_is_one_line(tmp_path, env, suffix, text):
+    path = scenario(tmp_path, "deep" + suffix, text)
+    one_line(run(["swap", str(path)], env), 2, "nested")
+
+
+def test_oversized_scenario_and_special_files_are_refused(tmp_path, env):
+    path = scenario(tmp_path, "big.yaml", "# " + "x" * (2 << 20))
+    one_line(run(["swap", str(path)], env), 2, "larger than")
+    one_line(run(["swap", "/dev/zero"], env), 2, "scenario")
+    one_line(run(["swap", str(tmp_path)], env), 2, "scenario: cannot read")
+
+
+def test_huge_integer_literals_are_one_line(tmp_path, env):
+    path = scenario(tmp_path, "s.json", json.dumps({"trade": {"security": LEG, "cash": CASH}}).replace("10", "1" * 5000))
+    one_line(run(["swap", str(path)], env), 2, "scenario")
+    path = scenario(tmp_path, "s.yaml", f"trade:\n  security: {{ledger: evm-a, asset: BOND, amount: {'1' * 5000}}}\n")
+    one_line(run(["swap", str(path)], env), 2, "scenario")
+
+
+def test_duplicate_yaml_keys_are_an_error(tmp_path):
+    path = scenario(tmp_path, "dup.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+                                          "  cash: {ledger: evm-b, asset: EUR, amount: 5}\n"
+                                          "  cash: {ledger: evm-b, asset: EUR, amount: 500000}\n")
+    with pytest.raises(errors.ConfigError, match="duplicate key 'cash'"):
+        load_scenario(path)
+    path = scenario(tmp_path, "dup.json", '{"trade": {"security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},'
+                                          ' "cash": {"ledger": "evm-b", "asset": "EUR", "amount": 5, "amount": 9}}}')
+    with pytest.raises(errors.ConfigError, match="duplicate key 'amount'"):
+        load_scenario(path)
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    # Aliases let a few lines expand into billions of nodes; a scenario never needs them.
+    lol = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+    path = scenario(tmp_path, "lol.yaml", lol + "trade: *i\n")
+    with pytest.raises(errors.ConfigError, match="alias"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize("amount", ["10", True, 1.0, 10.0, "1e3", None, [10], {"v": 10}])
+def test_amounts_must_be_integers_not_coerced(amount):
+    with pytest.raises(errors.ConfigError, match="trade.security.amount"):
+        parse_spec({"trade": {"security": {**LEG, "amount": amount}, "cash": CASH}})
+
+
+@pytest.mark.parametrize(("field", "value"), [("holder_timeout", "600"), ("counter_timeout", 300.0),
+                                               ("reaction_window", True), ("claim_margin", "5")])
+def test_plan_numbers_must_be_integers_not_coerced(field, value):
+    with pytest.raises(errors.ConfigError, match=f"plan.{field}"):
+        parse_spec({"trade": {"security": LEG, "cash": CASH}, "plan": {field: value}})
+
+
+@pytest.mark.parametrize("value", ["yes", 1, "true"])
+def test_flags_must_be_booleans_not_coerced(value):
+    with pytest.raises(errors.ConfigError, match="fast_forward"):
+        parse_spec({"trade": {"security": LEG, "cash": CASH}, "fast_forward": value})
+    with pytest.raises(errors.ConfigError, match="behaviour.counter_locks"):
+        parse_spec({"trade": {"security": LEG, "cash": CASH}, "behaviour": {"counter_locks": value}})
+
+
+def test_a_field_name_with_control_characters_stays_on_one_line(tmp_path, env):
+    path = scenario(tmp_path, "s.json", json.dumps({"trade": {"security": LEG, "cash": CASH}, "a\nb\x1b[2J": 1}))
+    line = one_line(run(["swap", str(path)], env), 2, "Extra inputs are not permitted")
+    assert "\x1b" not in line
+
+
+@pytest.mark.parametrize("amount", ["١٠", "1_0", " 10", "+10", "0x10"])
+def test_flag_amounts_are_plain_decimal_digits(env, amount):
+    one_line(run(["swap", "--security", f"evm-a:BOND:{amount}", "--cash", "evm-b:EUR:5"], env), 2, "security.amount")
+
+
+# -- usage errors are one line too ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["swap", "--no-such-flag"], ["nosuchcommand"], ["issue", "evm-a"],
+                                  ["swap", "--holder-timeout", "x"], ["--runtime", "nowhere", "status"]])
+def test_usage_errors_are_one_line_exit_2(env, args):
+    one_line(run(args, env), 2)
+
+
+# -- the journal ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"not a journal\n", b"SQLite format 3\x00" + b"\x00" * 200, b"\x00" * 4096])
+def test_journal_option_on_a_file_that_is_not_a_journal(tmp_path, env, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    path.chmod(0o644)
+    one_line(run(["--journal", str(path), "history"], env), 2, "journal")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.read_bytes() == content
+
+
+def test_journal_option_on_another_sqlite_database_leaves_it_alone(tmp_path, env):
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE people (name TEXT)")
+    db.commit()
+    db.close()
+    path.chmod(0o644)
+    one_line(run(["--journal", str(path), "history"], env), 2, "not a dvp journal")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+    assert tables == [("people",)]
+
+
+def test_a_new_journal_is_private_from_its_first_byte(tmp_path):
+    journal = Journal(tmp_path / "new.sqlite")
+    journal.close()
+    assert stat.S_IMODE((tmp_path / "new.sqlite").stat().st_mode) == 0o600
+
+
+# -- the run-state file ---------------------------------------------------------------------------
+
+CORRUPT_STATES = [
+    "garbage{",
+    "[]",
+    '{"ledgers": 5}',
+    '{"ledgers": {"x": {}}}',
+    '{"ledgers": {"x": {"kind": "ethereum"}}}',
+    '{"ledgers": {"x": {"kind": "ethereum", "config": {"kind": "ethereum"}, "pids": "a"}}}',
+    '{"ledgers": {"x": {"kind": "ethereum", "config": {"kind": "ethereum"}, "pids": [0]}}}',
+    '{"ledgers": {"x": {"kind": "ethereum", "config": {"kind": "ethereum"}, "pids": [-1]}}}',
+    '{"runtime": ["x"], "ledgers": {}}',
+    '{"ledgers": {}, "assets": [{"symbol": 5}]}',
+    '{"ledgers": {"x": {"kind": "ethereum", "config": [], "pids": []}}}',
+    '{"ledgers": {"x": {"kind": "ethereum", "config": {"kind": "ethereum"}, "pids": [], "docker": {"compose": 1}}}}',
+]
+
+
+@pytest.mark.parametrize("content", CORRUPT_STATES)
+@pytest.mark.parametrize("command", [["balances"], ["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:1"],
+                                     ["down"], ["status"], ["resume"]])
+def test_corrupt_run_state_is_one_line(tmp_path, env, content, command):
+    run_dir = Path(env["DVP_RUN_DIR"])
+    run_dir.mkdir()
+    (run_dir / "state.json").write_text(content)
+    one_line(run(command, env), 2, "state.json")
+    assert (run_dir / "state.json").read_text() == content  # kept for the user to look at
+
+
+# -- DVP_* environment variables -----------------------------------------------------------------
+
+BAD_ENV = [
+    ("DVP_CRASH_AFTER_WRITES", "abc", ["history"]),
+    ("DVP_CRASH_AFTER_WRITES", "-1", ["history"]),
+    ("DVP_CRASH_AFTER_WRITES", "1.5", ["history"]),
+    ("DVP_RUNTIME", "nowhere", ["status"]),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "args"), BAD_ENV, ids=[f"{n}={v!r}" for n, v, _ in BAD_ENV])
+def test_malformed_environment_values_are_one_line(env, name, value, args):
+    one_line(run(args, {**env, name: value}), 2, name)
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "-"])
+def test_flag_variables_accept_only_flag_values(monkeypatch, value):
+    from dvp.env import env_flag
+
+    monkeypatch.setenv("DVP_DOCKER_PULL", value)
+    with pytest.raises(errors.ConfigError, match="DVP_DOCKER_PULL"):
+        env_flag("DVP_DOCKER_PULL")
+    for good, meaning in (("1", True), ("0", False), ("", False), ("true", True), ("no", False)):
+        monkeypatch.setenv("DVP_DOCKER_PULL", good)
+        assert env_flag("DVP_DOCKER_PULL") is meaning
+
+
+def test_compose_command_with_unbalanced_quotes_is_a_config_error(monkeypatch):
+    from dvp.runtime.docker import compose_command
+
+    monkeypatch.setenv("DVP_COMPOSE", "docker 'compose")
+    with pytest.raises(errors.ConfigError, match="DVP_COMPOSE"):
+        compose_command()
+
+
+def test_issue_above_the_largest_amount_is_one_line(env):
+    one_line(run(["issue", "evm-a", "BOND", "seller", str(2**256)], env), 2, "amount: ")
+    one_line(run(["issue", "evm-a", "BOND", "seller", "0"], env), 2, "amount: ")
+
+
+# -- status of nodes that were killed ---------------------------------------------------------------
+
+
+def test_status_does_not_show_a_killed_node_as_alive(tmp_path, env):
+    import signal
+    import subprocess
+    import sys
+
+    from dvp.runtime.processes import free_port, stop
+
+    # A killed node nobody reaped (its parent here never waits), and a node whose recorded pid
+    # now belongs to another process: neither answers on its endpoint.
+    zombie = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    reused = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    try:
+        os.kill(zombie.pid, signal.SIGKILL)
+        closed = free_port()
+        ledgers = {name: {"kind": "ethereum", "config": {"kind": "ethereum", "rpc_url": f"http://127.0.0.1:{closed}"},
+                          "pids": [pid], "logs": []} for name, pid in (("killed", zombie.pid), ("reused", reused.pid))}
+        run_dir = Path(env["DVP_RUN_DIR"])
+        run_dir.mkdir()
+        (run_dir / "state.json").write_text(json.dumps({"runtime": "process", "ledgers": ledgers, "assets": []}))
+        result = run(["status"], env)
+        assert result.exit_code == 0, result.output
+        rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
+        assert set(rows) >= {"killed", "reused"}, result.stdout
+        assert all("yes" not in rows[name] for name in ("killed", "reused")), result.stdout
+    finally:
+        stop([reused.pid])
+        zombie.wait()
+        reused.wait()
