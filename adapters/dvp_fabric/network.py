@@ -616,9 +616,10 @@ class FabricNetwork:
 
     def _wait_peer(self, org: Org, proc: Proc) -> None:
         assert self.ports
-        ops = self.ports.ops(org)
-        wait_until(lambda: healthz(ops), timeout=self.timeout, what=f"fabric {org.peer_host}", pid=proc.pid,
-                   log=Path(proc.log))  # fmt: skip
+        ops, grpc_port = self.ports.ops(org), self.ports.peer(org)
+        # The operations endpoint answers before the peer's gRPC server listens: wait for both.
+        wait_until(lambda: healthz(ops) and port_open(grpc_port), timeout=self.timeout, what=f"fabric {org.peer_host}",
+                   pid=proc.pid, log=Path(proc.log))  # fmt: skip
 
     def _start_peers(self) -> None:
         started = [(org, self._start_peer(org)) for org in ORGS]
@@ -657,7 +658,7 @@ class FabricNetwork:
     def _join_peers(self) -> None:
         for org in ORGS:
             env = self.admin_env(org)
-            joined = self.run("peer", ["channel", "list"], env).stdout
+            joined = self.retry(f"{org.peer_host} channel list", lambda env=env: self.run("peer", ["channel", "list"], env)).stdout
             for ch in self.channels:
                 if any(line.strip() == ch for line in joined.splitlines()):
                     continue

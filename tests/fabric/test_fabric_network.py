@@ -120,7 +120,22 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
     try:
         net = again.network
         assert net.query("fabric-a", net.party_env("buyer"), "BalanceOf", buyer, "BOND") == "40"
+
+        # A peer killed with SIGKILL comes back on its ledger, found through network.json alone.
+        recorded = FabricNetwork.attach(run_dir)
+        old = recorded.proc("peer0.sellerbank.dvp.test").pid
+        t2 = time.monotonic()
+        new = recorded.restart_peer("seller")
+        restart = time.monotonic() - t2
+        assert new != old and not alive(old) and alive(new)
+        assert FabricNetwork.attach(run_dir).proc("peer0.sellerbank.dvp.test").pid == new
+        seller_env = net.party_env("seller")
+        assert net.query("fabric-a", seller_env, "BalanceOf", buyer, "BOND") == "40"  # the restarted peer's own ledger
+        # Both orgs endorse again: a transaction through the restarted peer commits.
+        moved = _invoke(net, "fabric-a", "seller", "Transfer", buyer, "BOND", "1")
+        assert moved.returncode == 0, moved.stderr[-800:]
+        assert net.query("fabric-a", seller_env, "BalanceOf", buyer, "BOND") == "41"
     finally:
-        stop([p for l in ledgers for p in l.pids])
+        FabricNetwork.attach(run_dir).stop()  # by the pids network.json records, the restarted peer's included
     assert _our_processes(run_dir) == []
-    print(f"fabric cold start {cold:.1f}s, warm start {warm:.1f}s")
+    print(f"fabric cold start {cold:.1f}s, warm start {warm:.1f}s, peer SIGKILL+restart {restart:.1f}s")
