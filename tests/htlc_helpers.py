@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 
-from dvp.models import HtlcTerms
+from dvp.models import Capability, HtlcTerms
 
 from .testbed import htlc_asset
 
@@ -37,3 +38,17 @@ async def locked(adapter, **kw):
 def fee_in(status, asset: str) -> int:
     """The part of a transaction's fee paid in ``asset`` (UTXO coins; never EVM tokens)."""
     return status.fee if status.fee and status.fee_asset == asset else 0
+
+
+async def pass_time(adapter, seconds: int) -> None:
+    """Move a dev ledger's clock on by ``seconds``; on a ledger without time travel, wait
+    (bounded) until its own clock has moved that far."""
+    if adapter.supports(Capability.TIME_TRAVEL):
+        await adapter.advance_time(seconds)
+        return
+    target = (await adapter.now()).timestamp + seconds
+    for _ in range(int(seconds * 4) + 40):
+        if (await adapter.now()).timestamp >= target:
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{adapter.name}: clock did not pass {seconds}s")

@@ -6,15 +6,19 @@ from dvp.models import Behaviour, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.network import Network
 from dvp.report import conservation, fees_paid
 
-from .testbed import Pair, cash_asset
+from .testbed import NO_TIME_TRAVEL, Pair, cash_asset
 
 SECURITY_AMOUNT = 7
 CASH_AMOUNT = 70_000
 
 
 def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None = None, **plan) -> SwapSpec:
-    """A trade of BOND on ``pair.security`` against the cash asset of ``pair.cash``."""
-    plan = {"holder_timeout": 60, "counter_timeout": 30, "reaction_window": 5, **plan}
+    """A trade of BOND on ``pair.security`` against the cash asset of ``pair.cash``.
+
+    Where a ledger has no time travel, refunds wait for real expiry: shorter timeouts."""
+    fast_forward = not NO_TIME_TRAVEL & {pair.security, pair.cash}
+    timeouts = {"holder_timeout": 60, "counter_timeout": 30} if fast_forward else {"holder_timeout": 30, "counter_timeout": 15}
+    plan = {**timeouts, "reaction_window": 5, **plan}
     return SwapSpec(
         kind=kind,
         trade=Trade(
@@ -23,7 +27,7 @@ def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None
         ),
         plan=HtlcPlan(**plan),
         behaviour=behaviour or Behaviour(),
-        fast_forward=True,
+        fast_forward=fast_forward,
     )
 
 

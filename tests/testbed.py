@@ -42,20 +42,31 @@ def _elements_missing() -> str | None:
 ELEMENTS_MISSING = _elements_missing()
 if ELEMENTS_MISSING is None:
     LEDGERS.append(LedgerSpec(name="elements", kind="elements", options={"block_time": 0}))
+# A second EVM client, in its own suite (tests/geth) next to an anvil: 1 s blocks (geth's
+# shortest dev period) and no time travel, so its refund paths wait for real expiry.
+GETH = LedgerSpec(name="geth", kind="geth", options={"block_time": 1})
+NO_TIME_TRAVEL = {GETH.name}
+_KNOWN = [*LEDGERS, GETH]
 
 
 def testbed_topology() -> Topology:
     return Topology(ledgers=LEDGERS, assets=[a for spec in LEDGERS for a in _assets(spec)])
 
 
+def geth_topology() -> Topology:
+    """An anvil chain and a geth chain, for the geth suite."""
+    ledgers = [LEDGERS[0], GETH]
+    return Topology(ledgers=ledgers, assets=[a for spec in ledgers for a in _assets(spec)])
+
+
 def cash_asset(ledger: str) -> str:
-    spec = next(s for s in LEDGERS if s.name == ledger)
+    spec = next(s for s in _KNOWN if s.name == ledger)
     return next(a.symbol for a in _assets(spec) if a.kind is AssetKind.CASH)
 
 
 def htlc_asset(ledger: str) -> str:
     """The asset conformance tests lock on a ledger: a security where there is one."""
-    spec = next(s for s in LEDGERS if s.name == ledger)
+    spec = next(s for s in _KNOWN if s.name == ledger)
     return _assets(spec)[0].symbol
 
 

@@ -68,3 +68,11 @@ def default(block_time: float = 1.0) -> Topology:
         assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8),
                 *(a for spec in extra for a in _assets(spec.name))],
     )
+
+
+def with_ledgers(topology: Topology, kinds: tuple[str, ...] | list[str], block_time: float = 1.0) -> Topology:
+    """``topology`` plus one ledger per kind, named after it, with a bond and a cash token
+    (e.g. ``geth``: a second EVM client next to anvil)."""
+    added = [LedgerSpec(name=k, kind=k, options={"block_time": block_time}) for k in kinds]
+    return Topology(ledgers=[*topology.ledgers, *added],
+                    assets=[*topology.assets, *(a for spec in added for a in _assets(spec.name))])

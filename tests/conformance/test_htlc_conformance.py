@@ -11,7 +11,7 @@ import pytest
 from dvp import errors
 from dvp.models import HtlcTerms, LockStatus
 
-from ..htlc_helpers import AMOUNT, fee_in, locked, make_terms
+from ..htlc_helpers import AMOUNT, fee_in, locked, make_terms, pass_time
 from ..testbed import ADAPTER_PARAMS, htlc_asset
 
 pytestmark = pytest.mark.parametrize("ledger", ADAPTER_PARAMS)
@@ -95,7 +95,7 @@ async def test_refund_after_expiry_goes_to_the_sender_only(net, ledger):
     terms, preimage = make_terms(adapter, await adapter.now(), seconds=30)
     lock_id = adapter.lock_id(terms)
     lock_status = await final(adapter, await adapter.lock(terms))
-    await adapter.advance_time(31)
+    await pass_time(adapter, 31)
     with pytest.raises(errors.LockError):
         await final(adapter, await adapter.refund(lock_id, submitter="buyer"))
     with pytest.raises(errors.LockExpired):

@@ -14,7 +14,7 @@ from ..cli import console, fail_cleanly, main, out
 from ..network import Network
 from ..runtime import select
 from ..settings import Settings
-from ..topology import default
+from ..topology import default, with_ledgers
 
 
 @main.command()
@@ -25,12 +25,15 @@ from ..topology import default
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench).")
 @click.option("--block-time", type=float, default=1.0, show_default=True, help="Block interval if bench starts the testnets itself.")
 @click.option("--swap-timeout", type=float, default=900.0, show_default=True, help="Bound on each swap, in seconds.")
-@click.option("--throughput-txs", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Plain transfers per ledger for the raw throughput baseline.")
+@click.option("--throughput-txs", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).")
 @click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
+@click.option("--with", "extra_kinds", multiple=True, metavar="KIND",
+              help="Also start a ledger of this kind (e.g. geth, a second EVM client) if bench starts the testnets itself.")
 @click.pass_obj
 @fail_cleanly
 def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, refunds: int, out_dir: Path | None,
-          block_time: float, swap_timeout: float, throughput_txs: int, baseline_samples: int) -> None:
+          block_time: float, swap_timeout: float, throughput_txs: int, baseline_samples: int,
+          extra_kinds: tuple[str, ...]) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
     from .render import missed, render_all, tables, write_json
     from .runner import BenchConfig, run_bench
@@ -39,13 +42,13 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = BenchConfig(swaps=swaps, concurrency=concurrency, refunds=refunds, swap_timeout=swap_timeout,
                       pairs=[p.strip() for p in pairs.split(",") if p.strip()] if pairs else None,
-                      throughput_txs=throughput_txs, throughput_in_flight=min(throughput_txs, 50),
+                      throughput_txs=throughput_txs,
                       baseline_samples=baseline_samples, block_time=block_time)
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
         with console.status("starting the default testnets") as status:
-            runtime.up(default(block_time), progress=lambda m: status.update(m))
+            runtime.up(with_ledgers(default(block_time), extra_kinds, block_time), progress=lambda m: status.update(m))
     journal = out_dir / "bench-journal.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)

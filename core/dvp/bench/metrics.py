@@ -43,7 +43,7 @@ from ..journal import Step
 from ..report import timeline
 
 # Fee units by adapter kind, when the fee is not paid in a traded asset.
-FEE_UNITS = {"ethereum": "wei", "utxo": "sat", "elements": "sat (policy asset)", "fabric": "none"}
+FEE_UNITS = {"ethereum": "wei", "geth": "wei", "utxo": "sat", "elements": "sat (policy asset)", "fabric": "none"}
 
 
 @dataclass(frozen=True)

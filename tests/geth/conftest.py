@@ -1,0 +1,41 @@
+"""The geth suite: an anvil chain and a geth --dev chain, started once for these tests.
+
+Skipped, with the reason, when the geth binary is not built."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from dvp.runtime.local import LocalRuntime
+from dvp_ethereum.geth import geth_missing
+
+from ..conftest import _fund
+from ..testbed import geth_topology
+
+MISSING = geth_missing()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/geth/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(pytest.mark.geth)
+            if MISSING:
+                item.add_marker(pytest.mark.skip(reason=MISSING))
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory) -> Path:
+    """Overrides the session testbed for this directory: anvil evm-a and geth."""
+    if MISSING:
+        pytest.skip(MISSING)
+    path = tmp_path_factory.mktemp("geth-testbed")
+    runtime = LocalRuntime(path)
+    runtime.up(geth_topology(), progress=lambda m: None)
+    try:
+        asyncio.run(_fund(path))
+        yield path
+    finally:
+        runtime.down()
