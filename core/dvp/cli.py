@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from . import errors
 from .hashlock import parse_hex32
 from .models import Amount
 from .network import Network
+from .orchestrator import Unfinished
 from .runtime import RUNTIMES, recorded, select
 from .scenario import first_error, load_scenario, parse_leg, parse_spec
 from .settings import Settings
@@ -72,6 +74,27 @@ def _from_env(exc: click.ClickException) -> str:
     return ""
 
 
+class FiniteSeconds(click.ParamType):
+    """A number of seconds in [low, high]: nan and inf are refused (click.FloatRange lets nan through)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
+        return number
+
+
+BLOCK_TIME = FiniteSeconds(0, 600)
+
+
 class OneLineGroup(click.Group):
     """Usage errors (unknown option, bad flag value) end as one ``error:`` line and exit 2,
     like every other error, instead of click's usage block."""
@@ -116,7 +139,7 @@ def progress_printer(label: str = ""):
 
 
 @main.command()
-@click.option("--block-time", type=float, default=1.0, show_default=True, help="Block interval in seconds.")
+@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True, help="Block interval in seconds.")
 @click.pass_obj
 @fail_cleanly
 def up(settings: Settings, block_time: float) -> None:
@@ -227,12 +250,15 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
             pending = orch.journal.swaps(unfinished=True)
             if pending:
                 console.print(f"resuming {len(pending)} unfinished swap(s) from {settings.journal_path}")
-            *resumed, result = await asyncio.gather(*(orch.resume(r.id) for r in pending), orch.run(spec))
+            resumed, result = await asyncio.gather(orch.resume_each([r.id for r in pending]), orch.run(spec))
             return resumed, result
 
     resumed, result = asyncio.run(go())
     for earlier in resumed:
-        print_result(console, earlier, False)
+        if isinstance(earlier, Unfinished):
+            _report_unfinished(earlier)
+        else:
+            print_result(console, earlier, False)
     print_result(out, result, as_json)
     if result.outcome.value not in ("settled",):
         sys.exit(6)
@@ -248,13 +274,29 @@ def resume(settings: Settings, swap_id: str | None) -> None:
     async def go():
         async with Network.from_run_dir(settings.run_dir) as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
-            return [await orch.resume(swap_id)] if swap_id else await orch.resume_all()
+            return await orch.resume_each([swap_id] if swap_id else None)
 
     results = asyncio.run(go())
     if not results:
         out.print("no unfinished swaps")
+    codes = []
     for result in results:
-        print_result(out, result, False)
+        if isinstance(result, Unfinished):
+            codes.append(_report_unfinished(result))
+        else:
+            print_result(out, result, False)
+    if codes:
+        # A swap that could not progress outranks one that another driver is taking care of.
+        sys.exit(min(codes, key=lambda code: (code == errors.SwapBusy.exit_code, code)))
+
+
+def _report_unfinished(item: Unfinished) -> int:
+    """One line for a swap left unfinished (it continues with `dvp resume`); its exit code."""
+    message = str(item.error) or type(item.error).__name__
+    if item.swap_id not in message:
+        message = f"swap {item.swap_id}: {message}; it continues with `dvp resume`"
+    click.echo(f"error: {one_line(message)}", err=True)
+    return item.error.exit_code
 
 
 @main.command()
@@ -338,7 +380,7 @@ def inspect(settings: Settings, ledger: str, lock_id: str) -> None:
 @main.command()
 @click.option("--keep", is_flag=True, help="Leave the testnets running afterwards.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report path.")
-@click.option("--block-time", type=float, default=1.0, show_default=True)
+@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True)
 @click.pass_obj
 @fail_cleanly
 def demo(settings: Settings, keep: bool, report: Path | None, block_time: float) -> None:

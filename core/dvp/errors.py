@@ -20,7 +20,8 @@ and may add subclasses::
     ├── NotSupportedError           the ledger lacks a capability the plan needs
     └── SwapError                   the orchestrator refuses or stops a swap
         ├── SwapAborted
-        └── UnsafeTimeouts          the expiry gap cannot absorb finality and reaction time
+        ├── UnsafeTimeouts          the expiry gap cannot absorb finality and reaction time
+        └── SwapBusy                another driver holds the swap's lease (exit 7)
 
 The CLI prints ``str(error)`` on one line and exits non-zero, so every message
 names the field or the cause.
@@ -105,3 +106,9 @@ class SwapAborted(SwapError):
 
 class UnsafeTimeouts(SwapError):
     pass
+
+
+class SwapBusy(SwapError):
+    """Another process (or task) drives this swap now; this driver skipped it."""
+
+    exit_code = 7

@@ -22,6 +22,7 @@ from . import errors
 from .adapter import LedgerAdapter
 from .hashlock import hashlock_of, new_secret
 from .journal import Journal, Step, SwapRecord
+from .lease import drive_lease
 from .models import (
     Asset,
     AssetKind,
@@ -54,6 +55,14 @@ class SwapResult:
     spec: SwapSpec
     data: dict[str, Any]
     steps: list[Step] = field(default_factory=list)
+
+
+@dataclass
+class Unfinished:
+    """A swap this driver could not take to an outcome now; ``error`` says why."""
+
+    swap_id: str
+    error: errors.DvpError
 
 
 class Orchestrator:
@@ -127,12 +136,21 @@ class Orchestrator:
             secret = new_secret()
             # Write-ahead: the secret exists on disk before anything that depends on it is sent.
             data = {"secret": secret.hex(), "hashlock": hashlock_of(secret).hex()}
-        self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
-        self.progress(swap_id, f"{kind} swap created")
-        return await self.resume(swap_id)
+        # The lease is taken before the swap exists in the journal, so no `dvp resume`
+        # started meanwhile can pick it up as unfinished and drive it beside us.
+        with drive_lease(self.journal.path, swap_id):
+            self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
+            self.progress(swap_id, f"{kind} swap created")
+            return await self._drive(swap_id)
 
     async def resume(self, swap_id: str) -> SwapResult:
-        record = self._record(swap_id)
+        """Drive ``swap_id`` on; SwapBusy at once if another driver holds it."""
+        self._record(swap_id)
+        with drive_lease(self.journal.path, swap_id):
+            return await self._drive(swap_id)
+
+    async def _drive(self, swap_id: str) -> SwapResult:
+        record = self._record(swap_id)  # read under the lease: a previous driver may have finished it
         spec = SwapSpec.model_validate(record.spec)
         if record.outcome is None:
             run = _HtlcRun if record.kind == "htlc" else _AtomicRun
@@ -149,6 +167,20 @@ class Orchestrator:
             data=record.data,
             steps=self.journal.steps(swap_id),
         )
+
+    async def resume_each(self, swap_ids: list[str] | None = None) -> list[SwapResult | Unfinished]:
+        """Drive every unfinished swap (or ``swap_ids``) on, each independently: one that
+        cannot progress now (a ledger error, another driver holding it) is reported in its
+        place and never stops the others."""
+        ids = swap_ids if swap_ids is not None else [r.id for r in self.journal.swaps(unfinished=True)]
+
+        async def one(swap_id: str) -> SwapResult | Unfinished:
+            try:
+                return await self.resume(swap_id)
+            except errors.DvpError as exc:
+                return Unfinished(swap_id, exc)
+
+        return list(await asyncio.gather(*(one(i) for i in ids)))
 
     async def resume_all(self) -> list[SwapResult]:
         pending = self.journal.swaps(unfinished=True)

@@ -47,8 +47,13 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
 def fees_paid(steps: list[Step]) -> Balances:
     """(ledger, asset, party) -> fees paid in a traded asset (UTXO coins), from the journal."""
     fees: Balances = defaultdict(int)
+    counted: set[tuple[str | None, str]] = set()  # a fee is paid once per transaction, however often it is journaled
     for s in steps:
         if s.phase == "result" and s.detail.get("fee") and s.detail.get("fee_asset"):
+            if s.tx_id:
+                if (s.ledger, s.tx_id) in counted:
+                    continue
+                counted.add((s.ledger, s.tx_id))
             fees[(s.ledger, s.detail["fee_asset"], s.detail["payer"])] += s.detail["fee"]
     return dict(fees)
 

@@ -280,3 +280,9 @@ def test_status_does_not_show_a_killed_node_as_alive(tmp_path, env):
         stop([reused.pid])
         zombie.wait()
         reused.wait()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "abc", "1e9"])
+@pytest.mark.parametrize("command", ["up", "demo", "bench"])
+def test_block_time_must_be_a_finite_number_of_seconds(env, command, value):
+    one_line(run([command, "--block-time", value], env), 2, "--block-time")

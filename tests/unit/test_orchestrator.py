@@ -7,7 +7,8 @@ import pytest
 from dvp import errors
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, Behaviour, Capability, HtlcPlan, Leg, Role, SwapSpec, Trade
-from dvp.orchestrator import Orchestrator, Outcome
+from dvp.lease import drive_lease
+from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 
 from .fake_ledger import FakeLedger
 
@@ -137,3 +138,35 @@ async def test_holder_keeps_the_secret_inside_the_safety_margin(orch, ledgers):
     assert holdings(ledgers) == (100, 0, 0, 10_000)
     assert any(s.step == "claim cash" and s.phase == "skipped" for s in result.steps)
     assert "claim" not in ledgers["b"].sent
+
+
+async def test_one_driver_per_swap_in_one_process(orch, ledgers):
+    """Two tasks resuming one swap: one drives it, the other is told at once and sends nothing."""
+    ledgers["a"].fail_next["claim"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    [pending] = orch.journal.swaps(unfinished=True)
+    with drive_lease(orch.journal.path, pending.id):  # another task of this process drives it
+        [skipped] = await orch.resume_each([pending.id])
+        with pytest.raises(errors.SwapBusy, match=f"swap {pending.id} is being driven by another process"):
+            await orch.resume(pending.id)
+    assert isinstance(skipped, Unfinished) and isinstance(skipped.error, errors.SwapBusy)
+    assert ledgers["a"].sent.count("claim") == 0 and ledgers["b"].sent.count("claim") == 1
+    # The lease is gone with its driver: the next one may take the (now finished) swap.
+    [again] = await orch.resume_each([pending.id])
+    assert again.outcome is Outcome.SETTLED
+
+
+async def test_resume_each_reports_a_stuck_swap_and_drives_the_others(orch, ledgers):
+    ledgers["a"].fail_next["claim"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    ledgers["a"].fail_next["claim"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    first, second = (r.id for r in orch.journal.swaps(unfinished=True))
+    ledgers["a"].fail_next["claim"] = errors.LedgerUnavailable("ledger 'a' unreachable")
+    results = await orch.resume_each()
+    assert [type(r).__name__ for r in results].count("Unfinished") == 1
+    assert [r.outcome for r in results if type(r).__name__ == "SwapResult"] == [Outcome.SETTLED]
+    assert {r.swap_id for r in results} == {first, second}

@@ -10,7 +10,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import errors
-from ..cli import console, fail_cleanly, main, out
+from ..cli import BLOCK_TIME, FiniteSeconds, console, fail_cleanly, main, out
 from ..network import Network
 from ..runtime import select
 from ..settings import Settings
@@ -23,8 +23,8 @@ from ..topology import default, with_ledgers
 @click.option("--pairs", default=None, help="Comma-separated SECURITY_LEDGER/CASH_LEDGER (or one ledger for single-ledger DvP); default: every pair.")
 @click.option("--refunds", type=click.IntRange(0, 100), default=2, show_default=True, help="Refund swaps per cross-ledger pair (holder never claims, fast-forward).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench).")
-@click.option("--block-time", type=float, default=1.0, show_default=True, help="Block interval if bench starts the testnets itself.")
-@click.option("--swap-timeout", type=float, default=900.0, show_default=True, help="Bound on each swap, in seconds.")
+@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True, help="Block interval if bench starts the testnets itself.")
+@click.option("--swap-timeout", type=FiniteSeconds(1, 86_400), default=900.0, show_default=True, help="Bound on each swap, in seconds.")
 @click.option("--throughput-txs", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).")
 @click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--with", "extra_kinds", multiple=True, metavar="KIND",

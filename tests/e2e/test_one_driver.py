@@ -1,0 +1,71 @@
+"""One driver per swap (issue 10, item 3): a `dvp resume` or a second `dvp swap` started
+while another process drives a swap skips it with one line; nothing is sent twice and each
+transaction's result and fee are journaled once."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections import Counter
+
+from dvp.journal import Journal
+from dvp.models import Behaviour
+
+from ..scenarios import UNCHANGED, assert_conserved, changes, snapshot, spec_for
+from ..testbed import CROSS_PAIRS
+from .test_crash_resume import DVP, dvp
+
+PAIR = CROSS_PAIRS[0]
+
+
+def wait_for_swap(journal_path, timeout: float = 60.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal_path.exists():
+            journal = Journal(journal_path)
+            try:
+                swaps = journal.swaps()
+                if swaps and journal.steps(swaps[0].id):
+                    return swaps[0].id
+            finally:
+                journal.close()
+        time.sleep(0.1)
+    raise AssertionError("the swap never appeared in the journal")
+
+
+async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path, cli_env, journal_path):
+    # A refund path without fast-forward: the first driver waits for real expiry, so the
+    # others surely start while it holds the swap.
+    scenario = tmp_path / "scenario.json"
+    spec = spec_for(PAIR, behaviour=Behaviour(holder_claims=False), holder_timeout=25, counter_timeout=12)
+    scenario.write_text(spec.model_copy(update={"fast_forward": False}).model_dump_json())
+    before = await snapshot(net)
+    first = subprocess.Popen([DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        swap_id = wait_for_swap(journal_path)
+        resumed = dvp(["resume"], cli_env)
+        again = dvp(["resume", swap_id], cli_env)
+        out, err = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 6, err  # refunded: the holder walked away
+    for other in (resumed, again):
+        assert other.returncode == 7, (other.returncode, other.stdout, other.stderr)
+        lines = other.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"swap {swap_id}" in lines[0] and "another process" in lines[0], other.stderr
+
+    journal = Journal(journal_path)
+    [record] = journal.swaps()
+    steps = journal.steps(swap_id)
+    journal.close()
+    assert record.outcome == "refunded"
+    results = Counter(s.tx_id for s in steps if s.phase == "result" and s.tx_id)
+    assert results and all(n == 1 for n in results.values()), results
+    intents = Counter(s.step for s in steps if s.phase == "intent")
+    assert all(n == 1 for n in intents.values()), intents
+    after = await snapshot(net)
+    assert_conserved(before, after, steps)
+    assert changes(before, after, PAIR, steps) == UNCHANGED
