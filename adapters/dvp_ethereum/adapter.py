@@ -63,6 +63,8 @@ class EthereumAdapter(LedgerAdapter):
         self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
         self._lock_blocks: dict[str, int] = {}
         self._has_permit: dict[str, bool] = {}
+        self._clock: tuple[float, LedgerTime | None] = (0.0, None)
+        self._audited_code: set[str] = set()  # code at an address cannot change: check it once
         # DvP proposals keep the seller's allowance: (party, asset) -> value last granted,
         # and the proposals in flight that granted it.
         self._granted: dict[tuple[str, str], int] = {}
@@ -146,9 +148,16 @@ class EthereumAdapter(LedgerAdapter):
 
     # -- clock and finality ---------------------------------------------------------------
     async def now(self) -> LedgerTime:
+        # The orchestrator reads the clock around every step of every swap in flight: one
+        # request serves all callers within a poll interval (the head moves once a block).
+        at, cached = self._clock
+        if cached is not None and time.monotonic() - at < _POLL:
+            return cached
         with web3_errors("read clock", self.name):
-            block = await self._w3.eth.get_block("latest")
-        return LedgerTime(height=block["number"], timestamp=float(block["timestamp"]))
+            block = await self._sent.request("eth_getBlockByNumber", ["latest", False])
+        clock = LedgerTime(height=int(block["number"], 16), timestamp=float(int(block["timestamp"], 16)))
+        self._clock = (time.monotonic(), clock)
+        return clock
 
     @property
     def finality(self) -> Finality:
@@ -161,7 +170,8 @@ class EthereumAdapter(LedgerAdapter):
         with web3_errors(f"wait for {tx_id}", self.name):
             receipt = await self._sent.receipt(tx_id, timeout)
             block = int(receipt["blockNumber"], 16)
-            while await self._w3.eth.block_number - block + 1 < self.config.confirmations:
+            # A mined receipt is one confirmation: ask for the head only when more are needed.
+            while self.config.confirmations > 1 and await self._w3.eth.block_number - block + 1 < self.config.confirmations:
                 if time.monotonic() > deadline:
                     raise errors.FinalityTimeout(
                         f"{tx_id} not final after {timeout:.0f}s", tx_id=tx_id, code="timeout"
@@ -200,6 +210,7 @@ class EthereumAdapter(LedgerAdapter):
         with web3_errors("advance time", self.name):
             await self._w3.provider.make_request("evm_increaseTime", [int(seconds)])
             await self._w3.provider.make_request("evm_mine", [])
+        self._clock = (0.0, None)
 
     # -- accounts and assets ----------------------------------------------------------------
     def _address(self, party: str) -> str:
@@ -356,10 +367,12 @@ class EthereumAdapter(LedgerAdapter):
 
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
         htlc = self._need(self.htlc, "htlc_address")
-        with web3_errors("audit", self.name):
-            code = await self._w3.eth.get_code(htlc.address)
-        if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
-            raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
+        if htlc.address not in self._audited_code:
+            with web3_errors("audit", self.name):
+                code = await self._w3.eth.get_code(htlc.address)
+            if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
+                raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
+            self._audited_code.add(htlc.address)
         state = await self.get_lock(lock_id)
         if state is None:
             raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
