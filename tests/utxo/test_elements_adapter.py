@@ -1,0 +1,128 @@
+"""ElementsAdapter against a real, wallet-less elementsd: issued assets, the HTLC on an issued
+asset, single-ledger DvP in one transaction, all through the dvp adapter protocol."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import pytest
+import pytest_asyncio
+
+from .conftest import elementsd_or_skip
+
+elementsd_or_skip()
+
+from dvp import errors  # noqa: E402
+from dvp.models import Asset, AssetKind, Capability, DvpOrder, HtlcTerms, LockStatus, OrderStatus  # noqa: E402
+
+from dvp_utxo.elements.adapter import ISSUED_UNIT, ISSUE_SUPPLY, ElementsAdapter  # noqa: E402
+from dvp_utxo.elements.config import ElementsConfig  # noqa: E402
+
+pytestmark = [pytest.mark.utxo, pytest.mark.asyncio]
+
+ASSETS = [Asset(symbol="BOND", ledger="elements", kind=AssetKind.SECURITY),
+          Asset(symbol="EUR", ledger="elements", kind=AssetKind.CASH, decimals=2)]  # fmt: skip
+_config: dict = {}
+
+
+@pytest_asyncio.fixture
+async def adapter(elements_node):
+    if not _config:  # bootstrap once per node: BOND and EUR issued by the issuer, then funded
+        a = ElementsAdapter("elements", ElementsConfig.model_validate(elements_node.config))
+        async with a:
+            updates = await a.bootstrap(ASSETS)
+            _config.update({**elements_node.config, **updates})
+            for asset, party in (("BOND", "seller"), ("EUR", "buyer")):
+                await a.wait_final((await a.issue(asset, party, 1_000_000)).tx_id)
+    a = ElementsAdapter("elements", ElementsConfig.model_validate(_config))
+    async with a:
+        yield a
+
+
+async def terms_for(adapter, *, blocks=20, amount=70, asset="BOND", secret=None):
+    secret = secret or secrets.token_bytes(32)
+    now = await adapter.now()
+    t = HtlcTerms(sender="seller", recipient="buyer", asset=asset, amount=amount, hashlock=hashlib.sha256(secret).hexdigest(),
+                  expiry=now.height + blocks, nonce=secrets.token_hex(32))  # fmt: skip
+    return secret, t
+
+
+async def test_bootstrap_issues_the_assets_once_and_records_their_ids(adapter):
+    cfg = adapter.config
+    assert set(cfg.assets) == {"LBTC", "BOND", "EUR"} and cfg.assets["LBTC"] == "native"
+    assert len({cfg.assets["BOND"], cfg.assets["EUR"], cfg.policy_asset}) == 3
+    assert cfg.units == {"BOND": ISSUED_UNIT, "EUR": ISSUED_UNIT}
+    assert await adapter.bootstrap(ASSETS) == {}  # nothing new to issue
+    assert await adapter.balance("issuer", "BOND") == ISSUE_SUPPLY // ISSUED_UNIT - 1_000_000
+    assert adapter.supports(Capability.ATOMIC_DVP) and adapter.supports(Capability.TIME_TRAVEL)
+
+
+async def test_lock_audit_and_claim_an_issued_asset_fees_in_the_policy_asset(adapter):
+    secret, t = await terms_for(adapter)
+    lock_id = adapter.lock_id(t)
+    assert await adapter.get_lock(lock_id) is None
+    seller, buyer = await adapter.balance("seller", "BOND"), await adapter.balance("buyer", "BOND")
+    status = await adapter.wait_final((await adapter.lock(t)).tx_id)
+    assert status.fee > 0 and status.fee_asset == "LBTC"
+    state = await adapter.get_lock(lock_id)
+    assert state.status is LockStatus.LOCKED and state.terms.asset == "BOND" and state.terms.amount == 70
+    assert (await adapter.audit(lock_id, t)).status is LockStatus.LOCKED
+    with pytest.raises(errors.AuditFailed, match="amount"):
+        await adapter.audit(lock_id, t.model_copy(update={"amount": 71}))
+    with pytest.raises(errors.AuditFailed, match="asset"):
+        await adapter.audit(lock_id, t.model_copy(update={"asset": "EUR"}))
+    claim = await adapter.wait_final((await adapter.claim(lock_id, secret, submitter="seller")).tx_id)
+    assert claim.fee > 0 and claim.fee_asset == "LBTC"  # paid from the fee reserve, not from the bonds
+    assert await adapter.balance("buyer", "BOND") == buyer + 70 and await adapter.balance("seller", "BOND") == seller - 70
+    state = await adapter.get_lock(lock_id)
+    assert state.status is LockStatus.CLAIMED and state.preimage == secret.hex()
+    with pytest.raises(errors.LockError):
+        await adapter.claim(lock_id, secret, submitter="buyer")
+
+
+async def test_refund_only_after_expiry_and_below_dust_is_refused(adapter):
+    _, t = await terms_for(adapter, blocks=3, asset="EUR", amount=5_000)
+    t = t.model_copy(update={"sender": "buyer", "recipient": "seller"})
+    lock_id = adapter.lock_id(t)
+    before = await adapter.balance("buyer", "EUR")
+    await adapter.wait_final((await adapter.lock(t)).tx_id)
+    with pytest.raises(errors.LockExpired):
+        await adapter.wait_final((await adapter.refund(lock_id, submitter="buyer")).tx_id)
+    await adapter.advance_time(5)
+    await adapter.wait_final((await adapter.refund(lock_id, submitter="buyer")).tx_id)
+    assert (await adapter.get_lock(lock_id)).status is LockStatus.REFUNDED
+    assert await adapter.balance("buyer", "EUR") == before
+
+
+async def test_single_ledger_dvp_is_one_transaction_and_the_order_is_read_from_the_chain(adapter):
+    now = await adapter.now()
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=9, cash="EUR", cash_amount=90_000,
+                     deadline=now.height + 30, nonce=secrets.token_hex(32))  # fmt: skip
+    order_id = adapter.order_id(order)
+    assert order_id == adapter.order_id(order) and await adapter.get_order(order_id) is None
+    before = {(p, a): await adapter.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")}
+    await adapter.wait_final((await adapter.propose_dvp(order)).tx_id)
+    assert (await adapter.get_order(order_id)).status is OrderStatus.OPEN
+    with pytest.raises(errors.SubmitError, match="exists"):
+        await adapter.propose_dvp(order)
+    settle = await adapter.accept_dvp(order)
+    status = await adapter.wait_final(settle.tx_id)
+    assert status.fee > 0 and status.fee_asset == "LBTC"
+    assert (await adapter.get_order(order_id)).status is OrderStatus.SETTLED
+    after = {k: await adapter.balance(*k) for k in before}
+    assert after[("buyer", "BOND")] - before[("buyer", "BOND")] == 9
+    assert before[("seller", "BOND")] - after[("seller", "BOND")] == 9
+    assert after[("seller", "EUR")] - before[("seller", "EUR")] == 90_000
+    assert before[("buyer", "EUR")] - after[("buyer", "EUR")] == 90_000
+    with pytest.raises(errors.SubmitError, match="no open order"):
+        await adapter.accept_dvp(order)
+
+
+async def test_observe_reports_locks_and_claims_with_the_secret(adapter):
+    secret, t = await terms_for(adapter)
+    lock_id = adapter.lock_id(t)
+    await adapter.wait_final((await adapter.lock(t)).tx_id)
+    await adapter.wait_final((await adapter.claim(lock_id, secret, submitter="buyer")).tx_id)
+    events = [e async for e in adapter.observe() if e.lock_id == lock_id]
+    assert [e.kind for e in events] == ["locked", "claimed"] and events[1].preimage == secret.hex()
