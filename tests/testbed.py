@@ -31,7 +31,8 @@ LEDGERS = [
     # No block clock: the adapter mines the blocks it waits for, and fast-forward mines to expiry.
     LedgerSpec(name="btc", kind="utxo", options={"block_time": 0}),
 ]
-# Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.
+
+
 def _elements_missing() -> str | None:
     try:
         return launcher_class("elements").missing()
@@ -39,6 +40,7 @@ def _elements_missing() -> str | None:
         return str(exc)
 
 
+# Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.
 ELEMENTS_MISSING = _elements_missing()
 if ELEMENTS_MISSING is None:
     LEDGERS.append(LedgerSpec(name="elements", kind="elements", options={"block_time": 0}))
@@ -86,8 +88,6 @@ CROSS_PAIRS = [Pair("evm-a", "evm-b"), Pair("evm-a", "btc")]
 SINGLE_LEDGERS = ["evm-a"]
 ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the conformance suite
 ELEMENTS_PAIRS = [Pair("elements", "evm-a"), Pair("evm-a", "elements"), Pair("elements", "btc")]
-
-
 ELEMENTS_MARKS = [pytest.mark.skip(reason=ELEMENTS_MISSING)] if ELEMENTS_MISSING else []
 
 
