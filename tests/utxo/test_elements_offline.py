@@ -67,6 +67,8 @@ from dvp_utxo.elements.tx import (  # noqa: E402
 )
 from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
 from dvp_utxo.tx import DUST_LIMIT, SEQUENCE_NONFINAL, TxBuildError, Utxo  # noqa: E402
+
+from .elements_blocks import block as _block  # noqa: E402
 from dvp_utxo.keys import Key  # noqa: E402
 from dvp_utxo.script import HtlcScript, parse_htlc_witness  # noqa: E402
 
@@ -301,20 +303,6 @@ def test_chain_parser_reads_what_wally_writes():
     assert [(o.script_pubkey, o.asset, o.value) for o in wire.outputs] == [(o.script_pubkey, o.asset, o.value) for o in tx.outputs]
     assert wire.explicit_fee == fee == tx.fee(POLICY)
     assert issued.asset_id in {o.asset for o in wire.outputs}
-
-
-def _block(txs: list[bytes], *, dynafed: bool, prev: bytes = b"\x11" * 32, time: int = 1_700_000_000) -> bytes:
-    def var(b: bytes) -> bytes:
-        return bytes([len(b)]) + b
-
-    header = (-0x7FFFFFFF if dynafed else 0x20000000).to_bytes(4, "little", signed=True) + prev + b"\x22" * 32
-    header += time.to_bytes(4, "little") + (7).to_bytes(4, "little")
-    if dynafed:  # current entry (full params), proposed entry (null), one-item signblock witness
-        header += b"\x02" + var(b"\x51") + (74).to_bytes(4, "little") + var(b"\x51") + var(b"\x51") + b"\x01" + var(b"\x00" * 3)
-        header += b"\x00" + b"\x01" + var(b"\xab")
-    else:  # signed-block proof: challenge and solution scripts
-        header += var(b"\x51") + var(b"")
-    return header + bytes([len(txs)]) + b"".join(txs)
 
 
 @pytest.mark.parametrize("dynafed", [True, False])

@@ -1,0 +1,115 @@
+"""The chain view on Elements blocks, offline: a fake node serves blocks made of transactions
+wallycore built, so following the chain, balances per asset, explicit fees, a re-organisation
+and a blinded output are checked without elementsd (tests/utxo/test_elementsd.py does the same
+against the real node)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+wally = pytest.importorskip("wallycore", reason="wallycore (the Elements library) is not installed")
+
+from dvp_utxo.chain import ChainView  # noqa: E402
+from dvp_utxo.dialect import dialect_for  # noqa: E402
+from dvp_utxo.elements.assets import ELEMENTSREGTEST_POLICY_ASSET, IssuedAsset  # noqa: E402
+from dvp_utxo.elements.ledger import ElementsLedger  # noqa: E402
+from dvp_utxo.elements.tx import TxOut, build_payment  # noqa: E402
+from dvp_utxo.htlc import AuditError  # noqa: E402
+from dvp_utxo.keys import Key  # noqa: E402
+from dvp_utxo.rpc import RpcError  # noqa: E402
+from dvp_utxo.script import HtlcScript  # noqa: E402
+from dvp_utxo.tx import Utxo  # noqa: E402
+
+from .elements_blocks import block as _block  # noqa: E402
+
+pytestmark = [pytest.mark.utxo, pytest.mark.asyncio]
+
+POLICY = ELEMENTSREGTEST_POLICY_ASSET
+BOND = IssuedAsset.from_prevout("ab" * 32, 0).asset_id
+SELLER, BUYER = Key.dev("chain-test", "seller"), Key.dev("chain-test", "buyer")
+
+
+class FakeNode:
+    """getblockcount, getblockhash, getblock <hash> 0 (batched), and an empty mempool."""
+
+    def __init__(self):
+        self.blocks: list[tuple[str, bytes]] = []
+
+    def add(self, txs: list[bytes]) -> str:
+        prev = bytes.fromhex(self.blocks[-1][0])[::-1] if self.blocks else b"\x00" * 32
+        raw = _block(txs, dynafed=True, prev=prev, time=1_700_000_000 + len(self.blocks))
+        block_hash = hashlib.sha256(raw).digest()[::-1].hex()  # any unique id serves the view
+        self.blocks.append((block_hash, raw))
+        return block_hash
+
+    async def call(self, method, *params):
+        if method == "getblockcount":
+            return len(self.blocks) - 1
+        if method == "getblockhash":
+            if params[0] >= len(self.blocks):
+                raise RpcError(method, -8, "Block height out of range")
+            return self.blocks[params[0]][0]
+        if method == "getrawmempool":
+            return []
+        raise AssertionError(method)
+
+    async def batch(self, method, params_list):
+        if method == "getblockhash":
+            return [await self.call(method, *p) for p in params_list]
+        by_hash = dict(self.blocks)
+        return [by_hash[p[0]].hex() for p in params_list]
+
+
+def funding(key: Key, *items: tuple[str, int], tag: int = 0) -> list[Utxo]:
+    return [Utxo(f"{tag:062x}{i:02x}", i, v, key.script_pubkey, asset=a) for i, (a, v) in enumerate(items)]
+
+
+async def test_the_view_follows_elements_blocks_per_asset_and_through_a_reorganisation():
+    node = FakeNode()
+    seller_coins = funding(SELLER, (BOND, 10**9), (POLICY, 10**6))
+    pay, fee = build_payment(SELLER, seller_coins, [TxOut(BUYER.script_pubkey, BOND, 3 * 10**8)], policy_asset=POLICY, fee_rate=1.0)
+    # Block 0 "creates" the seller's coins (a payment from the buyer's made-up outputs), block 1 pays the buyer.
+    seed, _ = build_payment(BUYER, funding(BUYER, (BOND, 2 * 10**9), (POLICY, 10**7), tag=9),
+                            [TxOut(SELLER.script_pubkey, BOND, 10**9), TxOut(SELLER.script_pubkey, POLICY, 10**6)],
+                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    assert view.balance(SELLER.script_pubkey, asset=BOND) == 10**9
+    assert view.balance(SELLER.script_pubkey, asset=POLICY) == 10**6
+    assert view.balance(SELLER.script_pubkey) == 0  # no asset None on Elements
+    node.add([pay.raw])
+    await view.refresh()
+    assert view.height == 1 and view.tx_height(pay.txid) == 1 and view.fee_of(pay.txid) == fee
+    assert view.balance(BUYER.script_pubkey, asset=BOND) == 3 * 10**8 + (2 * 10**9 - 10**9)
+    # Re-organisation: block 1 is replaced by one without the payment.
+    node.blocks.pop()
+    other, _ = build_payment(SELLER, funding(SELLER, (POLICY, 10**6), tag=7), [TxOut(BUYER.script_pubkey, POLICY, 10**5)],
+                             policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([other.raw])
+    node.add([])
+    await view.refresh()
+    assert view.height == 2 and view.tx_height(pay.txid) is None and view.tx_height(other.txid) == 1
+    assert view.balance(BUYER.script_pubkey, asset=BOND) == 2 * 10**9 - 10**9  # the payment is undone
+    assert view.spend_of(seller_coins[0].outpoint) is None
+
+
+async def test_a_blinded_htlc_output_is_never_spent_and_the_audit_names_it():
+    node = FakeNode()
+    htlc = HtlcScript(b"\x11" * 32, BUYER.pubkey, SELLER.pubkey, 50)
+    tx, _ = build_payment(SELLER, funding(SELLER, (BOND, 10**9), (POLICY, 10**6)), [TxOut(htlc.script_pubkey, BOND, 10**8)],
+                          policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    raw = bytearray(tx.raw)
+    at = raw.index(b"\x01" + bytes.fromhex(BOND)[::-1])  # the HTLC output's asset tag -> blinded
+    raw[at] = 0x0A
+    node.add([bytes(raw)])
+    view = ChainView(node, dialect_for("elementsd"))
+    ledger = ElementsLedger(node, dialect_for("elementsd"), view, policy_asset=POLICY)
+    await view.refresh()
+    assert [u.confidential for u in view.outputs_to(htlc.script_pubkey)] == [True]
+    assert view.unspent(htlc.script_pubkey) == []
+    with pytest.raises(AuditError) as info:
+        ledger.audit(htlc, 10**8, asset=BOND, min_confirmations=0)
+    assert info.value.field == "confidential"
