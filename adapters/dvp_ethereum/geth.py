@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from dvp.env import cache_dir
 from dvp.errors import ConfigError, LedgerUnavailable
 from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import free_port, spawn, stop, wait_until
@@ -27,10 +28,6 @@ CHAIN_ID = 1337  # what geth --dev always uses
 PARTY_FUNDS_WEI = 10_000 * 10**18
 # Same block gas limit as anvil's default, so the two clients' bounds compare.
 GAS_LIMIT = 30_000_000
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DVP_CACHE") or Path.home() / ".cache" / "dvp")
 
 
 def geth_binary() -> Path:

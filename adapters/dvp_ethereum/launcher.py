@@ -11,6 +11,7 @@ from pathlib import Path
 
 from eth_account import Account
 
+from dvp.env import env_executable
 from dvp.errors import ConfigError
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import free_port, port_open, spawn, stop, wait_until
@@ -26,9 +27,9 @@ _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm6
 def anvil_binary() -> Path:
     """The native anvil binary of the npm package (not its node wrapper, so stopping
     the process we started stops the node itself)."""
-    env = os.environ.get("DVP_ANVIL")
+    env = env_executable("DVP_ANVIL")
     if env:
-        return Path(env)
+        return env
     system = platform.system().lower()
     arch = _ARCH.get(platform.machine().lower(), platform.machine())
     path = REPO / "node_modules" / "@foundry-rs" / f"anvil-{system}-{arch}" / "bin" / "anvil"

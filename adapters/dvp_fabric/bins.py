@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dvp.env import cache_dir
 from dvp.errors import ConfigError
 
 FABRIC_VERSION = "3.1.5"
@@ -36,7 +37,7 @@ HOW_TO_GET = (
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("DVP_CACHE") or Path.home() / ".cache" / "dvp")
+    return cache_dir()
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from dvp.env import cache_dir, env_executable
 from dvp.errors import ConfigError
 
 BTCD_MODULE = "github.com/btcsuite/btcd"
@@ -25,17 +26,12 @@ BTCD_VERSION = "v0.24.2"  # keep in step with BTCD_VERSION in mk/utxo.mk
 ELEMENTS_VERSION = "23.3.3"
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("DVP_CACHE") or Path.home() / ".cache" / "dvp")
-
-
 def btcd_bin_dir(version: str = BTCD_VERSION) -> Path:
     return cache_dir() / f"btcd-{version}" / "bin"
 
 
 def btcd_path(version: str = BTCD_VERSION) -> Path:
-    override = os.environ.get("DVP_BTCD")
-    return Path(override) if override else btcd_bin_dir(version) / "btcd"
+    return env_executable("DVP_BTCD") or btcd_bin_dir(version) / "btcd"
 
 
 def ensure_btcd(version: str = BTCD_VERSION) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from pathlib import Path
 
 from .errors import ConfigError
 
@@ -42,3 +43,23 @@ def env_command(name: str) -> list[str] | None:
     except ValueError as exc:
         raise ConfigError(f"{name}: cannot split {raw[:60]!r} into a command: {exc}") from None
     return words or None
+
+
+def env_executable(name: str) -> Path | None:
+    """A program named by a variable (``DVP_ANVIL=/opt/anvil``), or None when unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise ConfigError(f"{name}: {raw[:200]} is not an executable file")
+    return path
+
+
+def cache_dir() -> Path:
+    """Where built node binaries are cached: ``$DVP_CACHE``, else ``~/.cache/dvp``."""
+    raw = os.environ.get("DVP_CACHE", "").strip()
+    path = Path(raw).expanduser() if raw else Path.home() / ".cache" / "dvp"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"DVP_CACHE: {path} is not a directory")
+    return path

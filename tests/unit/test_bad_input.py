@@ -286,3 +286,22 @@ def test_status_does_not_show_a_killed_node_as_alive(tmp_path, env):
 @pytest.mark.parametrize("command", ["up", "demo", "bench"])
 def test_block_time_must_be_a_finite_number_of_seconds(env, command, value):
     one_line(run([command, "--block-time", value], env), 2, "--block-time")
+
+
+@pytest.mark.parametrize("value", ["/etc/passwd", "/nonexistent/anvil", "/tmp"])
+def test_program_variables_must_name_an_executable(monkeypatch, value):
+    from dvp_ethereum.launcher import anvil_binary
+    from dvp_utxo.build import btcd_path
+
+    for name, find in (("DVP_ANVIL", anvil_binary), ("DVP_BTCD", btcd_path)):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(errors.ConfigError, match=f"{name}: .* is not an executable file"):
+            find()
+
+
+def test_cache_variable_must_name_a_directory(monkeypatch):
+    from dvp.env import cache_dir
+
+    monkeypatch.setenv("DVP_CACHE", "/etc/passwd")
+    with pytest.raises(errors.ConfigError, match="DVP_CACHE: /etc/passwd is not a directory"):
+        cache_dir()
