@@ -58,8 +58,8 @@ def ensure_btcd(version: str = BTCD_VERSION) -> Path:
 
 
 def elementsd_path(version: str = ELEMENTS_VERSION) -> Path:
-    override = os.environ.get("DVP_ELEMENTSD")
-    return Path(override) if override else cache_dir() / f"elements-{version}" / "bin" / "elementsd"
+    """``$DVP_ELEMENTSD`` (a ConfigError if it names no executable), else the cache path."""
+    return env_executable("DVP_ELEMENTSD") or cache_dir() / f"elements-{version}" / "bin" / "elementsd"
 
 
 def find_elementsd(version: str = ELEMENTS_VERSION) -> Path | None:

@@ -88,12 +88,10 @@ async def chain(btcd_ledger):
 
 
 def elementsd_missing_reason() -> str | None:
-    """One line saying what is missing to run against elementsd, or None."""
-    from dvp_utxo.build import elementsd_missing, find_elementsd
+    """One line saying what is missing to run against elementsd (or wallycore), or None."""
+    from dvp_utxo.elements.launcher import ElementsLauncher
 
-    if importlib.util.find_spec("wallycore") is None:
-        return "wallycore is not installed (pip install -e '.[elements]')"
-    return elementsd_missing() if find_elementsd() is None else None
+    return ElementsLauncher.missing()
 
 
 def elementsd_or_skip() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 from bitcoin.segwit_addr import encode as bech32_encode
 
-from dvp.errors import LedgerUnavailable
+from dvp.errors import ConfigError, LedgerUnavailable
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
@@ -40,7 +40,6 @@ from ..dialect import dialect_for
 from ..keys import Key
 from ..launcher import MINER, PARTIES, _tail, dev_keys, run_sync, start_block_clock, write_ledger_record
 from ..rpc import RpcClient, RpcError, RpcUnavailable
-from .tx import ANYONE_CAN_SPEND, TxOut, build_free_coins_spend
 
 PARTY_OUTPUTS = 5
 PARTY_OUTPUT_SAT = 10 * 100_000_000
@@ -102,7 +101,10 @@ class ElementsLauncher(NodeLauncher):
 
         if importlib.util.find_spec("wallycore") is None:
             return "wallycore is not installed (the 'elements' extra: pip install -e '.[elements]')"
-        return None if find_elementsd() else elementsd_missing()
+        try:
+            return None if find_elementsd() else elementsd_missing()
+        except ConfigError as exc:  # DVP_ELEMENTSD names no executable
+            return str(exc)
 
     def prepare(self) -> None:
         self._binary = ensure_elementsd()
@@ -195,6 +197,8 @@ async def wait_ready(rpc: RpcClient, *, alive, what: str, log: Path, timeout: fl
 
 async def bootstrap_chain(url: str, password: str, keys: dict[str, Key], fee_rate: float, *, alive, what: str, log: Path) -> dict[str, Any]:
     """Wait for the node, check the chain, hand the genesis free coins to the framework's keys."""
+    from .tx import ANYONE_CAN_SPEND, TxOut, build_free_coins_spend  # wallycore: the elements extra
+
     async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
         await wait_ready(rpc, alive=alive, what=what, log=log)
         info = await rpc.call("getblockchaininfo")
