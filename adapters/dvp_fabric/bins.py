@@ -141,3 +141,26 @@ def fabric_problem() -> str | None:
     except ConfigError as exc:
         return str(exc).splitlines()[0]
     return None
+
+
+@dataclass(frozen=True)
+class ImageInstall(FabricInstall):
+    """Fabric as laid out inside the official images (hyperledger/fabric-tools, -orderer, -peer):
+    binaries on ``/usr/local/bin``, configuration in ``/etc/hyperledger/fabric``, the ccaas builder
+    in ``/opt/hyperledger/ccaas_builder``.  The stand-ins of docker/standins.sh use the same paths."""
+
+    root: Path = Path("/")
+
+    def tool(self, name: str) -> Path:
+        return Path("/usr/local/bin") / name
+
+    @property
+    def ccaas_builder(self) -> Path:
+        return Path("/opt/hyperledger/ccaas_builder")
+
+    @property
+    def config_dir(self) -> Path:
+        return Path("/etc/hyperledger/fabric")
+
+    def missing(self) -> list[str]:
+        return []  # the Docker runtime checks the images instead

@@ -462,6 +462,8 @@ class FabricNetwork:
         self.timeout = timeout
         self.say = log or (lambda _m: None)
         self.procs: list[Proc] = []
+        # How CLI tools run: (argv, env, timeout) -> CompletedProcess, with cwd the run directory.
+        self.executor: Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess] = self._exec_local
         self.ports: Ports | None = None
         self.package_id: str | None = None
         self.accounts: dict[str, str] = {}
@@ -546,11 +548,14 @@ class FabricNetwork:
         replace_pid(self.layout.run.parent, old.pid, new.pid)
         return new.pid
 
+    def _exec_local(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, env={**_clean_environ(), **env}, cwd=self.layout.run, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+
     def run(self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a Fabric CLI tool (``self.executor``: here, or inside the Docker runtime's tools container)."""
         cmd = [str(self.install.tool(tool)), *args]
-        proc = subprocess.run(
-            cmd, env={**_clean_environ(), **env}, cwd=self.layout.run, capture_output=True, text=True, timeout=timeout
-        )
+        proc = self.executor(cmd, env, timeout)
         with open(self.layout.logs / "cli.log", "a") as out:
             out.write(f"$ {tool} {' '.join(args)}\n[rc={proc.returncode}]\n{proc.stdout}{proc.stderr}\n")
         if check and proc.returncode != 0:
@@ -754,32 +759,63 @@ class FabricNetwork:
         self.retry(f"InitLedger on {ch}", lambda: self.invoke(ch, self.admin_env(ORGS[0]), "InitLedger", self.accounts["issuer"]))
 
     def start(self) -> None:
-        for d in (self.layout.run, self.layout.logs, self.layout.data):
-            d.mkdir(parents=True, exist_ok=True)
         problem = self.install.problem()
         if problem:
             raise ConfigError(f"fabric: {problem}")
         try:
-            self.ports = self._load_or_allocate_ports()
-            self.say("fabric: crypto")
-            self._crypto()
+            self.prepare()
             self.say("fabric: orderer")
             self._start_orderer()
             self.say("fabric: peers")
             self._start_peers()
-            self.say(f"fabric: channels {', '.join(self.channels)}")
-            self._channels()
-            self._join_peers()
-            self.say("fabric: chaincode")
-            self._install()
-            self._start_chaincode()
-            for ch in self.channels:
-                self._deploy(ch)
-                self._init_ledger(ch)
-            self._record()
+            self.configure()
         except BaseException:
             self.stop()
             raise
+
+    def prepare(self) -> None:
+        """Ports (kept in network.json) and crypto material: what the nodes need before they start."""
+        self.allocate()
+        self.say("fabric: crypto")
+        self._crypto()
+
+    def allocate(self) -> Ports:
+        """The run directory and the ports, new or as network.json recorded them."""
+        for d in (self.layout.run, self.layout.logs, self.layout.data):
+            d.mkdir(parents=True, exist_ok=True)
+        self.ports = self._load_or_allocate_ports()
+        return self.ports
+
+    def node_envs(self) -> dict[str, dict[str, str]]:
+        """Every node's environment (the same settings whether it runs here or in a container)."""
+        assert self.ports
+        envs = {"orderer": orderer_env(self.layout, self.ports, self.install.config_dir)}
+        for org in ORGS:
+            envs[f"peer-{org.key}"] = peer_env(self.layout, self.ports, org, self.install)
+        return envs
+
+    def wait_nodes(self, wait: Callable[[Callable[[], bool], str], None]) -> None:
+        """Until the orderer and both peers answer, with ``wait(check, what)``."""
+        assert self.ports
+        ports = self.ports
+        wait(lambda: healthz(ports.orderer_ops) and port_open(ports.orderer_admin), "fabric orderer")
+        for org in ORGS:
+            wait(lambda org=org: healthz(ports.ops(org)) and port_open(ports.peer(org)), f"fabric {org.peer_host}")
+
+    def configure(self) -> None:
+        """Once orderer and peers answer: channels, peers joined, the chaincode installed,
+        served, approved and committed, the ledgers initialised.  Every step skips what
+        the run directory already has."""
+        self.say(f"fabric: channels {', '.join(self.channels)}")
+        self._channels()
+        self._join_peers()
+        self.say("fabric: chaincode")
+        self._install()
+        self._start_chaincode()
+        for ch in self.channels:
+            self._deploy(ch)
+            self._init_ledger(ch)
+        self._record()
 
     # ---- what an adapter needs
 

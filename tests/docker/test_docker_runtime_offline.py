@@ -17,10 +17,8 @@ from dvp.topology import LedgerSpec, Topology
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 ENV = {  # every variable a compose file requires
     "DVP_PORT": "18545", "DVP_NODE_DIR": "/tmp/dvp-node", "DVP_RPC_PASSWORD": "x", "DVP_MINING_ADDRESS": "bcrt1qx",
-    "DVP_FABRIC_DIR": "/tmp/dvp-fabric", **{f"DVP_{p}_PORT": str(7050 + i) for i, p in enumerate(
-        ["ORDERER", "ORDERER_ADMIN", "ORDERER_OPS", "SELLER_PEER", "SELLER_CC", "SELLER_OPS",
-         "BUYER_PEER", "BUYER_CC", "BUYER_OPS"])},
 }  # fmt: skip
+FABRIC_SERVICES = ["orderer", "peer-seller", "peer-buyer"]  # each reads DVP_FABRIC_DIR/docker/<service>.env
 
 
 def test_the_seam_selects_the_docker_runtime(tmp_path):
@@ -28,7 +26,10 @@ def test_the_seam_selects_the_docker_runtime(tmp_path):
     assert compose_dir() == DOCKER
 
 
-def test_platforms_without_docker_support_are_refused_before_anything_starts(tmp_path):
+def test_platforms_without_docker_support_are_refused_before_anything_starts(tmp_path, monkeypatch):
+    from dvp_fabric.launcher import FabricLauncher
+
+    monkeypatch.setattr(FabricLauncher, "compose_file", None)  # a platform without a compose file
     topo = Topology(ledgers=[LedgerSpec(name="fab", kind="fabric")])
     with pytest.raises(ConfigError, match="ledgers.fab.kind: 'fabric' has no Docker support"):
         DockerRuntime(tmp_path).up(topo, progress=lambda m: None)
@@ -53,7 +54,7 @@ def test_every_service_uses_host_networking_and_publishes_no_port(name):
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_compose_accepts_the_file(name, monkeypatch):
+def test_compose_accepts_the_file(name, monkeypatch, tmp_path):
     """`compose config` (slow with compose v1: run with the docker suite, when an engine is up)."""
     if engine_problem(timeout=5):
         pytest.skip("compose validation runs with the docker suite (make test-docker)")
@@ -63,6 +64,10 @@ def test_compose_accepts_the_file(name, monkeypatch):
         pytest.skip(str(exc))
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
+    (tmp_path / "docker").mkdir()
+    for service in FABRIC_SERVICES:
+        (tmp_path / "docker" / f"{service}.env").write_text("FABRIC_LOGGING_SPEC=INFO\n")
+    monkeypatch.setenv("DVP_FABRIC_DIR", str(tmp_path))
     out = subprocess.run([*cmd, "-f", str(DOCKER / f"{name}.yaml"), "config"], capture_output=True, text=True,
                          cwd=DOCKER)  # fmt: skip
     assert out.returncode == 0, out.stderr
@@ -72,7 +77,14 @@ def test_compose_accepts_the_file(name, monkeypatch):
 def test_standins_are_named_as_the_compose_files_name_them():
     listed = subprocess.run(["bash", str(DOCKER / "standins.sh"), "--list"], capture_output=True, text=True, check=True)
     images = [line.split("\t")[0] for line in listed.stdout.splitlines()]
-    assert images == ["foundry-rs/foundry:v1.7.1", "btcsuite/btcd:v0.24.2"]
+    assert images[:2] == ["foundry-rs/foundry:v1.7.1", "btcsuite/btcd:v0.24.2"]
+    from dvp_fabric.bins import FabricInstall
+
+    fabric = ["hyperledger/fabric-orderer:3.1.5", "hyperledger/fabric-peer:3.1.5", "hyperledger/fabric-tools:3.1.5"]
+    assert [i for i in images if i.startswith("hyperledger/")] == (fabric if FabricInstall.default().present() else [])
+    for image in fabric:
+        var = "DVP_FABRIC_" + image.split("-")[1].split(":")[0].upper() + "_IMAGE"
+        assert "${%s:-%s}" % (var, image) in (DOCKER / "fabric.yaml").read_text()
     assert "${DVP_FOUNDRY_IMAGE:-foundry-rs/foundry:v1.7.1}" in (DOCKER / "evm.yaml").read_text()
     assert "${DVP_BTCD_IMAGE:-btcsuite/btcd:v0.24.2}" in (DOCKER / "utxo.yaml").read_text()
 

@@ -23,8 +23,9 @@ The engine is found through ``DOCKER_HOST``, else the private engine of
 default socket.  Compose is ``$DVP_COMPOSE`` when set, else the ``docker compose``
 plugin, else Debian's ``docker-compose`` (v1).  Images must be present (stand-ins from
 ``docker/standins.sh`` or pulled official ones) unless ``DVP_DOCKER_PULL=1`` lets
-compose pull what is missing.  Fabric is not supported yet
-(``docker/fabric.yaml`` is written against the official images but not exercised).
+compose pull what is missing.  A platform whose ledgers share nodes (``shared_nodes``: Fabric, one
+network whose channels are the ledgers) gets one compose project for all its ledgers, started by
+its launcher's ``start_containers``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ..errors import ConfigError, LedgerUnavailable
 from ..models import Asset
 from ..topology import Topology
 from ..registry import launcher_class
-from .launcher import LaunchedLedger
+from .launcher import LaunchedLedger, ledger_endpoint
 from .state import RunDir
 from .local import _bootstrap  # the same adapter bootstrap as the process runtime
 from .processes import alive, endpoint_answers, free_port, stop
@@ -170,6 +171,12 @@ class Project:
     def containers(self) -> list[str]:
         return [c for c in self.run("ps", "-q").split() if c]
 
+    def container(self, service: str) -> str:
+        found = [c for c in self.run("ps", "-q", service).split() if c]
+        if len(found) != 1:
+            raise LedgerUnavailable(f"compose project {self.name}: service {service} has containers {found}")
+        return found[0]
+
 
 class DockerRuntime(RunDir):
     name = "docker"
@@ -191,8 +198,10 @@ class DockerRuntime(RunDir):
         if not env_flag("DVP_DOCKER_PULL"):
             # No silent pulls: a missing image is named, with the two ways to get it.
             kinds = {spec.kind for spec in topology.ledgers}
-            # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile)
-            wanted = [img for kind in sorted(kinds) for img in compose_images(compose_dir() / compose_file(kind))[:1]]
+            # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile);
+            # a platform of shared nodes needs every image of its file (fabric.yaml: tools, orderer, peer)
+            wanted = [img for kind in sorted(kinds)
+                      for img in compose_images(compose_dir() / compose_file(kind))[:None if launcher_class(kind).shared_nodes else 1]]  # fmt: skip
             missing = missing_images(wanted)
             if missing:
                 raise ConfigError(f"runtime docker: image(s) {', '.join(missing)} not present; build stand-ins "
@@ -203,15 +212,28 @@ class DockerRuntime(RunDir):
         launched: list[LaunchedLedger] = []
         projects: dict[str, dict[str, Any]] = {}
         index: dict[str, int] = {}
+        shared_done: set[str] = set()
         try:
             for n, spec in enumerate(topology.ledgers):
+                cls = launcher_class(spec.kind)
+                if cls.shared_nodes:
+                    # One compose project of nodes for every ledger of this kind (e.g. Fabric channels).
+                    if spec.kind in shared_done:
+                        continue
+                    shared_done.add(spec.kind)
+                    specs = [s for s in topology.ledgers if s.kind == spec.kind]
+                    names = [s.name for s in specs]
+                    progress(f"starting {', '.join(names)} ({spec.kind}) in Docker")
+                    slot = _Slot(self, compose, spec.kind, spec.kind, projects, names)
+                    launched += cls({s.name: s.options for s in specs}).start_containers(names, slot)
+                    self._write(launched, projects, topology.assets, partial=True)
+                    continue
                 i = index[spec.kind] = index.get(spec.kind, -1) + 1
                 port = port_base + n if port_base else free_port()
                 progress(f"starting {spec.name} ({spec.kind}) in Docker on 127.0.0.1:{port}")
                 slot = _Slot(self, compose, spec.name, spec.kind, projects)
-                launcher = launcher_class(spec.kind)({spec.name: spec.options})
+                launcher = cls({spec.name: spec.options})
                 launched.append(launcher.start_container(spec.name, i, port, slot))
-                projects[spec.name] = slot.project.record([slot.cid])
                 self._write(launched, projects, topology.assets, partial=True)
             progress("deploying contracts and assets")
             configs = asyncio.run(_bootstrap(launched, topology.assets))
@@ -248,14 +270,15 @@ class DockerRuntime(RunDir):
         rows = []
         for name, ledger in state["ledgers"].items():
             containers = (ledger.get("docker") or {}).get("containers", [])
+            endpoint = ledger_endpoint(ledger["kind"], ledger["config"])
             rows.append({
                 "ledger": name,
                 "kind": ledger["kind"],
                 "pids": ledger.get("pids", []),
                 "containers": [c[:12] for c in containers],
                 "alive": all(container_running(c) for c in containers) and all(alive(p) for p in ledger.get("pids", []))
-                and endpoint_answers(str(ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""))),
-                "endpoint": ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""),
+                and endpoint_answers(endpoint),
+                "endpoint": endpoint,
             })  # fmt: skip
         return rows
 
@@ -265,7 +288,8 @@ class DockerRuntime(RunDir):
         name = f"dvp-{digest}-{re.sub(r'[^a-z0-9_-]', '-', spec_name.lower())}"
         env_file = self.run_dir / "docker" / f"{spec_name}.env"
         env = {"DVP_LEDGER": spec_name, **env}
-        for key in ("DVP_FOUNDRY_IMAGE", "DVP_BTCD_IMAGE", "DVP_ELEMENTS_IMAGE"):
+        for key in ("DVP_FOUNDRY_IMAGE", "DVP_BTCD_IMAGE", "DVP_ELEMENTS_IMAGE", "DVP_FABRIC_TOOLS_IMAGE",
+                    "DVP_FABRIC_ORDERER_IMAGE", "DVP_FABRIC_PEER_IMAGE"):  # fmt: skip
             if os.environ.get(key):
                 env[key] = os.environ[key]
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
@@ -298,17 +322,27 @@ def _remove(project: Project, containers: list[str]) -> list[str]:
     return containers
 
 
-def _start_project(project: Project, what: str) -> tuple[str, str]:
-    """``up -d`` the project; (container id, its log file)."""
-    project.run("up", "-d", "--no-build")
-    containers = project.containers()
-    if len(containers) != 1:
-        raise LedgerUnavailable(f"{what}: expected one container in compose project {project.name}, got {containers}")
-    cid = containers[0]
-    return cid, _docker("inspect", "-f", "{{.LogPath}}", cid, check=False)
+def exec_in(cid: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``docker exec`` of ``argv`` in container ``cid`` with ``env`` and working directory ``cwd``."""
+    flags = [f for k, v in env.items() for f in ("-e", f"{k}={v}")]
+    return subprocess.run(["docker", "exec", *flags, "-w", str(cwd), cid, *argv], env=docker_env(),
+                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
 
 
-def _wait(check: Callable[[], bool], cid: str, what: str, timeout: float = 60.0) -> None:
+def _start_project(project: Project, what: str, services: list[str] | None = None) -> tuple[list[str], str]:
+    """``up -d`` the project (or only ``services`` of it); (the containers started, the first one's log file).
+    Without ``services`` the project must run exactly one container."""
+    project.run("up", "-d", "--no-build", *(services or []))
+    if services:
+        containers = [project.container(s) for s in services]
+    else:
+        containers = project.containers()
+        if len(containers) != 1:
+            raise LedgerUnavailable(f"{what}: expected one container in compose project {project.name}, got {containers}")
+    return containers, _docker("inspect", "-f", "{{.LogPath}}", containers[0], check=False)
+
+
+def _wait(check: Callable[[], bool], cids: list[str], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     last_inspect = 0.0
     while time.monotonic() < deadline:
@@ -316,10 +350,11 @@ def _wait(check: Callable[[], bool], cid: str, what: str, timeout: float = 60.0)
             return
         if time.monotonic() - last_inspect > 1.0:
             last_inspect = time.monotonic()
-            if not container_running(cid):
-                raise LedgerUnavailable(f"{what}: container {cid[:12]} exited: {_logs(cid)}")
+            for cid in cids:
+                if not container_running(cid):
+                    raise LedgerUnavailable(f"{what}: container {cid[:12]} exited: {_logs(cid)}")
         time.sleep(0.1)
-    raise LedgerUnavailable(f"{what}: not healthy after {timeout:.0f}s: {_logs(cid)}")
+    raise LedgerUnavailable(f"{what}: not healthy after {timeout:.0f}s: {_logs(cids[-1])}")
 
 
 def _logs(cid: str, lines: int = 10) -> str:
@@ -328,24 +363,46 @@ def _logs(cid: str, lines: int = 10) -> str:
 
 
 class _Slot:
-    """One ledger's compose project, as a launcher sees it (:class:`ContainerSlot`)."""
+    """One compose project, as a launcher sees it (:class:`ContainerSlot`): one ledger's, or the
+    shared nodes of several ledgers of one kind (``names``)."""
 
-    def __init__(self, rt: "DockerRuntime", compose: list[str], name: str, kind: str, projects: dict):
+    def __init__(self, rt: "DockerRuntime", compose: list[str], name: str, kind: str, projects: dict,
+                 names: list[str] | None = None):  # fmt: skip
         self.run_dir = rt.run_dir
         self._rt, self._compose, self._name, self._kind, self._projects = rt, compose, name, kind, projects
+        self._names = names or [name]
         self.project: Project | None = None
-        self.cid = ""
+        self.cids: list[str] = []
+        self._by_service: dict[str, str] = {}
 
-    def start(self, env: dict[str, Any]) -> str | None:
-        self.project = self._rt.project(self._compose, self._name, self._kind, env)
-        self._projects[self._name] = self.project.record([])  # recorded before `up`, so a failure still removes it
-        self.cid, log = _start_project(self.project, f"{self._kind} {self._name}")
-        self._projects[self._name] = self.project.record([self.cid])
+    def _record(self) -> None:
+        assert self.project
+        for name in self._names:
+            self._projects[name] = self.project.record(list(self.cids))
+
+    def start(self, env: dict[str, Any], services: list[str] | None = None) -> str | None:
+        if self.project is None:
+            self.project = self._rt.project(self._compose, self._name, self._kind, env)
+            self._record()  # recorded before `up`, so a failure still removes it
+        cids, log = _start_project(self.project, f"{self._kind} {self._name}", services)
+        self.cids += [c for c in cids if c not in self.cids]
+        self._record()
         return log or None
 
+    def container(self, service: str) -> str:
+        assert self.project, "start the project first"
+        # Asking compose costs a second (v1 is a Python program); a started container keeps its id.
+        if service not in self._by_service:
+            self._by_service[service] = self.project.container(service)
+        return self._by_service[service]
+
+    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        """``argv`` inside the running ``service`` container, with ``env`` and working directory ``cwd``."""
+        return exec_in(self.container(service), argv, env, cwd=cwd, timeout=timeout)
+
     def wait(self, check: Callable[[], bool], what: str) -> None:
-        _wait(check, self.cid, what)
+        _wait(check, self.cids, what)
 
     def running(self) -> bool:
-        return container_running(self.cid)
+        return all(container_running(c) for c in self.cids)
 

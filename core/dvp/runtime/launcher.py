@@ -10,6 +10,7 @@ name.
 
 from __future__ import annotations
 
+import subprocess
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,15 +32,24 @@ class LaunchedLedger:
 
 
 class ContainerSlot(Protocol):
-    """What the Docker runtime hands a launcher for one ledger: its compose project."""
+    """What the Docker runtime hands a launcher for one ledger (or for the shared nodes of
+    several): its compose project."""
 
     run_dir: Path
 
-    def start(self, env: dict[str, Any]) -> str | None:
-        """``up -d`` the project with these variables; the container's log file."""
+    def start(self, env: dict[str, Any], services: list[str] | None = None) -> str | None:
+        """``up -d`` the project (or only ``services`` of it, which may be called again for
+        others) with these variables; the (first) container's log file."""
+
+    def container(self, service: str) -> str:
+        """The id of a started service's container."""
+
+    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path,
+             timeout: float) -> subprocess.CompletedProcess:
+        """``argv`` run inside a started service's container (captured text output)."""
 
     def wait(self, check: Callable[[], bool], what: str) -> None:
-        """Until ``check()`` holds; fails at once, with the container's log, if it exits."""
+        """Until ``check()`` holds; fails at once, with a container's log, if one exits."""
 
     def running(self) -> bool: ...
 
@@ -60,6 +70,11 @@ class NodeLauncher(ABC):
         present, as Fabric, says so without building anything)."""
         return None
 
+    @classmethod
+    def endpoint(cls, config: dict[str, Any]) -> str:
+        """The address whose answer shows a ledger of this kind is up (``dvp status``), from its config."""
+        return str(config.get("rpc_url") or config.get("endpoint", ""))
+
     @abstractmethod
     def prepare(self) -> None:
         """Install or build what the nodes need; quick when already there."""
@@ -74,7 +89,26 @@ class NodeLauncher(ABC):
         failure the launcher stops what it started before raising.
         """
 
+    # Ledgers of this kind share one set of nodes (Fabric: the channels of one network): the
+    # Docker runtime calls ``start_containers`` once for all of them instead of ``start_container``.
+    shared_nodes: ClassVar[bool] = False
+
+    def start_containers(self, names: list[str], slot: ContainerSlot) -> list[LaunchedLedger]:
+        """Start the shared nodes of ledgers ``names`` in ``slot`` and do what ``start`` does."""
+        raise NotSupportedError(f"{self.kind}: no Docker support")
+
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
         """Start ledger ``name`` (the ``index``-th of its kind) in ``slot`` on ``port`` and do
         the same set-up as ``start`` does once the node answers."""
         raise NotSupportedError(f"{self.kind}: no Docker support")
+
+
+def ledger_endpoint(kind: str, config: dict[str, Any]) -> str:
+    """What ``NodeLauncher.endpoint`` says for a recorded ledger; the default when its launcher is gone."""
+    from ..errors import ConfigError
+    from ..registry import launcher_class
+
+    try:
+        return launcher_class(kind).endpoint(config)
+    except ConfigError:
+        return NodeLauncher.endpoint(config)

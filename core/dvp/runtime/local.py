@@ -15,7 +15,7 @@ from typing import Any
 from ..models import Asset
 from ..registry import adapter_class, launcher_class
 from ..topology import Topology
-from .launcher import LaunchedLedger
+from .launcher import LaunchedLedger, ledger_endpoint
 from .processes import alive, endpoint_answers, stop
 from .state import RunDir
 
@@ -67,7 +67,7 @@ class LocalRuntime(RunDir):
         state = self.state() or {"ledgers": {}}
         rows = []
         for name, ledger in state["ledgers"].items():
-            endpoint = str(ledger["config"].get("rpc_url") or ledger["config"].get("endpoint", ""))
+            endpoint = ledger_endpoint(ledger["kind"], ledger["config"])
             rows.append({
                 "ledger": name,
                 "kind": ledger["kind"],
