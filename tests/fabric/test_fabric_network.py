@@ -139,3 +139,38 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
         FabricNetwork.attach(run_dir).stop()  # by the pids network.json records, the restarted peer's included
     assert _our_processes(run_dir) == []
     print(f"fabric cold start {cold:.1f}s, warm start {warm:.1f}s, peer SIGKILL+restart {restart:.1f}s")
+
+
+def test_a_warm_up_of_the_process_runtime_reuses_the_ledgers(binaries, tmp_path: Path, monkeypatch):
+    """`dvp up` after `dvp down` on the same run dir: the channels, the chaincode and the balances are kept."""
+    import dvp.runtime.local as local
+    from dvp.topology import LedgerSpec, Topology
+
+    async def as_launched(launched, assets):  # the adapter's asset bootstrap is not under test here
+        return {ledger.name: ledger.config for ledger in launched}
+
+    monkeypatch.setattr(local, "_bootstrap", as_launched)
+    topo = Topology(ledgers=[LedgerSpec(name=ch, kind="fabric") for ch in CHANNELS])
+    runtime = local.LocalRuntime(tmp_path)
+    state = runtime.up(topo, progress=lambda m: None)
+    net = FabricNetwork.attach(tmp_path / "fabric")
+    buyer = state["ledgers"]["fabric-b"]["config"]["parties"]["buyer"]["account"]
+    try:
+        assert [r["alive"] for r in runtime.status()] == [True, True]
+        issued = _invoke(net, "fabric-b", "issuer", "Issue", buyer, "EUR", "77")
+        assert issued.returncode == 0, issued.stderr[-800:]
+    finally:
+        stopped = runtime.down()
+    assert stopped and not any(alive(p) for p in stopped) and _our_processes(tmp_path / "fabric") == []
+
+    t0 = time.monotonic()
+    state = runtime.up(topo, progress=lambda m: None)
+    warm = time.monotonic() - t0
+    try:
+        assert state["ledgers"]["fabric-b"]["config"]["parties"]["buyer"]["account"] == buyer
+        net = FabricNetwork.attach(tmp_path / "fabric")
+        assert net.query("fabric-b", net.party_env("seller"), "BalanceOf", buyer, "EUR") == "77"
+    finally:
+        runtime.down()
+    assert _our_processes(tmp_path / "fabric") == []
+    print(f"warm `up` of the process runtime: {warm:.1f}s")
