@@ -1,4 +1,4 @@
-"""dvp for Bitcoin-family UTXO ledgers (btcd, bitcoind; Elements later).
+"""dvp for Bitcoin-family UTXO ledgers (btcd, bitcoind, and Elements in :mod:`.elements`).
 
 Wallet-less: the framework holds the keys, tracks its outputs by reading blocks
 (:mod:`.chain`), builds and signs P2WPKH payments and P2WSH hashed time-locks

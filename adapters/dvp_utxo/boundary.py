@@ -12,10 +12,10 @@ claim: ``OP_EQUALVERIFY`` failed                       InvalidPreimage
 refund: not final / locktime requirement not satisfied LockExpired (too early)
 claim or refund: inputs missing / already spent        LockError (claimed or refunded)
 any other rejection of a transaction                   SubmitError(tx_id, code)
-insufficient funds, dust (builder)                     SubmitError(code=...)
+insufficient funds, dust, DvP terms (builder)          SubmitError(code=...)
 a script that is not our HTLC                          LockError
 audit mismatch / no funding output                     AuditFailed / LockNotFound
-Elements parsing (not yet)                             NotSupportedError
+a dialect method not implemented                       NotSupportedError
 =====================================================  ===========================
 """
 
