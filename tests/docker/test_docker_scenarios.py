@@ -8,6 +8,8 @@ import pytest
 
 from dvp.models import Behaviour
 from dvp.orchestrator import Outcome
+from dvp.registry import launcher_class
+from dvp.runtime.launcher import ledger_endpoint
 
 from ..e2e.test_dvp_scenarios import run
 from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
@@ -23,11 +25,14 @@ def test_state_is_the_process_runtime_format(docker_run_dir, dvp_runtime_name):
     for name, ledger in state["ledgers"].items():
         assert {"kind", "config", "pids", "logs"} <= set(ledger), name
         assert ledger["config"]["kind"] == ledger["kind"]
-        assert ledger["config"]["rpc_url"].startswith("http://127.0.0.1:")
+        endpoint = ledger_endpoint(ledger["kind"], ledger["config"])
+        assert endpoint.startswith(("http://127.0.0.1:", "127.0.0.1:")), (name, endpoint)
     if dvp_runtime_name == "docker":
         from dvp.runtime.docker import DockerRuntime
 
-        assert all(len(l["docker"]["containers"]) == 1 for l in state["ledgers"].values())
+        # One container per ledger, but ledgers that share nodes (Fabric channels) share one project.
+        for l in state["ledgers"].values():
+            assert len(l["docker"]["containers"]) == (1 if not launcher_class(l["kind"]).shared_nodes else 4)
         rows = DockerRuntime(docker_run_dir).status()
         assert [r["alive"] for r in rows] == [True] * len(LEDGERS)
 
