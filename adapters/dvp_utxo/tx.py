@@ -97,6 +97,22 @@ def fee_for(vbytes: int, fee_rate: float) -> int:
     return int(-(-vbytes * fee_rate // 1))  # ceil
 
 
+def settle_fee(left: int, fee_of: Callable[[bool], int], *, change_allowed: bool = True) -> tuple[int | None, int]:
+    """Split ``left`` (inputs minus outputs in the coin that pays fees) into change and fee:
+    ``(change, fee)`` when the change after the fee measured with a change output is not
+    dust, else ``(None, left)`` (dust change goes to the fee).  ``fee_of(with_change)`` is
+    the fee of the transaction measured with or without the change output.  The one rule
+    for Bitcoin payments and Elements' policy asset alike."""
+    if change_allowed:
+        fee = fee_of(True)
+        if left - fee >= DUST_LIMIT:
+            return left - fee, fee
+    fee_alone = fee_of(False)
+    if left < fee_alone:
+        raise TxBuildError(f"insufficient funds for the fee: {left} left after the outputs, fee {fee_alone}")
+    return None, left
+
+
 # --- wallet spends (P2WPKH inputs) ------------------------------------------------------
 
 
@@ -172,14 +188,8 @@ def build_payment(
         return _with_witness(tx, stacks)
 
     placeholder = [[MAX_SIG, key.pubkey] for _ in utxos]
-    fee_with_change = fee_for(vsize(assemble(DUST_LIMIT, placeholder)), fee_rate)
-    change = total_in - total_out - fee_with_change
-    if change >= DUST_LIMIT:
-        return assemble(change, None), fee_with_change
-    fee_no_change = fee_for(vsize(assemble(None, placeholder)), fee_rate)
-    if total_in - total_out < fee_no_change:
-        raise TxBuildError(f"insufficient funds: inputs {total_in} sat < outputs {total_out} + fee {fee_no_change}")
-    return assemble(None, None), total_in - total_out
+    change, fee = settle_fee(total_in - total_out, lambda with_change: fee_for(vsize(assemble(DUST_LIMIT if with_change else None, placeholder)), fee_rate))
+    return assemble(change, None), fee
 
 
 # --- HTLC spends ----------------------------------------------------------------------

@@ -33,7 +33,7 @@ from bitcoin.core import Hash160
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
 from ..keys import Key, p2wpkh_script
-from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, fee_for, select_assets
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
 from .assets import (
     ZERO32,
     AssetError,
@@ -429,13 +429,8 @@ def balance_with_fee(
         w = assemble(inputs, trial, locktime=locktime, witnesses=placeholder)
         return fee_for(int(wally.tx_get_vsize(w)), fee_rate)
 
-    fee = measure(policy_asset in change)
-    if policy_asset in change and policy_left - fee >= DUST_LIMIT:
-        return outs + [TxOut(change[policy_asset], policy_asset, policy_left - fee), TxOut(b"", policy_asset, fee)], fee
-    fee_alone = measure(False)
-    if policy_left < fee_alone:
-        raise TxBuildError(f"insufficient policy asset for the fee: have {policy_left}, need {fee_alone}")
-    return outs + [TxOut(b"", policy_asset, policy_left)], policy_left
+    rest, fee = settle_fee(policy_left, measure, change_allowed=policy_asset in change)
+    return outs + ([TxOut(change[policy_asset], policy_asset, rest)] if rest is not None else []) + [TxOut(b"", policy_asset, fee)], fee
 
 
 # --- wallet spends -----------------------------------------------------------------------
