@@ -209,7 +209,7 @@ class UtxoAdapter(LedgerAdapter):
 
     async def _mine(self, blocks: int) -> None:
         with utxo_errors("mine", self.name):
-            await self.ledger.mine(blocks, self._key(self.config.miner).address if self.config.miner in self._keys else "")
+            await self.ledger.mine(blocks, self.address_of(self.config.miner) if self.config.miner in self._pubkeys else "")
 
     # -- accounts and assets ----------------------------------------------------------------
     def _key(self, party: str) -> Key:
@@ -462,7 +462,13 @@ class UtxoAdapter(LedgerAdapter):
                         preimage=spend.preimage.hex() if spend.preimage else None,
                         checkpoint=_checkpoint(pos),
                     )))  # fmt: skip
+                # One event per lock and kind in a transaction: an Elements lock of an issued
+                # asset is two outputs (the asset and its fee reserve), spent by two inputs.
+                seen: set[tuple[str, str]] = set()
                 for pos, ev in sorted(events, key=lambda e: e[0]):
+                    if (ev.kind, ev.lock_id) in seen:
+                        continue
+                    seen.add((ev.kind, ev.lock_id))
                     if after and pos <= after:
                         continue
                     yield ev

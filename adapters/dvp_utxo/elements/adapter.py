@@ -43,6 +43,7 @@ from .config import ElementsConfig
 from ..script import ScriptError
 from ..tx import fee_for
 from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
+from .launcher import address_of
 from .ledger import ElementsLedger
 from .order import OrderScript, order_hash
 from .tx import TxOut, select_utxos
@@ -66,6 +67,10 @@ class ElementsAdapter(UtxoAdapter):
         led = super().ledger
         assert isinstance(led, ElementsLedger)
         return led
+
+    def address_of(self, party: str) -> str:
+        """The party's unconfidential elementsregtest address (blocks are mined to the miner's)."""
+        return address_of(p2wpkh_script(self._pubkey(party)))
 
     # -- assets ----------------------------------------------------------------------------
     def _onchain(self, asset: str) -> tuple[str, int]:
