@@ -40,6 +40,7 @@ from .sender import PermitRequest, Sender, Signature, Tx
 _LOCK_STATUS = {1: LockStatus.LOCKED, 2: LockStatus.CLAIMED, 3: LockStatus.REFUNDED}
 _ORDER_STATUS = {1: OrderStatus.OPEN, 2: OrderStatus.SETTLED, 3: OrderStatus.CANCELLED}
 _POLL = 0.05
+_LOCKED_TOPIC = "0x" + keccak(text="Locked(bytes32,address,address,address,uint256,bytes32,uint64)").hex()
 
 
 class EthereumAdapter(LedgerAdapter):
@@ -178,10 +179,21 @@ class EthereumAdapter(LedgerAdapter):
                     )
                 await asyncio.sleep(_POLL)
         fee = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice") or "0x0", 16)
+        self._note_locks(receipt, block)
         if int(receipt["status"], 16) != 1:
             reason = await self._replay_reason(tx_id, block)
             raise error_for(reason, what=f"transaction on {self.name}", tx_id=tx_id, mined=True)
         return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=block, fee=fee)
+
+    def _note_locks(self, receipt: dict[str, Any], block: int) -> None:
+        """Remember the block of each lock this receipt opened, so that an audit in this
+        process need not search the chain's logs from genesis for it."""
+        if self.htlc is None:
+            return
+        for log in receipt.get("logs") or []:
+            topics = log.get("topics") or []
+            if len(topics) > 1 and topics[0] == _LOCKED_TOPIC and log["address"].lower() == self.htlc.address.lower():
+                self._lock_blocks["0x" + topics[1][2:].lower()] = block
 
     async def _replay_reason(self, tx_id: str, block: int) -> str | None:
         """Which rule a mined transaction broke: from a trace of the real execution where the

@@ -63,7 +63,9 @@ class ReceiptWatcher:
             try:
                 head = int(await self._request("eth_blockNumber", []), 16)
                 if self._seen is None:
-                    self._seen = head - 1
+                    # A waiter looked for its receipt just before registering: the blocks
+                    # since then are scanned here, a missed one by the waiter's stall check.
+                    self._seen = head - 2
                 for number in range(self._seen + 1, head + 1):
                     await self._deliver(number)
                     self._seen = number
@@ -79,6 +81,8 @@ class ReceiptWatcher:
                                 f.set_exception(exc)
                     return
             await asyncio.sleep(self._poll)
+        # Idle: start again from the head next time, never scan the blocks mined meanwhile.
+        self._seen = None
 
     async def _deliver(self, number: int) -> None:
         if self._by_block:

@@ -182,6 +182,8 @@ class Sender:
             if left <= 0:
                 raise errors.FinalityTimeout(f"{tx_id} not mined after {timeout:.0f}s", tx_id=tx_id, code="timeout")
             found = await self.watcher.receipt(tx_id, min(left, self.stall))
+            if not found:  # stalled: mined in a block the poller did not scan, or dropped
+                found = await self.request("eth_getTransactionReceipt", [tx_id])
             if found:
                 self.settled(tx_id, int(found["status"], 16) == 1)
                 return found
