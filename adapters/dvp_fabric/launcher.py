@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from dvp.errors import ConfigError
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
@@ -33,10 +34,11 @@ class FabricLauncher(NodeLauncher):
         self.network: FabricNetwork | None = None
 
     @classmethod
-    def endpoint(cls, config: dict) -> str:
+    def endpoint(cls, config: dict[str, Any]) -> str:
         # Every channel is served by the same peers: the first one answering means the network is up.
-        peers = config.get("peers") or {}
-        return str(next(iter(peers.values()), {}).get("endpoint", ""))
+        peers: dict[str, dict[str, Any]] = config.get("peers") or {}
+        first = next(iter(peers.values()), {})
+        return str(first.get("endpoint", ""))
 
     @classmethod
     def missing(cls) -> str | None:
@@ -67,11 +69,8 @@ class FabricLauncher(NodeLauncher):
 
     def _ledgers(self, names: list[str], network: FabricNetwork, logs: list[str]) -> list[LaunchedLedger]:
         self.network = network
-        return [
-            LaunchedLedger(name=name, kind=self.kind, config=network.ledger_config(name),
-                           pids=list(network.pids), logs=list(logs))  # fmt: skip
-            for name in names
-        ]
+        return [LaunchedLedger(name=name, kind=self.kind, config=network.ledger_config(name), pids=list(network.pids),
+                               logs=list(logs)) for name in names]  # fmt: skip
 
     def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
         network = self._network(names, run_dir, port_base, self.install)

@@ -48,6 +48,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +409,11 @@ def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CORE_", "ORDERER_", "FABRIC_"))}
 
 
+def _peer_up(ports: Ports, org: Org) -> bool:
+    # The operations endpoint answers before the peer's gRPC server listens: both must.
+    return healthz(ports.ops(org)) and port_open(ports.peer(org))
+
+
 def healthz(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
@@ -464,9 +470,19 @@ class FabricNetwork:
         self.procs: list[Proc] = []
         # How CLI tools run: (argv, env, timeout) -> CompletedProcess, with cwd the run directory.
         self.executor: Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess] = self._exec_local
-        self.ports: Ports | None = None
-        self.package_id: str | None = None
+        self._ports: Ports | None = None
+        self.package_id = ""  # set by the install step (or read from network.json)
         self.accounts: dict[str, str] = {}
+
+    @property
+    def ports(self) -> Ports:
+        if self._ports is None:
+            raise ConfigError("fabric: the network has no ports yet (allocate() or start() first)")
+        return self._ports
+
+    @ports.setter
+    def ports(self, ports: Ports) -> None:
+        self._ports = ports
 
     @classmethod
     def attach(cls, run_dir: Path, *, install: FabricInstall | None = None) -> FabricNetwork:
@@ -479,7 +495,7 @@ class FabricNetwork:
         net = cls(Path(run_dir), list(saved.get("channels", [])), install=install)
         net.ports = Ports(**saved["ports"])
         net.procs = [Proc(**p) for p in saved.get("procs", [])]
-        net.package_id = saved.get("package_id")
+        net.package_id = saved.get("package_id") or ""
         net.accounts = dict(saved.get("accounts", {}))
         return net
 
@@ -490,7 +506,7 @@ class FabricNetwork:
         path = self.layout.run / STATE_FILE
         saved = json.loads(path.read_text()) if path.exists() else {}
         saved.update({
-            "ports": asdict(self.ports) if self.ports else saved.get("ports"),
+            "ports": asdict(self._ports) if self._ports else saved.get("ports"),
             "channels": sorted(set(saved.get("channels", [])) | set(self.channels)),
             "procs": [asdict(p) for p in self.procs],
             "package_id": self.package_id,
@@ -608,22 +624,17 @@ class FabricNetwork:
         self.run("cryptogen", ["generate", f"--config={cfg}", f"--output={self.layout.crypto}"], {})
 
     def _start_orderer(self) -> None:
-        assert self.ports
         env = orderer_env(self.layout, self.ports, self.install.config_dir)
         proc = self._spawn("orderer", [str(self.install.tool("orderer"))], {**_clean_environ(), **env})
         wait_until(lambda: healthz(self.ports.orderer_ops), timeout=self.timeout, what="fabric orderer",
                    pid=proc.pid, log=Path(proc.log))
 
     def _start_peer(self, org: Org) -> Proc:
-        assert self.ports
         env = peer_env(self.layout, self.ports, org, self.install)
         return self._spawn(org.peer_host, [str(self.install.tool("peer")), "node", "start"], {**_clean_environ(), **env})
 
     def _wait_peer(self, org: Org, proc: Proc) -> None:
-        assert self.ports
-        ops, grpc_port = self.ports.ops(org), self.ports.peer(org)
-        # The operations endpoint answers before the peer's gRPC server listens: wait for both.
-        wait_until(lambda: healthz(ops) and port_open(grpc_port), timeout=self.timeout, what=f"fabric {org.peer_host}",
+        wait_until(partial(_peer_up, self.ports, org), timeout=self.timeout, what=f"fabric {org.peer_host}",
                    pid=proc.pid, log=Path(proc.log))  # fmt: skip
 
     def _start_peers(self) -> None:
@@ -653,8 +664,8 @@ class FabricNetwork:
             listed = self.run("osnadmin", ["channel", "list", "--channelID", ch, *self._osnadmin_args()], {}, check=False)
             if listed.returncode == 0 and listed.stdout.lstrip().startswith("Status: 200"):
                 continue
-            self.retry(f"osnadmin join {ch}", lambda ch=ch, block=block: self.run(
-                "osnadmin", ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()], {}))
+            self.retry(f"osnadmin join {ch}", partial(
+                self.run, "osnadmin", ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()], {}))
 
     def admin_env(self, org: Org) -> dict[str, str]:
         """The ``peer`` CLI environment of ``org``'s admin (OU admin), against its own peer."""
@@ -663,13 +674,12 @@ class FabricNetwork:
     def _join_peers(self) -> None:
         for org in ORGS:
             env = self.admin_env(org)
-            joined = self.retry(f"{org.peer_host} channel list", lambda env=env: self.run("peer", ["channel", "list"], env)).stdout
+            joined = self.retry(f"{org.peer_host} channel list", partial(self.run, "peer", ["channel", "list"], env)).stdout
             for ch in self.channels:
                 if any(line.strip() == ch for line in joined.splitlines()):
                     continue
                 block = self.layout.channels / f"{ch}.block"
-                self.retry(f"{org.peer_host} join {ch}", lambda env=env, block=block: self.run(
-                    "peer", ["channel", "join", "-b", str(block)], env))
+                self.retry(f"{org.peer_host} join {ch}", partial(self.run, "peer", ["channel", "join", "-b", str(block)], env))
 
     def _install(self) -> None:
         pkg = ccaas_package(f"127.0.0.1:{self.ports.chaincode}")
@@ -719,8 +729,8 @@ class FabricNetwork:
         common = ["--channelID", ch, "--name", CHAINCODE_NAME, "--version", CHAINCODE_VERSION, "--sequence", "1"]
         for org in ORGS:
             env = self.admin_env(org)
-            self.retry(f"approve {ch} by {org.msp_id}", lambda env=env: self.run(
-                "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
+            self.retry(f"approve {ch} by {org.msp_id}", partial(
+                self.run, "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
                          "--package-id", self.package_id, "--waitForEvent"], env))
         self.retry(f"commit {ch}", lambda: self.run(
             "peer", ["lifecycle", "chaincode", "commit", *self.orderer_args(), *common, *self.endorser_args(),
@@ -749,7 +759,7 @@ class FabricNetwork:
         # The chaincode answers only after a peer has launched it: retry the first query.
         for party in PARTIES:
             if party not in self.accounts:
-                self.accounts[party] = self.retry(f"WhoAmI on {ch}", lambda party=party: self.query(ch, self.party_env(party), "WhoAmI"))
+                self.accounts[party] = self.retry(f"WhoAmI on {ch}", partial(self.query, ch, self.party_env(party), "WhoAmI"))
         current = self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c",
                                     json.dumps({"function": "Issuer", "Args": []})], self.admin_env(ORGS[0]), check=False)
         if current.returncode == 0:
@@ -788,7 +798,6 @@ class FabricNetwork:
 
     def node_envs(self) -> dict[str, dict[str, str]]:
         """Every node's environment (the same settings whether it runs here or in a container)."""
-        assert self.ports
         envs = {"orderer": orderer_env(self.layout, self.ports, self.install.config_dir)}
         for org in ORGS:
             envs[f"peer-{org.key}"] = peer_env(self.layout, self.ports, org, self.install)
@@ -796,11 +805,10 @@ class FabricNetwork:
 
     def wait_nodes(self, wait: Callable[[Callable[[], bool], str], None]) -> None:
         """Until the orderer and both peers answer, with ``wait(check, what)``."""
-        assert self.ports
         ports = self.ports
         wait(lambda: healthz(ports.orderer_ops) and port_open(ports.orderer_admin), "fabric orderer")
         for org in ORGS:
-            wait(lambda org=org: healthz(ports.ops(org)) and port_open(ports.peer(org)), f"fabric {org.peer_host}")
+            wait(partial(_peer_up, ports, org), f"fabric {org.peer_host}")
 
     def configure(self) -> None:
         """Once orderer and peers answer: channels, peers joined, the chaincode installed,

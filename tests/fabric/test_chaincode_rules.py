@@ -253,7 +253,7 @@ def test_lock_claim_refund_and_settlement_emit_events(net):
     ok(net, "buyer", "AcceptOrder", oid)
 
     async def main() -> list:
-        gw, channel, contract = _gateway(net, "buyer")
+        _, channel, contract = _gateway(net, "buyer")
         events = []
         try:
             stream = contract.network.chaincode_events("dvp", start_block=0)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from dvp.errors import ConfigError
-from dvp.runtime.processes import alive, stop
-from dvp_fabric.bins import FabricInstall, chaincode_dir, chaincode_server
+from dvp.runtime.processes import alive
+from dvp_fabric.bins import fabric_problem
 from dvp_fabric.launcher import FabricLauncher
 from dvp_fabric.lockid import lock_id as compute_lock_id
 from dvp_fabric.network import FabricNetwork
@@ -25,15 +23,10 @@ CHANNELS = ["fabric-a", "fabric-b"]
 
 
 @pytest.fixture(scope="module")
-def binaries() -> tuple[FabricInstall, Path]:
-    install = FabricInstall.default()
-    if install.problem():
-        pytest.skip(install.problem())
-    try:
-        chaincode_server()
-    except ConfigError as exc:
-        pytest.skip(f"chaincode server not available: {exc}")
-    return install, chaincode_dir()
+def binaries() -> None:
+    problem = fabric_problem()
+    if problem:
+        pytest.skip(problem)
 
 
 def _our_processes(run_dir: Path) -> list[int]:
@@ -58,7 +51,6 @@ def _invoke(net: FabricNetwork, ch: str, party: str, fn: str, *args: str):
 
 
 def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
-    install, cc = binaries
     run_dir = tmp_path / "fabric"
     launcher = FabricLauncher()
     t0 = time.monotonic()
@@ -143,7 +135,7 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
 
 def test_a_warm_up_of_the_process_runtime_reuses_the_ledgers(binaries, tmp_path: Path, monkeypatch):
     """`dvp up` after `dvp down` on the same run dir: the channels, the chaincode and the balances are kept."""
-    import dvp.runtime.local as local
+    from dvp.runtime import local
     from dvp.topology import LedgerSpec, Topology
 
     async def as_launched(launched, assets):  # the adapter's asset bootstrap is not under test here

@@ -61,6 +61,13 @@ def compose_file(kind: str) -> str | None:
     return launcher_class(kind).compose_file
 
 
+def compose_path(kind: str) -> Path:
+    name = compose_file(kind)
+    if name is None:
+        raise ConfigError(f"docker: {kind!r} has no Docker support yet")
+    return compose_dir() / name
+
+
 def compose_dir() -> Path:
     """Where the compose files are: ``$DVP_COMPOSE_DIR``, else ``docker/`` of the source tree."""
     env = os.environ.get("DVP_COMPOSE_DIR")
@@ -201,7 +208,7 @@ class DockerRuntime(RunDir):
             # the first image of each file is its ledger node (utxo.yaml: btcd; elementsd is a profile);
             # a platform of shared nodes needs every image of its file (fabric.yaml: tools, orderer, peer)
             wanted = [img for kind in sorted(kinds)
-                      for img in compose_images(compose_dir() / compose_file(kind))[:None if launcher_class(kind).shared_nodes else 1]]  # fmt: skip
+                      for img in compose_images(compose_path(kind))[:None if launcher_class(kind).shared_nodes else 1]]  # fmt: skip
             missing = missing_images(wanted)
             if missing:
                 raise ConfigError(f"runtime docker: image(s) {', '.join(missing)} not present; build stand-ins "
@@ -294,7 +301,7 @@ class DockerRuntime(RunDir):
                 env[key] = os.environ[key]
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         os.chmod(env_file, 0o600)  # RPC passwords
-        return Project(compose, compose_dir() / compose_file(kind), env_file, name)
+        return Project(compose, compose_path(kind), env_file, name)
 
     def _write(self, launched: list[LaunchedLedger], projects: dict[str, dict[str, Any]], assets: list[Asset],
                partial: bool = False) -> dict[str, Any]:  # fmt: skip
