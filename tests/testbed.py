@@ -36,8 +36,8 @@ LEDGERS = [
 def _elements_missing() -> str | None:
     try:
         return launcher_class("elements").missing()
-    except ConfigError as exc:  # an install without the elements entry point
-        return str(exc)
+    except (ConfigError, ImportError) as exc:  # an install without the elements entry point or extra
+        return f"elements: {exc}"
 
 
 # Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.

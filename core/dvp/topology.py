@@ -49,7 +49,7 @@ def optional_ledgers(block_time: float = 1.0) -> list[LedgerSpec]:
     for name, kind in (("elements", "elements"),):
         try:
             ready = launcher_class(kind).missing() is None
-        except ConfigError:  # the platform's package is not installed
+        except (ConfigError, ImportError):  # the platform's package or its extra is not installed
             ready = False
         if ready:
             specs.append(LedgerSpec(name=name, kind=kind, options={"block_time": block_time}))
