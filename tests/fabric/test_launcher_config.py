@@ -167,3 +167,14 @@ def test_replace_pid_updates_the_runtime_state(tmp_path: Path):
     assert ledgers["fabric-a"]["pids"] == [10, 99] and ledgers["fabric-b"]["pids"] == [99, 12]
     assert not replace_pid(tmp_path, 11, 5)
     assert not replace_pid(tmp_path / "absent", 1, 2)
+
+
+def test_status_endpoint_of_a_fabric_ledger_is_its_first_peer(tmp_path: Path):
+    from dvp.runtime.launcher import ledger_endpoint
+
+    net = fn.FabricNetwork(tmp_path, ["fabric-a"])
+    net.ports = fn.Ports.allocate(7100)
+    cfg = net.ledger_config("fabric-a")
+    assert FabricLauncher.endpoint(cfg) == "127.0.0.1:7103" == ledger_endpoint("fabric", cfg)
+    assert ledger_endpoint("no-such-kind", {"rpc_url": "http://127.0.0.1:1"}) == "http://127.0.0.1:1"
+    assert FabricLauncher.shared_nodes and FabricLauncher.compose_file == "fabric.yaml"
