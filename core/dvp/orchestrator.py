@@ -34,7 +34,7 @@ from .models import (
     Role,
     SwapSpec,
 )
-from .timeouts import budget, check_plan
+from .timeouts import budget, check_plan, second_leg_seconds
 
 Progress = Callable[[str, str], None]  # (swap_id, message)
 
@@ -311,6 +311,9 @@ class _HtlcRun(_Run):
         self.counter = self.holder.other
         self.first = plan.locks_first
         self.second = self.first.other
+        self.budget = budget(plan, self.adapter_of(self.holder).finality, self.adapter_of(self.counter).finality,
+                             self.adapter_of(self.first).finality)
+        self.late = ""  # why the second leg was not locked, when it was too late
 
     def leg_name(self, role: Role) -> str:
         return "security" if role is Role.SELLER else "cash"
@@ -349,7 +352,7 @@ class _HtlcRun(_Run):
             return await self.unwind(f"audit of the first lock failed: {exc}")
         counter_walks = self.second is self.counter and not b.counter_locks
         if counter_walks or not await self.lock(self.second):
-            why = "counterparty never locked" if counter_walks else "too little time left to lock the second leg"
+            why = "counterparty never locked" if counter_walks else f"too little time left to lock the second leg: {self.late}"
             return await self.unwind(why)
         try:
             await self.audit(self.second)
@@ -370,8 +373,20 @@ class _HtlcRun(_Run):
         ledger = self.ledger_of(role)
         if self.lock_id_of(role) is None:
             timeout = self.spec.plan.holder_timeout if role is self.holder else self.spec.plan.counter_timeout
-            if role is self.second and not await self.second_window_ok():
-                return False
+            if role is self.second:
+                try:
+                    timeout = await self.second_leg_seconds()
+                except errors.UnsafeTimeouts as exc:
+                    self.late = str(exc)
+                    return False
+            now = await adapter.now()
+            expiry = adapter.expiry_after(now, timeout)
+            if role is self.counter:
+                # Never later than asked: a ledger counting blocks rounds up, which would eat the gap.
+                for _ in range(3):
+                    if adapter.seconds_left(now, expiry) <= timeout:
+                        break
+                    expiry -= 1
             leg = self.trade.leg_sent_by(role)
             terms = HtlcTerms(
                 sender=self.trade.party(role),
@@ -379,7 +394,7 @@ class _HtlcRun(_Run):
                 asset=leg.asset,
                 amount=leg.amount,
                 hashlock=self.data["hashlock"],
-                expiry=adapter.expiry_after(await adapter.now(), timeout),
+                expiry=expiry,
                 nonce=_secrets.token_hex(32),
             )
             # Write-ahead: terms and lock id are on disk before the lock is broadcast.
@@ -396,18 +411,14 @@ class _HtlcRun(_Run):
         await self.transact(step, ledger, lambda: adapter.lock(terms), exists, terms.sender)
         return True
 
-    async def second_window_ok(self) -> bool:
-        """The gap left between the two expiries once the second leg locks now."""
-        first_terms = self.terms_of(self.first)
+    async def second_leg_seconds(self) -> int:
+        """How long the second leg may run if locked now: the plan check's own computation,
+        anchored to the first leg's expiry so the gap stays the planned one."""
         first_adapter = self.adapter_of(self.first)
-        left = first_adapter.seconds_left(await first_adapter.now(), first_terms.expiry)
-        plan = self.spec.plan
-        if self.first is self.holder:
-            b = budget(plan, first_adapter.finality, self.adapter_of(self.counter).finality)
-            return left - plan.counter_timeout >= b.gap_required
-        # The counterparty locked first; the holder's later lock only widens the gap,
-        # but the counter leg must still leave the holder time to claim.
-        return left > adapter_margin(self, self.counter)
+        left = first_adapter.seconds_left(await first_adapter.now(), self.terms_of(self.first).expiry)
+        return second_leg_seconds(self.spec.plan, self.adapter_of(self.holder).finality,
+                                  self.adapter_of(self.counter).finality, holder_first=self.first is self.holder,
+                                  first_left=left)
 
     async def audit(self, role: Role) -> None:
         """The party receiving ``role``'s leg checks it on the ledger before going on."""
@@ -422,7 +433,7 @@ class _HtlcRun(_Run):
     async def holder_claim(self) -> bool:
         """The secret holder claims the counter leg, revealing the secret, only with margin left."""
         role = self.counter
-        margin = adapter_margin(self, role)
+        margin = self.budget.claim_window
 
         async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
             if adapter.seconds_left(await adapter.now(), expiry) > margin:
@@ -516,10 +527,3 @@ class _HtlcRun(_Run):
             f"{self.counter.value} {loser!r} lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was "
             f"revealed but its claim was not made before the {self.leg_name(self.holder)} leg expired",
         )
-
-
-def adapter_margin(run: _HtlcRun, role: Role) -> float:
-    """Seconds before ``role``'s leg expiry inside which the holder must not reveal the secret."""
-    plan = run.spec.plan
-    b = budget(plan, run.adapter_of(run.holder).finality, run.adapter_of(run.counter).finality)
-    return b.claim_margin + run.adapter_of(role).finality.expected_seconds

@@ -123,6 +123,13 @@ async def test_atomic_across_two_ledgers_is_refused(orch):
         await orch.run(spec(kind="atomic"))
 
 
+async def test_a_plan_that_leaves_no_claim_time_after_a_prompt_first_lock_is_refused(orch, ledgers):
+    # The counter leg would run 48 s from its lock, inside the 48 s margin + 1 s finality.
+    with pytest.raises(errors.UnsafeTimeouts, match="the holder needs more than 49s to claim"):
+        await orch.run(spec(plan={"claim_margin": 48}))
+    assert ledgers["a"].sent == [] and ledgers["b"].sent == []
+
+
 async def test_buyer_as_secret_holder_keeps_the_longer_leg(orch, ledgers):
     result = await orch.run(spec(plan={"secret_holder": Role.BUYER}))
     assert result.outcome is Outcome.SETTLED
@@ -132,8 +139,17 @@ async def test_buyer_as_secret_holder_keeps_the_longer_leg(orch, ledgers):
 
 async def test_holder_keeps_the_secret_inside_the_safety_margin(orch, ledgers):
     """Rule 4: when the counter leg is too close to expiry the holder does not reveal."""
-    # The counter leg lives 50 s; one block later 49 s are left, inside the 48 s margin + 1 s finality.
-    result = await orch.run(spec(plan={"claim_margin": 48}))
+    # The plan leaves the holder time to claim (the counter leg runs 48 s, more than the 45 s
+    # margin + 1 s finality) when the counterparty is prompt; this one takes 5 s more.
+    sent = ledgers["b"].lock
+
+    async def slow_lock(terms):
+        submitted = await sent(terms)
+        ledgers["b"].time += 5
+        return submitted
+
+    ledgers["b"].lock = slow_lock
+    result = await orch.run(spec(plan={"claim_margin": 45}))
     assert result.outcome is Outcome.REFUNDED
     assert holdings(ledgers) == (100, 0, 0, 10_000)
     assert any(s.step == "claim cash" and s.phase == "skipped" for s in result.steps)
