@@ -294,6 +294,11 @@ async def _is(awaitable, allowed: set) -> bool:
     return (await awaitable) in allowed
 
 
+# The ledger refused a lock for good (nothing was locked by that attempt), as opposed to a
+# node that did not answer, after which the swap stays unfinished and is resumed.
+_REFUSED = (errors.LockError, errors.SubmitError, errors.CommitError)
+
+
 class _HtlcRun(_Run):
     """Cross-ledger DvP by hashed time-locks.
 
@@ -343,17 +348,29 @@ class _HtlcRun(_Run):
 
     # -- the drive ----------------------------------------------------------------------------
     async def drive(self) -> tuple[Outcome, str]:
+        outcome, detail = await self.steps()
+        return await self.by_the_ledgers(outcome, detail)
+
+    async def steps(self) -> tuple[Outcome, str]:
+        if "unwinding" in self.data:  # decided before a crash: finish the unwind, with its first cause
+            return await self.unwind(self.data["unwinding"])
         b = self.spec.behaviour
-        if not await self.lock(self.first):
-            return Outcome.ABORTED, "first leg was not locked; nothing moved"
+        try:
+            if not await self.lock(self.first):
+                return Outcome.ABORTED, "first leg was not locked; nothing moved"
+        except _REFUSED as exc:
+            return await self.unwind(self.refused(self.first, exc))
         try:
             await self.audit(self.first)
         except errors.LockError as exc:
             return await self.unwind(f"audit of the first lock failed: {exc}")
-        counter_walks = self.second is self.counter and not b.counter_locks
-        if counter_walks or not await self.lock(self.second):
-            why = "counterparty never locked" if counter_walks else f"too little time left to lock the second leg: {self.late}"
-            return await self.unwind(why)
+        if self.second is self.counter and not b.counter_locks:
+            return await self.unwind("counterparty never locked")
+        try:
+            if not await self.lock(self.second):
+                return await self.unwind(f"too little time left to lock the second leg: {self.late}")
+        except _REFUSED as exc:
+            return await self.unwind(self.refused(self.second, exc))
         try:
             await self.audit(self.second)
         except errors.LockError as exc:
@@ -364,6 +381,39 @@ class _HtlcRun(_Run):
         if b.counter_claims and await self.counter_claim(preimage):
             return Outcome.SETTLED, "both legs claimed"
         return await self.principal_loss()
+
+    def refused(self, role: Role, exc: Exception) -> str:
+        return f"{self.leg_name(role)} lock refused by {self.ledger_of(role)}: {exc}"
+
+    async def by_the_ledgers(self, outcome: Outcome, detail: str) -> tuple[Outcome, str]:
+        """The outcome the ledgers show for every lock the journal knows, whatever path the
+        steps took (a lock claimed by hand, a lock mined after it was given up)."""
+        status: dict[Role, LockStatus | None] = {}
+        for role in (self.holder, self.counter):
+            lock_id = self.lock_id_of(role)
+            state = await self.adapter_of(role).get_lock(lock_id) if lock_id else None
+            status[role] = state.status if state else None
+        if LockStatus.LOCKED in status.values():
+            return outcome, detail  # a lock is still open: only the steps' path can say more
+        claimed = [r for r, s in status.items() if s is LockStatus.CLAIMED]
+        if len(claimed) == 2:
+            found, why = Outcome.SETTLED, "both legs claimed"
+        elif claimed:
+            [taken] = claimed
+            other = status[taken.other]
+            leg = self.trade.leg_sent_by(taken)
+            found = Outcome.PRINCIPAL_LOSS
+            why = (f"{taken.value} {self.trade.party(taken)!r} lost {leg.amount} {leg.asset} on {leg.ledger}: its leg "
+                   f"was claimed, the {self.leg_name(taken.other)} leg was {other.value if other else 'never locked'}")
+        elif LockStatus.REFUNDED in status.values():
+            found = Outcome.REFUNDED
+            why = "refunded " + " and ".join(self.leg_name(r) for r, s in status.items() if s is LockStatus.REFUNDED)
+        else:
+            found, why = Outcome.ABORTED, "nothing was locked"
+        if found is outcome:
+            return outcome, detail
+        # The steps' cause, without their own (mistaken) summary of what the ledgers hold.
+        return found, f"{why}, as the ledgers show (the swap's steps had stopped: {self.data.get('unwinding', detail)})"
 
     async def lock(self, role: Role) -> bool:
         """Lock ``role``'s leg (idempotently); False if it is too late to do so safely."""
@@ -506,6 +556,8 @@ class _HtlcRun(_Run):
 
     async def unwind(self, why: str) -> tuple[Outcome, str]:
         """No secret revealed: every lock goes back to its sender after expiry."""
+        if self.data.get("unwinding") != why:
+            self.put(unwinding=why)  # a resumed drive finishes this unwind, with this cause
         self.o.progress(self.id, f"unwinding: {why}")
         # The shorter (counter) leg expires first; refund in expiry order.
         refunded = [r for r in (self.counter, self.holder) if await self.refund(r)]

@@ -186,3 +186,88 @@ async def test_resume_each_reports_a_stuck_swap_and_drives_the_others(orch, ledg
     assert [type(r).__name__ for r in results].count("Unfinished") == 1
     assert [r.outcome for r in results if type(r).__name__ == "SwapResult"] == [Outcome.SETTLED]
     assert {r.swap_id for r in results} == {first, second}
+
+
+# -- issue 10, item 1: a refused lock unwinds the swap and never poisons the journal ----------------
+
+
+async def test_a_second_lock_refused_after_the_first_unwinds_with_the_real_cause(orch, ledgers):
+    first_lock = ledgers["a"].lock
+
+    async def lock_then_buyer_spends(terms):
+        submitted = await first_lock(terms)
+        ledgers["b"].balances[("buyer", "EUR")] = 0  # spent elsewhere after every check passed
+        return submitted
+
+    ledgers["a"].lock = lock_then_buyer_spends
+    result = await orch.run(spec())
+    assert result.outcome is Outcome.REFUNDED, result.detail
+    assert "cash lock refused" in result.detail and "insufficient balance" in result.detail
+    assert holdings(ledgers)[:2] == (100, 0)  # the seller's bonds came back after expiry
+    assert orch.journal.swaps(unfinished=True) == []
+    # The journal is not poisoned: the next swap runs, and nothing is left to resume.
+    ledgers["a"].lock = first_lock
+    ledgers["b"].balances[("buyer", "EUR")] = 10_000
+    assert (await orch.run(spec())).outcome is Outcome.SETTLED
+    assert await orch.resume_each() == []
+
+
+async def test_a_refused_first_lock_aborts_the_swap(orch, ledgers):
+    ledgers["a"].fail_next["lock"] = errors.SubmitError("amount 1 is below the dust limit")
+    result = await orch.run(spec())
+    assert result.outcome is Outcome.ABORTED
+    assert "security lock refused" in result.detail and "dust" in result.detail
+    assert orch.journal.swaps(unfinished=True) == []
+
+
+async def test_a_resumed_unwind_keeps_its_first_cause(orch, ledgers):
+    first_lock = ledgers["a"].lock
+
+    async def lock_then_buyer_spends(terms):
+        submitted = await first_lock(terms)
+        ledgers["b"].balances[("buyer", "EUR")] = 0
+        return submitted
+
+    ledgers["a"].lock = lock_then_buyer_spends
+    ledgers["a"].fail_next["refund"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    [result] = await orch.resume_each()
+    assert result.outcome is Outcome.REFUNDED and "insufficient balance" in result.detail
+    assert "too little time" not in result.detail
+
+
+# -- issue 10, item 4: the outcome follows the ledgers ------------------------------------------
+
+
+async def _locked_then_crashed(orch, ledgers):
+    """Both legs locked, the holder walked away, the process died waiting to refund."""
+
+    async def died(seconds: int) -> None:
+        raise ConnectionError("process died here")
+
+    ledgers["b"].advance_time = died
+    with pytest.raises(ConnectionError):
+        await orch.run(spec(behaviour=Behaviour(holder_claims=False)))
+    del ledgers["b"].advance_time
+    [record] = orch.journal.swaps(unfinished=True)
+    return record
+
+
+async def test_legs_claimed_by_hand_make_the_swap_settled(orch, ledgers):
+    record = await _locked_then_crashed(orch, ledgers)
+    secret = bytes.fromhex(record.data["secret"])
+    await ledgers["b"].claim(record.data["lock_cash"], secret, submitter="seller")
+    await ledgers["a"].claim(record.data["lock_security"], secret, submitter="buyer")
+    [result] = await orch.resume_each()
+    assert result.outcome is Outcome.SETTLED, result.detail
+    assert "nothing was locked" not in result.detail
+
+
+async def test_a_counter_leg_claimed_by_hand_then_a_refund_is_a_principal_loss(orch, ledgers):
+    record = await _locked_then_crashed(orch, ledgers)
+    await ledgers["b"].claim(record.data["lock_cash"], bytes.fromhex(record.data["secret"]), submitter="seller")
+    [result] = await orch.resume_each()
+    assert holdings(ledgers) == (100, 0, 1000, 9000)  # the seller kept its bonds and got the cash
+    assert result.outcome is Outcome.PRINCIPAL_LOSS, result.detail
+    assert "buyer 'buyer' lost 1000 EUR" in result.detail
