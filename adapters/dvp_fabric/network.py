@@ -37,6 +37,7 @@ it, so starting on an existing run directory reuses its ledgers.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -47,6 +48,7 @@ import tarfile
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -388,6 +390,13 @@ def peer_env(layout: Layout, ports: Ports, org: Org, install: FabricInstall) -> 
         # No Docker: with an endpoint set, /healthz checks a Docker engine and stays
         # unhealthy on a machine with a docker CLI but no engine; ccaas needs none.
         "CORE_VM_ENDPOINT": "",
+        # A peer refuses the other org's gossip until it has joined a channel naming that org,
+        # then retries only every reconnectInterval (25 s by default): until then the Gateway
+        # finds no peer of the other org to endorse with.  A dev network retries every second.
+        "CORE_PEER_GOSSIP_RECONNECTINTERVAL": "1s",
+        "CORE_PEER_GOSSIP_ALIVETIMEINTERVAL": "1s",
+        "CORE_PEER_GOSSIP_MEMBERSHIPTRACKERINTERVAL": "1s",
+        "CORE_PEER_GOSSIP_PUBLISHSTATEINFOINTERVAL": "1s",
     }
 
 
@@ -546,7 +555,7 @@ class FabricNetwork:
 
     def restart_peer(self, org_key: str, *, sig: int = signal.SIGKILL) -> int:
         """Kill one org's peer (``seller`` or ``buyer``; SIGKILL by default, as a crash) and
-        start it again on the same ledger data, waiting until it is healthy.  Returns
+        start it again on the same ledger data, waiting until it is healthy and both orgs endorse again.  Returns
         the new pid; ``network.json`` and the runtime's ``state.json`` beside the run
         directory (if it lists the old pid) are updated, so ``dvp down`` stops the new one."""
         org = next((o for o in ORGS if o.key == org_key), None)
@@ -562,6 +571,7 @@ class FabricNetwork:
         new = self._start_peer(org)
         self._wait_peer(org, new)
         replace_pid(self.layout.run.parent, old.pid, new.pid)
+        self.wait_endorsable()
         return new.pid
 
     def _exec_local(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
@@ -823,7 +833,44 @@ class FabricNetwork:
         for ch in self.channels:
             self._deploy(ch)
             self._init_ledger(ch)
+        self.say("fabric: waiting for both orgs' endorsements through each Gateway")
+        self.wait_endorsable()
         self._record()
+
+    def wait_endorsable(self, timeout: float | None = None) -> None:
+        """Until every org's Gateway peer collects the endorsements the chaincode's policy needs
+        (both orgs) on every channel: gossip must have connected the peers across orgs, which
+        takes a moment after a (re)start.  A no-op without the Gateway client (fabric extra)."""
+        try:
+            from . import gateway
+        except ImportError:
+            return
+        # In a thread: a caller may already run an event loop (an async test restarting a peer).
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, self._endorsable(gateway, timeout or self.timeout)).result()
+
+    async def _endorsable(self, gw: Any, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for org in ORGS:
+            party = next(p for p, (key, _) in PARTIES.items() if key == org.key)
+            for ch in self.channels:
+                cfg = self.ledger_config(ch)
+                who, peer = cfg["parties"][party], cfg["peers"][org.key]
+                identity, signer = gw.load_msp(who["msp_id"], who["msp_dir"], who["cert"], who["key"])
+                channel = gw.connect(peer["endpoint"], Path(peer["tls_ca"]).read_bytes(), host_name=peer["host_name"])
+                try:
+                    contract = gw.Gateway(channel, identity, signer).get_network(ch).get_contract(CHAINCODE_NAME)
+                    while True:
+                        try:
+                            await contract.new_proposal("WhoAmI").endorse()  # endorsed, never submitted
+                            break
+                        except gw.GatewayError as exc:
+                            if time.monotonic() > deadline:
+                                raise LedgerUnavailable(f"fabric: {org.peer_host} cannot gather endorsements on {ch} "
+                                                        f"after {timeout:.0f}s: {exc}") from None  # fmt: skip
+                            await asyncio.sleep(0.2)
+                finally:
+                    await channel.close()
 
     # ---- what an adapter needs
 
