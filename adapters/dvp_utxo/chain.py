@@ -245,9 +245,11 @@ class ChainView:
             if txid in layer.inputs:
                 ins = [self.output(op) for op in layer.inputs[txid]]
                 outs = [layer.outputs.get((txid, n)) for n in range(layer.n_out[txid])]
-                if not ins or any(u is None for u in ins) or any(o is None for o in outs):
+                known_ins = [u for u in ins if u is not None]
+                known_outs = [o for o in outs if o is not None]
+                if not ins or len(known_ins) < len(ins) or len(known_outs) < len(outs):
                     return None
-                return sum(u.value for u in ins) - sum(o.value for o in outs)
+                return sum(u.value for u in known_ins) - sum(o.value for o in known_outs)
         return None
 
     def block_events(self, from_height: int):

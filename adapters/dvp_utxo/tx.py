@@ -14,7 +14,8 @@ before it is funded (DESIGN rule 9).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 from dataclasses import dataclass
 
 from bitcoin.core import COutPoint, CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction, lx, b2lx
@@ -57,6 +58,13 @@ class Utxo:
     @property
     def outpoint(self) -> tuple[str, int]:
         return (self.txid, self.vout)
+
+    @property
+    def explicit_asset(self) -> str:
+        """The asset id of an explicit Elements output (TxBuildError on Bitcoin or blinded ones)."""
+        if self.asset is None:
+            raise TxBuildError(f"{self.txid}:{self.vout} carries no explicit asset")
+        return self.asset
 
     @property
     def value_commitment(self) -> bytes:
@@ -116,7 +124,7 @@ def settle_fee(left: int, fee_of: Callable[[bool], int], *, change_allowed: bool
 # --- wallet spends (P2WPKH inputs) ------------------------------------------------------
 
 
-def select_assets(utxos: list[Utxo], needs: dict[str | None, int], fee_asset: str | None, fee: Callable[[int], int]) -> list[Utxo]:
+def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | None, fee: Callable[[int], int]) -> list[Utxo]:
     """Largest (confirmed) first, per asset, until each need is covered; the fee asset
     last, covering its need plus ``fee(n)`` for the ``n`` inputs chosen so far."""
     chosen: list[Utxo] = []
@@ -270,7 +278,7 @@ def build_htlc_spend(
     stacks = []
     for i, u in enumerate(utxos):
         sig = _sign(key, tx, i, script, u.value)
-        stacks.append(refund_witness(sig, script) if refund else claim_witness(sig, preimage, script))
+        stacks.append(refund_witness(sig, script) if preimage is None else claim_witness(sig, preimage, script))
     return _with_witness(tx, stacks), fee
 
 

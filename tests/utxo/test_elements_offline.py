@@ -435,7 +435,7 @@ def test_htlc_spend_guards():
 # --- executing the script ----------------------------------------------------------------------
 
 
-def _eval_htlc(monkeypatch, tx: ElementsTx, index: int, spent: ElementsUtxo) -> None:
+def _eval_htlc(monkeypatch, tx: ElementsTx, index: int, spent: Utxo) -> None:
     """Run the witness script on its witness stack with python-bitcoinlib's interpreter.
 
     Its OP_CHECKSIG is replaced by one over the Elements sighash (wallycore).

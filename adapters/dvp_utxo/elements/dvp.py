@@ -161,7 +161,7 @@ def build_dvp(
     for role in (other, fee_payer):
         bal: dict[str, int] = defaultdict(int)
         for u in by_role[role]:
-            bal[u.asset] += u.value
+            bal[u.explicit_asset] += u.value
         for asset, amount in terms.gives(role).items():
             if amount > 0:
                 bal[asset] -= amount
@@ -223,7 +223,7 @@ def check_dvp(dvp: DvpTx, terms: DvpTerms, role: str, *, policy_asset: str, max_
     in_from_me: dict[str, int] = defaultdict(int)
     for u in dvp.spent:
         if u.script_pubkey in terms.inputs_of(role):
-            in_from_me[u.asset] += u.value
+            in_from_me[u.explicit_asset] += u.value
     # gives() is negative for the leg ``role`` receives, so the bound below also
     # proves it receives that leg in full (less the fee, if it pays it in that asset).
     allowed = dict(terms.gives(role))

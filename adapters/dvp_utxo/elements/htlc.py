@@ -134,8 +134,8 @@ def build_htlc_spend(
         destination = p2wpkh_script(htlc.sender_pubkey if refund else htlc.recipient_pubkey)
     totals: dict[str, int] = defaultdict(int)
     for u in utxos:
-        totals[u.asset] += u.value
-    fee = htlc_spend_fee(htlc, fee_rate, [u.asset for u in utxos], policy_asset, claim=not refund)
+        totals[u.explicit_asset] += u.value
+    fee = htlc_spend_fee(htlc, fee_rate, [u.explicit_asset for u in utxos], policy_asset, claim=not refund)
     policy_total = totals.pop(policy_asset, 0)
     outs = [TxOut(destination, a, v) for a, v in sorted(totals.items())]
     if totals:  # an issued asset: the whole reserve is the fee
@@ -158,7 +158,7 @@ def build_htlc_spend(
     stacks = []
     for i, u in enumerate(utxos):
         sig = sign_input(key, w, i, script, u.value_commitment)
-        stacks.append(refund_witness(sig, script) if refund else claim_witness(sig, preimage, script))
+        stacks.append(refund_witness(sig, script) if preimage is None else claim_witness(sig, preimage, script))
     set_witnesses(w, stacks)
     return ElementsTx.from_wally(w), fee
 
@@ -240,7 +240,7 @@ def audit_funding(
             raise AuditError("confidential", f"output {i} is blinded ({exc}); only explicit locks can be audited") from None
     of_asset = [u for u in explicit if u.asset == asset]
     if not of_asset:
-        raise AuditError("asset", f"expected {asset}, the script holds {sorted({u.asset for u in explicit})}")
+        raise AuditError("asset", f"expected {asset}, the script holds {sorted({u.explicit_asset for u in explicit})}")
     locked = next((u for u in of_asset if u.value == amount), None)
     if locked is None:
         raise AuditError("amount", f"expected {amount}, found {[u.value for u in of_asset]}")

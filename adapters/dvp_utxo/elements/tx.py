@@ -26,6 +26,7 @@ codecs share: :class:`~dvp_utxo.tx.Utxo` with its ``asset``, the dust limit,
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import wallycore as wally
@@ -33,7 +34,7 @@ from bitcoin.core import Hash160
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
 from ..keys import Key, p2wpkh_script
-from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
 from .assets import (
     ZERO32,
     AssetError,
@@ -257,7 +258,8 @@ class ElementsTx:
         return sum(o.value for o in self.outputs if o.is_fee and o.asset == policy_asset)
 
 
-def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, witnesses: list[list[bytes] | None] | None = None, version: int = 2):
+def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, witnesses: Sequence[Sequence[bytes] | None] | None = None,
+             version: int = 2):  # fmt: skip
     """A ``wally_tx`` from plain data; witnesses empty unless given."""
     w = wally.tx_init(version, locktime, len(inputs), len(outputs))
     for txin in inputs:
@@ -287,7 +289,7 @@ def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, wit
     return w
 
 
-def set_witnesses(w, witnesses: list[list[bytes] | None]) -> None:
+def set_witnesses(w, witnesses: Sequence[Sequence[bytes] | None]) -> None:
     for i, items in enumerate(witnesses):
         if items is None:
             continue
@@ -375,7 +377,7 @@ def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
 def _balances(inputs: list[TxIn], outputs: list[TxOut], issued: dict[str, int]) -> dict[str, int]:
     bal: dict[str, int] = defaultdict(int)
     for t in inputs:
-        bal[t.utxo.asset] += t.utxo.value
+        bal[t.utxo.explicit_asset] += t.utxo.value
     for asset, amount in issued.items():
         bal[asset] += amount
     for o in outputs:
@@ -396,7 +398,7 @@ def balance_with_fee(
     policy_asset: str,
     fee_rate: float,
     change: dict[str, bytes],
-    placeholder: list[list[bytes] | None],
+    placeholder: Sequence[Sequence[bytes] | None],
     locktime: int = 0,
     issued: dict[str, int] | None = None,
 ) -> tuple[list[TxOut], int]:
@@ -478,7 +480,7 @@ def build_payment(
     for t in inputs:
         if t.utxo.script_pubkey != key.script_pubkey:
             raise TxBuildError(f"input {t.utxo.txid}:{t.utxo.vout} is not paid to this key")
-    change = {a: key.script_pubkey for a in {u.asset for u in utxos} | {policy_asset}}
+    change = {a: key.script_pubkey for a in {u.explicit_asset for u in utxos} | {policy_asset}}
     outs, fee = balance_with_fee(
         inputs, outputs, policy_asset=policy_asset, fee_rate=fee_rate, change=change, placeholder=_wallet_placeholder(key, len(inputs))
     )
@@ -540,7 +542,7 @@ def build_issuance(
         [TxOut(dest, issued.token_id, token_amount)] if token_amount else []
     )
     new = {issued.asset_id: amount, issued.token_id: token_amount}
-    change = {a: key.script_pubkey for a in {u.asset for u in utxos} | {policy_asset}}
+    change = {a: key.script_pubkey for a in {u.explicit_asset for u in utxos} | {policy_asset}}
     outs, fee = balance_with_fee(
         inputs,
         outputs,
