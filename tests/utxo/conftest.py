@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
+from dvp.runtime.processes import alive
 
 # Until pyproject.toml installs the ``dvp_utxo`` package, find it in the tree;
 # without python-bitcoinlib (the ``utxo`` extra) these tests cannot even be collected.
@@ -20,18 +21,6 @@ if importlib.util.find_spec("bitcoin") is None:  # pragma: no cover
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "utxo: UTXO ledger tests (btcd regtest; offline ones need no node)")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie child of ours counts as gone once reaped
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        return True
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +38,7 @@ def btcd_ledger(tmp_path_factory: pytest.TempPathFactory):
         for led in ledgers:
             for pid in led.pids:
                 stop_process_group(pid)
-        leftovers = [pid for led in ledgers for pid in led.pids if _alive(pid)]
+        leftovers = [pid for led in ledgers for pid in led.pids if alive(pid)]
         assert not leftovers, f"processes still running after stop: {leftovers}"
 
 
@@ -117,7 +106,7 @@ def elements_node(tmp_path_factory: pytest.TempPathFactory):
         for led in ledgers:
             for pid in led.pids:
                 stop_process_group(pid)
-        leftovers = [pid for led in ledgers for pid in led.pids if _alive(pid)]
+        leftovers = [pid for led in ledgers for pid in led.pids if alive(pid)]
         assert not leftovers, f"processes still running after stop: {leftovers}"
 
 
