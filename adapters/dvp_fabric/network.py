@@ -42,7 +42,9 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import tarfile
 import time
@@ -57,7 +59,7 @@ from typing import Any
 import yaml
 
 from dvp.errors import ConfigError, LedgerUnavailable
-from dvp.runtime.processes import alive, free_port, port_open, spawn, stop, wait_until
+from dvp.runtime.processes import alive, port_open, spawn, stop, wait_until
 from dvp.runtime.state import replace_pid
 
 from .bins import FabricInstall, chaincode_dir, chaincode_server
@@ -112,15 +114,15 @@ class Ports:
         names = list(cls.__dataclass_fields__)
         if port_base:
             return cls(**{n: port_base + i for i, n in enumerate(names)})
-        taken: set[int] = set()
-        values = {}
-        for n in names:
-            p = free_port()
-            while p in taken:
-                p = free_port()
-            taken.add(p)
-            values[n] = p
-        return cls(**values)
+        # Below the ephemeral range: the channel configs name these ports, so a warm start
+        # needs them again, and an ephemeral port is soon some client connection's source port.
+        low, high = 10_000, ephemeral_low()
+        rng = random.Random()
+        for _ in range(200):
+            base = rng.randrange(low, high - len(names))
+            if all(bindable(base + i) for i in range(len(names))):
+                return cls(**{n: base + i for i, n in enumerate(names)})
+        raise LedgerUnavailable(f"fabric: no {len(names)} consecutive free ports on 127.0.0.1 in {low}-{high}")
 
     def peer(self, org: Org) -> int:
         return getattr(self, f"{org.key}_peer")
@@ -133,6 +135,23 @@ class Ports:
 
 
 # ---------------------------------------------------------------- configuration
+
+
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (32768 when it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def crypto_config() -> dict[str, Any]:

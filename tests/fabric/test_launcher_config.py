@@ -42,6 +42,8 @@ def test_ports_from_base_and_free_ports_are_distinct():
     free = fn.Ports.allocate(0)
     values = list(vars(free).values())
     assert len(set(values)) == len(values) and all(v > 0 for v in values)
+    # Outside the ephemeral range, so a warm start finds them free again.
+    assert all(10_000 <= v < fn.ephemeral_low() for v in values)
 
 
 def test_crypto_config_has_both_banks_orderer_and_issuer_user():
