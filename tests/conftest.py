@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dvp.adapter import Issuing
 from dvp.network import Network
 from dvp.runtime.local import LocalRuntime
 
@@ -47,7 +48,7 @@ async def _fund(path: Path) -> None:
         for asset in net.assets:
             adapter = net.ledgers[asset.ledger]
             for party in ("seller", "buyer"):
-                sent.append((adapter, await adapter.issue(asset.symbol, party, FUNDS)))
+                sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, party, FUNDS)))
         for adapter, sub in sent:
             await adapter.wait_final(sub.tx_id)
 

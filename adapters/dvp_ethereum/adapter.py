@@ -14,21 +14,23 @@ from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from dvp import errors
-from dvp.adapter import LedgerAdapter
+from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
 from dvp.models import (
     Asset,
-    Capability,
     ClockKind,
     DvpOrder,
     Finality,
     HtlcTerms,
+    LedgerTerms,
     LedgerTime,
     LockEvent,
     LockState,
     LockStatus,
     OrderState,
     OrderStatus,
+    Submission,
     Submitted,
+    TxPurpose,
     TxStatus,
 )
 
@@ -43,20 +45,22 @@ _POLL = 0.05
 _LOCKED_TOPIC = "0x" + keccak(text="Locked(bytes32,address,address,address,uint256,bytes32,uint64)").hex()
 
 
-class EthereumAdapter(LedgerAdapter):
+class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
+    """An EVM chain.  A dev chain's config (``dev: true``, anvil) gets
+    :class:`DevEthereumAdapter`, which adds :class:`~dvp.adapter.TimeTravel`."""
+
     kind = "ethereum"
     config_model = EthereumConfig
     clock = ClockKind.TIME
-    capabilities = frozenset(
-        {Capability.HTLC, Capability.ATOMIC_DVP, Capability.ISSUE, Capability.OBSERVE, Capability.TIME_TRAVEL}
-    )
 
     config: EthereumConfig
 
+    @classmethod
+    def for_config(cls, config: LedgerConfig) -> type[LedgerAdapter]:
+        return DevEthereumAdapter if isinstance(config, EthereumConfig) and config.dev else cls
+
     def __init__(self, name: str, config: EthereumConfig):
         super().__init__(name, config)
-        if not config.dev:
-            self.capabilities = self.capabilities - {Capability.TIME_TRAVEL}
         self._keys = {p: Account.from_key(k.get_secret_value()) for p, k in config.accounts.items()}
         self._addresses = {p: a.address for p, a in self._keys.items()}
         self._addresses.update({p: to_checksum_address(a) for p, a in config.addresses.items()})
@@ -216,14 +220,6 @@ class EthereumAdapter(LedgerAdapter):
             return decode_revert(data if isinstance(data, str) else None)
         return None
 
-    async def advance_time(self, seconds: int) -> None:
-        if not self.supports(Capability.TIME_TRAVEL):
-            raise self.unsupported(Capability.TIME_TRAVEL)
-        with web3_errors("advance time", self.name):
-            await self._w3.provider.make_request("evm_increaseTime", [int(seconds)])
-            await self._w3.provider.make_request("evm_mine", [])
-        self._clock = (0.0, None)
-
     # -- accounts and assets ----------------------------------------------------------------
     def _address(self, party: str) -> str:
         return self.known(self._addresses, party, "party", "no account")
@@ -250,9 +246,10 @@ class EthereumAdapter(LedgerAdapter):
         with web3_errors("balance", self.name):
             return await self._erc20(asset).functions.balanceOf(self._address(party)).call()
 
-    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+    async def issue(self, asset: str, to: str, amount: int) -> Submission:
         call = self._erc20(asset).functions.mint(self._address(to), amount)
-        return self._submitted(await self._send(self.config.issuer, call, f"issue {asset}"))
+        tx_id = await self._send(self.config.issuer, call, f"issue {asset}")
+        return Submission([self._submitted(tx_id, TxPurpose.ISSUE, self.config.issuer)])
 
     async def _spend(
         self, party: str, asset: str, spender: str, amount: int | Callable[[], Awaitable[int]],
@@ -300,24 +297,58 @@ class EthereumAdapter(LedgerAdapter):
             (tx_id,) = await self._sent.send(self._key(party), [Tx(what, lambda _s, _v: call, gas=gas)])
         return tx_id
 
-    def _submitted(self, tx_id: str) -> Submitted:
-        return Submitted(ledger=self.name, tx_id=tx_id)
+    def _submitted(self, tx_id: str, purpose: TxPurpose, payer: str) -> Submitted:
+        return Submitted(ledger=self.name, tx_id=tx_id, purpose=purpose, payer=payer)
+
+    def _spent(self, ids: list[str], purpose: TxPurpose, payer: str) -> Submission:
+        """What ``_spend`` sent: the call alone (a permit), or an approve before it."""
+        return Submission([self._submitted(i, TxPurpose.APPROVE, payer) for i in ids[:-1]]
+                          + [self._submitted(ids[-1], purpose, payer)])
 
     # -- hashed time-locks ----------------------------------------------------------------
     def lock_id(self, terms: HtlcTerms) -> str:
         return self._derive_id(
-            self._need(self.htlc, "htlc_address"),
+            self._configured(self.config.htlc_address, "htlc_address"),
             ["address", "address", "address", "uint256", "bytes32", "uint64", "bytes32"],
             [self._address(terms.sender), self._address(terms.recipient), self._token(terms.asset), terms.amount,
              bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce)],
         )
 
-    def _derive_id(self, contract, types: list[str], values: list) -> str:
+    def _configured(self, address: str | None, what: str) -> str:
+        """A contract address from the static config (no connection needed)."""
+        if address is None:
+            raise errors.ConfigError(f"ledgers.{self.name}.{what}: not deployed; run `dvp up` or set it")
+        return to_checksum_address(address)
+
+    def _derive_id(self, contract: str, types: list[str], values: list) -> str:
         """The id a contract derives on chain: keccak of (chain id, contract, every term)."""
-        encoded = encode(["uint256", "address", *types], [self.config.chain_id, contract.address, *values])
+        encoded = encode(["uint256", "address", *types], [self.config.chain_id, contract, *values])
         return "0x" + keccak(encoded).hex()
 
-    async def lock(self, terms: HtlcTerms) -> Submitted:
+    async def check_lock(self, terms: HtlcTerms) -> None:
+        await self._check_spend(terms.sender, terms.recipient, terms.asset, terms.amount, _GAS["lock"])
+
+    async def _check_spend(self, sender: str, recipient: str, asset: str, amount: int, gas: int) -> None:
+        """Refuse a spend the sender cannot pay: the amount of the token, and the gas of an
+        approve and the call at the current price in the chain's coin."""
+        try:
+            owner = self._address(sender)
+            self._key(sender)
+            self._address(recipient)
+            self._token(asset)
+        except errors.ConfigError as exc:
+            raise errors.LockRefused(str(exc)) from None
+        have = await self.balance(sender, asset)
+        if have < amount:
+            raise errors.LockRefused(f"{sender!r} holds {have} {asset} on {self.name}, needs {amount}")
+        with web3_errors("fee balance", self.name):
+            price = await self._w3.eth.gas_price
+            coin = await self._w3.eth.get_balance(owner)
+        fees = (_GAS["approve"] + gas) * price
+        if coin < fees:
+            raise errors.LockRefused(f"{sender!r} holds {coin} wei on {self.name} for fees, needs up to {fees}")
+
+    async def lock(self, terms: HtlcTerms) -> Submission:
         htlc = self._need(self.htlc, "htlc_address")
         args = (self._address(terms.recipient), self._token(terms.asset), terms.amount,
                 bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))  # fmt: skip
@@ -328,17 +359,17 @@ class EthereumAdapter(LedgerAdapter):
             return htlc.functions.lockWithPermit(*args, (sig.deadline, sig.v, sig.r, sig.s))
 
         ids = await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, build, "lock", gas=_GAS["lock"])
-        return self._submitted(ids[-1])
+        return self._spent(ids, TxPurpose.LOCK, terms.sender)
 
-    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         if len(preimage) != 32:
             raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
         call = self._need(self.htlc, "htlc_address").functions.claim(_b32(lock_id), preimage)
-        return self._submitted(await self._send(submitter, call, "claim"))
+        return Submission([self._submitted(await self._send(submitter, call, "claim"), TxPurpose.CLAIM, submitter)])
 
-    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         call = self._need(self.htlc, "htlc_address").functions.refund(_b32(lock_id))
-        return self._submitted(await self._send(submitter, call, "refund"))
+        return Submission([self._submitted(await self._send(submitter, call, "refund"), TxPurpose.REFUND, submitter)])
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         htlc = self._need(self.htlc, "htlc_address")
@@ -350,7 +381,7 @@ class EthereumAdapter(LedgerAdapter):
         confirmations = await self._confirmations(lock_id)
         return LockState(
             lock_id=lock_id,
-            terms=HtlcTerms(
+            terms=LedgerTerms(
                 sender=self._party(sender),
                 recipient=self._party(recipient),
                 asset=self._asset(token),
@@ -429,14 +460,14 @@ class EthereumAdapter(LedgerAdapter):
     # -- single-ledger atomic DvP -----------------------------------------------------------
     def order_id(self, order: DvpOrder) -> str:
         return self._derive_id(
-            self._need(self.dvp, "dvp_address"),
+            self._configured(self.config.dvp_address, "dvp_address"),
             ["address", "address", "address", "uint256", "address", "uint256", "uint64", "bytes32"],
             [self._address(order.seller), self._address(order.buyer), self._token(order.security),
              order.security_amount, self._token(order.cash), order.cash_amount, order.deadline,
              bytes.fromhex(order.nonce)],
         )
 
-    async def propose_dvp(self, order: DvpOrder) -> Submitted:
+    async def propose_dvp(self, order: DvpOrder) -> Submission:
         dvp = self._need(self.dvp, "dvp_address")
         args = (self._address(order.buyer), self._token(order.security), order.security_amount,
                 self._token(order.cash), order.cash_amount, order.deadline, bytes.fromhex(order.nonce))  # fmt: skip
@@ -469,9 +500,9 @@ class EthereumAdapter(LedgerAdapter):
         except BaseException:
             self._granting[key].discard(order.nonce)
             raise
-        return self._submitted(ids[-1])
+        return self._spent(ids, TxPurpose.PROPOSE, order.seller)
 
-    async def accept_dvp(self, order: DvpOrder) -> Submitted:
+    async def accept_dvp(self, order: DvpOrder) -> Submission:
         dvp = self._need(self.dvp, "dvp_address")
         order_id = _b32(self.order_id(order))
 
@@ -482,7 +513,7 @@ class EthereumAdapter(LedgerAdapter):
 
         ids = await self._spend(order.buyer, order.cash, dvp.address, order.cash_amount, build, "accept DvP",
                                 gas=_GAS["accept"])  # fmt: skip
-        return self._submitted(ids[-1])
+        return self._spent(ids, TxPurpose.ACCEPT, order.buyer)
 
     async def get_order(self, order_id: str) -> OrderState | None:
         dvp = self._need(self.dvp, "dvp_address")
@@ -518,10 +549,29 @@ def _parse_checkpoint(since: str | None) -> tuple[int, int] | None:
         raise errors.ConfigError(f"checkpoint: expected 'block:index', got {since!r}") from None
 
 
+class DevEthereumAdapter(EthereumAdapter, TimeTravel):
+    """A dev EVM chain (anvil) whose clock tests may move."""
+
+    async def advance_time(self, seconds: int) -> None:
+        with web3_errors("advance time", self.name):
+            await self._w3.provider.make_request("evm_increaseTime", [int(seconds)])
+            await self._w3.provider.make_request("evm_mine", [])
+        self._clock = (0.0, None)
+
+    async def mine(self, blocks: int = 1) -> None:
+        with web3_errors("mine", self.name):
+            for _ in range(blocks):
+                await self._w3.provider.make_request("evm_mine", [])
+        self._clock = (0.0, None)
+
+
 class GethAdapter(EthereumAdapter):
-    """The same adapter on geth: only standard JSON-RPC, so no time travel; refund paths
-    wait for real expiry."""
+    """The same adapter on geth: only standard JSON-RPC, so no time travel (whatever its
+    config says); refund paths wait for real expiry."""
 
     kind = "geth"
     config_model = GethConfig
-    capabilities = EthereumAdapter.capabilities - {Capability.TIME_TRAVEL}
+
+    @classmethod
+    def for_config(cls, config: LedgerConfig) -> type[LedgerAdapter]:
+        return cls

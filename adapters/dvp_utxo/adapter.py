@@ -8,8 +8,9 @@ How the protocol maps onto a UTXO chain:
 * **lock id**: the HTLC witness script itself, as hex.  It is derived from the
   terms alone (recipient key, sender key, hashlock, expiry) so the journal has
   it before broadcast, and it is self-describing: after a restart,
-  :meth:`get_lock` rebuilds everything from the id and the chain, no local
-  state needed.  The P2WSH output it is funded at is ``OP_0 sha256(script)``.
+  :meth:`get_lock` rebuilds the terms the chain holds from the id and the
+  chain, no local state needed; the nonce, which the chain does not hold, is
+  None, never guessed.  The P2WSH output it is funded at is ``OP_0 sha256(script)``.
   ``amount``, ``asset`` and ``nonce`` are not part of the script: two locks
   with the same parties, hashlock and expiry share one id, so :meth:`lock`
   refuses a second funding of a script (rule 7).
@@ -32,25 +33,29 @@ from __future__ import annotations
 
 import asyncio
 import math
+from abc import ABCMeta
+from functools import cache
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from dvp import errors
-from dvp.adapter import LedgerAdapter
+from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
 from dvp.hashlock import matches
 from dvp.models import (
     Asset,
     AssetKind,
-    Capability,
     ClockKind,
     Finality,
     HtlcTerms,
+    LedgerTerms,
     LedgerTime,
     LockEvent,
     LockState,
     LockStatus,
+    Submission,
     Submitted,
+    TxPurpose,
     TxStatus,
 )
 
@@ -65,21 +70,25 @@ from .script import HtlcScript, ScriptError, parse_htlc_witness
 from .tx import Utxo
 
 _POLL = 0.1
-_NONCE0 = "00" * 32
 
 
-class UtxoAdapter(LedgerAdapter):
+class UtxoAdapter(LedgerAdapter, Observable):
+    """A Bitcoin-family chain whose blocks come on their own: no mining or paying out on
+    demand.  A dev chain's config (``dev: true``) gets :meth:`for_config`'s variant, which
+    adds :class:`~dvp.adapter.Issuing` and :class:`~dvp.adapter.TimeTravel`."""
+
     kind = "utxo"
     config_model = UtxoConfig
     clock = ClockKind.HEIGHT
-    capabilities = frozenset({Capability.HTLC, Capability.ISSUE, Capability.OBSERVE, Capability.TIME_TRAVEL})
 
     config: UtxoConfig
 
+    @classmethod
+    def for_config(cls, config: LedgerConfig) -> type[LedgerAdapter]:
+        return _dev_variant(cls) if isinstance(config, UtxoConfig) and config.dev else cls
+
     def __init__(self, name: str, config: UtxoConfig):
         super().__init__(name, config)
-        if not config.dev:
-            self.capabilities = self.capabilities - {Capability.TIME_TRAVEL, Capability.ISSUE}
         select_network(config.network)
         try:
             self._keys = {p: Key.parse(k.get_secret_value()) for p, k in config.keys.items()}
@@ -89,7 +98,9 @@ class UtxoAdapter(LedgerAdapter):
         for p, text in config.pubkeys.items():
             self._pubkeys.setdefault(p, bytes.fromhex(text.removeprefix("0x")))
         self._parties = {v: p for p, v in self._pubkeys.items()}
-        self._terms: dict[str, HtlcTerms] = {}
+        # Lock ids this adapter funded or audited: the only fundings observe() can recognise,
+        # since a P2WSH output hides its script until spent.
+        self._watched: set[str] = set()
         self._send_lock = asyncio.Lock()
         self._rpc: RpcClient | None = None
         self._view: ChainView | None = None
@@ -196,16 +207,8 @@ class UtxoAdapter(LedgerAdapter):
         """Fees are paid in the native coin, traded here under this symbol."""
         return next((s for s, kind in self.config.assets.items() if kind == "native"), None)
 
-    async def advance_time(self, seconds: int) -> None:
-        if not self.supports(Capability.TIME_TRAVEL):
-            raise self.unsupported(Capability.TIME_TRAVEL)
+    async def _dev_advance_time(self, seconds: int) -> None:
         await self._mine(max(1, math.ceil(seconds / self.config.block_interval)))
-
-    async def mine(self, blocks: int = 1) -> None:
-        """Dev ledgers: mine ``blocks`` blocks now (test-only, capability time_travel)."""
-        if not self.supports(Capability.TIME_TRAVEL):
-            raise self.unsupported(Capability.TIME_TRAVEL)
-        await self._mine(blocks)
 
     async def _mine(self, blocks: int) -> None:
         with utxo_errors("mine", self.name):
@@ -241,11 +244,9 @@ class UtxoAdapter(LedgerAdapter):
         await self._refresh("balance")
         return self.view.balance(p2wpkh_script(self._pubkey(party)), asset=onchain) // unit
 
-    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
-        """Dev ledgers: pay ``amount`` sat of the native coin to ``to``, from the issuer
-        or, when the issuer lacks the funds, from the miner's coinbase outputs."""
-        if not self.supports(Capability.ISSUE):
-            raise self.unsupported(Capability.ISSUE)
+    async def _dev_issue(self, asset: str, to: str, amount: int) -> Submission:
+        """Pay ``amount`` sat of the native coin to ``to``, from the issuer or, when the
+        issuer lacks the funds, from the miner's coinbase outputs."""
         self._native(asset)
         out = [(p2wpkh_script(self._pubkey(to)), amount)]
         await self._refresh("issue")
@@ -256,7 +257,7 @@ class UtxoAdapter(LedgerAdapter):
                     payer = self.config.miner
                 tx = await self.ledger.pay(self._key(payer), out)
                 txid = await self.ledger.broadcast(tx)
-        return Submitted(ledger=self.name, tx_id=txid)
+        return self._submission(txid, TxPurpose.ISSUE, payer)
 
     # -- hashed time-locks ----------------------------------------------------------------
     def _htlc(self, terms: HtlcTerms) -> HtlcScript:
@@ -277,11 +278,33 @@ class UtxoAdapter(LedgerAdapter):
             raise errors.LockNotFound(f"lock {lock_id[:20]}...: not an HTLC script id on {self.name}") from None
 
     def lock_id(self, terms: HtlcTerms) -> str:
-        lock_id = self._htlc(terms).script.hex()
-        self._terms[lock_id] = terms
-        return lock_id
+        return self._htlc(terms).script.hex()
 
-    async def lock(self, terms: HtlcTerms) -> Submitted:
+    async def check_lock(self, terms: HtlcTerms) -> None:
+        """Build (not broadcast) the funding transaction: it fails exactly as the lock would
+        for too small an amount (its claim or refund would leave dust) or too few coins
+        for amount plus fee."""
+        try:
+            onchain, unit = self._onchain(terms.asset)
+            htlc = self._htlc(terms)
+            sender = self._key(terms.sender)
+        except errors.ConfigError as exc:
+            raise errors.LockRefused(str(exc)) from None
+        await self._refresh("check lock")
+        try:
+            self.ledger.check_funding(sender, htlc, terms.amount * unit, onchain)
+        except ValueError as exc:  # the transaction builders' TxBuildError
+            if "dust" in str(exc) or "below" in str(exc):
+                raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
+            have = await self.balance(terms.sender, terms.asset)
+            raise errors.LockRefused(
+                f"{terms.sender!r} holds {have} {terms.asset} on {self.name}, needs {terms.amount} plus fee ({exc})"
+            ) from None
+
+    def _submission(self, txid: str, purpose: TxPurpose, payer: str) -> Submission:
+        return Submission([Submitted(ledger=self.name, tx_id=txid, purpose=purpose, payer=payer)])
+
+    async def lock(self, terms: HtlcTerms) -> Submission:
         onchain, unit = self._onchain(terms.asset)
         htlc = self._htlc(terms)
         lock_id = self.lock_id(terms)
@@ -294,10 +317,10 @@ class UtxoAdapter(LedgerAdapter):
                 raise errors.LockError(f"lock: a lock with this script already exists on {self.name} (duplicate lock id)")
             with utxo_errors("lock", self.name):
                 txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
-        self._terms[lock_id] = terms
-        return Submitted(ledger=self.name, tx_id=txid)
+        self._watched.add(lock_id)
+        return self._submission(txid, TxPurpose.LOCK, terms.sender)
 
-    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         htlc = self._parse_id(lock_id)
         if len(preimage) != 32:
             raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
@@ -318,9 +341,10 @@ class UtxoAdapter(LedgerAdapter):
                 raise self._not_locked(lock_id, st, "claim")
             with utxo_errors("claim", self.name):
                 txid = await self.ledger.claim(htlc, key, preimage)
-        return Submitted(ledger=self.name, tx_id=txid)
+        # The fee comes out of the locked amount: the recipient pays it, whoever submits.
+        return self._submission(txid, TxPurpose.CLAIM, self._party_name(htlc.recipient_pubkey))
 
-    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         htlc = self._parse_id(lock_id)
         key = self._signer(htlc.sender_pubkey, "refund", "sender")
         if self._parties.get(htlc.sender_pubkey) != submitter:
@@ -332,7 +356,7 @@ class UtxoAdapter(LedgerAdapter):
                 raise self._not_locked(lock_id, st, "refund")
             with utxo_errors("refund", self.name):
                 txid = await self.ledger.refund(htlc, key)
-        return Submitted(ledger=self.name, tx_id=txid)
+        return self._submission(txid, TxPurpose.REFUND, submitter)
 
     def _signer(self, pubkey: bytes, what: str, role: str) -> Key:
         party = self._parties.get(pubkey)
@@ -352,35 +376,32 @@ class UtxoAdapter(LedgerAdapter):
 
         return self._parties.get(pubkey) or f"pkh-{Hash160(pubkey).hex()}"
 
-    def _locked_asset(self, outputs: list[Utxo]) -> tuple[str, int]:
-        """(symbol, amount) of what an HTLC's outputs lock, read from the chain alone."""
-        return next(iter(self.config.assets), "BTC"), outputs[0].value
+    def _locked_asset(self, outputs: list[Utxo]) -> tuple[str | None, int]:
+        """(symbol, amount) of what an HTLC's outputs lock, read from the chain alone; the
+        symbol is None when several symbols name the chain's coin."""
+        coins = [s for s, kind in self.config.assets.items() if kind == "native"]
+        return (coins[0] if len(coins) == 1 else None), outputs[0].value
 
     def _state(self, lock_id: str, htlc: HtlcScript) -> LockState | None:
         st = self.ledger.status(htlc)
         if not st.outputs:
             return None
-        known = self._terms.get(lock_id)
-        if known is not None:
-            terms = known
-        else:
-            asset, amount = self._locked_asset(st.outputs)
-            terms = HtlcTerms(
-                sender=self._party_name(htlc.sender_pubkey),
-                recipient=self._party_name(htlc.recipient_pubkey),
-                asset=asset,
-                amount=amount,
-                hashlock=htlc.hashlock.hex(),
-                expiry=htlc.lock_height,
-                nonce=_NONCE0,
-            )
+        asset, amount = self._locked_asset(st.outputs)
+        terms = LedgerTerms(
+            sender=self._party_name(htlc.sender_pubkey),
+            recipient=self._party_name(htlc.recipient_pubkey),
+            asset=asset,
+            amount=amount,  # lock() refuses a second funding of a script
+            hashlock=htlc.hashlock.hex(),
+            expiry=htlc.lock_height,
+        )
         if st.claim_txid:
             status, height = LockStatus.CLAIMED, st.spend_height
         elif st.refund_txid:
             status, height = LockStatus.REFUNDED, st.spend_height
         else:
             status = LockStatus.LOCKED
-            onchain, unit = self._onchain(terms.asset)
+            onchain, unit = self._onchain(terms.asset) if terms.asset else (None, 1)
             matching = [u for u in st.unspent if u.value == terms.amount * unit and u.asset == onchain] or st.unspent
             height = max((u.height for u in matching if u.height is not None), default=None)
             if any(u.height is None for u in matching) and not any(u.height is not None for u in matching):
@@ -423,25 +444,25 @@ class UtxoAdapter(LedgerAdapter):
                 raise errors.AuditFailed(f"audit {lock_id[:20]}...: {field} in the script is {got!r}, agreed {agreed!r}")
         if want.script != htlc.script:  # pragma: no cover - parse() already rebuilt it byte for byte
             raise errors.AuditFailed(f"audit {lock_id[:20]}...: script does not commit to the agreed terms")
-        self._terms.setdefault(lock_id, expected)
+        self._watched.add(lock_id)
         await self._refresh("audit")
         with utxo_errors("audit", self.name):
             self.ledger.audit(htlc, expected.amount * unit, min_confirmations=self.config.confirmations, min_blocks_left=1,
                               lock_id=htlc.script_hash.hex(), asset=onchain)  # fmt: skip
         state = self._state(lock_id, htlc)
         assert state is not None
-        return state.model_copy(update={"terms": expected})
+        return state
 
     async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
         """Confirmed lock events after ``since`` ("height:tx:kind:index").
 
         Claims and refunds of any HTLC of this template are seen (the witness
         reveals the script); a funding is recognised as ``locked`` only for lock
-        ids this adapter has seen (``lock_id``, ``lock``, ``audit``), since a
+        ids this adapter has funded or audited (``lock``, ``audit``), since a
         P2WSH output hides its script until it is spent."""
         after = _parse_checkpoint(since)
         await self._refresh("observe", mempool=False)
-        known = {HtlcScript.parse(bytes.fromhex(i)).script_pubkey: i for i in self._terms}
+        known = {HtlcScript.parse(bytes.fromhex(i)).script_pubkey: i for i in self._watched}
         for height, txs in self.view.block_events(after[0] if after else 0):
             for t_index, (txid, created, spends) in enumerate(txs):
                 events: list[tuple[tuple[int, int, int, int], LockEvent]] = []
@@ -488,3 +509,23 @@ def _parse_checkpoint(since: str | None) -> tuple[int, int, int, int] | None:
     if len(parts) != 4:
         raise errors.ConfigError(f"since: malformed checkpoint {since!r}")
     return parts  # type: ignore[return-value]
+
+
+class _DevUtxo(Issuing, TimeTravel):
+    """What a dev chain (regtest, ``dev: true``) adds: mining on demand moves its clock
+    and pays out test coins."""
+
+    async def issue(self, asset: str, to: str, amount: int) -> Submission:
+        return await self._dev_issue(asset, to, amount)  # type: ignore[attr-defined,no-any-return]
+
+    async def advance_time(self, seconds: int) -> None:
+        await self._dev_advance_time(seconds)  # type: ignore[attr-defined]
+
+    async def mine(self, blocks: int = 1) -> None:
+        await self._mine(blocks)  # type: ignore[attr-defined]
+
+
+@cache
+def _dev_variant(cls: type[UtxoAdapter]) -> type[UtxoAdapter]:
+    """``cls`` on a dev chain: the same adapter with the dev mixins."""
+    return ABCMeta(f"Dev{cls.__name__}", (cls, _DevUtxo), {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__})

@@ -111,6 +111,13 @@ class UtxoLedger:
         tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)
         return tx
 
+    def check_funding(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> None:
+        """Build, without broadcasting, what :meth:`fund` would send: raises TxBuildError as
+        it would (dust, funds short of amount plus fee)."""
+        if asset is not None:
+            raise TxBuildError(f"asset {asset}: this chain carries only its own coin")
+        self.funding_tx(sender, htlc, amount)
+
     async def fund(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> tuple[str, int]:
         """Lock ``amount`` sat in the HTLC; returns the funding outpoint.  ``asset``: None,
         the chain's coin (Elements: an asset id, see :class:`~.elements.ledger.ElementsLedger`)."""

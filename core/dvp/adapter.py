@@ -4,18 +4,24 @@ An adapter speaks to one ledger on behalf of the framework's parties.  It takes
 and returns only the platform-neutral types of :mod:`dvp.models`; each adapter
 maps its client library's exceptions into :mod:`dvp.errors` at its boundary.
 
-Lifecycle names follow Fabric's Gateway clients: an operation returns
-:class:`Submitted` (the tx id) and :meth:`wait_final` turns that into a
-:class:`TxStatus`.  Lock ids are derived from the terms alone
-(:meth:`lock_id`), so the journal can record a lock before it is broadcast.
+Two phases, as Fabric's Gateway clients split Submit and CommitStatus: every
+operation that sends returns a :class:`~dvp.models.Submission` as soon as its
+transactions are broadcast, and only :meth:`LedgerAdapter.wait_final` waits for
+a block.  Lock ids are derived from the terms and static config alone
+(:meth:`LedgerAdapter.lock_id`), so the journal records a lock before it is sent.
+
+:class:`LedgerAdapter` is the hashed time-lock protocol every ledger keeps.
+Optional features are mixins an adapter inherits (:class:`AtomicDvp`,
+:class:`Issuing`, :class:`TimeTravel`, :class:`Observable`); what an adapter can do
+is read from its type (:func:`capabilities_of`), never from a runtime flag.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
@@ -31,9 +37,12 @@ from .models import (
     LockEvent,
     LockState,
     OrderState,
-    Submitted,
+    Submission,
     TxStatus,
 )
+
+T = TypeVar("T")
+M = TypeVar("M")
 
 
 class LedgerConfig(BaseModel):
@@ -44,21 +53,33 @@ class LedgerConfig(BaseModel):
 
 
 class LedgerAdapter(ABC):
+    """One ledger's hashed time-locks, balances, clock and finality."""
+
     kind: ClassVar[str]
     config_model: ClassVar[type[LedgerConfig]]
-    capabilities: ClassVar[frozenset[Capability]]
     clock: ClassVar[ClockKind]
 
     def __init__(self, name: str, config: LedgerConfig):
         self.name = name
         self.config = config
 
+    @classmethod
+    def for_config(cls, config: LedgerConfig) -> type["LedgerAdapter"]:
+        """The class to instantiate for ``config``: a dev ledger's variant adds the dev
+        mixins (:class:`TimeTravel`, :class:`Issuing`), so the type tells what it can do."""
+        return cls
+
     # -- lifecycle -----------------------------------------------------------------------
     @abstractmethod
-    async def connect(self) -> None: ...
+    async def connect(self) -> None:
+        """Open the connection and check the node is the configured ledger.
+
+        Raises LedgerUnavailable if the node cannot be reached, ConfigError if it is
+        another ledger than configured (chain id, network)."""
 
     @abstractmethod
-    async def aclose(self) -> None: ...
+    async def aclose(self) -> None:
+        """Close the connection; safe to call twice or without ``connect``."""
 
     async def __aenter__(self) -> "LedgerAdapter":
         await self.connect()
@@ -67,7 +88,7 @@ class LedgerAdapter(ABC):
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
 
-    async def bootstrap(self, assets: list["Asset"]) -> dict[str, Any]:
+    async def bootstrap(self, assets: list[Asset]) -> dict[str, Any]:
         """Install on-ledger code and the given assets if missing (dev set-up).
 
         Returns the config fields that changed, for the runtime to persist."""
@@ -76,15 +97,26 @@ class LedgerAdapter(ABC):
     # -- clock and finality ----------------------------------------------------------------
     @abstractmethod
     async def now(self) -> LedgerTime:
-        """Height and time by the ledger's own clock."""
+        """Height and time of the ledger's latest block, by the ledger's own clock.
+
+        Raises LedgerUnavailable."""
 
     @property
     @abstractmethod
-    def finality(self) -> Finality: ...
+    def finality(self) -> Finality:
+        """When a transaction on this ledger counts as final (static config, no I/O)."""
 
     @abstractmethod
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
-        """Wait until ``tx_id`` is final; raise CommitError if it failed on the ledger."""
+        """Wait until ``tx_id`` is final and return its block and fee.
+
+        ``timeout`` defaults to :meth:`finality_timeout`.  Raises CommitError (or the
+        LockError naming the HTLC rule) if it failed on the ledger, FinalityTimeout if
+        it is not final in time, LedgerUnavailable."""
+
+    async def wait_all(self, submission: Submission, *, timeout: float | None = None) -> list[TxStatus]:
+        """``wait_final`` for each transaction of ``submission``, in order."""
+        return [await self.wait_final(s.tx_id, timeout=timeout) for s in submission]
 
     def finality_timeout(self, timeout: float | None) -> float:
         """How long ``wait_final`` waits when not told: generous against the usual finality."""
@@ -111,63 +143,72 @@ class LedgerAdapter(ABC):
 
     # -- accounts and assets ---------------------------------------------------------------
     @abstractmethod
-    async def balance(self, party: str, asset: str) -> int: ...
+    async def balance(self, party: str, asset: str) -> int:
+        """``party``'s holding of ``asset`` in base units, confirmed or pending.
 
-    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
-        """Create test assets (capability ``issue``), signed by the issuer."""
-        raise self.unsupported(Capability.ISSUE)
+        Raises ConfigError for an unknown party or asset, LedgerUnavailable."""
 
     # -- hashed time-locks -----------------------------------------------------------------
     @abstractmethod
     def lock_id(self, terms: HtlcTerms) -> str:
-        """The id the ledger will give a lock with these terms, known before sending."""
+        """The id the ledger will give a lock with these terms.
+
+        Pure: computed offline from the terms and static config, the same before and
+        after ``connect``; it writes nothing.  Raises ConfigError for a party, asset or
+        contract the config does not know."""
 
     @abstractmethod
-    async def lock(self, terms: HtlcTerms) -> Submitted:
-        """Lock ``terms.amount`` of ``terms.asset`` from ``terms.sender``."""
+    async def check_lock(self, terms: HtlcTerms) -> None:
+        """Refuse, before anything is sent, a lock the ledger would refuse or that
+        could not be spent afterwards.
+
+        Raises LockRefused naming the cause: an unknown party or asset, an amount
+        below what the ledger can carry (dust, including the fee its claim or refund
+        pays out of it), or a sender whose balance does not cover the amount plus the
+        fees it pays.  Does not look at ``terms.expiry``.  Raises LedgerUnavailable."""
 
     @abstractmethod
-    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
-        """Claim with the preimage; the ledger pays the fixed recipient whoever submits."""
+    async def lock(self, terms: HtlcTerms) -> Submission:
+        """Lock ``terms.amount`` of ``terms.asset`` from ``terms.sender``.
+
+        Returns once broadcast; the lock is the submission's last transaction (an
+        approve may precede it).  Raises LockExpired if ``terms.expiry`` is not in
+        the future, LockError for a duplicate lock, SubmitError if the ledger rejects
+        it, ConfigError for unknown parties or assets."""
 
     @abstractmethod
-    async def refund(self, lock_id: str, *, submitter: str) -> Submitted: ...
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
+        """Claim with the preimage; the ledger pays the fixed recipient whoever submits.
+
+        Returns once broadcast.  Raises InvalidPreimage (not 32 bytes, or wrong),
+        LockExpired (at or after expiry), LockError (claimed or refunded already),
+        LockNotFound."""
+
+    @abstractmethod
+    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
+        """Return the locked amount to the sender, once expired.
+
+        Returns once broadcast.  Raises LockExpired (before expiry), LockError (not
+        the sender, or claimed or refunded already), LockNotFound."""
 
     @abstractmethod
     async def get_lock(self, lock_id: str) -> LockState | None:
-        """The lock as the ledger sees it, or None if it does not exist (yet)."""
+        """The lock as the ledger sees it (pending spends included where the ledger
+        shows them), or None if it does not exist (yet).
+
+        Terms the ledger does not record are None in ``LockState.terms``, never guessed.
+        Raises LockNotFound for an id this ledger cannot have issued, LedgerUnavailable."""
 
     @abstractmethod
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
         """Check a counterparty's lock against the agreed terms, the on-ledger code and
-        finality; raise AuditFailed naming the first mismatch."""
+        finality.
 
-    @abstractmethod
-    def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
-        """Lock events after checkpoint ``since``; ends when caught up with the ledger."""
-
-    # -- single-ledger atomic DvP (capability ``atomic_dvp``) ------------------------------
-    def order_id(self, order: DvpOrder) -> str:
-        raise self.unsupported(Capability.ATOMIC_DVP)
-
-    async def propose_dvp(self, order: DvpOrder) -> Submitted:
-        """The seller proposes and consents (e.g. approves its securities)."""
-        raise self.unsupported(Capability.ATOMIC_DVP)
-
-    async def accept_dvp(self, order: DvpOrder) -> Submitted:
-        """The buyer consents and one transaction moves both legs."""
-        raise self.unsupported(Capability.ATOMIC_DVP)
-
-    async def get_order(self, order_id: str) -> OrderState | None:
-        raise self.unsupported(Capability.ATOMIC_DVP)
-
-    # -- dev ledgers only (capability ``time_travel``) -------------------------------------
-    async def advance_time(self, seconds: int) -> None:
-        """Move the ledger's clock forward by at least ``seconds`` (and mine a block)."""
-        raise self.unsupported(Capability.TIME_TRAVEL)
+        Returns the lock's state.  Raises AuditFailed naming the first mismatch
+        (a term, the code, its status, too few confirmations), LockNotFound."""
 
     # -- helpers -------------------------------------------------------------------------
-    def known(self, table: dict, key: str, field: str, missing: str) -> Any:
+    def known(self, table: Mapping[str, T], key: str, field: str, missing: str) -> T:
         """``table[key]``, or a one-line ConfigError: ``party 'x': no key on ledger 'evm-a'``."""
         try:
             return table[key]
@@ -178,4 +219,85 @@ class LedgerAdapter(ABC):
         return NotSupportedError(f"ledger {self.name!r} ({self.kind}) does not support {capability.value}")
 
     def supports(self, capability: Capability) -> bool:
-        return capability in self.capabilities
+        return capability in capabilities_of(type(self))
+
+    def require(self, mixin: type[M]) -> M:
+        """This adapter as ``mixin`` (e.g. ``adapter.require(Issuing).issue(...)``), or
+        NotSupportedError naming the capability it lacks."""
+        if isinstance(self, mixin):
+            return self
+        raise self.unsupported(_MIXINS[mixin])
+
+
+class AtomicDvp(ABC):
+    """Single-ledger DvP: one transaction moves both legs once both parties agreed."""
+
+    @abstractmethod
+    def order_id(self, order: DvpOrder) -> str:
+        """The id the ledger will give ``order``; pure, like ``lock_id``."""
+
+    @abstractmethod
+    async def propose_dvp(self, order: DvpOrder) -> Submission:
+        """The seller proposes and consents (e.g. approves its securities).
+
+        Returns once broadcast.  Raises SubmitError (duplicate order, deadline passed),
+        ConfigError for unknown parties or assets."""
+
+    @abstractmethod
+    async def accept_dvp(self, order: DvpOrder) -> Submission:
+        """The buyer consents and one transaction moves both legs.
+
+        Returns once broadcast.  Raises SubmitError (no open order, deadline passed,
+        a party's balance short)."""
+
+    @abstractmethod
+    async def get_order(self, order_id: str) -> OrderState | None:
+        """The order as the ledger sees it, or None if it does not exist (yet)."""
+
+
+class Issuing(ABC):
+    """Test assets: the ledger's issuer creates (or pays out) an asset."""
+
+    @abstractmethod
+    async def issue(self, asset: str, to: str, amount: int) -> Submission:
+        """Give ``to`` ``amount`` base units of ``asset``, signed by the issuer.
+
+        Returns once broadcast.  Raises ConfigError for an unknown asset or party,
+        SubmitError if the issuer cannot."""
+
+
+class TimeTravel(ABC):
+    """Dev ledgers only (anvil, btcd regtest): move the clock instead of waiting."""
+
+    @abstractmethod
+    async def advance_time(self, seconds: int) -> None:
+        """Move the ledger's clock forward by at least ``seconds`` and mine a block."""
+
+    @abstractmethod
+    async def mine(self, blocks: int = 1) -> None:
+        """Mine ``blocks`` blocks now."""
+
+
+class Observable(ABC):
+    """A feed of lock events (the orchestrator reads locks by id and does not need it)."""
+
+    @abstractmethod
+    def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
+        """Lock events after checkpoint ``since`` (None: from the start); ends when caught
+        up with the ledger.  Raises ConfigError for a malformed checkpoint."""
+
+
+_MIXINS: dict[type, Capability] = {
+    AtomicDvp: Capability.ATOMIC_DVP,
+    Issuing: Capability.ISSUE,
+    TimeTravel: Capability.TIME_TRAVEL,
+    Observable: Capability.OBSERVE,
+}
+
+
+def capabilities_of(cls: type) -> frozenset[Capability]:
+    """What an adapter class can do, read from the mixins it inherits."""
+    found = {cap for mixin, cap in _MIXINS.items() if issubclass(cls, mixin)}
+    if issubclass(cls, LedgerAdapter):
+        found.add(Capability.HTLC)
+    return frozenset(found)

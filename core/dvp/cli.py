@@ -17,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from . import errors
+from .adapter import Issuing
 from .hashlock import parse_hex32
 from .models import Amount
 from .network import Network
@@ -188,7 +189,7 @@ def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) 
         async with Network.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             _asset(net, ledger, asset)
-            sub = await adapter.issue(asset, party, amount)
+            sub = await adapter.require(Issuing).issue(asset, party, amount)
             await adapter.wait_final(sub.tx_id)
             return sub.tx_id
 
@@ -245,7 +246,7 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
         async with Network.from_run_dir(settings.run_dir) as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             orch.validate(spec)
-            await orch.check_funds(spec)
+            await orch.check_locks(spec)
             # Swaps a crash left unfinished in this journal are driven on at start, beside the new one.
             pending = orch.journal.swaps(unfinished=True)
             if pending:

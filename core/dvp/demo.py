@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .adapter import Issuing
 from .errors import DvpError
 from .models import HtlcPlan, Leg, SwapSpec, Trade
 from .network import Network
@@ -70,7 +71,7 @@ async def _issue(net: Network) -> None:
     for asset in net.assets:
         adapter = net.ledgers[asset.ledger]
         party, amount = ("seller", 1_000) if asset.kind.value == "security" else ("buyer", 10_000_000)
-        sends.append((adapter, await adapter.issue(asset.symbol, party, amount)))
+        sends.append((adapter, await adapter.require(Issuing).issue(asset.symbol, party, amount)))
     for adapter, sub in sends:
         await adapter.wait_final(sub.tx_id)
 

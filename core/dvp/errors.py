@@ -16,7 +16,9 @@ and may add subclasses::
     │       ├── LockNotFound
     │       ├── LockExpired         claim too late, or refund too early
     │       ├── InvalidPreimage     wrong preimage, or not exactly 32 bytes
-    │       └── AuditFailed         a counterparty lock differs from the agreed terms
+    │       ├── AuditFailed         a counterparty lock differs from the agreed terms
+    │       └── LockRefused         checked before sending: the ledger would refuse the lock
+    │                               (unknown party/asset, dust, balance short of amount + fees)
     ├── NotSupportedError           the ledger lacks a capability the plan needs
     └── SwapError                   the orchestrator refuses or stops a swap
         ├── SwapAborted
@@ -89,6 +91,10 @@ class InvalidPreimage(LockError):
 
 
 class AuditFailed(LockError):
+    pass
+
+
+class LockRefused(LockError):
     pass
 
 

@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -52,12 +53,22 @@ CREATE INDEX IF NOT EXISTS steps_by_swap ON steps(swap_id, seq);
 """
 
 
+class Phase(StrEnum):
+    """The rows a step writes, in order."""
+
+    INTENT = "intent"  # before its transactions are sent
+    SUBMITTED = "submitted"  # one per transaction broadcast: tx_id, purpose, payer
+    FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block
+    RESULT = "result"  # the step is done (tx_id: the operation's own transaction, if any)
+    SKIPPED = "skipped"  # the step was deliberately not taken (reason)
+
+
 @dataclass(frozen=True)
 class Step:
     seq: int
     swap_id: str
     step: str
-    phase: str  # intent | result | info
+    phase: str  # a Phase value
     ledger: str | None
     tx_id: str | None
     detail: dict[str, Any]
@@ -170,6 +181,21 @@ class Journal:
                 clock.timestamp if clock else None,
             ),
         )
+        self._committed()
+
+    def record_all(self, swap_id: str, step: str, phase: str, rows: list[dict[str, Any]], *,
+                   ledger: str | None = None, clock: LedgerTime | None = None) -> None:
+        """Several rows of one step in one commit: a crash keeps all of them or none."""
+        with self._db:
+            for row in rows:
+                detail = dict(row)
+                tx_id = detail.pop("tx_id", None)
+                self._db.execute(
+                    "INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (swap_id, step, phase, ledger, tx_id, json.dumps(detail), time.time(),
+                     clock.height if clock else None, clock.timestamp if clock else None),
+                )
         self._committed()
 
     def steps(self, swap_id: str) -> list[Step]:

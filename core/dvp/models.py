@@ -9,6 +9,7 @@ lower-case hex of exactly 32 bytes.
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
@@ -137,6 +138,9 @@ class ClockKind(StrEnum):
 
 
 class Capability(StrEnum):
+    """Names of what a ledger can do; an adapter has one by inheriting its mixin
+    (:mod:`dvp.adapter`), never by a runtime flag."""
+
     HTLC = "htlc"
     ATOMIC_DVP = "atomic_dvp"
     ISSUE = "issue"
@@ -168,9 +172,49 @@ class Finality(Frozen):
         )
 
 
+class TxPurpose(StrEnum):
+    """What one transaction of an operation does; the journal records it per transaction."""
+
+    APPROVE = "approve"  # an ERC-20 allowance a later transaction of the same operation pulls
+    PERMIT = "permit"
+    LOCK = "lock"
+    CLAIM = "claim"
+    REFUND = "refund"
+    PROPOSE = "propose"
+    ACCEPT = "accept"
+    ISSUE = "issue"
+
+
 class Submitted(Frozen):
-    ledger: str
+    """One transaction broadcast (not yet final): who pays its fee, and what it is for."""
+
     tx_id: str
+    ledger: str
+    purpose: TxPurpose
+    payer: str  # the party whose funds pay this transaction's fee
+
+
+class Submission(tuple[Submitted, ...]):
+    """Every transaction one sending operation broadcast, in the order they must be final.
+
+    The last one is the operation itself (the lock, the claim ...); those before it
+    prepare it (an approve).  An operation returns once all are broadcast; the caller
+    waits for each with ``wait_final``."""
+
+    def __new__(cls, items: "Iterable[Submitted]") -> "Submission":
+        items = tuple(items)
+        if not items:
+            raise ValueError("a submission holds at least one transaction")
+        return super().__new__(cls, items)
+
+    @property
+    def main(self) -> Submitted:
+        return self[-1]
+
+    @property
+    def tx_id(self) -> str:
+        """The id of the operation's own transaction (the last one)."""
+        return self[-1].tx_id
 
 
 class TxStatus(Frozen):
@@ -200,9 +244,29 @@ class LockStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+class LedgerTerms(Frozen):
+    """A lock's terms as the ledger records them: a field the ledger does not keep
+    (a UTXO script has no nonce) is None, never guessed."""
+
+    sender: str
+    recipient: str
+    asset: str | None
+    amount: int
+    hashlock: Hex32
+    expiry: int
+    nonce: Hex32 | None = None
+
+    def agrees_with(self, terms: HtlcTerms) -> bool:
+        """Every recorded term equals the agreed one."""
+        return all(
+            getattr(self, f) is None and f in ("asset", "nonce") or getattr(self, f) == getattr(terms, f)
+            for f in type(self).model_fields
+        )
+
+
 class LockState(Frozen):
     lock_id: str
-    terms: HtlcTerms
+    terms: LedgerTerms
     status: LockStatus
     preimage: Hex32 | None = None
     confirmations: int = 0

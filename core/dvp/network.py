@@ -6,28 +6,13 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from .adapter import LedgerAdapter
 from .errors import ConfigError
 from .journal import Journal
 from .models import Asset
 from .orchestrator import Orchestrator, Progress
-from .registry import adapter_class
+from .registry import build_adapter
 from .runtime.local import LocalRuntime
-
-
-def build_adapter(name: str, config: dict[str, Any]) -> LedgerAdapter:
-    kind = config.get("kind")
-    if not kind:
-        raise ConfigError(f"ledgers.{name}.kind: missing")
-    cls = adapter_class(kind)
-    try:
-        return cls(name, cls.config_model.model_validate(config))
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"ledgers.{name}.{where}: {err['msg']}") from None
 
 
 class Network:

@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import secrets as _secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from . import errors
-from .adapter import LedgerAdapter
+from .adapter import AtomicDvp, LedgerAdapter, TimeTravel
 from .hashlock import hashlock_of, new_secret
-from .journal import Journal, Step, SwapRecord
+from .journal import Journal, Phase, Step, SwapRecord
 from .lease import drive_lease
 from .models import (
     Asset,
@@ -32,6 +32,7 @@ from .models import (
     LockStatus,
     OrderStatus,
     Role,
+    Submission,
     SwapSpec,
 )
 from .timeouts import budget, check_plan, second_leg_seconds
@@ -114,23 +115,32 @@ class Orchestrator:
         if not adapter.supports(capability):
             raise adapter.unsupported(capability)
 
-    async def check_funds(self, spec: SwapSpec) -> None:
+    async def check_locks(self, spec: SwapSpec) -> None:
+        """Ask each leg's ledger whether it would take that leg's lock now (funds with fees,
+        dust, parties, assets): both before anything is locked.  An atomic DvP asks the
+        same of each party's consent, which pulls the same amounts."""
         trade = spec.trade
         for role in (Role.SELLER, Role.BUYER):
             leg = trade.leg_sent_by(role)
-            party = trade.party(role)
-            have = await self.ledgers[leg.ledger].balance(party, leg.asset)
-            if have < leg.amount:
-                raise errors.SwapAborted(
-                    f"{role.value} {party!r} holds {have} {leg.asset} on {leg.ledger}, needs {leg.amount}; nothing locked"
-                )
+            adapter = self.ledgers[leg.ledger]
+            timeout = spec.plan.holder_timeout if role is spec.plan.secret_holder else spec.plan.counter_timeout
+            terms = HtlcTerms(
+                sender=trade.party(role),
+                recipient=trade.party(role.other),
+                asset=leg.asset,
+                amount=leg.amount,
+                hashlock=_secrets.token_hex(32),  # any: only its size reaches the ledger's checks
+                expiry=adapter.expiry_after(await adapter.now(), timeout),
+                nonce=_secrets.token_hex(32),
+            )
+            await adapter.check_lock(terms)
 
     # -- entry points ------------------------------------------------------------------------
     async def run(self, spec: SwapSpec, swap_id: str | None = None) -> SwapResult:
         self.validate(spec)
-        await self.check_funds(spec)
-        swap_id = swap_id or uuid.uuid4().hex[:12]
+        await self.check_locks(spec)
         kind = spec.resolved_kind
+        swap_id = swap_id or uuid.uuid4().hex[:12]
         data: dict[str, Any] = {}
         if kind == "htlc":
             secret = new_secret()
@@ -211,31 +221,62 @@ class _Run:
         self.o.journal.record(self.id, step, phase, ledger=ledger, clock=clock, **kw)
 
     def done(self, step: str) -> Step | None:
-        return self.o.journal.last(self.id, step, "result")
+        return self.o.journal.last(self.id, step, Phase.RESULT)
 
-    async def transact(self, step: str, ledger: str, send, already_done, payer: str) -> str | None:
-        """Send one step's transaction unless the ledger shows it done; wait for finality.
+    async def transact(self, step: str, ledger: str, send: Callable[[], Awaitable[Submission]],
+                       already_done: Callable[[], Awaitable[bool]]) -> str | None:
+        """Send one step's transactions unless the ledger shows it done; wait for each.
 
-        ``already_done()`` reads the ledger, so a crash between sending and
-        journaling the result never sends twice.
+        Every transaction is journaled when broadcast (all of a submission in one write)
+        and again when final, with its fee and payer.  ``already_done()`` reads the
+        ledger, so a crash between sending and journaling never sends twice; a crash
+        after journaling resumes by waiting for the journaled transactions.
         """
-        if self.done(step):
-            return self.done(step).tx_id
+        done = self.done(step)
+        if done:
+            return done.tx_id
         adapter = self.o.ledgers[ledger]
+        journaled, final = self.attempt(step)
+        if journaled:
+            try:
+                return await self.finish(step, ledger, journaled, final)
+            except (errors.TransactionError, errors.LockError):
+                pass  # the journaled attempt failed on the ledger: read the ledger, maybe send again
         if not await already_done():
-            await self.note(step, "intent", ledger)
+            await self.note(step, Phase.INTENT, ledger)
             self.o.progress(self.id, f"{step}: sending on {ledger}")
-            submitted = await send()
-            await self.note(step, "submitted", ledger, tx_id=submitted.tx_id)
-            status = await adapter.wait_final(submitted.tx_id)
-            await self.note(step, "result", ledger, tx_id=submitted.tx_id, block=status.block_number, **_fee(status, payer))
-            return submitted.tx_id
-        sub = self.o.journal.last(self.id, step, "submitted")
-        tx_id = sub.tx_id if sub else None
-        fee = _fee(await adapter.wait_final(tx_id), payer) if tx_id else {}
-        # Without a journaled tx id (a crash between sending and journaling) the fee is unknown.
-        await self.note(step, "result", ledger, tx_id=tx_id, recovered=True, **fee)
-        return tx_id
+            submission = await send()
+            rows = [{"tx_id": s.tx_id, "purpose": s.purpose.value, "payer": s.payer} for s in submission]
+            self.o.journal.record_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
+            return await self.finish(step, ledger, rows, set())
+        # Done on the ledger, but the crash came before its transactions were journaled:
+        # their ids, and so their fees, are unknown.
+        await self.note(step, Phase.RESULT, ledger, recovered=True)
+        return None
+
+    def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str]]:
+        """The transactions journaled by ``step``'s latest attempt, and those of them already final."""
+        rows = [s for s in self.o.journal.steps(self.id) if s.step == step]
+        intents = [i for i, r in enumerate(rows) if r.phase == Phase.INTENT]
+        attempt = rows[intents[-1]:] if intents else rows
+        final = {r.tx_id for r in attempt if r.phase == Phase.FINAL and r.tx_id}
+        return [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED], final
+
+    async def finish(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> str:
+        """Wait for each transaction not yet ``final`` in order, journal it final with its
+        fee and payer, then the step's result."""
+        adapter = self.o.ledgers[ledger]
+        block = None
+        for tx in txs:
+            if tx["tx_id"] in final:
+                continue
+            status = await adapter.wait_final(tx["tx_id"])
+            block = status.block_number
+            await self.note(step, Phase.FINAL, ledger, tx_id=tx["tx_id"], purpose=tx.get("purpose"), payer=tx.get("payer"),
+                            fee=status.fee, fee_asset=status.fee_asset, block=block)
+        main = txs[-1]["tx_id"]
+        await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
+        return main
 
     async def wait_expired(self, ledger: str, expiry: int, why: str) -> None:
         """Wait (or fast-forward a dev ledger) until a lock with ``expiry`` can be refunded."""
@@ -245,7 +286,7 @@ class _Run:
             if adapter.is_expired(now, expiry):
                 return
             left = adapter.seconds_left(now, expiry)
-            if self.spec.fast_forward:
+            if self.spec.fast_forward and isinstance(adapter, TimeTravel):
                 await adapter.advance_time(int(left) + 1)
                 continue
             self.o.progress(self.id, f"{why}: waiting {left:.0f}s for expiry on {ledger}")
@@ -257,9 +298,10 @@ class _AtomicRun(_Run):
     async def drive(self) -> tuple[Outcome, str]:
         t = self.trade
         ledger = t.cash.ledger
-        adapter = self.o.ledgers[ledger]
+        base = self.o.ledgers[ledger]
+        adapter = base.require(AtomicDvp)
         if "order" not in self.data:
-            now = await adapter.now()
+            now = await base.now()
             order = DvpOrder(
                 seller=t.seller,
                 buyer=t.buyer,
@@ -267,7 +309,7 @@ class _AtomicRun(_Run):
                 security_amount=t.security.amount,
                 cash=t.cash.asset,
                 cash_amount=t.cash.amount,
-                deadline=adapter.expiry_after(now, self.spec.plan.holder_timeout),
+                deadline=base.expiry_after(now, self.spec.plan.holder_timeout),
                 nonce=_secrets.token_hex(32),
             )
             self.put(order=order.model_dump(mode="json"), order_id=adapter.order_id(order))
@@ -279,15 +321,11 @@ class _AtomicRun(_Run):
             return state.status if state else None
 
         await self.transact("propose", ledger, lambda: adapter.propose_dvp(order),
-                            lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}), t.seller)
+                            lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
         if not self.spec.behaviour.counter_locks:
             return Outcome.ABORTED, f"buyer {t.buyer!r} did not accept; nothing moved"
-        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}), t.buyer)
+        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
         return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
-
-
-def _fee(status, payer: str) -> dict[str, Any]:
-    return {"fee": status.fee, "fee_asset": status.fee_asset, "payer": payer}
 
 
 async def _is(awaitable, allowed: set) -> bool:
@@ -458,7 +496,7 @@ class _HtlcRun(_Run):
         if not self.done(step) and not await exists():
             if adapter.seconds_left(await adapter.now(), terms.expiry) <= adapter.finality.expected_seconds:
                 return False
-        await self.transact(step, ledger, lambda: adapter.lock(terms), exists, terms.sender)
+        await self.transact(step, ledger, lambda: adapter.lock(terms), exists)
         return True
 
     async def second_leg_seconds(self) -> int:
@@ -478,7 +516,7 @@ class _HtlcRun(_Run):
         adapter = self.adapter_of(role)
         lock_id = self.lock_id_of(role)
         state = await adapter.audit(lock_id, self.terms_of(role))
-        await self.note(step, "result", self.ledger_of(role), lock_id=lock_id, confirmations=state.confirmations)
+        await self.note(step, Phase.RESULT, self.ledger_of(role), lock_id=lock_id, confirmations=state.confirmations)
 
     async def holder_claim(self) -> bool:
         """The secret holder claims the counter leg, revealing the secret, only with margin left."""
@@ -488,7 +526,7 @@ class _HtlcRun(_Run):
         async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
             if adapter.seconds_left(await adapter.now(), expiry) > margin:
                 return False
-            await self.note(f"claim {self.leg_name(role)}", "skipped", self.ledger_of(role),
+            await self.note(f"claim {self.leg_name(role)}", Phase.SKIPPED, self.ledger_of(role),
                             reason="inside the safety margin before expiry")
             return True
 
@@ -506,7 +544,7 @@ class _HtlcRun(_Run):
         if hashlock_of(preimage).hex() != self.data["hashlock"]:
             raise errors.InvalidPreimage(f"{step}: revealed preimage does not match the hashlock")
         if not self.done(step):
-            await self.note(step, "result", self.ledger_of(role))
+            await self.note(step, Phase.RESULT, self.ledger_of(role))
         return preimage
 
     async def counter_claim(self, preimage: bytes) -> bool:
@@ -531,7 +569,7 @@ class _HtlcRun(_Run):
                 return False
         party = self.trade.party(claimant)
         await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=party),
-                            claimed, party)
+                            claimed)
         return True
 
     # -- failure paths --------------------------------------------------------------------------
@@ -551,7 +589,7 @@ class _HtlcRun(_Run):
             await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
         sender = self.trade.party(role)
         refunded = self.lock_is(role, LockStatus.REFUNDED)
-        await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded, sender)
+        await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded)
         return True
 
     async def unwind(self, why: str) -> tuple[Outcome, str]:

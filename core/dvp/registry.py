@@ -6,6 +6,10 @@ import inspect
 from functools import cache
 from importlib.metadata import entry_points
 
+from typing import Any
+
+from pydantic import ValidationError
+
 from .adapter import LedgerAdapter
 from .errors import ConfigError
 from .runtime.launcher import NodeLauncher
@@ -45,3 +49,21 @@ def launcher_class(kind: str) -> type[NodeLauncher]:
 
 def installed_kinds() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ADAPTERS))
+
+
+def build_adapter(name: str, config: dict[str, Any]) -> LedgerAdapter:
+    """The adapter for ledger ``name`` from its config dict; the config picks the class
+    (``kind``, then :meth:`LedgerAdapter.for_config` for a dev variant)."""
+    kind = config.get("kind")
+    if not kind:
+        raise ConfigError(f"ledgers.{name}.kind: missing")
+    cls = adapter_class(kind)
+    try:
+        parsed = cls.config_model.model_validate(config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"ledgers.{name}.{where}: {err['msg']}") from None
+    variant = cls.for_config(parsed)
+    check_class(variant, cls, f"{ADAPTERS}:{kind}")
+    return variant(name, parsed)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .journal import Step
+from .journal import Phase, Step
 from .orchestrator import SwapResult
 
 Balances = dict[tuple[str, str, str], int]
@@ -22,7 +22,8 @@ class StepTiming:
     finished: float
     tx_id: str | None
     height: int | None
-    fee: int | None
+    fee: int | None  # every transaction of the step (an approve and its lock), in the ledger's fee unit
+    transactions: int = 0
 
     @property
     def seconds(self) -> float:
@@ -33,13 +34,20 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
     """One row per step: from its intent (or the previous step's end) to its result."""
     rows: list[StepTiming] = []
     started: dict[str, float] = {}
+    fees: dict[str, int | None] = {}
+    txs: dict[str, int] = defaultdict(int)
     previous_end = steps[0].wall if steps else 0.0
     for s in steps:
-        if s.phase == "intent":
+        if s.phase == Phase.INTENT:
             started.setdefault(s.step, s.wall)
-        elif s.phase == "result":
+        elif s.phase == Phase.FINAL:
+            txs[s.step] += 1
+            if s.detail.get("fee") is not None:
+                fees[s.step] = (fees.get(s.step) or 0) + s.detail["fee"]
+        elif s.phase == Phase.RESULT:
             begin = started.pop(s.step, previous_end)
-            rows.append(StepTiming(s.step, s.ledger, begin, s.wall, s.tx_id, s.ledger_height, s.detail.get("fee")))
+            rows.append(StepTiming(s.step, s.ledger, begin, s.wall, s.tx_id, s.ledger_height, fees.pop(s.step, None),
+                                   txs.pop(s.step, 0)))
             previous_end = s.wall
     return rows
 
@@ -49,7 +57,7 @@ def fees_paid(steps: list[Step]) -> Balances:
     fees: Balances = defaultdict(int)
     counted: set[tuple[str | None, str]] = set()  # a fee is paid once per transaction, however often it is journaled
     for s in steps:
-        if s.phase == "result" and s.detail.get("fee") and s.detail.get("fee_asset"):
+        if s.phase == Phase.FINAL and s.detail.get("fee") and s.detail.get("fee_asset"):
             if s.tx_id:
                 if (s.ledger, s.tx_id) in counted:
                     continue
@@ -80,7 +88,7 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
         "plan": result.spec.plan.model_dump(mode="json") if result.kind == "htlc" else None,
         "lock_ids": {k: v for k, v in result.data.items() if k.startswith(("lock_", "order_id"))},
         "seconds": round(rows[-1].finished - result.steps[0].wall, 3) if rows else 0.0,
-        "transactions": sum(1 for r in rows if r.tx_id),
+        "transactions": sum(r.transactions for r in rows),
         "steps": [
             {
                 "step": r.step,
@@ -89,6 +97,7 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
                 "tx_id": r.tx_id,
                 "height": r.height,
                 "fee": r.fee,
+                "transactions": r.transactions,
             }
             for r in rows
         ],

@@ -27,7 +27,7 @@ async def test_lock_id_is_known_before_sending_and_the_ledger_agrees(net, ledger
     assert await adapter.get_lock(expected) is None
     await final(adapter, await adapter.lock(terms))
     state = await adapter.get_lock(expected)
-    assert state.status is LockStatus.LOCKED and state.terms == terms and state.final
+    assert state.status is LockStatus.LOCKED and state.terms.agrees_with(terms) and state.final
 
 
 async def test_claim_pays_the_fixed_recipient_whoever_submits(net, ledger):

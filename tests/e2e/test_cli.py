@@ -39,7 +39,8 @@ BAD_SWAPS = [
     (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--holder-timeout", "40", "--counter-timeout", "35"],
      5, "plan.holder_timeout: 40s leaves a 5s gap"),
     (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--kind", "atomic"], 2, "kind: atomic DvP needs both legs on one ledger"),
-    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:{10**15}"], 5, "holds"),
+    # The ledger would refuse the lock (LockRefused): a ledger error, exit 3, not a refused plan.
+    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:{10**15}"], 3, "holds"),
 ]
 
 
@@ -81,7 +82,16 @@ def test_swap_from_flags_prints_a_settled_report(cli_env):
     result = dvp(["swap", "--security", f"{PAIR.security}:BOND:2", "--cash", f"{PAIR.cash}:EUR:20", "--json"], cli_env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["outcome"] == "settled" and report["transactions"] == 4
+    # Each ERC-20 lock is its own approve plus the lock: six transactions, each journaled with its fee.
+    assert report["outcome"] == "settled" and report["transactions"] == 6
+    journal = Journal(cli_env["DVP_JOURNAL"])
+    final = [s for s in journal.steps(report["swap_id"]) if s.phase == "final"]
+    journal.close()
+    assert [(s.step, s.detail["purpose"]) for s in final] == [
+        ("lock security", "approve"), ("lock security", "lock"), ("lock cash", "approve"), ("lock cash", "lock"),
+        ("claim cash", "claim"), ("claim security", "claim")]
+    assert all(s.detail["fee"] > 0 and s.tx_id for s in final)
+    assert [s.detail["payer"] for s in final] == ["seller", "seller", "buyer", "buyer", "seller", "buyer"]
     history = dvp(["history", report["swap_id"]], cli_env)
     assert history.returncode == 0 and "claim security" in history.stdout
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from typing import Literal
 
 from dvp import errors
-from dvp.adapter import LedgerAdapter, LedgerConfig
+from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, TimeTravel
 from dvp.models import (
-    Capability, ClockKind, Finality, HtlcTerms, LedgerTime, LockEvent, LockState, LockStatus, Submitted, TxStatus,
+    ClockKind, Finality, HtlcTerms, LedgerTerms, LedgerTime, LockState, LockStatus, Submission, Submitted, TxPurpose,
+    TxStatus,
 )
 
 
@@ -19,11 +19,12 @@ class FakeConfig(LedgerConfig):
     kind: Literal["fake"] = "fake"
 
 
-class FakeLedger(LedgerAdapter):
+class FakeLiveLedger(LedgerAdapter, Issuing):
+    """The in-memory ledger without a dev clock: refunds wait for real expiry."""
+
     kind = "fake"
     config_model = FakeConfig
     clock = ClockKind.TIME
-    capabilities = frozenset({Capability.HTLC, Capability.TIME_TRAVEL, Capability.ISSUE})
 
     def __init__(self, name: str, config: FakeConfig | None = None):
         super().__init__(name, config or FakeConfig())
@@ -45,13 +46,14 @@ class FakeLedger(LedgerAdapter):
     def finality(self) -> Finality:
         return Finality(confirmations=1, block_interval=1.0, expected_seconds=1.0, clock_skew=1.0)
 
-    def _block(self, op: str) -> Submitted:
+    def _block(self, op: str, payer: str) -> Submission:
         if op in self.fail_next:
             raise self.fail_next.pop(op)
         self.height += 1
         self.time += 1
         self.sent.append(op)
-        return Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}")
+        return Submission([Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}",
+                                     purpose=TxPurpose(op), payer=payer)])
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
         return TxStatus(tx_id=tx_id, successful=True, block_number=self.height)
@@ -59,14 +61,19 @@ class FakeLedger(LedgerAdapter):
     async def balance(self, party: str, asset: str) -> int:
         return self.balances[(party, asset)]
 
-    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+    async def issue(self, asset: str, to: str, amount: int) -> Submission:
         self.balances[(to, asset)] += amount
-        return self._block("issue")
+        return self._block("issue", "issuer")
 
     def lock_id(self, terms: HtlcTerms) -> str:
         return hashlib.sha256(terms.model_dump_json().encode()).hexdigest()
 
-    async def lock(self, terms: HtlcTerms) -> Submitted:
+    async def check_lock(self, terms: HtlcTerms) -> None:
+        have = self.balances[(terms.sender, terms.asset)]
+        if have < terms.amount:
+            raise errors.LockRefused(f"{terms.sender!r} holds {have} {terms.asset} on {self.name}, needs {terms.amount}")
+
+    async def lock(self, terms: HtlcTerms) -> Submission:
         lock_id = self.lock_id(terms)
         if lock_id in self.locks:
             raise errors.LockError("duplicate lock")
@@ -74,12 +81,12 @@ class FakeLedger(LedgerAdapter):
             raise errors.LockExpired("expiry in the past")
         if self.balances[(terms.sender, terms.asset)] < terms.amount:
             raise errors.SubmitError("insufficient balance")
-        sub = self._block("lock")
+        sub = self._block("lock", terms.sender)
         self.balances[(terms.sender, terms.asset)] -= terms.amount
         self.locks[lock_id] = {"terms": terms, "status": LockStatus.LOCKED, "preimage": None}
         return sub
 
-    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submitted:
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         lock = self.locks[lock_id]
         if lock["status"] is not LockStatus.LOCKED:
             raise errors.LockError("not locked")
@@ -87,18 +94,18 @@ class FakeLedger(LedgerAdapter):
             raise errors.LockExpired("expired")
         if len(preimage) != 32 or hashlib.sha256(preimage).hexdigest() != lock["terms"].hashlock:
             raise errors.InvalidPreimage("wrong preimage")
-        sub = self._block("claim")
+        sub = self._block("claim", submitter)
         lock.update(status=LockStatus.CLAIMED, preimage=preimage.hex())
         self.balances[(lock["terms"].recipient, lock["terms"].asset)] += lock["terms"].amount
         return sub
 
-    async def refund(self, lock_id: str, *, submitter: str) -> Submitted:
+    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         lock = self.locks[lock_id]
         if lock["status"] is not LockStatus.LOCKED or submitter != lock["terms"].sender:
             raise errors.LockError("cannot refund")
         if self.time < lock["terms"].expiry:
             raise errors.LockExpired("not expired")
-        sub = self._block("refund")
+        sub = self._block("refund", submitter)
         lock["status"] = LockStatus.REFUNDED
         self.balances[(lock["terms"].sender, lock["terms"].asset)] += lock["terms"].amount
         return sub
@@ -107,19 +114,24 @@ class FakeLedger(LedgerAdapter):
         lock = self.locks.get(lock_id)
         if lock is None:
             return None
-        return LockState(lock_id=lock_id, terms=lock["terms"], status=lock["status"], preimage=lock["preimage"],
-                         confirmations=1, final=True)
+        return LockState(lock_id=lock_id, terms=LedgerTerms(**lock["terms"].model_dump()), status=lock["status"],
+                         preimage=lock["preimage"], confirmations=1, final=True)
 
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
         state = await self.get_lock(lock_id)
-        if state is None or state.terms != expected:
+        if state is None or not state.terms.agrees_with(expected):
             raise errors.AuditFailed("mismatch")
         return state
 
-    async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
-        return
-        yield
+
+
+class FakeLedger(FakeLiveLedger, TimeTravel):
+    """The in-memory ledger with a clock tests can move."""
 
     async def advance_time(self, seconds: int) -> None:
         self.time += seconds
         self.height += 1
+
+    async def mine(self, blocks: int = 1) -> None:
+        self.height += blocks
+        self.time += blocks

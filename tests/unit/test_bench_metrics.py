@@ -25,9 +25,17 @@ SAT = {"fee_asset": "BTC"}
 
 
 def rows(swap_id: str, spec: list[tuple]) -> list[Step]:
-    """(step, phase, ledger, wall, tx, height, ledger_time, detail)"""
-    return [Step(i + 1, swap_id, step, phase, ledger, tx, detail or {}, wall, height, ltime)
-            for i, (step, phase, ledger, wall, tx, height, ltime, detail) in enumerate(spec)]
+    """(step, phase, ledger, wall, tx, height, ledger_time, detail); a result with a fee stands
+    for the transaction's ``final`` row (fee, payer) followed by the step's ``result``."""
+    expanded = []
+    for step, phase, ledger, wall, tx, height, ltime, detail in spec:
+        detail = detail or {}
+        if phase == "result" and "fee" in detail:
+            expanded.append((step, "final", ledger, wall, tx, height, ltime, {"purpose": step.split()[0], **detail}))
+            detail = {k: v for k, v in detail.items() if k not in ("fee", "fee_asset", "payer")}
+        expanded.append((step, phase, ledger, wall, tx, height, ltime, detail))
+    return [Step(i + 1, swap_id, step, phase, ledger, tx, detail, wall, height, ltime)
+            for i, (step, phase, ledger, wall, tx, height, ltime, detail) in enumerate(expanded)]
 
 
 HAPPY = rows("h", [

@@ -10,7 +10,7 @@ from dvp.models import Asset, AssetKind, Behaviour, Capability, HtlcPlan, Leg, R
 from dvp.lease import drive_lease
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 
-from .fake_ledger import FakeLedger
+from .fake_ledger import FakeLedger, FakeLiveLedger
 
 
 @pytest.fixture
@@ -80,17 +80,17 @@ async def test_a_crash_mid_swap_is_resumed_to_settlement(orch, ledgers):
 
 async def test_resume_does_not_resend_a_lock_that_reached_the_ledger(orch, ledgers):
     journal = orch.journal
-    real_record = journal.record
+    real_record_all = journal.record_all
 
-    def die_after_submit(swap_id, step, phase, **kw):
-        real_record(swap_id, step, phase, **kw)
+    def die_after_submit(swap_id, step, phase, rows, **kw):
+        real_record_all(swap_id, step, phase, rows, **kw)
         if step == "lock cash" and phase == "submitted":
             raise KeyboardInterrupt
 
-    journal.record = die_after_submit
+    journal.record_all = die_after_submit
     with pytest.raises(KeyboardInterrupt):
         await orch.run(spec())
-    journal.record = real_record
+    journal.record_all = real_record_all
     [result] = await orch.resume_all()
     assert result.outcome is Outcome.SETTLED
     assert ledgers["b"].sent.count("lock") == 1
@@ -102,7 +102,7 @@ async def test_resume_does_not_resend_a_lock_that_reached_the_ledger(orch, ledge
         ({"sec_ledger": "zz"}, errors.ConfigError, "trade.security.ledger: unknown ledger 'zz'"),
         ({"sec_asset": "GOLD"}, errors.ConfigError, "trade.security.asset: unknown asset 'GOLD'"),
         ({"plan": {"holder_timeout": 60, "counter_timeout": 55}}, errors.UnsafeTimeouts, "5s gap"),
-        ({"cash": 10**9}, errors.SwapAborted, "holds 10000 EUR"),
+        ({"cash": 10**9}, errors.LockRefused, "holds 10000 EUR"),
     ],
 )
 async def test_bad_plans_are_refused_before_anything_is_locked(orch, ledgers, kw, error, message):
@@ -112,10 +112,19 @@ async def test_bad_plans_are_refused_before_anything_is_locked(orch, ledgers, kw
     assert orch.journal.swaps() == []
 
 
-async def test_missing_capability_is_refused(orch, ledgers):
-    ledgers["b"].capabilities = frozenset({Capability.ISSUE})
-    with pytest.raises(errors.NotSupportedError, match="does not support htlc"):
+async def test_missing_capability_is_refused(ledgers, tmp_path):
+    """What a ledger can do is its type: no TimeTravel mixin, no fast-forward; no AtomicDvp, no atomic run."""
+    ledgers["b"] = FakeLiveLedger("b")
+    ledgers["b"].balances[("buyer", "EUR")] = 10_000
+    assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+              Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH)]
+    orch = Orchestrator(ledgers, assets, Journal(tmp_path / "j.sqlite"))
+    with pytest.raises(errors.NotSupportedError, match="'b' .* does not support time_travel"):
         await orch.run(spec())
+    with pytest.raises(errors.NotSupportedError, match="does not support atomic_dvp"):
+        await orch.run(SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=1),
+                                            cash=Leg(ledger="a", asset="EUR", amount=1))))
+    assert orch.journal.swaps() == []
 
 
 async def test_atomic_across_two_ledgers_is_refused(orch):

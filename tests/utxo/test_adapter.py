@@ -11,7 +11,7 @@ import pytest_asyncio
 from dvp import errors
 from dvp.models import Asset, AssetKind, Capability, ClockKind, HtlcTerms, LockStatus
 from dvp.registry import check_class
-from dvp.adapter import LedgerAdapter
+from dvp.adapter import AtomicDvp, LedgerAdapter
 from dvp.runtime.processes import free_port
 
 from dvp_utxo.adapter import UtxoAdapter
@@ -23,7 +23,8 @@ AMOUNT = 2_000_000
 
 
 def make(config: dict, **over) -> UtxoAdapter:
-    return UtxoAdapter("btc", UtxoConfig.model_validate({**config, **over}))
+    parsed = UtxoConfig.model_validate({**config, **over})
+    return UtxoAdapter.for_config(parsed)("btc", parsed)
 
 
 @pytest_asyncio.fixture
@@ -75,8 +76,8 @@ async def test_clock_finality_and_bootstrap(adapter):
     assert await adapter.balance("seller", "EUR") == await adapter.balance("seller", "BTC")
     with pytest.raises(errors.NotSupportedError, match="BOND"):
         await adapter.bootstrap([Asset(symbol="BOND", ledger="btc", kind=AssetKind.SECURITY)])
-    with pytest.raises(errors.NotSupportedError):
-        adapter.order_id(None)
+    with pytest.raises(errors.NotSupportedError, match="atomic_dvp"):
+        adapter.require(AtomicDvp)
 
 
 @pytest.mark.asyncio
@@ -84,7 +85,9 @@ async def test_lock_audit_claim_reveals_secret_and_resumes_statelessly(adapter, 
     buyer_before = await adapter.balance("buyer", "BTC")
     secret, t, lock_id = await locked(adapter)
     state = await adapter.audit(lock_id, t)
-    assert state.status is LockStatus.LOCKED and state.final and state.terms == t
+    # Every term the chain holds agrees; the nonce has no place in the script and is not guessed.
+    assert state.status is LockStatus.LOCKED and state.final and state.terms.agrees_with(t)
+    assert state.terms.nonce is None and state.terms.asset == "BTC"
 
     with pytest.raises(errors.InvalidPreimage):
         await adapter.claim(lock_id, secrets.token_bytes(32), submitter="buyer")
@@ -103,6 +106,8 @@ async def test_lock_audit_claim_reveals_secret_and_resumes_statelessly(adapter, 
         st = await fresh.get_lock(lock_id)
         assert st.status is LockStatus.CLAIMED and st.preimage == secret.hex() and st.final
         assert (st.terms.sender, st.terms.recipient, st.terms.amount, st.terms.expiry) == ("seller", "buyer", AMOUNT, t.expiry)
+        assert st.terms.agrees_with(t) and st.terms.nonce is None
+        assert fresh.lock_id(t) == lock_id  # pure: the same id in any process
     with pytest.raises(errors.LockError, match="already claimed"):
         await adapter.claim(lock_id, secret, submitter="buyer")
     with pytest.raises(errors.LockError, match="already claimed"):
@@ -165,11 +170,20 @@ async def test_lock_guards(adapter):
     _, tiny = await terms(adapter, amount=600)
     with pytest.raises(errors.SubmitError, match="dust"):
         await adapter.lock(tiny)
+    with pytest.raises(errors.LockRefused, match="dust"):
+        await adapter.check_lock(tiny)
     _, huge = await terms(adapter, amount=10**16)
     with pytest.raises(errors.SubmitError, match="insufficient"):
         await adapter.lock(huge)
+    with pytest.raises(errors.LockRefused, match="'seller' holds .* needs 10000000000000000 plus fee"):
+        await adapter.check_lock(huge)
     with pytest.raises(errors.ConfigError):
         await adapter.lock(t.model_copy(update={"asset": "DOGE"}))
+    with pytest.raises(errors.LockRefused, match="DOGE"):
+        await adapter.check_lock(t.model_copy(update={"asset": "DOGE"}))
+    with pytest.raises(errors.LockRefused, match="nobody"):
+        await adapter.check_lock(t.model_copy(update={"sender": "nobody"}))
+    await adapter.check_lock(t.model_copy(update={"nonce": "33" * 32}))  # funds and amount are fine
     with pytest.raises(errors.LockNotFound):
         await adapter.get_lock("00" * 40)
 

@@ -74,9 +74,10 @@ def spec(**plan) -> SwapSpec:
 
 
 def fee(result, step: str) -> int:
-    fees = [s.detail.get("fee") for s in result.steps if s.step == step and s.phase == "result"]
-    assert fees and fees[-1], f"no fee journaled for {step}"
-    return fees[-1]
+    """The fees of ``step``'s transactions, journaled on their ``final`` rows."""
+    fees = [s.detail.get("fee") for s in result.steps if s.step == step and s.phase == "final"]
+    assert fees and all(fees), f"no fee journaled for {step}"
+    return sum(fees)
 
 
 async def run(testbed, tmp_path, s):

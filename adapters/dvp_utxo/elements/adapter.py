@@ -30,7 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from dvp import errors
-from dvp.models import Asset, Capability, DvpOrder, OrderState, OrderStatus, Submitted
+from dvp.adapter import AtomicDvp
+from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxPurpose
 
 from ..adapter import UtxoAdapter
 from ..boundary import utxo_errors
@@ -52,10 +53,9 @@ ISSUE_SUPPLY = 10**15  # on-chain units issued per asset at bootstrap (MAX_MONEY
 ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above the 546-unit dust limit
 
 
-class ElementsAdapter(UtxoAdapter):
+class ElementsAdapter(UtxoAdapter, AtomicDvp):
     kind = "elements"
     config_model = ElementsConfig
-    capabilities = UtxoAdapter.capabilities | {Capability.ATOMIC_DVP}
 
     config: ElementsConfig
 
@@ -112,7 +112,7 @@ class ElementsAdapter(UtxoAdapter):
         self.config = self.config.model_copy(update={"assets": mapping, "units": units})
         return {"assets": mapping, "units": units}
 
-    async def issue(self, asset: str, to: str, amount: int) -> Submitted:
+    async def _dev_issue(self, asset: str, to: str, amount: int) -> Submission:
         """Dev ledgers: pay ``amount`` of ``asset`` to ``to`` from the issuer's supply (the policy
         asset from the issuer, or from the miner when the issuer lacks it)."""
         onchain, unit = self._onchain(asset)
@@ -125,7 +125,8 @@ class ElementsAdapter(UtxoAdapter):
                 if onchain == self.config.policy_asset and policy_left < amount * unit + 100_000 and self.config.miner in self._keys:
                     payer = self._key(self.config.miner)
                 txid = await self.ledger.send(self.ledger.payment_tx(payer, out))
-        return Submitted(ledger=self.name, tx_id=txid)
+        payer_name = self.config.miner if payer is not self._key(self.config.issuer) else self.config.issuer
+        return self._submission(txid, TxPurpose.ISSUE, payer_name)
 
     # -- single-ledger DvP ------------------------------------------------------------------
     def _order(self, order: DvpOrder) -> OrderScript:
@@ -145,7 +146,7 @@ class ElementsAdapter(UtxoAdapter):
         if self.view.height + 1 > order.deadline:
             raise errors.SubmitError(f"{what}: order deadline {order.deadline} passed (next block {self.view.height + 1})", code="deadline")
 
-    async def propose_dvp(self, order: DvpOrder) -> Submitted:
+    async def propose_dvp(self, order: DvpOrder) -> Submission:
         """The seller pays the security to the order's output (its consent, like an approve)."""
         script = self._order(order)
         sec, unit = self._onchain(order.security)
@@ -157,9 +158,9 @@ class ElementsAdapter(UtxoAdapter):
             with utxo_errors("propose", self.name):
                 tx = self.ledger.payment_tx(seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)])
                 txid = await self.ledger.send(tx)
-        return Submitted(ledger=self.name, tx_id=txid)
+        return self._submission(txid, TxPurpose.PROPOSE, order.seller)
 
-    async def accept_dvp(self, order: DvpOrder) -> Submitted:
+    async def accept_dvp(self, order: DvpOrder) -> Submission:
         """The buyer builds the one transaction that moves both legs; each party checks and
         signs its own inputs; it is broadcast once."""
         script = self._order(order)
@@ -182,7 +183,7 @@ class ElementsAdapter(UtxoAdapter):
                 signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
                 signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
                 txid = await self.ledger.send(finalize_dvp(signed))
-        return Submitted(ledger=self.name, tx_id=txid)
+        return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # fee_payer="buyer"
 
     async def get_order(self, order_id: str) -> OrderState | None:
         """From the chain alone: no order output (None), unspent (open), spent by a transaction

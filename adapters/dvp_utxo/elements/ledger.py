@@ -72,6 +72,9 @@ class ElementsLedger(UtxoLedger):
                                     preimage=preimage, refund=refund, check=check, destination=destination)  # fmt: skip
         return tx
 
+    def check_funding(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> None:
+        self.elements_funding_tx(sender, htlc, asset or self.policy_asset, amount)
+
     async def fund(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> tuple[str, int]:
         asset = asset or self.policy_asset
         tx = self.elements_funding_tx(sender, htlc, asset, amount)

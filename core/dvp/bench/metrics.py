@@ -140,16 +140,17 @@ def swap_metrics(
     for r, phase in zip(rows, phases):
         submitted = _rows(steps, r.step, "submitted")
         result = next(s for s in steps if s.step == r.step and s.phase == "result" and s.wall == r.finished)
-        fee = result.detail.get("fee")
+        finals = [s for s in _rows(steps, r.step, "final") if s.wall <= r.finished]
+        fee = r.fee
         info = ledgers.get(r.ledger or "")
         unit = None
         if fee is not None:
-            unit = info.fee_unit if info else (result.detail.get("fee_asset") or "unknown")
+            unit = info.fee_unit if info else (finals[-1].detail.get("fee_asset") if finals else None) or "unknown"
         entries.append({
             "step": r.step,
             "phase": phase,
             "ledger": r.ledger,
-            "party": result.detail.get("payer") or actor(r.step, spec),
+            "party": (finals[-1].detail.get("payer") if finals else None) or actor(r.step, spec),
             "start": r.started - t0,
             "end": r.finished - t0,
             "seconds": r.seconds,
@@ -159,6 +160,7 @@ def swap_metrics(
             "submit_seconds": (submitted[-1].wall - r.started) if submitted else None,
             "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
             "tx_id": r.tx_id,
+            "transactions": r.transactions,
             "height": r.height,
             "fee": fee,
             "fee_unit": unit,
@@ -171,17 +173,16 @@ def swap_metrics(
     for e in entries:
         p = parties[e["party"]]
         p["steps"] += 1
-        if e["tx_id"]:
-            p["transactions"] += 1
-            p["messages"] += 1
+        p["transactions"] += e["transactions"]
+        p["messages"] += e["transactions"]
         if e["step"].startswith("lock ") or e["step"] == "propose":
             p["messages"] += 1  # the off-ledger notice of the lock id / order to the counterparty
 
     tx_by_ledger: dict[str, int] = defaultdict(int)
     fees: dict[str, dict[str, Any]] = {}
     for e in entries:
-        if e["tx_id"]:
-            tx_by_ledger[e["ledger"]] += 1
+        if e["transactions"]:
+            tx_by_ledger[e["ledger"]] += e["transactions"]
         if e["fee"] is not None:
             f = fees.setdefault(e["ledger"], {"fee": 0, "unit": e["fee_unit"]})
             f["fee"] += e["fee"]

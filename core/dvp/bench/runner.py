@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors
+from ..adapter import Issuing
 from ..journal import Journal
 from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
 from ..network import Network
@@ -167,7 +168,7 @@ async def fund(net: Network, pairs: list[BenchPair], cfg: BenchConfig) -> None:
     for (ledger, asset, party), amount in need.items():
         adapter = net.ledgers[ledger]
         if await adapter.balance(party, asset) < amount:
-            sent.append((adapter, await adapter.issue(asset, party, amount)))
+            sent.append((adapter, await adapter.require(Issuing).issue(asset, party, amount)))
     for adapter, sub in sent:
         await adapter.wait_final(sub.tx_id)
 
@@ -177,7 +178,7 @@ async def confirmation_latency(adapter, asset: str, samples: int) -> list[float]
     times = []
     for _ in range(samples):
         t = time.perf_counter()
-        sub = await adapter.issue(asset, "buyer", BASELINE_AMOUNT)
+        sub = await adapter.require(Issuing).issue(asset, "buyer", BASELINE_AMOUNT)
         await adapter.wait_final(sub.tx_id)
         times.append(time.perf_counter() - t)
     return times
@@ -196,7 +197,7 @@ async def raw_throughput(adapter, asset: str, n: int, in_flight: int, timeout: f
 
     async def one() -> None:
         async with sem:
-            sub = await adapter.issue(asset, "buyer", BASELINE_AMOUNT)
+            sub = await adapter.require(Issuing).issue(asset, "buyer", BASELINE_AMOUNT)
             await adapter.wait_final(sub.tx_id)
 
     t = time.perf_counter()

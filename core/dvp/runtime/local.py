@@ -13,7 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from ..models import Asset
-from ..registry import adapter_class, launcher_class
+from ..registry import build_adapter, launcher_class
 from ..topology import Topology
 from .launcher import LaunchedLedger, ledger_endpoint
 from .processes import alive, endpoint_answers, stop
@@ -81,8 +81,7 @@ class LocalRuntime(RunDir):
 
 async def _bootstrap(launched: list[LaunchedLedger], assets: list[Asset]) -> dict[str, dict[str, Any]]:
     async def one(ledger: LaunchedLedger) -> tuple[str, dict[str, Any]]:
-        cls = adapter_class(ledger.kind)
-        adapter = cls(ledger.name, cls.config_model.model_validate(ledger.config))
+        adapter = build_adapter(ledger.name, {"kind": ledger.kind, **ledger.config})
         async with adapter:
             updates = await adapter.bootstrap([a for a in assets if a.ledger == ledger.name])
         return ledger.name, {**ledger.config, **updates}
