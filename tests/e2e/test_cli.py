@@ -82,16 +82,16 @@ def test_swap_from_flags_prints_a_settled_report(cli_env):
     result = dvp(["swap", "--security", f"{PAIR.security}:BOND:2", "--cash", f"{PAIR.cash}:EUR:20", "--json"], cli_env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    # Each ERC-20 lock is its own approve plus the lock: six transactions, each journaled with its fee.
-    assert report["outcome"] == "settled" and report["transactions"] == 6
+    # Each ERC-20 lock carries its permit (the approve's replacement): four transactions,
+    # each journaled with its purpose, payer and fee.
+    assert report["outcome"] == "settled" and report["transactions"] == 4
     journal = Journal(cli_env["DVP_JOURNAL"])
     final = [s for s in journal.steps(report["swap_id"]) if s.phase == "final"]
     journal.close()
     assert [(s.step, s.detail["purpose"]) for s in final] == [
-        ("lock security", "approve"), ("lock security", "lock"), ("lock cash", "approve"), ("lock cash", "lock"),
-        ("claim cash", "claim"), ("claim security", "claim")]
+        ("lock security", "lock"), ("lock cash", "lock"), ("claim cash", "claim"), ("claim security", "claim")]
     assert all(s.detail["fee"] > 0 and s.tx_id for s in final)
-    assert [s.detail["payer"] for s in final] == ["seller", "seller", "buyer", "buyer", "seller", "buyer"]
+    assert [s.detail["payer"] for s in final] == ["seller", "buyer", "seller", "buyer"]
     history = dvp(["history", report["swap_id"]], cli_env)
     assert history.returncode == 0 and "claim security" in history.stdout
 

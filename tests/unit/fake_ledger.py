@@ -35,6 +35,9 @@ class FakeLiveLedger(LedgerAdapter, Issuing):
         self.fail_next: dict[str, Exception] = {}
         self._tx = itertools.count()
         self.sent: list[str] = []
+        self.waited: list[str] = []
+        self.approve_before_lock = False
+        self.fee: int | None = None
 
     async def connect(self) -> None: ...
     async def aclose(self) -> None: ...
@@ -52,11 +55,16 @@ class FakeLiveLedger(LedgerAdapter, Issuing):
         self.height += 1
         self.time += 1
         self.sent.append(op)
-        return Submission([Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}",
-                                     purpose=TxPurpose(op), payer=payer)])
+        before = []
+        if op == "lock" and self.approve_before_lock:  # as an ERC-20 without permit: approve, then lock
+            before = [Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}", purpose=TxPurpose.APPROVE,
+                                payer=payer)]
+        return Submission(before + [Submitted(ledger=self.name, tx_id=f"{self.name}-tx{next(self._tx)}",
+                                              purpose=TxPurpose(op), payer=payer)])
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
-        return TxStatus(tx_id=tx_id, successful=True, block_number=self.height)
+        self.waited.append(tx_id)
+        return TxStatus(tx_id=tx_id, successful=True, block_number=self.height, fee=self.fee)
 
     async def balance(self, party: str, asset: str) -> int:
         return self.balances[(party, asset)]

@@ -280,3 +280,42 @@ async def test_a_counter_leg_claimed_by_hand_then_a_refund_is_a_principal_loss(o
     assert holdings(ledgers) == (100, 0, 1000, 9000)  # the seller kept its bonds and got the cash
     assert result.outcome is Outcome.PRINCIPAL_LOSS, result.detail
     assert "buyer 'buyer' lost 1000 EUR" in result.detail
+
+
+async def test_every_transaction_of_a_step_is_journaled_and_waited_for(orch, ledgers):
+    """An operation of two transactions (approve, then lock): each is journaled when
+    broadcast and when final, with its purpose, payer and fee; the step has one result."""
+    ledgers["a"].approve_before_lock = True
+    ledgers["a"].fee = 21
+    result = await orch.run(spec())
+    assert result.outcome is Outcome.SETTLED
+    rows = [(s.phase, s.detail.get("purpose"), s.detail.get("payer"), s.detail.get("fee"))
+            for s in result.steps if s.step == "lock security"]
+    assert rows == [("intent", None, None, None),
+                    ("submitted", "approve", "seller", None), ("submitted", "lock", "seller", None),
+                    ("final", "approve", "seller", 21), ("final", "lock", "seller", 21),
+                    ("result", None, None, None)]
+    lock_txs = [s.tx_id for s in result.steps if s.step == "lock security" and s.phase == "submitted"]
+    assert ledgers["a"].waited[:2] == lock_txs  # in order, the approve first
+    [result_row] = [s for s in result.steps if s.step == "lock security" and s.phase == "result"]
+    assert result_row.tx_id == lock_txs[-1]
+
+
+async def test_a_crash_after_journaling_a_submission_waits_for_it_instead_of_resending(orch, ledgers):
+    ledgers["a"].approve_before_lock = True
+    real_note = orch.journal.record
+
+    def die_before_final(swap_id, step, phase, **kw):
+        if step == "lock security" and phase == "final":
+            raise KeyboardInterrupt
+        real_note(swap_id, step, phase, **kw)
+
+    orch.journal.record = die_before_final
+    with pytest.raises(KeyboardInterrupt):
+        await orch.run(spec())
+    orch.journal.record = real_note
+    [result] = await orch.resume_all()
+    assert result.outcome is Outcome.SETTLED
+    assert ledgers["a"].sent.count("lock") == 1
+    finals = [s.detail["purpose"] for s in result.steps if s.step == "lock security" and s.phase == "final"]
+    assert finals == ["approve", "lock"]
