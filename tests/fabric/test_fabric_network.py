@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -46,6 +47,32 @@ def _our_processes(run_dir: Path) -> list[int]:
     return found
 
 
+def _listening(pids: list[int]) -> list[str]:
+    """``ip:port`` of every TCP socket the processes ``pids`` listen on (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        fd_dir = Path(f"/proc/{pid}/fd")
+        for fd in fd_dir.iterdir() if fd_dir.exists() else []:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = []
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                addr, port = cols[1].split(":")
+                raw = bytes.fromhex(addr)
+                # /proc prints the address as host-order 32-bit words.
+                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                ip = ".".join(str(b) for b in words) if width == 8 else words.hex()
+                found.append(f"{ip}:{int(port, 16)}")
+    return found
+
+
 def _invoke(net: FabricNetwork, ch: str, party: str, fn: str, *args: str):
     return net.invoke(ch, net.party_env(party), fn, *args, check=False)
 
@@ -59,6 +86,9 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
     net = launcher.network
     try:
         assert [l.name for l in ledgers] == CHANNELS
+        # Every node, the chaincode server included, listens on 127.0.0.1 only: 10 ports.
+        listening = _listening(net.pids)
+        assert len(listening) == 10 and all(a.startswith("127.0.0.1:") for a in listening), listening
         cfg = ledgers[0].config
         assert cfg["channel"] == "fabric-a" and cfg["chaincode"] == "dvp"
         assert set(cfg["parties"]) == {"seller", "buyer", "issuer"}
