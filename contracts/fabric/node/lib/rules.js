@@ -192,6 +192,16 @@ class TxState {
 }
 
 const ISSUER_KEY = ['meta', 'issuer'];
+// State key type per stored object; the object's name is also its field in the event payload.
+const KEY_TYPE = Object.freeze({lock: 'htlc', order: 'order'});
+
+/** Closes a lock or an order in this transaction: its final fields, the closing tx and time,
+ *  written back and announced by event ``{txId, lock|order}``. */
+async function close(st, stub, now, kind, obj, fields, event) {
+    Object.assign(obj, fields, {closeTxId: stub.getTxID(), closeTime: now});
+    await st.putJSON(st.key(KEY_TYPE[kind], obj.id), obj);
+    st.emit(event, {txId: stub.getTxID(), [kind]: obj});
+}
 
 class Rules {
     /**
@@ -337,7 +347,7 @@ class Rules {
         const nonce = decodeNonce(nonceHex);
         const id = lockId(sender, recipient, asset, amount, hashlock, expiry, nonce);
         const st = new TxState(stub);
-        const k = st.key('htlc', id);
+        const k = st.key(KEY_TYPE.lock, id);
         if (await st.getJSON(k)) {
             throw fail(Code.LockExists, `lock ${id} already exists`);
         }
@@ -354,9 +364,18 @@ class Rules {
 
     async loadLock(st, id) {
         checkText('lockId', id);
-        const lock = await st.getJSON(st.key('htlc', id));
+        const lock = await st.getJSON(st.key(KEY_TYPE.lock, id));
         if (!lock) {
             throw fail(Code.LockNotFound, `no lock ${id}`);
+        }
+        return lock;
+    }
+
+    /** A lock that is neither claimed nor refunded (no double claim, no claim after refund). */
+    async activeLock(st, id) {
+        const lock = await this.loadLock(st, id);
+        if (lock.status !== LockStatus.Locked) {
+            throw fail(Code.LockNotActive, `lock ${id} is ${lock.status}`);
         }
         return lock;
     }
@@ -367,10 +386,7 @@ class Rules {
     async claim(stub, id, preimageHex) {
         const now = this.txTime(stub);
         const st = new TxState(stub);
-        const lock = await this.loadLock(st, id);
-        if (lock.status !== LockStatus.Locked) {
-            throw fail(Code.LockNotActive, `lock ${id} is ${lock.status}`);
-        }
+        const lock = await this.activeLock(st, id);
         if (now >= lock.expiry) {
             throw fail(Code.LockExpired, `lock ${id} expired at ${lock.expiry}, transaction time ${now}`);
         }
@@ -387,19 +403,14 @@ class Rules {
             throw fail(Code.InvalidPreimage, 'SHA-256 of the preimage does not match the hashlock');
         }
         await this.credit(st, lock.asset, lock.recipient, BigInt(lock.amount));
-        Object.assign(lock, {status: LockStatus.Claimed, preimage: pre.toString('hex'), closeTxId: stub.getTxID(), closeTime: now});
-        await st.putJSON(st.key('htlc', id), lock);
-        st.emit('HtlcClaimed', {txId: stub.getTxID(), lock});
+        await close(st, stub, now, 'lock', lock, {status: LockStatus.Claimed, preimage: pre.toString('hex')}, 'HtlcClaimed');
     }
 
     /** Returns a lock to its sender: only the sender, at or after expiry.  Event HtlcRefunded. */
     async refund(stub, caller, id) {
         const now = this.txTime(stub);
         const st = new TxState(stub);
-        const lock = await this.loadLock(st, id);
-        if (lock.status !== LockStatus.Locked) {
-            throw fail(Code.LockNotActive, `lock ${id} is ${lock.status}`);
-        }
+        const lock = await this.activeLock(st, id);
         if (caller.account !== lock.sender) {
             throw fail(Code.Unauthorized, `only the sender may refund lock ${id}`);
         }
@@ -407,9 +418,7 @@ class Rules {
             throw fail(Code.LockNotExpired, `lock ${id} expires at ${lock.expiry}, transaction time ${now}`);
         }
         await this.credit(st, lock.asset, lock.sender, BigInt(lock.amount));
-        Object.assign(lock, {status: LockStatus.Refunded, closeTxId: stub.getTxID(), closeTime: now});
-        await st.putJSON(st.key('htlc', id), lock);
-        st.emit('HtlcRefunded', {txId: stub.getTxID(), lock});
+        await close(st, stub, now, 'lock', lock, {status: LockStatus.Refunded}, 'HtlcRefunded');
     }
 
     async getLock(stub, id) {
@@ -441,7 +450,7 @@ class Rules {
         const nonce = decodeNonce(nonceHex);
         const id = orderId(seller, buyer, secAsset, secAmount, cashAsset, cashAmount, expiry, nonce);
         const st = new TxState(stub);
-        const k = st.key('order', id);
+        const k = st.key(KEY_TYPE.order, id);
         if (await st.getJSON(k)) {
             throw fail(Code.OrderExists, `order ${id} already exists`);
         }
@@ -457,9 +466,17 @@ class Rules {
 
     async loadOrder(st, id) {
         checkText('orderId', id);
-        const order = await st.getJSON(st.key('order', id));
+        const order = await st.getJSON(st.key(KEY_TYPE.order, id));
         if (!order) {
             throw fail(Code.OrderNotFound, `no order ${id}`);
+        }
+        return order;
+    }
+
+    async openOrder(st, id) {
+        const order = await this.loadOrder(st, id);
+        if (order.status !== OrderStatus.Open) {
+            throw fail(Code.OrderNotOpen, `order ${id} is ${order.status}`);
         }
         return order;
     }
@@ -469,10 +486,7 @@ class Rules {
     async acceptOrder(stub, caller, id) {
         const now = this.txTime(stub);
         const st = new TxState(stub);
-        const o = await this.loadOrder(st, id);
-        if (o.status !== OrderStatus.Open) {
-            throw fail(Code.OrderNotOpen, `order ${id} is ${o.status}`);
-        }
+        const o = await this.openOrder(st, id);
         if (caller.account !== o.buyer) {
             throw fail(Code.Unauthorized, `only the buyer may accept order ${id}`);
         }
@@ -485,25 +499,18 @@ class Rules {
         await this.debit(st, o.cashAsset, o.buyer, cash);
         await this.credit(st, o.secAsset, o.buyer, sec);
         await this.credit(st, o.cashAsset, o.seller, cash);
-        Object.assign(o, {status: OrderStatus.Settled, closeTxId: stub.getTxID(), closeTime: now});
-        await st.putJSON(st.key('order', id), o);
-        st.emit('DvpSettled', {txId: stub.getTxID(), order: o});
+        await close(st, stub, now, 'order', o, {status: OrderStatus.Settled}, 'DvpSettled');
     }
 
     /** Withdraws an open order; only its seller.  Event DvpCancelled. */
     async cancelOrder(stub, caller, id) {
         const now = this.txTime(stub);
         const st = new TxState(stub);
-        const o = await this.loadOrder(st, id);
-        if (o.status !== OrderStatus.Open) {
-            throw fail(Code.OrderNotOpen, `order ${id} is ${o.status}`);
-        }
+        const o = await this.openOrder(st, id);
         if (caller.account !== o.seller) {
             throw fail(Code.Unauthorized, `only the seller may cancel order ${id}`);
         }
-        Object.assign(o, {status: OrderStatus.Cancelled, closeTxId: stub.getTxID(), closeTime: now});
-        await st.putJSON(st.key('order', id), o);
-        st.emit('DvpCancelled', {txId: stub.getTxID(), order: o});
+        await close(st, stub, now, 'order', o, {status: OrderStatus.Cancelled}, 'DvpCancelled');
     }
 
     async getOrder(stub, id) {
