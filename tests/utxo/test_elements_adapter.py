@@ -29,15 +29,22 @@ _config: dict = {}
 @pytest_asyncio.fixture
 async def adapter(elements_node):
     if not _config:  # bootstrap once per node: BOND and EUR issued by the issuer, then funded
-        a = ElementsAdapter("elements", ElementsConfig.model_validate(elements_node.config))
+        a = make(elements_node.config)
         async with a:
             updates = await a.bootstrap(ASSETS)
             _config.update({**elements_node.config, **updates})
             for asset, party in (("BOND", "seller"), ("EUR", "buyer")):
                 await a.wait_final((await a.issue(asset, party, 1_000_000)).tx_id)
-    a = ElementsAdapter("elements", ElementsConfig.model_validate(_config))
+    a = make(_config)
     async with a:
         yield a
+
+
+def make(config: dict) -> ElementsAdapter:
+    """The adapter class the registry would pick: a dev chain's variant issues and mines."""
+    c = ElementsConfig.model_validate(config)
+    cls = ElementsAdapter.for_config(c)
+    return cls("elements", c)  # type: ignore[return-value]
 
 
 async def terms_for(adapter, *, blocks=20, amount=70, asset="BOND", secret=None):
@@ -58,6 +65,15 @@ async def test_bootstrap_issues_the_assets_once_and_records_their_ids(adapter):
     assert adapter.supports(Capability.ATOMIC_DVP) and adapter.supports(Capability.TIME_TRAVEL)
 
 
+async def test_check_lock_refuses_what_the_ledger_would_with_the_cause(adapter):
+    _, ok = await terms_for(adapter)
+    await adapter.check_lock(ok)
+    with pytest.raises(errors.LockRefused, match="holds"):
+        await adapter.check_lock(ok.model_copy(update={"amount": 10**9}))  # more bonds than the seller has
+    with pytest.raises(errors.LockRefused, match="GOLD"):
+        await adapter.check_lock(ok.model_copy(update={"asset": "GOLD"}))
+
+
 async def test_lock_audit_and_claim_an_issued_asset_fees_in_the_policy_asset(adapter):
     secret, t = await terms_for(adapter)
     lock_id = adapter.lock_id(t)
@@ -72,7 +88,9 @@ async def test_lock_audit_and_claim_an_issued_asset_fees_in_the_policy_asset(ada
         await adapter.audit(lock_id, t.model_copy(update={"amount": 71}))
     with pytest.raises(errors.AuditFailed, match="asset"):
         await adapter.audit(lock_id, t.model_copy(update={"asset": "EUR"}))
-    claim = await adapter.wait_final((await adapter.claim(lock_id, secret, submitter="seller")).tx_id)
+    sub = await adapter.claim(lock_id, secret, submitter="buyer")
+    assert [s.payer for s in sub] == ["seller"]  # the fee comes from the reserve the seller locked
+    claim = await adapter.wait_final(sub.tx_id)
     assert claim.fee > 0 and claim.fee_asset == "LBTC"  # paid from the fee reserve, not from the bonds
     assert await adapter.balance("buyer", "BOND") == buyer + 70 and await adapter.balance("seller", "BOND") == seller - 70
     state = await adapter.get_lock(lock_id)

@@ -31,7 +31,7 @@ from typing import Any
 
 from dvp import errors
 from dvp.adapter import AtomicDvp
-from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxPurpose
+from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, Submitted, TxPurpose
 
 from ..adapter import UtxoAdapter
 from ..boundary import utxo_errors
@@ -39,10 +39,9 @@ from ..chain import ChainView
 from ..dialect import Dialect
 from ..keys import p2wpkh_script
 from ..rpc import RpcClient
-from ..tx import Utxo
-from .config import ElementsConfig
 from ..script import ScriptError
-from ..tx import fee_for
+from ..tx import Utxo, fee_for
+from .config import ElementsConfig
 from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
 from .launcher import address_of
 from .ledger import ElementsLedger
@@ -127,6 +126,22 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
                 txid = await self.ledger.send(self.ledger.payment_tx(payer, out))
         payer_name = self.config.miner if payer is not self._key(self.config.issuer) else self.config.issuer
         return self._submission(txid, TxPurpose.ISSUE, payer_name)
+
+    # -- who pays a claim's or refund's fee ----------------------------------------------------
+    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
+        return self._reserve_payer(lock_id, await super().claim(lock_id, preimage, submitter=submitter))
+
+    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
+        return self._reserve_payer(lock_id, await super().refund(lock_id, submitter=submitter))
+
+    def _reserve_payer(self, lock_id: str, sub: Submission) -> Submission:
+        """An issued asset's claim or refund pays its fee from the policy-asset reserve the
+        sender locked beside it: the sender paid that fee, whoever submits."""
+        htlc = self._parse_id(lock_id)
+        if not any(u.asset != self.config.policy_asset for u in self.view.outputs_to(htlc.script_pubkey)):
+            return sub  # a policy-asset lock: the fee comes out of the amount, as on Bitcoin
+        sender = self._party_name(htlc.sender_pubkey)
+        return Submission([Submitted(**{**s.model_dump(), "payer": sender}) for s in sub])
 
     # -- single-ledger DvP ------------------------------------------------------------------
     def _order(self, order: DvpOrder) -> OrderScript:
