@@ -23,6 +23,7 @@ mature.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import time
 from pathlib import Path
@@ -160,8 +161,6 @@ class ElementsLauncher(NodeLauncher):
         keys = dev_keys(name)
         password = secrets.token_hex(16)
         url = f"http://127.0.0.1:{port}"
-        import os
-
         log = slot.start({"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
                           "DVP_UID": os.getuid(), "DVP_GID": os.getgid()})  # fmt: skip
         ledger = LaunchedLedger(name=name, kind=self.kind, config={}, logs=[log] if log else [])
