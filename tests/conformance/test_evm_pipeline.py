@@ -10,7 +10,7 @@ import secrets
 import pytest
 
 from dvp import errors
-from dvp.models import Asset, AssetKind, HtlcTerms, LockStatus
+from dvp.models import Asset, AssetKind, DvpOrder, HtlcTerms, LockStatus, OrderStatus
 from dvp.runtime.processes import stop
 from dvp_ethereum.adapter import EthereumAdapter
 from dvp_ethereum.config import EthereumConfig
@@ -171,3 +171,29 @@ async def test_a_token_without_permit_is_approved_back_to_back_with_the_lock(evm
     token = evm._erc20("PLAIN")
     assert await token.functions.allowance(evm.address_of("seller"), evm.htlc.address).call() == 0
     await no_gap(evm, "seller")
+
+
+async def test_concurrent_proposals_of_one_seller_each_keep_their_allowance(evm):
+    """propose pulls nothing: the seller's allowance must cover every open proposal, also
+    while several are in the pool at once, and no more once they are accepted."""
+    if "EUR" not in evm._tokens:
+        update = await mine_while(evm, asyncio.ensure_future(
+            evm.bootstrap([Asset(symbol="EUR", ledger="evm-p", kind=AssetKind.CASH, decimals=2)])))  # fmt: skip
+        evm._tokens.update({s: a for s, a in update["tokens"].items()})
+        await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.issue("EUR", "buyer", FUNDS)).tx_id)))
+    now = await evm.now()
+    orders = [DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=n, cash="EUR",
+                       cash_amount=100 * n, deadline=evm.expiry_after(now, 600), nonce=secrets.token_hex(32))
+              for n in (1, 2, 3)]  # fmt: skip
+    proposals = [await evm.propose_dvp(o) for o in orders]  # all in the pool at once
+    await mine_while(evm, asyncio.ensure_future(asyncio.gather(*(evm.wait_final(p.tx_id) for p in proposals))))
+    token = evm._erc20("BOND")
+    seller, spender = evm.address_of("seller"), evm.dvp.address
+    assert await token.functions.allowance(seller, spender).call() >= 6
+    accepts = [await evm.accept_dvp(o) for o in orders]
+    await mine_while(evm, asyncio.ensure_future(asyncio.gather(*(evm.wait_final(a.tx_id) for a in accepts))))
+    for o in orders:
+        assert (await evm.get_order(evm.order_id(o))).status is OrderStatus.SETTLED
+    assert await token.functions.allowance(seller, spender).call() == 0
+    await no_gap(evm, "seller")
+    await no_gap(evm, "buyer")
