@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from eth_abi import encode
 from eth_account import Account
 from eth_utils import keccak, to_checksum_address
@@ -80,6 +81,10 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     # -- lifecycle -----------------------------------------------------------------------
     async def connect(self) -> None:
         provider = AsyncHTTPProvider(self.config.rpc_url, request_kwargs={"timeout": self.config.request_timeout})
+        # web3's own session opens a new TCP connection for every request (force_close), which
+        # under load costs more than the request: keep connections alive instead.
+        await provider.cache_async_session(aiohttp.ClientSession(
+            raise_for_status=True, connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30)))  # fmt: skip
         self.w3 = AsyncWeb3(provider)
         stall = max(5.0, 4 * self.config.block_interval)
         self._sender = Sender(self.w3, self.name, self.config.chain_id, _POLL, stall)
