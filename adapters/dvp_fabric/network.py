@@ -522,7 +522,8 @@ class FabricNetwork:
         saved = json.loads(state.read_text())
         net = cls(Path(run_dir), list(saved.get("channels", [])), install=install)
         net.ports = Ports(**saved["ports"])
-        net.procs = [Proc(**p) for p in saved.get("procs", [])]
+        # Only processes still running for this network: a recorded pid may since belong to another.
+        net.procs = [p for p in (Proc(**p) for p in saved.get("procs", [])) if net.runs(p.pid)]
         net.package_id = saved.get("package_id") or ""
         net.accounts = dict(saved.get("accounts", {}))
         return net
@@ -565,6 +566,14 @@ class FabricNetwork:
         self.procs.clear()
         if (self.layout.run / STATE_FILE).exists():
             self._record()
+
+    def runs(self, pid: int) -> bool:
+        """Whether ``pid`` is a live node of this network (``_spawn`` tags each one's environment)."""
+        tag = f"DVP_FABRIC_RUN_DIR={self.layout.run}".encode()
+        try:
+            return alive(pid) and tag in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            return False
 
     def proc(self, name: str) -> Proc:
         for p in self.procs:
@@ -632,9 +641,13 @@ class FabricNetwork:
                     f"fabric: {self.layout.run} was created with port base {ports.orderer}; "
                     f"its channel configs name those ports, so it cannot restart on {self.port_base}"
                 )
-            busy = [p for p in asdict(ports).values() if port_open(p)]
-            if busy:
-                raise LedgerUnavailable(f"fabric: ports {busy} of {self.layout.run} are in use")
+            # The channel configs name these ports: wait a little for a closing socket to go.
+            deadline = time.monotonic() + 15
+            while busy := [p for p in asdict(ports).values() if port_open(p)]:
+                if time.monotonic() > deadline:
+                    raise LedgerUnavailable(f"fabric: ports {busy} of {self.layout.run} are in use (its channels "
+                                            "name them: stop what holds them, or start on a new run dir)")  # fmt: skip
+                time.sleep(0.5)
             # Accounts are derived from the crypto material, which a warm start keeps.
             self.accounts = dict(saved.get("accounts") or {})
             # The channels keep the BatchTimeout of their genesis blocks.

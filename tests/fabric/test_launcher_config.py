@@ -180,3 +180,19 @@ def test_status_endpoint_of_a_fabric_ledger_is_its_first_peer(tmp_path: Path):
     assert FabricLauncher.endpoint(cfg) == "127.0.0.1:7103" == ledger_endpoint("fabric", cfg)
     assert ledger_endpoint("no-such-kind", {"rpc_url": "http://127.0.0.1:1"}) == "http://127.0.0.1:1"
     assert FabricLauncher.shared_nodes and FabricLauncher.compose_file == "fabric.yaml"
+
+
+def test_attach_keeps_only_live_processes_of_this_network(tmp_path: Path):
+    import json
+    import os
+
+    net = fn.FabricNetwork(tmp_path, ["fabric-a"])
+    net.ports = fn.Ports.allocate(7100)
+    # This test's own pid is alive but is no node of this network; 2**22 + 1 is no process at all.
+    net.procs = [fn.Proc("peer0.sellerbank.dvp.test", os.getpid(), "x.log"), fn.Proc("orderer", 2**22 + 1, "y.log")]
+    net._record()
+    assert json.loads((tmp_path / fn.STATE_FILE).read_text())["procs"][0]["pid"] == os.getpid()
+    attached = fn.FabricNetwork.attach(tmp_path)
+    assert attached.procs == [] and attached.ports.orderer == 7100 and attached.channels == ["fabric-a"]
+    with pytest.raises(ConfigError, match="no process"):
+        attached.restart_peer("seller")
