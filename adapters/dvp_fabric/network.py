@@ -437,6 +437,14 @@ def _clean_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("CORE_", "ORDERER_", "FABRIC_"))}
 
 
+def _each(fn: Callable[[Any], None], items: Any) -> None:
+    """``fn`` on every item at once (independent CLI steps: the orgs, the channels); the first error raised."""
+    items = list(items)
+    with ThreadPoolExecutor(len(items)) as pool:
+        for future in [pool.submit(fn, item) for item in items]:
+            future.result()
+
+
 def _peer_up(ports: Ports, org: Org) -> bool:
     # The operations endpoint answers before the peer's gRPC server listens: both must.
     return healthz(ports.ops(org)) and port_open(ports.peer(org))
@@ -714,27 +722,31 @@ class FabricNetwork:
         return client_env(self.layout, self.ports, org, "Admin", self.install)
 
     def _join_peers(self) -> None:
-        for org in ORGS:
-            env = self.admin_env(org)
-            joined = self.retry(f"{org.peer_host} channel list", partial(self.run, "peer", ["channel", "list"], env)).stdout
-            for ch in self.channels:
-                if any(line.strip() == ch for line in joined.splitlines()):
-                    continue
-                block = self.layout.channels / f"{ch}.block"
-                self.retry(f"{org.peer_host} join {ch}", partial(self.run, "peer", ["channel", "join", "-b", str(block)], env))
+        _each(self._join_peer, ORGS)
+
+    def _join_peer(self, org: Org) -> None:
+        env = self.admin_env(org)
+        joined = self.retry(f"{org.peer_host} channel list", partial(self.run, "peer", ["channel", "list"], env)).stdout
+        for ch in self.channels:
+            if any(line.strip() == ch for line in joined.splitlines()):
+                continue
+            block = self.layout.channels / f"{ch}.block"
+            self.retry(f"{org.peer_host} join {ch}", partial(self.run, "peer", ["channel", "join", "-b", str(block)], env))
 
     def _install(self) -> None:
         pkg = ccaas_package(f"127.0.0.1:{self.ports.chaincode}")
         path = self.layout.channels / f"{CHAINCODE_LABEL}.tar.gz"
         path.write_bytes(pkg)
         self.package_id = package_id(pkg)
-        for org in ORGS:
+
+        def install(org: Org) -> None:
             env = self.admin_env(org)
             out = self.run("peer", ["lifecycle", "chaincode", "queryinstalled", "--output", "json"], env).stdout
             installed = {c.get("package_id") for c in (json.loads(out or "{}").get("installed_chaincodes") or [])}
-            if self.package_id in installed:
-                continue
-            self.run("peer", ["lifecycle", "chaincode", "install", str(path)], env, timeout=300)
+            if self.package_id not in installed:
+                self.run("peer", ["lifecycle", "chaincode", "install", str(path)], env, timeout=300)
+
+        _each(install, ORGS)
 
     def _start_chaincode(self) -> None:
         cmd = self.chaincode_cmd or chaincode_server()
@@ -769,11 +781,13 @@ class FabricNetwork:
         if self._committed(ch):
             return
         common = ["--channelID", ch, "--name", CHAINCODE_NAME, "--version", CHAINCODE_VERSION, "--sequence", "1"]
-        for org in ORGS:
-            env = self.admin_env(org)
+
+        def approve(org: Org) -> None:
             self.retry(f"approve {ch} by {org.msp_id}", partial(
                 self.run, "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
-                         "--package-id", self.package_id, "--waitForEvent"], env))
+                         "--package-id", self.package_id, "--waitForEvent"], self.admin_env(org)))
+
+        _each(approve, ORGS)
         self.retry(f"commit {ch}", lambda: self.run(
             "peer", ["lifecycle", "chaincode", "commit", *self.orderer_args(), *common, *self.endorser_args(),
                      "--waitForEvent"], self.admin_env(ORGS[0])))
@@ -797,11 +811,13 @@ class FabricNetwork:
                                  *self.endorser_args(), "-c", payload, "--waitForEvent"],
                         {**env, "FABRIC_LOGGING_SPEC": "INFO"}, check=check)  # fmt: skip
 
-    def _init_ledger(self, ch: str) -> None:
+    def _accounts(self, ch: str) -> None:
         # The chaincode answers only after a peer has launched it: retry the first query.
         for party in PARTIES:
             if party not in self.accounts:
                 self.accounts[party] = self.retry(f"WhoAmI on {ch}", partial(self.query, ch, self.party_env(party), "WhoAmI"))
+
+    def _init_ledger(self, ch: str) -> None:
         current = self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c",
                                     json.dumps({"function": "Issuer", "Args": []})], self.admin_env(ORGS[0]), check=False)
         if current.returncode == 0:
@@ -862,9 +878,10 @@ class FabricNetwork:
         self.say("fabric: chaincode")
         self._install()
         self._start_chaincode()
-        for ch in self.channels:
-            self._deploy(ch)
-            self._init_ledger(ch)
+        # Every channel at once; the accounts (WhoAmI) once the chaincode answers.
+        _each(self._deploy, self.channels)
+        self._accounts(self.channels[0])
+        _each(self._init_ledger, self.channels)
         self.say("fabric: waiting for both orgs' endorsements through each Gateway")
         self.wait_endorsable()
         self._record()
