@@ -7,7 +7,10 @@ the caller signs and broadcasts (one round trip), never while a block is mined.
 
 What can go wrong and how it is repaired:
 
-- a broadcast fails: the nonces of the batch not yet broadcast go back, so no gap is left;
+- signing fails: the nonces of the batch not yet signed go back;
+- a broadcast fails (transactions are broadcast after the lock is released): its nonce and
+  the ones signed after it in its batch carry nothing, so the count is re-read from the node,
+  which counts only up to the gap, and the next transaction fills it;
 - the node says the nonce is taken ("nonce too low", a replacement refused): another sender
   used the key; re-read the count from the node and sign again;
 - a transaction vanishes from the pool (dropped): the signed bytes are kept until it is
@@ -51,30 +54,30 @@ class AccountNonces:
         self._pending_count = pending_count
         self._lock = asyncio.Lock()
         self._next: int | None = None
+        self._stale = False
         self.in_flight: dict[str, InFlight] = {}  # tx hash -> what to re-broadcast
 
-    async def resync(self) -> int:
-        """Forget the local count; the node's pending count is the truth."""
-        self._next = await self._pending_count()
-        return self._next
+    def invalidate(self) -> None:
+        """Forget the local count: the next batch reads the node's pending count.  A flag,
+        not a read here: a batch being signed must not overwrite it, and a caller may be
+        waiting inside a batch (a permit settling) when it finds out."""
+        self._stale = True
 
     @asynccontextmanager
     async def batch(self, count: int) -> AsyncIterator["Batch"]:
         """``count`` consecutive nonces, for transactions that must follow each other
-        (an approve, then the lock that spends it).  The caller broadcasts them in order
-        inside the block and calls ``Batch.sent`` after each broadcast."""
+        (an approve, then the lock that spends it).  The caller signs them in order inside
+        the block and calls ``Batch.sent`` after each."""
         async with self._lock:
-            if self._next is None:
-                await self.resync()
-            assert self._next is not None
+            if self._next is None or self._stale:
+                self._stale = False
+                self._next = await self._pending_count()
             batch = Batch(list(range(self._next, self._next + count)), self)
             try:
                 yield batch
             finally:
-                # Only what was broadcast uses a nonce: a failed send leaves no gap.
-                self._next = batch.nonces[0] + batch.broadcast
-                if batch.conflict:
-                    await self.resync()
+                # Only what was signed uses a nonce.
+                self._next = batch.nonces[0] + batch.signed
 
     def mined(self, tx_id: str) -> None:
         self.in_flight.pop(tx_id, None)
@@ -84,12 +87,11 @@ class AccountNonces:
 class Batch:
     nonces: list[int]
     account: AccountNonces
-    broadcast: int = 0
-    conflict: bool = False
+    signed: int = 0
 
     def sent(self, tx_id: str, raw: bytes) -> None:
-        self.account.in_flight[tx_id] = InFlight(self.nonces[self.broadcast], raw)
-        self.broadcast += 1
+        self.account.in_flight[tx_id] = InFlight(self.nonces[self.signed], raw)
+        self.signed += 1
 
 
 class PermitNonces:

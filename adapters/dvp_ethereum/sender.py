@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
@@ -21,6 +22,9 @@ from dvp import errors
 
 from .nonces import AccountNonces, PermitNonces, nonce_taken
 from .receipts import ReceiptWatcher
+
+# Broadcast failures worth one more try with the same signed bytes.
+_TRANSIENT = (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError)
 
 # A permit is consumed by the transaction that carries it; the deadline only bounds a
 # signature whose transaction got stuck.
@@ -94,28 +98,68 @@ class Sender:
 
     # -- sending ---------------------------------------------------------------------------
     async def send(self, account: LocalAccount, txs: list[Tx]) -> list[str]:
-        """Broadcast ``txs`` with consecutive nonces; their ids, in order."""
+        """Broadcast ``txs`` with consecutive nonces; their ids, in order.
+
+        Nonces are assigned and transactions signed under the account's lock; they are
+        broadcast after it is released, so one account's sends do not queue behind each
+        other's round trips (a node holds a later nonce until the earlier one arrives)."""
         fees, clock = await self._fee_fields()
         gases = [tx.gas or await self._estimate(account, tx) for tx in txs]
         ids: list[str] = []
         nonces = self.account(account.address)
-        for attempt in range(3):
+        for _attempt in range(3):
+            signed: list[tuple[str, bytes, int]] = []
             async with nonces.batch(len(txs) - len(ids)) as batch:
                 for tx, gas, nonce in zip(txs[len(ids):], gases[len(ids):], batch.nonces):
-                    try:
-                        tx_id = await self._send_one(account, tx, gas, nonce, fees, clock, batch)
-                    except Exception as exc:
-                        if nonce_taken(exc) and attempt < 2:
-                            batch.conflict = True  # another sender used the key: re-read the count
-                            break
-                        raise
-                    ids.append(tx_id)
+                    tx_id, raw = await self._sign_one(account, tx, gas, nonce, fees, clock)
+                    batch.sent(tx_id, raw)
+                    signed.append((tx_id, raw, nonce))
+            for k, (tx_id, raw, nonce) in enumerate(signed):
+                try:
+                    await self._broadcast(raw)
+                except Exception as exc:
+                    # This nonce (unless another sender took it) and the ones signed after it
+                    # in the batch carry nothing: fill them with empty transactions, so what
+                    # the account signed after them runs in the order it was signed (permits).
+                    for dead, _, _ in signed[k:]:
+                        self.settled(dead, False)
+                    taken = nonce_taken(exc)
+                    await self._fill(account, [n for _, _, n in signed[k + 1 if taken else k:]], fees)
+                    if taken:  # another sender used the key: sign again
+                        nonces.invalidate()
+                        break
+                    raise
+                ids.append(tx_id)
             if len(ids) == len(txs):
                 return ids
         raise errors.SubmitError(f"{txs[len(ids)].what}: nonce kept being taken by another sender")
 
-    async def _send_one(self, account: LocalAccount, tx: Tx, gas: int, nonce: int, fees: dict[str, int],
-                        clock: int, batch) -> str:  # fmt: skip
+    async def _fill(self, account: LocalAccount, unused: list[int], fees: dict[str, int]) -> None:
+        """Spend each unused nonce on a transfer of nothing to the account itself; if that
+        fails too, re-read the count so that the next transaction fills the gap."""
+        for nonce in unused:
+            filler = account.sign_transaction({"to": account.address, "value": 0, "gas": 21_000, "nonce": nonce,
+                                               "chainId": self.chain_id, **fees})  # fmt: skip
+            try:
+                await self._broadcast(bytes(filler.raw_transaction))
+            except Exception:  # noqa: BLE001 - the count is re-read instead
+                self.account(account.address).invalidate()
+                return
+
+    async def _broadcast(self, raw: bytes) -> None:
+        for attempt in range(3):
+            try:
+                await self.w3.eth.send_raw_transaction(raw)
+                return
+            except Exception as exc:
+                if "already known" in str(exc).lower():
+                    return  # an earlier attempt got through
+                if nonce_taken(exc) or attempt == 2 or not isinstance(exc, _TRANSIENT):
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+
+    async def _sign_one(self, account: LocalAccount, tx: Tx, gas: int, nonce: int, fees: dict[str, int],
+                        clock: int) -> tuple[str, bytes]:  # fmt: skip
         sig = None
         permit_nonces = permit_nonce = None
         value = tx.value if tx.value is None or isinstance(tx.value, int) else await tx.value()
@@ -130,18 +174,16 @@ class Sender:
                 {"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": gas, **fees}
             )
             signed = account.sign_transaction(built)
-            raw = bytes(signed.raw_transaction)
-            tx_id = "0x" + bytes(await self.w3.eth.send_raw_transaction(raw)).hex()
         except BaseException:
             if permit_nonces is not None and permit_nonce is not None:
                 permit_nonces.give_back(permit_nonce)
             raise
-        batch.sent(tx_id, raw)
+        tx_id = "0x" + bytes(signed.hash).hex()
         self._pending[tx_id] = tx
         if permit_nonces is not None:
             permit_nonces.sent(tx_id)
             self._permit_of[tx_id] = permit_nonces
-        return tx_id
+        return tx_id, bytes(signed.raw_transaction)
 
     async def _estimate(self, account: LocalAccount, tx: Tx) -> int:
         return with_headroom(await tx.build(None, None).estimate_gas({"from": account.address}))
@@ -204,7 +246,7 @@ class Sender:
                 # Its nonce went to another transaction: this one can never be mined.
                 if await self.request("eth_getTransactionReceipt", [tx_id]) is None:
                     self.settled(tx_id, False)
-                    await nonces.resync()
+                    nonces.invalidate()
                     raise errors.CommitError(
                         f"{tx_id} was replaced by another transaction with nonce {flight.nonce}",
                         tx_id=tx_id, code="replaced",

@@ -15,6 +15,7 @@ from dvp.runtime.processes import stop
 from dvp_ethereum.adapter import EthereumAdapter
 from dvp_ethereum.config import EthereumConfig
 from dvp_ethereum.launcher import AnvilLauncher
+from dvp_ethereum.sender import Tx
 
 from ..htlc_helpers import AMOUNT
 
@@ -197,3 +198,21 @@ async def test_concurrent_proposals_of_one_seller_each_keep_their_allowance(evm)
     assert await token.functions.allowance(seller, spender).call() == 0
     await no_gap(evm, "seller")
     await no_gap(evm, "buyer")
+
+
+async def test_a_broadcast_the_node_refuses_leaves_no_gap(evm):
+    """Transactions are broadcast after the nonce lock is released: one the node refuses
+    leaves its nonce unused, and the next send fills it, so what was signed after it runs."""
+    token = evm._erc20("BOND")
+    refused = Tx("oversized", lambda _s, _v: token.functions.approve(evm.htlc.address, 0), gas=10**9)
+    first, later = _terms(evm, await evm.now()), _terms(evm, await evm.now())
+    results = await asyncio.gather(evm._sent.send(evm._key("seller"), [refused]), evm.lock(first),
+                                   return_exceptions=True)  # fmt: skip
+    assert isinstance(results[0], Exception) and "gas" in str(results[0]).lower()
+    sub = await evm.lock(later)
+    statuses = await mine_while(evm, asyncio.ensure_future(
+        asyncio.gather(evm.wait_final(results[1].tx_id), evm.wait_final(sub.tx_id))))  # fmt: skip
+    assert all(s.successful for s in statuses)
+    for t in (first, later):
+        assert (await evm.get_lock(evm.lock_id(t))).status is LockStatus.LOCKED
+    await no_gap(evm, "seller")
