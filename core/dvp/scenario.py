@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +55,26 @@ def parse_spec(data: Any, source: str = "scenario") -> SwapSpec:
         raise ConfigError(f"{source}: nested too deeply") from None
 
 
+@contextmanager
+def _default_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit while parsing: a library may have raised it (py_ecc, which
+    web3 loads, sets 100000), and json's C scanner then overflows the C stack on deep input instead
+    of raising RecursionError."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(old, 1000))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
 def load_scenario(path: str | Path) -> SwapSpec:
     path = Path(path)
     kind = "JSON" if path.suffix == ".json" else "YAML"
     text = _read_text(path)
     try:
-        data = _parse_json(text) if kind == "JSON" else _parse_yaml(text)
+        with _default_recursion_limit():
+            data = _parse_json(text) if kind == "JSON" else _parse_yaml(text)
     except _Refused as exc:
         raise ConfigError(f"scenario: {path}: {exc}") from None
     except RecursionError:
