@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dvp.adapter import Issuing
 from dvp.network import Network
 from dvp.runtime.local import LocalRuntime
 
-from .testbed import FUNDS, testbed_topology
+from .testbed import fund, testbed_topology
 
 ROOT = Path(__file__).parent
 
@@ -25,6 +24,8 @@ def pytest_collection_modifyitems(items):
         layer = Path(str(item.fspath)).relative_to(ROOT).parts[0]
         if layer in ("unit", "conformance", "e2e"):
             item.add_marker(getattr(pytest.mark, layer))
+        elif layer == "thirdparty":  # the kit on the in-memory ledger: no node, core only
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
@@ -36,21 +37,10 @@ def run_dir(tmp_path_factory) -> Path:
     try:
         import asyncio
 
-        asyncio.run(_fund(path))
+        asyncio.run(fund(path))
         yield path
     finally:
         runtime.down()
-
-
-async def _fund(path: Path) -> None:
-    async with Network.from_run_dir(path) as net:
-        sent = []
-        for asset in net.assets:
-            adapter = net.ledgers[asset.ledger]
-            for party in ("seller", "buyer"):
-                sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, party, FUNDS)))
-        for adapter, sub in sent:
-            await adapter.wait_final(sub.tx_id)
 
 
 @pytest.fixture

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import dataclass
 
 import pytest
 
 from dvp.errors import ConfigError
+from dvp.adapter import Issuing
+from dvp.network import Network
 from dvp.models import Asset, AssetKind
 from dvp.registry import launcher_class
+from dvp.testing import scenarios
 from dvp.topology import LedgerSpec, Topology
 
 FUNDS = 1_000_000_000
@@ -42,13 +47,14 @@ def _elements_missing() -> str | None:
 
 # Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.
 ELEMENTS_MISSING = _elements_missing()
+ELEMENTS = LedgerSpec(name="elements", kind="elements", options={"block_time": 0})
 if ELEMENTS_MISSING is None:
-    LEDGERS.append(LedgerSpec(name="elements", kind="elements", options={"block_time": 0}))
+    LEDGERS.append(ELEMENTS)
 # A second EVM client, in its own suite (tests/geth) next to an anvil: 1 s blocks (geth's
 # shortest dev period) and no time travel, so its refund paths wait for real expiry.
 GETH = LedgerSpec(name="geth", kind="geth", options={"block_time": 1})
 NO_TIME_TRAVEL = {GETH.name}
-_KNOWN = [*LEDGERS, GETH]
+_KNOWN = [*LEDGERS, GETH] + ([ELEMENTS] if ELEMENTS_MISSING else [])  # skipped params name it too
 
 
 def testbed_topology() -> Topology:
@@ -73,15 +79,11 @@ def htlc_asset(ledger: str) -> str:
 
 
 @dataclass(frozen=True)
-class Pair:
-    """Securities on one ledger, cash on another (or the same)."""
+class Pair(scenarios.Pair):
+    """Securities (BOND) on one testbed ledger, that ledger's cash asset on another (or the same)."""
 
-    security: str
-    cash: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.security}->{self.cash}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cash_asset", cash_asset(self.cash))
 
 
 CROSS_PAIRS = [Pair("evm-a", "evm-b"), Pair("evm-a", "btc")]
@@ -99,3 +101,15 @@ def with_elements(values: list, elements: list) -> list:
 CROSS_PARAMS = with_elements(CROSS_PAIRS, ELEMENTS_PAIRS)
 SINGLE_PARAMS = with_elements(SINGLE_LEDGERS, ["elements"])
 ADAPTER_PARAMS = with_elements(ADAPTER_LEDGERS, ["elements"])
+
+
+async def fund(run_dir: Path) -> None:
+    """Issue FUNDS of every asset to the seller and the buyer, and wait until final."""
+    async with Network.from_run_dir(run_dir) as net:
+        sent = []
+        for asset in net.assets:
+            adapter = net.ledgers[asset.ledger]
+            for party in ("seller", "buyer"):
+                sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, party, FUNDS)))
+        for adapter, sub in sent:
+            await adapter.wait_all(sub)

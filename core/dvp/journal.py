@@ -5,24 +5,22 @@ each step's intent is written before its transaction is sent and its result
 after.  Every row carries wall-clock and ledger-clock times, so each swap has a
 timeline.  A swap whose ``outcome`` is empty is unfinished and is resumed.
 
-For crash drills, ``DVP_CRASH_AFTER_WRITES=N`` kills this process with SIGKILL
-right after its N-th committed write.
+Crash drills kill the process right after a chosen committed write through the test
+seam :attr:`Journal.after_commit` (see :mod:`dvp.testing.crash`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import time
 from dataclasses import dataclass
-from enum import StrEnum
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
-from .env import env_int
 from .errors import ConfigError
 from .models import LedgerTime
 
@@ -53,22 +51,12 @@ CREATE INDEX IF NOT EXISTS steps_by_swap ON steps(swap_id, seq);
 """
 
 
-class Phase(StrEnum):
-    """The rows a step writes, in order."""
-
-    INTENT = "intent"  # before its transactions are sent
-    SUBMITTED = "submitted"  # one per transaction broadcast: tx_id, purpose, payer
-    FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block
-    RESULT = "result"  # the step is done (tx_id: the operation's own transaction, if any)
-    SKIPPED = "skipped"  # the step was deliberately not taken (reason)
-
-
 @dataclass(frozen=True)
 class Step:
     seq: int
     swap_id: str
     step: str
-    phase: str  # a Phase value
+    phase: str  # a Phase value (dvp.state)
     ledger: str | None
     tx_id: str | None
     detail: dict[str, Any]
@@ -105,15 +93,18 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
         self._writes = 0
-        self._crash_after = env_int("DVP_CRASH_AFTER_WRITES", minimum=1)
 
     def close(self) -> None:
         self._db.close()
 
+    # A test seam, unset in production: crash drills (dvp.testing.crash) set it to kill the
+    # process right after a given committed write.
+    after_commit: ClassVar[Callable[[int], None] | None] = None
+
     def _committed(self) -> None:
         self._writes += 1
-        if self._crash_after is not None and self._writes >= self._crash_after:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if Journal.after_commit is not None:
+            Journal.after_commit(self._writes)
 
     # -- swaps -------------------------------------------------------------------------
     def create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:

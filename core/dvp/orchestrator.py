@@ -21,7 +21,8 @@ from typing import Any
 from . import errors
 from .adapter import AtomicDvp, LedgerAdapter, TimeTravel
 from .hashlock import hashlock_of, new_secret
-from .journal import Journal, Phase, Step, SwapRecord
+from .journal import Journal, Step, SwapRecord
+from .state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName, SwapState
 from .lease import drive_lease
 from .models import (
     Asset,
@@ -145,7 +146,7 @@ class Orchestrator:
         if kind == "htlc":
             secret = new_secret()
             # Write-ahead: the secret exists on disk before anything that depends on it is sent.
-            data = {"secret": secret.hex(), "hashlock": hashlock_of(secret).hex()}
+            data = HtlcSwapState(secret=secret.hex(), hashlock=hashlock_of(secret).hex()).dump()
         # The lease is taken before the swap exists in the journal, so no `dvp resume`
         # started meanwhile can pick it up as unfinished and drive it beside us.
         with drive_lease(self.journal.path, swap_id):
@@ -213,8 +214,9 @@ class _Run:
         self.spec = spec
         self.trade = spec.trade
 
-    def put(self, **fields: Any) -> None:
-        self.data = self.o.journal.update_data(self.id, **fields)
+    def put(self, state: SwapState) -> None:
+        """Persist the swap's typed state (write-ahead: before what depends on it is sent)."""
+        self.data = self.o.journal.update_data(self.id, **state.dump())
 
     async def note(self, step: str, phase: str, ledger: str | None = None, **kw: Any) -> None:
         clock = await self.o.ledgers[ledger].now() if ledger else None
@@ -300,7 +302,8 @@ class _AtomicRun(_Run):
         ledger = t.cash.ledger
         base = self.o.ledgers[ledger]
         adapter = base.require(AtomicDvp)
-        if "order" not in self.data:
+        state = AtomicSwapState.model_validate(self.data)
+        if state.order is None or state.order_id is None:
             now = await base.now()
             order = DvpOrder(
                 seller=t.seller,
@@ -312,19 +315,19 @@ class _AtomicRun(_Run):
                 deadline=base.expiry_after(now, self.spec.plan.holder_timeout),
                 nonce=_secrets.token_hex(32),
             )
-            self.put(order=order.model_dump(mode="json"), order_id=adapter.order_id(order))
-        order = DvpOrder.model_validate(self.data["order"])
-        order_id = self.data["order_id"]
+            state = AtomicSwapState(order=order, order_id=adapter.order_id(order))
+            self.put(state)
+        order, order_id = state.order, state.order_id
 
         async def status() -> OrderStatus | None:
             state = await adapter.get_order(order_id)
             return state.status if state else None
 
-        await self.transact("propose", ledger, lambda: adapter.propose_dvp(order),
+        await self.transact(StepName.PROPOSE, ledger, lambda: adapter.propose_dvp(order),
                             lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
         if not self.spec.behaviour.counter_locks:
             return Outcome.ABORTED, f"buyer {t.buyer!r} did not accept; nothing moved"
-        await self.transact("settle", ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
+        await self.transact(StepName.SETTLE, ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
         return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
 
 
@@ -358,8 +361,15 @@ class _HtlcRun(_Run):
                              self.adapter_of(self.first).finality)
         self.late = ""  # why the second leg was not locked, when it was too late
 
-    def leg_name(self, role: Role) -> str:
-        return "security" if role is Role.SELLER else "cash"
+    def leg_name(self, role: Role) -> LegName:
+        return LegName.sent_by(role)
+
+    @property
+    def state(self) -> HtlcSwapState:
+        return HtlcSwapState.model_validate(self.data)
+
+    def step(self, action: Action, role: Role) -> StepName:
+        return StepName.of(action, LegName.sent_by(role))
 
     def ledger_of(self, role: Role) -> str:
         return self.trade.leg_sent_by(role).ledger
@@ -368,11 +378,10 @@ class _HtlcRun(_Run):
         return self.o.ledgers[self.ledger_of(role)]
 
     def terms_of(self, role: Role) -> HtlcTerms | None:
-        raw = self.data.get(f"terms_{self.leg_name(role)}")
-        return HtlcTerms.model_validate(raw) if raw else None
+        return self.state.terms(LegName.sent_by(role))
 
     def lock_id_of(self, role: Role) -> str | None:
-        return self.data.get(f"lock_{self.leg_name(role)}")
+        return self.state.lock_id(LegName.sent_by(role))
 
     def lock_is(self, role: Role, status: LockStatus):
         """A ledger read: is ``role``'s lock in ``status`` now?"""
@@ -390,8 +399,8 @@ class _HtlcRun(_Run):
         return await self.by_the_ledgers(outcome, detail)
 
     async def steps(self) -> tuple[Outcome, str]:
-        if "unwinding" in self.data:  # decided before a crash: finish the unwind, with its first cause
-            return await self.unwind(self.data["unwinding"])
+        if self.state.unwinding is not None:  # decided before a crash: finish the unwind, with its first cause
+            return await self.unwind(self.state.unwinding)
         b = self.spec.behaviour
         try:
             if not await self.lock(self.first):
@@ -451,12 +460,11 @@ class _HtlcRun(_Run):
         if found is outcome:
             return outcome, detail
         # The steps' cause, without their own (mistaken) summary of what the ledgers hold.
-        return found, f"{why}, as the ledgers show (the swap's steps had stopped: {self.data.get('unwinding', detail)})"
+        return found, f"{why}, as the ledgers show (the swap's steps had stopped: {self.state.unwinding or detail})"
 
     async def lock(self, role: Role) -> bool:
         """Lock ``role``'s leg (idempotently); False if it is too late to do so safely."""
-        name = self.leg_name(role)
-        step = f"lock {name}"
+        step = self.step(Action.LOCK, role)
         adapter = self.adapter_of(role)
         ledger = self.ledger_of(role)
         if self.lock_id_of(role) is None:
@@ -481,12 +489,12 @@ class _HtlcRun(_Run):
                 recipient=self.trade.party(role.other),
                 asset=leg.asset,
                 amount=leg.amount,
-                hashlock=self.data["hashlock"],
+                hashlock=self.state.hashlock,
                 expiry=expiry,
                 nonce=_secrets.token_hex(32),
             )
             # Write-ahead: terms and lock id are on disk before the lock is broadcast.
-            self.put(**{f"terms_{name}": terms.model_dump(mode="json"), f"lock_{name}": adapter.lock_id(terms)})
+            self.put(self.state.with_lock(self.leg_name(role), terms, adapter.lock_id(terms)))
         terms = self.terms_of(role)
         lock_id = self.lock_id_of(role)
 
@@ -510,7 +518,7 @@ class _HtlcRun(_Run):
 
     async def audit(self, role: Role) -> None:
         """The party receiving ``role``'s leg checks it on the ledger before going on."""
-        step = f"audit {self.leg_name(role)}"
+        step = self.step(Action.AUDIT, role)
         if self.done(step):
             return
         adapter = self.adapter_of(role)
@@ -526,22 +534,22 @@ class _HtlcRun(_Run):
         async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
             if adapter.seconds_left(await adapter.now(), expiry) > margin:
                 return False
-            await self.note(f"claim {self.leg_name(role)}", Phase.SKIPPED, self.ledger_of(role),
+            await self.note(self.step(Action.CLAIM, role), Phase.SKIPPED, self.ledger_of(role),
                             reason="inside the safety margin before expiry")
             return True
 
-        return await self.claim(role, bytes.fromhex(self.data["secret"]), self.holder, too_late)
+        return await self.claim(role, bytes.fromhex(self.state.secret), self.holder, too_late)
 
     async def extract_secret(self) -> bytes:
         """The counterparty learns the secret from the ledger, as it would in practice."""
         role = self.counter
-        step = "extract secret"
+        step = StepName.EXTRACT_SECRET
         adapter = self.adapter_of(role)
         state = await adapter.get_lock(self.lock_id_of(role))
         if state is None or state.preimage is None:
             raise errors.SwapError(f"{step}: lock {self.lock_id_of(role)} shows no revealed preimage")
         preimage = bytes.fromhex(state.preimage)
-        if hashlock_of(preimage).hex() != self.data["hashlock"]:
+        if hashlock_of(preimage).hex() != self.state.hashlock:
             raise errors.InvalidPreimage(f"{step}: revealed preimage does not match the hashlock")
         if not self.done(step):
             await self.note(step, Phase.RESULT, self.ledger_of(role))
@@ -560,7 +568,7 @@ class _HtlcRun(_Run):
 
     async def claim(self, role: Role, preimage: bytes, claimant: Role, too_late) -> bool:
         """``claimant`` claims ``role``'s leg unless the ledger shows it done or ``too_late``."""
-        step = f"claim {self.leg_name(role)}"
+        step = self.step(Action.CLAIM, role)
         adapter = self.adapter_of(role)
         lock_id = self.lock_id_of(role)
         claimed = self.lock_is(role, LockStatus.CLAIMED)
@@ -584,7 +592,7 @@ class _HtlcRun(_Run):
             return False
         if state.status is LockStatus.CLAIMED:
             return False
-        step = f"refund {self.leg_name(role)}"
+        step = self.step(Action.REFUND, role)
         if state.status is LockStatus.LOCKED:
             await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
         sender = self.trade.party(role)
@@ -594,8 +602,8 @@ class _HtlcRun(_Run):
 
     async def unwind(self, why: str) -> tuple[Outcome, str]:
         """No secret revealed: every lock goes back to its sender after expiry."""
-        if self.data.get("unwinding") != why:
-            self.put(unwinding=why)  # a resumed drive finishes this unwind, with this cause
+        if self.state.unwinding != why:
+            self.put(self.state.model_copy(update={"unwinding": why}))  # a resumed drive finishes this unwind, with this cause
         self.o.progress(self.id, f"unwinding: {why}")
         # The shorter (counter) leg expires first; refund in expiry order.
         refunded = [r for r in (self.counter, self.holder) if await self.refund(r)]

@@ -8,7 +8,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from .journal import Phase, Step
+from .journal import Step
+from .state import HtlcSwapState, Phase, state_of
 from .orchestrator import SwapResult
 
 Balances = dict[tuple[str, str, str], int]
@@ -86,7 +87,7 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
         "detail": result.detail,
         "trade": result.spec.trade.model_dump(mode="json"),
         "plan": result.spec.plan.model_dump(mode="json") if result.kind == "htlc" else None,
-        "lock_ids": {k: v for k, v in result.data.items() if k.startswith(("lock_", "order_id"))},
+        "lock_ids": _lock_ids(result),
         "seconds": round(rows[-1].finished - result.steps[0].wall, 3) if rows else 0.0,
         "transactions": sum(r.transactions for r in rows),
         "steps": [
@@ -102,6 +103,13 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
             for r in rows
         ],
     }
+
+
+def _lock_ids(result: SwapResult) -> dict[str, str]:
+    state = state_of(result.kind, result.data)
+    if isinstance(state, HtlcSwapState):
+        return state.lock_ids()
+    return {"order_id": state.order_id} if state.order_id else {}
 
 
 def machine() -> dict[str, Any]:

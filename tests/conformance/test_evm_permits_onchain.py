@@ -11,7 +11,7 @@ import pytest
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
 from ..htlc_helpers import AMOUNT, make_terms
-from .test_evm_contracts_onchain import calldata, mined_call, reverted_with
+from ..evm_helpers import calldata, mined_call, reverted_with
 
 LEDGER = "evm-a"
 

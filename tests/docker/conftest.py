@@ -21,8 +21,7 @@ from dvp.pytest_plugin import (  # noqa: F401 - fixtures
     dvp_testnet,
 )
 
-from ..conftest import _fund
-from ..testbed import testbed_topology
+from ..testbed import fund, testbed_topology
 
 
 def pytest_configure(config):
@@ -44,7 +43,7 @@ def dvp_topology():
 
 @pytest.fixture(scope="session")
 def docker_run_dir(dvp_testnet) -> Path:
-    asyncio.run(_fund(dvp_testnet))
+    asyncio.run(fund(dvp_testnet))
     return dvp_testnet
 
 

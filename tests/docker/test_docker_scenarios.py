@@ -11,8 +11,8 @@ from dvp.orchestrator import Outcome
 from dvp.registry import launcher_class
 from dvp.runtime.launcher import ledger_endpoint
 
-from ..e2e.test_dvp_scenarios import run
-from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
+
+from ..scenarios import SETTLED, UNCHANGED, changes, run, spec_for
 from ..testbed import CROSS_PARAMS, LEDGERS
 
 cross = pytest.mark.parametrize("pair", CROSS_PARAMS, ids=lambda p: p.id)

@@ -14,19 +14,12 @@ import pytest
 from dvp.journal import Journal
 from dvp.runtime.processes import alive
 
+from ..cli_helpers import DVP, dvp, one_line_error
 from ..scenarios import snapshot
 from ..testbed import CROSS_PAIRS
-from .test_crash_resume import DVP, dvp
 from ..htlc_helpers import locked
 
 PAIR = CROSS_PAIRS[0]
-
-
-def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) -> None:
-    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert text in lines[0], lines[0]
 
 
 BAD_SWAPS = [

@@ -8,8 +8,7 @@ import os
 
 from dvp.runtime.processes import free_port
 
-from .test_cli import one_line_error
-from .test_crash_resume import dvp
+from ..cli_helpers import dvp, one_line_error
 
 
 def test_an_unreachable_ledger_prints_one_line_and_nothing_else(run_dir, tmp_path):

@@ -15,18 +15,11 @@ import pytest
 from dvp.journal import Journal
 from dvp.models import Behaviour
 
+from ..cli_helpers import dvp
 from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, SINGLE_LEDGERS, Pair
 
-DVP = str(Path(sys.executable).parent / "dvp")
 MAX_WRITES = 80  # far more journal writes than any swap makes
-
-
-def dvp(args: list[str], env: dict, crash_after: int | None = None) -> subprocess.CompletedProcess:
-    env = dict(env)
-    if crash_after is not None:
-        env["DVP_CRASH_AFTER_WRITES"] = str(crash_after)
-    return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 async def claim_in_mempool(net, journal_path) -> int:

@@ -11,9 +11,9 @@ from collections import Counter
 from dvp.journal import Journal
 from dvp.models import Behaviour
 
+from ..cli_helpers import DVP, dvp
 from ..scenarios import UNCHANGED, assert_conserved, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
-from .test_crash_resume import DVP, dvp
 
 PAIR = CROSS_PAIRS[0]
 

@@ -12,8 +12,7 @@ from dvp.orchestrator import Outcome
 from ..htlc_helpers import pass_time
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
-from .test_cli import one_line_error
-from .test_crash_resume import dvp
+from ..cli_helpers import dvp, one_line_error
 
 PAIR = CROSS_PAIRS[0]
 

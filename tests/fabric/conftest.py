@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-try:  # until pyproject maps the package (requested from the lead)
-    import dvp_fabric  # noqa: F401
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
 
 
 def pytest_configure(config):

@@ -12,8 +12,7 @@ import pytest
 from dvp.runtime.local import LocalRuntime
 from dvp_ethereum.geth import geth_missing
 
-from ..conftest import _fund
-from ..testbed import geth_topology
+from ..testbed import fund, geth_topology
 
 MISSING = geth_missing()
 
@@ -35,7 +34,7 @@ def run_dir(tmp_path_factory) -> Path:
     runtime = LocalRuntime(path)
     runtime.up(geth_topology(), progress=lambda m: None)
     try:
-        asyncio.run(_fund(path))
+        asyncio.run(fund(path))
         yield path
     finally:
         runtime.down()

@@ -1,10 +1,18 @@
-"""The HTLC conformance kit on a geth ledger: the same tests, parametrized by "geth".
-No time travel: the refund test waits for geth's own clock."""
+"""The HTLC conformance kit on a geth ledger.  No time travel: the refund test waits for
+geth's own clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from ..conformance.test_htlc_conformance import *  # noqa: F403 - the kit's tests, collected here too
+from dvp.testing import HtlcConformance
 
-pytestmark = pytest.mark.parametrize("ledger", ["geth"])
+from ..testbed import GETH, htlc_asset
+
+
+class TestGeth(HtlcConformance):
+    asset = htlc_asset(GETH.name)
+
+    @pytest.fixture
+    def adapter(self, net):
+        return net.ledgers[GETH.name]

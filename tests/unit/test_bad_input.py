@@ -212,9 +212,6 @@ def test_corrupt_run_state_is_one_line(tmp_path, env, content, command):
 # -- DVP_* environment variables -----------------------------------------------------------------
 
 BAD_ENV = [
-    ("DVP_CRASH_AFTER_WRITES", "abc", ["history"]),
-    ("DVP_CRASH_AFTER_WRITES", "-1", ["history"]),
-    ("DVP_CRASH_AFTER_WRITES", "1.5", ["history"]),
     ("DVP_RUNTIME", "nowhere", ["status"]),
 ]
 
@@ -222,6 +219,21 @@ BAD_ENV = [
 @pytest.mark.parametrize(("name", "value", "args"), BAD_ENV, ids=[f"{n}={v!r}" for n, v, _ in BAD_ENV])
 def test_malformed_environment_values_are_one_line(env, name, value, args):
     one_line(run(args, {**env, name: value}), 2, name)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1.5"])
+def test_malformed_crash_seam_value_is_one_line(env, value):
+    """The crash drills' switch lives in the test seam (dvp.testing.crash), not in `dvp`."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "dvp.testing.crash", "history"], capture_output=True, text=True,
+                          env={**os.environ, **env, "DVP_CRASH_AFTER_WRITES": value}, timeout=60)  # fmt: skip
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "DVP_CRASH_AFTER_WRITES" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert run(["history"], {**env, "DVP_CRASH_AFTER_WRITES": value}).exit_code == 0  # `dvp` itself ignores it
 
 
 @pytest.mark.parametrize("value", ["maybe", "2", "-"])

@@ -6,16 +6,16 @@ import pytest
 
 from dvp import errors
 from dvp.journal import Journal
-from dvp.models import Asset, AssetKind, Behaviour, Capability, HtlcPlan, Leg, Role, SwapSpec, Trade
+from dvp.models import Asset, AssetKind, Behaviour, Capability, DvpOrder, HtlcPlan, Leg, Role, SwapSpec, Trade
 from dvp.lease import drive_lease
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 
-from .fake_ledger import FakeLedger, FakeLiveLedger
+from dvp.testing.memory import MemoryDvpLedger, MemoryLedger, MemoryLiveLedger
 
 
 @pytest.fixture
 def ledgers():
-    a, b = FakeLedger("a"), FakeLedger("b")
+    a, b = MemoryLedger("a"), MemoryLedger("b")
     a.balances[("seller", "BOND")] = 100
     b.balances[("buyer", "EUR")] = 10_000
     return {"a": a, "b": b}
@@ -114,7 +114,7 @@ async def test_bad_plans_are_refused_before_anything_is_locked(orch, ledgers, kw
 
 async def test_missing_capability_is_refused(ledgers, tmp_path):
     """What a ledger can do is its type: no TimeTravel mixin, no fast-forward; no AtomicDvp, no atomic run."""
-    ledgers["b"] = FakeLiveLedger("b")
+    ledgers["b"] = MemoryLiveLedger("b")
     ledgers["b"].balances[("buyer", "EUR")] = 10_000
     assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
               Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH)]
@@ -319,3 +319,61 @@ async def test_a_crash_after_journaling_a_submission_waits_for_it_instead_of_res
     assert ledgers["a"].sent.count("lock") == 1
     finals = [s.detail["purpose"] for s in result.steps if s.step == "lock security" and s.phase == "final"]
     assert finals == ["approve", "lock"]
+
+
+# -- the single-ledger (atomic) run -------------------------------------------------------------
+
+
+@pytest.fixture
+def atomic(tmp_path):
+    ledger = MemoryDvpLedger("d")
+    ledger.balances[("seller", "BOND")] = 100
+    ledger.balances[("buyer", "EUR")] = 10_000
+    assets = [Asset(symbol="BOND", ledger="d", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="d", kind=AssetKind.CASH)]
+    return ledger, Orchestrator({"d": ledger}, assets, Journal(tmp_path / "atomic.sqlite"))
+
+
+def atomic_spec(**kw) -> SwapSpec:
+    return SwapSpec(trade=Trade(security=Leg(ledger="d", asset="BOND", amount=10), cash=Leg(ledger="d", asset="EUR", amount=1000)),
+                    **kw)
+
+
+def atomic_holdings(ledger):
+    return tuple(ledger.balances[k] for k in (("seller", "BOND"), ("buyer", "BOND"), ("seller", "EUR"), ("buyer", "EUR")))
+
+
+async def test_atomic_run_moves_both_legs_in_one_transaction(atomic):
+    ledger, orch = atomic
+    result = await orch.run(atomic_spec())
+    assert result.kind == "atomic" and result.outcome is Outcome.SETTLED
+    assert atomic_holdings(ledger) == (90, 10, 1000, 9000)
+    assert ledger.sent == ["propose", "settle"]
+    assert [s.step for s in result.steps if s.phase == "result"] == ["propose", "settle"]
+    assert result.data["order_id"] == ledger.order_id(DvpOrder.model_validate(result.data["order"]))
+
+
+async def test_atomic_run_without_the_buyer_moves_nothing(atomic):
+    ledger, orch = atomic
+    result = await orch.run(atomic_spec(behaviour=Behaviour(counter_locks=False)))
+    assert result.outcome is Outcome.ABORTED and "did not accept" in result.detail
+    assert atomic_holdings(ledger) == (100, 0, 0, 10_000)
+    assert ledger.sent == ["propose"]
+
+
+async def test_atomic_run_killed_before_settling_resumes_without_proposing_twice(atomic):
+    ledger, orch = atomic
+    ledger.fail_next["settle"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(atomic_spec())
+    [result] = await orch.resume_all()
+    assert result.outcome is Outcome.SETTLED
+    assert atomic_holdings(ledger) == (90, 10, 1000, 9000)
+    assert ledger.sent == ["propose", "settle"]
+
+
+async def test_atomic_run_refuses_a_short_balance_before_proposing(atomic):
+    ledger, orch = atomic
+    ledger.balances[("buyer", "EUR")] = 999
+    with pytest.raises(errors.LockRefused, match="holds 999 EUR"):
+        await orch.run(atomic_spec())
+    assert ledger.sent == [] and orch.journal.swaps() == []

@@ -116,12 +116,14 @@ def test_journal_round_trip_and_unfinished(tmp_path):
 def test_crash_hook_kills_after_the_nth_write_and_keeps_what_was_committed(tmp_path):
     code = (
         "from dvp.journal import Journal\n"
+        "from dvp.testing.crash import install\n"
+        "install(2)\n"
         f"j = Journal({str(tmp_path / 'j.sqlite')!r})\n"
         "j.create('s', 'htlc', {}, {})\n"
         "j.record('s', 'a', 'intent')\n"
         "j.record('s', 'a', 'result')\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], env={"DVP_CRASH_AFTER_WRITES": "2", "PATH": ""}, timeout=60)
+    run = subprocess.run([sys.executable, "-c", code], env={"PATH": ""}, timeout=60)
     assert run.returncode == -9
     steps = Journal(tmp_path / "j.sqlite").steps("s")
     assert [(s.step, s.phase) for s in steps] == [("a", "intent")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,7 @@ import pytest_asyncio
 
 from dvp.runtime.processes import alive
 
-# Until pyproject.toml installs the ``dvp_utxo`` package, find it in the tree;
-# without python-bitcoinlib (the ``utxo`` extra) these tests cannot even be collected.
-if importlib.util.find_spec("dvp_utxo") is None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
+# Without python-bitcoinlib (the ``utxo`` extra) these tests cannot even be collected.
 if importlib.util.find_spec("bitcoin") is None:  # pragma: no cover
     collect_ignore_glob = ["test_*.py"]
 

@@ -41,6 +41,7 @@ from typing import Any
 
 from ..journal import Step
 from ..report import timeline
+from ..state import Action, LegName, StepName, expiry_of
 
 # Fee units by adapter kind, when the fee is not paid in a traded asset.
 FEE_UNITS = {"ethereum": "wei", "geth": "wei", "utxo": "sat", "elements": "sat (policy asset)", "fabric": "none"}
@@ -62,34 +63,43 @@ class LedgerInfo:
         return None if timestamp is None else expiry - timestamp
 
 
-def _leg_of(step: str) -> str | None:
-    parts = step.split()
-    return parts[-1] if parts and parts[-1] in ("security", "cash") else None
+def _step(name: str) -> StepName | None:
+    """The typed step of a journal row (None for a name this version does not know)."""
+    try:
+        return StepName(name)
+    except ValueError:
+        return None
 
 
-def _sender(leg: str, trade: Mapping[str, Any]) -> str:
-    return trade.get("seller", "seller") if leg == "security" else trade.get("buyer", "buyer")
+def _action(name: str) -> Action | None:
+    step = _step(name)
+    return step.action if step is not None else None
 
 
-def _receiver(leg: str, trade: Mapping[str, Any]) -> str:
-    return trade.get("buyer", "buyer") if leg == "security" else trade.get("seller", "seller")
+def _sender(leg: LegName, trade: Mapping[str, Any]) -> str:
+    return trade.get("seller", "seller") if leg is LegName.SECURITY else trade.get("buyer", "buyer")
+
+
+def _receiver(leg: LegName, trade: Mapping[str, Any]) -> str:
+    return trade.get("buyer", "buyer") if leg is LegName.SECURITY else trade.get("seller", "seller")
 
 
 def actor(step: str, spec: Mapping[str, Any]) -> str:
     """The party that performs ``step`` in a swap of ``spec`` (a SwapSpec dump)."""
     trade = spec["trade"]
-    leg = _leg_of(step)
-    verb = step.split()[0]
-    if verb in ("lock", "refund"):
-        return _sender(leg, trade)
-    if verb in ("audit", "claim"):
-        return _receiver(leg, trade)
-    if step == "extract secret":
+    name = _step(step)
+    if name is None:
+        return "orchestrator"
+    if name.leg is not None and name.action in (Action.LOCK, Action.REFUND):
+        return _sender(name.leg, trade)
+    if name.leg is not None and name.action in (Action.AUDIT, Action.CLAIM):
+        return _receiver(name.leg, trade)
+    if name is StepName.EXTRACT_SECRET:
         holder = (spec.get("plan") or {}).get("secret_holder", "seller")
         return trade.get("buyer", "buyer") if holder == "seller" else trade.get("seller", "seller")
-    if step == "propose":
+    if name is StepName.PROPOSE:
         return trade.get("seller", "seller")
-    if step == "settle":
+    if name is StepName.SETTLE:
         return trade.get("buyer", "buyer")
     return "orchestrator"
 
@@ -97,20 +107,16 @@ def actor(step: str, spec: Mapping[str, Any]) -> str:
 def _phase_names(names: Sequence[str]) -> list[str]:
     """Generic names of the steps in order: lock, audit, counter-lock, counter-audit,
     claim, extract secret, second claim; refunds keep their leg."""
-    seen: dict[str, int] = defaultdict(int)
+    seen: dict[Action, int] = defaultdict(int)
+    second = {Action.LOCK: "counter-lock", Action.AUDIT: "counter-audit", Action.CLAIM: "second claim"}
     out = []
     for name in names:
-        verb = name.split()[0]
-        seen[verb] += 1
-        n = seen[verb]
-        if verb == "lock":
-            out.append("lock" if n == 1 else "counter-lock")
-        elif verb == "audit":
-            out.append("audit" if n == 1 else "counter-audit")
-        elif verb == "claim":
-            out.append("claim" if n == 1 else "second claim")
-        else:
+        step = _step(name)
+        if step is None or step.action not in second:
             out.append(name)
+            continue
+        seen[step.action] += 1
+        out.append(step.action.value if seen[step.action] == 1 else second[step.action])
     return out
 
 
@@ -175,7 +181,7 @@ def swap_metrics(
         p["steps"] += 1
         p["transactions"] += e["transactions"]
         p["messages"] += e["transactions"]
-        if e["step"].startswith("lock ") or e["step"] == "propose":
+        if _action(e["step"]) in (Action.LOCK, Action.PROPOSE):
             p["messages"] += 1  # the off-ledger notice of the lock id / order to the counterparty
 
     tx_by_ledger: dict[str, int] = defaultdict(int)
@@ -218,11 +224,11 @@ def free_option(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> di
         return None
     plan = spec.get("plan") or {}
     first = plan.get("first_locker") or plan.get("secret_holder", "seller")
-    first_leg, second_leg = ("security", "cash") if first == "seller" else ("cash", "security")
-    first_lock = _rows(steps, f"lock {first_leg}", "result")
+    first_leg, second_leg = (LegName.SECURITY, LegName.CASH) if first == "seller" else (LegName.CASH, LegName.SECURITY)
+    first_lock = _rows(steps, StepName.of(Action.LOCK, first_leg), "result")
     if not first_lock:
         return None
-    second_lock = _rows(steps, f"lock {second_leg}", "result")
+    second_lock = _rows(steps, StepName.of(Action.LOCK, second_leg), "result")
     end = second_lock[0].wall if second_lock else steps[-1].wall
     second = "buyer" if first == "seller" else "seller"
     return {
@@ -237,9 +243,9 @@ def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict
     if kind != "htlc":
         return {}
     out: dict[str, Any] = {}
-    for leg in ("security", "cash"):
-        locked = _rows(steps, f"lock {leg}", "result")
-        ended = _rows(steps, f"claim {leg}", "result") or _rows(steps, f"refund {leg}", "result")
+    for leg in LegName:
+        locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
+        ended = _rows(steps, StepName.of(Action.CLAIM, leg), "result") or _rows(steps, StepName.of(Action.REFUND, leg), "result")
         if not locked or not ended:
             continue
         seconds = ended[-1].wall - locked[-1].wall
@@ -250,7 +256,7 @@ def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict
             "amount": amount,
             "seconds": seconds,
             "amount_seconds": amount * seconds,
-            "ended_by": ended[-1].step.split()[0],
+            "ended_by": StepName(ended[-1].step).action.value,
         }
     return out
 
@@ -268,11 +274,12 @@ def principal_risk(
     if kind != "htlc":
         return None
     holder = (spec.get("plan") or {}).get("secret_holder", "seller")
-    holder_leg = "security" if holder == "seller" else "cash"
-    counter_leg = "cash" if holder_leg == "security" else "security"
-    reveal_rows = _rows(steps, f"claim {counter_leg}", "submitted") or _rows(steps, f"claim {counter_leg}", "result")
-    terms = data.get(f"terms_{holder_leg}")
-    if not reveal_rows or not terms:
+    holder_leg = LegName.SECURITY if holder == "seller" else LegName.CASH
+    counter_leg = LegName.CASH if holder_leg is LegName.SECURITY else LegName.SECURITY
+    counter_claim = StepName.of(Action.CLAIM, counter_leg)
+    reveal_rows = _rows(steps, counter_claim, "submitted") or _rows(steps, counter_claim, "result")
+    expiry = expiry_of(dict(data), holder_leg)
+    if not reveal_rows or expiry is None:
         return None
     reveal = reveal_rows[0].wall
     ledger = spec["trade"][holder_leg]["ledger"]
@@ -281,13 +288,13 @@ def principal_risk(
     window = None
     if info and clocked:
         row = min(clocked, key=lambda s: abs(s.wall - reveal))
-        left = info.seconds_left(row.ledger_height, row.ledger_time, int(terms["expiry"]))
+        left = info.seconds_left(row.ledger_height, row.ledger_time, expiry)
         if left is not None:
             window = left - (reveal - row.wall)
-    second = _rows(steps, f"claim {holder_leg}", "result")
+    second = _rows(steps, StepName.of(Action.CLAIM, holder_leg), "result")
     took = (second[-1].wall - reveal) if second else None
     return {
-        "holder_leg": holder_leg,
+        "holder_leg": holder_leg.value,
         "ledger": ledger,
         "window_seconds": window,
         "second_claim_seconds": took,
@@ -298,15 +305,16 @@ def principal_risk(
 
 
 def refund_durations(steps: Sequence[Step]) -> dict[str, Any] | None:
-    refunds = [s for s in steps if s.phase == "result" and s.step.startswith("refund ")]
+    refunds = [s for s in steps if s.phase == "result" and _action(s.step) is Action.REFUND]
     if not refunds:
         return None
     legs: dict[str, float] = {}
     for r in refunds:
-        leg = _leg_of(r.step)
-        locked = _rows(steps, f"lock {leg}", "result")
+        leg = StepName(r.step).leg
+        assert leg is not None
+        locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
         if locked:
-            legs[leg] = r.wall - locked[-1].wall
+            legs[leg.value] = r.wall - locked[-1].wall
     first_refund_seq = min(r.seq for r in refunds)
     before = [s for s in steps if s.phase == "result" and s.seq < first_refund_seq]
     start = before[-1].wall if before else steps[0].wall
@@ -405,7 +413,7 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         } if options else None,
         "refund": {
             "unwind_seconds": stats(r["unwind_seconds"] for r in refunds),
-            "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in ("security", "cash")},
+            "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in LegName},
         } if refunds else None,
         "elapsed_seconds": (max(s["finished"] for s in swaps) - min(s["started"] for s in swaps)) if swaps else 0.0,
     }

@@ -25,6 +25,7 @@ from ..journal import Journal
 from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
 from ..network import Network
 from ..report import machine
+from ..state import Action, StepName
 from . import metrics as m
 
 Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
@@ -370,8 +371,8 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
         atomic = [p for p in run["pairs"] if p["kind"] == "atomic" and p["security"] in names]
         htlc_steps = [e for p in run["pairs"] if p["kind"] == "htlc" for s in p["swaps"] for e in s.get("steps", [])
                       if e["ledger"] in names]
-        lock = [e["seconds"] for e in htlc_steps if e["step"].startswith("lock ")]
-        claim = [e["seconds"] for e in htlc_steps if e["step"].startswith("claim ")]
+        lock = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.LOCK]
+        claim = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.CLAIM]
         fee_unit = run["ledgers"][names[0]]["fee_unit"]
         row = {
             "platform": kind,
