@@ -12,7 +12,7 @@ from dvp.journal import Journal
 from dvp.models import Behaviour
 
 from ..cli_helpers import DVP, dvp
-from ..scenarios import UNCHANGED, assert_conserved, changes, snapshot, spec_for
+from ..scenarios import SETTLED, assert_conserved, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
 
 PAIR = CROSS_PAIRS[0]
@@ -46,6 +46,10 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
         swap_id = wait_for_swap(journal_path)
         resumed = dvp(["resume"], cli_env)
         again = dvp(["resume", swap_id], cli_env)
+        # A second `dvp swap` on the same journal runs its own swap and leaves this one alone.
+        other = tmp_path / "other.json"
+        other.write_text(spec_for(PAIR).model_dump_json())
+        second = dvp(["swap", str(other)], cli_env)
         out, err = first.communicate(timeout=240)
     finally:
         if first.poll() is None:
@@ -57,15 +61,19 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
         lines = other.stderr.strip().splitlines()
         assert len(lines) == 1 and f"swap {swap_id}" in lines[0] and "another process" in lines[0], other.stderr
 
+    assert second.returncode == 0, second.stderr
+    assert f"swap {swap_id} is being driven by another process" in second.stderr
+
     journal = Journal(journal_path)
-    [record] = journal.swaps()
+    record, settled = journal.swaps()
     steps = journal.steps(swap_id)
+    settled_steps = journal.steps(settled.id)
     journal.close()
-    assert record.outcome == "refunded"
+    assert record.outcome == "refunded" and settled.outcome == "settled"
     results = Counter(s.tx_id for s in steps if s.phase == "result" and s.tx_id)
     assert results and all(n == 1 for n in results.values()), results
     intents = Counter(s.step for s in steps if s.phase == "intent")
     assert all(n == 1 for n in intents.values()), intents
     after = await snapshot(net)
-    assert_conserved(before, after, steps)
-    assert changes(before, after, PAIR, steps) == UNCHANGED
+    assert_conserved(before, after, steps + settled_steps)
+    assert changes(before, after, PAIR, steps + settled_steps) == SETTLED

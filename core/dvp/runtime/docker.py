@@ -284,7 +284,7 @@ class DockerRuntime(RunDir):
                 "pids": ledger.get("pids", []),
                 "containers": [c[:12] for c in containers],
                 "alive": all(container_running(c) for c in containers) and all(alive(p) for p in ledger.get("pids", []))
-                and endpoint_answers(endpoint),
+                and (not endpoint or endpoint_answers(endpoint)),
                 "endpoint": endpoint,
             })  # fmt: skip
         return rows
