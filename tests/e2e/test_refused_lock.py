@@ -52,17 +52,16 @@ async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(ne
     assert journal.swaps(unfinished=True) == []
 
 
-def test_a_lock_below_dust_leaves_nothing_locked_and_the_journal_usable(cli_env, journal_path):
-    # A 1 sat cash leg on btc: refused (before locking, or unwound with the cause), never a
-    # stranded leg nor a swap that every later command trips over.
-    args = ["swap", "--security", "evm-a:BOND:1", "--cash", "btc:BTC:1", "--holder-timeout", "100",
-            "--counter-timeout", "60", "--fast-forward"]
-    first = dvp(args, cli_env)
-    assert first.returncode in (3, 6), first.stderr
-    if first.returncode == 3:
-        one_line_error(first, 3, "dust")
-    else:
-        assert "below" in first.stdout and "dust" in first.stdout and "refunded security" in first.stdout, first.stdout
+async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_locked(net, cli_env, journal_path):
+    # The cases: a 1 sat cash leg on btc (below dust), and the buyer's whole btc
+    # balance (nothing left for the fee).  Both legs are checked before the first lock.
+    whole = await net.ledgers["btc"].balance("buyer", "BTC")
+    before = await snapshot(net)
+    for cash, text in ((f"btc:BTC:1", "below"), (f"btc:BTC:{whole}", "plus fee")):
+        refused = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", cash, "--holder-timeout", "100",
+                       "--counter-timeout", "60", "--fast-forward"], cli_env)
+        one_line_error(refused, 3, text)
+    assert await snapshot(net) == before
     nothing = dvp(["resume"], cli_env)
     assert nothing.returncode == 0 and "no unfinished swaps" in nothing.stdout, nothing.stderr
     ok = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", "btc:BTC:100000"], cli_env)
