@@ -69,12 +69,14 @@ def fees_paid(steps: list[Step]) -> Balances:
 
 def conservation(before: Balances, after: Balances, fees: Balances | None = None) -> dict[tuple[str, str], int]:
     """Per (ledger, asset), the change in the parties' total once the fees they paid in that
-    asset are added back: all zeros when nothing was created or lost."""
+    asset are added back: all zeros when nothing was created or lost.  Fees in an asset the
+    balances do not track (a coin that only pays fees, as Elements' policy asset) are left out."""
     delta: dict[tuple[str, str], int] = defaultdict(int)
     for (ledger, asset, party), value in after.items():
         delta[(ledger, asset)] += value - before.get((ledger, asset, party), 0)
     for (ledger, asset, _party), fee in (fees or {}).items():
-        delta[(ledger, asset)] += fee
+        if (ledger, asset) in delta:
+            delta[(ledger, asset)] += fee
     return dict(delta)
 
 
