@@ -243,7 +243,7 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
         spec = parse_spec(data)
 
     async def go():
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             orch.validate(spec)
             await orch.check_locks(spec)
@@ -273,7 +273,7 @@ def resume(settings: Settings, swap_id: str | None) -> None:
     """Drive every unfinished swap (or SWAP_ID) to settlement or refund."""
 
     async def go():
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             return await orch.resume_each([swap_id] if swap_id else None)
 

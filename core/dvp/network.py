@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from pathlib import Path
 from typing import Any
 
 from .adapter import LedgerAdapter
-from .errors import ConfigError
+from .errors import ConfigError, LedgerUnavailable
 from .journal import Journal
 from .models import Asset
 from .orchestrator import Orchestrator, Progress
@@ -15,10 +16,39 @@ from .registry import build_adapter
 from .runtime.local import LocalRuntime
 
 
+class Unreachable:
+    """Stands in for a ledger that did not answer when the network connected: its pure
+    methods (lock ids, clock arithmetic, finality) work, and every call that would reach the
+    ledger raises the error it gave, so only the swaps that need it stop."""
+
+    def __init__(self, adapter: LedgerAdapter, error: LedgerUnavailable):
+        self._adapter, self._error = adapter, error
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._adapter, name)
+        if name == "require":  # a capability view of this stand-in, not of the unconnected adapter
+            return lambda kind: self if isinstance(self._adapter, kind) else value(kind)
+        if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+            async def down(*args: Any, **kwargs: Any) -> Any:
+                raise LedgerUnavailable(str(self._error))
+
+            return down
+        return value
+
+
 class Network:
     def __init__(self, ledgers: dict[str, LedgerAdapter], assets: list[Asset]):
         self.ledgers = ledgers
         self.assets = assets
+        self._adapters = dict(ledgers)  # what __aexit__ closes, stand-ins or not
+        self._tolerant = False
+
+    def reachable_only(self) -> "Network":
+        """Connect what answers; a ledger that does not is replaced by an :class:`Unreachable`
+        stand-in instead of failing the whole network (resuming swaps: one ledger down
+        stops only the swaps on it)."""
+        self._tolerant = True
+        return self
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Network":
@@ -34,6 +64,11 @@ class Network:
 
     async def __aenter__(self) -> "Network":
         results = await asyncio.gather(*(a.connect() for a in self.ledgers.values()), return_exceptions=True)
+        if self._tolerant:
+            for (name, adapter), result in zip(list(self.ledgers.items()), results):
+                if isinstance(result, LedgerUnavailable):
+                    self.ledgers[name] = Unreachable(adapter, result)  # type: ignore[assignment]
+            results = [r for r in results if not isinstance(r, LedgerUnavailable)]
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:
             # Close the ledgers that did connect (and the one that half did): no client
@@ -43,7 +78,7 @@ class Network:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await asyncio.gather(*(a.aclose() for a in self.ledgers.values()), return_exceptions=True)
+        await asyncio.gather(*(a.aclose() for a in self._adapters.values()), return_exceptions=True)
 
     def orchestrator(self, journal: Journal | str | Path, progress: Progress | None = None) -> Orchestrator:
         if not isinstance(journal, Journal):

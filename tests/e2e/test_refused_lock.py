@@ -4,10 +4,14 @@ journal runs."""
 
 from __future__ import annotations
 
+import json
 import secrets
+import signal
 
+from dvp.journal import Journal
 from dvp.models import HtlcTerms
 from dvp.orchestrator import Outcome
+from dvp.runtime.processes import free_port
 
 from ..htlc_helpers import pass_time
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
@@ -66,3 +70,36 @@ async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_lock
     assert nothing.returncode == 0 and "no unfinished swaps" in nothing.stdout, nothing.stderr
     ok = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", "btc:BTC:100000"], cli_env)
     assert ok.returncode == 0 and "resuming" not in ok.stderr, ok.stderr
+
+
+async def test_a_ledger_down_stops_only_the_swaps_on_it(net, run_dir, tmp_path, cli_env, journal_path):
+    """`dvp resume` with btc unreachable settles the evm-a/evm-b swap and reports the
+    evm-a/btc one in one line; once btc answers again, that one settles too."""
+    ids = {}
+    for pair in CROSS_PAIRS:  # evm-a/evm-b and evm-a/btc, each killed right after it started
+        scenario = tmp_path / f"{pair.cash}.json"
+        scenario.write_text(spec_for(pair).model_dump_json())
+        crashed = dvp(["swap", str(scenario)], cli_env, crash_after=3)
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+        journal = Journal(journal_path)
+        ids[pair.cash] = next(r.id for r in journal.swaps(unfinished=True) if r.id not in ids.values())
+        journal.close()
+    state = json.loads((run_dir / "state.json").read_text())
+    state["ledgers"]["btc"]["config"]["rpc_url"] = f"http://127.0.0.1:{free_port()}"
+    down = tmp_path / "btc-down"
+    down.mkdir()
+    (down / "state.json").write_text(json.dumps(state))
+    partly = dvp(["resume"], {**cli_env, "DVP_RUN_DIR": str(down)})
+    assert partly.returncode == 3, (partly.stdout, partly.stderr)
+    errors_ = [line for line in partly.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors_) == 1 and f"swap {ids['btc']}" in errors_[0] and "'btc' unreachable" in errors_[0], partly.stderr
+    assert "Unclosed" not in partly.stderr
+    journal = Journal(journal_path)
+    assert journal.get(ids["evm-b"]).outcome == "settled"
+    assert journal.get(ids["btc"]).outcome is None
+    journal.close()
+    again = dvp(["resume"], cli_env)
+    assert again.returncode == 0, again.stderr
+    journal = Journal(journal_path)
+    assert journal.get(ids["btc"]).outcome == "settled"
+    journal.close()
