@@ -595,6 +595,10 @@ class _HtlcRun(_Run):
         step = self.step(Action.REFUND, role)
         if state.status is LockStatus.LOCKED:
             await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
+            # It may have been claimed while we waited (by hand, or by the counterparty).
+            state = await adapter.get_lock(lock_id)
+            if state is not None and state.status is LockStatus.CLAIMED:
+                return False
         sender = self.trade.party(role)
         refunded = self.lock_is(role, LockStatus.REFUNDED)
         await self.transact(step, self.ledger_of(role), lambda: adapter.refund(lock_id, submitter=sender), refunded)
