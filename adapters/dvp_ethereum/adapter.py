@@ -334,8 +334,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         await self._check_spend(terms.sender, terms.recipient, terms.asset, terms.amount, _GAS["lock"])
 
     async def _check_spend(self, sender: str, recipient: str, asset: str, amount: int, gas: int) -> None:
-        """Refuse a spend the sender cannot pay: the amount of the token, and the gas of an
-        approve and the call at the current price in the chain's coin."""
+        """Refuse a spend the sender cannot pay: the amount of the token, and the gas of the
+        call (and of an approve, on a token without permit) at the current price in the chain's coin."""
         try:
             owner = self._address(sender)
             self._key(sender)
@@ -349,7 +349,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         with web3_errors("fee balance", self.name):
             price = await self._w3.eth.gas_price
             coin = await self._w3.eth.get_balance(owner)
-        fees = (_GAS["approve"] + gas) * price
+        approve = 0 if await self._permit_token(asset) else _GAS["approve"]  # a permit rides in the call
+        fees = (approve + gas) * price
         if coin < fees:
             raise errors.LockRefused(f"{sender!r} holds {coin} wei on {self.name} for fees, needs up to {fees}")
 

@@ -8,6 +8,7 @@ import secrets
 
 import pytest
 
+from dvp import errors
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
 from ..htlc_helpers import AMOUNT, make_terms
@@ -167,3 +168,13 @@ async def test_dvp_permits_for_other_terms_or_replayed_are_refused(evm):
     await evm.wait_final((await evm.propose_dvp(second)).tx_id)
     data = calldata(evm.dvp, "acceptWithPermit", bytes.fromhex(evm.order_id(second)[2:]), (order.cash_amount, *sig))
     assert await reverted_with(evm, await mined_call(evm, "buyer", evm.dvp.address, data)) == "ERC2612InvalidSigner"
+
+
+async def test_check_lock_refuses_what_the_ledger_would(evm):
+    terms, _ = make_terms(evm, await evm.now())
+    await evm.check_lock(terms)
+    too_much = terms.model_copy(update={"amount": await evm.balance("seller", "BOND") + 1})
+    with pytest.raises(errors.LockRefused, match="holds"):
+        await evm.check_lock(too_much)
+    with pytest.raises(errors.LockRefused, match="nobody"):
+        await evm.check_lock(terms.model_copy(update={"recipient": "nobody"}))

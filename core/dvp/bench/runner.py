@@ -410,9 +410,8 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
                           and v["submit_seconds"]["mean"] > 0.5 * conf[v["ledger"]]]
                 why = (f"{extra:.2f}s per swap above {o['confirmations_seconds']:.2f}s of confirmations: "
                        f"{orch:.2f}s between steps (ledger reads, audits, expiry checks)"
-                       + (f"; sending waited for a block before the journaled transaction ({', '.join(hidden)}: "
-                          "an unjournaled transaction inside the adapter, e.g. an ERC-20 approve, or queueing "
-                          "behind other swaps of the same party)" if hidden else "")
+                       + (f"; sending took long ({', '.join(hidden)}: the client busy with the other swaps "
+                          "in flight, or queueing behind other sends of the same party)" if hidden else "")
                        + "; the rest is waiting for the next block beyond the baseline")
             out.append({"pair": p["id"], "target": "overhead <= 15%", "value": o["overhead"],
                         "met": o["overhead"] <= TARGETS["overhead_max"], "why": why})
