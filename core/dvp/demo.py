@@ -109,7 +109,9 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
     out.print(balances_table(after, before, title="final balances"))
     steps = [s for _, r in results for s in r.steps]
     drift = {f"{l}/{a}": d for (l, a), d in conservation(before, after, fees_paid(steps)).items() if d}
-    paid = {f"{l}/{a}/{p}": f for (l, a, p), f in fees_paid(steps).items()}
+    tracked = {(l, a) for l, a, _ in before}  # a coin that only pays fees (Elements' LBTC) is not traded
+    traded_fees = {k: f for k, f in fees_paid(steps).items() if k[:2] in tracked}
+    paid = {f"{l}/{a}/{p}": f for (l, a, p), f in traded_fees.items()}
     if paid:
         out.print(f"fees paid in traded coins (counted in the check): {paid}")
     out.print("[green]balances conserved on every ledger[/]" if not drift else f"[red]balances changed: {drift}[/]")
@@ -122,7 +124,7 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
         "swaps": [{"title": t, **swap_report(r)} for t, r in results],
         "balances_before": balances_json(before),
         "balances_after": balances_json(after),
-        "fees_in_traded_assets": [{"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in fees_paid(steps).items()],
+        "fees_in_traded_assets": [{"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in traded_fees.items()],
         "conserved": not drift,
     }, indent=1))
     if drift or unsettled:

@@ -130,6 +130,7 @@ class ElementsLauncher(NodeLauncher):
         return ledgers
 
     def _start_one(self, name: str, node_dir: Path, port: int, started: list[int]) -> LaunchedLedger:
+        node_dir = node_dir.resolve()  # elementsd runs in node_dir: a relative -datadir would not be found
         node_dir.mkdir(parents=True, exist_ok=True)
         (node_dir / "elements.conf").write_text("# dvp: every setting is on the command line\n")
         block_time, confirmations, fee_rate = self.settings(name)
