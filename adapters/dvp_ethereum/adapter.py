@@ -53,6 +53,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     kind = "ethereum"
     config_model = EthereumConfig
     clock = ClockKind.TIME
+    fee_unit = "wei"
 
     config: EthereumConfig
 

@@ -52,6 +52,7 @@ def dev_keys() -> dict[str, str]:
 class AnvilLauncher(NodeLauncher):
     kind = "ethereum"
     compose_file = "evm.yaml"
+    image_variables = ("DVP_FOUNDRY_IMAGE",)
 
     def prepare(self) -> None:
         if not anvil_binary().exists():

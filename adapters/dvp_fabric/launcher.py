@@ -26,6 +26,7 @@ class FabricLauncher(NodeLauncher):
 
     kind = "fabric"
     compose_file = "fabric.yaml"
+    image_variables = ("DVP_FABRIC_TOOLS_IMAGE", "DVP_FABRIC_ORDERER_IMAGE", "DVP_FABRIC_PEER_IMAGE")
     shared_nodes = True
 
     def __init__(self, options=None):

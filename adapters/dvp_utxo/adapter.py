@@ -64,10 +64,10 @@ from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
 from .htlc import UtxoLedger
-from .keys import Key, check_pubkey, p2wpkh_script, select_network
+from .keys import Key, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
-from .tx import Utxo
+from .tx import TxBuildError, Utxo
 
 _POLL = 0.1
 
@@ -80,6 +80,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
     kind = "utxo"
     config_model = UtxoConfig
     clock = ClockKind.HEIGHT
+    fee_unit = "sat"
 
     config: UtxoConfig
 
@@ -89,9 +90,12 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     def __init__(self, name: str, config: UtxoConfig):
         super().__init__(name, config)
-        select_network(config.network)
         try:
-            self._keys = {p: Key.parse(k.get_secret_value()) for p, k in config.keys.items()}
+            check_network(config.network)
+        except ValueError as exc:
+            raise errors.ConfigError(f"ledgers.{name}.{exc}") from None
+        try:
+            self._keys = {p: Key.parse(k.get_secret_value(), config.network) for p, k in config.keys.items()}
         except ValueError as exc:
             raise errors.ConfigError(f"ledgers.{name}.keys: {exc}") from None
         self._pubkeys: dict[str, bytes] = {p: k.pubkey for p, k in self._keys.items()}
@@ -235,9 +239,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         return self._pubkey(party).hex()
 
     def address_of(self, party: str) -> str:
-        from .keys import p2wpkh_address
-
-        return p2wpkh_address(self._pubkey(party))
+        return p2wpkh_address(self._pubkey(party), self.config.network)
 
     async def balance(self, party: str, asset: str) -> int:
         onchain, unit = self._onchain(asset)
@@ -293,8 +295,8 @@ class UtxoAdapter(LedgerAdapter, Observable):
         await self._refresh("check lock")
         try:
             self.ledger.check_funding(sender, htlc, terms.amount * unit, onchain)
-        except ValueError as exc:  # the transaction builders' TxBuildError
-            if "dust" in str(exc) or "below" in str(exc):
+        except TxBuildError as exc:
+            if exc.code == "dust":
                 raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
             have = await self.balance(terms.sender, terms.asset)
             raise errors.LockRefused(

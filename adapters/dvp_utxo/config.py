@@ -14,7 +14,8 @@ class UtxoConfig(LedgerConfig):
     rpc_url: str = Field(pattern=r"^https?://")
     rpc_user: str
     rpc_password: SecretStr
-    network: Literal["regtest"] = "regtest"
+    # The chain the node must report (getblockchaininfo); keys and addresses are encoded for it.
+    network: Literal["regtest", "test", "main"] = "regtest"
     dialect: Literal["btcd", "bitcoind", "elementsd"] = "btcd"
     # party name -> private key (WIF or 64 hex digits), held by the framework; no node wallet
     keys: dict[str, SecretStr]

@@ -105,7 +105,7 @@ class UtxoLedger:
             raise TxBuildError("the HTLC's sender key is not the funding key")
         floor = min_htlc_amount(htlc, self.fee_rate)
         if amount < floor:
-            raise TxBuildError(f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust")
+            raise TxBuildError(f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust", code="dust")
         utxos = self.view.unspent(sender.script_pubkey)
         chosen = select_coins(utxos, amount, self.fee_rate, 43)
         tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)

@@ -9,6 +9,9 @@ and the party name, so a relaunched regtest chain has the same parties.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import bitcoin
@@ -17,25 +20,45 @@ from bitcoin.core.key import CPubKey
 from bitcoin.core.script import OP_0, CScript
 from bitcoin.wallet import CBitcoinSecret, CKey, P2WPKHBitcoinAddress
 
-# python-bitcoinlib keeps the network as process-global state; every ledger this
-# package drives today is a regtest chain (btcd --regtest, bitcoind -regtest).
-NETWORKS = {"regtest": "regtest", "elementsregtest": "regtest"}  # Elements: same WIF prefix (239)
-_selected: str | None = None
+# The chain names nodes report (getblockchaininfo "chain") -> python-bitcoinlib's params.
+NETWORKS = {
+    "regtest": "regtest",
+    "elementsregtest": "regtest",  # Elements: the same WIF prefix (239); its addresses are encoded elsewhere
+    "test": "testnet",
+    "testnet": "testnet",
+    "main": "mainnet",
+    "mainnet": "mainnet",
+}
+# python-bitcoinlib keeps the network in process-global state (bitcoin.SelectParams), read
+# only where keys and addresses are encoded.  Those encodings run under this lock with the
+# caller's network selected, so two ledgers on different networks share one process safely.
+_PARAMS_LOCK = threading.RLock()
+
+
+@contextmanager
+def network_params(network: str) -> Iterator[None]:
+    """python-bitcoinlib's global params set to ``network`` for the block, then restored."""
+    if network not in NETWORKS:
+        raise ValueError(f"network: unsupported {network!r}; supported: {sorted(NETWORKS)}")
+    with _PARAMS_LOCK:
+        before = bitcoin.params, bitcoin.core.coreparams
+        bitcoin.SelectParams(NETWORKS[network])
+        try:
+            yield
+        finally:
+            bitcoin.params, bitcoin.core.coreparams = before
 
 # secp256k1 group order: a valid secret is 1 <= k < N.
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-def select_network(network: str) -> None:
-    global _selected
+def check_network(network: str) -> None:
     if network not in NETWORKS:
         raise ValueError(f"network: unsupported {network!r}; supported: {sorted(NETWORKS)}")
-    if _selected != network:
-        bitcoin.SelectParams(NETWORKS[network])
-        _selected = network
 
 
-select_network("regtest")
+# The process default, for code that encodes nothing network-specific (transactions, scripts).
+bitcoin.SelectParams("regtest")
 
 
 @dataclass(frozen=True)
@@ -54,7 +77,9 @@ class Key:
 
     @property
     def wif(self) -> str:
-        return str(CBitcoinSecret.from_secret_bytes(self.secret, compressed=True))
+        """The regtest WIF (dev chains' state files)."""
+        with network_params("regtest"):
+            return str(CBitcoinSecret.from_secret_bytes(self.secret, compressed=True))
 
     @property
     def script_pubkey(self) -> bytes:
@@ -62,6 +87,7 @@ class Key:
 
     @property
     def address(self) -> str:
+        """The regtest P2WPKH address (dev chains); :func:`p2wpkh_address` for another network."""
         return p2wpkh_address(self.pubkey)
 
     def sign(self, digest: bytes) -> bytes:
@@ -69,8 +95,12 @@ class Key:
         return self.ckey.sign(digest)
 
     @classmethod
-    def from_wif(cls, wif: str) -> "Key":
-        s = CBitcoinSecret(wif)
+    def from_wif(cls, wif: str, network: str = "regtest") -> "Key":
+        with network_params(network):
+            try:
+                s = CBitcoinSecret(wif)
+            except Exception as exc:  # noqa: BLE001 - base58 and prefix errors are not ValueErrors
+                raise ValueError(f"not a WIF private key of network {network!r} ({exc})") from None
         if not s.is_compressed:
             raise ValueError("only compressed keys are supported (segwit)")
         return cls(bytes(s)[:32])
@@ -83,12 +113,12 @@ class Key:
         return cls(raw)
 
     @classmethod
-    def parse(cls, text: str) -> "Key":
-        """WIF or 64 hex digits."""
+    def parse(cls, text: str, network: str = "regtest") -> "Key":
+        """WIF (of ``network``) or 64 hex digits."""
         t = text.strip()
         if len(t.removeprefix("0x")) == 64:
             return cls.from_hex(t)
-        return cls.from_wif(t)
+        return cls.from_wif(t, network)
 
     @classmethod
     def dev(cls, ledger: str, party: str) -> "Key":
@@ -114,11 +144,13 @@ def p2wpkh_script(pubkey: bytes) -> bytes:
     return bytes(CScript([OP_0, Hash160(pubkey)]))
 
 
-def p2wpkh_address(pubkey: bytes) -> str:
-    return str(P2WPKHBitcoinAddress.from_scriptPubKey(CScript(p2wpkh_script(pubkey))))
+def p2wpkh_address(pubkey: bytes, network: str = "regtest") -> str:
+    with network_params(network):
+        return str(P2WPKHBitcoinAddress.from_scriptPubKey(CScript(p2wpkh_script(pubkey))))
 
 
-def address_of_script(script_pubkey: bytes) -> str:
+def address_of_script(script_pubkey: bytes, network: str = "regtest") -> str:
     from bitcoin.wallet import CBitcoinAddress
 
-    return str(CBitcoinAddress.from_scriptPubKey(CScript(script_pubkey)))
+    with network_params(network):
+        return str(CBitcoinAddress.from_scriptPubKey(CScript(script_pubkey)))

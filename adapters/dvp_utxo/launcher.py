@@ -81,6 +81,7 @@ def stop_process_group(pid: int, timeout: float = 10.0) -> None:
 
 class UtxoLauncher(NodeLauncher):
     compose_file = "utxo.yaml"
+    image_variables = ("DVP_BTCD_IMAGE",)
     kind = "utxo"
 
     def __init__(

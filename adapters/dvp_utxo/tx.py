@@ -41,7 +41,12 @@ MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER sig with its hasht
 
 
 class TxBuildError(ValueError):
-    """The transaction cannot be built as asked (funds, dust, fee)."""
+    """The transaction cannot be built as asked; ``code`` says why: ``insufficient-funds``,
+    ``dust`` or ``build`` (anything else)."""
+
+    def __init__(self, message: str, code: str = "build"):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def settle_fee(left: int, fee_of: Callable[[bool], int], *, change_allowed: bool
             return left - fee, fee
     fee_alone = fee_of(False)
     if left < fee_alone:
-        raise TxBuildError(f"insufficient funds for the fee: {left} left after the outputs, fee {fee_alone}")
+        raise TxBuildError(f"insufficient funds for the fee: {left} left after the outputs, fee {fee_alone}", code="insufficient-funds")
     return None, left
 
 
@@ -143,7 +148,7 @@ def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | 
             have += u.value
         if have < goal():
             what = "sat" if asset is None else f"of {asset[:8]}.."
-            raise TxBuildError(f"insufficient funds: need {goal()} {what} (fee included), have {have} in {len(pool)} outputs")
+            raise TxBuildError(f"insufficient funds: need {goal()} {what} (fee included), have {have} in {len(pool)} outputs", code="insufficient-funds")
     return chosen
 
 
@@ -173,7 +178,7 @@ def build_payment(
         raise TxBuildError("no inputs")
     for spk, value in outputs:
         if value < DUST_LIMIT:
-            raise TxBuildError(f"output of {value} sat is below the dust limit ({DUST_LIMIT})")
+            raise TxBuildError(f"output of {value} sat is below the dust limit ({DUST_LIMIT})", code="dust")
     own = key.script_pubkey
     for u in utxos:
         if u.script_pubkey != own:
@@ -266,7 +271,7 @@ def build_htlc_spend(
     fee = htlc_spend_fee(htlc, fee_rate, len(utxos), claim=not refund)
     value = total - fee
     if value < DUST_LIMIT:
-        raise TxBuildError(f"HTLC holds {total} sat: after a {fee} sat fee the output would be dust")
+        raise TxBuildError(f"HTLC holds {total} sat: after a {fee} sat fee the output would be dust", code="dust")
     seq = SEQUENCE_NONFINAL if refund else SEQUENCE_FINAL
     tx = CMutableTransaction(
         [_txin(u, seq) for u in utxos],

@@ -58,6 +58,9 @@ class LedgerAdapter(ABC):
     kind: ClassVar[str]
     config_model: ClassVar[type[LedgerConfig]]
     clock: ClassVar[ClockKind]
+    # What TxStatus.fee counts (wei, sat ...), for reports; a fee paid in a traded asset
+    # also names that asset (TxStatus.fee_asset).
+    fee_unit: ClassVar[str] = "unknown"
 
     def __init__(self, name: str, config: LedgerConfig):
         self.name = name

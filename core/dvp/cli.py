@@ -22,7 +22,7 @@ from .hashlock import parse_hex32
 from .models import Amount
 from .network import Network
 from .orchestrator import Unfinished
-from .runtime import RUNTIMES, recorded, select
+from .runtime import DEFAULT_RUNTIME, RUNTIMES, recorded, select
 from .scenario import first_error, load_scenario, parse_leg, parse_spec
 from .settings import Settings
 from .topology import default
@@ -121,7 +121,7 @@ class OneLineGroup(click.Group):
               help="Where testnet state, logs and the journal live.")
 @click.option("--journal", type=click.Path(path_type=Path), envvar="DVP_JOURNAL", default=None,
               help="SQLite journal (default: RUN_DIR/journal.sqlite).")
-@click.option("--runtime", type=click.Choice(sorted(RUNTIMES)), envvar="DVP_RUNTIME", default="process",
+@click.option("--runtime", type=click.Choice(sorted(RUNTIMES)), envvar="DVP_RUNTIME", default=DEFAULT_RUNTIME,
               show_default=True, help="Run the testnets as local processes or in Docker.")
 @click.pass_context
 def main(ctx: click.Context, run_dir: Path, journal: Path | None, runtime: str) -> None:
@@ -313,7 +313,7 @@ def history(settings: Settings, swap_id: str | None) -> None:
     journal = Journal(settings.journal_path)
     records = [journal.get(swap_id)] if swap_id else journal.swaps()
     if swap_id and records[0] is None:
-        raise errors.ConfigError(f"swap_id: no swap {swap_id!r} in {settings.journal_path}")
+        raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in {settings.journal_path}")
     for r in records:
         result = SwapResult(r.id, r.kind, Outcome(r.outcome) if r.outcome else None, r.detail or "unfinished",
                             SwapSpec.model_validate(r.spec), r.data, journal.steps(r.id))

@@ -6,6 +6,7 @@ and may add subclasses::
 
     DvpError
     ├── ConfigError                 bad settings, scenario or input (names the field)
+    ├── UnknownSwap                 no swap with that id in the journal (exit 2: bad input)
     ├── AdapterError                a ledger did not do what was asked
     │   ├── LedgerUnavailable       node unreachable or not ready
     │   ├── TransactionError        (tx_id, code) a transaction failed
@@ -39,6 +40,13 @@ class DvpError(Exception):
 
 
 class ConfigError(DvpError, ValueError):
+    exit_code = 2
+
+
+class UnknownSwap(DvpError, LookupError):
+    """A swap id the journal does not hold: bad input like a ConfigError (exit 2), but not a
+    setting or scenario error."""
+
     exit_code = 2
 
 

@@ -200,7 +200,7 @@ class Orchestrator:
     def _record(self, swap_id: str) -> SwapRecord:
         record = self.journal.get(swap_id)
         if record is None:
-            raise errors.ConfigError(f"swap_id: no swap {swap_id!r} in journal {self.journal.path}")
+            raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in journal {self.journal.path}")
         return record
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 import pytest
 
-RUNTIMES = ("docker", "process")
+from dvp.runtime import PLUGIN_DEFAULT_RUNTIME, RUNTIMES
 
 try:  # async fixtures need pytest-asyncio; without it dvp_network is not offered
     import pytest_asyncio
@@ -50,7 +50,7 @@ except ImportError:  # pragma: no cover
 
 def pytest_addoption(parser) -> None:
     group = parser.getgroup("dvp", "dvp testnets")
-    group.addoption("--dvp-runtime", choices=RUNTIMES, default=None,
+    group.addoption("--dvp-runtime", choices=sorted(RUNTIMES), default=None,
                     help="runtime of the dvp_testnet fixture (default: $DVP_RUNTIME, else docker)")  # fmt: skip
 
 
@@ -59,7 +59,7 @@ def pytest_configure(config) -> None:
 
 
 def runtime_name(config) -> str:
-    name = config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or "docker"
+    name = config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or PLUGIN_DEFAULT_RUNTIME
     if name not in RUNTIMES:
         raise pytest.UsageError(f"dvp runtime {name!r}: expected one of {', '.join(RUNTIMES)}")
     return name

@@ -47,6 +47,10 @@ def launcher_class(kind: str) -> type[NodeLauncher]:
     return _load(LAUNCHERS, kind, NodeLauncher)
 
 
+def installed_launchers() -> list[str]:
+    return sorted(ep.name for ep in entry_points(group=LAUNCHERS))
+
+
 def installed_kinds() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=ADAPTERS))
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
-
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .runtime import DEFAULT_RUNTIME, RUNTIMES
 
 
 class Settings(BaseSettings):
@@ -13,8 +14,15 @@ class Settings(BaseSettings):
 
     run_dir: Path = Path(".dvp")
     journal: Path | None = None
-    runtime: Literal["process", "docker"] = "process"
+    runtime: str = DEFAULT_RUNTIME
     reports_dir: Path = Path("reports")
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r} (known: {', '.join(sorted(RUNTIMES))})")
+        return value
 
     @property
     def journal_path(self) -> Path:

@@ -377,3 +377,9 @@ async def test_atomic_run_refuses_a_short_balance_before_proposing(atomic):
     with pytest.raises(errors.LockRefused, match="holds 999 EUR"):
         await orch.run(atomic_spec())
     assert ledger.sent == [] and orch.journal.swaps() == []
+
+
+async def test_an_unknown_swap_id_is_its_own_error(orch):
+    with pytest.raises(errors.UnknownSwap, match="no swap 'nope'") as info:
+        await orch.resume("nope")
+    assert not isinstance(info.value, errors.ConfigError) and info.value.exit_code == 2

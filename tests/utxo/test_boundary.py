@@ -52,10 +52,29 @@ def test_other_failures():
     assert type(raised("read", RpcError("getblock", -5, "Block not found"))) is errors.AdapterError
     assert type(raised("audit", NoFunding("funding", "none"))) is errors.LockNotFound
     assert type(raised("audit", AuditError("amount", "x"))) is errors.AuditFailed
-    err = raised("lock", TxBuildError("insufficient funds: need 1 sat"))
+    err = raised("lock", TxBuildError("insufficient funds: need 1 sat", code="insufficient-funds"))
     assert type(err) is errors.SubmitError and err.code == "insufficient-funds"
+    assert raised("lock", TxBuildError("insufficient funds, says only the text")).code == "build"  # codes, not words
     assert type(raised("lock", ScriptError("bad"))) is errors.LockError
     assert type(raised("read", NotImplementedError("elements"))) is errors.NotSupportedError
     with pytest.raises(errors.LockExpired):  # dvp errors pass through untouched
         with utxo_errors("x", "btc"):
             raise errors.LockExpired("as is")
+
+
+# bitcoind names the rule it applied (its reject reason) at the start of the message, under
+# JSON-RPC code -26 (policy, consensus) or -25 (inputs missing or spent): those decide.
+@pytest.mark.parametrize(
+    ("what", "code", "message", "expected"),
+    [
+        ("claim", -26, "mandatory-script-verify-flag-failed (Script failed an OP_EQUALVERIFY operation)", errors.InvalidPreimage),
+        ("refund", -26, "non-final", errors.LockExpired),
+        ("claim", -25, "bad-txns-inputs-missingorspent", errors.LockError),
+        ("refund", -26, "txn-mempool-conflict", errors.LockError),
+        ("claim", -26, "mandatory-script-verify-flag-failed (Signature must be zero for failed CHECK(MULTI)SIG operation)", errors.SubmitError),
+        ("refund", -22, "TX decode failed: non-final", errors.SubmitError),  # not a verify error: the words do not count
+    ],
+)
+def test_bitcoind_reject_reasons(what, code, message, expected):
+    err = raised(what, RpcError("sendrawtransaction", code, message))
+    assert type(err) is expected

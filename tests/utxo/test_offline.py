@@ -248,3 +248,23 @@ def test_builder_matches_the_documented_template():
     for op in CScript(htlc(500).script):
         built.append(op.hex() if isinstance(op, bytes) else str(op))
     assert built == [values.get(tok, tok) for tok in asm]
+
+
+def test_two_networks_in_one_process_keep_their_own_encodings():
+    """python-bitcoinlib's params are process-global: every encoding selects its ledger's
+    network under a lock and restores the default, so interleaved ledgers never mix."""
+    import bitcoin
+
+    from dvp_utxo.keys import p2wpkh_address
+
+    default = bitcoin.params
+    for _ in range(3):
+        assert p2wpkh_address(SELLER.pubkey, "main").startswith("bc1q")
+        assert p2wpkh_address(SELLER.pubkey, "regtest").startswith("bcrt1q")
+        assert p2wpkh_address(SELLER.pubkey, "test").startswith("tb1q")
+        assert Key.parse(SELLER.wif, "regtest") == SELLER
+    assert bitcoin.params is default
+    mainnet_wif = "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn"  # secret 1, compressed
+    assert Key.parse(mainnet_wif, "main").secret == (1).to_bytes(32, "big")
+    with pytest.raises(ValueError):
+        Key.parse(mainnet_wif, "regtest")

@@ -55,6 +55,7 @@ ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above th
 class ElementsAdapter(UtxoAdapter, AtomicDvp):
     kind = "elements"
     config_model = ElementsConfig
+    fee_unit = "sat (policy asset)"
 
     config: ElementsConfig
 

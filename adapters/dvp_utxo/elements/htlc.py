@@ -76,7 +76,7 @@ def funding_outputs(htlc: HtlcScript, asset: str, amount: int, *, policy_asset: 
     check_asset_id(asset)
     floor = min_htlc_amount(htlc, fee_rate, asset, policy_asset)
     if amount < floor:
-        raise TxBuildError(f"amount {amount} is below {floor}: the claim or refund would leave dust")
+        raise TxBuildError(f"amount {amount} is below {floor}: the claim or refund would leave dust", code="dust")
     outs = [TxOut(htlc.script_pubkey, asset, amount)]
     reserve = fee_reserve(htlc, fee_rate, asset, policy_asset)
     if reserve:
@@ -145,12 +145,12 @@ def build_htlc_spend(
     else:
         value = policy_total - fee
         if value < DUST_LIMIT:
-            raise TxBuildError(f"HTLC holds {policy_total}: after a {fee} fee the output would be dust")
+            raise TxBuildError(f"HTLC holds {policy_total}: after a {fee} fee the output would be dust", code="dust")
         outs.append(TxOut(destination, policy_asset, value))
     outs.append(TxOut(b"", policy_asset, fee))
     for o in outs[:-1]:
         if o.value < DUST_LIMIT:
-            raise TxBuildError(f"output of {o.value} would be dust")
+            raise TxBuildError(f"output of {o.value} would be dust", code="dust")
     seq = SEQUENCE_NONFINAL if refund else SEQUENCE_FINAL
     inputs = [TxIn(u, seq) for u in utxos]
     w = assemble(inputs, outs, locktime=htlc.lock_height if refund else 0)

@@ -84,6 +84,7 @@ def elementsd_args(node_dir: Path, port: int, password: str) -> list[str]:
 
 class ElementsLauncher(NodeLauncher):
     compose_file = "elements.yaml"
+    image_variables = ("DVP_ELEMENTS_IMAGE",)
     kind = "elements"
 
     def __init__(self, options: dict[str, dict[str, Any]] | None = None, *, block_interval: float | None = 1.0,

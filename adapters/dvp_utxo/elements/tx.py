@@ -388,7 +388,7 @@ def _balances(inputs: list[TxIn], outputs: list[TxOut], issued: dict[str, int]) 
 def check_no_dust(outputs: list[TxOut]) -> None:
     for o in outputs:
         if not o.is_fee and o.value < DUST_LIMIT:
-            raise TxBuildError(f"output of {o.value} units of {o.asset[:8]}.. is below the dust limit ({DUST_LIMIT})")
+            raise TxBuildError(f"output of {o.value} units of {o.asset[:8]}.. is below the dust limit ({DUST_LIMIT})", code="dust")
 
 
 def balance_with_fee(
@@ -415,11 +415,11 @@ def balance_with_fee(
         if asset == policy_asset:
             continue
         if left < 0:
-            raise TxBuildError(f"insufficient {asset[:8]}..: short by {-left}")
+            raise TxBuildError(f"insufficient {asset[:8]}..: short by {-left}", code="insufficient-funds")
         if left == 0:
             continue
         if left < DUST_LIMIT:
-            raise TxBuildError(f"change of {left} units of {asset[:8]}.. would be dust")
+            raise TxBuildError(f"change of {left} units of {asset[:8]}.. would be dust", code="dust")
         if asset not in change:
             raise TxBuildError(f"no change script for asset {asset[:8]}..")
         outs.append(TxOut(change[asset], asset, left))

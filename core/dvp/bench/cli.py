@@ -90,7 +90,8 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
         out.print(table)
     for line in missed(run):
         out.print(f"[yellow]missed[/] {line}")
-    out.print(f"Fabric: {run['fabric']}")
+    for kind, note in run.get("not_measured", {}).items():
+        out.print(f"{kind}: {note}")
     out.print(f"results: {path}\nreport: {paths['html']}\nchart: {paths['bench']}")
 
 

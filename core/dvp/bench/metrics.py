@@ -43,8 +43,6 @@ from ..journal import Step
 from ..report import timeline
 from ..state import Action, LegName, StepName, expiry_of
 
-# Fee units by adapter kind, when the fee is not paid in a traded asset.
-FEE_UNITS = {"ethereum": "wei", "geth": "wei", "utxo": "sat", "elements": "sat (policy asset)", "fabric": "none"}
 
 
 @dataclass(frozen=True)

@@ -337,7 +337,8 @@ def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
         ("DvP per pair", _html_table(pair_rows(run))),
         ("Costs per swap", _html_table(cost_rows(run))),
         ("Targets", _html_table(target_rows(run)) + f"<p>{html.escape(memory_line(run))}</p>"),
-        ("Platforms side by side", _html_table(platform_rows(run)) + f"<p>Fabric: {html.escape(run['fabric'])}</p>"),
+        ("Platforms side by side", _html_table(platform_rows(run)) + "".join(
+            f"<p>{html.escape(kind)}: {html.escape(note)}</p>" for kind, note in run.get("not_measured", {}).items())),
         ("Steps", _html_table(step_rows(run))),
         ("Parties", _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
                                                    " or proposal; the secret travels only on-ledger.</p>"),

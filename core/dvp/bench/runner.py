@@ -24,13 +24,13 @@ from ..adapter import Issuing
 from ..journal import Journal
 from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
 from ..network import Network
+from ..registry import installed_launchers, launcher_class
 from ..report import machine
 from ..state import Action, StepName
 from . import metrics as m
 
 Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
 
-FABRIC_NOTE = "not measured: Fabric unavailable"
 SECURITY_AMOUNT = 1
 CASH_AMOUNT = 100_000  # base units: euro cents on EVM, satoshis on a UTXO chain (above dust)
 BASELINE_AMOUNT = 10_000
@@ -106,7 +106,7 @@ def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
 
 def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
     return {
-        name: m.LedgerInfo(name=name, kind=a.kind, fee_unit=m.FEE_UNITS.get(a.kind, "unknown"),
+        name: m.LedgerInfo(name=name, kind=a.kind, fee_unit=type(a).fee_unit,
                            clock=a.clock.value, block_interval=a.finality.block_interval)
         for name, a in net.ledgers.items()
     }
@@ -348,7 +348,7 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
         "pairs": results,
         "memory": {"peak_rss_kib": peak, "samples": memory.samples, "swaps": memory.finished,
                    "trend": m.rss_trend(memory.samples)},
-        "fabric": FABRIC_NOTE,
+        "not_measured": not_measured({i.kind for i in infos.values()}),
     }
     out["platforms"] = platforms_table(out)
     out["targets"] = targets(out)
@@ -389,8 +389,23 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
             "note": None if atomic else "single-ledger DvP: not supported on this platform",
         }
         rows.append(row)
-    rows.append({"platform": "fabric", "ledgers": [], "note": FABRIC_NOTE})
+    for kind, note in run.get("not_measured", {}).items():
+        rows.append({"platform": kind, "ledgers": [], "note": note})
     return rows
+
+
+def not_measured(measured: set[str]) -> dict[str, str]:
+    """Each installed platform the run has no ledger of, with the reason its launcher gives."""
+    notes = {}
+    for kind in installed_launchers():
+        if kind in measured:
+            continue
+        try:
+            missing = launcher_class(kind).missing()
+        except (errors.DvpError, ImportError) as exc:
+            missing = str(exc)
+        notes[kind] = f"not measured: {missing or f'no {kind} ledger in this run'}"
+    return notes
 
 
 def targets(run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -48,8 +48,8 @@ from ..models import Asset
 from ..topology import Topology
 from ..registry import launcher_class
 from .launcher import LaunchedLedger, ledger_endpoint
-from .state import RunDir
-from .local import _bootstrap  # the same adapter bootstrap as the process runtime
+from .base import Runtime
+from .bootstrap import bootstrap
 from .processes import alive, endpoint_answers, free_port, stop
 
 LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them
@@ -74,7 +74,7 @@ def compose_dir() -> Path:
     if env:
         return Path(env)
     for base in (Path(__file__).resolve().parents[3], Path.cwd()):
-        if (base / "docker" / "evm.yaml").is_file():
+        if any((base / "docker").glob("*.yaml")):
             return base / "docker"
     raise ConfigError("docker: compose files not found; set DVP_COMPOSE_DIR to the repository's docker/ directory")
 
@@ -185,7 +185,7 @@ class Project:
         return found[0]
 
 
-class DockerRuntime(RunDir):
+class DockerRuntime(Runtime):
     name = "docker"
 
     def __init__(self, run_dir: Path, *, compose: list[str] | str | None = None):
@@ -243,7 +243,7 @@ class DockerRuntime(RunDir):
                 launched.append(launcher.start_container(spec.name, i, port, slot))
                 self._write(launched, projects, topology.assets, partial=True)
             progress("deploying contracts and assets")
-            configs = asyncio.run(_bootstrap(launched, topology.assets))
+            configs = asyncio.run(bootstrap(launched, topology.assets))
             for ledger in launched:
                 ledger.config = configs[ledger.name]
             return self._write(launched, projects, topology.assets)
@@ -295,8 +295,7 @@ class DockerRuntime(RunDir):
         name = f"dvp-{digest}-{re.sub(r'[^a-z0-9_-]', '-', spec_name.lower())}"
         env_file = self.run_dir / "docker" / f"{spec_name}.env"
         env = {"DVP_LEDGER": spec_name, **env}
-        for key in ("DVP_FOUNDRY_IMAGE", "DVP_BTCD_IMAGE", "DVP_ELEMENTS_IMAGE", "DVP_FABRIC_TOOLS_IMAGE",
-                    "DVP_FABRIC_ORDERER_IMAGE", "DVP_FABRIC_PEER_IMAGE"):  # fmt: skip
+        for key in launcher_class(kind).image_variables:  # the platform's own image overrides
             if os.environ.get(key):
                 env[key] = os.environ[key]
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))

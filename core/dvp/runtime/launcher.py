@@ -58,6 +58,8 @@ class NodeLauncher(ABC):
     kind: ClassVar[str]
     # The compose file in docker/ that runs this platform's node, if it has one.
     compose_file: ClassVar[str | None] = None
+    # The environment variables that name its images in that file (``image: ${VAR:-default}``).
+    image_variables: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: dict[str, dict[str, Any]] | None = None):
         # Per-ledger options from the topology, keyed by ledger name (e.g. block_time).

@@ -13,15 +13,16 @@ from collections import defaultdict
 from typing import Any
 
 from ..models import Asset
-from ..registry import build_adapter, launcher_class
+from ..registry import launcher_class
 from ..topology import Topology
 from .launcher import LaunchedLedger, ledger_endpoint
 from .processes import alive, endpoint_answers, stop
-from .state import RunDir
+from .base import Runtime
+from .bootstrap import bootstrap
 
 
 
-class LocalRuntime(RunDir):
+class LocalRuntime(Runtime):
     name = "process"
 
     def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
@@ -41,7 +42,7 @@ class LocalRuntime(RunDir):
                 # Record pids as soon as they exist, so `down` can stop a half-started network.
                 self._write(launched, topology.assets, partial=True)
             progress("deploying contracts and assets")
-            configs = asyncio.run(_bootstrap(launched, topology.assets))
+            configs = asyncio.run(bootstrap(launched, topology.assets))
             for ledger in launched:
                 ledger.config = configs[ledger.name]
             return self._write(launched, topology.assets)
@@ -77,13 +78,3 @@ class LocalRuntime(RunDir):
                 "endpoint": endpoint,
             })  # fmt: skip
         return rows
-
-
-async def _bootstrap(launched: list[LaunchedLedger], assets: list[Asset]) -> dict[str, dict[str, Any]]:
-    async def one(ledger: LaunchedLedger) -> tuple[str, dict[str, Any]]:
-        adapter = build_adapter(ledger.name, {"kind": ledger.kind, **ledger.config})
-        async with adapter:
-            updates = await adapter.bootstrap([a for a in assets if a.ledger == ledger.name])
-        return ledger.name, {**ledger.config, **updates}
-
-    return dict(await asyncio.gather(*(one(l) for l in launched)))
