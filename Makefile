@@ -7,13 +7,13 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 SOL_STAMP := contracts/ethereum/build/.stamp
-EXTRAS := ethereum,utxo,elements,fabric,test,docker,bench
+EXTRAS := ethereum,utxo,elements,fabric,test,docker,bench,lint
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := setup
 -include mk/*.mk
 
-.PHONY: setup contracts test test-unit test-fast demo up down clean
+.PHONY: setup contracts lint test test-unit test-fast demo up down clean
 setup: $(PY_STAMP) $(NODE_STAMP) contracts $(EXTRA_SETUP)
 
 $(PY_STAMP): pyproject.toml constraints.txt
@@ -31,7 +31,11 @@ $(NODE_STAMP): package.json package-lock.json
 contracts: $(NODE_STAMP)
 	node contracts/ethereum/build.mjs
 
-test: setup
+lint: setup
+	$(BIN)/ruff check core adapters tests
+	$(BIN)/mypy
+
+test: setup lint
 	# The Fabric chaincode's rules on an in-memory ledger (the network tests are in tests/fabric).
 	$(MAKE) --no-print-directory fabric-cc-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -6,13 +6,15 @@ import asyncio
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar, Literal, cast
 
 import aiohttp
 from eth_abi import encode
 from eth_account import Account
+from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.types import TxParams
 
 from dvp import errors
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
@@ -51,7 +53,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     :class:`DevEthereumAdapter`, which adds :class:`~dvp.adapter.TimeTravel`."""
 
     kind = "ethereum"
-    config_model = EthereumConfig
+    config_model: ClassVar[type[LedgerConfig]] = EthereumConfig
     clock = ClockKind.TIME
     fee_unit = "wei"
 
@@ -218,9 +220,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         except Exception:  # noqa: BLE001 - tracing is optional; fall back to replay
             pass
         try:
-            tx = await self._w3.eth.get_transaction(tx_id)
+            tx = await self._w3.eth.get_transaction(HexStr(tx_id))
             call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
-            await self._w3.eth.call(call, block_identifier=block - 1)
+            await self._w3.eth.call(cast(TxParams, call), block_identifier=block - 1)
         except Exception as exc:  # noqa: BLE001 - only looking for revert data
             data = getattr(exc, "data", None)
             return decode_revert(data if isinstance(data, str) else None)
@@ -246,7 +248,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return self._address(party)
 
     def _erc20(self, asset: str):
-        return self._w3.eth.contract(address=self._token(asset), abi=artifact("DvpToken")["abi"])
+        return self._w3.eth.contract(address=to_checksum_address(self._token(asset)), abi=artifact("DvpToken")["abi"])
 
     async def balance(self, party: str, asset: str) -> int:
         with web3_errors("balance", self.name):
@@ -349,7 +351,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.LockRefused(f"{sender!r} holds {have} {asset} on {self.name}, needs {amount}")
         with web3_errors("fee balance", self.name):
             price = await self._w3.eth.gas_price
-            coin = await self._w3.eth.get_balance(owner)
+            coin = await self._w3.eth.get_balance(to_checksum_address(owner))
         approve = 0 if await self._permit_token(asset) else _GAS["approve"]  # a permit rides in the call
         fees = (approve + gas) * price
         if coin < fees:
@@ -447,7 +449,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             head = await self._w3.eth.block_number
             start = after[0] if after else 0
             logs = []
-            for event, kind in ((htlc.events.Locked, "locked"), (htlc.events.Claimed, "claimed"), (htlc.events.Refunded, "refunded")):
+            kinds: tuple[tuple[Any, Literal["locked", "claimed", "refunded"]], ...] = (
+                (htlc.events.Locked, "locked"), (htlc.events.Claimed, "claimed"), (htlc.events.Refunded, "refunded"))
+            for event, kind in kinds:
                 for log in await event.get_logs(from_block=start, to_block=head):
                     logs.append((log["blockNumber"], log["logIndex"], kind, log))
         for block, index, kind, log in sorted(logs, key=lambda x: (x[0], x[1])):

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+from functools import partial
 
 from dvp.env import cache_dir
 from dvp.errors import ConfigError, LedgerUnavailable
@@ -116,7 +117,7 @@ class GethLauncher(NodeLauncher):
                 config = ledger_config(port, max(1, round(block_time)), keys)
                 started.append(LaunchedLedger(name=name, kind=self.kind, pids=[pid], logs=[str(log)], config=config))
                 url = config["rpc_url"]
-                wait_until(lambda: answers(url), timeout=60, what=f"geth {name}", pid=pid, log=log)
+                wait_until(partial(answers, url), timeout=60, what=f"geth {name}", pid=pid, log=log)
                 from eth_account import Account
 
                 fund(url, [Account.from_key(k).address for k in keys.values()])

@@ -3,11 +3,11 @@ container of the Docker runtime (docker/evm.yaml) with the same arguments and co
 
 from __future__ import annotations
 
-import os
 import platform
 import shutil
 import subprocess
 from pathlib import Path
+from functools import partial
 
 from eth_account import Account
 
@@ -72,7 +72,7 @@ class AnvilLauncher(NodeLauncher):
                     LaunchedLedger(name=name, kind=self.kind, pids=[pid], logs=[str(log)],
                                    config=ledger_config(port, chain_id, block_time, keys))
                 )  # fmt: skip
-                wait_until(lambda: port_open(port), timeout=30, what=f"anvil {name}", pid=pid, log=log)
+                wait_until(partial(port_open, port), timeout=30, what=f"anvil {name}", pid=pid, log=log)
         except BaseException:
             stop([p for ledger in started for p in ledger.pids])
             raise

@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 
 from dvp import errors
@@ -83,7 +84,7 @@ class Sender:
     def account(self, address: str) -> AccountNonces:
         if address not in self._accounts:
             self._accounts[address] = AccountNonces(
-                address, lambda: self.w3.eth.get_transaction_count(address, "pending")
+                address, lambda: self.w3.eth.get_transaction_count(to_checksum_address(address), "pending")
             )
         return self._accounts[address]
 
@@ -114,7 +115,7 @@ class Sender:
                     tx_id, raw = await self._sign_one(account, tx, gas, nonce, fees, clock)
                     batch.sent(tx_id, raw)
                     signed.append((tx_id, raw, nonce))
-            for k, (tx_id, raw, nonce) in enumerate(signed):
+            for k, (tx_id, raw, _nonce) in enumerate(signed):
                 try:
                     await self._broadcast(raw)
                 except Exception as exc:

@@ -37,7 +37,7 @@ from abc import ABCMeta
 from functools import cache
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
@@ -78,7 +78,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
     adds :class:`~dvp.adapter.Issuing` and :class:`~dvp.adapter.TimeTravel`."""
 
     kind = "utxo"
-    config_model = UtxoConfig
+    config_model: ClassVar[type[LedgerConfig]] = UtxoConfig
     clock = ClockKind.HEIGHT
     fee_unit = "sat"
 
@@ -530,4 +530,5 @@ class _DevUtxo(Issuing, TimeTravel):
 @cache
 def _dev_variant(cls: type[UtxoAdapter]) -> type[UtxoAdapter]:
     """``cls`` on a dev chain: the same adapter with the dev mixins."""
-    return ABCMeta(f"Dev{cls.__name__}", (cls, _DevUtxo), {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__})
+    variant = ABCMeta(f"Dev{cls.__name__}", (cls, _DevUtxo), {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__})
+    return cast(type[UtxoAdapter], variant)

@@ -138,8 +138,8 @@ def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | 
         pool = sorted((u for u in utxos if u.asset == asset and not u.confidential), key=lambda u: (u.height is None, -u.value, u.txid, u.vout))
         have = 0
 
-        def goal() -> int:
-            return needs.get(asset, 0) + (fee(len(chosen)) if asset == fee_asset else 0)
+        def goal() -> int:  # called within this iteration only
+            return needs.get(asset, 0) + (fee(len(chosen)) if asset == fee_asset else 0)  # noqa: B023
 
         for u in pool:
             if have >= goal():
@@ -176,7 +176,7 @@ def build_payment(
     """
     if not utxos:
         raise TxBuildError("no inputs")
-    for spk, value in outputs:
+    for _spk, value in outputs:
         if value < DUST_LIMIT:
             raise TxBuildError(f"output of {value} sat is below the dust limit ({DUST_LIMIT})", code="dust")
     own = key.script_pubkey

@@ -9,7 +9,8 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -17,7 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 
 from . import errors
-from .adapter import Issuing
+from .adapter import Issuing, LedgerAdapter
 from .hashlock import parse_hex32
 from .models import Amount
 from .network import Network
@@ -42,14 +43,18 @@ def one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
 
 
-def error_exit(message: str, code: int) -> None:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def error_exit(message: str, code: int) -> NoReturn:
     click.echo(f"error: {one_line(message)}", err=True)
     sys.exit(code)
 
 
-def fail_cleanly(fn):
+def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except errors.DvpError as exc:
@@ -75,7 +80,7 @@ def _from_env(exc: click.ClickException) -> str:
     return ""
 
 
-class FiniteSeconds(click.ParamType):
+class FiniteSeconds(click.ParamType):  # type: ignore[type-arg]  # generic only in the stubs
     """A number of seconds in [low, high]: nan and inf are refused (click.FloatRange lets nan through)."""
 
     name = "seconds"
@@ -102,9 +107,9 @@ class OneLineGroup(click.Group):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         try:
-            super().main(*args, standalone_mode=False, **kwargs)
+            super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -132,7 +137,7 @@ def main(ctx: click.Context, run_dir: Path, journal: Path | None, runtime: str) 
         raise errors.ConfigError(first_error(exc, "settings: ")) from None
 
 
-def progress_printer(label: str = ""):
+def progress_printer(label: str = "") -> Callable[[str, str], None]:
     def show(swap_id: str, message: str) -> None:
         console.print(f"[dim]{label}{swap_id}[/] {message}")
 
@@ -191,7 +196,7 @@ def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) 
             _asset(net, ledger, asset)
             sub = await adapter.require(Issuing).issue(asset, party, amount)
             await adapter.wait_final(sub.tx_id)
-            return sub.tx_id
+            return str(sub.tx_id)
 
     out.print(f"issued {amount} {asset} to {party} on {ledger}: {asyncio.run(go())}")
 
@@ -203,7 +208,7 @@ def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) 
 def balances(settings: Settings, parties: tuple[str, ...]) -> None:
     """Balances of every asset on every ledger."""
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir) as net:
             return await net.balances(list(parties))
 
@@ -242,7 +247,7 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
         data["fast_forward"] = fast_forward or spec.fast_forward
         spec = parse_spec(data)
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             orch.validate(spec)
@@ -272,7 +277,7 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
 def resume(settings: Settings, swap_id: str | None) -> None:
     """Drive every unfinished swap (or SWAP_ID) to settlement or refund."""
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             return await orch.resume_each([swap_id] if swap_id else None)
@@ -311,8 +316,9 @@ def history(settings: Settings, swap_id: str | None) -> None:
     from .models import SwapSpec
 
     journal = Journal(settings.journal_path)
-    records = [journal.get(swap_id)] if swap_id else journal.swaps()
-    if swap_id and records[0] is None:
+    found = [journal.get(swap_id)] if swap_id else journal.swaps()
+    records = [r for r in found if r is not None]
+    if swap_id and not records:
         raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in {settings.journal_path}")
     for r in records:
         result = SwapResult(r.id, r.kind, Outcome(r.outcome) if r.outcome else None, r.detail or "unfinished",
@@ -331,7 +337,7 @@ def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: s
     """Claim LOCK_ID on LEDGER with a 32-byte hex PREIMAGE."""
     secret = parse_hex32(preimage, "preimage")
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             sub = await adapter.claim(lock_id, secret, submitter=party)
@@ -350,7 +356,7 @@ def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: s
 def refund(settings: Settings, ledger: str, lock_id: str, party: str) -> None:
     """Refund LOCK_ID on LEDGER to its sender (only after expiry)."""
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             sub = await adapter.refund(lock_id, submitter=party)
@@ -368,7 +374,7 @@ def refund(settings: Settings, ledger: str, lock_id: str, party: str) -> None:
 def inspect(settings: Settings, ledger: str, lock_id: str) -> None:
     """Show a lock as its ledger sees it."""
 
-    async def go():
+    async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir) as net:
             return await _ledger(net, ledger).get_lock(lock_id)
 
@@ -392,7 +398,7 @@ def demo(settings: Settings, keep: bool, report: Path | None, block_time: float)
     out.print(f"report written to {path}")
 
 
-def _ledger(net: Network, name: str):
+def _ledger(net: Network, name: str) -> LedgerAdapter:
     if name not in net.ledgers:
         raise errors.ConfigError(f"ledger: unknown ledger {name!r} (known: {', '.join(sorted(net.ledgers))})")
     return net.ledgers[name]

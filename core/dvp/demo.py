@@ -12,9 +12,10 @@ from .adapter import Issuing
 from .errors import DvpError
 from .models import HtlcPlan, Leg, SwapSpec, Trade
 from .network import Network
+from .orchestrator import Outcome
 from .report import balances_json, conservation, fees_paid, machine, swap_report
 from .runtime import select
-from .runtime.local import LocalRuntime
+from .runtime.base import Runtime
 from .settings import Settings
 from .topology import default
 from .views import balances_table, steps_table
@@ -91,7 +92,7 @@ def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, 
             console.print("[dim]testnets stopped (use --keep to leave them running)[/]")
 
 
-async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console: Console, report: Path | None) -> Path:
+async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Console, report: Path | None) -> Path:
     net = Network.from_run_dir(settings.run_dir)
     results = []
     async with net:
@@ -101,7 +102,7 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
         orch = net.orchestrator(settings.journal_path)
         for title, spec in demo_swaps(set(net.ledgers)):
             with console.status(title) as status:
-                orch.progress = lambda swap_id, message: status.update(f"{title}: {message}")
+                orch.progress = lambda swap_id, message: status.update(f"{title}: {message}")  # noqa: B023 - this swap's run only
                 result = await orch.run(spec)
             out.print(steps_table(result))
             results.append((title, result))
@@ -115,7 +116,7 @@ async def _demo(settings: Settings, runtime: LocalRuntime, out: Console, console
     if paid:
         out.print(f"fees paid in traded coins (counted in the check): {paid}")
     out.print("[green]balances conserved on every ledger[/]" if not drift else f"[red]balances changed: {drift}[/]")
-    unsettled = [t for t, r in results if r.outcome.value != "settled"]
+    unsettled = [t for t, r in results if r.outcome is not Outcome.SETTLED]
     path = report or settings.reports_dir / "demo.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({

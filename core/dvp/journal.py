@@ -118,7 +118,7 @@ class Journal:
     def update_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
         with self._db:
             row = self._db.execute("SELECT data FROM swaps WHERE id = ?", (swap_id,)).fetchone()
-            data = json.loads(row[0])
+            data: dict[str, Any] = json.loads(row[0])
             data.update(fields)
             self._db.execute(
                 "UPDATE swaps SET data = ?, updated = ? WHERE id = ?", (json.dumps(data), time.time(), swap_id)
@@ -195,7 +195,8 @@ class Journal:
             " FROM steps WHERE swap_id = ? ORDER BY seq",
             (swap_id,),
         )
-        return [Step(*r[:6], json.loads(r[6]), *r[7:]) for r in rows]
+        return [Step(seq=r[0], swap_id=r[1], step=r[2], phase=r[3], ledger=r[4], tx_id=r[5], detail=json.loads(r[6]),
+                     wall=r[7], ledger_height=r[8], ledger_time=r[9]) for r in rows]
 
     def last(self, swap_id: str, step: str, phase: str) -> Step | None:
         found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
@@ -232,5 +233,5 @@ def _refuse_foreign_file(path: Path) -> None:
         raise ConfigError(f"journal: {path} is not a dvp journal (tables: {', '.join(sorted(tables))})")
 
 
-def _swap(row: tuple) -> SwapRecord:
-    return SwapRecord(row[0], row[1], json.loads(row[2]), json.loads(row[3]), *row[4:])
+def _swap(row: tuple[Any, ...]) -> SwapRecord:
+    return SwapRecord(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4], row[5], row[6], row[7])

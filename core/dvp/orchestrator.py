@@ -52,7 +52,7 @@ class Outcome(StrEnum):
 class SwapResult:
     swap_id: str
     kind: str
-    outcome: Outcome
+    outcome: Outcome | None  # None: unfinished (a history of a swap still in flight)
     detail: str
     spec: SwapSpec
     data: dict[str, Any]
@@ -172,7 +172,7 @@ class Orchestrator:
         return SwapResult(
             swap_id=swap_id,
             kind=record.kind,
-            outcome=Outcome(record.outcome),
+            outcome=Outcome(record.outcome) if record.outcome else None,
             detail=record.detail or "",
             spec=spec,
             data=record.data,
@@ -276,7 +276,7 @@ class _Run:
             block = status.block_number
             await self.note(step, Phase.FINAL, ledger, tx_id=tx["tx_id"], purpose=tx.get("purpose"), payer=tx.get("payer"),
                             fee=status.fee, fee_asset=status.fee_asset, block=block)
-        main = txs[-1]["tx_id"]
+        main: str = txs[-1]["tx_id"]
         await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
         return main
 
@@ -317,6 +317,7 @@ class _AtomicRun(_Run):
             )
             state = AtomicSwapState(order=order, order_id=adapter.order_id(order))
             self.put(state)
+        assert state.order is not None and state.order_id is not None
         order, order_id = state.order, state.order_id
 
         async def status() -> OrderStatus | None:
@@ -331,7 +332,7 @@ class _AtomicRun(_Run):
         return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
 
 
-async def _is(awaitable, allowed: set) -> bool:
+async def _is(awaitable: Awaitable[object], allowed: set[OrderStatus]) -> bool:
     return (await awaitable) in allowed
 
 
@@ -383,9 +384,20 @@ class _HtlcRun(_Run):
     def lock_id_of(self, role: Role) -> str | None:
         return self.state.lock_id(LegName.sent_by(role))
 
-    def lock_is(self, role: Role, status: LockStatus):
+    def known_lock_id(self, role: Role) -> str:
+        """``role``'s lock id, journaled before its lock was sent."""
+        lock_id = self.lock_id_of(role)
+        assert lock_id is not None, f"{self.leg_name(role)} leg has no journaled lock id"
+        return lock_id
+
+    def known_terms(self, role: Role) -> HtlcTerms:
+        terms = self.terms_of(role)
+        assert terms is not None, f"{self.leg_name(role)} leg has no journaled terms"
+        return terms
+
+    def lock_is(self, role: Role, status: LockStatus) -> Callable[[], Awaitable[bool]]:
         """A ledger read: is ``role``'s lock in ``status`` now?"""
-        adapter, lock_id = self.adapter_of(role), self.lock_id_of(role)
+        adapter, lock_id = self.adapter_of(role), self.known_lock_id(role)
 
         async def check() -> bool:
             state = await adapter.get_lock(lock_id)
@@ -495,8 +507,8 @@ class _HtlcRun(_Run):
             )
             # Write-ahead: terms and lock id are on disk before the lock is broadcast.
             self.put(self.state.with_lock(self.leg_name(role), terms, adapter.lock_id(terms)))
-        terms = self.terms_of(role)
-        lock_id = self.lock_id_of(role)
+        terms = self.known_terms(role)
+        lock_id = self.known_lock_id(role)
 
         async def exists() -> bool:
             return await adapter.get_lock(lock_id) is not None
@@ -511,7 +523,7 @@ class _HtlcRun(_Run):
         """How long the second leg may run if locked now: the plan check's own computation,
         anchored to the first leg's expiry so the gap stays the planned one."""
         first_adapter = self.adapter_of(self.first)
-        left = first_adapter.seconds_left(await first_adapter.now(), self.terms_of(self.first).expiry)
+        left = first_adapter.seconds_left(await first_adapter.now(), self.known_terms(self.first).expiry)
         return second_leg_seconds(self.spec.plan, self.adapter_of(self.holder).finality,
                                   self.adapter_of(self.counter).finality, holder_first=self.first is self.holder,
                                   first_left=left)
@@ -522,8 +534,8 @@ class _HtlcRun(_Run):
         if self.done(step):
             return
         adapter = self.adapter_of(role)
-        lock_id = self.lock_id_of(role)
-        state = await adapter.audit(lock_id, self.terms_of(role))
+        lock_id = self.known_lock_id(role)
+        state = await adapter.audit(lock_id, self.known_terms(role))
         await self.note(step, Phase.RESULT, self.ledger_of(role), lock_id=lock_id, confirmations=state.confirmations)
 
     async def holder_claim(self) -> bool:
@@ -545,7 +557,7 @@ class _HtlcRun(_Run):
         role = self.counter
         step = StepName.EXTRACT_SECRET
         adapter = self.adapter_of(role)
-        state = await adapter.get_lock(self.lock_id_of(role))
+        state = await adapter.get_lock(self.known_lock_id(role))
         if state is None or state.preimage is None:
             raise errors.SwapError(f"{step}: lock {self.lock_id_of(role)} shows no revealed preimage")
         preimage = bytes.fromhex(state.preimage)
@@ -566,14 +578,15 @@ class _HtlcRun(_Run):
         except errors.LockExpired:
             return False
 
-    async def claim(self, role: Role, preimage: bytes, claimant: Role, too_late) -> bool:
+    async def claim(self, role: Role, preimage: bytes, claimant: Role,
+                    too_late: Callable[[LedgerAdapter, int], Awaitable[bool]]) -> bool:  # fmt: skip
         """``claimant`` claims ``role``'s leg unless the ledger shows it done or ``too_late``."""
         step = self.step(Action.CLAIM, role)
         adapter = self.adapter_of(role)
-        lock_id = self.lock_id_of(role)
+        lock_id = self.known_lock_id(role)
         claimed = self.lock_is(role, LockStatus.CLAIMED)
         if not self.done(step) and not await claimed():
-            if await too_late(adapter, self.terms_of(role).expiry):
+            if await too_late(adapter, self.known_terms(role).expiry):
                 return False
         party = self.trade.party(claimant)
         await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=party),
@@ -594,7 +607,7 @@ class _HtlcRun(_Run):
             return False
         step = self.step(Action.REFUND, role)
         if state.status is LockStatus.LOCKED:
-            await self.wait_expired(self.ledger_of(role), self.terms_of(role).expiry, step)
+            await self.wait_expired(self.ledger_of(role), self.known_terms(role).expiry, step)
             # It may have been claimed while we waited (by hand, or by the counterparty).
             state = await adapter.get_lock(lock_id)
             if state is not None and state.status is LockStatus.CLAIMED:

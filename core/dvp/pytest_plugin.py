@@ -38,53 +38,62 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from dvp.runtime import PLUGIN_DEFAULT_RUNTIME, RUNTIMES
 
+if TYPE_CHECKING:
+    from dvp.network import Network
+    from dvp.runtime.base import Runtime
+    from dvp.topology import Topology
+
+pytest_asyncio: Any
 try:  # async fixtures need pytest-asyncio; without it dvp_network is not offered
     import pytest_asyncio
 except ImportError:  # pragma: no cover
     pytest_asyncio = None
 
 
-def pytest_addoption(parser) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("dvp", "dvp testnets")
     group.addoption("--dvp-runtime", choices=sorted(RUNTIMES), default=None,
                     help="runtime of the dvp_testnet fixture (default: $DVP_RUNTIME, else docker)")  # fmt: skip
 
 
-def pytest_configure(config) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "docker: needs a Docker engine (dvp's docker runtime)")
 
 
-def runtime_name(config) -> str:
-    name = config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or PLUGIN_DEFAULT_RUNTIME
+def runtime_name(config: pytest.Config) -> str:
+    name = str(config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or PLUGIN_DEFAULT_RUNTIME)
     if name not in RUNTIMES:
         raise pytest.UsageError(f"dvp runtime {name!r}: expected one of {', '.join(RUNTIMES)}")
     return name
 
 
 @pytest.fixture(scope="session")
-def dvp_runtime_name(request) -> str:
+def dvp_runtime_name(request: pytest.FixtureRequest) -> str:
     return runtime_name(request.config)
 
 
 @pytest.fixture(scope="session")
-def dvp_topology():
+def dvp_topology() -> Topology:
     from dvp.topology import default
 
     return default(block_time=1.0)
 
 
 @pytest.fixture(scope="session")
-def dvp_compose_command(request) -> str:
+def dvp_compose_command(request: pytest.FixtureRequest) -> str:
     if os.environ.get("DVP_COMPOSE"):
         return os.environ["DVP_COMPOSE"]
     from dvp.runtime.docker import compose_command, docker_env
 
     try:  # pytest-docker's fixture, when installed (and overridden or working here)
-        cmd = request.getfixturevalue("docker_compose_command")
+        cmd = str(request.getfixturevalue("docker_compose_command"))
         probe = subprocess.run([*shlex.split(cmd), "version"], capture_output=True, env=docker_env())
         if probe.returncode == 0:
             return cmd
@@ -94,7 +103,8 @@ def dvp_compose_command(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def dvp_testnet(request, tmp_path_factory, dvp_runtime_name, dvp_topology) -> Path:
+def dvp_testnet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, dvp_runtime_name: str,
+                dvp_topology: Topology) -> Iterator[Path]:  # fmt: skip
     """Start the testnets once per session; stop everything they started, whatever happens."""
     from dvp.runtime import select
 
@@ -108,7 +118,7 @@ def dvp_testnet(request, tmp_path_factory, dvp_runtime_name, dvp_topology) -> Pa
                 pytest.fail(reason, pytrace=False)
             pytest.skip(reason)
         path = tmp_path_factory.mktemp("dvp-testnet")
-        runtime = DockerRuntime(path, compose=request.getfixturevalue("dvp_compose_command"))
+        runtime: Runtime = DockerRuntime(path, compose=request.getfixturevalue("dvp_compose_command"))
     else:
         path = tmp_path_factory.mktemp("dvp-testnet")
         runtime = select(dvp_runtime_name, path)
@@ -120,7 +130,7 @@ def dvp_testnet(request, tmp_path_factory, dvp_runtime_name, dvp_topology) -> Pa
 
 
 @pytest.fixture(scope="session")
-def dvp_compose_projects(dvp_testnet):
+def dvp_compose_projects(dvp_testnet: Path) -> dict[str, Any]:
     """Each docker ledger's compose project as a pytest-docker executor (empty for the process runtime)."""
     from pytest_docker.plugin import DockerComposeExecutor
 
@@ -140,8 +150,8 @@ def dvp_compose_projects(dvp_testnet):
 
 if pytest_asyncio is not None:
 
-    @pytest_asyncio.fixture
-    async def dvp_network(dvp_testnet):
+    @pytest_asyncio.fixture  # type: ignore[untyped-decorator]  # pytest-asyncio is Any when optional
+    async def dvp_network(dvp_testnet: Path) -> AsyncIterator[Network]:
         from dvp.network import Network
 
         async with Network.from_run_dir(dvp_testnet) as network:

@@ -18,7 +18,7 @@ ADAPTERS = "dvp.adapters"
 LAUNCHERS = "dvp.launchers"
 
 
-def _load(group: str, kind: str, base: type) -> type:
+def _load(group: str, kind: str, base: type) -> Any:
     found = {ep.name: ep for ep in entry_points(group=group)}
     if kind not in found:
         known = ", ".join(sorted(found)) or "none installed"
@@ -33,18 +33,20 @@ def check_class(cls: type, base: type, label: str) -> None:
     if not (inspect.isclass(cls) and issubclass(cls, base)):
         raise ConfigError(f"{label}: {cls!r} is not a {base.__name__}")
     if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise ConfigError(f"{label}: {cls.__name__} does not implement {missing}")
 
 
 @cache
 def adapter_class(kind: str) -> type[LedgerAdapter]:
-    return _load(ADAPTERS, kind, LedgerAdapter)
+    cls: type[LedgerAdapter] = _load(ADAPTERS, kind, LedgerAdapter)
+    return cls
 
 
 @cache
 def launcher_class(kind: str) -> type[NodeLauncher]:
-    return _load(LAUNCHERS, kind, NodeLauncher)
+    cls: type[NodeLauncher] = _load(LAUNCHERS, kind, NodeLauncher)
+    return cls
 
 
 def installed_launchers() -> list[str]:

@@ -63,7 +63,7 @@ def fees_paid(steps: list[Step]) -> Balances:
                 if (s.ledger, s.tx_id) in counted:
                     continue
                 counted.add((s.ledger, s.tx_id))
-            fees[(s.ledger, s.detail["fee_asset"], s.detail["payer"])] += s.detail["fee"]
+            fees[(s.ledger or "", s.detail["fee_asset"], s.detail["payer"])] += s.detail["fee"]
     return dict(fees)
 
 
@@ -85,7 +85,7 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
     return {
         "swap_id": result.swap_id,
         "kind": result.kind,
-        "outcome": result.outcome.value,
+        "outcome": result.outcome.value if result.outcome else None,
         "detail": result.detail,
         "trade": result.spec.trade.model_dump(mode="json"),
         "plan": result.spec.plan.model_dump(mode="json") if result.kind == "htlc" else None,

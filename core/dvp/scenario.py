@@ -114,7 +114,7 @@ def _parse_json(text: str) -> Any:
     return json.loads(text, object_pairs_hook=pairs)
 
 
-class _ScenarioLoader(yaml.SafeLoader):
+class _ScenarioLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type stubs here
     """safe_load without aliases and without silently overwritten duplicate keys."""
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]

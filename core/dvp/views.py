@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -13,7 +14,7 @@ from .report import Balances, swap_report, timeline
 _OUTCOME_STYLE = {"settled": "green", "refunded": "yellow", "aborted": "yellow", "principal_loss": "red"}
 
 
-def status_table(rows: list[dict]) -> Table:
+def status_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="local testnets")
     for col in ("ledger", "kind", "endpoint", "pids", "alive"):
         table.add_column(col)
@@ -27,7 +28,9 @@ def steps_table(result: SwapResult) -> Table:
     outcome = result.outcome.value if result.outcome else "unfinished"
     style = _OUTCOME_STYLE.get(outcome, "white")
     table = Table(title=f"{result.kind} swap {result.swap_id}: [{style}]{outcome}[/]", caption=result.detail)
-    for col, just in (("step", "left"), ("ledger", "left"), ("seconds", "right"), ("block", "right"), ("tx", "left")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("step", "left"), ("ledger", "left"), ("seconds", "right"), ("block", "right"), ("tx", "left"))
+    for col, just in columns:
         table.add_column(col, justify=just)
     rows = timeline(result.steps)
     for r in rows:
@@ -46,7 +49,9 @@ def print_result(console: Console, result: SwapResult, as_json: bool) -> None:
 
 def balances_table(balances: Balances, before: Balances | None = None, title: str = "balances") -> Table:
     table = Table(title=title)
-    for col, just in (("ledger", "left"), ("asset", "left"), ("party", "left"), ("balance", "right")):
+    columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
+        ("ledger", "left"), ("asset", "left"), ("party", "left"), ("balance", "right"))
+    for col, just in columns:
         table.add_column(col, justify=just)
     if before is not None:
         table.add_column("change", justify="right")

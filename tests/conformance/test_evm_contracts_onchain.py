@@ -7,7 +7,6 @@ import secrets
 
 import pytest
 
-from dvp import errors
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
 from ..evm_helpers import calldata, mined_call, reverted_with

@@ -42,7 +42,7 @@ def dvp_topology():
 
 
 @pytest.fixture(scope="session")
-def docker_run_dir(dvp_testnet) -> Path:
+def docker_run_dir(dvp_testnet) -> Path:  # noqa: F811 - the plugin's fixture, imported to register it
     asyncio.run(fund(dvp_testnet))
     return dvp_testnet
 

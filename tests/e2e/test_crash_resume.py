@@ -4,11 +4,7 @@ balances conserved."""
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 

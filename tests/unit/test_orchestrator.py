@@ -6,7 +6,7 @@ import pytest
 
 from dvp import errors
 from dvp.journal import Journal
-from dvp.models import Asset, AssetKind, Behaviour, Capability, DvpOrder, HtlcPlan, Leg, Role, SwapSpec, Trade
+from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, Role, SwapSpec, Trade
 from dvp.lease import drive_lease
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 

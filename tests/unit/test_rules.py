@@ -13,7 +13,7 @@ from dvp import errors
 from dvp.adapter import LedgerAdapter
 from dvp.hashlock import hashlock_of, new_secret, parse_hex32
 from dvp.journal import Journal
-from dvp.models import Finality, HtlcPlan, HtlcTerms, Leg, Trade
+from dvp.models import Finality, HtlcPlan, HtlcTerms
 from dvp.registry import check_class
 from dvp.scenario import parse_spec
 from dvp.timeouts import budget, check_plan

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -57,7 +58,7 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
                       console=console) as progress:
             task = progress.add_task("planning", total=None)
 
-            def on_event(kind: str, info: dict) -> None:
+            def on_event(kind: str, info: dict[str, Any]) -> None:
                 if kind == "plan":
                     n = len(info["pairs"])
                     cross = sum(1 for p in info["pairs"] if "/" in p)
@@ -75,7 +76,7 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
                     if info["error"]:
                         console.print(f"[yellow]{info['swap_id']}[/] {info['error']}")
 
-            async def go():
+            async def go() -> Any:
                 async with Network.from_run_dir(settings.run_dir) as net:
                     return await run_bench(net, cfg, journal, on_event)
 

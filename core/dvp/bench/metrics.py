@@ -74,12 +74,16 @@ def _action(name: str) -> Action | None:
     return step.action if step is not None else None
 
 
+def _party(trade: Mapping[str, Any], role: str) -> str:
+    return str(trade.get(role, role))
+
+
 def _sender(leg: LegName, trade: Mapping[str, Any]) -> str:
-    return trade.get("seller", "seller") if leg is LegName.SECURITY else trade.get("buyer", "buyer")
+    return _party(trade, "seller" if leg is LegName.SECURITY else "buyer")
 
 
 def _receiver(leg: LegName, trade: Mapping[str, Any]) -> str:
-    return trade.get("buyer", "buyer") if leg is LegName.SECURITY else trade.get("seller", "seller")
+    return _party(trade, "buyer" if leg is LegName.SECURITY else "seller")
 
 
 def actor(step: str, spec: Mapping[str, Any]) -> str:
@@ -94,11 +98,11 @@ def actor(step: str, spec: Mapping[str, Any]) -> str:
         return _receiver(name.leg, trade)
     if name is StepName.EXTRACT_SECRET:
         holder = (spec.get("plan") or {}).get("secret_holder", "seller")
-        return trade.get("buyer", "buyer") if holder == "seller" else trade.get("seller", "seller")
+        return _party(trade, "buyer" if holder == "seller" else "seller")
     if name is StepName.PROPOSE:
-        return trade.get("seller", "seller")
+        return _party(trade, "seller")
     if name is StepName.SETTLE:
-        return trade.get("buyer", "buyer")
+        return _party(trade, "buyer")
     return "orchestrator"
 
 
@@ -445,7 +449,7 @@ def throughput_ratio(summary: Mapping[str, Any], raw_tps: Mapping[str, float]) -
               if count > 0 and raw_tps.get(ledger)}
     if tps is None or not bounds:
         return None
-    slower = min(bounds, key=bounds.get)
+    slower = min(bounds, key=lambda ledger: bounds[ledger])
     return {"swaps_per_second": tps, "bound": bounds[slower], "limited_by": slower, "bounds": bounds,
             "ratio": tps / bounds[slower]}
 

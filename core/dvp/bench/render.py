@@ -169,7 +169,7 @@ def write_json(run: dict[str, Any], path: Path) -> Path:
 # -- charts ---------------------------------------------------------------------------------------
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -178,7 +178,7 @@ def _plt():
     return plt
 
 
-def draw_timeline(ax, run: dict[str, Any]) -> None:
+def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
     """Each drawn swap's steps on each ledger, from the swap's start."""
     plt = _plt()
     phases: dict[str, Any] = {}
@@ -208,7 +208,7 @@ def draw_timeline(ax, run: dict[str, Any]) -> None:
     ax.legend(handles, list(phases), fontsize=6, loc="lower right")
 
 
-def draw_latency(ax, run: dict[str, Any]) -> None:
+def draw_latency(ax: Any, run: dict[str, Any]) -> None:
     data, labels = [], []
     for p in run["pairs"]:
         vals = [s["total_seconds"] for s in p["swaps"] if "total_seconds" in s]
@@ -224,7 +224,7 @@ def draw_latency(ax, run: dict[str, Any]) -> None:
     ax.tick_params(axis="x", labelsize=7)
 
 
-def draw_liquidity(ax, run: dict[str, Any]) -> None:
+def draw_liquidity(ax: Any, run: dict[str, Any]) -> None:
     labels, values, secs = [], [], []
     for p in run["pairs"]:
         for leg, l in sorted(p["summary"]["liquidity"].items()):
@@ -243,7 +243,7 @@ def draw_liquidity(ax, run: dict[str, Any]) -> None:
     ax.set_title("liquidity locked per leg (mean; label: seconds locked)")
 
 
-def draw_platforms(ax, run: dict[str, Any]) -> None:
+def draw_platforms(ax: Any, run: dict[str, Any]) -> None:
     rows = platform_rows(run)
     ax.axis("off")
     cols = [c for c in rows[0] if c != "ledgers"] if rows else []
@@ -372,13 +372,13 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
     for pid in list(pa) + [p for p in pb if p not in pa]:
         x, y = pa.get(pid), pb.get(pid)
 
-        def lat(p):
+        def lat(p: Any) -> Any:
             return (p["summary"]["latency"] or {}).get("mean") if p else None
 
-        def tps(p):
+        def tps(p: Any) -> Any:
             return (p["throughput"] or {}).get("swaps_per_second") if p else None
 
-        def ovh(p):
+        def ovh(p: Any) -> Any:
             return (p["overhead"] or {}).get("overhead") if p else None
 
         la, lb = lat(x), lat(y)

@@ -13,17 +13,18 @@ import os
 import resource
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from .. import errors
-from ..adapter import Issuing
+from ..adapter import Issuing, LedgerAdapter
 from ..journal import Journal
 from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
 from ..network import Network
+from ..orchestrator import Orchestrator
 from ..registry import installed_launchers, launcher_class
 from ..report import machine
 from ..state import Action, StepName
@@ -66,8 +67,16 @@ class BenchPair:
         return self.security == self.cash
 
 
-def _asset(net: Network, ledger: str, kind: AssetKind) -> str | None:
+def _find_asset(net: Network, ledger: str, kind: AssetKind) -> str | None:
     return next((a.symbol for a in net.assets if a.ledger == ledger and a.kind is kind), None)
+
+
+def _asset(net: Network, ledger: str, kind: AssetKind) -> str:
+    """The ledger's asset of ``kind``; pairs are only formed where there is one."""
+    symbol = _find_asset(net, ledger, kind)
+    if symbol is None:
+        raise errors.ConfigError(f"bench: ledger {ledger!r} has no {kind.value} asset")
+    return symbol
 
 
 def available_pairs(net: Network) -> list[BenchPair]:
@@ -76,11 +85,11 @@ def available_pairs(net: Network) -> list[BenchPair]:
     names = sorted(net.ledgers)
     out = [BenchPair(n, n) for n in names
            if net.ledgers[n].supports(Capability.ATOMIC_DVP)
-           and _asset(net, n, AssetKind.SECURITY) and _asset(net, n, AssetKind.CASH)]
+           and _find_asset(net, n, AssetKind.SECURITY) and _find_asset(net, n, AssetKind.CASH)]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             for sec, cash in ((a, b), (b, a)):
-                if _asset(net, sec, AssetKind.SECURITY) and _asset(net, cash, AssetKind.CASH):
+                if _find_asset(net, sec, AssetKind.SECURITY) and _find_asset(net, cash, AssetKind.CASH):
                     out.append(BenchPair(sec, cash))
                     break
     return out
@@ -96,9 +105,9 @@ def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
         for ledger in (sec, cash):
             if ledger not in net.ledgers:
                 raise errors.ConfigError(f"pairs: unknown ledger {ledger!r} in {text!r} (known: {', '.join(sorted(net.ledgers))})")
-        if not _asset(net, sec, AssetKind.SECURITY):
+        if not _find_asset(net, sec, AssetKind.SECURITY):
             raise errors.ConfigError(f"pairs: ledger {sec!r} carries no security for {text!r}")
-        if not _asset(net, cash, AssetKind.CASH):
+        if not _find_asset(net, cash, AssetKind.CASH):
             raise errors.ConfigError(f"pairs: ledger {cash!r} carries no cash for {text!r}")
         pairs.append(BenchPair(sec, cash))
     return pairs
@@ -174,7 +183,7 @@ async def fund(net: Network, pairs: list[BenchPair], cfg: BenchConfig) -> None:
         await adapter.wait_final(sub.tx_id)
 
 
-async def confirmation_latency(adapter, asset: str, samples: int) -> list[float]:
+async def confirmation_latency(adapter: LedgerAdapter, asset: str, samples: int) -> list[float]:
     """One plain issue (a token mint on EVM, a payment on UTXO) and its wait for finality."""
     times = []
     for _ in range(samples):
@@ -185,14 +194,15 @@ async def confirmation_latency(adapter, asset: str, samples: int) -> list[float]
     return times
 
 
-def raw_baseline(kind: str):
+def raw_baseline(kind: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     """The platform's own raw baseline (entry-point group ``dvp.bench``, keyed by adapter
     kind): the best its client and node do.  Platforms without one get :func:`raw_throughput`."""
     found = {ep.name: ep for ep in entry_points(group="dvp.bench")}
-    return found[kind].load() if kind in found else raw_throughput
+    baseline: Callable[..., Awaitable[dict[str, Any]]] = found[kind].load() if kind in found else raw_throughput
+    return baseline
 
 
-async def raw_throughput(adapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+async def raw_throughput(adapter: LedgerAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
     """``n`` plain issues, at most ``in_flight`` unconfirmed at once; final per second."""
     sem = asyncio.Semaphore(in_flight)
 
@@ -236,7 +246,7 @@ class Memory:
         self.samples.append((self.finished, rss_kib()))
 
 
-async def run_batch(orch, specs: list[SwapSpec], k: int, timeout: float, prefix: str, on_event: Event,
+async def run_batch(orch: Orchestrator, specs: list[SwapSpec], k: int, timeout: float, prefix: str, on_event: Event,
                     memory: Memory | None) -> list[dict[str, Any]]:
     """Run ``specs`` with at most ``k`` at once; every swap bounded by ``timeout``, then
     resumed (bounded) if unfinished.  Returns per-swap {id, error, recovered}."""

@@ -193,7 +193,8 @@ class DockerRuntime(Runtime):
         self._compose = shlex.split(compose) if isinstance(compose, str) else compose
 
     # -- the LocalRuntime interface ---------------------------------------------------
-    def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
+    def up(self, topology: Topology, *, port_base: int | None = None,
+           progress: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
         self.check_free()
         for spec in topology.ledgers:
             if compose_file(spec.kind) is None:
@@ -328,7 +329,7 @@ def _remove(project: Project, containers: list[str]) -> list[str]:
     return containers
 
 
-def exec_in(cid: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+def exec_in(cid: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
     """``docker exec`` of ``argv`` in container ``cid`` with ``env`` and working directory ``cwd``."""
     flags = [f for k, v in env.items() for f in ("-e", f"{k}={v}")]
     return subprocess.run(["docker", "exec", *flags, "-w", str(cwd), cid, *argv], env=docker_env(),
@@ -372,7 +373,7 @@ class _Slot:
     """One compose project, as a launcher sees it (:class:`ContainerSlot`): one ledger's, or the
     shared nodes of several ledgers of one kind (``names``)."""
 
-    def __init__(self, rt: "DockerRuntime", compose: list[str], name: str, kind: str, projects: dict,
+    def __init__(self, rt: "DockerRuntime", compose: list[str], name: str, kind: str, projects: dict[str, Any],
                  names: list[str] | None = None):  # fmt: skip
         self.run_dir = rt.run_dir
         self._rt, self._compose, self._name, self._kind, self._projects = rt, compose, name, kind, projects
@@ -402,7 +403,7 @@ class _Slot:
             self._by_service[service] = self.project.container(service)
         return self._by_service[service]
 
-    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
         """``argv`` inside the running ``service`` container, with ``env`` and working directory ``cwd``."""
         return exec_in(self.container(service), argv, env, cwd=cwd, timeout=timeout)
 

@@ -45,7 +45,7 @@ class ContainerSlot(Protocol):
         """The id of a started service's container."""
 
     def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path,
-             timeout: float) -> subprocess.CompletedProcess:
+             timeout: float) -> subprocess.CompletedProcess[str]:
         """``argv`` run inside a started service's container (captured text output)."""
 
     def wait(self, check: Callable[[], bool], what: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from ..models import Asset
@@ -25,7 +26,8 @@ from .bootstrap import bootstrap
 class LocalRuntime(Runtime):
     name = "process"
 
-    def up(self, topology: Topology, *, port_base: int | None = None, progress=print) -> dict[str, Any]:
+    def up(self, topology: Topology, *, port_base: int | None = None,
+           progress: Callable[[str], None] = print) -> dict[str, Any]:  # fmt: skip
         self.check_free()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         by_kind: dict[str, list[str]] = defaultdict(list)

@@ -32,7 +32,6 @@ def main() -> None:
         after = env_int(VARIABLE, minimum=1)
     except ConfigError as exc:
         error_exit(str(exc), exc.exit_code)
-        return
     if after is not None:
         install(after)
     cli(args=sys.argv[1:], prog_name="dvp")
