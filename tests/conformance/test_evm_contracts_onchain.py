@@ -100,3 +100,16 @@ async def test_dvp_moves_neither_leg_when_one_cannot_move(evm):
     # Only the named buyer may accept.
     tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:])))
     assert await reverted_with(evm, tx) == "OnlyBuyer"
+
+
+async def test_lock_id_needs_no_connection(evm):
+    """Pure: an adapter that never connected derives the id the contract gives the lock."""
+    from dvp.registry import build_adapter
+
+    offline = build_adapter(evm.name, evm.config.model_dump(mode="python") | {
+        "accounts": {p: k.get_secret_value() for p, k in evm.config.accounts.items()}})
+    terms, _ = make_terms(evm, await evm.now())
+    assert offline.lock_id(terms) == evm.lock_id(terms)
+    await evm.wait_all(await evm.lock(terms))
+    state = await evm.get_lock(offline.lock_id(terms))
+    assert state is not None and state.status is LockStatus.LOCKED
