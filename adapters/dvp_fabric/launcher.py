@@ -29,7 +29,7 @@ class FabricLauncher(NodeLauncher):
     image_variables = ("DVP_FABRIC_TOOLS_IMAGE", "DVP_FABRIC_ORDERER_IMAGE", "DVP_FABRIC_PEER_IMAGE")
     shared_nodes = True
 
-    def __init__(self, options=None):
+    def __init__(self, options: dict[str, dict[str, Any]] | None = None) -> None:
         super().__init__(options)
         self.install = FabricInstall.default()
         self.network: FabricNetwork | None = None
