@@ -205,6 +205,11 @@ class UtxoLedger:
         candidates = [u for u in st.unspent if u.value == amount]
         if not candidates:
             raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")
+        return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
+
+    def final_checks(self, htlc: HtlcScript, candidates: list[Utxo], min_confirmations: int, min_blocks_left: int) -> Funding:
+        """The audit's last two checks, on the best-confirmed matching output: its
+        confirmations, and the blocks left before the lock height."""
         best = max(candidates, key=lambda u: self.view.confirmations(u.height))
         conf = self.view.confirmations(best.height)
         if conf < min_confirmations:

@@ -40,6 +40,7 @@ from ..chain import ChainView
 from ..dialect import dialect_for
 from ..keys import Key
 from ..launcher import MINER, PARTIES, _tail, dev_keys, run_sync, start_block_clock, write_ledger_record
+from ..launcher import ledger_config as utxo_ledger_config  # the btcd config, completed for Elements
 from ..rpc import RpcClient, RpcError, RpcUnavailable
 
 PARTY_OUTPUTS = 5
@@ -223,25 +224,11 @@ async def bootstrap_chain(url: str, password: str, keys: dict[str, Key], fee_rat
 
 def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: float, confirmations: int, fee_rate: float,
                   policy_asset: str) -> dict[str, Any]:  # fmt: skip
-    """The adapter config (kind elements) of a bootstrapped elementsregtest node at ``url``."""
-    return {
-        "kind": "elements",
-        "rpc_url": url,
-        "rpc_user": RPC_USER,
-        "rpc_password": password,
-        "network": "elementsregtest",
-        "dialect": "elementsd",
-        "policy_asset": policy_asset,
-        "assets": {POLICY_SYMBOL: "native"},
-        "keys": {p: k.wif for p, k in keys.items()},
-        "issuer": "issuer",
-        "miner": MINER,
-        "confirmations": confirmations,
-        "block_interval": block_time or 1.0,
-        "fee_rate": fee_rate,
-        "dev": True,
-        "mine_on_wait": block_time <= 0,
-        "start_height": 0,
-    }
+    """The adapter config (kind elements) of a bootstrapped elementsregtest node at ``url``:
+    the btcd one's fields, on Elements."""
+    config = utxo_ledger_config(url, password, keys, block_time, confirmations, fee_rate)
+    config.update(kind="elements", network="elementsregtest", dialect="elementsd", policy_asset=policy_asset,
+                  assets={POLICY_SYMBOL: "native"})  # fmt: skip
+    return config
 
 

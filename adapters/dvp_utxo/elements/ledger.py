@@ -114,19 +114,12 @@ class ElementsLedger(UtxoLedger):
         candidates = [u for u in of_asset if u.value == amount]
         if not candidates:
             raise AuditError("amount", f"expected {amount}, found outputs of {[u.value for u in of_asset]}")
-        best = max(candidates, key=lambda u: self.view.confirmations(u.height))
         if asset != self.policy_asset:
             need = fee_reserve(htlc, self.fee_rate, asset, self.policy_asset)
             have = sum(u.value for u in st.unspent if u.asset == self.policy_asset)
             if have < need:
                 raise AuditError("fee_reserve", f"{have} of the policy asset locked beside the asset, {need} needed to claim or refund")
-        conf = self.view.confirmations(best.height)
-        if conf < min_confirmations:
-            raise AuditError("confirmations", f"{conf} < {min_confirmations} required (funding {best.txid}:{best.vout})")
-        left = htlc.lock_height - self.view.height
-        if left < min_blocks_left:
-            raise AuditError("lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required")
-        return Funding(best, conf)
+        return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
 
     # -- single-ledger DvP ------------------------------------------------------------------
     def dvp_tx(self, terms: DvpTerms, seller: Key, buyer: Key, *, fee_payer: str = "buyer") -> DvpTx:
