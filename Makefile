@@ -38,13 +38,14 @@ lint: setup
 test: setup lint
 	# The Fabric chaincode's rules on an in-memory ledger (the network tests are in tests/fabric).
 	$(MAKE) --no-print-directory fabric-cc-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	# The full Fabric crash drills take minutes a pair: `make fabric-drills`.
+	$(BIN)/python -m pytest -m "not fabric_drills" $(PYTEST_ARGS)
 
 test-unit: setup
 	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow and not fabric_drills" $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/dvp demo

@@ -10,7 +10,7 @@ FABRIC_CC := contracts/fabric/node
 FABRIC_CC_STAMP := $(FABRIC_CC)/node_modules/.installed
 PYTEST ?= .venv/bin/python -m pytest
 
-.PHONY: fabric-bins fabric-chaincode fabric-cc-test fabric-test fabric-clean
+.PHONY: fabric-drills fabric-bins fabric-chaincode fabric-cc-test fabric-test fabric-clean
 
 # `make setup` installs the chaincode's pinned npm packages (fabric-contract-api, fabric-shim).
 EXTRA_SETUP += fabric-chaincode
@@ -36,3 +36,7 @@ fabric-test: fabric-cc-test
 
 fabric-clean:
 	rm -rf $(FABRIC_DIR) $(FABRIC_CC)/node_modules
+
+## The crash drill after every journal write on every Fabric pair (minutes a pair; not in `make test`)
+fabric-drills: setup
+	$(BIN)/python -m pytest -m fabric_drills tests/e2e/test_crash_resume.py $(PYTEST_ARGS)

@@ -8,13 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from dvp.errors import ConfigError
 from dvp.adapter import Issuing
-from dvp.network import Network
 from dvp.models import Asset, AssetKind
-from dvp.registry import launcher_class
+from dvp.network import Network
 from dvp.testing import scenarios
-from dvp.topology import LedgerSpec, Topology
+from dvp.topology import FABRIC_DEV_OPTIONS, FABRIC_LEDGERS, LedgerSpec, Topology, missing
 
 FUNDS = 1_000_000_000
 # Fast blocks keep the suite quick; clocks still follow the wall clock.
@@ -38,27 +36,37 @@ LEDGERS = [
 ]
 
 
-def _elements_missing() -> str | None:
-    try:
-        return launcher_class("elements").missing()
-    except (ConfigError, ImportError) as exc:  # an install without the elements entry point or extra
-        return f"elements: {exc}"
-
-
 # Elements joins when elementsd (and wallycore) are installed; its suites skip otherwise.
-ELEMENTS_MISSING = _elements_missing()
+ELEMENTS_MISSING = missing("elements")
 ELEMENTS = LedgerSpec(name="elements", kind="elements", options={"block_time": 0})
 if ELEMENTS_MISSING is None:
     LEDGERS.append(ELEMENTS)
+# Fabric (two channels of one network) joins when its binaries are installed; likewise.
+FABRIC_MISSING = missing("fabric")
+# The chaincode's bound on a proposal's timestamp against its endorser's clock (HTLC rule 8),
+# as `dvp up` sets it: short, so are the swap timeouts whose gap must cover it on both legs.
+FABRIC_MAX_SKEW = FABRIC_DEV_OPTIONS["max_skew_seconds"]
+FABRIC_SPECS = [LedgerSpec(name=n, kind="fabric", options=FABRIC_DEV_OPTIONS) for n in FABRIC_LEDGERS]
+FABRIC = [] if FABRIC_MISSING else list(FABRIC_LEDGERS)
+if FABRIC:
+    LEDGERS += FABRIC_SPECS
 # A second EVM client, in its own suite (tests/geth) next to an anvil: 1 s blocks (geth's
 # shortest dev period) and no time travel, so its refund paths wait for real expiry.
 GETH = LedgerSpec(name="geth", kind="geth", options={"block_time": 1})
-NO_TIME_TRAVEL = {GETH.name}
-_KNOWN = [*LEDGERS, GETH] + ([ELEMENTS] if ELEMENTS_MISSING else [])  # skipped params name it too
+NO_TIME_TRAVEL = {GETH.name, *FABRIC_LEDGERS}
+# Skipped params name them too.
+_KNOWN = [*LEDGERS, GETH] + ([ELEMENTS] if ELEMENTS_MISSING else []) + ([] if FABRIC else FABRIC_SPECS)
 
 
-def testbed_topology() -> Topology:
-    return Topology(ledgers=LEDGERS, assets=[a for spec in LEDGERS for a in _assets(spec)])
+def container_ledgers() -> list[LedgerSpec]:
+    """The testbed's ledgers the docker suite starts in containers: Fabric in containers has a
+    suite of its own (tests/docker/test_fabric_docker.py)."""
+    return [spec for spec in LEDGERS if spec.kind != "fabric"]
+
+
+def testbed_topology(*, containers: bool = False) -> Topology:
+    ledgers = container_ledgers() if containers else LEDGERS
+    return Topology(ledgers=ledgers, assets=[a for spec in ledgers for a in _assets(spec)])
 
 
 def geth_topology() -> Topology:
@@ -90,17 +98,41 @@ CROSS_PAIRS = [Pair("evm-a", "evm-b"), Pair("evm-a", "btc")]
 SINGLE_LEDGERS = ["evm-a"]
 ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the conformance suite
 ELEMENTS_PAIRS = [Pair("elements", "evm-a"), Pair("evm-a", "elements"), Pair("elements", "btc")]
+# Fabric across its own two channels, with EVM in both directions, and with a UTXO chain.
+FABRIC_PAIRS = [Pair("fabric-a", "fabric-b"), Pair("fabric-a", "evm-a"), Pair("evm-a", "fabric-b"),
+                Pair("fabric-a", "btc")]
 ELEMENTS_MARKS = [pytest.mark.skip(reason=ELEMENTS_MISSING)] if ELEMENTS_MISSING else []
+FABRIC_MARKS = [pytest.mark.skip(reason=f"Fabric: {FABRIC_MISSING}")] if FABRIC_MISSING else []
+
+
+def with_optional(values: list, extra: list, marks: list) -> list:
+    """``values`` plus those of an optional platform, which skip with one line when it is missing."""
+    return values + [pytest.param(v, id=getattr(v, "id", v), marks=marks) for v in extra]
 
 
 def with_elements(values: list, elements: list) -> list:
-    """``values`` plus the Elements ones, which skip with one line when elementsd is missing."""
-    return values + [pytest.param(v, id=getattr(v, "id", v), marks=ELEMENTS_MARKS) for v in elements]
+    return with_optional(values, elements, ELEMENTS_MARKS)
 
 
-CROSS_PARAMS = with_elements(CROSS_PAIRS, ELEMENTS_PAIRS)
-SINGLE_PARAMS = with_elements(SINGLE_LEDGERS, ["elements"])
-ADAPTER_PARAMS = with_elements(ADAPTER_LEDGERS, ["elements"])
+def with_fabric(values: list, fabric: list) -> list:
+    return with_optional(values, fabric, FABRIC_MARKS)
+
+
+CROSS_PARAMS = with_fabric(with_elements(CROSS_PAIRS, ELEMENTS_PAIRS), FABRIC_PAIRS)
+SINGLE_PARAMS = with_fabric(with_elements(SINGLE_LEDGERS, ["elements"]), ["fabric-a"])
+ADAPTER_PARAMS = with_fabric(with_elements(ADAPTER_LEDGERS, ["elements"]), ["fabric-a"])
+
+
+def container_params(params: list) -> list:
+    """``params`` (ledger pairs) without those of a platform the Docker runtime cannot start."""
+    names = {spec.name for spec in container_ledgers()} | {"elements"}  # Elements skips by itself
+    out = []
+    for p in params:
+        pair = p.values[0] if hasattr(p, "values") else p
+        if {pair.security, pair.cash} <= names:
+            out.append(p)
+    return out
+
 
 
 async def fund(run_dir: Path) -> None:

@@ -26,7 +26,7 @@ from .orchestrator import Unfinished
 from .runtime import DEFAULT_RUNTIME, RUNTIMES, recorded, select
 from .scenario import first_error, load_scenario, parse_leg, parse_spec
 from .settings import Settings
-from .topology import default
+from .topology import default, optional_platforms_note
 from .views import balances_table, print_result, status_table
 
 console = Console(stderr=True)
@@ -149,10 +149,14 @@ def progress_printer(label: str = "") -> Callable[[str, str], None]:
 @click.pass_obj
 @fail_cleanly
 def up(settings: Settings, block_time: float) -> None:
-    """Start the default local testnets (two anvil chains, one btcd) and deploy contracts."""
+    """Start the default local testnets (two anvil chains, one btcd; elementsd and Fabric when
+    installed) and deploy contracts."""
     runtime = select(settings.runtime, settings.run_dir)
-    runtime.up(default(block_time), progress=lambda m: console.print(f"[dim]up[/] {m}"))
+    topology = default(block_time, containers=runtime.name == "docker")
+    runtime.up(topology, progress=lambda m: console.print(f"[dim]up[/] {m}"))
     out.print(status_table(runtime.status()))
+    for note in optional_platforms_note({spec.name for spec in topology.ledgers}):
+        out.print(f"[yellow]{note}[/]")
 
 
 @main.command()

@@ -17,7 +17,7 @@ from .report import balances_json, conservation, fees_paid, machine, swap_report
 from .runtime import select
 from .runtime.base import Runtime
 from .settings import Settings
-from .topology import default
+from .topology import default, optional_platforms_note
 from .views import balances_table, steps_table
 
 PARTIES = ["seller", "buyer"]
@@ -64,6 +64,22 @@ def demo_swaps(ledgers: set[str] | None = None) -> list[tuple[str, SwapSpec]]:
                 ),
             ),
         ]
+    if ledgers and {"fabric-a", "fabric-b"} <= ledgers:
+        swaps += [
+            (
+                "single-ledger DvP on fabric-a: the Fabric chaincode moves both legs in one transaction",
+                SwapSpec(trade=Trade(security=Leg(ledger="fabric-a", asset="BOND", amount=100),
+                                     cash=Leg(ledger="fabric-a", asset="EUR", amount=1_000_000))),
+            ),
+            (
+                "cross-ledger HTLC DvP: BOND on fabric-a (Fabric chaincode) against EUR on evm-b",
+                SwapSpec(
+                    trade=Trade(security=Leg(ledger="fabric-a", asset="BOND", amount=100),
+                                cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
+                    plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
+                ),
+            ),
+        ]
     return swaps
 
 
@@ -82,8 +98,8 @@ def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, 
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
-        with console.status("starting two anvil chains, a btcd regtest chain (and elementsd if installed)") as status:
-            runtime.up(default(block_time), progress=lambda m: status.update(m))
+        with console.status("starting two anvil chains, a btcd regtest chain (and elementsd, Fabric if installed)") as status:
+            runtime.up(default(block_time, containers=runtime.name == "docker"), progress=lambda m: status.update(m))
     try:
         return asyncio.run(_demo(settings, runtime, out, console, report))
     finally:
@@ -99,6 +115,8 @@ async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Con
         with console.status("issuing test assets"):
             await _issue(net)
         before = await net.balances(PARTIES)
+        for note in optional_platforms_note(set(net.ledgers)):
+            out.print(f"[yellow]{note}[/]")
         orch = net.orchestrator(settings.journal_path)
         for title, spec in demo_swaps(set(net.ledgers)):
             with console.status(title) as status:

@@ -107,9 +107,11 @@ class Orchestrator:
             holder_leg = trade.leg_sent_by(plan.secret_holder)
             counter_leg = trade.leg_sent_by(plan.secret_holder.other)
             check_plan(plan, self.ledgers[holder_leg.ledger].finality, self.ledgers[counter_leg.ledger].finality)
-            if spec.fast_forward:
-                for leg in (trade.security, trade.cash):
-                    self._require(leg.ledger, Capability.TIME_TRAVEL)
+            if spec.fast_forward and not any(self.ledgers[leg.ledger].supports(Capability.TIME_TRAVEL)
+                                             for leg in (trade.security, trade.cash)):
+                # A ledger without time travel (Fabric, geth) waits for real expiry: fast-forward
+                # needs one leg whose clock can jump (a btcd chain that mines only on demand).
+                self._require(trade.security.ledger, Capability.TIME_TRAVEL)
 
     def _require(self, ledger: str, capability: Capability) -> None:
         adapter = self.ledgers[ledger]

@@ -80,10 +80,10 @@ def dvp_runtime_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def dvp_topology() -> Topology:
+def dvp_topology(dvp_runtime_name: str) -> Topology:
     from dvp.topology import default
 
-    return default(block_time=1.0)
+    return default(block_time=1.0, containers=dvp_runtime_name == "docker")
 
 
 @pytest.fixture(scope="session")

@@ -39,30 +39,54 @@ def evm_pair(block_time: float = 1.0) -> Topology:
     )
 
 
-def optional_ledgers(block_time: float = 1.0) -> list[LedgerSpec]:
-    """Ledgers whose node binary users install themselves (elementsd): present only when
-    their launcher finds it."""
+FABRIC_LEDGERS = ("fabric-a", "fabric-b")  # two channels of one Fabric network
+# A dev network's orderer cuts a block after 100 ms (Fabric's default is 2 s), and its chaincode
+# accepts a proposal timestamp within 4 s of the endorser's clock: one machine has one clock,
+# and that skew, counted on both legs of every swap's timeout gap, is what a Fabric leg adds to
+# the shortest safe plan (its refunds wait for real expiry: Fabric has no time travel).
+FABRIC_DEV_OPTIONS = {"batch_timeout_ms": 100, "max_skew_seconds": 4}
+
+
+def missing(kind: str) -> str | None:
+    """Why ``kind``'s nodes cannot start here (one line with how to get them), or None."""
     from .errors import ConfigError
     from .registry import launcher_class
 
+    try:
+        return launcher_class(kind).missing()
+    except (ConfigError, ImportError) as exc:  # the platform's package or its extra is not installed
+        return f"{kind}: {exc}"
+
+
+def optional_ledgers(block_time: float = 1.0, *, containers: bool = False) -> list[LedgerSpec]:
+    """Ledgers whose node binaries users install themselves (elementsd, Fabric): present only
+    when their launcher finds them (and, in containers, has a compose file for them)."""
+    from .registry import launcher_class
+
     specs = []
-    for name, kind in (("elements", "elements"),):
-        try:
-            ready = launcher_class(kind).missing() is None
-        except (ConfigError, ImportError):  # the platform's package or its extra is not installed
-            ready = False
-        if ready:
-            specs.append(LedgerSpec(name=name, kind=kind, options={"block_time": block_time}))
+    for names, kind, options in ((("elements",), "elements", {"block_time": block_time}),
+                                 (FABRIC_LEDGERS, "fabric", FABRIC_DEV_OPTIONS)):
+        if missing(kind) is None and (not containers or launcher_class(kind).compose_file):
+            specs += [LedgerSpec(name=n, kind=kind, options=options) for n in names]
     return specs
 
 
-def default(block_time: float = 1.0) -> Topology:
+def optional_platforms_note(ledgers: set[str]) -> list[str]:
+    """One line for each optional platform a topology lacks: what is missing and how to get it."""
+    reason = missing("fabric")
+    if FABRIC_LEDGERS[0] in ledgers or reason is None:
+        return []
+    return [f"Hyperledger Fabric not included: {reason}"]
+
+
+def default(block_time: float = 1.0, *, containers: bool = False) -> Topology:
     """What `dvp up` and `dvp demo` start: two EVM chains, a Bitcoin-family regtest chain
-    (btcd) whose one asset is its own coin, traded as cash, and, when elementsd is installed,
-    an Elements chain whose bond and euro are issued assets."""
+    (btcd) whose one asset is its own coin, traded as cash, and the optional ledgers that are
+    installed: an Elements chain whose bond and euro are issued assets, two channels of one
+    Fabric network with a bond and a euro each."""
     evm = evm_pair(block_time)
     btc = LedgerSpec(name="btc", kind="utxo", options={"block_time": block_time})
-    extra = optional_ledgers(block_time)
+    extra = optional_ledgers(block_time, containers=containers)
     return Topology(
         ledgers=[*evm.ledgers, btc, *extra],
         assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8),

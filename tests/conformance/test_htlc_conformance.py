@@ -7,7 +7,7 @@ import pytest
 
 from dvp.testing import HtlcConformance
 
-from ..testbed import ELEMENTS_MISSING, htlc_asset
+from ..testbed import ELEMENTS_MISSING, FABRIC_MISSING, htlc_asset
 
 
 class TestEvmA(HtlcConformance):
@@ -41,3 +41,12 @@ class TestElements(HtlcConformance):
     @pytest.fixture
     def adapter(self, net):
         return net.ledgers["elements"]
+
+
+@pytest.mark.skipif(FABRIC_MISSING is not None, reason=f"Fabric: {FABRIC_MISSING}")
+class TestFabricA(HtlcConformance):
+    asset = htlc_asset("fabric-a")
+
+    @pytest.fixture
+    def adapter(self, net):
+        return net.ledgers["fabric-a"]

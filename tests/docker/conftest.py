@@ -37,8 +37,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def dvp_topology():
-    """The same ledgers, block times and assets as the native testbed."""
-    return testbed_topology()
+    """The native testbed's ledgers, block times and assets (Fabric has a docker suite of its own)."""
+    return testbed_topology(containers=True)
 
 
 @pytest.fixture(scope="session")

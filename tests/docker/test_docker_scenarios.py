@@ -13,9 +13,10 @@ from dvp.runtime.launcher import ledger_endpoint
 
 
 from ..scenarios import SETTLED, UNCHANGED, changes, run, spec_for
-from ..testbed import CROSS_PARAMS, LEDGERS
+from ..testbed import CROSS_PARAMS, container_ledgers, container_params
 
-cross = pytest.mark.parametrize("pair", CROSS_PARAMS, ids=lambda p: p.id)
+LEDGERS = container_ledgers()
+cross = pytest.mark.parametrize("pair", container_params(CROSS_PARAMS), ids=lambda p: p.id)
 
 
 def test_state_is_the_process_runtime_format(docker_run_dir, dvp_runtime_name):

@@ -13,7 +13,7 @@ from dvp.models import Behaviour
 
 from ..cli_helpers import dvp
 from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for
-from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, SINGLE_LEDGERS, Pair
+from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, SINGLE_LEDGERS, Pair
 
 MAX_WRITES = 80  # far more journal writes than any swap makes
 
@@ -41,6 +41,8 @@ def journal_steps(path, swap_id):
         journal.close()
 
 
+FABRIC_DRILL_PAIRS = [Pair("fabric-a", "fabric-b"), Pair("fabric-a", "evm-a"), Pair("evm-a", "fabric-b"),
+                      Pair("fabric-a", "btc"), Pair("fabric-a", "fabric-a")]
 DRILLS = [
     pytest.param(CROSS_PAIRS[0], Behaviour(), SETTLED, id=f"htlc-settle-{CROSS_PAIRS[0].id}"),
     pytest.param(CROSS_PAIRS[0], Behaviour(holder_claims=False), UNCHANGED, id=f"htlc-refund-{CROSS_PAIRS[0].id}"),
@@ -49,6 +51,11 @@ DRILLS = [
     # One drill per Elements pair (skipped with one line without elementsd).
     *(pytest.param(p, Behaviour(), SETTLED, id=f"{'atomic' if p.security == p.cash else 'htlc-settle'}-{p.id}", marks=ELEMENTS_MARKS)
       for p in (Pair("elements", "evm-a"), Pair("elements", "btc"), Pair("elements", "elements"))),
+    # The full drill on every Fabric pair takes minutes a pair (each resume connects to every
+    # ledger): `make fabric-drills`; `make test` crashes each Fabric pair at a few points below.
+    *(pytest.param(p, Behaviour(), SETTLED, id=f"{'atomic' if p.security == p.cash else 'htlc-settle'}-{p.id}",
+                   marks=[*FABRIC_MARKS, pytest.mark.fabric_drills])
+      for p in FABRIC_DRILL_PAIRS),
 ]
 
 
@@ -118,3 +125,27 @@ async def test_a_new_swap_first_resumes_what_a_crash_left(net, tmp_path, cli_env
     after = await snapshot(net)
     assert_conserved(before, after, steps)
     assert changes(before, after, pair, steps) == {k: 2 * v for k, v in SETTLED.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", [pytest.param(p, id=p.id, marks=FABRIC_MARKS) for p in FABRIC_DRILL_PAIRS])
+async def test_a_fabric_swap_killed_at_a_few_steps_then_resumed(net, tmp_path, cli_env, journal_path, pair):
+    """One drill per Fabric pair within `make test`: SIGKILL after the swap is journaled, after
+    its first transaction's intent, and after that transaction is journaled as submitted (a
+    transaction broadcast, its commit not yet seen), each time resumed to settlement."""
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(spec_for(pair).model_dump_json())
+    for crash_after in (2, 4, 5):
+        before = await snapshot(net)
+        run = dvp(["swap", str(scenario)], cli_env, crash_after=crash_after)
+        assert run.returncode == -signal.SIGKILL, f"crash after write {crash_after}: {run.returncode} {run.stderr}"
+        resumed = dvp(["resume"], cli_env)
+        assert resumed.returncode == 0, resumed.stderr
+        journal = Journal(journal_path)
+        last = journal.swaps()[-1]
+        steps = journal.steps(last.id)
+        journal.close()
+        assert last.outcome == "settled", f"crash after write {crash_after}: {last.outcome} {last.detail}"
+        after = await snapshot(net)
+        assert_conserved(before, after, steps)
+        assert changes(before, after, pair, steps) == SETTLED, f"crash after write {crash_after}"

@@ -7,14 +7,23 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from dvp import errors
+from dvp_fabric.gateway import (
+    Checkpoint,
+    EndorseError,
+    GatewayUnavailable,
+    Signer,
+    load_msp,
+)
+from dvp_fabric.gateway.errors import (
+    CommitStatusError,
+    CommitStatusTimeout,
+    phase_error,
+)
+from dvp_fabric.gateway.identity import _P256_N
 from fabric_protos.gateway import gateway_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
-
-from dvp import errors
-from dvp_fabric.gateway import Checkpoint, EndorseError, GatewayUnavailable, Signer, load_msp
-from dvp_fabric.gateway.errors import CommitStatusError, CommitStatusTimeout, phase_error
-from dvp_fabric.gateway.identity import _P256_N
 
 
 def test_signatures_are_low_s_and_verify():
@@ -42,7 +51,7 @@ def test_load_msp_names_what_is_missing(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     (tmp_path / "keystore" / "priv_sk").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    identity, signer = load_msp("Org1MSP", tmp_path)
+    identity, _ = load_msp("Org1MSP", tmp_path)
     assert identity.msp_id == "Org1MSP" and identity.serialized.startswith(b"\n\x07Org1MSP")
 
 
@@ -76,3 +85,31 @@ def test_phase_errors_carry_tx_id_peer_details_and_sit_in_the_dvp_tree():
     assert isinstance(down, GatewayUnavailable) and isinstance(down, errors.LedgerUnavailable)
     late = phase_error(CommitStatusError, _RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline"), "tx3", "tx")
     assert isinstance(late, CommitStatusTimeout) and isinstance(late, errors.FinalityTimeout)
+
+
+def test_endorsers_out_of_reach_count_as_unavailable_but_a_missing_chaincode_does_not():
+    gone = _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "no combination of peers can be derived which satisfy "
+                     "the endorsement policy: no peer combination can satisfy the endorsement policy")
+    assert isinstance(phase_error(EndorseError, gone, "tx", "issue"), GatewayUnavailable)
+    missing = _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "no combination of peers can be derived which satisfy "
+                        "the endorsement policy: No metadata was found for chaincode dvp in channel fabric-a")
+    err = phase_error(EndorseError, missing, "tx", "issue")
+    assert isinstance(err, EndorseError) and not isinstance(err, GatewayUnavailable)
+
+
+def test_chaincode_codes_choose_the_dvp_error():
+    from dvp_fabric.boundary import translate
+
+    def refused(code_and_reason: str) -> EndorseError:
+        detail = gateway_pb2.ErrorDetail(address="127.0.0.1:7051", msp_id="BuyerBankMSP",
+                                         message=f"chaincode response 500, {code_and_reason}")
+        return phase_error(EndorseError, _RpcError(grpc.StatusCode.ABORTED, "failed to endorse", [detail]), "tx9", "x")
+
+    assert isinstance(translate(refused("DVP_LOCK_EXPIRED: lock l expired"), "claim on f"), errors.LockExpired)
+    assert isinstance(translate(refused("DVP_INVALID_PREIMAGE: preimage is 33 bytes"), "claim on f"),
+                      errors.InvalidPreimage)
+    not_sender = translate(refused("DVP_UNAUTHORIZED: only the sender may refund lock l"), "refund on f")
+    assert type(not_sender) is errors.LockError and not_sender.tx_id == "tx9"
+    poor = translate(refused("DVP_INSUFFICIENT_FUNDS: seller holds 1 BOND, needs 2"), "lock on f")
+    assert isinstance(poor, EndorseError) and poor.code == "DVP_INSUFFICIENT_FUNDS"
+    assert str(poor) == "lock on f: the chaincode refused it at endorse: DVP_INSUFFICIENT_FUNDS: seller holds 1 BOND, needs 2 (tx tx9)"

@@ -113,13 +113,16 @@ async def test_bad_plans_are_refused_before_anything_is_locked(orch, ledgers, kw
 
 
 async def test_missing_capability_is_refused(ledgers, tmp_path):
-    """What a ledger can do is its type: no TimeTravel mixin, no fast-forward; no AtomicDvp, no atomic run."""
-    ledgers["b"] = MemoryLiveLedger("b")
-    ledgers["b"].balances[("buyer", "EUR")] = 10_000
+    """What a ledger can do is its type: no TimeTravel mixin on either leg, no fast-forward (one
+    leg that can jump is enough: the other waits for real expiry); no AtomicDvp, no atomic run."""
+    for name in ("a", "b"):
+        held = ledgers[name].balances
+        ledgers[name] = MemoryLiveLedger(name)
+        ledgers[name].balances.update(held)
     assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
               Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH)]
     orch = Orchestrator(ledgers, assets, Journal(tmp_path / "j.sqlite"))
-    with pytest.raises(errors.NotSupportedError, match="'b' .* does not support time_travel"):
+    with pytest.raises(errors.NotSupportedError, match="'a' .* does not support time_travel"):
         await orch.run(spec())
     with pytest.raises(errors.NotSupportedError, match="does not support atomic_dvp"):
         await orch.run(SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=1),

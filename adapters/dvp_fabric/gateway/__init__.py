@@ -2,7 +2,17 @@
 
 See :mod:`.client` for the object model and :mod:`.errors` for the errors by phase."""
 
-from .client import Commit, Contract, Gateway, Network, Proposal, Status, Timeouts, Transaction, connect
+from .client import (
+    Commit,
+    Contract,
+    Gateway,
+    Network,
+    Proposal,
+    Status,
+    Timeouts,
+    Transaction,
+    connect,
+)
 from .errors import (
     CommitError,
     CommitStatusError,

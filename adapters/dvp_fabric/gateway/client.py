@@ -255,10 +255,14 @@ class Commit:
 
 
 async def _call(method, request, timeout: float, error: type[GatewayError], tx_id: str | None, what: str):
+    start = time.monotonic()
     try:
         return await method(request, timeout=timeout)
     except grpc.aio.AioRpcError as exc:
-        raise phase_error(error, exc, tx_id, what) from exc
+        # At its deadline a waiting call may end CANCELLED (the stream reset) rather than
+        # DEADLINE_EXCEEDED: either way, it ran out of time.
+        late = time.monotonic() - start >= 0.95 * timeout
+        raise phase_error(error, exc, tx_id, what, deadline=late) from exc
 
 
 def _bytes(arg: Arg) -> bytes:

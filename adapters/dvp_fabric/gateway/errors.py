@@ -12,18 +12,18 @@ caller can still ask for the commit status of a transaction whose submit timed o
       CommitStatusTimeout                                                   -> dvp FinalityTimeout
     EventsError        the chaincode event stream failed
     CommitError        committed but invalid (MVCC_READ_CONFLICT ...)        -> dvp CommitError
-    GatewayUnavailable the peer could not be reached in any phase           -> dvp LedgerUnavailable
+    GatewayUnavailable the peer, or the endorsers it needs, cannot be reached -> dvp LedgerUnavailable
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import grpc
+from dvp import errors
 from fabric_protos.gateway import gateway_pb2
 from google.rpc import status_pb2
-
-from dvp import errors
 
 
 @dataclass(frozen=True)
@@ -91,19 +91,24 @@ class CommitError(errors.CommitError):
 
 
 _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE}
+# The endorsers the policy needs are not reachable (yet): a peer restarting, or gossip not yet
+# aware of the other organisations' peers just after start.  Not a chaincode missing.
+_NO_ENDORSERS = re.compile(r"no (combination of )?peers (can be derived|available)(?!.*No metadata)")
 
 
-def phase_error(cls: type[GatewayError], exc: grpc.aio.AioRpcError, tx_id: str | None, what: str) -> GatewayError:
-    """The phase error for a failed call, with the peers' details decoded."""
+def phase_error(cls: type[GatewayError], exc: grpc.aio.AioRpcError, tx_id: str | None, what: str,
+                *, deadline: bool = False) -> GatewayError:
+    """The phase error for a failed call, with the peers' details decoded; ``deadline``: the
+    call ran until its deadline, whatever code it ended with."""
     code = exc.code()
     details = _details(exc)
     text = exc.details() or code.name
     if details:
         text += ": " + "; ".join(f"{d.msp_id or d.address}: {d.message}" for d in details)
-    message = f"{what}: {cls.phase} failed ({code.name}): {text}" + (f" (tx {tx_id})" if tx_id else "")
-    if code in _UNAVAILABLE:
+    message = " ".join(f"{what}: {cls.phase} failed ({code.name}): {text}".split()) + (f" (tx {tx_id})" if tx_id else "")
+    if code in _UNAVAILABLE or (code is grpc.StatusCode.FAILED_PRECONDITION and _NO_ENDORSERS.search(text)):
         cls = GatewayUnavailable
-    elif code is grpc.StatusCode.DEADLINE_EXCEEDED and cls is CommitStatusError:
+    elif (deadline or code is grpc.StatusCode.DEADLINE_EXCEEDED) and cls is CommitStatusError:
         cls = CommitStatusTimeout
     return cls(message, tx_id=tx_id, code=code.name, details=details)
 

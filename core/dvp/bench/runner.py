@@ -396,7 +396,10 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
             "htlc_lock_seconds": sum(lock) / len(lock) if lock else None,
             "htlc_claim_seconds": sum(claim) / len(claim) if claim else None,
             "fee_unit": fee_unit,
-            "note": None if atomic else "single-ledger DvP: not supported on this platform",
+            # what the platform's own baseline says of itself (e.g. Fabric: batch timeout, clients)
+            "note": "; ".join(filter(None, [*(run["baselines"][n]["throughput"].get("note") for n in names[:1]),
+                                            None if atomic else "single-ledger DvP: not supported on this platform"]))
+            or None,
         }
         rows.append(row)
     for kind, note in run.get("not_measured", {}).items():

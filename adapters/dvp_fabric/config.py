@@ -1,0 +1,56 @@
+"""The Fabric ledger config: one channel of a network, the peers to reach, the parties' identities.
+
+``FabricNetwork.ledger_config`` writes exactly this shape."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from dvp.adapter import LedgerConfig
+from pydantic import BaseModel, Field
+
+
+class PeerConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    endpoint: str  # host:port of the peer's gRPC (Gateway) service
+    host_name: str = ""  # a name in the peer's TLS certificate, when the endpoint's host is not
+    tls_ca: str  # PEM file of the CA that signed the peer's TLS certificate
+    msp_id: str
+
+
+class OrdererConfig(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    endpoint: str
+    tls_ca: str
+
+
+class PartyConfig(BaseModel):
+    """A client identity: MSP folder (or explicit cert and key) and the org peer it talks to."""
+
+    model_config = {"extra": "forbid"}
+
+    msp_id: str
+    msp_dir: str
+    cert: str = ""
+    key: str = ""
+    peer: str  # key into FabricConfig.peers
+    account: str  # the chaincode's account id of this identity (its WhoAmI)
+
+
+class FabricConfig(LedgerConfig):
+    kind: Literal["fabric"] = "fabric"
+    channel: str
+    chaincode: str = "dvp"
+    peers: dict[str, PeerConfig]
+    orderer: OrdererConfig
+    parties: dict[str, PartyConfig]
+    issuer: str = "issuer"
+    # The chaincode refuses a proposal whose timestamp strays further from its endorser's clock:
+    # the most a party can move "now" on this ledger, hence the clock skew of its expiries.
+    max_skew_seconds: float = Field(default=30, gt=0)
+    # The orderer cuts a block after this long at the latest: the usual time to finality.
+    batch_timeout_ms: int = Field(default=100, gt=0)
+    assets: list[str] = Field(default_factory=list)  # known symbols (the chaincode takes any)
+    dev: bool = False
