@@ -9,8 +9,9 @@ What can go wrong and how it is repaired:
 
 - signing fails: the nonces of the batch not yet signed go back;
 - a broadcast fails (transactions are broadcast after the lock is released): its nonce and
-  the ones signed after it in its batch carry nothing, so the count is re-read from the node,
-  which counts only up to the gap, and the next transaction fills it;
+  the ones signed after it in its batch are spent on empty transfers to the account itself,
+  so what was signed after them still runs in the order signed (permit nonces follow it);
+  should that fail too, the count is re-read from the node, which counts up to the gap;
 - the node says the nonce is taken ("nonce too low", a replacement refused): another sender
   used the key; re-read the count from the node and sign again;
 - a transaction vanishes from the pool (dropped): the signed bytes are kept until it is
