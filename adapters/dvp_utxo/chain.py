@@ -186,6 +186,10 @@ class ChainView:
             self._chain.fees.pop(txid, None)
 
     async def _sync_mempool(self) -> None:
+        # Our broadcasts that land while the RPC calls below are under way (a concurrent
+        # swap's lock) may be missing from the node's answer: only those known before it
+        # can be judged dropped.
+        known_before = set(self._local)
         txids = await self.rpc.call("getrawmempool")
         if len(txids) > self.max_mempool:
             txids = [t for t in txids if t in self._mem_txs or t in self._local]
@@ -202,6 +206,9 @@ class ChainView:
                 fresh[txid] = self.dialect.parse_tx(await self.rpc.call("getrawtransaction", txid, 0))
             except RpcError:
                 continue  # left the mempool meanwhile
+        for txid, tx in self._local.items():
+            if txid not in known_before:
+                fresh.setdefault(txid, tx)
         self._mem_txs = fresh
         # Our own broadcasts that are neither mined nor in the mempool were dropped.
         self._local = {t: tx for t, tx in self._local.items() if t in fresh}

@@ -113,3 +113,28 @@ async def test_a_blinded_htlc_output_is_never_spent_and_the_audit_names_it():
     with pytest.raises(AuditError) as info:
         ledger.audit(htlc, 10**8, asset=BOND, min_confirmations=0)
     assert info.value.field == "confidential"
+
+
+async def test_a_broadcast_during_a_mempool_refresh_is_not_forgotten():
+    """A concurrent swap's broadcast can land while a refresh waits for getrawmempool; the
+    view must keep it spent, or the next lock would pick the same outputs again."""
+    node = FakeNode()
+    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
+                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    mine = view.unspent(SELLER.script_pubkey)
+    pay, _ = build_payment(SELLER, mine, [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0)
+    answer = node.call
+
+    async def slow_mempool(method, *params):
+        if method == "getrawmempool":
+            view.add_local(dialect_for("elementsd").parse_tx(pay.hex))  # sent while the node answers
+            return []  # the node's answer predates it
+        return await answer(method, *params)
+
+    node.call = slow_mempool  # type: ignore[method-assign]
+    await view.refresh()
+    assert view.unspent(SELLER.script_pubkey) == [u for u in view.unspent(SELLER.script_pubkey) if u.txid == pay.txid]
+    assert view.spend_of(mine[0].outpoint) is not None  # still seen spent by our broadcast

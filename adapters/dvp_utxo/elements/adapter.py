@@ -55,7 +55,7 @@ ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above th
 class ElementsAdapter(UtxoAdapter, AtomicDvp):
     kind = "elements"
     config_model = ElementsConfig
-    fee_unit = "sat (policy asset)"
+    fee_unit = "sat"  # of the policy asset (L-BTC on Liquid), which pays every fee
 
     config: ElementsConfig
 
