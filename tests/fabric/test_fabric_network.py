@@ -163,15 +163,11 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
     print(f"fabric cold start {cold:.1f}s, warm start {warm:.1f}s, peer SIGKILL+restart {restart:.1f}s")
 
 
-def test_a_warm_up_of_the_process_runtime_reuses_the_ledgers(binaries, tmp_path: Path, monkeypatch):
+def test_a_warm_up_of_the_process_runtime_reuses_the_ledgers(binaries, tmp_path: Path):
     """`dvp up` after `dvp down` on the same run dir: the channels, the chaincode and the balances are kept."""
     from dvp.runtime import local
     from dvp.topology import LedgerSpec, Topology
 
-    async def as_launched(launched, assets):  # the adapter's asset bootstrap is not under test here
-        return {ledger.name: ledger.config for ledger in launched}
-
-    monkeypatch.setattr(local, "_bootstrap", as_launched)
     topo = Topology(ledgers=[LedgerSpec(name=ch, kind="fabric") for ch in CHANNELS])
     runtime = local.LocalRuntime(tmp_path)
     state = runtime.up(topo, progress=lambda m: None)
