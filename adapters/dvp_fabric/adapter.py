@@ -67,6 +67,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     kind = "fabric"
     config_model = FabricConfig
     clock = ClockKind.TIME
+    fee_unit = "none"  # Fabric charges no transaction fees
 
     config: FabricConfig
 
