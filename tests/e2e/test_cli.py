@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dvp import topology
+from dvp.demo import demo_swaps
 from dvp.journal import Journal
 from dvp.runtime.processes import alive
 
@@ -96,7 +98,9 @@ def test_up_status_down_leaves_no_process_behind(tmp_path):
         assert up.returncode == 0, up.stderr
         state = json.loads((tmp_path / "run" / "state.json").read_text())
         pids = [p for ledger in state["ledgers"].values() for p in ledger["pids"]]
-        assert set(state["ledgers"]) == {"evm-a", "evm-b", "btc"}
+        # The default topology: evm-a, evm-b, btc, and Elements and Fabric where installed.
+        assert set(state["ledgers"]) == {spec.name for spec in topology.default().ledgers}
+        assert {"evm-a", "evm-b", "btc"} <= set(state["ledgers"])
         assert len(pids) >= 3 and all(alive(p) for p in pids)
         status = subprocess.run([DVP, "status"], env=env, capture_output=True, text=True, timeout=60)
         assert all(name in status.stdout for name in state["ledgers"])
@@ -123,10 +127,14 @@ def test_demo_settles_every_swap_and_leaves_nothing_running(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     data = json.loads(report.read_text())
-    assert [s["outcome"] for s in data["swaps"]] == ["settled"] * 3
-    assert [s["kind"] for s in data["swaps"]] == ["atomic", "htlc", "htlc"]
+    ledgers = {spec.name for spec in topology.default().ledgers}
+    expected = demo_swaps(ledgers)
+    assert len(expected) >= 3  # the EVM and btc swaps, plus Elements and Fabric ones where installed
+    assert [s["outcome"] for s in data["swaps"]] == ["settled"] * len(expected)
+    assert [s["kind"] for s in data["swaps"]] == [
+        "atomic" if spec.trade.security.ledger == spec.trade.cash.ledger else "htlc" for _, spec in expected]
     assert data["conserved"] is True
-    assert {entry["ledger"] for entry in data["ledgers"]} == {"evm-a", "evm-b", "btc"}
+    assert {entry["ledger"] for entry in data["ledgers"]} == ledgers
     pids = [p for entry in data["ledgers"] for p in entry["pids"]]
     assert pids and not any(alive(p) for p in pids)
     assert "balances conserved on every ledger" in run.stdout
