@@ -23,62 +23,40 @@ from .views import balances_table, steps_table
 PARTIES = ["seller", "buyer"]
 
 
+def _single_ledger(ledger: str) -> SwapSpec:
+    return SwapSpec(trade=Trade(security=Leg(ledger=ledger, asset="BOND", amount=100),
+                                cash=Leg(ledger=ledger, asset="EUR", amount=1_000_000)))
+
+
+def _cross_ledger(security: str, cash: str, cash_asset: str = "EUR", cash_amount: int = 1_000_000) -> SwapSpec:
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger=security, asset="BOND", amount=100),
+                    cash=Leg(ledger=cash, asset=cash_asset, amount=cash_amount)),
+        plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
+    )
+
+
 def demo_swaps(ledgers: set[str] | None = None) -> list[tuple[str, SwapSpec]]:
-    """The demo's swaps; the Elements ones when the topology has an ``elements`` ledger."""
+    """The demo's swaps; the Elements and Fabric ones when the topology has those ledgers."""
     swaps = [
-        (
-            "single-ledger DvP on evm-a",
-            SwapSpec(trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
-                                 cash=Leg(ledger="evm-a", asset="EUR", amount=1_000_000))),
-        ),
-        (
-            "cross-ledger HTLC DvP: BOND on evm-a against EUR on evm-b",
-            SwapSpec(
-                trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
-                            cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
-                plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
-            ),
-        ),
-        (
-            "cross-ledger HTLC DvP: BOND on evm-a against BTC on btc (UTXO, P2WSH script)",
-            SwapSpec(
-                trade=Trade(security=Leg(ledger="evm-a", asset="BOND", amount=100),
-                            cash=Leg(ledger="btc", asset="BTC", amount=2_500_000)),
-                plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
-            ),
-        ),
+        ("single-ledger DvP on evm-a", _single_ledger("evm-a")),
+        ("cross-ledger HTLC DvP: BOND on evm-a against EUR on evm-b", _cross_ledger("evm-a", "evm-b")),
+        ("cross-ledger HTLC DvP: BOND on evm-a against BTC on btc (UTXO, P2WSH script)",
+         _cross_ledger("evm-a", "btc", "BTC", 2_500_000)),
     ]
     if ledgers and "elements" in ledgers:
         swaps += [
-            (
-                "single-ledger DvP on elements: issued BOND against issued EUR in one transaction",
-                SwapSpec(trade=Trade(security=Leg(ledger="elements", asset="BOND", amount=100),
-                                     cash=Leg(ledger="elements", asset="EUR", amount=1_000_000))),
-            ),
-            (
-                "cross-ledger HTLC DvP: BOND on elements (P2WSH script) against EUR on evm-b",
-                SwapSpec(
-                    trade=Trade(security=Leg(ledger="elements", asset="BOND", amount=100),
-                                cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
-                    plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
-                ),
-            ),
+            ("single-ledger DvP on elements: issued BOND against issued EUR in one transaction",
+             _single_ledger("elements")),
+            ("cross-ledger HTLC DvP: BOND on elements (P2WSH script) against EUR on evm-b",
+             _cross_ledger("elements", "evm-b")),
         ]
     if ledgers and {"fabric-a", "fabric-b"} <= ledgers:
         swaps += [
-            (
-                "single-ledger DvP on fabric-a: the Fabric chaincode moves both legs in one transaction",
-                SwapSpec(trade=Trade(security=Leg(ledger="fabric-a", asset="BOND", amount=100),
-                                     cash=Leg(ledger="fabric-a", asset="EUR", amount=1_000_000))),
-            ),
-            (
-                "cross-ledger HTLC DvP: BOND on fabric-a (Fabric chaincode) against EUR on evm-b",
-                SwapSpec(
-                    trade=Trade(security=Leg(ledger="fabric-a", asset="BOND", amount=100),
-                                cash=Leg(ledger="evm-b", asset="EUR", amount=1_000_000)),
-                    plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
-                ),
-            ),
+            ("single-ledger DvP on fabric-a: the Fabric chaincode moves both legs in one transaction",
+             _single_ledger("fabric-a")),
+            ("cross-ledger HTLC DvP: BOND on fabric-a (Fabric chaincode) against EUR on evm-b",
+             _cross_ledger("fabric-a", "evm-b")),
         ]
     return swaps
 
