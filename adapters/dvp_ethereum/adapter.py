@@ -425,15 +425,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
                 raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
             self._audited_code.add(htlc.address)
-        state = await self.get_lock(lock_id)
-        if state is None:
-            raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
-        for field in ("sender", "recipient", "asset", "amount", "hashlock", "expiry", "nonce"):
-            got, want = getattr(state.terms, field), getattr(expected, field)
-            if got != want:
-                raise errors.AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
-        if state.status is not LockStatus.LOCKED:
-            raise errors.AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
+        state = await self.locked_as_agreed(lock_id, expected)
         if not state.final:
             raise errors.AuditFailed(
                 f"audit {lock_id}: {state.confirmations} confirmations, {self.config.confirmations} required"

@@ -270,15 +270,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return json.loads(raw)
 
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
-        state = await self.get_lock(lock_id)
-        if state is None:
-            raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
-        for field in type(state.terms).model_fields:
-            got, want = getattr(state.terms, field), getattr(expected, field)
-            if got != want:
-                raise errors.AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
-        if state.status is not LockStatus.LOCKED:
-            raise errors.AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
+        state = await self.locked_as_agreed(lock_id, expected)
         # The chaincode derived this id from the terms it stored; ours from the agreed ones.
         if self.lock_id(expected) != lock_id:
             raise errors.AuditFailed(f"audit {lock_id}: id does not commit to the agreed terms")

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from .errors import ConfigError, NotSupportedError
+from .errors import AuditFailed, ConfigError, LockNotFound, NotSupportedError
 from .models import (
     Asset,
     Capability,
@@ -36,6 +36,7 @@ from .models import (
     LedgerTime,
     LockEvent,
     LockState,
+    LockStatus,
     OrderState,
     Submission,
     TxStatus,
@@ -209,6 +210,22 @@ class LedgerAdapter(ABC):
 
         Returns the lock's state.  Raises AuditFailed naming the first mismatch
         (a term, the code, its status, too few confirmations), LockNotFound."""
+
+    async def locked_as_agreed(self, lock_id: str, expected: HtlcTerms) -> LockState:
+        """The part of :meth:`audit` every ledger shares: the lock as the ledger records it,
+        equal to ``expected`` in every recorded term and still locked.
+
+        Raises LockNotFound, AuditFailed naming the first differing term or the status."""
+        state = await self.get_lock(lock_id)
+        if state is None:
+            raise LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
+        for field in type(state.terms).model_fields:
+            got, want = getattr(state.terms, field), getattr(expected, field)
+            if got != want:
+                raise AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
+        if state.status is not LockStatus.LOCKED:
+            raise AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
+        return state
 
     # -- helpers -------------------------------------------------------------------------
     def known(self, table: Mapping[str, T], key: str, field: str, missing: str) -> T:

@@ -187,15 +187,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
                          preimage=lock.preimage, confirmations=1, final=True)  # fmt: skip
 
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
-        state = await self.get_lock(lock_id)
-        if state is None:
-            raise errors.LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
-        for field in ("sender", "recipient", "asset", "amount", "hashlock", "expiry", "nonce"):
-            got, want = getattr(state.terms, field), getattr(expected, field)
-            if got != want:
-                raise errors.AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
-        if state.status is not LockStatus.LOCKED:
-            raise errors.AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
+        state = await self.locked_as_agreed(lock_id, expected)
         return state
 
 
