@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+from dvp.journal import Journal
+
+T = TypeVar("T")
 
 DVP = str(Path(sys.executable).parent / "dvp")
 
@@ -23,3 +30,21 @@ def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) ->
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert text in lines[0], lines[0]
+
+
+def wait_for_journal(journal_path: Path, found: Callable[[Journal], T | None], what: str, *,
+                     timeout: float, poll: float = 0.1) -> T:
+    """Poll the journal another `dvp` process writes until ``found`` returns a value;
+    fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if journal_path.exists():
+            journal = Journal(journal_path)
+            try:
+                value = found(journal)
+                if value is not None:
+                    return value
+            finally:
+                journal.close()
+        time.sleep(poll)
+    raise AssertionError(what)

@@ -5,32 +5,21 @@ transaction's result and fee are journaled once."""
 from __future__ import annotations
 
 import subprocess
-import time
 from collections import Counter
 
 from dvp.journal import Journal
 from dvp.models import Behaviour
 
-from ..cli_helpers import DVP, dvp
+from ..cli_helpers import DVP, dvp, wait_for_journal
 from ..scenarios import SETTLED, assert_conserved, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
 
 PAIR = CROSS_PAIRS[0]
 
 
-def wait_for_swap(journal_path, timeout: float = 60.0) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if journal_path.exists():
-            journal = Journal(journal_path)
-            try:
-                swaps = journal.swaps()
-                if swaps and journal.steps(swaps[0].id):
-                    return swaps[0].id
-            finally:
-                journal.close()
-        time.sleep(0.1)
-    raise AssertionError("the swap never appeared in the journal")
+def first_swap_with_steps(journal: Journal) -> str | None:
+    swaps = journal.swaps()
+    return swaps[0].id if swaps and journal.steps(swaps[0].id) else None
 
 
 async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path, cli_env, journal_path):
@@ -43,7 +32,8 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
     first = subprocess.Popen([DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     try:
-        swap_id = wait_for_swap(journal_path)
+        swap_id = wait_for_journal(journal_path, first_swap_with_steps, "the swap never appeared in the journal",
+                                   timeout=60.0)
         resumed = dvp(["resume"], cli_env)
         again = dvp(["resume", swap_id], cli_env)
         # A second `dvp swap` on the same journal runs its own swap and leaves this one alone.

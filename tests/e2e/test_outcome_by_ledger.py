@@ -4,33 +4,24 @@ while the swap waits to refund them make the swap settled, not "aborted: nothing
 from __future__ import annotations
 
 import subprocess
-import time
 
 from dvp.journal import Journal
 from dvp.models import Behaviour
 
-from ..cli_helpers import DVP, dvp
+from ..cli_helpers import DVP, dvp, wait_for_journal
 from ..scenarios import SETTLED, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
 
 PAIR = CROSS_PAIRS[0]
 
 
-def wait_for_both_locks(journal_path, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if journal_path.exists():
-            journal = Journal(journal_path)
-            try:
-                swaps = journal.swaps()
-                if swaps and {"lock_security", "lock_cash"} <= swaps[0].data.keys():
-                    steps = journal.steps(swaps[0].id)
-                    if any(s.step == "audit cash" and s.phase == "result" for s in steps):
-                        return swaps[0]
-            finally:
-                journal.close()
-        time.sleep(0.2)
-    raise AssertionError("the swap never locked both legs")
+def both_legs_locked(journal: Journal):
+    swaps = journal.swaps()
+    if swaps and {"lock_security", "lock_cash"} <= swaps[0].data.keys():
+        steps = journal.steps(swaps[0].id)
+        if any(s.step == "audit cash" and s.phase == "result" for s in steps):
+            return swaps[0]
+    return None
 
 
 async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(net, tmp_path, cli_env, journal_path):
@@ -41,7 +32,8 @@ async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(net, 
     driver = subprocess.Popen([DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     try:
-        record = wait_for_both_locks(journal_path)
+        record = wait_for_journal(journal_path, both_legs_locked, "the swap never locked both legs",
+                                  timeout=90.0, poll=0.2)
         secret = record.data["secret"]
         # The seller takes the cash and, with the secret now public, the buyer the bonds.
         by_hand = [dvp(["claim", PAIR.cash, record.data["lock_cash"], secret, "--as", "seller"], cli_env),
