@@ -25,6 +25,9 @@ and may add subclasses::
         ├── SwapAborted
         ├── UnsafeTimeouts          the expiry gap cannot absorb finality and reaction time
         └── SwapBusy                another driver holds the swap's lease (exit 7)
+    PeerError                       the counterparty's agent (exit 8)
+    ├── PeerUnreachable             its agent did not answer on the off-ledger channel
+    └── MessageRefused              a message failed authentication, signature, binding or replay checks
 
 The CLI prints ``str(error)`` on one line and exits non-zero, so every message
 names the field or the cause.
@@ -126,3 +129,18 @@ class SwapBusy(SwapError):
     """Another process (or task) drives this swap now; this driver skipped it."""
 
     exit_code = 7
+
+
+class PeerError(DvpError):
+    """The counterparty's agent, over the off-ledger channel: never a ledger fact."""
+
+    exit_code = 8
+
+
+class PeerUnreachable(PeerError):
+    pass
+
+
+class MessageRefused(PeerError):
+    """A message was refused: unauthenticated, badly signed, bound to another swap or party,
+    replayed, or not a message this agent takes now."""

@@ -1,0 +1,82 @@
+"""The off-ledger channel between two agents, as the core sees it.
+
+An implementation authenticates the peer (mutual TLS in :mod:`dvp_agent.grpc_channel`),
+signs every message it sends with its party's key and verifies every message it receives
+against the sender's key, and refuses one whose ``sender`` is not the authenticated peer or
+whose ``recipient`` is not its own party.  Replay and ordering are the agent's to check
+(:mod:`dvp.party.agent`), against its journal, so they hold across restarts.
+
+:class:`LocalChannel` joins two agents in one process (``dvp swap`` and unit tests): the
+same messages, no network and no signatures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+
+from ..errors import MessageRefused, PeerUnreachable
+from .messages import Message
+
+# Takes a verified message from the peer; returns the reply (or None); raises MessageRefused.
+Handler = Callable[[Message], Awaitable[Message | None]]
+
+
+class Channel(ABC):
+    """One party's end: it serves the handler and sends to the peer party."""
+
+    def __init__(self, party: str):
+        self.party = party
+
+    @abstractmethod
+    async def start(self, handler: Handler) -> None:
+        """Serve: every verified message from the peer goes to ``handler``; its reply goes back."""
+
+    @abstractmethod
+    async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
+        """Deliver ``message`` to ``message.recipient`` and return its verified reply.
+
+        Raises PeerUnreachable if the peer's agent does not answer within ``timeout``, and
+        MessageRefused if the peer refused the message or its reply fails verification."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Stop serving and close every connection."""
+
+
+class LocalChannel(Channel):
+    """Two agents in one process: ``LocalChannel.pair("seller", "buyer")``."""
+
+    def __init__(self, party: str):
+        super().__init__(party)
+        self.peer: LocalChannel | None = None
+        self._handler: Handler | None = None
+        self.partitioned = False  # tests: every send fails as if the peer were unreachable
+
+    @classmethod
+    def pair(cls, a: str, b: str) -> tuple["LocalChannel", "LocalChannel"]:
+        one, two = cls(a), cls(b)
+        one.peer, two.peer = two, one
+        return one, two
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+
+    async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
+        peer = self.peer
+        if self.partitioned or peer is None or peer._handler is None or peer.partitioned:
+            raise PeerUnreachable(f"agent of {message.recipient!r} is not reachable")
+        if message.sender != self.party or message.recipient != peer.party:
+            raise MessageRefused(f"message from {message.sender!r} to {message.recipient!r} on the "
+                                 f"{self.party!r}-{peer.party!r} channel")
+        # Through JSON, as on the wire: the receiver never shares the sender's objects.
+        received = Message.model_validate_json(message.model_dump_json())
+        try:
+            reply = await asyncio.wait_for(peer._handler(received), timeout)
+        except TimeoutError:
+            raise PeerUnreachable(f"agent of {message.recipient!r} did not answer in {timeout:g}s") from None
+        return None if reply is None else Message.model_validate_json(reply.model_dump_json())
+
+    async def aclose(self) -> None:
+        self._handler = None

@@ -1,0 +1,51 @@
+"""The messages two agents exchange, as the channel carries them (signed by the sender).
+
+Every message names its swap, its sender and its recipient, and carries a sequence number
+that grows with every message a sender sends for that swap, so the receiver refuses a
+replayed or reordered old message; the channel signs all of it, so none of it can be
+moved to another swap or party.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from ..models import Frozen, Name
+
+SwapId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+# A message is small: a proposal is the largest, a swap spec with two legs' terms.
+MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class Kind(StrEnum):
+    PROPOSE = "propose"  # body: the proposal (dvp.party.agreement.Proposal)
+    ACCEPT = "accept"  # the reply to a proposal: body {hashlock} when the acceptor holds the secret
+    REJECT = "reject"  # the reply to a proposal: body {reason}
+    LOCKED = "locked"  # body {leg, lock_id}: the sender's lock is on its ledger
+    CLAIMED = "claimed"  # body {leg, lock_id}: the sender claimed a lock
+    REFUNDED = "refunded"  # body {leg, lock_id}: the sender refunded its lock
+    ACK = "ack"  # the reply to a notice
+
+
+class Message(Frozen):
+    kind: Kind
+    swap_id: SwapId
+    sender: Name
+    recipient: Name
+    seq: int = Field(gt=0)  # grows with every message the sender sends for this swap
+    sent_at: float = Field(default_factory=time.time)
+    body: dict[str, Any] = {}
+
+    def reply(self, kind: Kind, seq: int, **body: Any) -> "Message":
+        return Message(kind=kind, swap_id=self.swap_id, sender=self.recipient, recipient=self.sender, seq=seq,
+                       body=body)
+
+
+def next_seq(last: int) -> int:
+    """A sequence number above ``last`` that also grows across restarts without being stored
+    first: nanoseconds of the wall clock, or ``last + 1`` if the clock stepped back."""
+    return max(last + 1, time.time_ns())
