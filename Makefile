@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 SOL_STAMP := contracts/ethereum/build/.stamp
-EXTRAS := ethereum,utxo,elements,fabric,test,docker,bench,lint
+EXTRAS := ethereum,utxo,elements,fabric,agent,test,docker,bench,lint
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := setup
@@ -32,7 +32,7 @@ contracts: $(NODE_STAMP)
 	node contracts/ethereum/build.mjs
 
 lint: setup
-	$(BIN)/ruff check core adapters tests
+	$(BIN)/ruff check core adapters agent tests
 	$(BIN)/mypy
 
 test: setup lint

@@ -415,5 +415,21 @@ def _asset(net: Network, ledger: str, symbol: str) -> None:
 
 from .bench import cli as _bench_cli  # noqa: E402,F401  registers `dvp bench` and `dvp report`
 
+
+def _add_plugin_commands() -> None:
+    """Commands other installed packages add (`dvp agent`, whose channel needs gRPC)."""
+    from importlib.metadata import entry_points
+
+    for point in entry_points(group="dvp.commands"):
+        try:
+            command = point.load()
+        except ImportError:  # its extra is not installed: `dvp` works without it
+            continue
+        if isinstance(command, click.Command):
+            main.add_command(command, point.name)
+
+
+_add_plugin_commands()
+
 if __name__ == "__main__":
     main()
