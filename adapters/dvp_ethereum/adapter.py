@@ -18,6 +18,7 @@ from web3.types import TxParams
 
 from dvp import errors
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
+from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -233,6 +234,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return self.known(self._addresses, party, "party", "no account")
 
     def _key(self, party: str):
+        if party in self._addresses and party not in self._keys:  # a counterparty: known by its address only
+            raise no_key(self.name, party, self._keys)
         return self.known(self._keys, party, "party", "no key")
 
     def _token(self, asset: str) -> str:
@@ -255,6 +258,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             return await self._erc20(asset).functions.balanceOf(self._address(party)).call()
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
+        if self.config.issuer not in self._keys:
+            raise no_key(self.name, self.config.issuer, self._keys, "issuing is signed by the issuer")
         call = self._erc20(asset).functions.mint(self._address(to), amount)
         tx_id = await self._send(self.config.issuer, call, f"issue {asset}")
         return Submission([self._submitted(tx_id, TxPurpose.ISSUE, self.config.issuer)])
@@ -271,8 +276,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         approve goes first with the previous nonce, in the same batch: nothing of the party
         comes between them, and an approve a failed call left unspent is overwritten by the
         next one, never added to.  Nothing waits for a block."""
+        key = self._key(party)  # before any I/O: a party this process cannot sign for is refused as such
         token = self._erc20(asset)
-        key = self._key(party)
         with web3_errors(what, self.name):
             if await self._permit_token(asset):
                 permit = PermitRequest(token, spender)
@@ -301,8 +306,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def _send(self, party: str, call, what: str, gas: int | None = None) -> str:
         """One transaction of ``party``, nonce assigned locally (see nonces.py)."""
+        key = self._key(party)
         with web3_errors(what, self.name):
-            (tx_id,) = await self._sent.send(self._key(party), [Tx(what, lambda _s, _v: call, gas=gas)])
+            (tx_id,) = await self._sent.send(key, [Tx(what, lambda _s, _v: call, gas=gas)])
         return tx_id
 
     def _submitted(self, tx_id: str, purpose: TxPurpose, payer: str) -> Submitted:

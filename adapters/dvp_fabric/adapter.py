@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from dvp import errors
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, Observable
+from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -86,6 +87,8 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self._channels[key] = gateway.connect(peer.endpoint, _read(peer.tls_ca, f"peers.{key}.tls_ca"),
                                                   host_name=peer.host_name or None)
         for party, p in c.parties.items():
+            if not p.has_credentials:  # a counterparty: named in locks, never signed for
+                continue
             identity, signer = gateway.load_msp(p.msp_id, p.msp_dir, p.cert or None, p.key or None)
             channel = self.known(self._channels, p.peer, "peer", f"not configured for party {party!r}")
             network = gateway.Gateway(channel, identity, signer).get_network(c.channel)
@@ -101,9 +104,16 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     def contract(self, party: str) -> gateway.Contract:
         """``party``'s view of the chaincode (for tests and raw benchmarks)."""
-        if not self._contracts:
+        if not self._channels:
             raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
+        self._signs(party)
         return self.known(self._contracts, party, "party", "no identity")
+
+    def _signs(self, party: str, why: str = "") -> None:
+        """Raise ConfigError unless this process holds ``party``'s credentials."""
+        known = self.config.parties.get(party)
+        if known is not None and not known.has_credentials:
+            raise no_key(self.name, party, [p for p, c in self.config.parties.items() if c.has_credentials], why)
 
     @property
     def _reader(self) -> gateway.Contract:
@@ -194,6 +204,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
         issuer = self.config.issuer
+        self._signs(issuer, "issuing is signed by the issuer")
         account = self.account(to)
         return await self._send(issuer, "Issue", [account, self._asset(asset), str(amount)],
                                 {(account, asset)}, TxPurpose.ISSUE, f"issue {asset}")
@@ -208,6 +219,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self.account(terms.sender)
             self.account(terms.recipient)
             self._asset(terms.asset)
+            self._signs(terms.sender)
         except errors.ConfigError as exc:
             raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
         held = await self.balance(terms.sender, terms.asset)

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Literal
 
 from dvp.adapter import LedgerConfig
-from pydantic import BaseModel, Field
+from dvp.party.keys import unknown_party
+from pydantic import BaseModel, Field, model_validator
 
 
 class PeerConfig(BaseModel):
@@ -27,16 +28,33 @@ class OrdererConfig(BaseModel):
 
 
 class PartyConfig(BaseModel):
-    """A client identity: MSP folder (or explicit cert and key) and the org peer it talks to."""
+    """A client identity: MSP folder (or explicit cert and key) and the org peer it talks to.
+
+    A counterparty whose credentials this process does not hold has its MSP id and account
+    only: it can be named in locks and read, never signed for."""
 
     model_config = {"extra": "forbid"}
 
     msp_id: str
-    msp_dir: str
+    msp_dir: str = ""
     cert: str = ""
     key: str = ""
-    peer: str  # key into FabricConfig.peers
+    peer: str = ""  # key into FabricConfig.peers
     account: str  # the chaincode's account id of this identity (its WhoAmI)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.msp_dir or self.key)
+
+    @model_validator(mode="after")
+    def _peer_to_sign(self) -> "PartyConfig":
+        if self.has_credentials and not self.peer:
+            raise ValueError("peer: required for an identity with credentials (msp_dir or key)")
+        return self
+
+    def public(self) -> "PartyConfig":
+        """This identity as a counterparty sees it: no credentials, no peer of its own."""
+        return PartyConfig(msp_id=self.msp_id, account=self.account)
 
 
 class FabricConfig(LedgerConfig):
@@ -54,3 +72,12 @@ class FabricConfig(LedgerConfig):
     batch_timeout_ms: int = Field(default=100, gt=0)
     assets: list[str] = Field(default_factory=list)  # known symbols (the chaincode takes any)
     dev: bool = False
+
+    def for_party(self, party: str) -> "FabricConfig":
+        """``party``'s credentials only; every other party by its MSP id and account id.
+        The peers and the orderer (endpoints, TLS CAs) stay: they are how it reaches the ledger."""
+        own = self.parties.get(party)
+        if own is None or not own.has_credentials:
+            raise unknown_party(self.kind, party, [p for p, c in self.parties.items() if c.has_credentials])
+        parties = {p: c if p == party else c.public() for p, c in self.parties.items()}
+        return self.model_copy(update={"parties": parties})

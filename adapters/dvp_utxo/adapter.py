@@ -42,6 +42,7 @@ from typing import Any, ClassVar, cast
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
 from dvp.hashlock import matches
+from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     AssetKind,
@@ -70,6 +71,7 @@ from .script import HtlcScript, ScriptError, parse_htlc_witness
 from .tx import TxBuildError, Utxo
 
 _POLL = 0.1
+ISSUER_SIGNS = "issuing is signed by the issuer"
 
 
 class UtxoAdapter(LedgerAdapter, Observable):
@@ -219,7 +221,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
             await self.ledger.mine(blocks, self.address_of(self.config.miner) if self.config.miner in self._pubkeys else "")
 
     # -- accounts and assets ----------------------------------------------------------------
-    def _key(self, party: str) -> Key:
+    def _key(self, party: str, why: str = "") -> Key:
+        if party in self._pubkeys and party not in self._keys:  # a counterparty: known by its public key only
+            raise no_key(self.name, party, self._keys, why)
         return self.known(self._keys, party, "party", "no key")
 
     def _pubkey(self, party: str) -> bytes:
@@ -255,7 +259,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         async with self._send_lock:
             with utxo_errors(f"issue {asset}", self.name):
                 payer = self.config.issuer
-                if self.view.balance(self._key(payer).script_pubkey, min_conf=0) < amount + 100_000 and self.config.miner in self._keys:
+                if self.view.balance(self._key(payer, ISSUER_SIGNS).script_pubkey, min_conf=0) < amount + 100_000 and self.config.miner in self._keys:
                     payer = self.config.miner
                 tx = await self.ledger.pay(self._key(payer), out)
                 txid = await self.ledger.broadcast(tx)
@@ -362,9 +366,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     def _signer(self, pubkey: bytes, what: str, role: str) -> Key:
         party = self._parties.get(pubkey)
-        if party is None or party not in self._keys:
-            raise errors.LockError(f"{what}: only the {role}'s key can sign it, and ledger {self.name!r} does not hold it")
-        return self._keys[party]
+        if party is None:
+            raise errors.LockError(f"{what}: only the {role}'s key can sign it, and ledger {self.name!r} does not know it")
+        return self._key(party, f"only the {role}'s key can sign a {what}")
 
     def _not_locked(self, lock_id: str, st, what: str) -> errors.DvpError:
         if st.claim_txid:

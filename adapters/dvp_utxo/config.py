@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from dvp.adapter import LedgerConfig
+from dvp.errors import ConfigError
+from dvp.party.keys import unknown_party
+
+from .keys import Key
 
 
 class UtxoConfig(LedgerConfig):
@@ -33,6 +37,20 @@ class UtxoConfig(LedgerConfig):
     dev: bool = False  # allow mining on demand (advance_time, issue from the miner); regtest only
     mine_on_wait: bool = False  # dev chains without a block clock: wait_final mines the blocks it waits for
     request_timeout: float = Field(default=30.0, gt=0)
+
+    def for_party(self, party: str) -> "UtxoConfig":
+        """``party``'s key only; every other party (the miner too, whose address dev mining
+        pays) by its compressed public key."""
+        if party not in self.keys:
+            raise unknown_party(self.kind, party, [*self.keys, *self.pubkeys])
+        pubkeys = dict(self.pubkeys)
+        for p, secret in self.keys.items():
+            try:
+                pubkeys[p] = Key.parse(secret.get_secret_value(), self.network).pubkey.hex()
+            except ValueError as exc:
+                raise ConfigError(f"keys.{p}: {exc}") from None
+        del pubkeys[party]  # its key stands for it
+        return self.model_copy(update={"keys": {party: self.keys[party]}, "pubkeys": pubkeys})
 
     @field_validator("pubkeys")
     @classmethod

@@ -52,6 +52,15 @@ class LedgerConfig(BaseModel):
     kind: str
     model_config = {"extra": "forbid"}
 
+    def for_party(self, party: str) -> "LedgerConfig":
+        """This ledger as ``party`` alone sees it (a two-party agent's config): ``party``'s
+        own secrets only, every other party (counterparty, issuer, miner) by its public
+        identity only, node access settings unchanged.
+
+        Raises ConfigError (:class:`dvp.party.keys.UnknownParty`) if ``party`` is not on this
+        ledger, NotSupportedError if this kind of ledger cannot narrow its config."""
+        raise NotSupportedError(f"kind {self.kind!r}: no per-party config (for_party) for this kind of ledger")
+
 
 class LedgerAdapter(ABC):
     """One ledger's hashed time-locks, balances, clock and finality."""

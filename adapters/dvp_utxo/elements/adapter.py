@@ -33,7 +33,7 @@ from dvp import errors
 from dvp.adapter import AtomicDvp
 from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, Submitted, TxPurpose
 
-from ..adapter import UtxoAdapter
+from ..adapter import ISSUER_SIGNS, UtxoAdapter
 from ..boundary import utxo_errors
 from ..chain import ChainView
 from ..dialect import Dialect
@@ -97,7 +97,7 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         todo = [a for a in assets if a.symbol not in mapping]
         if not todo:
             return {}
-        issuer = self._key(self.config.issuer)
+        issuer = self._key(self.config.issuer, ISSUER_SIGNS)
         await self._refresh("bootstrap")
         txids = []
         async with self._send_lock:
@@ -120,7 +120,7 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         await self._refresh("issue")
         async with self._send_lock:
             with utxo_errors(f"issue {asset}", self.name):
-                payer = self._key(self.config.issuer)
+                payer = self._key(self.config.issuer, ISSUER_SIGNS)
                 policy_left = self.ledger.balance(payer.script_pubkey, self.config.policy_asset, min_conf=0)
                 if onchain == self.config.policy_asset and policy_left < amount * unit + 100_000 and self.config.miner in self._keys:
                     payer = self._key(self.config.miner)
