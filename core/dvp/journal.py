@@ -48,6 +48,17 @@ CREATE TABLE IF NOT EXISTS steps (
     ledger_time REAL
 );
 CREATE INDEX IF NOT EXISTS steps_by_swap ON steps(swap_id, seq);
+CREATE TABLE IF NOT EXISTS messages (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    swap_id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    wall REAL NOT NULL,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_swap ON messages(swap_id, peer, direction);
 """
 
 
@@ -201,6 +212,28 @@ class Journal:
     def last(self, swap_id: str, step: str, phase: str) -> Step | None:
         found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
         return found[-1] if found else None
+
+
+    # -- messages between two parties' agents (dvp.party) -------------------------------
+    def message(self, swap_id: str, peer: str, direction: str, kind: str, seq: int, **detail: Any) -> None:
+        """One message sent to (``out``) or taken from (``in``) ``peer``: the replay check's
+        memory and the bench's message count, both read from what crossed the channel."""
+        self._db.execute(
+            "INSERT INTO messages (swap_id, peer, direction, kind, seq, wall, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (swap_id, peer, direction, kind, seq, time.time(), json.dumps(detail)),
+        )
+        self._committed()
+
+    def last_seq(self, swap_id: str, peer: str, direction: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
+                               (swap_id, peer, direction)).fetchone()
+        return int(row[0] or 0)
+
+    def messages(self, swap_id: str) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ?"
+                                " ORDER BY n", (swap_id,))
+        return [{"peer": r[0], "direction": r[1], "kind": r[2], "seq": r[3], "wall": r[4], **json.loads(r[5] or "{}")}
+                for r in rows]
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"

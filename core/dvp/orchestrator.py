@@ -166,11 +166,19 @@ class Orchestrator:
         record = self._record(swap_id)  # read under the lease: a previous driver may have finished it
         spec = SwapSpec.model_validate(record.spec)
         if record.outcome is None:
+            if record.data.get("side"):
+                raise errors.ConfigError(f"swap {swap_id}: one party's side of a two-agent swap; its agent drives it "
+                                         "(`dvp agent run`)")
             run = _HtlcRun if record.kind == "htlc" else _AtomicRun
             outcome, detail = await run(self, record, spec).drive()
             self.journal.finish(swap_id, outcome.value, detail)
             self.progress(swap_id, f"{outcome.value}: {detail}")
-            record = self._record(swap_id)
+        return self.result(swap_id)
+
+    def result(self, swap_id: str) -> SwapResult:
+        """The swap as the journal holds it now."""
+        record = self._record(swap_id)
+        spec = SwapSpec.model_validate(record.spec)
         return SwapResult(
             swap_id=swap_id,
             kind=record.kind,
@@ -392,6 +400,11 @@ class _HtlcRun(_Run):
         assert lock_id is not None, f"{self.leg_name(role)} leg has no journaled lock id"
         return lock_id
 
+    def known_hashlock(self) -> str:
+        hashlock = self.state.hashlock
+        assert hashlock is not None, "the hashlock is journaled before any lock"
+        return hashlock
+
     def known_terms(self, role: Role) -> HtlcTerms:
         terms = self.terms_of(role)
         assert terms is not None, f"{self.leg_name(role)} leg has no journaled terms"
@@ -503,7 +516,7 @@ class _HtlcRun(_Run):
                 recipient=self.trade.party(role.other),
                 asset=leg.asset,
                 amount=leg.amount,
-                hashlock=self.state.hashlock,
+                hashlock=self.known_hashlock(),
                 expiry=expiry,
                 nonce=_secrets.token_hex(32),
             )
@@ -552,7 +565,9 @@ class _HtlcRun(_Run):
                             reason="inside the safety margin before expiry")
             return True
 
-        return await self.claim(role, bytes.fromhex(self.state.secret), self.holder, too_late)
+        secret = self.state.secret
+        assert secret is not None, "only the secret holder claims the counter leg first"
+        return await self.claim(role, bytes.fromhex(secret), self.holder, too_late)
 
     async def extract_secret(self) -> bytes:
         """The counterparty learns the secret from the ledger, as it would in practice."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .models import DvpOrder, Hex32, HtlcTerms, Role
+from .models import DvpOrder, Hex32, HtlcTerms, Name, Role
 
 
 class Phase(StrEnum):
@@ -101,12 +101,28 @@ class _State(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+class PartySide(_State):
+    """Which side of a two-agent swap this journal is (dvp.party): its own party and role,
+    the counterparty, and who proposed the trade."""
+
+    party: Name
+    role: Role
+    peer: Name
+    proposer: Name
+    proposal: dict[str, Any] | None = None  # dvp.party.agreement.Proposal, until agreed
+    agreement: dict[str, Any] | None = None  # dvp.party.agreement.Agreement, once agreed
+
+
 class HtlcSwapState(_State):
     """A cross-ledger HTLC swap: the secret before anything is sent, then each leg's
-    terms and lock id before its lock is broadcast (write-ahead)."""
+    terms and lock id before its lock is broadcast (write-ahead).
 
-    secret: Hex32
-    hashlock: Hex32
+    A party's agent (``side`` set) knows the secret only if it is the secret holder, and
+    journals both legs' agreed terms and lock ids when the trade is agreed."""
+
+    secret: Hex32 | None = None
+    hashlock: Hex32 | None = None  # None only while a party's proposal waits for the holder's answer
+    side: PartySide | None = None
     terms_security: HtlcTerms | None = None
     lock_security: str | None = None
     terms_cash: HtlcTerms | None = None

@@ -1,0 +1,349 @@
+"""One party's agent: it proposes or answers trades, drives its own side of each agreed swap
+(:class:`dvp.party.run.PartyRun`) and tells the peer what it did, as hints.
+
+Every message it takes is checked against its journal before it is used: the sender is the
+one peer (the channel authenticated it and verified its signature), the swap exists (but for
+a proposal), and its sequence number is above every one taken before for that swap, so a
+replayed or reordered message is refused, across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import errors
+from ..adapter import LedgerAdapter
+from ..hashlock import hashlock_of, new_secret
+from ..journal import Journal
+from ..lease import drive_lease
+from ..models import Asset, Frozen, Role, SwapSpec
+from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
+from ..scenario import first_error
+from ..state import HtlcSwapState, LegName, PartySide
+from .agreement import Agreement, Proposal, check_proposal, propose
+from .channel import Channel
+from .messages import Kind, Message, next_seq
+from .run import Hints, PartyRun
+
+# A message older than this (or this far ahead of our clock) is refused: a replay from a
+# journal that no longer remembers it cannot be used long after it was sent.
+MAX_MESSAGE_AGE = 600.0
+MAX_CLOCK_AHEAD = 60.0
+SEND_TIMEOUT = 3.0
+NOTICE_RETRY_SECONDS = 2.0
+NOTICE_RETRIES = 60
+
+
+class AcceptPolicy(Frozen):
+    """What this party accepts from a proposal beyond the safety checks: the most it sends of
+    each asset (``LEDGER:ASSET`` -> base units), and whether it accepts proposals at all."""
+
+    accept: bool = True
+    max_send: dict[str, int] = {}
+
+    def check(self, spec: SwapSpec, role: Role) -> None:
+        if not self.accept:
+            raise errors.SwapAborted("this agent accepts no proposals (policy accept: false)")
+        leg = spec.trade.leg_sent_by(role)
+        limit = self.max_send.get(f"{leg.ledger}:{leg.asset}")
+        if limit is not None and leg.amount > limit:
+            raise errors.SwapAborted(f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit of {limit}")
+
+
+class Agent:
+    def __init__(self, party: str, peer: str, ledgers: Mapping[str, LedgerAdapter], assets: list[Asset],
+                 journal: Journal, channel: Channel, *, policy: AcceptPolicy | None = None,
+                 progress: Progress | None = None):
+        self.party, self.peer = party, peer
+        self.orch = Orchestrator(ledgers, assets, journal, progress)
+        self.journal = journal
+        self.channel = channel
+        self.policy = policy or AcceptPolicy()
+        self.progress = self.orch.progress
+        self.hints: dict[str, Hints] = {}
+        self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
+        self._retries: set[asyncio.Task[None]] = set()
+
+    @property
+    def ledgers(self) -> Mapping[str, LedgerAdapter]:
+        return self.orch.ledgers
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Serve the peer, and drive on every unfinished swap of this party's journal."""
+        await self.channel.start(self.handle)
+        for record in self.journal.swaps(unfinished=True):
+            self.spawn(record.id)
+
+    async def aclose(self) -> None:
+        for task in [*self.tasks.values(), *self._retries]:
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), *self._retries, return_exceptions=True)
+        await self.channel.aclose()
+
+    def spawn(self, swap_id: str) -> asyncio.Task[SwapResult | None]:
+        task = self.tasks.get(swap_id)
+        if task is None or task.done():
+            task = self.tasks[swap_id] = asyncio.create_task(self._drive_logged(swap_id))
+        return task
+
+    async def wait_all(self) -> list[SwapResult | None]:
+        return list(await asyncio.gather(*self.tasks.values()))
+
+    async def _drive_logged(self, swap_id: str) -> SwapResult | None:
+        try:
+            return await self.drive(swap_id)
+        except errors.DvpError as exc:
+            # The swap stays unfinished in the journal: a restarted agent drives it on.
+            self.progress(swap_id, f"stopped, unfinished: {exc}")
+            return None
+
+    # -- proposing -----------------------------------------------------------------------------
+    async def propose(self, spec: SwapSpec, swap_id: str | None = None) -> str:
+        """Check ``spec`` with this party's ledgers, journal it, and start proposing it to the
+        peer; the swap is then driven like any other (:meth:`drive`)."""
+        self.orch.validate(spec)
+        role = self._role_in(spec)
+        if spec.resolved_kind != "htlc" or spec.plan.locks_first is not spec.plan.secret_holder:
+            raise errors.ConfigError("kind: two agents run cross-ledger HTLC swaps in which the secret holder "
+                                     "locks first")
+        swap_id = swap_id or uuid.uuid4().hex[:12]
+        secret = new_secret() if role is spec.plan.secret_holder else None
+        hashlock = hashlock_of(secret).hex() if secret else None
+        proposal = await propose(swap_id, self.party, spec, self.ledgers, hashlock)
+        await self._check_own_lock(proposal, role, hashlock or "00" * 32)
+        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.party,
+                         proposal=proposal.model_dump(mode="json"))
+        # Write-ahead: the secret is on disk before its hashlock leaves this process.
+        state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+        with drive_lease(self.journal.path, swap_id):
+            self.journal.create(swap_id, "htlc", spec.model_dump(mode="json"), state.dump())
+        self.progress(swap_id, f"proposed to {self.peer} as the {role.value}")
+        self.spawn(swap_id)
+        return swap_id
+
+    def _role_in(self, spec: SwapSpec) -> Role:
+        if spec.trade.seller == self.party and spec.trade.buyer == self.peer:
+            return Role.SELLER
+        if spec.trade.buyer == self.party and spec.trade.seller == self.peer:
+            return Role.BUYER
+        raise errors.ConfigError(f"trade: {self.party!r} and {self.peer!r} must be its seller and buyer "
+                                 f"(it names {spec.trade.seller!r} and {spec.trade.buyer!r})")
+
+    async def _check_own_lock(self, proposal: Proposal, role: Role, hashlock: str) -> None:
+        leg = LegName.sent_by(role)
+        terms = Agreement(proposal=proposal, hashlock=hashlock).terms(leg)
+        await self.ledgers[proposal.spec.trade.leg_sent_by(role).ledger].check_lock(terms)
+
+    async def _await_answer(self, swap_id: str, side: PartySide) -> tuple[Agreement | None, str]:
+        """Send (again) this party's proposal until the peer answers or the counter leg's
+        time is too short to start; (agreement, "") or (None, why not)."""
+        assert side.proposal is not None
+        proposal = Proposal.model_validate(side.proposal)
+        deadline = time.time() + proposal.spec.plan.counter_timeout
+        last = "no answer"
+        for _ in range(1000):
+            if time.time() >= deadline:
+                break
+            try:
+                reply = await self.send(Kind.PROPOSE, swap_id, proposal.model_dump(mode="json"))
+            except errors.PeerUnreachable as exc:
+                last = str(exc)
+                await asyncio.sleep(NOTICE_RETRY_SECONDS)
+                continue
+            except errors.MessageRefused as exc:
+                return None, f"the proposal was refused: {exc}"
+            if reply is None or reply.kind is Kind.REJECT:
+                reason = reply.body.get("reason", "no reason given") if reply else "no answer"
+                return None, f"{self.peer} rejected the proposal: {reason}"
+            if reply.kind is not Kind.ACCEPT:
+                return None, f"{self.peer} answered the proposal with {reply.kind.value}"
+            hashlock = proposal.hashlock or reply.body.get("hashlock")
+            try:
+                return Agreement.model_validate({"proposal": proposal, "hashlock": hashlock}), ""
+            except ValidationError:
+                return None, f"{self.peer} accepted without a valid hashlock"
+        return None, f"{self.peer}'s agent never answered the proposal ({last})"
+
+    # -- driving one swap ----------------------------------------------------------------------
+    async def drive(self, swap_id: str) -> SwapResult:
+        with drive_lease(self.journal.path, swap_id):
+            record = self.orch.journal.get(swap_id)
+            if record is None:
+                raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in journal {self.journal.path}")
+            if record.outcome is None:
+                state = HtlcSwapState.model_validate(record.data)
+                side = state.side
+                if side is None:
+                    raise errors.ConfigError(f"swap {swap_id}: not a two-party swap; drive it with `dvp resume`")
+                if side.agreement is None:
+                    agreement, why = await self._await_answer(swap_id, side)
+                    if agreement is None:
+                        self.journal.finish(swap_id, Outcome.ABORTED.value, f"{why}; nothing moved")
+                        self.progress(swap_id, f"aborted: {why}")
+                        return self.orch.result(swap_id)
+                    self._agree(swap_id, state, agreement)
+                    record = self.orch.journal.get(swap_id) or record
+                spec = SwapSpec.model_validate(record.spec)
+                run = PartyRun(self.orch, record, spec, self.hints_of(swap_id), self.notify)
+                outcome, detail = await run.drive()
+                self.journal.finish(swap_id, outcome.value, detail)
+                self.progress(swap_id, f"{outcome.value}: {detail}")
+            return self.orch.result(swap_id)
+
+    def _agree(self, swap_id: str, state: HtlcSwapState, agreement: Agreement) -> None:
+        """Journal both legs' agreed terms and lock ids: from here each is expected on its ledger."""
+        side = state.side
+        assert side is not None
+        spec = agreement.proposal.spec
+        for leg in LegName:
+            terms = agreement.terms(leg)
+            adapter = self.ledgers[spec.trade.leg_sent_by(leg.sender).ledger]
+            state = state.with_lock(leg, terms, adapter.lock_id(terms))
+        side = side.model_copy(update={"agreement": agreement.model_dump(mode="json"), "proposal": None})
+        self.journal.update_data(swap_id, **state.model_copy(update={"hashlock": agreement.hashlock, "side": side}).dump())
+
+    def hints_of(self, swap_id: str) -> Hints:
+        return self.hints.setdefault(swap_id, Hints())
+
+    # -- the channel -----------------------------------------------------------------------------
+    async def send(self, kind: Kind, swap_id: str, body: dict[str, Any]) -> Message | None:
+        seq = next_seq(self.journal.last_seq(swap_id, self.peer, "out"))
+        message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=self.peer, seq=seq, body=body)
+        reply = await self.channel.send(message, timeout=SEND_TIMEOUT)
+        self.journal.message(swap_id, self.peer, "out", kind.value, seq)
+        if reply is not None:
+            # A reply answers this request on its own call: it is bound to it by the channel,
+            # so only its parties and age are checked, not its order among the peer's notices.
+            self._check_incoming(reply, reply_to=message)
+            self.journal.message(swap_id, self.peer, "in", reply.kind.value, reply.seq)
+        return reply
+
+    async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
+        """Tell the peer, as a hint; if its agent does not answer, keep trying in the
+        background (bounded) while the swap goes on by the ledgers."""
+        body = {"leg": leg.value, "lock_id": lock_id}
+        hints = self.hints_of(swap_id)
+        try:
+            await self.send(kind, swap_id, body)
+            hints.unreachable_since = None
+            return
+        except errors.MessageRefused as exc:
+            self.progress(swap_id, f"{self.peer} refused our {kind.value} notice: {exc}")
+            return
+        except errors.PeerUnreachable as exc:
+            if hints.unreachable_since is None:
+                hints.unreachable_since = time.time()
+            self.progress(swap_id, f"{kind.value} notice not delivered ({exc}); retrying in the background")
+
+        async def retry() -> None:
+            for _ in range(NOTICE_RETRIES):
+                await asyncio.sleep(NOTICE_RETRY_SECONDS)
+                with contextlib.suppress(errors.PeerUnreachable):
+                    try:
+                        await self.send(kind, swap_id, body)
+                    except errors.MessageRefused:
+                        return
+                    hints.unreachable_since = None
+                    return
+
+        task = asyncio.create_task(retry())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    def _check_incoming(self, message: Message, reply_to: Message | None = None) -> None:
+        """Refuse what is not for this party from its peer, or replayed, reordered or stale."""
+        if message.sender != self.peer or message.recipient != self.party:
+            raise errors.MessageRefused(f"message from {message.sender!r} to {message.recipient!r}: this agent is "
+                                        f"{self.party!r} and talks only to {self.peer!r}")
+        age = time.time() - message.sent_at
+        if age > MAX_MESSAGE_AGE or age < -MAX_CLOCK_AHEAD:
+            raise errors.MessageRefused(f"stale message: sent {age:.0f}s ago (swap {message.swap_id}, seq {message.seq})")
+        if reply_to is not None:
+            if message.swap_id != reply_to.swap_id:
+                raise errors.MessageRefused(f"reply for swap {message.swap_id} to a message for swap {reply_to.swap_id}")
+            return
+        last = self.journal.last_seq(message.swap_id, message.sender, "in")
+        if message.seq <= last:
+            raise errors.MessageRefused(f"replayed or reordered message: seq {message.seq} is not above {last}, "
+                                        f"the last taken from {message.sender!r} for swap {message.swap_id}")
+
+    async def handle(self, message: Message) -> Message | None:
+        """A message from the peer (already authenticated and its signature verified)."""
+        self._check_incoming(message)
+        if message.kind is Kind.PROPOSE:
+            reply = await self._on_proposal(message)
+        elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED):
+            reply = self._on_notice(message)
+        else:
+            raise errors.MessageRefused(f"unexpected {message.kind.value} message for swap {message.swap_id}")
+        self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
+        seq = next_seq(self.journal.last_seq(message.swap_id, self.peer, "out"))
+        answer = message.reply(reply[0], seq, **reply[1])
+        self.journal.message(message.swap_id, self.peer, "out", answer.kind.value, seq)
+        return answer
+
+    def _on_notice(self, message: Message) -> tuple[Kind, dict[str, Any]]:
+        if self.journal.get(message.swap_id) is None:
+            raise errors.MessageRefused(f"notice for unknown swap {message.swap_id}")
+        try:
+            leg = LegName(str(message.body.get("leg")))
+        except ValueError:
+            raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.leg must be security or cash") from None
+        lock_id = message.body.get("lock_id")
+        if not isinstance(lock_id, str) or not 0 < len(lock_id) <= 200:
+            raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.lock_id must be a lock id")
+        self.progress(message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)")
+        self.hints_of(message.swap_id).heard(leg, lock_id)
+        return Kind.ACK, {}
+
+    async def _on_proposal(self, message: Message) -> tuple[Kind, dict[str, Any]]:
+        try:
+            proposal = Proposal.model_validate(message.body)
+        except ValidationError as exc:
+            raise errors.MessageRefused(first_error(exc, "proposal: ")) from None
+        if proposal.swap_id != message.swap_id:
+            raise errors.MessageRefused(f"proposal for swap {proposal.swap_id} sent as swap {message.swap_id}")
+        existing = self.journal.get(proposal.swap_id)
+        if existing is not None:
+            return self._answer_again(existing.data, proposal)
+        try:
+            role = await check_proposal(proposal, self.party, self.peer, self.ledgers)
+            self.orch.validate(proposal.spec)
+            self.policy.check(proposal.spec, role)
+            secret = new_secret() if role is proposal.spec.plan.secret_holder else None
+            hashlock = proposal.hashlock or hashlock_of(secret or b"").hex()
+            await self._check_own_lock(proposal, role, hashlock)
+        except (errors.SwapError, errors.ConfigError, errors.LockError, errors.NotSupportedError) as exc:
+            self.progress(proposal.swap_id, f"rejected {self.peer}'s proposal: {exc}")
+            return Kind.REJECT, {"reason": str(exc)}
+        except errors.AdapterError as exc:  # a ledger of ours is down: we cannot check, so we cannot agree
+            self.progress(proposal.swap_id, f"rejected {self.peer}'s proposal: {exc}")
+            return Kind.REJECT, {"reason": f"cannot check it now: {exc}"}
+        agreement = Agreement(proposal=proposal, hashlock=hashlock)
+        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.peer)
+        state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+        with drive_lease(self.journal.path, proposal.swap_id):
+            # Write-ahead: the secret and both lock ids are on disk before the hashlock leaves.
+            self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"), state.dump())
+            self._agree(proposal.swap_id, state, agreement)
+        self.progress(proposal.swap_id, f"accepted {self.peer}'s proposal as the {role.value}")
+        self.spawn(proposal.swap_id)
+        return Kind.ACCEPT, {"hashlock": hashlock} if secret else {}
+
+    def _answer_again(self, data: dict[str, Any], proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
+        """The same proposal again (the proposer restarted before it had our answer): the same
+        answer.  Anything else under a known swap id is refused."""
+        state = HtlcSwapState.model_validate(data)
+        agreed = state.side.agreement if state.side else None
+        if agreed is None or Agreement.model_validate(agreed).proposal != proposal:
+            raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
+        return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}
+

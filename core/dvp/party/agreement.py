@@ -1,0 +1,133 @@
+"""What two agents agree before anything is locked: the trade, the plan, and both legs'
+absolute terms, so each agent knows both lock ids from the start.
+
+The proposer fixes each leg's expiry (by that leg's ledger clock) and nonce; the secret
+holder fixes the hashlock (in the proposal if it proposes, in its acceptance otherwise).
+Each side checks the agreement with its own ledgers and clocks before it accepts or locks,
+so a counterparty's lock is expected, by id, on the ledger: a notice only says it is there.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Mapping
+
+from .. import errors
+from ..adapter import LedgerAdapter
+from ..models import Frozen, Hex32, HtlcPlan, HtlcTerms, Name, Role, SwapSpec
+from ..state import LegName
+from ..timeouts import check_plan
+from .messages import SwapId
+
+# How far a proposed expiry may lie beyond the plan's timeout (by the ledger's own clock):
+# the time a proposal takes to reach and be checked by the other side, and clock skew.
+EXPIRY_SLACK_SECONDS = 120
+
+
+class LegPlan(Frozen):
+    expiry: int  # in the leg's ledger clock unit
+    nonce: Hex32
+
+
+class Proposal(Frozen):
+    swap_id: SwapId
+    proposer: Name
+    spec: SwapSpec
+    security: LegPlan
+    cash: LegPlan
+    hashlock: Hex32 | None = None  # set if and only if the proposer holds the secret
+
+    def leg(self, leg: LegName) -> LegPlan:
+        return self.security if leg is LegName.SECURITY else self.cash
+
+    def role_of(self, party: str) -> Role:
+        trade = self.spec.trade
+        if party == trade.seller:
+            return Role.SELLER
+        if party == trade.buyer:
+            return Role.BUYER
+        raise errors.MessageRefused(f"proposal {self.swap_id}: {party!r} is neither the seller nor the buyer")
+
+
+class Agreement(Frozen):
+    proposal: Proposal
+    hashlock: Hex32
+
+    def terms(self, leg: LegName) -> HtlcTerms:
+        trade, plan = self.proposal.spec.trade, self.proposal.leg(leg)
+        sender = leg.sender
+        amounts = trade.leg_sent_by(sender)
+        return HtlcTerms(sender=trade.party(sender), recipient=trade.party(sender.other), asset=amounts.asset,
+                         amount=amounts.amount, hashlock=self.hashlock, expiry=plan.expiry, nonce=plan.nonce)
+
+
+async def propose(swap_id: str, proposer: str, spec: SwapSpec, ledgers: Mapping[str, LedgerAdapter],
+                  hashlock: str | None) -> Proposal:
+    """Both legs' expiries from each ledger's clock now, and fresh nonces."""
+    plan = spec.plan
+    legs = {}
+    for leg in LegName:
+        role = leg.sender
+        adapter = ledgers[spec.trade.leg_sent_by(role).ledger]
+        timeout = plan.holder_timeout if role is plan.secret_holder else plan.counter_timeout
+        legs[leg] = LegPlan(expiry=adapter.expiry_after(await adapter.now(), timeout), nonce=secrets.token_hex(32))
+    return Proposal(swap_id=swap_id, proposer=proposer, spec=spec, security=legs[LegName.SECURITY],
+                    cash=legs[LegName.CASH], hashlock=hashlock)
+
+
+async def seconds_left(proposal: Proposal, leg: LegName, ledgers: Mapping[str, LedgerAdapter]) -> float:
+    adapter = ledgers[proposal.spec.trade.leg_sent_by(leg.sender).ledger]
+    return adapter.seconds_left(await adapter.now(), proposal.leg(leg).expiry)
+
+
+async def check_still_safe(proposal: Proposal, ledgers: Mapping[str, LedgerAdapter]) -> None:
+    """UnsafeTimeouts unless the agreed expiries, as they stand now on each ledger's clock,
+    still pass the plan check for a swap started now (the holder locks first): the gap, the
+    room for the counter lock and the holder's claim outside its safety margin."""
+    spec = proposal.spec
+    plan = spec.plan
+    holder_leg = LegName.sent_by(plan.secret_holder)
+    counter_leg = LegName.sent_by(plan.secret_holder.other)
+    left_holder = math.floor(await seconds_left(proposal, holder_leg, ledgers))
+    left_counter = math.floor(await seconds_left(proposal, counter_leg, ledgers))
+    if left_counter <= 0 or left_holder <= 0:
+        raise errors.UnsafeTimeouts(f"swap {proposal.swap_id}: a leg has already expired")
+    now_plan = plan.model_copy(update={"holder_timeout": left_holder, "counter_timeout": left_counter})
+    holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger]
+    counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger]
+    check_plan(HtlcPlan.model_validate(now_plan.model_dump()), holder.finality, counter.finality)
+
+
+async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mapping[str, LedgerAdapter]) -> Role:
+    """The acceptor's checks of a proposal's shape and timing; returns its own role.
+    Raises SwapError (a reason to reject) or ConfigError."""
+    spec = proposal.spec
+    plan = spec.plan
+    if proposal.proposer != peer:
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: proposed by {proposal.proposer!r}, not by the peer {peer!r}")
+    role = proposal.role_of(me)
+    if proposal.role_of(peer) is role:
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: {me!r} and {peer!r} cannot both be the {role.value}")
+    if spec.resolved_kind != "htlc":
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: only cross-ledger HTLC swaps run between two agents")
+    if plan.locks_first is not plan.secret_holder:
+        # Whoever locks first without the secret can be robbed by a holder's lock that expires
+        # too early (the holder refunds it, then claims): the holder always locks first here.
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: plan.first_locker must be the secret holder")
+    if spec.behaviour != type(spec.behaviour)():
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: behaviour is a test switch of the single-process "
+                                 "orchestrator; agents each act for themselves")
+    holder_proposes = proposal.role_of(proposal.proposer) is plan.secret_holder
+    if holder_proposes != (proposal.hashlock is not None):
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: the hashlock must come from the secret holder, "
+                                 f"the {plan.secret_holder.value}")
+    for leg in LegName:
+        role_of_leg = leg.sender
+        timeout = plan.holder_timeout if role_of_leg is plan.secret_holder else plan.counter_timeout
+        left = await seconds_left(proposal, leg, ledgers)
+        if left > timeout + EXPIRY_SLACK_SECONDS:
+            raise errors.SwapAborted(f"proposal {proposal.swap_id}: the {leg.value} leg would stay locked "
+                                     f"{left:.0f}s, more than its {timeout}s timeout")
+    await check_still_safe(proposal, ledgers)
+    return role

@@ -1,0 +1,268 @@
+"""One party's side of a cross-ledger HTLC swap, driven by that party's agent alone.
+
+It reuses the single-process run's journaled, idempotent steps
+(:class:`dvp.orchestrator._HtlcRun`) but takes only its own role's steps: it locks, claims
+and refunds only its own party's locks, and learns everything about the other side from
+the ledgers: the counterparty's lock is expected under the agreed lock id and audited
+against the agreed terms; the secret is read from the ledger; a notice from the peer only
+wakes the wait early.  Every wait is bounded by the ledger's clock and by the wall clock
+(a chain that mines only on demand has no clock of its own).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from .. import errors
+from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
+from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
+from ..journal import SwapRecord
+from ..state import Action, LegName, PartySide, Phase
+from ..timeouts import budget
+from .agreement import Agreement, check_still_safe
+from .messages import Kind
+
+# How long one wait for a ledger change sleeps when no notice wakes it.
+POLL_SECONDS = 1.0
+# Bounds every wait loop in count, whatever the clocks say.
+MAX_POLLS = 20_000
+
+
+class Hints:
+    """What the peer said about one swap: it wakes waits early and names locks to read.
+    None of it is believed until the ledger shows it."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.lock_ids: dict[LegName, list[str]] = {leg: [] for leg in LegName}
+        self.unreachable_since: float | None = None  # the peer's agent stopped answering our notices
+
+    def heard(self, leg: LegName | None = None, lock_id: str | None = None) -> None:
+        if leg is not None and lock_id and lock_id not in self.lock_ids[leg]:
+            self.lock_ids[leg] = [*self.lock_ids[leg][-7:], lock_id]  # bounded: a peer may flood us
+        self.event.set()
+
+    async def wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.event.wait(), seconds)
+        except TimeoutError:
+            pass
+        self.event.clear()
+
+
+Notify = Callable[[str, Kind, LegName, str], Awaitable[None]]  # (swap_id, kind, leg, lock_id)
+
+
+def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
+    """The terms of a lock that differ from the agreed ones, for the refusal's reason."""
+    diffs = [f"{f} {getattr(found, f)} (agreed {getattr(agreed, f)})" for f in type(found).model_fields
+             if getattr(found, f) is not None and getattr(found, f) != getattr(agreed, f)]
+    return ", ".join(diffs) or "none recorded"
+
+
+class PartyRun(_HtlcRun):
+    def __init__(self, orch: Orchestrator, record: SwapRecord, spec: SwapSpec, hints: Hints, notify: Notify):
+        super().__init__(orch, record, spec)
+        side = self.state.side
+        assert side is not None, "a party's run needs the party's side of the swap"
+        self.side: PartySide = side
+        self.me: Role = side.role
+        self.hints = hints
+        self._notify = notify
+        self.created = record.created
+        self.budget = budget(spec.plan, self.adapter_of(self.holder).finality, self.adapter_of(self.counter).finality,
+                             self.adapter_of(self.holder).finality)
+
+    # -- the drive ----------------------------------------------------------------------------
+    async def steps(self) -> tuple[Outcome, str]:
+        if self.state.unwinding is not None:
+            return await self.unwind(self.state.unwinding)
+        if self.me is self.holder:
+            return await self.as_holder()
+        return await self.as_counter()
+
+    async def as_holder(self) -> tuple[Outcome, str]:
+        holder, counter = self.holder, self.counter
+        if not self.done(self.step(Action.LOCK, holder)) and not await self.exists(holder):
+            try:
+                await check_still_safe(self.agreement().proposal, self.o.ledgers)
+            except errors.UnsafeTimeouts as exc:
+                return Outcome.ABORTED, f"too late to lock first: {exc}; nothing moved"
+        try:
+            await self.lock_own(holder)
+        except _REFUSED as exc:
+            return await self.unwind(self.refused(holder, exc))
+        await self.notify(Kind.LOCKED, holder)
+        why = await self.await_lock(counter, self.holder_gives_up)
+        if why:
+            return await self.unwind(why)
+        try:
+            await self.audit(counter)
+        except errors.LockError as exc:
+            return await self.unwind(f"refused the {self.leg_name(counter)} lock: {exc}")
+        if not await self.holder_claim():
+            return await self.unwind("too close to the counter leg's expiry to reveal the secret; nothing revealed")
+        await self.notify(Kind.CLAIMED, counter)
+        return await self.await_claim_of_mine()
+
+    async def as_counter(self) -> tuple[Outcome, str]:
+        holder, counter = self.holder, self.counter
+        locked = self.done(self.step(Action.LOCK, counter)) is not None or await self.exists(counter)
+        if not locked:
+            why = await self.await_lock(holder, self.counter_gives_up)
+            if why:
+                return Outcome.ABORTED, f"{why}; nothing of mine was locked"
+            try:
+                await self.audit(holder)
+            except errors.LockError as exc:
+                return Outcome.ABORTED, f"refused the {self.leg_name(holder)} lock: {exc}; nothing of mine was locked"
+            late = await self.counter_gives_up()
+            if late:
+                return Outcome.ABORTED, f"{late}; nothing of mine was locked"
+        try:
+            await self.lock_own(counter)
+        except _REFUSED as exc:
+            return await self.unwind(self.refused(counter, exc))
+        await self.notify(Kind.LOCKED, counter)
+        if not await self.await_claim(counter):
+            return await self.unwind("the secret holder never claimed; no secret was revealed")
+        return await self.claim_revealed()
+
+    async def claim_revealed(self) -> tuple[Outcome, str]:
+        """The counterparty's lock was claimed: read the secret from its ledger, claim the
+        holder's leg with it."""
+        holder = self.holder
+        preimage = await self.extract_secret()
+        if await self.counter_claim(preimage):
+            await self.notify(Kind.CLAIMED, holder)
+            return Outcome.SETTLED, "both legs claimed"
+        return await self.principal_loss()
+
+    # -- own steps ------------------------------------------------------------------------------
+    def agreement(self) -> Agreement:
+        return Agreement.model_validate(self.side.agreement)
+
+    async def exists(self, role: Role) -> bool:
+        return await self.adapter_of(role).get_lock(self.known_lock_id(role)) is not None
+
+    async def lock_own(self, role: Role) -> None:
+        """Lock this party's own leg with the agreed terms (journaled when agreed)."""
+        assert role is self.me
+        adapter, terms = self.adapter_of(role), self.known_terms(role)
+        await self.transact(self.step(Action.LOCK, role), self.ledger_of(role), lambda: adapter.lock(terms),
+                            lambda: self.exists(role))
+
+    async def notify(self, kind: Kind, role: Role) -> None:
+        await self._notify(self.id, kind, self.leg_name(role), self.known_lock_id(role))
+
+    # -- waiting on the other side, by the ledgers ----------------------------------------------
+    def wall_left(self, role: Role) -> float:
+        """Seconds until ``role``'s leg expires by the wall clock from the swap's creation (a
+        bound for ledgers whose own clock only moves when someone mines)."""
+        plan = self.spec.plan
+        timeout = plan.holder_timeout if role is self.holder else plan.counter_timeout
+        return self.created + timeout - time.time()
+
+    async def left(self, role: Role) -> float:
+        adapter = self.adapter_of(role)
+        by_ledger = adapter.seconds_left(await adapter.now(), self.known_terms(role).expiry)
+        return min(by_ledger, self.wall_left(role))
+
+    async def holder_gives_up(self) -> str | None:
+        """The holder stops waiting for the counter lock once it could no longer claim it
+        outside its safety margin."""
+        left = await self.left(self.counter)
+        if left <= self.budget.claim_window:
+            return (f"the {self.trade.party(self.counter)!r} lock never appeared on {self.ledger_of(self.counter)} "
+                    f"while there was time to claim it{self.peer_note()}")
+        return None
+
+    async def counter_gives_up(self) -> str | None:
+        """The counterparty locks only while the holder would still have time to claim."""
+        left = await self.left(self.counter)
+        needed = self.budget.claim_window + self.adapter_of(self.counter).finality.expected_seconds
+        if left <= needed:
+            why = f"too late to lock: {left:.0f}s left on the counter leg, more than {needed:.0f}s needed"
+            if not await self.exists(self.holder):
+                why = f"the {self.trade.party(self.holder)!r} lock never appeared{self.peer_note()} ({why})"
+            return why
+        return None
+
+    def peer_note(self) -> str:
+        since = self.hints.unreachable_since
+        if since is None:
+            return ""
+        return f"; {self.side.peer!r}'s agent has not answered since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+
+    async def await_lock(self, role: Role, give_up: Callable[[], Awaitable[str | None]]) -> str | None:
+        """Wait for ``role``'s lock under the agreed id, final on its ledger; None when it is,
+        else why this party stopped waiting.  A lock the peer names that differs from the
+        agreement ends the wait at once, with the differences."""
+        adapter, lock_id, agreed = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role)
+        seen_notices: set[str] = set()
+        for _ in range(MAX_POLLS):
+            state = await adapter.get_lock(lock_id)
+            if state is not None and (state.final or state.status is not LockStatus.LOCKED):
+                return None
+            for hinted in self.hints.lock_ids[self.leg_name(role)]:
+                if hinted == lock_id or hinted in seen_notices:
+                    continue
+                seen_notices.add(hinted)
+                other = await adapter.get_lock(hinted)
+                if other is None:
+                    self.o.progress(self.id, f"peer named lock {hinted} on {self.ledger_of(role)}; the ledger has none")
+                    await self.note(self.step(Action.AUDIT, role), Phase.SKIPPED, self.ledger_of(role),
+                                    reason="false notice: the named lock is not on the ledger", lock_id=hinted)
+                    continue
+                return (f"the {self.leg_name(role)} lock {hinted} on {self.ledger_of(role)} differs from the "
+                        f"agreed terms: {differences(other.terms, agreed)}")
+            why = await give_up()
+            if why:
+                return why
+            await self.hints.wait(POLL_SECONDS)
+        return f"gave up waiting for the {self.leg_name(role)} lock after {MAX_POLLS} polls"
+
+    async def await_claim(self, role: Role) -> bool:
+        """Wait until ``role``'s lock is claimed (True) or has expired still locked (False)."""
+        adapter, lock_id, expiry = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role).expiry
+        for _ in range(MAX_POLLS):
+            state = await adapter.get_lock(lock_id)
+            if state is None:
+                raise errors.SwapError(f"lock {lock_id} on {self.ledger_of(role)} is gone")
+            if state.status is LockStatus.CLAIMED:
+                return True
+            if state.status is LockStatus.REFUNDED or adapter.is_expired(await adapter.now(), expiry):
+                return False
+            if self.spec.fast_forward and self.hints.unreachable_since is not None and self.wall_left(role) <= 0:
+                return False  # a dev chain that only moves when mined: the peer is gone and its time is up
+            await self.hints.wait(POLL_SECONDS)
+        return False
+
+    async def await_claim_of_mine(self) -> tuple[Outcome, str]:
+        """The holder, after revealing: its own leg is claimed by the counterparty (settled),
+        or it expires and the holder takes it back (the counterparty's principal loss)."""
+        if await self.await_claim(self.holder):
+            return Outcome.SETTLED, "both legs claimed"
+        outcome, detail = await self.principal_loss()
+        return outcome, detail + self.peer_note()
+
+    # -- failure paths: only this party's own lock --------------------------------------------
+    async def unwind(self, why: str) -> tuple[Outcome, str]:
+        if self.state.unwinding != why:
+            self.put(self.state.model_copy(update={"unwinding": why}))
+        self.o.progress(self.id, f"unwinding: {why}")
+        if await self.refund(self.me):
+            await self.notify(Kind.REFUNDED, self.me)
+            return Outcome.REFUNDED, f"{why}; refunded my {self.leg_name(self.me)} leg"
+        if self.me is self.counter and self.lock_id_of(self.me) and await self.lock_is(self.me, LockStatus.CLAIMED)():
+            return await self.claim_revealed()  # the holder claimed while this party waited for expiry
+        return Outcome.ABORTED, f"{why}; nothing of mine was locked"
+
+    async def principal_loss(self) -> tuple[Outcome, str]:
+        if self.me is self.holder:
+            return await super().principal_loss()
+        # The counterparty's own view: the secret was revealed but its claim came too late.
+        leg = self.trade.leg_sent_by(self.me)
+        return (Outcome.PRINCIPAL_LOSS, f"lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was revealed "
+                f"but the {self.leg_name(self.holder)} leg expired before my claim")

@@ -1,0 +1,110 @@
+"""Two parties' agents in one process (LocalChannel) on in-memory ledgers: the protocol's
+logic; the real-node, two-process suite is tests/agent."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dvp import errors
+from dvp.journal import Journal
+from dvp.models import Asset, AssetKind, HtlcPlan, Leg, Role, SwapSpec, Trade
+from dvp.orchestrator import Outcome
+from dvp.party.agent import AcceptPolicy, Agent
+from dvp.party.channel import LocalChannel
+from dvp.party.messages import Kind, Message
+from dvp.testing.memory import MemoryLedger
+
+ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+
+
+@pytest.fixture
+def ledgers():
+    a, b = MemoryLedger("a"), MemoryLedger("b")
+    a.balances[("seller", "BOND")] = 100
+    b.balances[("buyer", "EUR")] = 10_000
+    return {"a": a, "b": b}
+
+
+def spec(holder: Role = Role.SELLER, **plan) -> SwapSpec:
+    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+                    plan=HtlcPlan(**{"secret_holder": holder, "holder_timeout": 100, "counter_timeout": 50,
+                                     "reaction_window": 5, **plan}), fast_forward=True)
+
+
+@pytest.fixture
+async def agents(ledgers, tmp_path):
+    one, two = LocalChannel.pair("seller", "buyer")
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one, progress=lambda s, m: print("seller", s, m))
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two, progress=lambda s, m: print("buyer", s, m))
+    await seller.start()
+    await buyer.start()
+    yield seller, buyer
+    await seller.aclose()
+    await buyer.aclose()
+
+
+def holdings(ledgers):
+    a, b = ledgers["a"], ledgers["b"]
+    return (a.balances[("seller", "BOND")], a.balances[("buyer", "BOND")], b.balances[("seller", "EUR")], b.balances[("buyer", "EUR")])
+
+
+async def settle_both(seller, buyer, swap_id):
+    for _ in range(200):  # the acceptor's drive starts when the proposal reaches it
+        if swap_id in seller.tasks and swap_id in buyer.tasks:
+            break
+        await asyncio.sleep(0.05)
+    return await asyncio.wait_for(asyncio.gather(seller.tasks[swap_id], buyer.tasks[swap_id]), 8)
+
+
+@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
+@pytest.mark.parametrize("proposer", ["seller", "buyer"])
+async def test_two_agents_settle(agents, ledgers, holder, proposer):
+    seller, buyer = agents
+    by = seller if proposer == "seller" else buyer
+    swap_id = await by.propose(spec(holder))
+    await asyncio.sleep(0)
+    results = await settle_both(seller, buyer, swap_id)
+    assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED], [r.detail for r in results]
+    assert holdings(ledgers) == (90, 10, 1000, 9000)
+    # Only the holder's journal ever held the secret.
+    holder_agent = seller if holder is Role.SELLER else buyer
+    other = buyer if holder_agent is seller else seller
+    assert holder_agent.journal.get(swap_id).data.get("secret")
+    assert not other.journal.get(swap_id).data.get("secret")
+    # Messages were counted from the channel: a proposal and its answer, and notices.
+    kinds = [m["kind"] for m in seller.journal.messages(swap_id) if m["direction"] == "out"]
+    assert kinds, "the seller sent nothing"
+
+
+async def test_policy_rejects_with_reason(ledgers, tmp_path):
+    one, two = LocalChannel.pair("seller", "buyer")
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one)
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two,
+                  policy=AcceptPolicy(max_send={"b:EUR": 500}))
+    await seller.start()
+    await buyer.start()
+    try:
+        swap_id = await seller.propose(spec())
+        [result] = await asyncio.wait_for(seller.wait_all(), 10)
+        assert result.outcome is Outcome.ABORTED
+        assert "above this party's limit of 500" in result.detail
+        assert buyer.journal.get(swap_id) is None
+        assert holdings(ledgers) == (100, 0, 0, 10_000)
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
+
+
+async def test_replayed_message_is_refused(agents):
+    seller, buyer = agents
+    swap_id = await seller.propose(spec())
+    await settle_both(seller, buyer, swap_id)
+    last = buyer.journal.last_seq(swap_id, "seller", "in")
+    old = Message(kind=Kind.LOCKED, swap_id=swap_id, sender="seller", recipient="buyer", seq=last,
+                  body={"leg": "security", "lock_id": "x"})
+    with pytest.raises(errors.MessageRefused, match="replayed or reordered"):
+        await buyer.handle(old)
+    with pytest.raises(errors.MessageRefused, match="talks only to"):
+        await buyer.handle(old.model_copy(update={"sender": "mallory", "seq": last + 10}))
