@@ -58,6 +58,9 @@ class AcceptPolicy(Frozen):
 
 
 class Agent:
+    # The run each agreed swap gets (a test's hostile party subclasses it).
+    run_class: type[PartyRun] = PartyRun
+
     def __init__(self, party: str, peer: str, ledgers: Mapping[str, LedgerAdapter], assets: list[Asset],
                  journal: Journal, channel: Channel, *, policy: AcceptPolicy | None = None,
                  progress: Progress | None = None):
@@ -192,7 +195,7 @@ class Agent:
                     self._agree(swap_id, state, agreement)
                     record = self.orch.journal.get(swap_id) or record
                 spec = SwapSpec.model_validate(record.spec)
-                run = PartyRun(self.orch, record, spec, self.hints_of(swap_id), self.notify)
+                run = self.run_class(self.orch, record, spec, self.hints_of(swap_id), self.notify)
                 outcome, detail = await run.drive()
                 self.journal.finish(swap_id, outcome.value, detail)
                 self.progress(swap_id, f"{outcome.value}: {detail}")
