@@ -1,0 +1,217 @@
+"""The off-ledger channel over gRPC with mutual TLS: one unary method carrying signed envelopes.
+
+Both ends pin each other's self-signed certificate (no certificate authority): the server
+takes only clients whose certificate is a pinned peer's, the client checks the server's
+certificate against that peer's alone, with the peer's party as the TLS name (so TLS holds
+end to end through a TCP proxy on another port).  Over that, every message is signed by its
+sender (:mod:`.envelope`), so a message is bound to its party even outside the connection.
+
+No generated code: the method carries raw bytes (the envelope), so gRPC is only the HTTP/2
+framing, TLS and deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
+from dvp.party.channel import Channel, Handler
+from dvp.party.messages import MAX_MESSAGE_BYTES, Message
+
+from .envelope import NotAuthentic, seal, unseal
+from .identity import Identity, PeerCert
+
+SERVICE = "dvp.agent.v1.Agent"
+METHOD = f"/{SERVICE}/Deliver"
+# Refused by gRPC before our code reads it; unseal checks the same bound on what gets through.
+_SIZE_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+# After a failed connection gRPC waits before the next attempt (up to 2 minutes by default);
+# a healed partition should be used within a second.  Not grpc.min_reconnect_backoff_ms: it is
+# also the TLS connect timeout, which a loaded machine must not be held to.
+_CLIENT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconnect_backoff_ms", 1000)]
+# Without this a second agent on the same port would share it (gRPC sets SO_REUSEPORT).
+_SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
+_GRACE = 0.5
+_MAX_DETAIL = 300
+
+# The peer's agent did not take the call: try again later.  Anything else: it refused it.
+_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
+                grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+
+
+@dataclass(frozen=True)
+class PeerEndpoint:
+    """Where a counterparty's agent listens ("127.0.0.1:PORT", or a proxy in front) and its certificate."""
+
+    endpoint: str
+    cert: PeerCert
+
+
+class GrpcChannel(Channel):
+    """One party's end of the channel: serves its pinned peers and sends to them."""
+
+    def __init__(self, identity: Identity, listen: str, peers: Mapping[str, PeerEndpoint]):
+        super().__init__(identity.party)
+        self.identity = identity
+        self.listen = listen
+        self._host, self._port = _ip_port(listen, "listen")
+        for party, peer in peers.items():
+            if peer.cert.party != party:
+                raise ConfigError(f"peer {party!r}: its certificate names {peer.cert.party!r}")
+            if party == identity.party:
+                raise ConfigError(f"peer {party!r} is this agent's own party")
+            _ip_port(peer.endpoint, f"peer {party!r} endpoint")
+        self.peers = dict(peers)
+        self._by_der = {peer.cert.der: peer.cert for peer in self.peers.values()}
+        self._server: grpc.aio.Server | None = None
+        self._handler: Handler | None = None
+        self._clients: dict[str, grpc.aio.Channel] = {}
+        self.port: int | None = None  # the bound port once started (``listen`` may ask for port 0)
+        # Messages (requests and replies) this end sent and received, per peer party, once they
+        # passed: the bench counts them from here.
+        self.sent: dict[str, int] = {}
+        self.received: dict[str, int] = {}
+
+    async def start(self, handler: Handler) -> None:
+        if self._server is not None:
+            raise RuntimeError("channel already started")
+        self._handler = handler
+        server = grpc.aio.server(options=_SIZE_OPTIONS + _SERVER_OPTIONS)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}),))
+        roots = b"".join(peer.cert.pem for peer in self.peers.values())
+        credentials = grpc.ssl_server_credentials([(self.identity.key_pem, self.identity.cert_pem)],
+                                                  root_certificates=roots, require_client_auth=True)
+        try:
+            port = server.add_secure_port(self.listen, credentials)
+        except RuntimeError:  # grpcio raises on a failed bind; older releases returned 0
+            port = 0
+        if not port:
+            await server.stop(None)
+            raise ConfigError(f"agent of {self.party!r}: cannot listen on {self.listen}: "
+                              "the port is in use or the address is not this machine's")
+        await server.start()
+        self._server, self.port = server, port
+
+    async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
+        peer = self.peers.get(message.recipient)
+        if peer is None:
+            raise MessageRefused(f"no pinned peer {message.recipient!r} for agent of {self.party!r}")
+        if message.sender != self.party:
+            raise MessageRefused(f"agent of {self.party!r} cannot send a message from {message.sender!r}")
+        data = seal(message, self.identity)
+        call = self._client(message.recipient).unary_unary(METHOD)
+        try:
+            raw = await call(data, timeout=timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE:
+                await self._drop(message.recipient)  # a fresh connection next time, not a backoff
+                raise PeerUnreachable(f"agent of {message.recipient!r} at {peer.endpoint} did not answer: "
+                                      f"{_detail(exc)}") from None
+            raise MessageRefused(f"agent of {message.recipient!r} refused the {message.kind} message: "
+                                 f"{_detail(exc)}") from None
+        _count(self.sent, message.recipient)
+        if not raw:
+            return None
+        reply = unseal(raw, peer=peer.cert, me=self.party)
+        _count(self.received, message.recipient)
+        if reply.swap_id != message.swap_id:
+            raise MessageRefused(f"reply of {message.recipient!r} is for swap {reply.swap_id!r}, "
+                                 f"not {message.swap_id!r}")
+        return reply
+
+    async def aclose(self) -> None:
+        server, self._server, self._handler = self._server, None, None
+        if server is not None:
+            await server.stop(_GRACE)
+        for party in list(self._clients):
+            await self._drop(party)
+
+    def _client(self, party: str) -> grpc.aio.Channel:
+        client = self._clients.get(party)
+        if client is None:
+            peer = self.peers[party]
+            credentials = grpc.ssl_channel_credentials(root_certificates=peer.cert.pem,
+                                                       private_key=self.identity.key_pem,
+                                                       certificate_chain=self.identity.cert_pem)
+            options: list[tuple[str, Any]] = [("grpc.ssl_target_name_override", party)]
+            client = grpc.aio.secure_channel(peer.endpoint, credentials,
+                                             options=options + _SIZE_OPTIONS + _CLIENT_OPTIONS)
+            self._clients[party] = client
+        return client
+
+    async def _drop(self, party: str) -> None:
+        client = self._clients.pop(party, None)
+        if client is not None:
+            await client.close()
+
+    async def _deliver(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        peer = self._peer_of(context)
+        if peer is None:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "client certificate is not a pinned peer's")
+        handler = self._handler
+        if handler is None:
+            await _abort(context, grpc.StatusCode.UNAVAILABLE, f"agent of {self.party!r} is stopping")
+        try:
+            message = unseal(request, peer=peer, me=self.party)
+            _count(self.received, peer.party)
+            reply = await handler(message)
+            if reply is None:
+                return b""
+            sealed = seal(reply, self.identity)
+            _count(self.sent, peer.party)
+            return sealed
+        except NotAuthentic as exc:
+            await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
+        except MessageRefused as exc:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except asyncio.CancelledError:
+            raise  # the caller's deadline passed or it went away
+        except Exception as exc:  # the handler's bug must not take the server down
+            await _abort(context, grpc.StatusCode.INTERNAL,
+                         f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}")
+
+    def _peer_of(self, context: grpc.aio.ServicerContext) -> PeerCert | None:
+        pems = context.auth_context().get("x509_pem_cert") or []
+        if len(pems) != 1:
+            return None
+        try:
+            der = x509.load_pem_x509_certificate(pems[0]).public_bytes(serialization.Encoding.DER)
+        except ValueError:
+            return None
+        return self._by_der.get(der)
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    line = " ".join(details.split())
+    await context.abort(code, line[:_MAX_DETAIL])
+    raise AssertionError("context.abort returned")  # it raises; this tells the type checker so
+
+
+def _count(counts: dict[str, int], party: str) -> None:
+    counts[party] = counts.get(party, 0) + 1
+
+
+def _detail(exc: grpc.aio.AioRpcError) -> str:
+    line = " ".join((exc.details() or exc.code().name).split())
+    return line[:_MAX_DETAIL]
+
+
+def _ip_port(address: str, what: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or not 0 <= number <= 65535:
+        raise ConfigError(f"{what}: {address!r} is not IP:PORT (e.g. 127.0.0.1:7101)")
+    return host, number
