@@ -42,6 +42,7 @@ class PartitionProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._links: set[_Link] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # asyncio: in the caller's loop
 
@@ -59,6 +60,8 @@ class PartitionProxy:
         self._cut()
         if server is not None:
             await asyncio.wait_for(server.wait_closed(), _THREAD_TIMEOUT)
+        if self._tasks:  # the forwarding tasks end once their connections are cut
+            await asyncio.wait(set(self._tasks), timeout=_THREAD_TIMEOUT)
 
     async def __aenter__(self) -> PartitionProxy:
         await self.start()
@@ -153,6 +156,15 @@ class PartitionProxy:
         self._links.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await self._forward(reader, writer)
+        finally:
+            self._tasks.discard(task)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.partitioned or len(self._links) >= self.max_connections:
             self.dropped += 1
             writer.transport.abort()
