@@ -108,12 +108,12 @@ class GrpcChannel(Channel):
         if message.sender != self.party:
             raise MessageRefused(f"agent of {self.party!r} cannot send a message from {message.sender!r}")
         data = seal(message, self.identity)
-        call = self._client(message.recipient).unary_unary(METHOD)
+        client = self._client(message.recipient)
         try:
-            raw = await call(data, timeout=timeout)
+            raw = await client.unary_unary(METHOD)(data, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
-                await self._drop(message.recipient)  # a fresh connection next time, not a backoff
+                await self._drop(message.recipient, client)  # a fresh connection next time, not a backoff
                 raise PeerUnreachable(f"agent of {message.recipient!r} at {peer.endpoint} did not answer: "
                                       f"{_detail(exc)}") from None
             raise MessageRefused(f"agent of {message.recipient!r} refused the {message.kind} message: "
@@ -148,9 +148,11 @@ class GrpcChannel(Channel):
             self._clients[party] = client
         return client
 
-    async def _drop(self, party: str) -> None:
-        client = self._clients.pop(party, None)
-        if client is not None:
+    async def _drop(self, party: str, failed: grpc.aio.Channel | None = None) -> None:
+        client = self._clients.get(party)
+        # A concurrent send may already have replaced the failed connection: keep the new one.
+        if client is not None and (failed is None or client is failed):
+            del self._clients[party]
             await client.close()
 
     async def _deliver(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:

@@ -207,6 +207,13 @@ async def test_round_trip_with_and_without_reply(seller, buyer):
         {"buyer": 2}, {"buyer": 1}, {"seller": 1}, {"seller": 2})
 
 
+async def test_concurrent_sends_share_one_connection(seller, buyer):
+    replies = await asyncio.gather(*(seller.send(msg(n=n), timeout=10) for n in range(20)))
+    assert sorted(r.body["seen"] for r in replies) == ["locked"] * 20
+    assert sorted(m.body["n"] for m in buyer.handler.got) == list(range(20))
+    assert list(seller._clients) == ["buyer"]
+
+
 async def test_unpinned_client_is_refused_at_tls(ids, buyer, seller):
     # mallory's certificate is not among the buyer's pinned ones: the server ends the TLS
     # handshake, so no gRPC call exists to refuse and the client sees the peer as unreachable.
