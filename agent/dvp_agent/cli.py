@@ -1,10 +1,161 @@
-"""`dvp agent ...`: registered on the `dvp` command through the entry-point group `dvp.commands`."""
+"""`dvp agent ...`: registered on the `dvp` command through the entry-point group `dvp.commands`.
+
+    dvp agent init DIR --party seller --listen 127.0.0.1:7101   # identity, own keys only, journal
+    dvp agent pair DIR --peer buyer --endpoint 127.0.0.1:7102 --cert buyer-agent.crt
+    dvp agent run DIR [--propose SCENARIO ...] [--until-done]
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
 import click
+
+from dvp import errors
+from dvp.cli import FiniteSeconds, console, fail_cleanly, out, progress_printer
+from dvp.journal import Journal
+from dvp.models import SwapSpec
+from dvp.network import Network
+from dvp.orchestrator import Outcome, SwapResult
+from dvp.party.agent import Agent
+from dvp.party.keys import load_party_file, party_state, write_party_file
+from dvp.runtime.local import LocalRuntime
+from dvp.scenario import load_scenario
+from dvp.settings import Settings
+from dvp.views import print_result
+
+from .config import CONFIG_FILE, PEER_CERT_FILE, AgentConfig, PeerSettings, load_config, save_config
+from .grpc_channel import GrpcChannel, PeerEndpoint
+from .identity import create_identity, load_identity, load_peer_cert
+
+EXIT_NOT_SETTLED = 6  # as `dvp swap`: a swap ended other than settled, or was left unfinished
 
 
 @click.group()
 def agent() -> None:
     """Run one party's agent: its own keys, its own journal, an authenticated channel to the other."""
+
+
+@agent.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--party", required=True, help="The party this agent acts for (its keys only are exported).")
+@click.option("--listen", default="127.0.0.1:7101", show_default=True, help="IP:PORT the agent serves its peer on.")
+@click.pass_obj
+@fail_cleanly
+def init(settings: Settings, folder: Path, party: str, listen: str) -> None:
+    """Make FOLDER an agent for PARTY on the testnets of --run-dir: a new identity (key 0600 and
+    certificate), the ledgers with PARTY's keys only (0600), and agent.yaml."""
+    if (folder / CONFIG_FILE).exists():
+        raise errors.ConfigError(f"{folder / CONFIG_FILE}: exists already; this folder is an agent")
+    state = LocalRuntime(settings.run_dir).state()
+    if state is None or not state.get("complete", True):
+        raise errors.ConfigError(f"run_dir: no running testnets recorded in {settings.run_dir}; run `dvp up` first")
+    narrowed = party_state(state, party)
+    config = AgentConfig(party=party, listen=listen)
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.ConfigError(f"{folder}: cannot create it: {exc.strerror}") from None
+    create_identity(folder, party)
+    write_party_file(config.path(folder, config.ledgers), narrowed)
+    save_config(folder, config)
+    out.print(f"agent for {party!r} in {folder}: ledgers {', '.join(narrowed['ledgers'])}; give "
+              f"{folder / config.cert} to your counterparty, then `dvp agent pair {folder} --peer NAME "
+              f"--endpoint IP:PORT --cert THEIR_CERT`")
+
+
+@agent.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--peer", required=True, help="The counterparty's party name (its certificate must name it).")
+@click.option("--endpoint", required=True, help="IP:PORT of the counterparty's agent.")
+@click.option("--cert", "cert", required=True, type=click.Path(path_type=Path), help="Its agent certificate (PEM).")
+@fail_cleanly
+def pair(folder: Path, peer: str, endpoint: str, cert: Path) -> None:
+    """Pin the counterparty's agent: its endpoint and certificate (copied into FOLDER)."""
+    config = load_config(folder)
+    if peer == config.party:
+        raise errors.ConfigError(f"peer: {peer!r} is this agent's own party")
+    load_peer_cert(cert, peer)  # refuses a certificate that does not name the peer
+    target = folder / PEER_CERT_FILE
+    if cert.resolve() != target.resolve():
+        shutil.copyfile(cert, target)
+    save_config(folder, config.model_copy(update={"peer": PeerSettings(party=peer, endpoint=endpoint)}))
+    out.print(f"{config.party!r} pinned {peer!r} at {endpoint}")
+
+
+@agent.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--propose", "proposals", multiple=True, type=click.Path(path_type=Path),
+              help="A scenario file to propose to the peer (repeatable).")
+@click.option("--until-done", is_flag=True, help="Exit once every swap it drives has ended (at least one).")
+@click.option("--max-seconds", type=FiniteSeconds(1, 7 * 24 * 3600), default=None,
+              help="Stop after this long (unfinished swaps continue at the next start).")
+@click.pass_obj
+@fail_cleanly
+def run(settings: Settings, folder: Path, proposals: tuple[Path, ...], until_done: bool,
+        max_seconds: float | None) -> None:
+    """Serve the peer and drive this party's swaps (and any a crash left unfinished)."""
+    config = load_config(folder)
+    specs = [load_scenario(p) for p in proposals]
+    if config.peer is None:
+        raise errors.ConfigError(f"{folder / CONFIG_FILE}: peer: not set; run `dvp agent pair {folder} ...`")
+    identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
+    if identity.party != config.party:
+        raise errors.ConfigError(f"{config.path(folder, config.cert)}: names {identity.party!r}, not {config.party!r}")
+    peer_cert = load_peer_cert(config.path(folder, config.peer.cert), config.peer.party)
+    state = load_party_file(config.path(folder, config.ledgers))
+    if state["party"] != config.party:
+        raise errors.ConfigError(f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, "
+                                 f"not {config.party!r}'s")
+    channel = GrpcChannel(identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)})
+    results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
+    code = 0
+    for result in results:
+        if isinstance(result, str):
+            click.echo(f"error: swap {result}: unfinished; it continues at the agent's next start", err=True)
+            code = EXIT_NOT_SETTLED
+            continue
+        print_result(out, result, False)
+        if result.outcome is not Outcome.SETTLED:
+            code = EXIT_NOT_SETTLED
+    sys.exit(code)
+
+
+async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], channel: GrpcChannel,
+                 specs: list[SwapSpec], until_done: bool, max_seconds: float | None) -> list[SwapResult | str]:
+    assert config.peer is not None
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = time.monotonic() + max_seconds if max_seconds else None
+    async with Network.from_state(state).reachable_only() as net:
+        journal = Journal(config.path(folder, config.journal))
+        party = Agent(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
+                      policy=config.policy, progress=progress_printer(f"{config.party} "))
+        try:
+            await party.start()
+            console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "
+                          f"{config.peer.endpoint}")
+            for spec in specs:
+                await party.propose(spec)
+            for _ in range(10_000_000):
+                if stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                if until_done and party.tasks and all(t.done() for t in party.tasks.values()):
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.2)
+        finally:
+            finished = {sid: t.result() for sid, t in party.tasks.items()
+                        if t.done() and not t.cancelled() and t.exception() is None}
+            await party.aclose()
+            journal.close()
+    return [finished.get(sid) or sid for sid in party.tasks]

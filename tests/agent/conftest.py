@@ -1,0 +1,171 @@
+"""Two parties' agents as real processes (`dvp agent run`) on the session testbed: each made
+by `dvp agent init` with only its own keys, paired by `dvp agent pair`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dvp.journal import Journal, SwapRecord, Step
+from dvp.models import SwapSpec
+
+from ..cli_helpers import dvp, wait_for_journal
+
+PARTIES = ("seller", "buyer")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class AgentProcess:
+    """One `dvp agent run` process; ended by its pid only."""
+
+    party: str
+    folder: Path
+    proc: subprocess.Popen
+    log: Path
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Agents:
+    """The seller's and the buyer's agent folders, and the processes started from them."""
+
+    run_dir: Path
+    env: dict[str, str]
+    folders: dict[str, Path]
+    ports: dict[str, int]
+    processes: list[AgentProcess] = field(default_factory=list)
+
+    def start(self, party: str, *args: str, crash_after: int | None = None, endpoint: str | None = None) -> AgentProcess:
+        folder = self.folders[party]
+        if endpoint is not None:  # reach the peer through this address (a proxy the test controls)
+            peer = "buyer" if party == "seller" else "seller"
+            assert dvp(["agent", "pair", str(folder), "--peer", peer, "--endpoint", endpoint, "--cert",
+                        str(self.folders[peer] / "agent.crt")], self.env).returncode == 0
+        env = dict(self.env)
+        command = [sys.executable, "-m", "dvp.testing.crash", "agent", "run", str(folder), *args]
+        if crash_after is not None:
+            env["DVP_CRASH_AFTER_WRITES"] = str(crash_after)
+        log = folder / f"agent-{len(self.processes)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = AgentProcess(party, folder, proc, log)
+        self.processes.append(process)
+        return process
+
+    def journal(self, party: str) -> Path:
+        return self.folders[party] / "journal.sqlite"
+
+    def scenario(self, spec: SwapSpec, name: str = "swap.yaml") -> Path:
+        path = self.folders["seller"].parent / name
+        path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
+        return path
+
+    def record(self, party: str, swap_id: str) -> SwapRecord | None:
+        if not self.journal(party).exists():
+            return None
+        journal = Journal(self.journal(party))
+        try:
+            return journal.get(swap_id)
+        finally:
+            journal.close()
+
+    def swap_ids(self, party: str) -> list[str]:
+        journal = Journal(self.journal(party))
+        try:
+            return [r.id for r in journal.swaps()]
+        finally:
+            journal.close()
+
+    def steps(self, party: str, swap_id: str) -> list[Step]:
+        journal = Journal(self.journal(party))
+        try:
+            return journal.steps(swap_id)
+        finally:
+            journal.close()
+
+    def messages(self, party: str, swap_id: str) -> list[dict]:
+        journal = Journal(self.journal(party))
+        try:
+            return journal.messages(swap_id)
+        finally:
+            journal.close()
+
+    def outcome(self, party: str, swap_id: str, timeout: float) -> SwapRecord:
+        """Wait for ``party``'s journal to show the swap ended."""
+        return wait_for_journal(self.journal(party), lambda j: _ended(j.get(swap_id)),
+                                f"{party}'s agent did not end swap {swap_id} in {timeout:.0f}s", timeout=timeout,
+                                poll=0.25)
+
+    def first_swap(self, party: str, timeout: float) -> str:
+        return wait_for_journal(self.journal(party), lambda j: next((r.id for r in j.swaps()), None),
+                                f"{party}'s journal has no swap after {timeout:.0f}s", timeout=timeout, poll=0.2)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+def _ended(record: SwapRecord | None) -> SwapRecord | None:
+    return record if record is not None and record.outcome is not None else None
+
+
+@pytest.fixture
+def agents(run_dir, tmp_path) -> Agents:
+    env = {**os.environ, "DVP_RUN_DIR": str(run_dir)}
+    env.pop("DVP_JOURNAL", None)
+    folders = {p: tmp_path / p for p in PARTIES}
+    ports = {p: free_port() for p in PARTIES}
+    for party in PARTIES:
+        done = dvp(["agent", "init", str(folders[party]), "--party", party, "--listen", f"127.0.0.1:{ports[party]}"], env)
+        assert done.returncode == 0, done.stderr
+    for party, peer in (PARTIES, PARTIES[::-1]):
+        done = dvp(["agent", "pair", str(folders[party]), "--peer", peer, "--endpoint", f"127.0.0.1:{ports[peer]}",
+                    "--cert", str(folders[peer] / "agent.crt")], env)
+        assert done.returncode == 0, done.stderr
+    pair = Agents(run_dir, env, folders, ports)
+    try:
+        yield pair
+    finally:
+        pair.stop_all()
+
+
+def run_async(coro):
+    return asyncio.run(coro)
+
+
+def deadline(seconds: float) -> float:
+    return time.monotonic() + seconds
