@@ -12,7 +12,6 @@ framing, TLS and deadlines.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -175,8 +174,6 @@ class GrpcChannel(Channel):
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except MessageRefused as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except asyncio.CancelledError:
-            raise  # the caller's deadline passed or it went away
         except Exception as exc:  # the handler's bug must not take the server down
             await _abort(context, grpc.StatusCode.INTERNAL,
                          f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}")

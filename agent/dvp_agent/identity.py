@@ -41,6 +41,12 @@ class PeerCert:
     def der(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.DER)
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the certificate, for two organisations to compare over another channel
+        before pinning each other's certificate."""
+        return self.cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
     def verify(self, data: bytes, signature: bytes) -> bool:
         key = self.cert.public_key()
         assert isinstance(key, ec.EllipticCurvePublicKey)  # checked when loaded

@@ -57,6 +57,7 @@ def test_identity_files_and_round_trip(tmp_path):
     assert sans.get_values_for_type(x509.DNSName) == ["seller"]
     assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     assert load_peer_cert(crt, "seller").der == made.cert.der
+    assert made.cert.fingerprint == cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 def test_create_refuses_to_overwrite_a_key(tmp_path):

@@ -62,6 +62,7 @@ class PartitionProxy:
             await asyncio.wait_for(server.wait_closed(), _THREAD_TIMEOUT)
         if self._tasks:  # the forwarding tasks end once their connections are cut
             await asyncio.wait(set(self._tasks), timeout=_THREAD_TIMEOUT)
+        self._loop = None  # partition() and heal() now only set the flag
 
     async def __aenter__(self) -> PartitionProxy:
         await self.start()
