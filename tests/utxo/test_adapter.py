@@ -197,7 +197,7 @@ async def test_claim_needs_the_recipients_key(btcd_ledger):
         buyer_pub = full.pubkey_of("buyer")
         secret, _t, lock_id = await locked(full)
     async with make(cfg, keys=keys, pubkeys={"buyer": buyer_pub}) as seller_only:
-        with pytest.raises(errors.LockError, match="recipient's key"):
+        with pytest.raises(errors.ConfigError, match="no key for party .buyer.*recipient.s key"):
             await seller_only.claim(lock_id, secret, submitter="seller")
 
 
