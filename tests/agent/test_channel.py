@@ -352,6 +352,23 @@ async def test_through_a_proxy_partition_and_heal(ids, buyer):
     assert len(buyer.handler.got) == 2
 
 
+async def test_through_a_stalled_proxy_the_deadline_tells(ids, buyer):
+    # A partition that closes nothing: the send finds out only by its deadline.
+    async with PartitionProxy(("127.0.0.1", buyer.port)) as proxy:
+        seller = GrpcChannel(ids["seller"], "127.0.0.1:0", pinned(ids, "buyer", endpoint=f"127.0.0.1:{proxy.port}"))
+        try:
+            assert await seller.send(msg(), timeout=5) is not None
+            proxy.partition(stall=True)
+            started = time.monotonic()
+            with pytest.raises(PeerUnreachable, match="did not answer: Deadline Exceeded"):
+                await seller.send(msg(), timeout=1)
+            assert 1 <= time.monotonic() - started < 2
+            proxy.heal()
+            assert await seller.send(msg(), timeout=5) is not None
+        finally:
+            await seller.aclose()
+
+
 async def test_port_in_use_and_bad_addresses_are_config_errors(ids, buyer):
     taken = GrpcChannel(ids["buyer"], f"127.0.0.1:{buyer.port}", pinned(ids, "seller"))
     with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{buyer.port}: the port is in use"):

@@ -68,6 +68,41 @@ async def test_forwards_partitions_and_heals(echo_port):
         assert proxy.accepted == 4 and proxy.dropped == 4
 
 
+async def test_stall_holds_bytes_and_connections_until_heal(echo_port):
+    async with PartitionProxy(("127.0.0.1", echo_port)) as proxy:
+        reader, writer = await roundtrip(proxy.port)
+        proxy.partition(stall=True)
+        assert proxy.partitioned and proxy.mode == "stall"
+        writer.write(b"held")
+        await writer.drain()
+        with pytest.raises(TimeoutError):  # nothing comes back, and nothing is closed
+            await asyncio.wait_for(reader.read(4), 0.5)
+        late_reader, late_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        late_writer.write(b"late")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(late_reader.read(4), 0.5)
+        assert proxy.accepted == 1
+        proxy.heal()
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"held"
+        assert await asyncio.wait_for(late_reader.readexactly(4), 5) == b"late"
+        assert (proxy.accepted, proxy.dropped) == (2, 0)
+        for w in (writer, late_writer):
+            w.close()
+
+
+async def test_close_while_stalled_releases_everything(echo_port):
+    proxy = PartitionProxy(("127.0.0.1", echo_port))
+    await proxy.start()
+    reader, writer = await roundtrip(proxy.port)
+    proxy.partition(stall=True)
+    held = await asyncio.open_connection("127.0.0.1", proxy.port)
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    await proxy.aclose()
+    assert time.monotonic() - started < 1
+    assert await cut(reader, writer) and await cut(*held)
+
+
 async def test_connection_cap_and_dead_target(echo_port):
     async with PartitionProxy(("127.0.0.1", echo_port), max_connections=2) as proxy:
         kept = [await roundtrip(proxy.port) for _ in range(2)]
@@ -144,4 +179,4 @@ def test_as_a_process_with_signals():
 def test_process_usage_error():
     done = subprocess.run([sys.executable, "-m", "dvp.testing.proxy", "nope"], capture_output=True, text=True,
                           timeout=30)
-    assert done.returncode == 2 and done.stderr.startswith("usage: python -m dvp.testing.proxy TARGET_PORT")
+    assert done.returncode == 2 and done.stderr.startswith("usage: python -m dvp.testing.proxy TARGET_PORT [--stall]")

@@ -2,8 +2,11 @@
 
 ``PartitionProxy(("127.0.0.1", port))`` listens on a free loopback port and forwards every
 connection to the target.  :meth:`~PartitionProxy.partition` drops every forwarded connection at
-once and closes each new one as soon as it is accepted, until :meth:`~PartitionProxy.heal`.  It
-forwards bytes only (TLS stays end to end between the agents).
+once and closes each new one as soon as it is accepted, until :meth:`~PartitionProxy.heal`.
+``partition(stall=True)`` is the other kind of partition, a link that loses every packet: no
+byte passes either way and new connections hang, yet nothing is closed, so the agents find out
+only by their deadlines; :meth:`~PartitionProxy.heal` lets the held bytes through.  It forwards
+bytes only (TLS stays end to end between the agents).
 
 From synchronous code it runs its own event loop in a thread::
 
@@ -12,7 +15,8 @@ From synchronous code it runs its own event loop in a thread::
 
 From asyncio, in the caller's loop: ``async with PartitionProxy(target) as proxy: ...``.
 As a process (for tests that drive agents as processes): ``python -m dvp.testing.proxy PORT``
-prints its port, partitions on SIGUSR1, heals on SIGUSR2 and stops on SIGTERM or SIGINT.
+prints its port, partitions on SIGUSR1 (stalls with ``--stall``), heals on SIGUSR2 and stops on
+SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ class PartitionProxy:
         self.target = target
         self.max_connections = max_connections
         self.port = port  # the bound port once started
-        self.partitioned = False
+        self.mode: str | None = None  # "cut" or "stall" while partitioned
         self.accepted = 0  # connections forwarded
         self.dropped = 0  # connections closed by a partition, refused while partitioned, or over the cap
+        self._flowing = asyncio.Event()  # cleared while stalled
+        self._flowing.set()
+        self._closing = False
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -48,6 +55,10 @@ class PartitionProxy:
 
     async def start(self) -> int:
         self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self._flowing = asyncio.Event()  # an event belongs to one loop: this one
+        if self.mode != "stall":
+            self._flowing.set()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port,
                                                   limit=_CHUNK, backlog=self.max_connections)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -57,6 +68,8 @@ class PartitionProxy:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        self._closing = True
+        self._flowing.set()  # held connections wake up, see the proxy closing and go
         self._cut()
         if server is not None:
             await asyncio.wait_for(server.wait_closed(), _THREAD_TIMEOUT)
@@ -73,15 +86,21 @@ class PartitionProxy:
 
     # control: from the proxy's loop or from any other thread
 
-    def partition(self) -> None:
-        """Drop every forwarded connection now; close new ones on accept until :meth:`heal`."""
-        self._on_loop(self._partition)
+    def partition(self, *, stall: bool = False) -> None:
+        """Drop every forwarded connection now and close new ones on accept, until :meth:`heal`;
+        with ``stall``, hold every byte and every new connection instead, closing nothing."""
+        self._on_loop(self._stall if stall else self._partition)
 
     def heal(self) -> None:
         self._on_loop(self._heal)
 
     @property
+    def partitioned(self) -> bool:
+        return self.mode is not None
+
+    @property
     def connections(self) -> int:
+        """Connections forwarded now (a stalled one counts)."""
         return len(self._links)
 
     # synchronous: its own loop in a thread
@@ -144,11 +163,17 @@ class PartitionProxy:
         done.result(timeout=_THREAD_TIMEOUT)
 
     def _partition(self) -> None:
-        self.partitioned = True
+        self.mode = "cut"
+        self._flowing.set()  # connections held by a stall wake up and are closed
         self._cut()
 
+    def _stall(self) -> None:
+        self.mode = "stall"
+        self._flowing.clear()
+
     def _heal(self) -> None:
-        self.partitioned = False
+        self.mode = None
+        self._flowing.set()
 
     def _cut(self) -> None:
         for link in list(self._links):
@@ -166,29 +191,35 @@ class PartitionProxy:
             self._tasks.discard(task)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.partitioned or len(self._links) >= self.max_connections:
-            self.dropped += 1
-            writer.transport.abort()
-            return
+        upstream: asyncio.StreamWriter | None = None
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.target, limit=_CHUNK), _CONNECT_TIMEOUT)
-        except (OSError, TimeoutError):
-            writer.transport.abort()  # the target is down: the client sees its connection fail
-            return
-        if self.partitioned:  # partitioned while connecting
-            self.dropped += 1
-            writer.transport.abort()
-            up_writer.transport.abort()
-            return
-        link = _Link(writer, up_writer)
-        self._links.add(link)
-        self.accepted += 1
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            if self.mode == "cut" or len(self._tasks) > self.max_connections:
+                self.dropped += 1
+                return
+            await self._flowing.wait()  # stalled: the client's connection hangs, as over a dead link
+            if self.mode == "cut" or self._closing:
+                self.dropped += 1
+                return
+            try:
+                up_reader, up_writer = await asyncio.wait_for(
+                    asyncio.open_connection(*self.target, limit=_CHUNK), _CONNECT_TIMEOUT)
+            except (OSError, TimeoutError):
+                return  # the target is down: the client sees its connection fail
+            upstream = up_writer
+            if self.mode == "cut" or self._closing:  # partitioned while connecting
+                self.dropped += 1
+                return
+            link = _Link(writer, up_writer)
+            self._links.add(link)
+            self.accepted += 1
+            try:
+                await asyncio.gather(_pipe(reader, up_writer, self._flowing), _pipe(up_reader, writer, self._flowing))
+            finally:
+                self._links.discard(link)
         finally:
-            self._links.discard(link)
-            link.abort()
+            writer.transport.abort()
+            if upstream is not None:
+                upstream.transport.abort()
 
 
 class _Link:
@@ -202,9 +233,10 @@ class _Link:
             writer.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event) -> None:
     try:
         while chunk := await reader.read(_CHUNK):
+            await flowing.wait()  # stalled: hold this chunk; the sender's TCP buffers fill and it waits
             writer.write(chunk)
             await writer.drain()  # backpressure: at most the transport's buffer per direction
         if writer.can_write_eof():
@@ -215,11 +247,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
 
 
-async def _serve(target_port: int) -> None:
+async def _serve(target_port: int, stall: bool) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     async with PartitionProxy(("127.0.0.1", target_port)) as proxy:
-        loop.add_signal_handler(signal.SIGUSR1, proxy.partition)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: proxy.partition(stall=stall))
         loop.add_signal_handler(signal.SIGUSR2, proxy.heal)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
@@ -228,11 +260,13 @@ async def _serve(target_port: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not argv[0].isdigit() or not 0 < int(argv[0]) < 65536:
-        print("usage: python -m dvp.testing.proxy TARGET_PORT (forwards 127.0.0.1:<free port> to it)",
-              file=sys.stderr)
+    stall = "--stall" in argv
+    args = [a for a in argv if a != "--stall"]
+    if len(args) != 1 or not args[0].isdigit() or not 0 < int(args[0]) < 65536:
+        print("usage: python -m dvp.testing.proxy TARGET_PORT [--stall] (forwards 127.0.0.1:<free port> to it; "
+              "SIGUSR1 partitions, SIGUSR2 heals)", file=sys.stderr)
         return 2
-    asyncio.run(_serve(int(argv[0])))
+    asyncio.run(_serve(int(args[0]), stall))
     return 0
 
 
