@@ -61,7 +61,7 @@ class GrpcChannel(Channel):
         super().__init__(identity.party)
         self.identity = identity
         self.listen = listen
-        self._host, self._port = _ip_port(listen, "listen")
+        _ip_port(listen, "listen")
         for party, peer in peers.items():
             if peer.cert.party != party:
                 raise ConfigError(f"peer {party!r}: its certificate names {peer.cert.party!r}")
@@ -82,6 +82,8 @@ class GrpcChannel(Channel):
     async def start(self, handler: Handler) -> None:
         if self._server is not None:
             raise RuntimeError("channel already started")
+        if not self.peers:
+            raise ConfigError(f"agent of {self.party!r}: no peer pinned, so no client could be accepted")
         self._handler = handler
         server = grpc.aio.server(options=_SIZE_OPTIONS + _SERVER_OPTIONS)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
