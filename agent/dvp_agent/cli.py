@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import sys
@@ -30,6 +31,9 @@ from dvp.runtime.local import LocalRuntime
 from dvp.scenario import load_scenario
 from dvp.settings import Settings
 from dvp.views import print_result
+
+# gRPC's own log lines (a failed bind ...) would come before our one-line error.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from .config import CONFIG_FILE, PEER_CERT_FILE, AgentConfig, PeerSettings, load_config, save_config
 from .grpc_channel import GrpcChannel, PeerEndpoint

@@ -9,7 +9,7 @@ from dvp.models import Role
 from dvp.network import Network
 
 from ..scenarios import SETTLED, changes, snapshot, spec_for
-from ..testbed import CROSS_PAIRS, Pair
+from ..testbed import CROSS_PAIRS, CROSS_PARAMS, Pair
 from .conftest import Agents, run_async
 
 pytestmark = pytest.mark.agent
@@ -20,8 +20,14 @@ async def balances(run_dir):
         return await snapshot(net)
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
-@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
+# Every pair the testbed runs, the seller holding the secret; both holders on the two base pairs.
+SETTLE_CASES = [*(pytest.param(p, Role.SELLER, id=f"seller-{p.id}") for p in CROSS_PAIRS),
+                *(pytest.param(p, Role.BUYER, id=f"buyer-{p.id}") for p in CROSS_PAIRS)]
+for param in CROSS_PARAMS[len(CROSS_PAIRS):]:
+    SETTLE_CASES.append(pytest.param(param.values[0], Role.SELLER, id=f"seller-{param.id}", marks=param.marks))
+
+
+@pytest.mark.parametrize(("pair", "holder"), SETTLE_CASES)
 def test_two_agents_settle(agents: Agents, pair: Pair, holder: Role):
     spec = spec_for(pair, secret_holder=holder.value)
     before = run_async(balances(agents.run_dir))
@@ -46,4 +52,4 @@ def test_two_agents_settle(agents: Agents, pair: Pair, holder: Role):
         assert {s.step for s in agents.steps(party, swap_id) if s.step.startswith("lock")} == {leg}
     # What crossed the channel, counted by each side.
     sent = [m["kind"] for m in agents.messages("seller", swap_id) if m["direction"] == "out"]
-    assert sent[0] == "propose" and "locked" in sent, sent
+    assert sent[0] == "propose" and "locked" in sent, (sent, seller.output()[-4000:])

@@ -195,7 +195,7 @@ class Agent:
                     self._agree(swap_id, state, agreement)
                     record = self.orch.journal.get(swap_id) or record
                 spec = SwapSpec.model_validate(record.spec)
-                run = self.run_class(self.orch, record, spec, self.hints_of(swap_id), self.notify)
+                run = self.run_class(self.orch, record, spec, self.hints_of(swap_id), self.notify, self.probe)
                 outcome, detail = await run.drive()
                 self.journal.finish(swap_id, outcome.value, detail)
                 self.progress(swap_id, f"{outcome.value}: {detail}")
@@ -261,6 +261,19 @@ class Agent:
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
+    async def probe(self, swap_id: str) -> None:
+        """Ping the peer's agent; note when it stopped answering (for the swap's report)."""
+        hints = self.hints_of(swap_id)
+        try:
+            await self.send(Kind.PING, swap_id, {})
+        except errors.PeerUnreachable:
+            if hints.unreachable_since is None:
+                hints.unreachable_since = time.time()
+            return
+        except errors.MessageRefused:
+            return
+        hints.unreachable_since = None
+
     def _check_incoming(self, message: Message, reply_to: Message | None = None) -> None:
         """Refuse what is not for this party from its peer, or replayed, reordered or stale."""
         if message.sender != self.peer or message.recipient != self.party:
@@ -285,6 +298,10 @@ class Agent:
             reply = await self._on_proposal(message)
         elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED):
             reply = self._on_notice(message)
+        elif message.kind is Kind.PING:
+            if self.journal.get(message.swap_id) is None:
+                raise errors.MessageRefused(f"ping for unknown swap {message.swap_id}")
+            reply = Kind.ACK, {}
         else:
             raise errors.MessageRefused(f"unexpected {message.kind.value} message for swap {message.swap_id}")
         self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
@@ -301,7 +318,7 @@ class Agent:
         except ValueError:
             raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.leg must be security or cash") from None
         lock_id = message.body.get("lock_id")
-        if not isinstance(lock_id, str) or not 0 < len(lock_id) <= 200:
+        if not isinstance(lock_id, str) or not 0 < len(lock_id) <= 2048:  # a UTXO lock id carries its script
             raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.lock_id must be a lock id")
         self.progress(message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)")
         self.hints_of(message.swap_id).heard(leg, lock_id)

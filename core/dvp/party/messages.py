@@ -28,7 +28,8 @@ class Kind(StrEnum):
     LOCKED = "locked"  # body {leg, lock_id}: the sender's lock is on its ledger
     CLAIMED = "claimed"  # body {leg, lock_id}: the sender claimed a lock
     REFUNDED = "refunded"  # body {leg, lock_id}: the sender refunded its lock
-    ACK = "ack"  # the reply to a notice
+    PING = "ping"  # is the peer's agent still there? (while waiting on it near an expiry)
+    ACK = "ack"  # the reply to a notice or a ping
 
 
 class Message(Frozen):

@@ -52,6 +52,13 @@ class Hints:
 
 
 Notify = Callable[[str, Kind, LegName, str], Awaitable[None]]  # (swap_id, kind, leg, lock_id)
+Probe = Callable[[str], Awaitable[None]]  # (swap_id): ping the peer, noting in Hints whether it answered
+# While waiting on the peer, ask whether its agent is still there every this many polls.
+PROBE_EVERY = 10
+
+
+async def _no_probe(swap_id: str) -> None:
+    return None
 
 
 def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
@@ -62,7 +69,8 @@ def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
 
 
 class PartyRun(_HtlcRun):
-    def __init__(self, orch: Orchestrator, record: SwapRecord, spec: SwapSpec, hints: Hints, notify: Notify):
+    def __init__(self, orch: Orchestrator, record: SwapRecord, spec: SwapSpec, hints: Hints, notify: Notify,
+                 probe: Probe = _no_probe):
         super().__init__(orch, record, spec)
         side = self.state.side
         assert side is not None, "a party's run needs the party's side of the swap"
@@ -70,6 +78,7 @@ class PartyRun(_HtlcRun):
         self.me: Role = side.role
         self.hints = hints
         self._notify = notify
+        self._probe = probe
         self.created = record.created
         self.budget = budget(spec.plan, self.adapter_of(self.holder).finality, self.adapter_of(self.counter).finality,
                              self.adapter_of(self.holder).finality)
@@ -226,7 +235,9 @@ class PartyRun(_HtlcRun):
     async def await_claim(self, role: Role) -> bool:
         """Wait until ``role``'s lock is claimed (True) or has expired still locked (False)."""
         adapter, lock_id, expiry = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role).expiry
-        for _ in range(MAX_POLLS):
+        for polls in range(MAX_POLLS):
+            if polls % PROBE_EVERY == PROBE_EVERY - 1:
+                await self._probe(self.id)
             state = await adapter.get_lock(lock_id)
             if state is None:
                 raise errors.SwapError(f"lock {lock_id} on {self.ledger_of(role)} is gone")

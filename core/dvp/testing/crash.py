@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Any
 
 from ..env import env_int
 from ..errors import ConfigError
 from ..journal import Journal
 
 VARIABLE = "DVP_CRASH_AFTER_WRITES"
+# Kill right after the journal records a row of this step (e.g. "extract secret"): a party
+# that vanishes at a chosen point of its protocol, whatever order its other writes took.
+STEP_VARIABLE = "DVP_CRASH_AFTER_STEP"
 
 
 def install(after: int) -> None:
@@ -25,6 +29,18 @@ def install(after: int) -> None:
     Journal.after_commit = maybe_die
 
 
+def install_after_step(step: str) -> None:
+    """Kill this process right after the journal records a row of ``step``."""
+    record = Journal.record
+
+    def record_then_die(self: Journal, swap_id: str, name: str, phase: str, **kw: Any) -> None:
+        record(self, swap_id, name, phase, **kw)
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    Journal.record = record_then_die  # type: ignore[method-assign,assignment]
+
+
 def main() -> None:
     from ..cli import error_exit, main as cli
 
@@ -34,6 +50,9 @@ def main() -> None:
         error_exit(str(exc), exc.exit_code)
     if after is not None:
         install(after)
+    step = os.environ.get(STEP_VARIABLE)
+    if step:
+        install_after_step(step)
     cli(args=sys.argv[1:], prog_name="dvp")
 
 
