@@ -346,8 +346,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         """Refuse a spend the sender cannot pay: the amount of the token, and the gas of the
         call (and of an approve, on a token without permit) at the current price in the chain's coin."""
         try:
-            owner = self._address(sender)
-            self._key(sender)
+            owner = self._address(sender)  # a counterparty's address will do: this reads, it signs nothing
             self._address(recipient)
             self._token(asset)
         except errors.ConfigError as exc:

@@ -219,7 +219,6 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self.account(terms.sender)
             self.account(terms.recipient)
             self._asset(terms.asset)
-            self._signs(terms.sender)
         except errors.ConfigError as exc:
             raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
         held = await self.balance(terms.sender, terms.asset)

@@ -65,7 +65,7 @@ from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
 from .htlc import UtxoLedger
-from .keys import Key, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
+from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
 from .tx import TxBuildError, Utxo
@@ -293,7 +293,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
         try:
             onchain, unit = self._onchain(terms.asset)
             htlc = self._htlc(terms)
-            sender = self._key(terms.sender)
+            # A counterparty's lock is checked too (it is the ledger's verdict): its coins are
+            # selected by its public key, and the funding is sized with a stand-in signature.
+            sender = self._keys.get(terms.sender) or StandIn.of(self._pubkey(terms.sender))
         except errors.ConfigError as exc:
             raise errors.LockRefused(str(exc)) from None
         await self._refresh("check lock")

@@ -134,6 +134,26 @@ class Key:
         return f"Key(pubkey={self.pubkey.hex()})"
 
 
+@dataclass(frozen=True)
+class StandIn(Key):
+    """A party known by its public key only, standing in where a spend of its coins is sized
+    and checked but never sent (``check_lock`` of a counterparty's lock): it signs with a
+    throwaway secret, so what it builds has the right size and is never valid."""
+
+    public: bytes = b""
+
+    @property
+    def pubkey(self) -> bytes:
+        return self.public
+
+    @classmethod
+    def of(cls, pubkey: bytes) -> "StandIn":
+        return cls(cls.dev("stand-in", pubkey.hex()).secret, check_pubkey(pubkey))
+
+    def __repr__(self) -> str:
+        return f"StandIn(pubkey={self.public.hex()})"
+
+
 def check_pubkey(pub: bytes) -> bytes:
     if len(pub) != 33 or pub[0] not in (2, 3) or not CPubKey(pub).is_fullyvalid:
         raise ValueError(f"not a valid compressed public key: {pub.hex()}")

@@ -93,9 +93,12 @@ async def test_an_agent_acts_for_its_own_party_only(name, party_files, full_stat
         assert await seller.balance("buyer", asset) == await full.balance("buyer", asset)
         terms, preimage = make_terms(seller, await seller.now(), asset, seconds=SECONDS, amount=AMOUNT)
         theirs = terms.model_copy(update={"sender": "buyer", "recipient": "seller"})
-        await seller.check_lock(terms)
-        with pytest.raises(LockRefused, match="no key for party 'buyer'"):
-            await seller.check_lock(theirs)
+        # check_lock is the ledger's verdict, for any party's lock: each side checks both.
+        for side in (seller, buyer):
+            await side.check_lock(terms)
+            await side.check_lock(theirs)
+        with pytest.raises(LockRefused, match="holds"):  # and a short one is refused for any party
+            await buyer.check_lock(terms.model_copy(update={"amount": 10**12}))
         with pytest.raises(ConfigError, match=f"{name}: no key for party 'buyer' in this process"):
             await seller.lock(theirs)
 
