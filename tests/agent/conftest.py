@@ -69,7 +69,8 @@ class Agents:
     ports: dict[str, int]
     processes: list[AgentProcess] = field(default_factory=list)
 
-    def start(self, party: str, *args: str, crash_after: int | None = None, endpoint: str | None = None) -> AgentProcess:
+    def start(self, party: str, *args: str, crash_after: int | None = None, crash_after_step: str | None = None,
+              endpoint: str | None = None) -> AgentProcess:
         folder = self.folders[party]
         if endpoint is not None:  # reach the peer through this address (a proxy the test controls)
             peer = "buyer" if party == "seller" else "seller"
@@ -79,6 +80,8 @@ class Agents:
         command = [sys.executable, "-m", "dvp.testing.crash", "agent", "run", str(folder), *args]
         if crash_after is not None:
             env["DVP_CRASH_AFTER_WRITES"] = str(crash_after)
+        if crash_after_step is not None:
+            env["DVP_CRASH_AFTER_STEP"] = crash_after_step
         log = folder / f"agent-{len(self.processes)}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -54,7 +54,7 @@ class Hints:
 Notify = Callable[[str, Kind, LegName, str], Awaitable[None]]  # (swap_id, kind, leg, lock_id)
 Probe = Callable[[str], Awaitable[None]]  # (swap_id): ping the peer, noting in Hints whether it answered
 # While waiting on the peer, ask whether its agent is still there every this many polls.
-PROBE_EVERY = 10
+PROBE_EVERY = 5
 
 
 async def _no_probe(swap_id: str) -> None:
@@ -210,7 +210,9 @@ class PartyRun(_HtlcRun):
         agreement ends the wait at once, with the differences."""
         adapter, lock_id, agreed = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role)
         seen_notices: set[str] = set()
-        for _ in range(MAX_POLLS):
+        for polls in range(MAX_POLLS):
+            if polls % PROBE_EVERY == PROBE_EVERY - 1:
+                await self._probe(self.id)
             state = await adapter.get_lock(lock_id)
             if state is not None and (state.final or state.status is not LockStatus.LOCKED):
                 return None
@@ -228,7 +230,8 @@ class PartyRun(_HtlcRun):
                         f"agreed terms: {differences(other.terms, agreed)}")
             why = await give_up()
             if why:
-                return why
+                await self._probe(self.id)  # is its agent still there? the reason says so
+                return await give_up() or why
             await self.hints.wait(POLL_SECONDS)
         return f"gave up waiting for the {self.leg_name(role)} lock after {MAX_POLLS} polls"
 
@@ -244,6 +247,7 @@ class PartyRun(_HtlcRun):
             if state.status is LockStatus.CLAIMED:
                 return True
             if state.status is LockStatus.REFUNDED or adapter.is_expired(await adapter.now(), expiry):
+                await self._probe(self.id)
                 return False
             if self.spec.fast_forward and self.hints.unreachable_since is not None and self.wall_left(role) <= 0:
                 return False  # a dev chain that only moves when mined: the peer is gone and its time is up
