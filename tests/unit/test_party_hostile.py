@@ -203,8 +203,6 @@ async def test_honest_party_stays_whole(ledgers, tmp_path, misbehaviour, hostile
         assert replays[0].message.seq == replays[1].message.seq
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="PartyRun.await_lock lets get_lock's LockNotFound for a notice's malformed id end the drive")
 async def test_false_notice_with_an_id_no_ledger_issues(tmp_path):
     """A notice naming an id the ledger refuses to read (as EVM and UTXO adapters refuse ids
     of the wrong shape) is a false notice like any other: the honest holder still refunds."""

@@ -220,7 +220,10 @@ class PartyRun(_HtlcRun):
                 if hinted == lock_id or hinted in seen_notices:
                     continue
                 seen_notices.add(hinted)
-                other = await adapter.get_lock(hinted)
+                try:
+                    other = await adapter.get_lock(hinted)
+                except (errors.LockError, errors.ConfigError):  # an id this ledger cannot even read: false too
+                    other = None
                 if other is None:
                     self.o.progress(self.id, f"peer named lock {hinted} on {self.ledger_of(role)}; the ledger has none")
                     await self.note(self.step(Action.AUDIT, role), Phase.SKIPPED, self.ledger_of(role),
