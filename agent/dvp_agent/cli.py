@@ -1,8 +1,11 @@
 """`dvp agent ...`: registered on the `dvp` command through the entry-point group `dvp.commands`.
 
-    dvp agent init DIR --party seller --listen 127.0.0.1:7101   # identity, own keys only, journal
-    dvp agent pair DIR --peer buyer --endpoint 127.0.0.1:7102 --cert buyer-agent.crt
-    dvp agent run DIR [--propose SCENARIO ...] [--until-done]
+    dvp agent init [DIR] --party seller --listen 127.0.0.1:7101  # identity, own keys only, journal
+    dvp agent pair [DIR] --peer buyer --endpoint 127.0.0.1:7102 --cert buyer-agent.crt
+    dvp agent run [DIR] [--propose SCENARIO ...] [--until-done]
+    dvp agent propose [DIR] SCENARIO                            # to the party's running agent
+
+DIR defaults to RUN_DIR/agents/PARTY when ``--party`` names the party.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from dvp.views import print_result
 # gRPC's own log lines (a failed bind ...) would come before our one-line error.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
+from . import outbox
 from .config import CONFIG_FILE, PEER_CERT_FILE, AgentConfig, PeerSettings, load_config, save_config
 from .grpc_channel import GrpcChannel, PeerEndpoint
 from .identity import create_identity, load_identity, load_peer_cert
@@ -47,15 +51,24 @@ def agent() -> None:
     """Run one party's agent: its own keys, its own journal, an authenticated channel to the other."""
 
 
+def _folder(settings: Settings, folder: Path | None, party: str | None) -> Path:
+    if folder is not None:
+        return folder
+    if party is None:
+        raise errors.ConfigError("folder: give the agent's folder, or --party NAME for RUN_DIR/agents/NAME")
+    return settings.run_dir / "agents" / party
+
+
 @agent.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--party", required=True, help="The party this agent acts for (its keys only are exported).")
 @click.option("--listen", default="127.0.0.1:7101", show_default=True, help="IP:PORT the agent serves its peer on.")
 @click.pass_obj
 @fail_cleanly
-def init(settings: Settings, folder: Path, party: str, listen: str) -> None:
+def init(settings: Settings, folder: Path | None, party: str, listen: str) -> None:
     """Make FOLDER an agent for PARTY on the testnets of --run-dir: a new identity (key 0600 and
     certificate), the ledgers with PARTY's keys only (0600), and agent.yaml."""
+    folder = _folder(settings, folder, party)
     if (folder / CONFIG_FILE).exists():
         raise errors.ConfigError(f"{folder / CONFIG_FILE}: exists already; this folder is an agent")
     state = LocalRuntime(settings.run_dir).state()
@@ -76,13 +89,16 @@ def init(settings: Settings, folder: Path, party: str, listen: str) -> None:
 
 
 @agent.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="This agent's party (its folder is RUN_DIR/agents/PARTY).")
 @click.option("--peer", required=True, help="The counterparty's party name (its certificate must name it).")
 @click.option("--endpoint", required=True, help="IP:PORT of the counterparty's agent.")
 @click.option("--cert", "cert", required=True, type=click.Path(path_type=Path), help="Its agent certificate (PEM).")
+@click.pass_obj
 @fail_cleanly
-def pair(folder: Path, peer: str, endpoint: str, cert: Path) -> None:
+def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, endpoint: str, cert: Path) -> None:
     """Pin the counterparty's agent: its endpoint and certificate (copied into FOLDER)."""
+    folder = _folder(settings, folder, party)
     config = load_config(folder)
     if peer == config.party:
         raise errors.ConfigError(f"peer: {peer!r} is this agent's own party")
@@ -95,7 +111,8 @@ def pair(folder: Path, peer: str, endpoint: str, cert: Path) -> None:
 
 
 @agent.command()
-@click.argument("folder", type=click.Path(path_type=Path))
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="This agent's party (its folder is RUN_DIR/agents/PARTY).")
 @click.option("--propose", "proposals", multiple=True, type=click.Path(path_type=Path),
               help="A scenario file to propose to the peer (repeatable).")
 @click.option("--until-done", is_flag=True, help="Exit once every swap it drives has ended (at least one).")
@@ -103,9 +120,10 @@ def pair(folder: Path, peer: str, endpoint: str, cert: Path) -> None:
               help="Stop after this long (unfinished swaps continue at the next start).")
 @click.pass_obj
 @fail_cleanly
-def run(settings: Settings, folder: Path, proposals: tuple[Path, ...], until_done: bool,
+def run(settings: Settings, folder: Path | None, party: str | None, proposals: tuple[Path, ...], until_done: bool,
         max_seconds: float | None) -> None:
     """Serve the peer and drive this party's swaps (and any a crash left unfinished)."""
+    folder = _folder(settings, folder, party)
     config = load_config(folder)
     specs = [load_scenario(p) for p in proposals]
     if config.peer is None:
@@ -119,7 +137,8 @@ def run(settings: Settings, folder: Path, proposals: tuple[Path, ...], until_don
         raise errors.ConfigError(f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, "
                                  f"not {config.party!r}'s")
     channel = GrpcChannel(identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)})
-    results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
+    with outbox.running(folder):
+        results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
     code = 0
     for result in results:
         if isinstance(result, str):
@@ -155,6 +174,7 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
                     break
                 if until_done and party.tasks and all(t.done() for t in party.tasks.values()):
                     break
+                await _take_outbox(folder, party)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
         finally:
@@ -163,3 +183,39 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
             await party.aclose()
             journal.close()
     return [finished.get(sid) or sid for sid in party.tasks]
+
+
+async def _take_outbox(folder: Path, party: Agent) -> None:
+    """Propose what `dvp agent propose` left for this agent; answer each with its swap id or why not."""
+    for request, text in outbox.take(folder):
+        code = 0
+        try:
+            swap_id, error = await party.propose(SwapSpec.model_validate_json(text)), None
+        except errors.DvpError as exc:
+            swap_id, error, code = None, str(exc), exc.exit_code
+        except ValueError as exc:  # pydantic: the file was changed after `dvp agent propose` checked it
+            swap_id, error, code = None, f"scenario: {str(exc).splitlines()[0]}", errors.ConfigError.exit_code
+        outbox.answer(request, swap_id, error, code)
+
+
+@agent.command()
+@click.argument("scenario", type=click.Path(path_type=Path))
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="The proposing party (its agent's folder is RUN_DIR/agents/PARTY).")
+@click.pass_obj
+@fail_cleanly
+def propose(settings: Settings, scenario: Path, folder: Path | None, party: str | None) -> None:
+    """Have the party's running agent propose SCENARIO to its peer; prints the swap id."""
+    folder = _folder(settings, folder, party)
+    load_config(folder)
+    spec = load_scenario(scenario)
+    if not outbox.is_running(folder):
+        raise errors.ConfigError(f"{folder}: no agent is running from this folder; start it with "
+                                 f"`dvp agent run {folder}` (or give --propose to it)")
+    answer = outbox.await_answer(outbox.post(folder, spec), timeout=30)
+    if answer.get("error"):
+        refused = errors.DvpError(f"the agent did not propose it: {answer['error']}")
+        refused.exit_code = int(answer.get("code") or errors.ConfigError.exit_code)
+        raise refused
+    out.print(f"proposed swap {answer['swap_id']}; its outcome: `dvp --journal {folder / 'journal.sqlite'} history "
+              f"{answer['swap_id']}`")

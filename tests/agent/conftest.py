@@ -58,6 +58,17 @@ class AgentProcess:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def ready(self, timeout: float = 60) -> "AgentProcess":
+        """Wait until it serves its peer (its first line), or fail with its output."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if "agent listening on" in self.output():
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"{self.party}'s agent did not start: {self.output()[-2000:]}")
+
 
 @dataclass
 class Agents:
