@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .adapter import Issuing
+from .demo_agents import AgentRun, agents_installed, all_steps, run_two_agents
 from .errors import DvpError
 from .models import HtlcPlan, Leg, SwapSpec, Trade
 from .network import Network
@@ -61,6 +62,23 @@ def demo_swaps(ledgers: set[str] | None = None) -> list[tuple[str, SwapSpec]]:
     return swaps
 
 
+TWO_AGENTS_TITLE = "two banks, two processes: the seller's and the buyer's agents, each with only its own keys"
+
+
+def _two_agents(settings: Settings, out: Console, console: Console, ledgers: set[str]) -> list[AgentRun]:
+    """The cross-ledger EVM swap again, run by two `dvp agent` processes; both parties' views."""
+    if not agents_installed():
+        out.print("[yellow]two-agent run skipped: `dvp agent` is not installed (pip install 'dvp[agent]')[/]")
+        return []
+    with console.status(TWO_AGENTS_TITLE) as status:
+        runs = run_two_agents(settings, _cross_ledger("evm-a", "evm-b"), lambda m: status.update(f"{TWO_AGENTS_TITLE}: {m}"))
+    out.print(f"[bold]{TWO_AGENTS_TITLE}[/]")
+    for run in runs:
+        out.print(steps_table(run.result, title=f"{run.party}'s agent"))
+        out.print(f"[dim]{run.party}: {run.sent} messages sent, {run.received} received over the mutual-TLS channel[/]")
+    return runs
+
+
 async def _issue(net: Network) -> None:
     sends = []
     for asset in net.assets:
@@ -102,9 +120,10 @@ async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Con
                 result = await orch.run(spec)
             out.print(steps_table(result))
             results.append((title, result))
+        agent_runs = _two_agents(settings, out, console, set(net.ledgers))
         after = await net.balances(PARTIES)
     out.print(balances_table(after, before, title="final balances"))
-    steps = [s for _, r in results for s in r.steps]
+    steps = [s for _, r in results for s in r.steps] + all_steps(agent_runs)
     drift = {f"{l}/{a}": d for (l, a), d in conservation(before, after, fees_paid(steps)).items() if d}
     tracked = {(l, a) for l, a, _ in before}  # a coin that only pays fees (Elements' LBTC) is not traded
     traded_fees = {k: f for k, f in fees_paid(steps).items() if k[:2] in tracked}
@@ -113,12 +132,15 @@ async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Con
         out.print(f"fees paid in traded coins (counted in the check): {paid}")
     out.print("[green]balances conserved on every ledger[/]" if not drift else f"[red]balances changed: {drift}[/]")
     unsettled = [t for t, r in results if r.outcome is not Outcome.SETTLED]
+    unsettled += [f"{a.party}'s agent" for a in agent_runs if a.result.outcome is not Outcome.SETTLED]
     path = report or settings.reports_dir / "demo.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "machine": machine(),
         "ledgers": runtime.status(),
         "swaps": [{"title": t, **swap_report(r)} for t, r in results],
+        "two_agents": [{"party": a.party, "messages_sent": a.sent, "messages_received": a.received,
+                        **swap_report(a.result)} for a in agent_runs],
         "balances_before": balances_json(before),
         "balances_after": balances_json(after),
         "fees_in_traded_assets": [{"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in traded_fees.items()],

@@ -24,10 +24,11 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def steps_table(result: SwapResult) -> Table:
+def steps_table(result: SwapResult, title: str | None = None) -> Table:
     outcome = result.outcome.value if result.outcome else "unfinished"
     style = _OUTCOME_STYLE.get(outcome, "white")
-    table = Table(title=f"{result.kind} swap {result.swap_id}: [{style}]{outcome}[/]", caption=result.detail)
+    heading = f"{result.kind} swap {result.swap_id}: [{style}]{outcome}[/]"
+    table = Table(title=f"{title}: {heading}" if title else heading, caption=result.detail)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("step", "left"), ("ledger", "left"), ("seconds", "right"), ("block", "right"), ("tx", "left"))
     for col, just in columns:

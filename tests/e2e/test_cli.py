@@ -138,3 +138,9 @@ def test_demo_settles_every_swap_and_leaves_nothing_running(tmp_path):
     pids = [p for entry in data["ledgers"] for p in entry["pids"]]
     assert pids and not any(alive(p) for p in pids)
     assert "balances conserved on every ledger" in run.stdout
+    # Two banks, two processes: each agent's own view of the same swap, with its channel traffic.
+    agents = data["two_agents"]
+    assert [a["party"] for a in agents] == ["seller", "buyer"]
+    assert {a["swap_id"] for a in agents} == {agents[0]["swap_id"]}
+    assert [a["outcome"] for a in agents] == ["settled", "settled"]
+    assert all(a["messages_sent"] > 0 and a["messages_received"] > 0 for a in agents)
