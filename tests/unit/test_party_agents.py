@@ -14,6 +14,7 @@ from dvp.orchestrator import Outcome
 from dvp.party.agent import AcceptPolicy, Agent
 from dvp.party.channel import LocalChannel
 from dvp.party.messages import Kind, Message
+from dvp.party.run import PartyRun
 from dvp.testing.memory import MemoryLedger
 
 ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
@@ -56,6 +57,14 @@ async def settle_both(seller, buyer, swap_id):
             break
         await asyncio.sleep(0.05)
     return await asyncio.wait_for(asyncio.gather(seller.tasks[swap_id], buyer.tasks[swap_id]), 8)
+
+
+async def settle_one(agent, swap_id):
+    for _ in range(200):
+        if swap_id in agent.tasks:
+            break
+        await asyncio.sleep(0.05)
+    return await asyncio.wait_for(agent.tasks[swap_id], 8)
 
 
 @pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
@@ -108,3 +117,37 @@ async def test_replayed_message_is_refused(agents):
         await buyer.handle(old)
     with pytest.raises(errors.MessageRefused, match="talks only to"):
         await buyer.handle(old.model_copy(update={"sender": "mallory", "seq": last + 10}))
+
+
+class LateLock(PartyRun):
+    """A counterparty whose lock lands just inside the holder's safety margin (its ledger's
+    clock jumps right after it locks)."""
+
+    async def lock_own(self, role):
+        await super().lock_own(role)
+        ledger = self.adapter_of(role)
+        left = ledger.seconds_left(await ledger.now(), self.known_terms(role).expiry)
+        await ledger.advance_time(int(left) - self.budget.claim_window + 1)
+
+
+async def test_holder_never_reveals_inside_its_margin(ledgers, tmp_path):
+    one, two = LocalChannel.pair("seller", "buyer")
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one)
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two)
+    buyer.run_class = LateLock
+    await seller.start()
+    await buyer.start()
+    try:
+        swap_id = await seller.propose(spec())
+        await settle_one(seller, swap_id)
+        await ledgers["b"].advance_time(60)  # the buyer's clock runs on to its own lock's expiry
+        ours, theirs = await settle_both(seller, buyer, swap_id)
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
+    assert ours.outcome is Outcome.REFUNDED and "nothing revealed" in ours.detail, ours.detail
+    assert theirs.outcome is Outcome.REFUNDED, theirs.detail
+    skipped = [s for s in seller.journal.steps(swap_id) if s.step == "claim cash" and s.phase == "skipped"]
+    assert skipped and "safety margin" in skipped[0].detail["reason"]
+    assert ledgers["b"].locks[seller.journal.get(swap_id).data["lock_cash"]].preimage is None  # never revealed
+    assert holdings(ledgers) == (100, 0, 0, 10_000)

@@ -162,6 +162,18 @@ class PartyRun(_HtlcRun):
         await self.transact(self.step(Action.LOCK, role), self.ledger_of(role), lambda: adapter.lock(terms),
                             lambda: self.exists(role))
 
+    async def holder_claim(self) -> bool:
+        """Rule 4 by both clocks: the counter leg's time left, by its ledger and by the wall
+        clock (a chain that mines on demand does not count down by itself), must exceed the
+        claim window before the secret is revealed."""
+        step = self.step(Action.CLAIM, self.counter)
+        if not self.done(step) and not await self.lock_is(self.counter, LockStatus.CLAIMED)():
+            if await self.left(self.counter) <= self.budget.claim_window:
+                await self.note(step, Phase.SKIPPED, self.ledger_of(self.counter),
+                                reason="inside the safety margin before expiry (wall clock)")
+                return False
+        return await super().holder_claim()
+
     async def notify(self, kind: Kind, role: Role) -> None:
         await self._notify(self.id, kind, self.leg_name(role), self.known_lock_id(role))
 
