@@ -10,8 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -22,6 +24,7 @@ from dvp.models import SwapSpec
 from ..cli_helpers import dvp, wait_for_journal
 
 PARTIES = ("seller", "buyer")
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -108,35 +111,27 @@ class Agents:
         path.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
         return path
 
+    def read(self, party: str, what: Callable[[Journal], T]) -> T:
+        """``what`` of ``party``'s journal, opened and closed around the read."""
+        journal = Journal(self.journal(party))
+        try:
+            return what(journal)
+        finally:
+            journal.close()
+
     def record(self, party: str, swap_id: str) -> SwapRecord | None:
         if not self.journal(party).exists():
             return None
-        journal = Journal(self.journal(party))
-        try:
-            return journal.get(swap_id)
-        finally:
-            journal.close()
+        return self.read(party, lambda j: j.get(swap_id))
 
     def swap_ids(self, party: str) -> list[str]:
-        journal = Journal(self.journal(party))
-        try:
-            return [r.id for r in journal.swaps()]
-        finally:
-            journal.close()
+        return self.read(party, lambda j: [r.id for r in j.swaps()])
 
     def steps(self, party: str, swap_id: str) -> list[Step]:
-        journal = Journal(self.journal(party))
-        try:
-            return journal.steps(swap_id)
-        finally:
-            journal.close()
+        return self.read(party, lambda j: j.steps(swap_id))
 
     def messages(self, party: str, swap_id: str) -> list[dict]:
-        journal = Journal(self.journal(party))
-        try:
-            return journal.messages(swap_id)
-        finally:
-            journal.close()
+        return self.read(party, lambda j: j.messages(swap_id))
 
     def outcome(self, party: str, swap_id: str, timeout: float) -> SwapRecord:
         """Wait for ``party``'s journal to show the swap ended."""

@@ -10,15 +10,9 @@ from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, Rol
 from dvp.lease import drive_lease
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 
-from dvp.testing.memory import MemoryDvpLedger, MemoryLedger, MemoryLiveLedger
+from dvp.testing.memory import MemoryDvpLedger, MemoryLiveLedger
 
 
-@pytest.fixture
-def ledgers():
-    a, b = MemoryLedger("a"), MemoryLedger("b")
-    a.balances[("seller", "BOND")] = 100
-    b.balances[("buyer", "EUR")] = 10_000
-    return {"a": a, "b": b}
 
 
 @pytest.fixture

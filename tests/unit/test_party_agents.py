@@ -15,17 +15,10 @@ from dvp.party.agent import AcceptPolicy, Agent
 from dvp.party.channel import LocalChannel
 from dvp.party.messages import Kind, Message
 from dvp.party.run import PartyRun
-from dvp.testing.memory import MemoryLedger
 
 ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
 
 
-@pytest.fixture
-def ledgers():
-    a, b = MemoryLedger("a"), MemoryLedger("b")
-    a.balances[("seller", "BOND")] = 100
-    b.balances[("buyer", "EUR")] = 10_000
-    return {"a": a, "b": b}
 
 
 def spec(holder: Role = Role.SELLER, **plan) -> SwapSpec:
