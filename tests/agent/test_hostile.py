@@ -1,0 +1,211 @@
+"""A hostile counterparty against a real honest agent process, on real ledgers.
+
+The honest seller is a `dvp agent run` process; the buyer is played in the test process by a
+hostile agent (:mod:`dvp.testing.hostile`) from the buyer's own agent folder: its keys, its
+certificate, its journal.  Whatever the buyer does, the seller ends whole and says why."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from contextlib import asynccontextmanager
+
+import pytest
+
+from dvp import errors
+from dvp.adapter import TimeTravel
+from dvp.journal import Journal
+from dvp.models import Role
+from dvp.network import Network
+from dvp.orchestrator import Outcome
+from dvp.party.agent import Agent
+from dvp.party.keys import load_party_file
+from dvp.party.messages import Kind, Message, next_seq
+from dvp.testing.hostile import MALFORMED_LOCK_ID, Misbehaviour, hostile_agent
+from dvp_agent import grpc_channel
+from dvp_agent.config import load_config
+from dvp_agent.envelope import seal
+from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
+from dvp_agent.identity import create_identity, load_identity, load_peer_cert
+
+from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
+from ..testbed import CROSS_PAIRS, Pair
+from .conftest import AgentProcess, Agents, run_async
+
+pytestmark = [pytest.mark.agent, pytest.mark.timeout(420)]
+
+NOT_SETTLED = 6  # `dvp agent run --until-done`: a swap ended other than settled
+# Where the buyer never locks, the seller waits out the counter leg's time by the wall clock:
+# the shortest plan every pair accepts.
+SHORT_PLAN = {"holder_timeout": 30, "counter_timeout": 15}
+
+
+async def balances(run_dir):
+    async with Network.from_run_dir(run_dir) as net:
+        return await snapshot(net)
+
+
+@asynccontextmanager
+async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
+    """The buyer's agent, in this process, from its own folder (as `dvp agent run` builds it)."""
+    folder = agents.folders["buyer"]
+    config = load_config(folder)
+    assert config.peer is not None
+    identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
+    peer = PeerEndpoint(config.peer.endpoint, load_peer_cert(config.path(folder, config.peer.cert), config.peer.party))
+    channel = GrpcChannel(identity, config.listen, {config.peer.party: peer})
+    async with Network.from_state(load_party_file(config.path(folder, config.ledgers))) as net:
+        journal = Journal(config.path(folder, config.journal))
+        buyer = agent_class(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
+                            progress=lambda swap_id, message: print("buyer", swap_id, message))
+        await buyer.start()
+        try:
+            yield buyer, net
+        finally:
+            await buyer.aclose()
+            journal.close()
+
+
+async def exited(process: AgentProcess, seconds: float) -> int:
+    """The process's exit code, waiting without blocking this process's agent."""
+    deadline = time.monotonic() + seconds
+    while (code := process.proc.poll()) is None:
+        assert time.monotonic() < deadline, f"{process.party}'s agent still running after {seconds:.0f}s"
+        await asyncio.sleep(0.25)
+    return code
+
+
+async def let_expire(buyer: Agent, net: Network, ledger: str, swap_id: str) -> None:
+    """Move the buyer's ledger past its own lock's expiry (a dev chain's clock stands still
+    between blocks) until its drive, refunding whatever it locked, ends."""
+    task = buyer.tasks.get(swap_id)
+    adapter = net.ledgers[ledger]
+    for _ in range(60):
+        if task is None or task.done():
+            return
+        if isinstance(adapter, TimeTravel):
+            await adapter.advance_time(20)
+        await asyncio.sleep(1)
+    raise AssertionError(f"the hostile buyer's drive of {swap_id} did not end")
+
+
+def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
+    """What the honest seller names as the cause, by ledger: an EVM lock id covers every term,
+    so a tampered lock is another lock, named by the buyer's notice; a Bitcoin lock id is its
+    script, which has no amount, so a smaller lock sits under the agreed id and fails its audit."""
+    if misbehaviour is Misbehaviour.NEVER_LOCKS:
+        return re.escape(f"the 'buyer' lock never appeared on {pair.cash} while there was time to claim it")
+    if misbehaviour is Misbehaviour.OTHER_HASHLOCK:
+        return rf"the cash lock \w+ on {pair.cash} differs from the agreed terms: hashlock [0-9a-f]{{64}} \(agreed [0-9a-f]{{64}}\)"
+    if pair.cash == "btc":
+        return rf"refused the cash lock: .*amount.*{CASH_AMOUNT // 2}"
+    return re.escape(f"differs from the agreed terms: amount {CASH_AMOUNT // 2} (agreed {CASH_AMOUNT})")
+
+
+HOSTILE_CASES = [pytest.param(pair, m, id=f"{m.value}-{pair.id}") for pair in CROSS_PAIRS
+                 for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)]
+
+
+@pytest.mark.parametrize(("pair", "misbehaviour"), HOSTILE_CASES)
+def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair, misbehaviour: Misbehaviour):
+    """The seller holds the secret and locks first; the hostile buyer cheats on its own lock
+    (a real lock of its own funds, announced by a notice naming it) or never locks."""
+    before = run_async(balances(agents.run_dir))
+    plan = SHORT_PLAN if misbehaviour is Misbehaviour.NEVER_LOCKS else {}
+    spec = spec_for(pair, secret_holder=Role.SELLER.value, **plan)
+
+    async def play() -> tuple[str, str]:
+        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                                  "--max-seconds", "240")
+            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+            [swap_id] = agents.swap_ids("seller")
+            await let_expire(buyer, net, pair.cash, swap_id)
+            hostile = buyer.tasks[swap_id].result()
+            return swap_id, f"{hostile.outcome}: {hostile.detail}" if hostile else "unfinished"
+
+    swap_id, hostile = run_async(play())
+    ours = agents.record("seller", swap_id)
+    print("honest seller:", ours.outcome, ours.detail)
+    assert ours.outcome == "refunded", ours.detail
+    assert re.search(refusal(misbehaviour, pair), ours.detail), ours.detail
+    assert ours.detail.endswith("; refunded my security leg"), ours.detail
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    # Nobody gained or lost a leg: the hostile buyer took its own lock back too.
+    assert changes(before, after, pair, steps) == UNCHANGED, hostile
+
+
+@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+def test_false_notices(agents: Agents, pair: Pair):
+    """The buyer never locks and names locks that do not exist (one under an id its ledger
+    cannot even read) and a claim it did not make: the seller refunds its own lock."""
+    before = run_async(balances(agents.run_dir))
+    spec = spec_for(pair, secret_holder=Role.SELLER.value, **SHORT_PLAN)
+
+    async def play() -> tuple[str, str]:
+        async with buyer_agent(agents, hostile_agent(Misbehaviour.FALSE_NOTICES)):
+            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                                  "--max-seconds", "240")
+            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+        [swap_id] = agents.swap_ids("seller")
+        return swap_id, seller.output()
+
+    swap_id, output = run_async(play())
+    ours = agents.record("seller", swap_id)
+    assert ours.outcome == "refunded", output[-2000:]
+    assert re.search(refusal(Misbehaviour.NEVER_LOCKS, pair), ours.detail), ours.detail
+    named = {s.detail.get("lock_id") for s in agents.steps("seller", swap_id)
+             if s.phase == "skipped" and s.detail.get("reason", "").startswith("false notice")}
+    assert MALFORMED_LOCK_ID in named and len(named) >= 2, named
+    after = run_async(balances(agents.run_dir))
+    assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
+
+
+@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, monkeypatch):
+    """The buyer's own TLS identity but every message signed by another key, then a client
+    whose certificate names the buyer but is not the pinned one: the honest seller takes
+    nothing from either, agrees nothing, and says why."""
+    mallory = create_identity(tmp_path / "mallory", "buyer")
+    before = run_async(balances(agents.run_dir))
+    # Every envelope this process seals (the buyer's requests and its replies) is mallory's.
+    monkeypatch.setattr(grpc_channel, "seal", lambda message, identity: seal(message, mallory))
+
+    async def play() -> tuple[str, str]:
+        async with buyer_agent(agents) as (buyer, _net):
+            serving = agents.start("seller", "--max-seconds", "120")
+            # The buyer proposes (retrying until the seller's agent listens): refused.
+            theirs = await buyer.propose(spec_for(pair, secret_holder=Role.BUYER.value))
+            result = await asyncio.wait_for(buyer.tasks[theirs], 60)
+            assert result is not None and result.outcome is Outcome.ABORTED, result
+            assert "refused the propose message: signature of message from 'buyer' does not verify with buyer's " \
+                   "certificate" in result.detail, result.detail
+            # mallory's own certificate: the seller's agent ends the TLS handshake.
+            endpoint = PeerEndpoint(buyer.channel.peers["seller"].endpoint, buyer.channel.peers["seller"].cert)
+            impostor = GrpcChannel(mallory, "127.0.0.1:0", {"seller": endpoint})
+            try:
+                with pytest.raises(errors.PeerUnreachable, match="did not answer"):
+                    await impostor.send(Message(kind=Kind.PROPOSE, swap_id="mallory1", sender="buyer",
+                                                recipient="seller", seq=next_seq(0)), timeout=5)
+            finally:
+                await impostor.aclose()
+            serving.stop()
+            # The seller proposes: the buyer's acceptance does not verify, so nothing is agreed.
+            spec = spec_for(pair, secret_holder=Role.SELLER.value)
+            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                                  "--max-seconds", "120")
+            assert await exited(seller, 150) == NOT_SETTLED, seller.output()
+            [ours] = agents.swap_ids("seller")
+            return theirs, ours
+
+    theirs, ours = run_async(play())
+    assert agents.record("seller", theirs) is None and agents.record("seller", "mallory1") is None
+    record = agents.record("seller", ours)
+    assert record.outcome == "aborted", record.detail
+    assert record.detail == ("the proposal was refused: signature of message from 'buyer' does not verify with "
+                             "buyer's certificate; nothing moved"), record.detail
+    assert not [m for m in agents.messages("seller", ours) if m["direction"] == "in"], agents.messages("seller", ours)
+    after = run_async(balances(agents.run_dir))
+    assert changes(before, after, pair) == UNCHANGED
