@@ -165,3 +165,64 @@ def test_report_rerenders_and_compares(bench_out, tmp_path):
     assert (tmp_path / "cmp" / "compare.png").read_bytes().startswith(PNG_MAGIC)
     bad = dvp(["report", str(tmp_path / "cmp" / "compare.html")], env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: results:")
+
+
+# -- `dvp bench --agents`: the same pair's swaps between the seller's and the buyer's agents --------
+
+AGENT_PAIR, AGENT_SWAPS = "evm-a/evm-b", 2
+
+
+@pytest.fixture(scope="module")
+def agents_out(run_dir, tmp_path_factory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("bench-agents")
+    env = {**os.environ, "DVP_RUN_DIR": str(run_dir), "COLUMNS": "250"}
+    result = dvp(["bench", "--agents", "--swaps", str(AGENT_SWAPS), "--concurrency", "2", "--refunds", "0",
+                  "--pairs", AGENT_PAIR, "--throughput-txs", "4", "--baseline-samples", "1",
+                  "--swap-timeout", "120", "--out", str(out)], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout
+
+
+def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_out):
+    out, stdout = agents_out
+    run = json.loads((out / "results.json").read_text())
+    [pair] = run["pairs"]
+    agents = pair["agents"]
+    assert run["agents"]["channel"].startswith("grpc") and agents["channel"] == run["agents"]["channel"]
+    assert agents["stuck"] == [] and len(agents["swaps"]) == AGENT_SWAPS
+    assert pair["summary"]["outcomes"] == {"settled": AGENT_SWAPS}  # the one-process rows, beside them
+    journals = {party: Journal(out / "agents" / f"{party}.sqlite") for party in ("seller", "buyer")}
+    try:
+        totals = {party: {"sent": 0, "received": 0} for party in journals}
+        for swap in agents["swaps"]:
+            assert swap["error"] is None
+            for party, fig in swap["parties"].items():
+                journal = journals[party]
+                assert journal.get(swap["swap_id"]).outcome == fig["outcome"] == "settled"
+                rows = journal.messages(swap["swap_id"])
+                sent = sum(1 for r in rows if r["direction"] == "out")
+                received = sum(1 for r in rows if r["direction"] == "in")
+                assert (fig["messages_sent"], fig["messages_received"]) == (sent, received)
+                assert sent > 0 and received > 0
+                totals[party]["sent"] += sent
+                totals[party]["received"] += received
+                finals = [s for s in journal.steps(swap["swap_id"]) if s.phase == "final"]
+                assert fig["transactions"] == len({s.tx_id for s in finals}) == 2  # its lock and its claim
+                assert sum(f["fee"] for f in fig["fees"].values()) == sum(s.detail["fee"] for s in finals) > 0
+                assert fig["locked_seconds"] > 0 and fig["latency_seconds"] > 0
+            # The proposal went from the seller to the buyer, the acceptance back.
+            assert swap["parties"]["seller"]["messages_by_kind"]["propose"]["sent"] == 1
+            assert swap["parties"]["buyer"]["messages_by_kind"]["accept"]["sent"] == 1
+    finally:
+        for journal in journals.values():
+            journal.close()
+    # What the journals show is what the gRPC channel itself counted, per party.
+    assert agents["channel_counts"] == totals
+    assert agents["channel_check"] == {"checked": True, "matches": True, "mismatches": []}
+    for party, summary in agents["summary"].items():
+        assert summary["outcomes"] == {"settled": AGENT_SWAPS}
+        assert (summary["messages_sent"], summary["messages_received"]) == (totals[party]["sent"], totals[party]["received"])
+    # Each agent had its own identity, its key private to it.
+    for party in ("seller", "buyer"):
+        assert (out / "agents" / party / "agent.key").stat().st_mode & 0o077 == 0
+    assert "two agents per pair" in stdout and "match" in stdout

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from dvp.bench import metrics as m
+from dvp.bench import parties as pm
+from dvp.bench.agents import delta
 from dvp.journal import Step
 
 LEDGERS = {
@@ -266,3 +268,116 @@ def test_rss_trend_flat_and_growing():
     assert growing["slope_kib_per_swap"] == pytest.approx(10_000.0)
     assert growing["growth_kib"] == pytest.approx(40_000.0) and not growing["flat"]
     assert m.rss_trend([(1, 5)]) is None
+
+
+# -- two parties' agents, each with its own journal (dvp.bench.parties) ------------------------
+
+SELLER_ROWS = rows("x", [
+    ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
+    ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
+    ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
+    ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
+    ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
+    ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
+    ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
+])
+BUYER_ROWS = rows("x", [
+    ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
+    ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
+    ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
+    ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
+    ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
+    ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
+    ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
+    ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
+])
+
+
+def msgs(party_out: list[str], party_in: list[str], peer: str = "buyer") -> list[dict]:
+    return ([{"peer": peer, "direction": "out", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_out)]
+            + [{"peer": peer, "direction": "in", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_in)])
+
+
+# The seller proposes (a reply: accept), notices its lock and its claim (replies: ack); the
+# buyer's two notices reach it as requests it acks.
+SELLER_MSGS = msgs(["propose", "locked", "claimed", "ack", "ack"], ["accept", "ack", "ack", "locked", "claimed"])
+BUYER_MSGS = msgs(["accept", "ack", "ack", "locked", "claimed"], ["propose", "locked", "claimed", "ack", "ack"], "seller")
+
+
+def agent_swap():
+    seller = pm.PartyJournal("seller", 1000.0, 1007.0, "settled", SELLER_ROWS, SELLER_MSGS)
+    buyer = pm.PartyJournal("buyer", 1000.125, 1006.75, "settled", BUYER_ROWS, BUYER_MSGS)
+    return pm.agent_swap("x", SPEC, [seller, buyer], LEDGERS)
+
+
+def test_per_party_latency_steps_and_fees_from_each_journal():
+    s = agent_swap()
+    seller, buyer = s["parties"]["seller"], s["parties"]["buyer"]
+    assert s["proposed"] == 1000.0  # the proposer's record
+    assert seller["latency_seconds"] == 7.0 and buyer["latency_seconds"] == 6.75
+    assert (seller["steps"], buyer["steps"]) == (3, 4)
+    assert (seller["transactions"], buyer["transactions"]) == (2, 2)
+    assert seller["fees"] == {"evm-a": {"fee": 300, "unit": "wei"}, "btc": {"fee": 150, "unit": "sat"}}
+    assert buyer["fees"] == {"btc": {"fee": 200, "unit": "sat"}, "evm-a": {"fee": 100, "unit": "wei"}}
+
+
+def test_locked_time_runs_from_own_lock_to_the_counterpartys_claim():
+    s = agent_swap()
+    # The seller's security lock (final at 1002.0) is claimed in the buyer's journal at 1006.5.
+    assert s["parties"]["seller"]["locked"] == {"security": {"ledger": "evm-a", "amount": 10, "seconds": 4.5,
+                                                             "amount_seconds": 45.0, "ended_by": "claim"}}
+    # The buyer's cash lock (1003.5) is claimed by the seller at 1005.0.
+    assert s["parties"]["buyer"]["locked"]["cash"]["seconds"] == 1.5
+    assert s["parties"]["buyer"]["locked_seconds"] == 1.5
+
+
+def test_locked_time_of_a_refunded_lock_and_a_swap_unfinished_on_one_side():
+    refunded = rows("r", [
+        ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
+        ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
+    ])
+    seller = pm.PartyJournal("seller", 2000.0, 2008.0, "refunded", refunded, [])
+    buyer = pm.PartyJournal("buyer", 2000.5, None, None, [], [])
+    s = pm.agent_swap("r", SPEC, [seller, buyer], LEDGERS)
+    assert s["parties"]["seller"]["locked"]["security"]["seconds"] == 6.0
+    assert s["parties"]["seller"]["locked"]["security"]["ended_by"] == "refund"
+    assert s["parties"]["seller"]["fees"] == {"evm-a": {"fee": 550, "unit": "wei"}}
+    assert s["parties"]["buyer"]["latency_seconds"] is None and s["parties"]["buyer"]["locked_seconds"] is None
+
+
+def test_a_transaction_journaled_final_twice_is_paid_once():
+    again = [*SELLER_ROWS, SELLER_ROWS[2]]  # the lock's final row again (a resume)
+    assert SELLER_ROWS[2].phase == "final"
+    fig = pm.party_swap(pm.PartyJournal("seller", 1000.0, 1007.0, "settled", again, []),
+                        pm.PartyJournal("buyer", None, None, None), SPEC, 1000.0, LEDGERS)
+    assert fig["transactions"] == 2 and fig["fees"]["evm-a"]["fee"] == 300
+
+
+def test_messages_per_party_are_the_journals_rows_by_direction_and_kind():
+    s = agent_swap()
+    seller = s["parties"]["seller"]
+    assert (seller["messages_sent"], seller["messages_received"]) == (5, 5)
+    assert seller["messages_by_kind"]["propose"] == {"sent": 1, "received": 0}
+    assert seller["messages_by_kind"]["ack"] == {"sent": 2, "received": 2}
+    assert s["parties"]["buyer"]["messages_by_kind"]["accept"] == {"sent": 1, "received": 0}
+
+
+def test_pair_summary_per_party_and_the_channel_check():
+    summary = pm.summarize_parties([agent_swap(), agent_swap()])
+    seller = summary["seller"]
+    assert seller["swaps"] == 2 and seller["outcomes"] == {"settled": 2}
+    assert seller["latency"]["mean"] == 7.0 and seller["steps_per_swap"] == 3.0
+    assert seller["fees"]["btc"] == {"fee": 300, "unit": "sat", "fee_per_swap": 150.0}
+    assert (seller["messages_sent"], seller["messages_received"], seller["messages_per_swap"]) == (10, 10, 10.0)
+    counted = {"seller": {"sent": 10, "received": 10}, "buyer": {"sent": 10, "received": 10}}
+    assert pm.check_channel(summary, counted) == {"checked": True, "matches": True, "mismatches": []}
+    counted["buyer"] = {"sent": 9, "received": 10}
+    check = pm.check_channel(summary, counted)
+    assert not check["matches"] and check["mismatches"] == ["buyer sent: journal 10, channel 9"]
+    assert pm.check_channel(summary, None) == {"checked": False, "matches": None, "mismatches": []}
+
+
+def test_channel_counter_deltas_per_pair():
+    before = {"seller": {"sent": 4, "received": 3}}
+    assert delta({"seller": {"sent": 10, "received": 9}}, before) == {"seller": {"sent": 6, "received": 6}}
+    assert delta(None, before) is None and delta(before, None) is None

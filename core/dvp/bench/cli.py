@@ -30,11 +30,14 @@ from ..topology import default, with_ledgers
 @click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
 @click.option("--with", "extra_kinds", multiple=True, metavar="KIND",
               help="Also start a ledger of this kind (e.g. geth, a second EVM client) if bench starts the testnets itself.")
+@click.option("--agents", is_flag=True,
+              help="Also run each cross-ledger pair's swaps between the seller's and the buyer's agents (own keys, "
+                   "journals and channel), figures per party; no refund swaps between agents.")
 @click.pass_obj
 @fail_cleanly
 def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, refunds: int, out_dir: Path | None,
           block_time: float, swap_timeout: float, throughput_txs: int, baseline_samples: int,
-          extra_kinds: tuple[str, ...]) -> None:
+          extra_kinds: tuple[str, ...], agents: bool) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
     from .render import missed, render_all, tables, write_json
     from .runner import BenchConfig, run_bench
@@ -44,7 +47,7 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
     cfg = BenchConfig(swaps=swaps, concurrency=concurrency, refunds=refunds, swap_timeout=swap_timeout,
                       pairs=[p.strip() for p in pairs.split(",") if p.strip()] if pairs else None,
                       throughput_txs=throughput_txs,
-                      baseline_samples=baseline_samples, block_time=block_time)
+                      baseline_samples=baseline_samples, block_time=block_time, agents=agents)
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
@@ -62,14 +65,15 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
                 if kind == "plan":
                     n = len(info["pairs"])
                     cross = sum(1 for p in info["pairs"] if "/" in p)
-                    progress.update(task, total=n * info["swaps"] + cross * info["refunds"], completed=0)
+                    progress.update(task, total=n * info["swaps"] + cross * info["refunds"]
+                                    + len(info["agent_pairs"]) * info["swaps"], completed=0)
                     console.print(f"[dim]pairs:[/] {', '.join(info['pairs'])}")
                 elif kind == "phase":
                     progress.update(task, description=info["name"])
                 elif kind == "baseline":
                     console.print(f"[dim]baseline measured on[/] {info['ledger']}")
-                elif kind in ("pair", "refunds"):
-                    label = "refund swaps" if kind == "refunds" else "swaps"
+                elif kind in ("pair", "refunds", "agents"):
+                    label = {"refunds": "refund swaps", "agents": "swaps between two agents"}.get(kind, "swaps")
                     progress.update(task, description=f"{info['pair']}: {label}")
                 elif kind == "swap":
                     progress.advance(task)
@@ -78,7 +82,7 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
 
             async def go() -> Any:
                 async with Network.from_run_dir(settings.run_dir) as net:
-                    return await run_bench(net, cfg, journal, on_event)
+                    return await run_bench(net, cfg, journal, on_event, runtime.state() if agents else None)
 
             run = asyncio.run(go())
     finally:

@@ -60,7 +60,7 @@ def _table(title: str, rows: list[dict[str, str]], caption: str | None = None) -
     if rows:
         for col in rows[0]:
             table.add_column(col, justify="left" if col in ("pair", "kind", "outcomes", "fees/swap", "platform", "ledger",
-                                                           "target", "why", "note") else "right")
+                                                           "target", "why", "note", "party") else "right")
         for r in rows:
             table.add_row(*[str(v) for v in r.values()])
     return table
@@ -141,6 +141,41 @@ def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
+    """Per pair and party, the swaps run between two agents (``--agents``), beside the same
+    pair's one-process latency; messages are the journals' rows, checked against the channel."""
+    rows = []
+    for p in run["pairs"]:
+        a = p.get("agents")
+        if not a:
+            continue
+        one = (p["summary"].get("latency") or {}).get("mean")
+        counted = a.get("channel_counts") or {}
+        check = a["channel_check"]
+        for party, v in a["summary"].items():
+            c = counted.get(party)
+            rows.append({
+                "pair": p["id"],
+                "party": party,
+                "outcomes": " ".join(f"{k}:{n}" for k, n in sorted(v["outcomes"].items())),
+                "latency mean s": _f((v["latency"] or {}).get("mean")),
+                "one process s": _f(one),
+                "steps/swap": _f(v["steps_per_swap"], ".1f"),
+                "tx/swap": _f(v["transactions_per_swap"], ".1f"),
+                "fees/swap": _fees(v["fees"]),
+                "locked mean s": _f((v["locked_seconds"] or {}).get("mean")),
+                "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}",
+                "channel sent/recv": f"{c['sent']}/{c['received']}" if c else "-",
+                "check": "-" if not check["checked"] else ("match" if check["matches"] else "MISMATCH"),
+            })
+    return rows
+
+
+def agents_caption(run: dict[str, Any]) -> str:
+    a = run.get("agents") or {}
+    return f"channel: {a.get('channel')}; refunds: {a.get('refunds')}"
+
+
 def tables(run: dict[str, Any]) -> list[Table]:
     m = run["machine"]
     caption = f"{m.get('cpu') or m['platform']}, {m['cpus']} cpus, {m.get('memory_gib', '?')} GiB, at {m['at']}"
@@ -152,6 +187,8 @@ def tables(run: dict[str, Any]) -> list[Table]:
         _table("costs per swap (fees in the ledger's unit)", cost_rows(run)),
         _table("platforms side by side", [{k: v for k, v in r.items() if k != "ledgers"} for r in platform_rows(run)]),
         _table("targets", targets, memory_line(run)),
+        *([_table("two agents per pair (messages from each journal, checked against the channel)", agent_rows(run),
+                  agents_caption(run))] if run.get("agents") else []),
     ]
 
 
@@ -342,6 +379,8 @@ def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
         ("Steps", _html_table(step_rows(run))),
         ("Parties", _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
                                                    " or proposal; the secret travels only on-ledger.</p>"),
+        *([("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
+          if run.get("agents") else []),
         ("Timeline per swap", _img(pngs["timeline"])),
         ("Latency per pair", _img(pngs["latency"])),
         ("Liquidity locked", _img(pngs["liquidity"])),

@@ -51,6 +51,7 @@ class BenchConfig:
     counter_timeout: int = 1800
     reaction_window: int = 30
     block_time: float | None = None
+    agents: bool = False  # also run each cross-ledger pair's swaps between two parties' agents
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,8 @@ def machine_info() -> dict[str, Any]:
 async def fund(net: Network, pairs: list[BenchPair], cfg: BenchConfig) -> None:
     """Issue what the swaps need (seller: securities, buyer: cash), unless already held."""
     need: dict[tuple[str, str, str], int] = {}
-    per_pair = cfg.swaps + cfg.refunds
     for p in pairs:
+        per_pair = cfg.swaps + cfg.refunds + (cfg.swaps if cfg.agents and not p.single else 0)
         sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), "seller")
         cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), "buyer")
         need[sec] = need.get(sec, 0) + SECURITY_AMOUNT * per_pair
@@ -295,13 +296,19 @@ def _metrics(journal: Journal, runs: list[dict[str, Any]], infos: dict[str, m.Le
     return out
 
 
-async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event: Event = lambda k, i: None) -> dict[str, Any]:
+async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event: Event = lambda k, i: None,
+                    state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """With ``cfg.agents``, ``state`` is the run state the agents' own keys are cut from, and
+    their identities and journals go beside the bench journal (``agents/``)."""
+    if cfg.agents and state is None:
+        raise errors.ConfigError("agents: the bench needs the run state to give each agent its own keys")
     started = time.time()
     journal = Journal(journal_path)
     orch = net.orchestrator(journal)
     infos = ledger_infos(net)
     pairs = resolve_pairs(net, cfg.pairs)
-    on_event("plan", {"pairs": [p.id for p in pairs], "swaps": cfg.swaps, "refunds": cfg.refunds})
+    on_event("plan", {"pairs": [p.id for p in pairs], "swaps": cfg.swaps, "refunds": cfg.refunds,
+                      "agent_pairs": [p.id for p in pairs if cfg.agents and not p.single]})
     on_event("phase", {"name": "funding"})
     await fund(net, pairs, cfg)
     used = sorted({l for p in pairs for l in (p.security, p.cash)})
@@ -343,6 +350,10 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
             "swaps": swaps,
             "refunds": refunds,
         })
+    agents = None
+    if cfg.agents:
+        assert state is not None
+        agents = await run_agents(net, state, pairs, cfg, journal_path.parent / "agents", infos, results, on_event)
     peak = peak_rss_kib()
     journal.close()
     finished = time.time()
@@ -359,10 +370,40 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
         "memory": {"peak_rss_kib": peak, "samples": memory.samples, "swaps": memory.finished,
                    "trend": m.rss_trend(memory.samples)},
         "not_measured": not_measured({i.kind for i in infos.values()}),
+        "agents": agents,
     }
     out["platforms"] = platforms_table(out)
     out["targets"] = targets(out)
     return out
+
+
+async def run_agents(net: Network, state: dict[str, Any], pairs: list[BenchPair], cfg: BenchConfig, folder: Path,
+                     infos: dict[str, m.LedgerInfo], results: list[dict[str, Any]], on_event: Event) -> dict[str, Any]:
+    """Every cross-ledger pair's swaps again, between the two parties' agents, after every
+    one-process swap (the agents' own clients then are the only ones sending for the parties);
+    each pair's figures go in its result row under ``agents``."""
+    from . import agents as ag
+
+    by_id = {r["id"]: r for r in results}
+    traded = {ledger for p in pairs if not p.single for ledger in (p.security, p.cash)}
+    if not traded:
+        return {"channel": None, "note": "no cross-ledger pair in this run: agents run only cross-ledger swaps"}
+    async with ag.open_agents(ag.only(state, traded), folder) as pair:
+        for p in pairs:
+            if p.single:
+                continue
+            on_event("agents", {"pair": p.id, "swaps": cfg.swaps, "channel": pair.channel})
+            specs = [pair_spec(net, p, cfg) for _ in range(cfg.swaps)]
+            before = pair.counted()
+            t = time.time()
+            runs = await ag.run_agent_batch(pair, specs, cfg.concurrency, cfg.swap_timeout, on_event)
+            figures = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before))
+            figures["batch_seconds"] = time.time() - t
+            by_id[p.id]["agents"] = figures
+        label = pair.channel
+    return {"channel": label, "folder": str(folder), "journals": {party: str(folder / f"{party}.sqlite")
+                                                                  for party in (ag.SELLER, ag.BUYER)},
+            "refunds": ag.REFUNDS_NOTE}
 
 
 # -- comparison against the targets -------------------------------------------------------------------

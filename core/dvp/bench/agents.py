@@ -1,0 +1,210 @@
+"""`dvp bench --agents`: the cross-ledger swaps again, each proposed by the seller's agent and
+accepted by the buyer's, both agents in the bench process but each with only its own keys
+(:func:`dvp.party.keys.party_state`), its own journal and its own end of the channel.
+
+The channel is the agents' real one, gRPC over mutual TLS on 127.0.0.1 with a fresh identity
+per party, pinned to each other.  The core imports no gRPC: it is found through an entry
+point (group ``dvp.channels``, name ``grpc``: a factory ``(folder, party, peer) -> (Channel,
+Channel)``), or through the module of the ``agent`` command that ``dvp_agent`` registers on
+``dvp``.  Without ``dvp_agent`` the agents talk over :class:`LocalChannel` (in process, no TLS,
+no signatures), and the results say so.
+
+Refund swaps are not run between agents: an honest holder always claims, so a refund needs a
+counterparty that stops, which the agent suites (tests/agent) drill instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from ..journal import Journal
+from ..models import SwapSpec
+from ..network import Network
+from ..party.agent import Agent
+from ..party.channel import Channel, LocalChannel
+from ..party.keys import party_state
+from ..runtime.processes import free_port
+from . import parties as pm
+from .metrics import LedgerInfo
+
+Event = Callable[[str, dict[str, Any]], None]
+ChannelPair = Callable[[Path, str, str], tuple[Channel, Channel]]
+
+SELLER, BUYER = "seller", "buyer"
+CHANNEL_GROUP = "dvp.channels"
+REFUNDS_NOTE = ("not run between agents: an honest holder always claims; the agent suites drill a counterparty "
+                "that stops after the first lock")
+LOCAL_LABEL = "local (dvp_agent not installed: in-process, no TLS, no signatures)"
+GRPC_LABEL = "grpc (mutual TLS on 127.0.0.1, signed messages)"
+
+
+def _grpc_from(module: Any) -> ChannelPair:
+    """A channel pair built from ``dvp_agent``'s own classes (``module`` carries them)."""
+
+    def pair(folder: Path, a: str, b: str) -> tuple[Channel, Channel]:
+        ids = {p: module.create_identity(folder / p, p) for p in (a, b)}
+        ports = {p: free_port() for p in (a, b)}
+
+        def end(me: str, peer: str) -> Channel:
+            endpoint = module.PeerEndpoint(f"127.0.0.1:{ports[peer]}", ids[peer].cert)
+            channel: Channel = module.GrpcChannel(ids[me], f"127.0.0.1:{ports[me]}", {peer: endpoint})
+            return channel
+
+        return end(a, b), end(b, a)
+
+    return pair
+
+
+def _local(folder: Path, a: str, b: str) -> tuple[Channel, Channel]:
+    return LocalChannel.pair(a, b)
+
+
+def channel_pair() -> tuple[ChannelPair, str]:
+    """How the two agents talk, and its label for the results."""
+    for ep in entry_points(group=CHANNEL_GROUP, name="grpc"):
+        factory: ChannelPair = ep.load()
+        return factory, GRPC_LABEL
+    # dvp_agent's command module holds the gRPC channel and the identity maker it runs agents with.
+    for ep in entry_points(group="dvp.commands", name="agent"):
+        try:
+            module = importlib.import_module(ep.module)
+        except ImportError:
+            break
+        if all(hasattr(module, n) for n in ("GrpcChannel", "PeerEndpoint", "create_identity")):
+            return _grpc_from(module), GRPC_LABEL
+    return _local, LOCAL_LABEL
+
+
+def counters(channel: Channel, peer: str) -> dict[str, int] | None:
+    """What the channel itself counted (messages that passed it, to and from ``peer``), if it counts."""
+    sent, received = getattr(channel, "sent", None), getattr(channel, "received", None)
+    if not isinstance(sent, dict) or not isinstance(received, dict):
+        return None
+    return {"sent": int(sent.get(peer, 0)), "received": int(received.get(peer, 0))}
+
+
+@dataclass
+class AgentPair:
+    """The seller's and the buyer's agents of one bench run."""
+
+    seller: Agent
+    buyer: Agent
+    channel: str  # its label
+    folder: Path
+
+    @property
+    def agents(self) -> tuple[Agent, Agent]:
+        return self.seller, self.buyer
+
+    def counted(self) -> dict[str, dict[str, int]] | None:
+        out = {}
+        for agent in self.agents:
+            c = counters(agent.channel, agent.peer)
+            if c is None:
+                return None
+            out[agent.party] = c
+        return out
+
+
+def only(state: dict[str, Any], ledgers: set[str]) -> dict[str, Any]:
+    """``state`` with just ``ledgers`` and their assets: an agent connects only what it trades on."""
+    return {**state, "ledgers": {n: e for n, e in state["ledgers"].items() if n in ledgers},
+            "assets": [a for a in state.get("assets", []) if a.get("ledger") in ledgers]}
+
+
+@asynccontextmanager
+async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[AgentPair]:
+    """Both agents, started: each on its own narrowed ledgers, journal and channel end
+    (identities and journals in a fresh ``folder``)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    make, label = channel_pair()
+    ends = dict(zip((SELLER, BUYER), make(folder, SELLER, BUYER)))
+    async with AsyncExitStack() as stack:
+        agents = {}
+        for party, peer in ((SELLER, BUYER), (BUYER, SELLER)):
+            net = await stack.enter_async_context(Network.from_state(party_state(state, party)))
+            journal = Journal(folder / f"{party}.sqlite")
+            stack.callback(journal.close)
+            agent = Agent(party, peer, net.ledgers, net.assets, journal, ends[party], progress=lambda s, m: None)
+            stack.push_async_callback(agent.aclose)
+            await agent.start()
+            agents[party] = agent
+        yield AgentPair(agents[SELLER], agents[BUYER], label, folder)
+
+
+async def run_agent_batch(pair: AgentPair, specs: list[SwapSpec], k: int, timeout: float,
+                          on_event: Event) -> list[dict[str, Any]]:
+    """Each spec proposed by the seller's agent, at most ``k`` swaps in flight; a swap is done
+    when both agents' drives ended (bounded by ``timeout``).  Per swap: {swap_id, error}."""
+    sem = asyncio.Semaphore(k)
+    tag = uuid.uuid4().hex[:6]
+
+    async def both(swap_id: str) -> None:
+        await pair.seller.tasks[swap_id]
+        # The buyer's drive exists once it accepted; the seller's ends after the buyer claimed.
+        if swap_id in pair.buyer.tasks:
+            await pair.buyer.tasks[swap_id]
+
+    async def one(i: int, spec: SwapSpec) -> dict[str, Any]:
+        swap_id = f"agents-{tag}-{i:04d}"
+        error = None
+        async with sem:
+            try:
+                await pair.seller.propose(spec, swap_id)
+                await asyncio.wait_for(both(swap_id), timeout)
+            except TimeoutError:
+                error = f"timed out after {timeout:.0f}s"
+            except Exception as exc:  # noqa: BLE001 - one swap's failure must not stop the bench
+                error = f"{type(exc).__name__}: {exc}"
+        on_event("swap", {"swap_id": swap_id, "error": error})
+        return {"swap_id": swap_id, "error": error}
+
+    return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(specs))))
+
+
+def _party_journal(agent: Agent, swap_id: str) -> pm.PartyJournal:
+    record = agent.journal.get(swap_id)
+    if record is None:
+        return pm.PartyJournal(agent.party, None, None, None)
+    finished = record.updated if record.outcome is not None else None
+    return pm.PartyJournal(agent.party, record.created, finished, record.outcome, agent.journal.steps(swap_id),
+                           agent.journal.messages(swap_id))
+
+
+def agent_figures(pair: AgentPair, runs: list[dict[str, Any]], specs: list[SwapSpec],
+                  infos: dict[str, LedgerInfo], counted: dict[str, dict[str, int]] | None) -> dict[str, Any]:
+    """Every figure of one pair's agent swaps, from the two journals, checked against what the
+    channel counted over the same swaps."""
+    swaps = []
+    for run, spec in zip(runs, specs):
+        fig = pm.agent_swap(run["swap_id"], spec.model_dump(mode="json"),
+                            [_party_journal(a, run["swap_id"]) for a in pair.agents], infos)
+        fig["error"] = run["error"]
+        swaps.append(fig)
+    summary = pm.summarize_parties(swaps)
+    return {
+        "channel": pair.channel,
+        "summary": summary,
+        "channel_counts": counted,
+        "channel_check": pm.check_channel(summary, counted),
+        "stuck": [s["swap_id"] for s in swaps if any(p["outcome"] is None for p in s["parties"].values())],
+        "refunds": REFUNDS_NOTE,
+        "swaps": swaps,
+    }
+
+
+def delta(after: dict[str, dict[str, int]] | None,
+          before: dict[str, dict[str, int]] | None) -> dict[str, dict[str, int]] | None:
+    if after is None or before is None:
+        return None
+    return {party: {k: v - before.get(party, {}).get(k, 0) for k, v in c.items()} for party, c in after.items()}

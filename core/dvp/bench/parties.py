@@ -1,0 +1,173 @@
+"""Per-party figures of swaps run by two parties' agents, each from its own journal.
+
+Each agent journals only what it did: its own steps and transactions, and every message as
+it crossed the channel (``messages`` rows, ``out`` once the peer took it, ``in`` once this
+agent took it).  The functions here are pure, so unit tests check them on hand-written rows.
+
+Definitions, per party (wall-clock seconds; both agents share the machine's clock):
+
+- ``latency_seconds``: from the proposal (the earliest journal record of the swap, the
+  proposer's) to this party's outcome row.
+- ``steps`` and ``transactions``: its result rows and its final rows (one per transaction).
+- ``fees``: per ledger, the fees of its own final rows, in the ledger's unit.
+- ``locked_seconds``: per leg this party locked, from its lock being final to the lock's
+  claim (a result row in the counterparty's journal) or its own refund being final.
+- ``messages_sent`` / ``messages_received``: its ``out`` / ``in`` rows, by kind too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..journal import Step
+from ..report import timeline
+from ..state import Action, LegName, Phase, StepName
+from .metrics import LedgerInfo, stats
+
+
+@dataclass(frozen=True)
+class PartyJournal:
+    """One party's rows of one swap (None fields: the swap is not in its journal)."""
+
+    party: str
+    created: float | None
+    finished: float | None  # the outcome row's time (the record's last update once it has an outcome)
+    outcome: str | None
+    steps: Sequence[Step] = ()
+    messages: Sequence[Mapping[str, Any]] = field(default_factory=list)
+
+
+def _legs_locked(steps: Sequence[Step]) -> dict[LegName, float]:
+    out: dict[LegName, float] = {}
+    for s in steps:
+        if s.phase == Phase.RESULT:
+            try:
+                name = StepName(s.step)
+            except ValueError:
+                continue
+            if name.action is Action.LOCK and name.leg is not None:
+                out[name.leg] = s.wall
+    return out
+
+
+def _ended(steps: Sequence[Step], action: Action, leg: LegName) -> float | None:
+    rows = [s.wall for s in steps if s.phase == Phase.RESULT and s.step == StepName.of(action, leg)]
+    return rows[-1] if rows else None
+
+
+def party_swap(me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], proposed: float,
+               ledgers: Mapping[str, LedgerInfo]) -> dict[str, Any]:
+    """One party's figures of one swap, from its journal rows and (for the claim of its own
+    lock, which the counterparty makes) the counterparty's."""
+    rows = timeline(list(me.steps))
+    fees: dict[str, dict[str, Any]] = {}
+    txs: set[tuple[str | None, str]] = set()
+    for s in me.steps:
+        if s.phase != Phase.FINAL:
+            continue
+        key = (s.ledger, s.tx_id or f"#{s.seq}")
+        if key in txs:  # a transaction journaled final twice (a resume) is paid once
+            continue
+        txs.add(key)
+        fee = s.detail.get("fee")
+        if fee is not None and s.detail.get("payer", me.party) == me.party:
+            info = ledgers.get(s.ledger or "")
+            f = fees.setdefault(s.ledger or "", {"fee": 0, "unit": info.fee_unit if info else "unknown"})
+            f["fee"] += fee
+    locked: dict[str, Any] = {}
+    for leg, since in _legs_locked(me.steps).items():
+        claimed = _ended(other.steps, Action.CLAIM, leg)
+        refunded = _ended(me.steps, Action.REFUND, leg)
+        end, by = (claimed, "claim") if claimed is not None else (refunded, "refund")
+        if end is None:
+            continue
+        amount = spec["trade"][leg.value]["amount"]
+        locked[leg.value] = {"ledger": spec["trade"][leg.value]["ledger"], "amount": amount, "seconds": end - since,
+                             "amount_seconds": amount * (end - since), "ended_by": by}
+    sent = [m for m in me.messages if m["direction"] == "out"]
+    received = [m for m in me.messages if m["direction"] == "in"]
+    by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"sent": 0, "received": 0})
+    for m in sent:
+        by_kind[m["kind"]]["sent"] += 1
+    for m in received:
+        by_kind[m["kind"]]["received"] += 1
+    return {
+        "outcome": me.outcome,
+        "latency_seconds": (me.finished - proposed) if me.finished is not None and me.outcome else None,
+        "steps": len(rows),
+        "transactions": len(txs),
+        "fees": fees,
+        "locked": locked,
+        "locked_seconds": sum(v["seconds"] for v in locked.values()) if locked else None,
+        "messages_sent": len(sent),
+        "messages_received": len(received),
+        "messages_by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
+    }
+
+
+def agent_swap(swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJournal],
+               ledgers: Mapping[str, LedgerInfo]) -> dict[str, Any]:
+    """Both parties' figures of one swap; ``journals`` is the two parties' rows."""
+    one, two = journals
+    created = [j.created for j in journals if j.created is not None]
+    proposed = min(created) if created else 0.0
+    return {
+        "swap_id": swap_id,
+        "proposed": proposed,
+        "parties": {one.party: party_swap(one, two, spec, proposed, ledgers),
+                    two.party: party_swap(two, one, spec, proposed, ledgers)},
+    }
+
+
+def summarize_parties(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per party, over the swaps of one pair: outcomes, latency, steps, fees, locked time and
+    the message totals (the figures the channel's own counters are checked against)."""
+    parties: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for s in swaps:
+        for party, fig in s["parties"].items():
+            parties[party].append(fig)
+    out: dict[str, Any] = {}
+    for party, figs in sorted(parties.items()):
+        n = len(figs)
+        outcomes: dict[str, int] = defaultdict(int)
+        fees: dict[str, dict[str, Any]] = {}
+        for f in figs:
+            outcomes[f["outcome"] or "unfinished"] += 1
+            for ledger, fee in f["fees"].items():
+                total = fees.setdefault(ledger, {"fee": 0, "unit": fee["unit"]})
+                total["fee"] += fee["fee"]
+        for total in fees.values():
+            total["fee_per_swap"] = total["fee"] / n
+        sent = sum(f["messages_sent"] for f in figs)
+        received = sum(f["messages_received"] for f in figs)
+        out[party] = {
+            "swaps": n,
+            "outcomes": dict(outcomes),
+            "latency": stats(f["latency_seconds"] for f in figs),
+            "steps_per_swap": sum(f["steps"] for f in figs) / n,
+            "transactions_per_swap": sum(f["transactions"] for f in figs) / n,
+            "fees": fees,
+            "locked_seconds": stats(f["locked_seconds"] for f in figs),
+            "messages_sent": sent,
+            "messages_received": received,
+            "messages_per_swap": (sent + received) / n,
+        }
+    return out
+
+
+def check_channel(summary: Mapping[str, Any], counted: Mapping[str, Mapping[str, int]] | None) -> dict[str, Any]:
+    """The journals' message totals per party against the channel's own counters (messages
+    that passed it, per party, over the same swaps); ``counted`` None: a channel without
+    counters."""
+    if counted is None:
+        return {"checked": False, "matches": None, "mismatches": []}
+    mismatches = []
+    for party, fig in summary.items():
+        channel = counted.get(party, {})
+        for what, journal_key in (("sent", "messages_sent"), ("received", "messages_received")):
+            if channel.get(what, 0) != fig[journal_key]:
+                mismatches.append(f"{party} {what}: journal {fig[journal_key]}, channel {channel.get(what, 0)}")
+    return {"checked": True, "matches": not mismatches, "mismatches": mismatches}
