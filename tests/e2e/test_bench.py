@@ -205,7 +205,8 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
                 assert (fig["messages_sent"], fig["messages_received"]) == (sent, received)
                 assert sent > 0 and received > 0
                 totals[party]["sent"] += sent
-                totals[party]["received"] += received
+                # The channel also counts what reached the agent and was refused (no journal row).
+                totals[party]["received"] += received + fig["messages_refused"]
                 finals = [s for s in journal.steps(swap["swap_id"]) if s.phase == "final"]
                 assert fig["transactions"] == len({s.tx_id for s in finals}) == 2  # its lock and its claim
                 assert sum(f["fee"] for f in fig["fees"].values()) == sum(s.detail["fee"] for s in finals) > 0
@@ -221,7 +222,8 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
     assert agents["channel_check"] == {"checked": True, "matches": True, "mismatches": []}
     for party, summary in agents["summary"].items():
         assert summary["outcomes"] == {"settled": AGENT_SWAPS}
-        assert (summary["messages_sent"], summary["messages_received"]) == (totals[party]["sent"], totals[party]["received"])
+        assert (summary["messages_sent"], summary["messages_received"] + summary["messages_refused"]) == \
+            (totals[party]["sent"], totals[party]["received"])
     # Each agent had its own identity, its key private to it.
     for party in ("seller", "buyer"):
         assert (out / "agents" / party / "agent.key").stat().st_mode & 0o077 == 0

@@ -381,3 +381,14 @@ def test_channel_counter_deltas_per_pair():
     before = {"seller": {"sent": 4, "received": 3}}
     assert delta({"seller": {"sent": 10, "received": 9}}, before) == {"seller": {"sent": 6, "received": 6}}
     assert delta(None, before) is None and delta(before, None) is None
+
+
+def test_a_message_the_agent_refused_is_received_by_the_channel_but_not_journaled():
+    seller = pm.PartyJournal("seller", 1000.0, 1007.0, "settled", SELLER_ROWS, SELLER_MSGS)
+    buyer = pm.PartyJournal("buyer", 1000.125, 1006.75, "settled", BUYER_ROWS, BUYER_MSGS[:-1], refused=1)
+    s = pm.agent_swap("x", SPEC, [seller, buyer], LEDGERS)
+    assert (s["parties"]["buyer"]["messages_received"], s["parties"]["buyer"]["messages_refused"]) == (4, 1)
+    summary = pm.summarize_parties([s])
+    assert summary["buyer"]["messages_refused"] == 1
+    counted = {"seller": {"sent": 5, "received": 5}, "buyer": {"sent": 5, "received": 5}}
+    assert pm.check_channel(summary, counted)["matches"]

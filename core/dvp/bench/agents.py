@@ -24,12 +24,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..journal import Journal
 from ..models import SwapSpec
 from ..network import Network
 from ..party.agent import Agent
+from ..party.messages import Message
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
 from ..runtime.processes import free_port
@@ -45,6 +47,7 @@ REFUNDS_NOTE = ("not run between agents: an honest holder always claims; the age
                 "that stops after the first lock")
 LOCAL_LABEL = "local (dvp_agent not installed: in-process, no TLS, no signatures)"
 GRPC_LABEL = "grpc (mutual TLS on 127.0.0.1, signed messages)"
+_GRPC_NAMES = ("GrpcChannel", "PeerEndpoint", "create_identity")
 
 
 def _grpc_from(module: Any) -> ChannelPair:
@@ -73,14 +76,17 @@ def channel_pair() -> tuple[ChannelPair, str]:
     for ep in entry_points(group=CHANNEL_GROUP, name="grpc"):
         factory: ChannelPair = ep.load()
         return factory, GRPC_LABEL
-    # dvp_agent's command module holds the gRPC channel and the identity maker it runs agents with.
+    # The package that registers the `agent` command has the channel and identities its agents
+    # run with (not its command module itself: that one imports the `dvp` command group).
     for ep in entry_points(group="dvp.commands", name="agent"):
+        package = ep.module.rpartition(".")[0]
         try:
-            module = importlib.import_module(ep.module)
+            parts = [importlib.import_module(f"{package}.{name}") for name in ("grpc_channel", "identity")]
         except ImportError:
             break
-        if all(hasattr(module, n) for n in ("GrpcChannel", "PeerEndpoint", "create_identity")):
-            return _grpc_from(module), GRPC_LABEL
+        found = SimpleNamespace(**{n: getattr(m, n, None) for m in parts for n in _GRPC_NAMES if hasattr(m, n)})
+        if all(getattr(found, n, None) is not None for n in _GRPC_NAMES):
+            return _grpc_from(found), GRPC_LABEL
     return _local, LOCAL_LABEL
 
 
@@ -92,17 +98,33 @@ def counters(channel: Channel, peer: str) -> dict[str, int] | None:
     return {"sent": int(sent.get(peer, 0)), "received": int(received.get(peer, 0))}
 
 
+class BenchAgent(Agent):
+    """An agent that also counts, per swap, the messages it refused: the channel passed them
+    (and counted them), but the agent's journal keeps only the messages it took."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.refused: dict[str, int] = {}
+
+    async def handle(self, message: Message) -> Message | None:
+        try:
+            return await super().handle(message)
+        except Exception:
+            self.refused[message.swap_id] = self.refused.get(message.swap_id, 0) + 1
+            raise
+
+
 @dataclass
 class AgentPair:
     """The seller's and the buyer's agents of one bench run."""
 
-    seller: Agent
-    buyer: Agent
+    seller: BenchAgent
+    buyer: BenchAgent
     channel: str  # its label
     folder: Path
 
     @property
-    def agents(self) -> tuple[Agent, Agent]:
+    def agents(self) -> tuple[BenchAgent, BenchAgent]:
         return self.seller, self.buyer
 
     def counted(self) -> dict[str, dict[str, int]] | None:
@@ -135,7 +157,7 @@ async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[Agen
             net = await stack.enter_async_context(Network.from_state(party_state(state, party)))
             journal = Journal(folder / f"{party}.sqlite")
             stack.callback(journal.close)
-            agent = Agent(party, peer, net.ledgers, net.assets, journal, ends[party], progress=lambda s, m: None)
+            agent = BenchAgent(party, peer, net.ledgers, net.assets, journal, ends[party], progress=lambda s, m: None)
             stack.push_async_callback(agent.aclose)
             await agent.start()
             agents[party] = agent
@@ -172,13 +194,14 @@ async def run_agent_batch(pair: AgentPair, specs: list[SwapSpec], k: int, timeou
     return list(await asyncio.gather(*(one(i, s) for i, s in enumerate(specs))))
 
 
-def _party_journal(agent: Agent, swap_id: str) -> pm.PartyJournal:
+def _party_journal(agent: BenchAgent, swap_id: str) -> pm.PartyJournal:
     record = agent.journal.get(swap_id)
+    refused = agent.refused.get(swap_id, 0)
     if record is None:
-        return pm.PartyJournal(agent.party, None, None, None)
+        return pm.PartyJournal(agent.party, None, None, None, refused=refused)
     finished = record.updated if record.outcome is not None else None
     return pm.PartyJournal(agent.party, record.created, finished, record.outcome, agent.journal.steps(swap_id),
-                           agent.journal.messages(swap_id))
+                           agent.journal.messages(swap_id), refused)
 
 
 def agent_figures(pair: AgentPair, runs: list[dict[str, Any]], specs: list[SwapSpec],

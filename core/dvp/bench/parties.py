@@ -12,7 +12,9 @@ Definitions, per party (wall-clock seconds; both agents share the machine's cloc
 - ``fees``: per ledger, the fees of its own final rows, in the ledger's unit.
 - ``locked_seconds``: per leg this party locked, from its lock being final to the lock's
   claim (a result row in the counterparty's journal) or its own refund being final.
-- ``messages_sent`` / ``messages_received``: its ``out`` / ``in`` rows, by kind too.
+- ``messages_sent`` / ``messages_received``: its ``out`` / ``in`` rows, by kind too;
+  ``messages_refused``: messages that reached its agent and were refused (a reordered notice,
+  say), which the channel counts as received but the journal has no row of.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class PartyJournal:
     outcome: str | None
     steps: Sequence[Step] = ()
     messages: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    refused: int = 0  # messages the channel passed to this party's agent and the agent refused (no journal row)
 
 
 def _legs_locked(steps: Sequence[Step]) -> dict[LegName, float]:
@@ -104,6 +107,7 @@ def party_swap(me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], p
         "locked_seconds": sum(v["seconds"] for v in locked.values()) if locked else None,
         "messages_sent": len(sent),
         "messages_received": len(received),
+        "messages_refused": me.refused,
         "messages_by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
     }
 
@@ -153,6 +157,7 @@ def summarize_parties(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "locked_seconds": stats(f["locked_seconds"] for f in figs),
             "messages_sent": sent,
             "messages_received": received,
+            "messages_refused": sum(f["messages_refused"] for f in figs),
             "messages_per_swap": (sent + received) / n,
         }
     return out
@@ -160,14 +165,15 @@ def summarize_parties(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def check_channel(summary: Mapping[str, Any], counted: Mapping[str, Mapping[str, int]] | None) -> dict[str, Any]:
     """The journals' message totals per party against the channel's own counters (messages
-    that passed it, per party, over the same swaps); ``counted`` None: a channel without
-    counters."""
+    that passed it, per party, over the same swaps): sent as journaled, received as journaled
+    plus those the agent refused; ``counted`` None: a channel without counters."""
     if counted is None:
         return {"checked": False, "matches": None, "mismatches": []}
     mismatches = []
     for party, fig in summary.items():
         channel = counted.get(party, {})
-        for what, journal_key in (("sent", "messages_sent"), ("received", "messages_received")):
-            if channel.get(what, 0) != fig[journal_key]:
-                mismatches.append(f"{party} {what}: journal {fig[journal_key]}, channel {channel.get(what, 0)}")
+        for what, journaled in (("sent", fig["messages_sent"]),
+                                ("received", fig["messages_received"] + fig.get("messages_refused", 0))):
+            if channel.get(what, 0) != journaled:
+                mismatches.append(f"{party} {what}: journal {journaled}, channel {channel.get(what, 0)}")
     return {"checked": True, "matches": not mismatches, "mismatches": mismatches}

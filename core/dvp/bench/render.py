@@ -164,7 +164,8 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "tx/swap": _f(v["transactions_per_swap"], ".1f"),
                 "fees/swap": _fees(v["fees"]),
                 "locked mean s": _f((v["locked_seconds"] or {}).get("mean")),
-                "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}",
+                "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}"
+                                  + (f" +{v['messages_refused']} refused" if v.get("messages_refused") else ""),
                 "channel sent/recv": f"{c['sent']}/{c['received']}" if c else "-",
                 "check": "-" if not check["checked"] else ("match" if check["matches"] else "MISMATCH"),
             })
