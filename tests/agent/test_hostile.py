@@ -22,7 +22,7 @@ from dvp.orchestrator import Outcome
 from dvp.party.agent import Agent
 from dvp.party.keys import load_party_file
 from dvp.party.messages import Kind, Message, next_seq
-from dvp.testing.hostile import MALFORMED_LOCK_ID, Misbehaviour, hostile_agent
+from dvp.testing.hostile import LIES, MALFORMED_LOCK_ID, Misbehaviour, Replay, hostile_agent
 from dvp_agent import grpc_channel
 from dvp_agent.config import load_config
 from dvp_agent.envelope import seal
@@ -94,7 +94,7 @@ def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
     """What the honest seller names as the cause, by ledger: an EVM lock id covers every term,
     so a tampered lock is another lock, named by the buyer's notice; a Bitcoin lock id is its
     script, which has no amount, so a smaller lock sits under the agreed id and fails its audit."""
-    if misbehaviour is Misbehaviour.NEVER_LOCKS:
+    if misbehaviour in LIES:
         return re.escape(f"the 'buyer' lock never appeared on {pair.cash} while there was time to claim it")
     if misbehaviour is Misbehaviour.OTHER_HASHLOCK:
         return rf"the cash lock \w+ on {pair.cash} differs from the agreed terms: hashlock [0-9a-f]{{64}} \(agreed [0-9a-f]{{64}}\)"
@@ -105,6 +105,8 @@ def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
 
 HOSTILE_CASES = [pytest.param(pair, m, id=f"{m.value}-{pair.id}") for pair in CROSS_PAIRS
                  for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)]
+# Replays are refused by the agent's journal, whatever the ledgers: one pair.
+HOSTILE_CASES.append(pytest.param(CROSS_PAIRS[0], Misbehaviour.REPLAY, id=f"replay-{CROSS_PAIRS[0].id}"))
 
 
 @pytest.mark.parametrize(("pair", "misbehaviour"), HOSTILE_CASES)
@@ -112,10 +114,10 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
     """The seller holds the secret and locks first; the hostile buyer cheats on its own lock
     (a real lock of its own funds, announced by a notice naming it) or never locks."""
     before = run_async(balances(agents.run_dir))
-    plan = SHORT_PLAN if misbehaviour is Misbehaviour.NEVER_LOCKS else {}
+    plan = SHORT_PLAN if misbehaviour in LIES else {}
     spec = spec_for(pair, secret_holder=Role.SELLER.value, **plan)
 
-    async def play() -> tuple[str, str]:
+    async def play() -> tuple[str, str, list[Replay]]:
         async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
             seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
                                   "--max-seconds", "240")
@@ -123,9 +125,9 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
             [swap_id] = agents.swap_ids("seller")
             await let_expire(buyer, net, pair.cash, swap_id)
             hostile = buyer.tasks[swap_id].result()
-            return swap_id, f"{hostile.outcome}: {hostile.detail}" if hostile else "unfinished"
+            return swap_id, f"{hostile.outcome}: {hostile.detail}" if hostile else "unfinished", buyer.replays
 
-    swap_id, hostile = run_async(play())
+    swap_id, hostile, replays = run_async(play())
     ours = agents.record("seller", swap_id)
     print("honest seller:", ours.outcome, ours.detail)
     assert ours.outcome == "refunded", ours.detail
@@ -135,6 +137,9 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
     steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
     # Nobody gained or lost a leg: the hostile buyer took its own lock back too.
     assert changes(before, after, pair, steps) == UNCHANGED, hostile
+    if misbehaviour is Misbehaviour.REPLAY:  # its LOCKED notice again, as signed, then with another lock id
+        assert [r.message.seq for r in replays] == [replays[0].message.seq] * 2, replays
+        assert all(r.refused and "replayed or reordered message" in r.refused for r in replays), replays
 
 
 @pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)

@@ -165,7 +165,7 @@ def refusal(misbehaviour: Misbehaviour, agreed_hashlock: str) -> str:
 # The hostile party is the buyer: the counterparty when the seller holds the secret, the
 # secret holder (locking first) when the buyer does.
 @pytest.mark.parametrize("hostile_role", ["counter", "holder"])
-@pytest.mark.parametrize("misbehaviour", list(Misbehaviour))
+@pytest.mark.parametrize("misbehaviour", [m for m in Misbehaviour if m is not Misbehaviour.LATE_REVEAL])
 async def test_honest_party_stays_whole(ledgers, tmp_path, misbehaviour, hostile_role):
     holder = Role.SELLER if hostile_role == "counter" else Role.BUYER
     async with Pair(ledgers, tmp_path, hostile_agent(misbehaviour)) as pair:
@@ -257,3 +257,17 @@ async def test_counterparty_vanishes_after_the_reveal(ledgers, tmp_path, monkeyp
     seller = started("seller")
     assert holdings(ledgers, "seller") == {**seller, ("b", "EUR"): 1000}  # its own BOND back, and the EUR
     assert holdings(ledgers, "buyer")[("b", "EUR")] == START[("b", "buyer", "EUR")] - 1000
+
+
+async def test_secret_revealed_at_the_last_second(ledgers, tmp_path):
+    """The hostile buyer holds the secret and claims the seller's lock one second before it
+    expires: the seller still has the gap between the two expiries to claim the buyer's."""
+    async with Pair(ledgers, tmp_path, hostile_agent(Misbehaviour.LATE_REVEAL)) as pair:
+        swap_id = await pair.seller.propose(spec(Role.BUYER))
+        result = await pair.honest_result(swap_id)
+        hostile = await pair.other_result(swap_id)
+    assert (result.outcome, hostile and hostile.outcome) == (Outcome.SETTLED, Outcome.SETTLED), result.detail
+    assert holdings(ledgers, "seller") == {**started("seller"), ("a", "BOND"): 90, ("b", "EUR"): 1000}
+    [claim] = [s for s in pair.buyer.journal.steps(swap_id) if s.step == "claim security" and s.phase == "intent"]
+    expiry = pair.seller.journal.get(swap_id).data["terms_security"]["expiry"]
+    assert expiry - claim.ledger_time <= 1, (expiry, claim.ledger_time)

@@ -4,18 +4,21 @@
 and proposes like any agent, then plays its own role in the swap dishonestly: it locks its
 leg with terms that differ from the agreed ones (a real lock of its own funds, announced by
 a LOCKED notice naming it, as a cheater would), never locks while sending friendly notices,
-names locks that do not exist, or replays its own messages.  A tampered lock is journaled as
+names locks that do not exist, replays its own messages, or (holding the secret) reveals it
+at the last second the counter lock still takes a claim.  A tampered lock is journaled as
 the hostile party's own, so its run takes it back after expiry like any refund.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
 from .. import errors
+from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
 from ..models import HtlcTerms, Role
 from ..orchestrator import Outcome
@@ -35,10 +38,15 @@ class Misbehaviour(StrEnum):
     NEVER_LOCKS = "never_locks"  # says it locked, never does
     FALSE_NOTICES = "false_notices"  # names locks that do not exist, claims it did not make
     REPLAY = "replay"  # sends its last notice again, as it was and with another body
+    LATE_REVEAL = "late_reveal"  # the secret holder claims the counter lock at its last second
 
 
 TAMPERED = frozenset({Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.SMALLER_AMOUNT,
                       Misbehaviour.WRONG_RECIPIENT, Misbehaviour.WRONG_ASSET})
+LIES = frozenset({Misbehaviour.NEVER_LOCKS, Misbehaviour.FALSE_NOTICES, Misbehaviour.REPLAY})
+# LATE_REVEAL watches the counter leg's clock this often (a test's in-memory clock jumps fast).
+LATE_POLL_SECONDS = 0.001
+LATE_POLLS = 1_000_000
 # An id no ledger can have issued (too short for a 32-byte id or a script): adapters raise
 # LockNotFound (or reject the id) rather than answer None.
 MALFORMED_LOCK_ID = "0xdead"
@@ -48,9 +56,9 @@ class HostileRun(PartyRun):
     misbehaviour: ClassVar[Misbehaviour]
 
     async def steps(self) -> tuple[Outcome, str]:
-        if self.misbehaviour in TAMPERED:
-            return await super().steps()  # the honest steps, but lock_own locks other terms
-        return await self.lie()
+        if self.misbehaviour in LIES:
+            return await self.lie()
+        return await super().steps()  # the honest steps, but for the one overridden
 
     async def lock_own(self, role: Role) -> None:
         leg, adapter = self.leg_name(role), self.adapter_of(role)
@@ -59,6 +67,23 @@ class HostileRun(PartyRun):
             # Journaled as this party's lock: its notice names it and its refund takes it back.
             self.put(self.state.with_lock(leg, terms, adapter.lock_id(terms)))
         await super().lock_own(role)
+
+    async def holder_claim(self) -> bool:
+        if self.misbehaviour is not Misbehaviour.LATE_REVEAL:
+            return await super().holder_claim()
+        # Reveal as late as the ledger still takes it, leaving the counterparty only the gap.
+        adapter, expiry = self.adapter_of(self.counter), self.known_terms(self.counter).expiry
+        for _ in range(LATE_POLLS):
+            if adapter.seconds_left(await adapter.now(), expiry) <= 1:
+                break
+            await asyncio.sleep(LATE_POLL_SECONDS)
+        secret = self.state.secret
+        assert secret is not None, "only the secret holder reveals"
+
+        async def never_too_late(adapter: LedgerAdapter, expiry: int) -> bool:
+            return False
+
+        return await self.claim(self.counter, bytes.fromhex(secret), self.holder, never_too_late)
 
     async def tampered(self, terms: HtlcTerms) -> HtlcTerms:
         adapter, ledger = self.adapter_of(self.me), self.ledger_of(self.me)
