@@ -73,7 +73,8 @@ class LocalChannel(Channel):
         # Through JSON, as on the wire: the receiver never shares the sender's objects.
         received = Message.model_validate_json(message.model_dump_json())
         try:
-            reply = await asyncio.wait_for(peer._handler(received), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
+                reply = await peer._handler(received)
         except TimeoutError:
             raise PeerUnreachable(f"agent of {message.recipient!r} did not answer in {timeout:g}s") from None
         return None if reply is None else Message.model_validate_json(reply.model_dump_json())

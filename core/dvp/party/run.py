@@ -12,6 +12,7 @@ wakes the wait early.  Every wait is bounded by the ledger's clock and by the wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from .. import errors
@@ -44,10 +45,11 @@ class Hints:
         self.event.set()
 
     async def wait(self, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(self.event.wait(), seconds)
-        except TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that comes as
+        # the event fires, and a stopped agent would act on one more step.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.event.wait()
         self.event.clear()
 
 
