@@ -190,6 +190,7 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
     agents = pair["agents"]
     assert run["agents"]["channel"].startswith("grpc") and agents["channel"] == run["agents"]["channel"]
     assert agents["stuck"] == [] and len(agents["swaps"]) == AGENT_SWAPS
+    assert agents["last_step"]["n"] == AGENT_SWAPS and agents["last_step"]["mean"] > 0
     assert pair["summary"]["outcomes"] == {"settled": AGENT_SWAPS}  # the one-process rows, beside them
     journals = {party: Journal(out / "agents" / f"{party}.sqlite") for party in ("seller", "buyer")}
     try:

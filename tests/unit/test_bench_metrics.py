@@ -314,6 +314,7 @@ def test_per_party_latency_steps_and_fees_from_each_journal():
     s = agent_swap()
     seller, buyer = s["parties"]["seller"], s["parties"]["buyer"]
     assert s["proposed"] == 1000.0  # the proposer's record
+    assert s["last_step_seconds"] == 6.5  # the buyer's claim, the swap's last step
     assert seller["latency_seconds"] == 7.0 and buyer["latency_seconds"] == 6.75
     assert (seller["steps"], buyer["steps"]) == (3, 4)
     assert (seller["transactions"], buyer["transactions"]) == (2, 2)

@@ -36,7 +36,7 @@ from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
 from ..runtime.processes import free_port
 from . import parties as pm
-from .metrics import LedgerInfo
+from .metrics import LedgerInfo, stats
 
 Event = Callable[[str, dict[str, Any]], None]
 ChannelPair = Callable[[Path, str, str], tuple[Channel, Channel]]
@@ -217,6 +217,7 @@ def agent_figures(pair: AgentPair, runs: list[dict[str, Any]], specs: list[SwapS
     summary = pm.summarize_parties(swaps)
     return {
         "channel": pair.channel,
+        "last_step": stats(s["last_step_seconds"] for s in swaps),
         "summary": summary,
         "channel_counts": counted,
         "channel_check": pm.check_channel(summary, counted),

@@ -97,6 +97,8 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
         out.print(f"[yellow]missed[/] {line}")
     for kind, note in run.get("not_measured", {}).items():
         out.print(f"{kind}: {note}")
+    if (run.get("agents") or {}).get("note"):
+        out.print(f"agents: {run['agents']['note']}")
     out.print(f"results: {path}\nreport: {paths['html']}\nchart: {paths['bench']}")
 
 

@@ -7,7 +7,8 @@ agent took it).  The functions here are pure, so unit tests check them on hand-w
 Definitions, per party (wall-clock seconds; both agents share the machine's clock):
 
 - ``latency_seconds``: from the proposal (the earliest journal record of the swap, the
-  proposer's) to this party's outcome row.
+  proposer's) to this party's outcome row; per swap, ``last_step_seconds`` runs to the last
+  result row of either journal, as the one-process latency runs to its last step.
 - ``steps`` and ``transactions``: its result rows and its final rows (one per transaction).
 - ``fees``: per ledger, the fees of its own final rows, in the ledger's unit.
 - ``locked_seconds``: per leg this party locked, from its lock being final to the lock's
@@ -118,9 +119,12 @@ def agent_swap(swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJo
     one, two = journals
     created = [j.created for j in journals if j.created is not None]
     proposed = min(created) if created else 0.0
+    results = [s.wall for j in journals for s in j.steps if s.phase == Phase.RESULT]
     return {
         "swap_id": swap_id,
         "proposed": proposed,
+        # As the one-process figure: to the swap's last step, in whichever journal it is.
+        "last_step_seconds": (max(results) - proposed) if results else None,
         "parties": {one.party: party_swap(one, two, spec, proposed, ledgers),
                     two.party: party_swap(two, one, spec, proposed, ledgers)},
     }

@@ -159,6 +159,7 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "party": party,
                 "outcomes": " ".join(f"{k}:{n}" for k, n in sorted(v["outcomes"].items())),
                 "latency mean s": _f((v["latency"] or {}).get("mean")),
+                "to last step s": _f((a.get("last_step") or {}).get("mean")),
                 "one process s": _f(one),
                 "steps/swap": _f(v["steps_per_swap"], ".1f"),
                 "tx/swap": _f(v["transactions_per_swap"], ".1f"),
@@ -174,7 +175,7 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
 
 def agents_caption(run: dict[str, Any]) -> str:
     a = run.get("agents") or {}
-    return f"channel: {a.get('channel')}; refunds: {a.get('refunds')}"
+    return a.get("note") or f"channel: {a.get('channel')}; refunds: {a.get('refunds')}"
 
 
 def tables(run: dict[str, Any]) -> list[Table]:
@@ -189,7 +190,7 @@ def tables(run: dict[str, Any]) -> list[Table]:
         _table("platforms side by side", [{k: v for k, v in r.items() if k != "ledgers"} for r in platform_rows(run)]),
         _table("targets", targets, memory_line(run)),
         *([_table("two agents per pair (messages from each journal, checked against the channel)", agent_rows(run),
-                  agents_caption(run))] if run.get("agents") else []),
+                  agents_caption(run))] if agent_rows(run) else []),
     ]
 
 

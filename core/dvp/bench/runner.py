@@ -399,6 +399,7 @@ async def run_agents(net: Network, state: dict[str, Any], pairs: list[BenchPair]
             runs = await ag.run_agent_batch(pair, specs, cfg.concurrency, cfg.swap_timeout, on_event)
             figures = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before))
             figures["batch_seconds"] = time.time() - t
+            figures["swaps_per_second"] = cfg.swaps / figures["batch_seconds"]
             by_id[p.id]["agents"] = figures
         label = pair.channel
     return {"channel": label, "folder": str(folder), "journals": {party: str(folder / f"{party}.sqlite")
