@@ -221,6 +221,8 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
     # What the journals show is what the gRPC channel itself counted, per party.
     assert agents["channel_counts"] == totals
     assert agents["channel_check"] == {"checked": True, "matches": True, "mismatches": []}
+    met = {t["target"]: t["met"] for t in run["targets"] if t["target"].startswith("two agents")}
+    assert met == {"two agents: no swap stuck": True, "two agents: journals' messages = channel's count": True}
     for party, summary in agents["summary"].items():
         assert summary["outcomes"] == {"settled": AGENT_SWAPS}
         assert (summary["messages_sent"], summary["messages_received"] + summary["messages_refused"]) == \

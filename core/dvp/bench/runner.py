@@ -497,6 +497,16 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
         stuck = p["stuck"]
         out.append({"pair": p["id"], "target": "no swap stuck", "value": len(stuck), "met": not stuck,
                     "why": f"unfinished: {', '.join(stuck)}" if stuck else None})
+        agents = p.get("agents")
+        if agents:
+            stuck = agents["stuck"]
+            out.append({"pair": p["id"], "target": "two agents: no swap stuck", "value": len(stuck), "met": not stuck,
+                        "why": f"unfinished on a side: {', '.join(stuck)}" if stuck else None})
+            check = agents["channel_check"]
+            if check["checked"]:
+                out.append({"pair": p["id"], "target": "two agents: journals' messages = channel's count",
+                            "value": len(check["mismatches"]), "met": check["matches"],
+                            "why": "; ".join(check["mismatches"]) or None})
     trend = run["memory"]["trend"]
     if trend:
         out.append({"pair": None, "target": "memory flat in finished swaps", "value": trend["slope_kib_per_swap"],
