@@ -224,9 +224,13 @@ class Journal:
         )
         self._committed()
 
-    def last_seq(self, swap_id: str, peer: str, direction: str) -> int:
-        row = self._db.execute("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
-                               (swap_id, peer, direction)).fetchone()
+    def last_seq(self, swap_id: str, peer: str, direction: str, *, leaving_out: tuple[str, ...] = ()) -> int:
+        """The highest sequence number of the messages with ``peer`` for the swap, leaving out
+        those of the ``leaving_out`` kinds."""
+        marks = ",".join("?" * len(leaving_out))
+        where = f" AND kind NOT IN ({marks})" if leaving_out else ""
+        row = self._db.execute("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?" + where,
+                               (swap_id, peer, direction, *leaving_out)).fetchone()
         return int(row[0] or 0)
 
     def messages(self, swap_id: str) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from dvp.models import Asset, AssetKind, HtlcPlan, Leg, Role, SwapSpec, Trade
 from dvp.orchestrator import Outcome
 from dvp.party.agent import AcceptPolicy, Agent
 from dvp.party.channel import LocalChannel
-from dvp.party.messages import Kind, Message
+from dvp.party.messages import REPLY_KINDS, Kind, Message
 from dvp.party.run import PartyRun
 
 ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
@@ -103,7 +103,7 @@ async def test_replayed_message_is_refused(agents):
     seller, buyer = agents
     swap_id = await seller.propose(spec())
     await settle_both(seller, buyer, swap_id)
-    last = buyer.journal.last_seq(swap_id, "seller", "in")
+    last = buyer.journal.last_seq(swap_id, "seller", "in", leaving_out=tuple(k.value for k in REPLY_KINDS))
     old = Message(kind=Kind.LOCKED, swap_id=swap_id, sender="seller", recipient="buyer", seq=last,
                   body={"leg": "security", "lock_id": "x"})
     with pytest.raises(errors.MessageRefused, match="replayed or reordered"):
@@ -144,3 +144,15 @@ async def test_holder_never_reveals_inside_its_margin(ledgers, tmp_path):
     assert skipped and "safety margin" in skipped[0].detail["reason"]
     assert ledgers["b"].locks[seller.journal.get(swap_id).data["lock_cash"]].preimage is None  # never revealed
     assert holdings(ledgers) == (100, 0, 0, 10_000)
+
+
+async def test_a_reply_does_not_move_the_request_window(agents):
+    """A request numbered just before a reply its sender made, arriving just after it, is taken."""
+    seller, buyer = agents
+    swap_id = await seller.propose(spec())
+    await settle_both(seller, buyer, swap_id)
+    request = Message(kind=Kind.PING, swap_id=swap_id, sender="seller", recipient="buyer", seq=10**19 + 1)
+    reply = Message(kind=Kind.ACK, swap_id=swap_id, sender="seller", recipient="buyer", seq=10**19 + 2)
+    buyer.journal.message(swap_id, "seller", "in", reply.kind.value, reply.seq)  # the reply came first
+    answer = await buyer.handle(request)
+    assert answer is not None and answer.kind is Kind.ACK

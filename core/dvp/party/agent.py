@@ -29,7 +29,7 @@ from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
 from .agreement import Agreement, Proposal, check_proposal, propose
 from .channel import Channel
-from .messages import Kind, Message, next_seq
+from .messages import REPLY_KINDS, Kind, Message, next_seq
 from .run import Hints, PartyRun
 
 # A message older than this (or this far ahead of our clock) is refused: a replay from a
@@ -286,7 +286,10 @@ class Agent:
             if message.swap_id != reply_to.swap_id:
                 raise errors.MessageRefused(f"reply for swap {message.swap_id} to a message for swap {reply_to.swap_id}")
             return
-        last = self.journal.last_seq(message.swap_id, message.sender, "in")
+        # Requests only: a reply the sender made meanwhile may carry a later number than a
+        # request it numbered just before and that arrives just after.
+        last = self.journal.last_seq(message.swap_id, message.sender, "in",
+                                     leaving_out=tuple(k.value for k in REPLY_KINDS))
         if message.seq <= last:
             raise errors.MessageRefused(f"replayed or reordered message: seq {message.seq} is not above {last}, "
                                         f"the last taken from {message.sender!r} for swap {message.swap_id}")

@@ -32,6 +32,10 @@ class Kind(StrEnum):
     ACK = "ack"  # the reply to a notice or a ping
 
 
+# Answers, bound to their request by the call that carried it: outside the order of requests.
+REPLY_KINDS = (Kind.ACCEPT, Kind.REJECT, Kind.ACK)
+
+
 class Message(Frozen):
     kind: Kind
     swap_id: SwapId
