@@ -4,6 +4,7 @@ logic; the real-node, two-process suite is tests/agent."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -151,8 +152,8 @@ async def test_a_reply_does_not_move_the_request_window(agents):
     seller, buyer = agents
     swap_id = await seller.propose(spec())
     await settle_both(seller, buyer, swap_id)
-    request = Message(kind=Kind.PING, swap_id=swap_id, sender="seller", recipient="buyer", seq=10**19 + 1)
-    reply = Message(kind=Kind.ACK, swap_id=swap_id, sender="seller", recipient="buyer", seq=10**19 + 2)
+    request = Message(kind=Kind.PING, swap_id=swap_id, sender="seller", recipient="buyer", seq=time.time_ns() + 10**12)
+    reply = Message(kind=Kind.ACK, swap_id=swap_id, sender="seller", recipient="buyer", seq=time.time_ns() + 2 * 10**12)
     buyer.journal.message(swap_id, "seller", "in", reply.kind.value, reply.seq)  # the reply came first
     answer = await buyer.handle(request)
     assert answer is not None and answer.kind is Kind.ACK

@@ -41,7 +41,7 @@ class Message(Frozen):
     swap_id: SwapId
     sender: Name
     recipient: Name
-    seq: int = Field(gt=0)  # grows with every message the sender sends for this swap
+    seq: int = Field(gt=0, lt=2**63)  # grows with every message the sender sends for this swap (SQLite's INTEGER)
     sent_at: float = Field(default_factory=time.time)
     body: dict[str, Any] = {}
 
