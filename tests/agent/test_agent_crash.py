@@ -58,7 +58,7 @@ def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bo
     assert_conserved(before, after, agents.steps("seller", swap_id) + agents.steps("buyer", swap_id))
 
 
-@pytest.mark.parametrize("write", [2, 5, 9, 13, 17])
+@pytest.mark.parametrize("write", [2, 9, 17])
 @pytest.mark.parametrize("victim", ["seller", "buyer"])
 def test_agent_crash_drill(agents: Agents, victim: str, write: int):
     drill(agents, CROSS_PAIRS[0], victim, write)

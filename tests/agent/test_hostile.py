@@ -103,8 +103,16 @@ def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
     return re.escape(f"differs from the agreed terms: amount {CASH_AMOUNT // 2} (agreed {CASH_AMOUNT})")
 
 
-HOSTILE_CASES = [pytest.param(pair, m, id=f"{m.value}-{pair.id}") for pair in CROSS_PAIRS
+# `make test` runs every case on evm-a/evm-b and the tampered amount on btc too (its audit is the
+# script's, not a lock id's); the rest on btc has the marker `matrix` (`make test-drills`).
+ON_BOTH = (Misbehaviour.SMALLER_AMOUNT,)
+MATRIX = [pytest.mark.matrix]
+HOSTILE_CASES = [pytest.param(pair, m, id=f"{m.value}-{pair.id}",
+                              marks=[] if pair == CROSS_PAIRS[0] or m in ON_BOTH else MATRIX)
+                 for pair in CROSS_PAIRS
                  for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)]
+# The channel's and the journal's refusals do not depend on the ledgers: btc under `matrix`.
+PAIRS_EVM_FIRST = [CROSS_PAIRS[0], pytest.param(CROSS_PAIRS[1], id=CROSS_PAIRS[1].id, marks=MATRIX)]
 # Replays are refused by the agent's journal, whatever the ledgers: one pair.
 HOSTILE_CASES.append(pytest.param(CROSS_PAIRS[0], Misbehaviour.REPLAY, id=f"replay-{CROSS_PAIRS[0].id}"))
 
@@ -142,7 +150,7 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
         assert all(r.refused and "replayed or reordered message" in r.refused for r in replays), replays
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", PAIRS_EVM_FIRST, ids=lambda p: p.id)
 def test_false_notices(agents: Agents, pair: Pair):
     """The buyer never locks and names locks that do not exist (one under an id its ledger
     cannot even read) and a claim it did not make: the seller refunds its own lock."""
@@ -168,7 +176,7 @@ def test_false_notices(agents: Agents, pair: Pair):
     assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", PAIRS_EVM_FIRST, ids=lambda p: p.id)
 def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, monkeypatch):
     """The buyer's own TLS identity but every message signed by another key, then a client
     whose certificate names the buyer but is not the pinned one: the honest seller takes
