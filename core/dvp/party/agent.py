@@ -107,6 +107,9 @@ class Agent:
             # The swap stays unfinished in the journal: a restarted agent drives it on.
             self.progress(swap_id, f"stopped, unfinished: {exc}")
             return None
+        except Exception as exc:  # a bug: the agent goes on serving its other swaps, and says so
+            self.progress(swap_id, f"stopped, unfinished: internal error: {type(exc).__name__}: {exc}")
+            return None
 
     # -- proposing -----------------------------------------------------------------------------
     async def propose(self, spec: SwapSpec, swap_id: str | None = None) -> str:
