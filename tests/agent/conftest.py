@@ -17,11 +17,13 @@ from typing import TypeVar
 
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 
+from dvp import cli
 from dvp.journal import Journal, SwapRecord, Step
 from dvp.models import SwapSpec
 
-from ..cli_helpers import dvp, wait_for_journal
+from ..cli_helpers import wait_for_journal
 
 PARTIES = ("seller", "buyer")
 T = TypeVar("T")
@@ -88,8 +90,9 @@ class Agents:
         folder = self.folders[party]
         if endpoint is not None:  # reach the peer through this address (a proxy the test controls)
             peer = "buyer" if party == "seller" else "seller"
-            assert dvp(["agent", "pair", str(folder), "--peer", peer, "--endpoint", endpoint, "--cert",
-                        str(self.folders[peer] / "agent.crt")], self.env).returncode == 0
+            done = in_process(["agent", "pair", str(folder), "--peer", peer, "--endpoint", endpoint, "--cert",
+                               str(self.folders[peer] / "agent.crt")], self.env)
+            assert done.exit_code == 0, done.output
         env = dict(self.env)
         command = [sys.executable, "-m", "dvp.testing.crash", "agent", "run", str(folder), *args]
         if crash_after is not None:
@@ -148,6 +151,12 @@ class Agents:
             process.stop()
 
 
+def in_process(args: list[str], env: dict[str, str]) -> Result:
+    """`dvp ARGS` run in this process: the set-up commands, without a Python start each
+    (test_agent_cli.py runs them as processes, as users do)."""
+    return CliRunner().invoke(cli.main, args, env=env)
+
+
 def _ended(record: SwapRecord | None) -> SwapRecord | None:
     return record if record is not None and record.outcome is not None else None
 
@@ -159,12 +168,13 @@ def agents(run_dir, tmp_path) -> Agents:
     folders = {p: tmp_path / p for p in PARTIES}
     ports = {p: free_port() for p in PARTIES}
     for party in PARTIES:
-        done = dvp(["agent", "init", str(folders[party]), "--party", party, "--listen", f"127.0.0.1:{ports[party]}"], env)
-        assert done.returncode == 0, done.stderr
+        done = in_process(["agent", "init", str(folders[party]), "--party", party, "--listen",
+                           f"127.0.0.1:{ports[party]}"], env)
+        assert done.exit_code == 0, done.output
     for party, peer in (PARTIES, PARTIES[::-1]):
-        done = dvp(["agent", "pair", str(folders[party]), "--peer", peer, "--endpoint", f"127.0.0.1:{ports[peer]}",
-                    "--cert", str(folders[peer] / "agent.crt")], env)
-        assert done.returncode == 0, done.stderr
+        done = in_process(["agent", "pair", str(folders[party]), "--peer", peer, "--endpoint",
+                           f"127.0.0.1:{ports[peer]}", "--cert", str(folders[peer] / "agent.crt")], env)
+        assert done.exit_code == 0, done.output
     pair = Agents(run_dir, env, folders, ports)
     try:
         yield pair

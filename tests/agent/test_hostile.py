@@ -222,3 +222,66 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
     assert not [m for m in agents.messages("seller", ours) if m["direction"] == "in"], agents.messages("seller", ours)
     after = run_async(balances(agents.run_dir))
     assert changes(before, after, pair) == UNCHANGED
+
+
+# The rest of the tampered locks, on evm-a/evm-b: a lock id there covers every term, so each is
+# another lock, and the seller names the term that differs.
+TAMPERED_FIELD = {Misbehaviour.SHORT_EXPIRY: "expiry", Misbehaviour.WRONG_RECIPIENT: "recipient",
+                  Misbehaviour.WRONG_ASSET: "asset"}
+
+
+@pytest.mark.parametrize("misbehaviour", list(TAMPERED_FIELD), ids=lambda m: m.value)
+def test_hostile_counterparty_tampers_another_term(agents: Agents, misbehaviour: Misbehaviour):
+    pair = CROSS_PAIRS[0]
+    before = run_async(balances(agents.run_dir))
+    spec = spec_for(pair, secret_holder=Role.SELLER.value)
+
+    async def play() -> str:
+        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                                  "--max-seconds", "240")
+            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+            [swap_id] = agents.swap_ids("seller")
+            await let_expire(buyer, net, pair.cash, swap_id)
+            return swap_id
+
+    swap_id = run_async(play())
+    ours = agents.record("seller", swap_id)
+    assert ours.outcome == "refunded", ours.detail
+    field = TAMPERED_FIELD[misbehaviour]
+    assert re.search(rf"differs from the agreed terms: .*\b{field} ", ours.detail), ours.detail
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    assert changes(before, after, pair, steps) == UNCHANGED
+
+
+@pytest.mark.parametrize("misbehaviour", [Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK],
+                         ids=lambda m: m.value)
+def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, misbehaviour: Misbehaviour):
+    """The buyer holds the secret and locks first, with a shorter expiry or another hashlock
+    than agreed: the honest seller never locks its bonds (the principal-risk case Stella warns
+    of needs the honest side to lock against a lock that does not protect it)."""
+    pair = CROSS_PAIRS[0]
+    before = run_async(balances(agents.run_dir))
+    # Short: the hostile holder waits out the seller's leg by the wall clock before it refunds.
+    spec = spec_for(pair, secret_holder=Role.BUYER.value, **SHORT_PLAN)
+
+    async def play() -> str:
+        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                                  "--max-seconds", "240")
+            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+            [swap_id] = agents.swap_ids("seller")
+            await let_expire(buyer, net, pair.cash, swap_id)
+            return swap_id
+
+    swap_id = run_async(play())
+    ours = agents.record("seller", swap_id)
+    assert ours.outcome == "aborted", ours.detail
+    field = "expiry" if misbehaviour is Misbehaviour.SHORT_EXPIRY else "hashlock"
+    assert re.search(rf"differs from the agreed terms: .*\b{field} ", ours.detail), ours.detail
+    assert "nothing of mine was locked" in ours.detail, ours.detail
+    assert not [s for s in agents.steps("seller", swap_id) if s.step == "lock security"]
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    assert changes(before, after, pair, steps) == UNCHANGED
