@@ -89,14 +89,23 @@ class RpcClient:
         return out
 
     async def _post(self, method: str, body: Any) -> tuple[str, int]:
-        try:
-            async with self._open().post(self.url, json=body) as resp:
-                text = await resp.text()
-                if resp.status == 401:
-                    raise RpcUnavailable(f"{method}: the node refused the RPC credentials (HTTP 401)")
-                return text, resp.status
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+        for attempt in range(2):
+            try:
+                async with self._open().post(self.url, json=body) as resp:
+                    text = await resp.text()
+                    if resp.status == 401:
+                        raise RpcUnavailable(f"{method}: the node refused the RPC credentials (HTTP 401)")
+                    return text, resp.status
+            except aiohttp.ClientOSError as exc:
+                # Often a pooled keep-alive connection the node had closed. A read (get...)
+                # changes nothing on the node, so it is asked once more, on a fresh connection;
+                # a send is not repeated (it may have reached the node).
+                if attempt == 0 and method.startswith("get"):
+                    continue
+                raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise RpcUnavailable(f"{method}: {type(exc).__name__}: {exc}") from exc
+        raise AssertionError("unreachable")
 
     async def call(self, method: str, *params: Any) -> Any:
         body = {"jsonrpc": "1.0", "id": next(self._ids), "method": method, "params": list(params)}
