@@ -22,8 +22,10 @@ from click.testing import CliRunner, Result
 from dvp import cli
 from dvp.journal import Journal, SwapRecord, Step
 from dvp.models import SwapSpec
+from dvp.network import Network
 
 from ..cli_helpers import wait_for_journal
+from ..scenarios import snapshot
 
 PARTIES = ("seller", "buyer")
 T = TypeVar("T")
@@ -180,6 +182,12 @@ def agents(run_dir, tmp_path) -> Agents:
         yield pair
     finally:
         pair.stop_all()
+
+
+async def balances(run_dir):
+    """Every asset of the testbed, for the seller and the buyer."""
+    async with Network.from_run_dir(run_dir) as net:
+        return await snapshot(net)
 
 
 def run_async(coro):

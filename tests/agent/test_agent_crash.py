@@ -10,22 +10,16 @@ import time
 
 import pytest
 
-from dvp.network import Network
 
-from ..scenarios import assert_conserved, snapshot, spec_for
+from ..scenarios import assert_conserved, spec_for
 from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair
-from .conftest import Agents, run_async
+from .conftest import balances, Agents, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.slow]
 
 ENDED = {"settled", "refunded"}
 # A happy swap is about 20 journal writes per agent (rows, messages, state).
 EVERY_WRITE = range(1, 25)
-
-
-async def balances(run_dir):
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
 
 
 def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bool = True) -> None:

@@ -29,9 +29,9 @@ from dvp_agent.envelope import seal
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
-from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
+from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import AgentProcess, Agents, run_async
+from .conftest import balances, AgentProcess, Agents, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(420)]
 
@@ -39,11 +39,6 @@ NOT_SETTLED = 6  # `dvp agent run --until-done`: a swap ended other than settled
 # Where the buyer never locks, the seller waits out the counter leg's time by the wall clock:
 # the shortest plan every pair accepts.
 SHORT_PLAN = {"holder_timeout": 30, "counter_timeout": 15}
-
-
-async def balances(run_dir):
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
 
 
 @asynccontextmanager
@@ -224,6 +219,25 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
     assert changes(before, after, pair) == UNCHANGED
 
 
+async def seller_against(agents: Agents, misbehaviour: Misbehaviour, spec, pair: Pair) -> str:
+    """The honest seller's process proposes ``spec`` to a hostile buyer and ends; the buyer's
+    drive then runs to its own end (refunding what it locked); the swap id."""
+    async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+        seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
+                              "--max-seconds", "240")
+        assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+        [swap_id] = agents.swap_ids("seller")
+        await let_expire(buyer, net, pair.cash, swap_id)
+        return swap_id
+
+
+def assert_unchanged(agents: Agents, pair: Pair, before, swap_id: str) -> None:
+    """Neither party gained or lost any of the trade's assets (fees from both journals)."""
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    assert changes(before, after, pair, steps) == UNCHANGED
+
+
 # The rest of the tampered locks, on evm-a/evm-b: a lock id there covers every term, so each is
 # another lock, and the seller names the term that differs.
 TAMPERED_FIELD = {Misbehaviour.SHORT_EXPIRY: "expiry", Misbehaviour.WRONG_RECIPIENT: "recipient",
@@ -235,24 +249,12 @@ def test_hostile_counterparty_tampers_another_term(agents: Agents, misbehaviour:
     pair = CROSS_PAIRS[0]
     before = run_async(balances(agents.run_dir))
     spec = spec_for(pair, secret_holder=Role.SELLER.value)
-
-    async def play() -> str:
-        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "240")
-            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
-            [swap_id] = agents.swap_ids("seller")
-            await let_expire(buyer, net, pair.cash, swap_id)
-            return swap_id
-
-    swap_id = run_async(play())
+    swap_id = run_async(seller_against(agents, misbehaviour, spec, pair))
     ours = agents.record("seller", swap_id)
     assert ours.outcome == "refunded", ours.detail
     field = TAMPERED_FIELD[misbehaviour]
     assert re.search(rf"differs from the agreed terms: .*\b{field} ", ours.detail), ours.detail
-    after = run_async(balances(agents.run_dir))
-    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
-    assert changes(before, after, pair, steps) == UNCHANGED
+    assert_unchanged(agents, pair, before, swap_id)
 
 
 @pytest.mark.parametrize("misbehaviour", [Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK],
@@ -265,23 +267,11 @@ def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, misbeh
     before = run_async(balances(agents.run_dir))
     # Short: the hostile holder waits out the seller's leg by the wall clock before it refunds.
     spec = spec_for(pair, secret_holder=Role.BUYER.value, **SHORT_PLAN)
-
-    async def play() -> str:
-        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "240")
-            assert await exited(seller, 280) == NOT_SETTLED, seller.output()
-            [swap_id] = agents.swap_ids("seller")
-            await let_expire(buyer, net, pair.cash, swap_id)
-            return swap_id
-
-    swap_id = run_async(play())
+    swap_id = run_async(seller_against(agents, misbehaviour, spec, pair))
     ours = agents.record("seller", swap_id)
     assert ours.outcome == "aborted", ours.detail
     field = "expiry" if misbehaviour is Misbehaviour.SHORT_EXPIRY else "hashlock"
     assert re.search(rf"differs from the agreed terms: .*\b{field} ", ours.detail), ours.detail
     assert "nothing of mine was locked" in ours.detail, ours.detail
     assert not [s for s in agents.steps("seller", swap_id) if s.step == "lock security"]
-    after = run_async(balances(agents.run_dir))
-    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
-    assert changes(before, after, pair, steps) == UNCHANGED
+    assert_unchanged(agents, pair, before, swap_id)

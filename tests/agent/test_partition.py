@@ -8,21 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from dvp.network import Network
 from dvp.testing.proxy import PartitionProxy
 
-from ..scenarios import assert_conserved, snapshot, spec_for
+from ..scenarios import assert_conserved, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import Agents, run_async
+from .conftest import balances, Agents, run_async
 
 pytestmark = pytest.mark.agent
 
 PLAN = {"holder_timeout": 40, "counter_timeout": 20}
-
-
-async def balances(run_dir):
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
 
 
 def has_result(step: str) -> Callable[[Agents, str, str], bool]:

@@ -6,18 +6,12 @@ from __future__ import annotations
 import pytest
 
 from dvp.models import Role
-from dvp.network import Network
 
-from ..scenarios import SETTLED, changes, snapshot, spec_for
+from ..scenarios import SETTLED, changes, spec_for
 from ..testbed import CROSS_PAIRS, CROSS_PARAMS, Pair
-from .conftest import Agents, run_async
+from .conftest import balances, Agents, run_async
 
 pytestmark = pytest.mark.agent
-
-
-async def balances(run_dir):
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
 
 
 # Every pair the testbed runs, the seller holding the secret; both holders on the two base pairs.

@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from dvp.network import Network
 
-from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
+from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import Agents, run_async
+from .conftest import balances, Agents, run_async
 
 pytestmark = pytest.mark.agent
 
 # Short real-time plans: the honest side waits for real expiries here.
 PLAN = {"holder_timeout": 30, "counter_timeout": 15}
-
-
-async def balances(run_dir):
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
 
 
 @pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
