@@ -5,7 +5,6 @@ the core imports nothing of the channel (gRPC) itself."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from .errors import DvpError
 from .journal import Journal, Step
 from .models import SwapSpec
 from .orchestrator import Orchestrator, SwapResult
+from .runtime.processes import free_port
 from .settings import Settings
 
 PARTIES = ("seller", "buyer")
@@ -39,13 +39,6 @@ def _dvp(settings: Settings, *args: str) -> list[str]:
     return [sys.executable, "-m", "dvp.cli", "--run-dir", str(settings.run_dir), *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
@@ -56,7 +49,7 @@ def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str],
     """Set up (once) and start both agents, the seller proposing ``spec``; each party's view."""
     home = settings.run_dir / "demo-agents"
     folders = {p: home / p for p in PARTIES}
-    ports = {p: _free_port() for p in PARTIES}
+    ports = {p: free_port() for p in PARTIES}
     for party in PARTIES:
         if not (folders[party] / "agent.yaml").exists():
             progress(f"{party}: new agent identity, its own keys only")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,18 +22,13 @@ from dvp import cli
 from dvp.journal import Journal, SwapRecord, Step
 from dvp.models import SwapSpec
 from dvp.network import Network
+from dvp.runtime.processes import free_port
 
 from ..cli_helpers import wait_for_journal
 from ..scenarios import snapshot
 
 PARTIES = ("seller", "buyer")
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -20,7 +20,6 @@ from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
 from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
 from ..journal import SwapRecord
 from ..state import Action, LegName, PartySide, Phase
-from ..timeouts import budget
 from .agreement import Agreement, check_still_safe
 from .messages import Kind
 
@@ -82,8 +81,6 @@ class PartyRun(_HtlcRun):
         self._notify = notify
         self._probe = probe
         self.created = record.created
-        self.budget = budget(spec.plan, self.adapter_of(self.holder).finality, self.adapter_of(self.counter).finality,
-                             self.adapter_of(self.holder).finality)
 
     # -- the drive ----------------------------------------------------------------------------
     async def steps(self) -> tuple[Outcome, str]:
