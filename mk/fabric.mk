@@ -12,8 +12,16 @@ PYTEST ?= .venv/bin/python -m pytest
 
 .PHONY: fabric-drills fabric-bins fabric-chaincode fabric-cc-test fabric-test fabric-clean
 
-# `make setup` installs the chaincode's pinned npm packages (fabric-contract-api, fabric-shim).
-EXTRA_SETUP += fabric-chaincode
+# `make setup` installs the chaincode's pinned npm packages (fabric-contract-api, fabric-shim) and
+# Fabric itself from its release archive ($DVP_DIST_MIRROR, else the official download address) into
+# the cache, once: a no-op when present or DVP_FABRIC_HOME is set; one line and the set-up goes on
+# when the archive cannot be had.
+EXTRA_SETUP += fabric-chaincode fabric-release
+
+.PHONY: fabric-release
+## Install Fabric's release archive into the cache (verified, unpacked aside, renamed into place)
+fabric-release: $(PY_STAMP)
+	@$(BIN)/python -m dvp_fabric.bins
 
 ## Build peer, orderer, configtxgen, cryptogen, osnadmin and ccaas_builder from the Go module (cached)
 fabric-bins:

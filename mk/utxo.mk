@@ -9,8 +9,15 @@ BTCCTL := $(BTCD_BIN_DIR)/btcctl
 
 .PHONY: btcd-bins btcd-clean test-utxo
 
-# `make setup` builds the nodes too (about a minute, once; skipped when cached).
-EXTRA_SETUP += btcd-bins
+# `make setup` builds the nodes too (about a minute, once; skipped when cached) and installs
+# elementsd from the Elements release archive ($DVP_DIST_MIRROR, else the official download
+# address), once: a no-op when present or DVP_ELEMENTSD is set; one line when it cannot be had.
+EXTRA_SETUP += btcd-bins elements-release
+
+.PHONY: elements-release
+## Install the Elements release archive into the cache (verified, unpacked aside, renamed into place)
+elements-release: $(PY_STAMP)
+	@$(BIN)/python -m dvp_utxo.build install-elements
 
 btcd-bins: $(BTCD) $(BTCCTL)
 

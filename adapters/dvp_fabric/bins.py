@@ -17,11 +17,14 @@ dependencies installed by ``make setup`` or, on first use, ``npm ci``).
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dvp.dist import Release
+from dvp.dist import main as install_main
 from dvp.env import cache_dir
 from dvp.errors import ConfigError
 
@@ -30,9 +33,15 @@ FABRIC_COMMIT = "86c1172bec37e6590c6b1ae6f847833df48d65fc"
 HERE = Path(__file__).resolve().parent
 TOOLS = ("peer", "orderer", "configtxgen", "cryptogen", "osnadmin")
 BUILDER_STEPS = ("detect", "build", "release")
+FABRIC_ARCHIVE = f"hyperledger-fabric-linux-amd64-{FABRIC_VERSION}.tar.gz"
+FABRIC_URL = f"https://github.com/hyperledger/fabric/releases/download/v{FABRIC_VERSION}/{FABRIC_ARCHIVE}"
+# The official archive's SHA-256 is not pinned: Fabric's GitHub release publishes no checksum file,
+# and it was not known when this was written (README: "Fabric and Elements from their release archives").
+FABRIC_SHA256: str | None = None
 HOW_TO_GET = (
-    f"set DVP_FABRIC_HOME to an unpacked Hyperledger Fabric {FABRIC_VERSION} release (bin/ and config/), "
-    "or run `make fabric-bins` where the Go module proxy serves github.com/hyperledger/fabric"
+    f"run `make setup` (installs the release archive {FABRIC_ARCHIVE}, from $DVP_DIST_MIRROR or its "
+    f"official download address), set DVP_FABRIC_HOME to an unpacked Hyperledger Fabric {FABRIC_VERSION} "
+    "release (bin/ and config/), or run `make fabric-bins` where the Go module proxy serves github.com/hyperledger/fabric"
 )
 
 
@@ -97,6 +106,29 @@ class FabricInstall:
         if proc.returncode != 0 or not self.present():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
             raise ConfigError(f"fabric: could not build Fabric {FABRIC_VERSION} into {self.root} ({HOW_TO_GET}):\n{tail}")
+
+
+def fabric_release() -> Release:
+    """The official release archive (``bin/``, ``config/``, ``builders/ccaas/``), unpacked into the
+    cache directory the project reads when ``DVP_FABRIC_HOME`` is unset."""
+    return Release(
+        name=f"Hyperledger Fabric {FABRIC_VERSION}", archive=FABRIC_ARCHIVE, url=FABRIC_URL, sha256=FABRIC_SHA256,
+        target=cache_root() / f"fabric-{FABRIC_COMMIT}",
+        required=(*(f"bin/{t}" for t in TOOLS), "config/core.yaml", "config/orderer.yaml",
+                  *(f"builders/ccaas/bin/{s}" for s in BUILDER_STEPS)),
+    )  # fmt: skip
+
+
+def release_not_needed() -> str | None:
+    """Why the set-up installs no release archive here (a user-given or present install), or None."""
+    if os.environ.get("DVP_FABRIC_HOME"):
+        return f"DVP_FABRIC_HOME is set: using {os.environ['DVP_FABRIC_HOME']}, nothing installed"
+    install = FabricInstall.default()
+    if install.present():
+        return f"already installed in {install.root}"
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return f"the pinned archive {FABRIC_ARCHIVE} is for Linux x86_64 only; {HOW_TO_GET}"
+    return None
 
 
 # ---------------------------------------------------------------- the chaincode
@@ -164,3 +196,7 @@ class ImageInstall(FabricInstall):
 
     def missing(self) -> list[str]:
         return []  # the Docker runtime checks the images instead
+
+
+if __name__ == "__main__":  # python -m dvp_fabric.bins: the set-up's install of the release archive
+    raise SystemExit(install_main([(fabric_release(), release_not_needed)]))
