@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from dvp.errors import ConfigError
 from dvp.models import Name
 from dvp.party.agent import AcceptPolicy
-from dvp.scenario import first_error
+from dvp.scenario import first_error, load_yaml
 
 CONFIG_FILE = "agent.yaml"
 PEER_CERT_FILE = "peer.crt"
@@ -47,7 +47,7 @@ class AgentConfig(BaseModel):
 def load_config(folder: Path) -> AgentConfig:
     path = folder / CONFIG_FILE
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), str(path))  # numbers as written, as in a scenario
     except FileNotFoundError:
         raise ConfigError(f"agent: no {CONFIG_FILE} in {folder}; run `dvp agent init {folder} --party NAME`") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -24,7 +24,7 @@ from .models import Amount
 from .network import Network
 from .orchestrator import Unfinished
 from .runtime import DEFAULT_RUNTIME, RUNTIMES, recorded, select
-from .scenario import first_error, load_scenario, parse_leg, parse_spec
+from .scenario import PLAIN_DECIMAL, first_error, load_scenario, parse_leg, parse_spec
 from .settings import Settings
 from .topology import default, optional_platforms_note
 from .views import balances_table, print_result, status_table
@@ -99,6 +99,23 @@ class FiniteSeconds(click.ParamType):  # type: ignore[type-arg]  # generic only 
 
 
 BLOCK_TIME = FiniteSeconds(0, 600)
+
+
+class PlainInt(click.ParamType):  # type: ignore[type-arg]  # generic only in the stubs
+    """An amount or timeout as written: plain decimal digits (click's int takes ``1_0``, `` 10``
+    and ``010`` as 10)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        if not isinstance(value, str) or not PLAIN_DECIMAL.fullmatch(value) or len(value) > 80:
+            self.fail(f"expected a plain decimal integer, got {str(value)[:40]!r}", param, ctx)
+        return int(value)
+
+
+PLAIN_INT = PlainInt()
 
 
 class OneLineGroup(click.Group):
@@ -184,7 +201,7 @@ def status(settings: Settings) -> None:
 @click.argument("ledger")
 @click.argument("asset")
 @click.argument("party")
-@click.argument("amount", type=int)
+@click.argument("amount", type=PLAIN_INT)
 @click.pass_obj
 @fail_cleanly
 def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) -> None:
@@ -225,8 +242,8 @@ def balances(settings: Settings, parties: tuple[str, ...]) -> None:
 @click.option("--cash", help="LEDGER:ASSET:AMOUNT the buyer pays.")
 @click.option("--kind", type=click.Choice(["htlc", "atomic"]), default=None, help="Default: atomic on one ledger, htlc across two.")
 @click.option("--secret-holder", type=click.Choice(["seller", "buyer"]), default=None)
-@click.option("--holder-timeout", type=int, default=None, help="Seconds until the secret holder's leg expires.")
-@click.option("--counter-timeout", type=int, default=None, help="Seconds until the other leg expires.")
+@click.option("--holder-timeout", type=PLAIN_INT, default=None, help="Seconds until the secret holder's leg expires.")
+@click.option("--counter-timeout", type=PLAIN_INT, default=None, help="Seconds until the other leg expires.")
 @click.option("--fast-forward", is_flag=True, help="Dev ledgers: advance the clock instead of waiting for expiry.")
 @click.option("--json", "as_json", is_flag=True, help="Print the swap report as JSON.")
 @click.pass_obj

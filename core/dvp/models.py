@@ -27,6 +27,7 @@ Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.
 Amount = Annotated[int, Field(gt=0, lt=2**256, strict=True)]
 Seconds = Annotated[int, Field(gt=0, le=30 * 24 * 3600, strict=True)]
 Margin = Annotated[int, Field(ge=0, le=30 * 24 * 3600, strict=True)]
+Limit = Annotated[int, Field(ge=0, lt=2**256, strict=True)]  # a policy's most in base units (0: nothing)
 
 
 class AssetKind(StrEnum):

@@ -3,6 +3,12 @@
 A scenario is small, plain data: files are read up to a size bound and must be UTF-8;
 duplicate keys are an error (YAML and JSON parsers would silently keep the last one);
 YAML aliases are refused (a few lines of them expand into billions of nodes).
+
+YAML is read as written, with the YAML 1.2 core schema's plain scalars rather than PyYAML's
+YAML 1.1 ones: an integer is plain decimal digits (``010``, ``0o10``, ``1:40``, ``0b11``,
+``1_0``, ``0x10`` and ``+10`` stay text, which an amount or timeout then refuses naming the
+field; YAML 1.1 would have read them as 8, 8, 100, 3, 10, 16 and 10), a boolean is
+``true``/``false`` (not ``yes``/``on``), and dates stay text.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from .models import SwapSpec
 
 MAX_SCENARIO_BYTES = 1 << 20
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_DECIMAL = re.compile(r"-?[0-9]+")
+PLAIN_DECIMAL = re.compile(r"-?(?:0|[1-9][0-9]*)")  # no leading zeros: YAML 1.1 and C read 010 as octal
+_NOT_AS_WRITTEN = {"int_type": "a plain decimal integer", "bool_type": "true or false"}
 
 
 class _Refused(Exception):
@@ -35,6 +42,9 @@ def first_error(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
     where = ".".join(_key(p) for p in err["loc"] if not str(p).startswith("function-"))
     msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in _NOT_AS_WRITTEN and isinstance(err.get("input"), str | float | bool):
+        # Text (or another scalar) where a number or flag belongs: what is expected, and what was written.
+        msg = f"expected {_NOT_AS_WRITTEN[err['type']]}, got {repr(err['input'])[:40]}"
     return f"{prefix}{where}: {msg}" if where else f"{prefix}{msg}"
 
 
@@ -46,7 +56,8 @@ def _key(part: Any) -> str:
 
 def parse_spec(data: Any, source: str = "scenario") -> SwapSpec:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with 'trade', got {type(data).__name__}")
+        got = "nothing (empty)" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{source}: expected a mapping with 'trade', got {got}")
     try:
         return SwapSpec.model_validate(data)
     except ValidationError as exc:
@@ -71,18 +82,27 @@ def _default_recursion_limit() -> Iterator[None]:
 def load_scenario(path: str | Path) -> SwapSpec:
     path = Path(path)
     kind = "JSON" if path.suffix == ".json" else "YAML"
-    text = _read_text(path)
+    data = _parse(_read_text(path), kind, f"scenario: {path}")
+    return parse_spec(data, f"scenario: {path}")
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Another YAML file dvp reads (``agent.yaml``), by the same rules as a scenario;
+    ConfigError ``SOURCE: ...`` in one line."""
+    return _parse(text, "YAML", source)
+
+
+def _parse(text: str, kind: str, source: str) -> Any:
     try:
         with _default_recursion_limit():
-            data = _parse_json(text) if kind == "JSON" else _parse_yaml(text)
+            return _parse_json(text) if kind == "JSON" else _parse_yaml(text)
     except _Refused as exc:
-        raise ConfigError(f"scenario: {path}: {exc}") from None
+        raise ConfigError(f"{source}: {exc}") from None
     except RecursionError:
-        raise ConfigError(f"scenario: {path} is nested too deeply") from None
+        raise ConfigError(f"{source} is nested too deeply") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: JSON syntax, integer literals past Python's digit limit
         line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"scenario: {path} is not valid {kind}: {line}") from None
-    return parse_spec(data, str(path))
+        raise ConfigError(f"{source} is not valid {kind}: {line}") from None
 
 
 def _read_text(path: Path) -> str:
@@ -115,7 +135,22 @@ def _parse_json(text: str) -> Any:
 
 
 class _ScenarioLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type stubs here
-    """safe_load without aliases and without silently overwritten duplicate keys."""
+    """safe_load without aliases and without silently overwritten duplicate keys, reading plain
+    scalars by the YAML 1.2 core schema (the resolvers below replace PyYAML's YAML 1.1 ones)."""
+
+    yaml_implicit_resolvers: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+
+    def construct_yaml_int(self, node):  # type: ignore[no-untyped-def]
+        """An explicit ``!!int`` too: plain decimal digits, or it stays text as written (YAML 1.1
+        reads ``!!int 010`` as 8), which a number field refuses naming the field."""
+        value = self.construct_scalar(node)
+        return int(value) if PLAIN_DECIMAL.fullmatch(value) else value
+
+    def construct_yaml_bool(self, node):  # type: ignore[no-untyped-def]
+        value = self.construct_scalar(node)
+        if value.lower() not in ("true", "false"):
+            raise _Refused(f"!!bool {value[:40]!r} is not true or false (line {node.start_mark.line + 1})")
+        return value.lower() == "true"
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         if self.check_event(yaml.AliasEvent):
@@ -137,6 +172,20 @@ class _ScenarioLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no
         return super().construct_mapping(node, deep)
 
 
+# The YAML 1.2 core schema's null, bool, int (plain decimal only) and float; anything else is text.
+for _tag, _pattern, _first in [
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("int", r"^-?(?:0|[1-9][0-9]*)$", list("-0123456789")),
+    # a float has a point or an exponent (the core schema would also take 010 and +10 as numbers)
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*|(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+)"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", list("-+.0123456789")),
+]:
+    _ScenarioLoader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), _first)
+_ScenarioLoader.add_constructor("tag:yaml.org,2002:int", _ScenarioLoader.construct_yaml_int)
+_ScenarioLoader.add_constructor("tag:yaml.org,2002:bool", _ScenarioLoader.construct_yaml_bool)
+
+
 def _parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_ScenarioLoader)  # noqa: S506 - a SafeLoader subclass
 
@@ -147,6 +196,6 @@ def parse_leg(value: str, field: str) -> dict[str, Any]:
     if len(parts) != 3:
         raise ConfigError(f"{field}: expected LEDGER:ASSET:AMOUNT, got {value!r}")
     ledger, asset, amount = parts
-    if not _DECIMAL.fullmatch(amount) or len(amount) > 80:
+    if not PLAIN_DECIMAL.fullmatch(amount) or len(amount) > 80:
         raise ConfigError(f"{field}.amount: expected an integer in base units, got {amount[:40]!r}")
     return {"ledger": ledger, "asset": asset, "amount": int(amount)}

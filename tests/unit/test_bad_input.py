@@ -317,3 +317,74 @@ def test_cache_variable_must_name_a_directory(monkeypatch):
     monkeypatch.setenv("DVP_CACHE", "/etc/passwd")
     with pytest.raises(errors.ConfigError, match="DVP_CACHE: /etc/passwd is not a directory"):
         cache_dir()
+
+
+# -- YAML reads numbers as written (issue 23, item 2) ----------------------------------------------
+
+# YAML 1.1 reads these as other integers (octal, base 60, binary, digit groups, hex, a sign):
+# a scenario is a settlement instruction, so each is refused naming the field, never traded.
+YAML11_INTEGERS = ["010", "0o10", "1:40", "10:00", "0b11", "1_0", "0x10", "+10", "!!int 010", "!!int 0x10"]
+
+
+@pytest.mark.parametrize("token", YAML11_INTEGERS)
+@pytest.mark.parametrize("field", ["trade.security.amount", "trade.cash.amount", "plan.holder_timeout",
+                                   "plan.counter_timeout", "plan.reaction_window"])
+def test_yaml_integers_other_than_plain_decimal_are_refused_naming_the_field(tmp_path, env, token, field):
+    data = {"trade": {"security": dict(LEG), "cash": dict(CASH)}, "plan": {"holder_timeout": 600, "counter_timeout": 300}}
+    section, *rest = field.split(".")
+    target = data[section]
+    for key in rest[:-1]:
+        target = target[key]
+    target[rest[-1]] = "@TOKEN@"
+    path = scenario(tmp_path, "s.yaml", json.dumps(data).replace('"@TOKEN@"', token))
+    line = one_line(run(["swap", str(path)], env), 2, field)
+    assert "plain decimal integer" in line, line
+
+
+def test_yaml_plain_decimals_and_core_schema_values_are_read_as_written(tmp_path):
+    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+                                        "  cash: {ledger: evm-b, asset: '010', amount: 0500}\n")
+    with pytest.raises(errors.ConfigError, match="trade.cash.amount: expected a plain decimal integer, got '0500'"):
+        load_scenario(path)
+    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: 0x10, amount: 10}\n"
+                                        "  cash: {ledger: evm-b, asset: 1_0, amount: 500}\n"
+                                        "plan: {holder_timeout: 600, counter_timeout: 300, reaction_window: 0}\n"
+                                        "fast_forward: false\nbehaviour: {counter_locks: True}\n")
+    spec = load_scenario(path)
+    assert spec.trade.security.asset == "0x10" and spec.trade.cash.asset == "1_0"  # names stay as typed
+    assert spec.trade.cash.amount == 500 and spec.plan.holder_timeout == 600 and spec.plan.reaction_window == 0
+
+
+@pytest.mark.parametrize("token", ["yes", "no", "on", "off", "y", "Yes"])
+def test_yaml_1_1_booleans_are_refused(tmp_path, token):
+    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+                                        f"  cash: {{ledger: evm-b, asset: EUR, amount: 5}}\nfast_forward: {token}\n")
+    with pytest.raises(errors.ConfigError, match=f"fast_forward: expected true or false, got '{token}'"):
+        load_scenario(path)
+
+
+@pytest.mark.parametrize("content", ["", "# nothing\n", "---\n", "~\n"])
+def test_an_empty_yaml_scenario_has_the_scenario_prefix(tmp_path, env, content):
+    path = scenario(tmp_path, "empty.yaml", content)
+    line = one_line(run(["swap", str(path)], env), 2, f"scenario: {path}: expected a mapping with 'trade'")
+    assert line.endswith("got nothing (empty)"), line
+
+
+@pytest.mark.parametrize("value", ["1_0", "0x10", "010", "+10", " 10"])
+@pytest.mark.parametrize("flag", ["--holder-timeout", "--counter-timeout"])
+def test_timeout_flags_are_plain_decimal_digits(env, flag, value):
+    one_line(run(["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:5", flag, value], env), 2, flag)
+
+
+def test_flag_amounts_with_leading_zeros_are_refused(env):
+    one_line(run(["swap", "--security", "evm-a:BOND:010", "--cash", "evm-b:EUR:5"], env), 2, "security.amount")
+
+
+@pytest.mark.parametrize("token", ["010", "0x10", "1_0", "1:40", "'100'", "100.0", "+10"])
+def test_agent_policy_amounts_are_read_as_written(tmp_path, token):
+    config = pytest.importorskip("dvp_agent.config", reason="the agent package (extra `agent`) is not installed")
+    (tmp_path / "agent.yaml").write_text(f"party: seller\npolicy:\n  max_send:\n    evm-b:EUR: {token}\n")
+    with pytest.raises(errors.ConfigError, match=r"agent.yaml: policy.max_send.'evm-b:EUR': expected a plain decimal"):
+        config.load_config(tmp_path)
+    (tmp_path / "agent.yaml").write_text("party: seller\npolicy:\n  max_send: {evm-b:EUR: 100}\n")
+    assert config.load_config(tmp_path).policy.max_send == {"evm-b:EUR": 100}

@@ -149,3 +149,60 @@ def test_any_command_line_ends_in_a_result_or_one_error_line(workdir, argv):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (argv, result.stderr)
         assert "internal error" not in result.stderr, (argv, result.stderr)
+
+
+# -- YAML numbers as written (issue 23, item 2) ----------------------------------------------------
+
+
+def _sexagesimal(n: int) -> str:
+    digits = []
+    while n:
+        n, rest = divmod(n, 60)
+        digits.append(str(rest))
+    return ":".join(reversed(digits or ["0"]))
+
+
+# The forms YAML 1.1 (PyYAML's default) reads as integers; only the first is a plain decimal.
+YAML11_FORMS = {
+    "decimal": str,
+    "octal": lambda n: "0" + format(n, "o"),
+    "octal-0o": lambda n: "0o" + format(n, "o"),
+    "hex": lambda n: "0x" + format(n, "x"),
+    "binary": lambda n: "0b" + format(n, "b"),
+    "grouped": lambda n: "_".join(str(n)) if n >= 10 else f"{n}_0",
+    "base-60": lambda n: _sexagesimal(n + 60),  # with a colon (under 60 it would be plain decimal)
+    "signed": lambda n: f"+{n}",
+    "leading-zero": lambda n: f"0{n}",
+    "tagged-octal": lambda n: "!!int 0" + format(n, "o"),
+}
+NUMBER_FIELDS = [("trade", "security", "amount"), ("trade", "cash", "amount"), ("plan", "holder_timeout"),
+                 ("plan", "counter_timeout"), ("plan", "reaction_window"), ("plan", "claim_margin")]
+
+
+@FUZZ
+@given(n=st.integers(min_value=1, max_value=10**6), form=st.sampled_from(sorted(YAML11_FORMS)),
+       where=st.sampled_from(NUMBER_FIELDS))
+def test_yaml_numbers_are_read_as_written_or_refused_naming_the_field(tmp_path_factory, n, form, where):
+    data = json.loads(json.dumps(VALID))
+    data["plan"]["holder_timeout"] = 10**6 + 600  # a valid plan whatever n is, within the bounds
+    data["plan"]["counter_timeout"] = 10**6 + 300
+    target = data
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = "@N@"
+    token = YAML11_FORMS[form](n)
+    path = tmp_path_factory.mktemp("yaml11") / "scenario.yaml"
+    path.write_text(json.dumps(data).replace('"@N@"', token))
+    try:
+        spec = load_scenario(path)
+    except errors.ConfigError as exc:
+        assert_one_line_error(exc)
+        assert str(exc).startswith(".".join(where) + ": "), (token, str(exc))
+        assert token.split()[-1][:30] in str(exc), (token, str(exc))
+        assert form != "decimal" or n > 30 * 24 * 3600, (token, str(exc))  # a decimal fails only its bounds
+    else:
+        assert form == "decimal", (token, spec)  # any other form would have been read as another number
+        value = spec.model_dump()
+        for key in where:
+            value = value[key]
+        assert value == n, (token, value)

@@ -23,7 +23,7 @@ from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
 from ..journal import Journal
 from ..lease import drive_lease
-from ..models import Asset, Frozen, Role, SwapSpec
+from ..models import Asset, Frozen, Limit, Role, SwapSpec
 from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
 from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
@@ -46,7 +46,7 @@ class AcceptPolicy(Frozen):
     each asset (``LEDGER:ASSET`` -> base units), and whether it accepts proposals at all."""
 
     accept: bool = True
-    max_send: dict[str, int] = {}
+    max_send: dict[str, Limit] = {}
 
     def check(self, spec: SwapSpec, role: Role) -> None:
         if not self.accept:
