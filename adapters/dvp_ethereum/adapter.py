@@ -523,6 +523,13 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                                 gas=_GAS["accept"])  # fmt: skip
         return self._spent(ids, TxPurpose.ACCEPT, order.buyer)
 
+    async def cancel_dvp(self, order: DvpOrder) -> Submission:
+        """The seller's ``cancel``: the contract closes the order (only its seller, only while
+        open), after which ``accept`` reverts NotOpen; the seller's allowance then moves nothing."""
+        call = self._need(self.dvp, "dvp_address").functions.cancel(_b32(self.order_id(order)))
+        tx_id = await self._send(order.seller, call, "cancel DvP", gas=_GAS["cancel"])
+        return Submission([self._submitted(tx_id, TxPurpose.CANCEL, order.seller)])
+
     async def get_order(self, order_id: str) -> OrderState | None:
         dvp = self._need(self.dvp, "dvp_address")
         with web3_errors("read order", self.name):
@@ -534,7 +541,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 # Fixed gas limits for the transactions that spend an allowance or a permit: they cannot be
 # estimated while the approve before them, or the permits before theirs, are still in the
 # pool.  Measured use plus headroom for cold storage; only gas used is paid.
-_GAS = {"approve": 80_000, "lock": 300_000, "propose": 300_000, "accept": 250_000}
+_GAS = {"approve": 80_000, "lock": 300_000, "propose": 300_000, "accept": 250_000, "cancel": 80_000}
 
 
 def _b32(hex_id: str) -> bytes:

@@ -321,6 +321,13 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return await self._send(order.buyer, "AcceptOrder", [self.order_id(order)], keys, TxPurpose.ACCEPT,
                                 "accept DvP")
 
+    async def cancel_dvp(self, order: DvpOrder) -> Submission:
+        """The chaincode's CancelOrder: only the order's seller, only while open; AcceptOrder
+        refuses the order from then on (DVP_ORDER_NOT_OPEN)."""
+        order_id = self.order_id(order)
+        return await self._send(order.seller, "CancelOrder", [order_id], {("order", order_id)}, TxPurpose.CANCEL,
+                                "cancel DvP")
+
     async def get_order(self, order_id: str) -> OrderState | None:
         raw = await self._get_json("GetOrder", order_id, "DVP_ORDER_NOT_FOUND", "read order")
         return None if raw is None else OrderState(order_id=order_id, status=_ORDER_STATUS[raw["status"]])

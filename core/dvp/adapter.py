@@ -280,6 +280,15 @@ class AtomicDvp(ABC):
         a party's balance short)."""
 
     @abstractmethod
+    async def cancel_dvp(self, order: DvpOrder) -> Submission:
+        """The seller withdraws its open order: the ledger closes it (status CANCELLED) and
+        the seller's consent no longer moves anything; the buyer's acceptance is refused by
+        the ledger from then on.  Only the seller can cancel, which the ledger enforces.
+
+        Returns once broadcast.  Raises SubmitError (no open order: never proposed,
+        settled or cancelled already), ConfigError for unknown parties or assets."""
+
+    @abstractmethod
     async def get_order(self, order_id: str) -> OrderState | None:
         """The order as the ledger sees it, or None if it does not exist (yet)."""
 

@@ -183,6 +183,7 @@ class TxPurpose(StrEnum):
     REFUND = "refund"
     PROPOSE = "propose"
     ACCEPT = "accept"
+    CANCEL = "cancel"
     ISSUE = "issue"
 
 

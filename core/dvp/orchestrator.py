@@ -162,6 +162,26 @@ class Orchestrator:
         with drive_lease(self.journal.path, swap_id):
             return await self._drive(swap_id)
 
+    async def cancel(self, swap_id: str) -> SwapResult:
+        """The seller withdraws the open order of an unfinished single-ledger swap: the order
+        is cancelled on the ledger and the swap ends aborted, or settled if the buyer's
+        acceptance landed first (the ledger decides).  UnknownSwap for an unknown id,
+        ConfigError for a swap that is not single-ledger or has ended already, SwapBusy at
+        once if another driver holds it."""
+        record = self._record(swap_id)
+        if record.kind != "atomic":
+            raise errors.ConfigError(f"swap {swap_id}: a {record.kind} swap has no order to cancel (only a single-ledger "
+                                     "swap has one; an HTLC swap's locks are refunded after expiry by `dvp resume`)")
+        with drive_lease(self.journal.path, swap_id):
+            record = self._record(swap_id)  # under the lease: a previous driver may have finished it
+            if record.outcome is not None:
+                raise errors.ConfigError(f"swap {swap_id}: already ended {record.outcome} ({record.detail}); "
+                                         "nothing to cancel")
+            run = _AtomicRun(self, record, SwapSpec.model_validate(record.spec))
+            if run.state.cancelling is None:
+                run.withdraw("the seller cancelled the order")
+            return await self._drive(swap_id)
+
     async def _drive(self, swap_id: str) -> SwapResult:
         record = self._record(swap_id)  # read under the lease: a previous driver may have finished it
         spec = SwapSpec.model_validate(record.spec)
@@ -307,15 +327,33 @@ class _Run:
 
 
 class _AtomicRun(_Run):
+    """Single-ledger DvP: the seller's order, then the buyer's acceptance moves both legs in
+    one transaction; an order the buyer does not accept is cancelled on the ledger by its
+    seller before the swap is called aborted.  The outcome is the order's status on the
+    ledger, whatever path the steps took (an acceptance that landed before the cancellation)."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.ledger = self.trade.cash.ledger
+        self.adapter = self.o.ledgers[self.ledger].require(AtomicDvp)
+
+    @property
+    def state(self) -> AtomicSwapState:
+        return AtomicSwapState.model_validate(self.data)
+
+    async def status(self) -> OrderStatus | None:
+        order_id = self.state.order_id
+        assert order_id is not None, "the order id is journaled before the proposal"
+        found = await self.adapter.get_order(order_id)
+        return found.status if found else None
+
     async def drive(self) -> tuple[Outcome, str]:
         t = self.trade
-        ledger = t.cash.ledger
-        base = self.o.ledgers[ledger]
-        adapter = base.require(AtomicDvp)
-        state = AtomicSwapState.model_validate(self.data)
+        base = self.o.ledgers[self.ledger]
+        state = self.state
         if state.order is None or state.order_id is None:
             now = await base.now()
-            order = DvpOrder(
+            new = DvpOrder(
                 seller=t.seller,
                 buyer=t.buyer,
                 security=t.security.asset,
@@ -325,21 +363,70 @@ class _AtomicRun(_Run):
                 deadline=base.expiry_after(now, self.spec.plan.holder_timeout),
                 nonce=_secrets.token_hex(32),
             )
-            state = AtomicSwapState(order=order, order_id=adapter.order_id(order))
-            self.put(state)
-        assert state.order is not None and state.order_id is not None
-        order, order_id = state.order, state.order_id
+            # Write-ahead: the order and its id are on disk before the proposal is broadcast.
+            self.put(AtomicSwapState(order=new, order_id=self.adapter.order_id(new)))
+        order = self.state.order
+        assert order is not None
+        if self.state.cancelling is not None and await self.never_proposed():
+            return Outcome.ABORTED, f"{self.state.cancelling}; the order was never proposed, nothing moved"
+        await self.transact(StepName.PROPOSE, self.ledger, lambda: self.adapter.propose_dvp(order),
+                            lambda: _is(self.status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
+        if self.state.cancelling is None and not self.spec.behaviour.counter_locks:
+            self.withdraw(f"buyer {t.buyer!r} did not accept")
+        if self.state.cancelling is None:
+            await self.transact(StepName.SETTLE, self.ledger, lambda: self.adapter.accept_dvp(order),
+                                lambda: _is(self.status(), {OrderStatus.SETTLED}))
+        else:
+            await self.cancel(order)
+        return await self.by_the_ledger()
 
-        async def status() -> OrderStatus | None:
-            state = await adapter.get_order(order_id)
-            return state.status if state else None
+    def withdraw(self, why: str) -> None:
+        """Decide to cancel the order (journaled: a resumed drive cancels it, with this cause)."""
+        self.put(self.state.model_copy(update={"cancelling": why}))
+        self.o.progress(self.id, f"cancelling the order: {why}")
 
-        await self.transact(StepName.PROPOSE, ledger, lambda: adapter.propose_dvp(order),
-                            lambda: _is(status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
-        if not self.spec.behaviour.counter_locks:
-            return Outcome.ABORTED, f"buyer {t.buyer!r} did not accept; nothing moved"
-        await self.transact(StepName.SETTLE, ledger, lambda: adapter.accept_dvp(order), lambda: _is(status(), {OrderStatus.SETTLED}))
-        return Outcome.SETTLED, f"both legs moved in one transaction on {ledger}"
+    async def never_proposed(self) -> bool:
+        """Nothing of the proposal left this process: no attempt journaled, no order on the ledger."""
+        journaled, _ = self.attempt(StepName.PROPOSE)
+        return not self.done(StepName.PROPOSE) and not journaled and await self.status() is None
+
+    async def cancel(self, order: DvpOrder) -> None:
+        """The seller cancels its order unless the ledger shows it closed; if the ledger
+        refuses (the buyer's acceptance landed first), the ledger's status decides."""
+        try:
+            await self.transact(StepName.CANCEL, self.ledger, lambda: self.adapter.cancel_dvp(order),
+                                lambda: _is(self.status(), {OrderStatus.CANCELLED, OrderStatus.SETTLED}))
+        except (errors.SubmitError, errors.CommitError):
+            if await self.status() is not OrderStatus.SETTLED:
+                raise
+
+    async def by_the_ledger(self) -> tuple[Outcome, str]:
+        """The order's status on the ledger, told as it is."""
+        status = await self.status()
+        why = self.state.cancelling
+        if status is OrderStatus.SETTLED:
+            late = f" (the buyer's acceptance landed before the cancellation: {why})" if why else ""
+            return Outcome.SETTLED, f"both legs moved in one transaction on {self.ledger}{late}"
+        if status is OrderStatus.CANCELLED:
+            leg = self.trade.security
+            return Outcome.ABORTED, (f"{why or 'the order was cancelled'}; order cancelled on {self.ledger}: "
+                                     f"nothing moved, the seller's {leg.amount} {leg.asset} are back, "
+                                     f"fees {self.fees_text()}")
+        raise errors.SwapError(f"order {self.state.order_id} on {self.ledger} is "
+                               f"{status.value if status else 'missing'} after the swap's steps; `dvp resume` drives it on")
+
+    def fees_text(self) -> str:
+        """The fees this swap's transactions paid, from the journal's final rows, per payer."""
+        paid: dict[tuple[str, str], int] = {}
+        seen: set[str | None] = set()
+        for s in self.o.journal.steps(self.id):
+            if s.phase != Phase.FINAL or s.tx_id in seen:
+                continue
+            seen.add(s.tx_id)
+            unit = s.detail.get("fee_asset") or self.o.ledgers[self.ledger].fee_unit
+            key = (str(s.detail.get("payer")), unit)
+            paid[key] = paid.get(key, 0) + int(s.detail.get("fee") or 0)
+        return ", ".join(f"{fee} {unit} ({payer})" for (payer, unit), fee in paid.items()) or "none"
 
 
 async def _is(awaitable: Awaitable[object], allowed: set[OrderStatus]) -> bool:

@@ -47,6 +47,7 @@ class Action(StrEnum):
     REFUND = "refund"
     PROPOSE = "propose"
     SETTLE = "settle"
+    CANCEL = "cancel"
 
 
 class StepName(StrEnum):
@@ -63,6 +64,7 @@ class StepName(StrEnum):
     REFUND_CASH = "refund cash"
     PROPOSE = "propose"
     SETTLE = "settle"
+    CANCEL = "cancel"  # the seller withdraws an order the buyer has not accepted
 
     @classmethod
     def of(cls, action: Action, leg: LegName | None = None) -> "StepName":
@@ -89,6 +91,7 @@ _PARTS: dict[StepName, tuple[Action, LegName | None]] = {
     StepName.REFUND_CASH: (Action.REFUND, LegName.CASH),
     StepName.PROPOSE: (Action.PROPOSE, None),
     StepName.SETTLE: (Action.SETTLE, None),
+    StepName.CANCEL: (Action.CANCEL, None),
 }
 _BY_PARTS = {parts: name for name, parts in _PARTS.items()}
 
@@ -150,6 +153,7 @@ class AtomicSwapState(_State):
 
     order: DvpOrder | None = None
     order_id: str | None = None
+    cancelling: str | None = None  # why the order is being withdrawn, once decided (kept across resumes)
 
 
 SwapState = HtlcSwapState | AtomicSwapState

@@ -102,6 +102,31 @@ async def test_dvp_moves_neither_leg_when_one_cannot_move(evm):
     assert await reverted_with(evm, tx) == "OnlyBuyer"
 
 
+async def test_only_the_seller_cancels_and_a_cancelled_order_cannot_be_accepted(evm):
+    """The settlement contract's own rules, each broken by a mined transaction: the buyer (or
+    anyone but the seller) cannot cancel; once the seller cancelled, the buyer's acceptance
+    reverts NotOpen and moves nothing, though the seller's allowance is still in force."""
+    now = await evm.now()
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=3, cash="EUR",
+                     cash_amount=30, deadline=evm.expiry_after(now, 60), nonce=secrets.token_hex(32))
+    order_id = bytes.fromhex(evm.order_id(order)[2:])
+    await evm.wait_final((await evm.propose_dvp(order)).tx_id)
+    tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "cancel", order_id))
+    assert await reverted_with(evm, tx) == "OnlySeller"
+    assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.OPEN
+    await evm.wait_final((await evm.cancel_dvp(order)).tx_id)
+    assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.CANCELLED
+    allowance = await evm._erc20("BOND").functions.allowance(evm.address_of("seller"), evm.dvp.address).call()
+    assert allowance >= 3
+    before = [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")]
+    await evm.wait_final(await mined_call(evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, 30)))
+    tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", order_id))
+    assert await reverted_with(evm, tx) == "NotOpen"
+    tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "cancel", order_id))
+    assert await reverted_with(evm, tx) == "NotOpen"
+    assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
+
+
 async def test_lock_id_needs_no_connection(evm):
     """Pure: an adapter that never connected derives the id the contract gives the lock."""
     from dvp.registry import build_adapter

@@ -6,7 +6,7 @@ import pytest
 
 from dvp import errors
 from dvp.journal import Journal
-from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, Role, SwapSpec, Trade
+from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, OrderStatus, Role, SwapSpec, Trade
 from dvp.lease import drive_lease
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 
@@ -349,12 +349,76 @@ async def test_atomic_run_moves_both_legs_in_one_transaction(atomic):
     assert result.data["order_id"] == ledger.order_id(DvpOrder.model_validate(result.data["order"]))
 
 
-async def test_atomic_run_without_the_buyer_moves_nothing(atomic):
+async def test_atomic_run_without_the_buyer_cancels_the_order_on_the_ledger(atomic):
     ledger, orch = atomic
+    ledger.fee = 3
     result = await orch.run(atomic_spec(behaviour=Behaviour(counter_locks=False)))
     assert result.outcome is Outcome.ABORTED and "did not accept" in result.detail
+    assert "order cancelled on d" in result.detail and "fees 6 unknown (seller)" in result.detail
     assert atomic_holdings(ledger) == (100, 0, 0, 10_000)
-    assert ledger.sent == ["propose"]
+    assert ledger.sent == ["propose", "cancel"]
+    assert [s.step for s in result.steps if s.phase == "result"] == ["propose", "cancel"]
+    order = DvpOrder.model_validate(result.data["order"])
+    state = await ledger.get_order(result.data["order_id"])
+    assert state is not None and state.status is OrderStatus.CANCELLED
+    # The buyer's acceptance after the cancellation is refused by the ledger.
+    with pytest.raises(errors.SubmitError, match="no open order"):
+        await ledger.accept_dvp(order)
+    assert atomic_holdings(ledger) == (100, 0, 0, 10_000)
+
+
+async def test_atomic_run_killed_before_cancelling_resumes_to_a_cancelled_order(atomic):
+    ledger, orch = atomic
+    ledger.fail_next["cancel"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(atomic_spec(behaviour=Behaviour(counter_locks=False)))
+    [result] = await orch.resume_all()
+    assert result.outcome is Outcome.ABORTED and "order cancelled on d" in result.detail
+    assert ledger.sent == ["propose", "cancel"]
+    state = await ledger.get_order(result.data["order_id"])
+    assert state is not None and state.status is OrderStatus.CANCELLED
+
+
+async def test_an_acceptance_that_lands_before_the_cancellation_settles(atomic, monkeypatch):
+    """The race is the ledger's to decide: the cancellation is refused, the outcome reads the ledger."""
+    ledger, orch = atomic
+    cancel = ledger.cancel_dvp
+
+    async def accepted_first(order):
+        await ledger.accept_dvp(order)
+        return await cancel(order)
+
+    monkeypatch.setattr(ledger, "cancel_dvp", accepted_first)
+    result = await orch.run(atomic_spec(behaviour=Behaviour(counter_locks=False)))
+    assert result.outcome is Outcome.SETTLED and "landed before the cancellation" in result.detail
+    assert atomic_holdings(ledger) == (90, 10, 1000, 9000)
+
+
+async def test_the_seller_cancels_an_unfinished_atomic_swap(atomic):
+    ledger, orch = atomic
+    ledger.fail_next["settle"] = errors.SubmitError("the buyer's node refused")
+    with pytest.raises(errors.SubmitError):
+        await orch.run(atomic_spec())
+    [record] = orch.journal.swaps(unfinished=True)
+    with drive_lease(orch.journal.path, record.id):
+        with pytest.raises(errors.SwapBusy):
+            await orch.cancel(record.id)
+    result = await orch.cancel(record.id)
+    assert result.outcome is Outcome.ABORTED and "the seller cancelled the order" in result.detail
+    assert ledger.sent == ["propose", "cancel"] and atomic_holdings(ledger) == (100, 0, 0, 10_000)
+    with pytest.raises(errors.ConfigError, match="already ended aborted"):
+        await orch.cancel(record.id)
+    with pytest.raises(errors.UnknownSwap):
+        await orch.cancel("nope")
+
+
+async def test_only_a_single_ledger_swap_is_cancelled(orch, ledgers):
+    ledgers["a"].fail_next["lock"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(spec())
+    [record] = orch.journal.swaps(unfinished=True)
+    with pytest.raises(errors.ConfigError, match="htlc swap has no order to cancel"):
+        await orch.cancel(record.id)
 
 
 async def test_atomic_run_killed_before_settling_resumes_without_proposing_twice(atomic):

@@ -137,6 +137,47 @@ async def test_single_ledger_dvp_is_one_transaction_and_the_order_is_read_from_t
         await adapter.accept_dvp(order)
 
 
+async def test_only_the_seller_cancels_its_order_and_the_node_refuses_a_later_settlement(adapter):
+    """The order script's own rules, each broken by a transaction sent to the node: the buyer
+    cannot spend the seller's order output; once the seller spent it back (cancel), even a DvP
+    transaction both parties signed before is refused, and nothing moved but the seller's fee."""
+    from dvp_utxo.boundary import utxo_errors
+    from dvp_utxo.elements.order import build_cancel
+    from dvp_utxo.elements.tx import select_utxos
+
+    now = await adapter.now()
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=4, cash="EUR", cash_amount=40_000,
+                     deadline=now.height + 30, nonce=secrets.token_hex(32))  # fmt: skip
+    order_id = adapter.order_id(order)
+    before = {(p, a): await adapter.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")}
+    await adapter.wait_final((await adapter.propose_dvp(order)).tx_id)
+    await adapter._refresh("test")
+    script, policy, rate = adapter._order(order), adapter.config.policy_asset, adapter.config.fee_rate
+    offered = adapter.view.unspent(script.script_pubkey)
+    buyer = adapter._key("buyer")
+    stolen, _fee = build_cancel(script, offered, buyer, select_utxos(adapter.ledger.wallet(buyer), {}, policy, rate),
+                                policy_asset=policy, fee_rate=rate, check=False)  # fmt: skip
+    with pytest.raises(errors.SubmitError, match="script"):
+        with utxo_errors("steal", "elements"):
+            await adapter.ledger.send(stolen)
+    assert (await adapter.get_order(order_id)).status is OrderStatus.OPEN
+    settlement = adapter.signed_dvp(order)  # both parties' signatures, held back
+    with pytest.raises(errors.SubmitError, match="no open order"):
+        await adapter.cancel_dvp(order.model_copy(update={"nonce": secrets.token_hex(32)}))
+    cancel = await adapter.cancel_dvp(order)
+    status = await adapter.wait_final(cancel.tx_id)
+    assert cancel[-1].purpose.value == "cancel" and cancel[-1].payer == "seller" and status.fee > 0
+    assert (await adapter.get_order(order_id)).status is OrderStatus.CANCELLED
+    with pytest.raises(errors.SubmitError, match="missingorspent|missing-inputs|bad-txns"):
+        with utxo_errors("late accept", "elements"):
+            await adapter.ledger.send(settlement)
+    with pytest.raises(errors.SubmitError, match="no open order"):
+        await adapter.cancel_dvp(order)
+    await adapter.mine(1)
+    assert {k: await adapter.balance(*k) for k in before} == before
+    assert (await adapter.get_order(order_id)).status is OrderStatus.CANCELLED
+
+
 async def test_observe_reports_locks_and_claims_with_the_secret(adapter):
     secret, t = await terms_for(adapter)
     lock_id = adapter.lock_id(t)

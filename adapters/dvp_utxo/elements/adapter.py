@@ -45,8 +45,8 @@ from .config import ElementsConfig
 from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
 from .launcher import address_of
 from .ledger import ElementsLedger
-from .order import OrderScript, order_hash
-from .tx import TxOut, select_utxos
+from .order import OrderScript, build_cancel, order_hash
+from .tx import ElementsTx, TxOut, select_utxos
 
 ISSUE_SUPPLY = 10**15  # on-chain units issued per asset at bootstrap (MAX_MONEY is 2.1e15)
 ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above the 546-unit dust limit
@@ -179,27 +179,51 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
     async def accept_dvp(self, order: DvpOrder) -> Submission:
         """The buyer builds the one transaction that moves both legs; each party checks and
         signs its own inputs; it is broadcast once."""
+        await self._open_before_deadline(order, "accept")
+        async with self._send_lock:
+            with utxo_errors("accept", self.name):
+                txid = await self.ledger.send(self.signed_dvp(order))
+        return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # fee_payer="buyer"
+
+    def signed_dvp(self, order: DvpOrder) -> ElementsTx:
+        """The DvP transaction of ``order`` from the chain view as it stands, checked and signed
+        by the buyer, then the seller, each for its own inputs (not broadcast)."""
         script = self._order(order)
         sec, sec_unit = self._onchain(order.security)
         cash, cash_unit = self._onchain(order.cash)
         seller, buyer = self._key(order.seller), self._key(order.buyer)
-        await self._open_before_deadline(order, "accept")
         terms = DvpTerms(seller.pubkey, buyer.pubkey, sec, order.security_amount * sec_unit, cash, order.cash_amount * cash_unit,
                          seller_order=script.script)  # fmt: skip
+        offered = [u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount]
+        if not offered:
+            raise errors.SubmitError(f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
+        with utxo_errors("accept", self.name):
+            policy = self.config.policy_asset
+            wallet = self.ledger.wallet(buyer)
+            chosen = select_utxos(wallet, {cash: terms.cash_amount}, policy, self.config.fee_rate)
+            dvp = build_dvp(terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer")
+            max_fee = fee_for(2 * dvp.tx.vsize, self.config.fee_rate)
+            signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
+            signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
+            return finalize_dvp(signed)
+
+    async def cancel_dvp(self, order: DvpOrder) -> Submission:
+        """The seller spends its order output back to itself (fee from its policy-asset
+        outputs): the order script admits only the seller's key, and the DvP transaction
+        can no longer spend the output, so the node refuses a later acceptance."""
+        script = self._order(order)
+        seller = self._key(order.seller)
+        await self._refresh("cancel")
         async with self._send_lock:
-            offered = [u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount]
+            offered = self.view.unspent(script.script_pubkey)
             if not offered:
-                raise errors.SubmitError(f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
-            with utxo_errors("accept", self.name):
+                raise errors.SubmitError(f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
+            with utxo_errors("cancel", self.name):
                 policy = self.config.policy_asset
-                wallet = self.ledger.wallet(buyer)
-                chosen = select_utxos(wallet, {cash: terms.cash_amount}, policy, self.config.fee_rate)
-                dvp = build_dvp(terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer")
-                max_fee = fee_for(2 * dvp.tx.vsize, self.config.fee_rate)
-                signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
-                signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
-                txid = await self.ledger.send(finalize_dvp(signed))
-        return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # fee_payer="buyer"
+                funds = select_utxos(self.ledger.wallet(seller), {}, policy, self.config.fee_rate)
+                tx, _fee = build_cancel(script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate)
+                txid = await self.ledger.send(tx)
+        return self._submission(txid, TxPurpose.CANCEL, order.seller)
 
     async def get_order(self, order_id: str) -> OrderState | None:
         """From the chain alone: no order output (None), unspent (open), spent by a transaction

@@ -11,7 +11,10 @@ script is rebuilt from the order alone, so the order id (the script, hex) is kno
 before anything is sent and the order's state is read from the chain: no output
 yet, an unspent one (open), or spent by the DvP transaction (settled) or by anything
 else (cancelled).  The DvP transaction spends it beside the buyer's inputs; the
-seller signs that input with SIGHASH_ALL like its other inputs.
+seller signs that input with SIGHASH_ALL like its other inputs.  The seller cancels by
+spending it back to its own P2WPKH (:func:`build_cancel`): the script admits no other
+key, and once spent the output is gone, so the node refuses any later DvP transaction
+that spends it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from dataclasses import dataclass
 
 from bitcoin.core.script import OP_0, OP_CHECKSIG, OP_DROP, CScript
 
-from ..keys import check_pubkey
+from ..keys import Key, check_pubkey
 from ..script import ScriptError
+from ..tx import MAX_SIG, TxBuildError, Utxo
+from .tx import ElementsTx, TxIn, assemble, balance_with_fee, p2pkh_code, set_witnesses, sign_input
 
 
 def order_hash(fields: dict[str, object]) -> bytes:
@@ -61,3 +66,29 @@ class OrderScript:
         if found.script != bytes(script):
             raise ScriptError("not an order script")
         return found
+
+
+def build_cancel(order: OrderScript, offered: list[Utxo], key: Key, funds: list[Utxo], *, policy_asset: str,
+                 fee_rate: float, check: bool = True) -> tuple[ElementsTx, int]:  # fmt: skip
+    """Spend the order's outputs ``offered`` back to ``key``'s P2WPKH, the fee (policy asset)
+    out of ``key``'s ``funds``; signed by ``key`` (SIGHASH_ALL).  ``check=False`` builds it
+    with a key that is not the seller's, for tests that the script refuses it."""
+    if not offered:
+        raise TxBuildError("no order output to spend")
+    if check and key.pubkey != order.seller_pubkey:
+        raise TxBuildError("only the seller's key spends its order output")
+    own = key.script_pubkey
+    inputs = [TxIn(u) for u in offered] + [TxIn(u) for u in funds]
+    placeholder = [[MAX_SIG, order.script] for _ in offered] + [[MAX_SIG, key.pubkey] for _ in funds]
+    change = {a: own for a in {u.explicit_asset for u in offered + funds} | {policy_asset}}
+    outs, fee = balance_with_fee(inputs, [], policy_asset=policy_asset, fee_rate=fee_rate, change=change,
+                                 placeholder=placeholder)
+    w = assemble(inputs, outs)
+    stacks: list[list[bytes] | None] = []
+    for i, t in enumerate(inputs):
+        if i < len(offered):
+            stacks.append([sign_input(key, w, i, order.script, t.utxo.value_commitment), order.script])
+        else:
+            stacks.append([sign_input(key, w, i, p2pkh_code(key.pubkey), t.utxo.value_commitment), key.pubkey])
+    set_witnesses(w, stacks)
+    return ElementsTx.from_wally(w), fee

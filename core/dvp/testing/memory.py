@@ -242,6 +242,17 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         self.orders[order_id] = (order, OrderStatus.SETTLED)
         return sub
 
+    async def cancel_dvp(self, order: DvpOrder) -> Submission:
+        """Signed by the seller (this ledger has no other signer for it); an order that is not
+        open is refused, and a cancelled one can no longer be accepted."""
+        order_id = self.order_id(order)
+        found = self.orders.get(order_id)
+        if found is None or found[1] is not OrderStatus.OPEN:
+            raise errors.SubmitError(f"no open order {order_id[:12]}: {found[1].value if found else 'never proposed'}")
+        sub = self._block("cancel", order.seller)
+        self.orders[order_id] = (order, OrderStatus.CANCELLED)
+        return sub
+
     async def get_order(self, order_id: str) -> OrderState | None:
         found = self.orders.get(order_id)
         return OrderState(order_id=order_id, status=found[1]) if found else None

@@ -18,12 +18,13 @@ from typing import Any
 import pytest
 
 from .. import errors
+from ..adapter import AtomicDvp
 from ..journal import Step
-from ..models import Behaviour, HtlcPlan, Leg, LockStatus, Role, SwapSpec, Trade
+from ..models import Behaviour, HtlcPlan, Leg, LockStatus, OrderStatus, Role, SwapSpec, Trade
 from ..network import Network
 from ..orchestrator import Outcome, SwapResult
 from ..report import Balances, conservation, fees_paid
-from ..state import Action, HtlcSwapState, LegName, Phase, StepName
+from ..state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName
 
 SECURITY_AMOUNT = 7
 CASH_AMOUNT = 70_000
@@ -121,6 +122,30 @@ class AtomicSuite:
         assert changes(before, after, pair, result.steps) == SETTLED
         settle = [s for s in result.steps if s.step == StepName.SETTLE and s.phase == Phase.RESULT]
         assert len(settle) == 1 and settle[0].tx_id
+
+
+    async def test_buyer_walks_away_the_order_is_cancelled_on_the_ledger(self, net: Network, journal_path: Path,
+                                                                        ledger: str) -> None:  # fmt: skip
+        """The buyer never accepts: the seller's order is cancelled on the ledger before the swap
+        is called aborted, the seller is whole but for the journaled fees, and the buyer's
+        acceptance afterwards is refused."""
+        pair = self.pair(ledger)
+        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False)))
+        assert result.outcome is Outcome.ABORTED, result.detail
+        assert f"order cancelled on {ledger}" in result.detail and "did not accept" in result.detail
+        assert done_steps(result.steps) == [StepName.PROPOSE, StepName.CANCEL]
+        assert changes(before, after, pair, result.steps) == UNCHANGED
+        base = net.ledgers[ledger]
+        adapter = base.require(AtomicDvp)
+        state = AtomicSwapState.model_validate(result.data)
+        assert state.order is not None and state.order_id is not None
+        found = await adapter.get_order(state.order_id)
+        assert found is not None and found.status is OrderStatus.CANCELLED
+        with pytest.raises(errors.TransactionError):
+            await base.wait_all(await adapter.accept_dvp(state.order))
+        found = await adapter.get_order(state.order_id)
+        assert found is not None and found.status is OrderStatus.CANCELLED
+        assert await snapshot(net) == after
 
 
 class ScenarioSuite:
