@@ -14,7 +14,7 @@ import pytest
 from dvp.network import Network
 from dvp.runtime.local import LocalRuntime
 
-from .testbed import fund, testbed_topology
+from .testbed import binary_missing, fund, testbed_topology
 
 ROOT = Path(__file__).parent
 
@@ -26,6 +26,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(getattr(pytest.mark, layer))
         elif layer == "thirdparty":  # the kit on the in-memory ledger: no node, core only
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """A test marked ``binary_missing``: skipped with the reason, or failed under CI=true (before any fixture starts)."""
+    mark = item.get_closest_marker("binary_missing")
+    if mark:
+        binary_missing(mark.kwargs["reason"])
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 
 from dvp.testing import HtlcConformance
 
-from ..testbed import ELEMENTS_MISSING, FABRIC_MISSING, htlc_asset
+from ..testbed import ELEMENTS_MARKS, FABRIC_MARKS, htlc_asset
 
 
 class TestEvmA(HtlcConformance):
@@ -34,8 +34,8 @@ class TestBtc(HtlcConformance):
         return net.ledgers["btc"]
 
 
-@pytest.mark.skipif(ELEMENTS_MISSING is not None, reason=ELEMENTS_MISSING or "")
 class TestElements(HtlcConformance):
+    pytestmark = ELEMENTS_MARKS
     asset = "BOND"  # an issued asset
 
     @pytest.fixture
@@ -43,8 +43,8 @@ class TestElements(HtlcConformance):
         return net.ledgers["elements"]
 
 
-@pytest.mark.skipif(FABRIC_MISSING is not None, reason=f"Fabric: {FABRIC_MISSING}")
 class TestFabricA(HtlcConformance):
+    pytestmark = FABRIC_MARKS
     asset = htlc_asset("fabric-a")
 
     @pytest.fixture

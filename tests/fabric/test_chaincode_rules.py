@@ -22,6 +22,8 @@ from dvp_fabric.launcher import FabricLauncher
 from dvp_fabric.lockid import lock_id, order_id
 from dvp_fabric.network import ORGS, FabricNetwork
 
+from ..testbed import binary_missing
+
 CH = "fabric-a"
 SECRET = bytes(range(1, 33))
 HASHLOCK = hashlib.sha256(SECRET).hexdigest()
@@ -31,7 +33,7 @@ HASHLOCK = hashlib.sha256(SECRET).hexdigest()
 def net(tmp_path_factory) -> FabricNetwork:
     problem = fabric_problem()
     if problem:
-        pytest.skip(problem)
+        binary_missing(problem)
     launcher = FabricLauncher()
     launcher.start([CH], tmp_path_factory.mktemp("fabric-rules"), 0)
     network = launcher.network

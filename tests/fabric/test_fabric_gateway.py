@@ -24,9 +24,9 @@ from ..scenarios import (
     snapshot,
     spec_for,
 )
-from ..testbed import FABRIC, FABRIC_MAX_SKEW, FABRIC_MISSING, Pair
+from ..testbed import FABRIC, FABRIC_MARKS, FABRIC_MAX_SKEW, Pair
 
-pytestmark = pytest.mark.skipif(not FABRIC, reason=f"Fabric absent: {FABRIC_MISSING}")
+pytestmark = FABRIC_MARKS
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ from dvp_fabric.launcher import FabricLauncher
 from dvp_fabric.lockid import lock_id as compute_lock_id
 from dvp_fabric.network import FabricNetwork
 
+from ..testbed import binary_missing
+
 CHANNELS = ["fabric-a", "fabric-b"]
 
 
@@ -27,7 +29,7 @@ CHANNELS = ["fabric-a", "fabric-b"]
 def binaries() -> None:
     problem = fabric_problem()
     if problem:
-        pytest.skip(problem)
+        binary_missing(problem)
 
 
 def _our_processes(run_dir: Path) -> list[int]:

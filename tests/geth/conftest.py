@@ -1,6 +1,6 @@
 """The geth suite: an anvil chain and a geth --dev chain, started once for these tests.
 
-Skipped, with the reason, when the geth binary is not built."""
+Skipped, with the reason, when the geth binary is not built (a failure under CI=true)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from dvp.runtime.local import LocalRuntime
 from dvp_ethereum.geth import geth_missing
 
-from ..testbed import fund, geth_topology
+from ..testbed import binary_marks, binary_missing, fund, geth_topology
 
 MISSING = geth_missing()
 
@@ -21,15 +21,15 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/geth/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.geth)
-            if MISSING:
-                item.add_marker(pytest.mark.skip(reason=MISSING))
+            for mark in binary_marks(MISSING):
+                item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
     """Overrides the session testbed for this directory: anvil evm-a and geth."""
     if MISSING:
-        pytest.skip(MISSING)
+        binary_missing(MISSING)
     path = tmp_path_factory.mktemp("geth-testbed")
     runtime = LocalRuntime(path)
     runtime.up(geth_topology(), progress=lambda m: None)
