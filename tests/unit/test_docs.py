@@ -1,0 +1,144 @@
+"""The documentation stays true to the tree: every relative link in the Markdown files resolves
+to a file of the repository, every line anchor (``#L12``, ``#L12-L15``) to lines that exist,
+and a link whose text is a code span (``[`OP_SIZE`](script.py#L79)``) to lines that hold that
+code, so a rule in docs/design.md cannot silently point at a line that moved.  Nothing in the
+repository points outside it.
+
+    .venv/bin/python tests/unit/test_docs.py    # move the anchors of code links whose code moved
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+
+_FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+# [text](target): the text may hold code spans and one level of brackets; the target has no spaces.
+_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
+_LINES = re.compile(r"L(\d+)(?:-L(\d+))?")
+_CODE_TEXT = re.compile(r"`([^`]+)`")
+
+
+def links(doc: Path) -> list[tuple[int, str, str]]:
+    """(line number, text, target) of every inline link outside fenced code blocks."""
+    text = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), doc.read_text(encoding="utf-8"))
+    return [(text.count("\n", 0, m.start()) + 1, squash(m.group(1)), m.group(2)) for m in _LINK.finditer(text)]
+
+
+def relative(target: str) -> bool:
+    return not re.match(r"[a-z][a-z0-9+.-]*:", target, re.I)
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub renders it: lower case, punctuation dropped, spaces to dashes."""
+    text = re.sub(r"`|\*\*|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip()).lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors_of(doc: Path) -> set[str]:
+    text = _FENCE.sub("", doc.read_text(encoding="utf-8"))
+    return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*$", text, re.M)}
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def problem(doc: Path, text: str, target: str) -> str | None:
+    """Why the link ``[text](target)`` in ``doc`` does not hold, or None."""
+    path, _, anchor = target.partition("#")
+    file = (doc.parent / path).resolve() if path else doc
+    if not file.is_relative_to(ROOT):
+        return "points outside the repository"
+    if not file.exists():
+        return "no such file"
+    if not anchor or file.is_dir():
+        return None
+    if file.suffix == ".md" and not _LINES.fullmatch(anchor):
+        return None if anchor in anchors_of(file) else f"no heading #{anchor} in {file.name}"
+    lines = _LINES.fullmatch(anchor)
+    if lines is None:
+        return f"#{anchor} is not a line anchor (#L12 or #L12-L15)"
+    source = file.read_text(encoding="utf-8").splitlines()
+    first, last = int(lines.group(1)), int(lines.group(2) or lines.group(1))
+    if not 1 <= first <= last <= len(source):
+        return f"lines {first}-{last} are not in the file ({len(source)} lines)"
+    code = _CODE_TEXT.fullmatch(text.strip())
+    if code is None:
+        return None
+    wanted = squash(code.group(1))
+    if wanted in squash(" ".join(source[first - 1:last])):
+        return None
+    now = [n for n, line in enumerate(source, start=1) if wanted in squash(line)]
+    where = f" (it is now at line {now[0]})" if len(now) == 1 else f" (it is at lines {now})" if now else ""
+    return f"lines {first}-{last} do not hold `{wanted}`{where}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(doc: Path) -> None:
+    broken = [f"{doc.relative_to(ROOT)}:{n}: [{text}]({target}): {why}"
+              for n, text, target in links(doc) if relative(target)
+              for why in [problem(doc, text, target)] if why]
+    assert not broken, "\n".join([*broken, "(`.venv/bin/python tests/unit/test_docs.py` moves anchors of code that moved)"])
+
+
+def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
+    """The checker itself: a moved line, a missing file, a missing heading, a range past the end."""
+    doc = ROOT / "docs" / "design.md"
+    assert problem(doc, "`OP_SIZE`", "no-such-file.py#L1") == "no such file"
+    assert problem(doc, "text", "../README.md#no-such-heading") == "no heading #no-such-heading in README.md"
+    assert problem(doc, "text", "../README.md#the-command-line") is None
+    assert "not in the file" in str(problem(doc, "x", "../pyproject.toml#L1-L100000"))
+    assert "do not hold" in str(problem(doc, "`requires-python`", "../pyproject.toml#L1"))
+    assert problem(doc, "x", "../../outside.md") == "points outside the repository"
+    assert [t for _, _, t in links(doc)], "docs/design.md links nothing"
+
+
+def tracked_files() -> list[Path]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("not a git checkout: the tracked files are unknown")
+    return [ROOT / name for name in out.decode().split("\0") if name]
+
+
+def test_no_tracked_file_points_outside_the_repository() -> None:
+    """A user of the project has only the repository: no file may refer to the folder beside it
+    (the CI script alone may, to find what the machine provides)."""
+    outside = ("../" + "shared").encode()
+    found = [str(f.relative_to(ROOT)) for f in tracked_files()
+             if f.is_file() and f.relative_to(ROOT).as_posix() != ".ci/run" and outside in f.read_bytes()]
+    assert not found, f"files referring to {outside.decode()}: {found}"
+
+
+def reanchor(doc: Path) -> int:
+    """Point each code link whose code moved at the one line that holds it now; the count moved."""
+    text = doc.read_text(encoding="utf-8")
+    moved = 0
+
+    def fix(m: re.Match[str]) -> str:
+        nonlocal moved
+        why = problem(doc, squash(m.group(1)), m.group(2))
+        now = re.search(r"it is now at line (\d+)", why or "")
+        path, _, anchor = m.group(2).partition("#")
+        lines = _LINES.fullmatch(anchor)
+        if now is None or lines is None:
+            return m.group(0)
+        span = int(lines.group(2) or lines.group(1)) - int(lines.group(1))
+        start = int(now.group(1))
+        moved += 1
+        return m.group(0).replace(f"({m.group(2)})", f"({path}#L{start}" + (f"-L{start + span})" if span else ")"))
+
+    doc.write_text(_LINK.sub(fix, text), encoding="utf-8")
+    return moved
+
+
+if __name__ == "__main__":
+    for doc in DOCS:
+        print(f"{doc.relative_to(ROOT)}: {reanchor(doc)} anchor(s) moved")
