@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+# README.md, docs/*.md and the notes beside the code (contracts/utxo/README.md ...).
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
+               *(p for top in ("adapters", "contracts", "docker") for p in (ROOT / top).rglob("*.md")
+                 if "node_modules" not in p.parts)])
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 # [text](target): the text may hold code spans and one level of brackets; the target has no spaces.
