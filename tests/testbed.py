@@ -63,7 +63,7 @@ if ELEMENTS_MISSING is None:
     LEDGERS.append(ELEMENTS)
 # Fabric (two channels of one network) joins when its binaries are installed; likewise.
 FABRIC_MISSING = missing("fabric")
-# The chaincode's bound on a proposal's timestamp against its endorser's clock (HTLC rule 8),
+# The chaincode's bound on a proposal's timestamp against its endorser's clock (docs/design.md, rule 8),
 # as `dvp up` sets it: short, so are the swap timeouts whose gap must cover it on both legs.
 FABRIC_MAX_SKEW = FABRIC_DEV_OPTIONS["max_skew_seconds"]
 FABRIC_SPECS = [LedgerSpec(name=n, kind="fabric", options=FABRIC_DEV_OPTIONS) for n in FABRIC_LEDGERS]

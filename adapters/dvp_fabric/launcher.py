@@ -21,7 +21,7 @@ class FabricLauncher(NodeLauncher):
     Ledger option ``batch_timeout_ms`` (default 100): the orderer's BatchTimeout,
     the longest a submitted transaction waits for its block; the ledgers share one
     orderer, so they must agree on it.  Ledger option ``max_skew_seconds`` (default 30): how far
-    the chaincode lets a proposal's timestamp stray from the endorser's clock (HTLC rule 8),
+    the chaincode lets a proposal's timestamp stray from the endorser's clock (docs/design.md, rule 8),
     the clock skew of every expiry on these ledgers; one chaincode server serves them all."""
 
     kind = "fabric"

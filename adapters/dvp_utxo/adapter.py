@@ -13,7 +13,7 @@ How the protocol maps onto a UTXO chain:
   None, never guessed.  The P2WSH output it is funded at is ``OP_0 sha256(script)``.
   ``amount``, ``asset`` and ``nonce`` are not part of the script: two locks
   with the same parties, hashlock and expiry share one id, so :meth:`lock`
-  refuses a second funding of a script (rule 7).
+  refuses a second funding of a script (docs/design.md, rule 7).
 * **amounts**: satoshis of the native coin.  Fees are paid in the same coin:
   the lock's fee by the sender on top of the amount, the claim's or refund's
   fee out of the locked amount (so the recipient needs no coins to claim).

@@ -12,7 +12,7 @@
 Claim witness: ``<sig> <preimage> 1 <script>``; refund witness: ``<sig> <> <script>``
 in a transaction whose nLockTime is ``lock_height`` and whose input sequence is
 non-final (``0xfffffffe``).  ``OP_SIZE 32 OP_EQUALVERIFY`` fixes the preimage at
-32 bytes (DESIGN rule 1); the hash is SHA-256 over those raw bytes (rule 2).
+32 bytes (docs/design.md, rule 1); the hash is SHA-256 over those raw bytes (rule 2).
 
 The script is the whole contract: it is rebuilt byte for byte from the agreed
 terms to audit a counterparty's lock (rule 5), and the P2WSH program commits to

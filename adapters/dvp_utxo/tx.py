@@ -9,7 +9,7 @@ size measured on the transaction with placeholder witnesses of the largest
 size a signature can take, so the real transaction never pays less than asked.
 No output is ever below :data:`DUST_LIMIT`: change below it goes to the fee,
 and an HTLC whose claim or refund could not pay its fee above dust is refused
-before it is funded (DESIGN rule 9).
+before it is funded (docs/design.md, rule 9).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The one hash rule: SHA-256 over exactly 32 raw bytes (DESIGN rules 1 and 2)."""
+"""The one hash rule: SHA-256 over exactly 32 raw bytes (docs/design.md, rules 1 and 2)."""
 
 from __future__ import annotations
 

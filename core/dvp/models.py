@@ -97,7 +97,7 @@ class HtlcPlan(Frozen):
     holder_timeout: Seconds = 600
     counter_timeout: Seconds = 300
     reaction_window: Margin = 30
-    # Rule 4: the holder never reveals the secret closer than this to the counter leg's expiry.
+    # docs/design.md, rule 4: the holder never reveals the secret closer than this to the counter leg's expiry.
     claim_margin: Margin | None = None
 
     @property

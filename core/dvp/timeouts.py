@@ -1,4 +1,4 @@
-"""The timeout rules of a cross-ledger swap (DESIGN rules 3 and 4).
+"""The timeout rules of a cross-ledger swap (docs/design.md, rules 3 and 4).
 
 The secret holder's leg expires last.  After the holder reveals the secret on the
 counter leg (at the latest just before that leg expires), the counterparty must

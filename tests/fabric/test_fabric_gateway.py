@@ -1,5 +1,5 @@
 """The Gateway client and the Fabric adapter on the testbed's real Fabric network: commit
-status, MVCC conflicts, chaincode events from a checkpoint, HTLC rule 8 (a proposal's
+status, MVCC conflicts, chaincode events from a checkpoint, docs/design.md's rule 8 (a proposal's
 timestamp against the endorser's clock), endorsement failures, a peer killed mid-swap."""
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ async def test_happy_path_settles(orch, ledgers):
     assert holdings(ledgers) == (90, 10, 1000, 9000)
     holder_leg = result.data["terms_security"]["expiry"]
     counter_leg = result.data["terms_cash"]["expiry"]
-    assert holder_leg > counter_leg  # rule 3: the secret holder's leg expires last
+    assert holder_leg > counter_leg  # docs/design.md, rule 3: the secret holder's leg expires last
 
 
 @pytest.mark.parametrize(
@@ -144,7 +144,7 @@ async def test_buyer_as_secret_holder_keeps_the_longer_leg(orch, ledgers):
 
 
 async def test_holder_keeps_the_secret_inside_the_safety_margin(orch, ledgers):
-    """Rule 4: when the counter leg is too close to expiry the holder does not reveal."""
+    """docs/design.md, rule 4: when the counter leg is too close to expiry the holder does not reveal."""
     # The plan leaves the holder time to claim (the counter leg runs 48 s, more than the 45 s
     # margin + 1 s finality) when the counterparty is prompt; this one takes 5 s more.
     sent = ledgers["b"].lock

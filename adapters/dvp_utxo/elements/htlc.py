@@ -10,7 +10,7 @@ witnesses.  What Elements changes:
   *fee reserve* in the policy asset.  Its claim and refund spend both and pay
   the whole reserve as the explicit fee output, so they need no input from
   anyone's wallet: the refund is spendable after expiry by the sender's key
-  alone (DESIGN rule 9).  An HTLC of the policy asset is one output whose
+  alone (docs/design.md, rule 9).  An HTLC of the policy asset is one output whose
   spend pays its fee out of the locked amount, as on Bitcoin.
 * **The signature hash** commits to the spent output's *value commitment*
   (9 bytes, explicit) rather than an 8-byte amount; it does not commit to the

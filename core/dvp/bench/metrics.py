@@ -25,7 +25,7 @@ Definitions (all seconds are wall-clock seconds):
   actually took (reveal to its result).
 - Refund duration, per leg: lock final to refund final; ``unwind_seconds``: from the
   end of the last step before the first refund to the last refund.
-- Free option (DESIGN rule 10): the party locking second may walk away; its option
+- Free option (docs/design.md, rule 10): the party locking second may walk away; its option
   runs from the first lock being final to its own lock being final, or to the swap's
   last row if it never locked (``exercised``: it walked away).
 """

@@ -162,7 +162,7 @@ class PartyRun(_HtlcRun):
                             lambda: self.exists(role))
 
     async def holder_claim(self) -> bool:
-        """Rule 4 by both clocks: the counter leg's time left, by its ledger and by the wall
+        """docs/design.md, rule 4, by both clocks: the counter leg's time left, by its ledger and by the wall
         clock (a chain that mines on demand does not count down by itself), must exceed the
         claim window before the secret is revealed."""
         step = self.step(Action.CLAIM, self.counter)

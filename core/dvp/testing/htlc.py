@@ -110,7 +110,7 @@ class HtlcConformance:
         assert state is not None and state.status is LockStatus.LOCKED
 
     async def test_hex_text_of_the_preimage_is_not_accepted(self, adapter: LedgerAdapter) -> None:
-        """Rule 2: the hash is over raw bytes; hashing the hex string must not open the lock."""
+        """docs/design.md, rule 2: the hash is over raw bytes; hashing the hex string must not open the lock."""
         text_preimage = secrets.token_hex(16).encode()  # 32 ASCII bytes
         lock_id, _, _ = await self.lock_one(adapter, preimage=hashlib.sha256(text_preimage).digest())
         with pytest.raises(errors.InvalidPreimage):

@@ -49,8 +49,8 @@ function fail(code, msg) {
 
 const LOCK_DOMAIN = 'dvp.fabric.htlc.v1';
 const ORDER_DOMAIN = 'dvp.fabric.order.v1';
-const PREIMAGE_SIZE = 32; // HTLC rule 1: the only accepted preimage length
-const DEFAULT_MAX_SKEW_SECONDS = 30; // HTLC rule 8
+const PREIMAGE_SIZE = 32; // docs/design.md, rule 1: the only accepted preimage length
+const DEFAULT_MAX_SKEW_SECONDS = 30; // docs/design.md, rule 8
 const MAX_U64 = (1n << 64n) - 1n;
 const MAX_TEXT = 1024;
 const MAX_NONCE = 64;
@@ -219,7 +219,7 @@ class Rules {
 
     /**
      * The proposal's timestamp in whole unix seconds, after checking it strays
-     * at most maxSkewSeconds from the endorser's clock (HTLC rule 8).  Expiry is
+     * at most maxSkewSeconds from the endorser's clock (docs/design.md, rule 8).  Expiry is
      * judged on it, so a submitter moves it by at most the skew.
      */
     txTime(stub) {
