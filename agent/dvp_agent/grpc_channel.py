@@ -42,6 +42,8 @@ _GRACE = 0.5
 _MAX_DETAIL = 300
 
 # The peer's agent did not take the call: try again later.  Anything else: it refused it.
+# INTERNAL and UNKNOWN come from gRPC itself (a reset stream); the agent's server answers
+# its own failures with FAILED_PRECONDITION, a refusal, never with these.
 _UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
                 grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
 
@@ -177,7 +179,8 @@ class GrpcChannel(Channel):
         except MessageRefused as exc:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # the handler's bug must not take the server down
-            await _abort(context, grpc.StatusCode.INTERNAL,
+            # Not INTERNAL: a client takes that (from gRPC's own transport) as "try again".
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}")
 
     def _peer_of(self, context: grpc.aio.ServicerContext) -> PeerCert | None:

@@ -23,6 +23,8 @@ from dvp.journal import Journal, SwapRecord, Step
 from dvp.models import SwapSpec
 from dvp.network import Network
 from dvp.runtime.processes import free_port
+from dvp.testing.scenarios import DEV_POLICY
+from dvp_agent.config import load_config, save_config
 
 from ..cli_helpers import wait_for_journal
 from ..scenarios import snapshot
@@ -167,6 +169,8 @@ def agents(run_dir, tmp_path) -> Agents:
         done = in_process(["agent", "init", str(folders[party]), "--party", party, "--listen",
                            f"127.0.0.1:{ports[party]}"], env)
         assert done.exit_code == 0, done.output
+        # The tests' swaps (short reaction window, fast_forward on dev chains) need a dev policy.
+        save_config(folders[party], load_config(folders[party]).model_copy(update={"policy": DEV_POLICY}))
     for party, peer in (PARTIES, PARTIES[::-1]):
         done = in_process(["agent", "pair", str(folders[party]), "--peer", peer, "--endpoint",
                            f"127.0.0.1:{ports[peer]}", "--cert", str(folders[peer] / "agent.crt")], env)

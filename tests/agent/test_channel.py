@@ -7,6 +7,7 @@ by another key, a sender that is not the authenticated peer, a partition through
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime
 import json
 import os
@@ -272,6 +273,18 @@ async def test_recipient_mismatch_is_refused(ids, seller, buyer):
     assert buyer.handler.got == []
 
 
+async def test_a_signed_message_sent_at_nan_is_refused(ids, seller, buyer):
+    # Python's json writes NaN; a signed ping "sent NaN seconds ago" passed every age bound.
+    text = json.dumps({**msg(kind=Kind.PING).model_dump(mode="json"), "sent_at": float("nan")}, sort_keys=True,
+                      separators=(",", ":"))
+    assert '"sent_at":NaN' in text
+    envelope = json.dumps({"message": text, "signature": base64.b64encode(ids["seller"].sign(text.encode())).decode()})
+    refused = await raw_call(seller, "buyer", envelope.encode())
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sent_at" in refused.details() and "finite" in refused.details()
+    assert buyer.handler.got == []
+
+
 async def test_oversize_is_refused_on_both_sides(ids, seller, buyer):
     with pytest.raises(MessageRefused, match=f"exceeds {MAX_MESSAGE_BYTES}"):
         await seller.send(msg(pad="x" * MAX_MESSAGE_BYTES), timeout=5)
@@ -290,8 +303,9 @@ async def test_handler_refusal_and_failure_reach_the_sender(seller, buyer):
     buyer.handler.fail = MessageRefused("replayed: seq 7 is not above 9")
     with pytest.raises(MessageRefused, match="agent of 'buyer' refused the locked message: replayed: seq 7"):
         await seller.send(msg(), timeout=5)
+    # The handler's own failure is an answer (a refusal), not "unreachable, try again".
     buyer.handler.fail = RuntimeError("bug")
-    with pytest.raises(PeerUnreachable, match="failed on the message: RuntimeError: bug"):
+    with pytest.raises(MessageRefused, match="failed on the message: RuntimeError: bug"):
         await seller.send(msg(), timeout=5)
     buyer.handler.fail = None
     assert await seller.send(msg(), timeout=5) is not None  # the server survived both

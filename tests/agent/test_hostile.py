@@ -52,7 +52,7 @@ async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
     channel = GrpcChannel(identity, config.listen, {config.peer.party: peer})
     async with Network.from_state(load_party_file(config.path(folder, config.ledgers))) as net:
         journal = Journal(config.path(folder, config.journal))
-        buyer = agent_class(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
+        buyer = agent_class(config.party, config.peer.party, net.ledgers, net.assets, journal, channel, policy=config.policy,
                             progress=lambda swap_id, message: print("buyer", swap_id, message))
         await buyer.start()
         try:

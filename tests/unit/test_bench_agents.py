@@ -37,9 +37,9 @@ async def test_a_batch_between_two_agents_and_its_figures(ledgers, tmp_path, mon
     assert label == (ag.GRPC_LABEL if via == "grpc" else ag.LOCAL_LABEL)
     ends = make(tmp_path, "seller", "buyer")
     said: dict[str, list[str]] = {"seller": [], "buyer": []}
-    seller = ag.BenchAgent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), ends[0],
+    seller = ag.BenchAgent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), ends[0], policy=ag.BENCH_POLICY,
                            progress=lambda s, m: said["seller"].append(m))
-    buyer = ag.BenchAgent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), ends[1],
+    buyer = ag.BenchAgent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), ends[1], policy=ag.BENCH_POLICY,
                           progress=lambda s, m: said["buyer"].append(m))
     pair = ag.AgentPair(seller, buyer, label, tmp_path)
     await seller.start()

@@ -12,10 +12,11 @@ from dvp import errors
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, Role, SwapSpec, Trade
 from dvp.orchestrator import Outcome
-from dvp.party.agent import AcceptPolicy, Agent
+from dvp.party.agent import Agent
 from dvp.party.channel import LocalChannel
 from dvp.party.messages import REPLY_KINDS, Kind, Message
 from dvp.party.run import PartyRun
+from dvp.testing.scenarios import DEV_POLICY
 
 ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
 
@@ -31,8 +32,8 @@ def spec(holder: Role = Role.SELLER, **plan) -> SwapSpec:
 @pytest.fixture
 async def agents(ledgers, tmp_path):
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one, progress=lambda s, m: print("seller", s, m))
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two, progress=lambda s, m: print("buyer", s, m))
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one, policy=DEV_POLICY, progress=lambda s, m: print("seller", s, m))
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two, policy=DEV_POLICY, progress=lambda s, m: print("buyer", s, m))
     await seller.start()
     await buyer.start()
     yield seller, buyer
@@ -83,9 +84,9 @@ async def test_two_agents_settle(agents, ledgers, holder, proposer):
 
 async def test_policy_rejects_with_reason(ledgers, tmp_path):
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one)
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one, policy=DEV_POLICY)
     buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two,
-                  policy=AcceptPolicy(max_send={"b:EUR": 500}))
+                  policy=DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 500}}))
     await seller.start()
     await buyer.start()
     try:
@@ -126,8 +127,8 @@ class LateLock(PartyRun):
 
 async def test_holder_never_reveals_inside_its_margin(ledgers, tmp_path):
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one)
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two)
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one, policy=DEV_POLICY)
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two, policy=DEV_POLICY)
     buyer.run_class = LateLock
     await seller.start()
     await buyer.start()

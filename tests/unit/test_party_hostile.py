@@ -21,6 +21,7 @@ from dvp.party.agent import Agent
 from dvp.party.channel import LocalChannel
 from dvp.testing.hostile import TAMPERED, Misbehaviour, hostile_agent
 from dvp.testing.memory import MemoryLedger
+from dvp.testing.scenarios import DEV_POLICY
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(20)]
 
@@ -111,10 +112,10 @@ class Pair:
         self.ledgers = ledgers
         self.mortal = {name: Mortal(ledger) for name, ledger in ledgers.items()}
         self.seller_channel, self.buyer_channel = LocalChannel.pair("seller", "buyer")
-        self.seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), self.seller_channel,
+        self.seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), self.seller_channel, policy=DEV_POLICY,
                             progress=lambda s, m: print("seller", m))
         self.buyer = buyer_class("buyer", "seller", self.mortal if mortal else ledgers, ASSETS,
-                                 Journal(tmp_path / "buyer.sqlite"), self.buyer_channel,
+                                 Journal(tmp_path / "buyer.sqlite"), self.buyer_channel, policy=DEV_POLICY,
                                  progress=lambda s, m: print("buyer ", m))
 
     async def vanish(self) -> None:

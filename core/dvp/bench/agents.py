@@ -30,7 +30,7 @@ from typing import Any
 from ..journal import Journal
 from ..models import SwapSpec
 from ..network import Network
-from ..party.agent import Agent
+from ..party.agent import AcceptPolicy, Agent
 from ..party.messages import Message
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
@@ -98,6 +98,11 @@ def counters(channel: Channel, peer: str) -> dict[str, int] | None:
     return {"sent": int(sent.get(peer, 0)), "received": int(received.get(peer, 0))}
 
 
+# The bench's two agents are one operator's, taking the bench's own plans (short reaction
+# windows, fast_forward on dev chains): no floor of their own beyond the plan check.
+BENCH_POLICY = AcceptPolicy(reaction_window=0, claim_margin=0, fast_forward=True)
+
+
 class BenchAgent(Agent):
     """An agent that also counts, per swap, the messages it refused: the channel passed them
     (and counted them), but the agent's journal keeps only the messages it took."""
@@ -157,7 +162,8 @@ async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[Agen
             net = await stack.enter_async_context(Network.from_state(party_state(state, party)))
             journal = Journal(folder / f"{party}.sqlite")
             stack.callback(journal.close)
-            agent = BenchAgent(party, peer, net.ledgers, net.assets, journal, ends[party], progress=lambda s, m: None)
+            agent = BenchAgent(party, peer, net.ledgers, net.assets, journal, ends[party],
+                               policy=BENCH_POLICY, progress=lambda s, m: None)
             stack.push_async_callback(agent.aclose)
             await agent.start()
             agents[party] = agent

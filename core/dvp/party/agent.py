@@ -16,17 +16,18 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import StrictBool, ValidationError
 
 from .. import errors
 from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
 from ..journal import Journal
 from ..lease import drive_lease
-from ..models import Asset, Frozen, Limit, Role, SwapSpec
+from ..models import Asset, Frozen, Limit, Margin, Role, SwapSpec
 from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
 from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
+from ..timeouts import budget
 from .agreement import Agreement, Proposal, check_proposal, propose
 from .channel import Channel
 from .messages import REPLY_KINDS, Kind, Message, next_seq
@@ -42,19 +43,45 @@ NOTICE_RETRIES = 60
 
 
 class AcceptPolicy(Frozen):
-    """What this party accepts from a proposal beyond the safety checks: the most it sends of
-    each asset (``LEDGER:ASSET`` -> base units), and whether it accepts proposals at all."""
+    """This party's own rules for a trade, whoever proposes it (its own proposals pass them too):
+    what it may send (``max_send``: ``LEDGER:ASSET`` -> most base units; when given, an asset
+    it does not list is refused), the least safety margins it runs a plan with, whether it
+    takes the ``fast_forward`` dev switch, and whether it accepts proposals at all.  The
+    peer's proposal never sets these: a plan below them is refused, with the reason."""
 
     accept: bool = True
-    max_send: dict[str, Limit] = {}
+    max_send: dict[str, Limit] | None = None  # None: any asset of its ledgers; {}: nothing
+    reaction_window: Margin = 30  # the least plan.reaction_window it runs a swap with
+    claim_margin: Margin | None = None  # the least plan.claim_margin; None: its ledgers' own (finality + skew)
+    fast_forward: StrictBool = False  # a dev switch (clock jumps on dev chains): refused unless set here
 
-    def check(self, spec: SwapSpec, role: Role) -> None:
-        if not self.accept:
+    def check(self, spec: SwapSpec, role: Role, ledgers: Mapping[str, LedgerAdapter], *, incoming: bool = True) -> None:
+        """SwapAborted with the reason if ``spec``, in which this party is ``role``, breaks the policy."""
+        if incoming and not self.accept:
             raise errors.SwapAborted("this agent accepts no proposals (policy accept: false)")
+        if spec.fast_forward and not self.fast_forward:
+            raise errors.SwapAborted("fast_forward: a dev switch this agent does not take (policy fast_forward: false)")
         leg = spec.trade.leg_sent_by(role)
-        limit = self.max_send.get(f"{leg.ledger}:{leg.asset}")
-        if limit is not None and leg.amount > limit:
-            raise errors.SwapAborted(f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit of {limit}")
+        if self.max_send is not None:
+            limit = self.max_send.get(f"{leg.ledger}:{leg.asset}")
+            if limit is None:
+                listed = ", ".join(sorted(self.max_send)) or "nothing"
+                raise errors.SwapAborted(f"{leg.asset} on {leg.ledger} is not in this party's policy max_send "
+                                         f"(it sends {listed})")
+            if leg.amount > limit:
+                raise errors.SwapAborted(f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit "
+                                         f"of {limit}")
+        plan = spec.plan
+        if plan.reaction_window < self.reaction_window:
+            raise errors.SwapAborted(f"plan.reaction_window: {plan.reaction_window}s is below this party's "
+                                     f"{self.reaction_window}s (policy reaction_window)")
+        holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger].finality
+        counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger].finality
+        theirs = budget(plan, holder, counter).claim_margin
+        mine = budget(plan.model_copy(update={"claim_margin": self.claim_margin}), holder, counter).claim_margin
+        if theirs < mine:
+            source = "policy claim_margin" if self.claim_margin is not None else "its ledgers' finality and skew"
+            raise errors.SwapAborted(f"plan.claim_margin: {theirs}s is below this party's {mine}s ({source})")
 
 
 class Agent:
@@ -73,6 +100,7 @@ class Agent:
         self.hints: dict[str, Hints] = {}
         self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
+        self._proposing: dict[str, asyncio.Lock] = {}
 
     @property
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
@@ -117,6 +145,10 @@ class Agent:
         peer; the swap is then driven like any other (:meth:`drive`)."""
         self.orch.validate(spec)
         role = self._role_in(spec)
+        try:  # this party's own proposals pass its own policy, as its peer's do
+            self.policy.check(spec, role, self.ledgers, incoming=False)
+        except errors.SwapAborted as exc:
+            raise errors.ConfigError(f"policy: {exc}") from None
         if spec.resolved_kind != "htlc" or spec.plan.locks_first is not spec.plan.secret_holder:
             raise errors.ConfigError("kind: two agents run cross-ledger HTLC swaps in which the secret holder "
                                      "locks first")
@@ -337,32 +369,52 @@ class Agent:
             raise errors.MessageRefused(first_error(exc, "proposal: ")) from None
         if proposal.swap_id != message.swap_id:
             raise errors.MessageRefused(f"proposal for swap {proposal.swap_id} sent as swap {message.swap_id}")
+        # One at a time per swap id: the same proposal sent again while the first is being
+        # checked gets the first one's answer (from the journal), not a clash on its lease.
+        lock = self._proposing.setdefault(proposal.swap_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._answer_proposal(proposal)
+        finally:
+            if not lock.locked() and self._proposing.get(proposal.swap_id) is lock:
+                del self._proposing[proposal.swap_id]
+
+    async def _answer_proposal(self, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
         existing = self.journal.get(proposal.swap_id)
         if existing is not None:
             return self._answer_again(existing.data, proposal)
         try:
-            role = await check_proposal(proposal, self.party, self.peer, self.ledgers)
+            # Its ledgers and assets first: every later check reads them.
             self.orch.validate(proposal.spec)
-            self.policy.check(proposal.spec, role)
+            role = await check_proposal(proposal, self.party, self.peer, self.ledgers)
+            self.policy.check(proposal.spec, role, self.ledgers)
             secret = new_secret() if role is proposal.spec.plan.secret_holder else None
             hashlock = proposal.hashlock or hashlock_of(secret or b"").hex()
             await self._check_own_lock(proposal, role, hashlock)
-        except (errors.SwapError, errors.ConfigError, errors.LockError, errors.NotSupportedError) as exc:
-            self.progress(proposal.swap_id, f"rejected {self.peer}'s proposal: {exc}")
-            return Kind.REJECT, {"reason": str(exc)}
+        except (errors.SwapError, errors.ConfigError, errors.LockError, errors.NotSupportedError,
+                errors.MessageRefused) as exc:
+            return self._reject(proposal.swap_id, str(exc))
         except errors.AdapterError as exc:  # a ledger of ours is down: we cannot check, so we cannot agree
-            self.progress(proposal.swap_id, f"rejected {self.peer}'s proposal: {exc}")
-            return Kind.REJECT, {"reason": f"cannot check it now: {exc}"}
+            return self._reject(proposal.swap_id, f"cannot check it now: {exc}")
+        except Exception as exc:  # a bug of ours: still an answer, never a crash on the channel
+            return self._reject(proposal.swap_id, f"cannot check it: {type(exc).__name__}: {exc}")
         agreement = Agreement(proposal=proposal, hashlock=hashlock)
         side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.peer)
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
-        with drive_lease(self.journal.path, proposal.swap_id):
-            # Write-ahead: the secret and both lock ids are on disk before the hashlock leaves.
-            self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"), state.dump())
-            self._agree(proposal.swap_id, state, agreement)
+        try:
+            with drive_lease(self.journal.path, proposal.swap_id):
+                # Write-ahead: the secret and both lock ids are on disk before the hashlock leaves.
+                self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"), state.dump())
+                self._agree(proposal.swap_id, state, agreement)
+        except errors.SwapBusy as exc:  # another process of this party drives that id
+            return self._reject(proposal.swap_id, f"swap id {proposal.swap_id} is in use here: {exc}")
         self.progress(proposal.swap_id, f"accepted {self.peer}'s proposal as the {role.value}")
         self.spawn(proposal.swap_id)
         return Kind.ACCEPT, {"hashlock": hashlock} if secret else {}
+
+    def _reject(self, swap_id: str, reason: str) -> tuple[Kind, dict[str, Any]]:
+        self.progress(swap_id, f"rejected {self.peer}'s proposal: {reason}")
+        return Kind.REJECT, {"reason": reason}
 
     def _answer_again(self, data: dict[str, Any], proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
         """The same proposal again (the proposer restarted before it had our answer): the same

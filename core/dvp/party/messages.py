@@ -8,11 +8,12 @@ moved to another swap or party.
 
 from __future__ import annotations
 
+import math
 import time
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..models import Frozen, Name
 
@@ -42,8 +43,25 @@ class Message(Frozen):
     sender: Name
     recipient: Name
     seq: int = Field(gt=0, lt=2**63)  # grows with every message the sender sends for this swap (SQLite's INTEGER)
-    sent_at: float = Field(default_factory=time.time)
+    sent_at: float = Field(default_factory=time.time, allow_inf_nan=False)
     body: dict[str, Any] = {}
+
+    @field_validator("body")
+    @classmethod
+    def _finite(cls, body: dict[str, Any]) -> dict[str, Any]:
+        """Numbers are finite: NaN or infinity compares false with every bound it is checked against."""
+        stack: list[Any] = [body]
+        for _ in range(100_000):  # bounded: a message is at most MAX_MESSAGE_BYTES
+            if not stack:
+                return body
+            value = stack.pop()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError("numbers must be finite")
+            if isinstance(value, dict):
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+        raise ValueError("too many values")
 
     def reply(self, kind: Kind, seq: int, **body: Any) -> "Message":
         return Message(kind=kind, swap_id=self.swap_id, sender=self.recipient, recipient=self.sender, seq=seq,
