@@ -1,10 +1,11 @@
 """The documentation stays true to the tree: every relative link in the Markdown files resolves
 to a file of the repository, every line anchor (``#L12``, ``#L12-L15``) to lines that exist,
 and a link whose text is a code span (``[`OP_SIZE`](script.py#L79)``) to lines that hold that
-code, so a rule in docs/design.md cannot silently point at a line that moved.  Nothing in the
+code, and a link in prose to a test names it in its title (``[a double claim](t.py#L46 "test_double_claim")``)
+and must point at it, so a rule in docs/design.md cannot silently point at a line that moved.  Nothing in the
 repository points outside it.
 
-    .venv/bin/python tests/unit/test_docs.py    # move the anchors of code links whose code moved
+    .venv/bin/python tests/unit/test_docs.py    # move the anchors of links whose code or test moved
 """
 
 from __future__ import annotations
@@ -22,16 +23,19 @@ DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
                  if "node_modules" not in p.parts)])
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
-# [text](target): the text may hold code spans and one level of brackets; the target has no spaces.
-_LINK = re.compile(r"!?\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)\)")
+# [text](target "title"): the text may hold code spans and one level of brackets; no spaces in the target.
+_LINK = re.compile(r'!?\[((?:[^\[\]]|\[[^\]]*\])*)\]\(([^)\s]+)(?:\s+"([^"]*)")?\)')
 _LINES = re.compile(r"L(\d+)(?:-L(\d+))?")
 _CODE_TEXT = re.compile(r"`([^`]+)`")
+# A link in prose to a line of a test file names that test in its title.
+_TEST_FILE = re.compile(r"(^tests/.*\.py|^core/dvp/testing/.*\.py|\.test\.js)$")
 
 
-def links(doc: Path) -> list[tuple[int, str, str]]:
-    """(line number, text, target) of every inline link outside fenced code blocks."""
+def links(doc: Path) -> list[tuple[int, str, str, str | None]]:
+    """(line number, text, target, title) of every inline link outside fenced code blocks."""
     text = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), doc.read_text(encoding="utf-8"))
-    return [(text.count("\n", 0, m.start()) + 1, squash(m.group(1)), m.group(2)) for m in _LINK.finditer(text)]
+    return [(text.count("\n", 0, m.start()) + 1, squash(m.group(1)), m.group(2), m.group(3))
+            for m in _LINK.finditer(text)]
 
 
 def relative(target: str) -> bool:
@@ -53,8 +57,8 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def problem(doc: Path, text: str, target: str) -> str | None:
-    """Why the link ``[text](target)`` in ``doc`` does not hold, or None."""
+def problem(doc: Path, text: str, target: str, title: str | None = None) -> str | None:
+    """Why the link ``[text](target "title")`` in ``doc`` does not hold, or None."""
     path, _, anchor = target.partition("#")
     file = (doc.parent / path).resolve() if path else doc
     if not file.is_relative_to(ROOT):
@@ -73,9 +77,11 @@ def problem(doc: Path, text: str, target: str) -> str | None:
     if not 1 <= first <= last <= len(source):
         return f"lines {first}-{last} are not in the file ({len(source)} lines)"
     code = _CODE_TEXT.fullmatch(text.strip())
-    if code is None:
+    if code is None and title is None:
+        if _TEST_FILE.search(file.relative_to(ROOT).as_posix()):
+            return "a link in prose to a test names it in the link's title"
         return None
-    wanted = squash(code.group(1))
+    wanted = squash(code.group(1) if code else str(title))
     if wanted in squash(" ".join(source[first - 1:last])):
         return None
     now = [n for n, line in enumerate(source, start=1) if wanted in squash(line)]
@@ -86,8 +92,8 @@ def problem(doc: Path, text: str, target: str) -> str | None:
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(doc: Path) -> None:
     broken = [f"{doc.relative_to(ROOT)}:{n}: [{text}]({target}): {why}"
-              for n, text, target in links(doc) if relative(target)
-              for why in [problem(doc, text, target)] if why]
+              for n, text, target, title in links(doc) if relative(target)
+              for why in [problem(doc, text, target, title)] if why]
     assert not broken, "\n".join([*broken, "(`.venv/bin/python tests/unit/test_docs.py` moves anchors of code that moved)"])
 
 
@@ -100,7 +106,16 @@ def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
     assert "not in the file" in str(problem(doc, "x", "../pyproject.toml#L1-L100000"))
     assert "do not hold" in str(problem(doc, "`requires-python`", "../pyproject.toml#L1"))
     assert problem(doc, "x", "../../outside.md") == "points outside the repository"
-    assert [t for _, _, t in links(doc)], "docs/design.md links nothing"
+    assert "names it in the link's title" in str(problem(doc, "a test", "../tests/unit/test_docs.py#L1"))
+    here = _line_of("def test_the_link_check")
+    assert problem(doc, "a test", f"../tests/unit/test_docs.py#L{here}", "test_the_link_check") is None
+    moved = str(problem(doc, "a test", "../tests/unit/test_docs.py#L1", "test_the_link_check"))
+    assert "do not hold `test_the_link_check`" in moved and str(here) in moved
+    assert [t for _, _, t, _ in links(doc)], "docs/design.md links nothing"
+
+
+def _line_of(text: str) -> int:
+    return next(n for n, line in enumerate(Path(__file__).read_text().splitlines(), start=1) if line.startswith(text))
 
 
 def tracked_files() -> list[Path]:
@@ -127,7 +142,7 @@ def reanchor(doc: Path) -> int:
 
     def fix(m: re.Match[str]) -> str:
         nonlocal moved
-        why = problem(doc, squash(m.group(1)), m.group(2))
+        why = problem(doc, squash(m.group(1)), m.group(2), m.group(3))
         now = re.search(r"it is now at line (\d+)", why or "")
         path, _, anchor = m.group(2).partition("#")
         lines = _LINES.fullmatch(anchor)
@@ -136,7 +151,7 @@ def reanchor(doc: Path) -> int:
         span = int(lines.group(2) or lines.group(1)) - int(lines.group(1))
         start = int(now.group(1))
         moved += 1
-        return m.group(0).replace(f"({m.group(2)})", f"({path}#L{start}" + (f"-L{start + span})" if span else ")"))
+        return m.group(0).replace(f"({m.group(2)}", f"({path}#L{start}" + (f"-L{start + span}" if span else ""))
 
     doc.write_text(_LINK.sub(fix, text), encoding="utf-8")
     return moved
