@@ -17,6 +17,12 @@ class Settings(BaseSettings):
     runtime: str = DEFAULT_RUNTIME
     reports_dir: Path = Path("reports")
 
+    @field_validator("run_dir", "journal", "reports_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Resolved once against the working directory the command started in (children get other ones)."""
+        return value.expanduser().absolute() if value is not None else None
+
     @field_validator("runtime")
     @classmethod
     def _known_runtime(cls, value: str) -> str:

@@ -73,10 +73,12 @@ def optional_ledgers(block_time: float = 1.0, *, containers: bool = False) -> li
 
 def optional_platforms_note(ledgers: set[str]) -> list[str]:
     """One line for each optional platform a topology lacks: what is missing and how to get it."""
-    reason = missing("fabric")
-    if FABRIC_LEDGERS[0] in ledgers or reason is None:
-        return []
-    return [f"Hyperledger Fabric not included: {reason}"]
+    notes = []
+    for name, kind, title in (("elements", "elements", "Elements"), (FABRIC_LEDGERS[0], "fabric", "Hyperledger Fabric")):
+        reason = None if name in ledgers else missing(kind)
+        if reason:
+            notes.append(f"{title} not included: {reason}")
+    return notes
 
 
 def default(block_time: float = 1.0, *, containers: bool = False) -> Topology:

@@ -18,7 +18,7 @@ from dvp.runtime.processes import alive
 
 from ..cli_helpers import DVP, dvp, one_line_error
 from ..scenarios import snapshot
-from ..testbed import CROSS_PAIRS
+from ..testbed import CROSS_PAIRS, ELEMENTS_MISSING, FABRIC_MISSING, IN_CI, binary_missing
 from ..htlc_helpers import locked
 
 PAIR = CROSS_PAIRS[0]
@@ -120,13 +120,20 @@ def test_commands_without_testnets_say_so(tmp_path):
     one_line_error(subprocess.run([DVP, "balances"], env=env, capture_output=True, text=True, timeout=60), 2, "run `dvp up` first")
 
 
-def test_demo_settles_every_swap_and_leaves_nothing_running(tmp_path):
-    env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "run")}
-    report = tmp_path / "demo.json"
-    run = subprocess.run([DVP, "demo", "--block-time", "0.5", "--report", str(report)], env=env,
-                         capture_output=True, text=True, timeout=600)
+def test_demo_and_up_down_as_the_readme_says_from_a_fresh_directory(tmp_path):
+    """`dvp demo`, then `dvp up`/`status`/`down`, run as the README says: no flags, the default
+    RELATIVE run dir `.dvp` of a fresh working directory (every path handed to a child process
+    must be absolute: Fabric's CLI tools, for one, run in the run dir)."""
+    for reason in (ELEMENTS_MISSING, FABRIC_MISSING):  # CI has both: the demo must settle their swaps too
+        if reason and IN_CI:
+            binary_missing(reason)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("DVP_RUN_DIR", "DVP_JOURNAL", "DVP_REPORTS_DIR")}
+    run = subprocess.run([DVP, "demo"], cwd=fresh, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    data = json.loads(report.read_text())
+    assert sorted(p.name for p in fresh.iterdir()) == [".dvp", "reports"]  # all of it where the README says
+    data = json.loads((fresh / "reports" / "demo.json").read_text())
     ledgers = {spec.name for spec in topology.default().ledgers}
     expected = demo_swaps(ledgers)
     assert len(expected) >= 3  # the EVM and btc swaps, plus Elements and Fabric ones where installed
@@ -144,3 +151,16 @@ def test_demo_settles_every_swap_and_leaves_nothing_running(tmp_path):
     assert {a["swap_id"] for a in agents} == {agents[0]["swap_id"]}
     assert [a["outcome"] for a in agents] == ["settled", "settled"]
     assert all(a["messages_sent"] > 0 and a["messages_received"] > 0 for a in agents)
+    # dvp up / status / down in the same directory: the testnets run, then nothing is left running.
+    up = subprocess.run([DVP, "up"], cwd=fresh, env=env, capture_output=True, text=True, timeout=600)
+    assert up.returncode == 0, up.stderr[-2000:]
+    try:
+        status = subprocess.run([DVP, "status"], cwd=fresh, env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0 and all(name in status.stdout for name in ledgers), status.stdout
+        state = json.loads((fresh / ".dvp" / "state.json").read_text())
+        up_pids = [p for entry in state["ledgers"].values() for p in entry.get("pids", [])]
+        assert up_pids and all(alive(p) for p in up_pids)
+    finally:
+        down = subprocess.run([DVP, "down"], cwd=fresh, env=env, capture_output=True, text=True, timeout=120)
+    assert down.returncode == 0, down.stderr[-2000:]
+    assert not any(alive(p) for p in up_pids)

@@ -75,7 +75,10 @@ class RunDir:
     name: str
 
     def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
+        # Absolute once, here: every path handed to a child process (node data dirs, Fabric's CLI
+        # tools run in the run dir, compose files, agents) derives from it, and a relative one
+        # would be read against the child's own working directory (the default run dir is `.dvp`).
+        self.run_dir = Path(run_dir).expanduser().absolute()
 
     @property
     def state_path(self) -> Path:
