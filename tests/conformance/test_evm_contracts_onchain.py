@@ -7,6 +7,7 @@ import secrets
 
 import pytest
 
+from dvp import errors
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
 from ..evm_helpers import calldata, mined_call, reverted_with
@@ -127,14 +128,30 @@ async def test_only_the_seller_cancels_and_a_cancelled_order_cannot_be_accepted(
     assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
 
 
-async def test_lock_id_needs_no_connection(evm):
-    """Pure: an adapter that never connected derives the id the contract gives the lock."""
+def copy_of(evm, **changes):
+    """Another adapter (not connected) for ``evm``'s ledger, its config changed by ``changes``."""
     from dvp.registry import build_adapter
 
-    offline = build_adapter(evm.name, evm.config.model_dump(mode="python") | {
-        "accounts": {p: k.get_secret_value() for p, k in evm.config.accounts.items()}})
+    return build_adapter(evm.name, evm.config.model_dump(mode="python") | {
+        "accounts": {p: k.get_secret_value() for p, k in evm.config.accounts.items()}, **changes})
+
+
+async def test_lock_id_needs_no_connection(evm):
+    """Pure: an adapter that never connected derives the id the contract gives the lock."""
+    offline = copy_of(evm)
     terms, _ = make_terms(evm, await evm.now())
     assert offline.lock_id(terms) == evm.lock_id(terms)
     await evm.wait_all(await evm.lock(terms))
     state = await evm.get_lock(offline.lock_id(terms))
     assert state is not None and state.status is LockStatus.LOCKED
+
+
+async def test_audit_refuses_a_lock_under_code_that_is_not_the_audited_htlc(evm):
+    """docs/design.md, rule 5: a lock is relied on only under the audited HTLC build.  The same
+    lock, read through a config that names another contract as the HTLC (here the settlement
+    contract: other code at that address), fails the audit on the code, before any term."""
+    lock_id, terms, _ = await locked(evm)
+    assert (await evm.audit(lock_id, terms)).status is LockStatus.LOCKED
+    async with copy_of(evm, htlc_address=evm.dvp.address) as elsewhere:
+        with pytest.raises(errors.AuditFailed, match="not the audited build"):
+            await elsewhere.audit(lock_id, terms)
