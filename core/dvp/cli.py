@@ -35,6 +35,17 @@ out = Console()
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 1  # an exception dvp does not know: a bug, named in one line (DVP_TRACEBACK=1 shows it)
+EXIT_NOT_SETTLED = 6  # `dvp swap`: its swap ended other than settled
+# A command that drove several swaps (`dvp swap` resumes its journal's unfinished ones beside
+# its own; `dvp resume`) exits with the worst of what it did, worst first: a swap left
+# unfinished by an error (its code), then a swap that ended other than settled (6), then a
+# swap skipped because another process drives it (7), then 0. The README's exit table says so.
+EXIT_PRECEDENCE = (1, 2, 3, 4, 5, 8, EXIT_NOT_SETTLED, errors.SwapBusy.exit_code, 0)
+
+
+def worst_exit(codes: list[int]) -> int:
+    """The exit code of a command that drove several swaps, by :data:`EXIT_PRECEDENCE`."""
+    return min(codes, key=lambda code: EXIT_PRECEDENCE.index(code) if code in EXIT_PRECEDENCE else -1, default=0)
 
 
 def one_line(text: str) -> str:
@@ -281,14 +292,14 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
             return resumed, result
 
     resumed, result = asyncio.run(go())
+    codes = [0 if result.outcome.value == "settled" else EXIT_NOT_SETTLED]
     for earlier in resumed:
         if isinstance(earlier, Unfinished):
-            _report_unfinished(earlier)
+            codes.append(_report_unfinished(earlier))
         else:
             print_result(console, earlier, False)
     print_result(out, result, as_json)
-    if result.outcome.value not in ("settled",):
-        sys.exit(6)
+    sys.exit(worst_exit(codes))
 
 
 @main.command()
@@ -312,9 +323,7 @@ def resume(settings: Settings, swap_id: str | None) -> None:
             codes.append(_report_unfinished(result))
         else:
             print_result(out, result, False)
-    if codes:
-        # A swap that could not progress outranks one that another driver is taking care of.
-        sys.exit(min(codes, key=lambda code: (code == errors.SwapBusy.exit_code, code)))
+    sys.exit(worst_exit(codes))
 
 
 def _report_unfinished(item: Unfinished) -> int:

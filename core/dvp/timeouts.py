@@ -61,12 +61,18 @@ def budget(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality,
     )
 
 
-def check_gap(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, b: TimeoutBudget) -> None:
+def check_gap(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, b: TimeoutBudget, *,
+              time_left: bool = False) -> None:
+    """``time_left``: the plan's timeouts stand for the seconds left on agreed expiries (see
+    :func:`check_time_left`), and the message says so rather than naming the plan's fields."""
     gap = plan.holder_timeout - plan.counter_timeout
     if gap < b.gap_required:
+        what = (f"time left: the holder's leg has {plan.holder_timeout}s left, a {gap}s gap over the counter "
+                f"leg's {plan.counter_timeout}s" if time_left else
+                f"plan.holder_timeout: {plan.holder_timeout}s leaves a {gap}s gap over counter_timeout "
+                f"{plan.counter_timeout}s")
         raise UnsafeTimeouts(
-            f"plan.holder_timeout: {plan.holder_timeout}s leaves a {gap}s gap over counter_timeout "
-            f"{plan.counter_timeout}s; at least {b.gap_required}s needed "
+            f"{what}; at least {b.gap_required}s needed "
             f"(finality {_s(counter_ledger.expected_seconds)} + {_s(holder_ledger.expected_seconds)}, "
             f"skew {_s(counter_ledger.clock_skew)} + {_s(holder_ledger.clock_skew)}, "
             f"reaction window {plan.reaction_window}s)"
@@ -74,7 +80,7 @@ def check_gap(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality,
 
 
 def second_leg_seconds(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, *,
-                       holder_first: bool, first_left: float) -> int:
+                       holder_first: bool, first_left: float, time_left: bool = False) -> int:
     """How many seconds the second leg may run if it is locked now, with ``first_left``
     seconds left on the first leg; UnsafeTimeouts (with the numbers) when locking it now
     would not leave the holder time to claim.
@@ -85,13 +91,14 @@ def second_leg_seconds(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: 
     to lock, have its lock audited and claim outside the safety margin."""
     first = holder_ledger if holder_first else counter_ledger
     b = budget(plan, holder_ledger, counter_ledger, first)
-    check_gap(plan, holder_ledger, counter_ledger, b)
+    check_gap(plan, holder_ledger, counter_ledger, b, time_left=time_left)
     gap = plan.holder_timeout - plan.counter_timeout
+    field = "time left" if time_left else "plan.counter_timeout"
     if holder_first:
         seconds = min(plan.counter_timeout, math.floor(first_left) - gap)
         if seconds <= b.claim_window:
             raise UnsafeTimeouts(
-                f"plan.counter_timeout: the counter leg would run {seconds}s from its lock "
+                f"{field}: the counter leg would run {seconds}s from its lock "
                 f"({math.floor(first_left)}s left on the holder's leg less the {gap}s gap); the holder needs "
                 f"more than {b.claim_window}s to claim it (safety margin {b.claim_margin}s + finality "
                 f"{_s(counter_ledger.expected_seconds)})"
@@ -100,14 +107,15 @@ def second_leg_seconds(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: 
     room = math.floor(first_left) - math.ceil(holder_ledger.expected_seconds)
     if room <= b.claim_window:
         raise UnsafeTimeouts(
-            f"plan.counter_timeout: {math.floor(first_left)}s left on the counter leg leaves the holder "
+            f"{field}: {math.floor(first_left)}s left on the counter leg leaves the holder "
             f"{room}s once its own lock is final; it needs more than {b.claim_window}s to claim "
             f"(safety margin {b.claim_margin}s + finality {_s(counter_ledger.expected_seconds)})"
         )
     return math.ceil(first_left) + gap
 
 
-def check_plan(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality) -> TimeoutBudget:
+def check_plan(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, *,
+               time_left: bool = False) -> TimeoutBudget:
     """Refuse an unsafe plan before anything is locked, with the numbers in the message: the
     runtime check of :func:`second_leg_seconds` for a first lock that is final without delay."""
     holder_first = plan.locks_first is plan.secret_holder
@@ -115,5 +123,21 @@ def check_plan(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality
     b = budget(plan, holder_ledger, counter_ledger, first)
     first_timeout = plan.holder_timeout if holder_first else plan.counter_timeout
     second_leg_seconds(plan, holder_ledger, counter_ledger, holder_first=holder_first,
-                       first_left=first_timeout - b.first_delay)
+                       first_left=first_timeout - b.first_delay, time_left=time_left)
     return b
+
+
+def check_time_left(plan: HtlcPlan, holder_left: int, counter_left: int, holder_ledger: Finality,
+                    counter_ledger: Finality) -> TimeoutBudget:
+    """:func:`check_plan` for legs whose expiries are already agreed: would a swap started now,
+    with ``holder_left`` and ``counter_left`` seconds left on the two legs, still be safe?
+    Messages speak of the time left, not of the plan's timeouts (a 60/30 plan with 20s and
+    10s left is not a plan of 20s)."""
+    now = HtlcPlan.model_validate({**plan.model_dump(), "holder_timeout": holder_left, "counter_timeout": counter_left})
+    return check_plan(now, holder_ledger, counter_ledger, time_left=True)
+
+
+def too_late_to_lock(left: float, needed: float) -> str:
+    """Why the counterparty does not lock: the counter leg's time left is not more than the
+    holder needs to claim it."""
+    return f"too late to lock: the counter leg has {_s(left)} left; the holder needs more than {_s(needed)} to claim it"

@@ -36,7 +36,8 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
                                    timeout=60.0)
         resumed = dvp(["resume"], cli_env)
         again = dvp(["resume", swap_id], cli_env)
-        # A second `dvp swap` on the same journal runs its own swap and leaves this one alone.
+        # A second `dvp swap` on the same journal runs its own swap and leaves this one alone;
+        # it settles, but the skipped swap is part of what the command did: exit 7 (issue 23).
         other = tmp_path / "other.json"
         other.write_text(spec_for(PAIR).model_dump_json())
         second = dvp(["swap", str(other)], cli_env)
@@ -51,8 +52,9 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
         lines = other.stderr.strip().splitlines()
         assert len(lines) == 1 and f"swap {swap_id}" in lines[0] and "another process" in lines[0], other.stderr
 
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == 7, (second.returncode, second.stdout, second.stderr)
     assert f"swap {swap_id} is being driven by another process" in second.stderr
+    assert "settled" in second.stdout, second.stdout
 
     journal = Journal(journal_path)
     record, settled = journal.swaps()

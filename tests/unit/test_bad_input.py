@@ -388,3 +388,23 @@ def test_agent_policy_amounts_are_read_as_written(tmp_path, token):
         config.load_config(tmp_path)
     (tmp_path / "agent.yaml").write_text("party: seller\npolicy:\n  max_send: {evm-b:EUR: 100}\n")
     assert config.load_config(tmp_path).policy.max_send == {"evm-b:EUR": 100}
+
+
+# -- one exit code for a command that drove several swaps (issue 23, item 3) ------------------------
+
+
+@pytest.mark.parametrize(("codes", "expected"), [
+    ([0, 7], 7),   # `dvp swap` settled its own swap and skipped a busy one: the skip is reported
+    ([6, 7], 6),   # its own swap ended other than settled: that outranks a skip
+    ([7, 3], 3),   # a swap left unfinished by a ledger error outranks both
+    ([6, 3], 3),
+    ([0, 0], 0),
+    ([7, 8, 6], 8),
+    ([3, 1], 1),
+    ([], 0),
+])
+def test_a_command_exits_with_the_worst_outcome_of_what_it_did(codes, expected):
+    from dvp.cli import EXIT_PRECEDENCE, worst_exit
+
+    assert worst_exit(codes) == expected
+    assert set(EXIT_PRECEDENCE) == {0, 1, 2, 3, 4, 5, 6, 7, 8}

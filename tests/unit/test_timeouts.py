@@ -70,3 +70,34 @@ def test_every_accepted_plan_passes_the_runtime_check_after_a_prompt_first_lock(
     gap = (first_timeout - b.first_delay) - second if holder_first else second - (first_timeout - b.first_delay)
     assert gap == plan.holder_timeout - plan.counter_timeout >= b.gap_required
 
+
+
+# -- messages label time left as such (issue 23, item 5) ---------------------------------------------
+
+
+def test_time_left_on_agreed_expiries_is_not_called_the_plans_field():
+    from dvp.timeouts import check_time_left
+
+    plan = HtlcPlan(holder_timeout=60, counter_timeout=30, reaction_window=30)
+    with pytest.raises(errors.UnsafeTimeouts) as info:
+        check_time_left(plan, 20, 10, EVM, EVM)
+    text = str(info.value)
+    assert "plan." not in text and "timeout" not in text, text
+    assert text.startswith("time left: the holder's leg has 20s left, a 10s gap over the counter leg's 10s; "
+                           "at least 36s needed"), text
+    with pytest.raises(errors.UnsafeTimeouts) as info:
+        check_time_left(HtlcPlan(holder_timeout=600, counter_timeout=300, reaction_window=5), 15, 3, EVM, EVM)
+    assert str(info.value).startswith("time left: the counter leg would run "), str(info.value)
+    # The same figures as a plan keep the plan's field names.
+    with pytest.raises(errors.UnsafeTimeouts, match=r"^plan.holder_timeout: 20s leaves a 10s gap over counter_timeout 10s"):
+        check_plan(HtlcPlan(holder_timeout=20, counter_timeout=10, reaction_window=30), EVM, EVM)
+    check_time_left(HtlcPlan(holder_timeout=60, counter_timeout=30, reaction_window=10), 59, 29, EVM, EVM)
+
+
+@pytest.mark.parametrize(("left", "needed"), [(5.0, 5.0), (4.6, 5.0), (5.4, 5.7), (0.2, 3.0)])
+def test_too_late_to_lock_says_which_time_is_left_and_what_it_is_needed_for(left, needed):
+    from dvp.timeouts import too_late_to_lock
+
+    text = too_late_to_lock(left, needed)
+    assert text == (f"too late to lock: the counter leg has {left:.1f}s left; the holder needs more than "
+                    f"{needed:.1f}s to claim it").replace(".0s", "s"), text

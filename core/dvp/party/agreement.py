@@ -15,9 +15,9 @@ from collections.abc import Mapping
 
 from .. import errors
 from ..adapter import LedgerAdapter
-from ..models import Frozen, Hex32, HtlcPlan, HtlcTerms, Name, Role, SwapSpec
+from ..models import Frozen, Hex32, HtlcTerms, Name, Role, SwapSpec
 from ..state import LegName
-from ..timeouts import check_plan
+from ..timeouts import check_time_left
 from .messages import SwapId
 
 # How far a proposed expiry may lie beyond the plan's timeout (by the ledger's own clock):
@@ -93,10 +93,9 @@ async def check_still_safe(proposal: Proposal, ledgers: Mapping[str, LedgerAdapt
     left_counter = math.floor(await seconds_left(proposal, counter_leg, ledgers))
     if left_counter <= 0 or left_holder <= 0:
         raise errors.UnsafeTimeouts(f"swap {proposal.swap_id}: a leg has already expired")
-    now_plan = plan.model_copy(update={"holder_timeout": left_holder, "counter_timeout": left_counter})
     holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger]
     counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger]
-    check_plan(HtlcPlan.model_validate(now_plan.model_dump()), holder.finality, counter.finality)
+    check_time_left(plan, left_holder, left_counter, holder.finality, counter.finality)
 
 
 async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mapping[str, LedgerAdapter]) -> Role:

@@ -20,6 +20,7 @@ from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
 from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
 from ..journal import SwapRecord
 from ..state import Action, LegName, PartySide, Phase
+from ..timeouts import too_late_to_lock
 from .agreement import Agreement, check_still_safe
 from .messages import Kind
 
@@ -203,7 +204,7 @@ class PartyRun(_HtlcRun):
         left = await self.left(self.counter)
         needed = self.budget.claim_window + self.adapter_of(self.counter).finality.expected_seconds
         if left <= needed:
-            why = f"too late to lock: {left:.0f}s left on the counter leg, more than {needed:.0f}s needed"
+            why = too_late_to_lock(left, needed)
             if not await self.exists(self.holder):
                 why = f"the {self.trade.party(self.holder)!r} lock never appeared{self.peer_note()} ({why})"
             return why
