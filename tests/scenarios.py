@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dvp.models import Behaviour, SwapSpec
+from dvp.network import Network
+from dvp.orchestrator import Outcome
 from dvp.testing import scenarios
 from dvp.testing.scenarios import (  # noqa: F401 - the suites' building blocks, from the kit
     CASH_AMOUNT, SECURITY_AMOUNT, SETTLED, UNCHANGED, assert_conserved, changes, run, snapshot,
@@ -21,3 +25,10 @@ def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None
     timeouts = {"holder_timeout": 30, "counter_timeout": 15} if real_time else {"holder_timeout": 60, "counter_timeout": 30}
     plan = {**timeouts, "reaction_window": 5, **plan}
     return scenarios.spec_for(pair, kind=kind, behaviour=behaviour, fast_forward=fast_forward, **plan)
+
+
+async def settles_once(net: Network, journal_path: Path, pair: Pair) -> None:
+    """The happy path once, for a pair outside the full scenario suite: settled, both legs moved."""
+    result, before, after = await run(net, journal_path, spec_for(pair))
+    assert result.outcome is Outcome.SETTLED, result.detail
+    assert changes(before, after, pair, result.steps) == SETTLED

@@ -90,8 +90,9 @@ def testbed_topology(*, containers: bool = False) -> Topology:
 
 
 def geth_topology() -> Topology:
-    """An anvil chain and a geth chain, for the geth suite."""
-    ledgers = [LEDGERS[0], GETH]
+    """An anvil chain and a geth chain for the geth suite, with btc and the installed optional
+    ledgers (Elements, Fabric), each settled once against geth (a few seconds to start them)."""
+    ledgers = [LEDGERS[0], GETH, *(s for s in LEDGERS if s.kind in ("utxo", "elements", "fabric"))]
     return Topology(ledgers=ledgers, assets=[a for spec in ledgers for a in _assets(spec)])
 
 
@@ -139,6 +140,12 @@ def with_fabric(values: list, fabric: list) -> list:
 
 
 CROSS_PARAMS = with_fabric(with_elements(CROSS_PAIRS, ELEMENTS_PAIRS), FABRIC_PAIRS)
+# Pairs outside the full scenario suite, settled once in each direction (the happy path only).
+ONCE_PAIRS = [Pair("elements", "fabric-a"), Pair("fabric-a", "elements")]
+ONCE_PARAMS = with_optional([], ONCE_PAIRS, ELEMENTS_MARKS + FABRIC_MARKS)
+# geth against the other families (btc trades only its coin, as cash), once each, on the geth suite's testbed.
+GETH_ONCE_PARAMS = with_fabric(with_elements(with_optional([], [Pair(GETH.name, "btc")], []), [Pair("elements", GETH.name)]),
+                               [Pair("fabric-a", GETH.name)])
 SINGLE_PARAMS = with_fabric(with_elements(SINGLE_LEDGERS, ["elements"]), ["fabric-a"])
 ADAPTER_PARAMS = with_fabric(with_elements(ADAPTER_LEDGERS, ["elements"]), ["fabric-a"])
 

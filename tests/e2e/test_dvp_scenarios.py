@@ -7,8 +7,8 @@ import pytest
 
 from dvp.testing.scenarios import AtomicSuite, ScenarioSuite
 
-from ..scenarios import spec_for
-from ..testbed import CROSS_PARAMS, SINGLE_PARAMS, Pair
+from ..scenarios import settles_once, spec_for
+from ..testbed import CROSS_PARAMS, ONCE_PARAMS, SINGLE_PARAMS, Pair
 
 
 class TestSingleLedger(AtomicSuite):
@@ -30,3 +30,9 @@ class TestCrossLedger(ScenarioSuite):
 
     def spec(self, pair, **kw):
         return spec_for(pair, **kw)
+
+
+@pytest.mark.parametrize("pair", ONCE_PARAMS)
+async def test_a_pair_outside_the_full_suite_settles_once(net, journal_path, pair):
+    """elements/fabric-a, both ways: the two platforms of different families meet once (README: Tests)."""
+    await settles_once(net, journal_path, pair)

@@ -7,8 +7,8 @@ import pytest
 
 from dvp.testing.scenarios import AtomicSuite, ScenarioSuite
 
-from ..scenarios import spec_for
-from ..testbed import GETH, Pair
+from ..scenarios import settles_once, spec_for
+from ..testbed import GETH, GETH_ONCE_PARAMS, Pair
 
 
 class TestGethSingleLedger(AtomicSuite):
@@ -30,3 +30,9 @@ class TestAnvilAgainstGeth(ScenarioSuite):
 
     def spec(self, pair, **kw):
         return spec_for(pair, **kw)
+
+
+@pytest.mark.parametrize("pair", GETH_ONCE_PARAMS)
+async def test_geth_against_another_family_settles_once(net, journal_path, pair):
+    """btc, Elements and Fabric securities against geth cash, once each (README: Tests)."""
+    await settles_once(net, journal_path, pair)
