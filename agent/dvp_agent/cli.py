@@ -136,7 +136,8 @@ def run(settings: Settings, folder: Path | None, party: str | None, proposals: t
     if state["party"] != config.party:
         raise errors.ConfigError(f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, "
                                  f"not {config.party!r}'s")
-    channel = GrpcChannel(identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)})
+    channel = GrpcChannel(identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)},
+                          config.limits)
     with outbox.running(folder):
         results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
     code = 0
@@ -162,7 +163,7 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
     async with Network.from_state(state).reachable_only() as net:
         journal = Journal(config.path(folder, config.journal))
         party = Agent(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
-                      policy=config.policy, progress=progress_printer(f"{config.party} "))
+                      policy=config.policy, limits=config.limits, progress=progress_printer(f"{config.party} "))
         try:
             await party.start()
             console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from dvp.errors import ConfigError
 from dvp.models import Name
 from dvp.party.agent import AcceptPolicy
+from dvp.party.limits import Limits
 from dvp.scenario import first_error, load_yaml
 
 CONFIG_FILE = "agent.yaml"
@@ -39,6 +40,7 @@ class AgentConfig(BaseModel):
     journal: Path = Path("journal.sqlite")
     peer: PeerSettings | None = None
     policy: AcceptPolicy = AcceptPolicy()
+    limits: Limits = Limits()
 
     def path(self, folder: Path, name: Path) -> Path:
         return name if name.is_absolute() else folder / name

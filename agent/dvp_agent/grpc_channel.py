@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
 from dvp.party.channel import Channel, Handler
+from dvp.party.limits import Limits
 from dvp.party.messages import MAX_MESSAGE_BYTES, Message
 
 from .envelope import NotAuthentic, seal, unseal
@@ -59,8 +60,9 @@ class PeerEndpoint:
 class GrpcChannel(Channel):
     """One party's end of the channel: serves its pinned peers and sends to them."""
 
-    def __init__(self, identity: Identity, listen: str, peers: Mapping[str, PeerEndpoint]):
+    def __init__(self, identity: Identity, listen: str, peers: Mapping[str, PeerEndpoint], limits: Limits | None = None):
         super().__init__(identity.party)
+        self.limits = limits or Limits()
         self.identity = identity
         self.listen = listen
         _ip_port(listen, "listen")
@@ -87,7 +89,8 @@ class GrpcChannel(Channel):
         if not self.peers:
             raise ConfigError(f"agent of {self.party!r}: no peer pinned, so no client could be accepted")
         self._handler = handler
-        server = grpc.aio.server(options=_SIZE_OPTIONS + _SERVER_OPTIONS)
+        server = grpc.aio.server(options=_SIZE_OPTIONS + _SERVER_OPTIONS + _bounds(self.limits),
+                                 maximum_concurrent_rpcs=self.limits.concurrent_calls)
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}),))
         roots = b"".join(peer.cert.pem for peer in self.peers.values())
@@ -192,6 +195,15 @@ class GrpcChannel(Channel):
         except ValueError:
             return None
         return self._by_der.get(der)
+
+
+def _bounds(limits: Limits) -> list[tuple[str, Any]]:
+    """What one peer (or anyone who can reach the port) may hold open on the server: connections,
+    calls per connection, a connection idle or still in its TLS handshake (then closed)."""
+    return [("grpc.max_allowed_incoming_connections", limits.connections),
+            ("grpc.max_concurrent_streams", limits.concurrent_calls),
+            ("grpc.max_connection_idle_ms", limits.idle_seconds * 1000),
+            ("grpc.server_handshake_timeout_ms", limits.handshake_seconds * 1000)]
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:

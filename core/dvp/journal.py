@@ -233,6 +233,11 @@ class Journal:
                                (swap_id, peer, direction, *leaving_out)).fetchone()
         return int(row[0] or 0)
 
+    def message_count(self, swap_id: str, peer: str, direction: str) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
+                               (swap_id, peer, direction)).fetchone()
+        return int(row[0])
+
     def messages(self, swap_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ?"
                                 " ORDER BY n", (swap_id,))

@@ -1,8 +1,11 @@
 """What an agent takes from its peer, and on whose terms (issue 23, item 4): the acceptor's
 margins and dev switches are its own policy; its policy lists what it may send and binds its
 own proposals too; bad input gets a REJECT with a reason (never a crash on the channel), and
-every number in a message is finite.  Two agents in one process (LocalChannel), in-memory
-ledgers."""
+every number in a message is finite; one peer's bounds (dvp.party.limits): a message over a
+bound is refused with the bound's name and not journaled, a proposal over one gets a REJECT and
+leaves no row, the log the peer causes is rate-limited and says what it held back.  Two agents
+in one process (LocalChannel), in-memory ledgers; tests/agent/test_flood.py floods a real
+`dvp agent`."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from dvp import errors
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.party.agent import AcceptPolicy, Agent
+from dvp.party.limits import Bucket, Limits, QuietLog
 from dvp.party.agreement import Proposal, propose
 from dvp.party.channel import LocalChannel
 from dvp.party.messages import Kind, Message
@@ -173,3 +177,101 @@ def test_numbers_in_a_message_are_finite(number):
         with pytest.raises(ValueError, match="finite"):
             Message.model_validate_json(text)
 
+
+# -- one peer's bounds ------------------------------------------------------------------------------
+
+NOTICE_SEQ = itertools.count(10**18)
+
+
+def rows(agent: Agent) -> int:
+    return sum(len(agent.journal.messages(r.id)) for r in agent.journal.swaps())
+
+
+def notice(swap_id: str, lock_id: str | None = None, kind: Kind = Kind.LOCKED) -> Message:
+    body = {} if kind is Kind.PING else {"leg": "cash", "lock_id": lock_id or "0x" + secrets.token_hex(32)}
+    return Message(kind=kind, swap_id=swap_id, sender="seller", recipient="buyer", seq=next(NOTICE_SEQ), body=body)
+
+
+async def refused(agent: Agent, message: Message) -> str:
+    with pytest.raises(errors.MessageRefused) as exc:
+        await agent.handle(message)
+    assert "refused, not journaled" in str(exc.value)
+    return str(exc.value)
+
+
+async def test_a_rejected_proposal_leaves_no_row(pair):
+    seller, buyer = pair
+    for _ in range(5):
+        bad = await propose(secrets.token_hex(4), "seller", spec(), seller.ledgers, secrets.token_hex(32))
+        bad = bad.model_copy(update={"cash": bad.cash.model_copy(update={"expiry": 1})})
+        assert (await offer(seller, buyer, spec(), bad.swap_id, bad)).kind is Kind.REJECT
+    assert buyer.journal.swaps() == [] and rows(buyer) == 0
+    assert buyer.admission.refused == {"rejected": 5}
+
+
+async def test_proposals_per_minute_and_unfinished_swaps(pair):
+    seller, buyer = pair
+    buyer.limits = Limits(proposals_per_minute=3, unfinished_swaps=2)
+    buyer.admission = type(buyer.admission)(buyer.limits)
+    answers = [await offer(seller, buyer, spec()) for _ in range(4)]
+    assert [a.kind for a in answers] == [Kind.ACCEPT, Kind.ACCEPT, Kind.REJECT, Kind.REJECT]
+    assert "this agent has 2 unfinished swaps, its limit (limits.unfinished_swaps)" in answers[2].body["reason"]
+    assert "more than 3 proposals a minute from 'seller' (limits.proposals_per_minute)" in answers[3].body["reason"]
+    assert len(buyer.journal.swaps()) == 2
+    assert buyer.admission.refused == {"unfinished_swaps": 1, "proposals_per_minute": 1}
+
+
+async def test_messages_per_swap_and_other_locks_per_swap(pair):
+    seller, buyer = pair
+    buyer.limits = Limits(messages_per_swap=6, other_locks_per_swap=2)
+    buyer.admission = type(buyer.admission)(buyer.limits)
+    swap_id = "s1"
+    assert (await offer(seller, buyer, spec(), swap_id)).kind is Kind.ACCEPT
+    agreed = buyer.journal.get(swap_id).data["lock_cash"]
+    # Notices naming another lock than the agreed one: two, then refused (each a ledger read).
+    for _ in range(2):
+        assert (await buyer.handle(notice(swap_id))).kind is Kind.ACK
+    assert "(limits.other_locks_per_swap)" in await refused(buyer, notice(swap_id))
+    # The agreed lock and pings still pass, up to the swap's bound of journaled messages.
+    assert (await buyer.handle(notice(swap_id, agreed))).kind is Kind.ACK
+    assert (await buyer.handle(notice(swap_id, kind=Kind.PING))).kind is Kind.ACK
+    taken = len([m for m in buyer.journal.messages(swap_id) if m["direction"] == "in"])
+    assert taken == 5  # the proposal, two other locks, the agreed lock, the ping
+    assert (await buyer.handle(notice(swap_id, kind=Kind.PING))).kind is Kind.ACK
+    before = rows(buyer)
+    for _ in range(20):
+        assert "more than 6 messages for swap s1 from 'seller' (limits.messages_per_swap)" in await refused(
+            buyer, notice(swap_id, kind=Kind.PING))
+    assert rows(buyer) == before
+    assert buyer.admission.refused == {"other_locks_per_swap": 1, "messages_per_swap": 20}
+
+
+async def test_messages_per_minute_is_checked_first(pair):
+    seller, buyer = pair
+    buyer.limits = Limits(messages_per_minute=8)  # a burst of 2
+    buyer.admission = type(buyer.admission)(buyer.limits)
+    assert (await offer(seller, buyer, spec(), "s2")).kind is Kind.ACCEPT
+    assert (await buyer.handle(notice("s2", kind=Kind.PING))).kind is Kind.ACK
+    said = await refused(buyer, notice("s2", kind=Kind.PING))
+    assert "more than 8 messages a minute from 'seller' (limits.messages_per_minute)" in said
+    # Refused before anything else is read: even a message for no swap.
+    assert "(limits.messages_per_minute)" in await refused(buyer, notice("nothing", kind=Kind.PING))
+
+
+def test_bucket_and_quiet_log_by_the_clock():
+    now = [0.0]
+    bucket = Bucket(60, 2, clock=lambda: now[0])  # one a second, two at once
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] += 1.0
+    assert [bucket.take(), bucket.take()] == [True, False]
+    lines: list[str] = []
+    log = QuietLog(lambda swap_id, line: lines.append(line), 2, clock=lambda: now[0])
+    for n in range(10):
+        log("s", f"line {n}")
+    assert lines == ["line 0", "line 1"]
+    now[0] += 30.0  # one more line's worth
+    log("s", "line 10")
+    assert lines[-1] == "line 10 (8 similar lines suppressed before this one)"
+    log("s", "line 11")
+    log.flush()
+    assert lines[-1] == "1 similar lines suppressed (limits.log_lines_per_minute)" and log.total_suppressed == 9

@@ -14,14 +14,14 @@ import contextlib
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import StrictBool, ValidationError
 
 from .. import errors
 from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
-from ..journal import Journal
+from ..journal import Journal, SwapRecord
 from ..lease import drive_lease
 from ..models import Asset, Frozen, Limit, Margin, Role, SwapSpec
 from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
@@ -30,6 +30,7 @@ from ..state import HtlcSwapState, LegName, PartySide
 from ..timeouts import budget
 from .agreement import Agreement, Proposal, check_proposal, propose
 from .channel import Channel
+from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
 from .run import Hints, PartyRun
 
@@ -90,13 +91,17 @@ class Agent:
 
     def __init__(self, party: str, peer: str, ledgers: Mapping[str, LedgerAdapter], assets: list[Asset],
                  journal: Journal, channel: Channel, *, policy: AcceptPolicy | None = None,
-                 progress: Progress | None = None):
+                 limits: Limits | None = None, progress: Progress | None = None):
         self.party, self.peer = party, peer
         self.orch = Orchestrator(ledgers, assets, journal, progress)
         self.journal = journal
         self.channel = channel
         self.policy = policy or AcceptPolicy()
         self.progress = self.orch.progress
+        self.limits = limits or Limits()
+        self.admission = Admission(self.limits)
+        # What the peer's messages make this agent say: bounded, a flood must not fill the log.
+        self.peer_log = QuietLog(self.progress, self.limits.log_lines_per_minute)
         self.hints: dict[str, Hints] = {}
         self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
@@ -114,6 +119,10 @@ class Agent:
             self.spawn(record.id)
 
     async def aclose(self) -> None:
+        self.peer_log.flush()
+        if self.admission.refused:
+            said = ", ".join(f"{n} {why}" for why, n in sorted(self.admission.refused.items()))
+            self.progress("-", f"refused or rejected from {self.peer}: {said}")
         for task in [*self.tasks.values(), *self._retries]:
             task.cancel()
         await asyncio.gather(*self.tasks.values(), *self._retries, return_exceptions=True)
@@ -330,27 +339,42 @@ class Agent:
                                         f"the last taken from {message.sender!r} for swap {message.swap_id}")
 
     async def handle(self, message: Message) -> Message | None:
-        """A message from the peer (already authenticated and its signature verified)."""
+        """A message from the peer (already authenticated and its signature verified), within
+        this agent's limits (:mod:`.limits`): over one it is refused and counted, not journaled.
+        A rejected proposal leaves no swap and no row; a swap's messages are journaled up to
+        ``limits.messages_per_swap``, finished or not."""
+        if not self.admission.messages.take():
+            self._over("messages_per_minute", message, f"more than {self.limits.messages_per_minute} messages a minute")
         self._check_incoming(message)
+        record = self.journal.get(message.swap_id)
+        if record is not None:
+            if self.journal.message_count(message.swap_id, self.peer, "in") >= self.limits.messages_per_swap:
+                self._over("messages_per_swap", message, f"more than {self.limits.messages_per_swap} messages for "
+                           f"swap {message.swap_id}")
         if message.kind is Kind.PROPOSE:
             reply = await self._on_proposal(message)
-        elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED):
-            reply = self._on_notice(message)
-        elif message.kind is Kind.PING:
-            if self.journal.get(message.swap_id) is None:
-                raise errors.MessageRefused(f"ping for unknown swap {message.swap_id}")
-            reply = Kind.ACK, {}
+        elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED, Kind.PING):
+            if record is None:
+                raise errors.MessageRefused(f"{message.kind.value} for unknown swap {message.swap_id}")
+            reply = self._on_notice(message, record) if message.kind is not Kind.PING else (Kind.ACK, {})
         else:
             raise errors.MessageRefused(f"unexpected {message.kind.value} message for swap {message.swap_id}")
-        self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
+        journaled = reply[0] is not Kind.REJECT
+        if journaled:
+            self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
         seq = next_seq(self.journal.last_seq(message.swap_id, self.peer, "out"))
         answer = message.reply(reply[0], seq, **reply[1])
-        self.journal.message(message.swap_id, self.peer, "out", answer.kind.value, seq)
+        if journaled:
+            self.journal.message(message.swap_id, self.peer, "out", answer.kind.value, seq)
         return answer
 
-    def _on_notice(self, message: Message) -> tuple[Kind, dict[str, Any]]:
-        if self.journal.get(message.swap_id) is None:
-            raise errors.MessageRefused(f"notice for unknown swap {message.swap_id}")
+    def _over(self, limit: str, message: Message, what: str) -> NoReturn:
+        self.admission.refuse(limit)
+        self.peer_log(message.swap_id, f"refused {self.peer}'s {message.kind.value}: {what} (limits.{limit})")
+        raise errors.MessageRefused(f"over this agent's limit: {what} from {self.peer!r} (limits.{limit}); "
+                                    "refused, not journaled")
+
+    def _on_notice(self, message: Message, record: SwapRecord) -> tuple[Kind, dict[str, Any]]:
         try:
             leg = LegName(str(message.body.get("leg")))
         except ValueError:
@@ -358,7 +382,14 @@ class Agent:
         lock_id = message.body.get("lock_id")
         if not isinstance(lock_id, str) or not 0 < len(lock_id) <= 2048:  # a UTXO lock id carries its script
             raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.lock_id must be a lock id")
-        self.progress(message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)")
+        if record.outcome is not None:  # nothing it says can change a finished swap: no ledger read
+            return Kind.ACK, {}
+        if lock_id != HtlcSwapState.model_validate(record.data).lock_id(leg) and not self.admission.other_lock(
+                message.swap_id):
+            # Each lock id other than the agreed one costs a ledger read and a journal note.
+            self._over("other_locks_per_swap", message, f"more than {self.limits.other_locks_per_swap} notices naming "
+                       f"a lock other than the agreed one for swap {message.swap_id}")
+        self.peer_log(message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)")
         self.hints_of(message.swap_id).heard(leg, lock_id)
         return Kind.ACK, {}
 
@@ -383,6 +414,12 @@ class Agent:
         existing = self.journal.get(proposal.swap_id)
         if existing is not None:
             return self._answer_again(existing.data, proposal)
+        if not self.admission.proposals.take():
+            return self._reject(proposal.swap_id, f"more than {self.limits.proposals_per_minute} proposals a minute "
+                                f"from {self.peer!r} (limits.proposals_per_minute)", "proposals_per_minute")
+        if len(self.journal.swaps(unfinished=True)) >= self.limits.unfinished_swaps:
+            return self._reject(proposal.swap_id, f"this agent has {self.limits.unfinished_swaps} unfinished swaps, its "
+                                "limit (limits.unfinished_swaps); propose it again later", "unfinished_swaps")
         try:
             # Its ledgers and assets first: every later check reads them.
             self.orch.validate(proposal.spec)
@@ -412,8 +449,9 @@ class Agent:
         self.spawn(proposal.swap_id)
         return Kind.ACCEPT, {"hashlock": hashlock} if secret else {}
 
-    def _reject(self, swap_id: str, reason: str) -> tuple[Kind, dict[str, Any]]:
-        self.progress(swap_id, f"rejected {self.peer}'s proposal: {reason}")
+    def _reject(self, swap_id: str, reason: str, limit: str = "rejected") -> tuple[Kind, dict[str, Any]]:
+        self.admission.refuse(limit)
+        self.peer_log(swap_id, f"rejected {self.peer}'s proposal: {reason}")
         return Kind.REJECT, {"reason": reason}
 
     def _answer_again(self, data: dict[str, Any], proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
