@@ -326,6 +326,24 @@ def resume(settings: Settings, swap_id: str | None) -> None:
     sys.exit(worst_exit(codes))
 
 
+@main.command()
+@click.argument("swap_id")
+@click.pass_obj
+@fail_cleanly
+def cancel(settings: Settings, swap_id: str) -> None:
+    """The seller withdraws the open order of an unfinished single-ledger SWAP_ID: the order
+    is cancelled on the ledger (exit 0), or the buyer's acceptance landed first (settled, exit 6)."""
+
+    async def go() -> Any:
+        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+            return await net.orchestrator(settings.journal_path, progress_printer()).cancel(swap_id)
+
+    result = asyncio.run(go())
+    print_result(out, result, False)
+    if result.outcome is None or result.outcome.value != "aborted":
+        sys.exit(6)
+
+
 def _report_unfinished(item: Unfinished) -> int:
     """One line for a swap left unfinished (it continues with `dvp resume`); its exit code."""
     message = str(item.error) or type(item.error).__name__

@@ -106,7 +106,7 @@ def test_scenario_files_load_or_fail_in_one_line(tmp_path_factory, suffix, conte
 # -- the command line ------------------------------------------------------------------------------
 
 # Commands that start nodes (up, demo, bench) are left out: everything here runs offline.
-COMMANDS = ["status", "down", "issue", "balances", "swap", "resume", "history", "claim", "refund",
+COMMANDS = ["status", "down", "issue", "balances", "swap", "resume", "cancel", "history", "claim", "refund",
             "inspect", "report"]
 OPTIONS = ["--security", "--cash", "--kind", "--secret-holder", "--holder-timeout", "--counter-timeout",
            "--fast-forward", "--json", "--as", "--party", "--run-dir", "--journal", "--runtime", "--help",
