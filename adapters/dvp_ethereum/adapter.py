@@ -57,6 +57,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     config_model: ClassVar[type[LedgerConfig]] = EthereumConfig
     clock = ClockKind.TIME
     fee_unit = "wei"
+    fee_display = ("gwei", 10**9)
 
     config: EthereumConfig
 

@@ -71,6 +71,9 @@ class LedgerAdapter(ABC):
     # What TxStatus.fee counts (wei, sat ...), for reports; a fee paid in a traded asset
     # also names that asset (TxStatus.fee_asset).
     fee_unit: ClassVar[str] = "unknown"
+    # The unit a reader counts those fees in, and how many fee_unit make one (gwei: 10**9 wei);
+    # None: fee_unit itself.  Reports show that; results keep the raw figure in fee_unit.
+    fee_display: ClassVar[tuple[str, int] | None] = None
 
     def __init__(self, name: str, config: LedgerConfig):
         self.name = name

@@ -4,10 +4,14 @@ the bench journal.  No timing thresholds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -146,12 +150,119 @@ def test_html_and_png_are_complete(bench_out, run):
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000
     page = (bench_out / "report.html").read_text()
     for heading in ("Raw baselines", "DvP per pair", "Targets", "Platforms side by side", "Timeline per swap",
-                    "Latency per pair", "Liquidity locked"):
+                    "Latency per pair", "Liquidity locked", "Machine and config"):
         assert f"<h2>{heading}</h2>" in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 3
     assert ("orderer BatchTimeout 100 ms" if FABRIC else "fabric: not measured: ") in page
     for p in run["pairs"]:
         assert f"<td>{p['id']}</td>" in page
+    # Fees as a reader counts them (gwei on EVM, from the adapter's fee_display), raw wei in results.json.
+    assert run["ledgers"]["evm-a"]["fee_display_unit"] == "gwei" and " gwei" in page and " wei" not in page
+    assert "{" not in page.split("<h2>Machine and config</h2>")[1]  # small tables, not JSON dicts
+    # Every pair's legs are valued at the trade's price: one currency per pair.
+    for p in run["pairs"]:
+        legs = p["summary"]["liquidity"]
+        assert (set(legs) == {"security", "cash"}) == (p["kind"] == "htlc")
+        for leg in legs.values():
+            assert leg["value_asset"] == p["swaps"][0]["cash"]["asset"]
+            assert leg["value_seconds"]["mean"] == pytest.approx(leg["seconds"]["mean"] * p["swaps"][0]["cash"]["amount"])
+
+
+# -- report.html in a real headless browser ---------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAGE_TIMEOUT = 60.0
+
+
+async def _open_in_chromium(page: Path, profile: Path) -> dict:
+    """Load ``page`` in headless Chromium over the DevTools protocol (127.0.0.1 only): every
+    console error, uncaught exception and error log entry, and each image's load state."""
+    import websockets
+
+    log = (profile.parent / "chromium.log").open("w")
+    proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
+                             "--remote-debugging-port=0", "--window-size=1400,1000", "about:blank"],
+                            stdout=log, stderr=log)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + PAGE_TIMEOUT
+        while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
+            assert proc.poll() is None, f"chromium exited {proc.returncode}: {(profile.parent / 'chromium.log').read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "chromium wrote no DevToolsActivePort"
+            await asyncio.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            target = next(t for t in json.loads(r.read()) if t["type"] == "page")
+        errors: list[str] = []
+        async with websockets.connect(target["webSocketDebuggerUrl"], max_size=None) as ws:
+            ids = iter(range(1, 1000))
+
+            async def call(method: str, **params) -> dict:
+                n = next(ids)
+                await ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                async with asyncio.timeout(PAGE_TIMEOUT):
+                    while True:
+                        msg = json.loads(await ws.recv())
+                        if msg.get("id") == n:
+                            assert "error" not in msg, msg
+                            return msg["result"]
+                        note(msg)
+
+            loaded = asyncio.Event()
+
+            def note(msg: dict) -> None:
+                method, params = msg.get("method"), msg.get("params", {})
+                if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+                    errors.append(f"console.{params['type']}: {params['args']}")
+                elif method == "Runtime.exceptionThrown":
+                    errors.append(f"exception: {params['exceptionDetails']}")
+                elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                    errors.append(f"log: {params['entry']['text']}")
+                elif method == "Page.loadEventFired":
+                    loaded.set()
+
+            for domain in ("Page", "Runtime", "Log"):
+                await call(f"{domain}.enable")
+            await call("Page.navigate", url=page.resolve().as_uri())
+            async with asyncio.timeout(PAGE_TIMEOUT):
+                while not loaded.is_set():
+                    note(json.loads(await ws.recv()))
+            state = await call("Runtime.evaluate", returnByValue=True, expression=(
+                "({title: document.title, h1: document.querySelector('h1').textContent,"
+                " height: document.body.scrollHeight,"
+                " h2: Array.from(document.querySelectorAll('h2'), h => h.textContent),"
+                " images: Array.from(document.images, i => ({alt: i.alt, complete: i.complete,"
+                " width: i.naturalWidth, height: i.naturalHeight}))})"))
+            shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        return {**state["result"]["value"], "errors": errors, "screenshot": shot["data"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="no chromium here: `apt-get install -y chromium` (Debian) to open report.html in a browser")
+def test_report_opens_in_a_headless_browser(bench_out, tmp_path):
+    import base64
+
+    shown = asyncio.run(_open_in_chromium(bench_out / "report.html", tmp_path / "profile"))
+    (tmp_path / "report.png").write_bytes(base64.b64decode(shown["screenshot"]))
+    assert shown["errors"] == []
+    assert shown["title"] == "dvp bench" and shown["h1"].startswith("dvp bench") and shown["height"] > 1000
+    # The comparison and the charts first; machine and config last.
+    assert shown["h2"][:4] == ["Platforms side by side", "Timeline per swap", "Latency per pair", "Liquidity locked"]
+    assert shown["h2"][-1] == "Machine and config"
+    assert [i["alt"] for i in shown["images"]] == ["timeline", "latency", "liquidity"]
+    for image in shown["images"]:  # decoded: a broken image has no natural size
+        assert image["complete"] and image["width"] > 300 and image["height"] > 200, image
+    assert (tmp_path / "report.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_report_rerenders_and_compares(bench_out, tmp_path):

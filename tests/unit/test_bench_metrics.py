@@ -7,6 +7,7 @@ import pytest
 
 from dvp.bench import metrics as m
 from dvp.bench import parties as pm
+from dvp.bench import render, runner
 from dvp.bench.agents import delta
 from dvp.journal import Step
 
@@ -152,6 +153,47 @@ def test_liquidity_locked_per_leg():
     assert liq["security"]["seconds"] == 4.5 and liq["security"]["amount_seconds"] == 45.0
     assert liq["cash"]["seconds"] == 1.5 and liq["cash"]["amount_seconds"] == 1500.0
     assert liq["security"]["ended_by"] == "claim"
+    # Both legs valued at the trade's price (1000 BTC base units): one currency x seconds.
+    assert liq["security"]["value_seconds"] == 4500.0 and liq["cash"]["value_seconds"] == 1500.0
+    assert liq["security"]["value_asset"] == liq["cash"]["value_asset"] == "BTC"
+
+
+def test_liquidity_reads_in_the_cash_currency_in_report_and_chart():
+    swap = happy()
+    pair = {"id": "evm-a/btc", "cash": "btc", "swaps": [swap], "summary": m.summarize([swap])}
+    run = {"assets": {"btc/BTC": {"kind": "cash", "decimals": 8}}, "pairs": [pair]}
+    legs = {v["leg"]: v for v in render.liquidity_values(run, pair)}
+    assert legs["security"]["currency"] == legs["cash"]["currency"] == "BTC"
+    assert legs["security"]["value_seconds"] == pytest.approx(4500 / 1e8)
+    # A run saved before the value was stored: valued from each swap's cash amount.
+    for leg in pair["summary"]["liquidity"].values():
+        del leg["value_seconds"], leg["value_asset"]
+    again = {v["leg"]: v for v in render.liquidity_values(run, pair)}
+    assert again["security"]["value_seconds"] == pytest.approx(4500 / 1e8)
+
+
+def test_fees_in_the_unit_a_reader_counts():
+    assert render.fee_text(311_167_975_585_330, "wei", "gwei", 10**9) == "311,168 gwei"
+    assert render.fee_text(933, "sat") == "933 sat"
+    assert render.fee_text(0.5e9, "wei", "gwei", 10**9) == "0.5 gwei"
+
+
+def _platform_run(pairs: list, **single: str) -> dict:
+    ledgers = {"evm-a": {"kind": "ethereum", "fee_unit": "wei"}, "btc": {"kind": "utxo", "fee_unit": "sat"}}
+    for name, why in single.items():
+        ledgers[name.replace("_", "-")]["single_ledger_dvp"] = why
+    base = {"confirmation": {"p50": 1.0}, "throughput": {"tps": 10.0}}
+    return {"ledgers": ledgers, "baselines": {"evm-a": base, "btc": base}, "pairs": pairs}
+
+
+def test_a_platform_without_a_single_ledger_figure_says_why():
+    rows = {r["platform"]: r for r in runner.platforms_table(_platform_run(
+        [], evm_a=runner.SINGLE_LEDGER_POSSIBLE, btc="not possible on btc (no security asset)"))}
+    assert rows["ethereum"]["note"] == "single-ledger DvP: not run (no single-ledger pair in --pairs)"
+    assert rows["utxo"]["note"] == "single-ledger DvP: not possible on btc (no security asset)"
+    unsupported = runner.platforms_table(_platform_run([], evm_a="not supported on this platform"))
+    assert unsupported[0]["note"] == "single-ledger DvP: not supported on this platform"
+    assert runner.platforms_table(_platform_run([]))[0]["note"] == "single-ledger DvP: not run"  # an older results file
 
 
 def test_principal_risk_window_against_the_second_claim():

@@ -54,6 +54,8 @@ class LedgerInfo:
     fee_unit: str
     clock: str = "time"  # time | height
     block_interval: float = 1.0
+    fee_display_unit: str | None = None  # what reports show fees in (gwei), None: fee_unit
+    fee_display_scale: int = 1  # fee_unit per fee_display_unit
 
     def seconds_left(self, height: int | None, timestamp: float | None, expiry: int) -> float | None:
         if self.clock == "height":
@@ -241,9 +243,12 @@ def free_option(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> di
 
 
 def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
-    """Per leg: amount x seconds from the lock being final to its claim or refund being final."""
+    """Per leg: amount x seconds from the lock being final to its claim or refund being final,
+    and the same seconds x the leg's value at the trade's price (the cash amount), so both legs
+    of a swap read in one currency x seconds."""
     if kind != "htlc":
         return {}
+    cash = spec["trade"][LegName.CASH]
     out: dict[str, Any] = {}
     for leg in LegName:
         locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
@@ -258,6 +263,9 @@ def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict
             "amount": amount,
             "seconds": seconds,
             "amount_seconds": amount * seconds,
+            "value": cash["amount"],
+            "value_asset": cash["asset"],
+            "value_seconds": cash["amount"] * seconds,
             "ended_by": StepName(ended[-1].step).action.value,
         }
     return out
@@ -382,8 +390,10 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for k, v in p.items():
                 parties[party][k] += v / n
         for leg, l in s["liquidity"].items():
-            slot = liq.setdefault(leg, {"ledger": l["ledger"], "asset": l["asset"], "amount_seconds": [], "seconds": []})
+            slot = liq.setdefault(leg, {"ledger": l["ledger"], "asset": l["asset"], "value_asset": l.get("value_asset"),
+                                        "amount_seconds": [], "value_seconds": [], "seconds": []})
             slot["amount_seconds"].append(l["amount_seconds"])
+            slot["value_seconds"].append(l.get("value_seconds"))
             slot["seconds"].append(l["seconds"])
     risks = [s["principal_risk"] for s in swaps if s.get("principal_risk")]
     options = [s["free_option"] for s in swaps if s.get("free_option")]
@@ -401,6 +411,7 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "parties": {k: dict(v) for k, v in parties.items()},
         "liquidity": {
             leg: {"ledger": v["ledger"], "asset": v["asset"], "amount_seconds": stats(v["amount_seconds"]),
+                  "value_asset": v["value_asset"], "value_seconds": stats(v["value_seconds"]),
                   "seconds": stats(v["seconds"])}
             for leg, v in liq.items()
         },

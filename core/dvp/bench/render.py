@@ -23,8 +23,50 @@ def _pct(v: float | None) -> str:
     return "-" if v is None else f"{v * 100:.0f}%"
 
 
-def _fees(fees: dict[str, Any]) -> str:
-    return ", ".join(f"{l}: {f['fee_per_swap']:,.0f} {f['unit']}" for l, f in sorted(fees.items())) or "-"
+def _num(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else (f"{v:.2f}" if abs(v) >= 1 else f"{v:.3g}")
+
+
+def fee_text(value: float, unit: str, display_unit: str | None = None, scale: int = 1) -> str:
+    """A fee in the unit a reader counts it in (gwei rather than wei; the adapter's
+    ``fee_display``), the raw figure staying in results.json."""
+    if display_unit and scale:
+        return f"{_num(value / scale)} {display_unit}"
+    return f"{_num(value)} {unit}"
+
+
+def _ledger_fee(run: dict[str, Any], ledger: str, value: float, unit: str) -> str:
+    info = run["ledgers"].get(ledger) or {}
+    return fee_text(value, unit, info.get("fee_display_unit"), info.get("fee_display_scale", 1))
+
+
+def _fees(run: dict[str, Any], fees: dict[str, Any]) -> str:
+    return ", ".join(f"{l}: {_ledger_fee(run, l, f['fee_per_swap'], f['unit'])}" for l, f in sorted(fees.items())) or "-"
+
+
+def liquidity_values(run: dict[str, Any], pair: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per leg of an HTLC pair: mean seconds locked and mean value x seconds, every leg valued
+    at the trade's price (its cash amount), in the cash asset's currency (EUR, BTC), so the two
+    legs of a pair read in one unit.  Runs saved before the value was stored are valued here
+    from each swap's cash amount."""
+    out = []
+    cash_ledger = pair["cash"]
+    for leg, l in sorted(pair["summary"]["liquidity"].items()):
+        if not l["seconds"]:
+            continue
+        if l.get("value_seconds"):
+            value_seconds, asset = l["value_seconds"]["mean"], l["value_asset"]
+        else:
+            vals = [s["liquidity"][leg]["seconds"] * s["cash"]["amount"] for s in pair["swaps"]
+                    if leg in (s.get("liquidity") or {})]
+            if not vals:
+                continue
+            value_seconds, asset = sum(vals) / len(vals), pair["swaps"][0]["cash"]["asset"]
+        decimals = ((run.get("assets") or {}).get(f"{cash_ledger}/{asset}") or {}).get("decimals")
+        out.append({"leg": leg, "asset": l["asset"], "seconds": l["seconds"]["mean"],
+                    "currency": asset if decimals is not None else f"{asset} base units",
+                    "value_seconds": value_seconds / 10 ** (decimals or 0)})
+    return out
 
 
 def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
@@ -46,7 +88,7 @@ def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
             "swaps/s": _f(t.get("swaps_per_second"), ".3f"),
             "of bound": _pct(t.get("ratio")),
             "tx/swap": _f(s["transactions_per_swap"], ".1f"),
-            "fees/swap": _fees(s["fees"]),
+            "fees/swap": _fees(run, s["fees"]),
             "refunds": (f"{p['refund_summary']['swaps']} "
                         f"({_f((p['refund_summary']['refund'] or {}).get('unwind_seconds', {}).get('mean'))}s unwind)")
             if p.get("refund_summary") and p["refund_summary"].get("refund") else "-",
@@ -80,7 +122,7 @@ def baseline_rows(run: dict[str, Any]) -> list[dict[str, str]]:
 def platform_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for p in run["platforms"]:
-        unit = p.get("fee_unit", "")
+        fee = p.get("single_ledger_dvp_fee")
         rows.append({
             "platform": p["platform"],
             "ledgers": ", ".join(p["ledgers"]) or "-",
@@ -88,7 +130,8 @@ def platform_rows(run: dict[str, Any]) -> list[dict[str, str]]:
             "raw tps": _f(p.get("raw_tps"), ".1f"),
             "1-ledger DvP s": _f(p.get("single_ledger_dvp_seconds")),
             "1-ledger tx": _f(p.get("single_ledger_dvp_transactions"), ".0f"),
-            "1-ledger fee": "-" if p.get("single_ledger_dvp_fee") is None else f"{p['single_ledger_dvp_fee']:,.0f} {unit}",
+            "1-ledger fee": "-" if fee is None else fee_text(fee, p.get("fee_unit", ""), p.get("fee_display_unit"),
+                                                              p.get("fee_display_scale", 1)),
             "HTLC lock s": _f(p.get("htlc_lock_seconds")),
             "HTLC claim s": _f(p.get("htlc_claim_seconds")),
             "note": p.get("note") or "",
@@ -125,13 +168,12 @@ def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     for p in run["pairs"]:
         s = p["summary"]
         risk = s.get("principal_risk") or {}
-        liq = "; ".join(f"{leg} {v['amount_seconds']['mean']:,.0f} {v['asset']}*s" for leg, v in sorted(s["liquidity"].items())
-                        if v["amount_seconds"])
+        liq = "; ".join(f"{v['leg']} {_num(v['value_seconds'])} {v['currency']}*s" for v in liquidity_values(run, p))
         ref = (p.get("refund_summary") or {}).get("refund") or {}
         rows.append({
             "pair": p["id"],
             "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
-            "fees/swap": _fees(s["fees"]),
+            "fees/swap": _fees(run, s["fees"]),
             "liquidity/swap": liq or "-",
             "risk window s": _f((risk.get("window_seconds") or {}).get("mean"), ".0f"),
             "2nd claim s": _f((risk.get("second_claim_seconds") or {}).get("mean")),
@@ -163,7 +205,7 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "one process s": _f(one),
                 "steps/swap": _f(v["steps_per_swap"], ".1f"),
                 "tx/swap": _f(v["transactions_per_swap"], ".1f"),
-                "fees/swap": _fees(v["fees"]),
+                "fees/swap": _fees(run, v["fees"]),
                 "locked mean s": _f((v["locked_seconds"] or {}).get("mean")),
                 "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}"
                                   + (f" +{v['messages_refused']} refused" if v.get("messages_refused") else ""),
@@ -186,7 +228,7 @@ def tables(run: dict[str, Any]) -> list[Table]:
     return [
         _table("raw baselines (same client code)", baseline_rows(run)),
         _table(f"DvP bench, concurrency {run['config']['concurrency']}", pairs, caption),
-        _table("costs per swap (fees in the ledger's unit)", cost_rows(run)),
+        _table("costs per swap (legs valued at the trade's price)", cost_rows(run)),
         _table("platforms side by side", [{k: v for k, v in r.items() if k != "ledgers"} for r in platform_rows(run)]),
         _table("targets", targets, memory_line(run)),
         *([_table("two agents per pair (messages from each journal, checked against the channel)", agent_rows(run),
@@ -264,22 +306,40 @@ def draw_latency(ax: Any, run: dict[str, Any]) -> None:
 
 
 def draw_liquidity(ax: Any, run: dict[str, Any]) -> None:
-    labels, values, secs = [], [], []
+    """Per HTLC pair, both legs' value x seconds locked, each leg valued at the trade's price:
+    one linear axis per currency (EUR, BTC), never two currencies on one axis."""
+    by_currency: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for p in run["pairs"]:
-        for leg, l in sorted(p["summary"]["liquidity"].items()):
-            if l["amount_seconds"]:
-                labels.append(f"{p['id']}\n{leg} ({l['asset']})")
-                values.append(l["amount_seconds"]["mean"])
-                secs.append(l["seconds"]["mean"])
-    if values:
-        bars = ax.bar(range(len(values)), values, color="tab:orange")
-        ax.set_yscale("log")
-        for b, s in zip(bars, secs):
-            ax.annotate(f"{s:.1f}s", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(range(len(values)))
-        ax.set_xticklabels(labels, fontsize=6)
-    ax.set_ylabel("amount x seconds locked (base units x s)")
-    ax.set_title("liquidity locked per leg (mean; label: seconds locked)")
+        for v in liquidity_values(run, p):
+            by_currency.setdefault(v["currency"], []).append((p["id"], v))
+    ax.set_title("liquidity locked per swap, legs valued at the trade's price (mean; label: seconds locked)",
+                 fontsize=9)
+    if not by_currency:
+        ax.text(0.5, 0.5, "no HTLC pair in this run", ha="center", va="center", transform=ax.transAxes)
+        ax.axis("off")
+        return
+    ax.axis("off")
+    total = sum(len(v) for v in by_currency.values())
+    left, gap = 0.0, 0.12
+    colors = {"security": "tab:blue", "cash": "tab:orange"}
+    width_all = 1.0 - gap * (len(by_currency) - 1)
+    for currency, bars in sorted(by_currency.items()):
+        width = width_all * len(bars) / total
+        sub = ax.inset_axes((left + 0.06, 0.22, max(width - 0.06, 0.05), 0.68))
+        left += width + gap
+        xs = range(len(bars))
+        drawn = sub.bar(xs, [v["value_seconds"] for _, v in bars], color=[colors.get(v["leg"], "tab:gray") for _, v in bars])
+        for b, (_, v) in zip(drawn, bars):
+            sub.annotate(f"{v['seconds']:.1f}s", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                         va="bottom", fontsize=6)
+        sub.set_xticks(list(xs))
+        sub.set_xticklabels([f"{pid}\n{v['leg']} ({v['asset']})" for pid, v in bars], fontsize=6, rotation=30, ha="right")
+        sub.set_ylabel(f"{currency} x seconds", fontsize=7)
+        sub.tick_params(axis="y", labelsize=6)
+        sub.margins(y=0.15)
+    plt = _plt()
+    ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()], [f"{leg} leg" for leg in colors],
+              fontsize=6, loc="upper right")
 
 
 def draw_platforms(ax: Any, run: dict[str, Any]) -> None:
@@ -367,32 +427,60 @@ def party_rows(run: dict[str, Any]) -> list[dict[str, str]]:
             for p in run["pairs"] for party, v in sorted(p["summary"]["parties"].items())]
 
 
+def _kv_table(values: dict[str, Any]) -> str:
+    """A small two-column table of a flat dict (lists joined, nothing as '-')."""
+    rows = []
+    for k, v in values.items():
+        text = "-" if v is None or v == [] else (", ".join(map(str, v)) if isinstance(v, list) else str(v))
+        rows.append(f"<tr><th>{html.escape(k.replace('_', ' '))}</th><td>{html.escape(text)}</td></tr>")
+    return f"<table class='kv'><tbody>{''.join(rows)}</tbody></table>"
+
+
+def headline(run: dict[str, Any]) -> str:
+    """One line: what was run, when, where."""
+    m, c = run["machine"], run["config"]
+    return (f"K={c['concurrency']}, {c['swaps']} swaps per pair over {len(run['pairs'])} pairs, "
+            f"{c['refunds']} refund swaps per cross-ledger pair; {m['at']}, the run took {run['wall_seconds']:.0f} s "
+            f"on {m.get('cpu') or m['platform']} ({m['cpus']} cpus, {m.get('memory_gib', '?')} GiB)")
+
+
+STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}"
+         "h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
+         "table{border-collapse:collapse;font-size:12px;margin:.4em 0}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}thead th{background:#f3f3f3}"
+         "table.kv th{text-align:left;background:#f7f7f7;font-weight:normal}"
+         ".small{font-size:11px;display:inline-block;vertical-align:top;margin-right:2em}"
+         ".lead{color:#555}img{max-width:100%}")
+
+
 def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
-    m = run["machine"]
+    """The platform comparison and the charts first, then the tables per pair, the machine
+    and the config last, as small tables."""
+    notes = "".join(f"<p>{html.escape(kind)}: {html.escape(note)}</p>" for kind, note in run.get("not_measured", {}).items())
     sections = [
-        ("Machine", f"<p>{html.escape(json.dumps(m))}</p><p>run took {run['wall_seconds']:.0f}s; "
-                    f"config {html.escape(json.dumps(run['config']))}</p>"),
-        ("Raw baselines", _html_table(baseline_rows(run))),
+        ("Platforms side by side", _html_table(platform_rows(run)) + notes),
+        ("Timeline per swap", _img(pngs["timeline"])),
+        ("Latency per pair", _img(pngs["latency"])),
+        ("Liquidity locked", _img(pngs["liquidity"])),
         ("DvP per pair", _html_table(pair_rows(run))),
-        ("Costs per swap", _html_table(cost_rows(run))),
         ("Targets", _html_table(target_rows(run)) + f"<p>{html.escape(memory_line(run))}</p>"),
-        ("Platforms side by side", _html_table(platform_rows(run)) + "".join(
-            f"<p>{html.escape(kind)}: {html.escape(note)}</p>" for kind, note in run.get("not_measured", {}).items())),
+        ("Costs per swap", _html_table(cost_rows(run)) + "<p>Fees in the unit a reader counts them in (raw figures "
+                                                          "in results.json); liquidity: each leg valued at the "
+                                                          "trade's price (its cash amount) x the seconds it stayed "
+                                                          "locked.</p>"),
+        ("Raw baselines", _html_table(baseline_rows(run))),
         ("Steps", _html_table(step_rows(run))),
         ("Parties", _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
                                                    " or proposal; the secret travels only on-ledger.</p>"),
         *([("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
           if run.get("agents") else []),
-        ("Timeline per swap", _img(pngs["timeline"])),
-        ("Latency per pair", _img(pngs["latency"])),
-        ("Liquidity locked", _img(pngs["liquidity"])),
-        ("Platforms", _img(pngs["platforms"])),
+        ("Machine and config", f"<div class='small'>{_kv_table(run['machine'])}</div>"
+                               f"<div class='small'>{_kv_table(run['config'])}</div>"),
     ]
     body = "".join(f"<h2>{html.escape(t)}</h2>{c}" for t, c in sections)
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}</style></head><body>"
-            f"<h1>dvp bench: DvP comparison</h1>{body}</body></html>")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>{STYLE}</style></head>"
+            f"<body><h1>dvp bench: DvP per platform and pair</h1><p class='lead'>{html.escape(headline(run))}</p>"
+            f"{body}</body></html>")
     path = out / "report.html"
     path.write_text(page)
     return path

@@ -80,13 +80,23 @@ def _asset(net: Network, ledger: str, kind: AssetKind) -> str:
     return symbol
 
 
+SINGLE_LEDGER_POSSIBLE = "possible"
+
+
+def single_ledger_dvp(net: Network, name: str) -> str:
+    """Whether ledger ``name`` can run single-ledger DvP here (:data:`SINGLE_LEDGER_POSSIBLE`),
+    else why not: its platform lacks atomic_dvp, or the ledger lacks an asset kind."""
+    if not net.ledgers[name].supports(Capability.ATOMIC_DVP):
+        return "not supported on this platform"
+    lacking = [k.value for k in (AssetKind.SECURITY, AssetKind.CASH) if not _find_asset(net, name, k)]
+    return f"not possible on {name} (no {' and no '.join(lacking)} asset)" if lacking else SINGLE_LEDGER_POSSIBLE
+
+
 def available_pairs(net: Network) -> list[BenchPair]:
     """Single-ledger DvP where a ledger can (atomic_dvp and both asset kinds), and one
     cross-ledger pair per two ledgers, securities on the first that has them."""
     names = sorted(net.ledgers)
-    out = [BenchPair(n, n) for n in names
-           if net.ledgers[n].supports(Capability.ATOMIC_DVP)
-           and _find_asset(net, n, AssetKind.SECURITY) and _find_asset(net, n, AssetKind.CASH)]
+    out = [BenchPair(n, n) for n in names if single_ledger_dvp(net, n) == SINGLE_LEDGER_POSSIBLE]
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             for sec, cash in ((a, b), (b, a)):
@@ -115,11 +125,13 @@ def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
 
 
 def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
-    return {
-        name: m.LedgerInfo(name=name, kind=a.kind, fee_unit=type(a).fee_unit,
-                           clock=a.clock.value, block_interval=a.finality.block_interval)
-        for name, a in net.ledgers.items()
-    }
+    infos = {}
+    for name, a in net.ledgers.items():
+        display_unit, scale = type(a).fee_display or (None, 1)
+        infos[name] = m.LedgerInfo(name=name, kind=a.kind, fee_unit=type(a).fee_unit, clock=a.clock.value,
+                                   block_interval=a.finality.block_interval, fee_display_unit=display_unit,
+                                   fee_display_scale=scale)
+    return infos
 
 
 def pair_spec(net: Network, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
@@ -364,7 +376,9 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
         "started": started,
         "finished": finished,
         "wall_seconds": finished - started,
-        "ledgers": {n: {**asdict(i), "confirmations": net.ledgers[n].finality.confirmations} for n, i in infos.items()},
+        "ledgers": {n: {**asdict(i), "confirmations": net.ledgers[n].finality.confirmations,
+                        "single_ledger_dvp": single_ledger_dvp(net, n)} for n, i in infos.items()},
+        "assets": {f"{a.ledger}/{a.symbol}": {"kind": a.kind.value, "decimals": a.decimals} for a in net.assets},
         "baselines": base,
         "pairs": results,
         "memory": {"peak_rss_kib": peak, "samples": memory.samples, "swaps": memory.finished,
@@ -425,7 +439,8 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
                       if e["ledger"] in names]
         lock = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.LOCK]
         claim = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.CLAIM]
-        fee_unit = run["ledgers"][names[0]]["fee_unit"]
+        first = run["ledgers"][names[0]]
+        fee_unit = first["fee_unit"]
         row = {
             "platform": kind,
             "ledgers": names,
@@ -438,15 +453,26 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
             "htlc_lock_seconds": sum(lock) / len(lock) if lock else None,
             "htlc_claim_seconds": sum(claim) / len(claim) if claim else None,
             "fee_unit": fee_unit,
+            "fee_display_unit": first.get("fee_display_unit"),
+            "fee_display_scale": first.get("fee_display_scale", 1),
             # what the platform's own baseline says of itself (e.g. Fabric: batch timeout, clients)
             "note": "; ".join(filter(None, [*(run["baselines"][n]["throughput"].get("note") for n in names[:1]),
-                                            None if atomic else "single-ledger DvP: not supported on this platform"]))
+                                            None if atomic else _no_single_ledger(run, names)]))
             or None,
         }
         rows.append(row)
     for kind, note in run.get("not_measured", {}).items():
         rows.append({"platform": kind, "ledgers": [], "note": note})
     return rows
+
+
+def _no_single_ledger(run: dict[str, Any], names: list[str]) -> str:
+    """Why a platform's row has no single-ledger DvP figure: not in ``--pairs``, or not possible."""
+    why = [run["ledgers"][n].get("single_ledger_dvp") for n in names]
+    if SINGLE_LEDGER_POSSIBLE in why:
+        return "single-ledger DvP: not run (no single-ledger pair in --pairs)"
+    known = [w for w in why if w]
+    return f"single-ledger DvP: {known[0]}" if known else "single-ledger DvP: not run"
 
 
 def not_measured(measured: set[str]) -> dict[str, str]:
