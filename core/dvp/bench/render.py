@@ -6,13 +6,19 @@ from __future__ import annotations
 import base64
 import html
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 CHARTS = ("timeline", "latency", "liquidity", "platforms")
-TIMELINE_SWAPS = 6  # swaps per pair drawn on the timeline chart
+TIMELINE_SWAPS = 6  # swaps per pair drawn on the timeline chart, fewer when there are many pairs
+TIMELINE_ROWS = 40  # about how many swap rows the timeline holds before it draws fewer per pair
+
+
+def timeline_swaps(run: dict[str, Any]) -> int:
+    return max(1, min(TIMELINE_SWAPS, TIMELINE_ROWS // max(1, len(run["pairs"]))))
 
 
 def _f(v: float | None, fmt: str = ".2f", unit: str = "") -> str:
@@ -29,7 +35,9 @@ def _num(v: float) -> str:
 
 def fee_text(value: float, unit: str, display_unit: str | None = None, scale: int = 1) -> str:
     """A fee in the unit a reader counts it in (gwei rather than wei; the adapter's
-    ``fee_display``), the raw figure staying in results.json."""
+    ``fee_display``), the raw figure staying in results.json; a ledger without fees says so."""
+    if unit == "none":
+        return "none"
     if display_unit and scale:
         return f"{_num(value / scale)} {display_unit}"
     return f"{_num(value)} {unit}"
@@ -267,7 +275,7 @@ def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
     labels = []
     y = 0
     for p in run["pairs"]:
-        for s in [s for s in p["swaps"] if "steps" in s][:TIMELINE_SWAPS]:
+        for s in [s for s in p["swaps"] if "steps" in s][:timeline_swaps(run)]:
             ledgers = sorted({e["ledger"] for e in s["steps"]})
             for ledger in ledgers:
                 for e in s["steps"]:
@@ -284,7 +292,8 @@ def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
     ax.set_yticklabels(labels, fontsize=6)
     ax.invert_yaxis()
     ax.set_xlabel("seconds from swap start (hatched: finality wait)")
-    ax.set_title(f"timeline per swap (first {TIMELINE_SWAPS} per pair)")
+    n = timeline_swaps(run)
+    ax.set_title(f"timeline per swap (the first {n} of each pair)" if n > 1 else "timeline per swap (the first of each pair)")
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in phases.values()]
     ax.legend(handles, list(phases), fontsize=6, loc="lower right")
 
@@ -303,54 +312,66 @@ def draw_latency(ax: Any, run: dict[str, Any]) -> None:
     ax.set_ylabel("end-to-end seconds")
     ax.set_title(f"latency per pair (K={run['config']['concurrency']})")
     ax.tick_params(axis="x", labelsize=7)
+    if len(labels) > 6:
+        ax.set_xticks(ax.get_xticks(), labels, rotation=50, ha="right", fontsize=6)
 
 
 def draw_liquidity(ax: Any, run: dict[str, Any]) -> None:
     """Per HTLC pair, both legs' value x seconds locked, each leg valued at the trade's price:
-    one linear axis per currency (EUR, BTC), never two currencies on one axis."""
-    by_currency: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    one panel per currency (EUR, BTC), never two currencies on one axis."""
+    plt = _plt()
+    by_currency: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for p in run["pairs"]:
         for v in liquidity_values(run, p):
-            by_currency.setdefault(v["currency"], []).append((p["id"], v))
-    ax.set_title("liquidity locked per swap, legs valued at the trade's price (mean; label: seconds locked)",
+            by_currency.setdefault(v["currency"], {}).setdefault(p["id"], {})[v["leg"]] = v
+    ax.axis("off")
+    ax.set_title("liquidity locked per swap, each leg valued at the trade's price\n(mean; label: seconds locked)",
                  fontsize=9)
     if not by_currency:
         ax.text(0.5, 0.5, "no HTLC pair in this run", ha="center", va="center", transform=ax.transAxes)
-        ax.axis("off")
         return
-    ax.axis("off")
-    total = sum(len(v) for v in by_currency.values())
-    left, gap = 0.0, 0.12
     colors = {"security": "tab:blue", "cash": "tab:orange"}
-    width_all = 1.0 - gap * (len(by_currency) - 1)
-    for currency, bars in sorted(by_currency.items()):
-        width = width_all * len(bars) / total
-        sub = ax.inset_axes((left + 0.06, 0.22, max(width - 0.06, 0.05), 0.68))
-        left += width + gap
-        xs = range(len(bars))
-        drawn = sub.bar(xs, [v["value_seconds"] for _, v in bars], color=[colors.get(v["leg"], "tab:gray") for _, v in bars])
-        for b, (_, v) in zip(drawn, bars):
-            sub.annotate(f"{v['seconds']:.1f}s", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
-                         va="bottom", fontsize=6)
-        sub.set_xticks(list(xs))
-        sub.set_xticklabels([f"{pid}\n{v['leg']} ({v['asset']})" for pid, v in bars], fontsize=6, rotation=30, ha="right")
-        sub.set_ylabel(f"{currency} x seconds", fontsize=7)
-        sub.tick_params(axis="y", labelsize=6)
-        sub.margins(y=0.15)
-    plt = _plt()
+    total = sum(len(pairs) for pairs in by_currency.values())
+    gap = 0.16
+    top = 1.0
+    span = 1.0 - gap * (len(by_currency) - 1)
+    for currency, pairs in sorted(by_currency.items()):
+        height = span * len(pairs) / total
+        sub = ax.inset_axes((0.22, 0.9 * (top - height), 0.72, 0.9 * height))
+        top -= height + gap
+        ids = list(pairs)
+        peak = max(v["value_seconds"] for legs in pairs.values() for v in legs.values())
+        for i, leg in enumerate(colors):
+            ys = [j + (i - 0.5) * 0.4 for j in range(len(ids))]
+            vals = [pairs[pid][leg]["value_seconds"] if leg in pairs[pid] else 0.0 for pid in ids]
+            sub.barh(ys, vals, height=0.4, color=colors[leg])
+            for y, pid, x in zip(ys, ids, vals):
+                if leg in pairs[pid]:
+                    sub.annotate(f"{pairs[pid][leg]['seconds']:.1f}s", (x + peak * 0.01, y), va="center", fontsize=5)
+        sub.set_yticks(range(len(ids)), ids, fontsize=6)
+        sub.invert_yaxis()
+        sub.set_xlim(0, peak * 1.15)
+        sub.set_xlabel(f"{currency} x seconds", fontsize=7)
+        sub.tick_params(axis="x", labelsize=6)
     ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()], [f"{leg} leg" for leg in colors],
-              fontsize=6, loc="upper right")
+              fontsize=6, loc="lower center", bbox_to_anchor=(0.58, 0.9), ncol=2, frameon=False)
 
 
 def draw_platforms(ax: Any, run: dict[str, Any]) -> None:
     rows = platform_rows(run)
     ax.axis("off")
     cols = [c for c in rows[0] if c != "ledgers"] if rows else []
-    cells = [[r[c] for c in cols] for r in rows]
-    tbl = ax.table(cellText=cells, colLabels=cols, loc="center", cellLoc="center")
+    cells = [[textwrap.fill(r[c], 90) if c == "note" else r[c] for c in cols] for r in rows]
+    widths = [0.35 if c == "note" else 0.65 / max(1, len(cols) - 1) for c in cols]
+    tbl = ax.table(cellText=cells, colLabels=cols, colWidths=widths, bbox=(0, 0, 1, 1), cellLoc="center")
     tbl.auto_set_font_size(False)
     tbl.set_fontsize(6)
-    tbl.scale(1, 1.6)
+    units = [1.5] + [1.2 * max(1, max(str(c).count("\n") for c in r) + 1) + 0.4 for r in cells]
+    for (row, col), cell in tbl.get_celld().items():
+        cell.set_height(units[row] / sum(units))
+        if cols[col] == "note":
+            cell.set_text_props(ha="left")
+            cell.PAD = 0.02
     ax.set_title("platforms side by side")
 
 
@@ -361,8 +382,10 @@ def charts(run: dict[str, Any], out: Path) -> dict[str, Path]:
     """One PNG per chart, and bench.png with all four."""
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
-    n_rows = sum(min(TIMELINE_SWAPS, len(p["swaps"])) * (1 if p["kind"] == "atomic" else 2) for p in run["pairs"])
-    sizes = {"timeline": (10, max(3, 0.22 * n_rows + 1.5)), "latency": (8, 4), "liquidity": (8, 4), "platforms": (11, 2.5)}
+    n_rows = sum(min(timeline_swaps(run), len(p["swaps"])) * (1 if p["kind"] == "atomic" else 2) for p in run["pairs"])
+    n_htlc = sum(1 for p in run["pairs"] if p["kind"] == "htlc")
+    sizes = {"timeline": (10, max(3, 0.22 * n_rows + 1.5)), "latency": (8, 4), "liquidity": (8, max(4, 0.25 * n_htlc + 1.5)),
+             "platforms": (12, 1 + 0.45 * len(run["platforms"]))}
     paths = {}
     for name in CHARTS:
         fig, ax = plt.subplots(figsize=sizes[name])
@@ -371,15 +394,15 @@ def charts(run: dict[str, Any], out: Path) -> dict[str, Path]:
         paths[name] = out / f"{name}.png"
         fig.savefig(paths[name], dpi=110)
         plt.close(fig)
-    fig = plt.figure(figsize=(14, 10 + 0.1 * n_rows))
-    grid = fig.add_gridspec(3, 2, height_ratios=[2 + 0.05 * n_rows, 1.2, 0.7])
+    fig = plt.figure(figsize=(14, 8 + 0.1 * n_rows + 0.12 * n_htlc + 0.3 * len(run["platforms"])))
+    grid = fig.add_gridspec(3, 2, height_ratios=[2 + 0.05 * n_rows, max(1.2, 0.08 * n_htlc), 0.3 + 0.15 * len(run["platforms"])])
     draw_timeline(fig.add_subplot(grid[0, :]), run)
     draw_latency(fig.add_subplot(grid[1, 0]), run)
     draw_liquidity(fig.add_subplot(grid[1, 1]), run)
     draw_platforms(fig.add_subplot(grid[2, :]), run)
     m = run["machine"]
     fig.suptitle(f"dvp bench, K={run['config']['concurrency']}, {m['at']}, {m.get('cpu') or m['platform']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     paths["bench"] = out / "bench.png"
     fig.savefig(paths["bench"], dpi=100)
     plt.close(fig)
@@ -475,7 +498,7 @@ def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
         *([("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
           if run.get("agents") else []),
         ("Machine and config", f"<div class='small'>{_kv_table(run['machine'])}</div>"
-                               f"<div class='small'>{_kv_table(run['config'])}</div>"),
+                               f"<div class='small'>{_kv_table({**run['config'], 'pairs': run['config']['pairs'] or 'every pair'})}</div>"),
     ]
     body = "".join(f"<h2>{html.escape(t)}</h2>{c}" for t, c in sections)
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>{STYLE}</style></head>"
