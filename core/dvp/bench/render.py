@@ -18,7 +18,8 @@ TIMELINE_ROWS = 40  # about how many swap rows the timeline holds before it draw
 
 
 def timeline_swaps(run: dict[str, Any]) -> int:
-    return max(1, min(TIMELINE_SWAPS, TIMELINE_ROWS // max(1, len(run["pairs"]))))
+    most = max((len(p["swaps"]) for p in run["pairs"]), default=1)
+    return max(1, min(TIMELINE_SWAPS, most, TIMELINE_ROWS // max(1, len(run["pairs"]))))
 
 
 def _f(v: float | None, fmt: str = ".2f", unit: str = "") -> str:
