@@ -386,9 +386,10 @@ class _AtomicRun(_Run):
         self.o.progress(self.id, f"cancelling the order: {why}")
 
     async def never_proposed(self) -> bool:
-        """Nothing of the proposal left this process: no attempt journaled, no order on the ledger."""
-        journaled, _ = self.attempt(StepName.PROPOSE)
-        return not self.done(StepName.PROPOSE) and not journaled and await self.status() is None
+        """Nothing of the proposal can have left this process: not even its intent journaled
+        (after the intent, a broadcast may be pending unjournaled), and no order on the ledger."""
+        started = any(s.step == StepName.PROPOSE for s in self.o.journal.steps(self.id))
+        return not started and await self.status() is None
 
     async def cancel(self, order: DvpOrder) -> None:
         """The seller cancels its order unless the ledger shows it closed; if the ledger

@@ -444,3 +444,25 @@ async def test_an_unknown_swap_id_is_its_own_error(orch):
     with pytest.raises(errors.UnknownSwap, match="no swap 'nope'") as info:
         await orch.resume("nope")
     assert not isinstance(info.value, errors.ConfigError) and info.value.exit_code == 2
+
+
+async def test_a_cancel_after_a_proposal_that_may_be_in_flight_still_cancels_on_the_ledger(atomic):
+    """Once the proposal's intent is journaled its broadcast may be pending unjournaled: the
+    cancel drives the proposal to the ledger and cancels it there, rather than trusting a
+    ledger read that may come before the pending proposal lands."""
+    ledger, orch = atomic
+    ledger.fail_next["propose"] = ConnectionError("process died here")
+    with pytest.raises(ConnectionError):
+        await orch.run(atomic_spec())
+    [record] = orch.journal.swaps(unfinished=True)
+    result = await orch.cancel(record.id)
+    assert result.outcome is Outcome.ABORTED and "order cancelled on d" in result.detail
+    assert ledger.sent == ["propose", "cancel"]
+
+
+async def test_a_cancel_before_anything_was_proposed_sends_nothing(atomic):
+    ledger, orch = atomic
+    orch.journal.create("s1", "atomic", atomic_spec().model_dump(mode="json"), {})
+    result = await orch.cancel("s1")
+    assert result.outcome is Outcome.ABORTED and "never proposed" in result.detail
+    assert ledger.sent == []

@@ -152,6 +152,28 @@ class AtomicSuite:
         assert await snapshot(net) == after
 
 
+    async def test_an_acceptance_that_lands_before_the_cancellation_settles(self, net: Network, journal_path: Path,
+                                                                           ledger: str, monkeypatch: Any) -> None:  # fmt: skip
+        """Cancellation racing the buyer's acceptance: the ledger decides.  Here the acceptance
+        is final first, so the ledger refuses the seller's cancellation and the swap settles."""
+        pair = self.pair(ledger)
+        base = net.ledgers[ledger]
+        adapter = base.require(AtomicDvp)
+        cancel = adapter.cancel_dvp
+
+        async def accepted_first(order: Any) -> Any:
+            await base.wait_all(await adapter.accept_dvp(order))
+            return await cancel(order)
+
+        monkeypatch.setattr(adapter, "cancel_dvp", accepted_first)
+        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False)))
+        assert result.outcome is Outcome.SETTLED, result.detail
+        assert "landed before the cancellation" in result.detail
+        assert changes(before, after, pair, result.steps) == SETTLED
+        found = await adapter.get_order(AtomicSwapState.model_validate(result.data).order_id or "")
+        assert found is not None and found.status is OrderStatus.SETTLED
+
+
 class ScenarioSuite:
     """Cross-ledger HTLC DvP between the ledgers of the ``pair`` fixture (a :class:`Pair`)."""
 
