@@ -12,6 +12,7 @@ framing, TLS and deadlines.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
-from dvp.party.channel import Channel, Handler
+from dvp.party.channel import Channel, Handler, cancelled_by_caller
 from dvp.party.limits import Limits
 from dvp.party.messages import MAX_MESSAGE_BYTES, Message
 
@@ -40,6 +41,9 @@ _CLIENT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.max_reconn
 # Without this a second agent on the same port would share it (gRPC sets SO_REUSEPORT).
 _SERVER_OPTIONS = [("grpc.so_reuseport", 0)]
 _GRACE = 0.5
+# A dropped connection is closed after the calls still on it had this long to end: closing it
+# at once would cut every other swap's call in flight on it.
+_DROP_GRACE = 5.0
 _MAX_DETAIL = 300
 
 # The peer's agent did not take the call: try again later.  Anything else: it refused it.
@@ -77,6 +81,7 @@ class GrpcChannel(Channel):
         self._server: grpc.aio.Server | None = None
         self._handler: Handler | None = None
         self._clients: dict[str, grpc.aio.Channel] = {}
+        self._dropped: dict[grpc.aio.Channel, asyncio.Task[None]] = {}  # dropped connections being closed
         self.port: int | None = None  # the bound port once started (``listen`` may ask for port 0)
         # Messages (requests and replies) this end sent and received, per peer party, once they
         # passed: the bench counts them from here.
@@ -117,6 +122,12 @@ class GrpcChannel(Channel):
         client = self._client(message.recipient)
         try:
             raw = await client.unary_unary(METHOD)(data, timeout=timeout)
+        except asyncio.CancelledError:
+            if cancelled_by_caller():
+                raise  # the sender is being stopped
+            # The call was cancelled under the sender (its connection was closed): a failed send.
+            raise PeerUnreachable(f"agent of {message.recipient!r} at {peer.endpoint}: the call was cut off "
+                                  "(its connection closed)") from None
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
                 await self._drop(message.recipient, client)  # a fresh connection next time, not a backoff
@@ -140,6 +151,9 @@ class GrpcChannel(Channel):
             await server.stop(_GRACE)
         for party in list(self._clients):
             await self._drop(party)
+        for dropped in list(self._dropped):  # the channel stops: their grace ends now
+            await dropped.close()
+        await asyncio.gather(*self._dropped.values(), return_exceptions=True)
 
     def _client(self, party: str) -> grpc.aio.Channel:
         client = self._clients.get(party)
@@ -159,7 +173,12 @@ class GrpcChannel(Channel):
         # A concurrent send may already have replaced the failed connection: keep the new one.
         if client is not None and (failed is None or client is failed):
             del self._clients[party]
-            await client.close()
+            if failed is None:  # the channel stops: no grace
+                await client.close()
+                return
+            # Other calls may still be on it: they end in their own time (up to the grace).
+            closing = self._dropped[client] = asyncio.create_task(client.close(_DROP_GRACE))
+            closing.add_done_callback(lambda _: self._dropped.pop(client, None))
 
     async def _deliver(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         peer = self._peer_of(context)

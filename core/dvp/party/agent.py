@@ -29,7 +29,7 @@ from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
 from ..timeouts import budget
 from .agreement import Agreement, Proposal, check_proposal, propose
-from .channel import Channel
+from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
 from .run import Hints, PartyRun
@@ -41,6 +41,13 @@ MAX_CLOCK_AHEAD = 60.0
 SEND_TIMEOUT = 3.0
 NOTICE_RETRY_SECONDS = 2.0
 NOTICE_RETRIES = 60
+# A swap's drive that ends without an outcome (a bug, a ledger down, a cancel that was not a
+# stop of this agent) is started again, this many times, waiting twice as long each time.
+DRIVE_RESTARTS = 12
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MOST_SECONDS = 30.0
+# Ends that no restart can change: the swap is not this agent's to drive.
+_NOT_RESTARTED = (errors.UnknownSwap, errors.ConfigError)
 
 
 class AcceptPolicy(Frozen):
@@ -106,6 +113,7 @@ class Agent:
         self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, asyncio.Lock] = {}
+        self._closing = False
 
     @property
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
@@ -119,6 +127,7 @@ class Agent:
             self.spawn(record.id)
 
     async def aclose(self) -> None:
+        self._closing = True
         self.peer_log.flush()
         if self.admission.refused:
             said = ", ".join(f"{n} {why}" for why, n in sorted(self.admission.refused.items()))
@@ -138,15 +147,36 @@ class Agent:
         return list(await asyncio.gather(*self.tasks.values()))
 
     async def _drive_logged(self, swap_id: str) -> SwapResult | None:
-        try:
-            return await self.drive(swap_id)
-        except errors.DvpError as exc:
-            # The swap stays unfinished in the journal: a restarted agent drives it on.
-            self.progress(swap_id, f"stopped, unfinished: {exc}")
-            return None
-        except Exception as exc:  # a bug: the agent goes on serving its other swaps, and says so
-            self.progress(swap_id, f"stopped, unfinished: internal error: {type(exc).__name__}: {exc}")
-            return None
+        """The supervisor of one swap's drive: a drive that ends without an outcome is logged
+        with why and started again (bounded, with backoff), until the swap has an outcome.
+        Only a stop of this agent ends it early; the swap then stays unfinished in the
+        journal, and a restarted agent drives it on."""
+        delay = RESTART_FIRST_SECONDS
+        for attempt in range(1, DRIVE_RESTARTS + 2):
+            try:
+                result = await self.drive(swap_id)
+                if result.outcome is not None:
+                    return result
+                why = "its drive ended without an outcome"
+            except asyncio.CancelledError:
+                if self._closing or cancelled_by_caller():
+                    raise  # a real stop
+                why = "a call it awaited was cancelled under it"
+            except _NOT_RESTARTED as exc:
+                self.progress(swap_id, f"stopped, unfinished: {exc}")
+                return None
+            except errors.DvpError as exc:
+                why = str(exc)
+            except Exception as exc:  # a bug: the agent goes on serving its other swaps, and says so
+                why = f"internal error: {type(exc).__name__}: {exc}"
+            if attempt > DRIVE_RESTARTS:
+                break
+            self.progress(swap_id, f"stopped, unfinished: {why}; driving it again in {delay:g}s "
+                                   f"(restart {attempt} of {DRIVE_RESTARTS})")
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, RESTART_MOST_SECONDS)
+        self.progress(swap_id, f"stopped, unfinished: {why}; no restart left (a restarted agent drives it on)")
+        return None
 
     # -- proposing -----------------------------------------------------------------------------
     async def propose(self, spec: SwapSpec, swap_id: str | None = None) -> str:
@@ -230,6 +260,13 @@ class Agent:
                 side = state.side
                 if side is None:
                     raise errors.ConfigError(f"swap {swap_id}: not a two-party swap; drive it with `dvp resume`")
+                if side.agreement is None and side.proposer != self.party:
+                    # An agent before this one journaled the proposal, then stopped before it agreed
+                    # and answered: nothing was locked; the proposer's retry is refused (REJECT).
+                    why = f"stopped before answering {self.peer}'s proposal; called off, nothing locked"
+                    self.journal.finish(swap_id, Outcome.ABORTED.value, why)
+                    self.progress(swap_id, f"aborted: {why}")
+                    return self.orch.result(swap_id)
                 if side.agreement is None:
                     agreement, why = await self._await_answer(swap_id, side)
                     if agreement is None:
@@ -247,6 +284,10 @@ class Agent:
 
     def _agree(self, swap_id: str, state: HtlcSwapState, agreement: Agreement) -> None:
         """Journal both legs' agreed terms and lock ids: from here each is expected on its ledger."""
+        self.journal.update_data(swap_id, **self._agreed(state, agreement).dump())
+
+    def _agreed(self, state: HtlcSwapState, agreement: Agreement) -> HtlcSwapState:
+        """``state`` with the agreement and both legs' agreed terms and lock ids."""
         side = state.side
         assert side is not None
         spec = agreement.proposal.spec
@@ -255,7 +296,7 @@ class Agent:
             adapter = self.ledgers[spec.trade.leg_sent_by(leg.sender).ledger]
             state = state.with_lock(leg, terms, adapter.lock_id(terms))
         side = side.model_copy(update={"agreement": agreement.model_dump(mode="json"), "proposal": None})
-        self.journal.update_data(swap_id, **state.model_copy(update={"hashlock": agreement.hashlock, "side": side}).dump())
+        return state.model_copy(update={"hashlock": agreement.hashlock, "side": side})
 
     def hints_of(self, swap_id: str) -> Hints:
         return self.hints.setdefault(swap_id, Hints())
@@ -264,7 +305,15 @@ class Agent:
     async def send(self, kind: Kind, swap_id: str, body: dict[str, Any]) -> Message | None:
         seq = next_seq(self.journal.last_seq(swap_id, self.peer, "out"))
         message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=self.peer, seq=seq, body=body)
-        reply = await self.channel.send(message, timeout=SEND_TIMEOUT)
+        try:
+            reply = await self.channel.send(message, timeout=SEND_TIMEOUT)
+        except asyncio.CancelledError:
+            if self._closing or cancelled_by_caller():
+                raise  # this agent stops
+            # The channel cancelled the call under us (e.g. it closed a connection the call
+            # was on): a send that failed, never the end of the swap's drive.
+            raise errors.PeerUnreachable(f"the {kind.value} message to {self.peer!r} was cut off in flight "
+                                         "(its connection closed)") from None
         self.journal.message(swap_id, self.peer, "out", kind.value, seq)
         if reply is not None:
             # A reply answers this request on its own call: it is bound to it by the channel,
@@ -413,7 +462,7 @@ class Agent:
     async def _answer_proposal(self, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
         existing = self.journal.get(proposal.swap_id)
         if existing is not None:
-            return self._answer_again(existing.data, proposal)
+            return self._answer_again(existing, proposal)
         if not self.admission.proposals.take():
             return self._reject(proposal.swap_id, f"more than {self.limits.proposals_per_minute} proposals a minute "
                                 f"from {self.peer!r} (limits.proposals_per_minute)", "proposals_per_minute")
@@ -440,9 +489,11 @@ class Agent:
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
         try:
             with drive_lease(self.journal.path, proposal.swap_id):
-                # Write-ahead: the secret and both lock ids are on disk before the hashlock leaves.
-                self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"), state.dump())
-                self._agree(proposal.swap_id, state, agreement)
+                # Write-ahead, in one write: the secret, the agreement and both lock ids are on
+                # disk before the hashlock leaves, and a crash leaves the swap agreed or unknown,
+                # so the proposer's retry of the same proposal gets the same answer from the journal.
+                self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"),
+                                    self._agreed(state, agreement).dump())
         except errors.SwapBusy as exc:  # another process of this party drives that id
             return self._reject(proposal.swap_id, f"swap id {proposal.swap_id} is in use here: {exc}")
         self.progress(proposal.swap_id, f"accepted {self.peer}'s proposal as the {role.value}")
@@ -454,11 +505,17 @@ class Agent:
         self.peer_log(swap_id, f"rejected {self.peer}'s proposal: {reason}")
         return Kind.REJECT, {"reason": reason}
 
-    def _answer_again(self, data: dict[str, Any], proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
+    def _answer_again(self, record: SwapRecord, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
         """The same proposal again (the proposer restarted before it had our answer): the same
         answer.  Anything else under a known swap id is refused."""
-        state = HtlcSwapState.model_validate(data)
-        agreed = state.side.agreement if state.side else None
+        state = HtlcSwapState.model_validate(record.data)
+        spec = SwapSpec.model_validate(record.spec)
+        side = state.side
+        agreed = side.agreement if side else None
+        if side is not None and agreed is None and side.proposer == self.peer and spec == proposal.spec:
+            # Journaled by an agent that stopped before it agreed and answered: called off.
+            return Kind.REJECT, {"reason": f"{self.party!r}'s agent stopped before it answered this proposal, "
+                                           "and called the swap off; nothing was locked"}
         if agreed is None or Agreement.model_validate(agreed).proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
         return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}

@@ -23,6 +23,14 @@ from .messages import Message
 Handler = Callable[[Message], Awaitable[Message | None]]
 
 
+def cancelled_by_caller() -> bool:
+    """After a CancelledError: True if the running task itself is being cancelled (a stop, or
+    an ``asyncio.timeout`` of the caller's), False if only an awaited call was cancelled under
+    it (e.g. a connection closed with the call in flight): a failed send, not a stop."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
 class Channel(ABC):
     """One party's end: it serves the handler and sends to the peer party."""
 
@@ -53,6 +61,7 @@ class LocalChannel(Channel):
         self.peer: LocalChannel | None = None
         self._handler: Handler | None = None
         self.partitioned = False  # tests: every send fails as if the peer were unreachable
+        self._in_flight: set[asyncio.Task[Message | None]] = set()
 
     @classmethod
     def pair(cls, a: str, b: str) -> tuple["LocalChannel", "LocalChannel"]:
@@ -72,12 +81,24 @@ class LocalChannel(Channel):
                                  f"{self.party!r}-{peer.party!r} channel")
         # Through JSON, as on the wire: the receiver never shares the sender's objects.
         received = Message.model_validate_json(message.model_dump_json())
+        # Its own task, as a call on a connection: cut() cancels it under the sender.
+        call: asyncio.Task[Message | None] = asyncio.ensure_future(peer._handler(received))
+        self._in_flight.add(call)
+        call.add_done_callback(self._in_flight.discard)
         try:
             async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel on 3.11
-                reply = await peer._handler(received)
+                reply = await call
         except TimeoutError:
             raise PeerUnreachable(f"agent of {message.recipient!r} did not answer in {timeout:g}s") from None
         return None if reply is None else Message.model_validate_json(reply.model_dump_json())
+
+    def cut(self) -> int:
+        """Tests: cancel every send in flight, as closing a shared connection does (gRPC's
+        ``close()``): each sender gets a CancelledError that is not its own; how many."""
+        calls = list(self._in_flight)
+        for call in calls:
+            call.cancel()
+        return len(calls)
 
     async def aclose(self) -> None:
         self._handler = None
