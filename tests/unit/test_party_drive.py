@@ -7,6 +7,7 @@ tests/agent."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -20,6 +21,8 @@ from dvp.party.channel import LocalChannel
 from dvp.party.messages import Kind, Message
 from dvp.party.run import PartyRun
 from dvp.state import HtlcSwapState, PartySide
+
+from dvp.testing.scenarios import DEV_POLICY
 
 from .test_party_agents import ASSETS, holdings, spec
 
@@ -49,9 +52,9 @@ class Said:
 def pair(ledgers, tmp_path, seller_said=None, buyer_said=None):
     one, two = LocalChannel.pair("seller", "buyer")
     seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one,
-                   progress=seller_said or Said())
+                   policy=DEV_POLICY, progress=seller_said or Said())
     buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two,
-                  progress=buyer_said or Said())
+                  policy=DEV_POLICY, progress=buyer_said or Said())
     return seller, buyer
 
 
@@ -96,10 +99,12 @@ async def outcome_of(task: asyncio.Task, seconds: float = 15.0):
     return task.result()
 
 
-async def test_a_cut_ping_does_not_end_the_counterpartys_drive(ledgers, tmp_path):
-    """The issue's case: the seller (counterparty) waits for the buyer's claim and pings it;
-    the buyer's agent does not answer; the connection the ping is on is closed under it.
-    The seller's drive goes on, reads the secret from the ledger and claims: settled."""
+@contextlib.asynccontextmanager
+async def seller_pinging_a_paused_buyer(ledgers, tmp_path):
+    """The buyer holds the secret; the seller has locked its bonds and waits for the buyer's
+    claim, with a ping in flight that the buyer's agent does not answer; the buyer claims
+    when the test sets ``ClaimsWhenTold.go``.  Yields (seller, buyer, the seller's lines,
+    the event that makes the buyer answer pings again, the swap id)."""
     said = Said()
     seller, buyer = pair(ledgers, tmp_path, seller_said=said)
     buyer.run_class = ClaimsWhenTold
@@ -109,20 +114,27 @@ async def test_a_cut_ping_does_not_end_the_counterpartys_drive(ledgers, tmp_path
     await buyer.start()
     try:
         swap_id = await seller.propose(spec(Role.BUYER))
-        # The seller has locked its bonds and pings while it waits for the buyer's claim.
         await until(lambda: any(s.step == "lock security" and s.phase == "result"
                                 for s in seller.journal.steps(swap_id)), "the seller's lock")
         await until(lambda: seller.channel._in_flight, "a ping in flight")
+        yield seller, buyer, said, answering, swap_id
+    finally:
+        ClaimsWhenTold.go.set()
+        await seller.aclose()
+        await buyer.aclose()
+
+
+async def test_a_cut_ping_does_not_end_the_counterpartys_drive(ledgers, tmp_path):
+    """The issue's case: the seller (counterparty) waits for the buyer's claim and pings it;
+    the buyer's agent does not answer; the connection the ping is on is closed under it.
+    The seller's drive goes on, reads the secret from the ledger and claims: settled."""
+    async with seller_pinging_a_paused_buyer(ledgers, tmp_path) as (seller, buyer, said, answering, swap_id):
         assert seller.channel.cut() >= 1
         await asyncio.sleep(0.2)
         ClaimsWhenTold.go.set()
         answering.set()
         ours = await outcome_of(seller.tasks[swap_id])
         theirs = await outcome_of(buyer.tasks[swap_id])
-    finally:
-        ClaimsWhenTold.go.set()
-        await seller.aclose()
-        await buyer.aclose()
     assert ours is not None and ours.outcome is Outcome.SETTLED, (ours and ours.detail, said.lines)
     assert theirs.outcome is Outcome.SETTLED, theirs.detail
     assert holdings(ledgers) == (90, 10, 1000, 9000)
@@ -130,25 +142,21 @@ async def test_a_cut_ping_does_not_end_the_counterpartys_drive(ledgers, tmp_path
 
 async def test_a_stop_still_stops_a_drive_with_a_send_in_flight(ledgers, tmp_path):
     """aclose() while a ping is in flight: the drive ends at once, not restarted, unfinished."""
-    said = Said()
-    seller, buyer = pair(ledgers, tmp_path, seller_said=said)
-    buyer.run_class = ClaimsWhenTold
-    ClaimsWhenTold.go = asyncio.Event()
-    unanswered_pings(buyer)
-    await seller.start()
-    await buyer.start()
-    try:
-        swap_id = await seller.propose(spec(Role.BUYER))
-        await until(lambda: any(s.step == "lock security" and s.phase == "result"
-                                for s in seller.journal.steps(swap_id)), "the seller's lock")
-        await until(lambda: seller.channel._in_flight, "a ping in flight")
+    async with seller_pinging_a_paused_buyer(ledgers, tmp_path) as (seller, _, said, _, swap_id):
         task = seller.tasks[swap_id]
         await asyncio.wait_for(seller.aclose(), 3)
         assert task.cancelled()
         assert not said.any("driving it again")
         assert seller.journal.get(swap_id).outcome is None  # a restarted agent drives it on
+
+
+async def both_outcomes(seller: Agent, buyer: Agent, swap_id: str):
+    """Both agents' results for the swap (the buyer's drive starts when the proposal reaches
+    it); both agents stopped after."""
+    try:
+        await until(lambda: swap_id in buyer.tasks, "the buyer's drive")
+        return await outcome_of(seller.tasks[swap_id]), await outcome_of(buyer.tasks[swap_id])
     finally:
-        ClaimsWhenTold.go.set()
         await seller.aclose()
         await buyer.aclose()
 
@@ -172,14 +180,8 @@ async def test_a_drive_that_ends_without_an_outcome_is_restarted(ledgers, tmp_pa
     FailsOnce.failed = False
     await seller.start()
     await buyer.start()
-    try:
-        swap_id = await seller.propose(spec(Role.BUYER))
-        await until(lambda: swap_id in buyer.tasks, "the buyer's drive")
-        ours = await outcome_of(seller.tasks[swap_id])
-        theirs = await outcome_of(buyer.tasks[swap_id])
-    finally:
-        await seller.aclose()
-        await buyer.aclose()
+    swap_id = await seller.propose(spec(Role.BUYER))
+    ours, theirs = await both_outcomes(seller, buyer, swap_id)
     assert FailsOnce.failed
     assert said.any("internal error: RuntimeError: a bug after the lock; driving it again"), said.lines
     assert ours.outcome is Outcome.SETTLED and theirs.outcome is Outcome.SETTLED, (ours.detail, theirs.detail)
@@ -221,15 +223,10 @@ async def test_an_acceptor_killed_after_its_first_journal_write_answers_the_retr
     await asyncio.wait_for(dead.wait(), 10)
     await buyer.aclose()
     # The restarted agent: its journal, its channel end.
-    again = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel)
+    again = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel,
+                  policy=DEV_POLICY)
     await again.start()
-    try:
-        await until(lambda: swap_id in again.tasks, "the restarted buyer's drive")
-        ours = await outcome_of(seller.tasks[swap_id])
-        theirs = await outcome_of(again.tasks[swap_id])
-    finally:
-        await seller.aclose()
-        await again.aclose()
+    ours, theirs = await both_outcomes(seller, again, swap_id)
     assert ours.outcome is Outcome.SETTLED and theirs.outcome is Outcome.SETTLED, (ours.detail, theirs.detail)
     assert holdings(ledgers) == (90, 10, 1000, 9000)
 
