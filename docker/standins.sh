@@ -33,17 +33,18 @@ IMAGES=(
 # the cache; the release layout bin/ config/ builders/ccaas or the Go build's bin/ sampleconfig/
 # ccaas_builder), laid out as the official images are: binaries on /usr/local/bin, configuration in
 # /etc/hyperledger/fabric, the ccaas builder in /opt/hyperledger/ccaas_builder.  The 5th field
-# lists further "host path=image path" entries (files or directories).
+# lists further "host path=image path" entries (files or directories): only what the official release
+# archive holds (bin/, config/core.yaml and orderer.yaml, builders/ccaas/); the network makes its own MSPs.
 FABRIC_HOME=${DVP_FABRIC_HOME:-$DVP_CACHE/fabric-$FABRIC_COMMIT}
 FABRIC_CFG=$FABRIC_HOME/config; [[ -f $FABRIC_CFG/core.yaml ]] || FABRIC_CFG=$FABRIC_HOME/sampleconfig
 FABRIC_CCAAS=$FABRIC_HOME/builders/ccaas; [[ -d $FABRIC_CCAAS/bin ]] || FABRIC_CCAAS=$FABRIC_HOME/ccaas_builder
 if [[ -x $FABRIC_HOME/bin/peer && -x $FABRIC_HOME/bin/orderer && -f $FABRIC_CFG/core.yaml && -x $FABRIC_CCAAS/bin/build ]]; then
     FB=$FABRIC_HOME/bin; ETC=/etc/hyperledger/fabric
     IMAGES+=(
-        "$DVP_FABRIC_ORDERER_IMAGE|$FB/orderer|/usr/local/bin/orderer|[\"orderer\"]|$FABRIC_CFG/orderer.yaml=$ETC/orderer.yaml $FABRIC_CFG/msp=$ETC/msp"
-        "$DVP_FABRIC_PEER_IMAGE|$FB/peer|/usr/local/bin/peer|[\"peer\", \"node\", \"start\"]|$FABRIC_CFG/core.yaml=$ETC/core.yaml $FABRIC_CFG/msp=$ETC/msp $FABRIC_CCAAS/bin=/opt/hyperledger/ccaas_builder/bin"
+        "$DVP_FABRIC_ORDERER_IMAGE|$FB/orderer|/usr/local/bin/orderer|[\"orderer\"]|$FABRIC_CFG/orderer.yaml=$ETC/orderer.yaml"
+        "$DVP_FABRIC_PEER_IMAGE|$FB/peer|/usr/local/bin/peer|[\"peer\", \"node\", \"start\"]|$FABRIC_CFG/core.yaml=$ETC/core.yaml $FABRIC_CCAAS/bin=/opt/hyperledger/ccaas_builder/bin"
         # The tools container idles on sleep while the launcher runs the CLIs in it.
-        "$DVP_FABRIC_TOOLS_IMAGE|$FB/peer|/usr/local/bin/peer|[]|$FB/configtxgen=/usr/local/bin/configtxgen $FB/cryptogen=/usr/local/bin/cryptogen $FB/osnadmin=/usr/local/bin/osnadmin $(command -v sleep)=/usr/bin/sleep $FABRIC_CFG/core.yaml=$ETC/core.yaml $FABRIC_CFG/msp=$ETC/msp"
+        "$DVP_FABRIC_TOOLS_IMAGE|$FB/peer|/usr/local/bin/peer|[]|$FB/configtxgen=/usr/local/bin/configtxgen $FB/cryptogen=/usr/local/bin/cryptogen $FB/osnadmin=/usr/local/bin/osnadmin $(command -v sleep)=/usr/bin/sleep $FABRIC_CFG/core.yaml=$ETC/core.yaml"
     )
 fi
 
@@ -54,6 +55,9 @@ libs() {  # $1 executable, $2 staging dir: its shared libraries and the loader, 
     for lib in $(ldd "$1" 2>/dev/null | grep -oE '/[^ ]+' || true); do
         mkdir -p "$2$(dirname "$lib")"
         cp -L "$lib" "$2$lib"
+        # A library found by the binary's rpath beside it (a release archive's lib/, e.g. Elements'
+        # libevent via $ORIGIN/../lib) is not there once the binary moves: also on the default path.
+        case $lib in /lib/*|/lib64/*|/usr/lib/*|/usr/lib64/*) ;; *) mkdir -p "$2/usr/lib"; cp -L "$lib" "$2/usr/lib/" ;; esac
     done
 }
 
