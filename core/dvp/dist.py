@@ -197,4 +197,7 @@ def main(releases: list[tuple[Release, Callable[[], str | None]]]) -> int:
                 _stderr(f"{release.name}: already installed in {release.target}")
         except ConfigError as exc:
             _stderr(f"error: {exc} (the rest of the set-up goes on without it)")
+        except KeyboardInterrupt:  # the temporary directory is gone; the target was never touched
+            _stderr(f"error: {release.name}: interrupted; nothing installed into {release.target}")
+            return 130
     return 0
