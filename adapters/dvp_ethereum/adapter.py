@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -379,17 +380,17 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         if len(preimage) != 32:
             raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
-        call = self._need(self.htlc, "htlc_address").functions.claim(_b32(lock_id), preimage)
+        call = self._need(self.htlc, "htlc_address").functions.claim(self._lock_b32(lock_id), preimage)
         return Submission([self._submitted(await self._send(submitter, call, "claim"), TxPurpose.CLAIM, submitter)])
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
-        call = self._need(self.htlc, "htlc_address").functions.refund(_b32(lock_id))
+        call = self._need(self.htlc, "htlc_address").functions.refund(self._lock_b32(lock_id))
         return Submission([self._submitted(await self._send(submitter, call, "refund"), TxPurpose.REFUND, submitter)])
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         htlc = self._need(self.htlc, "htlc_address")
         with web3_errors("read lock", self.name):
-            raw = await htlc.functions.getLock(_b32(lock_id)).call()
+            raw = await htlc.functions.getLock(self._lock_b32(lock_id)).call()
         sender, recipient, token, amount, hashlock, expiry, status, preimage, nonce = raw
         if status == 0:
             return None
@@ -416,14 +417,21 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             block = self._lock_blocks.get(lock_id)
             if block is None:
                 logs = await self.htlc.events.Locked.get_logs(
-                    from_block=0, argument_filters={"lockId": _b32(lock_id)}
+                    from_block=0, argument_filters={"lockId": self._lock_b32(lock_id)}
                 )
                 if not logs:
                     return 0
                 block = self._lock_blocks[lock_id] = logs[0]["blockNumber"]
             return await self._w3.eth.block_number - block + 1
 
+    def _lock_b32(self, lock_id: str) -> bytes:
+        """A lock id as the contract takes it; MalformedLockId unless 32 bytes of hex (0x optional)."""
+        if not _HEX32.fullmatch(lock_id):
+            raise self.malformed_lock_id(lock_id, "32 bytes of hex")
+        return _b32(lock_id)
+
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
+        self._lock_b32(lock_id)
         htlc = self._need(self.htlc, "htlc_address")
         if htlc.address not in self._audited_code:
             with web3_errors("audit", self.name):
@@ -543,6 +551,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 # estimated while the approve before them, or the permits before theirs, are still in the
 # pool.  Measured use plus headroom for cold storage; only gas used is paid.
 _GAS = {"approve": 80_000, "lock": 300_000, "propose": 300_000, "accept": 250_000, "cancel": 80_000}
+
+
+_HEX32 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
 
 
 def _b32(hex_id: str) -> bytes:

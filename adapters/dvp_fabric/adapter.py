@@ -254,8 +254,8 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                                 TxPurpose.REFUND, "refund")
 
     async def get_lock(self, lock_id: str) -> LockState | None:
-        if not _HEX64.match(lock_id):
-            raise errors.LockNotFound(f"lock id {lock_id!r}: not a lock id of {self.name} (64 lower-case hex)")
+        if not _HEX64.fullmatch(lock_id):  # not match: its $ would let a trailing newline through
+            raise self.malformed_lock_id(lock_id, "64 lower-case hex")
         raw = await self._get_json("GetLock", lock_id, "DVP_LOCK_NOT_FOUND", "read lock")
         if raw is None:
             return None

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from abc import ABCMeta
 from functools import cache
 import time
@@ -71,6 +72,7 @@ from .script import HtlcScript, ScriptError, parse_htlc_witness
 from .tx import TxBuildError, Utxo
 
 _POLL = 0.1
+_HEX = re.compile(r"(?:0x)?(?:[0-9a-fA-F]{2})+")  # a lock id: its script in hex (bytes.fromhex would skip spaces)
 ISSUER_SIGNS = "issuing is signed by the issuer"
 
 
@@ -279,9 +281,11 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     def _parse_id(self, lock_id: str) -> HtlcScript:
         try:
+            if not _HEX.fullmatch(lock_id):
+                raise ValueError(lock_id)
             return HtlcScript.parse(bytes.fromhex(lock_id.removeprefix("0x")))
         except (ScriptError, ValueError):
-            raise errors.LockNotFound(f"lock {lock_id[:20]}...: not an HTLC script id on {self.name}") from None
+            raise self.malformed_lock_id(lock_id, "the hex of an HTLC script") from None
 
     def lock_id(self, terms: HtlcTerms) -> str:
         return self._htlc(terms).script.hex()

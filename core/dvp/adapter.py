@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from .errors import AuditFailed, ConfigError, LockNotFound, NotSupportedError
+from .errors import AuditFailed, ConfigError, LockNotFound, MalformedLockId, NotSupportedError
 from .models import (
     Asset,
     Capability,
@@ -213,7 +213,8 @@ class LedgerAdapter(ABC):
         shows them), or None if it does not exist (yet).
 
         Terms the ledger does not record are None in ``LockState.terms``, never guessed.
-        Raises LockNotFound for an id this ledger cannot have issued, LedgerUnavailable."""
+        Raises LockNotFound for an id this ledger cannot have issued (as MalformedLockId, from
+        :meth:`malformed_lock_id`: bad input; so do claim, refund and audit), LedgerUnavailable."""
 
     @abstractmethod
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
@@ -246,6 +247,12 @@ class LedgerAdapter(ABC):
             return table[key]
         except KeyError:
             raise ConfigError(f"{field} {key!r}: {missing} on ledger {self.name!r}") from None
+
+    def malformed_lock_id(self, lock_id: str, expected: str) -> MalformedLockId:
+        """The one-line error for an id this ledger cannot have issued (``expected``: its format),
+        alike on every ledger; the id is quoted, cut short when long."""
+        shown = repr(lock_id[:72]) + ("..." if len(lock_id) > 72 else "")
+        return MalformedLockId(f"lock id {shown}: not a lock id of {self.name} ({expected})")
 
     def unsupported(self, capability: Capability) -> NotSupportedError:
         return NotSupportedError(f"ledger {self.name!r} ({self.kind}) does not support {capability.value}")

@@ -15,6 +15,7 @@ and may add subclasses::
     │   │   └── FinalityTimeout     not final within the allowed time
     │   └── LockError               the HTLC refused an operation
     │       ├── LockNotFound
+    │       │   └── MalformedLockId an id this ledger cannot have issued (exit 2: bad input)
     │       ├── LockExpired         claim too late, or refund too early
     │       ├── InvalidPreimage     wrong preimage, or not exactly 32 bytes
     │       ├── AuditFailed         a counterparty lock differs from the agreed terms
@@ -91,6 +92,13 @@ class LockError(AdapterError):
 
 class LockNotFound(LockError):
     pass
+
+
+class MalformedLockId(LockNotFound):
+    """A lock id this ledger cannot have issued (not its format): no such lock, and bad input
+    (exit 2) rather than a ledger's refusal."""
+
+    exit_code = 2
 
 
 class LockExpired(LockError):

@@ -62,7 +62,8 @@ async def test_claim_input_errors(net, cli_env):
     one_line_error(dvp(["claim", PAIR.security, lock_id, "zz" * 32, "--as", "buyer"], cli_env), 2, "preimage: malformed hex")
     one_line_error(dvp(["claim", PAIR.security, lock_id, "ab" * 33, "--as", "buyer"], cli_env), 2,
                    "preimage: must be exactly 32 bytes, got 33")
-    one_line_error(dvp(["claim", PAIR.security, "0x1234", preimage.hex(), "--as", "buyer"], cli_env), 2, "lock id: must be 32 bytes")
+    one_line_error(dvp(["claim", PAIR.security, "0x1234", preimage.hex(), "--as", "buyer"], cli_env), 2,
+                   f"lock id '0x1234': not a lock id of {PAIR.security} (32 bytes of hex)")
     one_line_error(dvp(["claim", PAIR.security, lock_id, secrets.token_hex(32), "--as", "buyer"], cli_env), 3,
                    "sha256(preimage) does not match the hashlock")
     one_line_error(dvp(["refund", PAIR.security, lock_id, "--as", "seller"], cli_env), 3, "has not expired yet")
@@ -71,6 +72,13 @@ async def test_claim_input_errors(net, cli_env):
     assert ok.returncode == 0, ok.stderr
     shown = dvp(["inspect", PAIR.security, lock_id], cli_env)
     assert json.loads(shown.stdout)["status"] == "claimed"
+
+
+def test_a_malformed_lock_id_is_bad_input_on_every_ledger(net, cli_env):
+    # Issue 23: btc answered exit 3 ("not an HTLC script id"), EVM a ConfigError of its own.
+    for ledger in net.ledgers:
+        one_line_error(dvp(["inspect", ledger, "zz"], cli_env), 2, f"lock id 'zz': not a lock id of {ledger}")
+    one_line_error(dvp(["refund", "btc", "00" * 32, "--as", "seller"], cli_env), 2, "lock id '" + "00" * 32)
 
 
 def test_swap_from_flags_prints_a_settled_report(cli_env):

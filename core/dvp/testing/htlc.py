@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, ClassVar
 
 import pytest
@@ -60,6 +62,12 @@ async def pass_time(adapter: LedgerAdapter, seconds: int) -> None:
 async def final(adapter: LedgerAdapter, submission: Submission) -> TxStatus:
     """Wait for every transaction of ``submission``; the status of the operation's own."""
     return (await adapter.wait_all(submission))[-1]
+
+
+# Ids no adapter can have issued, whatever its id format (32 bytes of hex on EVM and Fabric, an
+# HTLC script on UTXO chains): empty, not hex, hex with spaces, too short or long, another alphabet.
+MALFORMED_LOCK_IDS = ["", "0x", "not-a-lock", "0x1234", "ab" * 31, "ab" * 33, "zz" * 32, " " + "ab" * 32,
+                      "ab" * 32 + "\n", "ab" * 16 + " " + "ab" * 16, "é" * 64, "ab" * 5000]
 
 
 class HtlcConformance:
@@ -175,6 +183,22 @@ class HtlcConformance:
         for field, value in (("amount", self.amount + 1), ("recipient", "issuer"), ("expiry", terms.expiry + 1)):
             with pytest.raises(errors.AuditFailed, match=field):
                 await adapter.audit(lock_id, terms.model_copy(update={field: value}))
+
+    async def test_a_malformed_lock_id_is_bad_input_alike_on_every_ledger(self, adapter: LedgerAdapter) -> None:
+        # The seam: an id the ledger cannot have issued is LockNotFound, as MalformedLockId (exit 2,
+        # bad input), from every operation that takes an id, in one line; nothing is sent.
+        terms, preimage = self.terms(adapter, await adapter.now())
+        for bad in MALFORMED_LOCK_IDS:
+            calls: dict[str, Callable[[], Awaitable[Any]]] = {
+                "get_lock": partial(adapter.get_lock, bad), "audit": partial(adapter.audit, bad, terms),
+                "claim": partial(adapter.claim, bad, preimage, submitter="buyer"),
+                "refund": partial(adapter.refund, bad, submitter="seller")}
+            for name, call in calls.items():
+                with pytest.raises(errors.MalformedLockId) as info:
+                    await call()
+                text = str(info.value)
+                assert isinstance(info.value, errors.LockNotFound) and info.value.exit_code == 2, (name, bad)
+                assert text.startswith("lock id ") and "\n" not in text and len(text) < 200, (name, text)
 
     async def test_observe_resumes_from_a_checkpoint(self, adapter: LedgerAdapter) -> None:
         if not isinstance(adapter, Observable):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Literal
@@ -37,6 +38,7 @@ class MemoryConfig(LedgerConfig):
 
 
 _PURPOSE = {"settle": TxPurpose.ACCEPT}
+_LOCK_ID = re.compile(r"[0-9a-f]{64}")  # what lock_id() makes: a SHA-256 in hex
 
 
 @dataclass
@@ -147,8 +149,13 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         self.locks[lock_id] = _Lock(terms)
         return sub
 
+    def _well_formed(self, lock_id: str) -> str:
+        if not _LOCK_ID.fullmatch(lock_id):
+            raise self.malformed_lock_id(lock_id, "64 lower-case hex")
+        return lock_id
+
     def _lock(self, lock_id: str) -> _Lock:
-        lock = self.locks.get(lock_id)
+        lock = self.locks.get(self._well_formed(lock_id))
         if lock is None:
             raise errors.LockNotFound(f"lock {lock_id}: no such lock on {self.name}")
         return lock
@@ -180,7 +187,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         return sub
 
     async def get_lock(self, lock_id: str) -> LockState | None:
-        lock = self.locks.get(lock_id)
+        lock = self.locks.get(self._well_formed(lock_id))
         if lock is None:
             return None
         return LockState(lock_id=lock_id, terms=LedgerTerms(**lock.terms.model_dump()), status=lock.status,
