@@ -12,7 +12,8 @@ Sources, in this order:
   archive's SHA-256, so the user can compare it with the published one).
 
 The archive is unpacked into a temporary directory beside the target and renamed into place only
-when the layout is complete, so an interrupted install never leaves a half install.  Every failure
+when the layout is complete, so an interrupted install never leaves a half install (a killed
+set-up's temporary directory is removed by a later one, once it is an hour old).  Every failure
 is a :class:`dvp.errors.ConfigError` with one line naming the archive, the source tried and what
 to do.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -35,6 +37,7 @@ from .errors import ConfigError
 
 MIRROR_ENV = "DVP_DIST_MIRROR"
 CHUNK = 1 << 20
+STALE_SECONDS = 3600  # a temporary unpack directory this old belongs to no running set-up
 Progress = Callable[[str], None]
 
 
@@ -167,6 +170,9 @@ def install(release: Release, progress: Progress = _stderr) -> bool:
         return False
     target = release.target
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.partial-*"):  # left by a killed set-up (an hour ago or more)
+        if time.time() - stale.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.partial-", dir=target.parent) as tmp:
         work = Path(tmp)

@@ -156,4 +156,9 @@ def test_an_install_interrupted_after_unpacking_leaves_no_half_install(cache, tm
     with pytest.raises(KeyboardInterrupt):
         install(release, interrupt)
     assert not release.target.exists() and leftovers(cache) == []
+    # what a SIGKILLed set-up leaves (its temporary directory) is removed by the next one after an hour
+    stale = cache / f".{release.target.name}.partial-killed"
+    (stale / "tree").mkdir(parents=True)
+    os.utime(stale, (1, 1))
     assert install(release, lambda m: None) and release.installed()  # the next set-up installs it whole
+    assert leftovers(cache) == [release.target.name]
