@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from dvp.models import SwapSpec
 from dvp.testing.proxy import PartitionProxy
 
 from ..scenarios import assert_conserved, spec_for
@@ -38,6 +39,17 @@ PHASES = [
 @pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
 @pytest.mark.parametrize(("watch", "reached", "lasts"), PHASES)
 def test_partition(agents: Agents, pair: Pair, watch: str, reached, lasts: float | None):
+    outcomes, details = cut_channel(agents, spec_for(pair, **PLAN), watch, reached, lasts)
+    assert outcomes in (["settled", "settled"], ["refunded", "refunded"], ["refunded", "aborted"],
+                        ["aborted", "aborted"]), (outcomes, details)
+
+
+def cut_channel(agents: Agents, spec: SwapSpec, watch: str, reached, lasts: float | None, *,
+                stall: bool = False) -> tuple[list[str | None], list[str | None]]:
+    """Run ``spec`` between the two agents through a proxy each way and cut both when
+    ``watch``'s journal shows ``reached`` (None: from the start), for ``lasts`` seconds (None:
+    for good); with ``stall``, hold every byte instead of closing the connections (a peer that
+    stopped answering).  Both sides' (outcomes, details); value conserved, checked here."""
     before = run_async(balances(agents.run_dir))
     ports = agents.ports
     with PartitionProxy(("127.0.0.1", ports["buyer"])) as to_buyer, \
@@ -46,16 +58,15 @@ def test_partition(agents: Agents, pair: Pair, watch: str, reached, lasts: float
         agents.start("buyer", endpoint=f"127.0.0.1:{to_seller.port}")
         if reached is None:
             for proxy in proxies:
-                proxy.partition()
-        agents.start("seller", "--propose", str(agents.scenario(spec_for(pair, **PLAN))),
-                     endpoint=f"127.0.0.1:{to_buyer.port}")
+                proxy.partition(stall=stall)
+        agents.start("seller", "--propose", str(agents.scenario(spec)), endpoint=f"127.0.0.1:{to_buyer.port}")
         swap_id = agents.first_swap("seller", timeout=60)
         cut_at = time.monotonic() if reached is None else None
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if cut_at is None and reached(agents, watch, swap_id):
                 for proxy in proxies:
-                    proxy.partition()
+                    proxy.partition(stall=stall)
                 cut_at = time.monotonic()
             if cut_at is not None and lasts is not None and time.monotonic() - cut_at >= lasts and to_buyer.partitioned:
                 for proxy in proxies:
@@ -66,10 +77,7 @@ def test_partition(agents: Agents, pair: Pair, watch: str, reached, lasts: float
             time.sleep(0.2)
         assert cut_at is not None, "the phase to cut in was never reached"
     records = [agents.record(p, swap_id) for p in ("seller", "buyer")]
-    outcomes = [r.outcome if r else None for r in records]
-    details = [r.detail if r else None for r in records]
-    assert outcomes in (["settled", "settled"], ["refunded", "refunded"], ["refunded", "aborted"],
-                        ["aborted", "aborted"]), (outcomes, details)
     agents.stop_all()
     after = run_async(balances(agents.run_dir))
     assert_conserved(before, after, agents.steps("seller", swap_id) + agents.steps("buyer", swap_id))
+    return [r.outcome if r else None for r in records], [r.detail if r else None for r in records]
