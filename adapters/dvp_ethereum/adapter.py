@@ -18,6 +18,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import TxParams
 
 from dvp import errors
+from dvp.units import Quantity, funds_short
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
 from dvp.party.keys import no_key
 from dvp.models import (
@@ -355,14 +356,16 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.LockRefused(str(exc)) from None
         have = await self.balance(sender, asset)
         if have < amount:
-            raise errors.LockRefused(f"{sender!r} holds {have} {asset} on {self.name}, needs {amount}")
+            unit = self.unit_of(asset)
+            raise errors.LockRefused(funds_short(sender, self.name, Quantity(have, unit), Quantity(amount, unit)))
         with web3_errors("fee balance", self.name):
             price = await self._w3.eth.gas_price
             coin = await self._w3.eth.get_balance(to_checksum_address(owner))
         approve = 0 if await self._permit_token(asset) else _GAS["approve"]  # a permit rides in the call
         fees = (approve + gas) * price
         if coin < fees:
-            raise errors.LockRefused(f"{sender!r} holds {coin} wei on {self.name} for fees, needs up to {fees}")
+            raise errors.LockRefused(funds_short(sender, self.name, Quantity(coin, self.fee_unit),
+                                                 Quantity(fees, self.fee_unit), purpose=" for fees", up_to=True))
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         htlc = self._need(self.htlc, "htlc_address")

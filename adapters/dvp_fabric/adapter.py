@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 
 from dvp import errors
+from dvp.units import Quantity, funds_short
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, Observable
 from dvp.party.keys import no_key
 from dvp.models import (
@@ -223,10 +224,9 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
         held = await self.balance(terms.sender, terms.asset)
         if held < terms.amount:
-            raise errors.LockRefused(
-                f"lock on {self.name}: balance insufficient: {terms.sender} holds {held} {terms.asset}, "
-                f"the lock needs {terms.amount} (Fabric charges no fees)"
-            )
+            unit = self.unit_of(terms.asset)
+            raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(held, unit), Quantity(terms.amount, unit),
+                                                 note="Fabric charges no fees"))
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         sender = self.account(terms.sender)

@@ -43,6 +43,7 @@ from typing import Any, ClassVar, cast
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
 from dvp.hashlock import matches
+from dvp.units import Quantity, funds_short
 from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
@@ -306,12 +307,25 @@ class UtxoAdapter(LedgerAdapter, Observable):
         try:
             self.ledger.check_funding(sender, htlc, terms.amount * unit, onchain)
         except TxBuildError as exc:
-            if exc.code == "dust":
+            if exc.code == "dust" or exc.need is None or exc.have is None:
                 raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
-            have = await self.balance(terms.sender, terms.asset)
-            raise errors.LockRefused(
-                f"{terms.sender!r} holds {have} {terms.asset} on {self.name}, needs {terms.amount} plus fee ({exc})"
-            ) from None
+            if exc.asset != onchain:  # the coin that pays the fees, beside the asset locked
+                coin = self.fee_unit_of()
+                raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(exc.have, coin),
+                                                     Quantity(exc.need, coin), purpose=" for fees")) from None
+            have, name = await self.balance(terms.sender, terms.asset), self.unit_of(terms.asset)
+            fee = exc.need - terms.amount * unit  # on-chain units of the locked asset: it pays its own fee
+            raise errors.LockRefused(funds_short(
+                terms.sender, self.name, Quantity(have, name), Quantity(terms.amount, name),
+                fee=Quantity(-(-fee // unit), name) if fee > 0 else None)) from None
+
+    def unit_of(self, asset: str) -> str:
+        """The chain's coin counts in sat; any other asset in its own base units."""
+        return self.fee_unit if self.config.assets.get(asset) == "native" else asset
+
+    def fee_unit_of(self) -> str:
+        """What this chain's fees are counted in, for messages."""
+        return self.fee_unit
 
     def _submission(self, txid: str, purpose: TxPurpose, payer: str) -> Submission:
         return Submission([Submitted(ledger=self.name, tx_id=txid, purpose=purpose, payer=payer)])

@@ -44,9 +44,13 @@ class TxBuildError(ValueError):
     """The transaction cannot be built as asked; ``code`` says why: ``insufficient-funds``,
     ``dust`` or ``build`` (anything else)."""
 
-    def __init__(self, message: str, code: str = "build"):
+    def __init__(self, message: str, code: str = "build", *, asset: str | None = None, need: int | None = None,
+                 have: int | None = None):
         super().__init__(message)
         self.code = code
+        # insufficient-funds from coin selection: the asset short (None: the chain's coin),
+        # what it needed (its fee included when it pays the fee) and had, in on-chain units
+        self.asset, self.need, self.have = asset, need, have
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,9 @@ def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | 
             have += u.value
         if have < goal():
             what = "sat" if asset is None else f"of {asset[:8]}.."
-            raise TxBuildError(f"insufficient funds: need {goal()} {what} (fee included), have {have} in {len(pool)} outputs", code="insufficient-funds")
+            fee_note = " (fee included)" if asset == fee_asset else ""
+            raise TxBuildError(f"insufficient funds: need {goal()} {what}{fee_note}, have {have} in {len(pool)} outputs",
+                               code="insufficient-funds", asset=asset, need=goal(), have=have)
     return chosen
 
 

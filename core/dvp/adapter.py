@@ -248,6 +248,12 @@ class LedgerAdapter(ABC):
         except KeyError:
             raise ConfigError(f"{field} {key!r}: {missing} on ledger {self.name!r}") from None
 
+    def unit_of(self, asset: str) -> str:
+        """What this ledger's amounts of ``asset`` count, for messages (:mod:`dvp.units`): by
+        default the asset's own base units, named by its symbol; an adapter whose amounts of
+        an asset are counted in another unit (a Bitcoin chain's coin in sat) says so."""
+        return asset
+
     def malformed_lock_id(self, lock_id: str, expected: str) -> MalformedLockId:
         """The one-line error for an id this ledger cannot have issued (``expected``: its format),
         alike on every ledger; the id is quoted, cut short when long."""

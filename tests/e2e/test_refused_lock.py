@@ -61,7 +61,7 @@ async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_lock
     # balance (nothing left for the fee).  Both legs are checked before the first lock.
     whole = await net.ledgers["btc"].balance("buyer", "BTC")
     before = await snapshot(net)
-    for cash, text in (("btc:BTC:1", "below"), (f"btc:BTC:{whole}", "plus fee")):
+    for cash, text in (("btc:BTC:1", "below"), (f"btc:BTC:{whole}", f"holds {whole} sat on btc, needs {whole} sat plus a fee of up to")):
         refused = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", cash, "--holder-timeout", "100",
                        "--counter-timeout", "60", "--fast-forward"], cli_env)
         one_line_error(refused, 3, text)

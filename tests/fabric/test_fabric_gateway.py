@@ -106,7 +106,7 @@ async def test_a_proposal_timestamp_beyond_the_skew_bound_is_refused_by_the_chai
 
 async def test_an_endorsement_failure_surfaces_as_one_clear_error(fabric):
     terms, _ = make_terms(fabric, await fabric.now(), amount=10**15)
-    with pytest.raises(errors.LockRefused, match="balance insufficient"):
+    with pytest.raises(errors.LockRefused, match=rf"'seller' holds \d+ {terms.asset} on {fabric.name}, needs {10**15} {terms.asset} \(Fabric charges no fees\)"):
         await fabric.check_lock(terms)
     with pytest.raises(errors.SubmitError) as caught:
         await fabric.lock(terms)  # past the pre-check: the chaincode refuses at endorsement

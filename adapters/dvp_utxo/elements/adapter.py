@@ -77,6 +77,14 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         kind = self.known(self.config.assets, asset, "asset", f"unknown (known: {sorted(self.config.assets)})")
         return (self.config.policy_asset if kind == "native" else kind), self.config.units.get(asset, 1)
 
+    def unit_of(self, asset: str) -> str:
+        """Issued assets in their base units (the trade's, not the x1000 on-chain units); the
+        policy asset in sat of it."""
+        return f"{self.fee_unit} of {asset}" if self.config.assets.get(asset) == "native" else asset
+
+    def fee_unit_of(self) -> str:
+        return self.unit_of(self._symbol(self.config.policy_asset) or "the policy asset")
+
     def _symbol(self, asset_id: str | None) -> str | None:
         for sym, kind in self.config.assets.items():
             if (kind == "native" and asset_id == self.config.policy_asset) or kind == asset_id:

@@ -99,6 +99,18 @@ class HtlcConformance:
             with pytest.raises(errors.LockRefused):
                 await adapter.check_lock(terms.model_copy(update=bad))
 
+    async def test_a_refusal_states_every_amount_with_its_unit(self, adapter: LedgerAdapter) -> None:
+        # One formatter (dvp.units) for every adapter, each naming its own units: btc said
+        # "holds 48446 BTC" of sat, Elements mixed on-chain units (x1000) into BOND figures.
+        terms, _ = self.terms(adapter, await adapter.now())
+        have = await adapter.balance(terms.sender, terms.asset)
+        unit = adapter.unit_of(terms.asset)
+        with pytest.raises(errors.LockRefused) as info:
+            await adapter.check_lock(terms.model_copy(update={"amount": have + 1}))
+        text = str(info.value)
+        assert text.startswith(f"'seller' holds {have} {unit} on {adapter.name}, needs {have + 1} {unit}"), text
+        assert "fee included" not in text and "\n" not in text, text
+
     async def test_claim_pays_the_fixed_recipient_whoever_submits(self, adapter: LedgerAdapter) -> None:
         lock_id, terms, preimage = await self.lock_one(adapter)
         asset = terms.asset

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .. import errors
+from ..units import Quantity, funds_short
 from ..adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, TimeTravel
 from ..models import (
     ClockKind,
@@ -132,7 +133,8 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockRefused(str(exc)) from None
         have = self.balances[(terms.sender, terms.asset)]
         if have < terms.amount:
-            raise errors.LockRefused(f"{terms.sender!r} holds {have} {terms.asset} on {self.name}, needs {terms.amount}")
+            unit = self.unit_of(terms.asset)
+            raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(have, unit), Quantity(terms.amount, unit)))
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         self._known(terms.sender, terms.asset)
