@@ -142,7 +142,9 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
 
     swap_id, outcomes, sent, base, peak, buyer_result = run_async(play())
     seller_log = agents.processes[0].output()
-    print(f"flood: {sent} messages in {FLOOD_SECONDS:.0f}s, {dict(outcomes)}; seller fds {base} -> peak {peak}")
+    rows = message_rows(agents)
+    print(f"flood: {sent} messages in {FLOOD_SECONDS:.0f}s, {dict(outcomes)}; seller fds {base} -> peak {peak}, "
+          f"message rows {dict(rows)}, log {len(seller_log.splitlines())} lines, {len(seller_log)} bytes")
     # Every limit was crossed, and said so.
     for limit in ("messages_per_minute", "messages_per_swap", "other_locks_per_swap"):
         assert outcomes[f"refused:{limit}"] > 0, outcomes
@@ -157,7 +159,6 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
     assert changes(before, after, pair, agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)) == SETTLED
     # Journal: one swap; no row for a rejected proposal; the live swap's rows within its bound.
     assert agents.swap_ids("seller") == [swap_id]
-    rows = message_rows(agents)
     assert set(rows) == {swap_id}, rows
     assert rows[swap_id] <= 2 * LIMITS.messages_per_swap + HONEST_ROWS, rows
     # Log: the peer's lines rate-limited, the rest counted and said.

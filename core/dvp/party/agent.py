@@ -92,6 +92,14 @@ class AcceptPolicy(Frozen):
             raise errors.SwapAborted(f"plan.claim_margin: {theirs}s is below this party's {mine}s ({source})")
 
 
+class _Turn:
+    """The copies of one proposal being answered, one at a time."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
 class Agent:
     # The run each agreed swap gets (a test's hostile party subclasses it).
     run_class: type[PartyRun] = PartyRun
@@ -112,7 +120,7 @@ class Agent:
         self.hints: dict[str, Hints] = {}
         self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
-        self._proposing: dict[str, asyncio.Lock] = {}
+        self._proposing: dict[str, _Turn] = {}
         self._closing = False
 
     @property
@@ -451,12 +459,14 @@ class Agent:
             raise errors.MessageRefused(f"proposal for swap {proposal.swap_id} sent as swap {message.swap_id}")
         # One at a time per swap id: the same proposal sent again while the first is being
         # checked gets the first one's answer (from the journal), not a clash on its lease.
-        lock = self._proposing.setdefault(proposal.swap_id, asyncio.Lock())
+        turn = self._proposing.setdefault(proposal.swap_id, _Turn())
+        turn.waiting += 1
         try:
-            async with lock:
+            async with turn.lock:
                 return await self._answer_proposal(proposal)
         finally:
-            if not lock.locked() and self._proposing.get(proposal.swap_id) is lock:
+            turn.waiting -= 1
+            if not turn.waiting:  # the last copy answered: nothing kept per swap id
                 del self._proposing[proposal.swap_id]
 
     async def _answer_proposal(self, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
