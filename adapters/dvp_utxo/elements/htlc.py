@@ -243,7 +243,7 @@ def audit_funding(
         raise AuditError("asset", f"expected {asset}, the script holds {sorted({u.explicit_asset for u in explicit})}")
     locked = next((u for u in of_asset if u.value == amount), None)
     if locked is None:
-        raise AuditError("amount", f"expected {amount}, found {[u.value for u in of_asset]}")
+        raise AuditError("amount", f"expected {amount} on-chain units, found {[u.value for u in of_asset]}")
     reserve = None
     if asset != policy_asset:
         need = fee_reserve(htlc, fee_rate, asset, policy_asset)

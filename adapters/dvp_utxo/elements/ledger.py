@@ -113,12 +113,12 @@ class ElementsLedger(UtxoLedger):
             raise AuditError("asset", f"expected {asset}, the script holds {sorted({str(u.asset) for u in st.unspent})}")
         candidates = [u for u in of_asset if u.value == amount]
         if not candidates:
-            raise AuditError("amount", f"expected {amount}, found outputs of {[u.value for u in of_asset]}")
+            raise AuditError("amount", f"expected {amount} on-chain units, found outputs of {[u.value for u in of_asset]}")
         if asset != self.policy_asset:
             need = fee_reserve(htlc, self.fee_rate, asset, self.policy_asset)
             have = sum(u.value for u in st.unspent if u.asset == self.policy_asset)
             if have < need:
-                raise AuditError("fee_reserve", f"{have} of the policy asset locked beside the asset, {need} needed to claim or refund")
+                raise AuditError("fee_reserve", f"{have} sat of the policy asset locked beside the asset, {need} sat needed to claim or refund")
         return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
 
     # -- single-ledger DvP ------------------------------------------------------------------
