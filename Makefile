@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check core adapters agent tests
 	$(BIN)/mypy
 
-test: setup lint
+test: setup lint $(TEST_SETUP)
 	# The Fabric chaincode's rules on an in-memory ledger (the network tests are in tests/fabric).
 	$(MAKE) --no-print-directory fabric-cc-test
 	# One crash drill per platform here; the rest of the matrix (minutes a scenario): `make test-drills`.
