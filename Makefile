@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 SOL_STAMP := contracts/ethereum/build/.stamp
-EXTRAS := ethereum,utxo,elements,fabric,agent,test,docker,bench,lint
+EXTRAS := ethereum,utxo,elements,fabric,agent,test,docker,bench,lint,postgres
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := setup

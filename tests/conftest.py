@@ -65,3 +65,21 @@ def journal_path(tmp_path) -> Path:
 @pytest.fixture
 def cli_env(run_dir, journal_path) -> dict[str, str]:
     return {**os.environ, "DVP_RUN_DIR": str(run_dir), "DVP_JOURNAL": str(journal_path)}
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (dvp.testing.postgres); skipped when PostgreSQL
+    is not installed, failed instead under CI=true."""
+    from dvp.testing.postgres import pg_bin, postgres_server
+
+    if pg_bin() is None:
+        binary_missing("PostgreSQL is not installed (`make setup` installs it; or set DVP_PG_BIN)")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return pg_server.new_database()

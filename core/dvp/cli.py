@@ -40,7 +40,7 @@ EXIT_NOT_SETTLED = 6  # `dvp swap`: its swap ended other than settled
 # its own; `dvp resume`) exits with the worst of what it did, worst first: a swap left
 # unfinished by an error (its code), then a swap that ended other than settled (6), then a
 # swap skipped because another process drives it (7), then 0. The README's exit table says so.
-EXIT_PRECEDENCE = (1, 2, 3, 4, 5, 8, EXIT_NOT_SETTLED, errors.SwapBusy.exit_code, 0)
+EXIT_PRECEDENCE = (1, 2, 3, 4, 5, 8, 9, EXIT_NOT_SETTLED, errors.SwapBusy.exit_code, 0)
 
 
 def worst_exit(codes: list[int]) -> int:
@@ -152,12 +152,12 @@ class OneLineGroup(click.Group):
 @click.group(cls=OneLineGroup)
 @click.option("--run-dir", type=click.Path(path_type=Path), envvar="DVP_RUN_DIR", default=".dvp", show_default=True,
               help="Where testnet state, logs and the journal live.")
-@click.option("--journal", type=click.Path(path_type=Path), envvar="DVP_JOURNAL", default=None,
-              help="SQLite journal (default: RUN_DIR/journal.sqlite).")
+@click.option("--journal", envvar="DVP_JOURNAL", default=None,
+              help="SQLite journal file, or a postgresql:// URL (default: RUN_DIR/journal.sqlite).")
 @click.option("--runtime", type=click.Choice(sorted(RUNTIMES)), envvar="DVP_RUNTIME", default=DEFAULT_RUNTIME,
               show_default=True, help="Run the testnets as local processes or in Docker.")
 @click.pass_context
-def main(ctx: click.Context, run_dir: Path, journal: Path | None, runtime: str) -> None:
+def main(ctx: click.Context, run_dir: Path, journal: str | None, runtime: str) -> None:
     """Delivery-versus-payment across real ledgers."""
     try:
         ctx.obj = Settings(run_dir=run_dir, journal=journal, runtime=runtime)
@@ -257,11 +257,12 @@ def balances(settings: Settings, parties: tuple[str, ...]) -> None:
 @click.option("--counter-timeout", type=PLAIN_INT, default=None, help="Seconds until the other leg expires.")
 @click.option("--fast-forward", is_flag=True, help="Dev ledgers: advance the clock instead of waiting for expiry.")
 @click.option("--json", "as_json", is_flag=True, help="Print the swap report as JSON.")
+@click.option("--submit", is_flag=True, help="Check and journal the swap, print its id, and leave it to `dvp worker`.")
 @click.pass_obj
 @fail_cleanly
 def swap(settings: Settings, scenario: Path | None, security: str | None, cash: str | None, kind: str | None,
          secret_holder: str | None, holder_timeout: int | None, counter_timeout: int | None,
-         fast_forward: bool, as_json: bool) -> None:
+         fast_forward: bool, as_json: bool, submit: bool) -> None:
     """Run one DvP from a YAML/JSON SCENARIO file or from flags."""
     if scenario is not None:
         spec = load_scenario(scenario)
@@ -282,16 +283,21 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
     async def go() -> Any:
         async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
+            if submit:
+                return [], await orch.submit(spec)
             orch.validate(spec)
             await orch.check_locks(spec)
             # Swaps a crash left unfinished in this journal are driven on at start, beside the new one.
             pending = orch.journal.swaps(unfinished=True)
             if pending:
-                console.print(f"resuming {len(pending)} unfinished swap(s) from {settings.journal_path}")
+                console.print(f"resuming {len(pending)} unfinished swap(s) from {orch.journal.path}")
             resumed, result = await asyncio.gather(orch.resume_each([r.id for r in pending]), orch.run(spec))
             return resumed, result
 
     resumed, result = asyncio.run(go())
+    if isinstance(result, str):  # --submit: queued, its id on stdout
+        out.print(result)
+        return
     codes = [0 if result.outcome.value == "settled" else EXIT_NOT_SETTLED]
     for earlier in resumed:
         if isinstance(earlier, Unfinished):
@@ -344,6 +350,34 @@ def cancel(settings: Settings, swap_id: str) -> None:
         sys.exit(6)
 
 
+@main.command()
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=16, show_default=True,
+              help="Swaps driven at once by this worker.")
+@click.option("--poll", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
+              help="Seconds between looks for unfinished swaps.")
+@click.option("--exit-when-idle", type=click.FloatRange(0), default=None,
+              help="Exit once no unfinished swap has been seen for this many seconds (default: run for good).")
+@click.pass_obj
+@fail_cleanly
+def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: float | None) -> None:
+    """Drive the journal's unfinished swaps, and new ones as they are submitted (many workers may share one journal)."""
+    from .orchestrator import SwapResult
+    from .worker import work
+
+    def report(item: SwapResult | Unfinished) -> None:
+        if isinstance(item, Unfinished):
+            _report_unfinished(item)
+        else:
+            print_result(out, item, False)
+
+    async def go() -> int:
+        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+            return await work(net.orchestrator(settings.journal_path, progress_printer()), report,
+                              concurrency=concurrency, poll=poll, idle_exit=exit_when_idle)
+
+    console.print(f"worker: {asyncio.run(go())} swap(s) driven to an outcome")
+
+
 def _report_unfinished(item: Unfinished) -> int:
     """One line for a swap left unfinished (it continues with `dvp resume`); its exit code."""
     message = str(item.error) or type(item.error).__name__
@@ -367,7 +401,7 @@ def history(settings: Settings, swap_id: str | None) -> None:
     found = [journal.get(swap_id)] if swap_id else journal.swaps()
     records = [r for r in found if r is not None]
     if swap_id and not records:
-        raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in {settings.journal_path}")
+        raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in {journal.path}")
     for r in records:
         result = SwapResult(r.id, r.kind, Outcome(r.outcome) if r.outcome else None, r.detail or "unfinished",
                             SwapSpec.model_validate(r.spec), r.data, journal.steps(r.id))

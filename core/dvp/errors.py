@@ -7,6 +7,7 @@ and may add subclasses::
     DvpError
     ├── ConfigError                 bad settings, scenario or input (names the field)
     ├── UnknownSwap                 no swap with that id in the journal (exit 2: bad input)
+    ├── JournalUnavailable          the journal's database server cannot be reached, or was lost (exit 9)
     ├── AdapterError                a ledger did not do what was asked
     │   ├── LedgerUnavailable       node unreachable or not ready
     │   ├── TransactionError        (tx_id, code) a transaction failed
@@ -52,6 +53,14 @@ class UnknownSwap(DvpError, LookupError):
     setting or scenario error."""
 
     exit_code = 2
+
+
+class JournalUnavailable(DvpError):
+    """The journal's database server (PostgreSQL) cannot be reached, or its connection was
+    lost mid-run: the swaps in flight stop before their next send and continue with
+    `dvp resume` or a worker (exit 9)."""
+
+    exit_code = 9
 
 
 class AdapterError(DvpError):

@@ -11,12 +11,13 @@ seam :attr:`Journal.after_commit` (see :mod:`dvp.testing.crash`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
 from dataclasses import dataclass
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -24,7 +25,7 @@ from urllib.parse import quote
 from .errors import ConfigError
 from .models import LedgerTime
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS swaps (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -88,75 +89,117 @@ class SwapRecord:
     updated: float
 
 
+SCHEMA_VERSION = 1
+"""The journal schema this dvp writes.  0: main's unversioned SQLite journal (same tables, no
+index on open swaps); 1: versioned, ``swaps_open`` index (workers poll the open swaps).  An
+older journal is upgraded when opened (an SQLite file is first copied aside, see
+:meth:`SqliteJournal._migrate`); a newer one is refused without a byte written."""
+
+INDEXES = "CREATE INDEX IF NOT EXISTS swaps_open ON swaps(outcome, created);"
+
+
+def is_url(target: str | Path) -> bool:
+    """True for a database URL (``postgresql://...``); a file path is an SQLite journal."""
+    return isinstance(target, str) and "://" in target
+
+
 class Journal:
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        _refuse_foreign_file(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Created private before SQLite writes a byte: it holds swap secrets.  An existing
-            # file keeps its mode: it may be someone else's (a mistyped --journal).
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-            self._db = sqlite3.connect(self.path, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")  # all tables or none: another process may look
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
-        self._writes = 0
+    """The journal interface: every backend has these methods, the same tables and the same
+    write-ahead rule (each write is durable when the method returns).
+
+    ``Journal(target)`` opens the backend the target names: a ``postgresql://`` (or
+    ``postgres://``) URL opens :class:`dvp.journal_pg.PgJournal`, anything else is a file
+    path and opens :class:`SqliteJournal`.  Backends differ only in how they connect,
+    migrate and lease; the queries below are shared (written with ``?`` placeholders).
+    """
+
+    path: str | Path  # the file (SQLite) or the URL without its password (PostgreSQL)
+
+    def __new__(cls, target: str | Path) -> Journal:
+        if cls is Journal:
+            if is_url(target):
+                from .journal_pg import PgJournal
+                cls = PgJournal
+            else:
+                cls = SqliteJournal
+        return object.__new__(cls)
+
+    def __init__(self, target: str | Path) -> None:  # pragma: no cover - the backends define it
+        raise NotImplementedError
 
     def close(self) -> None:
-        self._db.close()
+        raise NotImplementedError
 
     # A test seam, unset in production: crash drills (dvp.testing.crash) set it to kill the
     # process right after a given committed write.
     after_commit: ClassVar[Callable[[int], None] | None] = None
+    _writes = 0
 
     def _committed(self) -> None:
         self._writes += 1
         if Journal.after_commit is not None:
             Journal.after_commit(self._writes)
 
+    # -- what a backend provides ----------------------------------------------------------
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        raise NotImplementedError
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose writes commit together, or not at all."""
+        raise NotImplementedError
+
+    def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now."""
+        raise NotImplementedError
+
     # -- swaps -------------------------------------------------------------------------
     def create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:
         now = time.time()
-        self._db.execute(
+        self._execute(
             "INSERT INTO swaps (id, kind, spec, data, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
             (swap_id, kind, json.dumps(spec), json.dumps(data), now, now),
         )
         self._committed()
 
     def update_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
-        with self._db:
-            row = self._db.execute("SELECT data FROM swaps WHERE id = ?", (swap_id,)).fetchone()
+        with self._transaction():
+            row = self._rows("SELECT data FROM swaps WHERE id = ?" + self._for_update, (swap_id,))[0]
             data: dict[str, Any] = json.loads(row[0])
             data.update(fields)
-            self._db.execute(
+            self._execute(
                 "UPDATE swaps SET data = ?, updated = ? WHERE id = ?", (json.dumps(data), time.time(), swap_id)
             )
         self._committed()
         return data
 
+    _for_update = ""  # PostgreSQL: " FOR UPDATE" (SQLite's write transaction is already exclusive)
+
     def finish(self, swap_id: str, outcome: str, detail: str | None = None) -> None:
-        self._db.execute(
+        self._execute(
             "UPDATE swaps SET outcome = ?, detail = ?, updated = ? WHERE id = ?",
             (outcome, detail, time.time(), swap_id),
         )
         self._committed()
 
     def get(self, swap_id: str) -> SwapRecord | None:
-        row = self._db.execute(
+        rows = self._rows(
             "SELECT id, kind, spec, data, outcome, detail, created, updated FROM swaps WHERE id = ?", (swap_id,)
-        ).fetchone()
-        return _swap(row) if row else None
+        )
+        return _swap(rows[0]) if rows else None
 
     def swaps(self, *, unfinished: bool = False) -> list[SwapRecord]:
         sql = "SELECT id, kind, spec, data, outcome, detail, created, updated FROM swaps"
         if unfinished:
             sql += " WHERE outcome IS NULL"
-        return [_swap(r) for r in self._db.execute(sql + " ORDER BY created")]
+        return [_swap(r) for r in self._rows(sql + " ORDER BY created, id")]
 
     # -- steps -------------------------------------------------------------------------
+    _INSERT_STEP = ("INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
     def record(
         self,
         swap_id: str,
@@ -168,9 +211,8 @@ class Journal:
         clock: LedgerTime | None = None,
         **detail: Any,
     ) -> None:
-        self._db.execute(
-            "INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        self._execute(
+            self._INSERT_STEP,
             (
                 swap_id,
                 step,
@@ -188,20 +230,19 @@ class Journal:
     def record_all(self, swap_id: str, step: str, phase: str, rows: list[dict[str, Any]], *,
                    ledger: str | None = None, clock: LedgerTime | None = None) -> None:
         """Several rows of one step in one commit: a crash keeps all of them or none."""
-        with self._db:
+        with self._transaction():
             for row in rows:
                 detail = dict(row)
                 tx_id = detail.pop("tx_id", None)
-                self._db.execute(
-                    "INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self._execute(
+                    self._INSERT_STEP,
                     (swap_id, step, phase, ledger, tx_id, json.dumps(detail), time.time(),
                      clock.height if clock else None, clock.timestamp if clock else None),
                 )
         self._committed()
 
     def steps(self, swap_id: str) -> list[Step]:
-        rows = self._db.execute(
+        rows = self._rows(
             "SELECT seq, swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time"
             " FROM steps WHERE swap_id = ? ORDER BY seq",
             (swap_id,),
@@ -213,12 +254,11 @@ class Journal:
         found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
         return found[-1] if found else None
 
-
     # -- messages between two parties' agents (dvp.party) -------------------------------
     def message(self, swap_id: str, peer: str, direction: str, kind: str, seq: int, **detail: Any) -> None:
         """One message sent to (``out``) or taken from (``in``) ``peer``: the replay check's
         memory and the bench's message count, both read from what crossed the channel."""
-        self._db.execute(
+        self._execute(
             "INSERT INTO messages (swap_id, peer, direction, kind, seq, wall, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (swap_id, peer, direction, kind, seq, time.time(), json.dumps(detail)),
         )
@@ -229,20 +269,111 @@ class Journal:
         those of the ``leaving_out`` kinds."""
         marks = ",".join("?" * len(leaving_out))
         where = f" AND kind NOT IN ({marks})" if leaving_out else ""
-        row = self._db.execute("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?" + where,
-                               (swap_id, peer, direction, *leaving_out)).fetchone()
-        return int(row[0] or 0)
+        rows = self._rows("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?" + where,
+                          (swap_id, peer, direction, *leaving_out))
+        return int(rows[0][0] or 0)
 
     def message_count(self, swap_id: str, peer: str, direction: str) -> int:
-        row = self._db.execute("SELECT COUNT(*) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
-                               (swap_id, peer, direction)).fetchone()
-        return int(row[0])
+        rows = self._rows("SELECT COUNT(*) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
+                          (swap_id, peer, direction))
+        return int(rows[0][0])
 
     def messages(self, swap_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ?"
-                                " ORDER BY n", (swap_id,))
+        rows = self._rows("SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ?"
+                          " ORDER BY n", (swap_id,))
         return [{"peer": r[0], "direction": r[1], "kind": r[2], "seq": r[3], "wall": r[4], **json.loads(r[5] or "{}")}
                 for r in rows]
+
+
+class SqliteJournal(Journal):
+    """The embedded journal: one SQLite file (WAL, synchronous=FULL), created 0600; its lease
+    is an ``flock`` per swap beside it (:mod:`dvp.lease`)."""
+
+    path: Path
+
+    def __init__(self, target: str | Path):
+        self.path = Path(target)
+        _refuse_foreign_file(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Created private before SQLite writes a byte: it holds swap secrets.  An existing
+            # file keeps its mode: it may be someone else's (a mistyped --journal).
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
+        self._writes = 0
+
+    def _migrate(self) -> None:
+        """Bring the file to :data:`SCHEMA_VERSION` in one transaction; a file that holds
+        swaps is first copied whole to ``<journal>.v<N>.bak`` (0600), so an upgrade never
+        rewrites the only copy.  A newer file is refused before anything is written."""
+        version = self._version()
+        if version == SCHEMA_VERSION:
+            return
+        try:
+            if version < SCHEMA_VERSION and self._db.execute(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'swaps'").fetchone()[0]:
+                self._backup(version)  # outside the write transaction: the backup reads the file itself
+            self._db.execute("BEGIN IMMEDIATE")  # another process may be opening the same file
+            try:
+                if self._version() < SCHEMA_VERSION:  # not upgraded meanwhile by that other process
+                    for statement in (SCHEMA + INDEXES).split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            self._db.close()
+            raise ConfigError(f"journal: {self.path} has schema version {version}, newer than this dvp's "
+                              f"({SCHEMA_VERSION}); open it with a newer dvp (nothing written)")
+        return version
+
+    def _backup(self, version: int) -> None:
+        backup = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        os.close(os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        target = sqlite3.connect(backup)
+        try:
+            self._db.backup(target)
+        finally:
+            target.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self._db.execute(sql, params)
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return self._db.execute(sql, params).fetchall()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        # The connection is in autocommit mode (isolation_level=None), where ``with db:`` opens
+        # no transaction: BEGIN explicitly, so the block's rows commit together or not at all.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
+        from .lease import flock_lease
+        return flock_lease(self.path, swap_id)
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"

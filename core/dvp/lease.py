@@ -1,4 +1,6 @@
-"""One driver per swap: an exclusive OS lock (``flock``) per swap, next to the journal.
+"""One driver per swap: the journal backend's lease.  On an SQLite journal, an exclusive OS
+lock (``flock``) per swap, next to the journal (below); on a PostgreSQL journal, a session
+advisory lock per swap (:meth:`dvp.journal_pg.PgJournal.lease`).
 
 Two processes (a `dvp swap` and a `dvp resume`, or two `dvp swap` on one journal), or
 two tasks in one process, that drove the same swap would send duplicate claims and
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import ConfigError, SwapBusy
+from .journal import Journal, is_url
 
 _SWAP_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ATTEMPTS = 20
@@ -33,11 +36,28 @@ def lease_dir(journal_path: str | Path) -> Path:
     return path.with_name(path.name + ".drivers")
 
 
-@contextlib.contextmanager
-def drive_lease(journal_path: str | Path, swap_id: str) -> Iterator[None]:
-    """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now."""
+def check_swap_id(swap_id: str) -> None:
     if not _SWAP_ID.fullmatch(swap_id) or swap_id.strip(".") == "":
         raise ConfigError(f"swap_id: malformed swap id {swap_id[:70]!r}")
+
+
+def drive_lease(journal: Journal | str | Path, swap_id: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now.
+
+    ``journal`` is the journal, or its ``path`` (a file, or the URL of a PostgreSQL journal
+    this process has open: its lease lives in that journal's session)."""
+    if isinstance(journal, Journal):
+        return journal.lease(swap_id)
+    if is_url(journal):
+        from .journal_pg import PgJournal
+        return PgJournal.opened(str(journal)).lease(swap_id)
+    return flock_lease(journal, swap_id)
+
+
+@contextlib.contextmanager
+def flock_lease(journal_path: str | Path, swap_id: str) -> Iterator[None]:
+    """The SQLite journal's lease: an ``flock`` on ``<journal>.drivers/<swap_id>.lock``."""
+    check_swap_id(swap_id)
     folder = lease_dir(journal_path)
     try:
         folder.mkdir(mode=0o700, exist_ok=True)

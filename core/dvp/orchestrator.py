@@ -142,19 +142,32 @@ class Orchestrator:
     async def run(self, spec: SwapSpec, swap_id: str | None = None) -> SwapResult:
         self.validate(spec)
         await self.check_locks(spec)
-        kind = spec.resolved_kind
         swap_id = swap_id or uuid.uuid4().hex[:12]
+        # The lease is taken before the swap exists in the journal, so no `dvp resume`
+        # started meanwhile can pick it up as unfinished and drive it beside us.
+        with drive_lease(self.journal.path, swap_id):
+            self._create(spec, swap_id)
+            return await self._drive(swap_id)
+
+    async def submit(self, spec: SwapSpec, swap_id: str | None = None) -> str:
+        """Check and journal a swap without driving it (`dvp swap --submit`): it is unfinished,
+        so `dvp resume` or a `dvp worker` drives it.  Its id."""
+        self.validate(spec)
+        await self.check_locks(spec)
+        swap_id = swap_id or uuid.uuid4().hex[:12]
+        with drive_lease(self.journal.path, swap_id):
+            self._create(spec, swap_id)
+        return swap_id
+
+    def _create(self, spec: SwapSpec, swap_id: str) -> None:
+        kind = spec.resolved_kind
         data: dict[str, Any] = {}
         if kind == "htlc":
             secret = new_secret()
             # Write-ahead: the secret exists on disk before anything that depends on it is sent.
             data = HtlcSwapState(secret=secret.hex(), hashlock=hashlock_of(secret).hex()).dump()
-        # The lease is taken before the swap exists in the journal, so no `dvp resume`
-        # started meanwhile can pick it up as unfinished and drive it beside us.
-        with drive_lease(self.journal.path, swap_id):
-            self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
-            self.progress(swap_id, f"{kind} swap created")
-            return await self._drive(swap_id)
+        self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
+        self.progress(swap_id, f"{kind} swap created")
 
     async def resume(self, swap_id: str) -> SwapResult:
         """Drive ``swap_id`` on; SwapBusy at once if another driver holds it."""

@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .journal import is_url
 from .runtime import DEFAULT_RUNTIME, RUNTIMES
 
 
@@ -13,15 +14,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DVP_", extra="ignore")
 
     run_dir: Path = Path(".dvp")
-    journal: Path | None = None
+    journal: Path | str | None = None  # a file (SQLite) or a postgresql:// URL (dvp.journal)
     runtime: str = DEFAULT_RUNTIME
     reports_dir: Path = Path("reports")
 
-    @field_validator("run_dir", "journal", "reports_dir")
+    @field_validator("run_dir", "journal", "reports_dir", mode="before")
     @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        """Resolved once against the working directory the command started in (children get other ones)."""
-        return value.expanduser().absolute() if value is not None else None
+    def _absolute(cls, value: Path | str | None) -> Path | str | None:
+        """Resolved once against the working directory the command started in (children get other ones);
+        a journal URL is kept as given."""
+        if value is None or is_url(str(value)):
+            return value if value is None else str(value)
+        return Path(value).expanduser().absolute()
 
     @field_validator("runtime")
     @classmethod
@@ -31,5 +35,5 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def journal_path(self) -> Path:
+    def journal_path(self) -> Path | str:
         return self.journal or self.run_dir / "journal.sqlite"

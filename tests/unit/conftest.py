@@ -1,4 +1,5 @@
-"""Fixtures of the core's unit tests: two in-memory ledgers (used by no other layer)."""
+"""Fixtures of the core's unit tests: two in-memory ledgers (used by no other layer), and a
+journal target on each backend."""
 
 from __future__ import annotations
 
@@ -14,3 +15,12 @@ def ledgers():
     a.balances[("seller", "BOND")] = 100
     b.balances[("buyer", "EUR")] = 10_000
     return {"a": a, "b": b}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_target(request, tmp_path) -> str:
+    """Where a fresh journal lives, on each backend: a file, or an empty database's URL on the
+    session's PostgreSQL server (tests/conftest.py ``pg_server``)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.sqlite")
+    return str(request.getfixturevalue("pg_url"))

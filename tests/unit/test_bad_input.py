@@ -407,4 +407,4 @@ def test_a_command_exits_with_the_worst_outcome_of_what_it_did(codes, expected):
     from dvp.cli import EXIT_PRECEDENCE, worst_exit
 
     assert worst_exit(codes) == expected
-    assert set(EXIT_PRECEDENCE) == {0, 1, 2, 3, 4, 5, 6, 7, 8}
+    assert set(EXIT_PRECEDENCE) == {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}

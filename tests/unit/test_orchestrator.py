@@ -16,9 +16,9 @@ from dvp.testing.memory import MemoryDvpLedger, MemoryLiveLedger
 
 
 @pytest.fixture
-def orch(ledgers, tmp_path):
+def orch(ledgers, journal_target):  # on each journal backend: SQLite and PostgreSQL
     assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
-    return Orchestrator(ledgers, assets, Journal(tmp_path / "j.sqlite"))
+    return Orchestrator(ledgers, assets, Journal(journal_target))
 
 
 def spec(**kw) -> SwapSpec:
@@ -322,12 +322,12 @@ async def test_a_crash_after_journaling_a_submission_waits_for_it_instead_of_res
 
 
 @pytest.fixture
-def atomic(tmp_path):
+def atomic(journal_target):
     ledger = MemoryDvpLedger("d")
     ledger.balances[("seller", "BOND")] = 100
     ledger.balances[("buyer", "EUR")] = 10_000
     assets = [Asset(symbol="BOND", ledger="d", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="d", kind=AssetKind.CASH)]
-    return ledger, Orchestrator({"d": ledger}, assets, Journal(tmp_path / "atomic.sqlite"))
+    return ledger, Orchestrator({"d": ledger}, assets, Journal(journal_target))
 
 
 def atomic_spec(**kw) -> SwapSpec:

@@ -1,0 +1,77 @@
+"""Workers on one PostgreSQL journal (issue 20, item 4): swaps queued with `dvp swap --submit`
+are driven by three `dvp worker` processes, one of them SIGKILLed while it drives some;
+its swaps are taken over by the others.  Counted at the end: every swap settled (0 lost,
+0 stuck), each party's balances moved by exactly that many trades, value conserved."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import psycopg
+
+from dvp.journal import Journal
+
+from ..cli_helpers import DVP, dvp
+from ..scenarios import SETTLED, assert_conserved, changes, snapshot, spec_for
+from ..testbed import CROSS_PAIRS
+
+PAIR = CROSS_PAIRS[0]  # evm-a/evm-b
+SWAPS = 10
+WORKERS = 3
+
+
+def leases_of(url: str, pid: int) -> int:
+    """How many swap leases (advisory locks) the worker process ``pid`` holds now."""
+    with psycopg.connect(url, autocommit=True) as db:
+        row = db.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                         " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s",
+                         (f"dvp pid {pid} on %",)).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(net, cli_env, pg_url, tmp_path):
+    env = {**cli_env, "DVP_JOURNAL": pg_url}
+    before = await snapshot(net)
+    scenario = tmp_path / "swap.json"
+    scenario.write_text(spec_for(PAIR).model_dump_json())
+    submitted = dvp(["swap", "--submit", str(scenario)], env)  # the command line queues one...
+    assert submitted.returncode == 0, submitted.stderr
+    ids = {submitted.stdout.strip()}
+    orch = net.orchestrator(pg_url)  # ...and the API the rest, faster
+    for _ in range(SWAPS - 1):
+        ids.add(await orch.submit(spec_for(PAIR)))
+    assert len(ids) == SWAPS and len(orch.journal.swaps(unfinished=True)) == SWAPS
+
+    workers = [subprocess.Popen([DVP, "worker", "--concurrency", "3", "--poll", "0.5", "--exit-when-idle", "4"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(WORKERS)]
+    try:
+        victim, deadline = None, time.monotonic() + 120
+        while victim is None and time.monotonic() < deadline:  # kill a worker in the middle of its swaps
+            victim = next((w for w in workers if leases_of(pg_url, w.pid) >= 1), None)
+            time.sleep(0.2)
+        assert victim is not None, "no worker took a swap within 120 s"
+        held = leases_of(pg_url, victim.pid)
+        victim.kill()
+        victim.wait(timeout=10)
+        outputs = [w.communicate(timeout=400) for w in workers if w is not victim]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    for w, (out, err) in zip([w for w in workers if w is not victim], outputs, strict=True):
+        assert w.returncode == 0, (w.returncode, out, err)
+
+    journal = Journal(pg_url)
+    try:
+        records = {r.id: r for r in journal.swaps()}
+        steps = [s for i in ids for s in journal.steps(i)]
+    finally:
+        journal.close()
+    assert set(records) == ids, "a swap was lost or invented"
+    assert {r.outcome for r in records.values()} == {"settled"}, {i: (r.outcome, r.detail) for i, r in records.items()}
+    after = await snapshot(net)
+    assert_conserved(before, after, steps)
+    assert changes(before, after, PAIR, steps) == {k: v * SWAPS for k, v in SETTLED.items()}, held
