@@ -42,6 +42,8 @@ from . import outbox
 from .config import CONFIG_FILE, PEER_CERT_FILE, AgentConfig, PeerSettings, load_config, save_config
 from .grpc_channel import GrpcChannel, PeerEndpoint
 from .identity import create_identity, load_identity, load_peer_cert
+from .metrics import serve_metrics
+from .status import status
 
 EXIT_NOT_SETTLED = 6  # as `dvp swap`: a swap ended other than settled, or was left unfinished
 
@@ -49,6 +51,9 @@ EXIT_NOT_SETTLED = 6  # as `dvp swap`: a swap ended other than settled, or was l
 @click.group()
 def agent() -> None:
     """Run one party's agent: its own keys, its own journal, an authenticated channel to the other."""
+
+
+agent.add_command(status)
 
 
 def _folder(settings: Settings, folder: Path | None, party: str | None) -> Path:
@@ -164,8 +169,10 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
         journal = Journal(config.path(folder, config.journal))
         party = Agent(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
                       policy=config.policy, limits=config.limits, progress=progress_printer(f"{config.party} "))
+        metrics = None
         try:
             await party.start()
+            metrics = serve_metrics(config, folder, party)
             console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "
                           f"{config.peer.endpoint}")
             for spec in specs:
@@ -183,6 +190,8 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
                         if t.done() and not t.cancelled() and t.exception() is None}
             await party.aclose()
             journal.close()
+            if metrics is not None:
+                metrics.close()
     return [finished.get(sid) or sid for sid in party.tasks]
 
 

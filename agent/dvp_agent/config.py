@@ -17,6 +17,8 @@ from dvp.party.agent import AcceptPolicy
 from dvp.party.limits import Limits
 from dvp.scenario import first_error, load_yaml
 
+from .metrics import MetricsSettings
+
 CONFIG_FILE = "agent.yaml"
 PEER_CERT_FILE = "peer.crt"
 
@@ -41,6 +43,7 @@ class AgentConfig(BaseModel):
     peer: PeerSettings | None = None
     policy: AcceptPolicy = AcceptPolicy()
     limits: Limits = Limits()
+    metrics: MetricsSettings | None = None  # the Prometheus endpoint (dvp_agent.metrics); off unless set
 
     def path(self, folder: Path, name: Path) -> Path:
         return name if name.is_absolute() else folder / name
