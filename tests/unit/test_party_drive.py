@@ -192,31 +192,38 @@ class Killed(Exception):
     """The acceptor's process dies here (in-process: its handler never answers)."""
 
 
-@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
-async def test_an_acceptor_killed_after_its_first_journal_write_answers_the_retry(ledgers, tmp_path, holder):
-    """The drill's evm-a->evm-b-buyer-1: the buyer's agent dies right after its first journal
-    write for the incoming proposal and restarts; the seller's retried proposal gets the
-    answer the first would have got, from the buyer's journal, and both settle."""
-    seller, buyer = pair(ledgers, tmp_path)
-    create = buyer.journal.create
+def dies_after_journaling_the_proposal(agent: Agent) -> asyncio.Event:
+    """``agent`` "dies" right after its first journal write for an incoming proposal: its
+    handler never answers (the proposer's send times out).  The event is set then."""
+    create = agent.journal.create
     dead = asyncio.Event()
 
     def create_then_die(*args, **kwargs):
         create(*args, **kwargs)
         raise Killed
 
-    buyer.journal.create = create_then_die  # type: ignore[method-assign]
-    handle = buyer.handle
+    agent.journal.create = create_then_die  # type: ignore[method-assign]
+    handle = agent.handle
 
     async def dies(message: Message) -> Message | None:
         try:
             return await handle(message)
         except Killed:
             dead.set()
-            await asyncio.sleep(3600)  # no reply: the proposer's send times out
+            await asyncio.sleep(3600)
             raise
 
-    buyer.handle = dies  # type: ignore[method-assign]
+    agent.handle = dies  # type: ignore[method-assign]
+    return dead
+
+
+@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
+async def test_an_acceptor_killed_after_its_first_journal_write_answers_the_retry(ledgers, tmp_path, holder):
+    """The drill's evm-a->evm-b-buyer-1: the buyer's agent dies right after its first journal
+    write for the incoming proposal and restarts; the seller's retried proposal gets the
+    answer the first would have got, from the buyer's journal, and both settle."""
+    seller, buyer = pair(ledgers, tmp_path)
+    dead = dies_after_journaling_the_proposal(buyer)
     await seller.start()
     await buyer.start()
     swap_id = await seller.propose(spec(holder))
@@ -251,3 +258,26 @@ async def test_a_proposal_journaled_but_never_agreed_ends_aborted_on_both_sides(
     assert theirs.outcome is Outcome.ABORTED and "nothing locked" in theirs.detail, theirs.detail
     assert ours.outcome is Outcome.ABORTED and "called the swap off" in ours.detail, ours.detail
     assert holdings(ledgers) == (100, 0, 0, 10_000)
+
+
+@pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
+async def test_an_acceptor_back_after_the_proposer_gave_up_locks_nothing(ledgers, tmp_path, holder):
+    """The acceptor dies right after journaling the agreed proposal and is back only after the
+    proposer stopped waiting for its answer (aborted, nothing moved): the acceptor's swap ends
+    aborted too, nothing of its own locked, whichever of them holds the secret."""
+    seller, buyer = pair(ledgers, tmp_path)
+    dead = dies_after_journaling_the_proposal(buyer)
+    await seller.start()
+    await buyer.start()
+    swap_id = await seller.propose(spec(holder, holder_timeout=24, counter_timeout=12, reaction_window=5))
+    await asyncio.wait_for(dead.wait(), 10)
+    await buyer.aclose()
+    ours = await outcome_of(seller.tasks[swap_id], 15)
+    assert ours.outcome is Outcome.ABORTED and "never answered" in ours.detail, ours.detail
+    again = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel,
+                  policy=DEV_POLICY)
+    await again.start()
+    _, theirs = await both_outcomes(seller, again, swap_id)
+    assert theirs.outcome is Outcome.ABORTED, theirs.detail
+    assert holdings(ledgers) == (100, 0, 0, 10_000)
+    assert not ledgers["a"].locks and not ledgers["b"].locks

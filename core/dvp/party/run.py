@@ -98,6 +98,11 @@ class PartyRun(_HtlcRun):
                 await check_still_safe(self.agreement().proposal, self.o.ledgers)
             except errors.UnsafeTimeouts as exc:
                 return Outcome.ABORTED, f"too late to lock first: {exc}; nothing moved"
+            # By the wall clock too (a ledger's clock may stand still): an acceptor back from a
+            # crash after the proposer stopped waiting for its answer locks nothing.
+            late = await self.too_late_for_the_counter_lock()
+            if late:
+                return Outcome.ABORTED, f"the counter leg could no longer be locked in time ({late}); nothing moved"
         try:
             await self.lock_own(holder)
         except _REFUSED as exc:
@@ -199,12 +204,17 @@ class PartyRun(_HtlcRun):
                     f"while there was time to claim it{self.peer_note()}")
         return None
 
-    async def counter_gives_up(self) -> str | None:
-        """The counterparty locks only while the holder would still have time to claim."""
+    async def too_late_for_the_counter_lock(self) -> str | None:
+        """Why the counter leg could no longer be locked with time for the holder to claim it
+        (by its ledger's clock and by the wall clock), or None."""
         left = await self.left(self.counter)
         needed = self.budget.claim_window + self.adapter_of(self.counter).finality.expected_seconds
-        if left <= needed:
-            why = too_late_to_lock(left, needed)
+        return too_late_to_lock(left, needed) if left <= needed else None
+
+    async def counter_gives_up(self) -> str | None:
+        """The counterparty locks only while the holder would still have time to claim."""
+        why = await self.too_late_for_the_counter_lock()
+        if why:
             if not await self.exists(self.holder):
                 why = f"the {self.trade.party(self.holder)!r} lock never appeared{self.peer_note()} ({why})"
             return why
