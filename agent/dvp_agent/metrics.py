@@ -59,7 +59,7 @@ class JournalCollector(Collector):
         self.journal, self.party, self.refusals = journal, party, refusals
 
     def collect(self) -> Iterator[Any]:
-        with ops.read_only(self.journal) as db:
+        with ops.read_only(self.journal, check=False) as db:  # the agent's own journal, open in this process
             outcomes = ops.outcomes(db)
             messages = ops.message_counts(db)
             latencies = ops.latencies(db)

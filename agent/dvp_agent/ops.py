@@ -64,10 +64,16 @@ class OpenSwap:
 
 
 @contextmanager
-def read_only(path: Path) -> Iterator[sqlite3.Connection | None]:
+def read_only(path: Path, *, check: bool = True) -> Iterator[sqlite3.Connection | None]:
     """A read-only connection to the journal at ``path``; None if it does not exist yet (an
-    agent that never ran).  A file that is not a dvp journal is refused, untouched."""
-    _refuse_foreign_file(path)
+    agent that never ran).  With ``check``, a file that is not a dvp journal is refused,
+    untouched.  The agent's own process must not ``check``: that opens and closes the file
+    outside SQLite, and closing any descriptor of a file drops every POSIX lock the process
+    holds on it, the agent's own connection's included; the next other process to close its
+    connection then takes itself for the last one and deletes the WAL under the agent, whose
+    later writes are lost (seen in tests/agent/test_ops.py)."""
+    if check:
+        _refuse_foreign_file(path)
     if not path.exists() or path.stat().st_size == 0:
         yield None
         return

@@ -19,7 +19,7 @@ from dvp_agent.config import load_config, save_config
 from dvp_agent.identity import load_peer_cert
 from dvp_agent.metrics import MetricsSettings
 
-from ..cli_helpers import dvp, one_line_error
+from ..cli_helpers import dvp, one_line_error, wait_for_journal
 from ..scenarios import spec_for
 from ..testbed import CROSS_PAIRS
 from .conftest import Agents
@@ -68,7 +68,8 @@ def test_status_and_metrics_match_the_journal(agents: Agents):
     # The seller proposes while the buyer's agent is not up yet: unfinished, awaiting an answer.
     seller = agents.start("seller").ready()
     assert f"metrics on http://127.0.0.1:{port}/metrics" in seller.output()
-    done = dvp(["agent", "propose", str(agents.scenario(spec_for(CROSS_PAIRS[0], **PLAN))), str(seller_dir)], agents.env)
+    spec = spec_for(CROSS_PAIRS[0], **PLAN)
+    done = dvp(["agent", "propose", str(agents.scenario(spec)), str(seller_dir)], agents.env)
     assert done.returncode == 0, done.stderr
     swap_id = re.search(r"proposed swap (\w+)", done.stdout).group(1)
     waiting = status(agents, "seller")
@@ -84,10 +85,30 @@ def test_status_and_metrics_match_the_journal(agents: Agents):
     assert not any(name == "dvp_agent_swaps_finished_total" for name, _ in during)
 
     # Restarted (a fresh channel, not one backing off from the buyer's absence) once the
-    # buyer's agent is up: it proposes again and the swap settles.
+    # buyer's agent is up; the buyer dies right after auditing the seller's lock, before its own.
     seller.stop()
-    buyer = agents.start("buyer").ready()
+    buyer = agents.start("buyer", crash_after_step="audit security").ready()
     seller = agents.start("seller").ready()
+    assert buyer.wait(timeout=90) == -9, buyer.output()
+    wait_for_journal(agents.journal("seller"), lambda j: j.last(swap_id, "lock security", "result"),
+                     "the seller's lock was not journaled", timeout=30)
+    locked = status(agents, "seller")
+    [open_swap] = locked["unfinished"]
+    deadline = open_swap["next_deadline"]
+    agreed = agents.record("seller", swap_id).data
+    # The counter leg expires first, by evm-b's own clock, at the agreed expiry.
+    assert (open_swap["agreed"], deadline["leg"], deadline["ledger"], deadline["by"]) == (
+        True, "cash", "evm-b", "ledger clock"), open_swap
+    assert deadline["expiry"] == agreed["terms_cash"]["expiry"]
+    assert 0 < deadline["seconds_left"] <= PLAN["counter_timeout"], deadline
+    security = spec.trade.security
+    assert locked["locked"] == [{"ledger": security.ledger, "asset": security.asset, "amount": security.amount}]
+    held = scrape(port)
+    assert held[("dvp_agent_locked_amount", (("asset", security.asset), ("ledger", security.ledger)))] == \
+        security.amount
+    assert held[("dvp_agent_swaps_unfinished", ())] == 1
+
+    buyer = agents.start("buyer").ready()  # back: it locks, and the swap settles
     for party in ("seller", "buyer"):
         try:
             record = agents.outcome(party, swap_id, timeout=90)
