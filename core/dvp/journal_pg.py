@@ -49,8 +49,9 @@ SESSION_DEAD_AFTER = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT  # 11
 CONNECT_TIMEOUT = 5
 
 # The SQLite journal's tables, in PostgreSQL's types: the same schema on both backends.
+# SQLite's INTEGER is 64-bit: so is BIGINT (a message's seq may exceed 2**31).
 _SCHEMA = (SCHEMA + INDEXES).replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY") \
-    .replace(" REAL", " DOUBLE PRECISION").replace("ledger_height INTEGER", "ledger_height BIGINT")
+    .replace(" INTEGER", " BIGINT").replace(" REAL", " DOUBLE PRECISION")
 # Serialises concurrent migrations of one database (a transaction-level advisory lock).
 _MIGRATION_LOCK = 0x6476705F736368  # "dvp_sch"
 

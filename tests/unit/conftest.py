@@ -24,3 +24,12 @@ def journal_target(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "journal.sqlite")
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_for(request, tmp_path):
+    """``journal_for(name)``: a fresh journal target per name (one per party), on each backend."""
+    if request.param == "sqlite":
+        return lambda name: str(tmp_path / f"{name}.sqlite")
+    server = request.getfixturevalue("pg_server")
+    return lambda name: server.new_database()

@@ -30,10 +30,10 @@ def spec(holder: Role = Role.SELLER, **plan) -> SwapSpec:
 
 
 @pytest.fixture
-async def agents(ledgers, tmp_path):
+async def agents(ledgers, journal_for):  # each party's journal on each backend: SQLite and PostgreSQL
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one, policy=DEV_POLICY, progress=lambda s, m: print("seller", s, m))
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two, policy=DEV_POLICY, progress=lambda s, m: print("buyer", s, m))
+    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(journal_for("seller")), one, policy=DEV_POLICY, progress=lambda s, m: print("seller", s, m))
+    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(journal_for("buyer")), two, policy=DEV_POLICY, progress=lambda s, m: print("buyer", s, m))
     await seller.start()
     await buyer.start()
     yield seller, buyer
