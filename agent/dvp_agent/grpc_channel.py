@@ -87,6 +87,9 @@ class GrpcChannel(Channel):
         # passed: the bench counts them from here.
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
+        # Calls the server refused before or at its checks, by (peer party or "-", reason), for
+        # the metrics (dvp_agent.metrics): over a limit is counted by the agent, by the limit's name.
+        self.refused: dict[tuple[str, str], int] = {}
 
     async def start(self, handler: Handler) -> None:
         if self._server is not None:
@@ -183,6 +186,7 @@ class GrpcChannel(Channel):
     async def _deliver(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         peer = self._peer_of(context)
         if peer is None:
+            self._refuse("-", "not_pinned")
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, "client certificate is not a pinned peer's")
         handler = self._handler
         if handler is None:
@@ -197,13 +201,20 @@ class GrpcChannel(Channel):
             _count(self.sent, peer.party)
             return sealed
         except NotAuthentic as exc:
+            self._refuse(peer.party, "not_authentic")
             await _abort(context, grpc.StatusCode.PERMISSION_DENIED, str(exc))
         except MessageRefused as exc:
+            if "(limits." not in str(exc):  # over a limit: the agent counted it, by the limit's name
+                self._refuse(peer.party, "checks")
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # the handler's bug must not take the server down
             # Not INTERNAL: a client takes that (from gRPC's own transport) as "try again".
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
                          f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}")
+
+    def _refuse(self, party: str, reason: str) -> None:
+        if len(self.refused) < 64 or (party, reason) in self.refused:  # bounded: few reasons, pinned peers
+            self.refused[(party, reason)] = self.refused.get((party, reason), 0) + 1
 
     def _peer_of(self, context: grpc.aio.ServicerContext) -> PeerCert | None:
         pems = context.auth_context().get("x509_pem_cert") or []

@@ -135,8 +135,13 @@ def serve_metrics(config: AgentConfig, folder: Path, party: Agent) -> MetricsSer
         return None
     admission = party.admission
 
+    channel: dict[tuple[str, str], int] = getattr(party.channel, "refused", {})
+
     def refusals() -> list[tuple[str, str, int]]:
-        return [(party.peer, reason, n) for reason, n in list(admission.refused.items())]
+        counted = {(party.peer, reason): n for reason, n in list(admission.refused.items())}
+        for key, n in list(channel.items()):
+            counted[key] = counted.get(key, 0) + n
+        return [(peer, reason, n) for (peer, reason), n in counted.items()]
 
     server = MetricsServer(config.metrics, JournalCollector(config.path(folder, config.journal), config.party,
                                                             refusals))

@@ -250,6 +250,7 @@ async def test_message_signed_by_another_key_is_refused(ids, seller, buyer, monk
                                              "does not verify with seller's certificate"):
         await seller.send(msg(), timeout=5)
     assert buyer.handler.got == []
+    assert buyer.refused == {("seller", "not_authentic"): 1}  # the metrics' refusal count
 
 
 async def test_sender_that_is_not_the_authenticated_peer_is_refused(ids, buyer):
@@ -303,6 +304,12 @@ async def test_handler_refusal_and_failure_reach_the_sender(seller, buyer):
     buyer.handler.fail = MessageRefused("replayed: seq 7 is not above 9")
     with pytest.raises(MessageRefused, match="agent of 'buyer' refused the locked message: replayed: seq 7"):
         await seller.send(msg(), timeout=5)
+    # Counted for the metrics as failing the checks; one over a limit is the agent's to count.
+    buyer.handler.fail = MessageRefused("over this agent's limit: more than 600 messages a minute from 'seller' "
+                                        "(limits.messages_per_minute); refused, not journaled")
+    with pytest.raises(MessageRefused, match="limits.messages_per_minute"):
+        await seller.send(msg(), timeout=5)
+    assert buyer.refused == {("seller", "checks"): 1}
     # The handler's own failure is an answer (a refusal), not "unreachable, try again".
     buyer.handler.fail = RuntimeError("bug")
     with pytest.raises(MessageRefused, match="failed on the message: RuntimeError: bug"):
