@@ -31,10 +31,9 @@ import contextlib
 import hashlib
 import os
 import socket
-import weakref
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg
 from psycopg import conninfo
@@ -70,19 +69,31 @@ def redacted(url: str) -> str:
     return f"postgresql://{user}{host}{port}/{params.get('dbname', '')}"
 
 
+class JournalURL(str):
+    """A PostgreSQL journal's ``path``: its URL without the password, which also names the
+    open journal it belongs to, so ``drive_lease(journal.path, swap_id)`` (the agents' call)
+    takes the lease in that journal's own session."""
+
+    journal: PgJournal
+
+    def __new__(cls, url: str, journal: PgJournal) -> JournalURL:
+        made = super().__new__(cls, url)
+        made.journal = journal
+        return made
+
+
 def _key(swap_id: str) -> int:
     """The swap's advisory lock key: 64 bits of its BLAKE2b hash, as PostgreSQL's signed bigint."""
     return int.from_bytes(hashlib.blake2b(swap_id.encode(), digest_size=8).digest(), "big", signed=True)
 
 
 class PgJournal(Journal):
-    _open: ClassVar[weakref.WeakValueDictionary[str, PgJournal]] = weakref.WeakValueDictionary()
     _for_update = " FOR UPDATE"
-    path: str
+    path: JournalURL
 
     def __init__(self, target: str | Path):
         url = str(target)
-        self.path = redacted(url)
+        self.path = JournalURL(redacted(url), self)
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
@@ -110,15 +121,6 @@ class PgJournal(Journal):
             raise
         self._writes = 0
         self._held: set[str] = set()
-        PgJournal._open[self.path] = self
-
-    @classmethod
-    def opened(cls, path: str) -> PgJournal:
-        """The journal this process has open at ``path`` (its redacted URL): its session holds the leases."""
-        journal = cls._open.get(redacted(path)) or cls._open.get(path)
-        if journal is None:
-            raise ConfigError(f"journal: {redacted(path)} is not open in this process")
-        return journal
 
     def _migrate(self) -> None:
         """Bring the database to :data:`SCHEMA_VERSION` in one transaction; a newer one is
@@ -145,7 +147,6 @@ class PgJournal(Journal):
             raise ConfigError(f"journal: {self.path}: {_first_line(exc)} (the journal's user must own its tables)") from None
 
     def close(self) -> None:
-        PgJournal._open.pop(self.path, None)
         self._db.close()
 
     # -- the backend's part of the interface ----------------------------------------------

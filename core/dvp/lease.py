@@ -44,13 +44,16 @@ def check_swap_id(swap_id: str) -> None:
 def drive_lease(journal: Journal | str | Path, swap_id: str) -> contextlib.AbstractContextManager[None]:
     """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now.
 
-    ``journal`` is the journal, or its ``path`` (a file, or the URL of a PostgreSQL journal
-    this process has open: its lease lives in that journal's session)."""
+    ``journal`` is the journal, or its ``path`` (a file; a PostgreSQL journal's path names
+    that open journal, whose session holds the lease)."""
     if isinstance(journal, Journal):
         return journal.lease(swap_id)
+    owner = getattr(journal, "journal", None)  # a PostgreSQL journal's path names its journal (JournalURL)
+    if isinstance(owner, Journal):
+        return owner.lease(swap_id)
     if is_url(journal):
-        from .journal_pg import PgJournal
-        return PgJournal.opened(str(journal)).lease(swap_id)
+        raise ConfigError("journal: a PostgreSQL journal's lease is taken in its open session: "
+                          "pass the journal or its path, not a URL")
     return flock_lease(journal, swap_id)
 
 

@@ -82,16 +82,22 @@ def test_record_all_keeps_every_row_or_none(journal):
 
 
 def test_one_driver_per_swap(target):
+    """Two journals on one target in one process stand for two drivers (two sessions on
+    PostgreSQL, two lock files' descriptors on SQLite); one journal's second taker is another
+    task of the same driver."""
     first, second = Journal(target), Journal(target)
     try:
-        with drive_lease(first.path, "s1"):  # the agents' call: by the journal's path (a file or a URL)
-            with pytest.raises(errors.SwapBusy, match="another"), second.lease("s1"):
+        with drive_lease(first.path, "s1"):  # the agents' call: by the journal's path, held by that journal
+            with pytest.raises(errors.SwapBusy, match=r"another process \(pid \d+"), second.lease("s1"):
                 pass
             with pytest.raises(errors.SwapBusy, match="another"), first.lease("s1"):  # another task, same process
                 pass
             with second.lease("s2"):  # another swap is free
                 pass
         with second.lease("s1"):  # released
+            pass
+        first.close()
+        with drive_lease(second.path, "s3"):  # the other journal's path still names its own session
             pass
     finally:
         first.close()
