@@ -265,3 +265,27 @@ def test_a_killed_drivers_lease_is_taken_over_within_the_documented_time(pg_url)
             holder.kill()
             holder.wait()
         journal.close()
+
+
+def test_a_lost_session_fails_the_next_write_and_frees_the_lease(pg_url):
+    """The fencing the README promises: once the server ends a driver's session (as it does
+    for a dead host), that driver's next journal write fails (JournalUnavailable, exit 9), so
+    it sends nothing more, and its lease is free for another driver at once."""
+    import psycopg
+
+    driver, other = Journal(pg_url), Journal(pg_url)
+    try:
+        driver.create("s1", "htlc", {}, {})
+        with driver.lease("s1"):
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                pid = driver._db.info.backend_pid  # noqa: SLF001 - the session to cut, as a dead host's would be
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(errors.JournalUnavailable, match="lost the connection") as lost:
+                driver.record("s1", "lock_seller", "intent")
+            assert lost.value.exit_code == 9 and "dvp-test-password" not in str(lost.value)
+            with other.lease("s1"):  # taken over while the old driver still thinks it holds it
+                pass
+        assert other.steps("s1") == []  # the failed write left nothing
+    finally:
+        driver.close()
+        other.close()
