@@ -94,13 +94,13 @@ class PgJournal(Journal):
     def __init__(self, target: str | Path):
         url = str(target)
         self.path = JournalURL(redacted(url), self)
-        try:
-            params = conninfo.conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            raise ConfigError(f"journal: malformed PostgreSQL URL {self.path}: {_first_line(exc)}") from None
         if not url.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"journal: {url.split('://')[0][:20]!r} is not a journal URL scheme "
                               "(postgresql://, or a file path for SQLite)")
+        try:
+            params = conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise self._malformed(url, exc) from None
         params.setdefault("connect_timeout", CONNECT_TIMEOUT)
         params.update(keepalives=1, keepalives_idle=KEEPALIVE_IDLE, keepalives_interval=KEEPALIVE_INTERVAL,
                       keepalives_count=KEEPALIVE_COUNT, tcp_user_timeout=USER_TIMEOUT_MS,
@@ -109,6 +109,8 @@ class PgJournal(Journal):
             self._db = psycopg.connect(conninfo.make_conninfo("", **params), autocommit=True)
         except psycopg.OperationalError as exc:
             raise _connect_error(self.path, exc) from None
+        except psycopg.Error as exc:  # an option value libpq or psycopg refuses before connecting
+            raise self._malformed(url, exc) from None
         try:
             # The server watches this session's socket as the client does: a vanished host's
             # session (and so its leases) ends within SESSION_DEAD_AFTER seconds.
@@ -121,6 +123,12 @@ class PgJournal(Journal):
             raise
         self._writes = 0
         self._held: set[str] = set()
+
+    def _malformed(self, url: str, exc: BaseException) -> ConfigError:
+        """One line naming what is wrong, with the URL as given replaced by its redacted form
+        (libpq quotes the URL, password included)."""
+        reason = _first_line(exc).replace(url, self.path)
+        return ConfigError(f"journal: malformed PostgreSQL URL {self.path}: {reason}")
 
     def _migrate(self) -> None:
         """Bring the database to :data:`SCHEMA_VERSION` in one transaction; a newer one is

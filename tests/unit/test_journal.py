@@ -196,6 +196,9 @@ def test_bad_journal_urls_are_one_line_each(tmp_path, pg_server, pg_url):
     cases = [
         (f"postgresql://dvp@127.0.0.1:{pg_server.port}/db?sslmode=bogus", 2, "malformed PostgreSQL URL"),
         ("postgresql://dvp@127.0.0.1:notaport/db", 2, "malformed PostgreSQL URL"),
+        ("postgresql://dvp:wrong@[::1", 2, "malformed PostgreSQL URL"),
+        (f"postgresql://dvp:wrong@127.0.0.1:{pg_server.port}/db?connect_timeout=abc", 2, "malformed PostgreSQL URL"),
+        ("mysql://dvp:wrong@127.0.0.1/db", 2, "not a journal URL scheme"),
         (pg_server.url("postgres", password="wrong"), 2, "refused the credentials"),
         (pg_url.replace(f":{pg_server.port}/", f":{_closed_port()}/"), 9, "cannot reach"),
     ]
