@@ -109,6 +109,20 @@ def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
     assert [t for _, _, t, _ in links(doc)], "docs/design.md links nothing"
 
 
+def test_the_seam_reference_names_every_error() -> None:
+    """docs/seam.md draws the error tree: every class of :mod:`dvp.errors` is in it."""
+    import inspect
+
+    from dvp import errors
+
+    seam = (ROOT / "docs" / "seam.md").read_text(encoding="utf-8")
+    classes = [name for name, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, errors.DvpError) and c.__module__ == errors.__name__]
+    assert "DvpError" in classes
+    missing = [name for name in classes if not re.search(rf"\b{name}\b", seam)]
+    assert not missing, f"docs/seam.md's error tree lacks {missing}"
+
+
 def _line_of(text: str) -> int:
     return next(n for n, line in enumerate(Path(__file__).read_text().splitlines(), start=1) if line.startswith(text))
 
