@@ -175,6 +175,14 @@ class Orchestrator:
         with drive_lease(self.journal.path, swap_id):
             return await self._drive(swap_id)
 
+    async def drive_unfinished(self, swap_id: str) -> SwapResult | None:
+        """:meth:`resume` for a worker: None when the swap had ended by the time its lease was
+        taken (another driver finished it), so each swap counts for the one that drove it."""
+        with drive_lease(self.journal.path, swap_id):
+            if self._record(swap_id).outcome is not None:
+                return None
+            return await self._drive(swap_id)
+
     async def cancel(self, swap_id: str) -> SwapResult:
         """The seller withdraws the open order of an unfinished single-ledger swap: the order
         is cancelled on the ledger and the swap ends aborted, or settled if the buyer's

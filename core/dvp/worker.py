@@ -4,7 +4,10 @@ Any number of workers, on any hosts, share one journal (PostgreSQL; an SQLite jo
 on one host).  A worker claims a swap with the journal's lease (a session advisory lock on
 PostgreSQL, :mod:`dvp.journal_pg`): whoever takes it drives it, the others skip it at once
 and look again at their next poll.  A worker that dies loses its leases with its session,
-so another takes its swaps over at its next poll after the lease is free.  Swaps queued by
+so another takes its swaps over at its next poll after the lease is free (a swap found
+held by another worker is tried again after :data:`BUSY_RECHECK` seconds, so meanwhile the
+next ones in the queue are tried: workers spread over the queue instead of all asking for
+its head).  Swaps queued by
 `dvp swap --submit` are unfinished swaps like any other; an agent's side of a two-agent swap
 is its agent's and is left alone.
 """
@@ -20,6 +23,7 @@ from .orchestrator import Orchestrator, SwapResult, Unfinished
 
 Report = Callable[["SwapResult | Unfinished"], None]
 RETRY_AFTER = 5.0  # seconds before a swap that failed here (a ledger error) is tried again
+BUSY_RECHECK = 2.0  # seconds before a swap another worker held is tried again (so the next ones get tried)
 
 
 async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, poll: float = 1.0,
@@ -27,14 +31,15 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
     """Drive unfinished swaps, at most ``concurrency`` at once, looking for more every ``poll``
     seconds; with ``idle_exit``, return once no unfinished swap has been seen for that long.
     The number of swaps this worker finished.  JournalUnavailable ends it (exit 9)."""
-    running: dict[str, asyncio.Task[SwapResult | Unfinished]] = {}
-    failed: dict[str, float] = {}
+    running: dict[str, asyncio.Task[SwapResult | Unfinished | None]] = {}
+    failed: dict[str, float] = {}  # swap id -> when it failed here
+    busy: dict[str, float] = {}  # swap id -> when another worker held it
     finished = 0
     idle_since: float | None = None
 
-    async def one(swap_id: str) -> SwapResult | Unfinished:
+    async def one(swap_id: str) -> SwapResult | Unfinished | None:
         try:
-            return await orch.resume(swap_id)
+            return await orch.drive_unfinished(swap_id)
         except errors.JournalUnavailable:
             raise
         except errors.DvpError as exc:
@@ -46,8 +51,12 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
                 if task.done():
                     del running[swap_id]
                     result = task.result()  # JournalUnavailable propagates: the session and its leases are gone
+                    if result is None:  # another worker finished it meanwhile
+                        continue
                     if isinstance(result, Unfinished):
-                        if not isinstance(result.error, errors.SwapBusy):  # another worker's: not ours to report
+                        if isinstance(result.error, errors.SwapBusy):  # another worker's: not ours to report
+                            busy[swap_id] = time.monotonic()
+                        else:
                             failed[swap_id] = time.monotonic()
                             report(result)
                     else:
@@ -58,7 +67,8 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
             for record in pending:
                 if len(running) >= concurrency:
                     break
-                if record.id not in running and now - failed.get(record.id, -RETRY_AFTER) >= RETRY_AFTER:
+                if (record.id not in running and now - failed.get(record.id, -RETRY_AFTER) >= RETRY_AFTER
+                        and now - busy.get(record.id, -BUSY_RECHECK) >= BUSY_RECHECK):
                     running[record.id] = asyncio.create_task(one(record.id))
             if pending or running:
                 idle_since = None
