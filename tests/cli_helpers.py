@@ -16,11 +16,14 @@ T = TypeVar("T")
 DVP = str(Path(sys.executable).parent / "dvp")
 
 
-def dvp(args: list[str], env: dict, crash_after: int | None = None) -> subprocess.CompletedProcess:
-    """`dvp ARGS`; with ``crash_after``, killed right after that journal write (the test seam)."""
-    if crash_after is None:
+def dvp(args: list[str], env: dict, crash_after: int | None = None, crash_at: str | None = None
+        ) -> subprocess.CompletedProcess:  # fmt: skip
+    """`dvp ARGS`; with ``crash_after``, killed right after that journal write, with
+    ``crash_at`` (``BOUNDARY:N``) at the N-th pass of that send boundary (the test seams)."""
+    if crash_after is None and crash_at is None:
         return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
-    env = {**env, "DVP_CRASH_AFTER_WRITES": str(crash_after)}
+    env = {**env, **({"DVP_CRASH_AFTER_WRITES": str(crash_after)} if crash_after is not None else {}),
+           **({"DVP_CRASH_AT": crash_at} if crash_at is not None else {})}
     return subprocess.run([sys.executable, "-m", "dvp.testing.crash", *args], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
 

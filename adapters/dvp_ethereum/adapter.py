@@ -20,6 +20,7 @@ from web3.types import TxParams
 from dvp import errors
 from dvp.units import Quantity, funds_short
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
+from dvp.sendlog import SignedTx
 from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
@@ -269,7 +270,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def _spend(
         self, party: str, asset: str, spender: str, amount: int | Callable[[], Awaitable[int]],
-        build: Callable[[Signature | None, int | None], Any], what: str, *, gas: int,
+        build: Callable[[Signature | None, int | None], Any], what: str, *, gas: int, purpose: TxPurpose,
         settled: Callable[[str, bool], None] | None = None,
     ) -> list[str]:  # fmt: skip
         """Send ``what``, which pulls ``amount`` of ``asset`` from ``party`` with transferFrom.
@@ -284,11 +285,13 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         with web3_errors(what, self.name):
             if await self._permit_token(asset):
                 permit = PermitRequest(token, spender)
-                return await self._sent.send(key, [Tx(what, build, gas=gas, value=amount, permit=permit, settled=settled)])
+                return await self._sent.send(key, [Tx(what, build, gas=gas, value=amount, permit=permit, settled=settled,
+                                                      purpose=purpose)], party)  # fmt: skip
             return await self._sent.send(key, [
-                Tx(f"approve {asset}", lambda _s, v: token.functions.approve(spender, v), gas=_GAS["approve"], value=amount),
-                Tx(what, lambda _s, _v: build(None, None), gas=gas, settled=settled),
-            ])  # fmt: skip
+                Tx(f"approve {asset}", lambda _s, v: token.functions.approve(spender, v), gas=_GAS["approve"], value=amount,
+                   purpose=TxPurpose.APPROVE),
+                Tx(what, lambda _s, _v: build(None, None), gas=gas, settled=settled, purpose=purpose),
+            ], party)  # fmt: skip
 
     async def _permit_token(self, asset: str) -> bool:
         """Whether the token implements ERC-2612 (asked once: tokens do not change)."""
@@ -307,12 +310,16 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
         return self._sender
 
-    async def _send(self, party: str, call, what: str, gas: int | None = None) -> str:
+    async def _send(self, party: str, call, what: str, gas: int | None = None, purpose: TxPurpose | None = None) -> str:
         """One transaction of ``party``, nonce assigned locally (see nonces.py)."""
         key = self._key(party)
         with web3_errors(what, self.name):
-            (tx_id,) = await self._sent.send(key, [Tx(what, lambda _s, _v: call, gas=gas)])
+            (tx_id,) = await self._sent.send(key, [Tx(what, lambda _s, _v: call, gas=gas, purpose=purpose)], party)
         return tx_id
+
+    async def rebroadcast(self, signed: SignedTx) -> None:
+        with web3_errors(f"rebroadcast {signed.tx_id}", self.name):
+            await self._sent.rebroadcast(signed.tx_id, bytes.fromhex(signed.raw))
 
     def _submitted(self, tx_id: str, purpose: TxPurpose, payer: str) -> Submitted:
         return Submitted(ledger=self.name, tx_id=tx_id, purpose=purpose, payer=payer)
@@ -377,18 +384,19 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 return htlc.functions.lock(*args)
             return htlc.functions.lockWithPermit(*args, (sig.deadline, sig.v, sig.r, sig.s))
 
-        ids = await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, build, "lock", gas=_GAS["lock"])
+        ids = await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, build, "lock", gas=_GAS["lock"],
+                                purpose=TxPurpose.LOCK)
         return self._spent(ids, TxPurpose.LOCK, terms.sender)
 
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         if len(preimage) != 32:
             raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
         call = self._need(self.htlc, "htlc_address").functions.claim(self._lock_b32(lock_id), preimage)
-        return Submission([self._submitted(await self._send(submitter, call, "claim"), TxPurpose.CLAIM, submitter)])
+        return Submission([self._submitted(await self._send(submitter, call, "claim", purpose=TxPurpose.CLAIM), TxPurpose.CLAIM, submitter)])
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         call = self._need(self.htlc, "htlc_address").functions.refund(self._lock_b32(lock_id))
-        return Submission([self._submitted(await self._send(submitter, call, "refund"), TxPurpose.REFUND, submitter)])
+        return Submission([self._submitted(await self._send(submitter, call, "refund", purpose=TxPurpose.REFUND), TxPurpose.REFUND, submitter)])
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         htlc = self._need(self.htlc, "htlc_address")
@@ -516,7 +524,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
         try:
             ids = await self._spend(order.seller, order.security, dvp.address, allowance, build, "propose DvP",
-                                    gas=_GAS["propose"], settled=settled)  # fmt: skip
+                                    gas=_GAS["propose"], purpose=TxPurpose.PROPOSE, settled=settled)  # fmt: skip
         except BaseException:
             self._granting[key].discard(order.nonce)
             raise
@@ -532,14 +540,14 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             return dvp.functions.acceptWithPermit(order_id, (value, sig.deadline, sig.v, sig.r, sig.s))
 
         ids = await self._spend(order.buyer, order.cash, dvp.address, order.cash_amount, build, "accept DvP",
-                                gas=_GAS["accept"])  # fmt: skip
+                                gas=_GAS["accept"], purpose=TxPurpose.ACCEPT)  # fmt: skip
         return self._spent(ids, TxPurpose.ACCEPT, order.buyer)
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """The seller's ``cancel``: the contract closes the order (only its seller, only while
         open), after which ``accept`` reverts NotOpen; the seller's allowance then moves nothing."""
         call = self._need(self.dvp, "dvp_address").functions.cancel(_b32(self.order_id(order)))
-        tx_id = await self._send(order.seller, call, "cancel DvP", gas=_GAS["cancel"])
+        tx_id = await self._send(order.seller, call, "cancel DvP", gas=_GAS["cancel"], purpose=TxPurpose.CANCEL)
         return Submission([self._submitted(tx_id, TxPurpose.CANCEL, order.seller)])
 
     async def get_order(self, order_id: str) -> OrderState | None:

@@ -15,13 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_account.typed_transactions import TypedTransaction
+from hexbytes import HexBytes
 from eth_utils import to_checksum_address
 from web3 import AsyncWeb3
 
-from dvp import errors
+from dvp import errors, sendlog
+from dvp.sendlog import SignedTx
 
-from .nonces import AccountNonces, PermitNonces, nonce_taken
+from .nonces import AccountNonces, InFlight, PermitNonces, nonce_taken
 from .receipts import ReceiptWatcher
 
 # Broadcast failures worth one more try with the same signed bytes.
@@ -59,6 +63,7 @@ class Tx:
     value: int | Callable[[], Awaitable[int]] | None = None
     permit: PermitRequest | None = None
     settled: Callable[[str, bool], None] | None = None
+    purpose: str | None = None  # a TxPurpose value, journaled with the signed bytes (default: what)
 
 
 class Sender:
@@ -98,15 +103,18 @@ class Sender:
         await self.watcher.close()
 
     # -- sending ---------------------------------------------------------------------------
-    async def send(self, account: LocalAccount, txs: list[Tx]) -> list[str]:
+    async def send(self, account: LocalAccount, txs: list[Tx], payer: str | None = None) -> list[str]:
         """Broadcast ``txs`` with consecutive nonces; their ids, in order.
 
         Nonces are assigned and transactions signed under the account's lock; they are
         broadcast after it is released, so one account's sends do not queue behind each
-        other's round trips (a node holds a later nonce until the earlier one arrives)."""
+        other's round trips (a node holds a later nonce until the earlier one arrives).
+        Between signing and broadcasting, the signed bytes go to the journal
+        (:func:`dvp.sendlog.before_broadcast`, ``payer`` the party that signs)."""
         fees, clock = await self._fee_fields()
         gases = [tx.gas or await self._estimate(account, tx) for tx in txs]
         ids: list[str] = []
+        journaled: list[SignedTx] = []  # of this send, the first ``len(ids)`` broadcast
         nonces = self.account(account.address)
         for _attempt in range(3):
             signed: list[tuple[str, bytes, int]] = []
@@ -115,6 +123,15 @@ class Sender:
                     tx_id, raw = await self._sign_one(account, tx, gas, nonce, fees, clock)
                     batch.sent(tx_id, raw)
                     signed.append((tx_id, raw, nonce))
+            journaled = journaled[:len(ids)] + [SignedTx(tx_id, raw.hex(), tx.purpose or tx.what, payer)
+                                                for (tx_id, raw, _), tx in zip(signed, txs[len(ids):])]
+            try:
+                await sendlog.before_broadcast(journaled)
+            except BaseException:  # not journaled, so never broadcast: the node's count is right
+                for dead, _, _ in signed:
+                    self.settled(dead, False)
+                nonces.invalidate()
+                raise
             for k, (tx_id, raw, _nonce) in enumerate(signed):
                 try:
                     await self._broadcast(raw)
@@ -131,6 +148,7 @@ class Sender:
                         break
                     raise
                 ids.append(tx_id)
+                sendlog.sent(len(ids), len(txs))
             if len(ids) == len(txs):
                 return ids
         raise errors.SubmitError(f"{txs[len(ids)].what}: nonce kept being taken by another sender")
@@ -146,6 +164,30 @@ class Sender:
             except Exception:  # noqa: BLE001 - the count is re-read instead
                 self.account(account.address).invalidate()
                 return
+
+    async def rebroadcast(self, tx_id: str, raw: bytes) -> None:
+        """Broadcast journaled signed bytes again (a resumed driver): nothing if mined or in
+        the node's pool already; Superseded, with the proof, if their nonce went to another
+        transaction."""
+        if await self.request("eth_getTransactionReceipt", [tx_id]) is not None:
+            return
+        tx = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+        address = Account.recover_transaction(raw)
+        try:
+            await self._broadcast(raw)
+        except Exception as exc:
+            if not nonce_taken(exc):
+                raise
+            if await self.request("eth_getTransactionByHash", [tx_id]) is not None:
+                return  # pending after all (a race with its first broadcast)
+            mined = await self.w3.eth.get_transaction_count(address, "latest")
+            raise errors.Superseded(
+                f"{tx_id} can never be mined: {address}'s nonce {tx['nonce']} is used by another transaction "
+                f"(the account's mined count is {mined}; the node refused the bytes: {exc})",
+                tx_id=tx_id, code="replaced",
+            ) from exc
+        # Known to this sender from now on: re-broadcast again if the pool drops it.
+        self.account(address).in_flight[tx_id] = InFlight(int(tx["nonce"]), raw)
 
     async def _broadcast(self, raw: bytes) -> None:
         for attempt in range(3):

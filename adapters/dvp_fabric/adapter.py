@@ -24,6 +24,8 @@ from typing import Any, Literal, TypeVar
 from dvp import errors
 from dvp.units import Quantity, funds_short
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, Observable
+from dvp import sendlog
+from dvp.sendlog import SignedTx
 from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
@@ -44,6 +46,7 @@ from dvp.models import (
     TxStatus,
 )
 from fabric_protos.common import ledger_pb2
+from fabric_protos.peer import transaction_pb2
 
 from . import gateway
 from .boundary import chaincode_code, gateway_errors
@@ -153,9 +156,32 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         async with self._gate.turn(keys) as pending:
             # A new proposal per attempt: its timestamp must stay within the chaincode's skew bound.
             tx = await self._retrying(lambda: contract.new_proposal(function, *args).endorse(), what)
-            commit = await self._retrying(tx.submit, what)
+            envelope = tx.signed_envelope()
+            # Sign, journal, then broadcast: the envelope and its id are journaled first.
+            await sendlog.before_broadcast([SignedTx(tx.transaction_id, envelope.hex(), purpose.value, party)])
+            commit = await self._retrying(lambda: tx.submit(envelope), what)
+            sendlog.sent(1, 1)
             pending(commit.status())
         return Submission([Submitted(tx_id=tx.transaction_id, ledger=self.name, purpose=purpose, payer=party)])
+
+    async def rebroadcast(self, signed: SignedTx) -> None:
+        """The journaled envelope again (same transaction id), unless a block has it: nothing
+        if it committed valid, Superseded (its validation code the proof) if invalid."""
+        network = self._reader.network
+        try:
+            raw = await self._retrying(lambda: network.get_contract("qscc").evaluate(
+                "GetTransactionByID", self.config.channel, signed.tx_id), f"look up {signed.tx_id} on {self.name}")
+        except gateway.EvaluateError:
+            raw = None  # not in a block (qscc refuses an unknown id): send it again
+        if raw is not None:
+            code = transaction_pb2.ProcessedTransaction.FromString(raw).validationCode
+            if code == transaction_pb2.TxValidationCode.VALID:
+                return
+            name = transaction_pb2.TxValidationCode.Name(code)
+            raise errors.Superseded(f"{signed.tx_id} on {self.name} can never commit: a block holds it invalid ({name})",
+                                    tx_id=signed.tx_id, code=name)
+        await self._retrying(lambda: network.submit_envelope(signed.tx_id, bytes.fromhex(signed.raw),
+                                                             f"rebroadcast on {self.name}"), f"rebroadcast on {self.name}")
 
     # -- clock and finality ---------------------------------------------------------------
     async def now(self) -> LedgerTime:

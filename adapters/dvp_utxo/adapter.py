@@ -42,6 +42,7 @@ from typing import Any, ClassVar, cast
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
+from dvp.sendlog import SignedTx
 from dvp.hashlock import matches
 from dvp.units import Quantity, funds_short
 from dvp.party.keys import no_key
@@ -66,7 +67,7 @@ from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
-from .htlc import UtxoLedger
+from .htlc import UtxoLedger, journaled_as
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
@@ -341,7 +342,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         async with self._send_lock:
             if self.view.outputs_to(htlc.script_pubkey):
                 raise errors.LockError(f"lock: a lock with this script already exists on {self.name} (duplicate lock id)")
-            with utxo_errors("lock", self.name):
+            with utxo_errors("lock", self.name), journaled_as(TxPurpose.LOCK, terms.sender):
                 txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
         self._watched.add(lock_id)
         return self._submission(txid, TxPurpose.LOCK, terms.sender)
@@ -365,10 +366,11 @@ class UtxoAdapter(LedgerAdapter, Observable):
             st = self.ledger.status(htlc)
             if not st.unspent:
                 raise self._not_locked(lock_id, st, "claim")
-            with utxo_errors("claim", self.name):
+            # The fee comes out of the locked amount: the recipient pays it, whoever submits.
+            payer = self._spend_payer(htlc, self._party_name(htlc.recipient_pubkey))
+            with utxo_errors("claim", self.name), journaled_as(TxPurpose.CLAIM, payer):
                 txid = await self.ledger.claim(htlc, key, preimage)
-        # The fee comes out of the locked amount: the recipient pays it, whoever submits.
-        return self._submission(txid, TxPurpose.CLAIM, self._party_name(htlc.recipient_pubkey))
+        return self._submission(txid, TxPurpose.CLAIM, payer)
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         htlc = self._parse_id(lock_id)
@@ -380,9 +382,39 @@ class UtxoAdapter(LedgerAdapter, Observable):
             st = self.ledger.status(htlc)
             if not st.unspent:
                 raise self._not_locked(lock_id, st, "refund")
-            with utxo_errors("refund", self.name):
+            payer = self._spend_payer(htlc, submitter)
+            with utxo_errors("refund", self.name), journaled_as(TxPurpose.REFUND, payer):
                 txid = await self.ledger.refund(htlc, key)
-        return self._submission(txid, TxPurpose.REFUND, submitter)
+        return self._submission(txid, TxPurpose.REFUND, payer)
+
+    def _spend_payer(self, htlc: HtlcScript, spender: str) -> str:
+        """Who pays the fee of a claim or refund of ``htlc``: the party spending it, out of
+        the locked amount."""
+        return spender
+
+    async def rebroadcast(self, signed: SignedTx) -> None:
+        """The journaled transaction again: nothing if in a block or the mempool; Superseded
+        if one of its inputs is spent by another transaction (the proof: that spend)."""
+        await self._refresh(f"rebroadcast {signed.tx_id}")
+        if self.view.tx_height(signed.tx_id) is not None or self.view.in_mempool(signed.tx_id):
+            return
+        wire = self.ledger.dialect.parse_tx(signed.raw)
+        try:
+            async with self._send_lock:
+                with utxo_errors(f"rebroadcast {signed.tx_id}", self.name):
+                    await self.ledger.broadcast_raw(signed.raw)
+        except errors.TransactionError as exc:
+            await self._refresh(f"rebroadcast {signed.tx_id}")
+            for i in wire.inputs:
+                spend = self.view.spend_of((i.prev_txid, i.prev_vout))
+                if spend is not None and spend.txid != signed.tx_id:
+                    where = f"in block {spend.height}" if spend.height is not None else "in the mempool"
+                    raise errors.Superseded(
+                        f"{signed.tx_id} on {self.name} can never confirm: its input {i.prev_txid}:{i.prev_vout} "
+                        f"is spent by {spend.txid} ({where}); the node refused it: {exc}",
+                        tx_id=signed.tx_id, code="conflict",
+                    ) from exc
+            raise
 
     def _signer(self, pubkey: bytes, what: str, role: str) -> Key:
         party = self._parties.get(pubkey)

@@ -9,9 +9,15 @@ is kept to :class:`NativeAsset` so that Elements issued assets can slot in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from bitcoin.core import CTransaction
+
+from dvp import sendlog
+from dvp.sendlog import SignedTx
 
 from .chain import ChainView
 from .dialect import Dialect
@@ -66,6 +72,22 @@ class HtlcStatus:
     spend_height: int | None = None
 
 
+# (purpose, payer) of the transaction being sent in a swap's step: set by the adapter around
+# the call that builds and broadcasts it, so that broadcast_raw journals it first.
+_journaled_as: ContextVar[tuple[str, str] | None] = ContextVar("dvp_utxo_journaled_as", default=None)
+
+
+@contextmanager
+def journaled_as(purpose: str, payer: str) -> Iterator[None]:
+    """The transaction broadcast within this block is a swap's ``purpose``, paid by ``payer``:
+    its signed bytes go to the journal (:func:`dvp.sendlog.before_broadcast`) before it is sent."""
+    token = _journaled_as.set((purpose, payer))
+    try:
+        yield
+    finally:
+        _journaled_as.reset(token)
+
+
 class UtxoLedger:
     def __init__(self, rpc: RpcClient, dialect: Dialect, view: ChainView, *, fee_rate: float = 2.0):
         self.rpc = rpc
@@ -81,6 +103,9 @@ class UtxoLedger:
     async def broadcast_raw(self, raw_hex: str) -> str:
         """Submit a serialised transaction of this ledger's family (Bitcoin or Elements)."""
         wire = self.dialect.parse_tx(raw_hex)
+        label = _journaled_as.get()
+        if label is not None:  # sign, journal, then broadcast
+            await sendlog.before_broadcast([SignedTx(wire.txid, raw_hex, *label)])
         try:
             txid = await self.rpc.call("sendrawtransaction", raw_hex)
         except RpcError as exc:
@@ -90,6 +115,8 @@ class UtxoLedger:
             else:
                 raise
         self.view.add_local(wire)
+        if label is not None:
+            sendlog.sent(1, 1)
         return txid
 
     async def pay(self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True) -> CTransaction:

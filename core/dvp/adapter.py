@@ -25,6 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
+from .sendlog import SignedTx
 from .errors import AuditFailed, ConfigError, LockNotFound, MalformedLockId, NotSupportedError
 from .models import (
     Asset,
@@ -133,6 +134,16 @@ class LedgerAdapter(ABC):
     async def wait_all(self, submission: Submission, *, timeout: float | None = None) -> list[TxStatus]:
         """``wait_final`` for each transaction of ``submission``, in order."""
         return [await self.wait_final(s.tx_id, timeout=timeout) for s in submission]
+
+    async def rebroadcast(self, signed: SignedTx) -> None:
+        """Broadcast again the very bytes of a transaction journaled before its broadcast
+        (:mod:`dvp.sendlog`): same id, idempotent whether or not it was sent, pending or final.
+
+        Raises Superseded, naming the ledger's proof, if it can never confirm (its nonce
+        taken by another transaction, its inputs spent elsewhere, marked invalid), so the
+        caller may build a new one; LedgerUnavailable.  An adapter whose send path journals
+        signed transactions implements it."""
+        raise NotSupportedError(f"ledger {self.name!r} ({self.kind}) does not journal signed transactions")
 
     def finality_timeout(self, timeout: float | None) -> float:
         """How long ``wait_final`` waits when not told: generous against the usual finality."""

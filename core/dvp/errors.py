@@ -13,6 +13,7 @@ and may add subclasses::
     │   ├── TransactionError        (tx_id, code) a transaction failed
     │   │   ├── SubmitError         rejected before inclusion (endorse, mempool, revert on estimate)
     │   │   ├── CommitError         included but invalid (reverted, MVCC conflict)
+    │   │   │   └── Superseded      a journaled signed transaction can never confirm (the ledger's proof)
     │   │   └── FinalityTimeout     not final within the allowed time
     │   └── LockError               the HTLC refused an operation
     │       ├── LockNotFound
@@ -84,6 +85,12 @@ class SubmitError(TransactionError):
 
 class CommitError(TransactionError):
     pass
+
+
+class Superseded(CommitError):
+    """A journaled signed transaction can no longer confirm: its nonce went to another
+    transaction, its inputs were spent elsewhere, or the ledger marked it invalid.  The
+    message is the ledger's proof, journaled before a new transaction is built."""
 
 
 class FinalityTimeout(TransactionError):

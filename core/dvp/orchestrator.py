@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from . import errors
+from . import errors, sendlog
 from .adapter import AtomicDvp, LedgerAdapter, TimeTravel
 from .hashlock import hashlock_of, new_secret
 from .journal import Journal, Step, SwapRecord
@@ -280,25 +280,35 @@ class _Run:
                        already_done: Callable[[], Awaitable[bool]]) -> str | None:
         """Send one step's transactions unless the ledger shows it done; wait for each.
 
-        Every transaction is journaled when broadcast (all of a submission in one write)
-        and again when final, with its fee and payer.  ``already_done()`` reads the
-        ledger, so a crash between sending and journaling never sends twice; a crash
-        after journaling resumes by waiting for the journaled transactions.
+        Sign, journal, then broadcast (:mod:`dvp.sendlog`): an adapter that journals signed
+        transactions has each one's id and signed bytes committed (``signed`` rows) before
+        any is broadcast; every transaction is journaled again when broadcast (all of a
+        submission in one write) and when final, with its fee and payer.  A resumed drive
+        re-broadcasts the journaled bytes and never builds a new transaction for the step
+        unless the ledger proves the journaled one can never confirm (an ``abandoned`` row
+        with the proof).  ``already_done()`` reads the ledger, so a crash between sending
+        and journaling on a ledger that does not journal signed bytes never sends twice.
         """
         done = self.done(step)
         if done:
             return done.tx_id
         adapter = self.o.ledgers[ledger]
-        journaled, final = self.attempt(step)
-        if journaled:
+        journaled, final, signed = self.attempt(step)
+        if journaled or signed:
             try:
+                if signed:
+                    journaled = await self.resend(step, ledger, journaled, final, signed)
                 return await self.finish(step, ledger, journaled, final)
+            except errors.FinalityTimeout:
+                if signed:  # not proven dead: the same bytes are sent again on the next resume
+                    raise
             except (errors.TransactionError, errors.LockError):
                 pass  # the journaled attempt failed on the ledger: read the ledger, maybe send again
         if not await already_done():
             await self.note(step, Phase.INTENT, ledger)
             self.o.progress(self.id, f"{step}: sending on {ledger}")
-            submission = await send()
+            with sendlog.journaling(self.journal_signed(step, ledger)):
+                submission = await send()
             rows = [{"tx_id": s.tx_id, "purpose": s.purpose.value, "payer": s.payer} for s in submission]
             self.o.journal.record_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
             return await self.finish(step, ledger, rows, set())
@@ -307,13 +317,48 @@ class _Run:
         await self.note(step, Phase.RESULT, ledger, recovered=True)
         return None
 
-    def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str]]:
-        """The transactions journaled by ``step``'s latest attempt, and those of them already final."""
+    def journal_signed(self, step: str, ledger: str) -> sendlog.Hook:
+        """The :mod:`dvp.sendlog` hook of ``step``: its signed transactions, one commit."""
+
+        async def hook(signed: list[sendlog.SignedTx]) -> None:
+            rows = [{"tx_id": s.tx_id, "raw": s.raw, "purpose": s.purpose, "payer": s.payer, "batch": len(signed)}
+                    for s in signed]
+            self.o.journal.record_all(self.id, step, Phase.SIGNED, rows, ledger=ledger)
+
+        return hook
+
+    async def resend(self, step: str, ledger: str, journaled: list[dict[str, Any]], final: set[str],
+                     signed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Re-broadcast, in order, the journaled signed transactions not yet final (the same
+        bytes: idempotent if they were sent); journal them as submitted if the crash came
+        before that.  Superseded (after an ``abandoned`` row with the ledger's proof) if one
+        can never confirm."""
+        adapter = self.o.ledgers[ledger]
+        for tx in signed:
+            if tx["tx_id"] in final:
+                continue
+            try:
+                await adapter.rebroadcast(sendlog.SignedTx(tx["tx_id"], tx["raw"], tx["purpose"], tx["payer"]))
+            except errors.Superseded as exc:
+                await self.note(step, Phase.ABANDONED, ledger, tx_id=tx["tx_id"], proof=str(exc))
+                raise
+        if journaled:
+            return journaled
+        rows = [{"tx_id": tx["tx_id"], "purpose": tx["purpose"], "payer": tx["payer"]} for tx in signed]
+        self.o.journal.record_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
+        return rows
+
+    def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str], list[dict[str, Any]]]:
+        """The transactions journaled as submitted by ``step``'s latest attempt, those of them
+        already final, and the signed transactions of its latest signing (a submission)."""
         rows = [s for s in self.o.journal.steps(self.id) if s.step == step]
         intents = [i for i, r in enumerate(rows) if r.phase == Phase.INTENT]
         attempt = rows[intents[-1]:] if intents else rows
         final = {r.tx_id for r in attempt if r.phase == Phase.FINAL and r.tx_id}
-        return [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED], final
+        signed = [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SIGNED]
+        if signed:  # the last submission signed (a sender that re-signed keeps only its last batch)
+            signed = signed[-int(signed[-1].get("batch") or 1):]
+        return [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED], final, signed
 
     async def finish(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> str:
         """Wait for each transaction not yet ``final`` in order, journal it final with its

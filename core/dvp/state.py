@@ -19,6 +19,8 @@ class Phase(StrEnum):
     """The rows a step writes, in order."""
 
     INTENT = "intent"  # before its transactions are sent
+    SIGNED = "signed"  # one per transaction signed, before any is broadcast: tx_id, raw, purpose, payer, batch
+    ABANDONED = "abandoned"  # a signed transaction the ledger proves can never confirm: tx_id, proof
     SUBMITTED = "submitted"  # one per transaction broadcast: tx_id, purpose, payer
     FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block
     RESULT = "result"  # the step is done (tx_id: the operation's own transaction, if any)

@@ -10,6 +10,7 @@ import pytest
 
 from dvp.journal import Journal
 from dvp.models import Behaviour
+from dvp.sendlog import Boundary
 
 from ..cli_helpers import dvp
 from ..scenarios import SETTLED, UNCHANGED, assert_conserved, changes, snapshot, spec_for
@@ -148,8 +149,8 @@ async def test_a_new_swap_first_resumes_what_a_crash_left(net, tmp_path, cli_env
 @pytest.mark.parametrize("pair", [pytest.param(p, id=p.id, marks=FABRIC_MARKS) for p in FABRIC_DRILL_PAIRS])
 async def test_a_fabric_swap_killed_at_a_few_steps_then_resumed(net, tmp_path, cli_env, journal_path, pair):
     """One drill per Fabric pair within `make test`: SIGKILL after the swap is journaled, after
-    its first transaction's intent, and after that transaction is journaled as submitted (a
-    transaction broadcast, its commit not yet seen), each time resumed to settlement."""
+    its first transaction's intent, and after that transaction's signed envelope is journaled
+    (not yet sent to the orderer), each time resumed to settlement."""
     scenario = tmp_path / "scenario.json"
     scenario.write_text(spec_for(pair).model_dump_json())
     for crash_after in (2, 4, 5):
@@ -158,11 +159,119 @@ async def test_a_fabric_swap_killed_at_a_few_steps_then_resumed(net, tmp_path, c
         assert run.returncode == -signal.SIGKILL, f"crash after write {crash_after}: {run.returncode} {run.stderr}"
         resumed = dvp(["resume"], cli_env)
         assert resumed.returncode == 0, resumed.stderr
+        await last_swap_settled(net, journal_path, pair, before, f"crash after write {crash_after}")
+
+
+async def last_swap_settled(net, journal_path, pair: Pair, before, why: str) -> list:
+    """The journal's last swap settled, value conserved and the trade delivered; its steps."""
+    journal = Journal(journal_path)
+    last = journal.swaps()[-1]
+    steps = journal.steps(last.id)
+    journal.close()
+    assert last.outcome == "settled", f"{why}: {last.outcome} {last.detail}"
+    after = await snapshot(net)
+    assert_conserved(before, after, steps)
+    assert changes(before, after, pair, steps) == SETTLED, why
+    return steps
+
+
+async def sent_by(net, ledger: str, party: str) -> int:
+    """How many transactions ``party`` has made on EVM ``ledger``, read from the ledger itself
+    (the account's mined nonce, which counts reverted and empty transactions too)."""
+    adapter = net.ledgers[ledger]
+    address = adapter.address_of(party)
+    pending = await adapter._w3.eth.get_transaction_count(address, "pending")
+    mined = await adapter._w3.eth.get_transaction_count(address, "latest")
+    assert pending == mined, f"{party} on {ledger}: {pending - mined} transaction(s) still in the pool"
+    return int(mined)
+
+
+async def ledger_counts(net, pair: Pair) -> dict[tuple[str, str], int]:
+    """Each party's transaction count on each EVM ledger of the pair."""
+    return {(ledger, party): await sent_by(net, ledger, party)
+            for ledger in {pair.security, pair.cash} if net.ledgers[ledger].kind == "ethereum"
+            for party in ("seller", "buyer")}
+
+
+async def htlc_txs(net, ledger: str, lock_id: str) -> tuple[set[str], set[str]]:
+    """On UTXO ``ledger``, read from its blocks: the transactions that paid the lock's script
+    (its locks) and those that spent them (its claims and refunds)."""
+    adapter = net.ledgers[ledger]
+    await adapter._refresh("count")
+    outputs = adapter.view.outputs_to(adapter._parse_id(lock_id).script_pubkey)
+    spends = {adapter.view.spend_of(u.outpoint) for u in outputs}
+    return {u.outpoint[0] for u in outputs}, {s.txid for s in spends if s is not None}
+
+
+async def assert_sent_once(net, pair: Pair, swap, steps, sent_before, why: str) -> None:
+    """From the LEDGERS: every transaction of the swap is one the journal has final, and each
+    lock, claim and refund was made once."""
+    finals = {s.tx_id: s for s in steps if s.phase == "final"}
+    sent_after = await ledger_counts(net, pair)
+    journaled = {key: sum(1 for s in finals.values() if (s.ledger, s.detail["payer"]) == key) for key in sent_after}
+    on_ledgers = {key: sent_after[key] - sent_before[key] for key in sent_after}
+    assert on_ledgers == journaled, f"{why}: EVM ledgers {on_ledgers}, journal {journaled}"
+    for leg, ledger in (("security", pair.security), ("cash", pair.cash)):
+        kind = net.ledgers[ledger].kind
+        if kind == "ethereum":
+            continue
+        lock_id = swap.data[f"lock_{leg}"]
+        if kind == "fabric":  # the chaincode's events: every valid transaction on the lock
+            events = [e async for e in net.ledgers[ledger].observe() if e.lock_id == lock_id]
+            locks = {e.tx_id for e in events if e.kind == "locked"}
+            spends = {e.tx_id for e in events if e.kind != "locked"}
+            assert len(events) == 2, f"{why}: {leg} leg on {ledger}: {[(e.kind, e.tx_id) for e in events]}"
+        else:
+            locks, spends = await htlc_txs(net, ledger, lock_id)
+        mine = {s.tx_id for s in finals.values() if s.step.endswith(leg) and s.ledger == ledger}
+        assert len(locks) == 1 and len(spends) == 1 and locks | spends == mine, \
+            f"{why}: {leg} leg on {ledger}: locks {locks}, claims/refunds {spends}, journal {mine}"
+    mains = [(s.step, s.detail["purpose"]) for s in finals.values() if s.detail["purpose"] != "approve"]
+    assert sorted(mains) == sorted(set(mains)) and len(mains) == 4, f"{why}: {mains}"
+    assert not [s for s in steps if s.phase == "abandoned"], why
+    # Each signed transaction was the one that went final: re-broadcast, never rebuilt.
+    assert {s.tx_id for s in steps if s.phase == "signed"} == set(finals), why
+
+
+# (pair, kill points): kill at the N-th pass of a send boundary (BOUNDARY:N).  `make test`: one
+# cheap drill per platform, a few points; every boundary of every step under `matrix`.
+EVERY_BOUNDARY = tuple(f"{b.value}:{n}" for b in Boundary for n in range(1, 5))
+BOUNDARY_DRILLS = [
+    pytest.param(CROSS_PAIRS[0], ("journaled:1", "broadcast:2", "journaled:3"), id=f"htlc-{CROSS_PAIRS[0].id}-3-points"),
+    pytest.param(CROSS_PAIRS[1], ("journaled:2", "broadcast:3"), id=f"htlc-{CROSS_PAIRS[1].id}-2-points"),
+    pytest.param(Pair("elements", "evm-a"), ("journaled:1", "broadcast:3"), id="htlc-elements->evm-a-2-points",
+                 marks=ELEMENTS_MARKS),
+    pytest.param(Pair("fabric-a", "evm-a"), ("journaled:1", "broadcast:3"), id="htlc-fabric-a->evm-a-2-points",
+                 marks=FABRIC_MARKS),
+    *(pytest.param(p, EVERY_BOUNDARY, id=f"htlc-{p.id}-every-boundary", marks=MATRIX + marks)
+      for p, marks in ((CROSS_PAIRS[0], []), (CROSS_PAIRS[1], []), (Pair("elements", "evm-a"), ELEMENTS_MARKS),
+                       (Pair("fabric-a", "evm-a"), FABRIC_MARKS))),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pair", "points"), BOUNDARY_DRILLS)
+async def test_killed_at_a_send_boundary_then_resumed(net, tmp_path, cli_env, journal_path, pair, points):
+    """Killed after signing, after journaling the signed bytes, between two transactions of
+    one submission, right after a broadcast: the resumed swap settles, and the LEDGERS show
+    no transaction the journal does not have final and none sent twice (EVM: each party's
+    mined nonce; UTXO: the transactions paying and spending the lock's script): one lock and
+    one claim per leg, and an approve where the token needs one."""
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(spec_for(pair).model_dump_json())
+    killed = 0
+    for point in points:
+        before, sent_before = await snapshot(net), await ledger_counts(net, pair)
+        run = dvp(["swap", str(scenario)], cli_env, crash_at=point)
+        if run.returncode != -signal.SIGKILL:  # the swap never passed this boundary that often
+            assert run.returncode == 0, run.stderr
+        else:
+            killed += 1
+            resumed = dvp(["resume"], cli_env)
+            assert resumed.returncode == 0, resumed.stderr
+        steps = await last_swap_settled(net, journal_path, pair, before, f"killed at {point}")
         journal = Journal(journal_path)
-        last = journal.swaps()[-1]
-        steps = journal.steps(last.id)
+        swap = journal.swaps()[-1]
         journal.close()
-        assert last.outcome == "settled", f"crash after write {crash_after}: {last.outcome} {last.detail}"
-        after = await snapshot(net)
-        assert_conserved(before, after, steps)
-        assert changes(before, after, pair, steps) == SETTLED, f"crash after write {crash_after}"
+        await assert_sent_once(net, pair, swap, steps, sent_before, f"killed at {point}")
+    assert killed >= min(len(points), 2), "the drill should have killed the swap at several boundaries"

@@ -280,8 +280,9 @@ async def test_a_counter_leg_claimed_by_hand_then_a_refund_is_a_principal_loss(o
 
 
 async def test_every_transaction_of_a_step_is_journaled_and_waited_for(orch, ledgers):
-    """An operation of two transactions (approve, then lock): each is journaled when
-    broadcast and when final, with its purpose, payer and fee; the step has one result."""
+    """An operation of two transactions (approve, then lock): each is journaled signed
+    (before either is broadcast), when broadcast and when final, with its purpose, payer
+    and fee; the step has one result."""
     ledgers["a"].approve_before_lock = True
     ledgers["a"].fee = 21
     result = await orch.run(spec())
@@ -289,6 +290,7 @@ async def test_every_transaction_of_a_step_is_journaled_and_waited_for(orch, led
     rows = [(s.phase, s.detail.get("purpose"), s.detail.get("payer"), s.detail.get("fee"))
             for s in result.steps if s.step == "lock security"]
     assert rows == [("intent", None, None, None),
+                    ("signed", "approve", "seller", None), ("signed", "lock", "seller", None),
                     ("submitted", "approve", "seller", None), ("submitted", "lock", "seller", None),
                     ("final", "approve", "seller", 21), ("final", "lock", "seller", 21),
                     ("result", None, None, None)]

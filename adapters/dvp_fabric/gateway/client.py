@@ -107,6 +107,15 @@ class Network:
     def get_contract(self, chaincode: str) -> Contract:
         return Contract(self, chaincode)
 
+    async def submit_envelope(self, transaction_id: str, envelope: bytes, what: str) -> Commit:
+        """Send a signed transaction envelope to the orderer (the same bytes again are the
+        same transaction id: the peers validate only its first commit)."""
+        g = self.gateway
+        request = gateway_pb2.SubmitRequest(transaction_id=transaction_id, channel_id=self.name,
+                                            prepared_transaction=common_pb2.Envelope.FromString(envelope))
+        await _call(g.stub.Submit, request, g.timeouts.submit, SubmitError, transaction_id, what)
+        return Commit(self, transaction_id)
+
     def get_commit(self, transaction_id: str) -> Commit:
         """The commit of a transaction known only by its id (e.g. after a restart)."""
         return Commit(self, transaction_id)
@@ -213,15 +222,19 @@ class Transaction:
         self.envelope = envelope
         self.result = _result_of(envelope)
 
-    async def submit(self) -> Commit:
-        """Sign and send to the orderer; returns once the orderer accepted it."""
+    def signed_envelope(self) -> bytes:
+        """The endorsed transaction signed by the client, as the orderer takes it: what
+        :meth:`Network.submit_envelope` sends (again, after a restart)."""
         g = self.proposal._gateway
+        return common_pb2.Envelope(payload=self.envelope.payload,
+                                   signature=g.signer.sign(self.envelope.payload)).SerializeToString()
+
+    async def submit(self, envelope: bytes | None = None) -> Commit:
+        """Sign (unless given ``envelope``, its :meth:`signed_envelope`) and send to the
+        orderer; returns once the orderer accepted it."""
         network = self.proposal.contract.network
-        envelope = common_pb2.Envelope(payload=self.envelope.payload, signature=g.signer.sign(self.envelope.payload))
-        request = gateway_pb2.SubmitRequest(transaction_id=self.transaction_id, channel_id=network.name,
-                                            prepared_transaction=envelope)
-        await _call(g.stub.Submit, request, g.timeouts.submit, SubmitError, self.transaction_id, self.proposal.what)
-        return Commit(network, self.transaction_id)
+        return await network.submit_envelope(self.transaction_id, envelope or self.signed_envelope(),
+                                             self.proposal.what)
 
 
 class Commit:

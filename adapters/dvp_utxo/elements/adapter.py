@@ -31,15 +31,16 @@ from typing import Any
 
 from dvp import errors
 from dvp.adapter import AtomicDvp
-from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, Submitted, TxPurpose
+from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxPurpose
 
 from ..adapter import ISSUER_SIGNS, UtxoAdapter
 from ..boundary import utxo_errors
+from ..htlc import journaled_as
 from ..chain import ChainView
 from ..dialect import Dialect
 from ..keys import p2wpkh_script
 from ..rpc import RpcClient
-from ..script import ScriptError
+from ..script import HtlcScript, ScriptError
 from ..tx import Utxo, fee_for
 from .config import ElementsConfig
 from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
@@ -137,20 +138,12 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         return self._submission(txid, TxPurpose.ISSUE, payer_name)
 
     # -- who pays a claim's or refund's fee ----------------------------------------------------
-    async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
-        return self._reserve_payer(lock_id, await super().claim(lock_id, preimage, submitter=submitter))
-
-    async def refund(self, lock_id: str, *, submitter: str) -> Submission:
-        return self._reserve_payer(lock_id, await super().refund(lock_id, submitter=submitter))
-
-    def _reserve_payer(self, lock_id: str, sub: Submission) -> Submission:
+    def _spend_payer(self, htlc: HtlcScript, spender: str) -> str:
         """An issued asset's claim or refund pays its fee from the policy-asset reserve the
         sender locked beside it: the sender paid that fee, whoever submits."""
-        htlc = self._parse_id(lock_id)
         if not any(u.asset != self.config.policy_asset for u in self.view.outputs_to(htlc.script_pubkey)):
-            return sub  # a policy-asset lock: the fee comes out of the amount, as on Bitcoin
-        sender = self._party_name(htlc.sender_pubkey)
-        return Submission([Submitted(**{**s.model_dump(), "payer": sender}) for s in sub])
+            return spender  # a policy-asset lock: the fee comes out of the amount, as on Bitcoin
+        return self._party_name(htlc.sender_pubkey)
 
     # -- single-ledger DvP ------------------------------------------------------------------
     def _order(self, order: DvpOrder) -> OrderScript:
@@ -179,7 +172,7 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         async with self._send_lock:
             if self.view.outputs_to(script.script_pubkey):
                 raise errors.SubmitError(f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate")
-            with utxo_errors("propose", self.name):
+            with utxo_errors("propose", self.name), journaled_as(TxPurpose.PROPOSE, order.seller):
                 tx = self.ledger.payment_tx(seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)])
                 txid = await self.ledger.send(tx)
         return self._submission(txid, TxPurpose.PROPOSE, order.seller)
@@ -189,7 +182,7 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         signs its own inputs; it is broadcast once."""
         await self._open_before_deadline(order, "accept")
         async with self._send_lock:
-            with utxo_errors("accept", self.name):
+            with utxo_errors("accept", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
                 txid = await self.ledger.send(self.signed_dvp(order))
         return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # fee_payer="buyer"
 
@@ -226,7 +219,7 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
             offered = self.view.unspent(script.script_pubkey)
             if not offered:
                 raise errors.SubmitError(f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
-            with utxo_errors("cancel", self.name):
+            with utxo_errors("cancel", self.name), journaled_as(TxPurpose.CANCEL, order.seller):
                 policy = self.config.policy_asset
                 funds = select_utxos(self.ledger.wallet(seller), {}, policy, self.config.fee_rate)
                 tx, _fee = build_cancel(script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate)

@@ -1,6 +1,8 @@
 """The crash drills' test seam: ``python -m dvp.testing.crash ARGS...`` is the ``dvp``
 command line, killed with SIGKILL right after the journal's N-th committed write, N from
-``DVP_CRASH_AFTER_WRITES`` (unset: never).  Production code has no such switch."""
+``DVP_CRASH_AFTER_WRITES`` (unset: never), or at the N-th pass of a send boundary
+(:class:`dvp.sendlog.Boundary`), ``DVP_CRASH_AT=BOUNDARY:N`` (``journaled:2``: the second
+step's signed bytes committed, nothing of it broadcast).  Production code has no such switch."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from typing import Any
 
 from ..env import env_int
 from ..errors import ConfigError
+from .. import sendlog
 from ..journal import Journal
+from ..sendlog import Boundary
 
 VARIABLE = "DVP_CRASH_AFTER_WRITES"
 # Kill right after the journal records a row of this step (e.g. "extract secret"): a party
 # that vanishes at a chosen point of its protocol, whatever order its other writes took.
 STEP_VARIABLE = "DVP_CRASH_AFTER_STEP"
+BOUNDARY_VARIABLE = "DVP_CRASH_AT"
 
 
 def install(after: int) -> None:
@@ -41,11 +46,33 @@ def install_after_step(step: str) -> None:
     Journal.record = record_then_die  # type: ignore[method-assign,assignment]
 
 
+def install_at_boundary(value: str) -> None:
+    """Kill this process the N-th time a send path passes a boundary (``BOUNDARY:N``)."""
+    name, _, count = value.partition(":")
+    try:
+        boundary, after = Boundary(name), int(count or "1")
+    except ValueError:
+        raise ConfigError(f"{BOUNDARY_VARIABLE}: {value!r} is not BOUNDARY:N "
+                          f"(BOUNDARY one of {', '.join(b.value for b in Boundary)})") from None
+    seen = 0
+
+    def maybe_die(reached: Boundary) -> None:
+        nonlocal seen
+        if reached is boundary:
+            seen += 1
+            if seen >= after:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sendlog.at_boundary = maybe_die
+
+
 def main() -> None:
     from ..cli import error_exit, main as cli
 
     try:
         after = env_int(VARIABLE, minimum=1)
+        if os.environ.get(BOUNDARY_VARIABLE):
+            install_at_boundary(os.environ[BOUNDARY_VARIABLE])
     except ConfigError as exc:
         error_exit(str(exc), exc.exit_code)
     if after is not None:

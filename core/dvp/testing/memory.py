@@ -9,11 +9,13 @@ import itertools
 import re
 from collections import defaultdict
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
-from .. import errors
+from .. import errors, sendlog
 from ..units import Quantity, funds_short
 from ..adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, TimeTravel
+from ..sendlog import SignedTx
 from ..models import (
     ClockKind,
     DvpOrder,
@@ -70,7 +72,10 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         self.locks: dict[str, _Lock] = {}
         self.fail_next: dict[str, Exception] = {}
         self._tx = itertools.count()
-        self.sent: list[str] = []
+        self.sent: list[str] = []  # operations that reached the ledger, in order
+        self.unsent: dict[str, tuple[str, Callable[[], None]]] = {}  # signed, not yet broadcast
+        self.rebroadcasts: list[str] = []
+        self.superseded: dict[str, str] = {}  # tx id -> why it can never confirm (a test sets it)
         self.waited: list[str] = []
         self.approve_before_lock = False
         self.fee: int | None = None
@@ -88,17 +93,41 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
     def finality(self) -> Finality:
         return Finality(confirmations=1, block_interval=1.0, expected_seconds=1.0, clock_skew=1.0)
 
-    def _block(self, op: str, payer: str) -> Submission:
+    async def _block(self, op: str, payer: str, effect: Callable[[], None]) -> Submission:
+        """Sign ``op`` (with an approve before a lock if asked), journal it through
+        :mod:`dvp.sendlog`, then "broadcast" it: ``effect`` is what it does to the ledger.
+        A crash drill that stops at a boundary before the last broadcast leaves the effect
+        waiting for :meth:`rebroadcast`."""
         if op in self.fail_next:
             raise self.fail_next.pop(op)
-        self.height += 1
-        self.time += 1
-        self.sent.append(op)
         before = []
         if op == "lock" and self.approve_before_lock:
             before = [Submitted(ledger=self.name, tx_id=self._tx_id(), purpose=TxPurpose.APPROVE, payer=payer)]
         purpose = _PURPOSE.get(op) or TxPurpose(op)
-        return Submission([*before, Submitted(ledger=self.name, tx_id=self._tx_id(), purpose=purpose, payer=payer)])
+        sub = Submission([*before, Submitted(ledger=self.name, tx_id=self._tx_id(), purpose=purpose, payer=payer)])
+        for s in sub:
+            self.unsent[s.tx_id] = (op, effect if s is sub[-1] else _nothing)
+        await sendlog.before_broadcast([SignedTx(s.tx_id, op.encode().hex(), s.purpose.value, payer) for s in sub])
+        for k, s in enumerate(sub, 1):
+            self._broadcast(s.tx_id)
+            sendlog.sent(k, len(sub))
+        return sub
+
+    def _broadcast(self, tx_id: str) -> None:
+        op, effect = self.unsent.pop(tx_id)
+        if effect is not _nothing:  # one block per operation, an approve with it
+            self.height += 1
+            self.time += 1
+            self.sent.append(op)
+        effect()
+
+    async def rebroadcast(self, signed: SignedTx) -> None:
+        """The signed transaction again: applied if it never reached the ledger, else nothing."""
+        self.rebroadcasts.append(signed.tx_id)
+        if signed.tx_id in self.superseded:
+            raise errors.Superseded(f"{signed.tx_id}: {self.superseded[signed.tx_id]}", tx_id=signed.tx_id)
+        if signed.tx_id in self.unsent:
+            self._broadcast(signed.tx_id)
 
     def _tx_id(self) -> str:
         return f"{self.name}-tx{next(self._tx)}"
@@ -118,9 +147,10 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
         self._known(to, asset)
-        sub = self._block("issue", "issuer")
-        self.balances[(to, asset)] += amount
-        return sub
+        def effect() -> None:
+            self.balances[(to, asset)] += amount
+
+        return await self._block("issue", "issuer", effect)
 
     def lock_id(self, terms: HtlcTerms) -> str:
         return hashlib.sha256(terms.model_dump_json().encode()).hexdigest()
@@ -146,10 +176,11 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockExpired("expiry in the past")
         if self.balances[(terms.sender, terms.asset)] < terms.amount:
             raise errors.SubmitError("insufficient balance")
-        sub = self._block("lock", terms.sender)
-        self.balances[(terms.sender, terms.asset)] -= terms.amount
-        self.locks[lock_id] = _Lock(terms)
-        return sub
+        def effect() -> None:
+            self.balances[(terms.sender, terms.asset)] -= terms.amount
+            self.locks[lock_id] = _Lock(terms)
+
+        return await self._block("lock", terms.sender, effect)
 
     def _well_formed(self, lock_id: str) -> str:
         if not _LOCK_ID.fullmatch(lock_id):
@@ -170,10 +201,11 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockError(f"lock {lock_id}: already {lock.status.value}")
         if self.time >= lock.terms.expiry:
             raise errors.LockExpired("the lock has expired; claim refused")
-        sub = self._block("claim", submitter)
-        lock.status, lock.preimage = LockStatus.CLAIMED, preimage.hex()
-        self.balances[(lock.terms.recipient, lock.terms.asset)] += lock.terms.amount
-        return sub
+        def effect() -> None:
+            lock.status, lock.preimage = LockStatus.CLAIMED, preimage.hex()
+            self.balances[(lock.terms.recipient, lock.terms.asset)] += lock.terms.amount
+
+        return await self._block("claim", submitter, effect)
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         lock = self._lock(lock_id)
@@ -183,10 +215,11 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockError("only the sender may refund")
         if self.time < lock.terms.expiry:
             raise errors.LockExpired("the lock has not expired yet; refund refused")
-        sub = self._block("refund", submitter)
-        lock.status = LockStatus.REFUNDED
-        self.balances[(lock.terms.sender, lock.terms.asset)] += lock.terms.amount
-        return sub
+        def effect() -> None:
+            lock.status = LockStatus.REFUNDED
+            self.balances[(lock.terms.sender, lock.terms.asset)] += lock.terms.amount
+
+        return await self._block("refund", submitter, effect)
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         lock = self.locks.get(self._well_formed(lock_id))
@@ -229,9 +262,10 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         order_id = self.order_id(order)
         if order_id in self.orders:
             raise errors.SubmitError("duplicate order")
-        sub = self._block("propose", order.seller)
-        self.orders[order_id] = (order, OrderStatus.OPEN)
-        return sub
+        def effect() -> None:
+            self.orders[order_id] = (order, OrderStatus.OPEN)
+
+        return await self._block("propose", order.seller, effect)
 
     async def accept_dvp(self, order: DvpOrder) -> Submission:
         order_id = self.order_id(order)
@@ -243,13 +277,14 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         if (self.balances[(order.seller, order.security)] < order.security_amount
                 or self.balances[(order.buyer, order.cash)] < order.cash_amount):
             raise errors.SubmitError("a party's balance is short")  # fmt: skip
-        sub = self._block("settle", order.buyer)
-        self.balances[(order.seller, order.security)] -= order.security_amount
-        self.balances[(order.buyer, order.security)] += order.security_amount
-        self.balances[(order.buyer, order.cash)] -= order.cash_amount
-        self.balances[(order.seller, order.cash)] += order.cash_amount
-        self.orders[order_id] = (order, OrderStatus.SETTLED)
-        return sub
+        def effect() -> None:
+            self.balances[(order.seller, order.security)] -= order.security_amount
+            self.balances[(order.buyer, order.security)] += order.security_amount
+            self.balances[(order.buyer, order.cash)] -= order.cash_amount
+            self.balances[(order.seller, order.cash)] += order.cash_amount
+            self.orders[order_id] = (order, OrderStatus.SETTLED)
+
+        return await self._block("settle", order.buyer, effect)
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """Signed by the seller (this ledger has no other signer for it); an order that is not
@@ -258,10 +293,15 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         found = self.orders.get(order_id)
         if found is None or found[1] is not OrderStatus.OPEN:
             raise errors.SubmitError(f"no open order {order_id[:12]}: {found[1].value if found else 'never proposed'}")
-        sub = self._block("cancel", order.seller)
-        self.orders[order_id] = (order, OrderStatus.CANCELLED)
-        return sub
+        def effect() -> None:
+            self.orders[order_id] = (order, OrderStatus.CANCELLED)
+
+        return await self._block("cancel", order.seller, effect)
 
     async def get_order(self, order_id: str) -> OrderState | None:
         found = self.orders.get(order_id)
         return OrderState(order_id=order_id, status=found[1]) if found else None
+
+
+def _nothing() -> None:
+    """What an approve does on this ledger."""
