@@ -28,6 +28,9 @@ from dvp.sendlog import SignedTx
 from .nonces import AccountNonces, InFlight, PermitNonces, nonce_taken
 from .receipts import ReceiptWatcher
 
+# How geth ("already known") and anvil ("transaction already imported") refuse bytes they hold.
+_ALREADY_HAVE = ("already known", "already imported")
+
 # Broadcast failures worth one more try with the same signed bytes.
 _TRANSIENT = (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError)
 
@@ -169,8 +172,8 @@ class Sender:
         """Broadcast journaled signed bytes again (a resumed driver): nothing if mined or in
         the node's pool already; Superseded, with the proof, if their nonce went to another
         transaction."""
-        if await self.request("eth_getTransactionReceipt", [tx_id]) is not None:
-            return
+        if await self.request("eth_getTransactionByHash", [tx_id]) is not None:
+            return  # pending or mined
         tx = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
         address = Account.recover_transaction(raw)
         try:
@@ -195,7 +198,7 @@ class Sender:
                 await self.w3.eth.send_raw_transaction(raw)
                 return
             except Exception as exc:
-                if "already known" in str(exc).lower():
+                if any(m in str(exc).lower() for m in _ALREADY_HAVE):
                     return  # an earlier attempt got through
                 if nonce_taken(exc) or attempt == 2 or not isinstance(exc, _TRANSIENT):
                     raise

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from .. import errors
+from .. import errors, sendlog
 from ..adapter import LedgerAdapter, Observable, TimeTravel
 from ..models import HtlcTerms, LedgerTime, LockStatus, Submission, TxStatus
 
@@ -81,6 +81,29 @@ class HtlcConformance:
 
     def terms(self, adapter: LedgerAdapter, now: LedgerTime, **kw: Any) -> tuple[HtlcTerms, bytes]:
         return make_terms(adapter, now, self.asset, amount=kw.pop("amount", self.amount), **kw)
+
+    async def test_a_lock_is_journaled_signed_before_it_is_sent_and_rebroadcast_is_idempotent(
+            self, adapter: LedgerAdapter) -> None:  # fmt: skip
+        """Sign, journal, then broadcast (dvp.sendlog): the lock's transactions reach the hook
+        with their ids before they are sent, and sending the same bytes again, pending or
+        final, changes nothing (no second lock, the same ids final)."""
+        signed: list[sendlog.SignedTx] = []
+
+        async def journal(txs: list[sendlog.SignedTx]) -> None:
+            signed.extend(txs)
+
+        terms, _ = self.terms(adapter, await adapter.now())
+        with sendlog.journaling(journal):
+            submission = await adapter.lock(terms)
+        assert [s.tx_id for s in signed] == [s.tx_id for s in submission]
+        assert all(s.raw and s.payer == terms.sender for s in signed), signed
+        for tx in signed:  # while pending
+            await adapter.rebroadcast(tx)
+        await adapter.wait_all(submission)
+        for tx in signed:  # once final
+            await adapter.rebroadcast(tx)
+        state = await adapter.get_lock(adapter.lock_id(terms))
+        assert state is not None and state.status is LockStatus.LOCKED
 
     async def test_lock_id_is_known_before_sending_and_the_ledger_agrees(self, adapter: LedgerAdapter) -> None:
         terms, _ = self.terms(adapter, await adapter.now())
