@@ -9,7 +9,7 @@ import secrets
 
 import pytest
 
-from dvp import errors
+from dvp import errors, sendlog
 from dvp.models import Asset, AssetKind, DvpOrder, HtlcTerms, LockStatus, OrderStatus
 from dvp.runtime.processes import stop
 from dvp_ethereum.adapter import EthereumAdapter
@@ -148,6 +148,43 @@ async def test_a_replaced_transaction_is_reported_and_the_account_resyncs(evm):
     again = _terms(evm, await evm.now())
     status = await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.lock(again)).tx_id)))
     assert status.successful
+    await no_gap(evm, "seller")
+
+
+class _Died(BaseException):
+    """The driver died between journaling its signed lock and broadcasting it."""
+
+
+async def test_a_journaled_lock_whose_nonce_another_transaction_took_is_proven_dead(evm):
+    """Sign, journal, then broadcast: the lock's signed bytes reach the journal hook and the
+    process dies before sending them; another transaction of the key takes the nonce and is
+    mined.  Re-broadcasting the journaled bytes raises Superseded naming that proof (the
+    resumed driver journals it as `abandoned` and only then builds a new lock)."""
+    journaled: list[sendlog.SignedTx] = []
+
+    async def journal_then_die(signed: list[sendlog.SignedTx]) -> None:
+        journaled.extend(signed)
+        raise _Died
+
+    terms = _terms(evm, await evm.now())
+    with sendlog.journaling(journal_then_die), pytest.raises(_Died):
+        await evm.lock(terms)
+    [lock] = journaled
+    assert await evm._sent.request("eth_getTransactionByHash", [lock.tx_id]) is None  # never sent
+    account = evm._key("seller")
+    nonce = await evm._w3.eth.get_transaction_count(account.address, "pending")
+    other = account.sign_transaction({"to": account.address, "value": 0, "gas": 21_000, "nonce": nonce,
+                                      "chainId": evm.config.chain_id, **(await evm._sent._fee_fields())[0]})
+    await evm._w3.eth.send_raw_transaction(other.raw_transaction)
+    await anvil(evm, "evm_mine")
+    with pytest.raises(errors.Superseded) as info:
+        await evm.rebroadcast(lock)
+    assert info.value.tx_id == lock.tx_id and f"nonce {nonce} is used by another transaction" in str(info.value)
+    assert await evm.get_lock(evm.lock_id(terms)) is None
+    # The account goes on: the next lock takes the next nonce, no gap.
+    again = _terms(evm, await evm.now())
+    sub = await evm.lock(again)
+    await mine_while(evm, asyncio.ensure_future(evm.wait_final(sub.tx_id)))
     await no_gap(evm, "seller")
 
 
