@@ -357,12 +357,14 @@ def cancel(settings: Settings, swap_id: str) -> None:
               help="Seconds between looks for unfinished swaps.")
 @click.option("--exit-when-idle", type=click.FloatRange(0), default=None,
               help="Exit once no unfinished swap has been seen for this many seconds (default: run for good).")
+@click.option("--reconnect", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+              help="Seconds to keep trying to reopen a lost journal before exiting 9.")
 @click.pass_obj
 @fail_cleanly
-def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: float | None) -> None:
+def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: float | None, reconnect: float) -> None:
     """Drive the journal's unfinished swaps, and new ones as they are submitted (many workers may share one journal)."""
     from .orchestrator import SwapResult
-    from .worker import work
+    from .worker import run_worker
 
     def report(item: SwapResult | Unfinished) -> None:
         if isinstance(item, Unfinished):
@@ -372,8 +374,10 @@ def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: fl
 
     async def go() -> int:
         async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
-            return await work(net.orchestrator(settings.journal_path, progress_printer()), report,
-                              concurrency=concurrency, poll=poll, idle_exit=exit_when_idle)
+            return await run_worker(lambda: net.orchestrator(settings.journal_path, progress_printer()), report,
+                                    reconnect=reconnect, say=lambda m: click.echo(one_line(m), err=True),
+                                    concurrency=concurrency, poll=poll,
+                                    idle_exit=exit_when_idle)
 
     console.print(f"worker: {asyncio.run(go())} swap(s) driven to an outcome")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from . import errors
 from .orchestrator import Orchestrator, SwapResult, Unfinished
@@ -82,3 +83,40 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
             task.cancel()
         if running:
             await asyncio.gather(*running.values(), return_exceptions=True)
+
+
+async def run_worker(open_orch: Callable[[], Orchestrator], report: Report, *, reconnect: float = 60.0,
+                     say: Callable[[str], None] = lambda m: None, **options: Any) -> int:
+    """:func:`work` on a journal opened by ``open_orch``; when the journal's server is lost
+    (JournalUnavailable), every drive of that session is stopped first (their leases went
+    with the session), then the journal is opened again, retried each second for up to
+    ``reconnect`` seconds, and the work goes on in the new session, which takes its leases
+    afresh: a reconnection never happens behind a running drive.  The swaps this worker
+    finished; JournalUnavailable once the server stays away longer than ``reconnect``."""
+    finished = 0
+
+    def counted(item: SwapResult | Unfinished) -> None:
+        nonlocal finished
+        finished += not isinstance(item, Unfinished)
+        report(item)
+
+    while True:
+        orch = open_orch()
+        try:
+            await work(orch, counted, **options)
+            return finished
+        except errors.JournalUnavailable as exc:
+            say(f"worker: {exc}; opening the journal again")
+        finally:
+            orch.journal.close()
+        deadline = time.monotonic() + reconnect
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                orch = open_orch()
+            except errors.JournalUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                continue
+            orch.journal.close()  # reachable again: the outer loop opens the one it works with
+            break

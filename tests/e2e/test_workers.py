@@ -1,6 +1,7 @@
 """Workers on one PostgreSQL journal (issue 20, item 4): swaps queued with `dvp swap --submit`
 are driven by three `dvp worker` processes, one of them SIGKILLed while it drives some;
-its swaps are taken over by the others.  Counted at the end: every swap ended (0 lost,
+its swaps are taken over by the others; then the PostgreSQL server is restarted once, and the
+two left stop their drives, open the journal again and go on.  Counted at the end: every swap ended (0 lost,
 0 stuck), none with a principal loss, value conserved, each party's balances moved by exactly
 one trade per settled swap.
 
@@ -38,7 +39,8 @@ def leases_of(url: str, pid: int) -> int:
     return int(row[0]) if row else 0
 
 
-async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(net, cli_env, pg_url, tmp_path):
+async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(net, cli_env, pg_server, pg_url,
+                                                                               tmp_path):
     env = {**cli_env, "DVP_JOURNAL": pg_url}
     before = await snapshot(net)
     scenario = tmp_path / "swap.json"
@@ -64,6 +66,8 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(n
         held = leases_of(pg_url, victim.pid)
         victim.kill()
         victim.wait(timeout=10)
+        time.sleep(1.0)
+        pg_server.restart()  # and the server itself, once: the others reconnect and go on
         outputs = [w.communicate(timeout=400) for w in workers if w is not victim]
     finally:
         for w in workers:
@@ -72,6 +76,7 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(n
                 w.wait()
     for w, (out, err) in zip([w for w in workers if w is not victim], outputs, strict=True):
         assert w.returncode == 0, (w.returncode, out, err)
+    assert all("opening the journal again" in err for _, err in outputs), [err for _, err in outputs]
 
     journal = Journal(pg_url)
     try:

@@ -62,7 +62,10 @@ class PostgresServer:
         self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}",
                    "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"])
         pwfile.unlink()
-        with open(self.log, "wb") as log:
+        return self._launch()
+
+    def _launch(self) -> PostgresServer:
+        with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
                  "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
@@ -78,6 +81,12 @@ class PostgresServer:
         self.stop()
         raise RuntimeError(f"postgres did not listen on 127.0.0.1:{self.port} within 60 s")
 
+    def restart(self) -> None:
+        """Stop the server (fast shutdown: every session is ended) and start it again on the
+        same data and port, as an operator's restart would."""
+        self._shutdown()
+        self._launch()
+
     def url(self, dbname: str = "postgres", *, user: str = USER, password: str = PASSWORD) -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}"
 
@@ -92,6 +101,10 @@ class PostgresServer:
 
     def stop(self) -> None:
         """Fast shutdown by the server's pid (SIGINT), then SIGKILL if it lingers; the directory goes."""
+        self._shutdown()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _shutdown(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -99,7 +112,6 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @contextlib.contextmanager
