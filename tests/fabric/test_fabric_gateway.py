@@ -12,6 +12,7 @@ import pytest
 from dvp import errors
 from dvp.models import LockStatus
 from dvp.orchestrator import Outcome
+from dvp.sendlog import SignedTx
 from dvp_fabric import gateway
 from fabric_protos.common import ledger_pb2
 
@@ -59,7 +60,8 @@ async def test_two_transactions_endorsed_on_one_balance_conflict_at_commit(fabri
     buyer = fabric.account("buyer")
     first = await contract.new_proposal("Transfer", buyer, "EUR", "1").endorse()
     second = await contract.new_proposal("Transfer", buyer, "EUR", "1").endorse()
-    commits = [await first.submit(), await second.submit()]
+    envelopes = [first.signed_envelope(), second.signed_envelope()]  # what the journal holds
+    commits = [await first.submit(envelopes[0]), await second.submit(envelopes[1])]
     await commits[0].expect_valid()
     with pytest.raises(gateway.CommitError) as caught:
         await commits[1].expect_valid()
@@ -68,6 +70,24 @@ async def test_two_transactions_endorsed_on_one_balance_conflict_at_commit(fabri
     assert err.tx_id == second.transaction_id
     with pytest.raises(errors.CommitError, match="MVCC_READ_CONFLICT"):
         await fabric.wait_final(second.transaction_id)
+    # Re-broadcasting journaled envelopes: the valid one is a no-op, the invalid one is proven
+    # dead by its block (what a resumed driver journals as `abandoned` before sending anew).
+    height = (await fabric.now()).height
+    await fabric.rebroadcast(SignedTx(first.transaction_id, envelopes[0].hex(), "transfer", "seller"))
+    with pytest.raises(errors.Superseded, match="MVCC_READ_CONFLICT") as proof:
+        await fabric.rebroadcast(SignedTx(second.transaction_id, envelopes[1].hex(), "transfer", "seller"))
+    assert proof.value.tx_id == second.transaction_id
+    assert (await fabric.now()).height == height  # nothing was sent again
+
+
+async def test_a_journaled_envelope_never_sent_is_sent_by_rebroadcast_with_its_transaction_id(fabric):
+    """A driver killed after journaling the signed envelope: the resumed one sends those bytes,
+    and the ledger commits that very transaction id."""
+    tx = await fabric.contract("seller").new_proposal("Transfer", fabric.account("buyer"), "EUR", "1").endorse()
+    signed = SignedTx(tx.transaction_id, tx.signed_envelope().hex(), "transfer", "seller")
+    await fabric.rebroadcast(signed)
+    assert (await fabric.wait_final(tx.transaction_id)).successful
+    await fabric.rebroadcast(signed)  # once committed: nothing
 
 
 async def test_chaincode_events_resume_after_the_checkpoint(fabric):

@@ -8,7 +8,7 @@ import secrets
 import pytest
 import pytest_asyncio
 
-from dvp import errors
+from dvp import errors, sendlog
 from dvp.models import Asset, AssetKind, Capability, ClockKind, HtlcTerms, LockStatus
 from dvp.registry import check_class
 from dvp.adapter import AtomicDvp, LedgerAdapter
@@ -16,6 +16,8 @@ from dvp.runtime.processes import free_port
 
 from dvp_utxo.adapter import UtxoAdapter
 from dvp_utxo.config import UtxoConfig
+from dvp.sendlog import SignedTx
+from dvp_utxo.tx import build_payment, tx_hex
 
 pytestmark = pytest.mark.utxo
 
@@ -236,3 +238,36 @@ async def test_unreachable_node_is_ledger_unavailable(btcd_ledger):
     with pytest.raises(errors.LedgerUnavailable, match="credentials"):
         await bad.connect()
     await bad.aclose()
+
+
+class _Died(BaseException):
+    """The driver died between journaling its signed lock and broadcasting it."""
+
+
+async def test_a_journaled_lock_whose_input_was_spent_elsewhere_is_proven_dead(adapter):
+    """Sign, journal, then broadcast: the funding transaction reaches the journal hook and the
+    process dies before sending it; the key then spends one of its inputs in another
+    transaction.  Re-broadcasting the journaled bytes raises Superseded naming that spend;
+    re-broadcasting a transaction already in a block is a no-op."""
+    journaled: list[SignedTx] = []
+
+    async def journal_then_die(signed: list[SignedTx]) -> None:
+        journaled.extend(signed)
+        raise _Died
+
+    _, t = await terms(adapter)
+    with sendlog.journaling(journal_then_die), pytest.raises(_Died):
+        await adapter.lock(t)
+    [lock] = journaled
+    wire = adapter.ledger.dialect.parse_tx(lock.raw)
+    key = adapter._key("seller")
+    inputs = [u for u in adapter.view.unspent(key.script_pubkey)
+              if (u.txid, u.vout) in {(i.prev_txid, i.prev_vout) for i in wire.inputs}]
+    assert inputs, "the journaled lock spends the seller's outputs"
+    other, _fee = build_payment(key, inputs, [(key.script_pubkey, 10_000)], adapter.ledger.fee_rate)
+    other_id = await adapter.ledger.broadcast(other)
+    with pytest.raises(errors.Superseded, match=f"is spent by {other_id}") as proof:
+        await adapter.rebroadcast(lock)
+    assert proof.value.tx_id == lock.tx_id and await adapter.get_lock(adapter.lock_id(t)) is None
+    assert (await adapter.wait_final(other_id)).successful
+    await adapter.rebroadcast(SignedTx(other_id, tx_hex(other), "pay", "seller"))  # in a block: nothing
