@@ -9,7 +9,14 @@ from dvp.network import Network
 from dvp.orchestrator import Outcome
 from dvp.testing import scenarios
 from dvp.testing.scenarios import (  # noqa: F401 - the suites' building blocks, from the kit
-    CASH_AMOUNT, SECURITY_AMOUNT, SETTLED, UNCHANGED, assert_conserved, changes, run, snapshot,
+    CASH_AMOUNT,
+    SECURITY_AMOUNT,
+    SETTLED,
+    UNCHANGED,
+    assert_conserved,
+    changes,
+    run,
+    snapshot,
 )
 
 from .testbed import NO_TIME_TRAVEL, Pair

@@ -18,10 +18,7 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import TxParams
 
 from dvp import errors
-from dvp.units import Quantity, funds_short
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
-from dvp.sendlog import SignedTx
-from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -40,6 +37,9 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
+from dvp.party.keys import no_key
+from dvp.sendlog import SignedTx
+from dvp.units import Quantity, funds_short
 
 from .artifacts import artifact
 from .boundary import decode_revert, error_for, web3_errors
@@ -222,13 +222,13 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 return decode_revert(result["output"])
             if "out of gas" in str(result.get("error", "")).lower():
                 return "OutOfGas"
-        except Exception:  # noqa: BLE001 - tracing is optional; fall back to replay
+        except Exception:
             pass
         try:
             tx = await self._w3.eth.get_transaction(HexStr(tx_id))
             call = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "gas": tx["gas"]}
             await self._w3.eth.call(cast(TxParams, call), block_identifier=block - 1)
-        except Exception as exc:  # noqa: BLE001 - only looking for revert data
+        except Exception as exc:
             data = getattr(exc, "data", None)
             return decode_revert(data if isinstance(data, str) else None)
         return None
@@ -299,7 +299,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             try:
                 await self._erc20(asset).functions.DOMAIN_SEPARATOR().call()
                 self._has_permit[asset] = True
-            except Exception:  # noqa: BLE001 - a revert or empty return: no permit
+            except Exception:
                 self._has_permit[asset] = False
         return self._has_permit[asset]
 

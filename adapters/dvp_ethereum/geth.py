@@ -13,9 +13,9 @@ import json
 import os
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
-from functools import partial
 
 from dvp.env import cache_dir
 from dvp.errors import ConfigError, LedgerUnavailable
@@ -59,7 +59,7 @@ def geth_args(datadir: Path, http_port: int, auth_port: int, block_time: float) 
 def rpc(url: str, method: str, params: list[Any], timeout: float = 10.0) -> Any:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
         reply = json.load(resp)
     if "error" in reply:
         raise LedgerUnavailable(f"geth {method}: {reply['error'].get('message')}")

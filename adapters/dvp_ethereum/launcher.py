@@ -6,8 +6,8 @@ from __future__ import annotations
 import platform
 import shutil
 import subprocess
-from pathlib import Path
 from functools import partial
+from pathlib import Path
 
 from eth_account import Account
 

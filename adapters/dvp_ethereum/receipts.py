@@ -53,7 +53,7 @@ class ReceiptWatcher:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - shutting down
+            except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
 
@@ -72,7 +72,7 @@ class ReceiptWatcher:
                 errors = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a waiter's own timeout reports it
+            except Exception as exc:
                 errors += 1
                 if errors >= 20:
                     for futures in self._waiters.values():
@@ -88,7 +88,7 @@ class ReceiptWatcher:
         if self._by_block:
             try:
                 receipts = await self._request("eth_getBlockReceipts", [hex(number)])
-            except Exception:  # noqa: BLE001 - a node without it: one request per waiter
+            except Exception:
                 self._by_block = False
             else:
                 for r in receipts or []:

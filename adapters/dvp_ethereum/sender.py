@@ -18,8 +18,8 @@ import aiohttp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions import TypedTransaction
-from hexbytes import HexBytes
 from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 from web3 import AsyncWeb3
 
 from dvp import errors, sendlog
@@ -164,7 +164,7 @@ class Sender:
                                                "chainId": self.chain_id, **fees})  # fmt: skip
             try:
                 await self._broadcast(bytes(filler.raw_transaction))
-            except Exception:  # noqa: BLE001 - the count is re-read instead
+            except Exception:
                 self.account(account.address).invalidate()
                 return
 

@@ -21,12 +21,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Any, Literal, TypeVar
 
-from dvp import errors
-from dvp.units import Quantity, funds_short
+from fabric_protos.common import ledger_pb2
+from fabric_protos.peer import transaction_pb2
+
+from dvp import errors, sendlog
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, Observable
-from dvp import sendlog
-from dvp.sendlog import SignedTx
-from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -45,8 +44,9 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
-from fabric_protos.common import ledger_pb2
-from fabric_protos.peer import transaction_pb2
+from dvp.party.keys import no_key
+from dvp.sendlog import SignedTx
+from dvp.units import Quantity, funds_short
 
 from . import gateway
 from .boundary import chaincode_code, gateway_errors

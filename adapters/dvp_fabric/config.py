@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, Field, model_validator
+
 from dvp.adapter import LedgerConfig
 from dvp.party.keys import unknown_party
-from pydantic import BaseModel, Field, model_validator
 
 
 class PeerConfig(BaseModel):

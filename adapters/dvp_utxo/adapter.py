@@ -34,18 +34,15 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from abc import ABCMeta
-from functools import cache
 import time
+from abc import ABCMeta
 from collections.abc import AsyncIterator
+from functools import cache
 from typing import Any, ClassVar, cast
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
-from dvp.sendlog import SignedTx
 from dvp.hashlock import matches
-from dvp.units import Quantity, funds_short
-from dvp.party.keys import no_key
 from dvp.models import (
     Asset,
     AssetKind,
@@ -62,6 +59,9 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
+from dvp.party.keys import no_key
+from dvp.sendlog import SignedTx
+from dvp.units import Quantity, funds_short
 
 from .boundary import utxo_errors
 from .chain import ChainView

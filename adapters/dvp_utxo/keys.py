@@ -99,7 +99,7 @@ class Key:
         with network_params(network):
             try:
                 s = CBitcoinSecret(wif)
-            except Exception as exc:  # noqa: BLE001 - base58 and prefix errors are not ValueErrors
+            except Exception as exc:
                 raise ValueError(f"not a WIF private key of network {network!r} ({exc})") from None
         if not s.is_compressed:
             raise ValueError("only compressed keys are supported (segwit)")

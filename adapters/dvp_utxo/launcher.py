@@ -63,7 +63,7 @@ def run_sync(coro: Awaitable[T]) -> T:
     def target() -> None:
         try:
             box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             box["error"] = exc
 
     t = threading.Thread(target=target)

@@ -20,7 +20,7 @@ import urllib.request
 _stop = False
 
 
-def _on_signal(signum, frame):  # noqa: ARG001
+def _on_signal(signum, frame):
     global _stop
     _stop = True
 

@@ -15,20 +15,32 @@ before it is funded (docs/design.md, rule 9).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
-from bitcoin.core import COutPoint, CMutableTransaction, CMutableTxIn, CMutableTxOut, CTransaction, lx, b2lx
+from bitcoin.core import (
+    CMutableTransaction,
+    CMutableTxIn,
+    CMutableTxOut,
+    COutPoint,
+    CTransaction,
+    CTxInWitness,
+    CTxWitness,
+    Hash160,
+    b2lx,
+    lx,
+)
 from bitcoin.core.script import (
+    OP_CHECKSIG,
+    OP_DUP,
+    OP_EQUALVERIFY,
+    OP_HASH160,
     SIGHASH_ALL,
     SIGVERSION_WITNESS_V0,
     CScript,
     CScriptWitness,
     SignatureHash,
 )
-from bitcoin.core import CTxInWitness, CTxWitness
-from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160
-from bitcoin.core import Hash160
 
 from .keys import Key, p2wpkh_script
 from .script import HtlcScript, claim_witness, refund_witness

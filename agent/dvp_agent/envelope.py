@@ -14,9 +14,10 @@ import binascii
 import json
 from typing import Any
 
+from pydantic import ValidationError
+
 from dvp.errors import MessageRefused
 from dvp.party.messages import MAX_MESSAGE_BYTES, Message
-from pydantic import ValidationError
 
 from .identity import Identity, PeerCert
 

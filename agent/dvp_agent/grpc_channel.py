@@ -21,6 +21,7 @@ from typing import Any, NoReturn
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
 from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
 from dvp.party.channel import Channel, Handler, cancelled_by_caller
 from dvp.party.limits import Limits

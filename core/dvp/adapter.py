@@ -25,7 +25,6 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from .sendlog import SignedTx
 from .errors import AuditFailed, ConfigError, LockNotFound, MalformedLockId, NotSupportedError
 from .models import (
     Asset,
@@ -42,6 +41,7 @@ from .models import (
     Submission,
     TxStatus,
 )
+from .sendlog import SignedTx
 
 T = TypeVar("T")
 M = TypeVar("M")

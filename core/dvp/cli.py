@@ -8,8 +8,8 @@ import functools
 import math
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
@@ -398,8 +398,8 @@ def _report_unfinished(item: Unfinished) -> int:
 def history(settings: Settings, swap_id: str | None) -> None:
     """Swaps in the journal, or one swap's timeline."""
     from .journal import Journal
-    from .orchestrator import Outcome, SwapResult
     from .models import SwapSpec
+    from .orchestrator import Outcome, SwapResult
 
     journal = Journal(settings.journal_path)
     found = [journal.get(swap_id)] if swap_id else journal.swaps()

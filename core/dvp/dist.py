@@ -89,7 +89,7 @@ def mirror_sums(mirror: Path) -> dict[str, str]:
 def _download(release: Release, dest: Path, progress: Progress) -> None:
     last = 0.0
     try:
-        with urllib.request.urlopen(release.url, timeout=60) as resp, dest.open("wb") as out:  # noqa: S310 - https only
+        with urllib.request.urlopen(release.url, timeout=60) as resp, dest.open("wb") as out:
             total = int(resp.headers.get("Content-Length") or 0)
             done = 0
             while chunk := resp.read(CHUNK):

@@ -8,8 +8,8 @@ lower-case hex of exactly 32 bytes.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Iterable
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator

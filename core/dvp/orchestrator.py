@@ -22,7 +22,6 @@ from . import errors, sendlog
 from .adapter import AtomicDvp, LedgerAdapter, TimeTravel
 from .hashlock import hashlock_of, new_secret
 from .journal import Journal, Step, SwapRecord
-from .state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName, SwapState
 from .lease import drive_lease
 from .models import (
     Asset,
@@ -36,6 +35,7 @@ from .models import (
     Submission,
     SwapSpec,
 )
+from .state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName, SwapState
 from .timeouts import budget, check_plan, second_leg_seconds
 
 Progress = Callable[[str, str], None]  # (swap_id, message)

@@ -36,9 +36,8 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from pathlib import Path
-
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest

@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 from functools import cache
 from importlib.metadata import entry_points
-
 from typing import Any
 
 from pydantic import ValidationError

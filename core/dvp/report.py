@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .journal import Step
-from .state import HtlcSwapState, Phase, state_of
 from .orchestrator import SwapResult
+from .state import HtlcSwapState, Phase, state_of
 
 Balances = dict[tuple[str, str, str], int]
 

@@ -19,7 +19,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from dvp import cli
-from dvp.journal import Journal, SwapRecord, Step
+from dvp.journal import Journal, Step, SwapRecord
 from dvp.models import SwapSpec
 from dvp.network import Network
 from dvp.runtime.processes import free_port

@@ -10,10 +10,9 @@ import time
 
 import pytest
 
-
 from ..scenarios import assert_conserved, spec_for
 from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair
-from .conftest import balances, Agents, run_async
+from .conftest import Agents, balances, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.slow]
 

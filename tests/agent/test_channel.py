@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
 from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
 from dvp.party.messages import MAX_MESSAGE_BYTES, Kind, Message
 from dvp.testing.proxy import PartitionProxy

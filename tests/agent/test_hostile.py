@@ -31,7 +31,7 @@ from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import balances, AgentProcess, Agents, run_async
+from .conftest import AgentProcess, Agents, balances, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(420)]
 

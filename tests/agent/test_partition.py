@@ -13,7 +13,7 @@ from dvp.testing.proxy import PartitionProxy
 
 from ..scenarios import assert_conserved, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import balances, Agents, run_async
+from .conftest import Agents, balances, run_async
 
 pytestmark = pytest.mark.agent
 

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+
 from dvp.testing.proxy import PartitionProxy
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(60)]

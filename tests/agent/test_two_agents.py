@@ -9,7 +9,7 @@ from dvp.models import Role
 
 from ..scenarios import SETTLED, changes, spec_for
 from ..testbed import CROSS_PAIRS, CROSS_PARAMS, Pair
-from .conftest import balances, Agents, run_async
+from .conftest import Agents, balances, run_async
 
 pytestmark = pytest.mark.agent
 

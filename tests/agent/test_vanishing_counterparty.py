@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
 from ..testbed import CROSS_PAIRS, Pair
-from .conftest import balances, Agents, run_async
+from .conftest import Agents, balances, run_async
 
 pytestmark = pytest.mark.agent
 

@@ -11,8 +11,8 @@ import pytest
 from dvp import errors
 from dvp.models import DvpOrder, LockStatus, OrderStatus
 
-from ..htlc_helpers import AMOUNT, make_terms
 from ..evm_helpers import calldata, mined_call, reverted_with
+from ..htlc_helpers import AMOUNT, make_terms
 
 LEDGER = "evm-a"
 

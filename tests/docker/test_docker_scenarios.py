@@ -11,7 +11,6 @@ from dvp.orchestrator import Outcome
 from dvp.registry import launcher_class
 from dvp.runtime.launcher import ledger_endpoint
 
-
 from ..scenarios import SETTLED, UNCHANGED, changes, run, spec_for
 from ..testbed import CROSS_PARAMS, container_ledgers, container_params
 

@@ -18,7 +18,15 @@ import pytest
 
 import dvp.runtime.docker as docker_runtime
 from dvp.env import env_flag
-from dvp.runtime.docker import DockerRuntime, Project, compose_dir, compose_images, engine_problem, exec_in, missing_images
+from dvp.runtime.docker import (
+    DockerRuntime,
+    Project,
+    compose_dir,
+    compose_images,
+    engine_problem,
+    exec_in,
+    missing_images,
+)
 from dvp.runtime.processes import alive
 from dvp.topology import LedgerSpec, Topology
 from dvp_fabric.bins import ImageInstall, chaincode_server
@@ -45,7 +53,7 @@ def fabric_in_docker(tmp_path_factory):
                        "Fabric install (README: Getting Fabric), or pull the official ones (docker/README.md)")  # fmt: skip
     try:
         chaincode_server()
-    except Exception as exc:  # noqa: BLE001 - the reason is the skip message
+    except Exception as exc:
         pytest.skip(str(exc).splitlines()[0])
     run_dir = tmp_path_factory.mktemp("fabric-docker")
     runtime = DockerRuntime(run_dir)

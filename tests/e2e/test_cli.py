@@ -17,9 +17,9 @@ from dvp.journal import Journal
 from dvp.runtime.processes import alive
 
 from ..cli_helpers import DVP, dvp, one_line_error
+from ..htlc_helpers import locked
 from ..scenarios import snapshot
 from ..testbed import CROSS_PAIRS, ELEMENTS_MISSING, FABRIC_MISSING, IN_CI, binary_missing
-from ..htlc_helpers import locked
 
 PAIR = CROSS_PAIRS[0]
 

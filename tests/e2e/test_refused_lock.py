@@ -13,10 +13,10 @@ from dvp.models import HtlcTerms
 from dvp.orchestrator import Outcome
 from dvp.runtime.processes import free_port
 
+from ..cli_helpers import dvp, one_line_error
 from ..htlc_helpers import pass_time
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, snapshot, spec_for
 from ..testbed import CROSS_PAIRS
-from ..cli_helpers import dvp, one_line_error
 
 PAIR = CROSS_PAIRS[0]
 

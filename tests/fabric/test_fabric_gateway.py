@@ -9,12 +9,13 @@ import secrets
 import time
 
 import pytest
+from fabric_protos.common import ledger_pb2
+
 from dvp import errors
 from dvp.models import LockStatus
 from dvp.orchestrator import Outcome
 from dvp.sendlog import SignedTx
 from dvp_fabric import gateway
-from fabric_protos.common import ledger_pb2
 
 from ..htlc_helpers import locked, make_terms
 from ..scenarios import (

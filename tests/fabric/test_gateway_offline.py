@@ -7,6 +7,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from fabric_protos.gateway import gateway_pb2
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+
 from dvp import errors
 from dvp_fabric.gateway import (
     Checkpoint,
@@ -21,9 +25,6 @@ from dvp_fabric.gateway.errors import (
     phase_error,
 )
 from dvp_fabric.gateway.identity import _P256_N
-from fabric_protos.gateway import gateway_pb2
-from google.protobuf import any_pb2
-from google.rpc import status_pb2
 
 
 def test_signatures_are_low_s_and_verify():

@@ -281,7 +281,7 @@ def test_a_lost_session_fails_the_next_write_and_frees_the_lease(pg_url):
         driver.create("s1", "htlc", {}, {})
         with driver.lease("s1"):
             with psycopg.connect(pg_url, autocommit=True) as admin:
-                pid = driver._db.info.backend_pid  # noqa: SLF001 - the session to cut, as a dead host's would be
+                pid = driver._db.info.backend_pid
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
             with pytest.raises(errors.JournalUnavailable, match="lost the connection") as lost:
                 driver.record("s1", "lock_seller", "intent")

@@ -6,13 +6,10 @@ import pytest
 
 from dvp import errors
 from dvp.journal import Journal
-from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, OrderStatus, Role, SwapSpec, Trade
 from dvp.lease import drive_lease
+from dvp.models import Asset, AssetKind, Behaviour, DvpOrder, HtlcPlan, Leg, OrderStatus, Role, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, Outcome, Unfinished
-
 from dvp.testing.memory import MemoryDvpLedger, MemoryLiveLedger
-
-
 
 
 @pytest.fixture

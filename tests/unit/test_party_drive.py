@@ -21,7 +21,6 @@ from dvp.party.channel import LocalChannel
 from dvp.party.messages import Kind, Message
 from dvp.party.run import PartyRun
 from dvp.state import HtlcSwapState, PartySide
-
 from dvp.testing.scenarios import DEV_POLICY
 
 from .test_party_agents import ASSETS, holdings, spec

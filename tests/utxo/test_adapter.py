@@ -9,14 +9,13 @@ import pytest
 import pytest_asyncio
 
 from dvp import errors, sendlog
+from dvp.adapter import AtomicDvp, LedgerAdapter
 from dvp.models import Asset, AssetKind, Capability, ClockKind, HtlcTerms, LockStatus
 from dvp.registry import check_class
-from dvp.adapter import AtomicDvp, LedgerAdapter
 from dvp.runtime.processes import free_port
-
+from dvp.sendlog import SignedTx
 from dvp_utxo.adapter import UtxoAdapter
 from dvp_utxo.config import UtxoConfig
-from dvp.sendlog import SignedTx
 from dvp_utxo.tx import build_payment, tx_hex
 
 pytestmark = pytest.mark.utxo

@@ -132,8 +132,8 @@ async def test_refund_with_early_nlocktime_rejected_by_cltv(chain):
     utxos = chain.ledger.status(htlc).unspent
     tx = chain.ledger.refund_tx(htlc, chain.keys["seller"], utxos)
     # Re-sign with nLockTime = current height but the real script.
-    from dvp_utxo.tx import _sign, _with_witness
     from dvp_utxo.script import refund_witness
+    from dvp_utxo.tx import _sign, _with_witness
 
     mtx = CMutableTransaction.from_tx(tx)
     mtx.nLockTime = cheat.lock_height

@@ -13,13 +13,12 @@ from .conftest import elementsd_or_skip
 
 elementsd_or_skip()
 
-from ..testbed import ELEMENTS_MARKS  # noqa: E402
-
 from dvp import errors  # noqa: E402
 from dvp.models import Asset, AssetKind, Capability, DvpOrder, HtlcTerms, LockStatus, OrderStatus  # noqa: E402
-
-from dvp_utxo.elements.adapter import ISSUED_UNIT, ISSUE_SUPPLY, ElementsAdapter  # noqa: E402
+from dvp_utxo.elements.adapter import ISSUE_SUPPLY, ISSUED_UNIT, ElementsAdapter  # noqa: E402
 from dvp_utxo.elements.config import ElementsConfig  # noqa: E402
+
+from ..testbed import ELEMENTS_MARKS  # noqa: E402
 
 pytestmark = [pytest.mark.utxo, pytest.mark.asyncio, *ELEMENTS_MARKS]
 

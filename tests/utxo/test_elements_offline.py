@@ -66,11 +66,11 @@ from dvp_utxo.elements.tx import (  # noqa: E402
     verify_signature,
 )
 from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
+from dvp_utxo.keys import Key  # noqa: E402
+from dvp_utxo.script import HtlcScript, parse_htlc_witness  # noqa: E402
 from dvp_utxo.tx import DUST_LIMIT, SEQUENCE_NONFINAL, TxBuildError, Utxo  # noqa: E402
 
 from .elements_blocks import block as _block  # noqa: E402
-from dvp_utxo.keys import Key  # noqa: E402
-from dvp_utxo.script import HtlcScript, parse_htlc_witness  # noqa: E402
 
 pytestmark = pytest.mark.utxo
 

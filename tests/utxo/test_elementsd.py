@@ -20,14 +20,14 @@ from .conftest import ElementsChain, elementsd_or_skip
 
 elementsd_or_skip()
 
-from ..testbed import ELEMENTS_MARKS  # noqa: E402
-
 from dvp_utxo.elements.dvp import DvpTerms, finalize_dvp, sign_dvp  # noqa: E402
 from dvp_utxo.elements.tx import ElementsTx, TxIn, TxOut, assemble, set_witnesses, sign_input  # noqa: E402
 from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
 from dvp_utxo.rpc import RpcError  # noqa: E402
 from dvp_utxo.script import HtlcScript, refund_witness  # noqa: E402
 from dvp_utxo.tx import SEQUENCE_NONFINAL  # noqa: E402
+
+from ..testbed import ELEMENTS_MARKS  # noqa: E402
 
 pytestmark = [pytest.mark.utxo, pytest.mark.asyncio, *ELEMENTS_MARKS]
 

@@ -21,9 +21,10 @@ import re
 from dataclasses import dataclass
 
 import grpc
-from dvp import errors
 from fabric_protos.gateway import gateway_pb2
 from google.rpc import status_pb2
+
+from dvp import errors
 
 
 @dataclass(frozen=True)

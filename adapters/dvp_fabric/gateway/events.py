@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
-from dvp.errors import ConfigError
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.orderer import ab_pb2
+
+from dvp.errors import ConfigError
 
 from .errors import EventsError, phase_error
 

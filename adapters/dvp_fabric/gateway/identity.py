@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from dvp.errors import ConfigError
 from fabric_protos.msp import identities_pb2
+
+from dvp.errors import ConfigError
 
 # Order of the P-256 group.
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

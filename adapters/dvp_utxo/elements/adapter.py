@@ -35,9 +35,9 @@ from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxP
 
 from ..adapter import ISSUER_SIGNS, UtxoAdapter
 from ..boundary import utxo_errors
-from ..htlc import journaled_as
 from ..chain import ChainView
 from ..dialect import Dialect
+from ..htlc import journaled_as
 from ..keys import p2wpkh_script
 from ..rpc import RpcClient
 from ..script import HtlcScript, ScriptError

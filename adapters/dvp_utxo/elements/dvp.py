@@ -25,9 +25,9 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from ..keys import Key, check_pubkey, p2wpkh_script
+from ..tx import MAX_SIG, TxBuildError, Utxo
 from .assets import AssetError, check_asset_id
 from .order import OrderScript
-from ..tx import MAX_SIG, TxBuildError, Utxo
 from .tx import (
     ElementsTx,
     TxIn,

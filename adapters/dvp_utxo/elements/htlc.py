@@ -32,8 +32,8 @@ import wallycore as wally
 
 from ..htlc import AuditError, NoFunding
 from ..keys import Key, p2wpkh_script
-from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, check_htlc_spend, fee_for
 from ..script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, check_htlc_spend, fee_for
 from .assets import AssetError, check_asset_id
 from .tx import ElementsTx, TxIn, TxOut, assemble, build_payment, select_utxos, set_witnesses, sign_input
 

@@ -31,9 +31,9 @@ from ..journal import Journal
 from ..models import SwapSpec
 from ..network import Network
 from ..party.agent import AcceptPolicy, Agent
-from ..party.messages import Message
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
+from ..party.messages import Message
 from ..runtime.processes import free_port
 from . import parties as pm
 from .metrics import LedgerInfo, stats
@@ -192,7 +192,7 @@ async def run_agent_batch(pair: AgentPair, specs: list[SwapSpec], k: int, timeou
                 await asyncio.wait_for(both(swap_id), timeout)
             except TimeoutError:
                 error = f"timed out after {timeout:.0f}s"
-            except Exception as exc:  # noqa: BLE001 - one swap's failure must not stop the bench
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         on_event("swap", {"swap_id": swap_id, "error": error})
         return {"swap_id": swap_id, "error": error}

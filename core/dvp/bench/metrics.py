@@ -44,7 +44,6 @@ from ..report import timeline
 from ..state import Action, LegName, StepName, expiry_of
 
 
-
 @dataclass(frozen=True)
 class LedgerInfo:
     """What the figures need to know of a ledger: its kind, fee unit and clock."""

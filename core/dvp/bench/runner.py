@@ -274,7 +274,7 @@ async def run_batch(orch: Orchestrator, specs: list[SwapSpec], k: int, timeout: 
                 await asyncio.wait_for(orch.run(spec, swap_id), timeout)
             except TimeoutError:
                 error = f"timed out after {timeout:.0f}s"
-            except Exception as exc:  # noqa: BLE001 - one swap's failure must not stop the bench
+            except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
         if memory is not None:
             memory.sample()
@@ -289,7 +289,7 @@ async def run_batch(orch: Orchestrator, specs: list[SwapSpec], k: int, timeout: 
         run["recovered"] = True
         try:
             await asyncio.wait_for(orch.resume(run["swap_id"]), timeout)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             run["error"] = f"{run['error']}; resume: {type(exc).__name__}: {exc}"
     return runs
 

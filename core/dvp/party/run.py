@@ -15,10 +15,11 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+
 from .. import errors
+from ..journal import SwapRecord
 from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
 from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
-from ..journal import SwapRecord
 from ..state import Action, LegName, PartySide, Phase
 from ..timeouts import too_late_to_lock
 from .agreement import Agreement, check_still_safe

@@ -16,11 +16,10 @@ from typing import Any
 from ..models import Asset
 from ..registry import launcher_class
 from ..topology import Topology
-from .launcher import LaunchedLedger, ledger_endpoint
-from .processes import alive, endpoint_answers, stop
 from .base import Runtime
 from .bootstrap import bootstrap
-
+from .launcher import LaunchedLedger, ledger_endpoint
+from .processes import alive, endpoint_answers, stop
 
 
 class LocalRuntime(Runtime):

@@ -11,9 +11,9 @@ import signal
 import sys
 from typing import Any
 
+from .. import sendlog
 from ..env import env_int
 from ..errors import ConfigError
-from .. import sendlog
 from ..journal import Journal
 from ..sendlog import Boundary
 
@@ -67,7 +67,8 @@ def install_at_boundary(value: str) -> None:
 
 
 def main() -> None:
-    from ..cli import error_exit, main as cli
+    from ..cli import error_exit
+    from ..cli import main as cli
 
     try:
         after = env_int(VARIABLE, minimum=1)

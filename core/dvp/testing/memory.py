@@ -8,14 +8,12 @@ import hashlib
 import itertools
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 from .. import errors, sendlog
-from ..units import Quantity, funds_short
 from ..adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, TimeTravel
-from ..sendlog import SignedTx
 from ..models import (
     ClockKind,
     DvpOrder,
@@ -32,6 +30,8 @@ from ..models import (
     TxPurpose,
     TxStatus,
 )
+from ..sendlog import SignedTx
+from ..units import Quantity, funds_short
 
 
 class MemoryConfig(LedgerConfig):

@@ -113,7 +113,7 @@ class PartitionProxy:
             asyncio.set_event_loop(loop)
             try:
                 started.set_result(loop.run_until_complete(self.start()))
-            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            except BaseException as exc:
                 started.set_exception(exc)
                 loop.close()
                 return
@@ -156,7 +156,7 @@ class PartitionProxy:
             try:
                 action()
                 done.set_result(None)
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            except BaseException as exc:
                 done.set_exception(exc)
 
         loop.call_soon_threadsafe(call)
