@@ -33,6 +33,7 @@ contracts: $(NODE_STAMP)
 
 lint: setup
 	$(BIN)/ruff check core adapters agent tests
+	$(BIN)/ruff format --check core adapters agent tests
 	$(BIN)/mypy
 
 test: setup lint $(TEST_SETUP)

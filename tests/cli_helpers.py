@@ -22,8 +22,11 @@ def dvp(args: list[str], env: dict, crash_after: int | None = None, crash_at: st
     ``crash_at`` (``BOUNDARY:N``) at the N-th pass of that send boundary (the test seams)."""
     if crash_after is None and crash_at is None:
         return subprocess.run([DVP, *args], env=env, capture_output=True, text=True, timeout=300)
-    env = {**env, **({"DVP_CRASH_AFTER_WRITES": str(crash_after)} if crash_after is not None else {}),
-           **({"DVP_CRASH_AT": crash_at} if crash_at is not None else {})}
+    env = {
+        **env,
+        **({"DVP_CRASH_AFTER_WRITES": str(crash_after)} if crash_after is not None else {}),
+        **({"DVP_CRASH_AT": crash_at} if crash_at is not None else {}),
+    }
     return subprocess.run([sys.executable, "-m", "dvp.testing.crash", *args], env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
 
@@ -35,8 +38,9 @@ def one_line_error(result: subprocess.CompletedProcess, code: int, text: str) ->
     assert text in lines[0], lines[0]
 
 
-def wait_for_journal(journal_path: Path, found: Callable[[Journal], T | None], what: str, *,
-                     timeout: float, poll: float = 0.1) -> T:
+def wait_for_journal(
+    journal_path: Path, found: Callable[[Journal], T | None], what: str, *, timeout: float, poll: float = 0.1
+) -> T:
     """Poll the journal another `dvp` process writes until ``found`` returns a value;
     fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -29,7 +29,9 @@ def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None
     real_time = bool(NO_TIME_TRAVEL & {pair.security, pair.cash})
     # Jump the clock of a ledger that can (btc mines no block by itself); the other waits.
     fast_forward = bool({pair.security, pair.cash} - NO_TIME_TRAVEL)
-    timeouts = {"holder_timeout": 30, "counter_timeout": 15} if real_time else {"holder_timeout": 60, "counter_timeout": 30}
+    timeouts = (
+        {"holder_timeout": 30, "counter_timeout": 15} if real_time else {"holder_timeout": 60, "counter_timeout": 30}
+    )
     plan = {**timeouts, "reaction_window": 5, **plan}
     return scenarios.spec_for(pair, kind=kind, behaviour=behaviour, fast_forward=fast_forward, **plan)
 

@@ -119,8 +119,12 @@ SINGLE_LEDGERS = ["evm-a"]
 ADAPTER_LEDGERS = ["evm-a", "btc"]  # one ledger per adapter kind, for the conformance suite
 ELEMENTS_PAIRS = [Pair("elements", "evm-a"), Pair("evm-a", "elements"), Pair("elements", "btc")]
 # Fabric across its own two channels, with EVM in both directions, and with a UTXO chain.
-FABRIC_PAIRS = [Pair("fabric-a", "fabric-b"), Pair("fabric-a", "evm-a"), Pair("evm-a", "fabric-b"),
-                Pair("fabric-a", "btc")]
+FABRIC_PAIRS = [
+    Pair("fabric-a", "fabric-b"),
+    Pair("fabric-a", "evm-a"),
+    Pair("evm-a", "fabric-b"),
+    Pair("fabric-a", "btc"),
+]
 ELEMENTS_MARKS = binary_marks(ELEMENTS_MISSING)
 FABRIC_MARKS = binary_marks(FABRIC_MISSING and f"Fabric: {FABRIC_MISSING}")
 
@@ -143,8 +147,10 @@ CROSS_PARAMS = with_fabric(with_elements(CROSS_PAIRS, ELEMENTS_PAIRS), FABRIC_PA
 ONCE_PAIRS = [Pair("elements", "fabric-a"), Pair("fabric-a", "elements")]
 ONCE_PARAMS = with_optional([], ONCE_PAIRS, ELEMENTS_MARKS + FABRIC_MARKS)
 # geth against the other families (btc trades only its coin, as cash), once each, on the geth suite's testbed.
-GETH_ONCE_PARAMS = with_fabric(with_elements(with_optional([], [Pair(GETH.name, "btc")], []), [Pair("elements", GETH.name)]),
-                               [Pair("fabric-a", GETH.name)])
+GETH_ONCE_PARAMS = with_fabric(
+    with_elements(with_optional([], [Pair(GETH.name, "btc")], []), [Pair("elements", GETH.name)]),
+    [Pair("fabric-a", GETH.name)],
+)
 SINGLE_PARAMS = with_fabric(with_elements(SINGLE_LEDGERS, ["elements"]), ["fabric-a"])
 ADAPTER_PARAMS = with_fabric(with_elements(ADAPTER_LEDGERS, ["elements"]), ["fabric-a"])
 
@@ -158,7 +164,6 @@ def container_params(params: list) -> list:
         if {pair.security, pair.cash} <= names:
             out.append(p)
     return out
-
 
 
 async def fund(run_dir: Path) -> None:

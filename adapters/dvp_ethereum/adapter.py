@@ -189,11 +189,12 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             receipt = await self._sent.receipt(tx_id, timeout)
             block = int(receipt["blockNumber"], 16)
             # A mined receipt is one confirmation: ask for the head only when more are needed.
-            while self.config.confirmations > 1 and await self._w3.eth.block_number - block + 1 < self.config.confirmations:
+            while (
+                self.config.confirmations > 1
+                and await self._w3.eth.block_number - block + 1 < self.config.confirmations
+            ):
                 if time.monotonic() > deadline:
-                    raise errors.FinalityTimeout(
-                        f"{tx_id} not final after {timeout:.0f}s", tx_id=tx_id, code="timeout"
-                    )
+                    raise errors.FinalityTimeout(f"{tx_id} not final after {timeout:.0f}s", tx_id=tx_id, code="timeout")
                 await asyncio.sleep(_POLL)
         fee = int(receipt["gasUsed"], 16) * int(receipt.get("effectiveGasPrice") or "0x0", 16)
         self._note_locks(receipt, block)
@@ -326,16 +327,25 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     def _spent(self, ids: list[str], purpose: TxPurpose, payer: str) -> Submission:
         """What ``_spend`` sent: the call alone (a permit), or an approve before it."""
-        return Submission([self._submitted(i, TxPurpose.APPROVE, payer) for i in ids[:-1]]
-                          + [self._submitted(ids[-1], purpose, payer)])
+        return Submission(
+            [self._submitted(i, TxPurpose.APPROVE, payer) for i in ids[:-1]]
+            + [self._submitted(ids[-1], purpose, payer)]
+        )
 
     # -- hashed time-locks ----------------------------------------------------------------
     def lock_id(self, terms: HtlcTerms) -> str:
         return self._derive_id(
             self._configured(self.config.htlc_address, "htlc_address"),
             ["address", "address", "address", "uint256", "bytes32", "uint64", "bytes32"],
-            [self._address(terms.sender), self._address(terms.recipient), self._token(terms.asset), terms.amount,
-             bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce)],
+            [
+                self._address(terms.sender),
+                self._address(terms.recipient),
+                self._token(terms.asset),
+                terms.amount,
+                bytes.fromhex(terms.hashlock),
+                terms.expiry,
+                bytes.fromhex(terms.nonce),
+            ],
         )
 
     def _configured(self, address: str | None, what: str) -> str:
@@ -371,8 +381,16 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         approve = 0 if await self._permit_token(asset) else _GAS["approve"]  # a permit rides in the call
         fees = (approve + gas) * price
         if coin < fees:
-            raise errors.LockRefused(funds_short(sender, self.name, Quantity(coin, self.fee_unit),
-                                                 Quantity(fees, self.fee_unit), purpose=" for fees", up_to=True))
+            raise errors.LockRefused(
+                funds_short(
+                    sender,
+                    self.name,
+                    Quantity(coin, self.fee_unit),
+                    Quantity(fees, self.fee_unit),
+                    purpose=" for fees",
+                    up_to=True,
+                )
+            )
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         htlc = self._need(self.htlc, "htlc_address")
@@ -384,19 +402,39 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 return htlc.functions.lock(*args)
             return htlc.functions.lockWithPermit(*args, (sig.deadline, sig.v, sig.r, sig.s))
 
-        ids = await self._spend(terms.sender, terms.asset, htlc.address, terms.amount, build, "lock", gas=_GAS["lock"],
-                                purpose=TxPurpose.LOCK)
+        ids = await self._spend(
+            terms.sender,
+            terms.asset,
+            htlc.address,
+            terms.amount,
+            build,
+            "lock",
+            gas=_GAS["lock"],
+            purpose=TxPurpose.LOCK,
+        )
         return self._spent(ids, TxPurpose.LOCK, terms.sender)
 
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         if len(preimage) != 32:
             raise errors.InvalidPreimage(f"preimage: must be exactly 32 bytes, got {len(preimage)}")
         call = self._need(self.htlc, "htlc_address").functions.claim(self._lock_b32(lock_id), preimage)
-        return Submission([self._submitted(await self._send(submitter, call, "claim", purpose=TxPurpose.CLAIM), TxPurpose.CLAIM, submitter)])
+        return Submission(
+            [
+                self._submitted(
+                    await self._send(submitter, call, "claim", purpose=TxPurpose.CLAIM), TxPurpose.CLAIM, submitter
+                )
+            ]
+        )
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
         call = self._need(self.htlc, "htlc_address").functions.refund(self._lock_b32(lock_id))
-        return Submission([self._submitted(await self._send(submitter, call, "refund", purpose=TxPurpose.REFUND), TxPurpose.REFUND, submitter)])
+        return Submission(
+            [
+                self._submitted(
+                    await self._send(submitter, call, "refund", purpose=TxPurpose.REFUND), TxPurpose.REFUND, submitter
+                )
+            ]
+        )
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         htlc = self._need(self.htlc, "htlc_address")
@@ -448,7 +486,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             with web3_errors("audit", self.name):
                 code = await self._w3.eth.get_code(htlc.address)
             if "0x" + bytes(code).hex() != artifact("HashedTimelockERC20")["deployedBytecode"]:
-                raise errors.AuditFailed(f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build")
+                raise errors.AuditFailed(
+                    f"audit {lock_id}: HTLC contract code at {htlc.address} is not the audited build"
+                )
             self._audited_code.add(htlc.address)
         state = await self.locked_as_agreed(lock_id, expected)
         if not state.final:
@@ -467,7 +507,10 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             start = after[0] if after else 0
             logs = []
             kinds: tuple[tuple[Any, Literal["locked", "claimed", "refunded"]], ...] = (
-                (htlc.events.Locked, "locked"), (htlc.events.Claimed, "claimed"), (htlc.events.Refunded, "refunded"))
+                (htlc.events.Locked, "locked"),
+                (htlc.events.Claimed, "claimed"),
+                (htlc.events.Refunded, "refunded"),
+            )
             for event, kind in kinds:
                 for log in await event.get_logs(from_block=start, to_block=head):
                     logs.append((log["blockNumber"], log["logIndex"], kind, log))
@@ -490,9 +533,16 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return self._derive_id(
             self._configured(self.config.dvp_address, "dvp_address"),
             ["address", "address", "address", "uint256", "address", "uint256", "uint64", "bytes32"],
-            [self._address(order.seller), self._address(order.buyer), self._token(order.security),
-             order.security_amount, self._token(order.cash), order.cash_amount, order.deadline,
-             bytes.fromhex(order.nonce)],
+            [
+                self._address(order.seller),
+                self._address(order.buyer),
+                self._token(order.security),
+                order.security_amount,
+                self._token(order.cash),
+                order.cash_amount,
+                order.deadline,
+                bytes.fromhex(order.nonce),
+            ],
         )
 
     async def propose_dvp(self, order: DvpOrder) -> Submission:

@@ -16,7 +16,9 @@ from .adapter import EthereumAdapter
 TRANSFER_GAS = 60_000
 
 
-async def raw_throughput(adapter: EthereumAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+async def raw_throughput(
+    adapter: EthereumAdapter, asset: str, n: int, in_flight: int, timeout: float
+) -> dict[str, Any]:
     parties = sorted(p for p in adapter.config.accounts)
     # Each sender needs n units at most; minting is not timed.
     minted = [await adapter.issue(asset, p, n) for p in parties]
@@ -34,5 +36,10 @@ async def raw_throughput(adapter: EthereumAdapter, asset: str, n: int, in_flight
     t = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), timeout)
     elapsed = time.perf_counter() - t
-    return {"transactions": n, "in_flight": in_flight, "seconds": elapsed, "tps": n / elapsed,
-            "method": f"ERC-20 transfers from {len(parties)} accounts, pipelined"}
+    return {
+        "transactions": n,
+        "in_flight": in_flight,
+        "seconds": elapsed,
+        "tps": n / elapsed,
+        "method": f"ERC-20 transfers from {len(parties)} accounts, pipelined",
+    }

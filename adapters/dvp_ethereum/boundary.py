@@ -97,7 +97,9 @@ def web3_errors(what: str, ledger: str) -> Iterator[None]:
     except w3x.ContractCustomError as exc:
         raise error_for(decode_revert(exc.data if isinstance(exc.data, str) else exc.message), what=what) from exc
     except w3x.ContractLogicError as exc:
-        raise error_for(decode_revert(exc.data if isinstance(exc.data, str) else None), what=f"{what} ({exc.message})") from exc
+        raise error_for(
+            decode_revert(exc.data if isinstance(exc.data, str) else None), what=f"{what} ({exc.message})"
+        ) from exc
     except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError, w3x.ProviderConnectionError) as exc:
         raise errors.LedgerUnavailable(f"ledger {ledger!r} unreachable during {what}: {exc}") from exc
     except w3x.TimeExhausted as exc:

@@ -77,8 +77,7 @@ def fund(url: str, addresses: list[str], *, timeout: float = 60.0) -> None:
     """Pay each address from geth's dev account and wait until every payment is mined."""
     dev = rpc(url, "eth_accounts", [])[0]
     hashes = [
-        rpc(url, "eth_sendTransaction", [{"from": dev, "to": a, "value": hex(PARTY_FUNDS_WEI)}])
-        for a in addresses
+        rpc(url, "eth_sendTransaction", [{"from": dev, "to": a, "value": hex(PARTY_FUNDS_WEI)}]) for a in addresses
     ]
     deadline = time.monotonic() + timeout
     for tx in hashes:

@@ -78,7 +78,6 @@ class AnvilLauncher(NodeLauncher):
             raise
         return started
 
-
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
         chain_id, block_time = ledger_settings(self.options.get(name, {}), index)
         # The compose file always passes --block-time, which anvil refuses at 0: start with

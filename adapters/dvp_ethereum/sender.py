@@ -122,12 +122,14 @@ class Sender:
         for _attempt in range(3):
             signed: list[tuple[str, bytes, int]] = []
             async with nonces.batch(len(txs) - len(ids)) as batch:
-                for tx, gas, nonce in zip(txs[len(ids):], gases[len(ids):], batch.nonces):
+                for tx, gas, nonce in zip(txs[len(ids) :], gases[len(ids) :], batch.nonces):
                     tx_id, raw = await self._sign_one(account, tx, gas, nonce, fees, clock)
                     batch.sent(tx_id, raw)
                     signed.append((tx_id, raw, nonce))
-            journaled = journaled[:len(ids)] + [SignedTx(tx_id, raw.hex(), tx.purpose or tx.what, payer)
-                                                for (tx_id, raw, _), tx in zip(signed, txs[len(ids):])]
+            journaled = journaled[: len(ids)] + [
+                SignedTx(tx_id, raw.hex(), tx.purpose or tx.what, payer)
+                for (tx_id, raw, _), tx in zip(signed, txs[len(ids) :])
+            ]
             try:
                 await sendlog.before_broadcast(journaled)
             except BaseException:  # not journaled, so never broadcast: the node's count is right
@@ -145,7 +147,7 @@ class Sender:
                     for dead, _, _ in signed[k:]:
                         self.settled(dead, False)
                     taken = nonce_taken(exc)
-                    await self._fill(account, [n for _, _, n in signed[k + 1 if taken else k:]], fees)
+                    await self._fill(account, [n for _, _, n in signed[k + 1 if taken else k :]], fees)
                     if taken:  # another sender used the key: sign again
                         nonces.invalidate()
                         break
@@ -187,7 +189,8 @@ class Sender:
             raise errors.Superseded(
                 f"{tx_id} can never be mined: {address}'s nonce {tx['nonce']} is used by another transaction "
                 f"(the account's mined count is {mined}; the node refused the bytes: {exc})",
-                tx_id=tx_id, code="replaced",
+                tx_id=tx_id,
+                code="replaced",
             ) from exc
         # Known to this sender from now on: re-broadcast again if the pool drops it.
         self.account(address).in_flight[tx_id] = InFlight(int(tx["nonce"]), raw)
@@ -295,7 +298,8 @@ class Sender:
                     nonces.invalidate()
                     raise errors.CommitError(
                         f"{tx_id} was replaced by another transaction with nonce {flight.nonce}",
-                        tx_id=tx_id, code="replaced",
+                        tx_id=tx_id,
+                        code="replaced",
                     ) from exc
             return
 

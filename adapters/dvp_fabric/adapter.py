@@ -59,7 +59,9 @@ T = TypeVar("T")
 _LOCK_STATUS = {"LOCKED": LockStatus.LOCKED, "CLAIMED": LockStatus.CLAIMED, "REFUNDED": LockStatus.REFUNDED}
 _ORDER_STATUS = {"OPEN": OrderStatus.OPEN, "SETTLED": OrderStatus.SETTLED, "CANCELLED": OrderStatus.CANCELLED}
 _EVENTS: dict[str, Literal["locked", "claimed", "refunded"]] = {
-    "HtlcLocked": "locked", "HtlcClaimed": "claimed", "HtlcRefunded": "refunded",
+    "HtlcLocked": "locked",
+    "HtlcClaimed": "claimed",
+    "HtlcRefunded": "refunded",
 }
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # How long a call keeps retrying while the peer is unreachable (a restart takes a few seconds).
@@ -88,8 +90,9 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def connect(self) -> None:
         c = self.config
         for key, peer in c.peers.items():
-            self._channels[key] = gateway.connect(peer.endpoint, _read(peer.tls_ca, f"peers.{key}.tls_ca"),
-                                                  host_name=peer.host_name or None)
+            self._channels[key] = gateway.connect(
+                peer.endpoint, _read(peer.tls_ca, f"peers.{key}.tls_ca"), host_name=peer.host_name or None
+            )
         for party, p in c.parties.items():
             if not p.has_credentials:  # a counterparty: named in locks, never signed for
                 continue
@@ -121,7 +124,9 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     @property
     def _reader(self) -> gateway.Contract:
-        return self.contract(self.config.issuer if self.config.issuer in self._contracts else next(iter(self._contracts)))
+        return self.contract(
+            self.config.issuer if self.config.issuer in self._contracts else next(iter(self._contracts))
+        )
 
     async def bootstrap(self, assets: list[Asset]) -> dict[str, Any]:
         """The chaincode holds any asset by name; record the symbols so unknown ones are refused."""
@@ -148,8 +153,9 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         contract = self._reader
         return await self._retrying(lambda: contract.evaluate(function, *args), f"{what} on {self.name}")
 
-    async def _send(self, party: str, function: str, args: list[str], keys: set[Hashable],
-                    purpose: TxPurpose, what: str) -> Submission:
+    async def _send(
+        self, party: str, function: str, args: list[str], keys: set[Hashable], purpose: TxPurpose, what: str
+    ) -> Submission:
         """Endorse and submit as ``party``; return once the orderer has the transaction."""
         contract = self.contract(party)
         what = f"{what} on {self.name}"
@@ -169,8 +175,10 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         if it committed valid, Superseded (its validation code the proof) if invalid."""
         network = self._reader.network
         try:
-            raw = await self._retrying(lambda: network.get_contract("qscc").evaluate(
-                "GetTransactionByID", self.config.channel, signed.tx_id), f"look up {signed.tx_id} on {self.name}")
+            raw = await self._retrying(
+                lambda: network.get_contract("qscc").evaluate("GetTransactionByID", self.config.channel, signed.tx_id),
+                f"look up {signed.tx_id} on {self.name}",
+            )
         except gateway.EvaluateError:
             raw = None  # not in a block (qscc refuses an unknown id): send it again
         if raw is not None:
@@ -178,15 +186,22 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             if code == transaction_pb2.TxValidationCode.VALID:
                 return
             name = transaction_pb2.TxValidationCode.Name(code)
-            raise errors.Superseded(f"{signed.tx_id} on {self.name} can never commit: a block holds it invalid ({name})",
-                                    tx_id=signed.tx_id, code=name)
-        await self._retrying(lambda: network.submit_envelope(signed.tx_id, bytes.fromhex(signed.raw),
-                                                             f"rebroadcast on {self.name}"), f"rebroadcast on {self.name}")
+            raise errors.Superseded(
+                f"{signed.tx_id} on {self.name} can never commit: a block holds it invalid ({name})",
+                tx_id=signed.tx_id,
+                code=name,
+            )
+        await self._retrying(
+            lambda: network.submit_envelope(signed.tx_id, bytes.fromhex(signed.raw), f"rebroadcast on {self.name}"),
+            f"rebroadcast on {self.name}",
+        )
 
     # -- clock and finality ---------------------------------------------------------------
     async def now(self) -> LedgerTime:
-        raw = await self._retrying(lambda: self._reader.network.get_contract("qscc").evaluate(
-            "GetChainInfo", self.config.channel), f"read height of {self.name}")
+        raw = await self._retrying(
+            lambda: self._reader.network.get_contract("qscc").evaluate("GetChainInfo", self.config.channel),
+            f"read height of {self.name}",
+        )
         info = ledger_pb2.BlockchainInfo.FromString(raw)
         return LedgerTime(height=info.height - 1, timestamp=time.time())
 
@@ -194,8 +209,12 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     def finality(self) -> Finality:
         c = self.config
         batch = c.batch_timeout_ms / 1000
-        return Finality(confirmations=1, block_interval=batch, expected_seconds=batch + COMMIT_SECONDS,
-                        clock_skew=c.max_skew_seconds)
+        return Finality(
+            confirmations=1,
+            block_interval=batch,
+            expected_seconds=batch + COMMIT_SECONDS,
+            clock_skew=c.max_skew_seconds,
+        )
 
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
         timeout = self.finality_timeout(timeout)
@@ -207,8 +226,9 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 break
             except gateway.GatewayUnavailable:
                 if time.monotonic() > deadline:
-                    raise errors.FinalityTimeout(f"{tx_id} on {self.name}: peer unreachable for {timeout:.0f}s",
-                                                 tx_id=tx_id, code="UNAVAILABLE") from None
+                    raise errors.FinalityTimeout(
+                        f"{tx_id} on {self.name}: peer unreachable for {timeout:.0f}s", tx_id=tx_id, code="UNAVAILABLE"
+                    ) from None
                 await asyncio.sleep(0.5)
         return TxStatus(tx_id=tx_id, successful=True, code=status.code, block_number=status.block_number, fee=0)
 
@@ -233,13 +253,26 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         issuer = self.config.issuer
         self._signs(issuer, "issuing is signed by the issuer")
         account = self.account(to)
-        return await self._send(issuer, "Issue", [account, self._asset(asset), str(amount)],
-                                {(account, asset)}, TxPurpose.ISSUE, f"issue {asset}")
+        return await self._send(
+            issuer,
+            "Issue",
+            [account, self._asset(asset), str(amount)],
+            {(account, asset)},
+            TxPurpose.ISSUE,
+            f"issue {asset}",
+        )
 
     # -- hashed time-locks ----------------------------------------------------------------
     def lock_id(self, terms: HtlcTerms) -> str:
-        return derive_lock_id(self.account(terms.sender), self.account(terms.recipient), self._asset(terms.asset),
-                              terms.amount, bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))
+        return derive_lock_id(
+            self.account(terms.sender),
+            self.account(terms.recipient),
+            self._asset(terms.asset),
+            terms.amount,
+            bytes.fromhex(terms.hashlock),
+            terms.expiry,
+            bytes.fromhex(terms.nonce),
+        )
 
     async def check_lock(self, terms: HtlcTerms) -> None:
         try:
@@ -251,15 +284,29 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         held = await self.balance(terms.sender, terms.asset)
         if held < terms.amount:
             unit = self.unit_of(terms.asset)
-            raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(held, unit), Quantity(terms.amount, unit),
-                                                 note="Fabric charges no fees"))
+            raise errors.LockRefused(
+                funds_short(
+                    terms.sender,
+                    self.name,
+                    Quantity(held, unit),
+                    Quantity(terms.amount, unit),
+                    note="Fabric charges no fees",
+                )
+            )
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         sender = self.account(terms.sender)
-        args = [self.account(terms.recipient), self._asset(terms.asset), str(terms.amount), terms.hashlock,
-                str(terms.expiry), terms.nonce]
-        return await self._send(terms.sender, "Lock", args, {(sender, terms.asset), ("lock", self.lock_id(terms))},
-                                TxPurpose.LOCK, "lock")
+        args = [
+            self.account(terms.recipient),
+            self._asset(terms.asset),
+            str(terms.amount),
+            terms.hashlock,
+            str(terms.expiry),
+            terms.nonce,
+        ]
+        return await self._send(
+            terms.sender, "Lock", args, {(sender, terms.asset), ("lock", self.lock_id(terms))}, TxPurpose.LOCK, "lock"
+        )
 
     async def _lock_keys(self, lock_id: str) -> set[Hashable]:
         """The keys a claim or refund of ``lock_id`` writes (the payee's balance depends on the lock)."""
@@ -267,17 +314,22 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         state = await self.get_lock(lock_id)
         if state is not None:
             t = state.terms
-            keys |= {(self._accounts.get(t.sender, t.sender), t.asset), (self._accounts.get(t.recipient, t.recipient), t.asset)}
+            keys |= {
+                (self._accounts.get(t.sender, t.sender), t.asset),
+                (self._accounts.get(t.recipient, t.recipient), t.asset),
+            }
         return keys
 
     async def claim(self, lock_id: str, preimage: bytes, *, submitter: str) -> Submission:
         # The chaincode judges the preimage (32 bytes, SHA-256): nothing is refused here.
-        return await self._send(submitter, "Claim", [lock_id, preimage.hex()], await self._lock_keys(lock_id),
-                                TxPurpose.CLAIM, "claim")
+        return await self._send(
+            submitter, "Claim", [lock_id, preimage.hex()], await self._lock_keys(lock_id), TxPurpose.CLAIM, "claim"
+        )
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
-        return await self._send(submitter, "Refund", [lock_id], await self._lock_keys(lock_id),
-                                TxPurpose.REFUND, "refund")
+        return await self._send(
+            submitter, "Refund", [lock_id], await self._lock_keys(lock_id), TxPurpose.REFUND, "refund"
+        )
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         if not _HEX64.fullmatch(lock_id):  # not match: its $ would let a trailing newline through
@@ -286,13 +338,24 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         if raw is None:
             return None
         terms = LedgerTerms(
-            sender=self._party(raw["sender"]), recipient=self._party(raw["recipient"]), asset=raw["asset"],
-            amount=int(raw["amount"]), hashlock=raw["hashlock"], expiry=int(raw["expiry"]), nonce=raw["nonce"],
+            sender=self._party(raw["sender"]),
+            recipient=self._party(raw["recipient"]),
+            asset=raw["asset"],
+            amount=int(raw["amount"]),
+            hashlock=raw["hashlock"],
+            expiry=int(raw["expiry"]),
+            nonce=raw["nonce"],
         )
         status = _LOCK_STATUS[raw["status"]]
         # Evaluate reads the peer's committed state: whatever it shows is final.
-        return LockState(lock_id=lock_id, terms=terms, status=status,
-                         preimage=raw.get("preimage") or None, confirmations=1, final=True)
+        return LockState(
+            lock_id=lock_id,
+            terms=terms,
+            status=status,
+            preimage=raw.get("preimage") or None,
+            confirmations=1,
+            final=True,
+        )
 
     async def _get_json(self, function: str, key: str, missing: str, what: str) -> dict[str, Any] | None:
         try:
@@ -316,43 +379,72 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
         checkpoint = gateway.Checkpoint.parse(since) if since else None
         network = self._reader.network
-        stream = network.chaincode_events(self.config.chaincode, checkpoint=checkpoint,
-                                          start_block=None if checkpoint else 0, idle=1.0)
+        stream = network.chaincode_events(
+            self.config.chaincode, checkpoint=checkpoint, start_block=None if checkpoint else 0, idle=1.0
+        )
         with gateway_errors(f"observe {self.name}"):
             async for event in stream:
                 kind = _EVENTS.get(event.name)
                 if kind is None:
                     continue
                 lock = json.loads(event.payload)["lock"]
-                yield LockEvent(ledger=self.name, kind=kind, lock_id=lock["id"], tx_id=event.transaction_id,
-                                height=event.block_number, preimage=lock.get("preimage") or None,
-                                checkpoint=gateway.Checkpoint.after(event).encode())
+                yield LockEvent(
+                    ledger=self.name,
+                    kind=kind,
+                    lock_id=lock["id"],
+                    tx_id=event.transaction_id,
+                    height=event.block_number,
+                    preimage=lock.get("preimage") or None,
+                    checkpoint=gateway.Checkpoint.after(event).encode(),
+                )
 
     # -- single-ledger atomic DvP -----------------------------------------------------------
     def order_id(self, order: DvpOrder) -> str:
-        return derive_order_id(self.account(order.seller), self.account(order.buyer), self._asset(order.security),
-                               order.security_amount, self._asset(order.cash), order.cash_amount, order.deadline,
-                               bytes.fromhex(order.nonce))
+        return derive_order_id(
+            self.account(order.seller),
+            self.account(order.buyer),
+            self._asset(order.security),
+            order.security_amount,
+            self._asset(order.cash),
+            order.cash_amount,
+            order.deadline,
+            bytes.fromhex(order.nonce),
+        )
 
     async def propose_dvp(self, order: DvpOrder) -> Submission:
-        args = [self.account(order.buyer), self._asset(order.security), str(order.security_amount),
-                self._asset(order.cash), str(order.cash_amount), str(order.deadline), order.nonce]
-        return await self._send(order.seller, "ProposeOrder", args, {("order", self.order_id(order))},
-                                TxPurpose.PROPOSE, "propose DvP")
+        args = [
+            self.account(order.buyer),
+            self._asset(order.security),
+            str(order.security_amount),
+            self._asset(order.cash),
+            str(order.cash_amount),
+            str(order.deadline),
+            order.nonce,
+        ]
+        return await self._send(
+            order.seller, "ProposeOrder", args, {("order", self.order_id(order))}, TxPurpose.PROPOSE, "propose DvP"
+        )
 
     async def accept_dvp(self, order: DvpOrder) -> Submission:
         seller, buyer = self.account(order.seller), self.account(order.buyer)
-        keys: set[Hashable] = {("order", self.order_id(order)), (seller, order.security), (buyer, order.security),
-                               (seller, order.cash), (buyer, order.cash)}
-        return await self._send(order.buyer, "AcceptOrder", [self.order_id(order)], keys, TxPurpose.ACCEPT,
-                                "accept DvP")
+        keys: set[Hashable] = {
+            ("order", self.order_id(order)),
+            (seller, order.security),
+            (buyer, order.security),
+            (seller, order.cash),
+            (buyer, order.cash),
+        }
+        return await self._send(
+            order.buyer, "AcceptOrder", [self.order_id(order)], keys, TxPurpose.ACCEPT, "accept DvP"
+        )
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """The chaincode's CancelOrder: only the order's seller, only while open; AcceptOrder
         refuses the order from then on (DVP_ORDER_NOT_OPEN)."""
         order_id = self.order_id(order)
-        return await self._send(order.seller, "CancelOrder", [order_id], {("order", order_id)}, TxPurpose.CANCEL,
-                                "cancel DvP")
+        return await self._send(
+            order.seller, "CancelOrder", [order_id], {("order", order_id)}, TxPurpose.CANCEL, "cancel DvP"
+        )
 
     async def get_order(self, order_id: str) -> OrderState | None:
         raw = await self._get_json("GetOrder", order_id, "DVP_ORDER_NOT_FOUND", "read order")

@@ -59,8 +59,14 @@ def node_missing() -> str | None:
     if shutil.which("node") is None or shutil.which("npm") is None:
         return "node and npm are not on PATH"
     if not (NODE_DIR / "node_modules" / "@hyperledger" / "fabric-gateway").is_dir():
-        proc = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR,
-                              capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         if proc.returncode != 0:
             return f"npm ci in {NODE_DIR} failed: {' '.join(proc.stderr.strip().splitlines()[-1:])}"
     return None
@@ -84,14 +90,24 @@ class NodeClient:
         peer = cfg.peers[party.peer]
         msp = Path(party.msp_dir)
         spec = {
-            "endpoint": peer.endpoint, "tls_ca": peer.tls_ca, "host_name": peer.host_name, "msp_id": party.msp_id,
+            "endpoint": peer.endpoint,
+            "tls_ca": peer.tls_ca,
+            "host_name": peer.host_name,
+            "msp_id": party.msp_id,
             "cert": party.cert or str(next((msp / "signcerts").iterdir())),
             "key": party.key or str(next((msp / "keystore").iterdir())),
-            "channel": cfg.channel, "chaincode": cfg.chaincode, "function": "Issue",
+            "channel": cfg.channel,
+            "chaincode": cfg.chaincode,
+            "function": "Issue",
         }
         proc = await asyncio.create_subprocess_exec(
-            "node", str(NODE_DIR / "throughput.mjs"), json.dumps(spec), stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "node",
+            str(NODE_DIR / "throughput.mjs"),
+            json.dumps(spec),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         return cls(proc)
 
     async def round(self, args: list[list[str]], in_flight: int, timeout: float = ROUND_TIMEOUT) -> dict[str, Any]:
@@ -122,8 +138,14 @@ def _spread(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {"median": statistics.median(tps), "min": min(tps), "max": max(tps)}
 
 
-async def compare_clients(adapter: FabricAdapter, asset: str, *, n: int = COMPARE_TXS,
-                          in_flight: int = COMPARE_IN_FLIGHT, rounds: int = COMPARE_ROUNDS) -> dict[str, Any]:
+async def compare_clients(
+    adapter: FabricAdapter,
+    asset: str,
+    *,
+    n: int = COMPARE_TXS,
+    in_flight: int = COMPARE_IN_FLIGHT,
+    rounds: int = COMPARE_ROUNDS,
+) -> dict[str, Any]:
     """Ours and Node's on the same ledger: each warmed up by one untimed round in the process
     that is then timed, then ``rounds`` timed rounds alternating ours, Node's; the median round
     of each and the spread (slowest and fastest round)."""
@@ -141,10 +163,21 @@ async def compare_clients(adapter: FabricAdapter, asset: str, *, n: int = COMPAR
         await node.close()
     py, nd = _spread(runs["python"]), _spread(runs["node"])
     ratio = py["median"] / nd["median"]
-    return {"transactions": n, "in_flight": in_flight, "rounds": rounds, "python_tps": py["median"],
-            "node_tps": nd["median"], "python": py, "node": nd, "ratio": ratio, "target": 0.9, "met": ratio >= 0.9,
-            "method": "each client warmed up by one untimed round in its own timed process, then rounds "
-                      "alternating Python, Node; median round and spread", "runs": runs}
+    return {
+        "transactions": n,
+        "in_flight": in_flight,
+        "rounds": rounds,
+        "python_tps": py["median"],
+        "node_tps": nd["median"],
+        "python": py,
+        "node": nd,
+        "ratio": ratio,
+        "target": 0.9,
+        "met": ratio >= 0.9,
+        "method": "each client warmed up by one untimed round in its own timed process, then rounds "
+        "alternating Python, Node; median round and spread",
+        "runs": runs,
+    }
 
 
 async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
@@ -152,8 +185,11 @@ async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: 
     contract = adapter.contract(adapter.config.issuer)
     tag = f"{os.getpid()}-{int(time.time())}"
     base = await asyncio.wait_for(python_throughput(contract, workload(f"{tag}-b", n, asset), in_flight), timeout)
-    out: dict[str, Any] = {**base, "method": "issues of one unit to fresh accounts (no key shared), Gateway client",
-                           "batch_timeout_ms": adapter.config.batch_timeout_ms}
+    out: dict[str, Any] = {
+        **base,
+        "method": "issues of one unit to fresh accounts (no key shared), Gateway client",
+        "batch_timeout_ms": adapter.config.batch_timeout_ms,
+    }
     note = f"orderer BatchTimeout {adapter.config.batch_timeout_ms} ms; fees: none"
     missing = node_missing()
     if missing:
@@ -161,11 +197,14 @@ async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: 
         note += f"; {out['clients']['skipped']}"
     else:
         c = out["clients"] = await asyncio.wait_for(
-            compare_clients(adapter, asset, in_flight=max(in_flight, COMPARE_IN_FLIGHT)), timeout)
+            compare_clients(adapter, asset, in_flight=max(in_flight, COMPARE_IN_FLIGHT)), timeout
+        )
         py, nd = c["python"], c["node"]
-        note += (f"; Gateway clients at {c['in_flight']} in flight, both warm, median of {c['rounds']} alternating "
-                 f"rounds (spread): dvp (Python) {py['median']:.1f} tx/s ({py['min']:.1f}-{py['max']:.1f}), "
-                 f"official Node {nd['median']:.1f} tx/s ({nd['min']:.1f}-{nd['max']:.1f}), "
-                 f"ratio {c['ratio']:.0%} (target 90%)")
+        note += (
+            f"; Gateway clients at {c['in_flight']} in flight, both warm, median of {c['rounds']} alternating "
+            f"rounds (spread): dvp (Python) {py['median']:.1f} tx/s ({py['min']:.1f}-{py['max']:.1f}), "
+            f"official Node {nd['median']:.1f} tx/s ({nd['min']:.1f}-{nd['max']:.1f}), "
+            f"ratio {c['ratio']:.0%} (target 90%)"
+        )
     out["note"] = note
     return out

@@ -92,8 +92,11 @@ class FabricInstall:
         missing = self.missing()
         if not missing:
             return None
-        return f"Fabric {FABRIC_VERSION} not found in {self.root} (missing {', '.join(missing[:3])}" + (
-            ", ..." if len(missing) > 3 else "") + f"); {HOW_TO_GET}"
+        return (
+            f"Fabric {FABRIC_VERSION} not found in {self.root} (missing {', '.join(missing[:3])}"
+            + (", ..." if len(missing) > 3 else "")
+            + f"); {HOW_TO_GET}"
+        )
 
     def build(self) -> None:
         """Build what is missing with ``build_bins.sh`` (the Go module route); ConfigError with the reason."""
@@ -105,7 +108,9 @@ class FabricInstall:
         proc = subprocess.run(["bash", str(HERE / "build_bins.sh")], env=env, capture_output=True, text=True)
         if proc.returncode != 0 or not self.present():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            raise ConfigError(f"fabric: could not build Fabric {FABRIC_VERSION} into {self.root} ({HOW_TO_GET}):\n{tail}")
+            raise ConfigError(
+                f"fabric: could not build Fabric {FABRIC_VERSION} into {self.root} ({HOW_TO_GET}):\n{tail}"
+            )
 
 
 def fabric_release() -> Release:

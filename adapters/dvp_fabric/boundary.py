@@ -47,8 +47,12 @@ def translate(exc: gateway.GatewayError, what: str) -> errors.DvpError:
     if code == "DVP_UNAUTHORIZED" and what.split()[0] in _LOCK_OPERATIONS:  # a refund by another party
         cls = errors.LockError
     if cls is None:  # the phase error, with only what the chaincode said
-        return type(exc)(f"{what}: the chaincode refused it at {exc.phase}: {code}: {message} (tx {exc.tx_id})",
-                         tx_id=exc.tx_id, code=code, details=exc.details)
+        return type(exc)(
+            f"{what}: the chaincode refused it at {exc.phase}: {code}: {message} (tx {exc.tx_id})",
+            tx_id=exc.tx_id,
+            code=code,
+            details=exc.details,
+        )
     return cls(f"{what}: {message} ({code}, tx {exc.tx_id})", tx_id=exc.tx_id, code=code)
 
 

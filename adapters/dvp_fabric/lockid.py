@@ -25,20 +25,39 @@ def lock_id(sender: str, recipient: str, asset: str, amount: int, hashlock: byte
     enc = LOCK_DOMAIN + b"".join(
         _field(x)
         for x in (
-            sender.encode(), recipient.encode(), asset.encode(), struct.pack(">Q", amount),
-            hashlock, struct.pack(">Q", expiry), nonce,
+            sender.encode(),
+            recipient.encode(),
+            asset.encode(),
+            struct.pack(">Q", amount),
+            hashlock,
+            struct.pack(">Q", expiry),
+            nonce,
         )
     )
     return hashlib.sha256(enc).hexdigest()
 
 
-def order_id(seller: str, buyer: str, sec_asset: str, sec_amount: int, cash_asset: str, cash_amount: int,
-             expiry: int, nonce: bytes) -> str:
+def order_id(
+    seller: str,
+    buyer: str,
+    sec_asset: str,
+    sec_amount: int,
+    cash_asset: str,
+    cash_amount: int,
+    expiry: int,
+    nonce: bytes,
+) -> str:
     enc = ORDER_DOMAIN + b"".join(
         _field(x)
         for x in (
-            seller.encode(), buyer.encode(), sec_asset.encode(), struct.pack(">Q", sec_amount),
-            cash_asset.encode(), struct.pack(">Q", cash_amount), struct.pack(">Q", expiry), nonce,
+            seller.encode(),
+            buyer.encode(),
+            sec_asset.encode(),
+            struct.pack(">Q", sec_amount),
+            cash_asset.encode(),
+            struct.pack(">Q", cash_amount),
+            struct.pack(">Q", expiry),
+            nonce,
         )
     )
     return hashlib.sha256(enc).hexdigest()

@@ -270,17 +270,30 @@ def configtx(layout: Layout, ports: Ports, batch_timeout_ms: int = BATCH_TIMEOUT
             }
         )
     server_cert = str(layout.orderer_node / "tls" / "server.crt")
-    channel_policies = {"Readers": meta("ANY Readers"), "Writers": meta("ANY Writers"), "Admins": meta("MAJORITY Admins")}
+    channel_policies = {
+        "Readers": meta("ANY Readers"),
+        "Writers": meta("ANY Writers"),
+        "Admins": meta("MAJORITY Admins"),
+    }
     profile = {
         "Policies": channel_policies,
         "Capabilities": {"V2_0": True},
         "Orderer": {
             "OrdererType": "etcdraft",
             "BatchTimeout": f"{batch_timeout_ms}ms",
-            "BatchSize": {"MaxMessageCount": BATCH_MAX_MESSAGES, "AbsoluteMaxBytes": "99 MB", "PreferredMaxBytes": "512 KB"},
+            "BatchSize": {
+                "MaxMessageCount": BATCH_MAX_MESSAGES,
+                "AbsoluteMaxBytes": "99 MB",
+                "PreferredMaxBytes": "512 KB",
+            },
             "EtcdRaft": {
                 "Consenters": [
-                    {"Host": "127.0.0.1", "Port": ports.orderer, "ClientTLSCert": server_cert, "ServerTLSCert": server_cert}
+                    {
+                        "Host": "127.0.0.1",
+                        "Port": ports.orderer,
+                        "ClientTLSCert": server_cert,
+                        "ServerTLSCert": server_cert,
+                    }
                 ],
                 "Options": {
                     "TickInterval": "100ms",
@@ -614,14 +627,18 @@ class FabricNetwork:
         return subprocess.run(cmd, env={**_clean_environ(), **env}, cwd=self.layout.run, capture_output=True,
                               text=True, timeout=timeout)  # fmt: skip
 
-    def run(self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(
+        self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         """Run a Fabric CLI tool (``self.executor``: here, or inside the Docker runtime's tools container)."""
         cmd = [str(self.install.tool(tool)), *args]
         proc = self.executor(cmd, env, timeout)
         with open(self.layout.logs / "cli.log", "a") as out:
             out.write(f"$ {tool} {' '.join(args)}\n[rc={proc.returncode}]\n{proc.stdout}{proc.stderr}\n")
         if check and proc.returncode != 0:
-            raise LedgerUnavailable(f"fabric: `{tool} {' '.join(args[:3])}` failed: {(proc.stderr or proc.stdout).strip()[-800:]}")
+            raise LedgerUnavailable(
+                f"fabric: `{tool} {' '.join(args[:3])}` failed: {(proc.stderr or proc.stdout).strip()[-800:]}"
+            )
         return proc
 
     def retry(self, what: str, fn: Callable[[], Any], *, timeout: float | None = None) -> Any:
@@ -676,12 +693,19 @@ class FabricNetwork:
     def _start_orderer(self) -> None:
         env = orderer_env(self.layout, self.ports, self.install.config_dir)
         proc = self._spawn("orderer", [str(self.install.tool("orderer"))], {**_clean_environ(), **env})
-        wait_until(lambda: healthz(self.ports.orderer_ops), timeout=self.timeout, what="fabric orderer",
-                   pid=proc.pid, log=Path(proc.log))
+        wait_until(
+            lambda: healthz(self.ports.orderer_ops),
+            timeout=self.timeout,
+            what="fabric orderer",
+            pid=proc.pid,
+            log=Path(proc.log),
+        )
 
     def _start_peer(self, org: Org) -> Proc:
         env = peer_env(self.layout, self.ports, org, self.install)
-        return self._spawn(org.peer_host, [str(self.install.tool("peer")), "node", "start"], {**_clean_environ(), **env})
+        return self._spawn(
+            org.peer_host, [str(self.install.tool("peer")), "node", "start"], {**_clean_environ(), **env}
+        )
 
     def _wait_peer(self, org: Org, proc: Proc) -> None:
         wait_until(partial(_peer_up, self.ports, org), timeout=self.timeout, what=f"fabric {org.peer_host}",
@@ -695,27 +719,53 @@ class FabricNetwork:
     def _osnadmin_args(self) -> list[str]:
         tls = self.layout.orderer_admin_tls
         return [
-            "-o", f"127.0.0.1:{self.ports.orderer_admin}",
-            "--ca-file", str(self.layout.orderer_tls_ca),
-            "--client-cert", str(tls / "client.crt"),
-            "--client-key", str(tls / "client.key"),
+            "-o",
+            f"127.0.0.1:{self.ports.orderer_admin}",
+            "--ca-file",
+            str(self.layout.orderer_tls_ca),
+            "--client-cert",
+            str(tls / "client.crt"),
+            "--client-key",
+            str(tls / "client.key"),
         ]
 
     def _channels(self) -> None:
         self.layout.channels.mkdir(parents=True, exist_ok=True)
-        (self.layout.config / "configtx.yaml").write_text(dump_yaml(configtx(self.layout, self.ports, self.batch_timeout_ms)))
+        (self.layout.config / "configtx.yaml").write_text(
+            dump_yaml(configtx(self.layout, self.ports, self.batch_timeout_ms))
+        )
         for ch in self.channels:
             block = self.layout.channels / f"{ch}.block"
             if not block.exists():
-                self.run("configtxgen", ["-profile", "DvpChannel", "-channelID", ch, "-outputBlock", str(block),
-                                         "-configPath", str(self.layout.config)],
-                         {"FABRIC_CFG_PATH": str(self.layout.config)})
+                self.run(
+                    "configtxgen",
+                    [
+                        "-profile",
+                        "DvpChannel",
+                        "-channelID",
+                        ch,
+                        "-outputBlock",
+                        str(block),
+                        "-configPath",
+                        str(self.layout.config),
+                    ],
+                    {"FABRIC_CFG_PATH": str(self.layout.config)},
+                )
             # osnadmin prints "Status: 200" (joined) or "Status: 404" first.
-            listed = self.run("osnadmin", ["channel", "list", "--channelID", ch, *self._osnadmin_args()], {}, check=False)
+            listed = self.run(
+                "osnadmin", ["channel", "list", "--channelID", ch, *self._osnadmin_args()], {}, check=False
+            )
             if listed.returncode == 0 and listed.stdout.lstrip().startswith("Status: 200"):
                 continue
-            self.retry(f"osnadmin join {ch}", partial(
-                self.run, "osnadmin", ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()], {}))
+            self.retry(
+                f"osnadmin join {ch}",
+                partial(
+                    self.run,
+                    "osnadmin",
+                    ["channel", "join", "--channelID", ch, "--config-block", str(block), *self._osnadmin_args()],
+                    {},
+                ),
+            )
 
     def admin_env(self, org: Org) -> dict[str, str]:
         """The ``peer`` CLI environment of ``org``'s admin (OU admin), against its own peer."""
@@ -731,7 +781,9 @@ class FabricNetwork:
             if any(line.strip() == ch for line in joined.splitlines()):
                 continue
             block = self.layout.channels / f"{ch}.block"
-            self.retry(f"{org.peer_host} join {ch}", partial(self.run, "peer", ["channel", "join", "-b", str(block)], env))
+            self.retry(
+                f"{org.peer_host} join {ch}", partial(self.run, "peer", ["channel", "join", "-b", str(block)], env)
+            )
 
     def _install(self) -> None:
         pkg = ccaas_package(f"127.0.0.1:{self.ports.chaincode}")
@@ -760,8 +812,13 @@ class FabricNetwork:
         }
         proc = self._spawn("chaincode", [*cmd, "--chaincode-address", address, "--chaincode-id", self.package_id],
                            env, cwd=chaincode_dir())  # fmt: skip
-        wait_until(lambda: port_open(self.ports.chaincode), timeout=self.timeout, what="fabric chaincode server",
-                   pid=proc.pid, log=Path(proc.log))
+        wait_until(
+            lambda: port_open(self.ports.chaincode),
+            timeout=self.timeout,
+            what="fabric chaincode server",
+            pid=proc.pid,
+            log=Path(proc.log),
+        )
 
     def orderer_args(self) -> list[str]:
         return ["-o", f"127.0.0.1:{self.ports.orderer}", "--tls", "--cafile", str(self.layout.orderer_tls_ca)]
@@ -769,13 +826,25 @@ class FabricNetwork:
     def endorser_args(self) -> list[str]:
         out: list[str] = []
         for org in ORGS:
-            out += ["--peerAddresses", f"127.0.0.1:{self.ports.peer(org)}", "--tlsRootCertFiles", str(self.layout.peer_tls_ca(org))]
+            out += [
+                "--peerAddresses",
+                f"127.0.0.1:{self.ports.peer(org)}",
+                "--tlsRootCertFiles",
+                str(self.layout.peer_tls_ca(org)),
+            ]
         return out
 
     def _committed(self, ch: str) -> bool:
         env = self.admin_env(ORGS[0])
-        return self.run("peer", ["lifecycle", "chaincode", "querycommitted", "--channelID", ch, "--name", CHAINCODE_NAME],
-                        env, check=False).returncode == 0
+        return (
+            self.run(
+                "peer",
+                ["lifecycle", "chaincode", "querycommitted", "--channelID", ch, "--name", CHAINCODE_NAME],
+                env,
+                check=False,
+            ).returncode
+            == 0
+        )
 
     def _deploy(self, ch: str) -> None:
         if self._committed(ch):
@@ -783,14 +852,42 @@ class FabricNetwork:
         common = ["--channelID", ch, "--name", CHAINCODE_NAME, "--version", CHAINCODE_VERSION, "--sequence", "1"]
 
         def approve(org: Org) -> None:
-            self.retry(f"approve {ch} by {org.msp_id}", partial(
-                self.run, "peer", ["lifecycle", "chaincode", "approveformyorg", *self.orderer_args(), *common,
-                         "--package-id", self.package_id, "--waitForEvent"], self.admin_env(org)))
+            self.retry(
+                f"approve {ch} by {org.msp_id}",
+                partial(
+                    self.run,
+                    "peer",
+                    [
+                        "lifecycle",
+                        "chaincode",
+                        "approveformyorg",
+                        *self.orderer_args(),
+                        *common,
+                        "--package-id",
+                        self.package_id,
+                        "--waitForEvent",
+                    ],
+                    self.admin_env(org),
+                ),
+            )
 
         _each(approve, ORGS)
-        self.retry(f"commit {ch}", lambda: self.run(
-            "peer", ["lifecycle", "chaincode", "commit", *self.orderer_args(), *common, *self.endorser_args(),
-                     "--waitForEvent"], self.admin_env(ORGS[0])))
+        self.retry(
+            f"commit {ch}",
+            lambda: self.run(
+                "peer",
+                [
+                    "lifecycle",
+                    "chaincode",
+                    "commit",
+                    *self.orderer_args(),
+                    *common,
+                    *self.endorser_args(),
+                    "--waitForEvent",
+                ],
+                self.admin_env(ORGS[0]),
+            ),
+        )
 
     def party_env(self, party: str) -> dict[str, str]:
         org_key, user = PARTIES[party]
@@ -799,9 +896,13 @@ class FabricNetwork:
 
     def query(self, ch: str, env: dict[str, str], function: str, *args: str) -> str:
         payload = json.dumps({"function": function, "Args": list(args)})
-        return self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c", payload], env).stdout.strip()
+        return self.run(
+            "peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c", payload], env
+        ).stdout.strip()
 
-    def invoke(self, ch: str, env: dict[str, str], function: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def invoke(
+        self, ch: str, env: dict[str, str], function: str, *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess:
         """Submit through both orgs' peers and wait for the commit.  The chaincode's
         answer is on stderr (``result: status:200 payload:"..."``), an endorsement
         failure's reason too (``message:"DVP_...: ..."``)."""
@@ -815,16 +916,36 @@ class FabricNetwork:
         # The chaincode answers only after a peer has launched it: retry the first query.
         for party in PARTIES:
             if party not in self.accounts:
-                self.accounts[party] = self.retry(f"WhoAmI on {ch}", partial(self.query, ch, self.party_env(party), "WhoAmI"))
+                self.accounts[party] = self.retry(
+                    f"WhoAmI on {ch}", partial(self.query, ch, self.party_env(party), "WhoAmI")
+                )
 
     def _init_ledger(self, ch: str) -> None:
-        current = self.run("peer", ["chaincode", "query", "-C", ch, "-n", CHAINCODE_NAME, "-c",
-                                    json.dumps({"function": "Issuer", "Args": []})], self.admin_env(ORGS[0]), check=False)
+        current = self.run(
+            "peer",
+            [
+                "chaincode",
+                "query",
+                "-C",
+                ch,
+                "-n",
+                CHAINCODE_NAME,
+                "-c",
+                json.dumps({"function": "Issuer", "Args": []}),
+            ],
+            self.admin_env(ORGS[0]),
+            check=False,
+        )
         if current.returncode == 0:
             if current.stdout.strip() != self.accounts["issuer"]:
-                raise ConfigError(f"fabric: channel {ch} names issuer {current.stdout.strip()!r}, expected {self.accounts['issuer']!r}")
+                raise ConfigError(
+                    f"fabric: channel {ch} names issuer {current.stdout.strip()!r}, expected {self.accounts['issuer']!r}"
+                )
             return
-        self.retry(f"InitLedger on {ch}", lambda: self.invoke(ch, self.admin_env(ORGS[0]), "InitLedger", self.accounts["issuer"]))
+        self.retry(
+            f"InitLedger on {ch}",
+            lambda: self.invoke(ch, self.admin_env(ORGS[0]), "InitLedger", self.accounts["issuer"]),
+        )
 
     def start(self) -> None:
         problem = self.install.problem()

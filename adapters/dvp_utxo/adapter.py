@@ -126,7 +126,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
         with utxo_errors("connect", self.name):
             info = await self._rpc.call("getblockchaininfo")
             if info.get("chain") != c.network:
-                raise errors.ConfigError(f"ledgers.{self.name}.network: configured {c.network}, node reports {info.get('chain')}")
+                raise errors.ConfigError(
+                    f"ledgers.{self.name}.network: configured {c.network}, node reports {info.get('chain')}"
+                )
             await self._view.refresh()
 
     def _make_ledger(self, rpc: RpcClient, dialect: Dialect, view: ChainView) -> UtxoLedger:
@@ -192,8 +194,12 @@ class UtxoAdapter(LedgerAdapter, Observable):
             if height is not None:
                 if self.view.confirmations(height) >= self.config.confirmations:
                     return TxStatus(
-                        tx_id=tx_id, successful=True, code=0, block_number=height,
-                        fee=self._fee(tx_id), fee_asset=self._fee_asset(),
+                        tx_id=tx_id,
+                        successful=True,
+                        code=0,
+                        block_number=height,
+                        fee=self._fee(tx_id),
+                        fee_asset=self._fee_asset(),
                     )
             elif not self.view.in_mempool(tx_id):
                 missing += 1
@@ -204,7 +210,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
                         code="dropped",
                     )
             if time.monotonic() > deadline:
-                raise errors.FinalityTimeout(f"{tx_id} not final after {timeout:.0f}s on {self.name}", tx_id=tx_id, code="timeout")
+                raise errors.FinalityTimeout(
+                    f"{tx_id} not final after {timeout:.0f}s on {self.name}", tx_id=tx_id, code="timeout"
+                )
             if self.config.dev and self.config.mine_on_wait and (height is not None or self.view.in_mempool(tx_id)):
                 await self._mine(1)
             else:
@@ -222,7 +230,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     async def _mine(self, blocks: int) -> None:
         with utxo_errors("mine", self.name):
-            await self.ledger.mine(blocks, self.address_of(self.config.miner) if self.config.miner in self._pubkeys else "")
+            await self.ledger.mine(
+                blocks, self.address_of(self.config.miner) if self.config.miner in self._pubkeys else ""
+            )
 
     # -- accounts and assets ----------------------------------------------------------------
     def _key(self, party: str, why: str = "") -> Key:
@@ -235,7 +245,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     def _native(self, asset: str) -> None:
         if self.config.assets.get(asset) != "native":
-            raise errors.ConfigError(f"asset {asset!r}: unknown on ledger {self.name!r} (known: {sorted(self.config.assets)})")
+            raise errors.ConfigError(
+                f"asset {asset!r}: unknown on ledger {self.name!r} (known: {sorted(self.config.assets)})"
+            )
 
     def _onchain(self, asset: str) -> tuple[str | None, int]:
         """The asset as the chain names it (None: Bitcoin's coin) and its on-chain units per
@@ -263,7 +275,10 @@ class UtxoAdapter(LedgerAdapter, Observable):
         async with self._send_lock:
             with utxo_errors(f"issue {asset}", self.name):
                 payer = self.config.issuer
-                if self.view.balance(self._key(payer, ISSUER_SIGNS).script_pubkey, min_conf=0) < amount + 100_000 and self.config.miner in self._keys:
+                if (
+                    self.view.balance(self._key(payer, ISSUER_SIGNS).script_pubkey, min_conf=0) < amount + 100_000
+                    and self.config.miner in self._keys
+                ):
                     payer = self.config.miner
                 tx = await self.ledger.pay(self._key(payer), out)
                 txid = await self.ledger.broadcast(tx)
@@ -312,13 +327,22 @@ class UtxoAdapter(LedgerAdapter, Observable):
                 raise errors.LockRefused(f"lock on {self.name}: {exc}") from None
             if exc.asset != onchain:  # the coin that pays the fees, beside the asset locked
                 coin = self.fee_unit_of()
-                raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(exc.have, coin),
-                                                     Quantity(exc.need, coin), purpose=" for fees")) from None
+                raise errors.LockRefused(
+                    funds_short(
+                        terms.sender, self.name, Quantity(exc.have, coin), Quantity(exc.need, coin), purpose=" for fees"
+                    )
+                ) from None
             have, name = await self.balance(terms.sender, terms.asset), self.unit_of(terms.asset)
             fee = exc.need - terms.amount * unit  # on-chain units of the locked asset: it pays its own fee
-            raise errors.LockRefused(funds_short(
-                terms.sender, self.name, Quantity(have, name), Quantity(terms.amount, name),
-                fee=Quantity(-(-fee // unit), name) if fee > 0 else None)) from None
+            raise errors.LockRefused(
+                funds_short(
+                    terms.sender,
+                    self.name,
+                    Quantity(have, name),
+                    Quantity(terms.amount, name),
+                    fee=Quantity(-(-fee // unit), name) if fee > 0 else None,
+                )
+            ) from None
 
     def unit_of(self, asset: str) -> str:
         """The chain's coin counts in sat; any other asset in its own base units."""
@@ -338,10 +362,14 @@ class UtxoAdapter(LedgerAdapter, Observable):
         sender = self._key(terms.sender)
         await self._refresh("lock")
         if htlc.lock_height <= self.view.height:
-            raise errors.LockExpired(f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}")
+            raise errors.LockExpired(
+                f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
+            )
         async with self._send_lock:
             if self.view.outputs_to(htlc.script_pubkey):
-                raise errors.LockError(f"lock: a lock with this script already exists on {self.name} (duplicate lock id)")
+                raise errors.LockError(
+                    f"lock: a lock with this script already exists on {self.name} (duplicate lock id)"
+                )
             with utxo_errors("lock", self.name), journaled_as(TxPurpose.LOCK, terms.sender):
                 txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
         self._watched.add(lock_id)
@@ -412,14 +440,17 @@ class UtxoAdapter(LedgerAdapter, Observable):
                     raise errors.Superseded(
                         f"{signed.tx_id} on {self.name} can never confirm: its input {i.prev_txid}:{i.prev_vout} "
                         f"is spent by {spend.txid} ({where}); the node refused it: {exc}",
-                        tx_id=signed.tx_id, code="conflict",
+                        tx_id=signed.tx_id,
+                        code="conflict",
                     ) from exc
             raise
 
     def _signer(self, pubkey: bytes, what: str, role: str) -> Key:
         party = self._parties.get(pubkey)
         if party is None:
-            raise errors.LockError(f"{what}: only the {role}'s key can sign it, and ledger {self.name!r} does not know it")
+            raise errors.LockError(
+                f"{what}: only the {role}'s key can sign it, and ledger {self.name!r} does not know it"
+            )
         return self._key(party, f"only the {role}'s key can sign a {what}")
 
     def _not_locked(self, lock_id: str, st, what: str) -> errors.DvpError:
@@ -499,7 +530,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
             ("expiry", htlc.lock_height, want.lock_height),
         ):
             if got != agreed:
-                raise errors.AuditFailed(f"audit {lock_id[:20]}...: {field} in the script is {got!r}, agreed {agreed!r}")
+                raise errors.AuditFailed(
+                    f"audit {lock_id[:20]}...: {field} in the script is {got!r}, agreed {agreed!r}"
+                )
         if want.script != htlc.script:  # pragma: no cover - parse() already rebuilt it byte for byte
             raise errors.AuditFailed(f"audit {lock_id[:20]}...: script does not commit to the agreed terms")
         self._watched.add(lock_id)
@@ -586,5 +619,9 @@ class _DevUtxo(Issuing, TimeTravel):
 @cache
 def _dev_variant(cls: type[UtxoAdapter]) -> type[UtxoAdapter]:
     """``cls`` on a dev chain: the same adapter with the dev mixins."""
-    variant = ABCMeta(f"Dev{cls.__name__}", (cls, _DevUtxo), {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__})
+    variant = ABCMeta(
+        f"Dev{cls.__name__}",
+        (cls, _DevUtxo),
+        {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__},
+    )
     return cast(type[UtxoAdapter], variant)

@@ -30,7 +30,9 @@ BTCD_MODULE = "github.com/btcsuite/btcd"
 BTCD_VERSION = "v0.24.2"  # keep in step with BTCD_VERSION in mk/utxo.mk
 ELEMENTS_VERSION = "23.3.3"
 ELEMENTS_ARCHIVE = f"elements-{ELEMENTS_VERSION}-x86_64-linux-gnu.tar.gz"
-ELEMENTS_URL = f"https://github.com/ElementsProject/elements/releases/download/elements-{ELEMENTS_VERSION}/{ELEMENTS_ARCHIVE}"
+ELEMENTS_URL = (
+    f"https://github.com/ElementsProject/elements/releases/download/elements-{ELEMENTS_VERSION}/{ELEMENTS_ARCHIVE}"
+)
 # Not pinned: the release publishes its checksums in a signed SHA256SUMS.asc, whose value for this
 # archive was not known when this was written (README: "Fabric and Elements from their release archives").
 ELEMENTS_SHA256: str | None = None
@@ -52,7 +54,9 @@ def ensure_btcd(version: str = BTCD_VERSION) -> Path:
         return path
     go = shutil.which("go")
     if go is None:
-        raise ConfigError(f"btcd {version} is not in {bindir} and no Go toolchain is on PATH to build it (make btcd-bins)")
+        raise ConfigError(
+            f"btcd {version} is not in {bindir} and no Go toolchain is on PATH to build it (make btcd-bins)"
+        )
     bindir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, GOBIN=str(bindir), CGO_ENABLED="0")
     proc = subprocess.run(

@@ -78,7 +78,9 @@ class _Layer:
         for n, out in enumerate(tx.outputs):
             op = (txid, n)
             spk = out.script_pubkey
-            self.outputs[op] = Utxo(txid, n, out.value or 0, spk, height, tx.coinbase, asset=out.asset, confidential=out.confidential)
+            self.outputs[op] = Utxo(
+                txid, n, out.value or 0, spk, height, tx.coinbase, asset=out.asset, confidential=out.confidential
+            )
             self.by_script.setdefault(spk, set()).add(op)
             if undo is not None:
                 undo.created.append(op)
@@ -266,7 +268,11 @@ class ChainView:
                 continue
             txs = []
             for txid in block.txids:
-                created = [self._chain.outputs[(txid, n)] for n in range(self._chain.n_out.get(txid, 0)) if (txid, n) in self._chain.outputs]
+                created = [
+                    self._chain.outputs[(txid, n)]
+                    for n in range(self._chain.n_out.get(txid, 0))
+                    if (txid, n) in self._chain.outputs
+                ]
                 spends = [self._chain.spends[op] for op in self._chain.inputs.get(txid, []) if op in self._chain.spends]
                 txs.append((txid, created, spends))
             yield block.height, txs
@@ -289,7 +295,9 @@ class ChainView:
             outs += [self._mem.outputs[o] for o in self._mem.by_script.get(script_pubkey, ()) if o not in ops]
         return sorted(outs, key=lambda u: (u.height is None, u.height or 0, u.txid, u.vout))
 
-    def unspent(self, script_pubkey: bytes, *, include_unconfirmed: bool = True, spendable_only: bool = True) -> list[Utxo]:
+    def unspent(
+        self, script_pubkey: bytes, *, include_unconfirmed: bool = True, spendable_only: bool = True
+    ) -> list[Utxo]:
         """Unspent outputs to ``script_pubkey``, spends in the mempool counted as spent.
 
         ``spendable_only`` leaves out coinbase outputs not yet mature for the next block.

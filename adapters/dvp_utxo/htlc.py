@@ -110,7 +110,12 @@ class UtxoLedger:
             txid = await self.rpc.call("sendrawtransaction", raw_hex)
         except RpcError as exc:
             text = exc.message.lower()
-            if exc.code == -27 or "already have transaction" in text or "transaction already exists" in text or "txn-already-known" in text:
+            if (
+                exc.code == -27
+                or "already have transaction" in text
+                or "transaction already exists" in text
+                or "txn-already-known" in text
+            ):
                 txid = wire.txid
             else:
                 raise
@@ -119,7 +124,9 @@ class UtxoLedger:
             sendlog.sent(1, 1)
         return txid
 
-    async def pay(self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True) -> CTransaction:
+    async def pay(
+        self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True
+    ) -> CTransaction:
         """Build and sign (not broadcast) a payment from ``key``'s outputs."""
         utxos = self.view.unspent(key.script_pubkey, include_unconfirmed=include_unconfirmed)
         out_vbytes = sum(9 + len(s) for s, _ in outputs)
@@ -132,7 +139,9 @@ class UtxoLedger:
             raise TxBuildError("the HTLC's sender key is not the funding key")
         floor = min_htlc_amount(htlc, self.fee_rate)
         if amount < floor:
-            raise TxBuildError(f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust", code="dust")
+            raise TxBuildError(
+                f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust", code="dust"
+            )
         utxos = self.view.unspent(sender.script_pubkey)
         chosen = select_coins(utxos, amount, self.fee_rate, 43)
         tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)
@@ -155,7 +164,9 @@ class UtxoLedger:
         vout = next(i for i, o in enumerate(tx.vout) if bytes(o.scriptPubKey) == htlc.script_pubkey)
         return txid, vout
 
-    def claim_tx(self, htlc: HtlcScript, key: Key, preimage: bytes, utxos: list[Utxo] | None = None, **kw) -> CTransaction:
+    def claim_tx(
+        self, htlc: HtlcScript, key: Key, preimage: bytes, utxos: list[Utxo] | None = None, **kw
+    ) -> CTransaction:
         utxos = utxos if utxos is not None else self.view.unspent(htlc.script_pubkey)
         tx, _ = build_htlc_spend(htlc, utxos, key, self.fee_rate, preimage=preimage, **kw)
         return tx
@@ -220,13 +231,18 @@ class UtxoLedger:
         mismatch.  Call after :meth:`ChainView.refresh`.
         """
         if lock_id is not None and lock_id != htlc.script_hash.hex():
-            raise AuditError("script", f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})")
+            raise AuditError(
+                "script",
+                f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})",
+            )
         outs = self.view.outputs_to(htlc.script_pubkey)
         if not outs:
             raise NoFunding("funding", f"no output pays the HTLC script {htlc.script_hash.hex()}")
         st = self.status(htlc)
         if st.claim_txid or st.refund_txid:
-            raise AuditError("status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}")
+            raise AuditError(
+                "status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}"
+            )
         if asset is not None:
             raise AuditError("asset", f"{asset}: this chain carries only its own coin")
         candidates = [u for u in st.unspent if u.value == amount]
@@ -234,14 +250,20 @@ class UtxoLedger:
             raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")
         return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
 
-    def final_checks(self, htlc: HtlcScript, candidates: list[Utxo], min_confirmations: int, min_blocks_left: int) -> Funding:
+    def final_checks(
+        self, htlc: HtlcScript, candidates: list[Utxo], min_confirmations: int, min_blocks_left: int
+    ) -> Funding:
         """The audit's last two checks, on the best-confirmed matching output: its
         confirmations, and the blocks left before the lock height."""
         best = max(candidates, key=lambda u: self.view.confirmations(u.height))
         conf = self.view.confirmations(best.height)
         if conf < min_confirmations:
-            raise AuditError("confirmations", f"{conf} < {min_confirmations} required (funding {best.txid}:{best.vout})")
+            raise AuditError(
+                "confirmations", f"{conf} < {min_confirmations} required (funding {best.txid}:{best.vout})"
+            )
         left = htlc.lock_height - self.view.height
         if left < min_blocks_left:
-            raise AuditError("lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required")
+            raise AuditError(
+                "lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required"
+            )
         return Funding(best, conf)

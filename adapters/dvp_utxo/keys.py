@@ -48,6 +48,7 @@ def network_params(network: str) -> Iterator[None]:
         finally:
             bitcoin.params, bitcoin.core.coreparams = before
 
+
 # secp256k1 group order: a valid secret is 1 <= k < N.
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 

@@ -124,7 +124,11 @@ class UtxoLauncher(NodeLauncher):
         """(block time, confirmations, fee rate) of ledger ``name``: its topology options over the defaults."""
         opts = self.options.get(name, {})
         block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
-        return block_time, int(opts.get("confirmations", self.confirmations)), float(opts.get("fee_rate", self.fee_rate))
+        return (
+            block_time,
+            int(opts.get("confirmations", self.confirmations)),
+            float(opts.get("fee_rate", self.fee_rate)),
+        )
 
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
         """btcd in a container (docker/utxo.yaml); then the same chain set-up as ``start``."""
@@ -136,7 +140,8 @@ class UtxoLauncher(NodeLauncher):
         url = f"http://127.0.0.1:{port}"
         args = btcd_args(node_dir, port, password, keys[MINER].address)  # also writes btcd.conf
         (node_dir / "btcd.cmd").write_text(
-            "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n")
+            "btcd (docker/utxo.yaml) " + " ".join(a if "--rpcpass" not in a else "--rpcpass=***" for a in args) + "\n"
+        )
         # btcd runs as the caller's user, so the run directory stays the caller's to delete.
         log = slot.start({"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
                           "DVP_MINING_ADDRESS": keys[MINER].address, "DVP_UID": os.getuid(), "DVP_GID": os.getgid()})  # fmt: skip
@@ -183,8 +188,12 @@ class UtxoLauncher(NodeLauncher):
         write_ledger_record(node_dir, name, pids, info["height"], keys)
         return LaunchedLedger(name=name, kind=self.kind, config=config, pids=pids, logs=logs)
 
-    async def _bootstrap(self, url: str, password: str, keys: dict[str, Key], pid: int, log: Path, fee_rate: float) -> dict[str, Any]:
-        return await bootstrap_chain(url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"btcd (pid {pid})", log=log)
+    async def _bootstrap(
+        self, url: str, password: str, keys: dict[str, Key], pid: int, log: Path, fee_rate: float
+    ) -> dict[str, Any]:
+        return await bootstrap_chain(
+            url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"btcd (pid {pid})", log=log
+        )
 
 
 # The pieces of a ledger's start the Docker runtime (dvp.runtime.docker) reuses: it runs
@@ -246,7 +255,9 @@ async def bootstrap_chain(
         info = await rpc.call("getblockchaininfo")
         segwit = (info.get("bip9_softforks") or {}).get("segwit", {}).get("status")
         if segwit != "active":
-            raise LedgerUnavailable(f"segwit is not active on the btcd regtest chain at height {info.get('blocks')} ({segwit})")
+            raise LedgerUnavailable(
+                f"segwit is not active on the btcd regtest chain at height {info.get('blocks')} ({segwit})"
+            )
         await view.refresh()
         outputs = [(keys[p].script_pubkey, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)]
         if all(view.balance(keys[p].script_pubkey) == 0 for p in PARTIES):
@@ -274,7 +285,9 @@ def start_block_clock(url: str, password: str, block_time: float, node_dir: Path
     return mpid, mlog
 
 
-def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: float, confirmations: int, fee_rate: float) -> dict[str, Any]:
+def ledger_config(
+    url: str, password: str, keys: dict[str, Key], block_time: float, confirmations: int, fee_rate: float
+) -> dict[str, Any]:
     """The adapter config (kind utxo, dialect btcd) of a bootstrapped regtest node at ``url``."""
     return {
         "kind": "utxo",
@@ -295,7 +308,9 @@ def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: flo
     }
 
 
-def write_ledger_record(node_dir: Path, name: str, pids: list[int], height: int, keys: dict[str, Key], **extra: Any) -> None:
+def write_ledger_record(
+    node_dir: Path, name: str, pids: list[int], height: int, keys: dict[str, Key], **extra: Any
+) -> None:
     """``ledger.json`` beside the node's data: what runs, and the parties' addresses.  ``extra``
     names the node and its version (default: btcd)."""
     node = extra or {"btcd": BTCD_VERSION}

@@ -65,7 +65,9 @@ class RpcClient:
         if not params_list:
             return []
         first = next(self._ids)
-        body = [{"jsonrpc": "1.0", "id": first + i, "method": method, "params": list(p)} for i, p in enumerate(params_list)]
+        body = [
+            {"jsonrpc": "1.0", "id": first + i, "method": method, "params": list(p)} for i, p in enumerate(params_list)
+        ]
         for _ in range(len(params_list) - 1):
             next(self._ids)
         text, status = await self._post(method, body)
@@ -75,7 +77,11 @@ class RpcClient:
             raise RpcUnavailable(f"{method} (batch): HTTP {status}, not JSON: {text[:200]!r}") from None
         if isinstance(replies, dict):  # a node that refuses batches answers with one error
             err = replies.get("error") or {}
-            raise RpcError(method, err.get("code") if isinstance(err, dict) else None, str(err.get("message") if isinstance(err, dict) else err))
+            raise RpcError(
+                method,
+                err.get("code") if isinstance(err, dict) else None,
+                str(err.get("message") if isinstance(err, dict) else err),
+            )
         by_id = {r.get("id"): r for r in replies if isinstance(r, dict)}
         out = []
         for i in range(len(params_list)):
@@ -84,7 +90,11 @@ class RpcClient:
                 raise RpcUnavailable(f"{method} (batch): no reply for item {i}")
             err = r.get("error")
             if err:
-                raise RpcError(method, err.get("code") if isinstance(err, dict) else None, str(err.get("message") if isinstance(err, dict) else err))
+                raise RpcError(
+                    method,
+                    err.get("code") if isinstance(err, dict) else None,
+                    str(err.get("message") if isinstance(err, dict) else err),
+                )
             out.append(r.get("result"))
         return out
 

@@ -56,8 +56,15 @@ class TxBuildError(ValueError):
     """The transaction cannot be built as asked; ``code`` says why: ``insufficient-funds``,
     ``dust`` or ``build`` (anything else)."""
 
-    def __init__(self, message: str, code: str = "build", *, asset: str | None = None, need: int | None = None,
-                 have: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        code: str = "build",
+        *,
+        asset: str | None = None,
+        need: int | None = None,
+        have: int | None = None,
+    ):
         super().__init__(message)
         self.code = code
         # insufficient-funds from coin selection: the asset short (None: the chain's coin),
@@ -138,20 +145,27 @@ def settle_fee(left: int, fee_of: Callable[[bool], int], *, change_allowed: bool
             return left - fee, fee
     fee_alone = fee_of(False)
     if left < fee_alone:
-        raise TxBuildError(f"insufficient funds for the fee: {left} left after the outputs, fee {fee_alone}", code="insufficient-funds")
+        raise TxBuildError(
+            f"insufficient funds for the fee: {left} left after the outputs, fee {fee_alone}", code="insufficient-funds"
+        )
     return None, left
 
 
 # --- wallet spends (P2WPKH inputs) ------------------------------------------------------
 
 
-def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | None, fee: Callable[[int], int]) -> list[Utxo]:
+def select_assets(
+    utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | None, fee: Callable[[int], int]
+) -> list[Utxo]:
     """Largest (confirmed) first, per asset, until each need is covered; the fee asset
     last, covering its need plus ``fee(n)`` for the ``n`` inputs chosen so far."""
     chosen: list[Utxo] = []
     assets = sorted((a for a in needs if a != fee_asset), key=str) + [fee_asset]
     for asset in assets:
-        pool = sorted((u for u in utxos if u.asset == asset and not u.confidential), key=lambda u: (u.height is None, -u.value, u.txid, u.vout))
+        pool = sorted(
+            (u for u in utxos if u.asset == asset and not u.confidential),
+            key=lambda u: (u.height is None, -u.value, u.txid, u.vout),
+        )
         have = 0
 
         def goal() -> int:  # called within this iteration only
@@ -165,8 +179,13 @@ def select_assets(utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | 
         if have < goal():
             what = "sat" if asset is None else f"of {asset[:8]}.."
             fee_note = " (fee included)" if asset == fee_asset else ""
-            raise TxBuildError(f"insufficient funds: need {goal()} {what}{fee_note}, have {have} in {len(pool)} outputs",
-                               code="insufficient-funds", asset=asset, need=goal(), have=have)
+            raise TxBuildError(
+                f"insufficient funds: need {goal()} {what}{fee_note}, have {have} in {len(pool)} outputs",
+                code="insufficient-funds",
+                asset=asset,
+                need=goal(),
+                have=have,
+            )
     return chosen
 
 
@@ -219,7 +238,10 @@ def build_payment(
         return _with_witness(tx, stacks)
 
     placeholder = [[MAX_SIG, key.pubkey] for _ in utxos]
-    change, fee = settle_fee(total_in - total_out, lambda with_change: fee_for(vsize(assemble(DUST_LIMIT if with_change else None, placeholder)), fee_rate))
+    change, fee = settle_fee(
+        total_in - total_out,
+        lambda with_change: fee_for(vsize(assemble(DUST_LIMIT if with_change else None, placeholder)), fee_rate),
+    )
     return assemble(change, None), fee
 
 
@@ -246,8 +268,15 @@ def min_htlc_amount(htlc: HtlcScript, fee_rate: float) -> int:
     return DUST_LIMIT + max(htlc_spend_fee(htlc, fee_rate, 1, True), htlc_spend_fee(htlc, fee_rate, 1, False))
 
 
-def check_htlc_spend(htlc: HtlcScript, utxos, key: Key, preimage: bytes | None, refund: bool, check: bool,
-                     error: type[ValueError] = TxBuildError) -> None:
+def check_htlc_spend(
+    htlc: HtlcScript,
+    utxos,
+    key: Key,
+    preimage: bytes | None,
+    refund: bool,
+    check: bool,
+    error: type[ValueError] = TxBuildError,
+) -> None:
     """What a claim or refund of ``htlc`` needs before it is built, on Bitcoin and Elements
     alike: one of preimage or refund, outputs of this very script and, unless ``check`` is
     off (tests building what the node must reject), the key the script names."""
@@ -262,7 +291,9 @@ def check_htlc_spend(htlc: HtlcScript, utxos, key: Key, preimage: bytes | None, 
     if check:
         expected = htlc.sender_pubkey if refund else htlc.recipient_pubkey
         if key.pubkey != expected:
-            raise error(f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}")
+            raise error(
+                f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}"
+            )
 
 
 def build_htlc_spend(

@@ -88,9 +88,11 @@ def init(settings: Settings, folder: Path | None, party: str, listen: str) -> No
     create_identity(folder, party)
     write_party_file(config.path(folder, config.ledgers), narrowed)
     save_config(folder, config)
-    out.print(f"agent for {party!r} in {folder}: ledgers {', '.join(narrowed['ledgers'])}; give "
-              f"{folder / config.cert} to your counterparty, then `dvp agent pair {folder} --peer NAME "
-              f"--endpoint IP:PORT --cert THEIR_CERT`")
+    out.print(
+        f"agent for {party!r} in {folder}: ledgers {', '.join(narrowed['ledgers'])}; give "
+        f"{folder / config.cert} to your counterparty, then `dvp agent pair {folder} --peer NAME "
+        f"--endpoint IP:PORT --cert THEIR_CERT`"
+    )
 
 
 @agent.command()
@@ -118,15 +120,30 @@ def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, 
 @agent.command()
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--party", default=None, help="This agent's party (its folder is RUN_DIR/agents/PARTY).")
-@click.option("--propose", "proposals", multiple=True, type=click.Path(path_type=Path),
-              help="A scenario file to propose to the peer (repeatable).")
+@click.option(
+    "--propose",
+    "proposals",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="A scenario file to propose to the peer (repeatable).",
+)
 @click.option("--until-done", is_flag=True, help="Exit once every swap it drives has ended (at least one).")
-@click.option("--max-seconds", type=FiniteSeconds(1, 7 * 24 * 3600), default=None,
-              help="Stop after this long (unfinished swaps continue at the next start).")
+@click.option(
+    "--max-seconds",
+    type=FiniteSeconds(1, 7 * 24 * 3600),
+    default=None,
+    help="Stop after this long (unfinished swaps continue at the next start).",
+)
 @click.pass_obj
 @fail_cleanly
-def run(settings: Settings, folder: Path | None, party: str | None, proposals: tuple[Path, ...], until_done: bool,
-        max_seconds: float | None) -> None:
+def run(
+    settings: Settings,
+    folder: Path | None,
+    party: str | None,
+    proposals: tuple[Path, ...],
+    until_done: bool,
+    max_seconds: float | None,
+) -> None:
     """Serve the peer and drive this party's swaps (and any a crash left unfinished)."""
     folder = _folder(settings, folder, party)
     config = load_config(folder)
@@ -139,10 +156,12 @@ def run(settings: Settings, folder: Path | None, party: str | None, proposals: t
     peer_cert = load_peer_cert(config.path(folder, config.peer.cert), config.peer.party)
     state = load_party_file(config.path(folder, config.ledgers))
     if state["party"] != config.party:
-        raise errors.ConfigError(f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, "
-                                 f"not {config.party!r}'s")
-    channel = GrpcChannel(identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)},
-                          config.limits)
+        raise errors.ConfigError(
+            f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, not {config.party!r}'s"
+        )
+    channel = GrpcChannel(
+        identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)}, config.limits
+    )
     with outbox.running(folder):
         results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
     code = 0
@@ -157,8 +176,15 @@ def run(settings: Settings, folder: Path | None, party: str | None, proposals: t
     sys.exit(code)
 
 
-async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], channel: GrpcChannel,
-                 specs: list[SwapSpec], until_done: bool, max_seconds: float | None) -> list[SwapResult | str]:
+async def _serve(
+    config: AgentConfig,
+    folder: Path,
+    state: dict[str, Any],
+    channel: GrpcChannel,
+    specs: list[SwapSpec],
+    until_done: bool,
+    max_seconds: float | None,
+) -> list[SwapResult | str]:
     assert config.peer is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -167,14 +193,25 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
     deadline = time.monotonic() + max_seconds if max_seconds else None
     async with Network.from_state(state).reachable_only() as net:
         journal = Journal(config.path(folder, config.journal))
-        party = Agent(config.party, config.peer.party, net.ledgers, net.assets, journal, channel,
-                      policy=config.policy, limits=config.limits, progress=progress_printer(f"{config.party} "))
+        party = Agent(
+            config.party,
+            config.peer.party,
+            net.ledgers,
+            net.assets,
+            journal,
+            channel,
+            policy=config.policy,
+            limits=config.limits,
+            progress=progress_printer(f"{config.party} "),
+        )
         metrics = None
         try:
             await party.start()
             metrics = serve_metrics(config, folder, party)
-            console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "
-                          f"{config.peer.endpoint}")
+            console.print(
+                f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "
+                f"{config.peer.endpoint}"
+            )
             for spec in specs:
                 await party.propose(spec)
             for _ in range(10_000_000):
@@ -186,8 +223,11 @@ async def _serve(config: AgentConfig, folder: Path, state: dict[str, Any], chann
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.2)
         finally:
-            finished = {sid: t.result() for sid, t in party.tasks.items()
-                        if t.done() and not t.cancelled() and t.exception() is None}
+            finished = {
+                sid: t.result()
+                for sid, t in party.tasks.items()
+                if t.done() and not t.cancelled() and t.exception() is None
+            }
             await party.aclose()
             journal.close()
             if metrics is not None:
@@ -220,12 +260,16 @@ def propose(settings: Settings, scenario: Path, folder: Path | None, party: str 
     load_config(folder)
     spec = load_scenario(scenario)
     if not outbox.is_running(folder):
-        raise errors.ConfigError(f"{folder}: no agent is running from this folder; start it with "
-                                 f"`dvp agent run {folder}` (or give --propose to it)")
+        raise errors.ConfigError(
+            f"{folder}: no agent is running from this folder; start it with "
+            f"`dvp agent run {folder}` (or give --propose to it)"
+        )
     answer = outbox.await_answer(outbox.post(folder, spec), timeout=30)
     if answer.get("error"):
         refused = errors.DvpError(f"the agent did not propose it: {answer['error']}")
         refused.exit_code = int(answer.get("code") or errors.ConfigError.exit_code)
         raise refused
-    out.print(f"proposed swap {answer['swap_id']}; its outcome: `dvp --journal {folder / 'journal.sqlite'} history "
-              f"{answer['swap_id']}`")
+    out.print(
+        f"proposed swap {answer['swap_id']}; its outcome: `dvp --journal {folder / 'journal.sqlite'} history "
+        f"{answer['swap_id']}`"
+    )

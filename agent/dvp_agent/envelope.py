@@ -28,15 +28,19 @@ class NotAuthentic(MessageRefused):
 
 def canonical(message: Message) -> bytes:
     """The bytes a party signs: sorted keys, no spaces, UTF-8."""
-    return json.dumps(message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode()
+    return json.dumps(
+        message.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode()
 
 
 def seal(message: Message, identity: Identity) -> bytes:
     """``message`` signed by ``identity``, ready for the wire; refuses one over MAX_MESSAGE_BYTES."""
     body = canonical(message)
-    data = json.dumps({"message": body.decode(), "signature": base64.b64encode(identity.sign(body)).decode()},
-                      sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(
+        {"message": body.decode(), "signature": base64.b64encode(identity.sign(body)).decode()},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
     if len(data) > MAX_MESSAGE_BYTES:
         raise MessageRefused(f"{message.kind} message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     return data
@@ -49,8 +53,7 @@ def unseal(data: bytes, *, peer: PeerCert, me: str) -> Message:
         raise MessageRefused(f"message of {len(data)} bytes from {peer.party!r} exceeds {MAX_MESSAGE_BYTES}")
     body, signature = _envelope(data, peer.party)
     if not peer.verify(body, signature):
-        raise NotAuthentic(f"signature of message from {peer.party!r} does not verify with "
-                           f"{peer.party}'s certificate")
+        raise NotAuthentic(f"signature of message from {peer.party!r} does not verify with {peer.party}'s certificate")
     try:
         message = Message.model_validate_json(body)
     except ValidationError as exc:

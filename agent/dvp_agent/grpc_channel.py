@@ -33,8 +33,10 @@ from .identity import Identity, PeerCert
 SERVICE = "dvp.agent.v1.Agent"
 METHOD = f"/{SERVICE}/Deliver"
 # Refused by gRPC before our code reads it; unseal checks the same bound on what gets through.
-_SIZE_OPTIONS = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+_SIZE_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
 # After a failed connection gRPC waits before the next attempt (up to 2 minutes by default);
 # a healed partition should be used within a second.  Not grpc.min_reconnect_backoff_ms: it is
 # also the TLS connect timeout, which a loaded machine must not be held to.
@@ -50,8 +52,13 @@ _MAX_DETAIL = 300
 # The peer's agent did not take the call: try again later.  Anything else: it refused it.
 # INTERNAL and UNKNOWN come from gRPC itself (a reset stream); the agent's server answers
 # its own failures with FAILED_PRECONDITION, a refusal, never with these.
-_UNREACHABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED,
-                grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN}
+_UNREACHABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
+}
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,9 @@ class PeerEndpoint:
 class GrpcChannel(Channel):
     """One party's end of the channel: serves its pinned peers and sends to them."""
 
-    def __init__(self, identity: Identity, listen: str, peers: Mapping[str, PeerEndpoint], limits: Limits | None = None):
+    def __init__(
+        self, identity: Identity, listen: str, peers: Mapping[str, PeerEndpoint], limits: Limits | None = None
+    ):
         super().__init__(identity.party)
         self.limits = limits or Limits()
         self.identity = identity
@@ -98,21 +107,31 @@ class GrpcChannel(Channel):
         if not self.peers:
             raise ConfigError(f"agent of {self.party!r}: no peer pinned, so no client could be accepted")
         self._handler = handler
-        server = grpc.aio.server(options=_SIZE_OPTIONS + _SERVER_OPTIONS + _bounds(self.limits),
-                                 maximum_concurrent_rpcs=self.limits.concurrent_calls)
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-            SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}),))
+        server = grpc.aio.server(
+            options=_SIZE_OPTIONS + _SERVER_OPTIONS + _bounds(self.limits),
+            maximum_concurrent_rpcs=self.limits.concurrent_calls,
+        )
+        server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    SERVICE, {"Deliver": grpc.unary_unary_rpc_method_handler(self._deliver)}
+                ),
+            )
+        )
         roots = b"".join(peer.cert.pem for peer in self.peers.values())
-        credentials = grpc.ssl_server_credentials([(self.identity.key_pem, self.identity.cert_pem)],
-                                                  root_certificates=roots, require_client_auth=True)
+        credentials = grpc.ssl_server_credentials(
+            [(self.identity.key_pem, self.identity.cert_pem)], root_certificates=roots, require_client_auth=True
+        )
         try:
             port = server.add_secure_port(self.listen, credentials)
         except RuntimeError:  # grpcio raises on a failed bind; older releases returned 0
             port = 0
         if not port:
             await server.stop(None)
-            raise ConfigError(f"agent of {self.party!r}: cannot listen on {self.listen}: "
-                              "the port is in use or the address is not this machine's")
+            raise ConfigError(
+                f"agent of {self.party!r}: cannot listen on {self.listen}: "
+                "the port is in use or the address is not this machine's"
+            )
         await server.start()
         self._server, self.port = server, port
 
@@ -130,23 +149,27 @@ class GrpcChannel(Channel):
             if cancelled_by_caller():
                 raise  # the sender is being stopped
             # The call was cancelled under the sender (its connection was closed): a failed send.
-            raise PeerUnreachable(f"agent of {message.recipient!r} at {peer.endpoint}: the call was cut off "
-                                  "(its connection closed)") from None
+            raise PeerUnreachable(
+                f"agent of {message.recipient!r} at {peer.endpoint}: the call was cut off (its connection closed)"
+            ) from None
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _UNREACHABLE:
                 await self._drop(message.recipient, client)  # a fresh connection next time, not a backoff
-                raise PeerUnreachable(f"agent of {message.recipient!r} at {peer.endpoint} did not answer: "
-                                      f"{_detail(exc)}") from None
-            raise MessageRefused(f"agent of {message.recipient!r} refused the {message.kind} message: "
-                                 f"{_detail(exc)}") from None
+                raise PeerUnreachable(
+                    f"agent of {message.recipient!r} at {peer.endpoint} did not answer: {_detail(exc)}"
+                ) from None
+            raise MessageRefused(
+                f"agent of {message.recipient!r} refused the {message.kind} message: {_detail(exc)}"
+            ) from None
         _count(self.sent, message.recipient)
         if not raw:
             return None
         reply = unseal(raw, peer=peer.cert, me=self.party)
         _count(self.received, message.recipient)
         if reply.swap_id != message.swap_id:
-            raise MessageRefused(f"reply of {message.recipient!r} is for swap {reply.swap_id!r}, "
-                                 f"not {message.swap_id!r}")
+            raise MessageRefused(
+                f"reply of {message.recipient!r} is for swap {reply.swap_id!r}, not {message.swap_id!r}"
+            )
         return reply
 
     async def aclose(self) -> None:
@@ -163,12 +186,15 @@ class GrpcChannel(Channel):
         client = self._clients.get(party)
         if client is None:
             peer = self.peers[party]
-            credentials = grpc.ssl_channel_credentials(root_certificates=peer.cert.pem,
-                                                       private_key=self.identity.key_pem,
-                                                       certificate_chain=self.identity.cert_pem)
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=peer.cert.pem,
+                private_key=self.identity.key_pem,
+                certificate_chain=self.identity.cert_pem,
+            )
             options: list[tuple[str, Any]] = [("grpc.ssl_target_name_override", party)]
-            client = grpc.aio.secure_channel(peer.endpoint, credentials,
-                                             options=options + _SIZE_OPTIONS + _CLIENT_OPTIONS)
+            client = grpc.aio.secure_channel(
+                peer.endpoint, credentials, options=options + _SIZE_OPTIONS + _CLIENT_OPTIONS
+            )
             self._clients[party] = client
         return client
 
@@ -210,8 +236,11 @@ class GrpcChannel(Channel):
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # the handler's bug must not take the server down
             # Not INTERNAL: a client takes that (from gRPC's own transport) as "try again".
-            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
-                         f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}")
+            await _abort(
+                context,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}",
+            )
 
     def _refuse(self, party: str, reason: str) -> None:
         if len(self.refused) < 64 or (party, reason) in self.refused:  # bounded: few reasons, pinned peers
@@ -231,10 +260,12 @@ class GrpcChannel(Channel):
 def _bounds(limits: Limits) -> list[tuple[str, Any]]:
     """What one peer (or anyone who can reach the port) may hold open on the server: connections,
     calls per connection, a connection idle or still in its TLS handshake (then closed)."""
-    return [("grpc.max_allowed_incoming_connections", limits.connections),
-            ("grpc.max_concurrent_streams", limits.concurrent_calls),
-            ("grpc.max_connection_idle_ms", limits.idle_seconds * 1000),
-            ("grpc.server_handshake_timeout_ms", limits.handshake_seconds * 1000)]
+    return [
+        ("grpc.max_allowed_incoming_connections", limits.connections),
+        ("grpc.max_concurrent_streams", limits.concurrent_calls),
+        ("grpc.max_connection_idle_ms", limits.idle_seconds * 1000),
+        ("grpc.server_handshake_timeout_ms", limits.handshake_seconds * 1000),
+    ]
 
 
 async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:

@@ -69,8 +69,9 @@ class Identity:
     @property
     def key_pem(self) -> bytes:
         """The key as gRPC's TLS takes it (unencrypted PKCS#8 PEM): held in memory only."""
-        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     @property
     def cert(self) -> PeerCert:
@@ -91,8 +92,9 @@ def create_identity(folder: Path, party: str) -> Identity:
     key_path, cert_path = folder / KEY_FILE, folder / CERT_FILE
     key = ec.generate_private_key(ec.SECP256R1())
     cert_pem = _self_signed(key, party).public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         # O_EXCL: never overwrite; mode 0600 from the creation on, before the key is in it.
@@ -143,7 +145,8 @@ def load_peer_cert(path: Path, party: str) -> PeerCert:
         raise ConfigError(f"{path}: the certificate names {named!r}, not the peer {party!r}")
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
-            x509.DNSName)
+            x509.DNSName
+        )
     except x509.ExtensionNotFound:
         sans = []
     # TLS checks the peer's name against these (gRPC's target name override), not against the CN.
@@ -164,15 +167,29 @@ def _self_signed(key: ec.EllipticCurvePrivateKey, party: str) -> x509.Certificat
         # A minute back: a peer whose clock is slightly behind still accepts it at once.
         .not_valid_before(now - datetime.timedelta(minutes=1))
         .not_valid_after(now + VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName(party), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(party), x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
+            critical=False,
+        )
         # Not a CA: a pinned peer certificate must not be able to vouch for any other.
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
 
@@ -190,8 +207,7 @@ def _read_cert(path: Path) -> tuple[x509.Certificate, bytes]:
     if cert.not_valid_after_utc < now:
         raise ConfigError(f"{path}: the certificate expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
     if cert.not_valid_before_utc > now:
-        raise ConfigError(f"{path}: the certificate is not valid before "
-                          f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+        raise ConfigError(f"{path}: the certificate is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ConfigError(f"{path}: the certificate's key is not an ECDSA P-256 key")

@@ -65,41 +65,63 @@ class JournalCollector(Collector):
             latencies = ops.latencies(db)
             swaps = ops.open_swaps(db)
             contact = ops.last_contact(db)
-        finished = CounterMetricFamily("dvp_agent_swaps_finished", "Swaps this party's journal holds as ended, by "
-                                       "outcome (from the journal)", labels=["outcome"])
+        finished = CounterMetricFamily(
+            "dvp_agent_swaps_finished",
+            "Swaps this party's journal holds as ended, by outcome (from the journal)",
+            labels=["outcome"],
+        )
         for outcome, n in sorted(outcomes.items()):
             if outcome != ops.UNFINISHED:
                 finished.add_metric([outcome], n)
         yield finished
-        yield GaugeMetricFamily("dvp_agent_swaps_unfinished", "Swaps without an outcome yet (being driven, or "
-                                "left to the next start)", value=outcomes.get(ops.UNFINISHED, 0))
+        yield GaugeMetricFamily(
+            "dvp_agent_swaps_unfinished",
+            "Swaps without an outcome yet (being driven, or left to the next start)",
+            value=outcomes.get(ops.UNFINISHED, 0),
+        )
         yield _histogram(latencies)
-        sent = CounterMetricFamily("dvp_agent_messages", "Messages journaled as sent to (out) or taken from (in) a "
-                                   "peer, by kind", labels=["peer", "direction", "kind"])
+        sent = CounterMetricFamily(
+            "dvp_agent_messages",
+            "Messages journaled as sent to (out) or taken from (in) a peer, by kind",
+            labels=["peer", "direction", "kind"],
+        )
         for (peer, direction, kind), n in sorted(messages.items()):
             sent.add_metric([peer, direction, kind], n)
         yield sent
-        refused = CounterMetricFamily("dvp_agent_refusals", "Messages and proposals refused or rejected, by reason "
-                                      "(the limit's name, or 'rejected' for a proposal the checks or policy "
-                                      "refused); counted since this process started", labels=["peer", "reason"])
+        refused = CounterMetricFamily(
+            "dvp_agent_refusals",
+            "Messages and proposals refused or rejected, by reason "
+            "(the limit's name, or 'rejected' for a proposal the checks or policy "
+            "refused); counted since this process started",
+            labels=["peer", "reason"],
+        )
         for peer, reason, n in sorted(self.refusals() if self.refusals else ()):
             refused.add_metric([peer, reason], n)
         yield refused
-        locked = GaugeMetricFamily("dvp_agent_locked_amount", "What this party has locked now in unfinished swaps, "
-                                   "in the asset's base units", labels=["ledger", "asset"])
+        locked = GaugeMetricFamily(
+            "dvp_agent_locked_amount",
+            "What this party has locked now in unfinished swaps, in the asset's base units",
+            labels=["ledger", "asset"],
+        )
         for (ledger, asset), amount in sorted(ops.locked_value(swaps).items()):
             locked.add_metric([ledger, asset], amount)
         yield locked
-        last = GaugeMetricFamily("dvp_agent_peer_last_contact_seconds", "Unix time of the last message journaled "
-                                 "as taken from the peer", labels=["peer"])
+        last = GaugeMetricFamily(
+            "dvp_agent_peer_last_contact_seconds",
+            "Unix time of the last message journaled as taken from the peer",
+            labels=["peer"],
+        )
         for peer, wall in sorted(contact.items()):
             last.add_metric([peer], wall)
         yield last
 
 
 def _histogram(latencies: list[ops.Latency]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily("dvp_agent_step_seconds", "Time from a step's intent to its result as "
-                                   "journaled, by step and ledger", labels=["step", "ledger"])
+    family = HistogramMetricFamily(
+        "dvp_agent_step_seconds",
+        "Time from a step's intent to its result as journaled, by step and ledger",
+        labels=["step", "ledger"],
+    )
     by_label: dict[tuple[str, str], list[float]] = {}
     for item in latencies:
         by_label.setdefault((item.step, item.ledger), []).append(item.seconds)
@@ -143,7 +165,8 @@ def serve_metrics(config: AgentConfig, folder: Path, party: Agent) -> MetricsSer
             counted[key] = counted.get(key, 0) + n
         return [(peer, reason, n) for (peer, reason), n in counted.items()]
 
-    server = MetricsServer(config.metrics, JournalCollector(config.path(folder, config.journal), config.party,
-                                                            refusals))
+    server = MetricsServer(
+        config.metrics, JournalCollector(config.path(folder, config.journal), config.party, refusals)
+    )
     console.print(f"[dim]{config.party}[/] metrics on {server.url}")
     return server

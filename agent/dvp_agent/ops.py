@@ -119,8 +119,10 @@ def latencies(db: sqlite3.Connection | None) -> list[Latency]:
     started: dict[tuple[str, str], tuple[float, str]] = {}
     found: list[Latency] = []
     done: set[tuple[str, str]] = set()
-    rows = db.execute("SELECT swap_id, step, phase, ledger, wall FROM steps WHERE phase IN (?, ?) ORDER BY seq",
-                      (Phase.INTENT.value, Phase.RESULT.value))
+    rows = db.execute(
+        "SELECT swap_id, step, phase, ledger, wall FROM steps WHERE phase IN (?, ?) ORDER BY seq",
+        (Phase.INTENT.value, Phase.RESULT.value),
+    )
     for swap_id, step, phase, ledger, wall in rows:
         key = (swap_id, step)
         if phase == Phase.INTENT.value:
@@ -138,13 +140,15 @@ def open_swaps(db: sqlite3.Connection | None) -> list[OpenSwap]:
         return []
     swaps = []
     for swap_id, kind, spec_text, data_text, created in db.execute(
-            "SELECT id, kind, spec, data, created FROM swaps WHERE outcome IS NULL ORDER BY created"):
+        "SELECT id, kind, spec, data, created FROM swaps WHERE outcome IS NULL ORDER BY created"
+    ):
         swaps.append(_open_swap(db, swap_id, kind, spec_text, data_text, created))
     return swaps
 
 
-def _open_swap(db: sqlite3.Connection, swap_id: str, kind: str, spec_text: str, data_text: str,
-               created: float) -> OpenSwap:
+def _open_swap(
+    db: sqlite3.Connection, swap_id: str, kind: str, spec_text: str, data_text: str, created: float
+) -> OpenSwap:
     try:
         if kind != "htlc":  # a single-ledger swap: its id and age only
             raise ValueError(kind)
@@ -153,8 +157,10 @@ def _open_swap(db: sqlite3.Connection, swap_id: str, kind: str, spec_text: str, 
     except (ValidationError, ValueError):
         return OpenSwap(swap_id, None, None, False, created, [])
     side = state.side
-    results = {s for (s,) in db.execute("SELECT step FROM steps WHERE swap_id = ? AND phase = ?",
-                                        (swap_id, Phase.RESULT.value))}
+    results = {
+        s
+        for (s,) in db.execute("SELECT step FROM steps WHERE swap_id = ? AND phase = ?", (swap_id, Phase.RESULT.value))
+    }
     legs = []
     for leg_name in LegName:
         sender = leg_name.sender
@@ -162,12 +168,32 @@ def _open_swap(db: sqlite3.Connection, swap_id: str, kind: str, spec_text: str, 
         timeout = spec.plan.holder_timeout if sender is spec.plan.secret_holder else spec.plan.counter_timeout
         terms = state.terms(leg_name)
         mine = side is not None and side.role is sender
-        locked = mine and StepName.of(Action.LOCK, leg_name) in results and StepName.of(Action.REFUND, leg_name) \
-            not in results
-        legs.append(Leg(leg_name.value, leg.ledger, leg.asset, leg.amount, state.lock_id(leg_name),
-                        terms.expiry if terms is not None else None, created + timeout, mine, locked))
-    return OpenSwap(swap_id, side.peer if side else None, side.role.value if side else None,
-                    bool(side and side.agreement), created, legs)
+        locked = (
+            mine
+            and StepName.of(Action.LOCK, leg_name) in results
+            and StepName.of(Action.REFUND, leg_name) not in results
+        )
+        legs.append(
+            Leg(
+                leg_name.value,
+                leg.ledger,
+                leg.asset,
+                leg.amount,
+                state.lock_id(leg_name),
+                terms.expiry if terms is not None else None,
+                created + timeout,
+                mine,
+                locked,
+            )
+        )
+    return OpenSwap(
+        swap_id,
+        side.peer if side else None,
+        side.role.value if side else None,
+        bool(side and side.agreement),
+        created,
+        legs,
+    )
 
 
 def locked_value(swaps: list[OpenSwap]) -> Counter[tuple[str, str]]:
@@ -188,5 +214,11 @@ def ago(wall: float | None, now: float | None = None) -> str:
 
 
 def as_dict(swap: OpenSwap) -> dict[str, Any]:
-    return {"id": swap.id, "peer": swap.peer, "role": swap.role, "agreed": swap.agreed, "created": swap.created,
-            "legs": [leg.__dict__ for leg in swap.legs]}
+    return {
+        "id": swap.id,
+        "peer": swap.peer,
+        "role": swap.role,
+        "agreed": swap.agreed,
+        "created": swap.created,
+        "legs": [leg.__dict__ for leg in swap.legs],
+    }

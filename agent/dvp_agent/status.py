@@ -33,8 +33,14 @@ def _peers(folder: Path, config: AgentConfig, contact: dict[str, float]) -> list
             fingerprint: str | None = load_peer_cert(config.path(folder, peer.cert), peer.party).fingerprint
         except errors.DvpError as exc:
             fingerprint = f"unreadable: {exc}"
-        peers.append({"party": peer.party, "endpoint": peer.endpoint, "fingerprint": fingerprint,
-                      "last_contact": contact.get(peer.party)})
+        peers.append(
+            {
+                "party": peer.party,
+                "endpoint": peer.endpoint,
+                "fingerprint": fingerprint,
+                "last_contact": contact.get(peer.party),
+            }
+        )
     return peers
 
 
@@ -79,8 +85,14 @@ def _deadline(swap: ops.OpenSwap, left: dict[tuple[str, str], float], now: float
     if not options:
         return None
     seconds, leg, by = min(options, key=lambda o: o[0])
-    return {"leg": leg.leg, "ledger": leg.ledger, "lock_id": leg.lock_id, "expiry": leg.expiry,
-            "seconds_left": round(seconds, 1), "by": by}
+    return {
+        "leg": leg.leg,
+        "ledger": leg.ledger,
+        "lock_id": leg.lock_id,
+        "expiry": leg.expiry,
+        "seconds_left": round(seconds, 1),
+        "by": by,
+    }
 
 
 def gather(folder: Path, read_clocks: bool = True) -> dict[str, Any]:
@@ -90,26 +102,37 @@ def gather(folder: Path, read_clocks: bool = True) -> dict[str, Any]:
     left = asyncio.run(_seconds_left(folder, config, swaps)) if read_clocks else {}
     now = time.time()
     unfinished = [{**ops.as_dict(s), "next_deadline": _deadline(s, left, now)} for s in swaps]
-    return {"party": config.party, "listen": config.listen, "peers": _peers(folder, config, contact),
-            "unfinished": unfinished, "outcomes": outcomes,
-            "locked": [{"ledger": ledger, "asset": asset, "amount": n}
-                       for (ledger, asset), n in sorted(ops.locked_value(swaps).items())]}
+    return {
+        "party": config.party,
+        "listen": config.listen,
+        "peers": _peers(folder, config, contact),
+        "unfinished": unfinished,
+        "outcomes": outcomes,
+        "locked": [
+            {"ledger": ledger, "asset": asset, "amount": n}
+            for (ledger, asset), n in sorted(ops.locked_value(swaps).items())
+        ],
+    }
 
 
 def _print(status: dict[str, Any]) -> None:
     click.echo(f"agent {status['party']!r}, listening on {status['listen']}")
     click.echo(f"peers ({len(status['peers'])}):")
     for peer in status["peers"]:
-        click.echo(f"  {peer['party']} at {peer['endpoint']}, certificate SHA-256 {peer['fingerprint']}, last "
-                   f"contact {ops.ago(peer['last_contact'])}")
+        click.echo(
+            f"  {peer['party']} at {peer['endpoint']}, certificate SHA-256 {peer['fingerprint']}, last "
+            f"contact {ops.ago(peer['last_contact'])}"
+        )
     click.echo(f"unfinished swaps ({len(status['unfinished'])}):")
     for swap in status["unfinished"]:
         role = f"{swap['role']} with {swap['peer']}" if swap["role"] else "not an agent's swap"
         line = f"  {swap['id']}: {role}, {'agreed' if swap['agreed'] else 'awaiting the answer to its proposal'}"
         deadline = swap["next_deadline"]
         if deadline is not None:
-            line += (f"; next deadline: the {deadline['leg']} leg on {deadline['ledger']} expires in "
-                     f"{deadline['seconds_left']:.0f}s (by {deadline['by']})")
+            line += (
+                f"; next deadline: the {deadline['leg']} leg on {deadline['ledger']} expires in "
+                f"{deadline['seconds_left']:.0f}s (by {deadline['by']})"
+            )
         click.echo(line)
     counts = ", ".join(f"{n} {o}" for o, n in sorted(status["outcomes"].items())) or "none"
     click.echo(f"swaps by outcome: {counts}")

@@ -20,9 +20,19 @@ if TYPE_CHECKING:
 
 # Loaded on first use, so importing the pytest plugin (or any dvp.* module) stays cheap.
 _LAZY = {
-    "DvpError": "errors", "Asset": "models", "AssetKind": "models", "Behaviour": "models",
-    "HtlcPlan": "models", "Leg": "models", "Role": "models", "SwapSpec": "models", "Trade": "models",
-    "Network": "network", "Orchestrator": "orchestrator", "Outcome": "orchestrator", "SwapResult": "orchestrator",
+    "DvpError": "errors",
+    "Asset": "models",
+    "AssetKind": "models",
+    "Behaviour": "models",
+    "HtlcPlan": "models",
+    "Leg": "models",
+    "Role": "models",
+    "SwapSpec": "models",
+    "Trade": "models",
+    "Network": "network",
+    "Orchestrator": "orchestrator",
+    "Outcome": "orchestrator",
+    "SwapResult": "orchestrator",
 }
 
 
@@ -31,9 +41,22 @@ def __getattr__(name: str) -> Any:
         return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'dvp' has no attribute {name!r}")
 
+
 __all__ = [
-    "Asset", "AssetKind", "Behaviour", "DvpError", "HtlcPlan", "Leg", "Network", "Orchestrator",
-    "Outcome", "Role", "SwapResult", "SwapSpec", "Trade", "run_swap",
+    "Asset",
+    "AssetKind",
+    "Behaviour",
+    "DvpError",
+    "HtlcPlan",
+    "Leg",
+    "Network",
+    "Orchestrator",
+    "Outcome",
+    "Role",
+    "SwapResult",
+    "SwapSpec",
+    "Trade",
+    "run_swap",
 ]
 
 

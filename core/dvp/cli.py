@@ -150,12 +150,28 @@ class OneLineGroup(click.Group):
 
 
 @click.group(cls=OneLineGroup)
-@click.option("--run-dir", type=click.Path(path_type=Path), envvar="DVP_RUN_DIR", default=".dvp", show_default=True,
-              help="Where testnet state, logs and the journal live.")
-@click.option("--journal", envvar="DVP_JOURNAL", default=None,
-              help="SQLite journal file, or a postgresql:// URL (default: RUN_DIR/journal.sqlite).")
-@click.option("--runtime", type=click.Choice(sorted(RUNTIMES)), envvar="DVP_RUNTIME", default=DEFAULT_RUNTIME,
-              show_default=True, help="Run the testnets as local processes or in Docker.")
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path),
+    envvar="DVP_RUN_DIR",
+    default=".dvp",
+    show_default=True,
+    help="Where testnet state, logs and the journal live.",
+)
+@click.option(
+    "--journal",
+    envvar="DVP_JOURNAL",
+    default=None,
+    help="SQLite journal file, or a postgresql:// URL (default: RUN_DIR/journal.sqlite).",
+)
+@click.option(
+    "--runtime",
+    type=click.Choice(sorted(RUNTIMES)),
+    envvar="DVP_RUNTIME",
+    default=DEFAULT_RUNTIME,
+    show_default=True,
+    help="Run the testnets as local processes or in Docker.",
+)
 @click.pass_context
 def main(ctx: click.Context, run_dir: Path, journal: str | None, runtime: str) -> None:
     """Delivery-versus-payment across real ledgers."""
@@ -251,7 +267,12 @@ def balances(settings: Settings, parties: tuple[str, ...]) -> None:
 @click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.option("--security", help="LEDGER:ASSET:AMOUNT the seller delivers.")
 @click.option("--cash", help="LEDGER:ASSET:AMOUNT the buyer pays.")
-@click.option("--kind", type=click.Choice(["htlc", "atomic"]), default=None, help="Default: atomic on one ledger, htlc across two.")
+@click.option(
+    "--kind",
+    type=click.Choice(["htlc", "atomic"]),
+    default=None,
+    help="Default: atomic on one ledger, htlc across two.",
+)
 @click.option("--secret-holder", type=click.Choice(["seller", "buyer"]), default=None)
 @click.option("--holder-timeout", type=PLAIN_INT, default=None, help="Seconds until the secret holder's leg expires.")
 @click.option("--counter-timeout", type=PLAIN_INT, default=None, help="Seconds until the other leg expires.")
@@ -260,9 +281,19 @@ def balances(settings: Settings, parties: tuple[str, ...]) -> None:
 @click.option("--submit", is_flag=True, help="Check and journal the swap, print its id, and leave it to `dvp worker`.")
 @click.pass_obj
 @fail_cleanly
-def swap(settings: Settings, scenario: Path | None, security: str | None, cash: str | None, kind: str | None,
-         secret_holder: str | None, holder_timeout: int | None, counter_timeout: int | None,
-         fast_forward: bool, as_json: bool, submit: bool) -> None:
+def swap(
+    settings: Settings,
+    scenario: Path | None,
+    security: str | None,
+    cash: str | None,
+    kind: str | None,
+    secret_holder: str | None,
+    holder_timeout: int | None,
+    counter_timeout: int | None,
+    fast_forward: bool,
+    as_json: bool,
+    submit: bool,
+) -> None:
     """Run one DvP from a YAML/JSON SCENARIO file or from flags."""
     if scenario is not None:
         spec = load_scenario(scenario)
@@ -271,8 +302,15 @@ def swap(settings: Settings, scenario: Path | None, security: str | None, cash: 
             raise errors.ConfigError("scenario: give a scenario file, or both --security and --cash")
         spec = parse_spec({"trade": {"security": parse_leg(security, "security"), "cash": parse_leg(cash, "cash")}})
     overrides = {k: v for k, v in {"kind": kind}.items() if v}
-    plan = {k: v for k, v in {"secret_holder": secret_holder, "holder_timeout": holder_timeout,
-                              "counter_timeout": counter_timeout}.items() if v is not None}
+    plan = {
+        k: v
+        for k, v in {
+            "secret_holder": secret_holder,
+            "holder_timeout": holder_timeout,
+            "counter_timeout": counter_timeout,
+        }.items()
+        if v is not None
+    }
     if overrides or plan or fast_forward:
         data = spec.model_dump(mode="json")
         data.update(overrides)
@@ -351,14 +389,33 @@ def cancel(settings: Settings, swap_id: str) -> None:
 
 
 @main.command()
-@click.option("--concurrency", type=click.IntRange(1, 1000), default=16, show_default=True,
-              help="Swaps driven at once by this worker.")
-@click.option("--poll", type=click.FloatRange(0.1, 60), default=1.0, show_default=True,
-              help="Seconds between looks for unfinished swaps.")
-@click.option("--exit-when-idle", type=click.FloatRange(0), default=None,
-              help="Exit once no unfinished swap has been seen for this many seconds (default: run for good).")
-@click.option("--reconnect", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
-              help="Seconds to keep trying to reopen a lost journal before exiting 9.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1000),
+    default=16,
+    show_default=True,
+    help="Swaps driven at once by this worker.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.1, 60),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks for unfinished swaps.",
+)
+@click.option(
+    "--exit-when-idle",
+    type=click.FloatRange(0),
+    default=None,
+    help="Exit once no unfinished swap has been seen for this many seconds (default: run for good).",
+)
+@click.option(
+    "--reconnect",
+    type=click.FloatRange(0, 3600),
+    default=60.0,
+    show_default=True,
+    help="Seconds to keep trying to reopen a lost journal before exiting 9.",
+)
 @click.pass_obj
 @fail_cleanly
 def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: float | None, reconnect: float) -> None:
@@ -374,10 +431,15 @@ def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: fl
 
     async def go() -> int:
         async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
-            return await run_worker(lambda: net.orchestrator(settings.journal_path, progress_printer()), report,
-                                    reconnect=reconnect, say=lambda m: click.echo(one_line(m), err=True),
-                                    concurrency=concurrency, poll=poll,
-                                    idle_exit=exit_when_idle)
+            return await run_worker(
+                lambda: net.orchestrator(settings.journal_path, progress_printer()),
+                report,
+                reconnect=reconnect,
+                say=lambda m: click.echo(one_line(m), err=True),
+                concurrency=concurrency,
+                poll=poll,
+                idle_exit=exit_when_idle,
+            )
 
     console.print(f"worker: {asyncio.run(go())} swap(s) driven to an outcome")
 
@@ -407,8 +469,15 @@ def history(settings: Settings, swap_id: str | None) -> None:
     if swap_id and not records:
         raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in {journal.path}")
     for r in records:
-        result = SwapResult(r.id, r.kind, Outcome(r.outcome) if r.outcome else None, r.detail or "unfinished",
-                            SwapSpec.model_validate(r.spec), r.data, journal.steps(r.id))
+        result = SwapResult(
+            r.id,
+            r.kind,
+            Outcome(r.outcome) if r.outcome else None,
+            r.detail or "unfinished",
+            SwapSpec.model_validate(r.spec),
+            r.data,
+            journal.steps(r.id),
+        )
         print_result(out, result, False)
 
 

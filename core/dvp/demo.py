@@ -25,14 +25,20 @@ PARTIES = ["seller", "buyer"]
 
 
 def _single_ledger(ledger: str) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger=ledger, asset="BOND", amount=100),
-                                cash=Leg(ledger=ledger, asset="EUR", amount=1_000_000)))
+    return SwapSpec(
+        trade=Trade(
+            security=Leg(ledger=ledger, asset="BOND", amount=100),
+            cash=Leg(ledger=ledger, asset="EUR", amount=1_000_000),
+        )
+    )
 
 
 def _cross_ledger(security: str, cash: str, cash_asset: str = "EUR", cash_amount: int = 1_000_000) -> SwapSpec:
     return SwapSpec(
-        trade=Trade(security=Leg(ledger=security, asset="BOND", amount=100),
-                    cash=Leg(ledger=cash, asset=cash_asset, amount=cash_amount)),
+        trade=Trade(
+            security=Leg(ledger=security, asset="BOND", amount=100),
+            cash=Leg(ledger=cash, asset=cash_asset, amount=cash_amount),
+        ),
         plan=HtlcPlan(holder_timeout=300, counter_timeout=150, reaction_window=30),
     )
 
@@ -42,22 +48,32 @@ def demo_swaps(ledgers: set[str] | None = None) -> list[tuple[str, SwapSpec]]:
     swaps = [
         ("single-ledger DvP on evm-a", _single_ledger("evm-a")),
         ("cross-ledger HTLC DvP: BOND on evm-a against EUR on evm-b", _cross_ledger("evm-a", "evm-b")),
-        ("cross-ledger HTLC DvP: BOND on evm-a against BTC on btc (UTXO, P2WSH script)",
-         _cross_ledger("evm-a", "btc", "BTC", 2_500_000)),
+        (
+            "cross-ledger HTLC DvP: BOND on evm-a against BTC on btc (UTXO, P2WSH script)",
+            _cross_ledger("evm-a", "btc", "BTC", 2_500_000),
+        ),
     ]
     if ledgers and "elements" in ledgers:
         swaps += [
-            ("single-ledger DvP on elements: issued BOND against issued EUR in one transaction",
-             _single_ledger("elements")),
-            ("cross-ledger HTLC DvP: BOND on elements (P2WSH script) against EUR on evm-b",
-             _cross_ledger("elements", "evm-b")),
+            (
+                "single-ledger DvP on elements: issued BOND against issued EUR in one transaction",
+                _single_ledger("elements"),
+            ),
+            (
+                "cross-ledger HTLC DvP: BOND on elements (P2WSH script) against EUR on evm-b",
+                _cross_ledger("elements", "evm-b"),
+            ),
         ]
     if ledgers and {"fabric-a", "fabric-b"} <= ledgers:
         swaps += [
-            ("single-ledger DvP on fabric-a: the Fabric chaincode moves both legs in one transaction",
-             _single_ledger("fabric-a")),
-            ("cross-ledger HTLC DvP: BOND on fabric-a (Fabric chaincode) against EUR on evm-b",
-             _cross_ledger("fabric-a", "evm-b")),
+            (
+                "single-ledger DvP on fabric-a: the Fabric chaincode moves both legs in one transaction",
+                _single_ledger("fabric-a"),
+            ),
+            (
+                "cross-ledger HTLC DvP: BOND on fabric-a (Fabric chaincode) against EUR on evm-b",
+                _cross_ledger("fabric-a", "evm-b"),
+            ),
         ]
     return swaps
 
@@ -71,7 +87,9 @@ def _two_agents(settings: Settings, out: Console, console: Console, ledgers: set
         out.print("[yellow]two-agent run skipped: `dvp agent` is not installed (pip install 'dvp[agent]')[/]")
         return []
     with console.status(TWO_AGENTS_TITLE) as status:
-        runs = run_two_agents(settings, _cross_ledger("evm-a", "evm-b"), lambda m: status.update(f"{TWO_AGENTS_TITLE}: {m}"))
+        runs = run_two_agents(
+            settings, _cross_ledger("evm-a", "evm-b"), lambda m: status.update(f"{TWO_AGENTS_TITLE}: {m}")
+        )
     out.print(f"[bold]{TWO_AGENTS_TITLE}[/]")
     for run in runs:
         out.print(steps_table(run.result, title=f"{run.party}'s agent"))
@@ -89,12 +107,15 @@ async def _issue(net: Network) -> None:
         await adapter.wait_final(sub.tx_id)
 
 
-def run_demo(settings: Settings, out: Console, console: Console, *, keep: bool, report: Path | None,
-             block_time: float) -> Path:
+def run_demo(
+    settings: Settings, out: Console, console: Console, *, keep: bool, report: Path | None, block_time: float
+) -> Path:
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
-        with console.status("starting two anvil chains, a btcd regtest chain (and elementsd, Fabric if installed)") as status:
+        with console.status(
+            "starting two anvil chains, a btcd regtest chain (and elementsd, Fabric if installed)"
+        ) as status:
             runtime.up(default(block_time, containers=runtime.name == "docker"), progress=lambda m: status.update(m))
     try:
         return asyncio.run(_demo(settings, runtime, out, console, report))
@@ -135,17 +156,31 @@ async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Con
     unsettled += [f"{a.party}'s agent" for a in agent_runs if a.result.outcome is not Outcome.SETTLED]
     path = report or settings.reports_dir / "demo.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "machine": machine(),
-        "ledgers": runtime.status(),
-        "swaps": [{"title": t, **swap_report(r)} for t, r in results],
-        "two_agents": [{"party": a.party, "messages_sent": a.sent, "messages_received": a.received,
-                        **swap_report(a.result)} for a in agent_runs],
-        "balances_before": balances_json(before),
-        "balances_after": balances_json(after),
-        "fees_in_traded_assets": [{"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in traded_fees.items()],
-        "conserved": not drift,
-    }, indent=1))
+    path.write_text(
+        json.dumps(
+            {
+                "machine": machine(),
+                "ledgers": runtime.status(),
+                "swaps": [{"title": t, **swap_report(r)} for t, r in results],
+                "two_agents": [
+                    {
+                        "party": a.party,
+                        "messages_sent": a.sent,
+                        "messages_received": a.received,
+                        **swap_report(a.result),
+                    }
+                    for a in agent_runs
+                ],
+                "balances_before": balances_json(before),
+                "balances_after": balances_json(after),
+                "fees_in_traded_assets": [
+                    {"ledger": l, "asset": a, "party": p, "fee": f} for (l, a, p), f in traded_fees.items()
+                ],
+                "conserved": not drift,
+            },
+            indent=1,
+        )
+    )
     if drift or unsettled:
         raise DvpError(f"demo: not every swap settled ({', '.join(unsettled) or 'balances not conserved'})")
     return path

@@ -42,7 +42,9 @@ def _dvp(settings: Settings, *args: str) -> list[str]:
 def _run(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
-        raise DvpError(f"demo: `dvp {' '.join(command[3:5])}` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise DvpError(
+            f"demo: `dvp {' '.join(command[3:5])}` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+        )
 
 
 def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str], None]) -> list[AgentRun]:
@@ -59,18 +61,45 @@ def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str],
         config = yaml.safe_load((folders[party] / "agent.yaml").read_text())
         config["listen"] = f"127.0.0.1:{ports[party]}"
         (folders[party] / "agent.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        _run(_dvp(settings, "agent", "pair", str(folders[party]), "--peer", peer, "--endpoint",
-                  f"127.0.0.1:{ports[peer]}", "--cert", str(folders[peer] / "agent.crt")))
+        _run(
+            _dvp(
+                settings,
+                "agent",
+                "pair",
+                str(folders[party]),
+                "--peer",
+                peer,
+                "--endpoint",
+                f"127.0.0.1:{ports[peer]}",
+                "--cert",
+                str(folders[peer] / "agent.crt"),
+            )
+        )
     scenario = home / "swap.yaml"
     scenario.write_text(yaml.safe_dump(spec.model_dump(mode="json")))
     logs = {p: open(home / f"{p}.log", "wb") for p in PARTIES}
     try:
-        buyer = subprocess.Popen(_dvp(settings, "agent", "run", str(folders["buyer"]), "--until-done",
-                                      "--max-seconds", "600"), stdout=logs["buyer"], stderr=subprocess.STDOUT)
+        buyer = subprocess.Popen(
+            _dvp(settings, "agent", "run", str(folders["buyer"]), "--until-done", "--max-seconds", "600"),
+            stdout=logs["buyer"],
+            stderr=subprocess.STDOUT,
+        )
         progress("buyer's agent started; the seller's agent proposes")
-        seller = subprocess.Popen(_dvp(settings, "agent", "run", str(folders["seller"]), "--propose", str(scenario),
-                                       "--until-done", "--max-seconds", "600"),
-                                  stdout=logs["seller"], stderr=subprocess.STDOUT)
+        seller = subprocess.Popen(
+            _dvp(
+                settings,
+                "agent",
+                "run",
+                str(folders["seller"]),
+                "--propose",
+                str(scenario),
+                "--until-done",
+                "--max-seconds",
+                "600",
+            ),
+            stdout=logs["seller"],
+            stderr=subprocess.STDOUT,
+        )
         for proc in (seller, buyer):
             try:
                 proc.wait(timeout=660)
@@ -89,11 +118,16 @@ def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str],
             messages = journal.messages(newest.id)
         finally:
             journal.close()
-        runs.append(AgentRun(party, result, sum(m["direction"] == "out" for m in messages),
-                             sum(m["direction"] == "in" for m in messages)))
+        runs.append(
+            AgentRun(
+                party,
+                result,
+                sum(m["direction"] == "out" for m in messages),
+                sum(m["direction"] == "in" for m in messages),
+            )
+        )
     return runs
 
 
 def all_steps(runs: list[AgentRun]) -> list[Step]:
     return [s for run in runs for s in run.result.steps]
-

@@ -101,9 +101,11 @@ def _download(release: Release, dest: Path, progress: Progress) -> None:
                     progress(f"{release.name}: downloading {release.archive} {size}")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        raise ConfigError(f"{release.name}: could not download {release.archive} from {release.url} ({reason}); "
-                          f"with no internet access, set {MIRROR_ENV} to a directory holding the archive "
-                          "and its SHA256SUMS") from None
+        raise ConfigError(
+            f"{release.name}: could not download {release.archive} from {release.url} ({reason}); "
+            f"with no internet access, set {MIRROR_ENV} to a directory holding the archive "
+            "and its SHA256SUMS"
+        ) from None
 
 
 def fetch(release: Release, workdir: Path, progress: Progress) -> Path:
@@ -113,30 +115,40 @@ def fetch(release: Release, workdir: Path, progress: Progress) -> Path:
         mirror = Path(mirror_raw).expanduser().resolve()
         path = mirror / release.archive
         if not path.is_file():
-            raise ConfigError(f"{release.name}: {release.archive} is not in the mirror {mirror} ({MIRROR_ENV}); "
-                              f"put the release archive there with its line in SHA256SUMS, or unset {MIRROR_ENV} "
-                              "to download it")
+            raise ConfigError(
+                f"{release.name}: {release.archive} is not in the mirror {mirror} ({MIRROR_ENV}); "
+                f"put the release archive there with its line in SHA256SUMS, or unset {MIRROR_ENV} "
+                "to download it"
+            )
         want = mirror_sums(mirror).get(release.archive)
         if want is None:
-            raise ConfigError(f"{release.name}: {release.archive} has no line in {mirror / 'SHA256SUMS'}; "
-                              "add its SHA-256 there (sha256sum ARCHIVE >> SHA256SUMS) after checking it")
+            raise ConfigError(
+                f"{release.name}: {release.archive} has no line in {mirror / 'SHA256SUMS'}; "
+                "add its SHA-256 there (sha256sum ARCHIVE >> SHA256SUMS) after checking it"
+            )
         progress(f"{release.name}: checking {path}")
         got = sha256_file(path)
         if got != want:
-            raise ConfigError(f"{release.name}: {path} does not match its SHA256SUMS entry (sha256 {got[:16]}..., "
-                              f"expected {want[:16]}...): the archive is corrupt or altered; nothing installed, "
-                              "replace it from the official release")
+            raise ConfigError(
+                f"{release.name}: {path} does not match its SHA256SUMS entry (sha256 {got[:16]}..., "
+                f"expected {want[:16]}...): the archive is corrupt or altered; nothing installed, "
+                "replace it from the official release"
+            )
         return path
     path = workdir / release.archive
     _download(release, path, progress)
     got = sha256_file(path)
     if release.sha256 is None:
-        progress(f"{release.name}: note: no pinned checksum for {release.archive}; its sha256 is {got}: "
-                 f"compare it with the one the release publishes")
+        progress(
+            f"{release.name}: note: no pinned checksum for {release.archive}; its sha256 is {got}: "
+            f"compare it with the one the release publishes"
+        )
     elif got != release.sha256:
-        raise ConfigError(f"{release.name}: {release.archive} from {release.url} does not match the pinned "
-                          f"sha256 (got {got[:16]}..., expected {release.sha256[:16]}...); nothing installed, "
-                          f"try again or use a checked mirror ({MIRROR_ENV})")
+        raise ConfigError(
+            f"{release.name}: {release.archive} from {release.url} does not match the pinned "
+            f"sha256 (got {got[:16]}..., expected {release.sha256[:16]}...); nothing installed, "
+            f"try again or use a checked mirror ({MIRROR_ENV})"
+        )
     return path
 
 
@@ -153,13 +165,17 @@ def _unpack(release: Release, archive: Path, into: Path, progress: Progress) -> 
                     progress(f"{release.name}: unpacking {archive.name} {100 * raw.tell() // size}%")
         progress(f"{release.name}: unpacked {archive.name}")
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ConfigError(f"{release.name}: cannot unpack {archive} ({exc}); nothing installed, "
-                          "replace the archive from the official release") from None
+        raise ConfigError(
+            f"{release.name}: cannot unpack {archive} ({exc}); nothing installed, "
+            "replace the archive from the official release"
+        ) from None
     root = into / release.top if release.top else into
     lacking = release.missing(root)
     if lacking:
-        raise ConfigError(f"{release.name}: {archive} lacks {', '.join(lacking[:3])} (not the official "
-                          f"{release.archive} layout); nothing installed, replace it from the official release")
+        raise ConfigError(
+            f"{release.name}: {archive} lacks {', '.join(lacking[:3])} (not the official "
+            f"{release.archive} layout); nothing installed, replace it from the official release"
+        )
     return root
 
 
@@ -183,9 +199,10 @@ def install(release: Release, progress: Progress = _stderr) -> bool:
         except OSError as exc:
             if release.installed():  # another set-up finished the same install meanwhile
                 return False
-            raise ConfigError(f"{release.name}: cannot move the unpacked tree to {target} ({exc.strerror}): "
-                              "if that directory holds an incomplete install, remove it and run the set-up again"
-                              ) from None
+            raise ConfigError(
+                f"{release.name}: cannot move the unpacked tree to {target} ({exc.strerror}): "
+                "if that directory holds an incomplete install, remove it and run the set-up again"
+            ) from None
     progress(f"{release.name}: installed into {target} in {time.monotonic() - started:.1f} s")
     return True
 

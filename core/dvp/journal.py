@@ -119,6 +119,7 @@ class Journal:
         if cls is Journal:
             if is_url(target):
                 from .journal_pg import PgJournal
+
                 cls = PgJournal
             else:
                 cls = SqliteJournal
@@ -197,8 +198,10 @@ class Journal:
         return [_swap(r) for r in self._rows(sql + " ORDER BY created, id")]
 
     # -- steps -------------------------------------------------------------------------
-    _INSERT_STEP = ("INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    _INSERT_STEP = (
+        "INSERT INTO steps (swap_id, step, phase, ledger, tx_id, detail, wall, ledger_height, ledger_time)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
 
     def record(
         self,
@@ -227,8 +230,16 @@ class Journal:
         )
         self._committed()
 
-    def record_all(self, swap_id: str, step: str, phase: str, rows: list[dict[str, Any]], *,
-                   ledger: str | None = None, clock: LedgerTime | None = None) -> None:
+    def record_all(
+        self,
+        swap_id: str,
+        step: str,
+        phase: str,
+        rows: list[dict[str, Any]],
+        *,
+        ledger: str | None = None,
+        clock: LedgerTime | None = None,
+    ) -> None:
         """Several rows of one step in one commit: a crash keeps all of them or none."""
         with self._transaction():
             for row in rows:
@@ -236,8 +247,17 @@ class Journal:
                 tx_id = detail.pop("tx_id", None)
                 self._execute(
                     self._INSERT_STEP,
-                    (swap_id, step, phase, ledger, tx_id, json.dumps(detail), time.time(),
-                     clock.height if clock else None, clock.timestamp if clock else None),
+                    (
+                        swap_id,
+                        step,
+                        phase,
+                        ledger,
+                        tx_id,
+                        json.dumps(detail),
+                        time.time(),
+                        clock.height if clock else None,
+                        clock.timestamp if clock else None,
+                    ),
                 )
         self._committed()
 
@@ -247,8 +267,21 @@ class Journal:
             " FROM steps WHERE swap_id = ? ORDER BY seq",
             (swap_id,),
         )
-        return [Step(seq=r[0], swap_id=r[1], step=r[2], phase=r[3], ledger=r[4], tx_id=r[5], detail=json.loads(r[6]),
-                     wall=r[7], ledger_height=r[8], ledger_time=r[9]) for r in rows]
+        return [
+            Step(
+                seq=r[0],
+                swap_id=r[1],
+                step=r[2],
+                phase=r[3],
+                ledger=r[4],
+                tx_id=r[5],
+                detail=json.loads(r[6]),
+                wall=r[7],
+                ledger_height=r[8],
+                ledger_time=r[9],
+            )
+            for r in rows
+        ]
 
     def last(self, swap_id: str, step: str, phase: str) -> Step | None:
         found = [s for s in self.steps(swap_id) if s.step == step and s.phase == phase]
@@ -269,20 +302,26 @@ class Journal:
         those of the ``leaving_out`` kinds."""
         marks = ",".join("?" * len(leaving_out))
         where = f" AND kind NOT IN ({marks})" if leaving_out else ""
-        rows = self._rows("SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?" + where,
-                          (swap_id, peer, direction, *leaving_out))
+        rows = self._rows(
+            "SELECT MAX(seq) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?" + where,
+            (swap_id, peer, direction, *leaving_out),
+        )
         return int(rows[0][0] or 0)
 
     def message_count(self, swap_id: str, peer: str, direction: str) -> int:
-        rows = self._rows("SELECT COUNT(*) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?",
-                          (swap_id, peer, direction))
+        rows = self._rows(
+            "SELECT COUNT(*) FROM messages WHERE swap_id = ? AND peer = ? AND direction = ?", (swap_id, peer, direction)
+        )
         return int(rows[0][0])
 
     def messages(self, swap_id: str) -> list[dict[str, Any]]:
-        rows = self._rows("SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ?"
-                          " ORDER BY n", (swap_id,))
-        return [{"peer": r[0], "direction": r[1], "kind": r[2], "seq": r[3], "wall": r[4], **json.loads(r[5] or "{}")}
-                for r in rows]
+        rows = self._rows(
+            "SELECT peer, direction, kind, seq, wall, detail FROM messages WHERE swap_id = ? ORDER BY n", (swap_id,)
+        )
+        return [
+            {"peer": r[0], "direction": r[1], "kind": r[2], "seq": r[3], "wall": r[4], **json.loads(r[5] or "{}")}
+            for r in rows
+        ]
 
 
 class SqliteJournal(Journal):
@@ -315,8 +354,10 @@ class SqliteJournal(Journal):
         if version == SCHEMA_VERSION:
             return
         try:
-            if version < SCHEMA_VERSION and self._db.execute(
-                    "SELECT count(*) FROM sqlite_master WHERE name = 'swaps'").fetchone()[0]:
+            if (
+                version < SCHEMA_VERSION
+                and self._db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'swaps'").fetchone()[0]
+            ):
                 self._backup(version)  # outside the write transaction: the backup reads the file itself
             self._db.execute("BEGIN IMMEDIATE")  # another process may be opening the same file
             try:
@@ -337,8 +378,10 @@ class SqliteJournal(Journal):
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             self._db.close()
-            raise ConfigError(f"journal: {self.path} has schema version {version}, newer than this dvp's "
-                              f"({SCHEMA_VERSION}); open it with a newer dvp (nothing written)")
+            raise ConfigError(
+                f"journal: {self.path} has schema version {version}, newer than this dvp's "
+                f"({SCHEMA_VERSION}); open it with a newer dvp (nothing written)"
+            )
         return version
 
     def _backup(self, version: int) -> None:
@@ -373,6 +416,7 @@ class SqliteJournal(Journal):
 
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
         from .lease import flock_lease
+
         return flock_lease(self.path, swap_id)
 
 

@@ -49,8 +49,12 @@ CONNECT_TIMEOUT = 5
 
 # The SQLite journal's tables, in PostgreSQL's types: the same schema on both backends.
 # SQLite's INTEGER is 64-bit: so is BIGINT (a message's seq may exceed 2**31).
-_SCHEMA = (SCHEMA + INDEXES).replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY") \
-    .replace(" INTEGER", " BIGINT").replace(" REAL", " DOUBLE PRECISION")
+_SCHEMA = (
+    (SCHEMA + INDEXES)
+    .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+    .replace(" INTEGER", " BIGINT")
+    .replace(" REAL", " DOUBLE PRECISION")
+)
 # Serialises concurrent migrations of one database (a transaction-level advisory lock).
 _MIGRATION_LOCK = 0x6476705F736368  # "dvp_sch"
 
@@ -95,16 +99,23 @@ class PgJournal(Journal):
         url = str(target)
         self.path = JournalURL(redacted(url), self)
         if not url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError(f"journal: {url.split('://')[0][:20]!r} is not a journal URL scheme "
-                              "(postgresql://, or a file path for SQLite)")
+            raise ConfigError(
+                f"journal: {url.split('://')[0][:20]!r} is not a journal URL scheme "
+                "(postgresql://, or a file path for SQLite)"
+            )
         try:
             params = conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
             raise self._malformed(url, exc) from None
         params.setdefault("connect_timeout", CONNECT_TIMEOUT)
-        params.update(keepalives=1, keepalives_idle=KEEPALIVE_IDLE, keepalives_interval=KEEPALIVE_INTERVAL,
-                      keepalives_count=KEEPALIVE_COUNT, tcp_user_timeout=USER_TIMEOUT_MS,
-                      application_name=f"dvp pid {os.getpid()} on {socket.gethostname()}"[:63])
+        params.update(
+            keepalives=1,
+            keepalives_idle=KEEPALIVE_IDLE,
+            keepalives_interval=KEEPALIVE_INTERVAL,
+            keepalives_count=KEEPALIVE_COUNT,
+            tcp_user_timeout=USER_TIMEOUT_MS,
+            application_name=f"dvp pid {os.getpid()} on {socket.gethostname()}"[:63],
+        )
         try:
             self._db = psycopg.connect(conninfo.make_conninfo("", **params), autocommit=True)
         except psycopg.OperationalError as exc:
@@ -114,8 +125,12 @@ class PgJournal(Journal):
         try:
             # The server watches this session's socket as the client does: a vanished host's
             # session (and so its leases) ends within SESSION_DEAD_AFTER seconds.
-            for name, value in (("tcp_keepalives_idle", KEEPALIVE_IDLE), ("tcp_keepalives_interval", KEEPALIVE_INTERVAL),
-                                ("tcp_keepalives_count", KEEPALIVE_COUNT), ("tcp_user_timeout", USER_TIMEOUT_MS)):
+            for name, value in (
+                ("tcp_keepalives_idle", KEEPALIVE_IDLE),
+                ("tcp_keepalives_interval", KEEPALIVE_INTERVAL),
+                ("tcp_keepalives_count", KEEPALIVE_COUNT),
+                ("tcp_user_timeout", USER_TIMEOUT_MS),
+            ):
                 self._db.execute(f"SET {name} = {int(value)}")  # constants: SET takes no parameters
             self._migrate()
         except BaseException:
@@ -142,8 +157,10 @@ class PgJournal(Journal):
                     found = self._db.execute("SELECT max(version) FROM dvp_schema").fetchone()
                     version = int(found[0] or 0) if found else 0
                 if version > SCHEMA_VERSION:
-                    raise ConfigError(f"journal: {self.path} has schema version {version}, newer than this dvp's "
-                                      f"({SCHEMA_VERSION}); open it with a newer dvp (nothing written)")
+                    raise ConfigError(
+                        f"journal: {self.path} has schema version {version}, newer than this dvp's "
+                        f"({SCHEMA_VERSION}); open it with a newer dvp (nothing written)"
+                    )
                 if version < SCHEMA_VERSION:
                     self._db.execute(_SCHEMA)
                     self._db.execute("CREATE TABLE IF NOT EXISTS dvp_schema (version INTEGER NOT NULL)")
@@ -152,7 +169,9 @@ class PgJournal(Journal):
         except psycopg.OperationalError as exc:
             raise _lost(self.path, exc) from None
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise ConfigError(f"journal: {self.path}: {_first_line(exc)} (the journal's user must own its tables)") from None
+            raise ConfigError(
+                f"journal: {self.path}: {_first_line(exc)} (the journal's user must own its tables)"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -185,8 +204,10 @@ class PgJournal(Journal):
         within one session, so this process keeps its own set too)."""
         check_swap_id(swap_id)
         if swap_id in self._held:
-            raise SwapBusy(f"swap {swap_id} is being driven by another process or task (a task of this process, "
-                           f"pid {os.getpid()}); skipped")
+            raise SwapBusy(
+                f"swap {swap_id} is being driven by another process or task (a task of this process, "
+                f"pid {os.getpid()}); skipped"
+            )
         key = _key(swap_id)
         got = self._rows("SELECT pg_try_advisory_lock(?)", (key,))[0][0]
         if not got:
@@ -228,5 +249,7 @@ def _connect_error(path: str, exc: psycopg.OperationalError) -> ConfigError | Jo
 
 
 def _lost(path: str, exc: BaseException) -> JournalUnavailable:
-    return JournalUnavailable(f"journal: lost the connection to {path} ({_first_line(exc)}); "
-                              "its unfinished swaps continue with `dvp resume` or a `dvp worker`")
+    return JournalUnavailable(
+        f"journal: lost the connection to {path} ({_first_line(exc)}); "
+        "its unfinished swaps continue with `dvp resume` or a `dvp worker`"
+    )

@@ -52,8 +52,10 @@ def drive_lease(journal: Journal | str | Path, swap_id: str) -> contextlib.Abstr
     if isinstance(owner, Journal):
         return owner.lease(swap_id)
     if is_url(journal):
-        raise ConfigError("journal: a PostgreSQL journal's lease is taken in its open session: "
-                          "pass the journal or its path, not a URL")
+        raise ConfigError(
+            "journal: a PostgreSQL journal's lease is taken in its open session: "
+            "pass the journal or its path, not a URL"
+        )
     return flock_lease(journal, swap_id)
 
 

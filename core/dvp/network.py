@@ -29,6 +29,7 @@ class Unreachable:
         if name == "require":  # a capability view of this stand-in, not of the unconnected adapter
             return lambda kind: self if isinstance(self._adapter, kind) else value(kind)
         if inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value):
+
             async def down(*args: Any, **kwargs: Any) -> Any:
                 raise LedgerUnavailable(str(self._error))
 

@@ -85,7 +85,10 @@ class Orchestrator:
     # -- checks before anything is locked ----------------------------------------------------
     def validate(self, spec: SwapSpec) -> None:
         trade = spec.trade
-        for field_name, leg, kind in (("security", trade.security, AssetKind.SECURITY), ("cash", trade.cash, AssetKind.CASH)):
+        for field_name, leg, kind in (
+            ("security", trade.security, AssetKind.SECURITY),
+            ("cash", trade.cash, AssetKind.CASH),
+        ):
             if leg.ledger not in self.ledgers:
                 known = ", ".join(sorted(self.ledgers)) or "none"
                 raise errors.ConfigError(f"trade.{field_name}.ledger: unknown ledger {leg.ledger!r} (known: {known})")
@@ -95,7 +98,9 @@ class Orchestrator:
                     f"trade.{field_name}.asset: unknown asset {leg.asset!r} on ledger {leg.ledger!r}"
                 )
             if asset.kind is not kind:
-                raise errors.ConfigError(f"trade.{field_name}.asset: {leg.asset!r} is {asset.kind.value}, not {kind.value}")
+                raise errors.ConfigError(
+                    f"trade.{field_name}.asset: {leg.asset!r} is {asset.kind.value}, not {kind.value}"
+                )
         if spec.resolved_kind == "atomic":
             if not trade.single_ledger:
                 raise errors.ConfigError("kind: atomic DvP needs both legs on one ledger; use kind htlc")
@@ -107,8 +112,9 @@ class Orchestrator:
             holder_leg = trade.leg_sent_by(plan.secret_holder)
             counter_leg = trade.leg_sent_by(plan.secret_holder.other)
             check_plan(plan, self.ledgers[holder_leg.ledger].finality, self.ledgers[counter_leg.ledger].finality)
-            if spec.fast_forward and not any(self.ledgers[leg.ledger].supports(Capability.TIME_TRAVEL)
-                                             for leg in (trade.security, trade.cash)):
+            if spec.fast_forward and not any(
+                self.ledgers[leg.ledger].supports(Capability.TIME_TRAVEL) for leg in (trade.security, trade.cash)
+            ):
                 # A ledger without time travel (Fabric, geth) waits for real expiry: fast-forward
                 # needs one leg whose clock can jump (a btcd chain that mines only on demand).
                 self._require(trade.security.ledger, Capability.TIME_TRAVEL)
@@ -191,13 +197,16 @@ class Orchestrator:
         once if another driver holds it."""
         record = self._record(swap_id)
         if record.kind != "atomic":
-            raise errors.ConfigError(f"swap {swap_id}: a {record.kind} swap has no order to cancel (only a single-ledger "
-                                     "swap has one; an HTLC swap's locks are refunded after expiry by `dvp resume`)")
+            raise errors.ConfigError(
+                f"swap {swap_id}: a {record.kind} swap has no order to cancel (only a single-ledger "
+                "swap has one; an HTLC swap's locks are refunded after expiry by `dvp resume`)"
+            )
         with drive_lease(self.journal.path, swap_id):
             record = self._record(swap_id)  # under the lease: a previous driver may have finished it
             if record.outcome is not None:
-                raise errors.ConfigError(f"swap {swap_id}: already ended {record.outcome} ({record.detail}); "
-                                         "nothing to cancel")
+                raise errors.ConfigError(
+                    f"swap {swap_id}: already ended {record.outcome} ({record.detail}); nothing to cancel"
+                )
             run = _AtomicRun(self, record, SwapSpec.model_validate(record.spec))
             if run.state.cancelling is None:
                 run.withdraw("the seller cancelled the order")
@@ -208,8 +217,9 @@ class Orchestrator:
         spec = SwapSpec.model_validate(record.spec)
         if record.outcome is None:
             if record.data.get("side"):
-                raise errors.ConfigError(f"swap {swap_id}: one party's side of a two-agent swap; its agent drives it "
-                                         "(`dvp agent run`)")
+                raise errors.ConfigError(
+                    f"swap {swap_id}: one party's side of a two-agent swap; its agent drives it (`dvp agent run`)"
+                )
             run = _HtlcRun if record.kind == "htlc" else _AtomicRun
             outcome, detail = await run(self, record, spec).drive()
             self.journal.finish(swap_id, outcome.value, detail)
@@ -276,8 +286,13 @@ class _Run:
     def done(self, step: str) -> Step | None:
         return self.o.journal.last(self.id, step, Phase.RESULT)
 
-    async def transact(self, step: str, ledger: str, send: Callable[[], Awaitable[Submission]],
-                       already_done: Callable[[], Awaitable[bool]]) -> str | None:
+    async def transact(
+        self,
+        step: str,
+        ledger: str,
+        send: Callable[[], Awaitable[Submission]],
+        already_done: Callable[[], Awaitable[bool]],
+    ) -> str | None:
         """Send one step's transactions unless the ledger shows it done; wait for each.
 
         Sign, journal, then broadcast (:mod:`dvp.sendlog`): an adapter that journals signed
@@ -321,14 +336,17 @@ class _Run:
         """The :mod:`dvp.sendlog` hook of ``step``: its signed transactions, one commit."""
 
         async def hook(signed: list[sendlog.SignedTx]) -> None:
-            rows = [{"tx_id": s.tx_id, "raw": s.raw, "purpose": s.purpose, "payer": s.payer, "batch": len(signed)}
-                    for s in signed]
+            rows = [
+                {"tx_id": s.tx_id, "raw": s.raw, "purpose": s.purpose, "payer": s.payer, "batch": len(signed)}
+                for s in signed
+            ]
             self.o.journal.record_all(self.id, step, Phase.SIGNED, rows, ledger=ledger)
 
         return hook
 
-    async def resend(self, step: str, ledger: str, journaled: list[dict[str, Any]], final: set[str],
-                     signed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    async def resend(
+        self, step: str, ledger: str, journaled: list[dict[str, Any]], final: set[str], signed: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
         """Re-broadcast, in order, the journaled signed transactions not yet final (the same
         bytes: idempotent if they were sent); journal them as submitted if the crash came
         before that.  Superseded (after an ``abandoned`` row with the ledger's proof) if one
@@ -353,11 +371,11 @@ class _Run:
         already final, and the signed transactions of its latest signing (a submission)."""
         rows = [s for s in self.o.journal.steps(self.id) if s.step == step]
         intents = [i for i, r in enumerate(rows) if r.phase == Phase.INTENT]
-        attempt = rows[intents[-1]:] if intents else rows
+        attempt = rows[intents[-1] :] if intents else rows
         final = {r.tx_id for r in attempt if r.phase == Phase.FINAL and r.tx_id}
         signed = [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SIGNED]
         if signed:  # the last submission signed (a sender that re-signed keeps only its last batch)
-            signed = signed[-int(signed[-1].get("batch") or 1):]
+            signed = signed[-int(signed[-1].get("batch") or 1) :]
         return [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED], final, signed
 
     async def finish(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> str:
@@ -370,8 +388,17 @@ class _Run:
                 continue
             status = await adapter.wait_final(tx["tx_id"])
             block = status.block_number
-            await self.note(step, Phase.FINAL, ledger, tx_id=tx["tx_id"], purpose=tx.get("purpose"), payer=tx.get("payer"),
-                            fee=status.fee, fee_asset=status.fee_asset, block=block)
+            await self.note(
+                step,
+                Phase.FINAL,
+                ledger,
+                tx_id=tx["tx_id"],
+                purpose=tx.get("purpose"),
+                payer=tx.get("payer"),
+                fee=status.fee,
+                fee_asset=status.fee_asset,
+                block=block,
+            )
         main: str = txs[-1]["tx_id"]
         await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
         return main
@@ -435,13 +462,21 @@ class _AtomicRun(_Run):
         assert order is not None
         if self.state.cancelling is not None and await self.never_proposed():
             return Outcome.ABORTED, f"{self.state.cancelling}; the order was never proposed, nothing moved"
-        await self.transact(StepName.PROPOSE, self.ledger, lambda: self.adapter.propose_dvp(order),
-                            lambda: _is(self.status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}))
+        await self.transact(
+            StepName.PROPOSE,
+            self.ledger,
+            lambda: self.adapter.propose_dvp(order),
+            lambda: _is(self.status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}),
+        )
         if self.state.cancelling is None and not self.spec.behaviour.counter_locks:
             self.withdraw(f"buyer {t.buyer!r} did not accept")
         if self.state.cancelling is None:
-            await self.transact(StepName.SETTLE, self.ledger, lambda: self.adapter.accept_dvp(order),
-                                lambda: _is(self.status(), {OrderStatus.SETTLED}))
+            await self.transact(
+                StepName.SETTLE,
+                self.ledger,
+                lambda: self.adapter.accept_dvp(order),
+                lambda: _is(self.status(), {OrderStatus.SETTLED}),
+            )
         else:
             await self.cancel(order)
         return await self.by_the_ledger()
@@ -461,8 +496,12 @@ class _AtomicRun(_Run):
         """The seller cancels its order unless the ledger shows it closed; if the ledger
         refuses (the buyer's acceptance landed first), the ledger's status decides."""
         try:
-            await self.transact(StepName.CANCEL, self.ledger, lambda: self.adapter.cancel_dvp(order),
-                                lambda: _is(self.status(), {OrderStatus.CANCELLED, OrderStatus.SETTLED}))
+            await self.transact(
+                StepName.CANCEL,
+                self.ledger,
+                lambda: self.adapter.cancel_dvp(order),
+                lambda: _is(self.status(), {OrderStatus.CANCELLED, OrderStatus.SETTLED}),
+            )
         except (errors.SubmitError, errors.CommitError):
             if await self.status() is not OrderStatus.SETTLED:
                 raise
@@ -476,11 +515,15 @@ class _AtomicRun(_Run):
             return Outcome.SETTLED, f"both legs moved in one transaction on {self.ledger}{late}"
         if status is OrderStatus.CANCELLED:
             leg = self.trade.security
-            return Outcome.ABORTED, (f"{why or 'the order was cancelled'}; order cancelled on {self.ledger}: "
-                                     f"nothing moved, the seller's {leg.amount} {leg.asset} are back, "
-                                     f"fees {self.fees_text()}")
-        raise errors.SwapError(f"order {self.state.order_id} on {self.ledger} is "
-                               f"{status.value if status else 'missing'} after the swap's steps; `dvp resume` drives it on")
+            return Outcome.ABORTED, (
+                f"{why or 'the order was cancelled'}; order cancelled on {self.ledger}: "
+                f"nothing moved, the seller's {leg.amount} {leg.asset} are back, "
+                f"fees {self.fees_text()}"
+            )
+        raise errors.SwapError(
+            f"order {self.state.order_id} on {self.ledger} is "
+            f"{status.value if status else 'missing'} after the swap's steps; `dvp resume` drives it on"
+        )
 
     def fees_text(self) -> str:
         """The fees this swap's transactions paid, from the journal's final rows, per payer."""
@@ -522,8 +565,12 @@ class _HtlcRun(_Run):
         self.counter = self.holder.other
         self.first = plan.locks_first
         self.second = self.first.other
-        self.budget = budget(plan, self.adapter_of(self.holder).finality, self.adapter_of(self.counter).finality,
-                             self.adapter_of(self.first).finality)
+        self.budget = budget(
+            plan,
+            self.adapter_of(self.holder).finality,
+            self.adapter_of(self.counter).finality,
+            self.adapter_of(self.first).finality,
+        )
         self.late = ""  # why the second leg was not locked, when it was too late
 
     def leg_name(self, role: Role) -> LegName:
@@ -631,8 +678,10 @@ class _HtlcRun(_Run):
             other = status[taken.other]
             leg = self.trade.leg_sent_by(taken)
             found = Outcome.PRINCIPAL_LOSS
-            why = (f"{taken.value} {self.trade.party(taken)!r} lost {leg.amount} {leg.asset} on {leg.ledger}: its leg "
-                   f"was claimed, the {self.leg_name(taken.other)} leg was {other.value if other else 'never locked'}")
+            why = (
+                f"{taken.value} {self.trade.party(taken)!r} lost {leg.amount} {leg.asset} on {leg.ledger}: its leg "
+                f"was claimed, the {self.leg_name(taken.other)} leg was {other.value if other else 'never locked'}"
+            )
         elif LockStatus.REFUNDED in status.values():
             found = Outcome.REFUNDED
             why = "refunded " + " and ".join(self.leg_name(r) for r, s in status.items() if s is LockStatus.REFUNDED)
@@ -693,9 +742,13 @@ class _HtlcRun(_Run):
         anchored to the first leg's expiry so the gap stays the planned one."""
         first_adapter = self.adapter_of(self.first)
         left = first_adapter.seconds_left(await first_adapter.now(), self.known_terms(self.first).expiry)
-        return second_leg_seconds(self.spec.plan, self.adapter_of(self.holder).finality,
-                                  self.adapter_of(self.counter).finality, holder_first=self.first is self.holder,
-                                  first_left=left)
+        return second_leg_seconds(
+            self.spec.plan,
+            self.adapter_of(self.holder).finality,
+            self.adapter_of(self.counter).finality,
+            holder_first=self.first is self.holder,
+            first_left=left,
+        )
 
     async def audit(self, role: Role) -> None:
         """The party receiving ``role``'s leg checks it on the ledger before going on."""
@@ -715,8 +768,12 @@ class _HtlcRun(_Run):
         async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
             if adapter.seconds_left(await adapter.now(), expiry) > margin:
                 return False
-            await self.note(self.step(Action.CLAIM, role), Phase.SKIPPED, self.ledger_of(role),
-                            reason="inside the safety margin before expiry")
+            await self.note(
+                self.step(Action.CLAIM, role),
+                Phase.SKIPPED,
+                self.ledger_of(role),
+                reason="inside the safety margin before expiry",
+            )
             return True
 
         secret = self.state.secret
@@ -760,8 +817,9 @@ class _HtlcRun(_Run):
             if await too_late(adapter, self.known_terms(role).expiry):
                 return False
         party = self.trade.party(claimant)
-        await self.transact(step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=party),
-                            claimed)
+        await self.transact(
+            step, self.ledger_of(role), lambda: adapter.claim(lock_id, preimage, submitter=party), claimed
+        )
         return True
 
     # -- failure paths --------------------------------------------------------------------------
@@ -791,7 +849,9 @@ class _HtlcRun(_Run):
     async def unwind(self, why: str) -> tuple[Outcome, str]:
         """No secret revealed: every lock goes back to its sender after expiry."""
         if self.state.unwinding != why:
-            self.put(self.state.model_copy(update={"unwinding": why}))  # a resumed drive finishes this unwind, with this cause
+            self.put(
+                self.state.model_copy(update={"unwinding": why})
+            )  # a resumed drive finishes this unwind, with this cause
         self.o.progress(self.id, f"unwinding: {why}")
         # The shorter (counter) leg expires first; refund in expiry order.
         refunded = [r for r in (self.counter, self.holder) if await self.refund(r)]

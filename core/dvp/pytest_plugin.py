@@ -67,7 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def runtime_name(config: pytest.Config) -> str:
-    name = str(config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or PLUGIN_DEFAULT_RUNTIME)
+    name = str(
+        config.getoption("--dvp-runtime", default=None) or os.environ.get("DVP_RUNTIME") or PLUGIN_DEFAULT_RUNTIME
+    )
     if name not in RUNTIMES:
         raise pytest.UsageError(f"dvp runtime {name!r}: expected one of {', '.join(RUNTIMES)}")
     return name
@@ -142,7 +144,9 @@ def dvp_compose_projects(dvp_testnet: Path) -> dict[str, Any]:
         entry = ledger.get("docker")
         if entry:
             # pytest-docker runs the command in a shell with our environment: name the engine.
-            cmd = shlex.join(["env", f"DOCKER_HOST={docker_host()}", *entry["compose"], "--env-file", entry["env_file"]])
+            cmd = shlex.join(
+                ["env", f"DOCKER_HOST={docker_host()}", *entry["compose"], "--env-file", entry["env_file"]]
+            )
             projects[name] = DockerComposeExecutor(cmd, entry["file"], entry["project"])
     return projects
 

@@ -47,8 +47,18 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
                 fees[s.step] = (fees.get(s.step) or 0) + s.detail["fee"]
         elif s.phase == Phase.RESULT:
             begin = started.pop(s.step, previous_end)
-            rows.append(StepTiming(s.step, s.ledger, begin, s.wall, s.tx_id, s.ledger_height, fees.pop(s.step, None),
-                                   txs.pop(s.step, 0)))
+            rows.append(
+                StepTiming(
+                    s.step,
+                    s.ledger,
+                    begin,
+                    s.wall,
+                    s.tx_id,
+                    s.ledger_height,
+                    fees.pop(s.step, None),
+                    txs.pop(s.step, 0),
+                )
+            )
             previous_end = s.wall
     return rows
 

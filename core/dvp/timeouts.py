@@ -39,8 +39,9 @@ def _s(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") + "s"
 
 
-def budget(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality,
-           first_ledger: Finality | None = None) -> TimeoutBudget:
+def budget(
+    plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, first_ledger: Finality | None = None
+) -> TimeoutBudget:
     """The plan's figures; ``first_ledger`` is the ledger locked first (default: the holder's)."""
     gap = (
         counter_ledger.expected_seconds
@@ -61,16 +62,20 @@ def budget(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality,
     )
 
 
-def check_gap(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, b: TimeoutBudget, *,
-              time_left: bool = False) -> None:
+def check_gap(
+    plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, b: TimeoutBudget, *, time_left: bool = False
+) -> None:
     """``time_left``: the plan's timeouts stand for the seconds left on agreed expiries (see
     :func:`check_time_left`), and the message says so rather than naming the plan's fields."""
     gap = plan.holder_timeout - plan.counter_timeout
     if gap < b.gap_required:
-        what = (f"time left: the holder's leg has {plan.holder_timeout}s left, a {gap}s gap over the counter "
-                f"leg's {plan.counter_timeout}s" if time_left else
-                f"plan.holder_timeout: {plan.holder_timeout}s leaves a {gap}s gap over counter_timeout "
-                f"{plan.counter_timeout}s")
+        what = (
+            f"time left: the holder's leg has {plan.holder_timeout}s left, a {gap}s gap over the counter "
+            f"leg's {plan.counter_timeout}s"
+            if time_left
+            else f"plan.holder_timeout: {plan.holder_timeout}s leaves a {gap}s gap over counter_timeout "
+            f"{plan.counter_timeout}s"
+        )
         raise UnsafeTimeouts(
             f"{what}; at least {b.gap_required}s needed "
             f"(finality {_s(counter_ledger.expected_seconds)} + {_s(holder_ledger.expected_seconds)}, "
@@ -79,8 +84,15 @@ def check_gap(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality,
         )
 
 
-def second_leg_seconds(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, *,
-                       holder_first: bool, first_left: float, time_left: bool = False) -> int:
+def second_leg_seconds(
+    plan: HtlcPlan,
+    holder_ledger: Finality,
+    counter_ledger: Finality,
+    *,
+    holder_first: bool,
+    first_left: float,
+    time_left: bool = False,
+) -> int:
     """How many seconds the second leg may run if it is locked now, with ``first_left``
     seconds left on the first leg; UnsafeTimeouts (with the numbers) when locking it now
     would not leave the holder time to claim.
@@ -114,21 +126,29 @@ def second_leg_seconds(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: 
     return math.ceil(first_left) + gap
 
 
-def check_plan(plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, *,
-               time_left: bool = False) -> TimeoutBudget:
+def check_plan(
+    plan: HtlcPlan, holder_ledger: Finality, counter_ledger: Finality, *, time_left: bool = False
+) -> TimeoutBudget:
     """Refuse an unsafe plan before anything is locked, with the numbers in the message: the
     runtime check of :func:`second_leg_seconds` for a first lock that is final without delay."""
     holder_first = plan.locks_first is plan.secret_holder
     first = holder_ledger if holder_first else counter_ledger
     b = budget(plan, holder_ledger, counter_ledger, first)
     first_timeout = plan.holder_timeout if holder_first else plan.counter_timeout
-    second_leg_seconds(plan, holder_ledger, counter_ledger, holder_first=holder_first,
-                       first_left=first_timeout - b.first_delay, time_left=time_left)
+    second_leg_seconds(
+        plan,
+        holder_ledger,
+        counter_ledger,
+        holder_first=holder_first,
+        first_left=first_timeout - b.first_delay,
+        time_left=time_left,
+    )
     return b
 
 
-def check_time_left(plan: HtlcPlan, holder_left: int, counter_left: int, holder_ledger: Finality,
-                    counter_ledger: Finality) -> TimeoutBudget:
+def check_time_left(
+    plan: HtlcPlan, holder_left: int, counter_left: int, holder_ledger: Finality, counter_ledger: Finality
+) -> TimeoutBudget:
     """:func:`check_plan` for legs whose expiries are already agreed: would a swap started now,
     with ``holder_left`` and ``counter_left`` seconds left on the two legs, still be safe?
     Messages speak of the time left, not of the plan's timeouts (a 60/30 plan with 20s and

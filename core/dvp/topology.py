@@ -64,8 +64,10 @@ def optional_ledgers(block_time: float = 1.0, *, containers: bool = False) -> li
     from .registry import launcher_class
 
     specs = []
-    for names, kind, options in ((("elements",), "elements", {"block_time": block_time}),
-                                 (FABRIC_LEDGERS, "fabric", FABRIC_DEV_OPTIONS)):
+    for names, kind, options in (
+        (("elements",), "elements", {"block_time": block_time}),
+        (FABRIC_LEDGERS, "fabric", FABRIC_DEV_OPTIONS),
+    ):
         if missing(kind) is None and (not containers or launcher_class(kind).compose_file):
             specs += [LedgerSpec(name=n, kind=kind, options=options) for n in names]
     return specs
@@ -74,7 +76,10 @@ def optional_ledgers(block_time: float = 1.0, *, containers: bool = False) -> li
 def optional_platforms_note(ledgers: set[str]) -> list[str]:
     """One line for each optional platform a topology lacks: what is missing and how to get it."""
     notes = []
-    for name, kind, title in (("elements", "elements", "Elements"), (FABRIC_LEDGERS[0], "fabric", "Hyperledger Fabric")):
+    for name, kind, title in (
+        ("elements", "elements", "Elements"),
+        (FABRIC_LEDGERS[0], "fabric", "Hyperledger Fabric"),
+    ):
         reason = None if name in ledgers else missing(kind)
         if reason:
             notes.append(f"{title} not included: {reason}")
@@ -91,8 +96,11 @@ def default(block_time: float = 1.0, *, containers: bool = False) -> Topology:
     extra = optional_ledgers(block_time, containers=containers)
     return Topology(
         ledgers=[*evm.ledgers, btc, *extra],
-        assets=[*evm.assets, Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8),
-                *(a for spec in extra for a in _assets(spec.name))],
+        assets=[
+            *evm.assets,
+            Asset(symbol="BTC", ledger="btc", kind=AssetKind.CASH, decimals=8),
+            *(a for spec in extra for a in _assets(spec.name)),
+        ],
     )
 
 
@@ -100,5 +108,7 @@ def with_ledgers(topology: Topology, kinds: tuple[str, ...] | list[str], block_t
     """``topology`` plus one ledger per kind, named after it, with a bond and a cash token
     (e.g. ``geth``: a second EVM client next to anvil)."""
     added = [LedgerSpec(name=k, kind=k, options={"block_time": block_time}) for k in kinds]
-    return Topology(ledgers=[*topology.ledgers, *added],
-                    assets=[*topology.assets, *(a for spec in added for a in _assets(spec.name))])
+    return Topology(
+        ledgers=[*topology.ledgers, *added],
+        assets=[*topology.assets, *(a for spec in added for a in _assets(spec.name))],
+    )

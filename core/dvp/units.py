@@ -21,8 +21,17 @@ class Quantity:
         return f"{self.value} {self.unit}"
 
 
-def funds_short(party: str, ledger: str, have: Quantity, need: Quantity, *, fee: Quantity | None = None,
-                purpose: str = "", up_to: bool = False, note: str = "") -> str:
+def funds_short(
+    party: str,
+    ledger: str,
+    have: Quantity,
+    need: Quantity,
+    *,
+    fee: Quantity | None = None,
+    purpose: str = "",
+    up_to: bool = False,
+    note: str = "",
+) -> str:
     """``'buyer' holds 48446 sat on btc, needs 200000 sat plus a fee of up to 306 sat``:
     ``purpose`` names what the funds are for (" for fees"), ``up_to`` marks ``need`` as an upper
     bound (a fee estimate), ``note`` adds a last word in brackets."""

@@ -19,8 +19,13 @@ def status_table(rows: list[dict[str, Any]]) -> Table:
     for col in ("ledger", "kind", "endpoint", "pids", "alive"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["ledger"], r["kind"], r["endpoint"], " ".join(map(str, r["pids"])),
-                      "[green]yes[/]" if r["alive"] else "[red]no[/]")
+        table.add_row(
+            r["ledger"],
+            r["kind"],
+            r["endpoint"],
+            " ".join(map(str, r["pids"])),
+            "[green]yes[/]" if r["alive"] else "[red]no[/]",
+        )
     return table
 
 
@@ -30,7 +35,12 @@ def steps_table(result: SwapResult, title: str | None = None) -> Table:
     heading = f"{result.kind} swap {result.swap_id}: [{style}]{outcome}[/]"
     table = Table(title=f"{title}: {heading}" if title else heading, caption=result.detail)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
-        ("step", "left"), ("ledger", "left"), ("seconds", "right"), ("block", "right"), ("tx", "left"))
+        ("step", "left"),
+        ("ledger", "left"),
+        ("seconds", "right"),
+        ("block", "right"),
+        ("tx", "left"),
+    )
     for col, just in columns:
         table.add_column(col, justify=just)
     rows = timeline(result.steps)
@@ -51,7 +61,11 @@ def print_result(console: Console, result: SwapResult, as_json: bool) -> None:
 def balances_table(balances: Balances, before: Balances | None = None, title: str = "balances") -> Table:
     table = Table(title=title)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
-        ("ledger", "left"), ("asset", "left"), ("party", "left"), ("balance", "right"))
+        ("ledger", "left"),
+        ("asset", "left"),
+        ("party", "left"),
+        ("balance", "right"),
+    )
     for col, just in columns:
         table.add_column(col, justify=just)
     if before is not None:

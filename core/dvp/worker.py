@@ -27,8 +27,9 @@ RETRY_AFTER = 5.0  # seconds before a swap that failed here (a ledger error) is 
 BUSY_RECHECK = 2.0  # seconds before a swap another worker held is tried again (so the next ones get tried)
 
 
-async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, poll: float = 1.0,
-               idle_exit: float | None = None) -> int:
+async def work(
+    orch: Orchestrator, report: Report, *, concurrency: int = 16, poll: float = 1.0, idle_exit: float | None = None
+) -> int:
     """Drive unfinished swaps, at most ``concurrency`` at once, looking for more every ``poll``
     seconds; with ``idle_exit``, return once no unfinished swap has been seen for that long.
     The number of swaps this worker finished.  JournalUnavailable ends it (exit 9)."""
@@ -68,8 +69,11 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
             for record in pending:
                 if len(running) >= concurrency:
                     break
-                if (record.id not in running and now - failed.get(record.id, -RETRY_AFTER) >= RETRY_AFTER
-                        and now - busy.get(record.id, -BUSY_RECHECK) >= BUSY_RECHECK):
+                if (
+                    record.id not in running
+                    and now - failed.get(record.id, -RETRY_AFTER) >= RETRY_AFTER
+                    and now - busy.get(record.id, -BUSY_RECHECK) >= BUSY_RECHECK
+                ):
                     running[record.id] = asyncio.create_task(one(record.id))
             if pending or running:
                 idle_since = None
@@ -85,8 +89,14 @@ async def work(orch: Orchestrator, report: Report, *, concurrency: int = 16, pol
             await asyncio.gather(*running.values(), return_exceptions=True)
 
 
-async def run_worker(open_orch: Callable[[], Orchestrator], report: Report, *, reconnect: float = 60.0,
-                     say: Callable[[str], None] = lambda m: None, **options: Any) -> int:
+async def run_worker(
+    open_orch: Callable[[], Orchestrator],
+    report: Report,
+    *,
+    reconnect: float = 60.0,
+    say: Callable[[str], None] = lambda m: None,
+    **options: Any,
+) -> int:
     """:func:`work` on a journal opened by ``open_orch``; when the journal's server is lost
     (JournalUnavailable), every drive of that session is stopped first (their leases went
     with the session), then the journal is opened again, retried each second for up to

@@ -83,13 +83,31 @@ class Agents:
     ports: dict[str, int]
     processes: list[AgentProcess] = field(default_factory=list)
 
-    def start(self, party: str, *args: str, crash_after: int | None = None, crash_after_step: str | None = None,
-              endpoint: str | None = None) -> AgentProcess:
+    def start(
+        self,
+        party: str,
+        *args: str,
+        crash_after: int | None = None,
+        crash_after_step: str | None = None,
+        endpoint: str | None = None,
+    ) -> AgentProcess:
         folder = self.folders[party]
         if endpoint is not None:  # reach the peer through this address (a proxy the test controls)
             peer = "buyer" if party == "seller" else "seller"
-            done = in_process(["agent", "pair", str(folder), "--peer", peer, "--endpoint", endpoint, "--cert",
-                               str(self.folders[peer] / "agent.crt")], self.env)
+            done = in_process(
+                [
+                    "agent",
+                    "pair",
+                    str(folder),
+                    "--peer",
+                    peer,
+                    "--endpoint",
+                    endpoint,
+                    "--cert",
+                    str(self.folders[peer] / "agent.crt"),
+                ],
+                self.env,
+            )
             assert done.exit_code == 0, done.output
         env = dict(self.env)
         command = [sys.executable, "-m", "dvp.testing.crash", "agent", "run", str(folder), *args]
@@ -136,13 +154,22 @@ class Agents:
 
     def outcome(self, party: str, swap_id: str, timeout: float) -> SwapRecord:
         """Wait for ``party``'s journal to show the swap ended."""
-        return wait_for_journal(self.journal(party), lambda j: _ended(j.get(swap_id)),
-                                f"{party}'s agent did not end swap {swap_id} in {timeout:.0f}s", timeout=timeout,
-                                poll=0.25)
+        return wait_for_journal(
+            self.journal(party),
+            lambda j: _ended(j.get(swap_id)),
+            f"{party}'s agent did not end swap {swap_id} in {timeout:.0f}s",
+            timeout=timeout,
+            poll=0.25,
+        )
 
     def first_swap(self, party: str, timeout: float) -> str:
-        return wait_for_journal(self.journal(party), lambda j: next((r.id for r in j.swaps()), None),
-                                f"{party}'s journal has no swap after {timeout:.0f}s", timeout=timeout, poll=0.2)
+        return wait_for_journal(
+            self.journal(party),
+            lambda j: next((r.id for r in j.swaps()), None),
+            f"{party}'s journal has no swap after {timeout:.0f}s",
+            timeout=timeout,
+            poll=0.2,
+        )
 
     def stop_all(self) -> None:
         for process in self.processes:
@@ -166,14 +193,27 @@ def agents(run_dir, tmp_path) -> Agents:
     folders = {p: tmp_path / p for p in PARTIES}
     ports = {p: free_port() for p in PARTIES}
     for party in PARTIES:
-        done = in_process(["agent", "init", str(folders[party]), "--party", party, "--listen",
-                           f"127.0.0.1:{ports[party]}"], env)
+        done = in_process(
+            ["agent", "init", str(folders[party]), "--party", party, "--listen", f"127.0.0.1:{ports[party]}"], env
+        )
         assert done.exit_code == 0, done.output
         # The tests' swaps (short reaction window, fast_forward on dev chains) need a dev policy.
         save_config(folders[party], load_config(folders[party]).model_copy(update={"policy": DEV_POLICY}))
     for party, peer in (PARTIES, PARTIES[::-1]):
-        done = in_process(["agent", "pair", str(folders[party]), "--peer", peer, "--endpoint",
-                           f"127.0.0.1:{ports[peer]}", "--cert", str(folders[peer] / "agent.crt")], env)
+        done = in_process(
+            [
+                "agent",
+                "pair",
+                str(folders[party]),
+                "--peer",
+                peer,
+                "--endpoint",
+                f"127.0.0.1:{ports[peer]}",
+                "--cert",
+                str(folders[peer] / "agent.crt"),
+            ],
+            env,
+        )
         assert done.exit_code == 0, done.output
     pair = Agents(run_dir, env, folders, ports)
     try:

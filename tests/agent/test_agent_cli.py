@@ -34,8 +34,11 @@ def test_either_side_proposes_to_its_running_agent(agents: Agents):
 
 def test_propose_without_a_running_agent(agents: Agents):
     scenario = str(agents.scenario(spec_for(CROSS_PAIRS[0])))
-    one_line_error(dvp(["agent", "propose", scenario, str(agents.folders["seller"])], agents.env), 2,
-                   "no agent is running from this folder")
+    one_line_error(
+        dvp(["agent", "propose", scenario, str(agents.folders["seller"])], agents.env),
+        2,
+        "no agent is running from this folder",
+    )
 
 
 def test_a_second_agent_on_one_folder_is_refused(agents: Agents):
@@ -49,10 +52,29 @@ def test_a_second_agent_on_one_folder_is_refused(agents: Agents):
 def test_bad_setup_is_one_line(agents: Agents, tmp_path):
     seller = agents.folders["seller"]
     one_line_error(dvp(["agent", "init", str(seller), "--party", "seller"], agents.env), 2, "exists already")
-    one_line_error(dvp(["agent", "init", str(tmp_path / "x"), "--party", "nobody"], agents.env), 2,
-                   "party 'nobody': on none of the ledgers")
-    one_line_error(dvp(["agent", "pair", str(seller), "--peer", "buyer", "--endpoint", "127.0.0.1:1", "--cert",
-                        str(seller / "agent.crt")], agents.env), 2, "buyer")  # the seller's cert does not name the buyer
+    one_line_error(
+        dvp(["agent", "init", str(tmp_path / "x"), "--party", "nobody"], agents.env),
+        2,
+        "party 'nobody': on none of the ledgers",
+    )
+    one_line_error(
+        dvp(
+            [
+                "agent",
+                "pair",
+                str(seller),
+                "--peer",
+                "buyer",
+                "--endpoint",
+                "127.0.0.1:1",
+                "--cert",
+                str(seller / "agent.crt"),
+            ],
+            agents.env,
+        ),
+        2,
+        "buyer",
+    )  # the seller's cert does not name the buyer
     os.chmod(seller / "agent.key", 0o644)
     one_line_error(dvp(["agent", "run", str(seller)], agents.env), 2, "must be 0600")
     os.chmod(seller / "agent.key", 0o600)

@@ -44,8 +44,11 @@ def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bo
     outcomes = [r.outcome if r else None for r in records]
     # A drill whose write lies beyond the swap's last (the matrix's tail) runs undisturbed.
     assert restarted or not must_crash, f"the {victim}'s agent made fewer than {write} journal writes"
-    assert set(outcomes) <= ENDED and None not in outcomes, (outcomes, [r.detail if r else None for r in records],
-                                                              first.output()[-2000:])
+    assert set(outcomes) <= ENDED and None not in outcomes, (
+        outcomes,
+        [r.detail if r else None for r in records],
+        first.output()[-2000:],
+    )
     agents.stop_all()
     after = run_async(balances(agents.run_dir))
     assert_conserved(before, after, agents.steps("seller", swap_id) + agents.steps("buyer", swap_id))

@@ -40,8 +40,9 @@ def ids(tmp_path_factory) -> dict[str, Identity]:
 
 
 def msg(sender: str = "seller", recipient: str = "buyer", kind: Kind = Kind.LOCKED, **body) -> Message:
-    return Message(kind=kind, swap_id="swap-1", sender=sender, recipient=recipient, seq=7, sent_at=1.8e9 + 0.25,
-                   body=body)
+    return Message(
+        kind=kind, swap_id="swap-1", sender=sender, recipient=recipient, seq=7, sent_at=1.8e9 + 0.25, body=body
+    )
 
 
 # identities
@@ -94,8 +95,9 @@ def test_missing_expired_and_non_p256_are_refused(tmp_path):
         load_identity(tmp_path / "agent.key", expired)
     p384 = ec.generate_private_key(ec.SECP384R1())
     key = tmp_path / "p384.key"
-    key.write_bytes(p384.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+    key.write_bytes(
+        p384.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     os.chmod(key, 0o600)
     with pytest.raises(ConfigError, match=r"p384\.key: the key is not an ECDSA P-256 key"):
         load_identity(key, tmp_path / "agent.crt")
@@ -110,9 +112,16 @@ def test_peer_certificate_must_name_the_peer(tmp_path):
 def _cert(key: ec.EllipticCurvePrivateKey, party: str, days: int) -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(days=10))
-            .not_valid_after(now + datetime.timedelta(days=days)).sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=10))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
 
 
 # envelopes
@@ -142,8 +151,9 @@ def test_envelope_refusals(ids):
         unseal(b'{"message": "{}", "signature": 1}', peer=seller, me="buyer")
     # A body signed by the right key that is not a Message: the field is named.
     body = json.dumps({**msg().model_dump(mode="json"), "seq": 0}).encode()
-    forged = json.dumps({"message": body.decode(),
-                         "signature": __import__("base64").b64encode(ids["seller"].sign(body)).decode()}).encode()
+    forged = json.dumps(
+        {"message": body.decode(), "signature": __import__("base64").b64encode(ids["seller"].sign(body)).decode()}
+    ).encode()
     with pytest.raises(MessageRefused, match="not a valid message: seq: Input should be greater than 0"):
         unseal(forged, peer=seller, me="buyer")
     # Too big to seal: refused before it reaches the wire.
@@ -203,11 +213,19 @@ async def raw_call(channel: GrpcChannel, party: str, data: bytes) -> grpc.aio.Ai
 async def test_round_trip_with_and_without_reply(seller, buyer):
     reply = await seller.send(msg(), timeout=5)
     assert reply is not None and (reply.kind, reply.sender, reply.recipient, reply.body) == (
-        Kind.ACK, "buyer", "seller", {"seen": "locked"})
+        Kind.ACK,
+        "buyer",
+        "seller",
+        {"seen": "locked"},
+    )
     assert buyer.handler.got == [msg()]
     assert await seller.send(msg(kind=Kind.CLAIMED), timeout=5) is None
     assert (seller.sent, seller.received, buyer.sent, buyer.received) == (
-        {"buyer": 2}, {"buyer": 1}, {"seller": 1}, {"seller": 2})
+        {"buyer": 2},
+        {"buyer": 1},
+        {"seller": 1},
+        {"seller": 2},
+    )
 
 
 async def test_concurrent_sends_share_one_connection(seller, buyer):
@@ -247,8 +265,11 @@ async def test_server_not_holding_the_pinned_certificate_is_refused_at_tls(ids):
 
 async def test_message_signed_by_another_key_is_refused(ids, seller, buyer, monkeypatch):
     monkeypatch.setattr(grpc_channel, "seal", lambda message, identity: seal(message, ids["mallory"]))
-    with pytest.raises(MessageRefused, match="refused the locked message: signature of message from 'seller' "
-                                             "does not verify with seller's certificate"):
+    with pytest.raises(
+        MessageRefused,
+        match="refused the locked message: signature of message from 'seller' "
+        "does not verify with seller's certificate",
+    ):
         await seller.send(msg(), timeout=5)
     assert buyer.handler.got == []
     assert buyer.refused == {("seller", "not_authentic"): 1}  # the metrics' refusal count
@@ -277,8 +298,9 @@ async def test_recipient_mismatch_is_refused(ids, seller, buyer):
 
 async def test_a_signed_message_sent_at_nan_is_refused(ids, seller, buyer):
     # Python's json writes NaN; a signed ping "sent NaN seconds ago" passed every age bound.
-    text = json.dumps({**msg(kind=Kind.PING).model_dump(mode="json"), "sent_at": float("nan")}, sort_keys=True,
-                      separators=(",", ":"))
+    text = json.dumps(
+        {**msg(kind=Kind.PING).model_dump(mode="json"), "sent_at": float("nan")}, sort_keys=True, separators=(",", ":")
+    )
     assert '"sent_at":NaN' in text
     envelope = json.dumps({"message": text, "signature": base64.b64encode(ids["seller"].sign(text.encode())).decode()})
     refused = await raw_call(seller, "buyer", envelope.encode())
@@ -292,8 +314,9 @@ async def test_oversize_is_refused_on_both_sides(ids, seller, buyer):
         await seller.send(msg(pad="x" * MAX_MESSAGE_BYTES), timeout=5)
     # A client without our size bound: the server's gRPC refuses the bytes before any code reads them.
     credentials = grpc.ssl_channel_credentials(ids["buyer"].cert_pem, ids["seller"].key_pem, ids["seller"].cert_pem)
-    async with grpc.aio.secure_channel(f"127.0.0.1:{buyer.port}", credentials,
-                                       options=[("grpc.ssl_target_name_override", "buyer")]) as raw:
+    async with grpc.aio.secure_channel(
+        f"127.0.0.1:{buyer.port}", credentials, options=[("grpc.ssl_target_name_override", "buyer")]
+    ) as raw:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await raw.unary_unary(METHOD)(b"x" * (MAX_MESSAGE_BYTES + 1), timeout=5)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -306,8 +329,10 @@ async def test_handler_refusal_and_failure_reach_the_sender(seller, buyer):
     with pytest.raises(MessageRefused, match="agent of 'buyer' refused the locked message: replayed: seq 7"):
         await seller.send(msg(), timeout=5)
     # Counted for the metrics as failing the checks; one over a limit is the agent's to count.
-    buyer.handler.fail = MessageRefused("over this agent's limit: more than 600 messages a minute from 'seller' "
-                                        "(limits.messages_per_minute); refused, not journaled")
+    buyer.handler.fail = MessageRefused(
+        "over this agent's limit: more than 600 messages a minute from 'seller' "
+        "(limits.messages_per_minute); refused, not journaled"
+    )
     with pytest.raises(MessageRefused, match="limits.messages_per_minute"):
         await seller.send(msg(), timeout=5)
     assert buyer.refused == {("seller", "checks"): 1}
@@ -322,8 +347,9 @@ async def test_handler_refusal_and_failure_reach_the_sender(seller, buyer):
 async def test_reply_that_fails_verification_is_refused(ids, seller, buyer, monkeypatch):
     original = grpc_channel.seal
     # The buyer's reply (sealed on the server side) comes signed by mallory.
-    monkeypatch.setattr(grpc_channel, "seal",
-                        lambda m, identity: original(m, ids["mallory"] if m.sender == "buyer" else identity))
+    monkeypatch.setattr(
+        grpc_channel, "seal", lambda m, identity: original(m, ids["mallory"] if m.sender == "buyer" else identity)
+    )
     with pytest.raises(NotAuthentic, match="signature of message from 'buyer' does not verify"):
         await seller.send(msg(), timeout=5)
 

@@ -33,9 +33,11 @@ def waiting(wait: str, holder: Role) -> tuple[str, str]:
     holder_party = holder.value
     counter_party = "buyer" if holder is Role.SELLER else "seller"
     holder_leg, counter_leg = ("security", "cash") if holder is Role.SELLER else ("cash", "security")
-    return {"holder-waits-for-the-counter-lock": (holder_party, f"lock {holder_leg}"),
-            "counter-waits-for-the-claim": (counter_party, f"lock {counter_leg}"),
-            "holder-waits-after-the-reveal": (holder_party, f"claim {counter_leg}")}[wait]
+    return {
+        "holder-waits-for-the-counter-lock": (holder_party, f"lock {holder_leg}"),
+        "counter-waits-for-the-claim": (counter_party, f"lock {counter_leg}"),
+        "holder-waits-after-the-reveal": (holder_party, f"claim {counter_leg}"),
+    }[wait]
 
 
 WAITS = ["holder-waits-for-the-counter-lock", "counter-waits-for-the-claim", "holder-waits-after-the-reveal"]
@@ -43,21 +45,39 @@ WAITS = ["holder-waits-for-the-counter-lock", "counter-waits-for-the-claim", "ho
 
 def cases():
     issue = (Role.BUYER, "counter-waits-for-the-claim", True)
-    base = [pytest.param(pair, *issue, id=f"{pair.id}-buyer-holds-counter-waits-for-the-claim-stall")
-            for pair in CROSS_PAIRS]
+    base = [
+        pytest.param(pair, *issue, id=f"{pair.id}-buyer-holds-counter-waits-for-the-claim-stall")
+        for pair in CROSS_PAIRS
+    ]
     for pair in CROSS_PAIRS:
         for holder in Role:
             for wait in WAITS:
                 for stall in (True, False):
                     if (holder, wait, stall) == issue:
                         continue
-                    base.append(pytest.param(pair, holder, wait, stall, marks=pytest.mark.matrix,
-                                             id=f"{pair.id}-{holder.value}-holds-{wait}-{'stall' if stall else 'close'}"))
+                    base.append(
+                        pytest.param(
+                            pair,
+                            holder,
+                            wait,
+                            stall,
+                            marks=pytest.mark.matrix,
+                            id=f"{pair.id}-{holder.value}-holds-{wait}-{'stall' if stall else 'close'}",
+                        )
+                    )
     for pair, marks in ((Pair("fabric-a", "evm-a"), FABRIC_MARKS), (Pair("elements", "evm-a"), ELEMENTS_MARKS)):
         for holder in Role:
             for wait in WAITS:
-                base.append(pytest.param(pair, holder, wait, True, marks=[*marks, pytest.mark.matrix],
-                                         id=f"{pair.id}-{holder.value}-holds-{wait}-stall"))
+                base.append(
+                    pytest.param(
+                        pair,
+                        holder,
+                        wait,
+                        True,
+                        marks=[*marks, pytest.mark.matrix],
+                        id=f"{pair.id}-{holder.value}-holds-{wait}-stall",
+                    )
+                )
     return base
 
 

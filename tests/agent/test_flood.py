@@ -34,8 +34,16 @@ from .test_hostile import buyer_agent
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(300)]
 
 # Small bounds, so a flood of seconds crosses each of them.
-LIMITS = Limits(messages_per_minute=1200, messages_per_swap=100, proposals_per_minute=10, other_locks_per_swap=4,
-                log_lines_per_minute=20, connections=8, handshake_seconds=3, idle_seconds=30)
+LIMITS = Limits(
+    messages_per_minute=1200,
+    messages_per_swap=100,
+    proposals_per_minute=10,
+    other_locks_per_swap=4,
+    log_lines_per_minute=20,
+    connections=8,
+    handshake_seconds=3,
+    idle_seconds=30,
+)
 FLOOD_SECONDS = 8.0
 IN_FLIGHT = 24  # under the connection's 32 concurrent calls (limits.concurrent_calls)
 MAX_SENDS = 20_000
@@ -73,17 +81,34 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
         outcomes: Counter[str] = Counter()
         sends = itertools.count()
         peak = fds(seller_pid)
-        fake = Proposal(swap_id="x", proposer="buyer", spec=spec, security=LegPlan(expiry=1, nonce="00" * 32),
-                        cash=LegPlan(expiry=1, nonce="11" * 32))
+        fake = Proposal(
+            swap_id="x",
+            proposer="buyer",
+            spec=spec,
+            security=LegPlan(expiry=1, nonce="00" * 32),
+            cash=LegPlan(expiry=1, nonce="11" * 32),
+        )
 
         def message(n: int) -> Message:
             if n % 3 == 0:
                 fresh = f"flood-{secrets.token_hex(6)}"
-                return Message(kind=Kind.PROPOSE, swap_id=fresh, sender="buyer", recipient="seller", seq=next(seq),
-                               body=fake.model_copy(update={"swap_id": fresh}).model_dump(mode="json"))
+                return Message(
+                    kind=Kind.PROPOSE,
+                    swap_id=fresh,
+                    sender="buyer",
+                    recipient="seller",
+                    seq=next(seq),
+                    body=fake.model_copy(update={"swap_id": fresh}).model_dump(mode="json"),
+                )
             if n % 3 == 1:
-                return Message(kind=Kind.LOCKED, swap_id=swap_id, sender="buyer", recipient="seller", seq=next(seq),
-                               body={"leg": "cash", "lock_id": "0x" + secrets.token_hex(32)})
+                return Message(
+                    kind=Kind.LOCKED,
+                    swap_id=swap_id,
+                    sender="buyer",
+                    recipient="seller",
+                    seq=next(seq),
+                    body={"leg": "cash", "lock_id": "0x" + secrets.token_hex(32)},
+                )
             return Message(kind=Kind.PING, swap_id=swap_id, sender="buyer", recipient="seller", seq=next(seq))
 
         async def worker(end: float) -> None:
@@ -122,8 +147,9 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
 
     async def play() -> tuple[str, Counter[str], int, int, int, object]:
         async with buyer_agent(agents) as (buyer, _net):
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "200").ready()
+            seller = agents.start(
+                "seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "200"
+            ).ready()
             swap_id = agents.first_swap("seller", 60)
             base = fds(seller.proc.pid)
             outcomes, sent, peak = await flood(swap_id, seller.proc.pid)
@@ -136,8 +162,10 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
     swap_id, outcomes, sent, base, peak, buyer_result = run_async(play())
     seller_log = agents.processes[0].output()
     rows = message_rows(agents)
-    print(f"flood: {sent} messages in {FLOOD_SECONDS:.0f}s, {dict(outcomes)}; seller fds {base} -> peak {peak}, "
-          f"message rows {dict(rows)}, log {len(seller_log.splitlines())} lines, {len(seller_log)} bytes")
+    print(
+        f"flood: {sent} messages in {FLOOD_SECONDS:.0f}s, {dict(outcomes)}; seller fds {base} -> peak {peak}, "
+        f"message rows {dict(rows)}, log {len(seller_log.splitlines())} lines, {len(seller_log)} bytes"
+    )
     # Every limit was crossed, and said so.
     for limit in ("messages_per_minute", "messages_per_swap", "other_locks_per_swap"):
         assert outcomes[f"refused:{limit}"] > 0, outcomes

@@ -52,8 +52,16 @@ async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
     channel = GrpcChannel(identity, config.listen, {config.peer.party: peer})
     async with Network.from_state(load_party_file(config.path(folder, config.ledgers))) as net:
         journal = Journal(config.path(folder, config.journal))
-        buyer = agent_class(config.party, config.peer.party, net.ledgers, net.assets, journal, channel, policy=config.policy,
-                            progress=lambda swap_id, message: print("buyer", swap_id, message))
+        buyer = agent_class(
+            config.party,
+            config.peer.party,
+            net.ledgers,
+            net.assets,
+            journal,
+            channel,
+            policy=config.policy,
+            progress=lambda swap_id, message: print("buyer", swap_id, message),
+        )
         await buyer.start()
         try:
             yield buyer, net
@@ -102,10 +110,11 @@ def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
 # script's, not a lock id's); the rest on btc has the marker `matrix` (`make test-drills`).
 ON_BOTH = (Misbehaviour.SMALLER_AMOUNT,)
 MATRIX = [pytest.mark.matrix]
-HOSTILE_CASES = [pytest.param(pair, m, id=f"{m.value}-{pair.id}",
-                              marks=[] if pair == CROSS_PAIRS[0] or m in ON_BOTH else MATRIX)
-                 for pair in CROSS_PAIRS
-                 for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)]
+HOSTILE_CASES = [
+    pytest.param(pair, m, id=f"{m.value}-{pair.id}", marks=[] if pair == CROSS_PAIRS[0] or m in ON_BOTH else MATRIX)
+    for pair in CROSS_PAIRS
+    for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)
+]
 # The channel's and the journal's refusals do not depend on the ledgers: btc under `matrix`.
 PAIRS_EVM_FIRST = [CROSS_PAIRS[0], pytest.param(CROSS_PAIRS[1], id=CROSS_PAIRS[1].id, marks=MATRIX)]
 # Replays are refused by the agent's journal, whatever the ledgers: one pair.
@@ -122,8 +131,9 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
 
     async def play() -> tuple[str, str, list[Replay]]:
         async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "240")
+            seller = agents.start(
+                "seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240"
+            )
             assert await exited(seller, 280) == NOT_SETTLED, seller.output()
             [swap_id] = agents.swap_ids("seller")
             await let_expire(buyer, net, pair.cash, swap_id)
@@ -154,8 +164,9 @@ def test_false_notices(agents: Agents, pair: Pair):
 
     async def play() -> tuple[str, str]:
         async with buyer_agent(agents, hostile_agent(Misbehaviour.FALSE_NOTICES)):
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "240")
+            seller = agents.start(
+                "seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240"
+            )
             assert await exited(seller, 280) == NOT_SETTLED, seller.output()
         [swap_id] = agents.swap_ids("seller")
         return swap_id, seller.output()
@@ -164,8 +175,11 @@ def test_false_notices(agents: Agents, pair: Pair):
     ours = agents.record("seller", swap_id)
     assert ours.outcome == "refunded", output[-2000:]
     assert re.search(refusal(Misbehaviour.NEVER_LOCKS, pair), ours.detail), ours.detail
-    named = {s.detail.get("lock_id") for s in agents.steps("seller", swap_id)
-             if s.phase == "skipped" and s.detail.get("reason", "").startswith("false notice")}
+    named = {
+        s.detail.get("lock_id")
+        for s in agents.steps("seller", swap_id)
+        if s.phase == "skipped" and s.detail.get("reason", "").startswith("false notice")
+    }
     assert MALFORMED_LOCK_ID in named and len(named) >= 2, named
     after = run_async(balances(agents.run_dir))
     assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
@@ -188,22 +202,29 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
             theirs = await buyer.propose(spec_for(pair, secret_holder=Role.BUYER.value))
             result = await asyncio.wait_for(buyer.tasks[theirs], 60)
             assert result is not None and result.outcome is Outcome.ABORTED, result
-            assert "refused the propose message: signature of message from 'buyer' does not verify with buyer's " \
-                   "certificate" in result.detail, result.detail
+            assert (
+                "refused the propose message: signature of message from 'buyer' does not verify with buyer's "
+                "certificate" in result.detail
+            ), result.detail
             # mallory's own certificate: the seller's agent ends the TLS handshake.
             endpoint = PeerEndpoint(buyer.channel.peers["seller"].endpoint, buyer.channel.peers["seller"].cert)
             impostor = GrpcChannel(mallory, "127.0.0.1:0", {"seller": endpoint})
             try:
                 with pytest.raises(errors.PeerUnreachable, match="did not answer"):
-                    await impostor.send(Message(kind=Kind.PROPOSE, swap_id="mallory1", sender="buyer",
-                                                recipient="seller", seq=next_seq(0)), timeout=5)
+                    await impostor.send(
+                        Message(
+                            kind=Kind.PROPOSE, swap_id="mallory1", sender="buyer", recipient="seller", seq=next_seq(0)
+                        ),
+                        timeout=5,
+                    )
             finally:
                 await impostor.aclose()
             serving.stop()
             # The seller proposes: the buyer's acceptance does not verify, so nothing is agreed.
             spec = spec_for(pair, secret_holder=Role.SELLER.value)
-            seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                                  "--max-seconds", "120")
+            seller = agents.start(
+                "seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "120"
+            )
             assert await exited(seller, 150) == NOT_SETTLED, seller.output()
             [ours] = agents.swap_ids("seller")
             return theirs, ours
@@ -212,8 +233,10 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
     assert agents.record("seller", theirs) is None and agents.record("seller", "mallory1") is None
     record = agents.record("seller", ours)
     assert record.outcome == "aborted", record.detail
-    assert record.detail == ("the proposal was refused: signature of message from 'buyer' does not verify with "
-                             "buyer's certificate; nothing moved"), record.detail
+    assert record.detail == (
+        "the proposal was refused: signature of message from 'buyer' does not verify with "
+        "buyer's certificate; nothing moved"
+    ), record.detail
     assert not [m for m in agents.messages("seller", ours) if m["direction"] == "in"], agents.messages("seller", ours)
     after = run_async(balances(agents.run_dir))
     assert changes(before, after, pair) == UNCHANGED
@@ -223,8 +246,7 @@ async def seller_against(agents: Agents, misbehaviour: Misbehaviour, spec, pair:
     """The honest seller's process proposes ``spec`` to a hostile buyer and ends; the buyer's
     drive then runs to its own end (refunding what it locked); the swap id."""
     async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
-        seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done",
-                              "--max-seconds", "240")
+        seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240")
         assert await exited(seller, 280) == NOT_SETTLED, seller.output()
         [swap_id] = agents.swap_ids("seller")
         await let_expire(buyer, net, pair.cash, swap_id)
@@ -240,8 +262,11 @@ def assert_unchanged(agents: Agents, pair: Pair, before, swap_id: str) -> None:
 
 # The rest of the tampered locks, on evm-a/evm-b: a lock id there covers every term, so each is
 # another lock, and the seller names the term that differs.
-TAMPERED_FIELD = {Misbehaviour.SHORT_EXPIRY: "expiry", Misbehaviour.WRONG_RECIPIENT: "recipient",
-                  Misbehaviour.WRONG_ASSET: "asset"}
+TAMPERED_FIELD = {
+    Misbehaviour.SHORT_EXPIRY: "expiry",
+    Misbehaviour.WRONG_RECIPIENT: "recipient",
+    Misbehaviour.WRONG_ASSET: "asset",
+}
 
 
 @pytest.mark.parametrize("misbehaviour", list(TAMPERED_FIELD), ids=lambda m: m.value)
@@ -257,8 +282,9 @@ def test_hostile_counterparty_tampers_another_term(agents: Agents, misbehaviour:
     assert_unchanged(agents, pair, before, swap_id)
 
 
-@pytest.mark.parametrize("misbehaviour", [Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK],
-                         ids=lambda m: m.value)
+@pytest.mark.parametrize(
+    "misbehaviour", [Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK], ids=lambda m: m.value
+)
 def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, misbehaviour: Misbehaviour):
     """The buyer holds the secret and locks first, with a shorter expiry or another hashlock
     than agreed: the honest seller never locks its bonds (the principal-risk case Stella warns

@@ -34,8 +34,11 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
         assert reply.headers["Content-Type"].startswith("text/plain"), reply.headers
         text = reply.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def status(agents: Agents, party: str) -> dict:
@@ -55,14 +58,21 @@ def journal_rows(agents: Agents, party: str, sql: str) -> list[tuple]:
 def test_status_and_metrics_match_the_journal(agents: Agents):
     port = free_port()
     seller_dir = agents.folders["seller"]
-    save_config(seller_dir, load_config(seller_dir).model_copy(
-        update={"metrics": MetricsSettings(listen=f"127.0.0.1:{port}")}))
+    save_config(
+        seller_dir, load_config(seller_dir).model_copy(update={"metrics": MetricsSettings(listen=f"127.0.0.1:{port}")})
+    )
     fingerprint = load_peer_cert(seller_dir / "peer.crt", "buyer").fingerprint
 
     # Before the agent ever ran: its peer, no journal yet.
     first = status(agents, "seller")
-    assert first["peers"] == [{"party": "buyer", "endpoint": f"127.0.0.1:{agents.ports['buyer']}",
-                               "fingerprint": fingerprint, "last_contact": None}]
+    assert first["peers"] == [
+        {
+            "party": "buyer",
+            "endpoint": f"127.0.0.1:{agents.ports['buyer']}",
+            "fingerprint": fingerprint,
+            "last_contact": None,
+        }
+    ]
     assert (first["unfinished"], first["outcomes"]) == ([], {})
 
     # The seller proposes while the buyer's agent is not up yet: unfinished, awaiting an answer.
@@ -90,22 +100,31 @@ def test_status_and_metrics_match_the_journal(agents: Agents):
     buyer = agents.start("buyer", crash_after_step="audit security").ready()
     seller = agents.start("seller").ready()
     assert buyer.wait(timeout=90) == -9, buyer.output()
-    wait_for_journal(agents.journal("seller"), lambda j: j.last(swap_id, "lock security", "result"),
-                     "the seller's lock was not journaled", timeout=30)
+    wait_for_journal(
+        agents.journal("seller"),
+        lambda j: j.last(swap_id, "lock security", "result"),
+        "the seller's lock was not journaled",
+        timeout=30,
+    )
     locked = status(agents, "seller")
     [open_swap] = locked["unfinished"]
     deadline = open_swap["next_deadline"]
     agreed = agents.record("seller", swap_id).data
     # The counter leg expires first, by evm-b's own clock, at the agreed expiry.
     assert (open_swap["agreed"], deadline["leg"], deadline["ledger"], deadline["by"]) == (
-        True, "cash", "evm-b", "ledger clock"), open_swap
+        True,
+        "cash",
+        "evm-b",
+        "ledger clock",
+    ), open_swap
     assert deadline["expiry"] == agreed["terms_cash"]["expiry"]
     assert 0 < deadline["seconds_left"] <= PLAN["counter_timeout"], deadline
     security = spec.trade.security
     assert locked["locked"] == [{"ledger": security.ledger, "asset": security.asset, "amount": security.amount}]
     held = scrape(port)
-    assert held[("dvp_agent_locked_amount", (("asset", security.asset), ("ledger", security.ledger)))] == \
-        security.amount
+    assert (
+        held[("dvp_agent_locked_amount", (("asset", security.asset), ("ledger", security.ledger)))] == security.amount
+    )
     assert held[("dvp_agent_swaps_unfinished", ())] == 1
 
     buyer = agents.start("buyer").ready()  # back: it locks, and the swap settles
@@ -120,16 +139,25 @@ def test_status_and_metrics_match_the_journal(agents: Agents):
     assert after[("dvp_agent_swaps_unfinished", ())] == 0
     assert after[("dvp_agent_swaps_finished_total", (("outcome", "settled"),))] == 1
     # Messages by peer, direction and kind: the journal's rows, one for one.
-    journaled = Counter((p, d, k) for p, d, k in journal_rows(agents, "seller",
-                                                              "SELECT peer, direction, kind FROM messages"))
-    scraped = {(dict(labels)["peer"], dict(labels)["direction"], dict(labels)["kind"]): v
-               for (name, labels), v in after.items() if name == "dvp_agent_messages_total"}
+    journaled = Counter(
+        (p, d, k) for p, d, k in journal_rows(agents, "seller", "SELECT peer, direction, kind FROM messages")
+    )
+    scraped = {
+        (dict(labels)["peer"], dict(labels)["direction"], dict(labels)["kind"]): v
+        for (name, labels), v in after.items()
+        if name == "dvp_agent_messages_total"
+    }
     assert scraped == journaled and journaled[("buyer", "out", "propose")] >= 1, (scraped, journaled)
     # Step latencies: one observation per step with an intent and a result, per step and ledger.
-    steps = {(step, ledger) for step, ledger in journal_rows(
-        agents, "seller", "SELECT step, ledger FROM steps WHERE phase = 'result'")}
-    counts = {(dict(labels)["step"], dict(labels)["ledger"]): v
-              for (name, labels), v in after.items() if name == "dvp_agent_step_seconds_count"}
+    steps = {
+        (step, ledger)
+        for step, ledger in journal_rows(agents, "seller", "SELECT step, ledger FROM steps WHERE phase = 'result'")
+    }
+    counts = {
+        (dict(labels)["step"], dict(labels)["ledger"]): v
+        for (name, labels), v in after.items()
+        if name == "dvp_agent_step_seconds_count"
+    }
     assert ("lock security", "evm-a") in counts and set(counts) <= steps, (counts, steps)
     assert all(v == 1 for v in counts.values()), counts
     # Nothing locked once settled, nothing refused.

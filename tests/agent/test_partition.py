@@ -40,20 +40,27 @@ PHASES = [
 @pytest.mark.parametrize(("watch", "reached", "lasts"), PHASES)
 def test_partition(agents: Agents, pair: Pair, watch: str, reached, lasts: float | None):
     outcomes, details = cut_channel(agents, spec_for(pair, **PLAN), watch, reached, lasts)
-    assert outcomes in (["settled", "settled"], ["refunded", "refunded"], ["refunded", "aborted"],
-                        ["aborted", "aborted"]), (outcomes, details)
+    assert outcomes in (
+        ["settled", "settled"],
+        ["refunded", "refunded"],
+        ["refunded", "aborted"],
+        ["aborted", "aborted"],
+    ), (outcomes, details)
 
 
-def cut_channel(agents: Agents, spec: SwapSpec, watch: str, reached, lasts: float | None, *,
-                stall: bool = False) -> tuple[list[str | None], list[str | None]]:
+def cut_channel(
+    agents: Agents, spec: SwapSpec, watch: str, reached, lasts: float | None, *, stall: bool = False
+) -> tuple[list[str | None], list[str | None]]:
     """Run ``spec`` between the two agents through a proxy each way and cut both when
     ``watch``'s journal shows ``reached`` (None: from the start), for ``lasts`` seconds (None:
     for good); with ``stall``, hold every byte instead of closing the connections (a peer that
     stopped answering).  Both sides' (outcomes, details); value conserved, checked here."""
     before = run_async(balances(agents.run_dir))
     ports = agents.ports
-    with PartitionProxy(("127.0.0.1", ports["buyer"])) as to_buyer, \
-            PartitionProxy(("127.0.0.1", ports["seller"])) as to_seller:
+    with (
+        PartitionProxy(("127.0.0.1", ports["buyer"])) as to_buyer,
+        PartitionProxy(("127.0.0.1", ports["seller"])) as to_seller,
+    ):
         proxies = (to_buyer, to_seller)
         agents.start("buyer", endpoint=f"127.0.0.1:{to_seller.port}")
         if reached is None:

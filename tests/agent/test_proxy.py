@@ -141,8 +141,9 @@ def test_sync_facade_in_a_thread():
 def test_as_a_process_with_signals():
     with socket.create_server(("127.0.0.1", 0)) as target:
         target.settimeout(5)
-        proc = subprocess.Popen([sys.executable, "-m", "dvp.testing.proxy", str(target.getsockname()[1])],
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dvp.testing.proxy", str(target.getsockname()[1])], stdout=subprocess.PIPE, text=True
+        )
         try:
             port = int(proc.stdout.readline())
             client = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -178,6 +179,7 @@ def test_as_a_process_with_signals():
 
 
 def test_process_usage_error():
-    done = subprocess.run([sys.executable, "-m", "dvp.testing.proxy", "nope"], capture_output=True, text=True,
-                          timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "dvp.testing.proxy", "nope"], capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 2 and done.stderr.startswith("usage: python -m dvp.testing.proxy TARGET_PORT [--stall]")

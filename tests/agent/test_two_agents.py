@@ -15,9 +15,11 @@ pytestmark = pytest.mark.agent
 
 
 # Every pair the testbed runs, the seller holding the secret; both holders on the two base pairs.
-SETTLE_CASES = [*(pytest.param(p, Role.SELLER, id=f"seller-{p.id}") for p in CROSS_PAIRS),
-                *(pytest.param(p, Role.BUYER, id=f"buyer-{p.id}") for p in CROSS_PAIRS)]
-for param in CROSS_PARAMS[len(CROSS_PAIRS):]:
+SETTLE_CASES = [
+    *(pytest.param(p, Role.SELLER, id=f"seller-{p.id}") for p in CROSS_PAIRS),
+    *(pytest.param(p, Role.BUYER, id=f"buyer-{p.id}") for p in CROSS_PAIRS),
+]
+for param in CROSS_PARAMS[len(CROSS_PAIRS) :]:
     SETTLE_CASES.append(pytest.param(param.values[0], Role.SELLER, id=f"seller-{param.id}", marks=param.marks))
 
 

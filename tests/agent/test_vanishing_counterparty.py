@@ -21,8 +21,9 @@ def test_counterparty_vanishes_after_the_first_lock(agents: Agents, pair: Pair):
     the seller refunds its lock after expiry, by itself."""
     before = run_async(balances(agents.run_dir))
     buyer = agents.start("buyer", crash_after_step="audit security")
-    seller = agents.start("seller", "--propose", str(agents.scenario(spec_for(pair, **PLAN))), "--until-done",
-                          "--max-seconds", "180")
+    seller = agents.start(
+        "seller", "--propose", str(agents.scenario(spec_for(pair, **PLAN))), "--until-done", "--max-seconds", "180"
+    )
     assert buyer.wait(timeout=120) == -9, buyer.output()  # a real dead process
     assert seller.wait(timeout=200) == 6, seller.output()
     swap_id = agents.swap_ids("seller")[0]
@@ -43,8 +44,9 @@ def test_counterparty_vanishes_after_the_secret_is_revealed(agents: Agents, pair
     late, finds its principal lost.  Stella's principal risk, from a real dead process."""
     before = run_async(balances(agents.run_dir))
     buyer = agents.start("buyer", crash_after_step="extract secret")
-    seller = agents.start("seller", "--propose", str(agents.scenario(spec_for(pair, **PLAN))), "--until-done",
-                          "--max-seconds", "180")
+    seller = agents.start(
+        "seller", "--propose", str(agents.scenario(spec_for(pair, **PLAN))), "--until-done", "--max-seconds", "180"
+    )
     assert buyer.wait(timeout=120) == -9, buyer.output()
     assert seller.wait(timeout=200) == 6, seller.output()
     swap_id = agents.swap_ids("seller")[0]
@@ -58,5 +60,9 @@ def test_counterparty_vanishes_after_the_secret_is_revealed(agents: Agents, pair
     assert theirs.outcome == "principal_loss", theirs.detail
     after = run_async(balances(agents.run_dir))
     steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
-    assert changes(before, after, pair, steps) == {"seller_security": 0, "buyer_security": 0,
-                                                   "seller_cash": CASH_AMOUNT, "buyer_cash": -CASH_AMOUNT}
+    assert changes(before, after, pair, steps) == {
+        "seller_security": 0,
+        "buyer_security": 0,
+        "seller_cash": CASH_AMOUNT,
+        "buyer_cash": -CASH_AMOUNT,
+    }

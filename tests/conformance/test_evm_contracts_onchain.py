@@ -23,7 +23,9 @@ def evm(net):
 
 async def test_wrong_preimage_reverts_in_a_block(evm):
     lock_id, _, _ = await locked(evm)
-    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), secrets.token_bytes(32)))
+    tx = await mined_call(
+        evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), secrets.token_bytes(32))
+    )
     assert await reverted_with(evm, tx) == "WrongPreimage"
     assert (await evm.get_lock(lock_id)).status is LockStatus.LOCKED
 
@@ -47,14 +49,18 @@ async def test_early_refund_and_refund_by_another_party_revert(evm):
 async def test_double_claim_reverts(evm):
     lock_id, _, preimage = await locked(evm)
     await evm.wait_final((await evm.claim(lock_id, preimage, submitter="buyer")).tx_id)
-    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage))
+    tx = await mined_call(
+        evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage)
+    )
     assert await reverted_with(evm, tx) == "NotLocked"
 
 
 async def test_claim_after_expiry_reverts(evm):
     lock_id, _, preimage = await locked(evm, seconds=20)
     await evm.advance_time(21)
-    tx = await mined_call(evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage))
+    tx = await mined_call(
+        evm, "buyer", evm.htlc.address, calldata(evm.htlc, "claim", bytes.fromhex(lock_id[2:]), preimage)
+    )
     assert await reverted_with(evm, tx) == "Expired"
 
 
@@ -64,23 +70,45 @@ async def test_bad_lock_terms_revert(evm, change, code):
     seconds = change.get("seconds", 60)
     terms, _ = make_terms(evm, now, seconds=seconds)
     amount = change.get("amount", AMOUNT)
-    data = calldata(evm.htlc, "lock", evm.address_of("buyer"), evm._token("BOND"), amount,
-                    bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))
+    data = calldata(
+        evm.htlc,
+        "lock",
+        evm.address_of("buyer"),
+        evm._token("BOND"),
+        amount,
+        bytes.fromhex(terms.hashlock),
+        terms.expiry,
+        bytes.fromhex(terms.nonce),
+    )
     tx = await mined_call(evm, "seller", evm.htlc.address, data)
     assert await reverted_with(evm, tx) == code
 
 
 async def test_duplicate_lock_reverts(evm):
     lock_id, terms, _ = await locked(evm)
-    await evm.wait_final(await mined_call(evm, "seller", evm._token("BOND"), calldata(evm._erc20("BOND"), "approve", evm.htlc.address, AMOUNT)))
-    data = calldata(evm.htlc, "lock", evm.address_of("buyer"), evm._token("BOND"), AMOUNT,
-                    bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))
+    await evm.wait_final(
+        await mined_call(
+            evm, "seller", evm._token("BOND"), calldata(evm._erc20("BOND"), "approve", evm.htlc.address, AMOUNT)
+        )
+    )
+    data = calldata(
+        evm.htlc,
+        "lock",
+        evm.address_of("buyer"),
+        evm._token("BOND"),
+        AMOUNT,
+        bytes.fromhex(terms.hashlock),
+        terms.expiry,
+        bytes.fromhex(terms.nonce),
+    )
     tx = await mined_call(evm, "seller", evm.htlc.address, data)
     assert await reverted_with(evm, tx) == "DuplicateLock"
 
 
 async def test_only_the_issuer_mints(evm):
-    tx = await mined_call(evm, "seller", evm._token("EUR"), calldata(evm._erc20("EUR"), "mint", evm.address_of("seller"), 1))
+    tx = await mined_call(
+        evm, "seller", evm._token("EUR"), calldata(evm._erc20("EUR"), "mint", evm.address_of("seller"), 1)
+    )
     assert await reverted_with(evm, tx) == "OnlyIssuer"
 
 
@@ -88,18 +116,34 @@ async def test_dvp_moves_neither_leg_when_one_cannot_move(evm):
     """Atomicity: the buyer cannot pay, so the seller's securities stay where they are."""
     now = await evm.now()
     rich = await evm.balance("buyer", "EUR")
-    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=3, cash="EUR",
-                     cash_amount=rich + 1, deadline=evm.expiry_after(now, 60), nonce=secrets.token_hex(32))
+    order = DvpOrder(
+        seller="seller",
+        buyer="buyer",
+        security="BOND",
+        security_amount=3,
+        cash="EUR",
+        cash_amount=rich + 1,
+        deadline=evm.expiry_after(now, 60),
+        nonce=secrets.token_hex(32),
+    )
     await evm.wait_final((await evm.propose_dvp(order)).tx_id)
     before = [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")]
     # The buyer approves enough but does not hold it.
-    await evm.wait_final(await mined_call(evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, rich + 1)))
-    tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:])))
+    await evm.wait_final(
+        await mined_call(
+            evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, rich + 1)
+        )
+    )
+    tx = await mined_call(
+        evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:]))
+    )
     assert await reverted_with(evm, tx) == "ERC20InsufficientBalance"
     assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
     assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.OPEN
     # Only the named buyer may accept.
-    tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:])))
+    tx = await mined_call(
+        evm, "seller", evm.dvp.address, calldata(evm.dvp, "accept", bytes.fromhex(evm.order_id(order)[2:]))
+    )
     assert await reverted_with(evm, tx) == "OnlyBuyer"
 
 
@@ -108,8 +152,16 @@ async def test_only_the_seller_cancels_and_a_cancelled_order_cannot_be_accepted(
     anyone but the seller) cannot cancel; once the seller cancelled, the buyer's acceptance
     reverts NotOpen and moves nothing, though the seller's allowance is still in force."""
     now = await evm.now()
-    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=3, cash="EUR",
-                     cash_amount=30, deadline=evm.expiry_after(now, 60), nonce=secrets.token_hex(32))
+    order = DvpOrder(
+        seller="seller",
+        buyer="buyer",
+        security="BOND",
+        security_amount=3,
+        cash="EUR",
+        cash_amount=30,
+        deadline=evm.expiry_after(now, 60),
+        nonce=secrets.token_hex(32),
+    )
     order_id = bytes.fromhex(evm.order_id(order)[2:])
     await evm.wait_final((await evm.propose_dvp(order)).tx_id)
     tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "cancel", order_id))
@@ -120,7 +172,9 @@ async def test_only_the_seller_cancels_and_a_cancelled_order_cannot_be_accepted(
     allowance = await evm._erc20("BOND").functions.allowance(evm.address_of("seller"), evm.dvp.address).call()
     assert allowance >= 3
     before = [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")]
-    await evm.wait_final(await mined_call(evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, 30)))
+    await evm.wait_final(
+        await mined_call(evm, "buyer", evm._token("EUR"), calldata(evm._erc20("EUR"), "approve", evm.dvp.address, 30))
+    )
     tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", order_id))
     assert await reverted_with(evm, tx) == "NotOpen"
     tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "cancel", order_id))
@@ -132,8 +186,11 @@ def copy_of(evm, **changes):
     """Another adapter (not connected) for ``evm``'s ledger, its config changed by ``changes``."""
     from dvp.registry import build_adapter
 
-    return build_adapter(evm.name, evm.config.model_dump(mode="python") | {
-        "accounts": {p: k.get_secret_value() for p, k in evm.config.accounts.items()}, **changes})
+    return build_adapter(
+        evm.name,
+        evm.config.model_dump(mode="python")
+        | {"accounts": {p: k.get_secret_value() for p, k in evm.config.accounts.items()}, **changes},
+    )
 
 
 async def test_lock_id_needs_no_connection(evm):

@@ -40,7 +40,9 @@ async def evm(paused_anvil):
     adapter = EthereumAdapter("evm-p", EthereumConfig.model_validate(paused_anvil))
     async with adapter:
         if not adapter.config.tokens:
-            paused_anvil.update(await adapter.bootstrap([Asset(symbol="BOND", ledger="evm-p", kind=AssetKind.SECURITY)]))
+            paused_anvil.update(
+                await adapter.bootstrap([Asset(symbol="BOND", ledger="evm-p", kind=AssetKind.SECURITY)])
+            )
             for party in ("seller", "buyer"):
                 await adapter.wait_final((await adapter.issue("BOND", party, FUNDS)).tx_id)
         await anvil(adapter, "evm_setAutomine", False)
@@ -173,8 +175,16 @@ async def test_a_journaled_lock_whose_nonce_another_transaction_took_is_proven_d
     assert await evm._sent.request("eth_getTransactionByHash", [lock.tx_id]) is None  # never sent
     account = evm._key("seller")
     nonce = await evm._w3.eth.get_transaction_count(account.address, "pending")
-    other = account.sign_transaction({"to": account.address, "value": 0, "gas": 21_000, "nonce": nonce,
-                                      "chainId": evm.config.chain_id, **(await evm._sent._fee_fields())[0]})
+    other = account.sign_transaction(
+        {
+            "to": account.address,
+            "value": 0,
+            "gas": 21_000,
+            "nonce": nonce,
+            "chainId": evm.config.chain_id,
+            **(await evm._sent._fee_fields())[0],
+        }
+    )
     await evm._w3.eth.send_raw_transaction(other.raw_transaction)
     await anvil(evm, "evm_mine")
     with pytest.raises(errors.Superseded) as info:

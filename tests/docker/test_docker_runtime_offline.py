@@ -44,7 +44,9 @@ def test_every_service_uses_host_networking_and_publishes_no_port(name):
     services = yaml.safe_load((DOCKER / f"{name}.yaml").read_text())["services"]
     for svc, body in services.items():
         if "extends" in body:
-            base = yaml.safe_load((DOCKER / body["extends"]["file"]).read_text())["services"][body["extends"]["service"]]
+            base = yaml.safe_load((DOCKER / body["extends"]["file"]).read_text())["services"][
+                body["extends"]["service"]
+            ]
             body = {**base, **body}
         assert body.get("network_mode") == "host", svc
         assert "ports" not in body, svc

@@ -43,8 +43,15 @@ async def test_cross_ledger_happy_path(net, journal_path, pair):
     assert result.outcome is Outcome.SETTLED, result.detail
     assert changes(before, after, pair, result.steps) == SETTLED
     done = [s.step for s in result.steps if s.phase == "result"]
-    assert done == ["lock security", "audit security", "lock cash", "audit cash",
-                    "claim cash", "extract secret", "claim security"]
+    assert done == [
+        "lock security",
+        "audit security",
+        "lock cash",
+        "audit cash",
+        "claim cash",
+        "extract secret",
+        "claim security",
+    ]
 
 
 @cross

@@ -87,7 +87,9 @@ def test_one_compose_project_serves_both_channels(fabric_in_docker):
     runtime, state, net = fabric_in_docker
     a, b = state["ledgers"]["fabric-a"], state["ledgers"]["fabric-b"]
     assert a["docker"]["containers"] == b["docker"]["containers"] and len(a["docker"]["containers"]) == 4
-    assert a["pids"] == b["pids"] == [p.pid for p in net.procs if p.name == "chaincode"]  # the host-side chaincode server
+    assert (
+        a["pids"] == b["pids"] == [p.pid for p in net.procs if p.name == "chaincode"]
+    )  # the host-side chaincode server
     assert a["config"]["channel"] == "fabric-a" and b["config"]["channel"] == "fabric-b"
     assert [r["alive"] for r in runtime.status()] == [True, True]
 

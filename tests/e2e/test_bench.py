@@ -35,9 +35,28 @@ def dvp(args: list[str], env: dict) -> subprocess.CompletedProcess:
 def bench_out(run_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "DVP_RUN_DIR": str(run_dir), "COLUMNS": "200"}
-    result = dvp(["bench", "--swaps", str(SWAPS), "--concurrency", str(K), "--refunds", str(REFUNDS),
-                  "--pairs", ",".join(PAIRS), "--throughput-txs", "6", "--baseline-samples", "2",
-                  "--swap-timeout", "120", "--out", str(out)], env)
+    result = dvp(
+        [
+            "bench",
+            "--swaps",
+            str(SWAPS),
+            "--concurrency",
+            str(K),
+            "--refunds",
+            str(REFUNDS),
+            "--pairs",
+            ",".join(PAIRS),
+            "--throughput-txs",
+            "6",
+            "--baseline-samples",
+            "2",
+            "--swap-timeout",
+            "120",
+            "--out",
+            str(out),
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     if not FABRIC:  # a platform installed but without a ledger in this run is named with its reason
         assert "fabric: not measured: " in result.stdout
@@ -92,7 +111,9 @@ def test_figures_are_internally_consistent(run):
             assert s["total_seconds"] == pytest.approx(sum(e["seconds"] + e["gap_before"] for e in steps))
             assert s["total_seconds"] == pytest.approx(steps[-1]["end"])
             # A step may send several transactions (an ERC-20 approve, then the lock).
-            assert s["transactions"] == sum(e["transactions"] for e in steps) == sum(s["transactions_by_ledger"].values())
+            assert (
+                s["transactions"] == sum(e["transactions"] for e in steps) == sum(s["transactions_by_ledger"].values())
+            )
             assert s["transactions"] >= sum(1 for e in steps if e["tx_id"])
             assert s["transactions"] == sum(v["transactions"] for v in s["parties"].values())
             assert sum(v["steps"] for v in s["parties"].values()) == len(steps)
@@ -113,8 +134,15 @@ def test_figures_are_internally_consistent(run):
         assert p["overhead"]["ratio"] == pytest.approx(s["latency"]["mean"] / p["overhead"]["confirmations_seconds"])
         if p["kind"] == "htlc":
             happy = p["swaps"][0]
-            assert [e["phase"] for e in happy["steps"]] == ["lock", "audit", "counter-lock", "counter-audit", "claim",
-                                                              "extract secret", "second claim"]
+            assert [e["phase"] for e in happy["steps"]] == [
+                "lock",
+                "audit",
+                "counter-lock",
+                "counter-audit",
+                "claim",
+                "extract secret",
+                "second claim",
+            ]
             assert set(happy["liquidity"]) == {"security", "cash"}
             assert happy["principal_risk"]["window_seconds"] > happy["principal_risk"]["second_claim_seconds"] > 0
         else:
@@ -149,8 +177,16 @@ def test_html_and_png_are_complete(bench_out, run):
         data = (bench_out / f"{name}.png").read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000
     page = (bench_out / "report.html").read_text()
-    for heading in ("Raw baselines", "DvP per pair", "Targets", "Platforms side by side", "Timeline per swap",
-                    "Latency per pair", "Liquidity locked", "Machine and config"):
+    for heading in (
+        "Raw baselines",
+        "DvP per pair",
+        "Targets",
+        "Platforms side by side",
+        "Timeline per swap",
+        "Latency per pair",
+        "Liquidity locked",
+        "Machine and config",
+    ):
         assert f"<h2>{heading}</h2>" in page
     assert page.count("data:image/png;base64,") == 3
     assert ("orderer BatchTimeout 100 ms" if FABRIC else "fabric: not measured: ") in page
@@ -165,14 +201,24 @@ def test_html_and_png_are_complete(bench_out, run):
         assert (set(legs) == {"security", "cash"}) == (p["kind"] == "htlc")
         for leg in legs.values():
             assert leg["value_asset"] == p["swaps"][0]["cash"]["asset"]
-            assert leg["value_seconds"]["mean"] == pytest.approx(leg["seconds"]["mean"] * p["swaps"][0]["cash"]["amount"])
+            assert leg["value_seconds"]["mean"] == pytest.approx(
+                leg["seconds"]["mean"] * p["swaps"][0]["cash"]["amount"]
+            )
 
 
 # -- report.html in a real headless browser ---------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAGE_TIMEOUT = 60.0
 
 
@@ -182,14 +228,26 @@ async def _open_in_chromium(page: Path, profile: Path) -> dict:
     import websockets
 
     log = (profile.parent / "chromium.log").open("w")
-    proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
-                             "--remote-debugging-port=0", "--window-size=1400,1000", "about:blank"],
-                            stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            "--window-size=1400,1000",
+            "about:blank",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + PAGE_TIMEOUT
         while not (port_file.exists() and port_file.read_text().count("\n") >= 1):
-            assert proc.poll() is None, f"chromium exited {proc.returncode}: {(profile.parent / 'chromium.log').read_text()[-2000:]}"
+            assert proc.poll() is None, (
+                f"chromium exited {proc.returncode}: {(profile.parent / 'chromium.log').read_text()[-2000:]}"
+            )
             assert time.monotonic() < deadline, "chromium wrote no DevToolsActivePort"
             await asyncio.sleep(0.1)
         port = int(port_file.read_text().split()[0])
@@ -229,12 +287,17 @@ async def _open_in_chromium(page: Path, profile: Path) -> dict:
             async with asyncio.timeout(PAGE_TIMEOUT):
                 while not loaded.is_set():
                     note(json.loads(await ws.recv()))
-            state = await call("Runtime.evaluate", returnByValue=True, expression=(
-                "({title: document.title, h1: document.querySelector('h1').textContent,"
-                " height: document.body.scrollHeight,"
-                " h2: Array.from(document.querySelectorAll('h2'), h => h.textContent),"
-                " images: Array.from(document.images, i => ({alt: i.alt, complete: i.complete,"
-                " width: i.naturalWidth, height: i.naturalHeight}))})"))
+            state = await call(
+                "Runtime.evaluate",
+                returnByValue=True,
+                expression=(
+                    "({title: document.title, h1: document.querySelector('h1').textContent,"
+                    " height: document.body.scrollHeight,"
+                    " h2: Array.from(document.querySelectorAll('h2'), h => h.textContent),"
+                    " images: Array.from(document.images, i => ({alt: i.alt, complete: i.complete,"
+                    " width: i.naturalWidth, height: i.naturalHeight}))})"
+                ),
+            )
             shot = await call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         return {**state["result"]["value"], "errors": errors, "screenshot": shot["data"]}
     finally:
@@ -247,8 +310,10 @@ async def _open_in_chromium(page: Path, profile: Path) -> dict:
         log.close()
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason="no chromium here: `apt-get install -y chromium` (Debian) to open report.html in a browser")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="no chromium here: `apt-get install -y chromium` (Debian) to open report.html in a browser",
+)
 def test_report_opens_in_a_headless_browser(bench_out, tmp_path):
     import base64
 
@@ -270,7 +335,10 @@ def test_report_rerenders_and_compares(bench_out, tmp_path):
     again = dvp(["report", str(bench_out / "results.json"), "--out", str(tmp_path / "again")], env)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "report.html").exists() and (tmp_path / "again" / "bench.png").exists()
-    both = dvp(["report", str(bench_out / "results.json"), str(bench_out / "results.json"), "--out", str(tmp_path / "cmp")], env)
+    both = dvp(
+        ["report", str(bench_out / "results.json"), str(bench_out / "results.json"), "--out", str(tmp_path / "cmp")],
+        env,
+    )
     assert both.returncode == 0, both.stderr
     assert (tmp_path / "cmp" / "compare.html").exists()
     assert (tmp_path / "cmp" / "compare.png").read_bytes().startswith(PNG_MAGIC)
@@ -287,9 +355,29 @@ AGENT_PAIR, AGENT_SWAPS = "evm-a/evm-b", 2
 def agents_out(run_dir, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("bench-agents")
     env = {**os.environ, "DVP_RUN_DIR": str(run_dir), "COLUMNS": "250"}
-    result = dvp(["bench", "--agents", "--swaps", str(AGENT_SWAPS), "--concurrency", "2", "--refunds", "0",
-                  "--pairs", AGENT_PAIR, "--throughput-txs", "4", "--baseline-samples", "1",
-                  "--swap-timeout", "120", "--out", str(out)], env)
+    result = dvp(
+        [
+            "bench",
+            "--agents",
+            "--swaps",
+            str(AGENT_SWAPS),
+            "--concurrency",
+            "2",
+            "--refunds",
+            "0",
+            "--pairs",
+            AGENT_PAIR,
+            "--throughput-txs",
+            "4",
+            "--baseline-samples",
+            "1",
+            "--swap-timeout",
+            "120",
+            "--out",
+            str(out),
+        ],
+        env,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout
 
@@ -336,8 +424,10 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
     assert met == {"two agents: no swap stuck": True, "two agents: journals' messages = channel's count": True}
     for party, summary in agents["summary"].items():
         assert summary["outcomes"] == {"settled": AGENT_SWAPS}
-        assert (summary["messages_sent"], summary["messages_received"] + summary["messages_refused"]) == \
-            (totals[party]["sent"], totals[party]["received"])
+        assert (summary["messages_sent"], summary["messages_received"] + summary["messages_refused"]) == (
+            totals[party]["sent"],
+            totals[party]["received"],
+        )
     # Each agent had its own identity, its key private to it.
     for party in ("seller", "buyer"):
         assert (out / "agents" / party / "agent.key").stat().st_mode & 0o077 == 0

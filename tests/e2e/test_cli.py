@@ -25,15 +25,55 @@ PAIR = CROSS_PAIRS[0]
 
 
 BAD_SWAPS = [
-    (["--security", f"{PAIR.security}:BOND:0", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.amount: Input should be greater than 0"),
-    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:-5"], 2, "trade.cash.amount: Input should be greater than 0"),
-    (["--security", "nowhere:BOND:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.ledger: unknown ledger 'nowhere'"),
-    (["--security", f"{PAIR.security}:GOLD:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.asset: unknown asset 'GOLD'"),
-    (["--security", f"{PAIR.security}:EUR:3", "--cash", f"{PAIR.cash}:EUR:5"], 2, "trade.security.asset: 'EUR' is cash, not security"),
-    (["--security", f"{PAIR.security}:BOND:x", "--cash", f"{PAIR.cash}:EUR:5"], 2, "security.amount: expected an integer"),
-    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--holder-timeout", "40", "--counter-timeout", "35"],
-     5, "plan.holder_timeout: 40s leaves a 5s gap"),
-    (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--kind", "atomic"], 2, "kind: atomic DvP needs both legs on one ledger"),
+    (
+        ["--security", f"{PAIR.security}:BOND:0", "--cash", f"{PAIR.cash}:EUR:5"],
+        2,
+        "trade.security.amount: Input should be greater than 0",
+    ),
+    (
+        ["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:-5"],
+        2,
+        "trade.cash.amount: Input should be greater than 0",
+    ),
+    (
+        ["--security", "nowhere:BOND:3", "--cash", f"{PAIR.cash}:EUR:5"],
+        2,
+        "trade.security.ledger: unknown ledger 'nowhere'",
+    ),
+    (
+        ["--security", f"{PAIR.security}:GOLD:3", "--cash", f"{PAIR.cash}:EUR:5"],
+        2,
+        "trade.security.asset: unknown asset 'GOLD'",
+    ),
+    (
+        ["--security", f"{PAIR.security}:EUR:3", "--cash", f"{PAIR.cash}:EUR:5"],
+        2,
+        "trade.security.asset: 'EUR' is cash, not security",
+    ),
+    (
+        ["--security", f"{PAIR.security}:BOND:x", "--cash", f"{PAIR.cash}:EUR:5"],
+        2,
+        "security.amount: expected an integer",
+    ),
+    (
+        [
+            "--security",
+            f"{PAIR.security}:BOND:3",
+            "--cash",
+            f"{PAIR.cash}:EUR:5",
+            "--holder-timeout",
+            "40",
+            "--counter-timeout",
+            "35",
+        ],
+        5,
+        "plan.holder_timeout: 40s leaves a 5s gap",
+    ),
+    (
+        ["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:5", "--kind", "atomic"],
+        2,
+        "kind: atomic DvP needs both legs on one ledger",
+    ),
     # The ledger would refuse the lock (LockRefused): a ledger error, exit 3, not a refused plan.
     (["--security", f"{PAIR.security}:BOND:3", "--cash", f"{PAIR.cash}:EUR:{10**15}"], 3, "holds"),
 ]
@@ -50,7 +90,9 @@ async def test_bad_swap_input_is_refused_and_nothing_is_locked(net, cli_env, jou
 
 def test_bad_scenario_file_names_the_field(tmp_path, cli_env):
     path = tmp_path / "s.yaml"
-    path.write_text("trade:\n  security: {ledger: evm-a, asset: BOND, amount: 1}\n  cash: {ledger: evm-b, asset: EUR}\n")
+    path.write_text(
+        "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 1}\n  cash: {ledger: evm-b, asset: EUR}\n"
+    )
     one_line_error(dvp(["swap", str(path)], cli_env), 2, "trade.cash.amount: Field required")
     path.write_text("trade: [unclosed")
     one_line_error(dvp(["swap", str(path)], cli_env), 2, "is not valid YAML")
@@ -59,15 +101,30 @@ def test_bad_scenario_file_names_the_field(tmp_path, cli_env):
 
 async def test_claim_input_errors(net, cli_env):
     lock_id, _, preimage = await locked(net.ledgers[PAIR.security], amount=1, seconds=120)
-    one_line_error(dvp(["claim", PAIR.security, lock_id, "zz" * 32, "--as", "buyer"], cli_env), 2, "preimage: malformed hex")
-    one_line_error(dvp(["claim", PAIR.security, lock_id, "ab" * 33, "--as", "buyer"], cli_env), 2,
-                   "preimage: must be exactly 32 bytes, got 33")
-    one_line_error(dvp(["claim", PAIR.security, "0x1234", preimage.hex(), "--as", "buyer"], cli_env), 2,
-                   f"lock id '0x1234': not a lock id of {PAIR.security} (32 bytes of hex)")
-    one_line_error(dvp(["claim", PAIR.security, lock_id, secrets.token_hex(32), "--as", "buyer"], cli_env), 3,
-                   "sha256(preimage) does not match the hashlock")
+    one_line_error(
+        dvp(["claim", PAIR.security, lock_id, "zz" * 32, "--as", "buyer"], cli_env), 2, "preimage: malformed hex"
+    )
+    one_line_error(
+        dvp(["claim", PAIR.security, lock_id, "ab" * 33, "--as", "buyer"], cli_env),
+        2,
+        "preimage: must be exactly 32 bytes, got 33",
+    )
+    one_line_error(
+        dvp(["claim", PAIR.security, "0x1234", preimage.hex(), "--as", "buyer"], cli_env),
+        2,
+        f"lock id '0x1234': not a lock id of {PAIR.security} (32 bytes of hex)",
+    )
+    one_line_error(
+        dvp(["claim", PAIR.security, lock_id, secrets.token_hex(32), "--as", "buyer"], cli_env),
+        3,
+        "sha256(preimage) does not match the hashlock",
+    )
     one_line_error(dvp(["refund", PAIR.security, lock_id, "--as", "seller"], cli_env), 3, "has not expired yet")
-    one_line_error(dvp(["claim", "nowhere", lock_id, preimage.hex(), "--as", "buyer"], cli_env), 2, "ledger: unknown ledger 'nowhere'")
+    one_line_error(
+        dvp(["claim", "nowhere", lock_id, preimage.hex(), "--as", "buyer"], cli_env),
+        2,
+        "ledger: unknown ledger 'nowhere'",
+    )
     ok = dvp(["claim", PAIR.security, lock_id, preimage.hex(), "--as", "buyer"], cli_env)
     assert ok.returncode == 0, ok.stderr
     shown = dvp(["inspect", PAIR.security, lock_id], cli_env)
@@ -92,7 +149,11 @@ def test_swap_from_flags_prints_a_settled_report(cli_env):
     final = [s for s in journal.steps(report["swap_id"]) if s.phase == "final"]
     journal.close()
     assert [(s.step, s.detail["purpose"]) for s in final] == [
-        ("lock security", "lock"), ("lock cash", "lock"), ("claim cash", "claim"), ("claim security", "claim")]
+        ("lock security", "lock"),
+        ("lock cash", "lock"),
+        ("claim cash", "claim"),
+        ("claim security", "claim"),
+    ]
     assert all(s.detail["fee"] > 0 and s.tx_id for s in final)
     assert [s.detail["payer"] for s in final] == ["seller", "buyer", "seller", "buyer"]
     history = dvp(["history", report["swap_id"]], cli_env)
@@ -125,7 +186,9 @@ def test_up_status_down_leaves_no_process_behind(tmp_path):
 
 def test_commands_without_testnets_say_so(tmp_path):
     env = {**os.environ, "DVP_RUN_DIR": str(tmp_path / "empty")}
-    one_line_error(subprocess.run([DVP, "balances"], env=env, capture_output=True, text=True, timeout=60), 2, "run `dvp up` first")
+    one_line_error(
+        subprocess.run([DVP, "balances"], env=env, capture_output=True, text=True, timeout=60), 2, "run `dvp up` first"
+    )
 
 
 def test_demo_and_up_down_as_the_readme_says_from_a_fresh_directory(tmp_path):
@@ -147,7 +210,8 @@ def test_demo_and_up_down_as_the_readme_says_from_a_fresh_directory(tmp_path):
     assert len(expected) >= 3  # the EVM and btc swaps, plus Elements and Fabric ones where installed
     assert [s["outcome"] for s in data["swaps"]] == ["settled"] * len(expected)
     assert [s["kind"] for s in data["swaps"]] == [
-        "atomic" if spec.trade.security.ledger == spec.trade.cash.ledger else "htlc" for _, spec in expected]
+        "atomic" if spec.trade.security.ledger == spec.trade.cash.ledger else "htlc" for _, spec in expected
+    ]
     assert data["conserved"] is True
     assert {entry["ledger"] for entry in data["ledgers"]} == ledgers
     pids = [p for entry in data["ledgers"] for p in entry["pids"]]

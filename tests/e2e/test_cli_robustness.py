@@ -18,8 +18,11 @@ def test_an_unreachable_ledger_prints_one_line_and_nothing_else(run_dir, tmp_pat
     dead.mkdir()
     (dead / "state.json").write_text(json.dumps(state))
     env = {**os.environ, "DVP_RUN_DIR": str(dead), "DVP_JOURNAL": str(tmp_path / "j.sqlite")}
-    for args in (["balances"], ["issue", "evm-a", "BOND", "seller", "1"],
-                 ["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:1"]):
+    for args in (
+        ["balances"],
+        ["issue", "evm-a", "BOND", "seller", "1"],
+        ["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:1"],
+    ):
         result = dvp(args, env)
         one_line_error(result, 3, "ledger 'evm-a' unreachable")
         assert "Unclosed" not in result.stderr + result.stdout

@@ -42,40 +42,91 @@ def journal_steps(path, swap_id):
         journal.close()
 
 
-FABRIC_DRILL_PAIRS = [Pair("fabric-a", "fabric-b"), Pair("fabric-a", "evm-a"), Pair("evm-a", "fabric-b"),
-                      Pair("fabric-a", "btc"), Pair("fabric-a", "fabric-a")]
+FABRIC_DRILL_PAIRS = [
+    Pair("fabric-a", "fabric-b"),
+    Pair("fabric-a", "evm-a"),
+    Pair("evm-a", "fabric-b"),
+    Pair("fabric-a", "btc"),
+    Pair("fabric-a", "fabric-a"),
+]
 # `make test` drills one scenario per platform (EVM, btc, Elements; Fabric in tests/fabric);
 # `make test-drills` runs the whole matrix (marker `matrix`), which does not fit CI's budget.
 MATRIX = [pytest.mark.matrix]
 # (pair, behaviour, expected, every): crash after every `every`-th journal write.
 DRILLS = [
     pytest.param(CROSS_PAIRS[0], Behaviour(), SETTLED, 1, id=f"htlc-settle-{CROSS_PAIRS[0].id}"),
-    pytest.param(CROSS_PAIRS[0], Behaviour(holder_claims=False), UNCHANGED, 1, id=f"htlc-refund-{CROSS_PAIRS[0].id}", marks=MATRIX),
+    pytest.param(
+        CROSS_PAIRS[0],
+        Behaviour(holder_claims=False),
+        UNCHANGED,
+        1,
+        id=f"htlc-refund-{CROSS_PAIRS[0].id}",
+        marks=MATRIX,
+    ),
     # btc and Elements: every third write in `make test`, every write in the matrix.
     pytest.param(CROSS_PAIRS[1], Behaviour(), SETTLED, 3, id=f"htlc-settle-{CROSS_PAIRS[1].id}-every-3rd"),
     pytest.param(CROSS_PAIRS[1], Behaviour(), SETTLED, 1, id=f"htlc-settle-{CROSS_PAIRS[1].id}", marks=MATRIX),
-    pytest.param(Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]), Behaviour(), SETTLED, 1, id=f"atomic-{SINGLE_LEDGERS[0]}", marks=MATRIX),
-    pytest.param(Pair("elements", "evm-a"), Behaviour(), SETTLED, 3, id="htlc-settle-elements->evm-a-every-3rd",
-                 marks=ELEMENTS_MARKS),
+    pytest.param(
+        Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]),
+        Behaviour(),
+        SETTLED,
+        1,
+        id=f"atomic-{SINGLE_LEDGERS[0]}",
+        marks=MATRIX,
+    ),
+    pytest.param(
+        Pair("elements", "evm-a"),
+        Behaviour(),
+        SETTLED,
+        3,
+        id="htlc-settle-elements->evm-a-every-3rd",
+        marks=ELEMENTS_MARKS,
+    ),
     # Single-ledger DvP whose buyer walks away: every write, resumed to a cancelled order (never
     # an open one); evm-a in `make test`, Elements and Fabric in the matrix.
-    pytest.param(Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]), Behaviour(counter_locks=False), UNCHANGED, 1,
-                 id=f"atomic-cancel-{SINGLE_LEDGERS[0]}"),
-    pytest.param(Pair("elements", "elements"), Behaviour(counter_locks=False), UNCHANGED, 1, id="atomic-cancel-elements",
-                 marks=ELEMENTS_MARKS + MATRIX),
-    pytest.param(Pair("fabric-a", "fabric-a"), Behaviour(counter_locks=False), UNCHANGED, 1, id="atomic-cancel-fabric-a",
-                 marks=FABRIC_MARKS + MATRIX),
+    pytest.param(
+        Pair(SINGLE_LEDGERS[0], SINGLE_LEDGERS[0]),
+        Behaviour(counter_locks=False),
+        UNCHANGED,
+        1,
+        id=f"atomic-cancel-{SINGLE_LEDGERS[0]}",
+    ),
+    pytest.param(
+        Pair("elements", "elements"),
+        Behaviour(counter_locks=False),
+        UNCHANGED,
+        1,
+        id="atomic-cancel-elements",
+        marks=ELEMENTS_MARKS + MATRIX,
+    ),
+    pytest.param(
+        Pair("fabric-a", "fabric-a"),
+        Behaviour(counter_locks=False),
+        UNCHANGED,
+        1,
+        id="atomic-cancel-fabric-a",
+        marks=FABRIC_MARKS + MATRIX,
+    ),
     # Every Elements pair, every write (skipped with one line without elementsd).
-    *(pytest.param(p, Behaviour(), SETTLED, 1, id=f"{'atomic' if p.security == p.cash else 'htlc-settle'}-{p.id}",
-                   marks=ELEMENTS_MARKS + MATRIX)
-      for p in (Pair("elements", "evm-a"), Pair("elements", "btc"), Pair("elements", "elements"))),
+    *(
+        pytest.param(
+            p,
+            Behaviour(),
+            SETTLED,
+            1,
+            id=f"{'atomic' if p.security == p.cash else 'htlc-settle'}-{p.id}",
+            marks=ELEMENTS_MARKS + MATRIX,
+        )
+        for p in (Pair("elements", "evm-a"), Pair("elements", "btc"), Pair("elements", "elements"))
+    ),
 ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("pair", "behaviour", "expected", "every"), DRILLS)
-async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli_env, journal_path, pair, behaviour,
-                                                              expected, every):
+async def test_killed_after_every_journaled_step_then_resumed(
+    net, tmp_path, cli_env, journal_path, pair, behaviour, expected, every
+):
     scenario = tmp_path / "scenario.json"
     scenario.write_text(spec_for(pair, behaviour=behaviour).model_dump_json())
     atomic = pair.security == pair.cash
@@ -111,7 +162,9 @@ async def test_killed_after_every_journaled_step_then_resumed(net, tmp_path, cli
                 assert last.outcome == outcome, f"crash after write {crash_after}: {last.outcome} {last.detail}"
                 if atomic and outcome == "aborted":
                     assert f"order cancelled on {pair.security}" in (last.detail or ""), last.detail
-                assert changes(before, after, pair, journal_steps(journal_path, last.id)) == expected, f"crash after write {crash_after}"
+                assert changes(before, after, pair, journal_steps(journal_path, last.id)) == expected, (
+                    f"crash after write {crash_after}"
+                )
     else:
         pytest.fail(f"swap never completed within {MAX_WRITES} journal writes")
     assert drills >= 5 // every, "the drill should have crashed the swap at several steps"
@@ -188,9 +241,12 @@ async def sent_by(net, ledger: str, party: str) -> int:
 
 async def ledger_counts(net, pair: Pair) -> dict[tuple[str, str], int]:
     """Each party's transaction count on each EVM ledger of the pair."""
-    return {(ledger, party): await sent_by(net, ledger, party)
-            for ledger in {pair.security, pair.cash} if net.ledgers[ledger].kind == "ethereum"
-            for party in ("seller", "buyer")}
+    return {
+        (ledger, party): await sent_by(net, ledger, party)
+        for ledger in {pair.security, pair.cash}
+        if net.ledgers[ledger].kind == "ethereum"
+        for party in ("seller", "buyer")
+    }
 
 
 async def htlc_txs(net, ledger: str, lock_id: str) -> tuple[set[str], set[str]]:
@@ -224,8 +280,9 @@ async def assert_sent_once(net, pair: Pair, swap, steps, sent_before, why: str) 
         else:
             locks, spends = await htlc_txs(net, ledger, lock_id)
         mine = {s.tx_id for s in finals.values() if s.step.endswith(leg) and s.ledger == ledger}
-        assert len(locks) == 1 and len(spends) == 1 and locks | spends == mine, \
+        assert len(locks) == 1 and len(spends) == 1 and locks | spends == mine, (
             f"{why}: {leg} leg on {ledger}: locks {locks}, claims/refunds {spends}, journal {mine}"
+        )
     mains = [(s.step, s.detail["purpose"]) for s in finals.values() if s.detail["purpose"] != "approve"]
     assert sorted(mains) == sorted(set(mains)) and len(mains) == 4, f"{why}: {mains}"
     assert not [s for s in steps if s.phase == "abandoned"], why
@@ -237,15 +294,31 @@ async def assert_sent_once(net, pair: Pair, swap, steps, sent_before, why: str) 
 # cheap drill per platform, a few points; every boundary of every step under `matrix`.
 EVERY_BOUNDARY = tuple(f"{b.value}:{n}" for b in Boundary for n in range(1, 5))
 BOUNDARY_DRILLS = [
-    pytest.param(CROSS_PAIRS[0], ("journaled:1", "broadcast:2", "journaled:3"), id=f"htlc-{CROSS_PAIRS[0].id}-3-points"),
+    pytest.param(
+        CROSS_PAIRS[0], ("journaled:1", "broadcast:2", "journaled:3"), id=f"htlc-{CROSS_PAIRS[0].id}-3-points"
+    ),
     pytest.param(CROSS_PAIRS[1], ("journaled:2", "broadcast:3"), id=f"htlc-{CROSS_PAIRS[1].id}-2-points"),
-    pytest.param(Pair("elements", "evm-a"), ("journaled:1", "broadcast:3"), id="htlc-elements->evm-a-2-points",
-                 marks=ELEMENTS_MARKS),
-    pytest.param(Pair("fabric-a", "evm-a"), ("journaled:1", "broadcast:3"), id="htlc-fabric-a->evm-a-2-points",
-                 marks=FABRIC_MARKS),
-    *(pytest.param(p, EVERY_BOUNDARY, id=f"htlc-{p.id}-every-boundary", marks=MATRIX + marks)
-      for p, marks in ((CROSS_PAIRS[0], []), (CROSS_PAIRS[1], []), (Pair("elements", "evm-a"), ELEMENTS_MARKS),
-                       (Pair("fabric-a", "evm-a"), FABRIC_MARKS))),
+    pytest.param(
+        Pair("elements", "evm-a"),
+        ("journaled:1", "broadcast:3"),
+        id="htlc-elements->evm-a-2-points",
+        marks=ELEMENTS_MARKS,
+    ),
+    pytest.param(
+        Pair("fabric-a", "evm-a"),
+        ("journaled:1", "broadcast:3"),
+        id="htlc-fabric-a->evm-a-2-points",
+        marks=FABRIC_MARKS,
+    ),
+    *(
+        pytest.param(p, EVERY_BOUNDARY, id=f"htlc-{p.id}-every-boundary", marks=MATRIX + marks)
+        for p, marks in (
+            (CROSS_PAIRS[0], []),
+            (CROSS_PAIRS[1], []),
+            (Pair("elements", "evm-a"), ELEMENTS_MARKS),
+            (Pair("fabric-a", "evm-a"), FABRIC_MARKS),
+        )
+    ),
 ]
 
 

@@ -17,11 +17,14 @@ MATRIX = [pytest.mark.matrix]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("pair", "every"), [
-    pytest.param(CROSS_PAIRS[0], 6, id=f"htlc-settle-{CROSS_PAIRS[0].id}-every-6th"),
-    pytest.param(CROSS_PAIRS[0], 3, id=f"htlc-settle-{CROSS_PAIRS[0].id}-every-3rd", marks=MATRIX),
-    pytest.param(CROSS_PAIRS[0], 1, id=f"htlc-settle-{CROSS_PAIRS[0].id}", marks=MATRIX),
-    pytest.param(CROSS_PAIRS[1], 3, id=f"htlc-settle-{CROSS_PAIRS[1].id}-every-3rd", marks=MATRIX),
-])
+@pytest.mark.parametrize(
+    ("pair", "every"),
+    [
+        pytest.param(CROSS_PAIRS[0], 6, id=f"htlc-settle-{CROSS_PAIRS[0].id}-every-6th"),
+        pytest.param(CROSS_PAIRS[0], 3, id=f"htlc-settle-{CROSS_PAIRS[0].id}-every-3rd", marks=MATRIX),
+        pytest.param(CROSS_PAIRS[0], 1, id=f"htlc-settle-{CROSS_PAIRS[0].id}", marks=MATRIX),
+        pytest.param(CROSS_PAIRS[1], 3, id=f"htlc-settle-{CROSS_PAIRS[1].id}-every-3rd", marks=MATRIX),
+    ],
+)
 async def test_killed_after_journaled_steps_then_resumed_on_postgres(net, tmp_path, cli_env, pg_url, pair, every):
     await drill(net, tmp_path, {**cli_env, "DVP_JOURNAL": pg_url}, pg_url, pair, Behaviour(), SETTLED, every)

@@ -29,11 +29,13 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
     spec = spec_for(PAIR, behaviour=Behaviour(holder_claims=False), holder_timeout=25, counter_timeout=12)
     scenario.write_text(spec.model_copy(update={"fast_forward": False}).model_dump_json())
     before = await snapshot(net)
-    first = subprocess.Popen([DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        swap_id = wait_for_journal(journal_path, first_swap_with_steps, "the swap never appeared in the journal",
-                                   timeout=60.0)
+        swap_id = wait_for_journal(
+            journal_path, first_swap_with_steps, "the swap never appeared in the journal", timeout=60.0
+        )
         resumed = dvp(["resume"], cli_env)
         again = dvp(["resume", swap_id], cli_env)
         # A second `dvp swap` on the same journal runs its own swap and leaves this one alone;

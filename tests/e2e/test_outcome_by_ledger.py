@@ -29,15 +29,19 @@ async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(net, 
     spec = spec_for(PAIR, behaviour=Behaviour(holder_claims=False), holder_timeout=40, counter_timeout=20)
     scenario.write_text(spec.model_copy(update={"fast_forward": False}).model_dump_json())
     before = await snapshot(net)
-    driver = subprocess.Popen([DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
-        record = wait_for_journal(journal_path, both_legs_locked, "the swap never locked both legs",
-                                  timeout=90.0, poll=0.2)
+        record = wait_for_journal(
+            journal_path, both_legs_locked, "the swap never locked both legs", timeout=90.0, poll=0.2
+        )
         secret = record.data["secret"]
         # The seller takes the cash and, with the secret now public, the buyer the bonds.
-        by_hand = [dvp(["claim", PAIR.cash, record.data["lock_cash"], secret, "--as", "seller"], cli_env),
-                   dvp(["claim", PAIR.security, record.data["lock_security"], secret, "--as", "buyer"], cli_env)]
+        by_hand = [
+            dvp(["claim", PAIR.cash, record.data["lock_cash"], secret, "--as", "seller"], cli_env),
+            dvp(["claim", PAIR.security, record.data["lock_security"], secret, "--as", "buyer"], cli_env),
+        ]
         out, err = driver.communicate(timeout=240)
     finally:
         if driver.poll() is None:

@@ -31,9 +31,15 @@ async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(ne
         # Every check has passed and the seller's bonds are locked: now the buyer's cash
         # goes elsewhere (here: into a lock of its own), so its swap lock is refused.
         have = await buyer_ledger.balance("buyer", "EUR")
-        spend = HtlcTerms(sender="buyer", recipient="seller", asset="EUR", amount=have - CASH_AMOUNT + 1,
-                          hashlock=secrets.token_hex(32), expiry=buyer_ledger.expiry_after(await buyer_ledger.now(), 20),
-                          nonce=secrets.token_hex(32))
+        spend = HtlcTerms(
+            sender="buyer",
+            recipient="seller",
+            asset="EUR",
+            amount=have - CASH_AMOUNT + 1,
+            hashlock=secrets.token_hex(32),
+            expiry=buyer_ledger.expiry_after(await buyer_ledger.now(), 20),
+            nonce=secrets.token_hex(32),
+        )
         await buyer_ledger.wait_final((await buyer_ledger.lock(spend)).tx_id)
         side.append(spend)
         return submitted
@@ -61,9 +67,25 @@ async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_lock
     # balance (nothing left for the fee).  Both legs are checked before the first lock.
     whole = await net.ledgers["btc"].balance("buyer", "BTC")
     before = await snapshot(net)
-    for cash, text in (("btc:BTC:1", "below"), (f"btc:BTC:{whole}", f"holds {whole} sat on btc, needs {whole} sat plus a fee of up to")):
-        refused = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", cash, "--holder-timeout", "100",
-                       "--counter-timeout", "60", "--fast-forward"], cli_env)
+    for cash, text in (
+        ("btc:BTC:1", "below"),
+        (f"btc:BTC:{whole}", f"holds {whole} sat on btc, needs {whole} sat plus a fee of up to"),
+    ):
+        refused = dvp(
+            [
+                "swap",
+                "--security",
+                "evm-a:BOND:1",
+                "--cash",
+                cash,
+                "--holder-timeout",
+                "100",
+                "--counter-timeout",
+                "60",
+                "--fast-forward",
+            ],
+            cli_env,
+        )
         one_line_error(refused, 3, text)
     assert await snapshot(net) == before
     nothing = dvp(["resume"], cli_env)

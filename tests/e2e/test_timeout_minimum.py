@@ -20,10 +20,12 @@ async def test_a_plan_at_exactly_the_minimum_gap_settles(net, journal_path, pair
     spec = spec_for(pair)  # the seller holds the secret and locks first
     holder, counter = net.ledgers[pair.security].finality, net.ledgers[pair.cash].finality
     needed = budget(spec.plan, holder, counter).gap_required
-    at_minimum = spec.model_copy(update={"plan": spec.plan.model_copy(
-        update={"holder_timeout": spec.plan.counter_timeout + needed})})
-    below = spec.model_copy(update={"plan": spec.plan.model_copy(
-        update={"holder_timeout": spec.plan.counter_timeout + needed - 1})})
+    at_minimum = spec.model_copy(
+        update={"plan": spec.plan.model_copy(update={"holder_timeout": spec.plan.counter_timeout + needed})}
+    )
+    below = spec.model_copy(
+        update={"plan": spec.plan.model_copy(update={"holder_timeout": spec.plan.counter_timeout + needed - 1})}
+    )
     with pytest.raises(errors.UnsafeTimeouts, match=f"at least {needed}s needed"):
         orch.validate(below)
     before = await snapshot(net)

@@ -33,14 +33,17 @@ WORKERS = 3
 def leases_of(url: str, pid: int) -> int:
     """How many swap leases (advisory locks) the worker process ``pid`` holds now."""
     with psycopg.connect(url, autocommit=True) as db:
-        row = db.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-                         " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s",
-                         (f"dvp pid {pid} on %",)).fetchone()
+        row = db.execute(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+            " WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s",
+            (f"dvp pid {pid} on %",),
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
-async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(net, cli_env, pg_server, pg_url,
-                                                                               tmp_path):
+async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(
+    net, cli_env, pg_server, pg_url, tmp_path
+):
     env = {**cli_env, "DVP_JOURNAL": pg_url}
     before = await snapshot(net)
     scenario = tmp_path / "swap.json"
@@ -54,9 +57,16 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(n
         ids.add(await orch.submit(spec))
     assert len(ids) == SWAPS and len(orch.journal.swaps(unfinished=True)) == SWAPS
 
-    workers = [subprocess.Popen([DVP, "worker", "--concurrency", "3", "--poll", "0.5", "--exit-when-idle", "4"],
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(WORKERS)]
+    workers = [
+        subprocess.Popen(
+            [DVP, "worker", "--concurrency", "3", "--poll", "0.5", "--exit-when-idle", "4"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(WORKERS)
+    ]
     try:
         victim, deadline = None, time.monotonic() + 120
         while victim is None and time.monotonic() < deadline:  # kill a worker in the middle of its swaps
@@ -88,7 +98,8 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(n
     outcomes = Counter(r.outcome for r in records.values())
     assert None not in outcomes and set(outcomes) <= {"settled", "refunded", "aborted"}, "\n".join(
         [f"{i}: {r.outcome} {r.detail}" for i, r in records.items() if r.outcome != "settled"]
-        + [line for _, err in outputs for line in err.splitlines() if "error" in line])
+        + [line for _, err in outputs for line in err.splitlines() if "error" in line]
+    )
     after = await snapshot(net)
     assert_conserved(before, after, steps)
     assert changes(before, after, PAIR, steps) == {k: v * outcomes["settled"] for k, v in SETTLED.items()}, held

@@ -140,7 +140,9 @@ def test_preimage_is_exactly_32_raw_bytes_under_sha256(net):
         refused(net, "buyer", "DVP_INVALID_PREIMAGE", "Claim", lid, pre)
     # A 33-byte preimage is refused even when its SHA-256 is the hashlock.
     long = SECRET + b"\x07"
-    lid33 = ok(net, "seller", "Lock", acct["buyer"], "BOND", "10", hashlib.sha256(long).hexdigest(), expiry_in(600), "11")
+    lid33 = ok(
+        net, "seller", "Lock", acct["buyer"], "BOND", "10", hashlib.sha256(long).hexdigest(), expiry_in(600), "11"
+    )
     refused(net, "buyer", "DVP_INVALID_PREIMAGE", "Claim", lid33, long.hex())
     assert lock_of(net, lid)["status"] == "LOCKED" and lock_of(net, lid33)["status"] == "LOCKED"
 
@@ -185,7 +187,9 @@ def test_dvp_moves_both_legs_in_the_buyers_one_transaction_or_nothing(net):
     refused(net, "issuer", "DVP_UNAUTHORIZED", "AcceptOrder", oid)
     refused(net, "buyer", "DVP_UNAUTHORIZED", "CancelOrder", oid)
     # A leg the buyer cannot pay: the settlement fails whole.
-    big = ok(net, "seller", "ProposeOrder", acct["buyer"], "BOND", "5", "EUR", str(start["buyer", "EUR"] + 1), expiry, "41")
+    big = ok(
+        net, "seller", "ProposeOrder", acct["buyer"], "BOND", "5", "EUR", str(start["buyer", "EUR"] + 1), expiry, "41"
+    )
     refused(net, "buyer", "DVP_INSUFFICIENT_FUNDS", "AcceptOrder", big)
     assert {(w, a): bal(net, w, a) for (w, a) in start} == start
     ok(net, "buyer", "AcceptOrder", oid)  # one transaction
@@ -233,7 +237,9 @@ def test_a_proposal_whose_timestamp_strays_beyond_the_skew_is_refused(net):
                     await proposal.endorse()
                 assert any("DVP_CLOCK_SKEW" in m for m in err.value.peer_messages + [str(err.value)]), err.value
             # Within the bound the same transfer is endorsed.
-            tx = await contract.new_proposal("Transfer", acct["buyer"], "BOND", "1", timestamp=time.time() - skew / 2).endorse()
+            tx = await contract.new_proposal(
+                "Transfer", acct["buyer"], "BOND", "1", timestamp=time.time() - skew / 2
+            ).endorse()
             await (await tx.submit()).expect_valid()
         finally:
             await channel.close()
@@ -273,8 +279,14 @@ def test_lock_claim_refund_and_settlement_emit_events(net):
 
     events = asyncio.run(main())
     by_id = {(name, (p.get("lock") or p.get("order") or {}).get("id")) for name, p in events}
-    for name, ident in [("HtlcLocked", claimed), ("HtlcClaimed", claimed), ("HtlcLocked", refunded),
-                        ("HtlcRefunded", refunded), ("DvpProposed", oid), ("DvpSettled", oid)]:
+    for name, ident in [
+        ("HtlcLocked", claimed),
+        ("HtlcClaimed", claimed),
+        ("HtlcLocked", refunded),
+        ("HtlcRefunded", refunded),
+        ("DvpProposed", oid),
+        ("DvpSettled", oid),
+    ]:
         assert (name, ident) in by_id, f"no {name} event for {ident}"
     claim = next(p for name, p in events if name == "HtlcClaimed" and p["lock"]["id"] == claimed)
     assert claim["lock"]["preimage"] == SECRET.hex() and claim["txId"]

@@ -47,8 +47,9 @@ async def test_gateway_evaluates_qscc_on_both_channels(net):
 async def test_submit_returns_the_chaincode_result_and_a_valid_commit(fabric):
     terms, _ = make_terms(fabric, await fabric.now())
     contract = fabric.contract("seller")
-    proposal = contract.new_proposal("Lock", fabric.account("buyer"), terms.asset, str(terms.amount),
-                                     terms.hashlock, str(terms.expiry), terms.nonce)
+    proposal = contract.new_proposal(
+        "Lock", fabric.account("buyer"), terms.asset, str(terms.amount), terms.hashlock, str(terms.expiry), terms.nonce
+    )
     tx = await proposal.endorse()
     assert tx.transaction_id == proposal.transaction_id and tx.result.decode() == fabric.lock_id(terms)
     status = await (await tx.submit()).status()
@@ -96,14 +97,16 @@ async def test_chaincode_events_resume_after_the_checkpoint(fabric):
     start = (await fabric.now()).height + 1
     tx_ids = []
     for _ in range(2):
-        tx_ids.append(await fabric.contract("seller").new_proposal("Transfer", fabric.account("buyer"), "EUR", "1")
-                      .endorse())
+        tx_ids.append(
+            await fabric.contract("seller").new_proposal("Transfer", fabric.account("buyer"), "EUR", "1").endorse()
+        )
         await (await tx_ids[-1].submit()).expect_valid()
     events = [e async for e in network.chaincode_events("dvp", start_block=start, idle=1.0)]
     assert [e.transaction_id for e in events] == [t.transaction_id for t in tx_ids]
     assert {e.name for e in events} == {"Transferred"}
-    resumed = [e async for e in network.chaincode_events("dvp", checkpoint=gateway.Checkpoint.after(events[0]),
-                                                         idle=1.0)]
+    resumed = [
+        e async for e in network.chaincode_events("dvp", checkpoint=gateway.Checkpoint.after(events[0]), idle=1.0)
+    ]
     assert [e.transaction_id for e in resumed] == [tx_ids[1].transaction_id]
 
 
@@ -119,15 +122,26 @@ async def test_a_proposal_timestamp_beyond_the_skew_bound_is_refused_by_the_chai
         assert caught.value.tx_id == proposal.transaction_id
     # A lock backdated past its own expiry by less than the bound is judged on that timestamp.
     terms, _ = make_terms(fabric, await fabric.now(), seconds=1)
-    late = contract.new_proposal("Lock", buyer, terms.asset, str(terms.amount), terms.hashlock,
-                                 str(terms.expiry), terms.nonce, timestamp=time.time() + 2)
+    late = contract.new_proposal(
+        "Lock",
+        buyer,
+        terms.asset,
+        str(terms.amount),
+        terms.hashlock,
+        str(terms.expiry),
+        terms.nonce,
+        timestamp=time.time() + 2,
+    )
     with pytest.raises(gateway.EndorseError, match="DVP_BAD_ARGUMENT: expiry"):
         await late.endorse()
 
 
 async def test_an_endorsement_failure_surfaces_as_one_clear_error(fabric):
     terms, _ = make_terms(fabric, await fabric.now(), amount=10**15)
-    with pytest.raises(errors.LockRefused, match=rf"'seller' holds \d+ {terms.asset} on {fabric.name}, needs {10**15} {terms.asset} \(Fabric charges no fees\)"):
+    with pytest.raises(
+        errors.LockRefused,
+        match=rf"'seller' holds \d+ {terms.asset} on {fabric.name}, needs {10**15} {terms.asset} \(Fabric charges no fees\)",
+    ):
         await fabric.check_lock(terms)
     with pytest.raises(errors.SubmitError) as caught:
         await fabric.lock(terms)  # past the pre-check: the chaincode refuses at endorsement

@@ -69,7 +69,7 @@ def _listening(pids: list[int]) -> list[str]:
                 addr, port = cols[1].split(":")
                 raw = bytes.fromhex(addr)
                 # /proc prints the address as host-order 32-bit words.
-                words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
                 ip = ".".join(str(b) for b in words) if width == 8 else words.hex()
                 found.append(f"{ip}:{int(port, 16)}")
     return found
@@ -114,7 +114,9 @@ def test_network_issue_lock_claim_and_warm_restart(binaries, tmp_path: Path):
         locked = _invoke(net, ch, "seller", "Lock", buyer, "BOND", "40", hashlock, expiry, "0a0b")
         assert locked.returncode == 0, locked.stderr
         # The chaincode's answer is the id derived from the terms (pinned scheme).
-        lock_id = compute_lock_id(seller, buyer, "BOND", 40, bytes.fromhex(hashlock), int(expiry), bytes.fromhex("0a0b"))
+        lock_id = compute_lock_id(
+            seller, buyer, "BOND", 40, bytes.fromhex(hashlock), int(expiry), bytes.fromhex("0a0b")
+        )
         assert lock_id in locked.stderr + locked.stdout
         lock = json.loads(net.query(ch, net.party_env("buyer"), "GetLock", lock_id))
         assert lock["status"] == "LOCKED" and lock["amount"] == "40"

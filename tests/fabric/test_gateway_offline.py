@@ -50,8 +50,9 @@ def test_load_msp_names_what_is_missing(tmp_path):
     (tmp_path / "signcerts" / "cert.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\n")
     (tmp_path / "keystore").mkdir()
     key = ec.generate_private_key(ec.SECP256R1())
-    (tmp_path / "keystore" / "priv_sk").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (tmp_path / "keystore" / "priv_sk").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     identity, _ = load_msp("Org1MSP", tmp_path)
     assert identity.msp_id == "Org1MSP" and identity.serialized.startswith(b"\n\x07Org1MSP")
 
@@ -76,8 +77,11 @@ class _RpcError(grpc.aio.AioRpcError):
 
 
 def test_phase_errors_carry_tx_id_peer_details_and_sit_in_the_dvp_tree():
-    detail = gateway_pb2.ErrorDetail(address="127.0.0.1:7051", msp_id="SellerBankMSP",
-                                     message="chaincode response 500, DVP_LOCK_EXPIRED: lock x expired")
+    detail = gateway_pb2.ErrorDetail(
+        address="127.0.0.1:7051",
+        msp_id="SellerBankMSP",
+        message="chaincode response 500, DVP_LOCK_EXPIRED: lock x expired",
+    )
     err = phase_error(EndorseError, _RpcError(grpc.StatusCode.ABORTED, "failed to endorse", [detail]), "tx1", "lock")
     assert isinstance(err, EndorseError) and isinstance(err, errors.SubmitError)
     assert err.tx_id == "tx1" and err.code == "ABORTED"
@@ -89,11 +93,17 @@ def test_phase_errors_carry_tx_id_peer_details_and_sit_in_the_dvp_tree():
 
 
 def test_endorsers_out_of_reach_count_as_unavailable_but_a_missing_chaincode_does_not():
-    gone = _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "no combination of peers can be derived which satisfy "
-                     "the endorsement policy: no peer combination can satisfy the endorsement policy")
+    gone = _RpcError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no combination of peers can be derived which satisfy "
+        "the endorsement policy: no peer combination can satisfy the endorsement policy",
+    )
     assert isinstance(phase_error(EndorseError, gone, "tx", "issue"), GatewayUnavailable)
-    missing = _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "no combination of peers can be derived which satisfy "
-                        "the endorsement policy: No metadata was found for chaincode dvp in channel fabric-a")
+    missing = _RpcError(
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "no combination of peers can be derived which satisfy "
+        "the endorsement policy: No metadata was found for chaincode dvp in channel fabric-a",
+    )
     err = phase_error(EndorseError, missing, "tx", "issue")
     assert isinstance(err, EndorseError) and not isinstance(err, GatewayUnavailable)
 
@@ -102,15 +112,20 @@ def test_chaincode_codes_choose_the_dvp_error():
     from dvp_fabric.boundary import translate
 
     def refused(code_and_reason: str) -> EndorseError:
-        detail = gateway_pb2.ErrorDetail(address="127.0.0.1:7051", msp_id="BuyerBankMSP",
-                                         message=f"chaincode response 500, {code_and_reason}")
+        detail = gateway_pb2.ErrorDetail(
+            address="127.0.0.1:7051", msp_id="BuyerBankMSP", message=f"chaincode response 500, {code_and_reason}"
+        )
         return phase_error(EndorseError, _RpcError(grpc.StatusCode.ABORTED, "failed to endorse", [detail]), "tx9", "x")
 
     assert isinstance(translate(refused("DVP_LOCK_EXPIRED: lock l expired"), "claim on f"), errors.LockExpired)
-    assert isinstance(translate(refused("DVP_INVALID_PREIMAGE: preimage is 33 bytes"), "claim on f"),
-                      errors.InvalidPreimage)
+    assert isinstance(
+        translate(refused("DVP_INVALID_PREIMAGE: preimage is 33 bytes"), "claim on f"), errors.InvalidPreimage
+    )
     not_sender = translate(refused("DVP_UNAUTHORIZED: only the sender may refund lock l"), "refund on f")
     assert type(not_sender) is errors.LockError and not_sender.tx_id == "tx9"
     poor = translate(refused("DVP_INSUFFICIENT_FUNDS: seller holds 1 BOND, needs 2"), "lock on f")
     assert isinstance(poor, EndorseError) and poor.code == "DVP_INSUFFICIENT_FUNDS"
-    assert str(poor) == "lock on f: the chaincode refused it at endorse: DVP_INSUFFICIENT_FUNDS: seller holds 1 BOND, needs 2 (tx tx9)"
+    assert (
+        str(poor)
+        == "lock on f: the chaincode refused it at endorse: DVP_INSUFFICIENT_FUNDS: seller holds 1 BOND, needs 2 (tx tx9)"
+    )

@@ -88,7 +88,9 @@ def test_node_environments_use_tls_loopback_and_the_install_config(tmp_path: Pat
         assert p["CORE_PEER_LISTENADDRESS"].startswith("127.0.0.1:")
         assert str(inst.ccaas_builder) in p["CORE_CHAINCODE_EXTERNALBUILDERS"]
         assert p["CORE_PEER_FILESYSTEMPATH"].startswith(str(tmp_path))
-    every = [v for env in (o, *(fn.peer_env(lay, ports, g, inst) for g in fn.ORGS)) for k, v in env.items() if "ADDRESS" in k]
+    every = [
+        v for env in (o, *(fn.peer_env(lay, ports, g, inst) for g in fn.ORGS)) for k, v in env.items() if "ADDRESS" in k
+    ]
     assert all(v.startswith("127.0.0.1") for v in every)
 
 
@@ -149,7 +151,10 @@ def test_install_accepts_the_release_tarball_and_the_go_build_layouts(tmp_path: 
     for f in ("core.yaml", "orderer.yaml"):
         (gobuild.root / "sampleconfig" / f).write_text("")
     assert gobuild.present()
-    assert (gobuild.config_dir, gobuild.ccaas_builder) == (gobuild.root / "sampleconfig", gobuild.root / "ccaas_builder")
+    assert (gobuild.config_dir, gobuild.ccaas_builder) == (
+        gobuild.root / "sampleconfig",
+        gobuild.root / "ccaas_builder",
+    )
 
     none = FabricInstall(tmp_path / "none")
     problem = none.problem()

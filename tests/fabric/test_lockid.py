@@ -14,5 +14,7 @@ def test_lock_id_vector():
 
 
 def test_order_id_vector():
-    got = order_id("SellerBankMSP::CN=s", "BuyerBankMSP::CN=b", "BOND", 10, "USD", 4000, 1_700_000_600, bytes([1, 2, 3, 4]))
+    got = order_id(
+        "SellerBankMSP::CN=s", "BuyerBankMSP::CN=b", "BOND", 10, "USD", 4000, 1_700_000_600, bytes([1, 2, 3, 4])
+    )
     assert got == "c0e65a807c82b126e2840a44b60a384211122b218bd7fddc7c6ff4e111abd21f"

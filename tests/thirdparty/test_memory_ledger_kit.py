@@ -40,4 +40,3 @@ class TestMemoryLedgerWithoutTimeTravel(HtlcConformance):
     async def adapter(self):
         async with _Ticking("mem-live") as ledger:
             yield await funded(ledger, self.asset)
-

@@ -27,13 +27,17 @@ from dvp.party.messages import Kind, Message
 from dvp.testing.scenarios import DEV_POLICY
 
 SEQ = itertools.count(1)
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 
 
 def spec(**plan) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10),
-                                cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(**{"holder_timeout": 100, "counter_timeout": 50, "reaction_window": 5, **plan}))
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(**{"holder_timeout": 100, "counter_timeout": 50, "reaction_window": 5, **plan}),
+    )
 
 
 @pytest.fixture
@@ -42,23 +46,38 @@ async def pair(ledgers, tmp_path):
     one, two = LocalChannel.pair("seller", "buyer")
     said: list[str] = []
     seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one, policy=DEV_POLICY)
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two, policy=DEV_POLICY,
-                  progress=lambda s, m: said.append(m))
+    buyer = Agent(
+        "buyer",
+        "seller",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "buyer.sqlite"),
+        two,
+        policy=DEV_POLICY,
+        progress=lambda s, m: said.append(m),
+    )
     buyer.said = said  # type: ignore[attr-defined]
     await buyer.start()
     yield seller, buyer
     await buyer.aclose()
 
 
-async def offer(seller: Agent, buyer: Agent, the_spec: SwapSpec, swap_id: str | None = None,
-                proposal: Proposal | None = None) -> Message:
+async def offer(
+    seller: Agent, buyer: Agent, the_spec: SwapSpec, swap_id: str | None = None, proposal: Proposal | None = None
+) -> Message:
     """The seller's proposal of ``the_spec`` straight to the buyer's handler; its answer."""
     swap_id = swap_id or secrets.token_hex(6)
     if proposal is None:
         hashlock = secrets.token_hex(32)
         proposal = await propose(swap_id, "seller", the_spec, seller.ledgers, hashlock)
-    message = Message(kind=Kind.PROPOSE, swap_id=swap_id, sender="seller", recipient="buyer", seq=next(SEQ),
-                      body=proposal.model_dump(mode="json"))
+    message = Message(
+        kind=Kind.PROPOSE,
+        swap_id=swap_id,
+        sender="seller",
+        recipient="buyer",
+        seq=next(SEQ),
+        body=proposal.model_dump(mode="json"),
+    )
     reply = await buyer.handle(message)
     assert reply is not None
     return reply
@@ -72,6 +91,7 @@ def rejected(reply: Message) -> str:
 
 
 # -- the acceptor's own margins and switches ----------------------------------------------------
+
 
 async def test_a_plan_below_the_acceptors_reaction_window_is_refused(pair):
     seller, buyer = pair
@@ -94,7 +114,8 @@ async def test_the_default_policy_takes_no_dev_switch_and_no_short_reaction_wind
     seller, buyer = pair
     buyer.policy = AcceptPolicy()
     assert "fast_forward: a dev switch this agent does not take" in rejected(
-        await offer(seller, buyer, spec(reaction_window=30).model_copy(update={"fast_forward": True})))
+        await offer(seller, buyer, spec(reaction_window=30).model_copy(update={"fast_forward": True}))
+    )
     assert "plan.reaction_window: 5s is below this party's 30s" in rejected(await offer(seller, buyer, spec()))
     assert buyer.journal.swaps() == []
     assert (await offer(seller, buyer, spec(reaction_window=30))).kind is Kind.ACCEPT
@@ -102,12 +123,14 @@ async def test_the_default_policy_takes_no_dev_switch_and_no_short_reaction_wind
 
 # -- what may be sent, for the peer's proposals and one's own --------------------------------------
 
+
 async def test_max_send_lists_what_may_be_sent_anything_else_is_refused(pair):
     seller, buyer = pair
     # The buyer pays EUR on b; a policy that lists only another asset refuses it.
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 50}})
     assert "EUR on b is not in this party's policy max_send (it sends a:BOND)" in rejected(
-        await offer(seller, buyer, spec()))
+        await offer(seller, buyer, spec())
+    )
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {}})
     assert "(it sends nothing)" in rejected(await offer(seller, buyer, spec()))
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 999}})
@@ -118,10 +141,12 @@ async def test_max_send_lists_what_may_be_sent_anything_else_is_refused(pair):
 
 async def test_own_proposals_pass_the_same_policy(pair):
     seller, buyer = pair
-    for policy, why in ((DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 5}}), "above this party's limit of 5"),
-                        (DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 5}}), "BOND on a is not in this party's"),
-                        (AcceptPolicy(reaction_window=5), "fast_forward: a dev switch"),
-                        (DEV_POLICY.model_copy(update={"reaction_window": 10}), "plan.reaction_window: 5s is below")):
+    for policy, why in (
+        (DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 5}}), "above this party's limit of 5"),
+        (DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 5}}), "BOND on a is not in this party's"),
+        (AcceptPolicy(reaction_window=5), "fast_forward: a dev switch"),
+        (DEV_POLICY.model_copy(update={"reaction_window": 10}), "plan.reaction_window: 5s is below"),
+    ):
         seller.policy = policy
         with pytest.raises(errors.ConfigError, match=f"policy: .*{why}"):
             await seller.propose(spec().model_copy(update={"fast_forward": True}))
@@ -130,11 +155,17 @@ async def test_own_proposals_pass_the_same_policy(pair):
 
 # -- bad input is answered, never a crash ------------------------------------------------------------
 
+
 async def test_an_unknown_ledger_is_a_reject_naming_it(pair):
     seller, buyer = pair
     good = await propose("x1", "seller", spec(), seller.ledgers, secrets.token_hex(32))
-    odd = spec().model_copy(update={"trade": Trade(security=Leg(ledger="z", asset="BOND", amount=10),
-                                                   cash=Leg(ledger="b", asset="EUR", amount=1000))})
+    odd = spec().model_copy(
+        update={
+            "trade": Trade(
+                security=Leg(ledger="z", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)
+            )
+        }
+    )
     proposal = good.model_copy(update={"spec": odd})
     reply = await offer(seller, buyer, odd, "x1", proposal)
     assert "trade.security.ledger: unknown ledger 'z'" in rejected(reply)
@@ -171,8 +202,10 @@ async def test_a_proposal_that_breaks_the_handler_is_rejected_with_the_reason(pa
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 def test_numbers_in_a_message_are_finite(number):
     base = Message(kind=Kind.PING, swap_id="s1", sender="seller", recipient="buyer", seq=1).model_dump(mode="json")
-    for text in (json.dumps(base).replace(f'"sent_at": {base["sent_at"]}', f'"sent_at": {number}'),
-                 json.dumps({**base, "body": {"leg": "cash", "n": [1, {"x": 0.5}, 2.0]}}).replace("0.5", number)):
+    for text in (
+        json.dumps(base).replace(f'"sent_at": {base["sent_at"]}', f'"sent_at": {number}'),
+        json.dumps({**base, "body": {"leg": "cash", "n": [1, {"x": 0.5}, 2.0]}}).replace("0.5", number),
+    ):
         assert number in text
         with pytest.raises(ValueError, match="finite"):
             Message.model_validate_json(text)
@@ -241,7 +274,8 @@ async def test_messages_per_swap_and_other_locks_per_swap(pair):
     before = rows(buyer)
     for _ in range(20):
         assert "more than 6 messages for swap s1 from 'seller' (limits.messages_per_swap)" in await refused(
-            buyer, notice(swap_id, kind=Kind.PING))
+            buyer, notice(swap_id, kind=Kind.PING)
+        )
     assert rows(buyer) == before
     assert buyer.admission.refused == {"other_locks_per_swap": 1, "messages_per_swap": 20}
 

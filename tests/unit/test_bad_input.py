@@ -62,9 +62,14 @@ def test_binary_or_non_utf8_scenario_is_one_line(tmp_path, env, suffix):
     one_line(run(["swap", str(path)], env), 2, "is not UTF-8 text")
 
 
-@pytest.mark.parametrize(("suffix", "text"), [(".json", "[" * 100_000 + "]" * 100_000),
-                                               (".yaml", "a: " + "[" * 100_000 + "]" * 100_000),
-                                               (".yaml", "a:\n" + "".join(" " * i + "- \n" for i in range(2000)))])
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".json", "[" * 100_000 + "]" * 100_000),
+        (".yaml", "a: " + "[" * 100_000 + "]" * 100_000),
+        (".yaml", "a:\n" + "".join(" " * i + "- \n" for i in range(2000))),
+    ],
+)
 def test_deeply_nested_scenario_is_one_line(tmp_path, env, suffix, text):
     path = scenario(tmp_path, "deep" + suffix, text)
     one_line(run(["swap", str(path)], env), 2, "nested")
@@ -78,20 +83,30 @@ def test_oversized_scenario_and_special_files_are_refused(tmp_path, env):
 
 
 def test_huge_integer_literals_are_one_line(tmp_path, env):
-    path = scenario(tmp_path, "s.json", json.dumps({"trade": {"security": LEG, "cash": CASH}}).replace("10", "1" * 5000))
+    path = scenario(
+        tmp_path, "s.json", json.dumps({"trade": {"security": LEG, "cash": CASH}}).replace("10", "1" * 5000)
+    )
     one_line(run(["swap", str(path)], env), 2, "scenario")
     path = scenario(tmp_path, "s.yaml", f"trade:\n  security: {{ledger: evm-a, asset: BOND, amount: {'1' * 5000}}}\n")
     one_line(run(["swap", str(path)], env), 2, "scenario")
 
 
 def test_duplicate_yaml_keys_are_an_error(tmp_path):
-    path = scenario(tmp_path, "dup.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
-                                          "  cash: {ledger: evm-b, asset: EUR, amount: 5}\n"
-                                          "  cash: {ledger: evm-b, asset: EUR, amount: 500000}\n")
+    path = scenario(
+        tmp_path,
+        "dup.yaml",
+        "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+        "  cash: {ledger: evm-b, asset: EUR, amount: 5}\n"
+        "  cash: {ledger: evm-b, asset: EUR, amount: 500000}\n",
+    )
     with pytest.raises(errors.ConfigError, match="duplicate key 'cash'"):
         load_scenario(path)
-    path = scenario(tmp_path, "dup.json", '{"trade": {"security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},'
-                                          ' "cash": {"ledger": "evm-b", "asset": "EUR", "amount": 5, "amount": 9}}}')
+    path = scenario(
+        tmp_path,
+        "dup.json",
+        '{"trade": {"security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},'
+        ' "cash": {"ledger": "evm-b", "asset": "EUR", "amount": 5, "amount": 9}}}',
+    )
     with pytest.raises(errors.ConfigError, match="duplicate key 'amount'"):
         load_scenario(path)
 
@@ -99,7 +114,8 @@ def test_duplicate_yaml_keys_are_an_error(tmp_path):
 def test_yaml_aliases_are_refused(tmp_path):
     # Aliases let a few lines expand into billions of nodes; a scenario never needs them.
     lol = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+    )
     path = scenario(tmp_path, "lol.yaml", lol + "trade: *i\n")
     with pytest.raises(errors.ConfigError, match="alias"):
         load_scenario(path)
@@ -111,8 +127,10 @@ def test_amounts_must_be_integers_not_coerced(amount):
         parse_spec({"trade": {"security": {**LEG, "amount": amount}, "cash": CASH}})
 
 
-@pytest.mark.parametrize(("field", "value"), [("holder_timeout", "600"), ("counter_timeout", 300.0),
-                                               ("reaction_window", True), ("claim_margin", "5")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("holder_timeout", "600"), ("counter_timeout", 300.0), ("reaction_window", True), ("claim_margin", "5")],
+)
 def test_plan_numbers_must_be_integers_not_coerced(field, value):
     with pytest.raises(errors.ConfigError, match=f"plan.{field}"):
         parse_spec({"trade": {"security": LEG, "cash": CASH}, "plan": {field: value}})
@@ -140,8 +158,16 @@ def test_flag_amounts_are_plain_decimal_digits(env, amount):
 # -- usage errors are one line too ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["swap", "--no-such-flag"], ["nosuchcommand"], ["issue", "evm-a"],
-                                  ["swap", "--holder-timeout", "x"], ["--runtime", "nowhere", "status"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["swap", "--no-such-flag"],
+        ["nosuchcommand"],
+        ["issue", "evm-a"],
+        ["swap", "--holder-timeout", "x"],
+        ["--runtime", "nowhere", "status"],
+    ],
+)
 def test_usage_errors_are_one_line_exit_2(env, args):
     one_line(run(args, env), 2)
 
@@ -199,8 +225,10 @@ CORRUPT_STATES = [
 
 
 @pytest.mark.parametrize("content", CORRUPT_STATES)
-@pytest.mark.parametrize("command", [["balances"], ["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:1"],
-                                     ["down"], ["status"], ["resume"]])
+@pytest.mark.parametrize(
+    "command",
+    [["balances"], ["swap", "--security", "evm-a:BOND:1", "--cash", "evm-b:EUR:1"], ["down"], ["status"], ["resume"]],
+)
 def test_corrupt_run_state_is_one_line(tmp_path, env, content, command):
     run_dir = Path(env["DVP_RUN_DIR"])
     run_dir.mkdir()
@@ -278,8 +306,15 @@ def test_status_does_not_show_a_killed_node_as_alive(tmp_path, env):
     try:
         os.kill(zombie.pid, signal.SIGKILL)
         closed = free_port()
-        ledgers = {name: {"kind": "ethereum", "config": {"kind": "ethereum", "rpc_url": f"http://127.0.0.1:{closed}"},
-                          "pids": [pid], "logs": []} for name, pid in (("killed", zombie.pid), ("reused", reused.pid))}
+        ledgers = {
+            name: {
+                "kind": "ethereum",
+                "config": {"kind": "ethereum", "rpc_url": f"http://127.0.0.1:{closed}"},
+                "pids": [pid],
+                "logs": [],
+            }
+            for name, pid in (("killed", zombie.pid), ("reused", reused.pid))
+        }
         run_dir = Path(env["DVP_RUN_DIR"])
         run_dir.mkdir()
         (run_dir / "state.json").write_text(json.dumps({"runtime": "process", "ledgers": ledgers, "assets": []}))
@@ -327,10 +362,21 @@ YAML11_INTEGERS = ["010", "0o10", "1:40", "10:00", "0b11", "1_0", "0x10", "+10",
 
 
 @pytest.mark.parametrize("token", YAML11_INTEGERS)
-@pytest.mark.parametrize("field", ["trade.security.amount", "trade.cash.amount", "plan.holder_timeout",
-                                   "plan.counter_timeout", "plan.reaction_window"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "trade.security.amount",
+        "trade.cash.amount",
+        "plan.holder_timeout",
+        "plan.counter_timeout",
+        "plan.reaction_window",
+    ],
+)
 def test_yaml_integers_other_than_plain_decimal_are_refused_naming_the_field(tmp_path, env, token, field):
-    data = {"trade": {"security": dict(LEG), "cash": dict(CASH)}, "plan": {"holder_timeout": 600, "counter_timeout": 300}}
+    data = {
+        "trade": {"security": dict(LEG), "cash": dict(CASH)},
+        "plan": {"holder_timeout": 600, "counter_timeout": 300},
+    }
     section, *rest = field.split(".")
     target = data[section]
     for key in rest[:-1]:
@@ -342,14 +388,22 @@ def test_yaml_integers_other_than_plain_decimal_are_refused_naming_the_field(tmp
 
 
 def test_yaml_plain_decimals_and_core_schema_values_are_read_as_written(tmp_path):
-    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
-                                        "  cash: {ledger: evm-b, asset: '010', amount: 0500}\n")
+    path = scenario(
+        tmp_path,
+        "s.yaml",
+        "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+        "  cash: {ledger: evm-b, asset: '010', amount: 0500}\n",
+    )
     with pytest.raises(errors.ConfigError, match="trade.cash.amount: expected a plain decimal integer, got '0500'"):
         load_scenario(path)
-    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: 0x10, amount: 10}\n"
-                                        "  cash: {ledger: evm-b, asset: 1_0, amount: 500}\n"
-                                        "plan: {holder_timeout: 600, counter_timeout: 300, reaction_window: 0}\n"
-                                        "fast_forward: false\nbehaviour: {counter_locks: True}\n")
+    path = scenario(
+        tmp_path,
+        "s.yaml",
+        "trade:\n  security: {ledger: evm-a, asset: 0x10, amount: 10}\n"
+        "  cash: {ledger: evm-b, asset: 1_0, amount: 500}\n"
+        "plan: {holder_timeout: 600, counter_timeout: 300, reaction_window: 0}\n"
+        "fast_forward: false\nbehaviour: {counter_locks: True}\n",
+    )
     spec = load_scenario(path)
     assert spec.trade.security.asset == "0x10" and spec.trade.cash.asset == "1_0"  # names stay as typed
     assert spec.trade.cash.amount == 500 and spec.plan.holder_timeout == 600 and spec.plan.reaction_window == 0
@@ -357,8 +411,12 @@ def test_yaml_plain_decimals_and_core_schema_values_are_read_as_written(tmp_path
 
 @pytest.mark.parametrize("token", ["yes", "no", "on", "off", "y", "Yes"])
 def test_yaml_1_1_booleans_are_refused(tmp_path, token):
-    path = scenario(tmp_path, "s.yaml", "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
-                                        f"  cash: {{ledger: evm-b, asset: EUR, amount: 5}}\nfast_forward: {token}\n")
+    path = scenario(
+        tmp_path,
+        "s.yaml",
+        "trade:\n  security: {ledger: evm-a, asset: BOND, amount: 10}\n"
+        f"  cash: {{ledger: evm-b, asset: EUR, amount: 5}}\nfast_forward: {token}\n",
+    )
     with pytest.raises(errors.ConfigError, match=f"fast_forward: expected true or false, got '{token}'"):
         load_scenario(path)
 
@@ -393,16 +451,19 @@ def test_agent_policy_amounts_are_read_as_written(tmp_path, token):
 # -- one exit code for a command that drove several swaps (issue 23, item 3) ------------------------
 
 
-@pytest.mark.parametrize(("codes", "expected"), [
-    ([0, 7], 7),   # `dvp swap` settled its own swap and skipped a busy one: the skip is reported
-    ([6, 7], 6),   # its own swap ended other than settled: that outranks a skip
-    ([7, 3], 3),   # a swap left unfinished by a ledger error outranks both
-    ([6, 3], 3),
-    ([0, 0], 0),
-    ([7, 8, 6], 8),
-    ([3, 1], 1),
-    ([], 0),
-])
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [
+        ([0, 7], 7),  # `dvp swap` settled its own swap and skipped a busy one: the skip is reported
+        ([6, 7], 6),  # its own swap ended other than settled: that outranks a skip
+        ([7, 3], 3),  # a swap left unfinished by a ledger error outranks both
+        ([6, 3], 3),
+        ([0, 0], 0),
+        ([7, 8, 6], 8),
+        ([3, 1], 1),
+        ([], 0),
+    ],
+)
 def test_a_command_exits_with_the_worst_outcome_of_what_it_did(codes, expected):
     from dvp.cli import EXIT_PRECEDENCE, worst_exit
 

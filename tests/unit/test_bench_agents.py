@@ -11,14 +11,20 @@ from dvp.bench.metrics import LedgerInfo
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 INFOS = {n: LedgerInfo(n, "memory", "none") for n in ("a", "b")}
 SWAPS = 3
 
 
 def spec() -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5), fast_forward=True)
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5),
+        fast_forward=True,
+    )
 
 
 def test_without_dvp_agent_the_agents_talk_in_process_and_say_so(monkeypatch, tmp_path):
@@ -37,10 +43,26 @@ async def test_a_batch_between_two_agents_and_its_figures(ledgers, tmp_path, mon
     assert label == (ag.GRPC_LABEL if via == "grpc" else ag.LOCAL_LABEL)
     ends = make(tmp_path, "seller", "buyer")
     said: dict[str, list[str]] = {"seller": [], "buyer": []}
-    seller = ag.BenchAgent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), ends[0], policy=ag.BENCH_POLICY,
-                           progress=lambda s, m: said["seller"].append(m))
-    buyer = ag.BenchAgent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), ends[1], policy=ag.BENCH_POLICY,
-                          progress=lambda s, m: said["buyer"].append(m))
+    seller = ag.BenchAgent(
+        "seller",
+        "buyer",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "seller.sqlite"),
+        ends[0],
+        policy=ag.BENCH_POLICY,
+        progress=lambda s, m: said["seller"].append(m),
+    )
+    buyer = ag.BenchAgent(
+        "buyer",
+        "seller",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "buyer.sqlite"),
+        ends[1],
+        policy=ag.BENCH_POLICY,
+        progress=lambda s, m: said["buyer"].append(m),
+    )
     pair = ag.AgentPair(seller, buyer, label, tmp_path)
     await seller.start()
     await buyer.start()
@@ -67,8 +89,12 @@ async def test_a_batch_between_two_agents_and_its_figures(ledgers, tmp_path, mon
     if via == "grpc":
         assert figures["channel_check"] == {"checked": True, "matches": True, "mismatches": []}
         summary = figures["summary"]
-        assert figures["channel_counts"] == {p: {"sent": summary[p]["messages_sent"],
-                                                 "received": summary[p]["messages_received"] + summary[p]["messages_refused"]}
-                                             for p in ("seller", "buyer")}
+        assert figures["channel_counts"] == {
+            p: {
+                "sent": summary[p]["messages_sent"],
+                "received": summary[p]["messages_received"] + summary[p]["messages_refused"],
+            }
+            for p in ("seller", "buyer")
+        }
     else:
         assert figures["channel_counts"] is None and not figures["channel_check"]["checked"]

@@ -17,9 +17,12 @@ LEDGERS = {
 }
 SPEC = {
     "kind": None,
-    "trade": {"seller": "seller", "buyer": "buyer",
-              "security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},
-              "cash": {"ledger": "btc", "asset": "BTC", "amount": 1000}},
+    "trade": {
+        "seller": "seller",
+        "buyer": "buyer",
+        "security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},
+        "cash": {"ledger": "btc", "asset": "BTC", "amount": 1000},
+    },
     "plan": {"secret_holder": "seller", "holder_timeout": 600, "counter_timeout": 300},
 }
 DATA = {"terms_security": {"expiry": 5600}, "terms_cash": {"expiry": 400}}
@@ -37,55 +40,66 @@ def rows(swap_id: str, spec: list[tuple]) -> list[Step]:
             expanded.append((step, "final", ledger, wall, tx, height, ltime, {"purpose": step.split()[0], **detail}))
             detail = {k: v for k, v in detail.items() if k not in ("fee", "fee_asset", "payer")}
         expanded.append((step, phase, ledger, wall, tx, height, ltime, detail))
-    return [Step(i + 1, swap_id, step, phase, ledger, tx, detail, wall, height, ltime)
-            for i, (step, phase, ledger, wall, tx, height, ltime, detail) in enumerate(expanded)]
+    return [
+        Step(i + 1, swap_id, step, phase, ledger, tx, detail, wall, height, ltime)
+        for i, (step, phase, ledger, wall, tx, height, ltime, detail) in enumerate(expanded)
+    ]
 
 
-HAPPY = rows("h", [
-    ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
-    ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
-    ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
-    ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
-    ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
-    ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
-    ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
-    ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
-    ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
-    ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
-    ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
-    ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
-    ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
-    ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
-    ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
-])
+HAPPY = rows(
+    "h",
+    [
+        ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
+        ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
+        ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
+        ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
+        ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
+        ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
+        ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
+        ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
+        ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
+        ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
+        ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
+        ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
+        ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
+        ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
+        ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
+    ],
+)
 
-REFUND = rows("r", [
-    ("lock security", "intent", "evm-a", 2000.0, None, 20, 6000.0, None),
-    ("lock security", "submitted", "evm-a", 2000.5, "0x1", 20, 6000.0, None),
-    ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
-    ("audit security", "result", "evm-a", 2001.5, None, 21, 6001.0, {}),
-    ("lock cash", "intent", "btc", 2001.5, None, 200, 1.0, None),
-    ("lock cash", "submitted", "btc", 2002.0, "b1", 200, 1.0, None),
-    ("lock cash", "result", "btc", 2003.0, "b1", 201, 2.0, {"fee": 200, "payer": "buyer", **SAT}),
-    ("audit cash", "result", "btc", 2003.5, None, 201, 2.0, {}),
-    ("claim cash", "skipped", "btc", 2003.75, None, 201, 2.0, {"reason": "inside the safety margin"}),
-    ("refund cash", "intent", "btc", 2004.0, None, 300, 3.0, None),
-    ("refund cash", "submitted", "btc", 2004.5, "b2", 300, 3.0, None),
-    ("refund cash", "result", "btc", 2005.0, "b2", 301, 4.0, {"fee": 180, "payer": "buyer", **SAT}),
-    ("refund security", "intent", "evm-a", 2005.5, None, 30, 7000.0, None),
-    ("refund security", "submitted", "evm-a", 2006.0, "0x2", 30, 7000.0, None),
-    ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
-])
+REFUND = rows(
+    "r",
+    [
+        ("lock security", "intent", "evm-a", 2000.0, None, 20, 6000.0, None),
+        ("lock security", "submitted", "evm-a", 2000.5, "0x1", 20, 6000.0, None),
+        ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
+        ("audit security", "result", "evm-a", 2001.5, None, 21, 6001.0, {}),
+        ("lock cash", "intent", "btc", 2001.5, None, 200, 1.0, None),
+        ("lock cash", "submitted", "btc", 2002.0, "b1", 200, 1.0, None),
+        ("lock cash", "result", "btc", 2003.0, "b1", 201, 2.0, {"fee": 200, "payer": "buyer", **SAT}),
+        ("audit cash", "result", "btc", 2003.5, None, 201, 2.0, {}),
+        ("claim cash", "skipped", "btc", 2003.75, None, 201, 2.0, {"reason": "inside the safety margin"}),
+        ("refund cash", "intent", "btc", 2004.0, None, 300, 3.0, None),
+        ("refund cash", "submitted", "btc", 2004.5, "b2", 300, 3.0, None),
+        ("refund cash", "result", "btc", 2005.0, "b2", 301, 4.0, {"fee": 180, "payer": "buyer", **SAT}),
+        ("refund security", "intent", "evm-a", 2005.5, None, 30, 7000.0, None),
+        ("refund security", "submitted", "evm-a", 2006.0, "0x2", 30, 7000.0, None),
+        ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
+    ],
+)
 
 ATOMIC_SPEC = {**SPEC, "trade": {**SPEC["trade"], "cash": {"ledger": "evm-a", "asset": "EUR", "amount": 500}}}
-ATOMIC = rows("a", [
-    ("propose", "intent", "evm-a", 3000.2, None, 40, 8000.0, None),
-    ("propose", "submitted", "evm-a", 3000.7, "0xp", 40, 8000.0, None),
-    ("propose", "result", "evm-a", 3001.2, "0xp", 41, 8001.0, {"fee": 500, "payer": "seller", **EVM}),
-    ("settle", "intent", "evm-a", 3001.4, None, 41, 8001.0, None),
-    ("settle", "submitted", "evm-a", 3001.6, "0xs", 41, 8001.0, None),
-    ("settle", "result", "evm-a", 3002.4, "0xs", 42, 8002.0, {"fee": 700, "payer": "buyer", **EVM}),
-])
+ATOMIC = rows(
+    "a",
+    [
+        ("propose", "intent", "evm-a", 3000.2, None, 40, 8000.0, None),
+        ("propose", "submitted", "evm-a", 3000.7, "0xp", 40, 8000.0, None),
+        ("propose", "result", "evm-a", 3001.2, "0xp", 41, 8001.0, {"fee": 500, "payer": "seller", **EVM}),
+        ("settle", "intent", "evm-a", 3001.4, None, 41, 8001.0, None),
+        ("settle", "submitted", "evm-a", 3001.6, "0xs", 41, 8001.0, None),
+        ("settle", "result", "evm-a", 3002.4, "0xs", 42, 8002.0, {"fee": 700, "payer": "buyer", **EVM}),
+    ],
+)
 
 
 def happy():
@@ -123,8 +137,12 @@ def test_step_times_and_end_to_end_latency():
 def test_each_finality_wait_and_submission():
     f = happy()
     tx = {e["step"]: (e["submit_seconds"], e["finality_seconds"]) for e in f["steps"] if e["tx_id"]}
-    assert tx == {"lock security": (0.5, 1.0), "lock cash": (0.25, 0.75), "claim cash": (0.5, 0.5),
-                  "claim security": (0.25, 0.75)}
+    assert tx == {
+        "lock security": (0.5, 1.0),
+        "lock cash": (0.25, 0.75),
+        "claim cash": (0.5, 0.5),
+        "claim security": (0.25, 0.75),
+    }
     assert f["finality_seconds"] == 3.0
     audit = f["steps"][1]
     assert audit["submit_seconds"] is None and audit["finality_seconds"] is None
@@ -187,8 +205,12 @@ def _platform_run(pairs: list, **single: str) -> dict:
 
 
 def test_a_platform_without_a_single_ledger_figure_says_why():
-    rows = {r["platform"]: r for r in runner.platforms_table(_platform_run(
-        [], evm_a=runner.SINGLE_LEDGER_POSSIBLE, btc="not possible on btc (no security asset)"))}
+    rows = {
+        r["platform"]: r
+        for r in runner.platforms_table(
+            _platform_run([], evm_a=runner.SINGLE_LEDGER_POSSIBLE, btc="not possible on btc (no security asset)")
+        )
+    }
     assert rows["ethereum"]["note"] == "single-ledger DvP: not run (no single-ledger pair in --pairs)"
     assert rows["utxo"]["note"] == "single-ledger DvP: not possible on btc (no security asset)"
     unsupported = runner.platforms_table(_platform_run([], evm_a="not supported on this platform"))
@@ -209,12 +231,15 @@ def test_principal_risk_window_against_the_second_claim():
 def test_principal_risk_on_a_height_clock():
     """Buyer holds the secret: its cash leg on btc expires by height."""
     spec = {**SPEC, "plan": {"secret_holder": "buyer"}}
-    steps = rows("b", [
-        ("lock cash", "result", "btc", 10.0, "t1", 100, 0.0, {"fee": 1, **SAT}),
-        ("claim security", "submitted", "evm-a", 11.0, "t2", 5, 0.0, None),
-        ("claim cash", "intent", "btc", 12.0, None, 104, 0.0, None),
-        ("claim cash", "result", "btc", 13.0, "t3", 105, 0.0, {"fee": 1, **SAT}),
-    ])
+    steps = rows(
+        "b",
+        [
+            ("lock cash", "result", "btc", 10.0, "t1", 100, 0.0, {"fee": 1, **SAT}),
+            ("claim security", "submitted", "evm-a", 11.0, "t2", 5, 0.0, None),
+            ("claim cash", "intent", "btc", 12.0, None, 104, 0.0, None),
+            ("claim cash", "result", "btc", 13.0, "t3", 105, 0.0, {"fee": 1, **SAT}),
+        ],
+    )
     r = m.principal_risk("htlc", spec, {"terms_cash": {"expiry": 160}}, "settled", steps, LEDGERS)
     # nearest btc row to 11.0 is either 10.0 or 12.0 (equal distance, first wins): height 100 at 10.0
     assert r["window_seconds"] == pytest.approx((160 - 100) * 1.0 - 1.0)
@@ -222,13 +247,16 @@ def test_principal_risk_on_a_height_clock():
 
 
 def test_a_retried_step_counts_its_failed_attempt_as_submit_time():
-    retried = rows("t", [
-        ("lock security", "intent", "evm-a", 10.0, None, 1, 0.0, None),
-        ("lock security", "submitted", "evm-a", 10.5, "0x1", 1, 0.0, None),  # reverted; resumed
-        ("lock security", "intent", "evm-a", 12.0, None, 3, 0.0, None),
-        ("lock security", "submitted", "evm-a", 12.25, "0x2", 3, 0.0, None),
-        ("lock security", "result", "evm-a", 13.0, "0x2", 4, 0.0, {"fee": 1, "payer": "seller", **EVM}),
-    ])
+    retried = rows(
+        "t",
+        [
+            ("lock security", "intent", "evm-a", 10.0, None, 1, 0.0, None),
+            ("lock security", "submitted", "evm-a", 10.5, "0x1", 1, 0.0, None),  # reverted; resumed
+            ("lock security", "intent", "evm-a", 12.0, None, 3, 0.0, None),
+            ("lock security", "submitted", "evm-a", 12.25, "0x2", 3, 0.0, None),
+            ("lock security", "result", "evm-a", 13.0, "0x2", 4, 0.0, {"fee": 1, "payer": "seller", **EVM}),
+        ],
+    )
     [step] = m.swap_metrics("t", "htlc", SPEC, DATA, None, 10.0, retried, LEDGERS)["steps"]
     assert step["seconds"] == 3.0 and step["submit_seconds"] == 2.25 and step["finality_seconds"] == 0.75
 
@@ -236,10 +264,13 @@ def test_a_retried_step_counts_its_failed_attempt_as_submit_time():
 def test_free_option_of_the_party_locking_second():
     # first lock final at 1002.0, the buyer's own lock final at 1003.5
     assert happy()["free_option"] == {"party": "buyer", "seconds": 1.5, "exercised": False}
-    walked = rows("w", [
-        ("lock security", "result", "evm-a", 50.0, "0x1", 1, 0.0, {}),
-        ("refund security", "result", "evm-a", 58.0, "0x2", 9, 0.0, {}),
-    ])
+    walked = rows(
+        "w",
+        [
+            ("lock security", "result", "evm-a", 50.0, "0x1", 1, 0.0, {}),
+            ("refund security", "result", "evm-a", 58.0, "0x2", 9, 0.0, {}),
+        ],
+    )
     assert m.free_option("htlc", SPEC, walked) == {"party": "buyer", "seconds": 8.0, "exercised": True}
     buyer_first = {**SPEC, "plan": {"secret_holder": "seller", "first_locker": "buyer"}}
     assert m.free_option("htlc", buyer_first, HAPPY)["party"] == "seller"
@@ -264,8 +295,10 @@ def test_single_ledger_dvp():
     assert f["total_seconds"] == pytest.approx(2.4)
     assert f["orchestration_seconds"] == pytest.approx(0.4)
     assert f["transactions"] == 2 and f["fees"] == {"evm-a": {"fee": 1200, "unit": "wei"}}
-    assert f["parties"] == {"seller": {"steps": 1, "transactions": 1, "messages": 2},
-                            "buyer": {"steps": 1, "transactions": 1, "messages": 1}}
+    assert f["parties"] == {
+        "seller": {"steps": 1, "transactions": 1, "messages": 2},
+        "buyer": {"steps": 1, "transactions": 1, "messages": 1},
+    }
     assert f["liquidity"] == {} and f["principal_risk"] is None and f["refund"] is None
 
 
@@ -314,36 +347,45 @@ def test_rss_trend_flat_and_growing():
 
 # -- two parties' agents, each with its own journal (dvp.bench.parties) ------------------------
 
-SELLER_ROWS = rows("x", [
-    ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
-    ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
-    ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
-    ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
-    ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
-    ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
-    ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
-])
-BUYER_ROWS = rows("x", [
-    ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
-    ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
-    ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
-    ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
-    ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
-    ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
-    ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
-    ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
-])
+SELLER_ROWS = rows(
+    "x",
+    [
+        ("lock security", "intent", "evm-a", 1000.5, None, 10, 5000.0, None),
+        ("lock security", "submitted", "evm-a", 1001.0, "0xaa", 10, 5001.0, None),
+        ("lock security", "result", "evm-a", 1002.0, "0xaa", 11, 5002.0, {"fee": 300, "payer": "seller", **EVM}),
+        ("audit cash", "result", "btc", 1003.75, None, 101, 10.0, {}),
+        ("claim cash", "intent", "btc", 1004.0, None, 101, 10.0, None),
+        ("claim cash", "submitted", "btc", 1004.5, "cc", 101, 10.0, None),
+        ("claim cash", "result", "btc", 1005.0, "cc", 102, 11.0, {"fee": 150, "payer": "seller", **SAT}),
+    ],
+)
+BUYER_ROWS = rows(
+    "x",
+    [
+        ("audit security", "result", "evm-a", 1002.25, None, 11, 5002.25, {"confirmations": 1}),
+        ("lock cash", "intent", "btc", 1002.5, None, 100, 9.0, None),
+        ("lock cash", "submitted", "btc", 1002.75, "bb", 100, 9.0, None),
+        ("lock cash", "result", "btc", 1003.5, "bb", 101, 10.0, {"fee": 200, "payer": "buyer", **SAT}),
+        ("extract secret", "result", "btc", 1005.25, None, 102, 11.0, {}),
+        ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
+        ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
+        ("claim security", "result", "evm-a", 1006.5, "0xdd", 13, 5006.0, {"fee": 100, "payer": "buyer", **EVM}),
+    ],
+)
 
 
 def msgs(party_out: list[str], party_in: list[str], peer: str = "buyer") -> list[dict]:
-    return ([{"peer": peer, "direction": "out", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_out)]
-            + [{"peer": peer, "direction": "in", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_in)])
+    return [
+        {"peer": peer, "direction": "out", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_out)
+    ] + [{"peer": peer, "direction": "in", "kind": k, "seq": i + 1, "wall": 1000.0} for i, k in enumerate(party_in)]
 
 
 # The seller proposes (a reply: accept), notices its lock and its claim (replies: ack); the
 # buyer's two notices reach it as requests it acks.
 SELLER_MSGS = msgs(["propose", "locked", "claimed", "ack", "ack"], ["accept", "ack", "ack", "locked", "claimed"])
-BUYER_MSGS = msgs(["accept", "ack", "ack", "locked", "claimed"], ["propose", "locked", "claimed", "ack", "ack"], "seller")
+BUYER_MSGS = msgs(
+    ["accept", "ack", "ack", "locked", "claimed"], ["propose", "locked", "claimed", "ack", "ack"], "seller"
+)
 
 
 def agent_swap():
@@ -367,18 +409,22 @@ def test_per_party_latency_steps_and_fees_from_each_journal():
 def test_locked_time_runs_from_own_lock_to_the_counterpartys_claim():
     s = agent_swap()
     # The seller's security lock (final at 1002.0) is claimed in the buyer's journal at 1006.5.
-    assert s["parties"]["seller"]["locked"] == {"security": {"ledger": "evm-a", "amount": 10, "seconds": 4.5,
-                                                             "amount_seconds": 45.0, "ended_by": "claim"}}
+    assert s["parties"]["seller"]["locked"] == {
+        "security": {"ledger": "evm-a", "amount": 10, "seconds": 4.5, "amount_seconds": 45.0, "ended_by": "claim"}
+    }
     # The buyer's cash lock (1003.5) is claimed by the seller at 1005.0.
     assert s["parties"]["buyer"]["locked"]["cash"]["seconds"] == 1.5
     assert s["parties"]["buyer"]["locked_seconds"] == 1.5
 
 
 def test_locked_time_of_a_refunded_lock_and_a_swap_unfinished_on_one_side():
-    refunded = rows("r", [
-        ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
-        ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
-    ])
+    refunded = rows(
+        "r",
+        [
+            ("lock security", "result", "evm-a", 2001.0, "0x1", 21, 6001.0, {"fee": 300, "payer": "seller", **EVM}),
+            ("refund security", "result", "evm-a", 2007.0, "0x2", 31, 7001.0, {"fee": 250, "payer": "seller", **EVM}),
+        ],
+    )
     seller = pm.PartyJournal("seller", 2000.0, 2008.0, "refunded", refunded, [])
     buyer = pm.PartyJournal("buyer", 2000.5, None, None, [], [])
     s = pm.agent_swap("r", SPEC, [seller, buyer], LEDGERS)
@@ -391,8 +437,13 @@ def test_locked_time_of_a_refunded_lock_and_a_swap_unfinished_on_one_side():
 def test_a_transaction_journaled_final_twice_is_paid_once():
     again = [*SELLER_ROWS, SELLER_ROWS[2]]  # the lock's final row again (a resume)
     assert SELLER_ROWS[2].phase == "final"
-    fig = pm.party_swap(pm.PartyJournal("seller", 1000.0, 1007.0, "settled", again, []),
-                        pm.PartyJournal("buyer", None, None, None), SPEC, 1000.0, LEDGERS)
+    fig = pm.party_swap(
+        pm.PartyJournal("seller", 1000.0, 1007.0, "settled", again, []),
+        pm.PartyJournal("buyer", None, None, None),
+        SPEC,
+        1000.0,
+        LEDGERS,
+    )
     assert fig["transactions"] == 2 and fig["fees"]["evm-a"]["fee"] == 300
 
 

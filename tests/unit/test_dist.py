@@ -122,8 +122,9 @@ def test_an_archive_missing_from_the_mirror_or_from_its_sums_or_incomplete_is_on
         install(release, lambda m: None)
     # listed and matching, but not the release's layout (elementsd absent): nothing renamed into place
     lacking = Release(**{**release.__dict__, "required": (*release.required, "bin/elements-qt")})
-    (mirror / "SHA256SUMS").write_text(f"{hashlib.sha256((mirror / release.archive).read_bytes()).hexdigest()}  "
-                                       f"{release.archive}\n")
+    (mirror / "SHA256SUMS").write_text(
+        f"{hashlib.sha256((mirror / release.archive).read_bytes()).hexdigest()}  {release.archive}\n"
+    )
     with pytest.raises(ConfigError, match="lacks bin/elements-qt"):
         install(lacking, lambda m: None)
     assert leftovers(cache) == []
@@ -133,7 +134,12 @@ def test_an_archive_missing_from_the_mirror_or_from_its_sums_or_incomplete_is_on
 def test_the_set_up_entries_print_one_line_each_and_go_on(cache, tmp_path):
     """No mirror and no route to the download address (a proxy that refuses): one line per
     platform, exit 0, no traceback, nothing installed."""
-    env = {**os.environ, "DVP_CACHE": str(cache), "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    env = {
+        **os.environ,
+        "DVP_CACHE": str(cache),
+        "https_proxy": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+    }
     for var in ("DVP_FABRIC_HOME", "DVP_ELEMENTSD", MIRROR_ENV):
         env.pop(var, None)
     for args in (["-m", "dvp_fabric.bins"], ["-m", "dvp_utxo.build", "install-elements"]):

@@ -17,9 +17,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # README.md, docs/*.md and the notes beside the code (contracts/utxo/README.md ...).
-DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
-               *(p for top in ("adapters", "contracts", "docker") for p in (ROOT / top).rglob("*.md")
-                 if "node_modules" not in p.parts)])
+DOCS = sorted(
+    [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(
+            p
+            for top in ("adapters", "contracts", "docker")
+            for p in (ROOT / top).rglob("*.md")
+            if "node_modules" not in p.parts
+        ),
+    ]
+)
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
 # [text](target "title"): the text may hold code spans and one level of brackets; no spaces in the target.
@@ -31,8 +40,9 @@ _CODE_TEXT = re.compile(r"`([^`]+)`")
 def links(doc: Path) -> list[tuple[int, str, str, str | None]]:
     """(line number, text, target, title) of every inline link outside fenced code blocks."""
     text = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), doc.read_text(encoding="utf-8"))
-    return [(text.count("\n", 0, m.start()) + 1, squash(m.group(1)), m.group(2), m.group(3))
-            for m in _LINK.finditer(text)]
+    return [
+        (text.count("\n", 0, m.start()) + 1, squash(m.group(1)), m.group(2), m.group(3)) for m in _LINK.finditer(text)
+    ]
 
 
 def relative(target: str) -> bool:
@@ -77,7 +87,7 @@ def problem(doc: Path, text: str, target: str, title: str | None = None) -> str 
     if code is None and title is None:
         return "a line anchor needs code as the link's text, or a title naming what is on that line"
     wanted = squash(code.group(1) if code else str(title))
-    if wanted in squash(" ".join(source[first - 1:last])):
+    if wanted in squash(" ".join(source[first - 1 : last])):
         return None
     now = [n for n, line in enumerate(source, start=1) if wanted in squash(line)]
     where = f" (it is now at line {now[0]})" if len(now) == 1 else f" (it is at lines {now})" if now else ""
@@ -86,10 +96,16 @@ def problem(doc: Path, text: str, target: str, title: str | None = None) -> str 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_resolves(doc: Path) -> None:
-    broken = [f"{doc.relative_to(ROOT)}:{n}: [{text}]({target}): {why}"
-              for n, text, target, title in links(doc) if relative(target)
-              for why in [problem(doc, text, target, title)] if why]
-    assert not broken, "\n".join([*broken, "(`.venv/bin/python tests/unit/test_docs.py` moves anchors of code that moved)"])
+    broken = [
+        f"{doc.relative_to(ROOT)}:{n}: [{text}]({target}): {why}"
+        for n, text, target, title in links(doc)
+        if relative(target)
+        for why in [problem(doc, text, target, title)]
+        if why
+    ]
+    assert not broken, "\n".join(
+        [*broken, "(`.venv/bin/python tests/unit/test_docs.py` moves anchors of code that moved)"]
+    )
 
 
 def test_the_link_check_catches_what_it_should(tmp_path: Path) -> None:
@@ -116,8 +132,11 @@ def test_the_seam_reference_names_every_error() -> None:
     from dvp import errors
 
     seam = (ROOT / "docs" / "seam.md").read_text(encoding="utf-8")
-    classes = [name for name, c in inspect.getmembers(errors, inspect.isclass)
-               if issubclass(c, errors.DvpError) and c.__module__ == errors.__name__]
+    classes = [
+        name
+        for name, c in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(c, errors.DvpError) and c.__module__ == errors.__name__
+    ]
     assert "DvpError" in classes
     missing = [name for name in classes if not re.search(rf"\b{name}\b", seam)]
     assert not missing, f"docs/seam.md's error tree lacks {missing}"
@@ -139,8 +158,11 @@ def test_no_tracked_file_points_outside_the_repository() -> None:
     """A user of the project has only the repository: no file may refer to the folder beside it
     (the CI script alone may, to find what the machine provides)."""
     outside = ("../" + "shared").encode()
-    found = [str(f.relative_to(ROOT)) for f in tracked_files()
-             if f.is_file() and f.relative_to(ROOT).as_posix() != ".ci/run" and outside in f.read_bytes()]
+    found = [
+        str(f.relative_to(ROOT))
+        for f in tracked_files()
+        if f.is_file() and f.relative_to(ROOT).as_posix() != ".ci/run" and outside in f.read_bytes()
+    ]
     assert not found, f"files referring to {outside.decode()}: {found}"
 
 

@@ -27,23 +27,38 @@ from dvp.scenario import load_scenario, parse_spec
 EXAMPLES = int(os.environ.get("DVP_FUZZ_EXAMPLES", "150"))
 # The README's exit-code table: 0 ok, 2 input, 3 ledger, 4 capability, 5 plan, 6 outcome, 7 busy.
 DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 VALID = {
-    "trade": {"seller": "seller", "buyer": "buyer",
-              "security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},
-              "cash": {"ledger": "evm-b", "asset": "EUR", "amount": 500}},
+    "trade": {
+        "seller": "seller",
+        "buyer": "buyer",
+        "security": {"ledger": "evm-a", "asset": "BOND", "amount": 10},
+        "cash": {"ledger": "evm-b", "asset": "EUR", "amount": 500},
+    },
     "plan": {"secret_holder": "seller", "holder_timeout": 600, "counter_timeout": 300, "reaction_window": 30},
     "behaviour": {"counter_locks": True},
     "fast_forward": False,
 }
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**300), max_value=2**300),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(st.text(max_size=12), inner, max_size=4)),
-                      max_leaves=20)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**300), max_value=2**300),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=12), inner, max_size=4)),
+    max_leaves=20,
+)
 
 
 def paths(data: object, prefix: tuple = ()) -> list[tuple]:
@@ -89,11 +104,15 @@ def test_mutated_scenarios_validate_or_fail_in_one_line(data):
 
 
 @FUZZ
-@given(suffix=st.sampled_from([".yaml", ".json"]),
-       content=st.one_of(st.binary(max_size=300),
-                         st.text(max_size=300).map(str.encode),
-                         values.map(lambda v: json.dumps(v).encode()),
-                         mutated_scenarios().map(lambda d: json.dumps(d).encode())))
+@given(
+    suffix=st.sampled_from([".yaml", ".json"]),
+    content=st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=300).map(str.encode),
+        values.map(lambda v: json.dumps(v).encode()),
+        mutated_scenarios().map(lambda d: json.dumps(d).encode()),
+    ),
+)
 def test_scenario_files_load_or_fail_in_one_line(tmp_path_factory, suffix, content):
     path = tmp_path_factory.mktemp("fuzz") / f"scenario{suffix}"
     path.write_bytes(content)
@@ -106,17 +125,64 @@ def test_scenario_files_load_or_fail_in_one_line(tmp_path_factory, suffix, conte
 # -- the command line ------------------------------------------------------------------------------
 
 # Commands that start nodes (up, demo, bench) are left out: everything here runs offline.
-COMMANDS = ["status", "down", "issue", "balances", "swap", "resume", "cancel", "history", "claim", "refund",
-            "inspect", "report"]
-OPTIONS = ["--security", "--cash", "--kind", "--secret-holder", "--holder-timeout", "--counter-timeout",
-           "--fast-forward", "--json", "--as", "--party", "--run-dir", "--journal", "--runtime", "--help",
-           "--out", "--keep"]
+COMMANDS = [
+    "status",
+    "down",
+    "issue",
+    "balances",
+    "swap",
+    "resume",
+    "cancel",
+    "history",
+    "claim",
+    "refund",
+    "inspect",
+    "report",
+]
+OPTIONS = [
+    "--security",
+    "--cash",
+    "--kind",
+    "--secret-holder",
+    "--holder-timeout",
+    "--counter-timeout",
+    "--fast-forward",
+    "--json",
+    "--as",
+    "--party",
+    "--run-dir",
+    "--journal",
+    "--runtime",
+    "--help",
+    "--out",
+    "--keep",
+]
 SAFE_TEXT = st.text(alphabet=string.ascii_letters + string.digits + ":-_.=, \t'\"\\\x1b\u00e9\u0661", max_size=20)
-TOKENS = st.one_of(st.sampled_from(COMMANDS), st.sampled_from(OPTIONS), SAFE_TEXT,
-                   st.integers(min_value=-(2**70), max_value=2**300).map(str),
-                   st.sampled_from(["evm-a:BOND:10", "evm-b:EUR:5", "btc:BTC:1", "evm-a", "BOND", "seller",
-                                    "scenario.yaml", "scenario.json", "results.json", "htlc", "atomic", "docker",
-                                    "process", "0x" + "ab" * 32, "ab" * 32]))
+TOKENS = st.one_of(
+    st.sampled_from(COMMANDS),
+    st.sampled_from(OPTIONS),
+    SAFE_TEXT,
+    st.integers(min_value=-(2**70), max_value=2**300).map(str),
+    st.sampled_from(
+        [
+            "evm-a:BOND:10",
+            "evm-b:EUR:5",
+            "btc:BTC:1",
+            "evm-a",
+            "BOND",
+            "seller",
+            "scenario.yaml",
+            "scenario.json",
+            "results.json",
+            "htlc",
+            "atomic",
+            "docker",
+            "process",
+            "0x" + "ab" * 32,
+            "ab" * 32,
+        ]
+    ),
+)
 NEVER = {"up", "demo", "bench"}
 
 
@@ -134,8 +200,12 @@ def workdir(tmp_path_factory) -> Path:
 @given(argv=st.lists(TOKENS, min_size=0, max_size=7))
 def test_any_command_line_ends_in_a_result_or_one_error_line(workdir, argv):
     assume(not NEVER.intersection(argv))
-    env = {"DVP_RUN_DIR": str(workdir / "run"), "DVP_JOURNAL": str(workdir / "journal.sqlite"),
-           "DVP_RUNTIME": None, "DVP_CRASH_AFTER_WRITES": None}
+    env = {
+        "DVP_RUN_DIR": str(workdir / "run"),
+        "DVP_JOURNAL": str(workdir / "journal.sqlite"),
+        "DVP_RUNTIME": None,
+        "DVP_CRASH_AFTER_WRITES": None,
+    }
     old = os.getcwd()
     os.chdir(workdir)
     try:
@@ -175,13 +245,22 @@ YAML11_FORMS = {
     "leading-zero": lambda n: f"0{n}",
     "tagged-octal": lambda n: "!!int 0" + format(n, "o"),
 }
-NUMBER_FIELDS = [("trade", "security", "amount"), ("trade", "cash", "amount"), ("plan", "holder_timeout"),
-                 ("plan", "counter_timeout"), ("plan", "reaction_window"), ("plan", "claim_margin")]
+NUMBER_FIELDS = [
+    ("trade", "security", "amount"),
+    ("trade", "cash", "amount"),
+    ("plan", "holder_timeout"),
+    ("plan", "counter_timeout"),
+    ("plan", "reaction_window"),
+    ("plan", "claim_margin"),
+]
 
 
 @FUZZ
-@given(n=st.integers(min_value=1, max_value=10**6), form=st.sampled_from(sorted(YAML11_FORMS)),
-       where=st.sampled_from(NUMBER_FIELDS))
+@given(
+    n=st.integers(min_value=1, max_value=10**6),
+    form=st.sampled_from(sorted(YAML11_FORMS)),
+    where=st.sampled_from(NUMBER_FIELDS),
+)
 def test_yaml_numbers_are_read_as_written_or_refused_naming_the_field(tmp_path_factory, n, form, where):
     data = json.loads(json.dumps(VALID))
     data["plan"]["holder_timeout"] = 10**6 + 600  # a valid plan whatever n is, within the bounds

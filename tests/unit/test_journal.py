@@ -41,8 +41,9 @@ def test_every_call_reads_back_what_was_written(journal):
     journal.create("s1", "htlc", {"trade": {"a": 1}}, {"secret": "00"})
     journal.create("s2", "atomic", {"trade": {"b": 2}}, {})
     journal.record("s1", "lock_seller", "intent", ledger="evm-a", amount=5)
-    journal.record_all("s1", "lock_seller", "result", [{"tx_id": "0xa", "fee": 7}, {"tx_id": "0xb", "fee": 8}],
-                       ledger="evm-a")
+    journal.record_all(
+        "s1", "lock_seller", "result", [{"tx_id": "0xa", "fee": 7}, {"tx_id": "0xb", "fee": 8}], ledger="evm-a"
+    )
     assert journal.update_data("s1", lock="L1") == {"secret": "00", "lock": "L1"}
     journal.message("s1", "buyer", "out", "PROPOSE", 1, size=10)
     journal.message("s1", "buyer", "out", "ACK", 2)
@@ -52,14 +53,18 @@ def test_every_call_reads_back_what_was_written(journal):
     assert [r.id for r in journal.swaps()] == ["s1", "s2"]
     assert [r.id for r in journal.swaps(unfinished=True)] == ["s1"]
     record = journal.get("s2")
-    assert record is not None and (record.outcome, record.detail, record.spec) == ("settled", "both legs delivered",
-                                                                                  {"trade": {"b": 2}})
+    assert record is not None and (record.outcome, record.detail, record.spec) == (
+        "settled",
+        "both legs delivered",
+        {"trade": {"b": 2}},
+    )
     assert journal.get("nope") is None
     steps = journal.steps("s1")
     assert [(s.step, s.phase, s.tx_id, s.detail) for s in steps] == [
         ("lock_seller", "intent", None, {"amount": 5}),
         ("lock_seller", "result", "0xa", {"fee": 7}),
-        ("lock_seller", "result", "0xb", {"fee": 8})]
+        ("lock_seller", "result", "0xb", {"fee": 8}),
+    ]
     assert steps[0].seq < steps[1].seq < steps[2].seq
     last = journal.last("s1", "lock_seller", "result")
     assert last is not None and last.tx_id == "0xb"
@@ -69,7 +74,10 @@ def test_every_call_reads_back_what_was_written(journal):
     assert journal.last_seq("s1", "seller", "in") == 0
     assert journal.message_count("s1", "buyer", "out") == 2
     assert [(m["kind"], m["seq"], m.get("size")) for m in journal.messages("s1")] == [
-        ("PROPOSE", 1, 10), ("ACK", 2, None), ("ACCEPT", 1, None)]
+        ("PROPOSE", 1, 10),
+        ("ACK", 2, None),
+        ("ACCEPT", 1, None),
+    ]
 
 
 def test_record_all_keeps_every_row_or_none(journal):

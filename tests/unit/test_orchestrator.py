@@ -14,15 +14,20 @@ from dvp.testing.memory import MemoryDvpLedger, MemoryLiveLedger
 
 @pytest.fixture
 def orch(ledgers, journal_target):  # on each journal backend: SQLite and PostgreSQL
-    assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+    assets = [
+        Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+        Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+    ]
     return Orchestrator(ledgers, assets, Journal(journal_target))
 
 
 def spec(**kw) -> SwapSpec:
     plan = kw.pop("plan", {})
     return SwapSpec(
-        trade=Trade(security=Leg(ledger=kw.pop("sec_ledger", "a"), asset=kw.pop("sec_asset", "BOND"), amount=10),
-                    cash=Leg(ledger="b", asset="EUR", amount=kw.pop("cash", 1000))),
+        trade=Trade(
+            security=Leg(ledger=kw.pop("sec_ledger", "a"), asset=kw.pop("sec_asset", "BOND"), amount=10),
+            cash=Leg(ledger="b", asset="EUR", amount=kw.pop("cash", 1000)),
+        ),
         plan=HtlcPlan(**{"holder_timeout": 100, "counter_timeout": 50, "reaction_window": 5, **plan}),
         fast_forward=True,
         **kw,
@@ -31,7 +36,12 @@ def spec(**kw) -> SwapSpec:
 
 def holdings(ledgers):
     a, b = ledgers["a"], ledgers["b"]
-    return (a.balances[("seller", "BOND")], a.balances[("buyer", "BOND")], b.balances[("seller", "EUR")], b.balances[("buyer", "EUR")])
+    return (
+        a.balances[("seller", "BOND")],
+        a.balances[("buyer", "BOND")],
+        b.balances[("seller", "EUR")],
+        b.balances[("buyer", "EUR")],
+    )
 
 
 async def test_happy_path_settles(orch, ledgers):
@@ -110,14 +120,22 @@ async def test_missing_capability_is_refused(ledgers, tmp_path):
         held = ledgers[name].balances
         ledgers[name] = MemoryLiveLedger(name)
         ledgers[name].balances.update(held)
-    assets = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
-              Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH)]
+    assets = [
+        Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+        Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+        Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH),
+    ]
     orch = Orchestrator(ledgers, assets, Journal(tmp_path / "j.sqlite"))
     with pytest.raises(errors.NotSupportedError, match="'a' .* does not support time_travel"):
         await orch.run(spec())
     with pytest.raises(errors.NotSupportedError, match="does not support atomic_dvp"):
-        await orch.run(SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=1),
-                                            cash=Leg(ledger="a", asset="EUR", amount=1))))
+        await orch.run(
+            SwapSpec(
+                trade=Trade(
+                    security=Leg(ledger="a", asset="BOND", amount=1), cash=Leg(ledger="a", asset="EUR", amount=1)
+                )
+            )
+        )
     assert orch.journal.swaps() == []
 
 
@@ -284,13 +302,21 @@ async def test_every_transaction_of_a_step_is_journaled_and_waited_for(orch, led
     ledgers["a"].fee = 21
     result = await orch.run(spec())
     assert result.outcome is Outcome.SETTLED
-    rows = [(s.phase, s.detail.get("purpose"), s.detail.get("payer"), s.detail.get("fee"))
-            for s in result.steps if s.step == "lock security"]
-    assert rows == [("intent", None, None, None),
-                    ("signed", "approve", "seller", None), ("signed", "lock", "seller", None),
-                    ("submitted", "approve", "seller", None), ("submitted", "lock", "seller", None),
-                    ("final", "approve", "seller", 21), ("final", "lock", "seller", 21),
-                    ("result", None, None, None)]
+    rows = [
+        (s.phase, s.detail.get("purpose"), s.detail.get("payer"), s.detail.get("fee"))
+        for s in result.steps
+        if s.step == "lock security"
+    ]
+    assert rows == [
+        ("intent", None, None, None),
+        ("signed", "approve", "seller", None),
+        ("signed", "lock", "seller", None),
+        ("submitted", "approve", "seller", None),
+        ("submitted", "lock", "seller", None),
+        ("final", "approve", "seller", 21),
+        ("final", "lock", "seller", 21),
+        ("result", None, None, None),
+    ]
     lock_txs = [s.tx_id for s in result.steps if s.step == "lock security" and s.phase == "submitted"]
     assert ledgers["a"].waited[:2] == lock_txs  # in order, the approve first
     [result_row] = [s for s in result.steps if s.step == "lock security" and s.phase == "result"]
@@ -325,17 +351,24 @@ def atomic(journal_target):
     ledger = MemoryDvpLedger("d")
     ledger.balances[("seller", "BOND")] = 100
     ledger.balances[("buyer", "EUR")] = 10_000
-    assets = [Asset(symbol="BOND", ledger="d", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="d", kind=AssetKind.CASH)]
+    assets = [
+        Asset(symbol="BOND", ledger="d", kind=AssetKind.SECURITY),
+        Asset(symbol="EUR", ledger="d", kind=AssetKind.CASH),
+    ]
     return ledger, Orchestrator({"d": ledger}, assets, Journal(journal_target))
 
 
 def atomic_spec(**kw) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="d", asset="BOND", amount=10), cash=Leg(ledger="d", asset="EUR", amount=1000)),
-                    **kw)
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="d", asset="BOND", amount=10), cash=Leg(ledger="d", asset="EUR", amount=1000)),
+        **kw,
+    )
 
 
 def atomic_holdings(ledger):
-    return tuple(ledger.balances[k] for k in (("seller", "BOND"), ("buyer", "BOND"), ("seller", "EUR"), ("buyer", "EUR")))
+    return tuple(
+        ledger.balances[k] for k in (("seller", "BOND"), ("buyer", "BOND"), ("seller", "EUR"), ("buyer", "EUR"))
+    )
 
 
 async def test_atomic_run_moves_both_legs_in_one_transaction(atomic):

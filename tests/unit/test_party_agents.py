@@ -18,22 +18,45 @@ from dvp.party.messages import REPLY_KINDS, Kind, Message
 from dvp.party.run import PartyRun
 from dvp.testing.scenarios import DEV_POLICY
 
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
-
-
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 
 
 def spec(holder: Role = Role.SELLER, **plan) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(**{"secret_holder": holder, "holder_timeout": 100, "counter_timeout": 50,
-                                     "reaction_window": 5, **plan}), fast_forward=True)
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(
+            **{"secret_holder": holder, "holder_timeout": 100, "counter_timeout": 50, "reaction_window": 5, **plan}
+        ),
+        fast_forward=True,
+    )
 
 
 @pytest.fixture
 async def agents(ledgers, journal_for):  # each party's journal on each backend: SQLite and PostgreSQL
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(journal_for("seller")), one, policy=DEV_POLICY, progress=lambda s, m: print("seller", s, m))
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(journal_for("buyer")), two, policy=DEV_POLICY, progress=lambda s, m: print("buyer", s, m))
+    seller = Agent(
+        "seller",
+        "buyer",
+        ledgers,
+        ASSETS,
+        Journal(journal_for("seller")),
+        one,
+        policy=DEV_POLICY,
+        progress=lambda s, m: print("seller", s, m),
+    )
+    buyer = Agent(
+        "buyer",
+        "seller",
+        ledgers,
+        ASSETS,
+        Journal(journal_for("buyer")),
+        two,
+        policy=DEV_POLICY,
+        progress=lambda s, m: print("buyer", s, m),
+    )
     await seller.start()
     await buyer.start()
     yield seller, buyer
@@ -43,7 +66,12 @@ async def agents(ledgers, journal_for):  # each party's journal on each backend:
 
 def holdings(ledgers):
     a, b = ledgers["a"], ledgers["b"]
-    return (a.balances[("seller", "BOND")], a.balances[("buyer", "BOND")], b.balances[("seller", "EUR")], b.balances[("buyer", "EUR")])
+    return (
+        a.balances[("seller", "BOND")],
+        a.balances[("buyer", "BOND")],
+        b.balances[("seller", "EUR")],
+        b.balances[("buyer", "EUR")],
+    )
 
 
 async def settle_both(seller, buyer, swap_id):
@@ -85,8 +113,15 @@ async def test_two_agents_settle(agents, ledgers, holder, proposer):
 async def test_policy_rejects_with_reason(ledgers, tmp_path):
     one, two = LocalChannel.pair("seller", "buyer")
     seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "s.sqlite"), one, policy=DEV_POLICY)
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "b.sqlite"), two,
-                  policy=DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 500}}))
+    buyer = Agent(
+        "buyer",
+        "seller",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "b.sqlite"),
+        two,
+        policy=DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 500}}),
+    )
     await seller.start()
     await buyer.start()
     try:
@@ -106,8 +141,14 @@ async def test_replayed_message_is_refused(agents):
     swap_id = await seller.propose(spec())
     await settle_both(seller, buyer, swap_id)
     last = buyer.journal.last_seq(swap_id, "seller", "in", leaving_out=tuple(k.value for k in REPLY_KINDS))
-    old = Message(kind=Kind.LOCKED, swap_id=swap_id, sender="seller", recipient="buyer", seq=last,
-                  body={"leg": "security", "lock_id": "x"})
+    old = Message(
+        kind=Kind.LOCKED,
+        swap_id=swap_id,
+        sender="seller",
+        recipient="buyer",
+        seq=last,
+        body={"leg": "security", "lock_id": "x"},
+    )
     with pytest.raises(errors.MessageRefused, match="replayed or reordered"):
         await buyer.handle(old)
     with pytest.raises(errors.MessageRefused, match="talks only to"):

@@ -50,10 +50,26 @@ class Said:
 
 def pair(ledgers, tmp_path, seller_said=None, buyer_said=None):
     one, two = LocalChannel.pair("seller", "buyer")
-    seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), one,
-                   policy=DEV_POLICY, progress=seller_said or Said())
-    buyer = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), two,
-                  policy=DEV_POLICY, progress=buyer_said or Said())
+    seller = Agent(
+        "seller",
+        "buyer",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "seller.sqlite"),
+        one,
+        policy=DEV_POLICY,
+        progress=seller_said or Said(),
+    )
+    buyer = Agent(
+        "buyer",
+        "seller",
+        ledgers,
+        ASSETS,
+        Journal(tmp_path / "buyer.sqlite"),
+        two,
+        policy=DEV_POLICY,
+        progress=buyer_said or Said(),
+    )
     return seller, buyer
 
 
@@ -113,8 +129,10 @@ async def seller_pinging_a_paused_buyer(ledgers, tmp_path):
     await buyer.start()
     try:
         swap_id = await seller.propose(spec(Role.BUYER))
-        await until(lambda: any(s.step == "lock security" and s.phase == "result"
-                                for s in seller.journal.steps(swap_id)), "the seller's lock")
+        await until(
+            lambda: any(s.step == "lock security" and s.phase == "result" for s in seller.journal.steps(swap_id)),
+            "the seller's lock",
+        )
         await until(lambda: seller.channel._in_flight, "a ping in flight")
         yield seller, buyer, said, answering, swap_id
     finally:
@@ -229,8 +247,9 @@ async def test_an_acceptor_killed_after_its_first_journal_write_answers_the_retr
     await asyncio.wait_for(dead.wait(), 10)
     await buyer.aclose()
     # The restarted agent: its journal, its channel end.
-    again = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel,
-                  policy=DEV_POLICY)
+    again = Agent(
+        "buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel, policy=DEV_POLICY
+    )
     await again.start()
     ours, theirs = await both_outcomes(seller, again, swap_id)
     assert ours.outcome is Outcome.SETTLED and theirs.outcome is Outcome.SETTLED, (ours.detail, theirs.detail)
@@ -273,8 +292,9 @@ async def test_an_acceptor_back_after_the_proposer_gave_up_locks_nothing(ledgers
     await buyer.aclose()
     ours = await outcome_of(seller.tasks[swap_id], 15)
     assert ours.outcome is Outcome.ABORTED and "never answered" in ours.detail, ours.detail
-    again = Agent("buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel,
-                  policy=DEV_POLICY)
+    again = Agent(
+        "buyer", "seller", ledgers, ASSETS, Journal(tmp_path / "buyer.sqlite"), buyer.channel, policy=DEV_POLICY
+    )
     await again.start()
     _, theirs = await both_outcomes(seller, again, swap_id)
     assert theirs.outcome is Outcome.ABORTED, theirs.detail

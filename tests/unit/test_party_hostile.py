@@ -26,8 +26,12 @@ from dvp.testing.scenarios import DEV_POLICY
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(20)]
 
 # Each ledger carries both assets, so a hostile party can lock the wrong one of its own.
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH),
-          Asset(symbol="BOND", ledger="b", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="a", kind=AssetKind.CASH),
+    Asset(symbol="BOND", ledger="b", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 START = {("a", "seller", "BOND"): 100, ("b", "buyer", "EUR"): 10_000, ("b", "buyer", "BOND"): 1000}
 TICK_SECONDS = 0.005  # each tick moves both ledger clocks one second
 MAX_TICKS = 4000
@@ -68,7 +72,9 @@ async def ticking(ledgers: dict[str, MemoryLedger]) -> None:
 
 
 def holdings(ledgers: dict[str, MemoryLedger], party: str) -> dict[tuple[str, str], int]:
-    return {(name, asset): ledger.balances[(party, asset)] for name, ledger in ledgers.items() for asset in ("BOND", "EUR")}
+    return {
+        (name, asset): ledger.balances[(party, asset)] for name, ledger in ledgers.items() for asset in ("BOND", "EUR")
+    }
 
 
 def started(party: str) -> dict[tuple[str, str], int]:
@@ -76,10 +82,11 @@ def started(party: str) -> dict[tuple[str, str], int]:
 
 
 def spec(holder: Role) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10),
-                                cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(secret_holder=holder, holder_timeout=100, counter_timeout=50, reaction_window=5),
-                    fast_forward=True)
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(secret_holder=holder, holder_timeout=100, counter_timeout=50, reaction_window=5),
+        fast_forward=True,
+    )
 
 
 class Mortal:
@@ -112,11 +119,26 @@ class Pair:
         self.ledgers = ledgers
         self.mortal = {name: Mortal(ledger) for name, ledger in ledgers.items()}
         self.seller_channel, self.buyer_channel = LocalChannel.pair("seller", "buyer")
-        self.seller = Agent("seller", "buyer", ledgers, ASSETS, Journal(tmp_path / "seller.sqlite"), self.seller_channel, policy=DEV_POLICY,
-                            progress=lambda s, m: print("seller", m))
-        self.buyer = buyer_class("buyer", "seller", self.mortal if mortal else ledgers, ASSETS,
-                                 Journal(tmp_path / "buyer.sqlite"), self.buyer_channel, policy=DEV_POLICY,
-                                 progress=lambda s, m: print("buyer ", m))
+        self.seller = Agent(
+            "seller",
+            "buyer",
+            ledgers,
+            ASSETS,
+            Journal(tmp_path / "seller.sqlite"),
+            self.seller_channel,
+            policy=DEV_POLICY,
+            progress=lambda s, m: print("seller", m),
+        )
+        self.buyer = buyer_class(
+            "buyer",
+            "seller",
+            self.mortal if mortal else ledgers,
+            ASSETS,
+            Journal(tmp_path / "buyer.sqlite"),
+            self.buyer_channel,
+            policy=DEV_POLICY,
+            progress=lambda s, m: print("buyer ", m),
+        )
 
     async def vanish(self) -> None:
         """The buyer's agent dies now, as a killed process would: it sends and answers nothing
@@ -182,8 +204,11 @@ async def test_honest_party_stays_whole(ledgers, tmp_path, misbehaviour, hostile
         assert hostile is not None and hostile.outcome is Outcome.REFUNDED, hostile
         assert holdings(ledgers, "buyer") == started("buyer")
     else:
-        why = re.escape("the 'buyer' lock never appeared on b while there was time to claim it" if hostile_role == "counter"
-                        else "the 'buyer' lock never appeared (too late to lock")
+        why = re.escape(
+            "the 'buyer' lock never appeared on b while there was time to claim it"
+            if hostile_role == "counter"
+            else "the 'buyer' lock never appeared (too late to lock"
+        )
         assert "differs" not in detail
     if hostile_role == "counter":  # the honest seller locked first: refunded after expiry
         assert result.outcome is Outcome.REFUNDED, detail
@@ -220,6 +245,7 @@ async def test_counterparty_vanishes_after_the_first_lock(ledgers, tmp_path, mon
     lock = ledger.lock
 
     async with Pair(ledgers, tmp_path, mortal=True) as pair:
+
         async def lock_then_vanish(terms):
             submission = await lock(terms)
             await pair.vanish()
@@ -231,8 +257,10 @@ async def test_counterparty_vanishes_after_the_first_lock(ledgers, tmp_path, mon
         await asyncio.wait_for(pair.stopping, 5)
         assert pair.buyer.tasks[swap_id].cancelled()
     assert result.outcome is Outcome.REFUNDED, result.detail
-    assert "the 'buyer' lock never appeared on b while there was time to claim it; 'buyer''s agent has not " \
-           "answered since" in result.detail
+    assert (
+        "the 'buyer' lock never appeared on b while there was time to claim it; 'buyer''s agent has not "
+        "answered since" in result.detail
+    )
     assert holdings(ledgers, "seller") == started("seller")
     assert holdings(ledgers, "buyer") == started("buyer")
 
@@ -244,6 +272,7 @@ async def test_counterparty_vanishes_after_the_reveal(ledgers, tmp_path, monkeyp
     claim = ledger.claim
 
     async with Pair(ledgers, tmp_path, mortal=True) as pair:
+
         async def claim_then_vanish(lock_id, preimage, *, submitter):
             submission = await claim(lock_id, preimage, submitter=submitter)
             await pair.vanish()

@@ -100,7 +100,9 @@ def test_counterparties_keep_their_public_identity(kind):
         assert (buyer["msp_id"], buyer["account"], buyer["msp_dir"], buyer["key"], buyer["cert"]) == \
             ("Org2MSP", "x509::buyer", "", "", "")  # fmt: skip
         # node access stays: the peers' and the orderer's endpoints and TLS CAs
-        assert {o: p["tls_ca"] for o, p in narrowed["peers"].items()} == {o: p["tls_ca"] for o, p in config["peers"].items()}
+        assert {o: p["tls_ca"] for o, p in narrowed["peers"].items()} == {
+            o: p["tls_ca"] for o, p in config["peers"].items()
+        }
         assert narrowed["orderer"] == config["orderer"]
 
 
@@ -116,7 +118,9 @@ def test_an_adapter_of_the_narrowed_config_names_but_never_signs_for_the_counter
         assert mine.lock_id(terms) == full.lock_id(terms)  # the counterparty's public identity is enough
     if kind in ("utxo", "elements"):  # refused before any I/O (the others: tests/agent, on their nodes)
         theirs = terms.model_copy(update={"sender": "buyer", "recipient": "seller"})
-        with pytest.raises(ConfigError, match=r"led: no key for party 'buyer' in this process \(it holds seller's only\)"):
+        with pytest.raises(
+            ConfigError, match=r"led: no key for party 'buyer' in this process \(it holds seller's only\)"
+        ):
             run(mine.lock(theirs))
         with pytest.raises(ConfigError, match="no key for party 'buyer'.*only the recipient's key can sign a claim"):
             run(mine.claim(mine.lock_id(terms), PREIMAGE, submitter="seller"))

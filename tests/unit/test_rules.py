@@ -29,7 +29,11 @@ def test_secret_is_32_random_bytes_and_hash_is_sha256_of_the_raw_bytes():
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("zz" * 32, "preimage: malformed hex"), ("ab" * 33, "preimage: must be exactly 32 bytes, got 33"), ("abc", "malformed hex")],
+    [
+        ("zz" * 32, "preimage: malformed hex"),
+        ("ab" * 33, "preimage: must be exactly 32 bytes, got 33"),
+        ("abc", "malformed hex"),
+    ],
 )
 def test_hex_input_errors_name_the_field(value, message):
     with pytest.raises(errors.ConfigError, match=message):
@@ -43,14 +47,45 @@ def test_hex32_accepts_prefix_and_case():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"trade": {"security": {"ledger": "a", "asset": "B", "amount": 0}, "cash": {"ledger": "b", "asset": "E", "amount": 1}}},
-         "trade.security.amount: Input should be greater than 0"),
-        ({"trade": {"security": {"ledger": "a", "asset": "B", "amount": 1}, "cash": {"ledger": "b", "asset": "E", "amount": -5}}},
-         "trade.cash.amount: Input should be greater than 0"),
-        ({"trade": {"seller": "x", "buyer": "x", "security": {"ledger": "a", "asset": "B", "amount": 1},
-                    "cash": {"ledger": "b", "asset": "E", "amount": 1}}}, "seller and buyer must be different"),
-        ({"trade": {"security": {"ledger": "a", "asset": "B", "amount": 1}, "cash": {"ledger": "b", "asset": "E", "amount": 1}},
-          "plan": {"secret_holder": "bank"}}, "plan.secret_holder"),
+        (
+            {
+                "trade": {
+                    "security": {"ledger": "a", "asset": "B", "amount": 0},
+                    "cash": {"ledger": "b", "asset": "E", "amount": 1},
+                }
+            },
+            "trade.security.amount: Input should be greater than 0",
+        ),
+        (
+            {
+                "trade": {
+                    "security": {"ledger": "a", "asset": "B", "amount": 1},
+                    "cash": {"ledger": "b", "asset": "E", "amount": -5},
+                }
+            },
+            "trade.cash.amount: Input should be greater than 0",
+        ),
+        (
+            {
+                "trade": {
+                    "seller": "x",
+                    "buyer": "x",
+                    "security": {"ledger": "a", "asset": "B", "amount": 1},
+                    "cash": {"ledger": "b", "asset": "E", "amount": 1},
+                }
+            },
+            "seller and buyer must be different",
+        ),
+        (
+            {
+                "trade": {
+                    "security": {"ledger": "a", "asset": "B", "amount": 1},
+                    "cash": {"ledger": "b", "asset": "E", "amount": 1},
+                },
+                "plan": {"secret_holder": "bank"},
+            },
+            "plan.secret_holder",
+        ),
         ([], "expected a mapping"),
     ],
 )

@@ -17,13 +17,19 @@ class Killed(BaseException):
     """The process died here (nothing in the orchestrator catches a BaseException)."""
 
 
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 
 
 def spec(behaviour: Behaviour | None = None) -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5), fast_forward=True,
-                    behaviour=behaviour or Behaviour())
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5),
+        fast_forward=True,
+        behaviour=behaviour or Behaviour(),
+    )
 
 
 @pytest.fixture
@@ -47,21 +53,32 @@ def kill_at(monkeypatch):
 
 def holdings(ledgers):
     a, b = ledgers["a"], ledgers["b"]
-    return (a.balances[("seller", "BOND")], a.balances[("buyer", "BOND")], b.balances[("seller", "EUR")],
-            b.balances[("buyer", "EUR")])
+    return (
+        a.balances[("seller", "BOND")],
+        a.balances[("buyer", "BOND")],
+        b.balances[("seller", "EUR")],
+        b.balances[("buyer", "EUR")],
+    )
 
 
 # Settled: four sends (two locks, two claims); refunded: two locks, two refunds.  Only the
 # security leg's lock is two transactions: one boundary between two of one submission.
-CASES = [(b, n, beh, want) for beh, want in ((Behaviour(), (90, 10, 1000, 9000)),
-                                             (Behaviour(holder_claims=False), (100, 0, 0, 10_000)))
-         for b in Boundary for n in range(1, 2 if b is Boundary.BETWEEN else 5)]
+CASES = [
+    (b, n, beh, want)
+    for beh, want in ((Behaviour(), (90, 10, 1000, 9000)), (Behaviour(holder_claims=False), (100, 0, 0, 10_000)))
+    for b in Boundary
+    for n in range(1, 2 if b is Boundary.BETWEEN else 5)
+]
 
 
-@pytest.mark.parametrize(("boundary", "n", "behaviour", "expected"), CASES,
-                         ids=[f"{b}-{n}-{'settle' if w[1] else 'refund'}" for b, n, _, w in CASES])
-async def test_killed_at_a_send_boundary_then_resumed_sends_nothing_twice(ledgers, tmp_path, kill_at, boundary, n,
-                                                                          behaviour, expected):
+@pytest.mark.parametrize(
+    ("boundary", "n", "behaviour", "expected"),
+    CASES,
+    ids=[f"{b}-{n}-{'settle' if w[1] else 'refund'}" for b, n, _, w in CASES],
+)
+async def test_killed_at_a_send_boundary_then_resumed_sends_nothing_twice(
+    ledgers, tmp_path, kill_at, boundary, n, behaviour, expected
+):
     ledgers["a"].approve_before_lock = True  # the security leg's lock is two transactions (approve, lock)
     journal = Journal(tmp_path / "j.sqlite")
     kill_at(boundary, n)

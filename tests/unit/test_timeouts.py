@@ -45,31 +45,46 @@ def test_a_second_lock_made_promptly_keeps_the_planned_gap_at_the_minimum():
         second_leg_seconds(plan, EVM, EVM, holder_first=True, first_left=36 + b.claim_window)
 
 
-finalities = st.builds(Finality.by_confirmations, st.integers(1, 6), st.sampled_from([0.25, 1.0, 2.5, 600.0]),
-                       st.sampled_from([0.0, 1.0, 2.0, 30.0]))
+finalities = st.builds(
+    Finality.by_confirmations,
+    st.integers(1, 6),
+    st.sampled_from([0.25, 1.0, 2.5, 600.0]),
+    st.sampled_from([0.0, 1.0, 2.0, 30.0]),
+)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
-@given(holder=finalities, counter=finalities, counter_timeout=st.integers(1, 20_000), extra=st.integers(0, 3),
-       reaction=st.integers(0, 120), first=st.sampled_from([Role.SELLER, Role.BUYER]))
-def test_every_accepted_plan_passes_the_runtime_check_after_a_prompt_first_lock(holder, counter, counter_timeout,
-                                                                               extra, reaction, first):
+@given(
+    holder=finalities,
+    counter=finalities,
+    counter_timeout=st.integers(1, 20_000),
+    extra=st.integers(0, 3),
+    reaction=st.integers(0, 120),
+    first=st.sampled_from([Role.SELLER, Role.BUYER]),
+)
+def test_every_accepted_plan_passes_the_runtime_check_after_a_prompt_first_lock(
+    holder, counter, counter_timeout, extra, reaction, first
+):
     needed = budget(HtlcPlan(reaction_window=reaction), holder, counter).gap_required
     if counter_timeout + needed + extra > 30 * 24 * 3600:
         return
-    plan = HtlcPlan(holder_timeout=counter_timeout + needed + extra, counter_timeout=counter_timeout,
-                    reaction_window=reaction, first_locker=first)
+    plan = HtlcPlan(
+        holder_timeout=counter_timeout + needed + extra,
+        counter_timeout=counter_timeout,
+        reaction_window=reaction,
+        first_locker=first,
+    )
     try:
         b = check_plan(plan, holder, counter)
     except errors.UnsafeTimeouts:
         return
     holder_first = plan.locks_first is plan.secret_holder
     first_timeout = plan.holder_timeout if holder_first else plan.counter_timeout
-    second = second_leg_seconds(plan, holder, counter, holder_first=holder_first,
-                                first_left=first_timeout - b.first_delay)
+    second = second_leg_seconds(
+        plan, holder, counter, holder_first=holder_first, first_left=first_timeout - b.first_delay
+    )
     gap = (first_timeout - b.first_delay) - second if holder_first else second - (first_timeout - b.first_delay)
     assert gap == plan.holder_timeout - plan.counter_timeout >= b.gap_required
-
 
 
 # -- messages label time left as such (issue 23, item 5) ---------------------------------------------
@@ -83,13 +98,16 @@ def test_time_left_on_agreed_expiries_is_not_called_the_plans_field():
         check_time_left(plan, 20, 10, EVM, EVM)
     text = str(info.value)
     assert "plan." not in text and "timeout" not in text, text
-    assert text.startswith("time left: the holder's leg has 20s left, a 10s gap over the counter leg's 10s; "
-                           "at least 36s needed"), text
+    assert text.startswith(
+        "time left: the holder's leg has 20s left, a 10s gap over the counter leg's 10s; at least 36s needed"
+    ), text
     with pytest.raises(errors.UnsafeTimeouts) as info:
         check_time_left(HtlcPlan(holder_timeout=600, counter_timeout=300, reaction_window=5), 15, 3, EVM, EVM)
     assert str(info.value).startswith("time left: the counter leg would run "), str(info.value)
     # The same figures as a plan keep the plan's field names.
-    with pytest.raises(errors.UnsafeTimeouts, match=r"^plan.holder_timeout: 20s leaves a 10s gap over counter_timeout 10s"):
+    with pytest.raises(
+        errors.UnsafeTimeouts, match=r"^plan.holder_timeout: 20s leaves a 10s gap over counter_timeout 10s"
+    ):
         check_plan(HtlcPlan(holder_timeout=20, counter_timeout=10, reaction_window=30), EVM, EVM)
     check_time_left(HtlcPlan(holder_timeout=60, counter_timeout=30, reaction_window=10), 59, 29, EVM, EVM)
 
@@ -99,5 +117,6 @@ def test_too_late_to_lock_says_which_time_is_left_and_what_it_is_needed_for(left
     from dvp.timeouts import too_late_to_lock
 
     text = too_late_to_lock(left, needed)
-    assert text == (f"too late to lock: the counter leg has {left:.1f}s left; the holder needs more than "
-                    f"{needed:.1f}s to claim it").replace(".0s", "s"), text
+    assert text == (
+        f"too late to lock: the counter leg has {left:.1f}s left; the holder needs more than {needed:.1f}s to claim it"
+    ).replace(".0s", "s"), text

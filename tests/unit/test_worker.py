@@ -12,13 +12,19 @@ from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, SwapResult, Unfinished
 from dvp.worker import work
 
-ASSETS = [Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY), Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH)]
+ASSETS = [
+    Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="b", kind=AssetKind.CASH),
+]
 SWAPS = 8
 
 
 def spec() -> SwapSpec:
-    return SwapSpec(trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
-                    plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5), fast_forward=True)
+    return SwapSpec(
+        trade=Trade(security=Leg(ledger="a", asset="BOND", amount=10), cash=Leg(ledger="b", asset="EUR", amount=1000)),
+        plan=HtlcPlan(holder_timeout=100, counter_timeout=50, reaction_window=5),
+        fast_forward=True,
+    )
 
 
 async def test_two_workers_share_a_queue_each_swap_driven_once(ledgers, journal_target):
@@ -34,15 +40,21 @@ async def test_two_workers_share_a_queue_each_swap_driven_once(ledgers, journal_
     ledgers["a"].lock = slow_lock
     assert ledgers["a"].sent == [] and ledgers["b"].sent == []  # submitted, not driven
     reports: dict[str, list[SwapResult | Unfinished]] = {"first": [], "second": []}
-    done = await asyncio.wait_for(asyncio.gather(
-        work(first, reports["first"].append, concurrency=2, poll=0.05, idle_exit=0.3),
-        work(second, reports["second"].append, concurrency=2, poll=0.05, idle_exit=0.3)), timeout=60)
+    done = await asyncio.wait_for(
+        asyncio.gather(
+            work(first, reports["first"].append, concurrency=2, poll=0.05, idle_exit=0.3),
+            work(second, reports["second"].append, concurrency=2, poll=0.05, idle_exit=0.3),
+        ),
+        timeout=60,
+    )
     assert sum(done) == SWAPS and min(done) > 0, done  # both workers drove some
     driven = [r.swap_id for rs in reports.values() for r in rs if isinstance(r, SwapResult)]
     assert sorted(driven) == sorted(ids)  # each exactly once
     assert not [r for rs in reports.values() for r in rs if isinstance(r, Unfinished)]  # busy skips are not reported
     assert {r.outcome for r in first.journal.swaps()} == {"settled"}
     for name in ("a", "b"):  # one lock and one claim per swap on each ledger: nothing sent twice
-        assert ledgers[name].sent.count("lock") == SWAPS and ledgers[name].sent.count("claim") == SWAPS, ledgers[name].sent
+        assert ledgers[name].sent.count("lock") == SWAPS and ledgers[name].sent.count("claim") == SWAPS, ledgers[
+            name
+        ].sent
     first.journal.close()
     second.journal.close()

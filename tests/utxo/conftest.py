@@ -111,7 +111,9 @@ class ElementsChain(Chain):
         from dvp_utxo.elements.ledger import ElementsLedger
 
         self.policy = config["policy_asset"]
-        self.ledger = ElementsLedger(self.rpc, self.dialect, self.view, policy_asset=self.policy, fee_rate=config["fee_rate"])
+        self.ledger = ElementsLedger(
+            self.rpc, self.dialect, self.view, policy_asset=self.policy, fee_rate=config["fee_rate"]
+        )
 
     async def mine(self, n: int = 1) -> None:
         from dvp_utxo.elements.launcher import address_of

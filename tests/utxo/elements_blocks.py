@@ -10,7 +10,15 @@ def block(txs: list[bytes], *, dynafed: bool, prev: bytes = b"\x11" * 32, time: 
     header = (-0x7FFFFFFF if dynafed else 0x20000000).to_bytes(4, "little", signed=True) + prev + b"\x22" * 32
     header += time.to_bytes(4, "little") + (7).to_bytes(4, "little")
     if dynafed:  # current entry (full params), proposed entry (null), one-item signblock witness
-        header += b"\x02" + var(b"\x51") + (74).to_bytes(4, "little") + var(b"\x51") + var(b"\x51") + b"\x01" + var(b"\x00" * 3)
+        header += (
+            b"\x02"
+            + var(b"\x51")
+            + (74).to_bytes(4, "little")
+            + var(b"\x51")
+            + var(b"\x51")
+            + b"\x01"
+            + var(b"\x00" * 3)
+        )
         header += b"\x00" + b"\x01" + var(b"\xab")
     else:  # signed-block proof: challenge and solution scripts
         header += var(b"\x51") + var(b"")

@@ -106,7 +106,12 @@ async def test_lock_audit_claim_reveals_secret_and_resumes_statelessly(adapter, 
     async with make(btcd_ledger.config) as fresh:
         st = await fresh.get_lock(lock_id)
         assert st.status is LockStatus.CLAIMED and st.preimage == secret.hex() and st.final
-        assert (st.terms.sender, st.terms.recipient, st.terms.amount, st.terms.expiry) == ("seller", "buyer", AMOUNT, t.expiry)
+        assert (st.terms.sender, st.terms.recipient, st.terms.amount, st.terms.expiry) == (
+            "seller",
+            "buyer",
+            AMOUNT,
+            t.expiry,
+        )
         assert st.terms.agrees_with(t) and st.terms.nonce is None
         assert fresh.lock_id(t) == lock_id  # pure: the same id in any process
     with pytest.raises(errors.LockError, match="already claimed"):
@@ -176,7 +181,10 @@ async def test_lock_guards(adapter):
     _, huge = await terms(adapter, amount=10**16)
     with pytest.raises(errors.SubmitError, match="insufficient"):
         await adapter.lock(huge)
-    with pytest.raises(errors.LockRefused, match=r"'seller' holds \d+ sat on .*, needs 10000000000000000 sat plus a fee of up to \d+ sat$"):
+    with pytest.raises(
+        errors.LockRefused,
+        match=r"'seller' holds \d+ sat on .*, needs 10000000000000000 sat plus a fee of up to \d+ sat$",
+    ):
         await adapter.check_lock(huge)
     with pytest.raises(errors.ConfigError):
         await adapter.lock(t.model_copy(update={"asset": "DOGE"}))
@@ -219,7 +227,10 @@ async def test_issue_and_observe_resume(adapter):
     events = [e async for e in adapter.observe()]
     mine = [e for e in events if e.height > start]
     assert [(e.kind, e.lock_id) for e in mine] == [
-        ("locked", lock_a), ("claimed", lock_a), ("locked", lock_b), ("refunded", lock_b)
+        ("locked", lock_a),
+        ("claimed", lock_a),
+        ("locked", lock_b),
+        ("refunded", lock_b),
     ]
     assert mine[1].preimage == secret.hex()
     resumed = [e async for e in adapter.observe(since=mine[1].checkpoint)]
@@ -260,8 +271,11 @@ async def test_a_journaled_lock_whose_input_was_spent_elsewhere_is_proven_dead(a
     [lock] = journaled
     wire = adapter.ledger.dialect.parse_tx(lock.raw)
     key = adapter._key("seller")
-    inputs = [u for u in adapter.view.unspent(key.script_pubkey)
-              if (u.txid, u.vout) in {(i.prev_txid, i.prev_vout) for i in wire.inputs}]
+    inputs = [
+        u
+        for u in adapter.view.unspent(key.script_pubkey)
+        if (u.txid, u.vout) in {(i.prev_txid, i.prev_vout) for i in wire.inputs}
+    ]
     assert inputs, "the journaled lock spends the seller's outputs"
     other, _fee = build_payment(key, inputs, [(key.script_pubkey, 10_000)], adapter.ledger.fee_rate)
     other_id = await adapter.ledger.broadcast(other)

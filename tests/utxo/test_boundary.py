@@ -16,7 +16,9 @@ pytestmark = pytest.mark.utxo
 EQUALVERIFY = "TX rejected: failed to validate input aa:0 which references output bb:0 - OP_EQUALVERIFY failed (input witness [...])"
 NONFINAL = "TX rejected: transaction cc is not standard: transaction is not finalized"
 CLTV = "TX rejected: failed to validate input aa:0 ... - locktime requirement not satisfied -- locktime is greater than the transaction locktime: 463 > 454"
-NULLFAIL = "TX rejected: failed to validate input aa:0 ... - signature not empty on failed checksig (input witness [...])"
+NULLFAIL = (
+    "TX rejected: failed to validate input aa:0 ... - signature not empty on failed checksig (input witness [...])"
+)
 SPENT = "TX rejected: orphan transaction dd references outputs of unknown or fully-spent transaction ee"
 
 
@@ -67,12 +69,27 @@ def test_other_failures():
 @pytest.mark.parametrize(
     ("what", "code", "message", "expected"),
     [
-        ("claim", -26, "mandatory-script-verify-flag-failed (Script failed an OP_EQUALVERIFY operation)", errors.InvalidPreimage),
+        (
+            "claim",
+            -26,
+            "mandatory-script-verify-flag-failed (Script failed an OP_EQUALVERIFY operation)",
+            errors.InvalidPreimage,
+        ),
         ("refund", -26, "non-final", errors.LockExpired),
         ("claim", -25, "bad-txns-inputs-missingorspent", errors.LockError),
         ("refund", -26, "txn-mempool-conflict", errors.LockError),
-        ("claim", -26, "mandatory-script-verify-flag-failed (Signature must be zero for failed CHECK(MULTI)SIG operation)", errors.SubmitError),
-        ("refund", -22, "TX decode failed: non-final", errors.SubmitError),  # not a verify error: the words do not count
+        (
+            "claim",
+            -26,
+            "mandatory-script-verify-flag-failed (Signature must be zero for failed CHECK(MULTI)SIG operation)",
+            errors.SubmitError,
+        ),
+        (
+            "refund",
+            -22,
+            "TX decode failed: non-final",
+            errors.SubmitError,
+        ),  # not a verify error: the words do not count
     ],
 )
 def test_bitcoind_reject_reasons(what, code, message, expected):

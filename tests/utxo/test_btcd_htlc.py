@@ -137,7 +137,10 @@ async def test_refund_with_early_nlocktime_rejected_by_cltv(chain):
 
     mtx = CMutableTransaction.from_tx(tx)
     mtx.nLockTime = cheat.lock_height
-    stacks = [refund_witness(_sign(chain.keys["seller"], mtx, i, htlc.script, u.value), htlc.script) for i, u in enumerate(utxos)]
+    stacks = [
+        refund_witness(_sign(chain.keys["seller"], mtx, i, htlc.script, u.value), htlc.script)
+        for i, u in enumerate(utxos)
+    ]
     bad = _with_witness(mtx, stacks)
     await assert_rejected(chain, bad, "locktime requirement not satisfied")
 
@@ -195,7 +198,9 @@ async def test_double_claim_and_claim_after_refund_rejected_by_node(chain):
     first = chain.ledger.claim_tx(htlc, chain.keys["buyer"], secret, utxos)
     await chain.ledger.broadcast(first)
     await chain.mine(1)
-    again = chain.ledger.claim_tx(htlc, chain.keys["buyer"], secret, utxos, destination=chain.keys["issuer"].script_pubkey)
+    again = chain.ledger.claim_tx(
+        htlc, chain.keys["buyer"], secret, utxos, destination=chain.keys["issuer"].script_pubkey
+    )
     await assert_rejected(chain, again, "fully-spent", "already spent", "missing")
 
 

@@ -66,7 +66,9 @@ async def _fund(path):
 def spec(**plan) -> SwapSpec:
     behaviour = plan.pop("behaviour", Behaviour())
     return SwapSpec(
-        trade=Trade(security=Leg(ledger=ETH, asset="BOND", amount=BOND), cash=Leg(ledger=BTC, asset="EUR", amount=CASH)),
+        trade=Trade(
+            security=Leg(ledger=ETH, asset="BOND", amount=BOND), cash=Leg(ledger=BTC, asset="EUR", amount=CASH)
+        ),
         plan=HtlcPlan(**{"holder_timeout": 60, "counter_timeout": 30, "reaction_window": 5, **plan}),
         behaviour=behaviour,
         fast_forward=True,

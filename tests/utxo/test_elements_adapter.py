@@ -93,7 +93,9 @@ async def test_lock_audit_and_claim_an_issued_asset_fees_in_the_policy_asset(ada
     assert [s.payer for s in sub] == ["seller"]  # the fee comes from the reserve the seller locked
     claim = await adapter.wait_final(sub.tx_id)
     assert claim.fee > 0 and claim.fee_asset == "LBTC"  # paid from the fee reserve, not from the bonds
-    assert await adapter.balance("buyer", "BOND") == buyer + 70 and await adapter.balance("seller", "BOND") == seller - 70
+    assert (
+        await adapter.balance("buyer", "BOND") == buyer + 70 and await adapter.balance("seller", "BOND") == seller - 70
+    )
     state = await adapter.get_lock(lock_id)
     assert state.status is LockStatus.CLAIMED and state.preimage == secret.hex()
     with pytest.raises(errors.LockError):

@@ -69,7 +69,9 @@ def funding(key: Key, *items: tuple[str, int], tag: int = 0) -> list[Utxo]:
 async def test_the_view_follows_elements_blocks_per_asset_and_through_a_reorganisation():
     node = FakeNode()
     seller_coins = funding(SELLER, (BOND, 10**9), (POLICY, 10**6))
-    pay, fee = build_payment(SELLER, seller_coins, [TxOut(BUYER.script_pubkey, BOND, 3 * 10**8)], policy_asset=POLICY, fee_rate=1.0)
+    pay, fee = build_payment(
+        SELLER, seller_coins, [TxOut(BUYER.script_pubkey, BOND, 3 * 10**8)], policy_asset=POLICY, fee_rate=1.0
+    )
     # Block 0 "creates" the seller's coins (a payment from the buyer's made-up outputs), block 1 pays the buyer.
     seed, _ = build_payment(BUYER, funding(BUYER, (BOND, 2 * 10**9), (POLICY, 10**7), tag=9),
                             [TxOut(SELLER.script_pubkey, BOND, 10**9), TxOut(SELLER.script_pubkey, POLICY, 10**6)],

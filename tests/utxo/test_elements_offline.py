@@ -176,7 +176,9 @@ def test_sha256_compression_is_right():
     assert sha256_midstate(block) == hashlib.sha256(b"abc").digest()
 
 
-@pytest.mark.parametrize("n,vout,contract", [(1, 0, bytes(32)), (0xDEADBEEF, 7, bytes(range(32))), (2**255, 0x7FFFFFFF, b"\xff" * 32)])
+@pytest.mark.parametrize(
+    "n,vout,contract", [(1, 0, bytes(32)), (0xDEADBEEF, 7, bytes(range(32))), (2**255, 0x7FFFFFFF, b"\xff" * 32)]
+)
 def test_asset_derivation_by_hand_from_the_midstate(n, vout, contract):
     prev = txid(n)
     outpoint = bytes.fromhex(prev)[::-1] + struct.pack("<I", vout)
@@ -217,7 +219,9 @@ def _varstr(b: bytes) -> bytes:
     return bytes([len(b)]) + b
 
 
-def elements_sighash_by_hand(tx: ElementsTx, index: int, script_code: bytes, value_commitment: bytes, hashtype: int = 1) -> bytes:
+def elements_sighash_by_hand(
+    tx: ElementsTx, index: int, script_code: bytes, value_commitment: bytes, hashtype: int = 1
+) -> bytes:
     """Elements' SignatureHash for SigVersion::WITNESS_V0 (SIGHASH_ALL, no rangeproof flag)."""
     ins, outs = tx.inputs, tx.outputs
 
@@ -225,12 +229,16 @@ def elements_sighash_by_hand(tx: ElementsTx, index: int, script_code: bytes, val
         return bytes.fromhex(i.txid)[::-1] + struct.pack("<I", i.vout)
 
     def issuance(i):
-        return i.issuance_nonce + i.issuance_entropy_field + (i.issuance_amount or b"\x00") + (i.inflation_keys or b"\x00")
+        return (
+            i.issuance_nonce + i.issuance_entropy_field + (i.issuance_amount or b"\x00") + (i.inflation_keys or b"\x00")
+        )
 
     hash_prevouts = _d(b"".join(outpoint(i) for i in ins))
     hash_sequence = _d(b"".join(struct.pack("<I", i.sequence) for i in ins))
     hash_issuance = _d(b"".join(issuance(i) if i.has_issuance else b"\x00" for i in ins))
-    hash_outputs = _d(b"".join(o.asset_tag + o.value_commitment + (o.nonce or b"\x00") + _varstr(o.script_pubkey) for o in outs))
+    hash_outputs = _d(
+        b"".join(o.asset_tag + o.value_commitment + (o.nonce or b"\x00") + _varstr(o.script_pubkey) for o in outs)
+    )
     me = ins[index]
     pre = (
         struct.pack("<i", tx.version) + hash_prevouts + hash_sequence + hash_issuance
@@ -300,7 +308,9 @@ def test_chain_parser_reads_what_wally_writes():
     assert wire.txid == tx.txid and wire.raw == tx.raw and not wire.coinbase
     assert [(i.prev_txid, i.prev_vout) for i in wire.inputs] == [u.outpoint for u in funds]
     assert [list(i.witness) for i in wire.inputs] == [i.witness for i in tx.inputs]
-    assert [(o.script_pubkey, o.asset, o.value) for o in wire.outputs] == [(o.script_pubkey, o.asset, o.value) for o in tx.outputs]
+    assert [(o.script_pubkey, o.asset, o.value) for o in wire.outputs] == [
+        (o.script_pubkey, o.asset, o.value) for o in tx.outputs
+    ]
     assert wire.explicit_fee == fee == tx.fee(POLICY)
     assert issued.asset_id in {o.asset for o in wire.outputs}
 
@@ -318,7 +328,13 @@ def test_chain_parser_reads_elements_blocks(dynafed):
 
 
 def test_chain_parser_keeps_blinded_outputs_as_confidential():
-    tx, _ = build_payment(SELLER, wallet(SELLER, (POLICY, 10**6)), [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=FEE_RATE)
+    tx, _ = build_payment(
+        SELLER,
+        wallet(SELLER, (POLICY, 10**6)),
+        [TxOut(BUYER.script_pubkey, POLICY, 10**5)],
+        policy_asset=POLICY,
+        fee_rate=FEE_RATE,
+    )
     raw = bytearray(tx.raw)
     tag = b"\x01" + bytes.fromhex(POLICY)[::-1]
     at = raw.index(tag)  # the first output's explicit asset tag -> a (syntactically) blinded generator
@@ -333,7 +349,13 @@ def test_chain_parser_rejects_garbage_with_a_reason():
     d = dialect_for("elementsd")
     with pytest.raises(ValueError, match="truncated"):
         d.parse_tx("0200000001")
-    tx, _ = build_payment(SELLER, wallet(SELLER, (POLICY, 10**6)), [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=FEE_RATE)
+    tx, _ = build_payment(
+        SELLER,
+        wallet(SELLER, (POLICY, 10**6)),
+        [TxOut(BUYER.script_pubkey, POLICY, 10**5)],
+        policy_asset=POLICY,
+        fee_rate=FEE_RATE,
+    )
     with pytest.raises(ValueError, match="left after"):
         d.parse_tx(tx.hex + "00")
 
@@ -343,14 +365,18 @@ def test_chain_parser_rejects_garbage_with_a_reason():
 
 def funded(asset=SECURITY, amount=50 * 10**8, h=None):
     h = h or htlc()
-    funds = wallet(SELLER, (asset, 80 * 10**8), (POLICY, 1_000_000)) if asset != POLICY else wallet(SELLER, (POLICY, 80 * 10**8))
+    funds = (
+        wallet(SELLER, (asset, 80 * 10**8), (POLICY, 1_000_000))
+        if asset != POLICY
+        else wallet(SELLER, (POLICY, 80 * 10**8))
+    )
     tx, fee = build_funding(SELLER, h, asset, amount, funds, policy_asset=POLICY, fee_rate=FEE_RATE)
     return h, funds, tx, fee
 
 
 def test_funding_locks_the_asset_and_a_fee_reserve_in_the_same_p2wsh():
     h, funds, tx, fee = funded()
-    assert h.script.hex().startswith("63820120" "88a820" + HASH.hex())  # the Bitcoin template, reused
+    assert h.script.hex().startswith("6382012088a820" + HASH.hex())  # the Bitcoin template, reused
     locked = tx.outputs_to(h.script_pubkey)
     reserve = fee_reserve(h, FEE_RATE, SECURITY, POLICY)
     assert sorted((u.asset, u.value) for u in locked) == sorted([(SECURITY, 50 * 10**8), (POLICY, reserve)])
@@ -376,7 +402,9 @@ def test_claim_of_an_issued_asset_pays_the_recipient_and_the_reserve_as_fee():
         wit = tx.inputs[i].witness
         assert wit[1:] == [SECRET, b"\x01", h.script]
         assert verify_input(tx, i, u)
-        assert sighash(tx, i, h.script, u.value_commitment) == elements_sighash_by_hand(tx, i, h.script, u.value_commitment)
+        assert sighash(tx, i, h.script, u.value_commitment) == elements_sighash_by_hand(
+            tx, i, h.script, u.value_commitment
+        )
     # the signature commits to the spent value commitment: any other amount fails
     u0 = utxos[0]
     assert not verify_input(tx, 0, Utxo(u0.txid, u0.vout, u0.value + 1, u0.script_pubkey, asset=u0.asset))
@@ -411,7 +439,9 @@ def test_policy_asset_htlc_is_one_output_and_pays_its_own_fee():
         assert verify_input(tx, 0, utxos[0])
     floor = min_htlc_amount(h, FEE_RATE, POLICY, POLICY)
     with pytest.raises(TxBuildError, match="dust"):
-        build_funding(SELLER, h, POLICY, floor - 1, wallet(SELLER, (POLICY, 10**8)), policy_asset=POLICY, fee_rate=FEE_RATE)
+        build_funding(
+            SELLER, h, POLICY, floor - 1, wallet(SELLER, (POLICY, 10**8)), policy_asset=POLICY, fee_rate=FEE_RATE
+        )
 
 
 def test_htlc_spend_guards():
@@ -453,7 +483,9 @@ def _eval_htlc(monkeypatch, tx: ElementsTx, index: int, spent: Utxo) -> None:
     stack = list(wit[:-1])
     scripteval.EvalScript(stack, CScript(script), None, index)
     if not (stack and scripteval._CastToBool(stack[-1])):
-        raise scripteval.EvalScriptError("script left false", stack=stack, scriptIn=script, txTo=None, inIdx=index, flags=())
+        raise scripteval.EvalScriptError(
+            "script left false", stack=stack, scriptIn=script, txTo=None, inIdx=index, flags=()
+        )
 
 
 def test_script_execution_accepts_the_claim_and_refund(monkeypatch):
@@ -479,7 +511,9 @@ def test_script_execution_refuses_a_33_byte_preimage_even_with_matching_hash(mon
     assert hashlib.sha256(long_secret).digest() == h.hashlock  # only OP_SIZE 32 OP_EQUALVERIFY stands in the way
     with pytest.raises(scripteval.EvalScriptError, match="EQUALVERIFY"):
         _eval_htlc(monkeypatch, tx, 0, utxos[0])
-    wrong, _ = build_htlc_spend(h, utxos, BUYER, policy_asset=POLICY, fee_rate=FEE_RATE, preimage=b"\x07" * 32, check=False)
+    wrong, _ = build_htlc_spend(
+        h, utxos, BUYER, policy_asset=POLICY, fee_rate=FEE_RATE, preimage=b"\x07" * 32, check=False
+    )
     with pytest.raises(scripteval.EvalScriptError, match="EQUALVERIFY"):
         _eval_htlc(monkeypatch, wrong, 0, utxos[0])
     assert extract_preimage(tx, h) is None  # never reported as a secret
@@ -527,12 +561,18 @@ def test_audit_accepts_the_agreed_lock_and_names_each_mismatch():
 
 def test_audit_refuses_a_lock_without_fee_reserve_and_a_blinded_lock():
     h = htlc()
-    bare = ElementsTx.from_wally(assemble([TxIn(wallet(SELLER, (SECURITY, 10**9))[0])], [TxOut(h.script_pubkey, SECURITY, 10**8)]))
+    bare = ElementsTx.from_wally(
+        assemble([TxIn(wallet(SELLER, (SECURITY, 10**9))[0])], [TxOut(h.script_pubkey, SECURITY, 10**8)])
+    )
     with pytest.raises(AuditError, match="fee_reserve"):
         audit_funding(bare, h, SECURITY, 10**8, policy_asset=POLICY, fee_rate=FEE_RATE, tip_height=400)
     w = wally.tx_init(2, 0, 1, 1)
-    wally.tx_add_elements_raw_input(w, b"\xab" * 32, 0, 0xFFFFFFFF, None, None, None, None, None, None, None, None, None, 0)
-    wally.tx_add_elements_raw_output(w, h.script_pubkey, b"\x0a" + b"\x11" * 32, b"\x08" + b"\x22" * 32, b"\x02" + b"\x33" * 32, None, None, 0)
+    wally.tx_add_elements_raw_input(
+        w, b"\xab" * 32, 0, 0xFFFFFFFF, None, None, None, None, None, None, None, None, None, 0
+    )
+    wally.tx_add_elements_raw_output(
+        w, h.script_pubkey, b"\x0a" + b"\x11" * 32, b"\x08" + b"\x22" * 32, b"\x02" + b"\x33" * 32, None, None, 0
+    )
     blinded = ElementsTx.from_wally(w)
     with pytest.raises(AuditError) as info:
         audit_funding(blinded, h, SECURITY, 10**8, policy_asset=POLICY, fee_rate=FEE_RATE, tip_height=400)
@@ -582,7 +622,9 @@ def test_dvp_is_one_transaction_signed_by_both_each_only_its_inputs(cash, fee_pa
     assert final.txid == dvp.tx.txid
     for i, u in enumerate(both.spent):
         code = p2pkh_code(final.inputs[i].witness[1])
-        assert sighash(final, i, code, u.value_commitment) == elements_sighash_by_hand(final, i, code, u.value_commitment)
+        assert sighash(final, i, code, u.value_commitment) == elements_sighash_by_hand(
+            final, i, code, u.value_commitment
+        )
     with pytest.raises(DvpError, match="not .validly. signed"):
         finalize_dvp(s1)
 
@@ -593,7 +635,9 @@ def _tampered(dvp: DvpTx, index: int, *, value_delta=0, script=None, asset=None)
     outs = []
     for i, o in enumerate(tx.outputs):
         if i == index:
-            outs.append(TxOut(script if script is not None else o.script_pubkey, asset or o.asset, o.value + value_delta))
+            outs.append(
+                TxOut(script if script is not None else o.script_pubkey, asset or o.asset, o.value + value_delta)
+            )
         else:
             outs.append(TxOut(o.script_pubkey, o.asset, o.value))
     w = assemble([TxIn(u) for u in dvp.spent], outs, witnesses=[i.witness or None for i in tx.inputs])
@@ -632,9 +676,17 @@ def test_each_party_refuses_to_sign_a_transaction_against_its_terms():
     with pytest.raises(DvpError, match="not the seller's"):
         sign_dvp(dvp, BUYER, terms, "seller", **kw)
     with pytest.raises(DvpError, match="short"):
-        build_dvp(terms, seller, [Utxo(txid(1), 0, 10**8, BUYER.script_pubkey, asset=CASH)], policy_asset=POLICY, fee_rate=FEE_RATE)
+        build_dvp(
+            terms,
+            seller,
+            [Utxo(txid(1), 0, 10**8, BUYER.script_pubkey, asset=CASH)],
+            policy_asset=POLICY,
+            fee_rate=FEE_RATE,
+        )
     with pytest.raises(DvpError, match="fee"):
-        build_dvp(terms, seller, buyer[:1], policy_asset=POLICY, fee_rate=FEE_RATE)  # cash but no policy asset for the fee
+        build_dvp(
+            terms, seller, buyer[:1], policy_asset=POLICY, fee_rate=FEE_RATE
+        )  # cash but no policy asset for the fee
     with pytest.raises(DvpError, match="is not the seller's output"):
         build_dvp(terms, buyer, seller, policy_asset=POLICY, fee_rate=FEE_RATE)
 
@@ -651,7 +703,9 @@ def test_payment_moves_several_assets_with_change_per_asset():
     }  # fmt: skip
     assert all(verify_input(tx, i, u) for i, u in enumerate(funds))
     with pytest.raises(TxBuildError, match="dust"):
-        build_payment(SELLER, funds, [TxOut(BUYER.script_pubkey, SECURITY, 10**9 - 100)], policy_asset=POLICY, fee_rate=FEE_RATE)
+        build_payment(
+            SELLER, funds, [TxOut(BUYER.script_pubkey, SECURITY, 10**9 - 100)], policy_asset=POLICY, fee_rate=FEE_RATE
+        )
     assert json.loads(json.dumps(tx.hex)) == tx.hex
 
 
@@ -677,7 +731,12 @@ def test_dvp_spending_the_sellers_order_output_is_signed_by_each_party_and_verif
     outs = [TxOut(o.script_pubkey, o.asset, o.value) for o in both.tx.outputs]
     outs[1] = TxOut(outs[1].script_pubkey, outs[1].asset, outs[1].value - 1)
     outs.insert(2, TxOut(BUYER.script_pubkey, CASH, 1))
-    bad = dc_replace(both, tx=ElementsTx.from_wally(assemble([TxIn(u) for u in both.spent], outs, witnesses=[i.witness for i in both.tx.inputs])))
+    bad = dc_replace(
+        both,
+        tx=ElementsTx.from_wally(
+            assemble([TxIn(u) for u in both.spent], outs, witnesses=[i.witness for i in both.tx.inputs])
+        ),
+    )
     assert verify_dvp(bad)[0] is False
     # Without the order in the terms, the order output is nobody's and the seller has nothing to sign.
     with pytest.raises(DvpError, match="not the seller's output"):

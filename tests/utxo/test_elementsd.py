@@ -118,7 +118,9 @@ async def test_fund_audit_claim_and_the_view_finds_the_claim_witness(chain):
     other = type(chain.view)(chain.rpc, chain.dialect)
     await other.refresh()
     spend = other.spend_of((funding.txid, got.utxo.vout))
-    assert spend is not None and spend.txid == claim_txid and spend.height == other.height and spend.witness[1] == secret
+    assert (
+        spend is not None and spend.txid == claim_txid and spend.height == other.height and spend.witness[1] == secret
+    )
     st = chain.ledger.status(htlc)
     assert st.claim_txid == claim_txid and st.preimage == secret and not st.unspent
 
@@ -157,9 +159,17 @@ async def test_refund_with_an_early_nlocktime_is_rejected_by_cltv(chain):
     utxos = chain.view.unspent(htlc.script_pubkey)
     honest = chain.ledger.elements_spend_tx(htlc, chain.keys["seller"], refund=True)
     outs = [TxOut(o.script_pubkey, o.asset, o.value) for o in honest.outputs]
-    w = assemble([TxIn(u, SEQUENCE_NONFINAL) for u in utxos], outs, locktime=chain.view.height)  # final now, below the CLTV
+    w = assemble(
+        [TxIn(u, SEQUENCE_NONFINAL) for u in utxos], outs, locktime=chain.view.height
+    )  # final now, below the CLTV
     key = chain.keys["seller"]
-    set_witnesses(w, [refund_witness(sign_input(key, w, i, htlc.script, u.value_commitment), htlc.script) for i, u in enumerate(utxos)])
+    set_witnesses(
+        w,
+        [
+            refund_witness(sign_input(key, w, i, htlc.script, u.value_commitment), htlc.script)
+            for i, u in enumerate(utxos)
+        ],
+    )
     await assert_rejected(chain, ElementsTx.from_wally(w), "locktime requirement not satisfied")
 
 
@@ -181,7 +191,11 @@ async def test_audit_names_mismatches_and_a_double_claim_is_rejected(chain):
     with pytest.raises(AuditError, match="amount"):
         chain.ledger.audit(htlc, AMOUNT + 1, asset=chain.security)
     with pytest.raises(NoFunding):
-        chain.ledger.audit(HtlcScript(htlc.hashlock, htlc.recipient_pubkey, htlc.sender_pubkey, htlc.lock_height + 1), AMOUNT, asset=chain.security)
+        chain.ledger.audit(
+            HtlcScript(htlc.hashlock, htlc.recipient_pubkey, htlc.sender_pubkey, htlc.lock_height + 1),
+            AMOUNT,
+            asset=chain.security,
+        )
     utxos = chain.view.unspent(htlc.script_pubkey)
     first = chain.ledger.elements_spend_tx(htlc, chain.keys["buyer"], preimage=secret)
     await chain.send(first)
@@ -197,12 +211,18 @@ async def test_audit_names_mismatches_and_a_double_claim_is_rejected(chain):
 async def test_single_ledger_dvp_is_one_transaction_and_tampering_after_a_signature_is_rejected(chain):
     seller, buyer = chain.keys["seller"], chain.keys["buyer"]
     terms = DvpTerms(seller.pubkey, buyer.pubkey, chain.security, 10 * 10**8, chain.cash, 2_500 * 10**8)
-    before = {(p, a): chain.ledger.balance(chain.keys[p].script_pubkey, a) for p in ("seller", "buyer") for a in (chain.security, chain.cash)}
+    before = {
+        (p, a): chain.ledger.balance(chain.keys[p].script_pubkey, a)
+        for p in ("seller", "buyer")
+        for a in (chain.security, chain.cash)
+    }
     dvp = chain.ledger.dvp_tx(terms, seller, buyer)
     kw = dict(policy_asset=chain.policy, max_fee=100_000)
     by_seller = sign_dvp(dvp, seller, terms, "seller", **kw)
     # Each party signs its own inputs only.
-    assert [bool(i.witness) for i in by_seller.tx.inputs] == [u.script_pubkey == seller.script_pubkey for u in dvp.spent]
+    assert [bool(i.witness) for i in by_seller.tx.inputs] == [
+        u.script_pubkey == seller.script_pubkey for u in dvp.spent
+    ]
     both = sign_dvp(by_seller, buyer, terms, "buyer", **kw)
     final = finalize_dvp(both)
     # Tampered after the seller signed: one unit of the seller's cash moved to the buyer's change.
@@ -211,7 +231,14 @@ async def test_single_ledger_dvp_is_one_transaction_and_tampering_after_a_signat
     j = next(i for i, o in enumerate(outs) if o.script_pubkey == buyer.script_pubkey and o.asset == chain.cash)
     outs[j] = TxOut(outs[j].script_pubkey, outs[j].asset, outs[j].value + 1)
     bad = assemble([TxIn(u) for u in both.spent], outs, witnesses=[i.witness for i in final.inputs])
-    await assert_rejected(chain, ElementsTx.from_wally(bad), "checksig", "signature must be zero", "non-mandatory-script-verify-flag", "finished with a false")
+    await assert_rejected(
+        chain,
+        ElementsTx.from_wally(bad),
+        "checksig",
+        "signature must be zero",
+        "non-mandatory-script-verify-flag",
+        "finished with a false",
+    )
     txid = await chain.send(final)  # broadcast once
     await chain.mine(1)
     assert chain.view.tx_height(txid) == chain.view.height

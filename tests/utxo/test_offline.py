@@ -139,7 +139,9 @@ def _verify_sig(tx: CTransaction, index: int, script_code: bytes, amount: int, p
     stack = tx.wit.vtxinwit[index].scriptWitness.stack
     sig = stack[0]
     assert sig[-1] == SIGHASH_ALL
-    digest = SignatureHash(CScript(script_code), tx, index, SIGHASH_ALL, amount=amount, sigversion=SIGVERSION_WITNESS_V0)
+    digest = SignatureHash(
+        CScript(script_code), tx, index, SIGHASH_ALL, amount=amount, sigversion=SIGVERSION_WITNESS_V0
+    )
     return CPubKey(pubkey).verify(digest, sig[:-1])
 
 
@@ -232,7 +234,10 @@ def test_payment_guards():
 
 
 def test_coin_selection_skips_nothing_it_was_not_given_and_prefers_confirmed():
-    utxos = [Utxo("aa" * 32, 0, 50_000, SELLER.script_pubkey, None), Utxo("bb" * 32, 0, 40_000, SELLER.script_pubkey, 5)]
+    utxos = [
+        Utxo("aa" * 32, 0, 50_000, SELLER.script_pubkey, None),
+        Utxo("bb" * 32, 0, 40_000, SELLER.script_pubkey, 5),
+    ]
     assert [u.txid for u in select_coins(utxos, 30_000, 2.0, 31)] == ["bb" * 32]
 
 

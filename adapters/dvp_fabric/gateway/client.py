@@ -75,8 +75,10 @@ def connect(endpoint: str, tls_ca: bytes, *, host_name: str | None = None) -> gr
     """A TLS gRPC channel to a Gateway peer, overriding the name checked against its
     certificate when the endpoint's host is not one of its names."""
     # Reconnect within a second or two of a restarted peer (gRPC's default backoff grows to 2 min).
-    options: list[tuple[str, str | int]] = [("grpc.initial_reconnect_backoff_ms", 200),
-                                            ("grpc.max_reconnect_backoff_ms", 2000)]
+    options: list[tuple[str, str | int]] = [
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
     if host_name:
         options.append(("grpc.ssl_target_name_override", host_name))
     return grpc.aio.secure_channel(endpoint, grpc.ssl_channel_credentials(root_certificates=tls_ca), options=options)
@@ -85,8 +87,9 @@ def connect(endpoint: str, tls_ca: bytes, *, host_name: str | None = None) -> gr
 class Gateway:
     """One client identity speaking to one Gateway peer over ``channel`` (shared, not owned)."""
 
-    def __init__(self, channel: grpc.aio.Channel, identity: Identity, signer: Signer,
-                 *, timeouts: Timeouts = Timeouts()):
+    def __init__(
+        self, channel: grpc.aio.Channel, identity: Identity, signer: Signer, *, timeouts: Timeouts = Timeouts()
+    ):
         self.channel = channel
         self.identity = identity
         self.signer = signer
@@ -111,8 +114,11 @@ class Network:
         """Send a signed transaction envelope to the orderer (the same bytes again are the
         same transaction id: the peers validate only its first commit)."""
         g = self.gateway
-        request = gateway_pb2.SubmitRequest(transaction_id=transaction_id, channel_id=self.name,
-                                            prepared_transaction=common_pb2.Envelope.FromString(envelope))
+        request = gateway_pb2.SubmitRequest(
+            transaction_id=transaction_id,
+            channel_id=self.name,
+            prepared_transaction=common_pb2.Envelope.FromString(envelope),
+        )
         await _call(g.stub.Submit, request, g.timeouts.submit, SubmitError, transaction_id, what)
         return Commit(self, transaction_id)
 
@@ -120,8 +126,14 @@ class Network:
         """The commit of a transaction known only by its id (e.g. after a restart)."""
         return Commit(self, transaction_id)
 
-    def chaincode_events(self, chaincode: str, *, checkpoint: Checkpoint | None = None,
-                         start_block: int | None = None, idle: float | None = None) -> ChaincodeEventStream:
+    def chaincode_events(
+        self,
+        chaincode: str,
+        *,
+        checkpoint: Checkpoint | None = None,
+        start_block: int | None = None,
+        idle: float | None = None,
+    ) -> ChaincodeEventStream:
         """Events of ``chaincode`` from ``checkpoint`` (resuming after its transaction), else
         from ``start_block``, else from the next block committed; see ChaincodeEventStream."""
         return ChaincodeEventStream(self, chaincode, checkpoint=checkpoint, start_block=start_block, idle=idle)
@@ -132,8 +144,9 @@ class Contract:
         self.network = network
         self.chaincode = chaincode
 
-    def new_proposal(self, function: str, *args: Arg, timestamp: float | None = None,
-                     endorsing_organizations: tuple[str, ...] = ()) -> Proposal:
+    def new_proposal(
+        self, function: str, *args: Arg, timestamp: float | None = None, endorsing_organizations: tuple[str, ...] = ()
+    ) -> Proposal:
         """A signed proposal; ``timestamp`` (unix seconds) overrides the client's clock."""
         return Proposal(self, function, args, timestamp=timestamp, endorsing_organizations=endorsing_organizations)
 
@@ -151,8 +164,15 @@ class Contract:
 class Proposal:
     """A transaction proposal, built and signed at once so its id is known before sending."""
 
-    def __init__(self, contract: Contract, function: str, args: tuple[Arg, ...], *,
-                 timestamp: float | None, endorsing_organizations: tuple[str, ...]):
+    def __init__(
+        self,
+        contract: Contract,
+        function: str,
+        args: tuple[Arg, ...],
+        *,
+        timestamp: float | None,
+        endorsing_organizations: tuple[str, ...],
+    ):
         self.contract = contract
         network = contract.network
         gateway = network.gateway
@@ -185,8 +205,9 @@ class Proposal:
         proposal_bytes = proposal_pb2.Proposal(
             header=header.SerializeToString(), payload=payload.SerializeToString()
         ).SerializeToString()
-        self.signed = proposal_pb2.SignedProposal(proposal_bytes=proposal_bytes,
-                                                  signature=gateway.signer.sign(proposal_bytes))
+        self.signed = proposal_pb2.SignedProposal(
+            proposal_bytes=proposal_bytes, signature=gateway.signer.sign(proposal_bytes)
+        )
         self.what = f"{contract.chaincode}.{function} on {network.name}"
 
     @property
@@ -197,19 +218,27 @@ class Proposal:
         """Run the proposal on one peer without ordering it; the chaincode's result."""
         g = self._gateway
         request = gateway_pb2.EvaluateRequest(
-            transaction_id=self.transaction_id, channel_id=self.contract.network.name,
-            proposed_transaction=self.signed, target_organizations=self.endorsing_organizations,
+            transaction_id=self.transaction_id,
+            channel_id=self.contract.network.name,
+            proposed_transaction=self.signed,
+            target_organizations=self.endorsing_organizations,
         )
-        response = await _call(g.stub.Evaluate, request, g.timeouts.evaluate, EvaluateError, self.transaction_id, self.what)
+        response = await _call(
+            g.stub.Evaluate, request, g.timeouts.evaluate, EvaluateError, self.transaction_id, self.what
+        )
         return response.result.payload
 
     async def endorse(self) -> Transaction:
         g = self._gateway
         request = gateway_pb2.EndorseRequest(
-            transaction_id=self.transaction_id, channel_id=self.contract.network.name,
-            proposed_transaction=self.signed, endorsing_organizations=self.endorsing_organizations,
+            transaction_id=self.transaction_id,
+            channel_id=self.contract.network.name,
+            proposed_transaction=self.signed,
+            endorsing_organizations=self.endorsing_organizations,
         )
-        response = await _call(g.stub.Endorse, request, g.timeouts.endorse, EndorseError, self.transaction_id, self.what)
+        response = await _call(
+            g.stub.Endorse, request, g.timeouts.endorse, EndorseError, self.transaction_id, self.what
+        )
         return Transaction(self, response.prepared_transaction)
 
 
@@ -226,15 +255,17 @@ class Transaction:
         """The endorsed transaction signed by the client, as the orderer takes it: what
         :meth:`Network.submit_envelope` sends (again, after a restart)."""
         g = self.proposal._gateway
-        return common_pb2.Envelope(payload=self.envelope.payload,
-                                   signature=g.signer.sign(self.envelope.payload)).SerializeToString()
+        return common_pb2.Envelope(
+            payload=self.envelope.payload, signature=g.signer.sign(self.envelope.payload)
+        ).SerializeToString()
 
     async def submit(self, envelope: bytes | None = None) -> Commit:
         """Sign (unless given ``envelope``, its :meth:`signed_envelope`) and send to the
         orderer; returns once the orderer accepted it."""
         network = self.proposal.contract.network
-        return await network.submit_envelope(self.transaction_id, envelope or self.signed_envelope(),
-                                             self.proposal.what)
+        return await network.submit_envelope(
+            self.transaction_id, envelope or self.signed_envelope(), self.proposal.what
+        )
 
 
 class Commit:
@@ -248,13 +279,22 @@ class Commit:
         """The validation code once the transaction is in a committed block (waits for it)."""
         g = self.network.gateway
         body = gateway_pb2.CommitStatusRequest(
-            transaction_id=self.transaction_id, channel_id=self.network.name, identity=g.identity.serialized,
+            transaction_id=self.transaction_id,
+            channel_id=self.network.name,
+            identity=g.identity.serialized,
         ).SerializeToString()
         request = gateway_pb2.SignedCommitStatusRequest(request=body, signature=g.signer.sign(body))
-        response = await _call(g.stub.CommitStatus, request, timeout or g.timeouts.commit_status, CommitStatusError,
-                               self.transaction_id, f"transaction on {self.network.name}")
-        return Status(self.transaction_id, transaction_pb2.TxValidationCode.Name(response.result),
-                      response.block_number)
+        response = await _call(
+            g.stub.CommitStatus,
+            request,
+            timeout or g.timeouts.commit_status,
+            CommitStatusError,
+            self.transaction_id,
+            f"transaction on {self.network.name}",
+        )
+        return Status(
+            self.transaction_id, transaction_pb2.TxValidationCode.Name(response.result), response.block_number
+        )
 
     async def expect_valid(self, timeout: float | None = None) -> Status:
         status = await self.status(timeout)
@@ -262,7 +302,9 @@ class Commit:
             raise CommitError(
                 f"transaction {self.transaction_id} on {self.network.name} committed invalid: {status.code} "
                 f"(block {status.block_number})",
-                tx_id=self.transaction_id, code=status.code, block_number=status.block_number,
+                tx_id=self.transaction_id,
+                code=status.code,
+                block_number=status.block_number,
             )
         return status
 

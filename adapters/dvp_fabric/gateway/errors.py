@@ -97,8 +97,9 @@ _UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE}
 _NO_ENDORSERS = re.compile(r"no (combination of )?peers (can be derived|available)(?!.*No metadata)")
 
 
-def phase_error(cls: type[GatewayError], exc: grpc.aio.AioRpcError, tx_id: str | None, what: str,
-                *, deadline: bool = False) -> GatewayError:
+def phase_error(
+    cls: type[GatewayError], exc: grpc.aio.AioRpcError, tx_id: str | None, what: str, *, deadline: bool = False
+) -> GatewayError:
     """The phase error for a failed call, with the peers' details decoded; ``deadline``: the
     call ran until its deadline, whatever code it ended with."""
     code = exc.code()
@@ -106,7 +107,9 @@ def phase_error(cls: type[GatewayError], exc: grpc.aio.AioRpcError, tx_id: str |
     text = exc.details() or code.name
     if details:
         text += ": " + "; ".join(f"{d.msp_id or d.address}: {d.message}" for d in details)
-    message = " ".join(f"{what}: {cls.phase} failed ({code.name}): {text}".split()) + (f" (tx {tx_id})" if tx_id else "")
+    message = " ".join(f"{what}: {cls.phase} failed ({code.name}): {text}".split()) + (
+        f" (tx {tx_id})" if tx_id else ""
+    )
     if code in _UNAVAILABLE or (code is grpc.StatusCode.FAILED_PRECONDITION and _NO_ENDORSERS.search(text)):
         cls = GatewayUnavailable
     elif (deadline or code is grpc.StatusCode.DEADLINE_EXCEEDED) and cls is CommitStatusError:

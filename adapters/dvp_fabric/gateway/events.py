@@ -62,8 +62,15 @@ class ChaincodeEventStream:
     seconds (to read what is already on the ledger and stop); without it the stream
     follows new blocks until the caller stops iterating."""
 
-    def __init__(self, network: Network, chaincode: str, *, checkpoint: Checkpoint | None,
-                 start_block: int | None, idle: float | None = None):
+    def __init__(
+        self,
+        network: Network,
+        chaincode: str,
+        *,
+        checkpoint: Checkpoint | None,
+        start_block: int | None,
+        idle: float | None = None,
+    ):
         self.network = network
         self.chaincode = chaincode
         self.checkpoint = checkpoint
@@ -83,8 +90,11 @@ class ChaincodeEventStream:
         else:
             start = ab_pb2.SeekPosition(next_commit=ab_pb2.SeekNextCommit())
         body = gateway_pb2.ChaincodeEventsRequest(
-            channel_id=self.network.name, chaincode_id=self.chaincode, identity=g.identity.serialized,
-            start_position=start, after_transaction_id=cp.transaction_id if cp else "",
+            channel_id=self.network.name,
+            chaincode_id=self.chaincode,
+            identity=g.identity.serialized,
+            start_position=start,
+            after_transaction_id=cp.transaction_id if cp else "",
         ).SerializeToString()
         return gateway_pb2.SignedChaincodeEventsRequest(request=body, signature=g.signer.sign(body))
 

@@ -58,8 +58,9 @@ class Signer:
         return encode_dss_signature(r, s)
 
 
-def load_msp(msp_id: str, msp_dir: str | Path, cert: str | Path | None = None,
-             key: str | Path | None = None) -> tuple[Identity, Signer]:
+def load_msp(
+    msp_id: str, msp_dir: str | Path, cert: str | Path | None = None, key: str | Path | None = None
+) -> tuple[Identity, Signer]:
     """An identity and signer from an MSP folder (``signcerts/``, ``keystore/``) or explicit files."""
     msp = Path(msp_dir)
     cert_path = Path(cert) if cert else _only(msp / "signcerts", "certificate")

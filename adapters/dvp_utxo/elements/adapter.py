@@ -131,7 +131,11 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
             with utxo_errors(f"issue {asset}", self.name):
                 payer = self._key(self.config.issuer, ISSUER_SIGNS)
                 policy_left = self.ledger.balance(payer.script_pubkey, self.config.policy_asset, min_conf=0)
-                if onchain == self.config.policy_asset and policy_left < amount * unit + 100_000 and self.config.miner in self._keys:
+                if (
+                    onchain == self.config.policy_asset
+                    and policy_left < amount * unit + 100_000
+                    and self.config.miner in self._keys
+                ):
                     payer = self._key(self.config.miner)
                 txid = await self.ledger.send(self.ledger.payment_tx(payer, out))
         payer_name = self.config.miner if payer is not self._key(self.config.issuer) else self.config.issuer
@@ -161,7 +165,9 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
     async def _open_before_deadline(self, order: DvpOrder, what: str) -> None:
         await self._refresh(what)
         if self.view.height + 1 > order.deadline:
-            raise errors.SubmitError(f"{what}: order deadline {order.deadline} passed (next block {self.view.height + 1})", code="deadline")
+            raise errors.SubmitError(
+                f"{what}: order deadline {order.deadline} passed (next block {self.view.height + 1})", code="deadline"
+            )
 
     async def propose_dvp(self, order: DvpOrder) -> Submission:
         """The seller pays the security to the order's output (its consent, like an approve)."""
@@ -171,7 +177,9 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         await self._open_before_deadline(order, "propose")
         async with self._send_lock:
             if self.view.outputs_to(script.script_pubkey):
-                raise errors.SubmitError(f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate")
+                raise errors.SubmitError(
+                    f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate"
+                )
             with utxo_errors("propose", self.name), journaled_as(TxPurpose.PROPOSE, order.seller):
                 tx = self.ledger.payment_tx(seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)])
                 txid = await self.ledger.send(tx)
@@ -195,14 +203,20 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         seller, buyer = self._key(order.seller), self._key(order.buyer)
         terms = DvpTerms(seller.pubkey, buyer.pubkey, sec, order.security_amount * sec_unit, cash, order.cash_amount * cash_unit,
                          seller_order=script.script)  # fmt: skip
-        offered = [u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount]
+        offered = [
+            u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount
+        ]
         if not offered:
-            raise errors.SubmitError(f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
+            raise errors.SubmitError(
+                f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order"
+            )
         with utxo_errors("accept", self.name):
             policy = self.config.policy_asset
             wallet = self.ledger.wallet(buyer)
             chosen = select_utxos(wallet, {cash: terms.cash_amount}, policy, self.config.fee_rate)
-            dvp = build_dvp(terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer")
+            dvp = build_dvp(
+                terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer"
+            )
             max_fee = fee_for(2 * dvp.tx.vsize, self.config.fee_rate)
             signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
             signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
@@ -218,11 +232,15 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
         async with self._send_lock:
             offered = self.view.unspent(script.script_pubkey)
             if not offered:
-                raise errors.SubmitError(f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order")
+                raise errors.SubmitError(
+                    f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order"
+                )
             with utxo_errors("cancel", self.name), journaled_as(TxPurpose.CANCEL, order.seller):
                 policy = self.config.policy_asset
                 funds = select_utxos(self.ledger.wallet(seller), {}, policy, self.config.fee_rate)
-                tx, _fee = build_cancel(script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate)
+                tx, _fee = build_cancel(
+                    script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate
+                )
                 txid = await self.ledger.send(tx)
         return self._submission(txid, TxPurpose.CANCEL, order.seller)
 

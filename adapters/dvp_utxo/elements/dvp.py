@@ -177,7 +177,12 @@ def build_dvp(
     placeholder = [[MAX_SIG, b"\x02" + b"\x00" * 32] for _ in inputs]
     try:
         full, fee = balance_with_fee(
-            inputs, outs, policy_asset=policy_asset, fee_rate=fee_rate, change={policy_asset: terms.script(fee_payer)}, placeholder=placeholder
+            inputs,
+            outs,
+            policy_asset=policy_asset,
+            fee_rate=fee_rate,
+            change={policy_asset: terms.script(fee_payer)},
+            placeholder=placeholder,
         )
     except TxBuildError as exc:
         raise DvpError(f"the {fee_payer} cannot pay the fee: {exc}") from None

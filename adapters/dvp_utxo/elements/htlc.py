@@ -58,7 +58,10 @@ def fee_reserve(htlc: HtlcScript, fee_rate: float, asset: str, policy_asset: str
     if asset == policy_asset:
         return 0
     shape = [asset, policy_asset]
-    need = max(htlc_spend_fee(htlc, fee_rate, shape, policy_asset, True), htlc_spend_fee(htlc, fee_rate, shape, policy_asset, False))
+    need = max(
+        htlc_spend_fee(htlc, fee_rate, shape, policy_asset, True),
+        htlc_spend_fee(htlc, fee_rate, shape, policy_asset, False),
+    )
     return max(DUST_LIMIT, need)
 
 
@@ -68,7 +71,8 @@ def min_htlc_amount(htlc: HtlcScript, fee_rate: float, asset: str, policy_asset:
         return DUST_LIMIT
     shape = [policy_asset]
     return DUST_LIMIT + max(
-        htlc_spend_fee(htlc, fee_rate, shape, policy_asset, True), htlc_spend_fee(htlc, fee_rate, shape, policy_asset, False)
+        htlc_spend_fee(htlc, fee_rate, shape, policy_asset, True),
+        htlc_spend_fee(htlc, fee_rate, shape, policy_asset, False),
     )
 
 
@@ -227,7 +231,9 @@ def audit_funding(
     """
     check_asset_id(asset)
     if lock_id is not None and lock_id != htlc.script_hash.hex():
-        raise AuditError("script", f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})")
+        raise AuditError(
+            "script", f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})"
+        )
     spk = htlc.script_pubkey
     paying = [(i, o) for i, o in enumerate(tx.outputs) if o.script_pubkey == spk]
     if not paying:
@@ -237,7 +243,9 @@ def audit_funding(
         try:
             explicit.append(Utxo(tx.txid, i, o.value, o.script_pubkey, asset=o.asset))
         except AssetError as exc:
-            raise AuditError("confidential", f"output {i} is blinded ({exc}); only explicit locks can be audited") from None
+            raise AuditError(
+                "confidential", f"output {i} is blinded ({exc}); only explicit locks can be audited"
+            ) from None
     of_asset = [u for u in explicit if u.asset == asset]
     if not of_asset:
         raise AuditError("asset", f"expected {asset}, the script holds {sorted({u.explicit_asset for u in explicit})}")
@@ -251,14 +259,18 @@ def audit_funding(
         reserve = max(reserves, key=lambda u: u.value, default=None)
         if reserve is None or reserve.value < need:
             have = reserve.value if reserve else 0
-            raise AuditError("fee_reserve", f"{have} of the policy asset locked beside the asset, {need} needed to claim or refund")
+            raise AuditError(
+                "fee_reserve", f"{have} of the policy asset locked beside the asset, {need} needed to claim or refund"
+            )
     elif amount < min_htlc_amount(htlc, fee_rate, asset, policy_asset):
         raise AuditError("amount", f"{amount} cannot pay its own claim or refund fee without leaving dust")
     if confirmations is not None and confirmations < min_confirmations:
         raise AuditError("confirmations", f"{confirmations} < {min_confirmations} required")
     left = htlc.lock_height - tip_height
     if left < min_blocks_left:
-        raise AuditError("lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required")
+        raise AuditError(
+            "lock_height", f"{left} blocks left before lock height {htlc.lock_height} < {min_blocks_left} required"
+        )
     return ElementsFunding(locked, reserve)
 
 

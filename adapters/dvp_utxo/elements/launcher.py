@@ -115,7 +115,11 @@ class ElementsLauncher(NodeLauncher):
     def settings(self, name: str) -> tuple[float, int, float]:
         opts = self.options.get(name, {})
         block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
-        return block_time, int(opts.get("confirmations", self.confirmations)), float(opts.get("fee_rate", self.fee_rate))
+        return (
+            block_time,
+            int(opts.get("confirmations", self.confirmations)),
+            float(opts.get("fee_rate", self.fee_rate)),
+        )
 
     def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
         if self._binary is None:
@@ -143,16 +147,32 @@ class ElementsLauncher(NodeLauncher):
         cmd = [str(self._binary), *elementsd_args(node_dir, port, password)]
         pid = spawn(cmd, log, env={"HOME": str(node_dir)}, cwd=node_dir)
         started.append(pid)
-        (node_dir / "elementsd.cmd").write_text(" ".join(c if "-rpcpassword" not in c else "-rpcpassword=***" for c in cmd) + "\n")
+        (node_dir / "elementsd.cmd").write_text(
+            " ".join(c if "-rpcpassword" not in c else "-rpcpassword=***" for c in cmd) + "\n"
+        )
         ledger = LaunchedLedger(name=name, kind=self.kind, config={}, pids=[pid], logs=[str(log)])
-        info = run_sync(bootstrap_chain(url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"elementsd (pid {pid})", log=log))
+        info = run_sync(
+            bootstrap_chain(
+                url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"elementsd (pid {pid})", log=log
+            )
+        )
         if block_time > 0:
-            mpid, mlog = start_block_clock(url, password, block_time, node_dir, dialect="elementsd", address=address_of(keys[MINER].script_pubkey))
+            mpid, mlog = start_block_clock(
+                url, password, block_time, node_dir, dialect="elementsd", address=address_of(keys[MINER].script_pubkey)
+            )
             started.append(mpid)
             ledger.pids.append(mpid)
             ledger.logs.append(str(mlog))
         ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate, info["policy_asset"])
-        write_ledger_record(node_dir, name, ledger.pids, info["height"], keys, elementsd=ELEMENTS_VERSION, policy_asset=info["policy_asset"])
+        write_ledger_record(
+            node_dir,
+            name,
+            ledger.pids,
+            info["height"],
+            keys,
+            elementsd=ELEMENTS_VERSION,
+            policy_asset=info["policy_asset"],
+        )
         return ledger
 
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
@@ -179,7 +199,15 @@ class ElementsLauncher(NodeLauncher):
             stop(ledger.pids)
             raise
         ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate, info["policy_asset"])
-        write_ledger_record(node_dir, name, ledger.pids, info["height"], keys, elementsd=ELEMENTS_VERSION, policy_asset=info["policy_asset"])
+        write_ledger_record(
+            node_dir,
+            name,
+            ledger.pids,
+            info["height"],
+            keys,
+            elementsd=ELEMENTS_VERSION,
+            policy_asset=info["policy_asset"],
+        )
         return ledger
 
 
@@ -197,7 +225,9 @@ async def wait_ready(rpc: RpcClient, *, alive, what: str, log: Path, timeout: fl
             await asyncio.sleep(0.2)
 
 
-async def bootstrap_chain(url: str, password: str, keys: dict[str, Key], fee_rate: float, *, alive, what: str, log: Path) -> dict[str, Any]:
+async def bootstrap_chain(
+    url: str, password: str, keys: dict[str, Key], fee_rate: float, *, alive, what: str, log: Path
+) -> dict[str, Any]:
     """Wait for the node, check the chain, hand the genesis free coins to the framework's keys."""
     from .tx import ANYONE_CAN_SPEND, TxOut, build_free_coins_spend  # wallycore: the elements extra
 
@@ -214,8 +244,12 @@ async def bootstrap_chain(url: str, password: str, keys: dict[str, Key], fee_rat
             free = [u for u in view.unspent(ANYONE_CAN_SPEND) if u.asset == policy]
             if not free:
                 raise LedgerUnavailable(f"{what}: no anyone-can-spend genesis coins (is -initialfreecoins set?)")
-            outs = [TxOut(keys[p].script_pubkey, policy, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)]
-            tx, _fee = build_free_coins_spend(free[:1], outs, policy_asset=policy, fee_rate=fee_rate, change_script=keys[MINER].script_pubkey)
+            outs = [
+                TxOut(keys[p].script_pubkey, policy, PARTY_OUTPUT_SAT) for p in PARTIES for _ in range(PARTY_OUTPUTS)
+            ]
+            tx, _fee = build_free_coins_spend(
+                free[:1], outs, policy_asset=policy, fee_rate=fee_rate, change_script=keys[MINER].script_pubkey
+            )
             await rpc.call("sendrawtransaction", tx.hex)
             await dialect.mine(rpc, 1, address_of(keys[MINER].script_pubkey))
             await view.refresh()
@@ -230,5 +264,3 @@ def ledger_config(url: str, password: str, keys: dict[str, Key], block_time: flo
     config.update(kind="elements", network="elementsregtest", dialect="elementsd", policy_asset=policy_asset,
                   assets={POLICY_SYMBOL: "native"})  # fmt: skip
     return config
-
-

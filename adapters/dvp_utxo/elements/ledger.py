@@ -60,7 +60,9 @@ class ElementsLedger(UtxoLedger):
         return fee_reserve(htlc, self.fee_rate, asset, self.policy_asset)
 
     def elements_funding_tx(self, sender: Key, htlc: HtlcScript, asset: str, amount: int) -> ElementsTx:
-        tx, _fee = build_funding(sender, htlc, asset, amount, self.wallet(sender), policy_asset=self.policy_asset, fee_rate=self.fee_rate)
+        tx, _fee = build_funding(
+            sender, htlc, asset, amount, self.wallet(sender), policy_asset=self.policy_asset, fee_rate=self.fee_rate
+        )
         return tx
 
     def elements_spend_tx(self, htlc: HtlcScript, key: Key, *, preimage: bytes | None = None, refund: bool = False,
@@ -99,7 +101,10 @@ class ElementsLedger(UtxoLedger):
         large enough to pay its claim or refund.  Raises :class:`AuditError` naming the first mismatch."""
         asset = asset or self.policy_asset
         if lock_id is not None and lock_id != htlc.script_hash.hex():
-            raise AuditError("script", f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})")
+            raise AuditError(
+                "script",
+                f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})",
+            )
         outs = self.view.outputs_to(htlc.script_pubkey)
         if not outs:
             raise NoFunding("funding", f"no output pays the HTLC script {htlc.script_hash.hex()}")
@@ -107,18 +112,27 @@ class ElementsLedger(UtxoLedger):
             raise AuditError("confidential", "an output of the HTLC is blinded; only explicit locks can be audited")
         st = self.status(htlc)
         if st.claim_txid or st.refund_txid:
-            raise AuditError("status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}")
+            raise AuditError(
+                "status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}"
+            )
         of_asset = [u for u in st.unspent if u.asset == asset]
         if not of_asset:
-            raise AuditError("asset", f"expected {asset}, the script holds {sorted({str(u.asset) for u in st.unspent})}")
+            raise AuditError(
+                "asset", f"expected {asset}, the script holds {sorted({str(u.asset) for u in st.unspent})}"
+            )
         candidates = [u for u in of_asset if u.value == amount]
         if not candidates:
-            raise AuditError("amount", f"expected {amount} on-chain units, found outputs of {[u.value for u in of_asset]}")
+            raise AuditError(
+                "amount", f"expected {amount} on-chain units, found outputs of {[u.value for u in of_asset]}"
+            )
         if asset != self.policy_asset:
             need = fee_reserve(htlc, self.fee_rate, asset, self.policy_asset)
             have = sum(u.value for u in st.unspent if u.asset == self.policy_asset)
             if have < need:
-                raise AuditError("fee_reserve", f"{have} sat of the policy asset locked beside the asset, {need} sat needed to claim or refund")
+                raise AuditError(
+                    "fee_reserve",
+                    f"{have} sat of the policy asset locked beside the asset, {need} sat needed to claim or refund",
+                )
         return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
 
     # -- single-ledger DvP ------------------------------------------------------------------
@@ -126,7 +140,10 @@ class ElementsLedger(UtxoLedger):
         """The unsigned DvP transaction from each party's own outputs (the fee payer also
         brings policy-asset outputs for the fee)."""
         wallets = {"seller": self.wallet(seller), "buyer": self.wallet(buyer)}
-        gives = {"seller": {terms.security_asset: terms.security_amount}, "buyer": {terms.cash_asset: terms.cash_amount}}
+        gives = {
+            "seller": {terms.security_asset: terms.security_amount},
+            "buyer": {terms.cash_asset: terms.cash_amount},
+        }
         chosen = {}
         for role, wallet in wallets.items():
             if role == fee_payer:
@@ -134,4 +151,11 @@ class ElementsLedger(UtxoLedger):
             else:
                 asset, amount = next(iter(gives[role].items()))
                 chosen[role] = select_assets(wallet, {asset: amount}, asset, lambda n: 0)  # pays no fee
-        return build_dvp(terms, chosen["seller"], chosen["buyer"], policy_asset=self.policy_asset, fee_rate=self.fee_rate, fee_payer=fee_payer)
+        return build_dvp(
+            terms,
+            chosen["seller"],
+            chosen["buyer"],
+            policy_asset=self.policy_asset,
+            fee_rate=self.fee_rate,
+            fee_payer=fee_payer,
+        )

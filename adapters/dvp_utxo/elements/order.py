@@ -81,8 +81,9 @@ def build_cancel(order: OrderScript, offered: list[Utxo], key: Key, funds: list[
     inputs = [TxIn(u) for u in offered] + [TxIn(u) for u in funds]
     placeholder = [[MAX_SIG, order.script] for _ in offered] + [[MAX_SIG, key.pubkey] for _ in funds]
     change = {a: own for a in {u.explicit_asset for u in offered + funds} | {policy_asset}}
-    outs, fee = balance_with_fee(inputs, [], policy_asset=policy_asset, fee_rate=fee_rate, change=change,
-                                 placeholder=placeholder)
+    outs, fee = balance_with_fee(
+        inputs, [], policy_asset=policy_asset, fee_rate=fee_rate, change=change, placeholder=placeholder
+    )
     w = assemble(inputs, outs)
     stacks: list[list[bytes] | None] = []
     for i, t in enumerate(inputs):

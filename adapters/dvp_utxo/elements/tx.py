@@ -216,17 +216,23 @@ class ElementsTx:
         out = []
         for i in range(wally.tx_get_num_inputs(w)):
             n = wally.tx_get_input_witness_num_items(w, i)
-            witness = [_wtx_get(wally.tx_get_input_witness, w, i, j, length=wally.tx_get_input_witness_len) for j in range(n)]
+            witness = [
+                _wtx_get(wally.tx_get_input_witness, w, i, j, length=wally.tx_get_input_witness_len) for j in range(n)
+            ]
             out.append(
                 InputView(
                     txid=bytes(wally.tx_get_input_txhash(w, i))[::-1].hex(),
                     vout=int(wally.tx_get_input_index(w, i)),
                     sequence=int(wally.tx_get_input_sequence(w, i)),
                     witness=witness,
-                    issuance_amount=_wtx_get(wally.tx_get_input_issuance_amount, w, i, length=wally.tx_get_input_issuance_amount_len),
+                    issuance_amount=_wtx_get(
+                        wally.tx_get_input_issuance_amount, w, i, length=wally.tx_get_input_issuance_amount_len
+                    ),
                     issuance_entropy_field=_wtx_get(wally.tx_get_input_entropy, w, i),
                     issuance_nonce=_wtx_get(wally.tx_get_input_blinding_nonce, w, i),
-                    inflation_keys=_wtx_get(wally.tx_get_input_inflation_keys, w, i, length=wally.tx_get_input_inflation_keys_len),
+                    inflation_keys=_wtx_get(
+                        wally.tx_get_input_inflation_keys, w, i, length=wally.tx_get_input_inflation_keys_len
+                    ),
                 )
             )
         return out
@@ -327,14 +333,18 @@ def sign_input(key: Key, w, index: int, script_code: bytes, value_commitment: by
     return bytes(wally.ec_sig_to_der(compact)) + bytes([SIGHASH_ALL])
 
 
-def verify_signature(tx: ElementsTx, index: int, script_code: bytes, value_commitment: bytes, pubkey: bytes, sig_with_hashtype: bytes) -> bool:
+def verify_signature(
+    tx: ElementsTx, index: int, script_code: bytes, value_commitment: bytes, pubkey: bytes, sig_with_hashtype: bytes
+) -> bool:
     """Check one ECDSA signature with ``wallycore``'s verifier (libsecp256k1)."""
     if not sig_with_hashtype or sig_with_hashtype[-1] != SIGHASH_ALL:
         return False
     try:
         compact = bytes(wally.ec_sig_from_der(bytes(sig_with_hashtype[:-1])))
         # libsecp256k1 verifies low-S signatures only, as the node's policy does.
-        wally.ec_sig_verify(bytes(pubkey), sighash(tx, index, script_code, value_commitment), wally.EC_FLAG_ECDSA, compact)
+        wally.ec_sig_verify(
+            bytes(pubkey), sighash(tx, index, script_code, value_commitment), wally.EC_FLAG_ECDSA, compact
+        )
     except ValueError:
         return False
     return True
@@ -363,7 +373,9 @@ def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
             order = OrderScript.parse(wit[1])
         except ScriptError:
             return False
-        return spk == order.script_pubkey and verify_signature(tx, index, order.script, spent.value_commitment, order.seller_pubkey, wit[0])
+        return spk == order.script_pubkey and verify_signature(
+            tx, index, order.script, spent.value_commitment, order.seller_pubkey, wit[0]
+        )
     seen = parse_htlc_witness(wit)
     if seen is None or spk != seen.htlc.script_pubkey:
         return False
@@ -388,7 +400,9 @@ def _balances(inputs: list[TxIn], outputs: list[TxOut], issued: dict[str, int]) 
 def check_no_dust(outputs: list[TxOut]) -> None:
     for o in outputs:
         if not o.is_fee and o.value < DUST_LIMIT:
-            raise TxBuildError(f"output of {o.value} units of {o.asset[:8]}.. is below the dust limit ({DUST_LIMIT})", code="dust")
+            raise TxBuildError(
+                f"output of {o.value} units of {o.asset[:8]}.. is below the dust limit ({DUST_LIMIT})", code="dust"
+            )
 
 
 def balance_with_fee(
@@ -426,13 +440,17 @@ def balance_with_fee(
     policy_left = bal.get(policy_asset, 0)
 
     def measure(with_change: bool) -> int:
-        trial = outs + ([TxOut(change.get(policy_asset, b"\x00" * 22), policy_asset, DUST_LIMIT)] if with_change else [])
+        trial = outs + (
+            [TxOut(change.get(policy_asset, b"\x00" * 22), policy_asset, DUST_LIMIT)] if with_change else []
+        )
         trial = trial + [TxOut(b"", policy_asset, 1)]
         w = assemble(inputs, trial, locktime=locktime, witnesses=placeholder)
         return fee_for(int(wally.tx_get_vsize(w)), fee_rate)
 
     rest, fee = settle_fee(policy_left, measure, change_allowed=policy_asset in change)
-    return outs + ([TxOut(change[policy_asset], policy_asset, rest)] if rest is not None else []) + [TxOut(b"", policy_asset, fee)], fee
+    return outs + ([TxOut(change[policy_asset], policy_asset, rest)] if rest is not None else []) + [
+        TxOut(b"", policy_asset, fee)
+    ], fee
 
 
 # --- wallet spends -----------------------------------------------------------------------
@@ -482,7 +500,12 @@ def build_payment(
             raise TxBuildError(f"input {t.utxo.txid}:{t.utxo.vout} is not paid to this key")
     change = {a: key.script_pubkey for a in {u.explicit_asset for u in utxos} | {policy_asset}}
     outs, fee = balance_with_fee(
-        inputs, outputs, policy_asset=policy_asset, fee_rate=fee_rate, change=change, placeholder=_wallet_placeholder(key, len(inputs))
+        inputs,
+        outputs,
+        policy_asset=policy_asset,
+        fee_rate=fee_rate,
+        change=change,
+        placeholder=_wallet_placeholder(key, len(inputs)),
     )
     w = assemble(inputs, outs)
     set_witnesses(w, sign_wallet_inputs(w, key, inputs))

@@ -43,8 +43,10 @@ ChannelPair = Callable[[Path, str, str], tuple[Channel, Channel]]
 
 SELLER, BUYER = "seller", "buyer"
 CHANNEL_GROUP = "dvp.channels"
-REFUNDS_NOTE = ("not run between agents: an honest holder always claims; the agent suites drill a counterparty "
-                "that stops after the first lock")
+REFUNDS_NOTE = (
+    "not run between agents: an honest holder always claims; the agent suites drill a counterparty "
+    "that stops after the first lock"
+)
 LOCAL_LABEL = "local (dvp_agent not installed: in-process, no TLS, no signatures)"
 GRPC_LABEL = "grpc (mutual TLS on 127.0.0.1, signed messages)"
 _GRPC_NAMES = ("GrpcChannel", "PeerEndpoint", "create_identity")
@@ -144,8 +146,11 @@ class AgentPair:
 
 def only(state: dict[str, Any], ledgers: set[str]) -> dict[str, Any]:
     """``state`` with just ``ledgers`` and their assets: an agent connects only what it trades on."""
-    return {**state, "ledgers": {n: e for n, e in state["ledgers"].items() if n in ledgers},
-            "assets": [a for a in state.get("assets", []) if a.get("ledger") in ledgers]}
+    return {
+        **state,
+        "ledgers": {n: e for n, e in state["ledgers"].items() if n in ledgers},
+        "assets": [a for a in state.get("assets", []) if a.get("ledger") in ledgers],
+    }
 
 
 @asynccontextmanager
@@ -162,16 +167,25 @@ async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[Agen
             net = await stack.enter_async_context(Network.from_state(party_state(state, party)))
             journal = Journal(folder / f"{party}.sqlite")
             stack.callback(journal.close)
-            agent = BenchAgent(party, peer, net.ledgers, net.assets, journal, ends[party],
-                               policy=BENCH_POLICY, progress=lambda s, m: None)
+            agent = BenchAgent(
+                party,
+                peer,
+                net.ledgers,
+                net.assets,
+                journal,
+                ends[party],
+                policy=BENCH_POLICY,
+                progress=lambda s, m: None,
+            )
             stack.push_async_callback(agent.aclose)
             await agent.start()
             agents[party] = agent
         yield AgentPair(agents[SELLER], agents[BUYER], label, folder)
 
 
-async def run_agent_batch(pair: AgentPair, specs: list[SwapSpec], k: int, timeout: float,
-                          on_event: Event) -> list[dict[str, Any]]:
+async def run_agent_batch(
+    pair: AgentPair, specs: list[SwapSpec], k: int, timeout: float, on_event: Event
+) -> list[dict[str, Any]]:
     """Each spec proposed by the seller's agent, at most ``k`` swaps in flight; a swap is done
     when both agents' drives ended (bounded by ``timeout``).  Per swap: {swap_id, error}."""
     sem = asyncio.Semaphore(k)
@@ -206,18 +220,34 @@ def _party_journal(agent: BenchAgent, swap_id: str) -> pm.PartyJournal:
     if record is None:
         return pm.PartyJournal(agent.party, None, None, None, refused=refused)
     finished = record.updated if record.outcome is not None else None
-    return pm.PartyJournal(agent.party, record.created, finished, record.outcome, agent.journal.steps(swap_id),
-                           agent.journal.messages(swap_id), refused)
+    return pm.PartyJournal(
+        agent.party,
+        record.created,
+        finished,
+        record.outcome,
+        agent.journal.steps(swap_id),
+        agent.journal.messages(swap_id),
+        refused,
+    )
 
 
-def agent_figures(pair: AgentPair, runs: list[dict[str, Any]], specs: list[SwapSpec],
-                  infos: dict[str, LedgerInfo], counted: dict[str, dict[str, int]] | None) -> dict[str, Any]:
+def agent_figures(
+    pair: AgentPair,
+    runs: list[dict[str, Any]],
+    specs: list[SwapSpec],
+    infos: dict[str, LedgerInfo],
+    counted: dict[str, dict[str, int]] | None,
+) -> dict[str, Any]:
     """Every figure of one pair's agent swaps, from the two journals, checked against what the
     channel counted over the same swaps."""
     swaps = []
     for run, spec in zip(runs, specs):
-        fig = pm.agent_swap(run["swap_id"], spec.model_dump(mode="json"),
-                            [_party_journal(a, run["swap_id"]) for a in pair.agents], infos)
+        fig = pm.agent_swap(
+            run["swap_id"],
+            spec.model_dump(mode="json"),
+            [_party_journal(a, run["swap_id"]) for a in pair.agents],
+            infos,
+        )
         fig["error"] = run["error"]
         swaps.append(fig)
     summary = pm.summarize_parties(swaps)
@@ -233,8 +263,9 @@ def agent_figures(pair: AgentPair, runs: list[dict[str, Any]], specs: list[SwapS
     }
 
 
-def delta(after: dict[str, dict[str, int]] | None,
-          before: dict[str, dict[str, int]] | None) -> dict[str, dict[str, int]] | None:
+def delta(
+    after: dict[str, dict[str, int]] | None, before: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]] | None:
     if after is None or before is None:
         return None
     return {party: {k: v - before.get(party, {}).get(k, 0) for k, v in c.items()} for party, c in after.items()}

@@ -20,34 +20,92 @@ from ..topology import default, with_ledgers
 
 @main.command()
 @click.option("--swaps", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Swaps per pair.")
-@click.option("--concurrency", type=click.IntRange(1, 1_000), default=1, show_default=True, help="Swaps in flight at once.")
-@click.option("--pairs", default=None, help="Comma-separated SECURITY_LEDGER/CASH_LEDGER (or one ledger for single-ledger DvP); default: every pair.")
-@click.option("--refunds", type=click.IntRange(0, 100), default=2, show_default=True, help="Refund swaps per cross-ledger pair (holder never claims, fast-forward).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench).")
-@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True, help="Block interval if bench starts the testnets itself.")
-@click.option("--swap-timeout", type=FiniteSeconds(1, 86_400), default=900.0, show_default=True, help="Bound on each swap, in seconds.")
-@click.option("--throughput-txs", type=click.IntRange(1, 10_000), default=30, show_default=True, help="Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).")
+@click.option(
+    "--concurrency", type=click.IntRange(1, 1_000), default=1, show_default=True, help="Swaps in flight at once."
+)
+@click.option(
+    "--pairs",
+    default=None,
+    help="Comma-separated SECURITY_LEDGER/CASH_LEDGER (or one ledger for single-ledger DvP); default: every pair.",
+)
+@click.option(
+    "--refunds",
+    type=click.IntRange(0, 100),
+    default=2,
+    show_default=True,
+    help="Refund swaps per cross-ledger pair (holder never claims, fast-forward).",
+)
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench)."
+)
+@click.option(
+    "--block-time",
+    type=BLOCK_TIME,
+    default=1.0,
+    show_default=True,
+    help="Block interval if bench starts the testnets itself.",
+)
+@click.option(
+    "--swap-timeout",
+    type=FiniteSeconds(1, 86_400),
+    default=900.0,
+    show_default=True,
+    help="Bound on each swap, in seconds.",
+)
+@click.option(
+    "--throughput-txs",
+    type=click.IntRange(1, 10_000),
+    default=30,
+    show_default=True,
+    help="Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).",
+)
 @click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
-@click.option("--with", "extra_kinds", multiple=True, metavar="KIND",
-              help="Also start a ledger of this kind (e.g. geth, a second EVM client) if bench starts the testnets itself.")
-@click.option("--agents", is_flag=True,
-              help="Also run each cross-ledger pair's swaps between the seller's and the buyer's agents (own keys, "
-                   "journals and channel), figures per party; no refund swaps between agents.")
+@click.option(
+    "--with",
+    "extra_kinds",
+    multiple=True,
+    metavar="KIND",
+    help="Also start a ledger of this kind (e.g. geth, a second EVM client) if bench starts the testnets itself.",
+)
+@click.option(
+    "--agents",
+    is_flag=True,
+    help="Also run each cross-ledger pair's swaps between the seller's and the buyer's agents (own keys, "
+    "journals and channel), figures per party; no refund swaps between agents.",
+)
 @click.pass_obj
 @fail_cleanly
-def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, refunds: int, out_dir: Path | None,
-          block_time: float, swap_timeout: float, throughput_txs: int, baseline_samples: int,
-          extra_kinds: tuple[str, ...], agents: bool) -> None:
+def bench(
+    settings: Settings,
+    swaps: int,
+    concurrency: int,
+    pairs: str | None,
+    refunds: int,
+    out_dir: Path | None,
+    block_time: float,
+    swap_timeout: float,
+    throughput_txs: int,
+    baseline_samples: int,
+    extra_kinds: tuple[str, ...],
+    agents: bool,
+) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
     from .render import missed, render_all, tables, write_json
     from .runner import BenchConfig, run_bench
 
     out_dir = out_dir or settings.reports_dir / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = BenchConfig(swaps=swaps, concurrency=concurrency, refunds=refunds, swap_timeout=swap_timeout,
-                      pairs=[p.strip() for p in pairs.split(",") if p.strip()] if pairs else None,
-                      throughput_txs=throughput_txs,
-                      baseline_samples=baseline_samples, block_time=block_time, agents=agents)
+    cfg = BenchConfig(
+        swaps=swaps,
+        concurrency=concurrency,
+        refunds=refunds,
+        swap_timeout=swap_timeout,
+        pairs=[p.strip() for p in pairs.split(",") if p.strip()] if pairs else None,
+        throughput_txs=throughput_txs,
+        baseline_samples=baseline_samples,
+        block_time=block_time,
+        agents=agents,
+    )
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
@@ -57,16 +115,20 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)
     try:
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
             task = progress.add_task("planning", total=None)
 
             def on_event(kind: str, info: dict[str, Any]) -> None:
                 if kind == "plan":
                     n = len(info["pairs"])
                     cross = sum(1 for p in info["pairs"] if "/" in p)
-                    progress.update(task, total=n * info["swaps"] + cross * info["refunds"]
-                                    + len(info["agent_pairs"]) * info["swaps"], completed=0)
+                    progress.update(
+                        task,
+                        total=n * info["swaps"] + cross * info["refunds"] + len(info["agent_pairs"]) * info["swaps"],
+                        completed=0,
+                    )
                     console.print(f"[dim]pairs:[/] {', '.join(info['pairs'])}")
                 elif kind == "phase":
                     progress.update(task, description=info["name"])
@@ -104,8 +166,13 @@ def bench(settings: Settings, swaps: int, concurrency: int, pairs: str | None, r
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Where to write HTML and PNG (default: beside the first RESULTS file).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write HTML and PNG (default: beside the first RESULTS file).",
+)
 @fail_cleanly
 def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
     """Re-render a saved bench run (RESULTS.json), or compare two (A.json B.json)."""

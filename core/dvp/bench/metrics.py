@@ -155,25 +155,27 @@ def swap_metrics(
         unit = None
         if fee is not None:
             unit = info.fee_unit if info else (finals[-1].detail.get("fee_asset") if finals else None) or "unknown"
-        entries.append({
-            "step": r.step,
-            "phase": phase,
-            "ledger": r.ledger,
-            "party": (finals[-1].detail.get("payer") if finals else None) or actor(r.step, spec),
-            "start": r.started - t0,
-            "end": r.finished - t0,
-            "seconds": r.seconds,
-            "gap_before": r.started - prev_end,
-            # From the step's start to its last broadcast: a step retried after a failed
-            # attempt (resume) counts the retry here, so submit + finality = seconds.
-            "submit_seconds": (submitted[-1].wall - r.started) if submitted else None,
-            "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
-            "tx_id": r.tx_id,
-            "transactions": r.transactions,
-            "height": r.height,
-            "fee": fee,
-            "fee_unit": unit,
-        })
+        entries.append(
+            {
+                "step": r.step,
+                "phase": phase,
+                "ledger": r.ledger,
+                "party": (finals[-1].detail.get("payer") if finals else None) or actor(r.step, spec),
+                "start": r.started - t0,
+                "end": r.finished - t0,
+                "seconds": r.seconds,
+                "gap_before": r.started - prev_end,
+                # From the step's start to its last broadcast: a step retried after a failed
+                # attempt (resume) counts the retry here, so submit + finality = seconds.
+                "submit_seconds": (submitted[-1].wall - r.started) if submitted else None,
+                "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
+                "tx_id": r.tx_id,
+                "transactions": r.transactions,
+                "height": r.height,
+                "fee": fee,
+                "fee_unit": unit,
+            }
+        )
         prev_end = r.finished
     total = (rows[-1].finished - t0) if rows else 0.0
     step_sum = sum(e["seconds"] for e in entries)
@@ -251,7 +253,9 @@ def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict
     out: dict[str, Any] = {}
     for leg in LegName:
         locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
-        ended = _rows(steps, StepName.of(Action.CLAIM, leg), "result") or _rows(steps, StepName.of(Action.REFUND, leg), "result")
+        ended = _rows(steps, StepName.of(Action.CLAIM, leg), "result") or _rows(
+            steps, StepName.of(Action.REFUND, leg), "result"
+        )
         if not locked or not ended:
             continue
         seconds = ended[-1].wall - locked[-1].wall
@@ -389,8 +393,17 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for k, v in p.items():
                 parties[party][k] += v / n
         for leg, l in s["liquidity"].items():
-            slot = liq.setdefault(leg, {"ledger": l["ledger"], "asset": l["asset"], "value_asset": l.get("value_asset"),
-                                        "amount_seconds": [], "value_seconds": [], "seconds": []})
+            slot = liq.setdefault(
+                leg,
+                {
+                    "ledger": l["ledger"],
+                    "asset": l["asset"],
+                    "value_asset": l.get("value_asset"),
+                    "amount_seconds": [],
+                    "value_seconds": [],
+                    "seconds": [],
+                },
+            )
             slot["amount_seconds"].append(l["amount_seconds"])
             slot["value_seconds"].append(l.get("value_seconds"))
             slot["seconds"].append(l["seconds"])
@@ -409,24 +422,35 @@ def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "fees": fees,
         "parties": {k: dict(v) for k, v in parties.items()},
         "liquidity": {
-            leg: {"ledger": v["ledger"], "asset": v["asset"], "amount_seconds": stats(v["amount_seconds"]),
-                  "value_asset": v["value_asset"], "value_seconds": stats(v["value_seconds"]),
-                  "seconds": stats(v["seconds"])}
+            leg: {
+                "ledger": v["ledger"],
+                "asset": v["asset"],
+                "amount_seconds": stats(v["amount_seconds"]),
+                "value_asset": v["value_asset"],
+                "value_seconds": stats(v["value_seconds"]),
+                "seconds": stats(v["seconds"]),
+            }
             for leg, v in liq.items()
         },
         "principal_risk": {
             "window_seconds": stats(r["window_seconds"] for r in risks),
             "second_claim_seconds": stats(r["second_claim_seconds"] for r in risks),
             "margin_seconds": stats(r["margin_seconds"] for r in risks),
-        } if risks else None,
+        }
+        if risks
+        else None,
         "free_option": {
             "seconds": stats(o["seconds"] for o in options),
             "exercised": sum(1 for o in options if o["exercised"]),
-        } if options else None,
+        }
+        if options
+        else None,
         "refund": {
             "unwind_seconds": stats(r["unwind_seconds"] for r in refunds),
             "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in LegName},
-        } if refunds else None,
+        }
+        if refunds
+        else None,
         "elapsed_seconds": (max(s["finished"] for s in swaps) - min(s["started"] for s in swaps)) if swaps else 0.0,
     }
 
@@ -443,8 +467,11 @@ def overhead_ratio(summary: Mapping[str, Any], confirmation: Mapping[str, float]
     lat = summary.get("latency")
     if not lat:
         return None
-    base = sum(count * confirmation[ledger] for ledger, count in summary["transactions_per_swap_by_ledger"].items()
-               if ledger in confirmation)
+    base = sum(
+        count * confirmation[ledger]
+        for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+        if ledger in confirmation
+    )
     if base <= 0:
         return None
     ratio = lat["mean"] / base
@@ -455,23 +482,33 @@ def throughput_ratio(summary: Mapping[str, Any], raw_tps: Mapping[str, float]) -
     """Swap throughput over the bound the slower ledger sets: its raw transfer
     throughput divided by the transactions one swap sends on it."""
     tps = throughput(summary)
-    bounds = {ledger: raw_tps[ledger] / count for ledger, count in summary["transactions_per_swap_by_ledger"].items()
-              if count > 0 and raw_tps.get(ledger)}
+    bounds = {
+        ledger: raw_tps[ledger] / count
+        for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+        if count > 0 and raw_tps.get(ledger)
+    }
     if tps is None or not bounds:
         return None
     slower = min(bounds, key=lambda ledger: bounds[ledger])
-    return {"swaps_per_second": tps, "bound": bounds[slower], "limited_by": slower, "bounds": bounds,
-            "ratio": tps / bounds[slower]}
+    return {
+        "swaps_per_second": tps,
+        "bound": bounds[slower],
+        "limited_by": slower,
+        "bounds": bounds,
+        "ratio": tps / bounds[slower],
+    }
 
 
-def rss_trend(samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192) -> dict[str, Any] | None:
+def rss_trend(
+    samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192
+) -> dict[str, Any] | None:
     """(finished swaps, RSS KiB) samples -> least-squares slope and whether RSS stays flat.
 
     Flat when the fitted growth over the second half of the run (after warm-up) is at
     most ``tolerance`` of the RSS there, or ``floor_kib``, whichever is larger."""
     if len(samples) < 2:
         return None
-    half = samples[len(samples) // 2:] if len(samples) >= 4 else list(samples)
+    half = samples[len(samples) // 2 :] if len(samples) >= 4 else list(samples)
     xs = [float(x) for x, _ in half]
     ys = [float(y) for _, y in half]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)

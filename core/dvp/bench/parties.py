@@ -62,8 +62,9 @@ def _ended(steps: Sequence[Step], action: Action, leg: LegName) -> float | None:
     return rows[-1] if rows else None
 
 
-def party_swap(me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], proposed: float,
-               ledgers: Mapping[str, LedgerInfo]) -> dict[str, Any]:
+def party_swap(
+    me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], proposed: float, ledgers: Mapping[str, LedgerInfo]
+) -> dict[str, Any]:
     """One party's figures of one swap, from its journal rows and (for the claim of its own
     lock, which the counterparty makes) the counterparty's."""
     rows = timeline(list(me.steps))
@@ -89,8 +90,13 @@ def party_swap(me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], p
         if end is None:
             continue
         amount = spec["trade"][leg.value]["amount"]
-        locked[leg.value] = {"ledger": spec["trade"][leg.value]["ledger"], "amount": amount, "seconds": end - since,
-                             "amount_seconds": amount * (end - since), "ended_by": by}
+        locked[leg.value] = {
+            "ledger": spec["trade"][leg.value]["ledger"],
+            "amount": amount,
+            "seconds": end - since,
+            "amount_seconds": amount * (end - since),
+            "ended_by": by,
+        }
     sent = [m for m in me.messages if m["direction"] == "out"]
     received = [m for m in me.messages if m["direction"] == "in"]
     by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"sent": 0, "received": 0})
@@ -113,8 +119,9 @@ def party_swap(me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], p
     }
 
 
-def agent_swap(swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJournal],
-               ledgers: Mapping[str, LedgerInfo]) -> dict[str, Any]:
+def agent_swap(
+    swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJournal], ledgers: Mapping[str, LedgerInfo]
+) -> dict[str, Any]:
     """Both parties' figures of one swap; ``journals`` is the two parties' rows."""
     one, two = journals
     created = [j.created for j in journals if j.created is not None]
@@ -125,8 +132,10 @@ def agent_swap(swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJo
         "proposed": proposed,
         # As the one-process figure: to the swap's last step, in whichever journal it is.
         "last_step_seconds": (max(results) - proposed) if results else None,
-        "parties": {one.party: party_swap(one, two, spec, proposed, ledgers),
-                    two.party: party_swap(two, one, spec, proposed, ledgers)},
+        "parties": {
+            one.party: party_swap(one, two, spec, proposed, ledgers),
+            two.party: party_swap(two, one, spec, proposed, ledgers),
+        },
     }
 
 
@@ -176,8 +185,10 @@ def check_channel(summary: Mapping[str, Any], counted: Mapping[str, Mapping[str,
     mismatches = []
     for party, fig in summary.items():
         channel = counted.get(party, {})
-        for what, journaled in (("sent", fig["messages_sent"]),
-                                ("received", fig["messages_received"] + fig.get("messages_refused", 0))):
+        for what, journaled in (
+            ("sent", fig["messages_sent"]),
+            ("received", fig["messages_received"] + fig.get("messages_refused", 0)),
+        ):
             if channel.get(what, 0) != journaled:
                 mismatches.append(f"{party} {what}: journal {journaled}, channel {channel.get(what, 0)}")
     return {"checked": True, "matches": not mismatches, "mismatches": mismatches}

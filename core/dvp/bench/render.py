@@ -50,7 +50,9 @@ def _ledger_fee(run: dict[str, Any], ledger: str, value: float, unit: str) -> st
 
 
 def _fees(run: dict[str, Any], fees: dict[str, Any]) -> str:
-    return ", ".join(f"{l}: {_ledger_fee(run, l, f['fee_per_swap'], f['unit'])}" for l, f in sorted(fees.items())) or "-"
+    return (
+        ", ".join(f"{l}: {_ledger_fee(run, l, f['fee_per_swap'], f['unit'])}" for l, f in sorted(fees.items())) or "-"
+    )
 
 
 def liquidity_values(run: dict[str, Any], pair: dict[str, Any]) -> list[dict[str, Any]]:
@@ -66,15 +68,24 @@ def liquidity_values(run: dict[str, Any], pair: dict[str, Any]) -> list[dict[str
         if l.get("value_seconds"):
             value_seconds, asset = l["value_seconds"]["mean"], l["value_asset"]
         else:
-            vals = [s["liquidity"][leg]["seconds"] * s["cash"]["amount"] for s in pair["swaps"]
-                    if leg in (s.get("liquidity") or {})]
+            vals = [
+                s["liquidity"][leg]["seconds"] * s["cash"]["amount"]
+                for s in pair["swaps"]
+                if leg in (s.get("liquidity") or {})
+            ]
             if not vals:
                 continue
             value_seconds, asset = sum(vals) / len(vals), pair["swaps"][0]["cash"]["asset"]
         decimals = ((run.get("assets") or {}).get(f"{cash_ledger}/{asset}") or {}).get("decimals")
-        out.append({"leg": leg, "asset": l["asset"], "seconds": l["seconds"]["mean"],
-                    "currency": asset if decimals is not None else f"{asset} base units",
-                    "value_seconds": value_seconds / 10 ** (decimals or 0)})
+        out.append(
+            {
+                "leg": leg,
+                "asset": l["asset"],
+                "seconds": l["seconds"]["mean"],
+                "currency": asset if decimals is not None else f"{asset} base units",
+                "value_seconds": value_seconds / 10 ** (decimals or 0),
+            }
+        )
     return out
 
 
@@ -85,24 +96,29 @@ def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
         lat = s["latency"] or {}
         t = p["throughput"] or {}
         o = p["overhead"] or {}
-        rows.append({
-            "pair": p["id"],
-            "kind": p["kind"],
-            "swaps": str(s["swaps"]),
-            "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
-            "latency mean s": _f(lat.get("mean")),
-            "p50 s": _f(lat.get("p50")),
-            "p95 s": _f(lat.get("p95")),
-            "overhead": _pct(o.get("overhead")),
-            "swaps/s": _f(t.get("swaps_per_second"), ".3f"),
-            "of bound": _pct(t.get("ratio")),
-            "tx/swap": _f(s["transactions_per_swap"], ".1f"),
-            "fees/swap": _fees(run, s["fees"]),
-            "refunds": (f"{p['refund_summary']['swaps']} "
-                        f"({_f((p['refund_summary']['refund'] or {}).get('unwind_seconds', {}).get('mean'))}s unwind)")
-            if p.get("refund_summary") and p["refund_summary"].get("refund") else "-",
-            "stuck": str(len(p["stuck"])),
-        })
+        rows.append(
+            {
+                "pair": p["id"],
+                "kind": p["kind"],
+                "swaps": str(s["swaps"]),
+                "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
+                "latency mean s": _f(lat.get("mean")),
+                "p50 s": _f(lat.get("p50")),
+                "p95 s": _f(lat.get("p95")),
+                "overhead": _pct(o.get("overhead")),
+                "swaps/s": _f(t.get("swaps_per_second"), ".3f"),
+                "of bound": _pct(t.get("ratio")),
+                "tx/swap": _f(s["transactions_per_swap"], ".1f"),
+                "fees/swap": _fees(run, s["fees"]),
+                "refunds": (
+                    f"{p['refund_summary']['swaps']} "
+                    f"({_f((p['refund_summary']['refund'] or {}).get('unwind_seconds', {}).get('mean'))}s unwind)"
+                )
+                if p.get("refund_summary") and p["refund_summary"].get("refund")
+                else "-",
+                "stuck": str(len(p["stuck"])),
+            }
+        )
     return rows
 
 
@@ -110,41 +126,52 @@ def _table(title: str, rows: list[dict[str, str]], caption: str | None = None) -
     table = Table(title=title, caption=caption)
     if rows:
         for col in rows[0]:
-            table.add_column(col, justify="left" if col in ("pair", "kind", "outcomes", "fees/swap", "platform", "ledger",
-                                                           "target", "why", "note", "party") else "right")
+            table.add_column(
+                col,
+                justify="left"
+                if col
+                in ("pair", "kind", "outcomes", "fees/swap", "platform", "ledger", "target", "why", "note", "party")
+                else "right",
+            )
         for r in rows:
             table.add_row(*[str(v) for v in r.values()])
     return table
 
 
 def baseline_rows(run: dict[str, Any]) -> list[dict[str, str]]:
-    return [{
-        "ledger": l,
-        "kind": run["ledgers"][l]["kind"],
-        "confirmation p50 s": _f(b["confirmation"]["p50"]),
-        "samples": str(b["confirmation"]["n"]),
-        "raw tps": _f(b["throughput"]["tps"], ".1f"),
-        "in flight": f"{b['throughput']['transactions']}/{b['throughput']['in_flight']}",
-    } for l, b in sorted(run["baselines"].items())]
+    return [
+        {
+            "ledger": l,
+            "kind": run["ledgers"][l]["kind"],
+            "confirmation p50 s": _f(b["confirmation"]["p50"]),
+            "samples": str(b["confirmation"]["n"]),
+            "raw tps": _f(b["throughput"]["tps"], ".1f"),
+            "in flight": f"{b['throughput']['transactions']}/{b['throughput']['in_flight']}",
+        }
+        for l, b in sorted(run["baselines"].items())
+    ]
 
 
 def platform_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for p in run["platforms"]:
         fee = p.get("single_ledger_dvp_fee")
-        rows.append({
-            "platform": p["platform"],
-            "ledgers": ", ".join(p["ledgers"]) or "-",
-            "confirm s": _f(p.get("confirmation_seconds")),
-            "raw tps": _f(p.get("raw_tps"), ".1f"),
-            "1-ledger DvP s": _f(p.get("single_ledger_dvp_seconds")),
-            "1-ledger tx": _f(p.get("single_ledger_dvp_transactions"), ".0f"),
-            "1-ledger fee": "-" if fee is None else fee_text(fee, p.get("fee_unit", ""), p.get("fee_display_unit"),
-                                                              p.get("fee_display_scale", 1)),
-            "HTLC lock s": _f(p.get("htlc_lock_seconds")),
-            "HTLC claim s": _f(p.get("htlc_claim_seconds")),
-            "note": p.get("note") or "",
-        })
+        rows.append(
+            {
+                "platform": p["platform"],
+                "ledgers": ", ".join(p["ledgers"]) or "-",
+                "confirm s": _f(p.get("confirmation_seconds")),
+                "raw tps": _f(p.get("raw_tps"), ".1f"),
+                "1-ledger DvP s": _f(p.get("single_ledger_dvp_seconds")),
+                "1-ledger tx": _f(p.get("single_ledger_dvp_transactions"), ".0f"),
+                "1-ledger fee": "-"
+                if fee is None
+                else fee_text(fee, p.get("fee_unit", ""), p.get("fee_display_unit"), p.get("fee_display_scale", 1)),
+                "HTLC lock s": _f(p.get("htlc_lock_seconds")),
+                "HTLC claim s": _f(p.get("htlc_claim_seconds")),
+                "note": p.get("note") or "",
+            }
+        )
     return rows
 
 
@@ -152,9 +179,18 @@ def target_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for t in run["targets"]:
         value = t["value"]
-        shown = _pct(value) if "%" in t["target"] else (f"{value:.1f} KiB/swap" if "memory" in t["target"] else str(value))
-        rows.append({"pair": t["pair"] or "all", "target": t["target"], "value": shown,
-                     "met": "yes" if t["met"] else "NO", "why": t["why"] or ""})
+        shown = (
+            _pct(value) if "%" in t["target"] else (f"{value:.1f} KiB/swap" if "memory" in t["target"] else str(value))
+        )
+        rows.append(
+            {
+                "pair": t["pair"] or "all",
+                "target": t["target"],
+                "value": shown,
+                "met": "yes" if t["met"] else "NO",
+                "why": t["why"] or "",
+            }
+        )
     return rows
 
 
@@ -163,13 +199,25 @@ def memory_line(run: dict[str, Any]) -> str:
     trend = mem["trend"]
     text = f"peak RSS {mem['peak_rss_kib'] / 1024:.0f} MiB over {mem['swaps']} swaps"
     if trend:
-        text += (f"; RSS {trend['first_kib'] / 1024:.0f} -> {trend['last_kib'] / 1024:.0f} MiB, "
-                 f"slope {trend['slope_kib_per_swap']:.1f} KiB/swap: {'flat' if trend['flat'] else 'GROWING'}")
+        text += (
+            f"; RSS {trend['first_kib'] / 1024:.0f} -> {trend['last_kib'] / 1024:.0f} MiB, "
+            f"slope {trend['slope_kib_per_swap']:.1f} KiB/swap: {'flat' if trend['flat'] else 'GROWING'}"
+        )
     return text
 
 
-TERMINAL_PAIR_COLUMNS = ("pair", "kind", "swaps", "latency mean s", "p95 s", "overhead", "swaps/s", "of bound",
-                         "tx/swap", "stuck")
+TERMINAL_PAIR_COLUMNS = (
+    "pair",
+    "kind",
+    "swaps",
+    "latency mean s",
+    "p95 s",
+    "overhead",
+    "swaps/s",
+    "of bound",
+    "tx/swap",
+    "stuck",
+)
 
 
 def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
@@ -179,16 +227,18 @@ def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
         risk = s.get("principal_risk") or {}
         liq = "; ".join(f"{v['leg']} {_num(v['value_seconds'])} {v['currency']}*s" for v in liquidity_values(run, p))
         ref = (p.get("refund_summary") or {}).get("refund") or {}
-        rows.append({
-            "pair": p["id"],
-            "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
-            "fees/swap": _fees(run, s["fees"]),
-            "liquidity/swap": liq or "-",
-            "risk window s": _f((risk.get("window_seconds") or {}).get("mean"), ".0f"),
-            "2nd claim s": _f((risk.get("second_claim_seconds") or {}).get("mean")),
-            "free option s": _f(((s.get("free_option") or {}).get("seconds") or {}).get("mean")),
-            "refund unwind s": _f((ref.get("unwind_seconds") or {}).get("mean")),
-        })
+        rows.append(
+            {
+                "pair": p["id"],
+                "outcomes": " ".join(f"{k}:{v}" for k, v in sorted(s["outcomes"].items())),
+                "fees/swap": _fees(run, s["fees"]),
+                "liquidity/swap": liq or "-",
+                "risk window s": _f((risk.get("window_seconds") or {}).get("mean"), ".0f"),
+                "2nd claim s": _f((risk.get("second_claim_seconds") or {}).get("mean")),
+                "free option s": _f(((s.get("free_option") or {}).get("seconds") or {}).get("mean")),
+                "refund unwind s": _f((ref.get("unwind_seconds") or {}).get("mean")),
+            }
+        )
     return rows
 
 
@@ -205,22 +255,24 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
         check = a["channel_check"]
         for party, v in a["summary"].items():
             c = counted.get(party)
-            rows.append({
-                "pair": p["id"],
-                "party": party,
-                "outcomes": " ".join(f"{k}:{n}" for k, n in sorted(v["outcomes"].items())),
-                "latency mean s": _f((v["latency"] or {}).get("mean")),
-                "to last step s": _f((a.get("last_step") or {}).get("mean")),
-                "one process s": _f(one),
-                "steps/swap": _f(v["steps_per_swap"], ".1f"),
-                "tx/swap": _f(v["transactions_per_swap"], ".1f"),
-                "fees/swap": _fees(run, v["fees"]),
-                "locked mean s": _f((v["locked_seconds"] or {}).get("mean")),
-                "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}"
-                                  + (f" +{v['messages_refused']} refused" if v.get("messages_refused") else ""),
-                "channel sent/recv": f"{c['sent']}/{c['received']}" if c else "-",
-                "check": "-" if not check["checked"] else ("match" if check["matches"] else "MISMATCH"),
-            })
+            rows.append(
+                {
+                    "pair": p["id"],
+                    "party": party,
+                    "outcomes": " ".join(f"{k}:{n}" for k, n in sorted(v["outcomes"].items())),
+                    "latency mean s": _f((v["latency"] or {}).get("mean")),
+                    "to last step s": _f((a.get("last_step") or {}).get("mean")),
+                    "one process s": _f(one),
+                    "steps/swap": _f(v["steps_per_swap"], ".1f"),
+                    "tx/swap": _f(v["transactions_per_swap"], ".1f"),
+                    "fees/swap": _fees(run, v["fees"]),
+                    "locked mean s": _f((v["locked_seconds"] or {}).get("mean")),
+                    "msgs sent/recv": f"{v['messages_sent']}/{v['messages_received']}"
+                    + (f" +{v['messages_refused']} refused" if v.get("messages_refused") else ""),
+                    "channel sent/recv": f"{c['sent']}/{c['received']}" if c else "-",
+                    "check": "-" if not check["checked"] else ("match" if check["matches"] else "MISMATCH"),
+                }
+            )
     return rows
 
 
@@ -240,8 +292,17 @@ def tables(run: dict[str, Any]) -> list[Table]:
         _table("costs per swap (legs valued at the trade's price)", cost_rows(run)),
         _table("platforms side by side", [{k: v for k, v in r.items() if k != "ledgers"} for r in platform_rows(run)]),
         _table("targets", targets, memory_line(run)),
-        *([_table("two agents per pair (messages from each journal, checked against the channel)", agent_rows(run),
-                  agents_caption(run))] if agent_rows(run) else []),
+        *(
+            [
+                _table(
+                    "two agents per pair (messages from each journal, checked against the channel)",
+                    agent_rows(run),
+                    agents_caption(run),
+                )
+            ]
+            if agent_rows(run)
+            else []
+        ),
     ]
 
 
@@ -276,7 +337,7 @@ def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
     labels = []
     y = 0
     for p in run["pairs"]:
-        for s in [s for s in p["swaps"] if "steps" in s][:timeline_swaps(run)]:
+        for s in [s for s in p["swaps"] if "steps" in s][: timeline_swaps(run)]:
             ledgers = sorted({e["ledger"] for e in s["steps"]})
             for ledger in ledgers:
                 for e in s["steps"]:
@@ -285,8 +346,15 @@ def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
                     color = phases.setdefault(e["phase"], cmap(len(phases) % 10))
                     ax.barh(y, max(e["seconds"], 0.02), left=e["start"], color=color, edgecolor="black", linewidth=0.3)
                     if e["finality_seconds"]:
-                        ax.barh(y, e["finality_seconds"], left=e["end"] - e["finality_seconds"], color="none",
-                                hatch="///", edgecolor="black", linewidth=0)
+                        ax.barh(
+                            y,
+                            e["finality_seconds"],
+                            left=e["end"] - e["finality_seconds"],
+                            color="none",
+                            hatch="///",
+                            edgecolor="black",
+                            linewidth=0,
+                        )
                 labels.append(f"{p['id']} {s['swap_id'][-4:]} {ledger}")
                 y += 1
     ax.set_yticks(range(len(labels)))
@@ -294,7 +362,9 @@ def draw_timeline(ax: Any, run: dict[str, Any]) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("seconds from swap start (hatched: finality wait)")
     n = timeline_swaps(run)
-    ax.set_title(f"timeline per swap (the first {n} of each pair)" if n > 1 else "timeline per swap (the first of each pair)")
+    ax.set_title(
+        f"timeline per swap (the first {n} of each pair)" if n > 1 else "timeline per swap (the first of each pair)"
+    )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in phases.values()]
     ax.legend(handles, list(phases), fontsize=6, loc="lower right")
 
@@ -326,8 +396,9 @@ def draw_liquidity(ax: Any, run: dict[str, Any]) -> None:
         for v in liquidity_values(run, p):
             by_currency.setdefault(v["currency"], {}).setdefault(p["id"], {})[v["leg"]] = v
     ax.axis("off")
-    ax.set_title("liquidity locked per swap, each leg valued at the trade's price\n(mean; label: seconds locked)",
-                 fontsize=9)
+    ax.set_title(
+        "liquidity locked per swap, each leg valued at the trade's price\n(mean; label: seconds locked)", fontsize=9
+    )
     if not by_currency:
         ax.text(0.5, 0.5, "no HTLC pair in this run", ha="center", va="center", transform=ax.transAxes)
         return
@@ -354,8 +425,15 @@ def draw_liquidity(ax: Any, run: dict[str, Any]) -> None:
         sub.set_xlim(0, peak * 1.15)
         sub.set_xlabel(f"{currency} x seconds", fontsize=7)
         sub.tick_params(axis="x", labelsize=6)
-    ax.legend([plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()], [f"{leg} leg" for leg in colors],
-              fontsize=6, loc="lower center", bbox_to_anchor=(0.58, 0.9), ncol=2, frameon=False)
+    ax.legend(
+        [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()],
+        [f"{leg} leg" for leg in colors],
+        fontsize=6,
+        loc="lower center",
+        bbox_to_anchor=(0.58, 0.9),
+        ncol=2,
+        frameon=False,
+    )
 
 
 def draw_platforms(ax: Any, run: dict[str, Any]) -> None:
@@ -385,8 +463,12 @@ def charts(run: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     n_rows = sum(min(timeline_swaps(run), len(p["swaps"])) * (1 if p["kind"] == "atomic" else 2) for p in run["pairs"])
     n_htlc = sum(1 for p in run["pairs"] if p["kind"] == "htlc")
-    sizes = {"timeline": (10, max(3, 0.22 * n_rows + 1.5)), "latency": (8, 4), "liquidity": (8, max(4, 0.25 * n_htlc + 1.5)),
-             "platforms": (12, 1 + 0.45 * len(run["platforms"]))}
+    sizes = {
+        "timeline": (10, max(3, 0.22 * n_rows + 1.5)),
+        "latency": (8, 4),
+        "liquidity": (8, max(4, 0.25 * n_htlc + 1.5)),
+        "platforms": (12, 1 + 0.45 * len(run["platforms"])),
+    }
     paths = {}
     for name in CHARTS:
         fig, ax = plt.subplots(figsize=sizes[name])
@@ -396,13 +478,17 @@ def charts(run: dict[str, Any], out: Path) -> dict[str, Path]:
         fig.savefig(paths[name], dpi=110)
         plt.close(fig)
     fig = plt.figure(figsize=(14, 8 + 0.1 * n_rows + 0.12 * n_htlc + 0.3 * len(run["platforms"])))
-    grid = fig.add_gridspec(3, 2, height_ratios=[2 + 0.05 * n_rows, max(1.2, 0.08 * n_htlc), 0.3 + 0.15 * len(run["platforms"])])
+    grid = fig.add_gridspec(
+        3, 2, height_ratios=[2 + 0.05 * n_rows, max(1.2, 0.08 * n_htlc), 0.3 + 0.15 * len(run["platforms"])]
+    )
     draw_timeline(fig.add_subplot(grid[0, :]), run)
     draw_latency(fig.add_subplot(grid[1, 0]), run)
     draw_liquidity(fig.add_subplot(grid[1, 1]), run)
     draw_platforms(fig.add_subplot(grid[2, :]), run)
     m = run["machine"]
-    fig.suptitle(f"dvp bench, K={run['config']['concurrency']}, {m['at']}, {m.get('cpu') or m['platform']}", fontsize=10)
+    fig.suptitle(
+        f"dvp bench, K={run['config']['concurrency']}, {m['at']}, {m.get('cpu') or m['platform']}", fontsize=10
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     paths["bench"] = out / "bench.png"
     fig.savefig(paths["bench"], dpi=100)
@@ -430,25 +516,54 @@ def step_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     rows = []
     for p in run["pairs"]:
         for phase, v in p["summary"]["phases"].items():
-            rows.append({"pair": p["id"], "step": phase, "ledger": v["ledger"] or "",
-                         "mean s": _f((v["seconds"] or {}).get("mean")), "p95 s": _f((v["seconds"] or {}).get("p95")),
-                         "finality wait s": _f((v["finality_seconds"] or {}).get("mean"))})
+            rows.append(
+                {
+                    "pair": p["id"],
+                    "step": phase,
+                    "ledger": v["ledger"] or "",
+                    "mean s": _f((v["seconds"] or {}).get("mean")),
+                    "p95 s": _f((v["seconds"] or {}).get("p95")),
+                    "finality wait s": _f((v["finality_seconds"] or {}).get("mean")),
+                }
+            )
         s = p["summary"]
         risk = s.get("principal_risk") or {}
-        rows.append({"pair": p["id"], "step": "orchestration (between steps)", "ledger": "",
-                     "mean s": _f((s["orchestration_seconds"] or {}).get("mean")), "p95 s": _f((s["orchestration_seconds"] or {}).get("p95")),
-                     "finality wait s": ""})
+        rows.append(
+            {
+                "pair": p["id"],
+                "step": "orchestration (between steps)",
+                "ledger": "",
+                "mean s": _f((s["orchestration_seconds"] or {}).get("mean")),
+                "p95 s": _f((s["orchestration_seconds"] or {}).get("p95")),
+                "finality wait s": "",
+            }
+        )
         if risk:
-            rows.append({"pair": p["id"], "step": "principal-risk window / second claim took", "ledger": "",
-                         "mean s": f"{_f((risk['window_seconds'] or {}).get('mean'))} / {_f((risk['second_claim_seconds'] or {}).get('mean'))}",
-                         "p95 s": "", "finality wait s": ""})
+            rows.append(
+                {
+                    "pair": p["id"],
+                    "step": "principal-risk window / second claim took",
+                    "ledger": "",
+                    "mean s": f"{_f((risk['window_seconds'] or {}).get('mean'))} / {_f((risk['second_claim_seconds'] or {}).get('mean'))}",
+                    "p95 s": "",
+                    "finality wait s": "",
+                }
+            )
     return rows
 
 
 def party_rows(run: dict[str, Any]) -> list[dict[str, str]]:
-    return [{"pair": p["id"], "party": party, "steps/swap": _f(v["steps"], ".1f"), "tx/swap": _f(v["transactions"], ".1f"),
-             "messages/swap": _f(v["messages"], ".1f")}
-            for p in run["pairs"] for party, v in sorted(p["summary"]["parties"].items())]
+    return [
+        {
+            "pair": p["id"],
+            "party": party,
+            "steps/swap": _f(v["steps"], ".1f"),
+            "tx/swap": _f(v["transactions"], ".1f"),
+            "messages/swap": _f(v["messages"], ".1f"),
+        }
+        for p in run["pairs"]
+        for party, v in sorted(p["summary"]["parties"].items())
+    ]
 
 
 def _kv_table(values: dict[str, Any]) -> str:
@@ -463,24 +578,30 @@ def _kv_table(values: dict[str, Any]) -> str:
 def headline(run: dict[str, Any]) -> str:
     """One line: what was run, when, where."""
     m, c = run["machine"], run["config"]
-    return (f"K={c['concurrency']}, {c['swaps']} swaps per pair over {len(run['pairs'])} pairs, "
-            f"{c['refunds']} refund swaps per cross-ledger pair; {m['at']}, the run took {run['wall_seconds']:.0f} s "
-            f"on {m.get('cpu') or m['platform']} ({m['cpus']} cpus, {m.get('memory_gib', '?')} GiB)")
+    return (
+        f"K={c['concurrency']}, {c['swaps']} swaps per pair over {len(run['pairs'])} pairs, "
+        f"{c['refunds']} refund swaps per cross-ledger pair; {m['at']}, the run took {run['wall_seconds']:.0f} s "
+        f"on {m.get('cpu') or m['platform']} ({m['cpus']} cpus, {m.get('memory_gib', '?')} GiB)"
+    )
 
 
-STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}"
-         "h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
-         "table{border-collapse:collapse;font-size:12px;margin:.4em 0}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}thead th{background:#f3f3f3}"
-         "table.kv th{text-align:left;background:#f7f7f7;font-weight:normal}"
-         ".small{font-size:11px;display:inline-block;vertical-align:top;margin-right:2em}"
-         ".lead{color:#555}img{max-width:100%}")
+STYLE = (
+    "body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}"
+    "h2{margin-top:1.6em;border-bottom:1px solid #ddd}"
+    "table{border-collapse:collapse;font-size:12px;margin:.4em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}thead th{background:#f3f3f3}"
+    "table.kv th{text-align:left;background:#f7f7f7;font-weight:normal}"
+    ".small{font-size:11px;display:inline-block;vertical-align:top;margin-right:2em}"
+    ".lead{color:#555}img{max-width:100%}"
+)
 
 
 def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
     """The platform comparison and the charts first, then the tables per pair, the machine
     and the config last, as small tables."""
-    notes = "".join(f"<p>{html.escape(kind)}: {html.escape(note)}</p>" for kind, note in run.get("not_measured", {}).items())
+    notes = "".join(
+        f"<p>{html.escape(kind)}: {html.escape(note)}</p>" for kind, note in run.get("not_measured", {}).items()
+    )
     sections = [
         ("Platforms side by side", _html_table(platform_rows(run)) + notes),
         ("Timeline per swap", _img(pngs["timeline"])),
@@ -488,23 +609,37 @@ def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
         ("Liquidity locked", _img(pngs["liquidity"])),
         ("DvP per pair", _html_table(pair_rows(run))),
         ("Targets", _html_table(target_rows(run)) + f"<p>{html.escape(memory_line(run))}</p>"),
-        ("Costs per swap", _html_table(cost_rows(run)) + "<p>Fees in the unit a reader counts them in (raw figures "
-                                                          "in results.json); liquidity: each leg valued at the "
-                                                          "trade's price (its cash amount) x the seconds it stayed "
-                                                          "locked.</p>"),
+        (
+            "Costs per swap",
+            _html_table(cost_rows(run)) + "<p>Fees in the unit a reader counts them in (raw figures "
+            "in results.json); liquidity: each leg valued at the "
+            "trade's price (its cash amount) x the seconds it stayed "
+            "locked.</p>",
+        ),
         ("Raw baselines", _html_table(baseline_rows(run))),
         ("Steps", _html_table(step_rows(run))),
-        ("Parties", _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
-                                                   " or proposal; the secret travels only on-ledger.</p>"),
-        *([("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
-          if run.get("agents") else []),
-        ("Machine and config", f"<div class='small'>{_kv_table(run['machine'])}</div>"
-                               f"<div class='small'>{_kv_table({**run['config'], 'pairs': run['config']['pairs'] or 'every pair'})}</div>"),
+        (
+            "Parties",
+            _html_table(party_rows(run)) + "<p>messages: transactions sent plus one off-ledger notice per lock"
+            " or proposal; the secret travels only on-ledger.</p>",
+        ),
+        *(
+            [("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
+            if run.get("agents")
+            else []
+        ),
+        (
+            "Machine and config",
+            f"<div class='small'>{_kv_table(run['machine'])}</div>"
+            f"<div class='small'>{_kv_table({**run['config'], 'pairs': run['config']['pairs'] or 'every pair'})}</div>",
+        ),
     ]
     body = "".join(f"<h2>{html.escape(t)}</h2>{c}" for t, c in sections)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>{STYLE}</style></head>"
-            f"<body><h1>dvp bench: DvP per platform and pair</h1><p class='lead'>{html.escape(headline(run))}</p>"
-            f"{body}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>dvp bench</title><style>{STYLE}</style></head>"
+        f"<body><h1>dvp bench: DvP per platform and pair</h1><p class='lead'>{html.escape(headline(run))}</p>"
+        f"{body}</body></html>"
+    )
     path = out / "report.html"
     path.write_text(page)
     return path
@@ -535,20 +670,26 @@ def compare_rows(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, str]]:
             return (p["overhead"] or {}).get("overhead") if p else None
 
         la, lb = lat(x), lat(y)
-        rows.append({
-            "pair": pid,
-            "K A/B": f"{x['concurrency'] if x else '-'}/{y['concurrency'] if y else '-'}",
-            "latency A s": _f(la), "latency B s": _f(lb),
-            "change": _pct((lb - la) / la) if la and lb is not None else "-",
-            "swaps/s A": _f(tps(x), ".3f"), "swaps/s B": _f(tps(y), ".3f"),
-            "overhead A": _pct(ovh(x)), "overhead B": _pct(ovh(y)),
-        })
+        rows.append(
+            {
+                "pair": pid,
+                "K A/B": f"{x['concurrency'] if x else '-'}/{y['concurrency'] if y else '-'}",
+                "latency A s": _f(la),
+                "latency B s": _f(lb),
+                "change": _pct((lb - la) / la) if la and lb is not None else "-",
+                "swaps/s A": _f(tps(x), ".3f"),
+                "swaps/s B": _f(tps(y), ".3f"),
+                "overhead A": _pct(ovh(x)),
+                "overhead B": _pct(ovh(y)),
+            }
+        )
     return rows
 
 
 def compare_table(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> Table:
-    return _table(f"A = {names[0]}   B = {names[1]}", compare_rows(a, b),
-                  f"A: {a['machine']['at']}  B: {b['machine']['at']}")
+    return _table(
+        f"A = {names[0]}   B = {names[1]}", compare_rows(a, b), f"A: {a['machine']['at']}  B: {b['machine']['at']}"
+    )
 
 
 def write_compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str], out: Path) -> dict[str, Path]:
@@ -569,8 +710,10 @@ def write_compare(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str], 
     png = out / "compare.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>dvp bench comparison</title></head><body>"
-            f"<h1>dvp bench: {html.escape(names[0])} vs {html.escape(names[1])}</h1>{_html_table(rows)}{_img(png)}</body></html>")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>dvp bench comparison</title></head><body>"
+        f"<h1>dvp bench: {html.escape(names[0])} vs {html.escape(names[1])}</h1>{_html_table(rows)}{_img(png)}</body></html>"
+    )
     path = out / "compare.html"
     path.write_text(page)
     return {"compare": png, "html": path}

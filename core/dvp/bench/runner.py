@@ -98,7 +98,7 @@ def available_pairs(net: Network) -> list[BenchPair]:
     names = sorted(net.ledgers)
     out = [BenchPair(n, n) for n in names if single_ledger_dvp(net, n) == SINGLE_LEDGER_POSSIBLE]
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             for sec, cash in ((a, b), (b, a)):
                 if _find_asset(net, sec, AssetKind.SECURITY) and _find_asset(net, cash, AssetKind.CASH):
                     out.append(BenchPair(sec, cash))
@@ -115,7 +115,9 @@ def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
         cash = cash or sec
         for ledger in (sec, cash):
             if ledger not in net.ledgers:
-                raise errors.ConfigError(f"pairs: unknown ledger {ledger!r} in {text!r} (known: {', '.join(sorted(net.ledgers))})")
+                raise errors.ConfigError(
+                    f"pairs: unknown ledger {ledger!r} in {text!r} (known: {', '.join(sorted(net.ledgers))})"
+                )
         if not _find_asset(net, sec, AssetKind.SECURITY):
             raise errors.ConfigError(f"pairs: ledger {sec!r} carries no security for {text!r}")
         if not _find_asset(net, cash, AssetKind.CASH):
@@ -128,25 +130,37 @@ def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
     infos = {}
     for name, a in net.ledgers.items():
         display_unit, scale = type(a).fee_display or (None, 1)
-        infos[name] = m.LedgerInfo(name=name, kind=a.kind, fee_unit=type(a).fee_unit, clock=a.clock.value,
-                                   block_interval=a.finality.block_interval, fee_display_unit=display_unit,
-                                   fee_display_scale=scale)
+        infos[name] = m.LedgerInfo(
+            name=name,
+            kind=a.kind,
+            fee_unit=type(a).fee_unit,
+            clock=a.clock.value,
+            block_interval=a.finality.block_interval,
+            fee_display_unit=display_unit,
+            fee_display_scale=scale,
+        )
     return infos
 
 
 def pair_spec(net: Network, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
     trade = Trade(
-        security=Leg(ledger=pair.security, asset=_asset(net, pair.security, AssetKind.SECURITY), amount=SECURITY_AMOUNT),
+        security=Leg(
+            ledger=pair.security, asset=_asset(net, pair.security, AssetKind.SECURITY), amount=SECURITY_AMOUNT
+        ),
         cash=Leg(ledger=pair.cash, asset=_asset(net, pair.cash, AssetKind.CASH), amount=CASH_AMOUNT),
     )
     ff = all(net.ledgers[l].supports(Capability.TIME_TRAVEL) for l in (pair.security, pair.cash))
     if refund:
         # Without time travel (geth) the refund waits for real expiry: keep it short.
-        plan = (HtlcPlan(holder_timeout=120, counter_timeout=60, reaction_window=10) if ff
-                else HtlcPlan(holder_timeout=30, counter_timeout=15, reaction_window=5))
+        plan = (
+            HtlcPlan(holder_timeout=120, counter_timeout=60, reaction_window=10)
+            if ff
+            else HtlcPlan(holder_timeout=30, counter_timeout=15, reaction_window=5)
+        )
         return SwapSpec(kind="htlc", trade=trade, plan=plan, behaviour=Behaviour(holder_claims=False), fast_forward=ff)
-    plan = HtlcPlan(holder_timeout=cfg.holder_timeout, counter_timeout=cfg.counter_timeout,
-                    reaction_window=cfg.reaction_window)
+    plan = HtlcPlan(
+        holder_timeout=cfg.holder_timeout, counter_timeout=cfg.counter_timeout, reaction_window=cfg.reaction_window
+    )
     return SwapSpec(trade=trade, plan=plan, fast_forward=ff)
 
 
@@ -165,7 +179,9 @@ def machine_info() -> dict[str, Any]:
     info = machine()
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next((l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), None)
+        info["cpu"] = next(
+            (l.split(":", 1)[1].strip() for l in cpuinfo.splitlines() if l.startswith("model name")), None
+        )
         meminfo = Path("/proc/meminfo").read_text()
         kib = int(next(l.split()[1] for l in meminfo.splitlines() if l.startswith("MemTotal")))
         info["memory_gib"] = round(kib / 1024 / 1024, 1)
@@ -240,8 +256,7 @@ async def baselines(net: Network, ledgers: list[str], cfg: BenchConfig, on_event
         n = max(cfg.throughput_txs, 3 * in_flight)
         tput = await raw_baseline(adapter.kind)(adapter, asset, n, in_flight, cfg.swap_timeout)
         on_event("baseline", {"ledger": name})
-        return name, {"asset": asset, "confirmation_samples": lat,
-                      "confirmation": m.stats(lat), "throughput": tput}
+        return name, {"asset": asset, "confirmation_samples": lat, "confirmation": m.stats(lat), "throughput": tput}
 
     return dict(await asyncio.gather(*(one(n) for n in ledgers)))
 
@@ -259,8 +274,15 @@ class Memory:
         self.samples.append((self.finished, rss_kib()))
 
 
-async def run_batch(orch: Orchestrator, specs: list[SwapSpec], k: int, timeout: float, prefix: str, on_event: Event,
-                    memory: Memory | None) -> list[dict[str, Any]]:
+async def run_batch(
+    orch: Orchestrator,
+    specs: list[SwapSpec],
+    k: int,
+    timeout: float,
+    prefix: str,
+    on_event: Event,
+    memory: Memory | None,
+) -> list[dict[str, Any]]:
     """Run ``specs`` with at most ``k`` at once; every swap bounded by ``timeout``, then
     resumed (bounded) if unfinished.  Returns per-swap {id, error, recovered}."""
     sem = asyncio.Semaphore(k)
@@ -308,8 +330,13 @@ def _metrics(journal: Journal, runs: list[dict[str, Any]], infos: dict[str, m.Le
     return out
 
 
-async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event: Event = lambda k, i: None,
-                    state: dict[str, Any] | None = None) -> dict[str, Any]:
+async def run_bench(
+    net: Network,
+    cfg: BenchConfig,
+    journal_path: Path,
+    on_event: Event = lambda k, i: None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """With ``cfg.agents``, ``state`` is the run state the agents' own keys are cut from, and
     their identities and journals go beside the bench journal (``agents/``)."""
     if cfg.agents and state is None:
@@ -319,8 +346,15 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
     orch = net.orchestrator(journal)
     infos = ledger_infos(net)
     pairs = resolve_pairs(net, cfg.pairs)
-    on_event("plan", {"pairs": [p.id for p in pairs], "swaps": cfg.swaps, "refunds": cfg.refunds,
-                      "agent_pairs": [p.id for p in pairs if cfg.agents and not p.single]})
+    on_event(
+        "plan",
+        {
+            "pairs": [p.id for p in pairs],
+            "swaps": cfg.swaps,
+            "refunds": cfg.refunds,
+            "agent_pairs": [p.id for p in pairs if cfg.agents and not p.single],
+        },
+    )
     on_event("phase", {"name": "funding"})
     await fund(net, pairs, cfg)
     used = sorted({l for p in pairs for l in (p.security, p.cash)})
@@ -346,22 +380,24 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
         refunds = _metrics(journal, refund_runs, infos)
         done = [s for s in swaps if "steps" in s]
         summary = m.summarize(done)
-        results.append({
-            "id": pair.id,
-            "kind": "atomic" if pair.single else "htlc",
-            "security": pair.security,
-            "cash": pair.cash,
-            "platforms": sorted({infos[pair.security].kind, infos[pair.cash].kind}),
-            "concurrency": cfg.concurrency,
-            "batch_seconds": batch_seconds,
-            "summary": summary,
-            "throughput": m.throughput_ratio(summary, raw),
-            "overhead": m.overhead_ratio(summary, conf),
-            "refund_summary": m.summarize([s for s in refunds if "steps" in s]) if refunds else None,
-            "stuck": [s["swap_id"] for s in swaps + refunds if s.get("outcome") in (None, "not started")],
-            "swaps": swaps,
-            "refunds": refunds,
-        })
+        results.append(
+            {
+                "id": pair.id,
+                "kind": "atomic" if pair.single else "htlc",
+                "security": pair.security,
+                "cash": pair.cash,
+                "platforms": sorted({infos[pair.security].kind, infos[pair.cash].kind}),
+                "concurrency": cfg.concurrency,
+                "batch_seconds": batch_seconds,
+                "summary": summary,
+                "throughput": m.throughput_ratio(summary, raw),
+                "overhead": m.overhead_ratio(summary, conf),
+                "refund_summary": m.summarize([s for s in refunds if "steps" in s]) if refunds else None,
+                "stuck": [s["swap_id"] for s in swaps + refunds if s.get("outcome") in (None, "not started")],
+                "swaps": swaps,
+                "refunds": refunds,
+            }
+        )
     agents = None
     if cfg.agents:
         assert state is not None
@@ -376,13 +412,23 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
         "started": started,
         "finished": finished,
         "wall_seconds": finished - started,
-        "ledgers": {n: {**asdict(i), "confirmations": net.ledgers[n].finality.confirmations,
-                        "single_ledger_dvp": single_ledger_dvp(net, n)} for n, i in infos.items()},
+        "ledgers": {
+            n: {
+                **asdict(i),
+                "confirmations": net.ledgers[n].finality.confirmations,
+                "single_ledger_dvp": single_ledger_dvp(net, n),
+            }
+            for n, i in infos.items()
+        },
         "assets": {f"{a.ledger}/{a.symbol}": {"kind": a.kind.value, "decimals": a.decimals} for a in net.assets},
         "baselines": base,
         "pairs": results,
-        "memory": {"peak_rss_kib": peak, "samples": memory.samples, "swaps": memory.finished,
-                   "trend": m.rss_trend(memory.samples)},
+        "memory": {
+            "peak_rss_kib": peak,
+            "samples": memory.samples,
+            "swaps": memory.finished,
+            "trend": m.rss_trend(memory.samples),
+        },
         "not_measured": not_measured({i.kind for i in infos.values()}),
         "agents": agents,
     }
@@ -391,8 +437,16 @@ async def run_bench(net: Network, cfg: BenchConfig, journal_path: Path, on_event
     return out
 
 
-async def run_agents(net: Network, state: dict[str, Any], pairs: list[BenchPair], cfg: BenchConfig, folder: Path,
-                     infos: dict[str, m.LedgerInfo], results: list[dict[str, Any]], on_event: Event) -> dict[str, Any]:
+async def run_agents(
+    net: Network,
+    state: dict[str, Any],
+    pairs: list[BenchPair],
+    cfg: BenchConfig,
+    folder: Path,
+    infos: dict[str, m.LedgerInfo],
+    results: list[dict[str, Any]],
+    on_event: Event,
+) -> dict[str, Any]:
     """Every cross-ledger pair's swaps again, between the two parties' agents, after every
     one-process swap (the agents' own clients then are the only ones sending for the parties);
     each pair's figures go in its result row under ``agents``."""
@@ -416,9 +470,12 @@ async def run_agents(net: Network, state: dict[str, Any], pairs: list[BenchPair]
             figures["swaps_per_second"] = cfg.swaps / figures["batch_seconds"]
             by_id[p.id]["agents"] = figures
         label = pair.channel
-    return {"channel": label, "folder": str(folder), "journals": {party: str(folder / f"{party}.sqlite")
-                                                                  for party in (ag.SELLER, ag.BUYER)},
-            "refunds": ag.REFUNDS_NOTE}
+    return {
+        "channel": label,
+        "folder": str(folder),
+        "journals": {party: str(folder / f"{party}.sqlite") for party in (ag.SELLER, ag.BUYER)},
+        "refunds": ag.REFUNDS_NOTE,
+    }
 
 
 # -- comparison against the targets -------------------------------------------------------------------
@@ -435,8 +492,14 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
         conf = [run["baselines"][n]["confirmation"]["p50"] for n in names]
         tps = [run["baselines"][n]["throughput"]["tps"] for n in names]
         atomic = [p for p in run["pairs"] if p["kind"] == "atomic" and p["security"] in names]
-        htlc_steps = [e for p in run["pairs"] if p["kind"] == "htlc" for s in p["swaps"] for e in s.get("steps", [])
-                      if e["ledger"] in names]
+        htlc_steps = [
+            e
+            for p in run["pairs"]
+            if p["kind"] == "htlc"
+            for s in p["swaps"]
+            for e in s.get("steps", [])
+            if e["ledger"] in names
+        ]
         lock = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.LOCK]
         claim = [e["seconds"] for e in htlc_steps if StepName(e["step"]).action is Action.CLAIM]
         first = run["ledgers"][names[0]]
@@ -446,18 +509,30 @@ def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
             "ledgers": names,
             "confirmation_seconds": sum(conf) / len(conf),
             "raw_tps": sum(tps) / len(tps),
-            "single_ledger_dvp_seconds": (sum(p["summary"]["latency"]["mean"] for p in atomic if p["summary"]["latency"]) / len(atomic))
-            if atomic else None,
+            "single_ledger_dvp_seconds": (
+                sum(p["summary"]["latency"]["mean"] for p in atomic if p["summary"]["latency"]) / len(atomic)
+            )
+            if atomic
+            else None,
             "single_ledger_dvp_transactions": atomic[0]["summary"]["transactions_per_swap"] if atomic else None,
-            "single_ledger_dvp_fee": (atomic[0]["summary"]["fees"].get(atomic[0]["security"], {}).get("fee_per_swap")) if atomic else None,
+            "single_ledger_dvp_fee": (atomic[0]["summary"]["fees"].get(atomic[0]["security"], {}).get("fee_per_swap"))
+            if atomic
+            else None,
             "htlc_lock_seconds": sum(lock) / len(lock) if lock else None,
             "htlc_claim_seconds": sum(claim) / len(claim) if claim else None,
             "fee_unit": fee_unit,
             "fee_display_unit": first.get("fee_display_unit"),
             "fee_display_scale": first.get("fee_display_scale", 1),
             # what the platform's own baseline says of itself (e.g. Fabric: batch timeout, clients)
-            "note": "; ".join(filter(None, [*(run["baselines"][n]["throughput"].get("note") for n in names[:1]),
-                                            None if atomic else _no_single_ledger(run, names)]))
+            "note": "; ".join(
+                filter(
+                    None,
+                    [
+                        *(run["baselines"][n]["throughput"].get("note") for n in names[:1]),
+                        None if atomic else _no_single_ledger(run, names),
+                    ],
+                )
+            )
             or None,
         }
         rows.append(row)
@@ -501,44 +576,102 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
             why = None
             if o["overhead"] > TARGETS["overhead_max"]:
                 conf = {l: b["confirmation"]["p50"] for l, b in run["baselines"].items()}
-                hidden = [f"{name} on {v['ledger']} {v['submit_seconds']['mean']:.2f}s" for name, v in s["phases"].items()
-                          if v["submit_seconds"] and v["ledger"] in conf
-                          and v["submit_seconds"]["mean"] > 0.5 * conf[v["ledger"]]]
-                why = (f"{extra:.2f}s per swap above {o['confirmations_seconds']:.2f}s of confirmations: "
-                       f"{orch:.2f}s between steps (ledger reads, audits, expiry checks)"
-                       + (f"; sending took long ({', '.join(hidden)}: the client busy with the other swaps "
-                          "in flight, or queueing behind other sends of the same party)" if hidden else "")
-                       + "; the rest is waiting for the next block beyond the baseline")
-            out.append({"pair": p["id"], "target": "overhead <= 15%", "value": o["overhead"],
-                        "met": o["overhead"] <= TARGETS["overhead_max"], "why": why})
+                hidden = [
+                    f"{name} on {v['ledger']} {v['submit_seconds']['mean']:.2f}s"
+                    for name, v in s["phases"].items()
+                    if v["submit_seconds"]
+                    and v["ledger"] in conf
+                    and v["submit_seconds"]["mean"] > 0.5 * conf[v["ledger"]]
+                ]
+                why = (
+                    f"{extra:.2f}s per swap above {o['confirmations_seconds']:.2f}s of confirmations: "
+                    f"{orch:.2f}s between steps (ledger reads, audits, expiry checks)"
+                    + (
+                        f"; sending took long ({', '.join(hidden)}: the client busy with the other swaps "
+                        "in flight, or queueing behind other sends of the same party)"
+                        if hidden
+                        else ""
+                    )
+                    + "; the rest is waiting for the next block beyond the baseline"
+                )
+            out.append(
+                {
+                    "pair": p["id"],
+                    "target": "overhead <= 15%",
+                    "value": o["overhead"],
+                    "met": o["overhead"] <= TARGETS["overhead_max"],
+                    "why": why,
+                }
+            )
         t = p["throughput"]
         if t:
             why = None
             if t["ratio"] < TARGETS["throughput_min"]:
-                why = (f"{t['swaps_per_second']:.3f} swaps/s against {t['bound']:.3f}/s allowed by {t['limited_by']}; "
-                       + ("with concurrency 1 swaps run one after another, so throughput is 1/latency and each "
-                          "swap's sequential steps leave the ledger idle" if k == 1 else _concurrency_bound(p, k, t)))
-            out.append({"pair": p["id"], "target": "throughput >= 50% of bound", "value": t["ratio"],
-                        "met": t["ratio"] >= TARGETS["throughput_min"], "why": why})
+                why = (
+                    f"{t['swaps_per_second']:.3f} swaps/s against {t['bound']:.3f}/s allowed by {t['limited_by']}; "
+                    + (
+                        "with concurrency 1 swaps run one after another, so throughput is 1/latency and each "
+                        "swap's sequential steps leave the ledger idle"
+                        if k == 1
+                        else _concurrency_bound(p, k, t)
+                    )
+                )
+            out.append(
+                {
+                    "pair": p["id"],
+                    "target": "throughput >= 50% of bound",
+                    "value": t["ratio"],
+                    "met": t["ratio"] >= TARGETS["throughput_min"],
+                    "why": why,
+                }
+            )
         stuck = p["stuck"]
-        out.append({"pair": p["id"], "target": "no swap stuck", "value": len(stuck), "met": not stuck,
-                    "why": f"unfinished: {', '.join(stuck)}" if stuck else None})
+        out.append(
+            {
+                "pair": p["id"],
+                "target": "no swap stuck",
+                "value": len(stuck),
+                "met": not stuck,
+                "why": f"unfinished: {', '.join(stuck)}" if stuck else None,
+            }
+        )
         agents = p.get("agents")
         if agents:
             stuck = agents["stuck"]
-            out.append({"pair": p["id"], "target": "two agents: no swap stuck", "value": len(stuck), "met": not stuck,
-                        "why": f"unfinished on a side: {', '.join(stuck)}" if stuck else None})
+            out.append(
+                {
+                    "pair": p["id"],
+                    "target": "two agents: no swap stuck",
+                    "value": len(stuck),
+                    "met": not stuck,
+                    "why": f"unfinished on a side: {', '.join(stuck)}" if stuck else None,
+                }
+            )
             check = agents["channel_check"]
             if check["checked"]:
-                out.append({"pair": p["id"], "target": "two agents: journals' messages = channel's count",
-                            "value": len(check["mismatches"]), "met": check["matches"],
-                            "why": "; ".join(check["mismatches"]) or None})
+                out.append(
+                    {
+                        "pair": p["id"],
+                        "target": "two agents: journals' messages = channel's count",
+                        "value": len(check["mismatches"]),
+                        "met": check["matches"],
+                        "why": "; ".join(check["mismatches"]) or None,
+                    }
+                )
     trend = run["memory"]["trend"]
     if trend:
-        out.append({"pair": None, "target": "memory flat in finished swaps", "value": trend["slope_kib_per_swap"],
-                    "met": trend["flat"],
-                    "why": None if trend["flat"] else f"RSS grew {trend['growth_kib']:.0f} KiB over the second half "
-                                                      f"(allowed {trend['allowed_kib']:.0f} KiB)"})
+        out.append(
+            {
+                "pair": None,
+                "target": "memory flat in finished swaps",
+                "value": trend["slope_kib_per_swap"],
+                "met": trend["flat"],
+                "why": None
+                if trend["flat"]
+                else f"RSS grew {trend['growth_kib']:.0f} KiB over the second half "
+                f"(allowed {trend['allowed_kib']:.0f} KiB)",
+            }
+        )
     return out
 
 
@@ -548,6 +681,8 @@ def _concurrency_bound(pair: dict[str, Any], k: int, t: dict[str, Any]) -> str:
     if not lat:
         return "no swap finished"
     cap = k / lat
-    return (f"{k} swaps in flight, each {lat:.1f}s of steps that wait for one another, finish at most "
-            f"{cap:.2f} swaps/s ({cap / t['bound']:.0%} of the bound), while the raw baseline keeps a "
-            "transaction of every slot in each block")
+    return (
+        f"{k} swaps in flight, each {lat:.1f}s of steps that wait for one another, finish at most "
+        f"{cap:.2f} swaps/s ({cap / t['bound']:.0%} of the bound), while the raw baseline keeps a "
+        "transaction of every slot in each block"
+    )

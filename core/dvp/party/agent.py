@@ -74,15 +74,19 @@ class AcceptPolicy(Frozen):
             limit = self.max_send.get(f"{leg.ledger}:{leg.asset}")
             if limit is None:
                 listed = ", ".join(sorted(self.max_send)) or "nothing"
-                raise errors.SwapAborted(f"{leg.asset} on {leg.ledger} is not in this party's policy max_send "
-                                         f"(it sends {listed})")
+                raise errors.SwapAborted(
+                    f"{leg.asset} on {leg.ledger} is not in this party's policy max_send (it sends {listed})"
+                )
             if leg.amount > limit:
-                raise errors.SwapAborted(f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit "
-                                         f"of {limit}")
+                raise errors.SwapAborted(
+                    f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit of {limit}"
+                )
         plan = spec.plan
         if plan.reaction_window < self.reaction_window:
-            raise errors.SwapAborted(f"plan.reaction_window: {plan.reaction_window}s is below this party's "
-                                     f"{self.reaction_window}s (policy reaction_window)")
+            raise errors.SwapAborted(
+                f"plan.reaction_window: {plan.reaction_window}s is below this party's "
+                f"{self.reaction_window}s (policy reaction_window)"
+            )
         holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger].finality
         counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger].finality
         theirs = budget(plan, holder, counter).claim_margin
@@ -104,9 +108,19 @@ class Agent:
     # The run each agreed swap gets (a test's hostile party subclasses it).
     run_class: type[PartyRun] = PartyRun
 
-    def __init__(self, party: str, peer: str, ledgers: Mapping[str, LedgerAdapter], assets: list[Asset],
-                 journal: Journal, channel: Channel, *, policy: AcceptPolicy | None = None,
-                 limits: Limits | None = None, progress: Progress | None = None):
+    def __init__(
+        self,
+        party: str,
+        peer: str,
+        ledgers: Mapping[str, LedgerAdapter],
+        assets: list[Asset],
+        journal: Journal,
+        channel: Channel,
+        *,
+        policy: AcceptPolicy | None = None,
+        limits: Limits | None = None,
+        progress: Progress | None = None,
+    ):
         self.party, self.peer = party, peer
         self.orch = Orchestrator(ledgers, assets, journal, progress)
         self.journal = journal
@@ -179,8 +193,10 @@ class Agent:
                 why = f"internal error: {type(exc).__name__}: {exc}"
             if attempt > DRIVE_RESTARTS:
                 break
-            self.progress(swap_id, f"stopped, unfinished: {why}; driving it again in {delay:g}s "
-                                   f"(restart {attempt} of {DRIVE_RESTARTS})")
+            self.progress(
+                swap_id,
+                f"stopped, unfinished: {why}; driving it again in {delay:g}s (restart {attempt} of {DRIVE_RESTARTS})",
+            )
             await asyncio.sleep(delay)
             delay = min(2 * delay, RESTART_MOST_SECONDS)
         self.progress(swap_id, f"stopped, unfinished: {why}; no restart left (a restarted agent drives it on)")
@@ -197,15 +213,17 @@ class Agent:
         except errors.SwapAborted as exc:
             raise errors.ConfigError(f"policy: {exc}") from None
         if spec.resolved_kind != "htlc" or spec.plan.locks_first is not spec.plan.secret_holder:
-            raise errors.ConfigError("kind: two agents run cross-ledger HTLC swaps in which the secret holder "
-                                     "locks first")
+            raise errors.ConfigError(
+                "kind: two agents run cross-ledger HTLC swaps in which the secret holder locks first"
+            )
         swap_id = swap_id or uuid.uuid4().hex[:12]
         secret = new_secret() if role is spec.plan.secret_holder else None
         hashlock = hashlock_of(secret).hex() if secret else None
         proposal = await propose(swap_id, self.party, spec, self.ledgers, hashlock)
         await self._check_own_lock(proposal, role, hashlock or "00" * 32)
-        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.party,
-                         proposal=proposal.model_dump(mode="json"))
+        side = PartySide(
+            party=self.party, role=role, peer=self.peer, proposer=self.party, proposal=proposal.model_dump(mode="json")
+        )
         # Write-ahead: the secret is on disk before its hashlock leaves this process.
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
         with drive_lease(self.journal.path, swap_id):
@@ -219,8 +237,10 @@ class Agent:
             return Role.SELLER
         if spec.trade.buyer == self.party and spec.trade.seller == self.peer:
             return Role.BUYER
-        raise errors.ConfigError(f"trade: {self.party!r} and {self.peer!r} must be its seller and buyer "
-                                 f"(it names {spec.trade.seller!r} and {spec.trade.buyer!r})")
+        raise errors.ConfigError(
+            f"trade: {self.party!r} and {self.peer!r} must be its seller and buyer "
+            f"(it names {spec.trade.seller!r} and {spec.trade.buyer!r})"
+        )
 
     async def _check_own_lock(self, proposal: Proposal, role: Role, hashlock: str) -> None:
         leg = LegName.sent_by(role)
@@ -320,8 +340,9 @@ class Agent:
                 raise  # this agent stops
             # The channel cancelled the call under us (e.g. it closed a connection the call
             # was on): a send that failed, never the end of the swap's drive.
-            raise errors.PeerUnreachable(f"the {kind.value} message to {self.peer!r} was cut off in flight "
-                                         "(its connection closed)") from None
+            raise errors.PeerUnreachable(
+                f"the {kind.value} message to {self.peer!r} was cut off in flight (its connection closed)"
+            ) from None
         self.journal.message(swap_id, self.peer, "out", kind.value, seq)
         if reply is not None:
             # A reply answers this request on its own call: it is bound to it by the channel,
@@ -378,22 +399,31 @@ class Agent:
     def _check_incoming(self, message: Message, reply_to: Message | None = None) -> None:
         """Refuse what is not for this party from its peer, or replayed, reordered or stale."""
         if message.sender != self.peer or message.recipient != self.party:
-            raise errors.MessageRefused(f"message from {message.sender!r} to {message.recipient!r}: this agent is "
-                                        f"{self.party!r} and talks only to {self.peer!r}")
+            raise errors.MessageRefused(
+                f"message from {message.sender!r} to {message.recipient!r}: this agent is "
+                f"{self.party!r} and talks only to {self.peer!r}"
+            )
         age = time.time() - message.sent_at
         if age > MAX_MESSAGE_AGE or age < -MAX_CLOCK_AHEAD:
-            raise errors.MessageRefused(f"stale message: sent {age:.0f}s ago (swap {message.swap_id}, seq {message.seq})")
+            raise errors.MessageRefused(
+                f"stale message: sent {age:.0f}s ago (swap {message.swap_id}, seq {message.seq})"
+            )
         if reply_to is not None:
             if message.swap_id != reply_to.swap_id:
-                raise errors.MessageRefused(f"reply for swap {message.swap_id} to a message for swap {reply_to.swap_id}")
+                raise errors.MessageRefused(
+                    f"reply for swap {message.swap_id} to a message for swap {reply_to.swap_id}"
+                )
             return
         # Requests only: a reply the sender made meanwhile may carry a later number than a
         # request it numbered just before and that arrives just after.
-        last = self.journal.last_seq(message.swap_id, message.sender, "in",
-                                     leaving_out=tuple(k.value for k in REPLY_KINDS))
+        last = self.journal.last_seq(
+            message.swap_id, message.sender, "in", leaving_out=tuple(k.value for k in REPLY_KINDS)
+        )
         if message.seq <= last:
-            raise errors.MessageRefused(f"replayed or reordered message: seq {message.seq} is not above {last}, "
-                                        f"the last taken from {message.sender!r} for swap {message.swap_id}")
+            raise errors.MessageRefused(
+                f"replayed or reordered message: seq {message.seq} is not above {last}, "
+                f"the last taken from {message.sender!r} for swap {message.swap_id}"
+            )
 
     async def handle(self, message: Message) -> Message | None:
         """A message from the peer (already authenticated and its signature verified), within
@@ -406,8 +436,11 @@ class Agent:
         record = self.journal.get(message.swap_id)
         if record is not None:
             if self.journal.message_count(message.swap_id, self.peer, "in") >= self.limits.messages_per_swap:
-                self._over("messages_per_swap", message, f"more than {self.limits.messages_per_swap} messages for "
-                           f"swap {message.swap_id}")
+                self._over(
+                    "messages_per_swap",
+                    message,
+                    f"more than {self.limits.messages_per_swap} messages for swap {message.swap_id}",
+                )
         if message.kind is Kind.PROPOSE:
             reply = await self._on_proposal(message)
         elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED, Kind.PING):
@@ -428,25 +461,35 @@ class Agent:
     def _over(self, limit: str, message: Message, what: str) -> NoReturn:
         self.admission.refuse(limit)
         self.peer_log(message.swap_id, f"refused {self.peer}'s {message.kind.value}: {what} (limits.{limit})")
-        raise errors.MessageRefused(f"over this agent's limit: {what} from {self.peer!r} (limits.{limit}); "
-                                    "refused, not journaled")
+        raise errors.MessageRefused(
+            f"over this agent's limit: {what} from {self.peer!r} (limits.{limit}); refused, not journaled"
+        )
 
     def _on_notice(self, message: Message, record: SwapRecord) -> tuple[Kind, dict[str, Any]]:
         try:
             leg = LegName(str(message.body.get("leg")))
         except ValueError:
-            raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.leg must be security or cash") from None
+            raise errors.MessageRefused(
+                f"notice for swap {message.swap_id}: body.leg must be security or cash"
+            ) from None
         lock_id = message.body.get("lock_id")
         if not isinstance(lock_id, str) or not 0 < len(lock_id) <= 2048:  # a UTXO lock id carries its script
             raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.lock_id must be a lock id")
         if record.outcome is not None:  # nothing it says can change a finished swap: no ledger read
             return Kind.ACK, {}
         if lock_id != HtlcSwapState.model_validate(record.data).lock_id(leg) and not self.admission.other_lock(
-                message.swap_id):
+            message.swap_id
+        ):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
-            self._over("other_locks_per_swap", message, f"more than {self.limits.other_locks_per_swap} notices naming "
-                       f"a lock other than the agreed one for swap {message.swap_id}")
-        self.peer_log(message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)")
+            self._over(
+                "other_locks_per_swap",
+                message,
+                f"more than {self.limits.other_locks_per_swap} notices naming "
+                f"a lock other than the agreed one for swap {message.swap_id}",
+            )
+        self.peer_log(
+            message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
+        )
         self.hints_of(message.swap_id).heard(leg, lock_id)
         return Kind.ACK, {}
 
@@ -474,11 +517,19 @@ class Agent:
         if existing is not None:
             return self._answer_again(existing, proposal)
         if not self.admission.proposals.take():
-            return self._reject(proposal.swap_id, f"more than {self.limits.proposals_per_minute} proposals a minute "
-                                f"from {self.peer!r} (limits.proposals_per_minute)", "proposals_per_minute")
+            return self._reject(
+                proposal.swap_id,
+                f"more than {self.limits.proposals_per_minute} proposals a minute "
+                f"from {self.peer!r} (limits.proposals_per_minute)",
+                "proposals_per_minute",
+            )
         if len(self.journal.swaps(unfinished=True)) >= self.limits.unfinished_swaps:
-            return self._reject(proposal.swap_id, f"this agent has {self.limits.unfinished_swaps} unfinished swaps, its "
-                                "limit (limits.unfinished_swaps); propose it again later", "unfinished_swaps")
+            return self._reject(
+                proposal.swap_id,
+                f"this agent has {self.limits.unfinished_swaps} unfinished swaps, its "
+                "limit (limits.unfinished_swaps); propose it again later",
+                "unfinished_swaps",
+            )
         try:
             # Its ledgers and assets first: every later check reads them.
             self.orch.validate(proposal.spec)
@@ -487,8 +538,13 @@ class Agent:
             secret = new_secret() if role is proposal.spec.plan.secret_holder else None
             hashlock = proposal.hashlock or hashlock_of(secret or b"").hex()
             await self._check_own_lock(proposal, role, hashlock)
-        except (errors.SwapError, errors.ConfigError, errors.LockError, errors.NotSupportedError,
-                errors.MessageRefused) as exc:
+        except (
+            errors.SwapError,
+            errors.ConfigError,
+            errors.LockError,
+            errors.NotSupportedError,
+            errors.MessageRefused,
+        ) as exc:
             return self._reject(proposal.swap_id, str(exc))
         except errors.AdapterError as exc:  # a ledger of ours is down: we cannot check, so we cannot agree
             return self._reject(proposal.swap_id, f"cannot check it now: {exc}")
@@ -502,8 +558,12 @@ class Agent:
                 # Write-ahead, in one write: the secret, the agreement and both lock ids are on
                 # disk before the hashlock leaves, and a crash leaves the swap agreed or unknown,
                 # so the proposer's retry of the same proposal gets the same answer from the journal.
-                self.journal.create(proposal.swap_id, "htlc", proposal.spec.model_dump(mode="json"),
-                                    self._agreed(state, agreement).dump())
+                self.journal.create(
+                    proposal.swap_id,
+                    "htlc",
+                    proposal.spec.model_dump(mode="json"),
+                    self._agreed(state, agreement).dump(),
+                )
         except errors.SwapBusy as exc:  # another process of this party drives that id
             return self._reject(proposal.swap_id, f"swap id {proposal.swap_id} is in use here: {exc}")
         self.progress(proposal.swap_id, f"accepted {self.peer}'s proposal as the {role.value}")
@@ -524,9 +584,10 @@ class Agent:
         agreed = side.agreement if side else None
         if side is not None and agreed is None and side.proposer == self.peer and spec == proposal.spec:
             # Journaled by an agent that stopped before it agreed and answered: called off.
-            return Kind.REJECT, {"reason": f"{self.party!r}'s agent stopped before it answered this proposal, "
-                                           "and called the swap off; nothing was locked"}
+            return Kind.REJECT, {
+                "reason": f"{self.party!r}'s agent stopped before it answered this proposal, "
+                "and called the swap off; nothing was locked"
+            }
         if agreed is None or Agreement.model_validate(agreed).proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
         return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}
-

@@ -58,12 +58,20 @@ class Agreement(Frozen):
         trade, plan = self.proposal.spec.trade, self.proposal.leg(leg)
         sender = leg.sender
         amounts = trade.leg_sent_by(sender)
-        return HtlcTerms(sender=trade.party(sender), recipient=trade.party(sender.other), asset=amounts.asset,
-                         amount=amounts.amount, hashlock=self.hashlock, expiry=plan.expiry, nonce=plan.nonce)
+        return HtlcTerms(
+            sender=trade.party(sender),
+            recipient=trade.party(sender.other),
+            asset=amounts.asset,
+            amount=amounts.amount,
+            hashlock=self.hashlock,
+            expiry=plan.expiry,
+            nonce=plan.nonce,
+        )
 
 
-async def propose(swap_id: str, proposer: str, spec: SwapSpec, ledgers: Mapping[str, LedgerAdapter],
-                  hashlock: str | None) -> Proposal:
+async def propose(
+    swap_id: str, proposer: str, spec: SwapSpec, ledgers: Mapping[str, LedgerAdapter], hashlock: str | None
+) -> Proposal:
     """Both legs' expiries from each ledger's clock now, and fresh nonces."""
     plan = spec.plan
     legs = {}
@@ -72,8 +80,14 @@ async def propose(swap_id: str, proposer: str, spec: SwapSpec, ledgers: Mapping[
         adapter = ledgers[spec.trade.leg_sent_by(role).ledger]
         timeout = plan.holder_timeout if role is plan.secret_holder else plan.counter_timeout
         legs[leg] = LegPlan(expiry=adapter.expiry_after(await adapter.now(), timeout), nonce=secrets.token_hex(32))
-    return Proposal(swap_id=swap_id, proposer=proposer, spec=spec, security=legs[LegName.SECURITY],
-                    cash=legs[LegName.CASH], hashlock=hashlock)
+    return Proposal(
+        swap_id=swap_id,
+        proposer=proposer,
+        spec=spec,
+        security=legs[LegName.SECURITY],
+        cash=legs[LegName.CASH],
+        hashlock=hashlock,
+    )
 
 
 async def seconds_left(proposal: Proposal, leg: LegName, ledgers: Mapping[str, LedgerAdapter]) -> float:
@@ -104,7 +118,9 @@ async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mappin
     spec = proposal.spec
     plan = spec.plan
     if proposal.proposer != peer:
-        raise errors.SwapAborted(f"proposal {proposal.swap_id}: proposed by {proposal.proposer!r}, not by the peer {peer!r}")
+        raise errors.SwapAborted(
+            f"proposal {proposal.swap_id}: proposed by {proposal.proposer!r}, not by the peer {peer!r}"
+        )
     role = proposal.role_of(me)
     if proposal.role_of(peer) is role:
         raise errors.SwapAborted(f"proposal {proposal.swap_id}: {me!r} and {peer!r} cannot both be the {role.value}")
@@ -115,18 +131,24 @@ async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mappin
         # too early (the holder refunds it, then claims): the holder always locks first here.
         raise errors.SwapAborted(f"proposal {proposal.swap_id}: plan.first_locker must be the secret holder")
     if spec.behaviour != type(spec.behaviour)():
-        raise errors.SwapAborted(f"proposal {proposal.swap_id}: behaviour is a test switch of the single-process "
-                                 "orchestrator; agents each act for themselves")
+        raise errors.SwapAborted(
+            f"proposal {proposal.swap_id}: behaviour is a test switch of the single-process "
+            "orchestrator; agents each act for themselves"
+        )
     holder_proposes = proposal.role_of(proposal.proposer) is plan.secret_holder
     if holder_proposes != (proposal.hashlock is not None):
-        raise errors.SwapAborted(f"proposal {proposal.swap_id}: the hashlock must come from the secret holder, "
-                                 f"the {plan.secret_holder.value}")
+        raise errors.SwapAborted(
+            f"proposal {proposal.swap_id}: the hashlock must come from the secret holder, "
+            f"the {plan.secret_holder.value}"
+        )
     for leg in LegName:
         role_of_leg = leg.sender
         timeout = plan.holder_timeout if role_of_leg is plan.secret_holder else plan.counter_timeout
         left = await seconds_left(proposal, leg, ledgers)
         if left > timeout + EXPIRY_SLACK_SECONDS:
-            raise errors.SwapAborted(f"proposal {proposal.swap_id}: the {leg.value} leg would stay locked "
-                                     f"{left:.0f}s, more than its {timeout}s timeout")
+            raise errors.SwapAborted(
+                f"proposal {proposal.swap_id}: the {leg.value} leg would stay locked "
+                f"{left:.0f}s, more than its {timeout}s timeout"
+            )
     await check_still_safe(proposal, ledgers)
     return role

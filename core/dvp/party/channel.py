@@ -77,8 +77,9 @@ class LocalChannel(Channel):
         if self.partitioned or peer is None or peer._handler is None or peer.partitioned:
             raise PeerUnreachable(f"agent of {message.recipient!r} is not reachable")
         if message.sender != self.party or message.recipient != peer.party:
-            raise MessageRefused(f"message from {message.sender!r} to {message.recipient!r} on the "
-                                 f"{self.party!r}-{peer.party!r} channel")
+            raise MessageRefused(
+                f"message from {message.sender!r} to {message.recipient!r} on the {self.party!r}-{peer.party!r} channel"
+            )
         # Through JSON, as on the wire: the receiver never shares the sender's objects.
         received = Message.model_validate_json(message.model_dump_json())
         # Its own task, as a call on a connection: cut() cancels it under the sender.

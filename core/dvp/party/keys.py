@@ -33,7 +33,9 @@ class UnknownParty(ConfigError):
 
 def unknown_party(kind: str, party: str, known: Iterable[str]) -> UnknownParty:
     """What a config's ``for_party`` raises for a party the ledger does not have."""
-    return UnknownParty(f"party {party!r}: not a party of this {kind} ledger (parties: {', '.join(sorted(known)) or 'none'})")
+    return UnknownParty(
+        f"party {party!r}: not a party of this {kind} ledger (parties: {', '.join(sorted(known)) or 'none'})"
+    )
 
 
 def no_key(ledger: str, party: str, held: Iterable[str], why: str = "") -> ConfigError:

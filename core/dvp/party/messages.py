@@ -64,8 +64,9 @@ class Message(Frozen):
         raise ValueError("too many values")
 
     def reply(self, kind: Kind, seq: int, **body: Any) -> "Message":
-        return Message(kind=kind, swap_id=self.swap_id, sender=self.recipient, recipient=self.sender, seq=seq,
-                       body=body)
+        return Message(
+            kind=kind, swap_id=self.swap_id, sender=self.recipient, recipient=self.sender, seq=seq, body=body
+        )
 
 
 def next_seq(last: int) -> int:

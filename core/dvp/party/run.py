@@ -66,14 +66,24 @@ async def _no_probe(swap_id: str) -> None:
 
 def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
     """The terms of a lock that differ from the agreed ones, for the refusal's reason."""
-    diffs = [f"{f} {getattr(found, f)} (agreed {getattr(agreed, f)})" for f in type(found).model_fields
-             if getattr(found, f) is not None and getattr(found, f) != getattr(agreed, f)]
+    diffs = [
+        f"{f} {getattr(found, f)} (agreed {getattr(agreed, f)})"
+        for f in type(found).model_fields
+        if getattr(found, f) is not None and getattr(found, f) != getattr(agreed, f)
+    ]
     return ", ".join(diffs) or "none recorded"
 
 
 class PartyRun(_HtlcRun):
-    def __init__(self, orch: Orchestrator, record: SwapRecord, spec: SwapSpec, hints: Hints, notify: Notify,
-                 probe: Probe = _no_probe):
+    def __init__(
+        self,
+        orch: Orchestrator,
+        record: SwapRecord,
+        spec: SwapSpec,
+        hints: Hints,
+        notify: Notify,
+        probe: Probe = _no_probe,
+    ):
         super().__init__(orch, record, spec)
         side = self.state.side
         assert side is not None, "a party's run needs the party's side of the swap"
@@ -165,8 +175,9 @@ class PartyRun(_HtlcRun):
         """Lock this party's own leg with the agreed terms (journaled when agreed)."""
         assert role is self.me
         adapter, terms = self.adapter_of(role), self.known_terms(role)
-        await self.transact(self.step(Action.LOCK, role), self.ledger_of(role), lambda: adapter.lock(terms),
-                            lambda: self.exists(role))
+        await self.transact(
+            self.step(Action.LOCK, role), self.ledger_of(role), lambda: adapter.lock(terms), lambda: self.exists(role)
+        )
 
     async def holder_claim(self) -> bool:
         """docs/design.md, rule 4, by both clocks: the counter leg's time left, by its ledger and by the wall
@@ -175,8 +186,12 @@ class PartyRun(_HtlcRun):
         step = self.step(Action.CLAIM, self.counter)
         if not self.done(step) and not await self.lock_is(self.counter, LockStatus.CLAIMED)():
             if await self.left(self.counter) <= self.budget.claim_window:
-                await self.note(step, Phase.SKIPPED, self.ledger_of(self.counter),
-                                reason="inside the safety margin before expiry (wall clock)")
+                await self.note(
+                    step,
+                    Phase.SKIPPED,
+                    self.ledger_of(self.counter),
+                    reason="inside the safety margin before expiry (wall clock)",
+                )
                 return False
         return await super().holder_claim()
 
@@ -201,8 +216,10 @@ class PartyRun(_HtlcRun):
         outside its safety margin."""
         left = await self.left(self.counter)
         if left <= self.budget.claim_window:
-            return (f"the {self.trade.party(self.counter)!r} lock never appeared on {self.ledger_of(self.counter)} "
-                    f"while there was time to claim it{self.peer_note()}")
+            return (
+                f"the {self.trade.party(self.counter)!r} lock never appeared on {self.ledger_of(self.counter)} "
+                f"while there was time to claim it{self.peer_note()}"
+            )
         return None
 
     async def too_late_for_the_counter_lock(self) -> str | None:
@@ -225,7 +242,9 @@ class PartyRun(_HtlcRun):
         since = self.hints.unreachable_since
         if since is None:
             return ""
-        return f"; {self.side.peer!r}'s agent has not answered since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+        return (
+            f"; {self.side.peer!r}'s agent has not answered since {time.strftime('%H:%M:%S', time.gmtime(since))} UTC"
+        )
 
     async def await_lock(self, role: Role, give_up: Callable[[], Awaitable[str | None]]) -> str | None:
         """Wait for ``role``'s lock under the agreed id, final on its ledger; None when it is,
@@ -249,11 +268,18 @@ class PartyRun(_HtlcRun):
                     other = None
                 if other is None:
                     self.o.progress(self.id, f"peer named lock {hinted} on {self.ledger_of(role)}; the ledger has none")
-                    await self.note(self.step(Action.AUDIT, role), Phase.SKIPPED, self.ledger_of(role),
-                                    reason="false notice: the named lock is not on the ledger", lock_id=hinted)
+                    await self.note(
+                        self.step(Action.AUDIT, role),
+                        Phase.SKIPPED,
+                        self.ledger_of(role),
+                        reason="false notice: the named lock is not on the ledger",
+                        lock_id=hinted,
+                    )
                     continue
-                return (f"the {self.leg_name(role)} lock {hinted} on {self.ledger_of(role)} differs from the "
-                        f"agreed terms: {differences(other.terms, agreed)}")
+                return (
+                    f"the {self.leg_name(role)} lock {hinted} on {self.ledger_of(role)} differs from the "
+                    f"agreed terms: {differences(other.terms, agreed)}"
+                )
             why = await give_up()
             if why:
                 await self._probe(self.id)  # is its agent still there? the reason says so
@@ -305,5 +331,8 @@ class PartyRun(_HtlcRun):
             return await super().principal_loss()
         # The counterparty's own view: the secret was revealed but its claim came too late.
         leg = self.trade.leg_sent_by(self.me)
-        return (Outcome.PRINCIPAL_LOSS, f"lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was revealed "
-                f"but the {self.leg_name(self.holder)} leg expired before my claim")
+        return (
+            Outcome.PRINCIPAL_LOSS,
+            f"lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was revealed "
+            f"but the {self.leg_name(self.holder)} leg expired before my claim",
+        )

@@ -172,7 +172,9 @@ class Project:
         proc = subprocess.run(cmd, env=docker_env(), capture_output=True, text=True, timeout=timeout,
                               cwd=self.file.parent)  # fmt: skip
         if proc.returncode != 0:
-            raise LedgerUnavailable(f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1500:]}")
+            raise LedgerUnavailable(
+                f"{' '.join(cmd)}: exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-1500:]}"
+            )
         return proc.stdout.strip()
 
     def containers(self) -> list[str]:
@@ -329,7 +331,9 @@ def _remove(project: Project, containers: list[str]) -> list[str]:
     return containers
 
 
-def exec_in(cid: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+def exec_in(
+    cid: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
     """``docker exec`` of ``argv`` in container ``cid`` with ``env`` and working directory ``cwd``."""
     flags = [f for k, v in env.items() for f in ("-e", f"{k}={v}")]
     return subprocess.run(["docker", "exec", *flags, "-w", str(cwd), cid, *argv], env=docker_env(),
@@ -345,7 +349,9 @@ def _start_project(project: Project, what: str, services: list[str] | None = Non
     else:
         containers = project.containers()
         if len(containers) != 1:
-            raise LedgerUnavailable(f"{what}: expected one container in compose project {project.name}, got {containers}")
+            raise LedgerUnavailable(
+                f"{what}: expected one container in compose project {project.name}, got {containers}"
+            )
     return containers, _docker("inspect", "-f", "{{.LogPath}}", containers[0], check=False)
 
 
@@ -365,7 +371,9 @@ def _wait(check: Callable[[], bool], cids: list[str], what: str, timeout: float 
 
 
 def _logs(cid: str, lines: int = 10) -> str:
-    proc = subprocess.run(["docker", "logs", "--tail", str(lines), cid], env=docker_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        ["docker", "logs", "--tail", str(lines), cid], env=docker_env(), capture_output=True, text=True
+    )
     return (proc.stdout + proc.stderr).strip()[-2000:]
 
 
@@ -403,7 +411,9 @@ class _Slot:
             self._by_service[service] = self.project.container(service)
         return self._by_service[service]
 
-    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
         """``argv`` inside the running ``service`` container, with ``env`` and working directory ``cwd``."""
         return exec_in(self.container(service), argv, env, cwd=cwd, timeout=timeout)
 
@@ -412,4 +422,3 @@ class _Slot:
 
     def running(self) -> bool:
         return all(container_running(c) for c in self.cids)
-

@@ -44,8 +44,9 @@ class ContainerSlot(Protocol):
     def container(self, service: str) -> str:
         """The id of a started service's container."""
 
-    def exec(self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path,
-             timeout: float) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, service: str, argv: list[str], env: dict[str, str], *, cwd: Path, timeout: float
+    ) -> subprocess.CompletedProcess[str]:
         """``argv`` run inside a started service's container (captured text output)."""
 
     def wait(self, check: Callable[[], bool], what: str) -> None:

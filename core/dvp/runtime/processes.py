@@ -102,7 +102,9 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_until(check: Callable[[], bool], *, timeout: float, what: str, pid: int | None = None, log: Path | None = None) -> None:
+def wait_until(
+    check: Callable[[], bool], *, timeout: float, what: str, pid: int | None = None, log: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():

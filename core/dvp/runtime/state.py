@@ -91,8 +91,9 @@ class RunDir:
         if self.state() is not None:
             raise ConfigError(f"run_dir: testnets already recorded in {self.state_path}; run `dvp down` first")
 
-    def save(self, ledgers: dict[str, dict[str, Any]], assets: list[Asset], *, partial: bool = False,
-             **extra: Any) -> dict[str, Any]:
+    def save(
+        self, ledgers: dict[str, dict[str, Any]], assets: list[Asset], *, partial: bool = False, **extra: Any
+    ) -> dict[str, Any]:
         state = {
             "runtime": self.name,
             "complete": not partial,

@@ -52,8 +52,9 @@ def install_at_boundary(value: str) -> None:
     try:
         boundary, after = Boundary(name), int(count or "1")
     except ValueError:
-        raise ConfigError(f"{BOUNDARY_VARIABLE}: {value!r} is not BOUNDARY:N "
-                          f"(BOUNDARY one of {', '.join(b.value for b in Boundary)})") from None
+        raise ConfigError(
+            f"{BOUNDARY_VARIABLE}: {value!r} is not BOUNDARY:N (BOUNDARY one of {', '.join(b.value for b in Boundary)})"
+        ) from None
     seen = 0
 
     def maybe_die(reached: Boundary) -> None:

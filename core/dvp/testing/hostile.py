@@ -41,8 +41,15 @@ class Misbehaviour(StrEnum):
     LATE_REVEAL = "late_reveal"  # the secret holder claims the counter lock at its last second
 
 
-TAMPERED = frozenset({Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.SMALLER_AMOUNT,
-                      Misbehaviour.WRONG_RECIPIENT, Misbehaviour.WRONG_ASSET})
+TAMPERED = frozenset(
+    {
+        Misbehaviour.SHORT_EXPIRY,
+        Misbehaviour.OTHER_HASHLOCK,
+        Misbehaviour.SMALLER_AMOUNT,
+        Misbehaviour.WRONG_RECIPIENT,
+        Misbehaviour.WRONG_ASSET,
+    }
+)
 LIES = frozenset({Misbehaviour.NEVER_LOCKS, Misbehaviour.FALSE_NOTICES, Misbehaviour.REPLAY})
 # LATE_REVEAL watches the counter leg's clock this often (a test's in-memory clock jumps fast).
 LATE_POLL_SECONDS = 0.001
@@ -97,14 +104,18 @@ class HostileRun(PartyRun):
                 change = {"hashlock": hashlock_of(new_secret()).hex()}
             case Misbehaviour.SMALLER_AMOUNT:
                 if terms.amount < 2:
-                    raise errors.ConfigError(f"{self.misbehaviour}: the agreed amount {terms.amount} has no smaller one")
+                    raise errors.ConfigError(
+                        f"{self.misbehaviour}: the agreed amount {terms.amount} has no smaller one"
+                    )
                 change = {"amount": terms.amount // 2}
             case Misbehaviour.WRONG_RECIPIENT:
                 change = {"recipient": terms.sender}
             case Misbehaviour.WRONG_ASSET:
                 others = sorted(s for (lg, s) in self.o.assets if lg == ledger and s != terms.asset)
                 if not others:
-                    raise errors.ConfigError(f"{self.misbehaviour}: ledger {ledger!r} carries no asset but {terms.asset}")
+                    raise errors.ConfigError(
+                        f"{self.misbehaviour}: ledger {ledger!r} carries no asset but {terms.asset}"
+                    )
                 change = {"asset": others[0]}
             case _:
                 raise AssertionError(self.misbehaviour)

@@ -66,8 +66,20 @@ async def final(adapter: LedgerAdapter, submission: Submission) -> TxStatus:
 
 # Ids no adapter can have issued, whatever its id format (32 bytes of hex on EVM and Fabric, an
 # HTLC script on UTXO chains): empty, not hex, hex with spaces, too short or long, another alphabet.
-MALFORMED_LOCK_IDS = ["", "0x", "not-a-lock", "0x1234", "ab" * 31, "ab" * 33, "zz" * 32, " " + "ab" * 32,
-                      "ab" * 32 + "\n", "ab" * 16 + " " + "ab" * 16, "é" * 64, "ab" * 5000]
+MALFORMED_LOCK_IDS = [
+    "",
+    "0x",
+    "not-a-lock",
+    "0x1234",
+    "ab" * 31,
+    "ab" * 33,
+    "zz" * 32,
+    " " + "ab" * 32,
+    "ab" * 32 + "\n",
+    "ab" * 16 + " " + "ab" * 16,
+    "é" * 64,
+    "ab" * 5000,
+]
 
 
 class HtlcConformance:
@@ -225,9 +237,11 @@ class HtlcConformance:
         terms, preimage = self.terms(adapter, await adapter.now())
         for bad in MALFORMED_LOCK_IDS:
             calls: dict[str, Callable[[], Awaitable[Any]]] = {
-                "get_lock": partial(adapter.get_lock, bad), "audit": partial(adapter.audit, bad, terms),
+                "get_lock": partial(adapter.get_lock, bad),
+                "audit": partial(adapter.audit, bad, terms),
                 "claim": partial(adapter.claim, bad, preimage, submitter="buyer"),
-                "refund": partial(adapter.refund, bad, submitter="seller")}
+                "refund": partial(adapter.refund, bad, submitter="seller"),
+            }
             for name, call in calls.items():
                 with pytest.raises(errors.MalformedLockId) as info:
                     await call()

@@ -147,6 +147,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
         self._known(to, asset)
+
         def effect() -> None:
             self.balances[(to, asset)] += amount
 
@@ -164,7 +165,9 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         have = self.balances[(terms.sender, terms.asset)]
         if have < terms.amount:
             unit = self.unit_of(terms.asset)
-            raise errors.LockRefused(funds_short(terms.sender, self.name, Quantity(have, unit), Quantity(terms.amount, unit)))
+            raise errors.LockRefused(
+                funds_short(terms.sender, self.name, Quantity(have, unit), Quantity(terms.amount, unit))
+            )
 
     async def lock(self, terms: HtlcTerms) -> Submission:
         self._known(terms.sender, terms.asset)
@@ -176,6 +179,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockExpired("expiry in the past")
         if self.balances[(terms.sender, terms.asset)] < terms.amount:
             raise errors.SubmitError("insufficient balance")
+
         def effect() -> None:
             self.balances[(terms.sender, terms.asset)] -= terms.amount
             self.locks[lock_id] = _Lock(terms)
@@ -201,6 +205,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockError(f"lock {lock_id}: already {lock.status.value}")
         if self.time >= lock.terms.expiry:
             raise errors.LockExpired("the lock has expired; claim refused")
+
         def effect() -> None:
             lock.status, lock.preimage = LockStatus.CLAIMED, preimage.hex()
             self.balances[(lock.terms.recipient, lock.terms.asset)] += lock.terms.amount
@@ -215,6 +220,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
             raise errors.LockError("only the sender may refund")
         if self.time < lock.terms.expiry:
             raise errors.LockExpired("the lock has not expired yet; refund refused")
+
         def effect() -> None:
             lock.status = LockStatus.REFUNDED
             self.balances[(lock.terms.sender, lock.terms.asset)] += lock.terms.amount
@@ -262,6 +268,7 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         order_id = self.order_id(order)
         if order_id in self.orders:
             raise errors.SubmitError("duplicate order")
+
         def effect() -> None:
             self.orders[order_id] = (order, OrderStatus.OPEN)
 
@@ -274,9 +281,12 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
             raise errors.SubmitError("no open order")
         if self.time > order.deadline:
             raise errors.SubmitError("deadline passed")
-        if (self.balances[(order.seller, order.security)] < order.security_amount
-                or self.balances[(order.buyer, order.cash)] < order.cash_amount):
+        if (
+            self.balances[(order.seller, order.security)] < order.security_amount
+            or self.balances[(order.buyer, order.cash)] < order.cash_amount
+        ):
             raise errors.SubmitError("a party's balance is short")  # fmt: skip
+
         def effect() -> None:
             self.balances[(order.seller, order.security)] -= order.security_amount
             self.balances[(order.buyer, order.security)] += order.security_amount
@@ -293,6 +303,7 @@ class MemoryDvpLedger(MemoryLedger, AtomicDvp):
         found = self.orders.get(order_id)
         if found is None or found[1] is not OrderStatus.OPEN:
             raise errors.SubmitError(f"no open order {order_id[:12]}: {found[1].value if found else 'never proposed'}")
+
         def effect() -> None:
             self.orders[order_id] = (order, OrderStatus.CANCELLED)
 

@@ -59,17 +59,47 @@ class PostgresServer:
         pwfile.write_text(PASSWORD + "\n")
         if self.user:
             os.chown(pwfile, pwd.getpwnam(self.user).pw_uid, -1)
-        self._run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}",
-                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-instructions"])
+        self._run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                USER,
+                f"--pwfile={pwfile}",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ]
+        )
         pwfile.unlink()
         return self._launch()
 
     def _launch(self) -> PostgresServer:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.dir),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
-                stdout=log, stderr=subprocess.STDOUT, user=self.user, start_new_session=True)
+                [
+                    str(self.bindir / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.dir),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "shared_buffers=32MB",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.user,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -118,8 +148,10 @@ class PostgresServer:
 def postgres_server() -> Iterator[PostgresServer]:
     bindir = pg_bin()
     if bindir is None:
-        raise FileNotFoundError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; "
-                                "`make setup` installs Debian's postgresql package, or set DVP_PG_BIN)")
+        raise FileNotFoundError(
+            "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb; "
+            "`make setup` installs Debian's postgresql package, or set DVP_PG_BIN)"
+        )
     server = PostgresServer(bindir)
     try:
         yield server.start()

@@ -59,8 +59,9 @@ class PartitionProxy:
         self._flowing = asyncio.Event()  # an event belongs to one loop: this one
         if self.mode != "stall":
             self._flowing.set()
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port,
-                                                  limit=_CHUNK, backlog=self.max_connections)
+        self._server = await asyncio.start_server(
+            self._accept, "127.0.0.1", self.port, limit=_CHUNK, backlog=self.max_connections
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -128,8 +129,7 @@ class PartitionProxy:
         started.result(timeout=_THREAD_TIMEOUT)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None:
             loop.call_soon_threadsafe(loop.stop)
@@ -202,7 +202,8 @@ class PartitionProxy:
                 return
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.target, limit=_CHUNK), _CONNECT_TIMEOUT)
+                    asyncio.open_connection(*self.target, limit=_CHUNK), _CONNECT_TIMEOUT
+                )
             except (OSError, TimeoutError):
                 return  # the target is down: the client sees its connection fail
             upstream = up_writer
@@ -263,8 +264,11 @@ def main(argv: list[str]) -> int:
     stall = "--stall" in argv
     args = [a for a in argv if a != "--stall"]
     if len(args) != 1 or not args[0].isdigit() or not 0 < int(args[0]) < 65536:
-        print("usage: python -m dvp.testing.proxy TARGET_PORT [--stall] (forwards 127.0.0.1:<free port> to it; "
-              "SIGUSR1 partitions, SIGUSR2 heals)", file=sys.stderr)
+        print(
+            "usage: python -m dvp.testing.proxy TARGET_PORT [--stall] (forwards 127.0.0.1:<free port> to it; "
+            "SIGUSR1 partitions, SIGUSR2 heals)",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(_serve(int(args[0]), stall))
     return 0

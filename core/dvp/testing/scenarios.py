@@ -127,7 +127,6 @@ class AtomicSuite:
         settle = [s for s in result.steps if s.step == StepName.SETTLE and s.phase == Phase.RESULT]
         assert len(settle) == 1 and settle[0].tx_id
 
-
     async def test_buyer_walks_away_the_order_is_cancelled_on_the_ledger(self, net: Network, journal_path: Path,
                                                                         ledger: str) -> None:  # fmt: skip
         """The buyer never accepts: the seller's order is cancelled on the ledger before the swap
@@ -150,7 +149,6 @@ class AtomicSuite:
         found = await adapter.get_order(state.order_id)
         assert found is not None and found.status is OrderStatus.CANCELLED
         assert await snapshot(net) == after
-
 
     async def test_an_acceptance_that_lands_before_the_cancellation_settles(self, net: Network, journal_path: Path,
                                                                            ledger: str, monkeypatch: Any) -> None:  # fmt: skip
