@@ -23,8 +23,8 @@ $(PY_STAMP): pyproject.toml constraints.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
-	# `npm install` rather than `npm ci`: anvil lists per-OS optional packages that only
-	# exist for some platforms, and npm ci refuses a lock file without all of them.
+	# The lock lists anvil's optional package for every OS, so `npm install` takes exactly the
+	# locked versions and leaves the tracked lock file as it is (a fresh clone stays clean).
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
