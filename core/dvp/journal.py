@@ -216,17 +216,7 @@ class Journal:
     ) -> None:
         self._execute(
             self._INSERT_STEP,
-            (
-                swap_id,
-                step,
-                phase,
-                ledger,
-                tx_id,
-                json.dumps(detail),
-                time.time(),
-                clock.height if clock else None,
-                clock.timestamp if clock else None,
-            ),
+            _step_row(swap_id, step, phase, ledger, tx_id, detail, clock),
         )
         self._committed()
 
@@ -247,17 +237,7 @@ class Journal:
                 tx_id = detail.pop("tx_id", None)
                 self._execute(
                     self._INSERT_STEP,
-                    (
-                        swap_id,
-                        step,
-                        phase,
-                        ledger,
-                        tx_id,
-                        json.dumps(detail),
-                        time.time(),
-                        clock.height if clock else None,
-                        clock.timestamp if clock else None,
-                    ),
+                    _step_row(swap_id, step, phase, ledger, tx_id, detail, clock),
                 )
         self._committed()
 
@@ -452,3 +432,26 @@ def _refuse_foreign_file(path: Path) -> None:
 
 def _swap(row: tuple[Any, ...]) -> SwapRecord:
     return SwapRecord(row[0], row[1], json.loads(row[2]), json.loads(row[3]), row[4], row[5], row[6], row[7])
+
+
+def _step_row(
+    swap_id: str,
+    step: str,
+    phase: str,
+    ledger: str | None,
+    tx_id: str | None,
+    detail: dict[str, Any],
+    clock: LedgerTime | None,
+) -> tuple[Any, ...]:
+    """The parameters of ``_INSERT_STEP`` for one row (``record`` and ``record_all`` write the same row)."""
+    return (
+        swap_id,
+        step,
+        phase,
+        ledger,
+        tx_id,
+        json.dumps(detail),
+        time.time(),
+        clock.height if clock else None,
+        clock.timestamp if clock else None,
+    )
