@@ -367,7 +367,8 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise
         except errors.LockNotFound:
             return None
-        return json.loads(raw)
+        value: dict[str, Any] = json.loads(raw)
+        return value
 
     async def audit(self, lock_id: str, expected: HtlcTerms) -> LockState:
         state = await self.locked_as_agreed(lock_id, expected)

@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 class KeyGate:
     def __init__(self) -> None:
         self._locks: defaultdict[Hashable, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._pending: dict[Hashable, asyncio.Future] = {}
+        self._pending: dict[Hashable, asyncio.Future[object]] = {}
 
     @asynccontextmanager
     async def turn(self, keys: Iterable[Hashable]) -> AsyncIterator[Callable[[Awaitable[object]], None]]:
@@ -52,7 +52,7 @@ class KeyGate:
         self._pending.clear()
 
 
-def _quiet(future: asyncio.Future) -> None:
+def _quiet(future: asyncio.Future[object]) -> None:
     """Consume the outcome: the watcher only orders transactions; wait_final reports failures."""
     if not future.cancelled():
         future.exception()

@@ -125,13 +125,17 @@ class Ports:
         raise LedgerUnavailable(f"fabric: no {len(names)} consecutive free ports on 127.0.0.1 in {low}-{high}")
 
     def peer(self, org: Org) -> int:
-        return getattr(self, f"{org.key}_peer")
+        return self._of(org, "peer")
 
     def cc(self, org: Org) -> int:
-        return getattr(self, f"{org.key}_cc")
+        return self._of(org, "cc")
 
     def ops(self, org: Org) -> int:
-        return getattr(self, f"{org.key}_ops")
+        return self._of(org, "ops")
+
+    def _of(self, org: Org, role: str) -> int:
+        port: int = getattr(self, f"{org.key}_{role}")
+        return port
 
 
 # ---------------------------------------------------------------- configuration
@@ -178,13 +182,14 @@ def crypto_config() -> dict[str, Any]:
     }
 
 
-class _NoAliases(yaml.SafeDumper):
+class _NoAliases(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type stubs here
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
 def dump_yaml(data: Any) -> str:
-    return yaml.dump(data, Dumper=_NoAliases, sort_keys=False)
+    text: str = yaml.dump(data, Dumper=_NoAliases, sort_keys=False)
+    return text
 
 
 class Layout:
@@ -466,7 +471,8 @@ def _peer_up(ports: Ports, org: Org) -> bool:
 def healthz(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
-            return resp.status == 200
+            status: int = resp.status
+            return status == 200
     except OSError:
         return False
 
@@ -518,7 +524,7 @@ class FabricNetwork:
         self.say = log or (lambda _m: None)
         self.procs: list[Proc] = []
         # How CLI tools run: (argv, env, timeout) -> CompletedProcess, with cwd the run directory.
-        self.executor: Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess] = self._exec_local
+        self.executor: Callable[[list[str], dict[str, str], float], subprocess.CompletedProcess[str]] = self._exec_local
         self._ports: Ports | None = None
         self.package_id = ""  # set by the install step (or read from network.json)
         self.accounts: dict[str, str] = {}
@@ -623,13 +629,13 @@ class FabricNetwork:
         self.wait_endorsable()
         return new.pid
 
-    def _exec_local(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess:
+    def _exec_local(self, cmd: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
         return subprocess.run(cmd, env={**_clean_environ(), **env}, cwd=self.layout.run, capture_output=True,
                               text=True, timeout=timeout)  # fmt: skip
 
     def run(
         self, tool: str, args: list[str], env: dict[str, str], *, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess:
+    ) -> subprocess.CompletedProcess[str]:
         """Run a Fabric CLI tool (``self.executor``: here, or inside the Docker runtime's tools container)."""
         cmd = [str(self.install.tool(tool)), *args]
         proc = self.executor(cmd, env, timeout)
@@ -902,7 +908,7 @@ class FabricNetwork:
 
     def invoke(
         self, ch: str, env: dict[str, str], function: str, *args: str, check: bool = True
-    ) -> subprocess.CompletedProcess:
+    ) -> subprocess.CompletedProcess[str]:
         """Submit through both orgs' peers and wait for the commit.  The chaincode's
         answer is on stderr (``result: status:200 payload:"..."``), an endorsement
         failure's reason too (``message:"DVP_...: ..."``)."""

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from hashlib import sha256
+from typing import TypeVar
 
 import grpc
 from fabric_protos.common import common_pb2
@@ -46,6 +48,8 @@ from .events import ChaincodeEventStream, Checkpoint
 from .identity import Identity, Signer
 
 Arg = str | bytes
+# A Gateway call's response message (Fabric's protobuf modules ship no stubs: Any to mypy).
+_Response = TypeVar("_Response")
 
 
 @dataclass(frozen=True)
@@ -226,7 +230,8 @@ class Proposal:
         response = await _call(
             g.stub.Evaluate, request, g.timeouts.evaluate, EvaluateError, self.transaction_id, self.what
         )
-        return response.result.payload
+        payload: bytes = response.result.payload
+        return payload
 
     async def endorse(self) -> Transaction:
         g = self._gateway
@@ -255,9 +260,10 @@ class Transaction:
         """The endorsed transaction signed by the client, as the orderer takes it: what
         :meth:`Network.submit_envelope` sends (again, after a restart)."""
         g = self.proposal._gateway
-        return common_pb2.Envelope(
+        signed: bytes = common_pb2.Envelope(
             payload=self.envelope.payload, signature=g.signer.sign(self.envelope.payload)
         ).SerializeToString()
+        return signed
 
     async def submit(self, envelope: bytes | None = None) -> Commit:
         """Sign (unless given ``envelope``, its :meth:`signed_envelope`) and send to the
@@ -309,7 +315,14 @@ class Commit:
         return status
 
 
-async def _call(method, request, timeout: float, error: type[GatewayError], tx_id: str | None, what: str):
+async def _call(
+    method: Callable[..., Awaitable[_Response]],
+    request: object,
+    timeout: float,
+    error: type[GatewayError],
+    tx_id: str | None,
+    what: str,
+) -> _Response:
     start = time.monotonic()
     try:
         return await method(request, timeout=timeout)
@@ -332,4 +345,5 @@ def _result_of(envelope: common_pb2.Envelope) -> bytes:
         return b""
     action = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
     response = proposal_response_pb2.ProposalResponsePayload.FromString(action.action.proposal_response_payload)
-    return proposal_pb2.ChaincodeAction.FromString(response.extension).response.payload
+    result: bytes = proposal_pb2.ChaincodeAction.FromString(response.extension).response.payload
+    return result

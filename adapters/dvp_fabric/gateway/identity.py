@@ -33,7 +33,10 @@ class Identity:
 
     @cached_property
     def serialized(self) -> bytes:
-        return identities_pb2.SerializedIdentity(mspid=self.msp_id, id_bytes=self.credentials).SerializeToString()
+        message: bytes = identities_pb2.SerializedIdentity(
+            mspid=self.msp_id, id_bytes=self.credentials
+        ).SerializeToString()
+        return message
 
 
 class Signer:
