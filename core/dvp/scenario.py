@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,10 +37,11 @@ class _Refused(Exception):
     """Raised by the parsers below; load_scenario turns it into one ConfigError line."""
 
 
-def first_error(exc: ValidationError, prefix: str = "") -> str:
-    """One line naming the failing field: ``trade.cash.amount: Input should be greater than 0``."""
+def first_error(exc: ValidationError, prefix: str = "", tags: Collection[str] = ()) -> str:
+    """One line naming the failing field: ``trade.cash.amount: Input should be greater than 0``
+    (``tags``: the tags of a tagged union, left out of the path as they are no field)."""
     err = exc.errors()[0]
-    where = ".".join(_key(p) for p in err["loc"] if not str(p).startswith("function-"))
+    where = ".".join(_key(p) for p in err["loc"] if not str(p).startswith("function-") and p not in tags)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] in _NOT_AS_WRITTEN and isinstance(err.get("input"), str | float | bool):
         # Text (or another scalar) where a number or flag belongs: what is expected, and what was written.

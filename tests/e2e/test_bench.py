@@ -343,7 +343,7 @@ def test_report_rerenders_and_compares(bench_out, tmp_path):
     assert (tmp_path / "cmp" / "compare.html").exists()
     assert (tmp_path / "cmp" / "compare.png").read_bytes().startswith(PNG_MAGIC)
     bad = dvp(["report", str(tmp_path / "cmp" / "compare.html")], env)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: results:")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: results.json:")
 
 
 # -- `dvp bench --agents`: the same pair's swaps between the seller's and the buyer's agents --------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
@@ -180,17 +179,13 @@ def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
 
     if len(results) > 2:
         raise errors.ConfigError(f"results: give one run to render or two to compare, got {len(results)}")
+    from .figures import load_results
+    from .runner import platforms_table, targets
+
     runs = []
     for path in results:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise errors.ConfigError(f"results: cannot read {path}: {exc}") from None
-        if data.get("schema") != "dvp-bench/1":
-            raise errors.ConfigError(f"results: {path} is not a dvp bench results file")
+        data = load_results(path)
         # Targets and the platform table are derived from the stored figures: recompute them
-        from .runner import platforms_table, targets
-
         data["platforms"] = platforms_table(data)
         data["targets"] = targets(data)
         runs.append(data)
