@@ -12,9 +12,11 @@ from typing import Any, ClassVar, Literal, cast
 import aiohttp
 from eth_abi import encode
 from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 from eth_utils import keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract.async_contract import AsyncContract, AsyncContractFunction
 from web3.types import TxParams
 
 from dvp import errors
@@ -44,7 +46,7 @@ from dvp.units import Quantity, funds_short
 from .artifacts import artifact
 from .boundary import decode_revert, error_for, web3_errors
 from .config import EthereumConfig, GethConfig
-from .sender import PermitRequest, Sender, Signature, Tx
+from .sender import ContractCall, PermitRequest, Sender, Signature, Tx
 
 _LOCK_STATUS = {1: LockStatus.LOCKED, 2: LockStatus.CLAIMED, 3: LockStatus.REFUNDED}
 _ORDER_STATUS = {1: OrderStatus.OPEN, 2: OrderStatus.SETTLED, 3: OrderStatus.CANCELLED}
@@ -70,8 +72,10 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     def __init__(self, name: str, config: EthereumConfig):
         super().__init__(name, config)
-        self._keys = {p: Account.from_key(k.get_secret_value()) for p, k in config.accounts.items()}
-        self._addresses = {p: a.address for p, a in self._keys.items()}
+        self._keys: dict[str, LocalAccount] = {
+            p: Account.from_key(k.get_secret_value()) for p, k in config.accounts.items()
+        }
+        self._addresses: dict[str, str] = {p: a.address for p, a in self._keys.items()}
         self._addresses.update({p: to_checksum_address(a) for p, a in config.addresses.items()})
         self._parties = {a.lower(): p for p, a in self._addresses.items()}
         self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
@@ -83,7 +87,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         # and the proposals in flight that granted it.
         self._granted: dict[tuple[str, str], int] = {}
         self._granting: dict[tuple[str, str], set[str]] = defaultdict(set)
-        self.w3: AsyncWeb3 | None = None
+        self.w3: AsyncWeb3[AsyncHTTPProvider] | None = None
         self._sender: Sender | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -116,18 +120,18 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         self.htlc = self._contract("HashedTimelockERC20", self.config.htlc_address)
         self.dvp = self._contract("DvpSettlement", self.config.dvp_address)
 
-    def _contract(self, name: str, address: str | None):
+    def _contract(self, name: str, address: str | None) -> AsyncContract | None:
         if address is None:
             return None
         return self._w3.eth.contract(address=to_checksum_address(address), abi=artifact(name)["abi"])
 
     @property
-    def _w3(self) -> AsyncWeb3:
+    def _w3(self) -> AsyncWeb3[AsyncHTTPProvider]:
         if self.w3 is None:
             raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
         return self.w3
 
-    def _need(self, contract, what: str):
+    def _need(self, contract: AsyncContract | None, what: str) -> AsyncContract:
         if contract is None:
             raise errors.ConfigError(f"ledgers.{self.name}.{what}: not deployed; run `dvp up` or set it")
         return contract
@@ -238,7 +242,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     def _address(self, party: str) -> str:
         return self.known(self._addresses, party, "party", "no account")
 
-    def _key(self, party: str):
+    def _key(self, party: str) -> LocalAccount:
         if party in self._addresses and party not in self._keys:  # a counterparty: known by its address only
             raise no_key(self.name, party, self._keys)
         return self.known(self._keys, party, "party", "no key")
@@ -255,12 +259,13 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     def address_of(self, party: str) -> str:
         return self._address(party)
 
-    def _erc20(self, asset: str):
+    def _erc20(self, asset: str) -> AsyncContract:
         return self._w3.eth.contract(address=to_checksum_address(self._token(asset)), abi=artifact("DvpToken")["abi"])
 
     async def balance(self, party: str, asset: str) -> int:
         with web3_errors("balance", self.name):
-            return await self._erc20(asset).functions.balanceOf(self._address(party)).call()
+            balance: int = await self._erc20(asset).functions.balanceOf(self._address(party)).call()
+            return balance
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
         if self.config.issuer not in self._keys:
@@ -311,7 +316,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
         return self._sender
 
-    async def _send(self, party: str, call, what: str, gas: int | None = None, purpose: TxPurpose | None = None) -> str:
+    async def _send(
+        self, party: str, call: ContractCall, what: str, gas: int | None = None, purpose: TxPurpose | None = None
+    ) -> str:
         """One transaction of ``party``, nonce assigned locally (see nonces.py)."""
         key = self._key(party)
         with web3_errors(what, self.name):
@@ -354,7 +361,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             raise errors.ConfigError(f"ledgers.{self.name}.{what}: not deployed; run `dvp up` or set it")
         return to_checksum_address(address)
 
-    def _derive_id(self, contract: str, types: list[str], values: list) -> str:
+    def _derive_id(self, contract: str, types: list[str], values: list[object]) -> str:
         """The id a contract derives on chain: keccak of (chain id, contract, every term)."""
         encoded = encode(["uint256", "address", *types], [self.config.chain_id, contract, *values])
         return "0x" + keccak(encoded).hex()
@@ -397,7 +404,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         args = (self._address(terms.recipient), self._token(terms.asset), terms.amount,
                 bytes.fromhex(terms.hashlock), terms.expiry, bytes.fromhex(terms.nonce))  # fmt: skip
 
-        def build(sig: Signature | None, _value: int | None):
+        def build(sig: Signature | None, _value: int | None) -> AsyncContractFunction:
             if sig is None:
                 return htlc.functions.lock(*args)
             return htlc.functions.lockWithPermit(*args, (sig.deadline, sig.v, sig.r, sig.s))
@@ -443,7 +450,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         sender, recipient, token, amount, hashlock, expiry, status, preimage, nonce = raw
         if status == 0:
             return None
-        confirmations = await self._confirmations(lock_id)
+        confirmations = await self._confirmations(htlc, lock_id)
         return LockState(
             lock_id=lock_id,
             terms=LedgerTerms(
@@ -461,11 +468,11 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             final=confirmations >= self.config.confirmations,
         )
 
-    async def _confirmations(self, lock_id: str) -> int:
+    async def _confirmations(self, htlc: AsyncContract, lock_id: str) -> int:
         with web3_errors("read lock events", self.name):
             block = self._lock_blocks.get(lock_id)
             if block is None:
-                logs = await self.htlc.events.Locked.get_logs(
+                logs = await htlc.events.Locked.get_logs(
                     from_block=0, argument_filters={"lockId": self._lock_b32(lock_id)}
                 )
                 if not logs:
@@ -550,7 +557,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         args = (self._address(order.buyer), self._token(order.security), order.security_amount,
                 self._token(order.cash), order.cash_amount, order.deadline, bytes.fromhex(order.nonce))  # fmt: skip
 
-        def build(sig: Signature | None, value: int | None):
+        def build(sig: Signature | None, value: int | None) -> AsyncContractFunction:
             if sig is None:
                 return dvp.functions.propose(*args)
             return dvp.functions.proposeWithPermit(*args, (value, sig.deadline, sig.v, sig.r, sig.s))
@@ -584,7 +591,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         dvp = self._need(self.dvp, "dvp_address")
         order_id = _b32(self.order_id(order))
 
-        def build(sig: Signature | None, value: int | None):
+        def build(sig: Signature | None, value: int | None) -> AsyncContractFunction:
             if sig is None:
                 return dvp.functions.accept(order_id)
             return dvp.functions.acceptWithPermit(order_id, (value, sig.deadline, sig.v, sig.r, sig.s))

@@ -6,6 +6,7 @@ import json
 import os
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from dvp.errors import ConfigError
 
@@ -18,8 +19,9 @@ def build_dir() -> Path:
 
 
 @cache
-def artifact(name: str) -> dict:
+def artifact(name: str) -> dict[str, Any]:
     path = build_dir() / f"{name}.json"
     if not path.exists():
         raise ConfigError(f"contract artifact {name}: {path} missing; run `make contracts`")
-    return json.loads(path.read_text())
+    compiled: dict[str, Any] = json.loads(path.read_text())
+    return compiled

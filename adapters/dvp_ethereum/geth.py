@@ -126,7 +126,7 @@ class GethLauncher(NodeLauncher):
         return started
 
 
-def ledger_config(port: int, block_time: float, keys: dict[str, str]) -> dict:
+def ledger_config(port: int, block_time: float, keys: dict[str, str]) -> dict[str, Any]:
     return {
         "kind": "geth",
         "rpc_url": f"http://127.0.0.1:{port}",

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from eth_account import Account
 
@@ -98,7 +99,7 @@ class AnvilLauncher(NodeLauncher):
 # The pieces of ``start`` shared by both ways of running anvil.
 
 
-def ledger_settings(opts: dict, index: int) -> tuple[int, float]:
+def ledger_settings(opts: dict[str, Any], index: int) -> tuple[int, float]:
     """(chain id, block time) of the ``index``-th EVM ledger of a topology."""
     return int(opts.get("chain_id", FIRST_CHAIN_ID + index)), float(opts.get("block_time", 1.0))
 
@@ -112,7 +113,7 @@ def anvil_args(port: int, chain_id: int, block_time: float) -> list[str]:
     return args
 
 
-def ledger_config(port: int, chain_id: int, block_time: float, keys: dict[str, str]) -> dict:
+def ledger_config(port: int, chain_id: int, block_time: float, keys: dict[str, str]) -> dict[str, Any]:
     """The adapter config (kind ethereum) of an anvil on 127.0.0.1:``port``."""
     return {
         "kind": "ethereum",

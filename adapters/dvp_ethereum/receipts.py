@@ -19,18 +19,18 @@ class ReceiptWatcher:
     def __init__(self, request: Request, poll: float):
         self._request = request
         self._poll = poll
-        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self._waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._seen: int | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._by_block = True
 
     async def receipt(self, tx_id: str, timeout: float) -> dict[str, Any] | None:
         """The receipt once mined, or None after ``timeout`` (not an error: the caller
         decides whether the transaction was dropped)."""
-        found = await self._request("eth_getTransactionReceipt", [tx_id])
+        found: dict[str, Any] | None = await self._request("eth_getTransactionReceipt", [tx_id])
         if found:
             return found
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(tx_id.lower(), []).append(future)
         self._ensure_running()
         try:

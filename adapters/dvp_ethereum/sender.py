@@ -12,15 +12,18 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_account.typed_transactions import TypedTransaction
+from eth_account.types import TransactionDictType
 from eth_utils import to_checksum_address
 from hexbytes import HexBytes
-from web3 import AsyncWeb3
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.contract.async_contract import AsyncContractConstructor, AsyncContractFunction
+from web3.types import TxParams
 
 from dvp import errors, sendlog
 from dvp.sendlog import SignedTx
@@ -56,10 +59,14 @@ class PermitRequest:
     spender: str
 
 
+# A transaction before it is signed: a contract's function called, or a contract deployed.
+ContractCall = AsyncContractFunction | AsyncContractConstructor
+
+
 @dataclass
 class Tx:
     what: str
-    build: Callable[[Signature | None, int | None], Any]  # (permit signature, value) -> web3 call
+    build: Callable[[Signature | None, int | None], ContractCall]  # (permit signature, value) -> web3 call
     gas: int | None = None  # None: estimate (only for a transaction that depends on nothing pending)
     # An amount the call approves or permits; a coroutine is worked out under the account's
     # nonce lock, in the order the transactions will execute.
@@ -70,7 +77,7 @@ class Tx:
 
 
 class Sender:
-    def __init__(self, w3: AsyncWeb3, ledger: str, chain_id: int, poll: float, stall: float):
+    def __init__(self, w3: AsyncWeb3[AsyncHTTPProvider], ledger: str, chain_id: int, poll: float, stall: float):
         self.w3 = w3
         self.ledger = ledger
         self.chain_id = chain_id
@@ -219,10 +226,12 @@ class Sender:
             permit_nonce = await permit_nonces.take(self._settle_all)
             sig = await self._sign_permit(account, p.token, p.spender, value, permit_nonce, clock + PERMIT_WINDOW)
         try:
-            built = await tx.build(sig, value).build_transaction(
-                {"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": gas, **fees}
+            params = cast(
+                TxParams, {"from": account.address, "nonce": nonce, "chainId": self.chain_id, "gas": gas, **fees}
             )
-            signed = account.sign_transaction(built)
+            built = await tx.build(sig, value).build_transaction(params)
+            # web3's TxParams is the transaction dict eth-account signs (their types do not say so).
+            signed = account.sign_transaction(cast(TransactionDictType, built))
         except BaseException:
             if permit_nonces is not None and permit_nonce is not None:
                 permit_nonces.give_back(permit_nonce)
