@@ -21,6 +21,7 @@ from web3.types import TxParams
 
 from dvp import errors
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
+from dvp.errors import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -39,7 +40,6 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
-from dvp.party.keys import no_key
 from dvp.sendlog import SignedTx
 from dvp.units import Quantity, funds_short
 

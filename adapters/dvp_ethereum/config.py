@@ -7,8 +7,7 @@ from eth_utils import to_checksum_address
 from pydantic import Field, SecretStr
 
 from dvp.adapter import LedgerConfig
-from dvp.errors import ConfigError
-from dvp.party.keys import unknown_party
+from dvp.errors import ConfigError, unknown_party
 
 # anvil's well-known development mnemonic: its keys hold dev funds on dev chains only.
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"

@@ -26,6 +26,7 @@ from fabric_protos.peer import transaction_pb2
 
 from dvp import errors, sendlog
 from dvp.adapter import AtomicDvp, Issuing, LedgerAdapter, Observable
+from dvp.errors import no_key
 from dvp.models import (
     Asset,
     ClockKind,
@@ -44,7 +45,6 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
-from dvp.party.keys import no_key
 from dvp.sendlog import SignedTx
 from dvp.units import Quantity, funds_short
 

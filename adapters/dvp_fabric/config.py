@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 from dvp.adapter import LedgerConfig
-from dvp.party.keys import unknown_party
+from dvp.errors import unknown_party
 
 
 class PeerConfig(BaseModel):

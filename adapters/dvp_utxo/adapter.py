@@ -42,6 +42,7 @@ from typing import Any, ClassVar, cast
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
+from dvp.errors import no_key
 from dvp.hashlock import matches
 from dvp.models import (
     Asset,
@@ -59,7 +60,6 @@ from dvp.models import (
     TxPurpose,
     TxStatus,
 )
-from dvp.party.keys import no_key
 from dvp.sendlog import SignedTx
 from dvp.units import Quantity, funds_short
 

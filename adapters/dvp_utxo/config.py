@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from dvp.adapter import LedgerConfig
-from dvp.errors import ConfigError
-from dvp.party.keys import unknown_party
+from dvp.errors import ConfigError, unknown_party
 
 from .keys import Key
 

@@ -58,7 +58,7 @@ class LedgerConfig(BaseModel):
         own secrets only, every other party (counterparty, issuer, miner) by its public
         identity only, node access settings unchanged.
 
-        Raises ConfigError (:class:`dvp.party.keys.UnknownParty`) if ``party`` is not on this
+        Raises ConfigError (:class:`dvp.errors.UnknownParty`) if ``party`` is not on this
         ledger, NotSupportedError if this kind of ledger cannot narrow its config."""
         raise NotSupportedError(f"kind {self.kind!r}: no per-party config (for_party) for this kind of ledger")
 

@@ -6,6 +6,7 @@ and may add subclasses::
 
     DvpError
     ├── ConfigError                 bad settings, scenario or input (names the field)
+    │   └── UnknownParty            a party a ledger has no identity for, not even a public one
     ├── UnknownSwap                 no swap with that id in the journal (exit 2: bad input)
     ├── JournalUnavailable          the journal's database server cannot be reached, or was lost (exit 9)
     ├── AdapterError                a ledger did not do what was asked
@@ -38,6 +39,8 @@ names the field or the cause.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class DvpError(Exception):
     """Base of every error dvp raises."""
@@ -47,6 +50,25 @@ class DvpError(Exception):
 
 class ConfigError(DvpError, ValueError):
     exit_code = 2
+
+
+class UnknownParty(ConfigError):
+    """The party has no identity at all on a ledger (not even a public one)."""
+
+
+def unknown_party(kind: str, party: str, known: Iterable[str]) -> UnknownParty:
+    """What a config's ``for_party`` raises for a party the ledger does not have."""
+    return UnknownParty(
+        f"party {party!r}: not a party of this {kind} ledger (parties: {', '.join(sorted(known)) or 'none'})"
+    )
+
+
+def no_key(ledger: str, party: str, held: Iterable[str], why: str = "") -> ConfigError:
+    """What an adapter raises when asked to sign for a party whose key this process lacks:
+    ``evm-a: no key for party 'buyer' in this process (it holds seller's only)``."""
+    mine = sorted(held)
+    holds = f"{', '.join(mine)}'s only" if mine else "no party's key"
+    return ConfigError(f"{ledger}: no key for party {party!r} in this process (it holds {holds}){why and '; ' + why}")
 
 
 class UnknownSwap(DvpError, LookupError):

@@ -13,10 +13,10 @@ import pytest
 from eth_account import Account
 
 from dvp.adapter import LedgerConfig
-from dvp.errors import ConfigError, NotSupportedError
+from dvp.errors import ConfigError, NotSupportedError, UnknownParty
 from dvp.models import HtlcTerms
 from dvp.network import Network
-from dvp.party.keys import UnknownParty, load_party_file, party_state, write_party_file
+from dvp.party.keys import load_party_file, party_state, write_party_file
 from dvp.registry import build_adapter
 from dvp_utxo.keys import Key
 

@@ -13,37 +13,17 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownParty
 from ..registry import build_adapter
 from ..runtime.state import RunState
 from ..scenario import first_error
 
 MODE = 0o600
-
-
-class UnknownParty(ConfigError):
-    """The party has no identity at all on a ledger (not even a public one)."""
-
-
-def unknown_party(kind: str, party: str, known: Iterable[str]) -> UnknownParty:
-    """What a config's ``for_party`` raises for a party the ledger does not have."""
-    return UnknownParty(
-        f"party {party!r}: not a party of this {kind} ledger (parties: {', '.join(sorted(known)) or 'none'})"
-    )
-
-
-def no_key(ledger: str, party: str, held: Iterable[str], why: str = "") -> ConfigError:
-    """What an adapter raises when asked to sign for a party whose key this process lacks:
-    ``evm-a: no key for party 'buyer' in this process (it holds seller's only)``."""
-    mine = sorted(held)
-    holds = f"{', '.join(mine)}'s only" if mine else "no party's key"
-    return ConfigError(f"{ledger}: no key for party {party!r} in this process (it holds {holds}){why and '; ' + why}")
 
 
 def party_state(state: dict[str, Any], party: str) -> dict[str, Any]:
