@@ -67,7 +67,7 @@ from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
-from .htlc import UtxoLedger, journaled_as
+from .htlc import HtlcStatus, UtxoLedger, journaled_as
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
@@ -453,7 +453,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
             )
         return self._key(party, f"only the {role}'s key can sign a {what}")
 
-    def _not_locked(self, lock_id: str, st, what: str) -> errors.DvpError:
+    def _not_locked(self, lock_id: str, st: HtlcStatus, what: str) -> errors.DvpError:
         if st.claim_txid:
             return errors.LockError(f"{what} {lock_id[:20]}...: already claimed in {st.claim_txid}")
         if st.refund_txid:

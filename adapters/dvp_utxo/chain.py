@@ -25,6 +25,7 @@ on public ones, not for scanning mainnet from genesis.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .dialect import Dialect
@@ -261,12 +262,12 @@ class ChainView:
                 return sum(u.value for u in known_ins) - sum(o.value for o in known_outs)
         return None
 
-    def block_events(self, from_height: int):
+    def block_events(self, from_height: int) -> Iterator[tuple[int, list[tuple[str, list[Utxo], list[Spend]]]]]:
         """Per block from ``from_height``: (height, [(txid, [outputs created], [spends])])."""
         for block in list(self._blocks):
             if block.height < from_height:
                 continue
-            txs = []
+            txs: list[tuple[str, list[Utxo], list[Spend]]] = []
             for txid in block.txids:
                 created = [
                     self._chain.outputs[(txid, n)]

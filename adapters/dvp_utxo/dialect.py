@@ -48,7 +48,8 @@ class BtcdDialect(Dialect):
         # refuses a second ``generate`` while one runs (e.g. the launcher's block clock).
         for attempt in range(200):
             try:
-                return await rpc.call("generate", n)
+                hashes: list[str] = await rpc.call("generate", n)
+                return hashes
             except RpcError as exc:
                 if "already CPU mining" not in exc.message or attempt == 199:
                     raise
@@ -60,7 +61,8 @@ class BitcoindDialect(Dialect):
     name = "bitcoind"
 
     async def mine(self, rpc: RpcClient, n: int, address: str) -> list[str]:
-        return await rpc.call("generatetoaddress", n, address)
+        hashes: list[str] = await rpc.call("generatetoaddress", n, address)
+        return hashes
 
 
 class ElementsDialect(BitcoindDialect):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Unpack
 
 from bitcoin.core import CTransaction
 
@@ -25,6 +26,7 @@ from .keys import Key
 from .rpc import RpcClient, RpcError
 from .script import HtlcScript, parse_htlc_witness
 from .tx import (
+    SpendOptions,
     TxBuildError,
     Utxo,
     build_htlc_spend,
@@ -107,7 +109,7 @@ class UtxoLedger:
         if label is not None:  # sign, journal, then broadcast
             await sendlog.before_broadcast([SignedTx(wire.txid, raw_hex, *label)])
         try:
-            txid = await self.rpc.call("sendrawtransaction", raw_hex)
+            txid: str = await self.rpc.call("sendrawtransaction", raw_hex)
         except RpcError as exc:
             text = exc.message.lower()
             if (
@@ -165,13 +167,15 @@ class UtxoLedger:
         return txid, vout
 
     def claim_tx(
-        self, htlc: HtlcScript, key: Key, preimage: bytes, utxos: list[Utxo] | None = None, **kw
+        self, htlc: HtlcScript, key: Key, preimage: bytes, utxos: list[Utxo] | None = None, **kw: Unpack[SpendOptions]
     ) -> CTransaction:
         utxos = utxos if utxos is not None else self.view.unspent(htlc.script_pubkey)
         tx, _ = build_htlc_spend(htlc, utxos, key, self.fee_rate, preimage=preimage, **kw)
         return tx
 
-    def refund_tx(self, htlc: HtlcScript, key: Key, utxos: list[Utxo] | None = None, **kw) -> CTransaction:
+    def refund_tx(
+        self, htlc: HtlcScript, key: Key, utxos: list[Utxo] | None = None, **kw: Unpack[SpendOptions]
+    ) -> CTransaction:
         utxos = utxos if utxos is not None else self.view.unspent(htlc.script_pubkey)
         tx, _ = build_htlc_spend(htlc, utxos, key, self.fee_rate, refund=True, **kw)
         return tx

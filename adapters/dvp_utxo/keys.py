@@ -93,7 +93,8 @@ class Key:
 
     def sign(self, digest: bytes) -> bytes:
         """DER signature (low-S) over a 32-byte sighash, without the hashtype byte."""
-        return self.ckey.sign(digest)
+        signature: bytes = self.ckey.sign(digest)
+        return signature
 
     @classmethod
     def from_wif(cls, wif: str, network: str = "regtest") -> "Key":

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Callable, Coroutine, TypeVar
 
 from dvp.errors import LedgerUnavailable
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
@@ -52,26 +52,27 @@ RPC_USER = "dvp"
 T = TypeVar("T")
 
 
-def run_sync(coro: Awaitable[T]) -> T:
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine from sync code, also when the caller already runs an event loop."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    box: dict[str, Any] = {}
+        return asyncio.run(coro)
+    value: list[T] = []
+    error: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)  # type: ignore[arg-type]
+            value.append(asyncio.run(coro))
         except BaseException as exc:
-            box["error"] = exc
+            error.append(exc)
 
     t = threading.Thread(target=target)
     t.start()
     t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    if error:
+        raise error[0]
+    return value[0]
 
 
 def stop_process_group(pid: int, timeout: float = 10.0) -> None:

@@ -16,16 +16,17 @@ import signal
 import sys
 import time
 import urllib.request
+from types import FrameType
 
 _stop = False
 
 
-def _on_signal(signum, frame):
+def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _stop
     _stop = True
 
 
-def call(url: str, auth: str, method: str, *params, timeout: float = 30.0):
+def call(url: str, auth: str, method: str, *params: object, timeout: float = 30.0) -> object:
     req = urllib.request.Request(
         url,
         data=json.dumps({"jsonrpc": "1.0", "id": 1, "method": method, "params": list(params)}).encode(),

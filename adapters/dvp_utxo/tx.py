@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from bitcoin.core import (
     CMutableTransaction,
@@ -101,11 +101,13 @@ class Utxo:
 
 
 def txid_of(tx: CTransaction) -> str:
-    return b2lx(tx.GetTxid())
+    txid: str = b2lx(tx.GetTxid())
+    return txid
 
 
 def vsize(tx: CTransaction) -> int:
-    return (tx.calc_weight() + 3) // 4
+    weight: int = tx.calc_weight()
+    return (weight + 3) // 4
 
 
 def _p2pkh_code(pubkey: bytes) -> CScript:
@@ -113,10 +115,13 @@ def _p2pkh_code(pubkey: bytes) -> CScript:
 
 
 def _sighash(tx: CMutableTransaction, index: int, script_code: bytes, amount: int) -> bytes:
-    return SignatureHash(CScript(script_code), tx, index, SIGHASH_ALL, amount=amount, sigversion=SIGVERSION_WITNESS_V0)
+    digest: bytes = SignatureHash(
+        CScript(script_code), tx, index, SIGHASH_ALL, amount=amount, sigversion=SIGVERSION_WITNESS_V0
+    )
+    return digest
 
 
-def _sign(key: Key, tx, index, script_code, amount) -> bytes:
+def _sign(key: Key, tx: CMutableTransaction, index: int, script_code: bytes, amount: int) -> bytes:
     return key.sign(_sighash(tx, index, script_code, amount)) + bytes([SIGHASH_ALL])
 
 
@@ -224,7 +229,7 @@ def build_payment(
     total_in = sum(u.value for u in utxos)
     total_out = sum(v for _, v in outputs)
 
-    def assemble(change: int | None, stacks) -> CTransaction:
+    def assemble(change: int | None, stacks: list[list[bytes]] | None) -> CTransaction:
         tx = CMutableTransaction(
             [_txin(u, SEQUENCE_FINAL) for u in utxos],
             [CMutableTxOut(v, CScript(s)) for s, v in outputs]
@@ -270,7 +275,7 @@ def min_htlc_amount(htlc: HtlcScript, fee_rate: float) -> int:
 
 def check_htlc_spend(
     htlc: HtlcScript,
-    utxos,
+    utxos: list[Utxo],
     key: Key,
     preimage: bytes | None,
     refund: bool,
@@ -294,6 +299,13 @@ def check_htlc_spend(
             raise error(
                 f"the {'sender' if refund else 'recipient'}'s key must sign this {'refund' if refund else 'claim'}"
             )
+
+
+class SpendOptions(TypedDict, total=False):
+    """What a ledger's ``claim_tx``/``refund_tx`` pass on to :func:`build_htlc_spend` as given."""
+
+    destination: bytes | None
+    check: bool
 
 
 def build_htlc_spend(
@@ -337,7 +349,8 @@ def build_htlc_spend(
 
 
 def tx_hex(tx: CTransaction) -> str:
-    return tx.serialize().hex()
+    raw: bytes = tx.serialize()
+    return raw.hex()
 
 
 def tx_from_hex(text: str) -> CTransaction:

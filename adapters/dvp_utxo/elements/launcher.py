@@ -27,7 +27,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bitcoin.segwit_addr import encode as bech32_encode
 
@@ -53,7 +53,7 @@ POLICY_SYMBOL = "LBTC"  # the policy asset, which pays every fee
 
 def address_of(script_pubkey: bytes) -> str:
     """Unconfidential bech32 address of a segwit v0 script on elementsregtest."""
-    address = bech32_encode(REGTEST_HRP, script_pubkey[0], script_pubkey[2:])
+    address: str | None = bech32_encode(REGTEST_HRP, script_pubkey[0], script_pubkey[2:])
     assert address is not None, "not a segwit v0 script"
     return address
 
@@ -211,7 +211,7 @@ class ElementsLauncher(NodeLauncher):
         return ledger
 
 
-async def wait_ready(rpc: RpcClient, *, alive, what: str, log: Path, timeout: float = 60.0) -> None:
+async def wait_ready(rpc: RpcClient, *, alive: Callable[[], bool], what: str, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if not alive():
@@ -226,7 +226,7 @@ async def wait_ready(rpc: RpcClient, *, alive, what: str, log: Path, timeout: fl
 
 
 async def bootstrap_chain(
-    url: str, password: str, keys: dict[str, Key], fee_rate: float, *, alive, what: str, log: Path
+    url: str, password: str, keys: dict[str, Key], fee_rate: float, *, alive: Callable[[], bool], what: str, log: Path
 ) -> dict[str, Any]:
     """Wait for the node, check the chain, hand the genesis free coins to the framework's keys."""
     from .tx import ANYONE_CAN_SPEND, TxOut, build_free_coins_spend  # wallycore: the elements extra

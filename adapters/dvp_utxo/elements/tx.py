@@ -26,8 +26,9 @@ codecs share: :class:`~dvp_utxo.tx.Utxo` with its ``asset``, the dust limit,
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import wallycore as wally
 from bitcoin.core import Hash160
@@ -51,6 +52,8 @@ SIGHASH_ALL = wally.WALLY_SIGHASH_ALL
 ISSUANCE_FLAG = 0x80000000
 _TX_FLAGS = wally.WALLY_TX_FLAG_USE_WITNESS
 _PARSE_FLAGS = wally.WALLY_TX_FLAG_USE_WITNESS | wally.WALLY_TX_FLAG_USE_ELEMENTS
+# A ``wally_tx`` handle: an opaque capsule that only ``wallycore``'s functions read (it ships no types).
+WallyTx: TypeAlias = object
 
 
 # --- plain data ----------------------------------------------------------------------
@@ -131,7 +134,7 @@ class OutputView:
 # --- the transaction -----------------------------------------------------------------
 
 
-def _wtx_get(fn, *args, length=None) -> bytes:
+def _wtx_get(fn: Callable[..., bytes | bytearray], *args: object, length: Callable[..., int] | None = None) -> bytes:
     """A field of a wally tx; b"" when absent.
 
     The binding returns fixed-size buffers, so a field's length comes from its
@@ -159,10 +162,10 @@ class ElementsTx:
     """An Elements transaction, held as its serialised bytes (with witnesses)."""
 
     raw: bytes
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+    _cache: dict[str, WallyTx] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @classmethod
-    def from_wally(cls, wtx) -> "ElementsTx":
+    def from_wally(cls, wtx: WallyTx) -> "ElementsTx":
         return cls(bytes(wally.tx_to_bytes(wtx, _TX_FLAGS)))
 
     @classmethod
@@ -181,11 +184,11 @@ class ElementsTx:
     def hex(self) -> str:
         return self.raw.hex()
 
-    def wally(self):
+    def wally(self) -> WallyTx:
         """A fresh ``wally_tx`` (callers may mutate it)."""
         return wally.tx_from_bytes(self.raw, _PARSE_FLAGS)
 
-    def _w(self):
+    def _w(self) -> WallyTx:
         if "w" not in self._cache:
             self._cache["w"] = self.wally()
         return self._cache["w"]
@@ -265,7 +268,7 @@ class ElementsTx:
 
 
 def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, witnesses: Sequence[Sequence[bytes] | None] | None = None,
-             version: int = 2):  # fmt: skip
+             version: int = 2) -> WallyTx:  # fmt: skip
     """A ``wally_tx`` from plain data; witnesses empty unless given."""
     w = wally.tx_init(version, locktime, len(inputs), len(outputs))
     for txin in inputs:
@@ -295,7 +298,7 @@ def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, wit
     return w
 
 
-def set_witnesses(w, witnesses: Sequence[Sequence[bytes] | None]) -> None:
+def set_witnesses(w: WallyTx, witnesses: Sequence[Sequence[bytes] | None]) -> None:
     for i, items in enumerate(witnesses):
         if items is None:
             continue
@@ -313,7 +316,9 @@ def p2pkh_code(pubkey: bytes) -> bytes:
     return bytes(CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG]))
 
 
-def sighash(w, index: int, script_code: bytes, value_commitment: bytes, hashtype: int = SIGHASH_ALL) -> bytes:
+def sighash(
+    w: WallyTx | ElementsTx, index: int, script_code: bytes, value_commitment: bytes, hashtype: int = SIGHASH_ALL
+) -> bytes:
     """Elements segwit-v0 signature hash of input ``index`` of ``w`` (a wally tx or :class:`ElementsTx`)."""
     if isinstance(w, ElementsTx):
         w = w._w()
@@ -326,7 +331,7 @@ def sighash(w, index: int, script_code: bytes, value_commitment: bytes, hashtype
     )
 
 
-def sign_input(key: Key, w, index: int, script_code: bytes, value_commitment: bytes) -> bytes:
+def sign_input(key: Key, w: WallyTx, index: int, script_code: bytes, value_commitment: bytes) -> bytes:
     """DER signature (low-R, low-S) plus the SIGHASH_ALL byte."""
     digest = sighash(w, index, script_code, value_commitment)
     compact = wally.ec_sig_from_bytes(key.secret, digest, wally.EC_FLAG_ECDSA | wally.EC_FLAG_GRIND_R)
@@ -469,7 +474,7 @@ def _wallet_placeholder(key: Key, n: int) -> list[list[bytes] | None]:
     return [[MAX_SIG, key.pubkey] for _ in range(n)]
 
 
-def sign_wallet_inputs(w, key: Key, inputs: list[TxIn], only_own: bool = False) -> list[list[bytes] | None]:
+def sign_wallet_inputs(w: WallyTx, key: Key, inputs: list[TxIn], only_own: bool = False) -> list[list[bytes] | None]:
     """P2WPKH witnesses for the inputs paid to ``key`` (others: None, or an error)."""
     own = key.script_pubkey
     stacks: list[list[bytes] | None] = []
