@@ -9,7 +9,8 @@ from dvp.bench import metrics as m
 from dvp.bench import parties as pm
 from dvp.bench import render, runner
 from dvp.bench.agents import delta
-from dvp.journal import Step
+from dvp.journal import Step, SwapRecord
+from dvp.models import SwapSpec
 
 LEDGERS = {
     "evm-a": m.LedgerInfo("evm-a", "ethereum", "wei", clock="time", block_interval=1.0),
@@ -102,21 +103,25 @@ ATOMIC = rows(
 )
 
 
+def record(swap_id: str, kind: str, spec: dict, data: dict, outcome: str | None, created: float) -> SwapRecord:
+    return SwapRecord(swap_id, kind, spec, data, outcome, None, created, created)
+
+
 def happy():
-    return m.swap_metrics("h", "htlc", SPEC, DATA, "settled", 1000.0, HAPPY, LEDGERS)
+    return m.swap_metrics(record("h", "htlc", SPEC, DATA, "settled", 1000.0), HAPPY, LEDGERS)
 
 
 def refund():
-    return m.swap_metrics("r", "htlc", SPEC, DATA, "refunded", 2000.0, REFUND, LEDGERS)
+    return m.swap_metrics(record("r", "htlc", SPEC, DATA, "refunded", 2000.0), REFUND, LEDGERS)
 
 
 def atomic():
-    return m.swap_metrics("a", "atomic", ATOMIC_SPEC, {}, "settled", 3000.0, ATOMIC, LEDGERS)
+    return m.swap_metrics(record("a", "atomic", ATOMIC_SPEC, {}, "settled", 3000.0), ATOMIC, LEDGERS)
 
 
 def test_step_times_and_end_to_end_latency():
     f = happy()
-    got = [(e["step"], e["phase"], e["seconds"], e["gap_before"]) for e in f["steps"]]
+    got = [(e.step, e.phase, e.seconds, e.gap_before) for e in f.steps]
     assert got == [
         ("lock security", "lock", 1.5, 0.5),
         ("audit security", "audit", 0.25, 0.0),
@@ -126,48 +131,48 @@ def test_step_times_and_end_to_end_latency():
         ("extract secret", "extract secret", 0.25, 0.0),
         ("claim security", "second claim", 1.0, 0.25),
     ]
-    assert f["total_seconds"] == 6.5
-    assert f["steps_seconds"] == 5.25
-    assert f["orchestration_seconds"] == 1.25
-    assert f["total_seconds"] == pytest.approx(f["steps_seconds"] + f["orchestration_seconds"])
-    assert f["started"] == 1000.0 and f["finished"] == 1006.5
-    assert [e["start"] for e in f["steps"]] == [0.5, 2.0, 2.5, 3.5, 4.0, 5.0, 5.5]
+    assert f.total_seconds == 6.5
+    assert f.steps_seconds == 5.25
+    assert f.orchestration_seconds == 1.25
+    assert f.total_seconds == pytest.approx(f.steps_seconds + f.orchestration_seconds)
+    assert f.started == 1000.0 and f.finished == 1006.5
+    assert [e.start for e in f.steps] == [0.5, 2.0, 2.5, 3.5, 4.0, 5.0, 5.5]
 
 
 def test_each_finality_wait_and_submission():
     f = happy()
-    tx = {e["step"]: (e["submit_seconds"], e["finality_seconds"]) for e in f["steps"] if e["tx_id"]}
+    tx = {e.step: (e.submit_seconds, e.finality_seconds) for e in f.steps if e.tx_id}
     assert tx == {
         "lock security": (0.5, 1.0),
         "lock cash": (0.25, 0.75),
         "claim cash": (0.5, 0.5),
         "claim security": (0.25, 0.75),
     }
-    assert f["finality_seconds"] == 3.0
-    audit = f["steps"][1]
-    assert audit["submit_seconds"] is None and audit["finality_seconds"] is None
+    assert f.finality_seconds == 3.0
+    audit = f.steps[1]
+    assert audit.submit_seconds is None and audit.finality_seconds is None
 
 
 def test_transactions_and_fees_with_explicit_units():
     f = happy()
-    assert f["transactions"] == 4
-    assert f["transactions_by_ledger"] == {"evm-a": 2, "btc": 2}
-    assert f["fees"] == {"evm-a": {"fee": 400, "unit": "wei"}, "btc": {"fee": 350, "unit": "sat"}}
+    assert f.transactions == 4
+    assert f.transactions_by_ledger == {"evm-a": 2, "btc": 2}
+    assert f.dump()["fees"] == {"evm-a": {"fee": 400, "unit": "wei"}, "btc": {"fee": 350, "unit": "sat"}}
 
 
 def test_process_steps_and_messages_per_party():
-    assert happy()["parties"] == {
+    assert happy().dump()["parties"] == {
         # lock security (tx + notice), audit cash, claim cash (tx)
         "seller": {"steps": 3, "transactions": 2, "messages": 3},
         # audit security, lock cash (tx + notice), extract secret, claim security (tx)
         "buyer": {"steps": 4, "transactions": 2, "messages": 3},
     }
-    assert m.actor("extract secret", {**SPEC, "plan": {"secret_holder": "buyer"}}) == "seller"
-    assert m.actor("refund cash", SPEC) == "buyer"
+    assert m.actor("extract secret", SwapSpec.model_validate({**SPEC, "plan": {"secret_holder": "buyer"}})) == "seller"
+    assert m.actor("refund cash", SwapSpec.model_validate(SPEC)) == "buyer"
 
 
 def test_liquidity_locked_per_leg():
-    liq = happy()["liquidity"]
+    liq = happy().dump()["liquidity"]
     assert liq["security"]["seconds"] == 4.5 and liq["security"]["amount_seconds"] == 45.0
     assert liq["cash"]["seconds"] == 1.5 and liq["cash"]["amount_seconds"] == 1500.0
     assert liq["security"]["ended_by"] == "claim"
@@ -178,7 +183,7 @@ def test_liquidity_locked_per_leg():
 
 def test_liquidity_reads_in_the_cash_currency_in_report_and_chart():
     swap = happy()
-    pair = {"id": "evm-a/btc", "cash": "btc", "swaps": [swap], "summary": m.summarize([swap])}
+    pair = {"id": "evm-a/btc", "cash": "btc", "swaps": [swap.dump()], "summary": m.summarize([swap]).dump()}
     run = {"assets": {"btc/BTC": {"kind": "cash", "decimals": 8}}, "pairs": [pair]}
     legs = {v["leg"]: v for v in render.liquidity_values(run, pair)}
     assert legs["security"]["currency"] == legs["cash"]["currency"] == "BTC"
@@ -219,7 +224,7 @@ def test_a_platform_without_a_single_ledger_figure_says_why():
 
 
 def test_principal_risk_window_against_the_second_claim():
-    r = happy()["principal_risk"]
+    r = happy().dump()["principal_risk"]
     # reveal: claim cash submitted at 1004.5; nearest evm-a clock row: 1005.5 at ledger time 5005.5
     assert r["holder_leg"] == "security" and r["ledger"] == "evm-a"
     assert r["window_seconds"] == pytest.approx(5600 - 5005.5 + 1.0)
@@ -240,10 +245,11 @@ def test_principal_risk_on_a_height_clock():
             ("claim cash", "result", "btc", 13.0, "t3", 105, 0.0, {"fee": 1, **SAT}),
         ],
     )
-    r = m.principal_risk("htlc", spec, {"terms_cash": {"expiry": 160}}, "settled", steps, LEDGERS)
+    r = m.principal_risk(record("b", "htlc", spec, {"terms_cash": {"expiry": 160}}, "settled", 0.0), steps, LEDGERS)
     # nearest btc row to 11.0 is either 10.0 or 12.0 (equal distance, first wins): height 100 at 10.0
-    assert r["window_seconds"] == pytest.approx((160 - 100) * 1.0 - 1.0)
-    assert r["second_claim_seconds"] == 2.0
+    assert r is not None
+    assert r.window_seconds == pytest.approx((160 - 100) * 1.0 - 1.0)
+    assert r.second_claim_seconds == 2.0
 
 
 def test_a_retried_step_counts_its_failed_attempt_as_submit_time():
@@ -257,13 +263,13 @@ def test_a_retried_step_counts_its_failed_attempt_as_submit_time():
             ("lock security", "result", "evm-a", 13.0, "0x2", 4, 0.0, {"fee": 1, "payer": "seller", **EVM}),
         ],
     )
-    [step] = m.swap_metrics("t", "htlc", SPEC, DATA, None, 10.0, retried, LEDGERS)["steps"]
-    assert step["seconds"] == 3.0 and step["submit_seconds"] == 2.25 and step["finality_seconds"] == 0.75
+    [step] = m.swap_metrics(record("t", "htlc", SPEC, DATA, None, 10.0), retried, LEDGERS).steps
+    assert step.seconds == 3.0 and step.submit_seconds == 2.25 and step.finality_seconds == 0.75
 
 
 def test_free_option_of_the_party_locking_second():
     # first lock final at 1002.0, the buyer's own lock final at 1003.5
-    assert happy()["free_option"] == {"party": "buyer", "seconds": 1.5, "exercised": False}
+    assert happy().dump()["free_option"] == {"party": "buyer", "seconds": 1.5, "exercised": False}
     walked = rows(
         "w",
         [
@@ -271,14 +277,16 @@ def test_free_option_of_the_party_locking_second():
             ("refund security", "result", "evm-a", 58.0, "0x2", 9, 0.0, {}),
         ],
     )
-    assert m.free_option("htlc", SPEC, walked) == {"party": "buyer", "seconds": 8.0, "exercised": True}
-    buyer_first = {**SPEC, "plan": {"secret_holder": "seller", "first_locker": "buyer"}}
-    assert m.free_option("htlc", buyer_first, HAPPY)["party"] == "seller"
-    assert atomic()["free_option"] is None
+    walked_away = m.free_option("htlc", SwapSpec.model_validate(SPEC), walked)
+    assert walked_away is not None and walked_away.dump() == {"party": "buyer", "seconds": 8.0, "exercised": True}
+    buyer_first = SwapSpec.model_validate({**SPEC, "plan": {"secret_holder": "seller", "first_locker": "buyer"}})
+    option = m.free_option("htlc", buyer_first, HAPPY)
+    assert option is not None and option.party == "seller"
+    assert atomic().free_option is None
 
 
 def test_refund_path_durations():
-    f = refund()
+    f = refund().dump()
     assert f["outcome"] == "refunded"
     assert f["refund"] == {"legs": {"cash": 2.0, "security": 6.0}, "unwind_seconds": 3.5}
     assert f["liquidity"]["security"]["amount_seconds"] == 60.0
@@ -290,7 +298,7 @@ def test_refund_path_durations():
 
 
 def test_single_ledger_dvp():
-    f = atomic()
+    f = atomic().dump()
     assert [(e["phase"], e["seconds"]) for e in f["steps"]] == [("propose", 1.0), ("settle", pytest.approx(1.0))]
     assert f["total_seconds"] == pytest.approx(2.4)
     assert f["orchestration_seconds"] == pytest.approx(0.4)
@@ -310,7 +318,8 @@ def test_percentiles_and_stats():
 
 
 def test_summary_over_swaps():
-    s = m.summarize([happy(), refund()])
+    summary = m.summarize([happy(), refund()])
+    s = summary.dump()
     assert s["swaps"] == 2 and s["outcomes"] == {"settled": 1, "refunded": 1}
     assert s["latency"]["mean"] == 6.75 and s["latency"]["max"] == 7.0
     assert s["transactions_per_swap"] == 4.0
@@ -322,18 +331,20 @@ def test_summary_over_swaps():
     assert s["principal_risk"]["second_claim_seconds"]["n"] == 1
     assert s["refund"]["unwind_seconds"]["mean"] == 3.5
     assert s["elapsed_seconds"] == 1007.0
-    assert m.throughput(s) == pytest.approx(2 / 1007.0)
+    assert m.throughput(summary) == pytest.approx(2 / 1007.0)
 
 
 def test_overhead_and_throughput_ratios():
     s = m.summarize([happy()])
     o = m.overhead_ratio(s, {"evm-a": 1.0, "btc": 0.5})
-    assert o["confirmations_seconds"] == 3.0  # 2 tx x 1.0 s + 2 tx x 0.5 s
-    assert o["ratio"] == pytest.approx(6.5 / 3.0) and o["overhead"] == pytest.approx(6.5 / 3.0 - 1)
+    assert o is not None
+    assert o.confirmations_seconds == 3.0  # 2 tx x 1.0 s + 2 tx x 0.5 s
+    assert o.ratio == pytest.approx(6.5 / 3.0) and o.overhead == pytest.approx(6.5 / 3.0 - 1)
     t = m.throughput_ratio(s, {"evm-a": 10.0, "btc": 4.0})
-    assert t["bounds"] == {"evm-a": 5.0, "btc": 2.0} and t["limited_by"] == "btc"
-    assert t["swaps_per_second"] == pytest.approx(1 / 6.5)
-    assert t["ratio"] == pytest.approx(1 / 6.5 / 2.0)
+    assert t is not None
+    assert t.bounds == {"evm-a": 5.0, "btc": 2.0} and t.limited_by == "btc"
+    assert t.swaps_per_second == pytest.approx(1 / 6.5)
+    assert t.ratio == pytest.approx(1 / 6.5 / 2.0)
 
 
 def test_rss_trend_flat_and_growing():

@@ -89,6 +89,7 @@ def bench(
     agents: bool,
 ) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
+    from .figures import load_results
     from .render import missed, render_all, tables, write_json
     from .runner import BenchConfig, run_bench
 
@@ -161,6 +162,10 @@ def bench(
     if (run.get("agents") or {}).get("note"):
         out.print(f"agents: {run['agents']['note']}")
     out.print(f"results: {path}\nreport: {paths['html']}\nchart: {paths['bench']}")
+    try:  # what it wrote follows the schema `dvp report` reads (docs/bench-results.md)
+        load_results(path)
+    except errors.ConfigError as exc:
+        raise RuntimeError(f"dvp bench wrote a results.json that dvp report refuses: {exc}") from None
 
 
 @main.command()

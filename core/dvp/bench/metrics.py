@@ -39,9 +39,31 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..journal import Step
+from ..journal import Step, SwapRecord
+from ..models import SwapSpec
 from ..report import timeline
-from ..state import Action, LegName, StepName, expiry_of
+from ..state import Action, LegName, Phase, StepName, expiry_of
+from .figures import (
+    Fee,
+    FeePerSwap,
+    FreeOption,
+    LegFigures,
+    LockedLeg,
+    LockedSummary,
+    OptionSummary,
+    Overhead,
+    PartyCounts,
+    PhaseSummary,
+    PrincipalRisk,
+    Refund,
+    RefundSummary,
+    RiskSummary,
+    Stats,
+    StepFigures,
+    Summary,
+    SwapFigures,
+    Throughput,
+)
 
 
 @dataclass(frozen=True)
@@ -75,35 +97,22 @@ def _action(name: str) -> Action | None:
     return step.action if step is not None else None
 
 
-def _party(trade: Mapping[str, Any], role: str) -> str:
-    return str(trade.get(role, role))
-
-
-def _sender(leg: LegName, trade: Mapping[str, Any]) -> str:
-    return _party(trade, "seller" if leg is LegName.SECURITY else "buyer")
-
-
-def _receiver(leg: LegName, trade: Mapping[str, Any]) -> str:
-    return _party(trade, "buyer" if leg is LegName.SECURITY else "seller")
-
-
-def actor(step: str, spec: Mapping[str, Any]) -> str:
-    """The party that performs ``step`` in a swap of ``spec`` (a SwapSpec dump)."""
-    trade = spec["trade"]
+def actor(step: str, spec: SwapSpec) -> str:
+    """The party that performs ``step`` in a swap of ``spec``."""
+    trade = spec.trade
     name = _step(step)
     if name is None:
         return "orchestrator"
     if name.leg is not None and name.action in (Action.LOCK, Action.REFUND):
-        return _sender(name.leg, trade)
+        return trade.party(name.leg.sender)
     if name.leg is not None and name.action in (Action.AUDIT, Action.CLAIM):
-        return _receiver(name.leg, trade)
+        return trade.party(name.leg.sender.other)
     if name is StepName.EXTRACT_SECRET:
-        holder = (spec.get("plan") or {}).get("secret_holder", "seller")
-        return _party(trade, "buyer" if holder == "seller" else "seller")
+        return trade.party(spec.plan.secret_holder.other)
     if name is StepName.PROPOSE:
-        return _party(trade, "seller")
+        return trade.seller
     if name is StepName.SETTLE:
-        return _party(trade, "buyer")
+        return trade.buyer
     return "orchestrator"
 
 
@@ -123,179 +132,160 @@ def _phase_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def _rows(steps: Iterable[Step], step: str, phase: str) -> list[Step]:
+def _rows(steps: Iterable[Step], step: str, phase: Phase) -> list[Step]:
     return [s for s in steps if s.step == step and s.phase == phase]
 
 
-def swap_metrics(
-    swap_id: str,
-    kind: str,
-    spec: Mapping[str, Any],
-    data: Mapping[str, Any],
-    outcome: str | None,
-    created: float | None,
-    steps: Sequence[Step],
-    ledgers: Mapping[str, LedgerInfo],
-) -> dict[str, Any]:
+def _results(steps: Sequence[Step], action: Action, leg: LegName) -> list[Step]:
+    """The result rows of one leg's ``action``."""
+    return _rows(steps, StepName.of(action, leg), Phase.RESULT)
+
+
+def swap_metrics(record: SwapRecord, steps: Sequence[Step], ledgers: Mapping[str, LedgerInfo]) -> SwapFigures:
     """Every figure of one swap, from its journal record and steps."""
+    spec = SwapSpec.model_validate(record.spec)
     steps = list(steps)
     rows = timeline(steps)
-    t0 = created if created is not None else (steps[0].wall if steps else 0.0)
+    t0 = record.created if record.created is not None else (steps[0].wall if steps else 0.0)
     if steps:
         t0 = min(t0, steps[0].wall)
     phases = _phase_names([r.step for r in rows])
-    entries: list[dict[str, Any]] = []
+    entries: list[StepFigures] = []
     prev_end = t0
     for r, phase in zip(rows, phases):
-        submitted = _rows(steps, r.step, "submitted")
-        result = next(s for s in steps if s.step == r.step and s.phase == "result" and s.wall == r.finished)
-        finals = [s for s in _rows(steps, r.step, "final") if s.wall <= r.finished]
+        submitted = _rows(steps, r.step, Phase.SUBMITTED)
+        result = next(s for s in _rows(steps, r.step, Phase.RESULT) if s.wall == r.finished)
+        finals = [s for s in _rows(steps, r.step, Phase.FINAL) if s.wall <= r.finished]
         fee = r.fee
         info = ledgers.get(r.ledger or "")
         unit = None
         if fee is not None:
             unit = info.fee_unit if info else (finals[-1].detail.get("fee_asset") if finals else None) or "unknown"
         entries.append(
-            {
-                "step": r.step,
-                "phase": phase,
-                "ledger": r.ledger,
-                "party": (finals[-1].detail.get("payer") if finals else None) or actor(r.step, spec),
-                "start": r.started - t0,
-                "end": r.finished - t0,
-                "seconds": r.seconds,
-                "gap_before": r.started - prev_end,
+            StepFigures(
+                step=r.step,
+                phase=phase,
+                ledger=r.ledger,
+                party=(finals[-1].detail.get("payer") if finals else None) or actor(r.step, spec),
+                start=r.started - t0,
+                end=r.finished - t0,
+                seconds=r.seconds,
+                gap_before=r.started - prev_end,
                 # From the step's start to its last broadcast: a step retried after a failed
                 # attempt (resume) counts the retry here, so submit + finality = seconds.
-                "submit_seconds": (submitted[-1].wall - r.started) if submitted else None,
-                "finality_seconds": (result.wall - submitted[-1].wall) if submitted else None,
-                "tx_id": r.tx_id,
-                "transactions": r.transactions,
-                "height": r.height,
-                "fee": fee,
-                "fee_unit": unit,
-            }
+                submit_seconds=(submitted[-1].wall - r.started) if submitted else None,
+                finality_seconds=(result.wall - submitted[-1].wall) if submitted else None,
+                tx_id=r.tx_id,
+                transactions=r.transactions,
+                height=r.height,
+                fee=fee,
+                fee_unit=unit,
+            )
         )
         prev_end = r.finished
     total = (rows[-1].finished - t0) if rows else 0.0
-    step_sum = sum(e["seconds"] for e in entries)
+    step_sum = sum(e.seconds for e in entries)
 
-    parties: dict[str, dict[str, int]] = defaultdict(lambda: {"steps": 0, "transactions": 0, "messages": 0})
+    parties: dict[str, PartyCounts] = {}
     for e in entries:
-        p = parties[e["party"]]
-        p["steps"] += 1
-        p["transactions"] += e["transactions"]
-        p["messages"] += e["transactions"]
-        if _action(e["step"]) in (Action.LOCK, Action.PROPOSE):
-            p["messages"] += 1  # the off-ledger notice of the lock id / order to the counterparty
+        p = parties.setdefault(e.party, PartyCounts(steps=0, transactions=0, messages=0))
+        p.steps += 1
+        p.transactions += e.transactions
+        p.messages += e.transactions
+        if _action(e.step) in (Action.LOCK, Action.PROPOSE):
+            p.messages += 1  # the off-ledger notice of the lock id / order to the counterparty
 
     tx_by_ledger: dict[str, int] = defaultdict(int)
-    fees: dict[str, dict[str, Any]] = {}
+    fees: dict[str, Fee] = {}
     for e in entries:
-        if e["transactions"]:
-            tx_by_ledger[e["ledger"]] += e["transactions"]
-        if e["fee"] is not None:
-            f = fees.setdefault(e["ledger"], {"fee": 0, "unit": e["fee_unit"]})
-            f["fee"] += e["fee"]
+        if e.transactions and e.ledger is not None:
+            tx_by_ledger[e.ledger] += e.transactions
+        if e.fee is not None and e.ledger is not None:
+            fees.setdefault(e.ledger, Fee(fee=0, unit=e.fee_unit)).fee += e.fee
 
-    out: dict[str, Any] = {
-        "swap_id": swap_id,
-        "kind": kind,
-        "outcome": outcome,
-        "security": spec["trade"]["security"],
-        "cash": spec["trade"]["cash"],
-        "started": t0,
-        "finished": t0 + total,
-        "total_seconds": total,
-        "steps_seconds": step_sum,
-        "orchestration_seconds": total - step_sum,
-        "finality_seconds": sum(e["finality_seconds"] or 0.0 for e in entries),
-        "steps": entries,
-        "transactions": sum(tx_by_ledger.values()),
-        "transactions_by_ledger": dict(tx_by_ledger),
-        "fees": fees,
-        "parties": {k: dict(v) for k, v in parties.items()},
-        "liquidity": liquidity(kind, spec, steps),
-        "principal_risk": principal_risk(kind, spec, data, outcome, steps, ledgers),
-        "refund": refund_durations(steps),
-        "free_option": free_option(kind, spec, steps),
-    }
-    return out
+    return SwapFigures(
+        swap_id=record.id,
+        kind=record.kind,
+        outcome=record.outcome,
+        security=LegFigures.model_validate(spec.trade.security.model_dump()),
+        cash=LegFigures.model_validate(spec.trade.cash.model_dump()),
+        started=t0,
+        finished=t0 + total,
+        total_seconds=total,
+        steps_seconds=step_sum,
+        orchestration_seconds=total - step_sum,
+        finality_seconds=sum(e.finality_seconds or 0.0 for e in entries),
+        steps=entries,
+        transactions=sum(tx_by_ledger.values()),
+        transactions_by_ledger=dict(tx_by_ledger),
+        fees=fees,
+        parties=parties,
+        liquidity=liquidity(record.kind, spec, steps),
+        principal_risk=principal_risk(record, steps, ledgers),
+        refund=refund_durations(steps),
+        free_option=free_option(record.kind, spec, steps),
+    )
 
 
-def free_option(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any] | None:
+def free_option(kind: str, spec: SwapSpec, steps: Sequence[Step]) -> FreeOption | None:
     """How long the party locking second could walk away at no cost (rule 10)."""
     if kind != "htlc":
         return None
-    plan = spec.get("plan") or {}
-    first = plan.get("first_locker") or plan.get("secret_holder", "seller")
-    first_leg, second_leg = (LegName.SECURITY, LegName.CASH) if first == "seller" else (LegName.CASH, LegName.SECURITY)
-    first_lock = _rows(steps, StepName.of(Action.LOCK, first_leg), "result")
+    first = spec.plan.locks_first
+    first_lock = _results(steps, Action.LOCK, LegName.sent_by(first))
     if not first_lock:
         return None
-    second_lock = _rows(steps, StepName.of(Action.LOCK, second_leg), "result")
+    second_lock = _results(steps, Action.LOCK, LegName.sent_by(first.other))
     end = second_lock[0].wall if second_lock else steps[-1].wall
-    second = "buyer" if first == "seller" else "seller"
-    return {
-        "party": spec["trade"].get(second, second),
-        "seconds": end - first_lock[0].wall,
-        "exercised": not second_lock,
-    }
+    return FreeOption(party=spec.trade.party(first.other), seconds=end - first_lock[0].wall, exercised=not second_lock)
 
 
-def liquidity(kind: str, spec: Mapping[str, Any], steps: Sequence[Step]) -> dict[str, Any]:
+def liquidity(kind: str, spec: SwapSpec, steps: Sequence[Step]) -> dict[str, LockedLeg]:
     """Per leg: amount x seconds from the lock being final to its claim or refund being final,
     and the same seconds x the leg's value at the trade's price (the cash amount), so both legs
     of a swap read in one currency x seconds."""
     if kind != "htlc":
         return {}
-    cash = spec["trade"][LegName.CASH]
-    out: dict[str, Any] = {}
+    cash = spec.trade.cash
+    out: dict[str, LockedLeg] = {}
     for leg in LegName:
-        locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
-        ended = _rows(steps, StepName.of(Action.CLAIM, leg), "result") or _rows(
-            steps, StepName.of(Action.REFUND, leg), "result"
-        )
+        locked = _results(steps, Action.LOCK, leg)
+        ended = _results(steps, Action.CLAIM, leg) or _results(steps, Action.REFUND, leg)
         if not locked or not ended:
             continue
         seconds = ended[-1].wall - locked[-1].wall
-        amount = spec["trade"][leg]["amount"]
-        out[leg] = {
-            "ledger": spec["trade"][leg]["ledger"],
-            "asset": spec["trade"][leg]["asset"],
-            "amount": amount,
-            "seconds": seconds,
-            "amount_seconds": amount * seconds,
-            "value": cash["amount"],
-            "value_asset": cash["asset"],
-            "value_seconds": cash["amount"] * seconds,
-            "ended_by": StepName(ended[-1].step).action.value,
-        }
+        traded = spec.trade.security if leg is LegName.SECURITY else cash
+        out[leg.value] = LockedLeg(
+            ledger=traded.ledger,
+            asset=traded.asset,
+            amount=traded.amount,
+            seconds=seconds,
+            amount_seconds=traded.amount * seconds,
+            value=cash.amount,
+            value_asset=cash.asset,
+            value_seconds=cash.amount * seconds,
+            ended_by=StepName(ended[-1].step).action.value,
+        )
     return out
 
 
 def principal_risk(
-    kind: str,
-    spec: Mapping[str, Any],
-    data: Mapping[str, Any],
-    outcome: str | None,
-    steps: Sequence[Step],
-    ledgers: Mapping[str, LedgerInfo],
-) -> dict[str, Any] | None:
+    record: SwapRecord, steps: Sequence[Step], ledgers: Mapping[str, LedgerInfo]
+) -> PrincipalRisk | None:
     """The window between the secret's reveal and the holder leg's expiry, and how much
     of it the second claim used."""
-    if kind != "htlc":
+    if record.kind != "htlc":
         return None
-    holder = (spec.get("plan") or {}).get("secret_holder", "seller")
-    holder_leg = LegName.SECURITY if holder == "seller" else LegName.CASH
+    spec = SwapSpec.model_validate(record.spec)
+    holder_leg = LegName.sent_by(spec.plan.secret_holder)
     counter_leg = LegName.CASH if holder_leg is LegName.SECURITY else LegName.SECURITY
     counter_claim = StepName.of(Action.CLAIM, counter_leg)
-    reveal_rows = _rows(steps, counter_claim, "submitted") or _rows(steps, counter_claim, "result")
-    expiry = expiry_of(dict(data), holder_leg)
+    reveal_rows = _rows(steps, counter_claim, Phase.SUBMITTED) or _rows(steps, counter_claim, Phase.RESULT)
+    expiry = expiry_of(dict(record.data), holder_leg)
     if not reveal_rows or expiry is None:
         return None
     reveal = reveal_rows[0].wall
-    ledger = spec["trade"][holder_leg]["ledger"]
+    ledger = (spec.trade.security if holder_leg is LegName.SECURITY else spec.trade.cash).ledger
     info = ledgers.get(ledger)
     clocked = [s for s in steps if s.ledger == ledger and (s.ledger_time is not None or s.ledger_height is not None)]
     window = None
@@ -304,34 +294,34 @@ def principal_risk(
         left = info.seconds_left(row.ledger_height, row.ledger_time, expiry)
         if left is not None:
             window = left - (reveal - row.wall)
-    second = _rows(steps, StepName.of(Action.CLAIM, holder_leg), "result")
+    second = _results(steps, Action.CLAIM, holder_leg)
     took = (second[-1].wall - reveal) if second else None
-    return {
-        "holder_leg": holder_leg.value,
-        "ledger": ledger,
-        "window_seconds": window,
-        "second_claim_seconds": took,
-        "margin_seconds": (window - took) if window is not None and took is not None else None,
-        "used_fraction": (took / window) if window and took is not None else None,
-        "claimed_in_time": bool(second),
-    }
+    return PrincipalRisk(
+        holder_leg=holder_leg.value,
+        ledger=ledger,
+        window_seconds=window,
+        second_claim_seconds=took,
+        margin_seconds=(window - took) if window is not None and took is not None else None,
+        used_fraction=(took / window) if window and took is not None else None,
+        claimed_in_time=bool(second),
+    )
 
 
-def refund_durations(steps: Sequence[Step]) -> dict[str, Any] | None:
-    refunds = [s for s in steps if s.phase == "result" and _action(s.step) is Action.REFUND]
+def refund_durations(steps: Sequence[Step]) -> Refund | None:
+    refunds = [s for s in steps if s.phase == Phase.RESULT and _action(s.step) is Action.REFUND]
     if not refunds:
         return None
     legs: dict[str, float] = {}
     for r in refunds:
         leg = StepName(r.step).leg
         assert leg is not None
-        locked = _rows(steps, StepName.of(Action.LOCK, leg), "result")
+        locked = _results(steps, Action.LOCK, leg)
         if locked:
             legs[leg.value] = r.wall - locked[-1].wall
     first_refund_seq = min(r.seq for r in refunds)
-    before = [s for s in steps if s.phase == "result" and s.seq < first_refund_seq]
+    before = [s for s in steps if s.phase == Phase.RESULT and s.seq < first_refund_seq]
     start = before[-1].wall if before else steps[0].wall
-    return {"legs": legs, "unwind_seconds": refunds[-1].wall - start}
+    return Refund(legs=legs, unwind_seconds=refunds[-1].wall - start)
 
 
 # -- aggregation ----------------------------------------------------------------------------
@@ -360,143 +350,129 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
-def summarize(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _stats(values: Iterable[float | None]) -> Stats | None:
+    found = stats(values)
+    return Stats.model_validate(found) if found else None
+
+
+def summarize(swaps: Sequence[SwapFigures]) -> Summary:
     """Per-pair aggregates of per-swap figures."""
     n = len(swaps)
     outcomes: dict[str, int] = defaultdict(int)
     for s in swaps:
-        outcomes[s["outcome"] or "unfinished"] += 1
-    by_phase: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        outcomes[s.outcome or "unfinished"] += 1
+    by_phase: dict[str, list[StepFigures]] = defaultdict(list)
     for s in swaps:
-        for e in s["steps"]:
-            by_phase[e["phase"]].append(e)
+        for e in s.steps:
+            by_phase[e.phase].append(e)
     phases = {
-        phase: {
-            "seconds": stats(e["seconds"] for e in es),
-            "finality_seconds": stats(e["finality_seconds"] for e in es),
-            "submit_seconds": stats(e["submit_seconds"] for e in es),
-            "ledger": es[0]["ledger"],
-        }
+        phase: PhaseSummary(
+            seconds=_stats(e.seconds for e in es),
+            finality_seconds=_stats(e.finality_seconds for e in es),
+            submit_seconds=_stats(e.submit_seconds for e in es),
+            ledger=es[0].ledger,
+        )
         for phase, es in by_phase.items()
     }
     tx_by_ledger: dict[str, float] = defaultdict(float)
-    fees: dict[str, dict[str, Any]] = {}
+    fees: dict[str, FeePerSwap] = {}
     parties: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    liq: dict[str, dict[str, Any]] = {}
+    liq: dict[str, list[LockedLeg]] = defaultdict(list)
     for s in swaps:
-        for ledger, count in s["transactions_by_ledger"].items():
+        for ledger, count in s.transactions_by_ledger.items():
             tx_by_ledger[ledger] += count / n
-        for ledger, f in s["fees"].items():
-            slot = fees.setdefault(ledger, {"fee_per_swap": 0.0, "unit": f["unit"]})
-            slot["fee_per_swap"] += f["fee"] / n
-        for party, p in s["parties"].items():
-            for k, v in p.items():
+        for ledger, f in s.fees.items():
+            fees.setdefault(ledger, FeePerSwap(fee_per_swap=0.0, unit=f.unit)).fee_per_swap += f.fee / n
+        for party, p in s.parties.items():
+            for k, v in p.model_dump().items():
                 parties[party][k] += v / n
-        for leg, l in s["liquidity"].items():
-            slot = liq.setdefault(
-                leg,
-                {
-                    "ledger": l["ledger"],
-                    "asset": l["asset"],
-                    "value_asset": l.get("value_asset"),
-                    "amount_seconds": [],
-                    "value_seconds": [],
-                    "seconds": [],
-                },
+        for leg, locked in s.liquidity.items():
+            liq[leg].append(locked)
+    risks = [s.principal_risk for s in swaps if s.principal_risk]
+    options = [s.free_option for s in swaps if s.free_option]
+    refunds = [s.refund for s in swaps if s.refund]
+    return Summary(
+        swaps=n,
+        outcomes=dict(outcomes),
+        latency=_stats(s.total_seconds for s in swaps),
+        orchestration_seconds=_stats(s.orchestration_seconds for s in swaps),
+        finality_seconds=_stats(s.finality_seconds for s in swaps),
+        phases=phases,
+        transactions_per_swap=sum(tx_by_ledger.values()),
+        transactions_per_swap_by_ledger=dict(tx_by_ledger),
+        fees=fees,
+        parties={k: dict(v) for k, v in parties.items()},
+        liquidity={
+            leg: LockedSummary(
+                ledger=ls[0].ledger,
+                asset=ls[0].asset,
+                amount_seconds=_stats(l.amount_seconds for l in ls),
+                value_asset=ls[0].value_asset,
+                value_seconds=_stats(l.value_seconds for l in ls),
+                seconds=_stats(l.seconds for l in ls),
             )
-            slot["amount_seconds"].append(l["amount_seconds"])
-            slot["value_seconds"].append(l.get("value_seconds"))
-            slot["seconds"].append(l["seconds"])
-    risks = [s["principal_risk"] for s in swaps if s.get("principal_risk")]
-    options = [s["free_option"] for s in swaps if s.get("free_option")]
-    refunds = [s["refund"] for s in swaps if s.get("refund")]
-    return {
-        "swaps": n,
-        "outcomes": dict(outcomes),
-        "latency": stats(s["total_seconds"] for s in swaps),
-        "orchestration_seconds": stats(s["orchestration_seconds"] for s in swaps),
-        "finality_seconds": stats(s["finality_seconds"] for s in swaps),
-        "phases": phases,
-        "transactions_per_swap": sum(tx_by_ledger.values()),
-        "transactions_per_swap_by_ledger": dict(tx_by_ledger),
-        "fees": fees,
-        "parties": {k: dict(v) for k, v in parties.items()},
-        "liquidity": {
-            leg: {
-                "ledger": v["ledger"],
-                "asset": v["asset"],
-                "amount_seconds": stats(v["amount_seconds"]),
-                "value_asset": v["value_asset"],
-                "value_seconds": stats(v["value_seconds"]),
-                "seconds": stats(v["seconds"]),
-            }
-            for leg, v in liq.items()
+            for leg, ls in liq.items()
         },
-        "principal_risk": {
-            "window_seconds": stats(r["window_seconds"] for r in risks),
-            "second_claim_seconds": stats(r["second_claim_seconds"] for r in risks),
-            "margin_seconds": stats(r["margin_seconds"] for r in risks),
-        }
+        principal_risk=RiskSummary(
+            window_seconds=_stats(r.window_seconds for r in risks),
+            second_claim_seconds=_stats(r.second_claim_seconds for r in risks),
+            margin_seconds=_stats(r.margin_seconds for r in risks),
+        )
         if risks
         else None,
-        "free_option": {
-            "seconds": stats(o["seconds"] for o in options),
-            "exercised": sum(1 for o in options if o["exercised"]),
-        }
+        free_option=OptionSummary(
+            seconds=_stats(o.seconds for o in options), exercised=sum(1 for o in options if o.exercised)
+        )
         if options
         else None,
-        "refund": {
-            "unwind_seconds": stats(r["unwind_seconds"] for r in refunds),
-            "legs": {leg: stats(r["legs"].get(leg) for r in refunds) for leg in LegName},
-        }
+        refund=RefundSummary(
+            unwind_seconds=_stats(r.unwind_seconds for r in refunds),
+            legs={leg.value: _stats(r.legs.get(leg) for r in refunds) for leg in LegName},
+        )
         if refunds
         else None,
-        "elapsed_seconds": (max(s["finished"] for s in swaps) - min(s["started"] for s in swaps)) if swaps else 0.0,
-    }
+        elapsed_seconds=(max(s.finished for s in swaps) - min(s.started for s in swaps)) if swaps else 0.0,
+    )
 
 
-def throughput(summary: Mapping[str, Any]) -> float | None:
+def throughput(summary: Summary) -> float | None:
     """Swaps finished per second over the batch's elapsed time."""
-    elapsed = summary.get("elapsed_seconds") or 0.0
-    return summary["swaps"] / elapsed if elapsed > 0 else None
+    elapsed = summary.elapsed_seconds or 0.0
+    return summary.swaps / elapsed if elapsed > 0 else None
 
 
-def overhead_ratio(summary: Mapping[str, Any], confirmation: Mapping[str, float]) -> dict[str, Any] | None:
+def overhead_ratio(summary: Summary, confirmation: Mapping[str, float]) -> Overhead | None:
     """Mean DvP latency over the sum of the underlying confirmations: one baseline
     confirmation per transaction the swap sends, on that transaction's ledger."""
-    lat = summary.get("latency")
+    lat = summary.latency
     if not lat:
         return None
     base = sum(
         count * confirmation[ledger]
-        for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+        for ledger, count in summary.transactions_per_swap_by_ledger.items()
         if ledger in confirmation
     )
     if base <= 0:
         return None
-    ratio = lat["mean"] / base
-    return {"latency_seconds": lat["mean"], "confirmations_seconds": base, "ratio": ratio, "overhead": ratio - 1}
+    ratio = lat.mean / base
+    return Overhead(latency_seconds=lat.mean, confirmations_seconds=base, ratio=ratio, overhead=ratio - 1)
 
 
-def throughput_ratio(summary: Mapping[str, Any], raw_tps: Mapping[str, float]) -> dict[str, Any] | None:
+def throughput_ratio(summary: Summary, raw_tps: Mapping[str, float]) -> Throughput | None:
     """Swap throughput over the bound the slower ledger sets: its raw transfer
     throughput divided by the transactions one swap sends on it."""
     tps = throughput(summary)
     bounds = {
         ledger: raw_tps[ledger] / count
-        for ledger, count in summary["transactions_per_swap_by_ledger"].items()
+        for ledger, count in summary.transactions_per_swap_by_ledger.items()
         if count > 0 and raw_tps.get(ledger)
     }
     if tps is None or not bounds:
         return None
     slower = min(bounds, key=lambda ledger: bounds[ledger])
-    return {
-        "swaps_per_second": tps,
-        "bound": bounds[slower],
-        "limited_by": slower,
-        "bounds": bounds,
-        "ratio": tps / bounds[slower],
-    }
+    return Throughput(
+        swaps_per_second=tps, bound=bounds[slower], limited_by=slower, bounds=bounds, ratio=tps / bounds[slower]
+    )
 
 
 def rss_trend(

@@ -19,6 +19,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from .. import errors
 from ..adapter import Issuing, LedgerAdapter
 from ..journal import Journal
@@ -29,6 +31,7 @@ from ..registry import installed_launchers, launcher_class
 from ..report import machine
 from ..state import Action, StepName
 from . import metrics as m
+from .figures import NotStarted, SwapFigures
 
 Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
 
@@ -316,18 +319,23 @@ async def run_batch(
     return runs
 
 
-def _metrics(journal: Journal, runs: list[dict[str, Any]], infos: dict[str, m.LedgerInfo]) -> list[dict[str, Any]]:
-    out = []
+def _metrics(
+    journal: Journal, runs: list[dict[str, Any]], infos: dict[str, m.LedgerInfo]
+) -> list[SwapFigures | NotStarted]:
+    out: list[SwapFigures | NotStarted] = []
     for run in runs:
         r = journal.get(run["swap_id"])
         if r is None:
-            out.append({"swap_id": run["swap_id"], "outcome": "not started", "error": run["error"]})
+            out.append(NotStarted(swap_id=run["swap_id"], outcome="not started", error=run["error"]))
             continue
-        fig = m.swap_metrics(r.id, r.kind, r.spec, r.data, r.outcome, r.created, journal.steps(r.id), infos)
-        fig["error"] = run["error"]
-        fig["recovered"] = run["recovered"]
+        fig = m.swap_metrics(r, journal.steps(r.id), infos)
+        fig.error, fig.recovered = run["error"], run["recovered"]
         out.append(fig)
     return out
+
+
+def _finished(swaps: list[SwapFigures | NotStarted]) -> list[SwapFigures]:
+    return [s for s in swaps if isinstance(s, SwapFigures)]
 
 
 async def run_bench(
@@ -378,8 +386,7 @@ async def run_bench(
             refund_runs = await run_batch(orch, refund_specs, 1, cfg.swap_timeout, "refund", on_event, None)
         swaps = _metrics(journal, runs, infos)
         refunds = _metrics(journal, refund_runs, infos)
-        done = [s for s in swaps if "steps" in s]
-        summary = m.summarize(done)
+        summary = m.summarize(_finished(swaps))
         results.append(
             {
                 "id": pair.id,
@@ -392,8 +399,8 @@ async def run_bench(
                 "summary": summary,
                 "throughput": m.throughput_ratio(summary, raw),
                 "overhead": m.overhead_ratio(summary, conf),
-                "refund_summary": m.summarize([s for s in refunds if "steps" in s]) if refunds else None,
-                "stuck": [s["swap_id"] for s in swaps + refunds if s.get("outcome") in (None, "not started")],
+                "refund_summary": m.summarize(_finished(refunds)) if refunds else None,
+                "stuck": [s.swap_id for s in swaps + refunds if s.outcome in (None, "not started")],
                 "swaps": swaps,
                 "refunds": refunds,
             }
@@ -432,9 +439,10 @@ async def run_bench(
         "not_measured": not_measured({i.kind for i in infos.values()}),
         "agents": agents,
     }
-    out["platforms"] = platforms_table(out)
-    out["targets"] = targets(out)
-    return out
+    run: dict[str, Any] = to_jsonable_python(out)  # the typed figures in the JSON form results.json holds
+    run["platforms"] = platforms_table(run)
+    run["targets"] = targets(run)
+    return run
 
 
 async def run_agents(
