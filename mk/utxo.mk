@@ -17,7 +17,7 @@ EXTRA_SETUP += btcd-bins elements-release
 .PHONY: elements-release
 ## Install the Elements release archive into the cache (verified, unpacked aside, renamed into place)
 elements-release: $(PY_STAMP)
-	@$(BIN)/python -m dvp_utxo.build install-elements
+	@$(BIN)/python -m dvp_utxo.bins install-elements
 
 btcd-bins: $(BTCD) $(BTCCTL)
 

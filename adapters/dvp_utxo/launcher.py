@@ -34,7 +34,7 @@ from dvp.errors import LedgerUnavailable
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
-from .build import BTCD_VERSION, ensure_btcd
+from .bins import BTCD_VERSION, ensure_btcd
 from .chain import ChainView
 from .dialect import dialect_for
 from .htlc import UtxoLedger

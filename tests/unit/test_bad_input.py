@@ -338,7 +338,7 @@ def test_block_time_must_be_a_finite_number_of_seconds(env, command, value):
 @pytest.mark.parametrize("value", ["/etc/passwd", "/nonexistent/anvil", "/tmp"])
 def test_program_variables_must_name_an_executable(monkeypatch, value):
     from dvp_ethereum.launcher import anvil_binary
-    from dvp_utxo.build import btcd_path
+    from dvp_utxo.bins import btcd_path
 
     for name, find in (("DVP_ANVIL", anvil_binary), ("DVP_BTCD", btcd_path)):
         monkeypatch.setenv(name, value)

@@ -23,7 +23,7 @@ import pytest
 from dvp.dist import MIRROR_ENV, Release, install
 from dvp.errors import ConfigError
 from dvp_fabric.bins import FabricInstall, fabric_release
-from dvp_utxo.build import elements_release, find_elementsd
+from dvp_utxo.bins import elements_release, find_elementsd
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_MIRROR = os.environ.get(MIRROR_ENV, "")  # read before the fixtures clear it
@@ -142,7 +142,7 @@ def test_the_set_up_entries_print_one_line_each_and_go_on(cache, tmp_path):
     }
     for var in ("DVP_FABRIC_HOME", "DVP_ELEMENTSD", MIRROR_ENV):
         env.pop(var, None)
-    for args in (["-m", "dvp_fabric.bins"], ["-m", "dvp_utxo.build", "install-elements"]):
+    for args in (["-m", "dvp_fabric.bins"], ["-m", "dvp_utxo.bins", "install-elements"]):
         proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr
         lines = proc.stderr.strip().splitlines()

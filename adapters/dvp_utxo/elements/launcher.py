@@ -35,7 +35,7 @@ from dvp.errors import ConfigError, LedgerUnavailable
 from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
-from ..build import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_elementsd
+from ..bins import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_elementsd
 from ..chain import ChainView
 from ..dialect import dialect_for
 from ..keys import Key

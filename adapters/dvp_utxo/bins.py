@@ -7,7 +7,7 @@ do nothing when the binaries are already there.
 
 elementsd is never built here: the project reads ``$DVP_ELEMENTSD``, else
 ``${DVP_CACHE:-$HOME/.cache/dvp}/elements-<version>/bin/elementsd``, where the set-up
-(``python -m dvp_utxo.build install-elements``, run by ``make setup``) unpacks the official
+(``python -m dvp_utxo.bins install-elements``, run by ``make setup``) unpacks the official
 Elements release archive, from ``$DVP_DIST_MIRROR`` or its download address.  Without it,
 the ``elements`` ledger and its tests are left out with one line saying so.
 """
@@ -116,7 +116,7 @@ def ensure_elementsd(version: str = ELEMENTS_VERSION) -> Path:
     return path
 
 
-if __name__ == "__main__":  # python -m dvp_utxo.build [install-elements]
+if __name__ == "__main__":  # python -m dvp_utxo.bins [install-elements]
     if sys.argv[1:] == ["install-elements"]:
         raise SystemExit(install_main([(elements_release(), release_not_needed)]))
     print(ensure_btcd())
