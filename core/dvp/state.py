@@ -10,9 +10,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from .models import DvpOrder, Hex32, HtlcTerms, Name, Role
+from .terms import Agreement, Proposal
+from .terms import LegName as LegName  # re-exported: the step names are built of it
 
 
 class Phase(StrEnum):
@@ -25,20 +27,6 @@ class Phase(StrEnum):
     FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block
     RESULT = "result"  # the step is done (tx_id: the operation's own transaction, if any)
     SKIPPED = "skipped"  # the step was deliberately not taken (reason)
-
-
-class LegName(StrEnum):
-    SECURITY = "security"
-    CASH = "cash"
-
-    @classmethod
-    def sent_by(cls, role: Role) -> "LegName":
-        """The seller sends the security leg, the buyer the cash leg."""
-        return cls.SECURITY if role is Role.SELLER else cls.CASH
-
-    @property
-    def sender(self) -> Role:
-        return Role.SELLER if self is LegName.SECURITY else Role.BUYER
 
 
 class Action(StrEnum):
@@ -114,8 +102,14 @@ class PartySide(_State):
     role: Role
     peer: Name
     proposer: Name
-    proposal: dict[str, Any] | None = None  # dvp.party.agreement.Proposal, until agreed
-    agreement: dict[str, Any] | None = None  # dvp.party.agreement.Agreement, once agreed
+    proposal: Proposal | None = None  # until agreed
+    agreement: Agreement | None = None  # once agreed
+
+    @field_serializer("proposal", "agreement")
+    def _in_full(self, terms: Proposal | Agreement | None) -> dict[str, Any] | None:
+        # Journaled whole, its unset fields as null (the journal's form of these before they
+        # were typed), not pruned by the state's exclude_none.
+        return terms.model_dump(mode="json") if terms is not None else None
 
 
 class HtlcSwapState(_State):

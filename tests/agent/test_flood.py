@@ -19,9 +19,9 @@ import pytest
 
 from dvp import errors
 from dvp.models import Role
-from dvp.party.agreement import LegPlan, Proposal
 from dvp.party.limits import Limits
 from dvp.party.messages import Kind, Message
+from dvp.terms import LegPlan, Proposal
 from dvp_agent.config import load_config, save_config
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import load_identity, load_peer_cert

@@ -20,10 +20,11 @@ from dvp import errors
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.party.agent import AcceptPolicy, Agent
-from dvp.party.agreement import Proposal, propose
+from dvp.party.agreement import propose
 from dvp.party.channel import LocalChannel
 from dvp.party.limits import Bucket, Limits, QuietLog
 from dvp.party.messages import Kind, Message
+from dvp.terms import Proposal
 from dvp.testing.scenarios import DEV_POLICY
 
 SEQ = itertools.count(1)

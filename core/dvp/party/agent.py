@@ -27,8 +27,9 @@ from ..models import Asset, Frozen, Limit, Margin, Role, SwapSpec
 from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
 from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
+from ..terms import Agreement, Proposal
 from ..timeouts import budget
-from .agreement import Agreement, Proposal, check_proposal, propose
+from .agreement import check_proposal, propose
 from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
@@ -221,9 +222,7 @@ class Agent:
         hashlock = hashlock_of(secret).hex() if secret else None
         proposal = await propose(swap_id, self.party, spec, self.ledgers, hashlock)
         await self._check_own_lock(proposal, role, hashlock or "00" * 32)
-        side = PartySide(
-            party=self.party, role=role, peer=self.peer, proposer=self.party, proposal=proposal.model_dump(mode="json")
-        )
+        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.party, proposal=proposal)
         # Write-ahead: the secret is on disk before its hashlock leaves this process.
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
         with drive_lease(self.journal.path, swap_id):
@@ -251,7 +250,7 @@ class Agent:
         """Send (again) this party's proposal until the peer answers or the counter leg's
         time is too short to start; (agreement, "") or (None, why not)."""
         assert side.proposal is not None
-        proposal = Proposal.model_validate(side.proposal)
+        proposal = side.proposal
         deadline = time.time() + proposal.spec.plan.counter_timeout
         last = "no answer"
         for _ in range(1000):
@@ -323,7 +322,7 @@ class Agent:
             terms = agreement.terms(leg)
             adapter = self.ledgers[spec.trade.leg_sent_by(leg.sender).ledger]
             state = state.with_lock(leg, terms, adapter.lock_id(terms))
-        side = side.model_copy(update={"agreement": agreement.model_dump(mode="json"), "proposal": None})
+        side = side.model_copy(update={"agreement": agreement, "proposal": None})
         return state.model_copy(update={"hashlock": agreement.hashlock, "side": side})
 
     def hints_of(self, swap_id: str) -> Hints:
@@ -588,6 +587,6 @@ class Agent:
                 "reason": f"{self.party!r}'s agent stopped before it answered this proposal, "
                 "and called the swap off; nothing was locked"
             }
-        if agreed is None or Agreement.model_validate(agreed).proposal != proposal:
+        if agreed is None or agreed.proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
         return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}

@@ -15,58 +15,13 @@ from collections.abc import Mapping
 
 from .. import errors
 from ..adapter import LedgerAdapter
-from ..models import Frozen, Hex32, HtlcTerms, Name, Role, SwapSpec
-from ..state import LegName
+from ..models import Role, SwapSpec
+from ..terms import LegName, LegPlan, Proposal
 from ..timeouts import check_time_left
-from .messages import SwapId
 
 # How far a proposed expiry may lie beyond the plan's timeout (by the ledger's own clock):
 # the time a proposal takes to reach and be checked by the other side, and clock skew.
 EXPIRY_SLACK_SECONDS = 120
-
-
-class LegPlan(Frozen):
-    expiry: int  # in the leg's ledger clock unit
-    nonce: Hex32
-
-
-class Proposal(Frozen):
-    swap_id: SwapId
-    proposer: Name
-    spec: SwapSpec
-    security: LegPlan
-    cash: LegPlan
-    hashlock: Hex32 | None = None  # set if and only if the proposer holds the secret
-
-    def leg(self, leg: LegName) -> LegPlan:
-        return self.security if leg is LegName.SECURITY else self.cash
-
-    def role_of(self, party: str) -> Role:
-        trade = self.spec.trade
-        if party == trade.seller:
-            return Role.SELLER
-        if party == trade.buyer:
-            return Role.BUYER
-        raise errors.MessageRefused(f"proposal {self.swap_id}: {party!r} is neither the seller nor the buyer")
-
-
-class Agreement(Frozen):
-    proposal: Proposal
-    hashlock: Hex32
-
-    def terms(self, leg: LegName) -> HtlcTerms:
-        trade, plan = self.proposal.spec.trade, self.proposal.leg(leg)
-        sender = leg.sender
-        amounts = trade.leg_sent_by(sender)
-        return HtlcTerms(
-            sender=trade.party(sender),
-            recipient=trade.party(sender.other),
-            asset=amounts.asset,
-            amount=amounts.amount,
-            hashlock=self.hashlock,
-            expiry=plan.expiry,
-            nonce=plan.nonce,
-        )
 
 
 async def propose(

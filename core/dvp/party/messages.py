@@ -11,13 +11,13 @@ from __future__ import annotations
 import math
 import time
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from ..models import Frozen, Name
+from ..terms import SwapId
 
-SwapId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 # A message is small: a proposal is the largest, a swap spec with two legs' terms.
 MAX_MESSAGE_BYTES = 64 * 1024
 

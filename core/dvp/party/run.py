@@ -21,8 +21,9 @@ from ..journal import SwapRecord
 from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
 from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
 from ..state import Action, LegName, PartySide, Phase
+from ..terms import Agreement
 from ..timeouts import too_late_to_lock
-from .agreement import Agreement, check_still_safe
+from .agreement import check_still_safe
 from .messages import Kind
 
 # How long one wait for a ledger change sleeps when no notice wakes it.
@@ -166,7 +167,8 @@ class PartyRun(_HtlcRun):
 
     # -- own steps ------------------------------------------------------------------------------
     def agreement(self) -> Agreement:
-        return Agreement.model_validate(self.side.agreement)
+        assert self.side.agreement is not None  # a party run starts once the trade is agreed
+        return self.side.agreement
 
     async def exists(self, role: Role) -> bool:
         return await self.adapter_of(role).get_lock(self.known_lock_id(role)) is not None
