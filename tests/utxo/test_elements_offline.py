@@ -43,7 +43,7 @@ from dvp_utxo.elements.assets import (  # noqa: E402
     parse_explicit_value,
     token_from_entropy,
 )
-from dvp_utxo.elements.dvp import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, verify_dvp  # noqa: E402
+from dvp_utxo.elements.dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, verify_dvp  # noqa: E402
 from dvp_utxo.elements.htlc import (  # noqa: E402
     audit_funding,
     audit_script,

@@ -20,7 +20,7 @@ from .conftest import ElementsChain, elementsd_or_skip
 
 elementsd_or_skip()
 
-from dvp_utxo.elements.dvp import DvpTerms, finalize_dvp, sign_dvp  # noqa: E402
+from dvp_utxo.elements.dvp_tx import DvpTerms, finalize_dvp, sign_dvp  # noqa: E402
 from dvp_utxo.elements.tx import ElementsTx, TxIn, TxOut, assemble, set_witnesses, sign_input  # noqa: E402
 from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402
 from dvp_utxo.rpc import RpcError  # noqa: E402

@@ -43,7 +43,7 @@ from ..rpc import RpcClient
 from ..script import HtlcScript, ScriptError
 from ..tx import Utxo, fee_for
 from .config import ElementsConfig
-from .dvp import DvpTerms, build_dvp, finalize_dvp, sign_dvp
+from .dvp_tx import DvpTerms, build_dvp, finalize_dvp, sign_dvp
 from .launcher import address_of
 from .ledger import ElementsLedger
 from .order import OrderScript, build_cancel, order_hash

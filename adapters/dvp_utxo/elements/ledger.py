@@ -16,7 +16,7 @@ from ..rpc import RpcClient
 from ..script import HtlcScript
 from ..tx import TxBuildError, Utxo, select_assets
 from .assets import IssuedAsset
-from .dvp import DvpTerms, DvpTx, build_dvp
+from .dvp_tx import DvpTerms, DvpTx, build_dvp
 from .htlc import build_funding, build_htlc_spend, fee_reserve, min_htlc_amount
 from .tx import ElementsTx, TxOut, build_issuance, build_payment, select_utxos
 
