@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from dvp import errors
-from dvp.cli import FiniteSeconds, console, fail_cleanly, out, progress_printer
+from dvp.cli_common import FiniteSeconds, console, fail_cleanly, out, progress_printer
 from dvp.journal import Journal
 from dvp.models import SwapSpec
 from dvp.network import Network

@@ -19,7 +19,7 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.registry import Collector
 from pydantic import AfterValidator
 
-from dvp.cli import console
+from dvp.cli_common import console
 from dvp.errors import ConfigError
 from dvp.models import Frozen
 

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from dvp import errors
-from dvp.cli import fail_cleanly
+from dvp.cli_common import fail_cleanly
 from dvp.network import Network
 from dvp.party.keys import load_party_file
 from dvp.settings import Settings

@@ -4,21 +4,29 @@ core through ``asyncio.run``; every DvpError ends as one line and a non-zero exi
 from __future__ import annotations
 
 import asyncio
-import functools
-import math
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import Any
 
 import click
 from click.core import ParameterSource
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 
 from . import errors
 from .adapter import Issuing, LedgerAdapter
+from .bench.cli import bench, report
+from .cli_common import (
+    EXIT_INTERRUPTED,
+    block_time_option,
+    concurrency_option,
+    console,
+    error_exit,
+    fail_cleanly,
+    one_line,
+    out,
+    progress_printer,
+    shown_option,
+)
 from .hashlock import parse_hex32
 from .models import Amount
 from .network import Network
@@ -29,12 +37,6 @@ from .settings import Settings
 from .topology import default, optional_platforms_note
 from .views import balances_table, print_result, status_table
 
-console = Console(stderr=True)
-out = Console()
-
-
-EXIT_INTERRUPTED = 130
-EXIT_INTERNAL = 1  # an exception dvp does not know: a bug, named in one line (DVP_TRACEBACK=1 shows it)
 EXIT_NOT_SETTLED = 6  # `dvp swap`: its swap ended other than settled
 # A command that drove several swaps (`dvp swap` resumes its journal's unfinished ones beside
 # its own; `dvp resume`) exits with the worst of what it did, worst first: a swap left
@@ -48,39 +50,6 @@ def worst_exit(codes: list[int]) -> int:
     return min(codes, key=lambda code: EXIT_PRECEDENCE.index(code) if code in EXIT_PRECEDENCE else -1, default=0)
 
 
-def one_line(text: str) -> str:
-    """The first line of ``text`` with control characters escaped: messages quote user input."""
-    first = (text.strip().splitlines() or [""])[0]
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in first)
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def error_exit(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {one_line(message)}", err=True)
-    sys.exit(code)
-
-
-def fail_cleanly(fn: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except errors.DvpError as exc:
-            error_exit(str(exc) or type(exc).__name__, exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted; unfinished swaps continue with `dvp resume`", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except Exception as exc:
-            if os.environ.get("DVP_TRACEBACK") == "1":
-                raise
-            error_exit(f"internal error: {type(exc).__name__}: {exc} (DVP_TRACEBACK=1 shows where)", EXIT_INTERNAL)
-
-    return wrapper
-
-
 def _from_env(exc: click.ClickException) -> str:
     """Name the environment variable when a bad value came from one (``DVP_RUNTIME``)."""
     param, ctx = getattr(exc, "param", None), getattr(exc, "ctx", None)
@@ -89,27 +58,6 @@ def _from_env(exc: click.ClickException) -> str:
     if ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT and param.envvar:
         return f" (from ${param.envvar})"
     return ""
-
-
-class FiniteSeconds(click.ParamType):  # type: ignore[type-arg]  # generic only in the stubs
-    """A number of seconds in [low, high]: nan and inf are refused (click.FloatRange lets nan through)."""
-
-    name = "seconds"
-
-    def __init__(self, low: float, high: float):
-        self.low, self.high = low, high
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number of seconds", param, ctx)
-        if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds", param, ctx)
-        return number
-
-
-BLOCK_TIME = FiniteSeconds(0, 600)
 
 
 class PlainInt(click.ParamType):  # type: ignore[type-arg]  # generic only in the stubs
@@ -181,15 +129,8 @@ def main(ctx: click.Context, run_dir: Path, journal: str | None, runtime: str) -
         raise errors.ConfigError(first_error(exc, "settings: ")) from None
 
 
-def progress_printer(label: str = "") -> Callable[[str, str], None]:
-    def show(swap_id: str, message: str) -> None:
-        console.print(f"[dim]{label}{swap_id}[/] {message}")
-
-    return show
-
-
 @main.command()
-@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True, help="Block interval in seconds.")
+@block_time_option()
 @click.pass_obj
 @fail_cleanly
 def up(settings: Settings, block_time: float) -> None:
@@ -389,32 +330,19 @@ def cancel(settings: Settings, swap_id: str) -> None:
 
 
 @main.command()
-@click.option(
-    "--concurrency",
-    type=click.IntRange(1, 1000),
-    default=16,
-    show_default=True,
-    help="Swaps driven at once by this worker.",
-)
-@click.option(
-    "--poll",
-    type=click.FloatRange(0.1, 60),
-    default=1.0,
-    show_default=True,
-    help="Seconds between looks for unfinished swaps.",
-)
+@concurrency_option(16, "Swaps driven at once by this worker.")
+@shown_option("--poll", click.FloatRange(0.1, 60), 1.0, "Seconds between looks for unfinished swaps.")
 @click.option(
     "--exit-when-idle",
     type=click.FloatRange(0),
     default=None,
     help="Exit once no unfinished swap has been seen for this many seconds (default: run for good).",
 )
-@click.option(
+@shown_option(
     "--reconnect",
-    type=click.FloatRange(0, 3600),
-    default=60.0,
-    show_default=True,
-    help="Seconds to keep trying to reopen a lost journal before exiting 9.",
+    click.FloatRange(0, 3600),
+    60.0,
+    "Seconds to keep trying to reopen a lost journal before exiting 9.",
 )
 @click.pass_obj
 @fail_cleanly
@@ -542,7 +470,7 @@ def inspect(settings: Settings, ledger: str, lock_id: str) -> None:
 @main.command()
 @click.option("--keep", is_flag=True, help="Leave the testnets running afterwards.")
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="JSON report path.")
-@click.option("--block-time", type=BLOCK_TIME, default=1.0, show_default=True)
+@block_time_option()
 @click.pass_obj
 @fail_cleanly
 def demo(settings: Settings, keep: bool, report: Path | None, block_time: float) -> None:
@@ -564,7 +492,8 @@ def _asset(net: Network, ledger: str, symbol: str) -> None:
         raise errors.ConfigError(f"asset: unknown asset {symbol!r} on ledger {ledger!r}")
 
 
-from .bench import cli as _bench_cli  # noqa: E402,F401  registers `dvp bench` and `dvp report`
+main.add_command(bench)
+main.add_command(report)
 
 
 def _add_plugin_commands() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def test_a_field_missing_or_mistyped_is_named_in_one_line(tmp_path, path, value,
 @pytest.mark.parametrize(
     ("content", "said"),
     [
-        ("{not json", "results.json: cannot read"),
+        ("{not json", "is not valid JSON"),
         ("[]", "results.json: schema: expected 'dvp-bench/1', got a JSON list"),
         ('{"schema": "dvp-bench/2"}', "results.json: schema: expected 'dvp-bench/1', got 'dvp-bench/2'"),
         ('{"pairs": []}', "results.json: schema: expected 'dvp-bench/1', got None"),
@@ -107,3 +108,15 @@ def test_the_written_schema_is_the_models_schema():
     """docs/bench-results.schema.json is generated from dvp.bench.figures: regenerate it with
     `python -m dvp.bench.figures > docs/bench-results.schema.json` when a figure changes."""
     assert json.loads(SCHEMA_FILE.read_text()) == BenchResults.model_json_schema(by_alias=True)
+
+
+def test_deep_nesting_is_refused_even_where_a_library_raised_the_recursion_limit(tmp_path):
+    """py_ecc (loaded with web3) sets the limit to 100000; json's C scanner would then overflow
+    the C stack (a segfault) on deep input instead of raising RecursionError."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(100_000)
+    try:
+        one_line(run(["report", str(write(tmp_path, "[" * 200_000))]), 2, "results.json: ")
+        assert sys.getrecursionlimit() == 100_000
+    finally:
+        sys.setrecursionlimit(old)

@@ -1,4 +1,4 @@
-"""The click commands `dvp bench` and `dvp report`, attached to the main group."""
+"""The click commands `dvp bench` and `dvp report`; :mod:`dvp.cli` adds them to its group."""
 
 from __future__ import annotations
 
@@ -10,55 +10,46 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import errors
-from ..cli import BLOCK_TIME, FiniteSeconds, console, fail_cleanly, main, out
+from ..cli_common import (
+    FiniteSeconds,
+    block_time_option,
+    concurrency_option,
+    console,
+    fail_cleanly,
+    out,
+    out_dir_option,
+    shown_option,
+)
 from ..network import Network
 from ..runtime import select
 from ..settings import Settings
 from ..topology import default, with_ledgers
 
 
-@main.command()
-@click.option("--swaps", type=click.IntRange(1, 10_000), default=5, show_default=True, help="Swaps per pair.")
-@click.option(
-    "--concurrency", type=click.IntRange(1, 1_000), default=1, show_default=True, help="Swaps in flight at once."
-)
+@click.command()
+@shown_option("--swaps", click.IntRange(1, 10_000), 5, "Swaps per pair.")
+@concurrency_option(1, "Swaps in flight at once.")
 @click.option(
     "--pairs",
     default=None,
     help="Comma-separated SECURITY_LEDGER/CASH_LEDGER (or one ledger for single-ledger DvP); default: every pair.",
 )
-@click.option(
+@shown_option(
     "--refunds",
-    type=click.IntRange(0, 100),
-    default=2,
-    show_default=True,
-    help="Refund swaps per cross-ledger pair (holder never claims, fast-forward).",
+    click.IntRange(0, 100),
+    2,
+    "Refund swaps per cross-ledger pair (holder never claims, fast-forward).",
 )
-@click.option(
-    "--out", "out_dir", type=click.Path(path_type=Path), default=None, help="Output directory (default: reports/bench)."
-)
-@click.option(
-    "--block-time",
-    type=BLOCK_TIME,
-    default=1.0,
-    show_default=True,
-    help="Block interval if bench starts the testnets itself.",
-)
-@click.option(
-    "--swap-timeout",
-    type=FiniteSeconds(1, 86_400),
-    default=900.0,
-    show_default=True,
-    help="Bound on each swap, in seconds.",
-)
-@click.option(
+@out_dir_option("Output directory (default: reports/bench).")
+@block_time_option("Block interval if bench starts the testnets itself.")
+@shown_option("--swap-timeout", FiniteSeconds(1, 86_400), 900.0, "Bound on each swap, in seconds.")
+@shown_option(
     "--throughput-txs",
-    type=click.IntRange(1, 10_000),
-    default=30,
-    show_default=True,
-    help="Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).",
+    click.IntRange(1, 10_000),
+    30,
+    "Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).",
 )
-@click.option("--baseline-samples", type=click.IntRange(1, 100), default=3, show_default=True)
+@shown_option("--baseline-samples", click.IntRange(1, 100), 3)
 @click.option(
     "--with",
     "extra_kinds",
@@ -168,15 +159,9 @@ def bench(
         raise RuntimeError(f"dvp bench wrote a results.json that dvp report refuses: {exc}") from None
 
 
-@main.command()
+@click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Where to write HTML and PNG (default: beside the first RESULTS file).",
-)
+@out_dir_option("Where to write HTML and PNG (default: beside the first RESULTS file).")
 @fail_cleanly
 def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
     """Re-render a saved bench run (RESULTS.json), or compare two (A.json B.json)."""

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from .. import errors
-from ..scenario import first_error
+from ..scenario import first_error, load_json
 
 SCHEMA = "dvp-bench/1"
 
@@ -406,11 +406,9 @@ def load_results(path: Path) -> dict[str, Any]:
     does not fit, as ``results.json: pairs.0.summary.latency.mean: ...``."""
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text)
     except (OSError, ValueError) as exc:
         raise errors.ConfigError(f"results.json: cannot read {path}: {exc}") from None
-    except RecursionError:
-        raise errors.ConfigError(f"results.json: {path} is nested too deeply") from None
+    data = load_json(text, f"results.json: {path}")
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         got = repr(data.get("schema"))[:60] if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         raise errors.ConfigError(f"results.json: schema: expected {SCHEMA!r}, got {got}: {path} is not a dvp bench run")

@@ -68,8 +68,8 @@ def install_at_boundary(value: str) -> None:
 
 
 def main() -> None:
-    from ..cli import error_exit
     from ..cli import main as cli
+    from ..cli_common import error_exit
 
     try:
         after = env_int(VARIABLE, minimum=1)
