@@ -60,7 +60,7 @@ import yaml
 
 from dvp.errors import ConfigError, LedgerUnavailable
 from dvp.runtime.processes import alive, port_open, spawn, stop, wait_until
-from dvp.runtime.state import replace_pid
+from dvp.runtime.run_dir import replace_pid
 
 from .bins import FabricInstall, chaincode_dir, chaincode_server
 

@@ -162,7 +162,7 @@ def test_install_accepts_the_release_tarball_and_the_go_build_layouts(tmp_path: 
 
 
 def test_replace_pid_updates_the_runtime_state(tmp_path: Path):
-    from dvp.runtime.state import RunDir, replace_pid
+    from dvp.runtime.run_dir import RunDir, replace_pid
 
     class Rd(RunDir):
         name = "process"

@@ -20,7 +20,7 @@ from pydantic import SecretStr, ValidationError
 
 from ..errors import ConfigError, UnknownParty
 from ..registry import build_adapter
-from ..runtime.state import RunState
+from ..runtime.run_dir import RunState
 from ..scenario import first_error
 
 MODE = 0o600

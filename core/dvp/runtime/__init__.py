@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .base import Runtime
-from .state import STATE, read_state
+from .run_dir import STATE, read_state
 
 RUNTIMES = {
     "process": "dvp.runtime.local:LocalRuntime",  # native processes

@@ -1,6 +1,6 @@
 """The runtime seam: one way of running the local testnets (native processes, containers).
 
-Every runtime writes the same ``state.json`` (:class:`~dvp.runtime.state.RunDir`), so
+Every runtime writes the same ``state.json`` (:class:`~dvp.runtime.run_dir.RunDir`), so
 adapters and the orchestrator cannot tell which one started a ledger.  Runtimes are named
 in :data:`dvp.runtime.RUNTIMES`.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..topology import Topology
-from .state import RunDir
+from .run_dir import RunDir
 
 
 class Runtime(RunDir, ABC):
