@@ -1,7 +1,9 @@
 """`dvp agent ...`: registered on the `dvp` command through the entry-point group `dvp.commands`.
 
     dvp agent init [DIR] --party seller --listen 127.0.0.1:7101  # identity, own keys only, journal
-    dvp agent pair [DIR] --peer buyer --endpoint 127.0.0.1:7102 --cert buyer-agent.crt
+    dvp agent pair [DIR] --peer buyer --endpoint 127.0.0.1:7102 --cert buyer-agent.crt  # one more peer
+    dvp agent peers [DIR]                                       # the pinned peers, with fingerprints
+    dvp agent unpair [DIR] --peer buyer                         # refused while a swap with it is unfinished
     dvp agent run [DIR] [--propose SCENARIO ...] [--until-done]
     dvp agent propose [DIR] SCENARIO                            # to the party's running agent
 
@@ -30,6 +32,7 @@ from dvp.network import Network
 from dvp.orchestrator import Outcome, SwapResult
 from dvp.party.agent import Agent
 from dvp.party.keys import load_party_file, party_state, write_party_file
+from dvp.party.policy import AcceptPolicy, asset_key
 from dvp.runtime.local import LocalRuntime
 from dvp.scenario import load_scenario
 from dvp.settings import Settings
@@ -38,9 +41,9 @@ from dvp.views import print_result
 # gRPC's own log lines (a failed bind ...) would come before our one-line error.
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
-from . import outbox
-from .config import CONFIG_FILE, PEER_CERT_FILE, AgentConfig, PeerSettings, load_config, save_config
-from .grpc_channel import GrpcChannel, PeerEndpoint
+from . import ops, outbox
+from .config import CONFIG_FILE, AgentConfig, PeerSettings, load_config, peer_cert_file, save_config
+from .grpc_channel import GrpcChannel, PeerEndpoint, ip_port
 from .identity import create_identity, load_identity, load_peer_cert
 from .metrics import serve_metrics
 from .status import status
@@ -87,12 +90,27 @@ def init(settings: Settings, folder: Path | None, party: str, listen: str) -> No
         raise errors.ConfigError(f"{folder}: cannot create it: {exc.strerror}") from None
     create_identity(folder, party)
     write_party_file(config.path(folder, config.ledgers), narrowed)
+    config = config.model_copy(update={"policy": AcceptPolicy(max_send=asyncio.run(_holdings(narrowed, party)))})
     save_config(folder, config)
     out.print(
-        f"agent for {party!r} in {folder}: ledgers {', '.join(narrowed['ledgers'])}; give "
+        f"agent for {party!r} in {folder}: ledgers {', '.join(narrowed['ledgers'])}; it may send at most "
+        f"what it holds now (policy.max_send in {folder / CONFIG_FILE}); give "
         f"{folder / config.cert} to your counterparty, then `dvp agent pair {folder} --peer NAME "
         f"--endpoint IP:PORT --cert THEIR_CERT`"
     )
+
+
+async def _holdings(state: dict[str, Any], party: str) -> dict[str, int]:
+    """LEDGER:ASSET -> what ``party`` holds now, for the assets of its reachable ledgers: a fresh
+    agent's policy.max_send (a policy lists what may be sent; the bank narrows it)."""
+    async with Network.from_state(state).reachable_only() as net:
+        held = {}
+        for asset in net.assets:
+            if asset.ledger in net.ledgers:
+                held[asset_key(asset.ledger, asset.symbol)] = await net.ledgers[asset.ledger].balance(
+                    party, asset.symbol
+                )
+        return held
 
 
 @agent.command()
@@ -104,17 +122,75 @@ def init(settings: Settings, folder: Path | None, party: str, listen: str) -> No
 @click.pass_obj
 @fail_cleanly
 def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, endpoint: str, cert: Path) -> None:
-    """Pin the counterparty's agent: its endpoint and certificate (copied into FOLDER)."""
+    """Pin one more counterparty's agent (or move one already pinned): its endpoint and
+    certificate (copied into FOLDER/peers/PEER.crt).  A running agent takes it at its next start."""
     folder = _folder(settings, folder, party)
     config = load_config(folder)
     if peer == config.party:
         raise errors.ConfigError(f"peer: {peer!r} is this agent's own party")
-    load_peer_cert(cert, peer)  # refuses a certificate that does not name the peer
-    target = folder / PEER_CERT_FILE
+    pinned = load_peer_cert(cert, peer)  # refuses a certificate that does not name the peer
+    ip_port(endpoint, "endpoint")
+    target = folder / peer_cert_file(peer)
+    target.parent.mkdir(mode=0o700, exist_ok=True)
     if cert.resolve() != target.resolve():
         shutil.copyfile(cert, target)
-    save_config(folder, config.model_copy(update={"peer": PeerSettings(party=peer, endpoint=endpoint)}))
-    out.print(f"{config.party!r} pinned {peer!r} at {endpoint}")
+    known = config.peer(peer)
+    entry = PeerSettings(party=peer, endpoint=endpoint, policy=known.policy if known else None)
+    peers = [entry if p.party == peer else p for p in config.peers] if known else [*config.peers, entry]
+    save_config(folder, config.model_copy(update={"peers": peers}))
+    out.print(
+        f"{config.party!r} {'re-pinned' if known else 'pinned'} {peer!r} at {endpoint}, certificate SHA-256 "
+        f"{pinned.fingerprint} ({len(peers)} peer{'s' if len(peers) != 1 else ''})"
+    )
+
+
+@agent.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="This agent's party (its folder is RUN_DIR/agents/PARTY).")
+@click.pass_obj
+@fail_cleanly
+def peers(settings: Settings, folder: Path | None, party: str | None) -> None:
+    """The pinned peers: endpoint, certificate SHA-256 fingerprint, and whose policy applies."""
+    folder = _folder(settings, folder, party)
+    config = load_config(folder)
+    if not config.peers:
+        out.print(f"{config.party!r} has no peer; pin one with `dvp agent pair {folder} ...`")
+    for peer in config.peers:
+        try:
+            fingerprint = load_peer_cert(config.path(folder, peer.cert_file), peer.party).fingerprint
+        except errors.ConfigError as exc:
+            fingerprint = f"unreadable: {exc}"
+        policy = "its own policy" if peer.policy is not None else "the agent's policy"
+        click.echo(f"{peer.party}\t{peer.endpoint}\t{fingerprint}\t{policy}")
+
+
+@agent.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="This agent's party (its folder is RUN_DIR/agents/PARTY).")
+@click.option("--peer", required=True, help="The counterparty to unpin.")
+@click.pass_obj
+@fail_cleanly
+def unpair(settings: Settings, folder: Path | None, party: str | None, peer: str) -> None:
+    """Unpin a counterparty; refused while a swap with it is unfinished (its agent is needed to
+    finish it).  A running agent drops it at its next start."""
+    folder = _folder(settings, folder, party)
+    config = load_config(folder)
+    known = config.peer(peer)
+    if known is None:
+        pinned = ", ".join(p.party for p in config.peers) or "none"
+        raise errors.ConfigError(f"peer: {peer!r} is not pinned (pinned: {pinned})")
+    with ops.read_only(config.path(folder, config.journal)) as db:
+        open_with = [s.id for s in ops.open_swaps(db) if s.peer == peer]
+    if open_with:
+        raise errors.ConfigError(
+            f"peer: {len(open_with)} swap(s) with {peer!r} unfinished ({', '.join(open_with[:5])}); "
+            "unpair it once they have ended"
+        )
+    save_config(folder, config.model_copy(update={"peers": [p for p in config.peers if p.party != peer]}))
+    if known.cert is None:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / peer_cert_file(peer)).unlink()
+    out.print(f"{config.party!r} unpinned {peer!r}")
 
 
 @agent.command()
@@ -148,20 +224,21 @@ def run(
     folder = _folder(settings, folder, party)
     config = load_config(folder)
     specs = [load_scenario(p) for p in proposals]
-    if config.peer is None:
-        raise errors.ConfigError(f"{folder / CONFIG_FILE}: peer: not set; run `dvp agent pair {folder} ...`")
+    if not config.peers:
+        raise errors.ConfigError(f"{folder / CONFIG_FILE}: peers: none pinned; run `dvp agent pair {folder} ...`")
     identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
     if identity.party != config.party:
         raise errors.ConfigError(f"{config.path(folder, config.cert)}: names {identity.party!r}, not {config.party!r}")
-    peer_cert = load_peer_cert(config.path(folder, config.peer.cert), config.peer.party)
+    endpoints = {
+        p.party: PeerEndpoint(p.endpoint, load_peer_cert(config.path(folder, p.cert_file), p.party))
+        for p in config.peers
+    }
     state = load_party_file(config.path(folder, config.ledgers))
     if state["party"] != config.party:
         raise errors.ConfigError(
             f"{config.path(folder, config.ledgers)}: holds {state['party']!r}'s keys, not {config.party!r}'s"
         )
-    channel = GrpcChannel(
-        identity, config.listen, {config.peer.party: PeerEndpoint(config.peer.endpoint, peer_cert)}, config.limits
-    )
+    channel = GrpcChannel(identity, config.listen, endpoints, config.limits)
     with outbox.running(folder):
         results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
     code = 0
@@ -185,7 +262,6 @@ async def _serve(
     until_done: bool,
     max_seconds: float | None,
 ) -> list[SwapResult | str]:
-    assert config.peer is not None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -195,12 +271,13 @@ async def _serve(
         journal = Journal(config.path(folder, config.journal))
         party = Agent(
             config.party,
-            config.peer.party,
+            [p.party for p in config.peers],
             net.ledgers,
             net.assets,
             journal,
             channel,
             policy=config.policy,
+            policies=config.policies(),
             limits=config.limits,
             progress=progress_printer(f"{config.party} "),
         )
@@ -208,10 +285,8 @@ async def _serve(
         try:
             await party.start()
             metrics = serve_metrics(config, folder, party)
-            console.print(
-                f"[dim]{config.party}[/] agent listening on {config.listen}, peer {config.peer.party} at "
-                f"{config.peer.endpoint}"
-            )
+            pinned = ", ".join(f"{p.party} at {p.endpoint}" for p in config.peers)
+            console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peers {pinned}")
             for spec in specs:
                 await party.propose(spec)
             for _ in range(10_000_000):

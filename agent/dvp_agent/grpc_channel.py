@@ -79,13 +79,13 @@ class GrpcChannel(Channel):
         self.limits = limits or Limits()
         self.identity = identity
         self.listen = listen
-        _ip_port(listen, "listen")
+        ip_port(listen, "listen")
         for party, peer in peers.items():
             if peer.cert.party != party:
                 raise ConfigError(f"peer {party!r}: its certificate names {peer.cert.party!r}")
             if party == identity.party:
                 raise ConfigError(f"peer {party!r} is this agent's own party")
-            _ip_port(peer.endpoint, f"peer {party!r} endpoint")
+            ip_port(peer.endpoint, f"peer {party!r} endpoint")
         self.peers = dict(peers)
         self._by_der = {peer.cert.der: peer.cert for peer in self.peers.values()}
         self._server: grpc.aio.Server | None = None
@@ -100,6 +100,7 @@ class GrpcChannel(Channel):
         # Calls the server refused before or at its checks, by (peer party or "-", reason), for
         # the metrics (dvp_agent.metrics): over a limit is counted by the agent, by the limit's name.
         self.refused: dict[tuple[str, str], int] = {}
+        self.in_flight = dict.fromkeys(self.peers, 0)  # calls being served, per peer party
 
     async def start(self, handler: Handler) -> None:
         if self._server is not None:
@@ -108,8 +109,9 @@ class GrpcChannel(Channel):
             raise ConfigError(f"agent of {self.party!r}: no peer pinned, so no client could be accepted")
         self._handler = handler
         server = grpc.aio.server(
-            options=_SIZE_OPTIONS + _SERVER_OPTIONS + _bounds(self.limits),
-            maximum_concurrent_rpcs=self.limits.concurrent_calls,
+            options=_SIZE_OPTIONS + _SERVER_OPTIONS + _bounds(self.limits, len(self.peers)),
+            # Each peer has limits.concurrent_calls of its own (_deliver): all of them fit.
+            maximum_concurrent_rpcs=self.limits.concurrent_calls * len(self.peers),
         )
         server.add_generic_rpc_handlers(
             (
@@ -218,6 +220,24 @@ class GrpcChannel(Channel):
         handler = self._handler
         if handler is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"agent of {self.party!r} is stopping")
+        if self.in_flight[peer.party] >= self.limits.concurrent_calls:
+            # A peer's own share of the server: one peer's flood leaves the others theirs.
+            self._refuse(peer.party, "concurrent_calls")
+            await _abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over this agent's limit: more than {self.limits.concurrent_calls} calls at once from "
+                f"{peer.party!r} (limits.concurrent_calls); refused, not journaled",
+            )
+        self.in_flight[peer.party] += 1
+        try:
+            return await self._serve(peer, handler, request, context)
+        finally:
+            self.in_flight[peer.party] -= 1
+
+    async def _serve(
+        self, peer: PeerCert, handler: Handler, request: bytes, context: grpc.aio.ServicerContext
+    ) -> bytes:
         try:
             message = unseal(request, peer=peer, me=self.party)
             _count(self.received, peer.party)
@@ -257,11 +277,12 @@ class GrpcChannel(Channel):
         return self._by_der.get(der)
 
 
-def _bounds(limits: Limits) -> list[tuple[str, Any]]:
-    """What one peer (or anyone who can reach the port) may hold open on the server: connections,
-    calls per connection, a connection idle or still in its TLS handshake (then closed)."""
+def _bounds(limits: Limits, peers: int) -> list[tuple[str, Any]]:
+    """What the peers (or anyone who can reach the port) may hold open on the server: connections
+    (``limits.connections`` per pinned peer, shared: gRPC counts them before TLS says whose they
+    are), calls per connection, a connection idle or still in its TLS handshake (then closed)."""
     return [
-        ("grpc.max_allowed_incoming_connections", limits.connections),
+        ("grpc.max_allowed_incoming_connections", limits.connections * peers),
         ("grpc.max_concurrent_streams", limits.concurrent_calls),
         ("grpc.max_connection_idle_ms", limits.idle_seconds * 1000),
         ("grpc.server_handshake_timeout_ms", limits.handshake_seconds * 1000),
@@ -283,7 +304,7 @@ def _detail(exc: grpc.aio.AioRpcError) -> str:
     return line[:_MAX_DETAIL]
 
 
-def _ip_port(address: str, what: str) -> tuple[str, int]:
+def ip_port(address: str, what: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     try:
         ipaddress.ip_address(host.strip("[]"))

@@ -155,12 +155,14 @@ def serve_metrics(config: AgentConfig, folder: Path, party: Agent) -> MetricsSer
     """The endpoint of ``config.metrics`` for the running agent ``party`` (None when off); says where."""
     if config.metrics is None:
         return None
-    admission = party.admission
-
     channel: dict[tuple[str, str], int] = getattr(party.channel, "refused", {})
 
     def refusals() -> list[tuple[str, str, int]]:
-        counted = {(party.peer, reason): n for reason, n in list(admission.refused.items())}
+        counted = {
+            (peer, reason): n
+            for peer, admission in party.admissions.items()
+            for reason, n in list(admission.refused.items())
+        }
         for key, n in list(channel.items()):
             counted[key] = counted.get(key, 0) + n
         return [(peer, reason, n) for (peer, reason), n in counted.items()]

@@ -28,9 +28,9 @@ CLOCK_SECONDS = 10.0
 
 def _peers(folder: Path, config: AgentConfig, contact: dict[str, float]) -> list[dict[str, Any]]:
     peers = []
-    for peer in [config.peer] if config.peer is not None else []:
+    for peer in config.peers:
         try:
-            fingerprint: str | None = load_peer_cert(config.path(folder, peer.cert), peer.party).fingerprint
+            fingerprint: str | None = load_peer_cert(config.path(folder, peer.cert_file), peer.party).fingerprint
         except errors.DvpError as exc:
             fingerprint = f"unreadable: {exc}"
         peers.append(

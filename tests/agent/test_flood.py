@@ -71,7 +71,7 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
     before = run_async(balances(agents.run_dir))
     buyer_folder = agents.folders["buyer"]
     identity = load_identity(buyer_folder / "agent.key", buyer_folder / "agent.crt")
-    seller_cert = load_peer_cert(buyer_folder / "peer.crt", "seller")
+    seller_cert = load_peer_cert(buyer_folder / "peers" / "seller.crt", "seller")
     endpoint = f"127.0.0.1:{agents.ports['seller']}"
     seq = itertools.count(time.time_ns())
 

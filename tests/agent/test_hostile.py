@@ -46,15 +46,15 @@ async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
     """The buyer's agent, in this process, from its own folder (as `dvp agent run` builds it)."""
     folder = agents.folders["buyer"]
     config = load_config(folder)
-    assert config.peer is not None
+    [pinned] = config.peers
     identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
-    peer = PeerEndpoint(config.peer.endpoint, load_peer_cert(config.path(folder, config.peer.cert), config.peer.party))
-    channel = GrpcChannel(identity, config.listen, {config.peer.party: peer})
+    peer = PeerEndpoint(pinned.endpoint, load_peer_cert(config.path(folder, pinned.cert_file), pinned.party))
+    channel = GrpcChannel(identity, config.listen, {pinned.party: peer})
     async with Network.from_state(load_party_file(config.path(folder, config.ledgers))) as net:
         journal = Journal(config.path(folder, config.journal))
         buyer = agent_class(
             config.party,
-            config.peer.party,
+            pinned.party,
             net.ledgers,
             net.assets,
             journal,

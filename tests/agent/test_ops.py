@@ -61,7 +61,7 @@ def test_status_and_metrics_match_the_journal(agents: Agents):
     save_config(
         seller_dir, load_config(seller_dir).model_copy(update={"metrics": MetricsSettings(listen=f"127.0.0.1:{port}")})
     )
-    fingerprint = load_peer_cert(seller_dir / "peer.crt", "buyer").fingerprint
+    fingerprint = load_peer_cert(seller_dir / "peers" / "buyer.crt", "buyer").fingerprint
 
     # Before the agent ever ran: its peer, no journal yet.
     first = status(agents, "seller")

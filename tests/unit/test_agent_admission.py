@@ -107,13 +107,15 @@ async def test_a_plan_below_the_acceptors_claim_margin_is_refused(pair):
     seller, buyer = pair
     buyer.policy = DEV_POLICY.model_copy(update={"claim_margin": 10})
     reply = await offer(seller, buyer, spec(claim_margin=0))
-    assert "plan.claim_margin: 0s is below this party's 10s (policy claim_margin)" in rejected(reply)
+    assert "plan.claim_margin: 0s is below this party's 10s (policy.claim_margin)" in rejected(reply)
     assert (await offer(seller, buyer, spec(claim_margin=12))).kind is Kind.ACCEPT
 
 
 async def test_the_default_policy_takes_no_dev_switch_and_no_short_reaction_window(pair):
     seller, buyer = pair
-    buyer.policy = AcceptPolicy()
+    buyer.policy = AcceptPolicy()  # a policy lists what may be sent: by default, nothing
+    assert "(it sends nothing)" in rejected(await offer(seller, buyer, spec(reaction_window=30)))
+    buyer.policy = AcceptPolicy(max_send={"b:EUR": 1000})
     assert "fast_forward: a dev switch this agent does not take" in rejected(
         await offer(seller, buyer, spec(reaction_window=30).model_copy(update={"fast_forward": True}))
     )
@@ -129,13 +131,13 @@ async def test_max_send_lists_what_may_be_sent_anything_else_is_refused(pair):
     seller, buyer = pair
     # The buyer pays EUR on b; a policy that lists only another asset refuses it.
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 50}})
-    assert "EUR on b is not in this party's policy max_send (it sends a:BOND)" in rejected(
+    assert "EUR on b is not in this party's policy.max_send (it sends a:BOND)" in rejected(
         await offer(seller, buyer, spec())
     )
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {}})
     assert "(it sends nothing)" in rejected(await offer(seller, buyer, spec()))
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 999}})
-    assert "1000 EUR on b is above this party's limit of 999" in rejected(await offer(seller, buyer, spec()))
+    assert "1000 EUR on b is above this party's policy.max_send of 999" in rejected(await offer(seller, buyer, spec()))
     buyer.policy = DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 1000}})
     assert (await offer(seller, buyer, spec())).kind is Kind.ACCEPT
 
@@ -143,13 +145,13 @@ async def test_max_send_lists_what_may_be_sent_anything_else_is_refused(pair):
 async def test_own_proposals_pass_the_same_policy(pair):
     seller, buyer = pair
     for policy, why in (
-        (DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 5}}), "above this party's limit of 5"),
+        (DEV_POLICY.model_copy(update={"max_send": {"a:BOND": 5}}), "above this party's policy.max_send of 5"),
         (DEV_POLICY.model_copy(update={"max_send": {"b:EUR": 5}}), "BOND on a is not in this party's"),
         (AcceptPolicy(reaction_window=5), "fast_forward: a dev switch"),
         (DEV_POLICY.model_copy(update={"reaction_window": 10}), "plan.reaction_window: 5s is below"),
     ):
         seller.policy = policy
-        with pytest.raises(errors.ConfigError, match=f"policy: .*{why}"):
+        with pytest.raises(errors.ConfigError, match=f"policy for 'buyer': .*{why}"):
             await seller.propose(spec().model_copy(update={"fast_forward": True}))
     assert seller.journal.swaps() == [] and seller.tasks == {}
 
@@ -249,7 +251,10 @@ async def test_proposals_per_minute_and_unfinished_swaps(pair):
     buyer.admission = type(buyer.admission)(buyer.limits)
     answers = [await offer(seller, buyer, spec()) for _ in range(4)]
     assert [a.kind for a in answers] == [Kind.ACCEPT, Kind.ACCEPT, Kind.REJECT, Kind.REJECT]
-    assert "this agent has 2 unfinished swaps, its limit (limits.unfinished_swaps)" in answers[2].body["reason"]
+    assert (
+        "this agent has 2 unfinished swaps with 'seller', its limit per peer (limits.unfinished_swaps)"
+        in answers[2].body["reason"]
+    )
     assert "more than 3 proposals a minute from 'seller' (limits.proposals_per_minute)" in answers[3].body["reason"]
     assert len(buyer.journal.swaps()) == 2
     assert buyer.admission.refused == {"unfinished_swaps": 1, "proposals_per_minute": 1}

@@ -30,10 +30,11 @@ from typing import Any
 from ..journal import Journal
 from ..models import SwapSpec
 from ..network import Network
-from ..party.agent import AcceptPolicy, Agent
+from ..party.agent import Agent
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
 from ..party.messages import Message
+from ..party.policy import SEND_ANY, AcceptPolicy
 from ..runtime.processes import free_port
 from . import parties as pm
 from .metrics import LedgerInfo, stats
@@ -102,7 +103,7 @@ def counters(channel: Channel, peer: str) -> dict[str, int] | None:
 
 # The bench's two agents are one operator's, taking the bench's own plans (short reaction
 # windows, fast_forward on dev chains): no floor of their own beyond the plan check.
-BENCH_POLICY = AcceptPolicy(reaction_window=0, claim_margin=0, fast_forward=True)
+BENCH_POLICY = AcceptPolicy(reaction_window=0, claim_margin=0, fast_forward=True, max_send=SEND_ANY)
 
 
 class BenchAgent(Agent):

@@ -13,26 +13,26 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from pydantic import StrictBool, ValidationError
+from pydantic import ValidationError
 
 from .. import errors
 from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
 from ..journal import Journal, SwapRecord
 from ..lease import drive_lease
-from ..models import Asset, Frozen, Limit, Margin, Role, SwapSpec
+from ..models import Asset, Role, SwapSpec
 from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
 from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
 from ..terms import Agreement, Proposal
-from ..timeouts import budget
 from .agreement import check_proposal, propose
 from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
+from .policy import DAY, AcceptPolicy, asset_key
 from .run import Hints, PartyRun
 
 # A message older than this (or this far ahead of our clock) is refused: a replay from a
@@ -51,52 +51,6 @@ RESTART_MOST_SECONDS = 30.0
 _NOT_RESTARTED = (errors.UnknownSwap, errors.ConfigError)
 
 
-class AcceptPolicy(Frozen):
-    """This party's own rules for a trade, whoever proposes it (its own proposals pass them too):
-    what it may send (``max_send``: ``LEDGER:ASSET`` -> most base units; when given, an asset
-    it does not list is refused), the least safety margins it runs a plan with, whether it
-    takes the ``fast_forward`` dev switch, and whether it accepts proposals at all.  The
-    peer's proposal never sets these: a plan below them is refused, with the reason."""
-
-    accept: bool = True
-    max_send: dict[str, Limit] | None = None  # None: any asset of its ledgers; {}: nothing
-    reaction_window: Margin = 30  # the least plan.reaction_window it runs a swap with
-    claim_margin: Margin | None = None  # the least plan.claim_margin; None: its ledgers' own (finality + skew)
-    fast_forward: StrictBool = False  # a dev switch (clock jumps on dev chains): refused unless set here
-
-    def check(self, spec: SwapSpec, role: Role, ledgers: Mapping[str, LedgerAdapter], *, incoming: bool = True) -> None:
-        """SwapAborted with the reason if ``spec``, in which this party is ``role``, breaks the policy."""
-        if incoming and not self.accept:
-            raise errors.SwapAborted("this agent accepts no proposals (policy accept: false)")
-        if spec.fast_forward and not self.fast_forward:
-            raise errors.SwapAborted("fast_forward: a dev switch this agent does not take (policy fast_forward: false)")
-        leg = spec.trade.leg_sent_by(role)
-        if self.max_send is not None:
-            limit = self.max_send.get(f"{leg.ledger}:{leg.asset}")
-            if limit is None:
-                listed = ", ".join(sorted(self.max_send)) or "nothing"
-                raise errors.SwapAborted(
-                    f"{leg.asset} on {leg.ledger} is not in this party's policy max_send (it sends {listed})"
-                )
-            if leg.amount > limit:
-                raise errors.SwapAborted(
-                    f"{leg.amount} {leg.asset} on {leg.ledger} is above this party's limit of {limit}"
-                )
-        plan = spec.plan
-        if plan.reaction_window < self.reaction_window:
-            raise errors.SwapAborted(
-                f"plan.reaction_window: {plan.reaction_window}s is below this party's "
-                f"{self.reaction_window}s (policy reaction_window)"
-            )
-        holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger].finality
-        counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger].finality
-        theirs = budget(plan, holder, counter).claim_margin
-        mine = budget(plan.model_copy(update={"claim_margin": self.claim_margin}), holder, counter).claim_margin
-        if theirs < mine:
-            source = "policy claim_margin" if self.claim_margin is not None else "its ledgers' finality and skew"
-            raise errors.SwapAborted(f"plan.claim_margin: {theirs}s is below this party's {mine}s ({source})")
-
-
 class _Turn:
     """The copies of one proposal being answered, one at a time."""
 
@@ -112,26 +66,37 @@ class Agent:
     def __init__(
         self,
         party: str,
-        peer: str,
+        peers: str | Sequence[str],
         ledgers: Mapping[str, LedgerAdapter],
         assets: list[Asset],
         journal: Journal,
         channel: Channel,
         *,
         policy: AcceptPolicy | None = None,
+        policies: Mapping[str, AcceptPolicy] | None = None,
         limits: Limits | None = None,
         progress: Progress | None = None,
     ):
-        self.party, self.peer = party, peer
+        self.party = party
+        self.peers = (peers,) if isinstance(peers, str) else tuple(peers)
+        if not self.peers or party in self.peers or len(set(self.peers)) != len(self.peers):
+            raise errors.ConfigError(f"peers: {list(self.peers)} must be distinct parties other than {party!r}")
+        unknown = set(policies or {}) - set(self.peers)
+        if unknown:
+            raise errors.ConfigError(f"policies: {sorted(unknown)} are not peers of this agent")
         self.orch = Orchestrator(ledgers, assets, journal, progress)
         self.journal = journal
         self.channel = channel
-        self.policy = policy or AcceptPolicy()
+        self.policy = policy or AcceptPolicy()  # for every peer without its own
+        self.policies = dict(policies or {})  # a peer's own rules (its ``policy:`` in agent.yaml)
         self.progress = self.orch.progress
         self.limits = limits or Limits()
-        self.admission = Admission(self.limits)
-        # What the peer's messages make this agent say: bounded, a flood must not fill the log.
-        self.peer_log = QuietLog(self.progress, self.limits.log_lines_per_minute)
+        # Per peer: one peer's flood spends its own budgets, never another's.
+        self.admissions = {peer: Admission(self.limits) for peer in self.peers}
+        # What a peer's messages make this agent say: bounded per peer, a flood must not fill the log.
+        self.peer_logs = {peer: QuietLog(self.progress, self.limits.log_lines_per_minute) for peer in self.peers}
+        self._peer_of: dict[str, str] = {}  # swap id -> its peer, as journaled (a cache)
+        self._agreeing = {peer: asyncio.Lock() for peer in self.peers}  # a policy's daily sums, one check at a time
         self.hints: dict[str, Hints] = {}
         self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
@@ -142,6 +107,57 @@ class Agent:
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
         return self.orch.ledgers
 
+    @property
+    def peer(self) -> str:
+        """The peer of an agent that has one (benches, two-party tests)."""
+        if len(self.peers) != 1:
+            raise errors.ConfigError(f"agent of {self.party!r} has {len(self.peers)} peers; name one")
+        return self.peers[0]
+
+    @property
+    def admission(self) -> Admission:
+        """The one peer's budgets (two-party tests); per peer: :attr:`admissions`."""
+        return self.admissions[self.peer]
+
+    @admission.setter
+    def admission(self, value: Admission) -> None:
+        self.admissions[self.peer] = value
+
+    def peer_of(self, swap_id: str) -> str:
+        """The peer a swap is with, as its journal says: every message of it goes to and comes from that peer only."""
+        peer = self._peer_of.get(swap_id)
+        if peer is None:
+            record = self.journal.get(swap_id)
+            side = HtlcSwapState.model_validate(record.data).side if record is not None else None
+            if side is None:
+                raise errors.UnknownSwap(f"swap_id: no two-party swap {swap_id!r} in journal {self.journal.path}")
+            peer = side.peer
+            if len(self._peer_of) >= 4096:  # bounded: a cache, the journal has it all
+                self._peer_of.pop(next(iter(self._peer_of)))
+            self._peer_of[swap_id] = peer
+        return peer
+
+    def sent_today(self, peer: str, leaving_out: str | None = None) -> dict[str, int]:
+        """What this party committed to send to ``peer`` in the last 24 hours, by LEDGER:ASSET:
+        every swap with it but those that ended with nothing sent (aborted, refunded)."""
+        since, sent = time.time() - DAY, dict[str, int]()
+        for record in self.journal.swaps():
+            if record.created < since or record.id == leaving_out or record.outcome in ("aborted", "refunded"):
+                continue
+            side = HtlcSwapState.model_validate(record.data).side
+            if side is None or side.peer != peer:
+                continue
+            leg = SwapSpec.model_validate(record.spec).trade.leg_sent_by(side.role)
+            key = asset_key(leg.ledger, leg.asset)
+            sent[key] = sent.get(key, 0) + leg.amount
+        return sent
+
+    def check_policy(self, spec: SwapSpec, role: Role, peer: str, *, incoming: bool, swap_id: str) -> None:
+        """``peer``'s policy, with what was sent to it today (SwapAborted naming the rule)."""
+        policy = self.policies.get(peer, self.policy)
+        sent = self.sent_today(peer, leaving_out=swap_id) if policy.max_send_per_day is not None else None
+        policy.check(spec, role, self.ledgers, incoming=incoming, sent_today=sent)
+
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Serve the peer, and drive on every unfinished swap of this party's journal."""
@@ -151,10 +167,12 @@ class Agent:
 
     async def aclose(self) -> None:
         self._closing = True
-        self.peer_log.flush()
-        if self.admission.refused:
-            said = ", ".join(f"{n} {why}" for why, n in sorted(self.admission.refused.items()))
-            self.progress("-", f"refused or rejected from {self.peer}: {said}")
+        for peer in self.peers:
+            self.peer_logs[peer].flush()
+            refused = self.admissions[peer].refused
+            if refused:
+                said = ", ".join(f"{n} {why}" for why, n in sorted(refused.items()))
+                self.progress("-", f"refused or rejected from {peer}: {said}")
         for task in [*self.tasks.values(), *self._retries]:
             task.cancel()
         await asyncio.gather(*self.tasks.values(), *self._retries, return_exceptions=True)
@@ -208,11 +226,7 @@ class Agent:
         """Check ``spec`` with this party's ledgers, journal it, and start proposing it to the
         peer; the swap is then driven like any other (:meth:`drive`)."""
         self.orch.validate(spec)
-        role = self._role_in(spec)
-        try:  # this party's own proposals pass its own policy, as its peer's do
-            self.policy.check(spec, role, self.ledgers, incoming=False)
-        except errors.SwapAborted as exc:
-            raise errors.ConfigError(f"policy: {exc}") from None
+        role, peer = self._role_in(spec)
         if spec.resolved_kind != "htlc" or spec.plan.locks_first is not spec.plan.secret_holder:
             raise errors.ConfigError(
                 "kind: two agents run cross-ledger HTLC swaps in which the secret holder locks first"
@@ -222,23 +236,30 @@ class Agent:
         hashlock = hashlock_of(secret).hex() if secret else None
         proposal = await propose(swap_id, self.party, spec, self.ledgers, hashlock)
         await self._check_own_lock(proposal, role, hashlock or "00" * 32)
-        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.party, proposal=proposal)
+        side = PartySide(party=self.party, role=role, peer=peer, proposer=self.party, proposal=proposal)
         # Write-ahead: the secret is on disk before its hashlock leaves this process.
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
-        with drive_lease(self.journal.path, swap_id):
-            self.journal.create(swap_id, "htlc", spec.model_dump(mode="json"), state.dump())
-        self.progress(swap_id, f"proposed to {self.peer} as the {role.value}")
+        async with self._agreeing[peer]:  # the daily sums see every swap checked before this one
+            try:  # this party's own proposals pass its own policy for that peer, as the peer's do
+                self.check_policy(spec, role, peer, incoming=False, swap_id=swap_id)
+            except errors.SwapAborted as exc:
+                raise errors.ConfigError(f"policy for {peer!r}: {exc}") from None
+            with drive_lease(self.journal.path, swap_id):
+                self.journal.create(swap_id, "htlc", spec.model_dump(mode="json"), state.dump())
+        self._peer_of[swap_id] = peer
+        self.progress(swap_id, f"proposed to {peer} as the {role.value}")
         self.spawn(swap_id)
         return swap_id
 
-    def _role_in(self, spec: SwapSpec) -> Role:
-        if spec.trade.seller == self.party and spec.trade.buyer == self.peer:
-            return Role.SELLER
-        if spec.trade.buyer == self.party and spec.trade.seller == self.peer:
-            return Role.BUYER
+    def _role_in(self, spec: SwapSpec) -> tuple[Role, str]:
+        """This party's role in ``spec`` and the peer it trades with (one of its pinned peers)."""
+        trade = spec.trade
+        for role, peer in ((Role.SELLER, trade.buyer), (Role.BUYER, trade.seller)):
+            if trade.party(role) == self.party and peer in self.peers:
+                return role, peer
         raise errors.ConfigError(
-            f"trade: {self.party!r} and {self.peer!r} must be its seller and buyer "
-            f"(it names {spec.trade.seller!r} and {spec.trade.buyer!r})"
+            f"trade: {self.party!r} and one of its peers ({', '.join(self.peers)}) must be its seller "
+            f"and buyer (it names {trade.seller!r} and {trade.buyer!r})"
         )
 
     async def _check_own_lock(self, proposal: Proposal, role: Role, hashlock: str) -> None:
@@ -250,7 +271,7 @@ class Agent:
         """Send (again) this party's proposal until the peer answers or the counter leg's
         time is too short to start; (agreement, "") or (None, why not)."""
         assert side.proposal is not None
-        proposal = side.proposal
+        proposal, peer = side.proposal, side.peer
         deadline = time.time() + proposal.spec.plan.counter_timeout
         last = "no answer"
         for _ in range(1000):
@@ -266,15 +287,15 @@ class Agent:
                 return None, f"the proposal was refused: {exc}"
             if reply is None or reply.kind is Kind.REJECT:
                 reason = reply.body.get("reason", "no reason given") if reply else "no answer"
-                return None, f"{self.peer} rejected the proposal: {reason}"
+                return None, f"{peer} rejected the proposal: {reason}"
             if reply.kind is not Kind.ACCEPT:
-                return None, f"{self.peer} answered the proposal with {reply.kind.value}"
+                return None, f"{peer} answered the proposal with {reply.kind.value}"
             hashlock = proposal.hashlock or reply.body.get("hashlock")
             try:
                 return Agreement.model_validate({"proposal": proposal, "hashlock": hashlock}), ""
             except ValidationError:
-                return None, f"{self.peer} accepted without a valid hashlock"
-        return None, f"{self.peer}'s agent never answered the proposal ({last})"
+                return None, f"{peer} accepted without a valid hashlock"
+        return None, f"{peer}'s agent never answered the proposal ({last})"
 
     # -- driving one swap ----------------------------------------------------------------------
     async def drive(self, swap_id: str) -> SwapResult:
@@ -290,7 +311,7 @@ class Agent:
                 if side.agreement is None and side.proposer != self.party:
                     # An agent before this one journaled the proposal, then stopped before it agreed
                     # and answered: nothing was locked; the proposer's retry is refused (REJECT).
-                    why = f"stopped before answering {self.peer}'s proposal; called off, nothing locked"
+                    why = f"stopped before answering {side.peer}'s proposal; called off, nothing locked"
                     self.journal.finish(swap_id, Outcome.ABORTED.value, why)
                     self.progress(swap_id, f"aborted: {why}")
                     return self.orch.result(swap_id)
@@ -330,8 +351,9 @@ class Agent:
 
     # -- the channel -----------------------------------------------------------------------------
     async def send(self, kind: Kind, swap_id: str, body: dict[str, Any]) -> Message | None:
-        seq = next_seq(self.journal.last_seq(swap_id, self.peer, "out"))
-        message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=self.peer, seq=seq, body=body)
+        peer = self.peer_of(swap_id)
+        seq = next_seq(self.journal.last_seq(swap_id, peer, "out"))
+        message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=peer, seq=seq, body=body)
         try:
             reply = await self.channel.send(message, timeout=SEND_TIMEOUT)
         except asyncio.CancelledError:
@@ -340,14 +362,14 @@ class Agent:
             # The channel cancelled the call under us (e.g. it closed a connection the call
             # was on): a send that failed, never the end of the swap's drive.
             raise errors.PeerUnreachable(
-                f"the {kind.value} message to {self.peer!r} was cut off in flight (its connection closed)"
+                f"the {kind.value} message to {peer!r} was cut off in flight (its connection closed)"
             ) from None
-        self.journal.message(swap_id, self.peer, "out", kind.value, seq)
+        self.journal.message(swap_id, peer, "out", kind.value, seq)
         if reply is not None:
             # A reply answers this request on its own call: it is bound to it by the channel,
             # so only its parties and age are checked, not its order among the peer's notices.
             self._check_incoming(reply, reply_to=message)
-            self.journal.message(swap_id, self.peer, "in", reply.kind.value, reply.seq)
+            self.journal.message(swap_id, peer, "in", reply.kind.value, reply.seq)
         return reply
 
     async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
@@ -360,7 +382,7 @@ class Agent:
             hints.unreachable_since = None
             return
         except errors.MessageRefused as exc:
-            self.progress(swap_id, f"{self.peer} refused our {kind.value} notice: {exc}")
+            self.progress(swap_id, f"{self.peer_of(swap_id)} refused our {kind.value} notice: {exc}")
             return
         except errors.PeerUnreachable as exc:
             if hints.unreachable_since is None:
@@ -397,10 +419,11 @@ class Agent:
 
     def _check_incoming(self, message: Message, reply_to: Message | None = None) -> None:
         """Refuse what is not for this party from its peer, or replayed, reordered or stale."""
-        if message.sender != self.peer or message.recipient != self.party:
+        expected = reply_to.recipient if reply_to is not None else message.sender
+        if message.sender != expected or message.sender not in self.peers or message.recipient != self.party:
             raise errors.MessageRefused(
                 f"message from {message.sender!r} to {message.recipient!r}: this agent is "
-                f"{self.party!r} and talks only to {self.peer!r}"
+                f"{self.party!r} and talks only to its peers ({', '.join(self.peers)})"
             )
         age = time.time() - message.sent_at
         if age > MAX_MESSAGE_AGE or age < -MAX_CLOCK_AHEAD:
@@ -425,16 +448,27 @@ class Agent:
             )
 
     async def handle(self, message: Message) -> Message | None:
-        """A message from the peer (already authenticated and its signature verified), within
-        this agent's limits (:mod:`.limits`): over one it is refused and counted, not journaled.
+        """A message from a peer (already authenticated and its signature verified), within
+        that peer's limits (:mod:`.limits`): over one it is refused and counted, not journaled.
         A rejected proposal leaves no swap and no row; a swap's messages are journaled up to
-        ``limits.messages_per_swap``, finished or not."""
-        if not self.admission.messages.take():
+        ``limits.messages_per_swap``, finished or not.  A message naming a swap this agent has
+        with another peer is refused, whatever its kind."""
+        peer = message.sender
+        if peer not in self.admissions:
+            raise errors.MessageRefused(f"message from {peer!r}: not a peer of {self.party!r}'s agent")
+        if not self.admissions[peer].messages.take():
             self._over("messages_per_minute", message, f"more than {self.limits.messages_per_minute} messages a minute")
         self._check_incoming(message)
         record = self.journal.get(message.swap_id)
         if record is not None:
-            if self.journal.message_count(message.swap_id, self.peer, "in") >= self.limits.messages_per_swap:
+            side = HtlcSwapState.model_validate(record.data).side
+            if side is None or side.peer != peer:
+                self.admissions[peer].refuse("not_its_swap")
+                self.peer_logs[peer](message.swap_id, f"refused {peer}'s {message.kind.value}: not a swap with {peer}")
+                raise errors.MessageRefused(
+                    f"swap {message.swap_id} is not a swap with {peer!r}; refused, not journaled"
+                )
+            if self.journal.message_count(message.swap_id, peer, "in") >= self.limits.messages_per_swap:
                 self._over(
                     "messages_per_swap",
                     message,
@@ -451,17 +485,18 @@ class Agent:
         journaled = reply[0] is not Kind.REJECT
         if journaled:
             self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
-        seq = next_seq(self.journal.last_seq(message.swap_id, self.peer, "out"))
+        seq = next_seq(self.journal.last_seq(message.swap_id, peer, "out"))
         answer = message.reply(reply[0], seq, **reply[1])
         if journaled:
-            self.journal.message(message.swap_id, self.peer, "out", answer.kind.value, seq)
+            self.journal.message(message.swap_id, peer, "out", answer.kind.value, seq)
         return answer
 
     def _over(self, limit: str, message: Message, what: str) -> NoReturn:
-        self.admission.refuse(limit)
-        self.peer_log(message.swap_id, f"refused {self.peer}'s {message.kind.value}: {what} (limits.{limit})")
+        peer = message.sender
+        self.admissions[peer].refuse(limit)
+        self.peer_logs[peer](message.swap_id, f"refused {peer}'s {message.kind.value}: {what} (limits.{limit})")
         raise errors.MessageRefused(
-            f"over this agent's limit: {what} from {self.peer!r} (limits.{limit}); refused, not journaled"
+            f"over this agent's limit: {what} from {peer!r} (limits.{limit}); refused, not journaled"
         )
 
     def _on_notice(self, message: Message, record: SwapRecord) -> tuple[Kind, dict[str, Any]]:
@@ -476,7 +511,8 @@ class Agent:
             raise errors.MessageRefused(f"notice for swap {message.swap_id}: body.lock_id must be a lock id")
         if record.outcome is not None:  # nothing it says can change a finished swap: no ledger read
             return Kind.ACK, {}
-        if lock_id != HtlcSwapState.model_validate(record.data).lock_id(leg) and not self.admission.other_lock(
+        peer = message.sender
+        if lock_id != HtlcSwapState.model_validate(record.data).lock_id(leg) and not self.admissions[peer].other_lock(
             message.swap_id
         ):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
@@ -486,8 +522,8 @@ class Agent:
                 f"more than {self.limits.other_locks_per_swap} notices naming "
                 f"a lock other than the agreed one for swap {message.swap_id}",
             )
-        self.peer_log(
-            message.swap_id, f"{self.peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
+        self.peer_logs[peer](
+            message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
         )
         self.hints_of(message.swap_id).heard(leg, lock_id)
         return Kind.ACK, {}
@@ -505,35 +541,49 @@ class Agent:
         turn.waiting += 1
         try:
             async with turn.lock:
-                return await self._answer_proposal(proposal)
+                return await self._answer_proposal(proposal, message.sender)
         finally:
             turn.waiting -= 1
             if not turn.waiting:  # the last copy answered: nothing kept per swap id
                 del self._proposing[proposal.swap_id]
 
-    async def _answer_proposal(self, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
+    async def _answer_proposal(self, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
         existing = self.journal.get(proposal.swap_id)
         if existing is not None:
-            return self._answer_again(existing, proposal)
-        if not self.admission.proposals.take():
+            return self._answer_again(existing, proposal, peer)
+        if not self.admissions[peer].proposals.take():
             return self._reject(
                 proposal.swap_id,
+                peer,
                 f"more than {self.limits.proposals_per_minute} proposals a minute "
-                f"from {self.peer!r} (limits.proposals_per_minute)",
+                f"from {peer!r} (limits.proposals_per_minute)",
                 "proposals_per_minute",
             )
-        if len(self.journal.swaps(unfinished=True)) >= self.limits.unfinished_swaps:
+        if self._unfinished_with(peer) >= self.limits.unfinished_swaps:
             return self._reject(
                 proposal.swap_id,
-                f"this agent has {self.limits.unfinished_swaps} unfinished swaps, its "
-                "limit (limits.unfinished_swaps); propose it again later",
+                peer,
+                f"this agent has {self.limits.unfinished_swaps} unfinished swaps with {peer!r}, its "
+                "limit per peer (limits.unfinished_swaps); propose it again later",
                 "unfinished_swaps",
             )
+        async with self._agreeing[peer]:  # the daily sums see every swap agreed before this one
+            return await self._agree_to(proposal, peer)
+
+    def _unfinished_with(self, peer: str) -> int:
+        return sum(1 for r in self.journal.swaps(unfinished=True) if self._side_peer(r) == peer)
+
+    @staticmethod
+    def _side_peer(record: SwapRecord) -> str | None:
+        side = record.data.get("side")
+        return side.get("peer") if isinstance(side, dict) else None
+
+    async def _agree_to(self, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
         try:
             # Its ledgers and assets first: every later check reads them.
             self.orch.validate(proposal.spec)
-            role = await check_proposal(proposal, self.party, self.peer, self.ledgers)
-            self.policy.check(proposal.spec, role, self.ledgers)
+            role = await check_proposal(proposal, self.party, peer, self.ledgers)
+            self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
             secret = new_secret() if role is proposal.spec.plan.secret_holder else None
             hashlock = proposal.hashlock or hashlock_of(secret or b"").hex()
             await self._check_own_lock(proposal, role, hashlock)
@@ -544,13 +594,13 @@ class Agent:
             errors.NotSupportedError,
             errors.MessageRefused,
         ) as exc:
-            return self._reject(proposal.swap_id, str(exc))
+            return self._reject(proposal.swap_id, peer, str(exc))
         except errors.AdapterError as exc:  # a ledger of ours is down: we cannot check, so we cannot agree
-            return self._reject(proposal.swap_id, f"cannot check it now: {exc}")
+            return self._reject(proposal.swap_id, peer, f"cannot check it now: {exc}")
         except Exception as exc:  # a bug of ours: still an answer, never a crash on the channel
-            return self._reject(proposal.swap_id, f"cannot check it: {type(exc).__name__}: {exc}")
+            return self._reject(proposal.swap_id, peer, f"cannot check it: {type(exc).__name__}: {exc}")
         agreement = Agreement(proposal=proposal, hashlock=hashlock)
-        side = PartySide(party=self.party, role=role, peer=self.peer, proposer=self.peer)
+        side = PartySide(party=self.party, role=role, peer=peer, proposer=peer)
         state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
         try:
             with drive_lease(self.journal.path, proposal.swap_id):
@@ -564,24 +614,25 @@ class Agent:
                     self._agreed(state, agreement).dump(),
                 )
         except errors.SwapBusy as exc:  # another process of this party drives that id
-            return self._reject(proposal.swap_id, f"swap id {proposal.swap_id} is in use here: {exc}")
-        self.progress(proposal.swap_id, f"accepted {self.peer}'s proposal as the {role.value}")
+            return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
+        self._peer_of[proposal.swap_id] = peer
+        self.progress(proposal.swap_id, f"accepted {peer}'s proposal as the {role.value}")
         self.spawn(proposal.swap_id)
         return Kind.ACCEPT, {"hashlock": hashlock} if secret else {}
 
-    def _reject(self, swap_id: str, reason: str, limit: str = "rejected") -> tuple[Kind, dict[str, Any]]:
-        self.admission.refuse(limit)
-        self.peer_log(swap_id, f"rejected {self.peer}'s proposal: {reason}")
+    def _reject(self, swap_id: str, peer: str, reason: str, limit: str = "rejected") -> tuple[Kind, dict[str, Any]]:
+        self.admissions[peer].refuse(limit)
+        self.peer_logs[peer](swap_id, f"rejected {peer}'s proposal: {reason}")
         return Kind.REJECT, {"reason": reason}
 
-    def _answer_again(self, record: SwapRecord, proposal: Proposal) -> tuple[Kind, dict[str, Any]]:
+    def _answer_again(self, record: SwapRecord, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
         """The same proposal again (the proposer restarted before it had our answer): the same
         answer.  Anything else under a known swap id is refused."""
         state = HtlcSwapState.model_validate(record.data)
         spec = SwapSpec.model_validate(record.spec)
         side = state.side
         agreed = side.agreement if side else None
-        if side is not None and agreed is None and side.proposer == self.peer and spec == proposal.spec:
+        if side is not None and agreed is None and side.proposer == peer and spec == proposal.spec:
             # Journaled by an agent that stopped before it agreed and answered: called off.
             return Kind.REJECT, {
                 "reason": f"{self.party!r}'s agent stopped before it answered this proposal, "

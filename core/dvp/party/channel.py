@@ -54,29 +54,37 @@ class Channel(ABC):
 
 
 class LocalChannel(Channel):
-    """Two agents in one process: ``LocalChannel.pair("seller", "buyer")``."""
+    """Agents in one process: ``LocalChannel.pair("seller", "buyer")``, or
+    ``LocalChannel.mesh("seller", "buyer", "issuer")`` for an agent with several peers."""
 
     def __init__(self, party: str):
         super().__init__(party)
-        self.peer: LocalChannel | None = None
+        self.peers: dict[str, LocalChannel] = {}
         self._handler: Handler | None = None
         self.partitioned = False  # tests: every send fails as if the peer were unreachable
         self._in_flight: set[asyncio.Task[Message | None]] = set()
 
     @classmethod
     def pair(cls, a: str, b: str) -> tuple["LocalChannel", "LocalChannel"]:
-        one, two = cls(a), cls(b)
-        one.peer, two.peer = two, one
+        one, two = cls.mesh(a, b)
         return one, two
+
+    @classmethod
+    def mesh(cls, *parties: str) -> tuple["LocalChannel", ...]:
+        """One channel per party, each joined to every other."""
+        ends = tuple(cls(p) for p in parties)
+        for end in ends:
+            end.peers = {other.party: other for other in ends if other is not end}
+        return ends
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
 
     async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
-        peer = self.peer
+        peer = self.peers.get(message.recipient)
         if self.partitioned or peer is None or peer._handler is None or peer.partitioned:
             raise PeerUnreachable(f"agent of {message.recipient!r} is not reachable")
-        if message.sender != self.party or message.recipient != peer.party:
+        if message.sender != self.party:
             raise MessageRefused(
                 f"message from {message.sender!r} to {message.recipient!r} on the {self.party!r}-{peer.party!r} channel"
             )

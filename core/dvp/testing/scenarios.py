@@ -23,7 +23,7 @@ from ..journal import Step
 from ..models import Behaviour, HtlcPlan, Leg, LockStatus, OrderStatus, Role, SwapSpec, Trade
 from ..network import Network
 from ..orchestrator import Outcome, SwapResult
-from ..party.agent import AcceptPolicy
+from ..party.policy import SEND_ANY, AcceptPolicy
 from ..report import Balances, conservation, fees_paid
 from ..state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName
 
@@ -34,7 +34,7 @@ SETTLED = {"seller_security": -SECURITY_AMOUNT, "buyer_security": SECURITY_AMOUN
 UNCHANGED = {"seller_security": 0, "buyer_security": 0, "seller_cash": 0, "buyer_cash": 0}
 # What an agent's policy must allow to take the tests' swaps (tests/scenarios.py): their short
 # reaction window and the fast_forward dev switch (dev chains only; never an agent's default).
-DEV_POLICY = AcceptPolicy(reaction_window=5, fast_forward=True)
+DEV_POLICY = AcceptPolicy(reaction_window=5, fast_forward=True, max_send=SEND_ANY)
 
 
 @dataclass(frozen=True)
