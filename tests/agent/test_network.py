@@ -1,0 +1,207 @@
+"""Three banks, three `dvp agent run` processes on the testnets (issue 22 items 1, 2, 4): a
+seller bank pinned to two buyer banks (the testnets' ``buyer`` and ``issuer``), who are also
+pinned to each other; one listening port, one identity and one journal each.  Swaps between
+every pair of them run at once, on evm-a/evm-b and evm-a/btc; every party's balance changes by
+exactly its trades, every journal holds only its own swaps, secrets and transactions.  Then two
+pinned peers flood the seller while the third settles a swap with it (``matrix``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+
+import pytest
+
+from dvp.adapter import Issuing
+from dvp.journal import Step
+from dvp.models import Role, SwapSpec
+from dvp.network import Network
+from dvp.report import fees_paid
+from dvp.runtime.processes import free_port
+from dvp.testing.scenarios import DEV_POLICY
+from dvp_agent.config import load_config, save_config
+from dvp_agent.identity import load_peer_cert
+
+from ..cli_helpers import dvp
+from ..scenarios import spec_for
+from ..testbed import CROSS_PAIRS, FUNDS, Pair
+from .conftest import Agents, in_process, run_async
+
+pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
+
+BANKS = ("seller", "buyer", "issuer")
+LINKS = (("seller", "buyer"), ("seller", "issuer"), ("buyer", "issuer"))
+
+
+def trade(pair: Pair, seller: str, buyer: str, holder: Role, bond: int, cash: int) -> SwapSpec:
+    spec = spec_for(pair, secret_holder=holder.value)
+    security = spec.trade.security.model_copy(update={"amount": bond})
+    money = spec.trade.cash.model_copy(update={"amount": cash})
+    return spec.model_copy(
+        update={
+            "trade": spec.trade.model_copy(
+                update={"seller": seller, "buyer": buyer, "security": security, "cash": money}
+            )
+        }
+    )
+
+
+async def _fund_issuer(run_dir) -> None:
+    """The testnets give the issuer coins on btc but no tokens: it mints itself its share."""
+    async with Network.from_run_dir(run_dir) as net:
+        sent = []
+        for asset in net.assets:
+            if asset.ledger in ("evm-a", "evm-b"):
+                adapter = net.ledgers[asset.ledger]
+                sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, "issuer", FUNDS)))
+        for adapter, sub in sent:
+            await adapter.wait_all(sub)
+
+
+async def _balances(run_dir) -> dict[tuple[str, str, str], int]:
+    async with Network.from_run_dir(run_dir) as net:
+        return await net.balances(list(BANKS))
+
+
+@pytest.fixture
+def banks(run_dir, tmp_path) -> Agents:
+    env = {**os.environ, "DVP_RUN_DIR": str(run_dir)}
+    env.pop("DVP_JOURNAL", None)
+    run_async(_fund_issuer(run_dir))
+    folders = {b: tmp_path / b for b in BANKS}
+    ports = {b: free_port() for b in BANKS}
+    for bank in BANKS:
+        done = in_process(
+            ["agent", "init", str(folders[bank]), "--party", bank, "--listen", f"127.0.0.1:{ports[bank]}"], env
+        )
+        assert done.exit_code == 0, done.output
+        save_config(folders[bank], load_config(folders[bank]).model_copy(update={"policy": DEV_POLICY}))
+    for one, other in LINKS:
+        for me, peer in ((one, other), (other, one)):
+            done = in_process(
+                [
+                    "agent",
+                    "pair",
+                    str(folders[me]),
+                    "--peer",
+                    peer,
+                    "--endpoint",
+                    f"127.0.0.1:{ports[peer]}",
+                    "--cert",
+                    str(folders[peer] / "agent.crt"),
+                ],
+                env,
+            )
+            assert done.exit_code == 0, done.output
+    agents = Agents(run_dir, env, folders, ports)
+    try:
+        yield agents
+    finally:
+        agents.stop_all()
+
+
+def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents):
+    evm, btc = CROSS_PAIRS  # evm-a/evm-b, evm-a/btc
+    trades = {
+        # (proposer, spec): the seller bank with each buyer bank, and the buyer banks with each other.
+        "seller-buyer": ("seller", trade(evm, "seller", "buyer", Role.SELLER, 7, 70_000)),
+        "seller-issuer": ("issuer", trade(btc, "seller", "issuer", Role.BUYER, 5, 50_000)),
+        "buyer-issuer": ("buyer", trade(evm, "buyer", "issuer", Role.SELLER, 3, 30_000)),
+    }
+    before = run_async(_balances(banks.run_dir))
+    # Listed peers: one line each, with the certificate's fingerprint.
+    listed = dvp(["agent", "peers", str(banks.folders["seller"])], banks.env)
+    assert listed.returncode == 0, listed.stderr
+    fingerprint = load_peer_cert(banks.folders["seller"] / "peers" / "issuer.crt", "issuer").fingerprint
+    assert [line.split("\t")[:3] for line in listed.stdout.splitlines()] == [
+        [
+            "buyer",
+            f"127.0.0.1:{banks.ports['buyer']}",
+            load_peer_cert(banks.folders["buyer"] / "agent.crt", "buyer").fingerprint,
+        ],
+        ["issuer", f"127.0.0.1:{banks.ports['issuer']}", fingerprint],
+    ]
+    proposals: dict[str, list[str]] = {b: [] for b in BANKS}
+    for name, (proposer, spec) in trades.items():
+        proposals[proposer] += ["--propose", str(banks.scenario(spec, f"{name}.yaml"))]
+    started = time.monotonic()
+    for bank in BANKS:
+        banks.start(bank, *proposals[bank], "--max-seconds", "300").ready()
+    # Each proposer's journal names its swap first; then every side's journal ends it.
+    ids = {}
+    for name, (proposer, _spec) in trades.items():
+        ids[name] = _swap_of(banks, proposer, name, trades)
+    for name, swap_id in ids.items():
+        for bank in name.split("-"):
+            record = banks.outcome(bank, swap_id, timeout=240)
+            assert record.outcome == "settled", (name, bank, record.detail)
+    took = time.monotonic() - started
+    after = run_async(_balances(banks.run_dir))
+    steps: list[Step] = [s for bank in BANKS for swap_id in ids.values() for s in _steps(banks, bank, swap_id)]
+    fees = fees_paid(steps)
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for _proposer, spec in trades.values():
+        t = spec.trade
+        expected[(t.security.ledger, t.security.asset, t.seller)] -= t.security.amount
+        expected[(t.security.ledger, t.security.asset, t.buyer)] += t.security.amount
+        expected[(t.cash.ledger, t.cash.asset, t.buyer)] -= t.cash.amount
+        expected[(t.cash.ledger, t.cash.asset, t.seller)] += t.cash.amount
+    changed = {k: after[k] - before[k] + fees.get(k, 0) for k in after if after[k] - before[k] + fees.get(k, 0)}
+    assert changed == {k: v for k, v in expected.items() if v}, (changed, expected)
+    # Every journal: its own swaps only, the secret only where its party holds it, its own locks only.
+    for bank in BANKS:
+        mine = {name: swap_id for name, swap_id in ids.items() if bank in name.split("-")}
+        assert sorted(banks.swap_ids(bank)) == sorted(mine.values()), bank
+        for name, swap_id in mine.items():
+            spec = trades[name][1]
+            role = Role.SELLER if spec.trade.seller == bank else Role.BUYER
+            record = banks.record(bank, swap_id)
+            assert record.data["side"]["peer"] == (spec.trade.buyer if role is Role.SELLER else spec.trade.seller)
+            assert bool(record.data.get("secret")) == (spec.plan.secret_holder is role), (bank, name)
+            lock = "lock security" if role is Role.SELLER else "lock cash"
+            assert {s.step for s in _steps(banks, bank, swap_id) if s.step.startswith("lock")} == {lock}
+            assert {m["peer"] for m in banks.messages(bank, swap_id)} == {
+                spec.trade.buyer if role is Role.SELLER else spec.trade.seller
+            }
+    print(f"three banks: {len(ids)} concurrent swaps settled in {took:.1f}s")
+    banks.stop_all()
+    # Unpair: refused while a swap with the peer is unfinished (none is now), then the peer is gone.
+    done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "issuer"], banks.env)
+    assert done.returncode == 0, done.stderr
+    assert [p.party for p in load_config(banks.folders["seller"]).peers] == ["buyer"]
+    assert not (banks.folders["seller"] / "peers" / "issuer.crt").exists()
+
+
+def _swap_of(banks: Agents, proposer: str, name: str, trades) -> str:
+    """The swap id the proposer's journal gave ``name``'s trade (matched by its parties and legs)."""
+    spec = trades[name][1]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if banks.journal(proposer).exists():
+            for record in banks.read(proposer, lambda j: j.swaps()):
+                if SwapSpec.model_validate(record.spec).trade == spec.trade:
+                    return record.id
+        time.sleep(0.2)
+    raise AssertionError(f"{proposer}'s journal has no swap for {name}")
+
+
+def _steps(banks: Agents, bank: str, swap_id: str) -> list[Step]:
+    return banks.read(bank, lambda j: j.steps(swap_id))
+
+
+def test_unpair_is_refused_while_a_swap_with_the_peer_is_unfinished(banks: Agents):
+    """The buyer bank never runs: the seller's proposal to it stays unanswered, unfinished."""
+    spec = trade(CROSS_PAIRS[0], "seller", "buyer", Role.SELLER, 1, 1000)
+    seller = banks.start("seller", "--propose", str(banks.scenario(spec)), "--max-seconds", "20").ready()
+    swap_id = banks.first_swap("seller", 30)
+    seller.stop()
+    assert banks.record("seller", swap_id).outcome is None
+    done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "buyer"], banks.env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == (
+        f"error: peer: 1 swap(s) with 'buyer' unfinished ({swap_id}); unpair it once they have ended"
+    )
+    assert [p.party for p in load_config(banks.folders["seller"]).peers] == ["buyer", "issuer"]
+    done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "nobody"], banks.env)
+    assert done.returncode == 2 and "'nobody' is not pinned (pinned: buyer, issuer)" in done.stderr
