@@ -94,21 +94,7 @@ class Agents:
         folder = self.folders[party]
         if endpoint is not None:  # reach the peer through this address (a proxy the test controls)
             peer = "buyer" if party == "seller" else "seller"
-            done = in_process(
-                [
-                    "agent",
-                    "pair",
-                    str(folder),
-                    "--peer",
-                    peer,
-                    "--endpoint",
-                    endpoint,
-                    "--cert",
-                    str(self.folders[peer] / "agent.crt"),
-                ],
-                self.env,
-            )
-            assert done.exit_code == 0, done.output
+            pin(self.env, folder, peer, endpoint, self.folders[peer] / "agent.crt")
         env = dict(self.env)
         command = [sys.executable, "-m", "dvp.testing.crash", "agent", "run", str(folder), *args]
         if crash_after is not None:
@@ -176,6 +162,12 @@ class Agents:
             process.stop()
 
 
+def pin(env: dict[str, str], folder: Path, peer: str, endpoint: str, cert: Path) -> None:
+    """`dvp agent pair FOLDER --peer PEER --endpoint ENDPOINT --cert CERT`, which must succeed."""
+    done = in_process(["agent", "pair", str(folder), "--peer", peer, "--endpoint", endpoint, "--cert", str(cert)], env)
+    assert done.exit_code == 0, done.output
+
+
 def in_process(args: list[str], env: dict[str, str]) -> Result:
     """`dvp ARGS` run in this process: the set-up commands, without a Python start each
     (test_agent_cli.py runs them as processes, as users do)."""
@@ -186,36 +178,29 @@ def _ended(record: SwapRecord | None) -> SwapRecord | None:
     return record if record is not None and record.outcome is not None else None
 
 
-@pytest.fixture
-def agents(run_dir, tmp_path) -> Agents:
+def make_agents(run_dir: Path, tmp_path: Path, parties: tuple[str, ...], links: tuple[tuple[str, str], ...]) -> Agents:
+    """An agent folder per party (`dvp agent init`, the tests' dev policy), each link's two
+    parties pinned to each other (`dvp agent pair`); none started."""
     env = {**os.environ, "DVP_RUN_DIR": str(run_dir)}
     env.pop("DVP_JOURNAL", None)
-    folders = {p: tmp_path / p for p in PARTIES}
-    ports = {p: free_port() for p in PARTIES}
-    for party in PARTIES:
+    folders = {p: tmp_path / p for p in parties}
+    ports = {p: free_port() for p in parties}
+    for party in parties:
         done = in_process(
             ["agent", "init", str(folders[party]), "--party", party, "--listen", f"127.0.0.1:{ports[party]}"], env
         )
         assert done.exit_code == 0, done.output
         # The tests' swaps (short reaction window, fast_forward on dev chains) need a dev policy.
         save_config(folders[party], load_config(folders[party]).model_copy(update={"policy": DEV_POLICY}))
-    for party, peer in (PARTIES, PARTIES[::-1]):
-        done = in_process(
-            [
-                "agent",
-                "pair",
-                str(folders[party]),
-                "--peer",
-                peer,
-                "--endpoint",
-                f"127.0.0.1:{ports[peer]}",
-                "--cert",
-                str(folders[peer] / "agent.crt"),
-            ],
-            env,
-        )
-        assert done.exit_code == 0, done.output
-    pair = Agents(run_dir, env, folders, ports)
+    for one, other in links:
+        for party, peer in ((one, other), (other, one)):
+            pin(env, folders[party], peer, f"127.0.0.1:{ports[peer]}", folders[peer] / "agent.crt")
+    return Agents(run_dir, env, folders, ports)
+
+
+@pytest.fixture
+def agents(run_dir, tmp_path) -> Agents:
+    pair = make_agents(run_dir, tmp_path, PARTIES, (PARTIES,))
     try:
         yield pair
     finally:

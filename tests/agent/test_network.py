@@ -7,7 +7,6 @@ pinned peers flood the seller while the third settles a swap with it (``matrix``
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 
@@ -18,15 +17,13 @@ from dvp.journal import Step
 from dvp.models import Role, SwapSpec
 from dvp.network import Network
 from dvp.report import fees_paid
-from dvp.runtime.processes import free_port
-from dvp.testing.scenarios import DEV_POLICY
-from dvp_agent.config import load_config, save_config
+from dvp_agent.config import load_config
 from dvp_agent.identity import load_peer_cert
 
 from ..cli_helpers import dvp
 from ..scenarios import spec_for
 from ..testbed import CROSS_PAIRS, FUNDS, Pair
-from .conftest import Agents, in_process, run_async
+from .conftest import Agents, make_agents, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
 
@@ -66,35 +63,8 @@ async def _balances(run_dir) -> dict[tuple[str, str, str], int]:
 
 @pytest.fixture
 def banks(run_dir, tmp_path) -> Agents:
-    env = {**os.environ, "DVP_RUN_DIR": str(run_dir)}
-    env.pop("DVP_JOURNAL", None)
     run_async(_fund_issuer(run_dir))
-    folders = {b: tmp_path / b for b in BANKS}
-    ports = {b: free_port() for b in BANKS}
-    for bank in BANKS:
-        done = in_process(
-            ["agent", "init", str(folders[bank]), "--party", bank, "--listen", f"127.0.0.1:{ports[bank]}"], env
-        )
-        assert done.exit_code == 0, done.output
-        save_config(folders[bank], load_config(folders[bank]).model_copy(update={"policy": DEV_POLICY}))
-    for one, other in LINKS:
-        for me, peer in ((one, other), (other, one)):
-            done = in_process(
-                [
-                    "agent",
-                    "pair",
-                    str(folders[me]),
-                    "--peer",
-                    peer,
-                    "--endpoint",
-                    f"127.0.0.1:{ports[peer]}",
-                    "--cert",
-                    str(folders[peer] / "agent.crt"),
-                ],
-                env,
-            )
-            assert done.exit_code == 0, done.output
-    agents = Agents(run_dir, env, folders, ports)
+    agents = make_agents(run_dir, tmp_path, BANKS, LINKS)
     try:
         yield agents
     finally:
