@@ -1,4 +1,4 @@
-"""The EVM raw baseline for `dvp bench`: the best this client and node do.
+"""The EVM raw baselines for `dvp bench`: the best this client and node do, and the node alone.
 
 Plain ERC-20 transfers from several accounts at once, ``in_flight`` unconfirmed at a time,
 sent through the same pipeline as the swaps (local nonces, one receipt poller), so the
@@ -10,6 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+
+import aiohttp
+from eth_abi import encode
+from eth_account import Account
+from eth_utils import keccak
+
+from dvp import errors
 
 from .adapter import EthereumAdapter
 
@@ -43,3 +50,100 @@ async def raw_throughput(
         "tps": n / elapsed,
         "method": f"ERC-20 transfers from {len(parties)} accounts, pipelined",
     }
+
+
+# -- the chain's capacity: no per-call client work -------------------------------------------------
+
+_TRANSFER = keccak(text="transfer(address,uint256)")[:4]
+
+
+async def chain_capacity(
+    adapter: EthereumAdapter, asset: str, n: int, in_flight: int, timeout: float
+) -> dict[str, Any]:
+    """What the node itself does: ``n`` ERC-20 transfers signed before the clock starts,
+    sent as raw bytes in JSON-RPC batches (one HTTP request per refill), at most
+    ``in_flight`` unmined; mined ones counted per block from the block's transaction hashes.
+    No web3.py, no journal, no receipts: the bound a swap client could reach at best."""
+    parties = sorted(adapter.config.accounts)
+    keys = {p: Account.from_key(adapter.config.accounts[p].get_secret_value()) for p in parties}
+    minted = [await adapter.issue(asset, p, n) for p in parties]
+    await asyncio.gather(*(adapter.wait_final(s.tx_id) for s in minted))
+    sender = adapter._sent
+    fees, _ = await sender._fee_fields()
+    token = adapter._token(asset)
+    async with aiohttp.ClientSession() as http:
+        rpc = _Rpc(http, adapter.config.rpc_url, adapter.name)
+        counts = await rpc.batch([("eth_getTransactionCount", [keys[p].address, "pending"]) for p in parties])
+        nonces = {p: int(c, 16) for p, c in zip(parties, counts)}
+        signed: list[tuple[str, str]] = []  # (hash, raw hex), each account's in nonce order
+        for i in range(n):
+            p, to = parties[i % len(parties)], parties[(i + 1) % len(parties)]
+            data = _TRANSFER + encode(["address", "uint256"], [keys[to].address, 1])
+            tx = {"to": token, "data": data, "value": 0, "gas": TRANSFER_GAS, "nonce": nonces[p],
+                  "chainId": adapter.config.chain_id, **fees}  # fmt: skip
+            nonces[p] += 1
+            s = keys[p].sign_transaction(tx)
+            signed.append(("0x" + bytes(s.hash).hex(), "0x" + bytes(s.raw_transaction).hex()))
+        try:
+            result = await asyncio.wait_for(_pump(rpc, signed, in_flight), timeout)
+        finally:
+            for p in parties:  # the swaps' sender counts nonces locally: read them again
+                sender.account(keys[p].address).invalidate()
+    return {
+        "transactions": n,
+        "in_flight": in_flight,
+        **result,
+        "method": f"ERC-20 transfers from {len(parties)} accounts, pre-signed, raw in JSON-RPC batches",
+    }
+
+
+async def _pump(rpc: _Rpc, signed: list[tuple[str, str]], in_flight: int) -> dict[str, Any]:
+    waiting: set[str] = set()
+    sent = mined = 0
+    blocks: list[int] = []  # ours per block
+    head = int(await rpc.call("eth_blockNumber", []), 16)
+    start = time.perf_counter()
+    while mined < len(signed):
+        room = min(in_flight - len(waiting), len(signed) - sent)
+        if room > 0:
+            chunk = signed[sent : sent + room]
+            await rpc.batch([("eth_sendRawTransaction", [raw]) for _, raw in chunk])
+            waiting.update(h for h, _ in chunk)
+            sent += room
+        now = int(await rpc.call("eth_blockNumber", []), 16)
+        if now > head:
+            found = await rpc.batch([("eth_getBlockByNumber", [hex(b), False]) for b in range(head + 1, now + 1)])
+            for block in found:
+                ours = waiting.intersection(block["transactions"])
+                waiting -= ours
+                mined += len(ours)
+                blocks.append(len(ours))
+            head = now
+        else:
+            await asyncio.sleep(0.02)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tps": len(signed) / seconds, "per_block_max": max(blocks, default=0)}
+
+
+class _Rpc:
+    """JSON-RPC over one aiohttp session, a batch in one request; errors named per call."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, ledger: str):
+        self._http, self._url, self._ledger = http, url, ledger
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        return (await self.batch([(method, params)]))[0]
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        async with self._http.post(self._url, json=body) as reply:
+            reply.raise_for_status()
+            answers = await reply.json()
+        by_id = {a["id"]: a for a in answers}
+        out = []
+        for i, (method, _) in enumerate(calls):
+            a = by_id.get(i) or {"error": {"message": "no answer in the batch"}}
+            if a.get("error"):
+                raise errors.AdapterError(f"ledger {self._ledger!r}, {method}: {a['error'].get('message')}")
+            out.append(a["result"])
+        return out

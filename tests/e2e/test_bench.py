@@ -153,6 +153,19 @@ def test_figures_are_internally_consistent(run):
     for b in run["baselines"].values():
         assert len(b["confirmation_samples"]) == b["confirmation"]["n"] == 2
         assert b["throughput"]["tps"] == pytest.approx(b["throughput"]["transactions"] / b["throughput"]["seconds"])
+    # the chain's own capacity (pre-signed, raw JSON-RPC batches): on EVM, every transfer mined
+    capacity = {l for l, b in run["baselines"].items() if b["capacity"]}
+    assert capacity == {l for l in run["baselines"] if run["ledgers"][l]["kind"] in ("ethereum", "geth")}
+    for l in capacity:
+        c = run["baselines"][l]["capacity"]
+        assert c["transactions"] == run["baselines"][l]["throughput"]["transactions"] and c["in_flight"] == K
+        assert c["tps"] == pytest.approx(c["transactions"] / c["seconds"]) and 0 < c["per_block_max"] <= K
+    for p in run["pairs"]:
+        c = p["capacity_throughput"]
+        if {p["security"], p["cash"]} <= capacity:
+            assert c["ratio"] == pytest.approx(p["throughput"]["swaps_per_second"] / c["bound"])
+        else:
+            assert c is None
     pairs = {p["id"] for p in run["pairs"]}
     assert {t["pair"] for t in run["targets"] if t["pair"]} == pairs
 

@@ -108,6 +108,7 @@ def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "overhead": _pct(o.get("overhead")),
                 "swaps/s": _f(t.get("swaps_per_second"), ".3f"),
                 "of bound": _pct(t.get("ratio")),
+                "of chain": _pct((p.get("capacity_throughput") or {}).get("ratio")),
                 "tx/swap": _f(s["transactions_per_swap"], ".1f"),
                 "fees/swap": _fees(run, s["fees"]),
                 "refunds": (
@@ -147,6 +148,7 @@ def baseline_rows(run: dict[str, Any]) -> list[dict[str, str]]:
             "samples": str(b["confirmation"]["n"]),
             "raw tps": _f(b["throughput"]["tps"], ".1f"),
             "in flight": f"{b['throughput']['transactions']}/{b['throughput']['in_flight']}",
+            "chain tps": _f((b.get("capacity") or {}).get("tps"), ".1f"),
         }
         for l, b in sorted(run["baselines"].items())
     ]
@@ -215,6 +217,7 @@ TERMINAL_PAIR_COLUMNS = (
     "overhead",
     "swaps/s",
     "of bound",
+    "of chain",
     "tx/swap",
     "stuck",
 )

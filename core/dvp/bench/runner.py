@@ -234,6 +234,14 @@ def raw_baseline(kind: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     return baseline
 
 
+def chain_capacity(kind: str) -> Callable[..., Awaitable[dict[str, Any]]] | None:
+    """The platform's measure of its node alone (entry-point group ``dvp.bench.capacity``):
+    transactions prepared before the clock starts and sent without per-call client work,
+    the second, honest bound beside the same client's; None where the platform has none."""
+    found = {ep.name: ep for ep in entry_points(group="dvp.bench.capacity")}
+    return found[kind].load() if kind in found else None
+
+
 async def raw_throughput(adapter: LedgerAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
     """``n`` plain issues, at most ``in_flight`` unconfirmed at once; final per second."""
     sem = asyncio.Semaphore(in_flight)
@@ -258,8 +266,16 @@ async def baselines(net: Network, ledgers: list[str], cfg: BenchConfig, on_event
         in_flight = cfg.concurrency
         n = max(cfg.throughput_txs, 3 * in_flight)
         tput = await raw_baseline(adapter.kind)(adapter, asset, n, in_flight, cfg.swap_timeout)
+        capacity = chain_capacity(adapter.kind)
+        cap = await capacity(adapter, asset, n, in_flight, cfg.swap_timeout) if capacity else None
         on_event("baseline", {"ledger": name})
-        return name, {"asset": asset, "confirmation_samples": lat, "confirmation": m.stats(lat), "throughput": tput}
+        return name, {
+            "asset": asset,
+            "confirmation_samples": lat,
+            "confirmation": m.stats(lat),
+            "throughput": tput,
+            "capacity": cap,
+        }
 
     return dict(await asyncio.gather(*(one(n) for n in ledgers)))
 
@@ -370,6 +386,7 @@ async def run_bench(
     base = await baselines(net, used, cfg, on_event)
     conf = {l: b["confirmation"]["p50"] for l, b in base.items()}
     raw = {l: b["throughput"]["tps"] for l, b in base.items()}
+    chain = {l: b["capacity"]["tps"] for l, b in base.items() if b.get("capacity")}
     memory = Memory()
     results = []
     for pair in pairs:
@@ -398,6 +415,10 @@ async def run_bench(
                 "batch_seconds": batch_seconds,
                 "summary": summary,
                 "throughput": m.throughput_ratio(summary, raw),
+                # the same swaps against the chains' own capacity (None: a ledger of the pair has none)
+                "capacity_throughput": m.throughput_ratio(summary, chain)
+                if {pair.security, pair.cash} <= chain.keys()
+                else None,
                 "overhead": m.overhead_ratio(summary, conf),
                 "refund_summary": m.summarize(_finished(refunds)) if refunds else None,
                 "stuck": [s.swap_id for s in swaps + refunds if s.outcome in (None, "not started")],
