@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections import defaultdict
@@ -10,11 +11,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar, Literal, cast
 
 import aiohttp
-from eth_abi import encode
+from eth_abi import decode, encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
-from eth_utils import keccak, to_checksum_address
+from eth_utils import collapse_if_tuple, function_abi_to_4byte_selector, keccak, to_checksum_address
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract.async_contract import AsyncContract, AsyncContractFunction
 from web3.types import TxParams
@@ -46,6 +47,7 @@ from dvp.units import Quantity, funds_short
 from .artifacts import artifact
 from .boundary import decode_revert, error_for, web3_errors
 from .config import EthereumConfig, GethConfig
+from .rpc import JsonRpc
 from .sender import ContractCall, PermitRequest, Sender, Signature, Tx
 
 _LOCK_STATUS = {1: LockStatus.LOCKED, 2: LockStatus.CLAIMED, 3: LockStatus.REFUNDED}
@@ -94,12 +96,15 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def connect(self) -> None:
         provider = AsyncHTTPProvider(self.config.rpc_url, request_kwargs={"timeout": self.config.request_timeout})
         # web3's own session opens a new TCP connection for every request (force_close), which
-        # under load costs more than the request: keep connections alive instead.
-        await provider.cache_async_session(aiohttp.ClientSession(
-            raise_for_status=True, connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30)))  # fmt: skip
+        # under load costs more than the request: keep connections alive instead.  The same
+        # session carries the hot path's own JSON-RPC (rpc.py).
+        http = aiohttp.ClientSession(
+            raise_for_status=True, connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=30))  # fmt: skip
+        await provider.cache_async_session(http)
         self.w3 = AsyncWeb3(provider)
         stall = max(5.0, 4 * self.config.block_interval)
-        self._sender = Sender(self.w3, self.name, self.config.chain_id, _POLL, stall)
+        rpc = JsonRpc(http, self.config.rpc_url, self.name, self.config.request_timeout)
+        self._sender = Sender(self.w3, rpc, self.name, self.config.chain_id, _POLL, stall)
         with web3_errors("connect", self.name):
             chain_id = await self.w3.eth.chain_id
         if chain_id != self.config.chain_id:
@@ -263,9 +268,12 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         return self._w3.eth.contract(address=to_checksum_address(self._token(asset)), abi=artifact("DvpToken")["abi"])
 
     async def balance(self, party: str, asset: str) -> int:
+        view = _view("DvpToken", "balanceOf")
+        call = view.call(self._token(asset), self._address(party))
         with web3_errors("balance", self.name):
-            balance: int = await self._erc20(asset).functions.balanceOf(self._address(party)).call()
-            return balance
+            (out,) = await self._sent.batch([call])
+        (have,) = view.decode(out)
+        return int(have)
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
         if self.config.issuer not in self._keys:
@@ -378,13 +386,20 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self._token(asset)
         except errors.ConfigError as exc:
             raise errors.LockRefused(str(exc)) from None
-        have = await self.balance(sender, asset)
+        view = _view("DvpToken", "balanceOf")
+        with web3_errors("balance and fee balance", self.name):  # one request
+            out, price_hex, coin_hex = await self._sent.batch(
+                [
+                    view.call(self._token(asset), owner),
+                    ("eth_gasPrice", []),
+                    ("eth_getBalance", [to_checksum_address(owner), "latest"]),
+                ]
+            )
+        (have,) = view.decode(out)
         if have < amount:
             unit = self.unit_of(asset)
             raise errors.LockRefused(funds_short(sender, self.name, Quantity(have, unit), Quantity(amount, unit)))
-        with web3_errors("fee balance", self.name):
-            price = await self._w3.eth.gas_price
-            coin = await self._w3.eth.get_balance(to_checksum_address(owner))
+        price, coin = int(price_hex, 16), int(coin_hex, 16)
         approve = 0 if await self._permit_token(asset) else _GAS["approve"]  # a permit rides in the call
         fees = (approve + gas) * price
         if coin < fees:
@@ -445,12 +460,14 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def get_lock(self, lock_id: str) -> LockState | None:
         htlc = self._need(self.htlc, "htlc_address")
-        with web3_errors("read lock", self.name):
-            raw = await htlc.functions.getLock(self._lock_b32(lock_id)).call()
-        sender, recipient, token, amount, hashlock, expiry, status, preimage, nonce = raw
+        view = _view("HashedTimelockERC20", "getLock")
+        call = view.call(htlc.address, self._lock_b32(lock_id))
+        with web3_errors("read lock", self.name):  # the lock and the head in one request
+            out, head = await self._sent.batch([call, ("eth_blockNumber", [])])
+        ((sender, recipient, token, amount, hashlock, expiry, status, preimage, nonce),) = view.decode(out)
         if status == 0:
             return None
-        confirmations = await self._confirmations(htlc, lock_id)
+        confirmations = await self._confirmations(htlc, lock_id, int(head, 16))
         return LockState(
             lock_id=lock_id,
             terms=LedgerTerms(
@@ -468,7 +485,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             final=confirmations >= self.config.confirmations,
         )
 
-    async def _confirmations(self, htlc: AsyncContract, lock_id: str) -> int:
+    async def _confirmations(self, htlc: AsyncContract, lock_id: str, head: int) -> int:
+        """Blocks from the lock's own to ``head`` (read with the lock), both counted."""
         with web3_errors("read lock events", self.name):
             block = self._lock_blocks.get(lock_id)
             if block is None:
@@ -478,7 +496,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 if not logs:
                     return 0
                 block = self._lock_blocks[lock_id] = logs[0]["blockNumber"]
-            return await self._w3.eth.block_number - block + 1
+            return max(0, head - block + 1)
 
     def _lock_b32(self, lock_id: str) -> bytes:
         """A lock id as the contract takes it; MalformedLockId unless 32 bytes of hex (0x optional)."""
@@ -609,9 +627,11 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def get_order(self, order_id: str) -> OrderState | None:
         dvp = self._need(self.dvp, "dvp_address")
+        view = _view("DvpSettlement", "getOrder")
+        call = view.call(dvp.address, _b32(order_id))
         with web3_errors("read order", self.name):
-            raw = await dvp.functions.getOrder(_b32(order_id)).call()
-        status = raw[7]
+            (out,) = await self._sent.batch([call])
+        ((*_, status),) = view.decode(out)
         return None if status == 0 else OrderState(order_id=order_id, status=_ORDER_STATUS[status])
 
 
@@ -619,6 +639,32 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 # estimated while the approve before them, or the permits before theirs, are still in the
 # pool.  Measured use plus headroom for cold storage; only gas used is paid.
 _GAS = {"approve": 80_000, "lock": 300_000, "propose": 300_000, "accept": 250_000, "cancel": 80_000}
+
+
+class _View:
+    """A view function called past web3.py's request stack (middleware, formatters,
+    validation: most of a read's CPU with many swaps in flight): its selector and ABI types
+    from the artifact, encoded and decoded with eth_abi, sent in a JSON-RPC batch."""
+
+    def __init__(self, contract: str, function: str):
+        abi = next(e for e in artifact(contract)["abi"] if e.get("type") == "function" and e["name"] == function)
+        self.selector = function_abi_to_4byte_selector(abi)
+        self.inputs = [collapse_if_tuple(i) for i in abi["inputs"]]
+        self.outputs = [collapse_if_tuple(o) for o in abi["outputs"]]
+
+    def call(self, to: str, *args: Any) -> tuple[str, list[Any]]:
+        data = "0x" + (self.selector + encode(self.inputs, list(args))).hex()
+        return "eth_call", [{"to": to, "data": data}, "latest"]
+
+    def decode(self, out: str) -> tuple[Any, ...]:
+        if not out or out == "0x":
+            raise errors.AdapterError(f"{self.selector.hex()}: empty answer (no contract at the address?)")
+        return decode(self.outputs, bytes.fromhex(out.removeprefix("0x")))
+
+
+@functools.cache
+def _view(contract: str, function: str) -> _View:
+    return _View(contract, function)
 
 
 _HEX32 = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")

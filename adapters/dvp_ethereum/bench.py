@@ -16,9 +16,8 @@ from eth_abi import encode
 from eth_account import Account
 from eth_utils import keccak
 
-from dvp import errors
-
 from .adapter import EthereumAdapter
+from .rpc import JsonRpc
 
 TRANSFER_GAS = 60_000
 
@@ -72,7 +71,7 @@ async def chain_capacity(
     fees, _ = await sender._fee_fields()
     token = adapter._token(asset)
     async with aiohttp.ClientSession() as http:
-        rpc = _Rpc(http, adapter.config.rpc_url, adapter.name)
+        rpc = JsonRpc(http, adapter.config.rpc_url, adapter.name, timeout)
         counts = await rpc.batch([("eth_getTransactionCount", [keys[p].address, "pending"]) for p in parties])
         nonces = {p: int(c, 16) for p, c in zip(parties, counts)}
         signed: list[tuple[str, str]] = []  # (hash, raw hex), each account's in nonce order
@@ -97,7 +96,7 @@ async def chain_capacity(
     }
 
 
-async def _pump(rpc: _Rpc, signed: list[tuple[str, str]], in_flight: int) -> dict[str, Any]:
+async def _pump(rpc: JsonRpc, signed: list[tuple[str, str]], in_flight: int) -> dict[str, Any]:
     waiting: set[str] = set()
     sent = mined = 0
     blocks: list[int] = []  # ours per block
@@ -123,27 +122,3 @@ async def _pump(rpc: _Rpc, signed: list[tuple[str, str]], in_flight: int) -> dic
             await asyncio.sleep(0.02)
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "tps": len(signed) / seconds, "per_block_max": max(blocks, default=0)}
-
-
-class _Rpc:
-    """JSON-RPC over one aiohttp session, a batch in one request; errors named per call."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str, ledger: str):
-        self._http, self._url, self._ledger = http, url, ledger
-
-    async def call(self, method: str, params: list[Any]) -> Any:
-        return (await self.batch([(method, params)]))[0]
-
-    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        async with self._http.post(self._url, json=body) as reply:
-            reply.raise_for_status()
-            answers = await reply.json()
-        by_id = {a["id"]: a for a in answers}
-        out = []
-        for i, (method, _) in enumerate(calls):
-            a = by_id.get(i) or {"error": {"message": "no answer in the batch"}}
-            if a.get("error"):
-                raise errors.AdapterError(f"ledger {self._ledger!r}, {method}: {a['error'].get('message')}")
-            out.append(a["result"])
-        return out
