@@ -219,7 +219,8 @@ class Summary(Figures):
 
 
 class Throughput(Figures):
-    """Swaps/s against the bound the slower ledger's raw throughput sets."""
+    """Swaps/s against the bound the slower ledger's raw throughput sets (or, for
+    ``capacity_throughput``, its chain capacity)."""
 
     swaps_per_second: float
     bound: float
@@ -307,6 +308,8 @@ class PairResult(Figures):
     batch_seconds: float
     summary: Summary
     throughput: Throughput | None
+    # the same swaps against the chains' capacity; None unless every ledger of the pair has one
+    capacity_throughput: Throughput | None = None
     overhead: Overhead | None
     refund_summary: Summary | None
     stuck: list[str]
@@ -346,11 +349,20 @@ class RawThroughput(Figures):
     tps: float
 
 
+class Capacity(RawThroughput):
+    """The chain's capacity: transfers prepared before the clock starts, sent with no
+    per-call client work (EVM: raw, in JSON-RPC batches), K in flight, mined per block."""
+
+    per_block_max: int
+    method: str
+
+
 class Baseline(Figures):
     asset: str
     confirmation_samples: list[float]
     confirmation: Stats
     throughput: RawThroughput
+    capacity: Capacity | None = None  # None: the platform has no capacity measure
 
 
 class RssTrend(Figures):
