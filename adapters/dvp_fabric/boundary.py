@@ -60,7 +60,7 @@ def translate(exc: gateway.GatewayError, what: str) -> errors.DvpError:
 def gateway_errors(what: str) -> Iterator[None]:
     try:
         yield
-    except gateway.CommitError:
+    except gateway.GatewayCommitError:
         raise
     except gateway.GatewayError as exc:
         err = translate(exc, what)

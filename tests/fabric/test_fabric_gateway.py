@@ -65,7 +65,7 @@ async def test_two_transactions_endorsed_on_one_balance_conflict_at_commit(fabri
     envelopes = [first.signed_envelope(), second.signed_envelope()]  # what the journal holds
     commits = [await first.submit(envelopes[0]), await second.submit(envelopes[1])]
     await commits[0].expect_valid()
-    with pytest.raises(gateway.CommitError) as caught:
+    with pytest.raises(gateway.GatewayCommitError) as caught:
         await commits[1].expect_valid()
     err = caught.value
     assert isinstance(err, errors.CommitError) and err.code == "MVCC_READ_CONFLICT" and err.conflict

@@ -14,16 +14,16 @@ from .client import (
     connect,
 )
 from .errors import (
-    CommitError,
     CommitStatusError,
     CommitStatusTimeout,
     EndorseError,
     ErrorDetail,
     EvaluateError,
     EventsError,
+    GatewayCommitError,
     GatewayError,
+    GatewaySubmitError,
     GatewayUnavailable,
-    SubmitError,
 )
 from .events import ChaincodeEvent, ChaincodeEventStream, Checkpoint
 from .identity import Identity, Signer, load_msp
@@ -33,7 +33,6 @@ __all__ = [
     "ChaincodeEventStream",
     "Checkpoint",
     "Commit",
-    "CommitError",
     "CommitStatusError",
     "CommitStatusTimeout",
     "Contract",
@@ -42,14 +41,15 @@ __all__ = [
     "EvaluateError",
     "EventsError",
     "Gateway",
+    "GatewayCommitError",
     "GatewayError",
+    "GatewaySubmitError",
     "GatewayUnavailable",
     "Identity",
     "Network",
     "Proposal",
     "Signer",
     "Status",
-    "SubmitError",
     "Timeouts",
     "Transaction",
     "connect",

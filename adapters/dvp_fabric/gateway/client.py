@@ -7,7 +7,7 @@
     result   = await contract.submit("Transfer", ...)   endorse, submit, wait for a VALID commit
     proposal = contract.new_proposal("Lock", ...)       or step by step:
     tx       = await proposal.endorse()                 (EndorseError)
-    commit   = await tx.submit()                        (SubmitError)
+    commit   = await tx.submit()                        (GatewaySubmitError)
     status   = await commit.status()                    (CommitStatusError); status.code "VALID"
 
 The client signs everything itself (proposal, endorsed envelope, commit-status and event
@@ -36,12 +36,12 @@ from fabric_protos.peer import (
 from google.protobuf import timestamp_pb2
 
 from .errors import (
-    CommitError,
     CommitStatusError,
     EndorseError,
     EvaluateError,
+    GatewayCommitError,
     GatewayError,
-    SubmitError,
+    GatewaySubmitError,
     phase_error,
 )
 from .events import ChaincodeEventStream, Checkpoint
@@ -123,7 +123,7 @@ class Network:
             channel_id=self.name,
             prepared_transaction=common_pb2.Envelope.FromString(envelope),
         )
-        await _call(g.stub.Submit, request, g.timeouts.submit, SubmitError, transaction_id, what)
+        await _call(g.stub.Submit, request, g.timeouts.submit, GatewaySubmitError, transaction_id, what)
         return Commit(self, transaction_id)
 
     def get_commit(self, transaction_id: str) -> Commit:
@@ -158,7 +158,7 @@ class Contract:
         return await self.new_proposal(function, *args).evaluate()
 
     async def submit(self, function: str, *args: Arg) -> bytes:
-        """Endorse, submit and wait for the commit; raise CommitError unless it is VALID."""
+        """Endorse, submit and wait for the commit; raise GatewayCommitError unless it is VALID."""
         tx = await self.new_proposal(function, *args).endorse()
         commit = await tx.submit()
         await commit.expect_valid()
@@ -305,7 +305,7 @@ class Commit:
     async def expect_valid(self, timeout: float | None = None) -> Status:
         status = await self.status(timeout)
         if not status.successful:
-            raise CommitError(
+            raise GatewayCommitError(
                 f"transaction {self.transaction_id} on {self.network.name} committed invalid: {status.code} "
                 f"(block {status.block_number})",
                 tx_id=self.transaction_id,

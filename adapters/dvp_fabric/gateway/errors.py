@@ -5,14 +5,17 @@ evaluation, one ``ErrorDetail`` per peer that answered (its address, MSP id and 
 where a chaincode's own error text ends up).  Every error keeps the transaction id so a
 caller can still ask for the commit status of a transaction whose submit timed out.
 
-    EvaluateError      evaluate refused (no ledger change)
-    EndorseError       endorsement failed: chaincode error, policy not met  -> dvp SubmitError
-    SubmitError        the orderer refused the endorsed transaction          -> dvp SubmitError
-    CommitStatusError  the commit status could not be obtained               -> dvp TransactionError
-      CommitStatusTimeout                                                   -> dvp FinalityTimeout
-    EventsError        the chaincode event stream failed
-    CommitError        committed but invalid (MVCC_READ_CONFLICT ...)        -> dvp CommitError
-    GatewayUnavailable the peer, or the endorsers it needs, cannot be reached -> dvp LedgerUnavailable
+    EvaluateError       evaluate refused (no ledger change)
+    EndorseError        endorsement failed: chaincode error, policy not met   -> dvp SubmitError
+    GatewaySubmitError  the orderer refused the endorsed transaction           -> dvp SubmitError
+    CommitStatusError   the commit status could not be obtained                -> dvp TransactionError
+      CommitStatusTimeout                                                    -> dvp FinalityTimeout
+    EventsError         the chaincode event stream failed
+    GatewayCommitError  committed but invalid (MVCC_READ_CONFLICT ...)         -> dvp CommitError
+    GatewayUnavailable  the peer, or the endorsers it needs, cannot be reached -> dvp LedgerUnavailable
+
+The submit and commit errors carry the Gateway prefix: their parents, ``dvp.errors.SubmitError``
+and ``dvp.errors.CommitError``, which the adapter's callers catch, keep the plain names.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ class EndorseError(GatewayError, errors.SubmitError):
     phase = "endorse"
 
 
-class SubmitError(GatewayError, errors.SubmitError):
+class GatewaySubmitError(GatewayError, errors.SubmitError):
     phase = "submit"
 
 
@@ -78,7 +81,7 @@ class GatewayUnavailable(GatewayError, errors.LedgerUnavailable):
     """The gateway peer (or every endorser it needed) could not be reached."""
 
 
-class CommitError(errors.CommitError):
+class GatewayCommitError(errors.CommitError):
     """The transaction was committed in ``block_number`` but marked invalid (``code``)."""
 
     def __init__(self, message: str, *, tx_id: str, code: str, block_number: int):
