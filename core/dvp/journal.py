@@ -5,21 +5,32 @@ each step's intent is written before its transaction is sent and its result
 after.  Every row carries wall-clock and ledger-clock times, so each swap has a
 timeline.  A swap whose ``outcome`` is empty is unfinished and is resumed.
 
+Group commit: every write goes through one committer thread per journal, which commits
+every write queued while its previous commit was being made durable in one transaction
+(:class:`_Committer`).  A caller (the ``a``-prefixed methods await, the others block) is
+released only once its write is durable, so the write-ahead rule holds, and the commits
+themselves (an ``fsync`` on SQLite, a round trip on PostgreSQL) run off the event loop.
+K swaps in flight share a commit instead of queueing K of them.  :attr:`Journal.commits`
+and :attr:`Journal.writes` count both (the bench reports them per swap).
+
 Crash drills kill the process right after a chosen committed write through the test
 seam :attr:`Journal.after_commit` (see :mod:`dvp.testing.crash`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from .errors import ConfigError
@@ -103,6 +114,86 @@ def is_url(target: str | Path) -> bool:
     return isinstance(target, str) and "://" in target
 
 
+T = TypeVar("T")
+
+MAX_BATCH = 1000
+"""At most this many writes share one commit (a bound on one transaction's size)."""
+
+
+@dataclass
+class _Write:
+    """One queued write: ``op`` runs in the committer's transaction; ``settle`` is called with
+    its result (or error) once that transaction is durable (or failed)."""
+
+    op: Callable[[], Any]
+    settle: Callable[[Any, BaseException | None], None]
+
+
+@dataclass
+class _Waiter:
+    """A blocking caller's side of a write."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+    def settle(self, result: Any, error: BaseException | None) -> None:
+        self.result, self.error = result, error
+        self.done.set()
+
+
+class _Committer:
+    """Group commit: one thread takes every write queued meanwhile (up to :data:`MAX_BATCH`),
+    runs them in one transaction of the journal's writing connection, commits, and only then
+    releases their callers.  A batch that fails is rolled back and each of its writes is run
+    again alone, so each caller gets its own write's error and no write is half-applied."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="dvp-journal-commit", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.queue.put(None)
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self.queue.get()
+            if first is None:
+                return
+            batch, stop = [first], False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Write]) -> None:
+        try:
+            with self.journal._write_transaction():
+                results = [w.op() for w in batch]
+        except BaseException as exc:  # rolled back: each write on its own, so each gets its own error
+            if len(batch) == 1:
+                batch[0].settle(None, exc)
+            else:
+                for w in batch:
+                    self._commit([w])
+            return
+        self.journal.commits += 1
+        for w, result in zip(batch, results, strict=True):
+            w.settle(result, None)
+
+
 class Journal:
     """The journal interface: every backend has these methods, the same tables and the same
     write-ahead rule (each write is durable when the method returns).
@@ -111,9 +202,15 @@ class Journal:
     ``postgres://``) URL opens :class:`dvp.journal_pg.PgJournal`, anything else is a file
     path and opens :class:`SqliteJournal`.  Backends differ only in how they connect,
     migrate and lease; the queries below are shared (written with ``?`` placeholders).
+
+    Each write has a blocking form (``record``) and an awaitable one (``arecord``) for the
+    event loop: both queue the write for the group committer (:class:`_Committer`) and
+    return once the transaction holding it is durable.
     """
 
     path: str | Path  # the file (SQLite) or the URL without its password (PostgreSQL)
+    commits = 0  # transactions committed (one per batch of writes)
+    writes = 0  # writes committed (each would have been a commit of its own without grouping)
 
     def __new__(cls, target: str | Path) -> Journal:
         if cls is Journal:
@@ -129,27 +226,76 @@ class Journal:
         raise NotImplementedError
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._stop_committer()
+        self._close()
 
     # A test seam, unset in production: crash drills (dvp.testing.crash) set it to kill the
     # process right after a given committed write.
     after_commit: ClassVar[Callable[[int], None] | None] = None
-    _writes = 0
 
     def _committed(self) -> None:
-        self._writes += 1
+        self.writes += 1
         if Journal.after_commit is not None:
-            Journal.after_commit(self._writes)
+            Journal.after_commit(self.writes)
+
+    # -- group commit ----------------------------------------------------------------------
+    _committer: _Committer | None = None
+    _committer_lock = threading.Lock()
+
+    def _queue(self, write: _Write) -> None:
+        with Journal._committer_lock:
+            if self._committer is None:
+                self._committer = _Committer(self)
+            self._committer.queue.put(write)
+
+    def _in_committer(self) -> bool:
+        committer = self._committer
+        return committer is not None and threading.current_thread() is committer.thread
+
+    def _stop_committer(self) -> None:
+        with Journal._committer_lock:
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.stop()
+
+    def _write(self, op: Callable[[], T]) -> T:
+        """Run ``op`` in the committer's next transaction; return its result once durable."""
+        waiter = _Waiter()
+        self._queue(_Write(op, waiter.settle))
+        waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        self._committed()
+        result: T = waiter.result
+        return result
+
+    async def _awrite(self, op: Callable[[], T]) -> T:
+        """:meth:`_write` for the event loop: the loop runs on while the commit is made."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, error)
+
+        self._queue(_Write(op, settle))
+        result = await future
+        self._committed()
+        return result
 
     # -- what a backend provides ----------------------------------------------------------
+    def _close(self) -> None:
+        raise NotImplementedError
+
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """A write on the committer's connection, inside its transaction."""
         raise NotImplementedError
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read (from the caller's thread; inside a write's ``op``, on the committer's connection)."""
         raise NotImplementedError
 
-    def _transaction(self) -> contextlib.AbstractContextManager[None]:
-        """A block whose writes commit together, or not at all."""
+    def _write_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """The committer's block whose writes commit together, or not at all."""
         raise NotImplementedError
 
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
@@ -157,33 +303,48 @@ class Journal:
         raise NotImplementedError
 
     # -- swaps -------------------------------------------------------------------------
-    def create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:
+    def _create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> Callable[[], None]:
         now = time.time()
-        self._execute(
-            "INSERT INTO swaps (id, kind, spec, data, created, updated) VALUES (?, ?, ?, ?, ?, ?)",
-            (swap_id, kind, json.dumps(spec), json.dumps(data), now, now),
+        row = (swap_id, kind, json.dumps(spec), json.dumps(data), now, now)
+        return lambda: self._execute(
+            "INSERT INTO swaps (id, kind, spec, data, created, updated) VALUES (?, ?, ?, ?, ?, ?)", row
         )
-        self._committed()
 
-    def update_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
-        with self._transaction():
+    def create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:
+        self._write(self._create(swap_id, kind, spec, data))
+
+    async def acreate(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> None:
+        await self._awrite(self._create(swap_id, kind, spec, data))
+
+    def _update_data(self, swap_id: str, fields: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+        def op() -> dict[str, Any]:
             row = self._rows("SELECT data FROM swaps WHERE id = ?" + self._for_update, (swap_id,))[0]
             data: dict[str, Any] = json.loads(row[0])
             data.update(fields)
             self._execute(
                 "UPDATE swaps SET data = ?, updated = ? WHERE id = ?", (json.dumps(data), time.time(), swap_id)
             )
-        self._committed()
-        return data
+            return data
+
+        return op
+
+    def update_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
+        return self._write(self._update_data(swap_id, fields))
+
+    async def aupdate_data(self, swap_id: str, **fields: Any) -> dict[str, Any]:
+        return await self._awrite(self._update_data(swap_id, fields))
 
     _for_update = ""  # PostgreSQL: " FOR UPDATE" (SQLite's write transaction is already exclusive)
 
+    def _finish(self, swap_id: str, outcome: str, detail: str | None) -> Callable[[], None]:
+        row = (outcome, detail, time.time(), swap_id)
+        return lambda: self._execute("UPDATE swaps SET outcome = ?, detail = ?, updated = ? WHERE id = ?", row)
+
     def finish(self, swap_id: str, outcome: str, detail: str | None = None) -> None:
-        self._execute(
-            "UPDATE swaps SET outcome = ?, detail = ?, updated = ? WHERE id = ?",
-            (outcome, detail, time.time(), swap_id),
-        )
-        self._committed()
+        self._write(self._finish(swap_id, outcome, detail))
+
+    async def afinish(self, swap_id: str, outcome: str, detail: str | None = None) -> None:
+        await self._awrite(self._finish(swap_id, outcome, detail))
 
     def get(self, swap_id: str) -> SwapRecord | None:
         rows = self._rows(
@@ -203,7 +364,29 @@ class Journal:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
 
-    def record(
+    def _record_all(
+        self,
+        swap_id: str,
+        step: str,
+        phase: str,
+        rows: list[dict[str, Any]],
+        *,
+        ledger: str | None = None,
+        clock: LedgerTime | None = None,
+    ) -> Callable[[], None]:
+        params = []
+        for row in rows:
+            detail = dict(row)
+            tx_id = detail.pop("tx_id", None)
+            params.append(_step_row(swap_id, step, phase, ledger, tx_id, detail, clock))
+
+        def op() -> None:
+            for p in params:
+                self._execute(self._INSERT_STEP, p)
+
+        return op
+
+    def _record(
         self,
         swap_id: str,
         step: str,
@@ -213,33 +396,23 @@ class Journal:
         tx_id: str | None = None,
         clock: LedgerTime | None = None,
         **detail: Any,
-    ) -> None:
-        self._execute(
-            self._INSERT_STEP,
-            _step_row(swap_id, step, phase, ledger, tx_id, detail, clock),
-        )
-        self._committed()
+    ) -> Callable[[], None]:
+        return self._record_all(swap_id, step, phase, [{"tx_id": tx_id, **detail}], ledger=ledger, clock=clock)
 
-    def record_all(
-        self,
-        swap_id: str,
-        step: str,
-        phase: str,
-        rows: list[dict[str, Any]],
-        *,
-        ledger: str | None = None,
-        clock: LedgerTime | None = None,
-    ) -> None:
-        """Several rows of one step in one commit: a crash keeps all of them or none."""
-        with self._transaction():
-            for row in rows:
-                detail = dict(row)
-                tx_id = detail.pop("tx_id", None)
-                self._execute(
-                    self._INSERT_STEP,
-                    _step_row(swap_id, step, phase, ledger, tx_id, detail, clock),
-                )
-        self._committed()
+    def record(self, swap_id: str, step: str, phase: str, **row: Any) -> None:
+        """One row of ``step``; ``row`` is ``ledger``, ``tx_id``, ``clock`` and its detail."""
+        self._write(self._record(swap_id, step, phase, **row))
+
+    async def arecord(self, swap_id: str, step: str, phase: str, **row: Any) -> None:
+        await self._awrite(self._record(swap_id, step, phase, **row))
+
+    def record_all(self, swap_id: str, step: str, phase: str, rows: list[dict[str, Any]], **where: Any) -> None:
+        """Several rows of one step in one write: a crash keeps all of them or none
+        (``where``: ``ledger``, ``clock``)."""
+        self._write(self._record_all(swap_id, step, phase, rows, **where))
+
+    async def arecord_all(self, swap_id: str, step: str, phase: str, rows: list[dict[str, Any]], **where: Any) -> None:
+        await self._awrite(self._record_all(swap_id, step, phase, rows, **where))
 
     def steps(self, swap_id: str) -> list[Step]:
         rows = self._rows(
@@ -271,11 +444,13 @@ class Journal:
     def message(self, swap_id: str, peer: str, direction: str, kind: str, seq: int, **detail: Any) -> None:
         """One message sent to (``out``) or taken from (``in``) ``peer``: the replay check's
         memory and the bench's message count, both read from what crossed the channel."""
-        self._execute(
-            "INSERT INTO messages (swap_id, peer, direction, kind, seq, wall, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (swap_id, peer, direction, kind, seq, time.time(), json.dumps(detail)),
+        row = (swap_id, peer, direction, kind, seq, time.time(), json.dumps(detail))
+        self._write(
+            lambda: self._execute(
+                "INSERT INTO messages (swap_id, peer, direction, kind, seq, wall, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
         )
-        self._committed()
 
     def last_seq(self, swap_id: str, peer: str, direction: str, *, leaving_out: tuple[str, ...] = ()) -> int:
         """The highest sequence number of the messages with ``peer`` for the swap, leaving out
@@ -322,9 +497,12 @@ class SqliteJournal(Journal):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._migrate()
+            # The committer's own connection (WAL: the event loop's reads on ``_db`` never wait
+            # for its commits); synchronous is per connection.
+            self._wdb = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._wdb.execute("PRAGMA synchronous=FULL")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal: cannot open {self.path}: {exc}") from None
-        self._writes = 0
 
     def _migrate(self) -> None:
         """Bring the file to :data:`SCHEMA_VERSION` in one transaction; a file that holds
@@ -373,26 +551,28 @@ class SqliteJournal(Journal):
         finally:
             target.close()
 
-    def close(self) -> None:
+    def _close(self) -> None:
+        self._wdb.close()
         self._db.close()
 
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self._db.execute(sql, params)
+        self._wdb.execute(sql, params)
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        return self._db.execute(sql, params).fetchall()
+        db = self._wdb if self._in_committer() else self._db
+        return db.execute(sql, params).fetchall()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _write_transaction(self) -> Iterator[None]:
         # The connection is in autocommit mode (isolation_level=None), where ``with db:`` opens
         # no transaction: BEGIN explicitly, so the block's rows commit together or not at all.
-        self._db.execute("BEGIN IMMEDIATE")
+        self._wdb.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._wdb.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        self._wdb.execute("COMMIT")
 
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
         from .lease import flock_lease
@@ -428,6 +608,15 @@ def _refuse_foreign_file(path: Path) -> None:
         raise ConfigError(f"journal: {path} is not a dvp journal ({exc})") from None
     if tables and "swaps" not in tables:
         raise ConfigError(f"journal: {path} is not a dvp journal (tables: {', '.join(sorted(tables))})")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # its caller was cancelled meanwhile: the write stands, nobody waits
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _swap(row: tuple[Any, ...]) -> SwapRecord:

@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,10 @@ class PgJournal(Journal):
         except BaseException:
             self._db.close()
             raise
-        self._writes = 0
         self._held: set[str] = set()
+        # One connection (the lease's session, so a lost lease fails the next write): the
+        # committer's transaction holds it from BEGIN to COMMIT; a read waits for that.
+        self._lock = threading.RLock()
 
     def _malformed(self, url: str, exc: BaseException) -> ConfigError:
         """One line naming what is wrong, with the URL as given replaced by its redacted form
@@ -173,26 +176,25 @@ class PgJournal(Journal):
                 f"journal: {self.path}: {_first_line(exc)} (the journal's user must own its tables)"
             ) from None
 
-    def close(self) -> None:
+    def _close(self) -> None:
         self._db.close()
 
     # -- the backend's part of the interface ----------------------------------------------
     def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        try:
-            self._db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]  # built from constants
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise _lost(self.path, exc) from None
+        self._rows(sql, params, fetch=False)
 
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _rows(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = True) -> list[tuple[Any, ...]]:
         try:
-            return self._db.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[arg-type]
+            with self._lock:
+                cursor = self._db.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]  # constants
+                return cursor.fetchall() if fetch else []
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(self.path, exc) from None
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _write_transaction(self) -> Iterator[None]:
         try:
-            with self._db.transaction():
+            with self._lock, self._db.transaction():
                 yield
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise _lost(self.path, exc) from None

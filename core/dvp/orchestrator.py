@@ -152,7 +152,7 @@ class Orchestrator:
         # The lease is taken before the swap exists in the journal, so no `dvp resume`
         # started meanwhile can pick it up as unfinished and drive it beside us.
         with drive_lease(self.journal.path, swap_id):
-            self._create(spec, swap_id)
+            await self._create(spec, swap_id)
             return await self._drive(swap_id)
 
     async def submit(self, spec: SwapSpec, swap_id: str | None = None) -> str:
@@ -162,17 +162,17 @@ class Orchestrator:
         await self.check_locks(spec)
         swap_id = swap_id or uuid.uuid4().hex[:12]
         with drive_lease(self.journal.path, swap_id):
-            self._create(spec, swap_id)
+            await self._create(spec, swap_id)
         return swap_id
 
-    def _create(self, spec: SwapSpec, swap_id: str) -> None:
+    async def _create(self, spec: SwapSpec, swap_id: str) -> None:
         kind = spec.resolved_kind
         data: dict[str, Any] = {}
         if kind == "htlc":
             secret = new_secret()
             # Write-ahead: the secret exists on disk before anything that depends on it is sent.
             data = HtlcSwapState(secret=secret.hex(), hashlock=hashlock_of(secret).hex()).dump()
-        self.journal.create(swap_id, kind, spec.model_dump(mode="json"), data)
+        await self.journal.acreate(swap_id, kind, spec.model_dump(mode="json"), data)
         self.progress(swap_id, f"{kind} swap created")
 
     async def resume(self, swap_id: str) -> SwapResult:
@@ -209,7 +209,7 @@ class Orchestrator:
                 )
             run = _AtomicRun(self, record, SwapSpec.model_validate(record.spec))
             if run.state.cancelling is None:
-                run.withdraw("the seller cancelled the order")
+                await run.withdraw("the seller cancelled the order")
             return await self._drive(swap_id)
 
     async def _drive(self, swap_id: str) -> SwapResult:
@@ -222,7 +222,7 @@ class Orchestrator:
                 )
             run = _HtlcRun if record.kind == "htlc" else _AtomicRun
             outcome, detail = await run(self, record, spec).drive()
-            self.journal.finish(swap_id, outcome.value, detail)
+            await self.journal.afinish(swap_id, outcome.value, detail)
             self.progress(swap_id, f"{outcome.value}: {detail}")
         return self.result(swap_id)
 
@@ -275,13 +275,13 @@ class _Run:
         self.spec = spec
         self.trade = spec.trade
 
-    def put(self, state: SwapState) -> None:
+    async def put(self, state: SwapState) -> None:
         """Persist the swap's typed state (write-ahead: before what depends on it is sent)."""
-        self.data = self.o.journal.update_data(self.id, **state.dump())
+        self.data = await self.o.journal.aupdate_data(self.id, **state.dump())
 
     async def note(self, step: str, phase: str, ledger: str | None = None, **kw: Any) -> None:
         clock = await self.o.ledgers[ledger].now() if ledger else None
-        self.o.journal.record(self.id, step, phase, ledger=ledger, clock=clock, **kw)
+        await self.o.journal.arecord(self.id, step, phase, ledger=ledger, clock=clock, **kw)
 
     def done(self, step: str) -> Step | None:
         return self.o.journal.last(self.id, step, Phase.RESULT)
@@ -325,7 +325,9 @@ class _Run:
             with sendlog.journaling(self.journal_signed(step, ledger)):
                 submission = await send()
             rows = [{"tx_id": s.tx_id, "purpose": s.purpose.value, "payer": s.payer} for s in submission]
-            self.o.journal.record_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
+            await self.o.journal.arecord_all(
+                self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now()
+            )
             return await self.finish(step, ledger, rows, set())
         # Done on the ledger, but the crash came before its transactions were journaled:
         # their ids, and so their fees, are unknown.
@@ -340,7 +342,7 @@ class _Run:
                 {"tx_id": s.tx_id, "raw": s.raw, "purpose": s.purpose, "payer": s.payer, "batch": len(signed)}
                 for s in signed
             ]
-            self.o.journal.record_all(self.id, step, Phase.SIGNED, rows, ledger=ledger)
+            await self.o.journal.arecord_all(self.id, step, Phase.SIGNED, rows, ledger=ledger)
 
         return hook
 
@@ -363,7 +365,7 @@ class _Run:
         if journaled:
             return journaled
         rows = [{"tx_id": tx["tx_id"], "purpose": tx["purpose"], "payer": tx["payer"]} for tx in signed]
-        self.o.journal.record_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
+        await self.o.journal.arecord_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
         return rows
 
     def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str], list[dict[str, Any]]]:
@@ -457,7 +459,7 @@ class _AtomicRun(_Run):
                 nonce=_secrets.token_hex(32),
             )
             # Write-ahead: the order and its id are on disk before the proposal is broadcast.
-            self.put(AtomicSwapState(order=new, order_id=self.adapter.order_id(new)))
+            await self.put(AtomicSwapState(order=new, order_id=self.adapter.order_id(new)))
         order = self.state.order
         assert order is not None
         if self.state.cancelling is not None and await self.never_proposed():
@@ -469,7 +471,7 @@ class _AtomicRun(_Run):
             lambda: _is(self.status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}),
         )
         if self.state.cancelling is None and not self.spec.behaviour.counter_locks:
-            self.withdraw(f"buyer {t.buyer!r} did not accept")
+            await self.withdraw(f"buyer {t.buyer!r} did not accept")
         if self.state.cancelling is None:
             await self.transact(
                 StepName.SETTLE,
@@ -481,9 +483,9 @@ class _AtomicRun(_Run):
             await self.cancel(order)
         return await self.by_the_ledger()
 
-    def withdraw(self, why: str) -> None:
+    async def withdraw(self, why: str) -> None:
         """Decide to cancel the order (journaled: a resumed drive cancels it, with this cause)."""
-        self.put(self.state.model_copy(update={"cancelling": why}))
+        await self.put(self.state.model_copy(update={"cancelling": why}))
         self.o.progress(self.id, f"cancelling the order: {why}")
 
     async def never_proposed(self) -> bool:
@@ -724,7 +726,7 @@ class _HtlcRun(_Run):
                 nonce=_secrets.token_hex(32),
             )
             # Write-ahead: terms and lock id are on disk before the lock is broadcast.
-            self.put(self.state.with_lock(self.leg_name(role), terms, adapter.lock_id(terms)))
+            await self.put(self.state.with_lock(self.leg_name(role), terms, adapter.lock_id(terms)))
         terms = self.known_terms(role)
         lock_id = self.known_lock_id(role)
 
@@ -849,7 +851,7 @@ class _HtlcRun(_Run):
     async def unwind(self, why: str) -> tuple[Outcome, str]:
         """No secret revealed: every lock goes back to its sender after expiry."""
         if self.state.unwinding != why:
-            self.put(
+            await self.put(
                 self.state.model_copy(update={"unwinding": why})
             )  # a resumed drive finishes this unwind, with this cause
         self.o.progress(self.id, f"unwinding: {why}")

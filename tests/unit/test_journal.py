@@ -6,6 +6,7 @@ credentials are one line each with a documented exit code and nothing written.""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sqlite3
 import stat
@@ -300,3 +301,45 @@ def test_a_lost_session_fails_the_next_write_and_frees_the_lease(pg_url):
     finally:
         driver.close()
         other.close()
+
+
+async def test_writes_in_flight_share_commits_and_each_is_durable_when_released(journal, target):
+    """Group commit (issue 20, item 5): 100 swaps' writes in flight share a few commits, and
+    each caller is released only once its write is committed: another connection to the
+    journal (an other process's view) already reads it then."""
+    journal.create("g", "htlc", {}, {})
+    observer = Journal(target)
+    seen: list[bool] = []
+
+    async def one(i: int) -> None:
+        await journal.arecord("g", f"step{i}", "intent", n=i)
+        seen.append(any(s.step == f"step{i}" for s in observer.steps("g")))
+
+    try:
+        commits, writes = journal.commits, journal.writes
+        await asyncio.gather(*(one(i) for i in range(100)))
+        commits, writes = journal.commits - commits, journal.writes - writes
+    finally:
+        observer.close()
+    assert seen == [True] * 100
+    assert writes == 100
+    assert 1 <= commits <= 25, f"{commits} commits for 100 writes in flight"
+    assert sorted(s.detail["n"] for s in journal.steps("g")) == list(range(100))
+
+
+async def test_a_failed_write_fails_only_its_caller_and_leaves_nothing_half_written(journal):
+    """A write that fails inside a shared commit (a swap created twice) is rolled back alone:
+    its caller gets the error and every other write of that commit stands; a multi-row write
+    that cannot be written (its second row is not JSON) fails its caller with none of its rows."""
+    journal.create("f", "htlc", {}, {})
+    results = await asyncio.gather(
+        *(journal.arecord("f", "s", "intent", n=i) for i in range(10)),
+        journal.acreate("f", "htlc", {}, {}),
+        journal.arecord_all("f", "bad", "signed", [{"tx_id": "0x1"}, {"tx_id": "0x2", "x": object()}]),
+        *(journal.arecord("f", "s", "intent", n=i) for i in range(10, 20)),
+        return_exceptions=True,
+    )
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failed == [10, 11], results
+    assert sorted(s.detail["n"] for s in journal.steps("f") if s.step == "s") == list(range(20))
+    assert not [s for s in journal.steps("f") if s.step == "bad"]

@@ -81,17 +81,17 @@ async def test_a_crash_mid_swap_is_resumed_to_settlement(orch, ledgers):
 
 async def test_resume_does_not_resend_a_lock_that_reached_the_ledger(orch, ledgers):
     journal = orch.journal
-    real_record_all = journal.record_all
+    real_record_all = journal.arecord_all
 
-    def die_after_submit(swap_id, step, phase, rows, **kw):
-        real_record_all(swap_id, step, phase, rows, **kw)
+    async def die_after_submit(swap_id, step, phase, rows, **kw):
+        await real_record_all(swap_id, step, phase, rows, **kw)
         if step == "lock cash" and phase == "submitted":
             raise KeyboardInterrupt
 
-    journal.record_all = die_after_submit
+    journal.arecord_all = die_after_submit
     with pytest.raises(KeyboardInterrupt):
         await orch.run(spec())
-    journal.record_all = real_record_all
+    journal.arecord_all = real_record_all
     [result] = await orch.resume_all()
     assert result.outcome is Outcome.SETTLED
     assert ledgers["b"].sent.count("lock") == 1
@@ -325,17 +325,17 @@ async def test_every_transaction_of_a_step_is_journaled_and_waited_for(orch, led
 
 async def test_a_crash_after_journaling_a_submission_waits_for_it_instead_of_resending(orch, ledgers):
     ledgers["a"].approve_before_lock = True
-    real_note = orch.journal.record
+    real_note = orch.journal.arecord
 
-    def die_before_final(swap_id, step, phase, **kw):
+    async def die_before_final(swap_id, step, phase, **kw):
         if step == "lock security" and phase == "final":
             raise KeyboardInterrupt
-        real_note(swap_id, step, phase, **kw)
+        await real_note(swap_id, step, phase, **kw)
 
-    orch.journal.record = die_before_final
+    orch.journal.arecord = die_before_final
     with pytest.raises(KeyboardInterrupt):
         await orch.run(spec())
-    orch.journal.record = real_note
+    orch.journal.arecord = real_note
     [result] = await orch.resume_all()
     assert result.outcome is Outcome.SETTLED
     assert ledgers["a"].sent.count("lock") == 1

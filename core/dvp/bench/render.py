@@ -110,6 +110,7 @@ def pair_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                 "of bound": _pct(t.get("ratio")),
                 "of chain": _pct((p.get("capacity_throughput") or {}).get("ratio")),
                 "tx/swap": _f(s["transactions_per_swap"], ".1f"),
+                "commits/swap": _f((p.get("journal") or {}).get("commits_per_swap"), ".1f"),
                 "fees/swap": _fees(run, s["fees"]),
                 "refunds": (
                     f"{p['refund_summary']['swaps']} "
@@ -219,6 +220,7 @@ TERMINAL_PAIR_COLUMNS = (
     "of bound",
     "of chain",
     "tx/swap",
+    "commits/swap",
     "stuck",
 )
 

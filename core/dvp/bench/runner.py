@@ -392,9 +392,10 @@ async def run_bench(
     for pair in pairs:
         on_event("pair", {"pair": pair.id, "swaps": cfg.swaps})
         specs = [pair_spec(net, pair, cfg) for _ in range(cfg.swaps)]
-        t = time.time()
+        t, writes, commits = time.time(), journal.writes, journal.commits
         runs = await run_batch(orch, specs, cfg.concurrency, cfg.swap_timeout, "bench", on_event, memory)
         batch_seconds = time.time() - t
+        writes, commits = journal.writes - writes, journal.commits - commits
         refund_runs = []
         if not pair.single and cfg.refunds:
             on_event("refunds", {"pair": pair.id, "swaps": cfg.refunds})
@@ -413,6 +414,13 @@ async def run_bench(
                 "platforms": sorted({infos[pair.security].kind, infos[pair.cash].kind}),
                 "concurrency": cfg.concurrency,
                 "batch_seconds": batch_seconds,
+                # The journal's group commit over the batch: each write was a commit of its own before.
+                "journal": {
+                    "writes": writes,
+                    "commits": commits,
+                    "writes_per_swap": writes / len(specs) if specs else None,
+                    "commits_per_swap": commits / len(specs) if specs else None,
+                },
                 "summary": summary,
                 "throughput": m.throughput_ratio(summary, raw),
                 # the same swaps against the chains' own capacity (None: a ledger of the pair has none)

@@ -319,7 +319,7 @@ class PartyRun(_HtlcRun):
     # -- failure paths: only this party's own lock --------------------------------------------
     async def unwind(self, why: str) -> tuple[Outcome, str]:
         if self.state.unwinding != why:
-            self.put(self.state.model_copy(update={"unwinding": why}))
+            await self.put(self.state.model_copy(update={"unwinding": why}))
         self.o.progress(self.id, f"unwinding: {why}")
         if await self.refund(self.me):
             await self.notify(Kind.REFUNDED, self.me)

@@ -72,7 +72,7 @@ class HostileRun(PartyRun):
         if self.misbehaviour in TAMPERED and self.known_terms(role) == self.agreement().terms(leg):
             terms = await self.tampered(self.known_terms(role))
             # Journaled as this party's lock: its notice names it and its refund takes it back.
-            self.put(self.state.with_lock(leg, terms, adapter.lock_id(terms)))
+            await self.put(self.state.with_lock(leg, terms, adapter.lock_id(terms)))
         await super().lock_own(role)
 
     async def holder_claim(self) -> bool:
