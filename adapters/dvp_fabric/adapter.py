@@ -82,7 +82,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         super().__init__(name, config)
         self._accounts = {p: c.account for p, c in config.parties.items()}
         self._parties = {a: p for p, a in self._accounts.items()}
-        self._channels: dict[str, Any] = {}
+        self._connections: dict[str, Any] = {}  # gRPC channels to the peers, by peer key
         self._contracts: dict[str, gateway.Contract] = {}
         self._gate = KeyGate()
 
@@ -90,28 +90,28 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def connect(self) -> None:
         c = self.config
         for key, peer in c.peers.items():
-            self._channels[key] = gateway.connect(
+            self._connections[key] = gateway.connect(
                 peer.endpoint, _read(peer.tls_ca, f"peers.{key}.tls_ca"), host_name=peer.host_name or None
             )
         for party, p in c.parties.items():
             if not p.has_credentials:  # a counterparty: named in locks, never signed for
                 continue
             identity, signer = gateway.load_msp(p.msp_id, p.msp_dir, p.cert or None, p.key or None)
-            channel = self.known(self._channels, p.peer, "peer", f"not configured for party {party!r}")
-            network = gateway.Gateway(channel, identity, signer).get_network(c.channel)
-            self._contracts[party] = network.get_contract(c.chaincode)
+            connection = self.known(self._connections, p.peer, "peer", f"not configured for party {party!r}")
+            channel = gateway.Gateway(connection, identity, signer).get_channel(c.channel)
+            self._contracts[party] = channel.get_contract(c.chaincode)
         await self.now()
 
     async def aclose(self) -> None:
         self._gate.cancel()
-        channels, self._channels = self._channels, {}
+        connections, self._connections = self._connections, {}
         self._contracts.clear()
-        for channel in channels.values():
-            await channel.close()
+        for connection in connections.values():
+            await connection.close()
 
     def contract(self, party: str) -> gateway.Contract:
         """``party``'s view of the chaincode (for tests and raw benchmarks)."""
-        if not self._channels:
+        if not self._connections:
             raise errors.LedgerUnavailable(f"ledger {self.name!r} is not connected")
         self._signs(party)
         return self.known(self._contracts, party, "party", "no identity")
@@ -173,10 +173,10 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def rebroadcast(self, signed: SignedTx) -> None:
         """The journaled envelope again (same transaction id), unless a block has it: nothing
         if it committed valid, Superseded (its validation code the proof) if invalid."""
-        network = self._reader.network
+        channel = self._reader.channel
         try:
             raw = await self._retrying(
-                lambda: network.get_contract("qscc").evaluate("GetTransactionByID", self.config.channel, signed.tx_id),
+                lambda: channel.get_contract("qscc").evaluate("GetTransactionByID", self.config.channel, signed.tx_id),
                 f"look up {signed.tx_id} on {self.name}",
             )
         except gateway.EvaluateError:
@@ -192,14 +192,14 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
                 code=name,
             )
         await self._retrying(
-            lambda: network.submit_envelope(signed.tx_id, bytes.fromhex(signed.raw), f"rebroadcast on {self.name}"),
+            lambda: channel.submit_envelope(signed.tx_id, bytes.fromhex(signed.raw), f"rebroadcast on {self.name}"),
             f"rebroadcast on {self.name}",
         )
 
     # -- clock and finality ---------------------------------------------------------------
     async def now(self) -> LedgerTime:
         raw = await self._retrying(
-            lambda: self._reader.network.get_contract("qscc").evaluate("GetChainInfo", self.config.channel),
+            lambda: self._reader.channel.get_contract("qscc").evaluate("GetChainInfo", self.config.channel),
             f"read height of {self.name}",
         )
         info = ledger_pb2.BlockchainInfo.FromString(raw)
@@ -219,7 +219,7 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     async def wait_final(self, tx_id: str, *, timeout: float | None = None) -> TxStatus:
         timeout = self.finality_timeout(timeout)
         deadline = time.monotonic() + timeout
-        commit = self._reader.network.get_commit(tx_id)
+        commit = self._reader.channel.get_commit(tx_id)
         while True:
             try:
                 status = await commit.expect_valid(timeout=max(0.1, deadline - time.monotonic()))
@@ -379,8 +379,8 @@ class FabricAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def observe(self, since: str | None = None) -> AsyncIterator[LockEvent]:
         checkpoint = gateway.Checkpoint.parse(since) if since else None
-        network = self._reader.network
-        stream = network.chaincode_events(
+        channel = self._reader.channel
+        stream = channel.chaincode_events(
             self.config.chaincode, checkpoint=checkpoint, start_block=None if checkpoint else 0, idle=1.0
         )
         with gateway_errors(f"observe {self.name}"):

@@ -1033,9 +1033,11 @@ class FabricNetwork:
                 cfg = self.ledger_config(ch)
                 who, peer = cfg["parties"][party], cfg["peers"][org.key]
                 identity, signer = gw.load_msp(who["msp_id"], who["msp_dir"], who["cert"], who["key"])
-                channel = gw.connect(peer["endpoint"], Path(peer["tls_ca"]).read_bytes(), host_name=peer["host_name"])
+                connection = gw.connect(
+                    peer["endpoint"], Path(peer["tls_ca"]).read_bytes(), host_name=peer["host_name"]
+                )
                 try:
-                    contract = gw.Gateway(channel, identity, signer).get_network(ch).get_contract(CHAINCODE_NAME)
+                    contract = gw.Gateway(connection, identity, signer).get_channel(ch).get_contract(CHAINCODE_NAME)
                     while True:
                         try:
                             await contract.new_proposal("WhoAmI").endorse()  # endorsed, never submitted
@@ -1046,7 +1048,7 @@ class FabricNetwork:
                                                         f"after {timeout:.0f}s: {exc}") from None  # fmt: skip
                             await asyncio.sleep(0.2)
                 finally:
-                    await channel.close()
+                    await connection.close()
 
     # ---- what an adapter needs
 

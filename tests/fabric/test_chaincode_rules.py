@@ -220,8 +220,8 @@ def _gateway(net: FabricNetwork, party: str):
     cfg = net.ledger_config(CH)
     p, peer = cfg["parties"][party], cfg["peers"][cfg["parties"][party]["peer"]]
     identity, signer = gw.load_msp(p["msp_id"], p["msp_dir"], p["cert"], p["key"])
-    channel = gw.connect(peer["endpoint"], Path(peer["tls_ca"]).read_bytes(), host_name=peer["host_name"])
-    return gw, channel, gw.Gateway(channel, identity, signer).get_network(CH).get_contract("dvp")
+    connection = gw.connect(peer["endpoint"], Path(peer["tls_ca"]).read_bytes(), host_name=peer["host_name"])
+    return gw, connection, gw.Gateway(connection, identity, signer).get_channel(CH).get_contract("dvp")
 
 
 def test_a_proposal_whose_timestamp_strays_beyond_the_skew_is_refused(net):
@@ -229,7 +229,7 @@ def test_a_proposal_whose_timestamp_strays_beyond_the_skew_is_refused(net):
     skew = net.ledger_config(CH)["max_skew_seconds"]
 
     async def main():
-        gw, channel, contract = _gateway(net, "seller")
+        gw, connection, contract = _gateway(net, "seller")
         try:
             for shift in (-(skew + 60), skew + 60):
                 proposal = contract.new_proposal("Transfer", acct["buyer"], "BOND", "1", timestamp=time.time() + shift)
@@ -242,7 +242,7 @@ def test_a_proposal_whose_timestamp_strays_beyond_the_skew_is_refused(net):
             ).endorse()
             await (await tx.submit()).expect_valid()
         finally:
-            await channel.close()
+            await connection.close()
 
     before = bal(net, "seller", "BOND")
     asyncio.run(main())
@@ -261,10 +261,10 @@ def test_lock_claim_refund_and_settlement_emit_events(net):
     ok(net, "buyer", "AcceptOrder", oid)
 
     async def main() -> list:
-        _, channel, contract = _gateway(net, "buyer")
+        _, connection, contract = _gateway(net, "buyer")
         events = []
         try:
-            stream = contract.network.chaincode_events("dvp", start_block=0)
+            stream = contract.channel.chaincode_events("dvp", start_block=0)
 
             async def read():
                 async for ev in stream:
@@ -274,7 +274,7 @@ def test_lock_claim_refund_and_settlement_emit_events(net):
 
             await asyncio.wait_for(read(), timeout=30)
         finally:
-            await channel.close()
+            await connection.close()
         return events
 
     events = asyncio.run(main())

@@ -39,7 +39,7 @@ def fabric(net):
 async def test_gateway_evaluates_qscc_on_both_channels(net):
     for name in FABRIC:
         adapter = net.ledgers[name]
-        qscc = adapter.contract("seller").network.get_contract("qscc")
+        qscc = adapter.contract("seller").channel.get_contract("qscc")
         info = ledger_pb2.BlockchainInfo.FromString(await qscc.evaluate("GetChainInfo", name))
         assert info.height >= 1 and (await adapter.now()).height == info.height - 1
 
@@ -93,7 +93,7 @@ async def test_a_journaled_envelope_never_sent_is_sent_by_rebroadcast_with_its_t
 
 
 async def test_chaincode_events_resume_after_the_checkpoint(fabric):
-    network = fabric.contract("seller").network
+    channel = fabric.contract("seller").channel
     start = (await fabric.now()).height + 1
     tx_ids = []
     for _ in range(2):
@@ -101,11 +101,11 @@ async def test_chaincode_events_resume_after_the_checkpoint(fabric):
             await fabric.contract("seller").new_proposal("Transfer", fabric.account("buyer"), "EUR", "1").endorse()
         )
         await (await tx_ids[-1].submit()).expect_valid()
-    events = [e async for e in network.chaincode_events("dvp", start_block=start, idle=1.0)]
+    events = [e async for e in channel.chaincode_events("dvp", start_block=start, idle=1.0)]
     assert [e.transaction_id for e in events] == [t.transaction_id for t in tx_ids]
     assert {e.name for e in events} == {"Transferred"}
     resumed = [
-        e async for e in network.chaincode_events("dvp", checkpoint=gateway.Checkpoint.after(events[0]), idle=1.0)
+        e async for e in channel.chaincode_events("dvp", checkpoint=gateway.Checkpoint.after(events[0]), idle=1.0)
     ]
     assert [e.transaction_id for e in resumed] == [tx_ids[1].transaction_id]
 

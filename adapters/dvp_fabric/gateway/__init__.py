@@ -3,10 +3,10 @@
 See :mod:`.client` for the object model and :mod:`.errors` for the errors by phase."""
 
 from .client import (
+    Channel,
     Commit,
     Contract,
     Gateway,
-    Network,
     Proposal,
     Status,
     Timeouts,
@@ -29,6 +29,7 @@ from .events import ChaincodeEvent, ChaincodeEventStream, Checkpoint
 from .identity import Identity, Signer, load_msp
 
 __all__ = [
+    "Channel",
     "ChaincodeEvent",
     "ChaincodeEventStream",
     "Checkpoint",
@@ -46,7 +47,6 @@ __all__ = [
     "GatewaySubmitError",
     "GatewayUnavailable",
     "Identity",
-    "Network",
     "Proposal",
     "Signer",
     "Status",

@@ -1,8 +1,8 @@
 """A Fabric Gateway client on asyncio gRPC, in the object model of Fabric's official clients.
 
-    gateway  = Gateway(channel, identity, signer)      one identity over one peer connection
-    network  = gateway.get_network("fabric-a")          a channel
-    contract = network.get_contract("dvp")              a chaincode
+    gateway  = Gateway(connection, identity, signer)   one identity over one peer connection
+    channel  = gateway.get_channel("fabric-a")          a channel (the official clients' Network)
+    contract = channel.get_contract("dvp")              a chaincode
     result   = await contract.evaluate("BalanceOf", a, b)
     result   = await contract.submit("Transfer", ...)   endorse, submit, wait for a VALID commit
     proposal = contract.new_proposal("Lock", ...)       or step by step:
@@ -89,23 +89,23 @@ def connect(endpoint: str, tls_ca: bytes, *, host_name: str | None = None) -> gr
 
 
 class Gateway:
-    """One client identity speaking to one Gateway peer over ``channel`` (shared, not owned)."""
+    """One client identity speaking to one Gateway peer over ``connection`` (a gRPC channel, shared, not owned)."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, identity: Identity, signer: Signer, *, timeouts: Timeouts = Timeouts()
+        self, connection: grpc.aio.Channel, identity: Identity, signer: Signer, *, timeouts: Timeouts = Timeouts()
     ):
-        self.channel = channel
+        self.connection = connection
         self.identity = identity
         self.signer = signer
         self.timeouts = timeouts
-        self.stub = gateway_pb2_grpc.GatewayStub(channel)
+        self.stub = gateway_pb2_grpc.GatewayStub(connection)
 
-    def get_network(self, name: str) -> Network:
-        return Network(self, name)
+    def get_channel(self, name: str) -> Channel:
+        return Channel(self, name)
 
 
-class Network:
-    """One channel as seen through a gateway."""
+class Channel:
+    """One Fabric channel as seen through a gateway (what Fabric's official clients call a Network)."""
 
     def __init__(self, gateway: Gateway, name: str):
         self.gateway = gateway
@@ -144,8 +144,8 @@ class Network:
 
 
 class Contract:
-    def __init__(self, network: Network, chaincode: str):
-        self.network = network
+    def __init__(self, channel: Channel, chaincode: str):
+        self.channel = channel
         self.chaincode = chaincode
 
     def new_proposal(
@@ -178,8 +178,8 @@ class Proposal:
         endorsing_organizations: tuple[str, ...],
     ):
         self.contract = contract
-        network = contract.network
-        gateway = network.gateway
+        channel = contract.channel
+        gateway = channel.gateway
         self.endorsing_organizations = list(endorsing_organizations)
         nonce = os.urandom(24)
         creator = gateway.identity.serialized
@@ -189,7 +189,7 @@ class Proposal:
         channel_header = common_pb2.ChannelHeader(
             type=common_pb2.ENDORSER_TRANSACTION,
             timestamp=ts,
-            channel_id=network.name,
+            channel_id=channel.name,
             tx_id=self.transaction_id,
             extension=proposal_pb2.ChaincodeHeaderExtension(
                 chaincode_id=chaincode_pb2.ChaincodeID(name=contract.chaincode)
@@ -212,18 +212,18 @@ class Proposal:
         self.signed = proposal_pb2.SignedProposal(
             proposal_bytes=proposal_bytes, signature=gateway.signer.sign(proposal_bytes)
         )
-        self.what = f"{contract.chaincode}.{function} on {network.name}"
+        self.what = f"{contract.chaincode}.{function} on {channel.name}"
 
     @property
     def _gateway(self) -> Gateway:
-        return self.contract.network.gateway
+        return self.contract.channel.gateway
 
     async def evaluate(self) -> bytes:
         """Run the proposal on one peer without ordering it; the chaincode's result."""
         g = self._gateway
         request = gateway_pb2.EvaluateRequest(
             transaction_id=self.transaction_id,
-            channel_id=self.contract.network.name,
+            channel_id=self.contract.channel.name,
             proposed_transaction=self.signed,
             target_organizations=self.endorsing_organizations,
         )
@@ -237,7 +237,7 @@ class Proposal:
         g = self._gateway
         request = gateway_pb2.EndorseRequest(
             transaction_id=self.transaction_id,
-            channel_id=self.contract.network.name,
+            channel_id=self.contract.channel.name,
             proposed_transaction=self.signed,
             endorsing_organizations=self.endorsing_organizations,
         )
@@ -258,7 +258,7 @@ class Transaction:
 
     def signed_envelope(self) -> bytes:
         """The endorsed transaction signed by the client, as the orderer takes it: what
-        :meth:`Network.submit_envelope` sends (again, after a restart)."""
+        :meth:`Channel.submit_envelope` sends (again, after a restart)."""
         g = self.proposal._gateway
         signed: bytes = common_pb2.Envelope(
             payload=self.envelope.payload, signature=g.signer.sign(self.envelope.payload)
@@ -268,8 +268,8 @@ class Transaction:
     async def submit(self, envelope: bytes | None = None) -> Commit:
         """Sign (unless given ``envelope``, its :meth:`signed_envelope`) and send to the
         orderer; returns once the orderer accepted it."""
-        network = self.proposal.contract.network
-        return await network.submit_envelope(
+        channel = self.proposal.contract.channel
+        return await channel.submit_envelope(
             self.transaction_id, envelope or self.signed_envelope(), self.proposal.what
         )
 
@@ -277,16 +277,16 @@ class Transaction:
 class Commit:
     """Waits for a transaction's commit on the Gateway peer's ledger."""
 
-    def __init__(self, network: Network, transaction_id: str):
-        self.network = network
+    def __init__(self, channel: Channel, transaction_id: str):
+        self.channel = channel
         self.transaction_id = transaction_id
 
     async def status(self, timeout: float | None = None) -> Status:
         """The validation code once the transaction is in a committed block (waits for it)."""
-        g = self.network.gateway
+        g = self.channel.gateway
         body = gateway_pb2.CommitStatusRequest(
             transaction_id=self.transaction_id,
-            channel_id=self.network.name,
+            channel_id=self.channel.name,
             identity=g.identity.serialized,
         ).SerializeToString()
         request = gateway_pb2.SignedCommitStatusRequest(request=body, signature=g.signer.sign(body))
@@ -296,7 +296,7 @@ class Commit:
             timeout or g.timeouts.commit_status,
             CommitStatusError,
             self.transaction_id,
-            f"transaction on {self.network.name}",
+            f"transaction on {self.channel.name}",
         )
         return Status(
             self.transaction_id, transaction_pb2.TxValidationCode.Name(response.result), response.block_number
@@ -306,7 +306,7 @@ class Commit:
         status = await self.status(timeout)
         if not status.successful:
             raise GatewayCommitError(
-                f"transaction {self.transaction_id} on {self.network.name} committed invalid: {status.code} "
+                f"transaction {self.transaction_id} on {self.channel.name} committed invalid: {status.code} "
                 f"(block {status.block_number})",
                 tx_id=self.transaction_id,
                 code=status.code,

@@ -21,7 +21,7 @@ from dvp.errors import ConfigError
 from .errors import EventsError, phase_error
 
 if TYPE_CHECKING:
-    from .client import Network
+    from .client import Channel
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,14 @@ class ChaincodeEventStream:
 
     def __init__(
         self,
-        network: Network,
+        channel: Channel,
         chaincode: str,
         *,
         checkpoint: Checkpoint | None,
         start_block: int | None,
         idle: float | None = None,
     ):
-        self.network = network
+        self.channel = channel
         self.chaincode = chaincode
         self.checkpoint = checkpoint
         self.start_block = start_block
@@ -81,7 +81,7 @@ class ChaincodeEventStream:
         return self._events()
 
     def _request(self) -> gateway_pb2.SignedChaincodeEventsRequest:
-        g = self.network.gateway
+        g = self.channel.gateway
         cp = self.checkpoint
         if cp is not None:
             start = ab_pb2.SeekPosition(specified=ab_pb2.SeekSpecified(number=cp.block_number))
@@ -90,7 +90,7 @@ class ChaincodeEventStream:
         else:
             start = ab_pb2.SeekPosition(next_commit=ab_pb2.SeekNextCommit())
         body = gateway_pb2.ChaincodeEventsRequest(
-            channel_id=self.network.name,
+            channel_id=self.channel.name,
             chaincode_id=self.chaincode,
             identity=g.identity.serialized,
             start_position=start,
@@ -99,7 +99,7 @@ class ChaincodeEventStream:
         return gateway_pb2.SignedChaincodeEventsRequest(request=body, signature=g.signer.sign(body))
 
     async def _events(self) -> AsyncIterator[ChaincodeEvent]:
-        call = self.network.gateway.stub.ChaincodeEvents(self._request())
+        call = self.channel.gateway.stub.ChaincodeEvents(self._request())
         try:
             while True:
                 try:
@@ -113,6 +113,6 @@ class ChaincodeEventStream:
                     self.checkpoint = Checkpoint.after(event)
                     yield event
         except grpc.aio.AioRpcError as exc:
-            raise phase_error(EventsError, exc, None, f"{self.chaincode} events on {self.network.name}") from exc
+            raise phase_error(EventsError, exc, None, f"{self.chaincode} events on {self.channel.name}") from exc
         finally:
             call.cancel()
