@@ -4,6 +4,8 @@ figures come from the two journals and, where the channel counts, are checked ag
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from dvp.bench import agents as ag
@@ -71,7 +73,7 @@ async def test_a_batch_between_two_agents_and_its_figures(ledgers, tmp_path, mon
         specs = [spec() for _ in range(SWAPS)]
         events: list[str] = []
         runs = await ag.run_agent_batch(pair, specs, 2, 30, lambda kind, info: events.append(kind))
-        figures = ag.agent_figures(pair, runs, specs, INFOS, ag.delta(pair.counted(), before))
+        figures = ag.agent_figures(pair, runs, specs, INFOS, ag.delta(pair.counted(), before), time.time()).dump()
     finally:
         await seller.aclose()
         await buyer.aclose()

@@ -9,6 +9,7 @@ from dvp.bench import metrics as m
 from dvp.bench import parties as pm
 from dvp.bench import render, runner
 from dvp.bench.agents import delta
+from dvp.bench.figures import AgentSwap
 from dvp.journal import Step, SwapRecord
 from dvp.models import SwapSpec
 
@@ -402,7 +403,7 @@ BUYER_MSGS = msgs(
 def agent_swap():
     seller = pm.PartyJournal("seller", 1000.0, 1007.0, "settled", SELLER_ROWS, SELLER_MSGS)
     buyer = pm.PartyJournal("buyer", 1000.125, 1006.75, "settled", BUYER_ROWS, BUYER_MSGS)
-    return pm.agent_swap("x", SPEC, [seller, buyer], LEDGERS)
+    return pm.agent_swap("x", SwapSpec.model_validate(SPEC), [seller, buyer], LEDGERS).dump()
 
 
 def test_per_party_latency_steps_and_fees_from_each_journal():
@@ -438,7 +439,7 @@ def test_locked_time_of_a_refunded_lock_and_a_swap_unfinished_on_one_side():
     )
     seller = pm.PartyJournal("seller", 2000.0, 2008.0, "refunded", refunded, [])
     buyer = pm.PartyJournal("buyer", 2000.5, None, None, [], [])
-    s = pm.agent_swap("r", SPEC, [seller, buyer], LEDGERS)
+    s = pm.agent_swap("r", SwapSpec.model_validate(SPEC), [seller, buyer], LEDGERS).dump()
     assert s["parties"]["seller"]["locked"]["security"]["seconds"] == 6.0
     assert s["parties"]["seller"]["locked"]["security"]["ended_by"] == "refund"
     assert s["parties"]["seller"]["fees"] == {"evm-a": {"fee": 550, "unit": "wei"}}
@@ -451,11 +452,11 @@ def test_a_transaction_journaled_final_twice_is_paid_once():
     fig = pm.party_swap(
         pm.PartyJournal("seller", 1000.0, 1007.0, "settled", again, []),
         pm.PartyJournal("buyer", None, None, None),
-        SPEC,
+        SwapSpec.model_validate(SPEC),
         1000.0,
         LEDGERS,
     )
-    assert fig["transactions"] == 2 and fig["fees"]["evm-a"]["fee"] == 300
+    assert fig.transactions == 2 and fig.fees["evm-a"].fee == 300
 
 
 def test_messages_per_party_are_the_journals_rows_by_direction_and_kind():
@@ -468,18 +469,18 @@ def test_messages_per_party_are_the_journals_rows_by_direction_and_kind():
 
 
 def test_pair_summary_per_party_and_the_channel_check():
-    summary = pm.summarize_parties([agent_swap(), agent_swap()])
-    seller = summary["seller"]
+    summary = pm.summarize_parties([AgentSwap.model_validate(agent_swap()) for _ in range(2)])
+    seller = summary["seller"].dump()
     assert seller["swaps"] == 2 and seller["outcomes"] == {"settled": 2}
     assert seller["latency"]["mean"] == 7.0 and seller["steps_per_swap"] == 3.0
     assert seller["fees"]["btc"] == {"fee": 300, "unit": "sat", "fee_per_swap": 150.0}
     assert (seller["messages_sent"], seller["messages_received"], seller["messages_per_swap"]) == (10, 10, 10.0)
     counted = {"seller": {"sent": 10, "received": 10}, "buyer": {"sent": 10, "received": 10}}
-    assert pm.check_channel(summary, counted) == {"checked": True, "matches": True, "mismatches": []}
+    assert pm.check_channel(summary, counted).dump() == {"checked": True, "matches": True, "mismatches": []}
     counted["buyer"] = {"sent": 9, "received": 10}
     check = pm.check_channel(summary, counted)
-    assert not check["matches"] and check["mismatches"] == ["buyer sent: journal 10, channel 9"]
-    assert pm.check_channel(summary, None) == {"checked": False, "matches": None, "mismatches": []}
+    assert not check.matches and check.mismatches == ["buyer sent: journal 10, channel 9"]
+    assert pm.check_channel(summary, None).dump() == {"checked": False, "matches": None, "mismatches": []}
 
 
 def test_channel_counter_deltas_per_pair():
@@ -491,9 +492,9 @@ def test_channel_counter_deltas_per_pair():
 def test_a_message_the_agent_refused_is_received_by_the_channel_but_not_journaled():
     seller = pm.PartyJournal("seller", 1000.0, 1007.0, "settled", SELLER_ROWS, SELLER_MSGS)
     buyer = pm.PartyJournal("buyer", 1000.125, 1006.75, "settled", BUYER_ROWS, BUYER_MSGS[:-1], refused=1)
-    s = pm.agent_swap("x", SPEC, [seller, buyer], LEDGERS)
-    assert (s["parties"]["buyer"]["messages_received"], s["parties"]["buyer"]["messages_refused"]) == (4, 1)
+    s = pm.agent_swap("x", SwapSpec.model_validate(SPEC), [seller, buyer], LEDGERS)
+    assert (s.parties["buyer"].messages_received, s.parties["buyer"].messages_refused) == (4, 1)
     summary = pm.summarize_parties([s])
-    assert summary["buyer"]["messages_refused"] == 1
+    assert summary["buyer"].messages_refused == 1
     counted = {"seller": {"sent": 5, "received": 5}, "buyer": {"sent": 5, "received": 5}}
-    assert pm.check_channel(summary, counted)["matches"]
+    assert pm.check_channel(summary, counted).matches

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -37,7 +38,8 @@ from ..party.messages import Message
 from ..party.policy import SEND_ANY, AcceptPolicy
 from ..runtime.processes import free_port
 from . import parties as pm
-from .metrics import LedgerInfo, stats
+from .figures import PairAgents
+from .metrics import LedgerInfo, stats_of
 
 Event = Callable[[str, dict[str, Any]], None]
 ChannelPair = Callable[[Path, str, str], tuple[Channel, Channel]]
@@ -238,30 +240,32 @@ def agent_figures(
     specs: list[SwapSpec],
     infos: dict[str, LedgerInfo],
     counted: dict[str, dict[str, int]] | None,
-) -> dict[str, Any]:
+    started: float,
+) -> PairAgents:
     """Every figure of one pair's agent swaps, from the two journals, checked against what the
-    channel counted over the same swaps."""
+    channel counted over the same swaps; the batch runs from ``started`` (a ``time.time()``)
+    until these figures are made."""
     swaps = []
     for run, spec in zip(runs, specs):
-        fig = pm.agent_swap(
-            run["swap_id"],
-            spec.model_dump(mode="json"),
-            [_party_journal(a, run["swap_id"]) for a in pair.agents],
-            infos,
-        )
-        fig["error"] = run["error"]
+        fig = pm.agent_swap(run["swap_id"], spec, [_party_journal(a, run["swap_id"]) for a in pair.agents], infos)
+        fig.error = run["error"]
         swaps.append(fig)
     summary = pm.summarize_parties(swaps)
-    return {
-        "channel": pair.channel,
-        "last_step": stats(s["last_step_seconds"] for s in swaps),
-        "summary": summary,
-        "channel_counts": counted,
-        "channel_check": pm.check_channel(summary, counted),
-        "stuck": [s["swap_id"] for s in swaps if any(p["outcome"] is None for p in s["parties"].values())],
-        "refunds": REFUNDS_NOTE,
-        "swaps": swaps,
-    }
+    last_step = stats_of(s.last_step_seconds for s in swaps)
+    check = pm.check_channel(summary, counted)
+    batch_seconds = time.time() - started
+    return PairAgents(
+        channel=pair.channel,
+        last_step=last_step,
+        summary=summary,
+        channel_counts=counted,
+        channel_check=check,
+        stuck=[s.swap_id for s in swaps if any(p.outcome is None for p in s.parties.values())],
+        refunds=REFUNDS_NOTE,
+        swaps=swaps,
+        batch_seconds=batch_seconds,
+        swaps_per_second=len(specs) / batch_seconds,
+    )
 
 
 def delta(

@@ -241,31 +241,75 @@ class Overhead(Figures):
 # -- the two parties' agents (dvp bench --agents) --------------------------------------------------------
 
 
+class AgentLocked(Figures):
+    """One leg a party locked: lock final to its claim (in the counterparty's journal) or refund."""
+
+    ledger: str
+    amount: int
+    seconds: float
+    amount_seconds: float
+    ended_by: str
+
+
+class MessageCount(Figures):
+    sent: int
+    received: int
+
+
 class AgentParty(Figures):
-    """One party's figures of one swap between agents, from its own journal."""
+    """One party's figures of one swap between agents, from its own journal
+    (:func:`dvp.bench.parties.party_swap`)."""
 
     outcome: str | None
-    latency_seconds: float | None = None
-    steps: int | None = None
-    transactions: int | None = None
-    fees: dict[str, Fee] = Field(default_factory=dict)
-    locked: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    locked_seconds: float | None = None
-    messages_sent: int | None = None
-    messages_received: int | None = None
-    messages_refused: int | None = None
-    messages_by_kind: dict[str, dict[str, int]] = Field(default_factory=dict)
+    latency_seconds: float | None
+    steps: int
+    transactions: int
+    fees: dict[str, Fee]
+    locked: dict[str, AgentLocked]
+    locked_seconds: float | None
+    messages_sent: int
+    messages_received: int
+    messages_refused: int
+    messages_by_kind: dict[str, MessageCount]
 
 
 class AgentSwap(Figures):
+    """Both parties' figures of one swap (:func:`dvp.bench.parties.agent_swap`)."""
+
     swap_id: str
+    proposed: float
+    last_step_seconds: float | None
     parties: dict[str, AgentParty]
     error: str | None = None
 
 
+class PartyFees(Figures):
+    fee: int
+    unit: str | None
+    fee_per_swap: float
+
+
+class PartySummary(Figures):
+    """One party over a pair's swaps between agents (:func:`dvp.bench.parties.summarize_parties`)."""
+
+    swaps: int
+    outcomes: dict[str, int]
+    latency: Stats | None
+    steps_per_swap: float
+    transactions_per_swap: float
+    fees: dict[str, PartyFees]
+    locked_seconds: Stats | None
+    messages_sent: int
+    messages_received: int
+    messages_refused: int
+    messages_per_swap: float
+
+
 class ChannelCheck(Figures):
+    """The journals' message totals against the channel's counters (``matches`` None: not checked)."""
+
     checked: bool
-    matches: bool
+    matches: bool | None
     mismatches: list[str]
 
 
@@ -274,7 +318,7 @@ class PairAgents(Figures):
 
     channel: str | None
     last_step: Stats | None
-    summary: dict[str, dict[str, Any]]
+    summary: dict[str, PartySummary]
     channel_counts: dict[str, dict[str, int]] | None
     channel_check: ChannelCheck
     stuck: list[str]

@@ -341,6 +341,12 @@ def stats(values: Iterable[float | None]) -> dict[str, float] | None:
     }
 
 
+def stats_of(values: Iterable[float | None]) -> Stats | None:
+    """:func:`stats`, typed."""
+    found = stats(values)
+    return Stats.model_validate(found) if found else None
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not sorted_values:
@@ -348,11 +354,6 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     pos = (len(sorted_values) - 1) * q / 100
     lo, hi = math.floor(pos), math.ceil(pos)
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-def _stats(values: Iterable[float | None]) -> Stats | None:
-    found = stats(values)
-    return Stats.model_validate(found) if found else None
 
 
 def summarize(swaps: Sequence[SwapFigures]) -> Summary:
@@ -367,9 +368,9 @@ def summarize(swaps: Sequence[SwapFigures]) -> Summary:
             by_phase[e.phase].append(e)
     phases = {
         phase: PhaseSummary(
-            seconds=_stats(e.seconds for e in es),
-            finality_seconds=_stats(e.finality_seconds for e in es),
-            submit_seconds=_stats(e.submit_seconds for e in es),
+            seconds=stats_of(e.seconds for e in es),
+            finality_seconds=stats_of(e.finality_seconds for e in es),
+            submit_seconds=stats_of(e.submit_seconds for e in es),
             ledger=es[0].ledger,
         )
         for phase, es in by_phase.items()
@@ -394,9 +395,9 @@ def summarize(swaps: Sequence[SwapFigures]) -> Summary:
     return Summary(
         swaps=n,
         outcomes=dict(outcomes),
-        latency=_stats(s.total_seconds for s in swaps),
-        orchestration_seconds=_stats(s.orchestration_seconds for s in swaps),
-        finality_seconds=_stats(s.finality_seconds for s in swaps),
+        latency=stats_of(s.total_seconds for s in swaps),
+        orchestration_seconds=stats_of(s.orchestration_seconds for s in swaps),
+        finality_seconds=stats_of(s.finality_seconds for s in swaps),
         phases=phases,
         transactions_per_swap=sum(tx_by_ledger.values()),
         transactions_per_swap_by_ledger=dict(tx_by_ledger),
@@ -406,28 +407,28 @@ def summarize(swaps: Sequence[SwapFigures]) -> Summary:
             leg: LockedSummary(
                 ledger=ls[0].ledger,
                 asset=ls[0].asset,
-                amount_seconds=_stats(l.amount_seconds for l in ls),
+                amount_seconds=stats_of(l.amount_seconds for l in ls),
                 value_asset=ls[0].value_asset,
-                value_seconds=_stats(l.value_seconds for l in ls),
-                seconds=_stats(l.seconds for l in ls),
+                value_seconds=stats_of(l.value_seconds for l in ls),
+                seconds=stats_of(l.seconds for l in ls),
             )
             for leg, ls in liq.items()
         },
         principal_risk=RiskSummary(
-            window_seconds=_stats(r.window_seconds for r in risks),
-            second_claim_seconds=_stats(r.second_claim_seconds for r in risks),
-            margin_seconds=_stats(r.margin_seconds for r in risks),
+            window_seconds=stats_of(r.window_seconds for r in risks),
+            second_claim_seconds=stats_of(r.second_claim_seconds for r in risks),
+            margin_seconds=stats_of(r.margin_seconds for r in risks),
         )
         if risks
         else None,
         free_option=OptionSummary(
-            seconds=_stats(o.seconds for o in options), exercised=sum(1 for o in options if o.exercised)
+            seconds=stats_of(o.seconds for o in options), exercised=sum(1 for o in options if o.exercised)
         )
         if options
         else None,
         refund=RefundSummary(
-            unwind_seconds=_stats(r.unwind_seconds for r in refunds),
-            legs={leg.value: _stats(r.legs.get(leg) for r in refunds) for leg in LegName},
+            unwind_seconds=stats_of(r.unwind_seconds for r in refunds),
+            legs={leg.value: stats_of(r.legs.get(leg) for r in refunds) for leg in LegName},
         )
         if refunds
         else None,

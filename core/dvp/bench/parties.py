@@ -26,9 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..journal import Step
+from ..models import SwapSpec
 from ..report import timeline
 from ..state import Action, LegName, Phase, StepName
-from .metrics import LedgerInfo, stats
+from .figures import AgentLocked, AgentParty, AgentSwap, ChannelCheck, Fee, MessageCount, PartyFees, PartySummary
+from .metrics import LedgerInfo, stats_of
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,12 @@ def _ended(steps: Sequence[Step], action: Action, leg: LegName) -> float | None:
 
 
 def party_swap(
-    me: PartyJournal, other: PartyJournal, spec: Mapping[str, Any], proposed: float, ledgers: Mapping[str, LedgerInfo]
-) -> dict[str, Any]:
+    me: PartyJournal, other: PartyJournal, spec: SwapSpec, proposed: float, ledgers: Mapping[str, LedgerInfo]
+) -> AgentParty:
     """One party's figures of one swap, from its journal rows and (for the claim of its own
     lock, which the counterparty makes) the counterparty's."""
     rows = timeline(list(me.steps))
-    fees: dict[str, dict[str, Any]] = {}
+    fees: dict[str, Fee] = {}
     txs: set[tuple[str | None, str]] = set()
     for s in me.steps:
         if s.phase != Phase.FINAL:
@@ -80,115 +82,111 @@ def party_swap(
         fee = s.detail.get("fee")
         if fee is not None and s.detail.get("payer", me.party) == me.party:
             info = ledgers.get(s.ledger or "")
-            f = fees.setdefault(s.ledger or "", {"fee": 0, "unit": info.fee_unit if info else "unknown"})
-            f["fee"] += fee
-    locked: dict[str, Any] = {}
+            fees.setdefault(s.ledger or "", Fee(fee=0, unit=info.fee_unit if info else "unknown")).fee += fee
+    locked: dict[str, AgentLocked] = {}
     for leg, since in _legs_locked(me.steps).items():
         claimed = _ended(other.steps, Action.CLAIM, leg)
         refunded = _ended(me.steps, Action.REFUND, leg)
         end, by = (claimed, "claim") if claimed is not None else (refunded, "refund")
         if end is None:
             continue
-        amount = spec["trade"][leg.value]["amount"]
-        locked[leg.value] = {
-            "ledger": spec["trade"][leg.value]["ledger"],
-            "amount": amount,
-            "seconds": end - since,
-            "amount_seconds": amount * (end - since),
-            "ended_by": by,
-        }
+        traded = spec.trade.security if leg is LegName.SECURITY else spec.trade.cash
+        locked[leg.value] = AgentLocked(
+            ledger=traded.ledger,
+            amount=traded.amount,
+            seconds=end - since,
+            amount_seconds=traded.amount * (end - since),
+            ended_by=by,
+        )
     sent = [m for m in me.messages if m["direction"] == "out"]
     received = [m for m in me.messages if m["direction"] == "in"]
-    by_kind: dict[str, dict[str, int]] = defaultdict(lambda: {"sent": 0, "received": 0})
+    by_kind: dict[str, MessageCount] = {}
     for m in sent:
-        by_kind[m["kind"]]["sent"] += 1
+        by_kind.setdefault(m["kind"], MessageCount(sent=0, received=0)).sent += 1
     for m in received:
-        by_kind[m["kind"]]["received"] += 1
-    return {
-        "outcome": me.outcome,
-        "latency_seconds": (me.finished - proposed) if me.finished is not None and me.outcome else None,
-        "steps": len(rows),
-        "transactions": len(txs),
-        "fees": fees,
-        "locked": locked,
-        "locked_seconds": sum(v["seconds"] for v in locked.values()) if locked else None,
-        "messages_sent": len(sent),
-        "messages_received": len(received),
-        "messages_refused": me.refused,
-        "messages_by_kind": {k: dict(v) for k, v in sorted(by_kind.items())},
-    }
+        by_kind.setdefault(m["kind"], MessageCount(sent=0, received=0)).received += 1
+    return AgentParty(
+        outcome=me.outcome,
+        latency_seconds=(me.finished - proposed) if me.finished is not None and me.outcome else None,
+        steps=len(rows),
+        transactions=len(txs),
+        fees=fees,
+        locked=locked,
+        locked_seconds=sum(v.seconds for v in locked.values()) if locked else None,
+        messages_sent=len(sent),
+        messages_received=len(received),
+        messages_refused=me.refused,
+        messages_by_kind=dict(sorted(by_kind.items())),
+    )
 
 
 def agent_swap(
-    swap_id: str, spec: Mapping[str, Any], journals: Sequence[PartyJournal], ledgers: Mapping[str, LedgerInfo]
-) -> dict[str, Any]:
+    swap_id: str, spec: SwapSpec, journals: Sequence[PartyJournal], ledgers: Mapping[str, LedgerInfo]
+) -> AgentSwap:
     """Both parties' figures of one swap; ``journals`` is the two parties' rows."""
     one, two = journals
     created = [j.created for j in journals if j.created is not None]
     proposed = min(created) if created else 0.0
     results = [s.wall for j in journals for s in j.steps if s.phase == Phase.RESULT]
-    return {
-        "swap_id": swap_id,
-        "proposed": proposed,
+    return AgentSwap(
+        swap_id=swap_id,
+        proposed=proposed,
         # As the one-process figure: to the swap's last step, in whichever journal it is.
-        "last_step_seconds": (max(results) - proposed) if results else None,
-        "parties": {
+        last_step_seconds=(max(results) - proposed) if results else None,
+        parties={
             one.party: party_swap(one, two, spec, proposed, ledgers),
             two.party: party_swap(two, one, spec, proposed, ledgers),
         },
-    }
+    )
 
 
-def summarize_parties(swaps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarize_parties(swaps: Sequence[AgentSwap]) -> dict[str, PartySummary]:
     """Per party, over the swaps of one pair: outcomes, latency, steps, fees, locked time and
     the message totals (the figures the channel's own counters are checked against)."""
-    parties: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    parties: dict[str, list[AgentParty]] = defaultdict(list)
     for s in swaps:
-        for party, fig in s["parties"].items():
+        for party, fig in s.parties.items():
             parties[party].append(fig)
-    out: dict[str, Any] = {}
+    out: dict[str, PartySummary] = {}
     for party, figs in sorted(parties.items()):
         n = len(figs)
         outcomes: dict[str, int] = defaultdict(int)
-        fees: dict[str, dict[str, Any]] = {}
+        totals: dict[str, Fee] = {}
         for f in figs:
-            outcomes[f["outcome"] or "unfinished"] += 1
-            for ledger, fee in f["fees"].items():
-                total = fees.setdefault(ledger, {"fee": 0, "unit": fee["unit"]})
-                total["fee"] += fee["fee"]
-        for total in fees.values():
-            total["fee_per_swap"] = total["fee"] / n
-        sent = sum(f["messages_sent"] for f in figs)
-        received = sum(f["messages_received"] for f in figs)
-        out[party] = {
-            "swaps": n,
-            "outcomes": dict(outcomes),
-            "latency": stats(f["latency_seconds"] for f in figs),
-            "steps_per_swap": sum(f["steps"] for f in figs) / n,
-            "transactions_per_swap": sum(f["transactions"] for f in figs) / n,
-            "fees": fees,
-            "locked_seconds": stats(f["locked_seconds"] for f in figs),
-            "messages_sent": sent,
-            "messages_received": received,
-            "messages_refused": sum(f["messages_refused"] for f in figs),
-            "messages_per_swap": (sent + received) / n,
-        }
+            outcomes[f.outcome or "unfinished"] += 1
+            for ledger, fee in f.fees.items():
+                totals.setdefault(ledger, Fee(fee=0, unit=fee.unit)).fee += fee.fee
+        sent = sum(f.messages_sent for f in figs)
+        received = sum(f.messages_received for f in figs)
+        out[party] = PartySummary(
+            swaps=n,
+            outcomes=dict(outcomes),
+            latency=stats_of(f.latency_seconds for f in figs),
+            steps_per_swap=sum(f.steps for f in figs) / n,
+            transactions_per_swap=sum(f.transactions for f in figs) / n,
+            fees={ledger: PartyFees(fee=t.fee, unit=t.unit, fee_per_swap=t.fee / n) for ledger, t in totals.items()},
+            locked_seconds=stats_of(f.locked_seconds for f in figs),
+            messages_sent=sent,
+            messages_received=received,
+            messages_refused=sum(f.messages_refused for f in figs),
+            messages_per_swap=(sent + received) / n,
+        )
     return out
 
 
-def check_channel(summary: Mapping[str, Any], counted: Mapping[str, Mapping[str, int]] | None) -> dict[str, Any]:
+def check_channel(summary: Mapping[str, PartySummary], counted: Mapping[str, Mapping[str, int]] | None) -> ChannelCheck:
     """The journals' message totals per party against the channel's own counters (messages
     that passed it, per party, over the same swaps): sent as journaled, received as journaled
     plus those the agent refused; ``counted`` None: a channel without counters."""
     if counted is None:
-        return {"checked": False, "matches": None, "mismatches": []}
+        return ChannelCheck(checked=False, matches=None, mismatches=[])
     mismatches = []
     for party, fig in summary.items():
         channel = counted.get(party, {})
         for what, journaled in (
-            ("sent", fig["messages_sent"]),
-            ("received", fig["messages_received"] + fig.get("messages_refused", 0)),
+            ("sent", fig.messages_sent),
+            ("received", fig.messages_received + fig.messages_refused),
         ):
             if channel.get(what, 0) != journaled:
                 mismatches.append(f"{party} {what}: journal {journaled}, channel {channel.get(what, 0)}")
-    return {"checked": True, "matches": not mismatches, "mismatches": mismatches}
+    return ChannelCheck(checked=True, matches=not mismatches, mismatches=mismatches)

@@ -502,10 +502,7 @@ async def run_agents(
             before = pair.counted()
             t = time.time()
             runs = await ag.run_agent_batch(pair, specs, cfg.concurrency, cfg.swap_timeout, on_event)
-            figures = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before))
-            figures["batch_seconds"] = time.time() - t
-            figures["swaps_per_second"] = cfg.swaps / figures["batch_seconds"]
-            by_id[p.id]["agents"] = figures
+            by_id[p.id]["agents"] = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before), t)
         label = pair.channel
     return {
         "channel": label,
