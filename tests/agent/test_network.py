@@ -7,23 +7,32 @@ pinned peers flood the seller while the third settles a swap with it (``matrix``
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import secrets
 import time
 from collections import Counter
 
 import pytest
 
+from dvp import errors
 from dvp.adapter import Issuing
 from dvp.journal import Step
 from dvp.models import Role, SwapSpec
 from dvp.network import Network
+from dvp.party.limits import Limits
+from dvp.party.messages import Kind, Message
 from dvp.report import fees_paid
-from dvp_agent.config import load_config
-from dvp_agent.identity import load_peer_cert
+from dvp.terms import LegPlan, Proposal
+from dvp_agent.config import load_config, save_config
+from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
+from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
 from ..cli_helpers import dvp
 from ..scenarios import spec_for
 from ..testbed import CROSS_PAIRS, FUNDS, Pair
-from .conftest import Agents, make_agents, run_async
+from .conftest import Agents, make_agents, pin, run_async
+from .test_flood import message_rows
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
 
@@ -175,3 +184,148 @@ def test_unpair_is_refused_while_a_swap_with_the_peer_is_unfinished(banks: Agent
     assert [p.party for p in load_config(banks.folders["seller"]).peers] == ["buyer", "issuer"]
     done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "nobody"], banks.env)
     assert done.returncode == 2 and "'nobody' is not pinned (pinned: buyer, issuer)" in done.stderr
+
+
+# -- two flooding peers and an honest one -------------------------------------------------------
+
+FLOOD_LIMITS = Limits(
+    messages_per_minute=1200,
+    messages_per_swap=100,
+    proposals_per_minute=10,
+    other_locks_per_swap=4,
+    log_lines_per_minute=20,
+)
+FLOODERS = ("issuer", "mallory")  # pinned peers of the seller: certificates only, they flood
+FLOOD_SECONDS = 10.0
+IN_FLIGHT = 16  # per flooder, under limits.concurrent_calls (32)
+MAX_SENDS = 20_000
+# What the honest swaps themselves journal and log on the seller's side, with room to spare.
+HONEST_ROWS = 80
+HONEST_LINES = 80
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def _settle_seconds(agents: Agents, swap_id: str, timeout: float) -> float:
+    """From the seller's proposal to the seller's outcome, by its journal; it must be settled."""
+    record = agents.outcome("seller", swap_id, timeout=timeout)
+    assert record.outcome == "settled", record.detail
+    return record.updated - record.created
+
+
+async def _flood(flooder: str, folder, endpoint: str, seller_cert, swap_id: str, spec: SwapSpec) -> Counter[str]:
+    """``flooder`` (a pinned peer of the seller) sends for FLOOD_SECONDS, IN_FLIGHT at once:
+    proposals under fresh ids, and pings and notices naming the honest peer's swap."""
+    identity = load_identity(folder / "agent.key", folder / "agent.crt")
+    channel = GrpcChannel(identity, "127.0.0.1:0", {"seller": PeerEndpoint(endpoint, seller_cert)})
+    seq = itertools.count(time.time_ns())
+    sends = itertools.count()
+    outcomes: Counter[str] = Counter()
+    trade_of = spec.trade.model_copy(update={"buyer": flooder})
+    fake = Proposal(
+        swap_id="x",
+        proposer=flooder,
+        spec=spec.model_copy(update={"trade": trade_of}),
+        security=LegPlan(expiry=1, nonce="00" * 32),
+        cash=LegPlan(expiry=1, nonce="11" * 32),
+    )
+
+    def message(n: int) -> Message:
+        kind, sid, body = Kind.PING, swap_id, {}
+        if n % 3 == 0:
+            sid = f"flood-{secrets.token_hex(6)}"
+            kind, body = Kind.PROPOSE, fake.model_copy(update={"swap_id": sid}).model_dump(mode="json")
+        elif n % 3 == 1:
+            kind, body = Kind.LOCKED, {"leg": "cash", "lock_id": "0x" + secrets.token_hex(32)}
+        return Message(kind=kind, swap_id=sid, sender=flooder, recipient="seller", seq=next(seq), body=body)
+
+    async def worker(end: float) -> None:
+        while time.monotonic() < end:
+            n = next(sends)
+            if n >= MAX_SENDS:
+                return
+            try:
+                reply = await channel.send(message(n), timeout=3)
+                outcomes[reply.kind.value if reply else "none"] += 1
+            except errors.MessageRefused as exc:
+                said = str(exc)
+                why = said.split("(limits.")[1].split(")")[0] if "(limits." in said else "other"
+                outcomes["refused:not_its_swap" if "is not a swap with" in said else f"refused:{why}"] += 1
+            except errors.PeerUnreachable:
+                outcomes["unreachable"] += 1
+
+    end = time.monotonic() + FLOOD_SECONDS
+    try:
+        await asyncio.gather(*(worker(end) for _ in range(IN_FLIGHT)))
+    finally:
+        await channel.aclose()
+    outcomes["sent"] = min(next(sends), MAX_SENDS)
+    return outcomes
+
+
+@pytest.mark.matrix
+def test_two_flooding_peers_do_not_slow_the_honest_peers_swap(run_dir, tmp_path):
+    """The seller's agent has three pinned peers: the buyer (honest, a `dvp agent` process) and
+    two that flood it. The buyer's swap settles in about the time it takes alone; the seller's
+    journal, log and memory stay within their stated bounds."""
+    agents = make_agents(run_dir, tmp_path, ("seller", "buyer"), (("seller", "buyer"),))
+    seller_folder = agents.folders["seller"]
+    try:
+        for flooder in FLOODERS:
+            create_identity(tmp_path / flooder, flooder)
+            pin(agents.env, seller_folder, flooder, "127.0.0.1:1", tmp_path / flooder / "agent.crt")
+        save_config(seller_folder, load_config(seller_folder).model_copy(update={"limits": FLOOD_LIMITS}))
+        spec = spec_for(CROSS_PAIRS[0], secret_holder=Role.SELLER.value)
+        agents.start("buyer").ready()
+        seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--max-seconds", "300").ready()
+        alone_id = agents.first_swap("seller", 60)
+        alone = _settle_seconds(agents, alone_id, 120)
+        rss_before = _rss_kib(seller.proc.pid)
+        lines_before = len(seller.output().splitlines())
+        seller_cert = load_peer_cert(seller_folder / "agent.crt", "seller")
+        endpoint = f"127.0.0.1:{agents.ports['seller']}"
+
+        async def flooded() -> tuple[list[Counter[str]], str, float]:
+            floods = [
+                asyncio.create_task(_flood(f, tmp_path / f, endpoint, seller_cert, alone_id, spec)) for f in FLOODERS
+            ]
+            await asyncio.sleep(1.0)  # the flood is on: the honest peer's next swap starts under it
+            proposed = await asyncio.to_thread(
+                dvp, ["agent", "propose", str(agents.scenario(spec, "again.yaml")), str(seller_folder)], agents.env
+            )
+            assert proposed.returncode == 0, proposed.stderr
+            swap_id = proposed.stdout.split("proposed swap ")[1].split(";")[0]
+            took = await asyncio.to_thread(_settle_seconds, agents, swap_id, 180)
+            return list(await asyncio.gather(*floods)), swap_id, took
+
+        outcomes, flooded_id, under_flood = run_async(flooded())
+        rss_after = _rss_kib(seller.proc.pid)
+        seller.stop()
+        log = seller.output()
+        lines = len(log.splitlines()) - lines_before
+        rows = message_rows(agents)
+        print(
+            f"two flooders, {FLOOD_SECONDS:.0f}s each at {IN_FLIGHT} in flight: {[dict(o) for o in outcomes]}; "
+            f"honest swap alone {alone:.1f}s, under the flood {under_flood:.1f}s; seller RSS {rss_before} -> "
+            f"{rss_after} KiB; message rows {dict(rows)}; log +{lines} lines"
+        )
+        for flood in outcomes:
+            assert flood["refused:not_its_swap"] > 0 and flood["accept"] == 0, flood  # bound to its peer
+            assert flood["reject"] > 0, flood  # fresh proposals rejected (policy or limits), never accepted
+            assert sum(n for k, n in flood.items() if k not in ("sent", "unreachable")) > 300, flood  # a real flood
+        # The honest swap: settled, in about the time it took alone.
+        assert under_flood <= 2 * alone + 5, (alone, under_flood)
+        # Journal: the honest swaps only, their rows within their own bound; nothing of the flooders'.
+        assert sorted(agents.swap_ids("seller")) == sorted([alone_id, flooded_id])
+        assert all(n <= 2 * FLOOD_LIMITS.messages_per_swap + HONEST_ROWS for n in rows.values()), rows
+        assert set(rows) == {alone_id, flooded_id}, rows
+        assert {m["peer"] for sid in rows for m in agents.messages("seller", sid)} == {"buyer"}
+        # Log: each flooder's lines rate-limited on their own; memory: a bounded growth.
+        minutes = 1 + (FLOOD_SECONDS + 60) / 60
+        assert lines <= len(FLOODERS) * FLOOD_LIMITS.log_lines_per_minute * minutes + HONEST_LINES, lines
+        assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
+    finally:
+        agents.stop_all()
