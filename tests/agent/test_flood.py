@@ -14,6 +14,7 @@ import socket
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 
@@ -58,6 +59,33 @@ def fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+async def flood_calls(
+    channel: GrpcChannel, message: Callable[[int], Message], end: float, in_flight: int
+) -> tuple[Counter[str], int]:
+    """Send ``message(n)`` for n = 0, 1, ... until ``end`` (at most MAX_SENDS), ``in_flight`` at
+    once: (answers and refusals by kind, the refusals by the limit or check named; messages sent)."""
+    outcomes: Counter[str] = Counter()
+    sends = itertools.count()
+
+    async def worker() -> None:
+        while time.monotonic() < end:
+            n = next(sends)
+            if n >= MAX_SENDS:
+                return
+            try:
+                reply = await channel.send(message(n), timeout=3)
+                outcomes[reply.kind.value if reply else "none"] += 1
+            except errors.MessageRefused as exc:
+                said = str(exc)
+                limit = said.split("(limits.")[1].split(")")[0] if "(limits." in said else "other"
+                outcomes["refused:not_its_swap" if "is not a swap with" in said else f"refused:{limit}"] += 1
+            except errors.PeerUnreachable:
+                outcomes["unreachable"] += 1
+
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return outcomes, min(next(sends), MAX_SENDS)
+
+
 def message_rows(agents: Agents) -> Counter[str]:
     with sqlite3.connect(f"file:{agents.journal('seller')}?mode=ro", uri=True) as db:
         return Counter(swap_id for (swap_id,) in db.execute("SELECT swap_id FROM messages"))
@@ -78,8 +106,6 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
     async def flood(swap_id: str, seller_pid: int) -> tuple[Counter[str], int, int]:
         """(answers and refusals by kind, messages sent, the most file handles the seller held)."""
         flooder = GrpcChannel(identity, "127.0.0.1:0", {"seller": PeerEndpoint(endpoint, seller_cert)})
-        outcomes: Counter[str] = Counter()
-        sends = itertools.count()
         peak = fds(seller_pid)
         fake = Proposal(
             swap_id="x",
@@ -111,20 +137,6 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
                 )
             return Message(kind=Kind.PING, swap_id=swap_id, sender="buyer", recipient="seller", seq=next(seq))
 
-        async def worker(end: float) -> None:
-            while time.monotonic() < end:
-                n = next(sends)
-                if n >= MAX_SENDS:
-                    return
-                try:
-                    reply = await flooder.send(message(n), timeout=3)
-                    outcomes[reply.kind.value if reply else "none"] += 1
-                except errors.MessageRefused as exc:
-                    limit = str(exc).split("(limits.")[1].split(")")[0] if "(limits." in str(exc) else "other"
-                    outcomes[f"refused:{limit}"] += 1
-                except errors.PeerUnreachable:
-                    outcomes["unreachable"] += 1
-
         async def watch(end: float) -> None:
             nonlocal peak
             while time.monotonic() < end + 1:
@@ -138,12 +150,12 @@ def test_a_flooding_peer_is_bounded_and_the_honest_swap_settles(agents: Agents):
                 with_timeout = socket.create_connection(("127.0.0.1", agents.ports["seller"]), timeout=2)
                 sockets.append(with_timeout)
             end = time.monotonic() + FLOOD_SECONDS
-            await asyncio.gather(watch(end), *(worker(end) for _ in range(IN_FLIGHT)))
+            _, (outcomes, sent) = await asyncio.gather(watch(end), flood_calls(flooder, message, end, IN_FLIGHT))
         finally:
             for s in sockets:
                 s.close()
             await flooder.aclose()
-        return outcomes, min(next(sends), MAX_SENDS), peak
+        return outcomes, sent, peak
 
     async def play() -> tuple[str, Counter[str], int, int, int, object]:
         async with buyer_agent(agents) as (buyer, _net):

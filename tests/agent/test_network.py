@@ -15,12 +15,10 @@ from collections import Counter
 
 import pytest
 
-from dvp import errors
 from dvp.adapter import Issuing
 from dvp.journal import Step
 from dvp.models import Role, SwapSpec
 from dvp.network import Network
-from dvp.party.limits import Limits
 from dvp.party.messages import Kind, Message
 from dvp.report import fees_paid
 from dvp.terms import LegPlan, Proposal
@@ -32,7 +30,7 @@ from ..cli_helpers import dvp
 from ..scenarios import spec_for
 from ..testbed import CROSS_PAIRS, FUNDS, Pair
 from .conftest import Agents, make_agents, pin, run_async
-from .test_flood import message_rows
+from .test_flood import LIMITS, flood_calls, message_rows
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
 
@@ -188,17 +186,9 @@ def test_unpair_is_refused_while_a_swap_with_the_peer_is_unfinished(banks: Agent
 
 # -- two flooding peers and an honest one -------------------------------------------------------
 
-FLOOD_LIMITS = Limits(
-    messages_per_minute=1200,
-    messages_per_swap=100,
-    proposals_per_minute=10,
-    other_locks_per_swap=4,
-    log_lines_per_minute=20,
-)
 FLOODERS = ("issuer", "mallory")  # pinned peers of the seller: certificates only, they flood
 FLOOD_SECONDS = 10.0
 IN_FLIGHT = 16  # per flooder, under limits.concurrent_calls (32)
-MAX_SENDS = 20_000
 # What the honest swaps themselves journal and log on the seller's side, with room to spare.
 HONEST_ROWS = 80
 HONEST_LINES = 80
@@ -222,8 +212,6 @@ async def _flood(flooder: str, folder, endpoint: str, seller_cert, swap_id: str,
     identity = load_identity(folder / "agent.key", folder / "agent.crt")
     channel = GrpcChannel(identity, "127.0.0.1:0", {"seller": PeerEndpoint(endpoint, seller_cert)})
     seq = itertools.count(time.time_ns())
-    sends = itertools.count()
-    outcomes: Counter[str] = Counter()
     trade_of = spec.trade.model_copy(update={"buyer": flooder})
     fake = Proposal(
         swap_id="x",
@@ -242,27 +230,11 @@ async def _flood(flooder: str, folder, endpoint: str, seller_cert, swap_id: str,
             kind, body = Kind.LOCKED, {"leg": "cash", "lock_id": "0x" + secrets.token_hex(32)}
         return Message(kind=kind, swap_id=sid, sender=flooder, recipient="seller", seq=next(seq), body=body)
 
-    async def worker(end: float) -> None:
-        while time.monotonic() < end:
-            n = next(sends)
-            if n >= MAX_SENDS:
-                return
-            try:
-                reply = await channel.send(message(n), timeout=3)
-                outcomes[reply.kind.value if reply else "none"] += 1
-            except errors.MessageRefused as exc:
-                said = str(exc)
-                why = said.split("(limits.")[1].split(")")[0] if "(limits." in said else "other"
-                outcomes["refused:not_its_swap" if "is not a swap with" in said else f"refused:{why}"] += 1
-            except errors.PeerUnreachable:
-                outcomes["unreachable"] += 1
-
-    end = time.monotonic() + FLOOD_SECONDS
     try:
-        await asyncio.gather(*(worker(end) for _ in range(IN_FLIGHT)))
+        outcomes, sent = await flood_calls(channel, message, time.monotonic() + FLOOD_SECONDS, IN_FLIGHT)
     finally:
         await channel.aclose()
-    outcomes["sent"] = min(next(sends), MAX_SENDS)
+    outcomes["sent"] = sent
     return outcomes
 
 
@@ -277,7 +249,7 @@ def test_two_flooding_peers_do_not_slow_the_honest_peers_swap(run_dir, tmp_path)
         for flooder in FLOODERS:
             create_identity(tmp_path / flooder, flooder)
             pin(agents.env, seller_folder, flooder, "127.0.0.1:1", tmp_path / flooder / "agent.crt")
-        save_config(seller_folder, load_config(seller_folder).model_copy(update={"limits": FLOOD_LIMITS}))
+        save_config(seller_folder, load_config(seller_folder).model_copy(update={"limits": LIMITS}))
         spec = spec_for(CROSS_PAIRS[0], secret_holder=Role.SELLER.value)
         agents.start("buyer").ready()
         seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--max-seconds", "300").ready()
@@ -320,12 +292,12 @@ def test_two_flooding_peers_do_not_slow_the_honest_peers_swap(run_dir, tmp_path)
         assert under_flood <= 2 * alone + 5, (alone, under_flood)
         # Journal: the honest swaps only, their rows within their own bound; nothing of the flooders'.
         assert sorted(agents.swap_ids("seller")) == sorted([alone_id, flooded_id])
-        assert all(n <= 2 * FLOOD_LIMITS.messages_per_swap + HONEST_ROWS for n in rows.values()), rows
+        assert all(n <= 2 * LIMITS.messages_per_swap + HONEST_ROWS for n in rows.values()), rows
         assert set(rows) == {alone_id, flooded_id}, rows
         assert {m["peer"] for sid in rows for m in agents.messages("seller", sid)} == {"buyer"}
         # Log: each flooder's lines rate-limited on their own; memory: a bounded growth.
         minutes = 1 + (FLOOD_SECONDS + 60) / 60
-        assert lines <= len(FLOODERS) * FLOOD_LIMITS.log_lines_per_minute * minutes + HONEST_LINES, lines
+        assert lines <= len(FLOODERS) * LIMITS.log_lines_per_minute * minutes + HONEST_LINES, lines
         assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
     finally:
         agents.stop_all()
