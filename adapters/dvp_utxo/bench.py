@@ -1,0 +1,76 @@
+"""The chain's capacity on a Bitcoin-family chain (btcd) for `dvp bench`: its node alone.
+
+One funding transaction (not timed) gives a party ``n`` outputs; ``n`` payments, each
+spending one of them back to the party, are signed before the clock starts, then sent as
+raw transactions in JSON-RPC batches (``sendrawtransaction``, one HTTP request per refill),
+at most ``in_flight`` unmined at once, and counted mined per block from the blocks' txids.
+No coin selection, no chain view, no journal: the bound a swap client could reach at best.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from .adapter import UtxoAdapter
+from .rpc import RpcClient
+from .tx import Utxo, build_payment, tx_hex, txid_of
+
+OUTPUT = 20_000  # sat per pre-funded output
+PAYMENT = 10_000  # sat each payment sends back to the party; the rest is its change and fee
+PARTY = "buyer"
+
+
+async def chain_capacity(adapter: UtxoAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+    key = adapter._key(PARTY)
+    script = key.script_pubkey
+    await adapter._refresh("capacity")
+    async with adapter._send_lock:  # the funding transaction, as an issue is sent
+        payer = adapter.config.issuer
+        if adapter.view.balance(adapter._key(payer).script_pubkey, min_conf=0) < n * OUTPUT + 100_000:
+            payer = adapter.config.miner
+        funding = await adapter.ledger.pay(adapter._key(payer), [(script, OUTPUT)] * n)
+        txid = await adapter.ledger.broadcast(funding)
+    await adapter.wait_final(txid)
+    signed = []
+    for vout in range(n):
+        spend, _fee = build_payment(
+            key, [Utxo(txid, vout, OUTPUT, script)], [(script, PAYMENT)], adapter.ledger.fee_rate
+        )
+        signed.append((txid_of(spend), tx_hex(spend)))
+    result = await asyncio.wait_for(_pump(adapter.ledger.rpc, signed, in_flight), timeout)
+    return {
+        "transactions": n,
+        "in_flight": in_flight,
+        **result,
+        "method": "payments of one key, pre-signed, raw in JSON-RPC batches",
+    }
+
+
+async def _pump(rpc: RpcClient, signed: list[tuple[str, str]], in_flight: int) -> dict[str, Any]:
+    waiting: set[str] = set()
+    sent = mined = 0
+    blocks: list[int] = []  # ours per block
+    head = int(await rpc.call("getblockcount"))
+    start = time.perf_counter()
+    while mined < len(signed):
+        room = min(in_flight - len(waiting), len(signed) - sent)
+        if room > 0:
+            chunk = signed[sent : sent + room]
+            await rpc.batch("sendrawtransaction", [[raw] for _, raw in chunk])
+            waiting.update(t for t, _ in chunk)
+            sent += room
+        now = int(await rpc.call("getblockcount"))
+        if now > head:
+            hashes = await rpc.batch("getblockhash", [[h] for h in range(head + 1, now + 1)])
+            for block in await rpc.batch("getblock", [[h, 1] for h in hashes]):
+                ours = waiting.intersection(block["tx"])
+                waiting -= ours
+                mined += len(ours)
+                blocks.append(len(ours))
+            head = now
+        else:
+            await asyncio.sleep(0.02)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tps": len(signed) / seconds, "per_block_max": max(blocks, default=0)}
