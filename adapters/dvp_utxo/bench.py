@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .adapter import UtxoAdapter
@@ -39,16 +40,22 @@ async def chain_capacity(adapter: UtxoAdapter, asset: str, n: int, in_flight: in
             key, [Utxo(txid, vout, OUTPUT, script)], [(script, PAYMENT)], adapter.ledger.fee_rate
         )
         signed.append((txid_of(spend), tx_hex(spend)))
-    result = await asyncio.wait_for(_pump(adapter.ledger.rpc, signed, in_flight), timeout)
+    # a dev chain without a block clock mines on wait, as the adapter's own wait does
+    on_demand = adapter.config.dev and adapter.config.mine_on_wait
+    mine = adapter._mine if on_demand else None
+    result = await asyncio.wait_for(_pump(adapter.ledger.rpc, signed, in_flight, mine), timeout)
     return {
         "transactions": n,
         "in_flight": in_flight,
         **result,
-        "method": "payments of one key, pre-signed, raw in JSON-RPC batches",
+        "method": "payments of one key, pre-signed, raw in JSON-RPC batches"
+        + (", blocks mined on demand" if on_demand else ""),
     }
 
 
-async def _pump(rpc: RpcClient, signed: list[tuple[str, str]], in_flight: int) -> dict[str, Any]:
+async def _pump(
+    rpc: RpcClient, signed: list[tuple[str, str]], in_flight: int, mine: Callable[[int], Awaitable[None]] | None
+) -> dict[str, Any]:
     waiting: set[str] = set()
     sent = mined = 0
     blocks: list[int] = []  # ours per block
@@ -70,6 +77,8 @@ async def _pump(rpc: RpcClient, signed: list[tuple[str, str]], in_flight: int) -
                 mined += len(ours)
                 blocks.append(len(ours))
             head = now
+        elif mine is not None:
+            await mine(1)
         else:
             await asyncio.sleep(0.02)
     seconds = time.perf_counter() - start
