@@ -161,9 +161,9 @@ class LateLock(PartyRun):
 
     async def lock_own(self, role):
         await super().lock_own(role)
-        ledger = self.adapter_of(role)
-        left = ledger.seconds_left(await ledger.now(), self.known_terms(role).expiry)
-        await ledger.advance_time(int(left) - self.budget.claim_window + 1)
+        ledger = self.steps.adapter_of(role)
+        left = ledger.seconds_left(await ledger.now(), self.steps.known_terms(role).expiry)
+        await ledger.advance_time(int(left) - self.steps.budget.claim_window + 1)
 
 
 async def test_holder_never_reveals_inside_its_margin(ledgers, tmp_path):

@@ -24,9 +24,10 @@ from ..hashlock import hashlock_of, new_secret
 from ..journal import Journal, SwapRecord
 from ..lease import drive_lease
 from ..models import Asset, Role, SwapSpec
-from ..orchestrator import Orchestrator, Outcome, Progress, SwapResult
+from ..orchestrator import Orchestrator, SwapResult
 from ..scenario import first_error
 from ..state import HtlcSwapState, LegName, PartySide
+from ..steps import Outcome, Progress
 from ..terms import Agreement, Proposal
 from .agreement import check_proposal, propose
 from .channel import Channel, cancelled_by_caller
@@ -85,7 +86,6 @@ class Agent:
         if unknown:
             raise errors.ConfigError(f"policies: {sorted(unknown)} are not peers of this agent")
         self.orch = Orchestrator(ledgers, assets, journal, progress)
-        self.journal = journal
         self.channel = channel
         self.policy = policy or AcceptPolicy()  # for every peer without its own
         self.policies = dict(policies or {})  # a peer's own rules (its ``policy:`` in agent.yaml)
@@ -106,6 +106,10 @@ class Agent:
     @property
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
         return self.orch.ledgers
+
+    @property
+    def journal(self) -> Journal:
+        return self.orch.journal
 
     @property
     def peer(self) -> str:
@@ -300,35 +304,31 @@ class Agent:
     # -- driving one swap ----------------------------------------------------------------------
     async def drive(self, swap_id: str) -> SwapResult:
         with drive_lease(self.journal.path, swap_id):
-            record = self.orch.journal.get(swap_id)
-            if record is None:
-                raise errors.UnknownSwap(f"swap_id: no swap {swap_id!r} in journal {self.journal.path}")
-            if record.outcome is None:
-                state = HtlcSwapState.model_validate(record.data)
-                side = state.side
-                if side is None:
-                    raise errors.ConfigError(f"swap {swap_id}: not a two-party swap; drive it with `dvp resume`")
-                if side.agreement is None and side.proposer != self.party:
-                    # An agent before this one journaled the proposal, then stopped before it agreed
-                    # and answered: nothing was locked; the proposer's retry is refused (REJECT).
-                    why = f"stopped before answering {side.peer}'s proposal; called off, nothing locked"
-                    self.journal.finish(swap_id, Outcome.ABORTED.value, why)
-                    self.progress(swap_id, f"aborted: {why}")
-                    return self.orch.result(swap_id)
-                if side.agreement is None:
-                    agreement, why = await self._await_answer(swap_id, side)
-                    if agreement is None:
-                        self.journal.finish(swap_id, Outcome.ABORTED.value, f"{why}; nothing moved")
-                        self.progress(swap_id, f"aborted: {why}")
-                        return self.orch.result(swap_id)
-                    self._agree(swap_id, state, agreement)
-                    record = self.orch.journal.get(swap_id) or record
-                spec = SwapSpec.model_validate(record.spec)
-                run = self.run_class(self.orch, record, spec, self.hints_of(swap_id), self.notify, self.probe)
-                outcome, detail = await run.drive()
-                self.journal.finish(swap_id, outcome.value, detail)
-                self.progress(swap_id, f"{outcome.value}: {detail}")
-            return self.orch.result(swap_id)
+            return await self.orch.drive_with(swap_id, self._run)
+
+    async def _run(self, record: SwapRecord, spec: SwapSpec) -> tuple[Outcome, str]:
+        """This party's side of the swap: agreed first (or called off), then its own steps."""
+        swap_id = record.id
+        state = HtlcSwapState.model_validate(record.data)
+        side = state.side
+        if side is None:
+            raise errors.ConfigError(f"swap {swap_id}: not a two-party swap; drive it with `dvp resume`")
+        if side.agreement is None and side.proposer != self.party:
+            # An agent before this one journaled the proposal, then stopped before it agreed
+            # and answered: nothing was locked; the proposer's retry is refused (REJECT).
+            return Outcome.ABORTED, f"stopped before answering {side.peer}'s proposal; called off, nothing locked"
+        if side.agreement is None:
+            agreement, why = await self._await_answer(swap_id, side)
+            if agreement is None:
+                return Outcome.ABORTED, f"{why}; nothing moved"
+            self._agree(swap_id, state, agreement)
+            record = self.journal.get(swap_id) or record
+        return await self.run_for(record, spec).drive()
+
+    def run_for(self, record: SwapRecord, spec: SwapSpec) -> PartyRun:
+        """The run of this party's side of the agreed swap ``record``."""
+        steps = self.orch.steps_for(record, spec)
+        return self.run_class(steps, self.hints_of(record.id), self.notify, self.probe)
 
     def _agree(self, swap_id: str, state: HtlcSwapState, agreement: Agreement) -> None:
         """Journal both legs' agreed terms and lock ids: from here each is expected on its ledger."""

@@ -1,7 +1,7 @@
 """One party's side of a cross-ledger HTLC swap, driven by that party's agent alone.
 
-It reuses the single-process run's journaled, idempotent steps
-(:class:`dvp.orchestrator._HtlcRun`) but takes only its own role's steps: it locks, claims
+It composes a swap's journaled, idempotent steps (:class:`dvp.steps.SwapSteps`), as the
+one-process run does, but takes only its own role's steps: it locks, claims
 and refunds only its own party's locks, and learns everything about the other side from
 the ledgers: the counterparty's lock is expected under the agreed lock id and audited
 against the agreed terms; the secret is read from the ledger; a notice from the peer only
@@ -17,10 +17,9 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .. import errors
-from ..journal import SwapRecord
-from ..models import HtlcTerms, LedgerTerms, LockStatus, Role, SwapSpec
-from ..orchestrator import _REFUSED, Orchestrator, Outcome, _HtlcRun
+from ..models import HtlcTerms, LedgerTerms, LockStatus, Role
 from ..state import Action, LegName, PartySide, Phase
+from ..steps import REFUSED, Outcome, SwapSteps
 from ..terms import Agreement
 from ..timeouts import too_late_to_lock
 from .agreement import check_still_safe
@@ -75,39 +74,38 @@ def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
     return ", ".join(diffs) or "none recorded"
 
 
-class PartyRun(_HtlcRun):
-    def __init__(
-        self,
-        orch: Orchestrator,
-        record: SwapRecord,
-        spec: SwapSpec,
-        hints: Hints,
-        notify: Notify,
-        probe: Probe = _no_probe,
-    ):
-        super().__init__(orch, record, spec)
-        side = self.state.side
+class PartyRun:
+    """One party's drive of its side of an agreed swap, by its own steps only."""
+
+    def __init__(self, steps: SwapSteps, hints: Hints, notify: Notify, probe: Probe = _no_probe):
+        self.steps = steps
+        side = steps.state.side
         assert side is not None, "a party's run needs the party's side of the swap"
         self.side: PartySide = side
         self.me: Role = side.role
+        self.holder, self.counter = steps.holder, steps.counter
         self.hints = hints
         self._notify = notify
         self._probe = probe
-        self.created = record.created
 
     # -- the drive ----------------------------------------------------------------------------
-    async def steps(self) -> tuple[Outcome, str]:
-        if self.state.unwinding is not None:
-            return await self.unwind(self.state.unwinding)
+    async def drive(self) -> tuple[Outcome, str]:
+        outcome, detail = await self.own_steps()
+        return await self.steps.by_the_ledgers(outcome, detail)
+
+    async def own_steps(self) -> tuple[Outcome, str]:
+        unwinding = self.steps.state.unwinding
+        if unwinding is not None:
+            return await self.unwind(unwinding)
         if self.me is self.holder:
             return await self.as_holder()
         return await self.as_counter()
 
     async def as_holder(self) -> tuple[Outcome, str]:
-        holder, counter = self.holder, self.counter
-        if not self.done(self.step(Action.LOCK, holder)) and not await self.exists(holder):
+        s, holder, counter = self.steps, self.holder, self.counter
+        if not s.done(s.step(Action.LOCK, holder)) and not await s.exists(holder):
             try:
-                await check_still_safe(self.agreement().proposal, self.o.ledgers)
+                await check_still_safe(self.agreement().proposal, s.ledgers)
             except errors.UnsafeTimeouts as exc:
                 return Outcome.ABORTED, f"too late to lock first: {exc}; nothing moved"
             # By the wall clock too (a ledger's clock may stand still): an acceptor back from a
@@ -117,39 +115,39 @@ class PartyRun(_HtlcRun):
                 return Outcome.ABORTED, f"the counter leg could no longer be locked in time ({late}); nothing moved"
         try:
             await self.lock_own(holder)
-        except _REFUSED as exc:
-            return await self.unwind(self.refused(holder, exc))
+        except REFUSED as exc:
+            return await self.unwind(s.refused(holder, exc))
         await self.notify(Kind.LOCKED, holder)
         why = await self.await_lock(counter, self.holder_gives_up)
         if why:
             return await self.unwind(why)
         try:
-            await self.audit(counter)
+            await s.audit(counter)
         except errors.LockError as exc:
-            return await self.unwind(f"refused the {self.leg_name(counter)} lock: {exc}")
+            return await self.unwind(f"refused the {s.leg_name(counter)} lock: {exc}")
         if not await self.holder_claim():
             return await self.unwind("too close to the counter leg's expiry to reveal the secret; nothing revealed")
         await self.notify(Kind.CLAIMED, counter)
         return await self.await_claim_of_mine()
 
     async def as_counter(self) -> tuple[Outcome, str]:
-        holder, counter = self.holder, self.counter
-        locked = self.done(self.step(Action.LOCK, counter)) is not None or await self.exists(counter)
+        s, holder, counter = self.steps, self.holder, self.counter
+        locked = s.done(s.step(Action.LOCK, counter)) is not None or await s.exists(counter)
         if not locked:
             why = await self.await_lock(holder, self.counter_gives_up)
             if why:
                 return Outcome.ABORTED, f"{why}; nothing of mine was locked"
             try:
-                await self.audit(holder)
+                await s.audit(holder)
             except errors.LockError as exc:
-                return Outcome.ABORTED, f"refused the {self.leg_name(holder)} lock: {exc}; nothing of mine was locked"
+                return Outcome.ABORTED, f"refused the {s.leg_name(holder)} lock: {exc}; nothing of mine was locked"
             late = await self.counter_gives_up()
             if late:
                 return Outcome.ABORTED, f"{late}; nothing of mine was locked"
         try:
             await self.lock_own(counter)
-        except _REFUSED as exc:
-            return await self.unwind(self.refused(counter, exc))
+        except REFUSED as exc:
+            return await self.unwind(s.refused(counter, exc))
         await self.notify(Kind.LOCKED, counter)
         if not await self.await_claim(counter):
             return await self.unwind("the secret holder never claimed; no secret was revealed")
@@ -158,10 +156,9 @@ class PartyRun(_HtlcRun):
     async def claim_revealed(self) -> tuple[Outcome, str]:
         """The counterparty's lock was claimed: read the secret from its ledger, claim the
         holder's leg with it."""
-        holder = self.holder
-        preimage = await self.extract_secret()
-        if await self.counter_claim(preimage):
-            await self.notify(Kind.CLAIMED, holder)
+        preimage = await self.steps.extract_secret()
+        if await self.steps.counter_claim(preimage):
+            await self.notify(Kind.CLAIMED, self.holder)
             return Outcome.SETTLED, "both legs claimed"
         return await self.principal_loss()
 
@@ -170,56 +167,52 @@ class PartyRun(_HtlcRun):
         assert self.side.agreement is not None  # a party run starts once the trade is agreed
         return self.side.agreement
 
-    async def exists(self, role: Role) -> bool:
-        return await self.adapter_of(role).get_lock(self.known_lock_id(role)) is not None
-
     async def lock_own(self, role: Role) -> None:
         """Lock this party's own leg with the agreed terms (journaled when agreed)."""
         assert role is self.me
-        adapter, terms = self.adapter_of(role), self.known_terms(role)
-        await self.transact(
-            self.step(Action.LOCK, role), self.ledger_of(role), lambda: adapter.lock(terms), lambda: self.exists(role)
-        )
+        await self.steps.send_lock(role)
 
     async def holder_claim(self) -> bool:
         """docs/design.md, rule 4, by both clocks: the counter leg's time left, by its ledger and by the wall
         clock (a chain that mines on demand does not count down by itself), must exceed the
         claim window before the secret is revealed."""
-        step = self.step(Action.CLAIM, self.counter)
-        if not self.done(step) and not await self.lock_is(self.counter, LockStatus.CLAIMED)():
-            if await self.left(self.counter) <= self.budget.claim_window:
-                await self.note(
+        s = self.steps
+        step = s.step(Action.CLAIM, self.counter)
+        if not s.done(step) and not await s.lock_is(self.counter, LockStatus.CLAIMED)():
+            if await self.left(self.counter) <= s.budget.claim_window:
+                await s.note(
                     step,
                     Phase.SKIPPED,
-                    self.ledger_of(self.counter),
+                    s.ledger_of(self.counter),
                     reason="inside the safety margin before expiry (wall clock)",
                 )
                 return False
-        return await super().holder_claim()
+        return await s.holder_claim()
 
     async def notify(self, kind: Kind, role: Role) -> None:
-        await self._notify(self.id, kind, self.leg_name(role), self.known_lock_id(role))
+        await self._notify(self.steps.id, kind, self.steps.leg_name(role), self.steps.known_lock_id(role))
 
     # -- waiting on the other side, by the ledgers ----------------------------------------------
     def wall_left(self, role: Role) -> float:
         """Seconds until ``role``'s leg expires by the wall clock from the swap's creation (a
         bound for ledgers whose own clock only moves when someone mines)."""
-        plan = self.spec.plan
+        plan = self.steps.spec.plan
         timeout = plan.holder_timeout if role is self.holder else plan.counter_timeout
-        return self.created + timeout - time.time()
+        return self.steps.created + timeout - time.time()
 
     async def left(self, role: Role) -> float:
-        adapter = self.adapter_of(role)
-        by_ledger = adapter.seconds_left(await adapter.now(), self.known_terms(role).expiry)
+        adapter = self.steps.adapter_of(role)
+        by_ledger = adapter.seconds_left(await adapter.now(), self.steps.known_terms(role).expiry)
         return min(by_ledger, self.wall_left(role))
 
     async def holder_gives_up(self) -> str | None:
         """The holder stops waiting for the counter lock once it could no longer claim it
         outside its safety margin."""
+        s = self.steps
         left = await self.left(self.counter)
-        if left <= self.budget.claim_window:
+        if left <= s.budget.claim_window:
             return (
-                f"the {self.trade.party(self.counter)!r} lock never appeared on {self.ledger_of(self.counter)} "
+                f"the {s.trade.party(self.counter)!r} lock never appeared on {s.ledger_of(self.counter)} "
                 f"while there was time to claim it{self.peer_note()}"
             )
         return None
@@ -228,15 +221,15 @@ class PartyRun(_HtlcRun):
         """Why the counter leg could no longer be locked with time for the holder to claim it
         (by its ledger's clock and by the wall clock), or None."""
         left = await self.left(self.counter)
-        needed = self.budget.claim_window + self.adapter_of(self.counter).finality.expected_seconds
+        needed = self.steps.budget.claim_window + self.steps.adapter_of(self.counter).finality.expected_seconds
         return too_late_to_lock(left, needed) if left <= needed else None
 
     async def counter_gives_up(self) -> str | None:
         """The counterparty locks only while the holder would still have time to claim."""
         why = await self.too_late_for_the_counter_lock()
         if why:
-            if not await self.exists(self.holder):
-                why = f"the {self.trade.party(self.holder)!r} lock never appeared{self.peer_note()} ({why})"
+            if not await self.steps.exists(self.holder):
+                why = f"the {self.steps.trade.party(self.holder)!r} lock never appeared{self.peer_note()} ({why})"
             return why
         return None
 
@@ -252,15 +245,16 @@ class PartyRun(_HtlcRun):
         """Wait for ``role``'s lock under the agreed id, final on its ledger; None when it is,
         else why this party stopped waiting.  A lock the peer names that differs from the
         agreement ends the wait at once, with the differences."""
-        adapter, lock_id, agreed = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role)
+        s = self.steps
+        adapter, lock_id, agreed = s.adapter_of(role), s.known_lock_id(role), s.known_terms(role)
         seen_notices: set[str] = set()
         for polls in range(MAX_POLLS):
             if polls % PROBE_EVERY == PROBE_EVERY - 1:
-                await self._probe(self.id)
+                await self._probe(s.id)
             state = await adapter.get_lock(lock_id)
             if state is not None and (state.final or state.status is not LockStatus.LOCKED):
                 return None
-            for hinted in self.hints.lock_ids[self.leg_name(role)]:
+            for hinted in self.hints.lock_ids[s.leg_name(role)]:
                 if hinted == lock_id or hinted in seen_notices:
                     continue
                 seen_notices.add(hinted)
@@ -269,41 +263,42 @@ class PartyRun(_HtlcRun):
                 except (errors.LockError, errors.ConfigError):  # an id this ledger cannot even read: false too
                     other = None
                 if other is None:
-                    self.o.progress(self.id, f"peer named lock {hinted} on {self.ledger_of(role)}; the ledger has none")
-                    await self.note(
-                        self.step(Action.AUDIT, role),
+                    s.progress(f"peer named lock {hinted} on {s.ledger_of(role)}; the ledger has none")
+                    await s.note(
+                        s.step(Action.AUDIT, role),
                         Phase.SKIPPED,
-                        self.ledger_of(role),
+                        s.ledger_of(role),
                         reason="false notice: the named lock is not on the ledger",
                         lock_id=hinted,
                     )
                     continue
                 return (
-                    f"the {self.leg_name(role)} lock {hinted} on {self.ledger_of(role)} differs from the "
+                    f"the {s.leg_name(role)} lock {hinted} on {s.ledger_of(role)} differs from the "
                     f"agreed terms: {differences(other.terms, agreed)}"
                 )
             why = await give_up()
             if why:
-                await self._probe(self.id)  # is its agent still there? the reason says so
+                await self._probe(s.id)  # is its agent still there? the reason says so
                 return await give_up() or why
             await self.hints.wait(POLL_SECONDS)
-        return f"gave up waiting for the {self.leg_name(role)} lock after {MAX_POLLS} polls"
+        return f"gave up waiting for the {s.leg_name(role)} lock after {MAX_POLLS} polls"
 
     async def await_claim(self, role: Role) -> bool:
         """Wait until ``role``'s lock is claimed (True) or has expired still locked (False)."""
-        adapter, lock_id, expiry = self.adapter_of(role), self.known_lock_id(role), self.known_terms(role).expiry
+        s = self.steps
+        adapter, lock_id, expiry = s.adapter_of(role), s.known_lock_id(role), s.known_terms(role).expiry
         for polls in range(MAX_POLLS):
             if polls % PROBE_EVERY == PROBE_EVERY - 1:
-                await self._probe(self.id)
+                await self._probe(s.id)
             state = await adapter.get_lock(lock_id)
             if state is None:
-                raise errors.SwapError(f"lock {lock_id} on {self.ledger_of(role)} is gone")
+                raise errors.SwapError(f"lock {lock_id} on {s.ledger_of(role)} is gone")
             if state.status is LockStatus.CLAIMED:
                 return True
             if state.status is LockStatus.REFUNDED or adapter.is_expired(await adapter.now(), expiry):
-                await self._probe(self.id)
+                await self._probe(s.id)
                 return False
-            if self.spec.fast_forward and self.hints.unreachable_since is not None and self.wall_left(role) <= 0:
+            if s.spec.fast_forward and self.hints.unreachable_since is not None and self.wall_left(role) <= 0:
                 return False  # a dev chain that only moves when mined: the peer is gone and its time is up
             await self.hints.wait(POLL_SECONDS)
         return False
@@ -318,23 +313,22 @@ class PartyRun(_HtlcRun):
 
     # -- failure paths: only this party's own lock --------------------------------------------
     async def unwind(self, why: str) -> tuple[Outcome, str]:
-        if self.state.unwinding != why:
-            await self.put(self.state.model_copy(update={"unwinding": why}))
-        self.o.progress(self.id, f"unwinding: {why}")
-        if await self.refund(self.me):
+        s = self.steps
+        await s.start_unwind(why)
+        if await s.refund(self.me):
             await self.notify(Kind.REFUNDED, self.me)
-            return Outcome.REFUNDED, f"{why}; refunded my {self.leg_name(self.me)} leg"
-        if self.me is self.counter and self.lock_id_of(self.me) and await self.lock_is(self.me, LockStatus.CLAIMED)():
+            return Outcome.REFUNDED, f"{why}; refunded my {s.leg_name(self.me)} leg"
+        if self.me is self.counter and s.lock_id_of(self.me) and await s.lock_is(self.me, LockStatus.CLAIMED)():
             return await self.claim_revealed()  # the holder claimed while this party waited for expiry
         return Outcome.ABORTED, f"{why}; nothing of mine was locked"
 
     async def principal_loss(self) -> tuple[Outcome, str]:
         if self.me is self.holder:
-            return await super().principal_loss()
+            return await self.steps.holder_principal_loss()
         # The counterparty's own view: the secret was revealed but its claim came too late.
-        leg = self.trade.leg_sent_by(self.me)
+        leg = self.steps.trade.leg_sent_by(self.me)
         return (
             Outcome.PRINCIPAL_LOSS,
             f"lost {leg.amount} {leg.asset} on {leg.ledger}: the secret was revealed "
-            f"but the {self.leg_name(self.holder)} leg expired before my claim",
+            f"but the {self.steps.leg_name(self.holder)} leg expired before my claim",
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -20,13 +21,14 @@ from typing import Any, ClassVar
 from .. import errors
 from ..adapter import LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
-from ..models import HtlcTerms, Role
-from ..orchestrator import Outcome
+from ..journal import SwapRecord
+from ..models import Asset, HtlcTerms, Role, SwapSpec
 from ..party.agent import SEND_TIMEOUT, Agent
 from ..party.channel import Channel, Handler
 from ..party.messages import Kind, Message
-from ..party.run import PartyRun
+from ..party.run import Hints, Notify, PartyRun, Probe
 from ..state import LegName
+from ..steps import Outcome, SwapSteps
 
 
 class Misbehaviour(StrEnum):
@@ -60,40 +62,48 @@ MALFORMED_LOCK_ID = "0xdead"
 
 
 class HostileRun(PartyRun):
+    """The honest party's run with its own role played dishonestly: the misbehaviour's
+    steps go through the same journaled steps (:class:`dvp.steps.SwapSteps`)."""
+
     misbehaviour: ClassVar[Misbehaviour]
 
-    async def steps(self) -> tuple[Outcome, str]:
+    def __init__(self, steps: SwapSteps, hints: Hints, notify: Notify, probe: Probe, *, assets: Iterable[Asset]):
+        super().__init__(steps, hints, notify, probe)
+        self.assets = list(assets)
+
+    async def own_steps(self) -> tuple[Outcome, str]:
         if self.misbehaviour in LIES:
             return await self.lie()
-        return await super().steps()  # the honest steps, but for the one overridden
+        return await super().own_steps()  # the honest steps, but for the one overridden
 
     async def lock_own(self, role: Role) -> None:
-        leg, adapter = self.leg_name(role), self.adapter_of(role)
-        if self.misbehaviour in TAMPERED and self.known_terms(role) == self.agreement().terms(leg):
-            terms = await self.tampered(self.known_terms(role))
+        s = self.steps
+        leg, adapter = s.leg_name(role), s.adapter_of(role)
+        if self.misbehaviour in TAMPERED and s.known_terms(role) == self.agreement().terms(leg):
+            terms = await self.tampered(s.known_terms(role))
             # Journaled as this party's lock: its notice names it and its refund takes it back.
-            await self.put(self.state.with_lock(leg, terms, adapter.lock_id(terms)))
+            await s.put(s.state.with_lock(leg, terms, adapter.lock_id(terms)))
         await super().lock_own(role)
 
     async def holder_claim(self) -> bool:
         if self.misbehaviour is not Misbehaviour.LATE_REVEAL:
             return await super().holder_claim()
         # Reveal as late as the ledger still takes it, leaving the counterparty only the gap.
-        adapter, expiry = self.adapter_of(self.counter), self.known_terms(self.counter).expiry
+        s = self.steps
+        adapter, expiry = s.adapter_of(self.counter), s.known_terms(self.counter).expiry
         for _ in range(LATE_POLLS):
             if adapter.seconds_left(await adapter.now(), expiry) <= 1:
                 break
             await asyncio.sleep(LATE_POLL_SECONDS)
-        secret = self.state.secret
-        assert secret is not None, "only the secret holder reveals"
 
         async def never_too_late(adapter: LedgerAdapter, expiry: int) -> bool:
             return False
 
-        return await self.claim(self.counter, bytes.fromhex(secret), self.holder, never_too_late)
+        return await s.claim(self.counter, s.known_secret(), self.holder, never_too_late)
 
     async def tampered(self, terms: HtlcTerms) -> HtlcTerms:
-        adapter, ledger = self.adapter_of(self.me), self.ledger_of(self.me)
+        s = self.steps
+        adapter, ledger = s.adapter_of(self.me), s.ledger_of(self.me)
         change: dict[str, Any]
         match self.misbehaviour:
             case Misbehaviour.SHORT_EXPIRY:
@@ -111,7 +121,7 @@ class HostileRun(PartyRun):
             case Misbehaviour.WRONG_RECIPIENT:
                 change = {"recipient": terms.sender}
             case Misbehaviour.WRONG_ASSET:
-                others = sorted(s for (lg, s) in self.o.assets if lg == ledger and s != terms.asset)
+                others = sorted(a.symbol for a in self.assets if a.ledger == ledger and a.symbol != terms.asset)
                 if not others:
                     raise errors.ConfigError(
                         f"{self.misbehaviour}: ledger {ledger!r} carries no asset but {terms.asset}"
@@ -123,23 +133,24 @@ class HostileRun(PartyRun):
 
     async def lie(self) -> tuple[Outcome, str]:
         """Never lock; say so anyway."""
+        s = self.steps
         if self.me is self.counter:  # a believable liar waits for the holder's lock first
             why = await self.await_lock(self.holder, self.counter_gives_up)
             if why:
                 return Outcome.ABORTED, why
         await self.notify(Kind.LOCKED, self.me)  # names the agreed id: nothing is locked there
         if self.misbehaviour is Misbehaviour.FALSE_NOTICES:
-            mine, theirs = self.leg_name(self.me), self.leg_name(self.me.other)
-            await self._notify(self.id, Kind.LOCKED, mine, self.unissued_lock_id())
-            await self._notify(self.id, Kind.CLAIMED, theirs, self.known_lock_id(self.me.other))
-            await self._notify(self.id, Kind.LOCKED, mine, MALFORMED_LOCK_ID)
+            mine, theirs = s.leg_name(self.me), s.leg_name(self.me.other)
+            await self._notify(s.id, Kind.LOCKED, mine, self.unissued_lock_id())
+            await self._notify(s.id, Kind.CLAIMED, theirs, s.known_lock_id(self.me.other))
+            await self._notify(s.id, Kind.LOCKED, mine, MALFORMED_LOCK_ID)
         return Outcome.ABORTED, f"{self.misbehaviour}: never locked"
 
     def unissued_lock_id(self) -> str:
         """A well-formed id of a lock this party never made."""
-        terms = self.known_terms(self.me)
+        terms = self.steps.known_terms(self.me)
         fake = terms.model_copy(update={"hashlock": secrets.token_hex(32), "nonce": secrets.token_hex(32)})
-        return self.adapter_of(self.me).lock_id(fake)
+        return self.steps.adapter_of(self.me).lock_id(fake)
 
 
 class RecordingChannel(Channel):
@@ -169,13 +180,19 @@ class Replay:
 
 class HostileAgent(Agent):
     misbehaviour: ClassVar[Misbehaviour]
-    run_class: type[PartyRun] = HostileRun
+    hostile_run: type[HostileRun] = HostileRun
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.recorder = RecordingChannel(self.channel)
         self.channel = self.recorder
         self.replays: list[Replay] = []
+
+    def run_for(self, record: SwapRecord, spec: SwapSpec) -> PartyRun:
+        steps = self.orch.steps_for(record, spec)
+        return self.hostile_run(
+            steps, self.hints_of(record.id), self.notify, self.probe, assets=self.orch.assets.values()
+        )
 
     async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
         await super().notify(swap_id, kind, leg, lock_id)
@@ -211,7 +228,7 @@ def hostile_agent(misbehaviour: Misbehaviour) -> type[HostileAgent]:
             pass
 
         class Hostile(HostileAgent):
-            run_class = Run
+            hostile_run = Run
 
         Run.misbehaviour = Hostile.misbehaviour = misbehaviour
         Run.__name__ = Run.__qualname__ = f"Hostile{name}Run"
