@@ -350,10 +350,10 @@ def test_overhead_and_throughput_ratios():
 
 def test_rss_trend_flat_and_growing():
     flat = m.rss_trend([(1, 100_000), (2, 100_100), (3, 100_200), (4, 100_300)])
-    assert flat["slope_kib_per_swap"] == pytest.approx(100.0) and flat["flat"]
+    assert flat is not None and flat.slope_kib_per_swap == pytest.approx(100.0) and flat.flat
     growing = m.rss_trend([(i, 100_000 + 10_000 * i) for i in range(1, 11)])
-    assert growing["slope_kib_per_swap"] == pytest.approx(10_000.0)
-    assert growing["growth_kib"] == pytest.approx(40_000.0) and not growing["flat"]
+    assert growing is not None and growing.slope_kib_per_swap == pytest.approx(10_000.0)
+    assert growing.growth_kib == pytest.approx(40_000.0) and not growing.flat
     assert m.rss_trend([(1, 5)]) is None
 
 

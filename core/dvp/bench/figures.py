@@ -32,8 +32,9 @@ class Figures(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
     def dump(self) -> dict[str, Any]:
-        """The JSON form ``results.json`` holds (``null`` kept: a figure not measured)."""
-        return self.model_dump(mode="json")
+        """The JSON form ``results.json`` holds: every field given, ``null`` kept (a figure not
+        measured); a field left at its default is left out, as older runs wrote it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class Stats(Figures):
@@ -330,6 +331,8 @@ class PairAgents(Figures):
 
 def _swap_tag(value: Any) -> str:
     """A swap with steps has its figures; one without left no journal record (the runner's test)."""
+    if isinstance(value, BaseModel):
+        return type(value).__name__
     return "SwapFigures" if isinstance(value, dict) and "steps" in value else "NotStarted"
 
 
@@ -338,6 +341,15 @@ AnySwap = Annotated[
     Discriminator(_swap_tag),
 ]
 TAGS = ("SwapFigures", "NotStarted")
+
+
+class JournalWrites(Figures):
+    """The bench journal's writes and commits over a pair's batch (its group commit)."""
+
+    writes: int
+    commits: int
+    writes_per_swap: float | None
+    commits_per_swap: float | None
 
 
 class PairResult(Figures):
@@ -350,6 +362,7 @@ class PairResult(Figures):
     platforms: list[str]
     concurrency: int
     batch_seconds: float
+    journal: JournalWrites | None = None  # absent before the group commit (2026-12)
     summary: Summary
     throughput: Throughput | None
     # the same swaps against the chains' capacity; None unless every ledger of the pair has one

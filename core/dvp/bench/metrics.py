@@ -37,7 +37,6 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from ..journal import Step, SwapRecord
 from ..models import SwapSpec
@@ -58,6 +57,7 @@ from .figures import (
     Refund,
     RefundSummary,
     RiskSummary,
+    RssTrend,
     Stats,
     StepFigures,
     Summary,
@@ -476,9 +476,7 @@ def throughput_ratio(summary: Summary, raw_tps: Mapping[str, float]) -> Throughp
     )
 
 
-def rss_trend(
-    samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192
-) -> dict[str, Any] | None:
+def rss_trend(samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192) -> RssTrend | None:
     """(finished swaps, RSS KiB) samples -> least-squares slope and whether RSS stays flat.
 
     Flat when the fitted growth over the second half of the run (after warm-up) is at
@@ -493,12 +491,12 @@ def rss_trend(
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
     growth = slope * (xs[-1] - xs[0])
     allowed = max(tolerance * my, floor_kib)
-    return {
-        "slope_kib_per_swap": slope,
-        "growth_kib": growth,
-        "allowed_kib": allowed,
-        "flat": growth <= allowed,
-        "first_kib": samples[0][1],
-        "last_kib": samples[-1][1],
-        "max_kib": max(y for _, y in samples),
-    }
+    return RssTrend(
+        slope_kib_per_swap=slope,
+        growth_kib=growth,
+        allowed_kib=allowed,
+        flat=growth <= allowed,
+        first_kib=samples[0][1],
+        last_kib=samples[-1][1],
+        max_kib=max(y for _, y in samples),
+    )

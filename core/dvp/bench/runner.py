@@ -19,8 +19,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
 from .. import errors
 from ..adapter import Issuing, LedgerAdapter
 from ..journal import Journal
@@ -31,7 +29,19 @@ from ..registry import installed_launchers, launcher_class
 from ..report import machine
 from ..state import Action, StepName
 from . import metrics as m
-from .figures import NotStarted, SwapFigures
+from .figures import (
+    SCHEMA,
+    AgentsRun,
+    AssetFigures,
+    Baseline,
+    BenchResults,
+    JournalWrites,
+    LedgerFigures,
+    NotStarted,
+    PairResult,
+    SwapFigures,
+)
+from .figures import Memory as MemoryFigures
 
 Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
 
@@ -388,7 +398,7 @@ async def run_bench(
     raw = {l: b["throughput"]["tps"] for l, b in base.items()}
     chain = {l: b["capacity"]["tps"] for l, b in base.items() if b.get("capacity")}
     memory = Memory()
-    results = []
+    results: list[PairResult] = []
     for pair in pairs:
         on_event("pair", {"pair": pair.id, "swaps": cfg.swaps})
         specs = [pair_spec(net, pair, cfg) for _ in range(cfg.swaps)]
@@ -406,33 +416,33 @@ async def run_bench(
         refunds = _metrics(journal, refund_runs, infos)
         summary = m.summarize(_finished(swaps))
         results.append(
-            {
-                "id": pair.id,
-                "kind": "atomic" if pair.single else "htlc",
-                "security": pair.security,
-                "cash": pair.cash,
-                "platforms": sorted({infos[pair.security].kind, infos[pair.cash].kind}),
-                "concurrency": cfg.concurrency,
-                "batch_seconds": batch_seconds,
+            PairResult(
+                id=pair.id,
+                kind="atomic" if pair.single else "htlc",
+                security=pair.security,
+                cash=pair.cash,
+                platforms=sorted({infos[pair.security].kind, infos[pair.cash].kind}),
+                concurrency=cfg.concurrency,
+                batch_seconds=batch_seconds,
                 # The journal's group commit over the batch: each write was a commit of its own before.
-                "journal": {
-                    "writes": writes,
-                    "commits": commits,
-                    "writes_per_swap": writes / len(specs) if specs else None,
-                    "commits_per_swap": commits / len(specs) if specs else None,
-                },
-                "summary": summary,
-                "throughput": m.throughput_ratio(summary, raw),
+                journal=JournalWrites(
+                    writes=writes,
+                    commits=commits,
+                    writes_per_swap=writes / len(specs) if specs else None,
+                    commits_per_swap=commits / len(specs) if specs else None,
+                ),
+                summary=summary,
+                throughput=m.throughput_ratio(summary, raw),
                 # the same swaps against the chains' own capacity (None: a ledger of the pair has none)
-                "capacity_throughput": m.throughput_ratio(summary, chain)
+                capacity_throughput=m.throughput_ratio(summary, chain)
                 if {pair.security, pair.cash} <= chain.keys()
                 else None,
-                "overhead": m.overhead_ratio(summary, conf),
-                "refund_summary": m.summarize(_finished(refunds)) if refunds else None,
-                "stuck": [s.swap_id for s in swaps + refunds if s.outcome in (None, "not started")],
-                "swaps": swaps,
-                "refunds": refunds,
-            }
+                overhead=m.overhead_ratio(summary, conf),
+                refund_summary=m.summarize(_finished(refunds)) if refunds else None,
+                stuck=[s.swap_id for s in swaps + refunds if s.outcome in (None, "not started")],
+                swaps=swaps,
+                refunds=refunds,
+            )
         )
     agents = None
     if cfg.agents:
@@ -441,34 +451,34 @@ async def run_bench(
     peak = peak_rss_kib()
     journal.close()
     finished = time.time()
-    out = {
-        "schema": "dvp-bench/1",
-        "machine": machine_info(),
-        "config": asdict(cfg),
-        "started": started,
-        "finished": finished,
-        "wall_seconds": finished - started,
-        "ledgers": {
-            n: {
+    out = BenchResults(
+        schema=SCHEMA,
+        machine=machine_info(),
+        config=asdict(cfg),
+        started=started,
+        finished=finished,
+        wall_seconds=finished - started,
+        ledgers={
+            n: LedgerFigures(
                 **asdict(i),
-                "confirmations": net.ledgers[n].finality.confirmations,
-                "single_ledger_dvp": single_ledger_dvp(net, n),
-            }
+                confirmations=net.ledgers[n].finality.confirmations,
+                single_ledger_dvp=single_ledger_dvp(net, n),
+            )
             for n, i in infos.items()
         },
-        "assets": {f"{a.ledger}/{a.symbol}": {"kind": a.kind.value, "decimals": a.decimals} for a in net.assets},
-        "baselines": base,
-        "pairs": results,
-        "memory": {
-            "peak_rss_kib": peak,
-            "samples": memory.samples,
-            "swaps": memory.finished,
-            "trend": m.rss_trend(memory.samples),
-        },
-        "not_measured": not_measured({i.kind for i in infos.values()}),
-        "agents": agents,
-    }
-    run: dict[str, Any] = to_jsonable_python(out)  # the typed figures in the JSON form results.json holds
+        assets={f"{a.ledger}/{a.symbol}": AssetFigures(kind=a.kind.value, decimals=a.decimals) for a in net.assets},
+        baselines={name: Baseline.model_validate(b) for name, b in base.items()},
+        pairs=results,
+        memory=MemoryFigures(
+            peak_rss_kib=peak,
+            samples=memory.samples,
+            swaps=memory.finished,
+            trend=m.rss_trend(memory.samples),
+        ),
+        not_measured=not_measured({i.kind for i in infos.values()}),
+        agents=agents,
+    )
+    run = out.dump()  # the JSON form results.json holds
     run["platforms"] = platforms_table(run)
     run["targets"] = targets(run)
     return run
@@ -481,18 +491,18 @@ async def run_agents(
     cfg: BenchConfig,
     folder: Path,
     infos: dict[str, m.LedgerInfo],
-    results: list[dict[str, Any]],
+    results: list[PairResult],
     on_event: Event,
-) -> dict[str, Any]:
+) -> AgentsRun:
     """Every cross-ledger pair's swaps again, between the two parties' agents, after every
     one-process swap (the agents' own clients then are the only ones sending for the parties);
     each pair's figures go in its result row under ``agents``."""
     from . import agents as ag
 
-    by_id = {r["id"]: r for r in results}
+    by_id = {r.id: r for r in results}
     traded = {ledger for p in pairs if not p.single for ledger in (p.security, p.cash)}
     if not traded:
-        return {"channel": None, "note": "no cross-ledger pair in this run: agents run only cross-ledger swaps"}
+        return AgentsRun(channel=None, note="no cross-ledger pair in this run: agents run only cross-ledger swaps")
     async with ag.open_agents(ag.only(state, traded), folder) as pair:
         for p in pairs:
             if p.single:
@@ -502,14 +512,14 @@ async def run_agents(
             before = pair.counted()
             t = time.time()
             runs = await ag.run_agent_batch(pair, specs, cfg.concurrency, cfg.swap_timeout, on_event)
-            by_id[p.id]["agents"] = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before), t)
+            by_id[p.id].agents = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before), t)
         label = pair.channel
-    return {
-        "channel": label,
-        "folder": str(folder),
-        "journals": {party: str(folder / f"{party}.sqlite") for party in (ag.SELLER, ag.BUYER)},
-        "refunds": ag.REFUNDS_NOTE,
-    }
+    return AgentsRun(
+        channel=label,
+        folder=str(folder),
+        journals={party: str(folder / f"{party}.sqlite") for party in (ag.SELLER, ag.BUYER)},
+        refunds=ag.REFUNDS_NOTE,
+    )
 
 
 # -- comparison against the targets -------------------------------------------------------------------
