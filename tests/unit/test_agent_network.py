@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from itertools import count
 
 import pytest
@@ -20,6 +21,7 @@ from dvp.party.channel import LocalChannel
 from dvp.party.limits import Limits
 from dvp.party.messages import Kind, Message
 from dvp.party.policy import AcceptPolicy
+from dvp.party.quotes import QuoteRequest
 from dvp.testing.memory import MemoryLedger
 from dvp.testing.scenarios import DEV_POLICY
 
@@ -306,3 +308,67 @@ def test_a_fresh_policy_sends_nothing():
             Role.BUYER,
             {"a": MemoryLedger("a"), "b": MemoryLedger("b")},
         )
+
+
+# -- requests for quotes ---------------------------------------------------------------------------
+
+PRICED = DEV_POLICY.model_copy(update={"prices": {"a:BOND/c:EUR": 150, "a:BOND/b:EUR": 100}, "quote_seconds": 20})
+
+
+async def test_a_quote_is_firm_terms_and_the_proposal_on_them_settles(banks, ledgers):
+    """The issuer bank asks the seller bank for 4 BOND against its EUR on c or b; the seller
+    quotes by its policy's price for the first it prices, and the proposal on the quote settles."""
+    seller, issuer = banks["seller"], banks["issuer"]
+    seller.policies["issuer"] = PRICED
+    request = QuoteRequest(security="a:BOND", cash=["c:EUR", "b:EUR"], amount=4, side="buy")
+    rows = len(seller.journal.swaps())
+    asked = time.time()
+    quote_id, quoted = await issuer.request_quote("seller", request)
+    assert (quoted.trade.seller, quoted.trade.buyer) == ("seller", "issuer")
+    assert (quoted.trade.cash.ledger, quoted.trade.cash.amount, quoted.trade.security.amount) == ("c", 600, 4)
+    assert quoted.plan.secret_holder is Role.SELLER and not quoted.fast_forward
+    given = seller.quotes._given["issuer"][quote_id]
+    assert asked + 19 <= given.valid_until <= time.time() + 20  # bounded by its policy.quote_seconds
+    assert len(seller.journal.swaps()) == rows and issuer.journal.swaps() == []  # a quote journals nothing
+    swap_id = await issuer.propose(quoted, swap_id=quote_id)
+    results = await ended((issuer, swap_id), (seller, swap_id))
+    assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED], [r.detail for r in results]
+    assert ledgers["c"].balances[("seller", "EUR")] == 600 and ledgers["a"].balances[("issuer", "BOND")] == 4
+    assert seller.quotes.outstanding("issuer") == 0  # used
+
+
+async def test_a_quote_only_for_what_the_policy_would_accept(banks):
+    seller, issuer = banks["seller"], banks["issuer"]
+    request = QuoteRequest(security="a:BOND", cash=["c:EUR"], amount=4, side="buy")
+    with pytest.raises(
+        errors.SwapAborted, match=r"seller gave no quote: no quote: no price for a:BOND .*policy.prices"
+    ):
+        await issuer.request_quote("seller", request)
+    seller.policies["issuer"] = PRICED.model_copy(update={"max_send": {"a:BOND": 3}})
+    with pytest.raises(errors.SwapAborted, match="4 BOND on a is above this party's policy.max_send of 3"):
+        await issuer.request_quote("seller", request)
+    # The buyer bank has no price: its own policy, not the issuer's.
+    seller.policies["issuer"] = PRICED
+    with pytest.raises(errors.SwapAborted, match="no price"):
+        await banks["buyer"].request_quote("seller", request.model_copy(update={"cash": ["b:EUR"]}))
+    assert seller.journal.swaps() == []
+
+
+async def test_a_proposal_on_a_quote_must_take_its_terms_in_its_time(banks):
+    seller, issuer = banks["seller"], banks["issuer"]
+    seller.policies["issuer"] = PRICED
+    request = QuoteRequest(security="a:BOND", cash=["c:EUR"], amount=4, side="buy")
+    quote_id, quoted = await issuer.request_quote("seller", request)
+    cheaper = quoted.trade.model_copy(
+        update={"cash": quoted.trade.cash.model_copy(update={"amount": quoted.trade.cash.amount - 1})}
+    )
+    swap_id = await issuer.propose(quoted.model_copy(update={"trade": cheaper}), swap_id=quote_id)
+    [result] = await ended((issuer, swap_id))
+    assert result.detail == "seller rejected the proposal: the proposal is not on the quoted terms; nothing moved"
+    quote_id, quoted = await issuer.request_quote("seller", request)
+    given = seller.quotes._given["issuer"][quote_id]
+    seller.quotes._given["issuer"][quote_id] = given.model_copy(update={"valid_until": time.time() - 1})
+    swap_id = await issuer.propose(quoted, swap_id=quote_id)
+    [result] = await ended((issuer, swap_id))
+    assert "the quote it takes up has expired" in result.detail
+    assert [r.outcome for r in seller.journal.swaps()] == []

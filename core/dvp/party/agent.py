@@ -34,6 +34,7 @@ from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
 from .policy import DAY, AcceptPolicy, asset_key
+from .quotes import Quote, QuoteBook, QuoteRequest, check_quote, quote_for
 from .run import Hints, PartyRun
 
 # A message older than this (or this far ahead of our clock) is refused: a replay from a
@@ -102,6 +103,7 @@ class Agent:
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
         self._closing = False
+        self.quotes = QuoteBook()  # the quotes this agent gave, per peer (dvp.party.quotes)
 
     @property
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
@@ -350,8 +352,9 @@ class Agent:
         return self.hints.setdefault(swap_id, Hints())
 
     # -- the channel -----------------------------------------------------------------------------
-    async def send(self, kind: Kind, swap_id: str, body: dict[str, Any]) -> Message | None:
-        peer = self.peer_of(swap_id)
+    async def send(self, kind: Kind, swap_id: str, body: dict[str, Any], *, to: str | None = None) -> Message | None:
+        """``kind`` for the swap to its peer; ``to``: an RFQ, for no swap yet (nothing journaled)."""
+        peer = to or self.peer_of(swap_id)
         seq = next_seq(self.journal.last_seq(swap_id, peer, "out"))
         message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=peer, seq=seq, body=body)
         try:
@@ -364,13 +367,65 @@ class Agent:
             raise errors.PeerUnreachable(
                 f"the {kind.value} message to {peer!r} was cut off in flight (its connection closed)"
             ) from None
-        self.journal.message(swap_id, peer, "out", kind.value, seq)
+        if to is None:
+            self.journal.message(swap_id, peer, "out", kind.value, seq)
         if reply is not None:
             # A reply answers this request on its own call: it is bound to it by the channel,
             # so only its parties and age are checked, not its order among the peer's notices.
             self._check_incoming(reply, reply_to=message)
-            self.journal.message(swap_id, peer, "in", reply.kind.value, reply.seq)
+            if to is None:
+                self.journal.message(swap_id, peer, "in", reply.kind.value, reply.seq)
         return reply
+
+    # -- requests for quotes (dvp.party.quotes) ----------------------------------------------------
+    async def request_quote(self, peer: str, request: QuoteRequest) -> tuple[str, SwapSpec]:
+        """Ask ``peer`` for firm terms; (the quote's id, its spec), checked against what was asked.
+        :meth:`propose` of that spec under that id, before it expires, is the trade."""
+        if peer not in self.peers:
+            raise errors.ConfigError(f"peer: {peer!r} is not a peer of {self.party!r}'s agent")
+        quote_id = uuid.uuid4().hex[:12]
+        reply = await self.send(Kind.RFQ, quote_id, request.model_dump(mode="json"), to=peer)
+        if reply is None or reply.kind is Kind.REJECT:
+            reason = reply.body.get("reason", "no reason given") if reply else "no answer"
+            raise errors.SwapAborted(f"{peer} gave no quote: {reason}")
+        if reply.kind is not Kind.QUOTE:
+            raise errors.MessageRefused(f"{peer} answered the request for a quote with {reply.kind.value}")
+        try:
+            quote = Quote.model_validate(reply.body)
+        except ValidationError as exc:
+            raise errors.MessageRefused(first_error(exc, f"{peer}'s quote: ")) from None
+        check_quote(request, quote, self.party, peer)
+        self.progress(quote_id, f"{peer} quoted {_terms(quote.spec)}, firm for {quote.valid_until - time.time():.0f}s")
+        return quote_id, quote.spec
+
+    async def _on_rfq(self, message: Message) -> tuple[Kind, dict[str, Any]]:
+        """Firm terms for the peer's request, by its policy's prices, only if its policy would
+        accept the trade; remembered (bounded) until the proposal on them or their expiry."""
+        peer = message.sender
+        try:
+            request = QuoteRequest.model_validate(message.body)
+        except ValidationError as exc:
+            raise errors.MessageRefused(first_error(exc, "rfq: ")) from None
+        if not self.admissions[peer].proposals.take():  # a quote costs what a proposal's check does
+            return self._reject(
+                message.swap_id,
+                peer,
+                f"more than {self.limits.proposals_per_minute} proposals and "
+                f"requests for quotes a minute from {peer!r} (limits.proposals_per_minute)",
+                "proposals_per_minute",
+            )
+        policy = self.policies.get(peer, self.policy)
+        try:
+            spec = quote_for(request, self.party, peer, policy)
+            self.orch.validate(spec)
+            role, _ = self._role_in(spec)
+            self.check_policy(spec, role, peer, incoming=True, swap_id=message.swap_id)
+        except (errors.SwapError, errors.ConfigError) as exc:
+            return self._reject(message.swap_id, peer, f"no quote: {exc}")
+        quote = Quote(spec=spec, valid_until=time.time() + policy.quote_seconds)
+        self.quotes.give(peer, message.swap_id, quote)
+        self.peer_logs[peer](message.swap_id, f"quoted {peer} {_terms(spec)} for {policy.quote_seconds}s")
+        return Kind.QUOTE, quote.model_dump(mode="json")
 
     async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
         """Tell the peer, as a hint; if its agent does not answer, keep trying in the
@@ -476,13 +531,18 @@ class Agent:
                 )
         if message.kind is Kind.PROPOSE:
             reply = await self._on_proposal(message)
+        elif message.kind is Kind.RFQ:
+            if record is not None:
+                raise errors.MessageRefused(f"rfq under swap id {message.swap_id}, which is taken")
+            reply = await self._on_rfq(message)
         elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED, Kind.PING):
             if record is None:
                 raise errors.MessageRefused(f"{message.kind.value} for unknown swap {message.swap_id}")
             reply = self._on_notice(message, record) if message.kind is not Kind.PING else (Kind.ACK, {})
         else:
             raise errors.MessageRefused(f"unexpected {message.kind.value} message for swap {message.swap_id}")
-        journaled = reply[0] is not Kind.REJECT
+        # A REJECT or a QUOTE leaves no row: no swap exists yet (RFQs are bounded by the proposals').
+        journaled = reply[0] not in (Kind.REJECT, Kind.QUOTE)
         if journaled:
             self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
         seq = next_seq(self.journal.last_seq(message.swap_id, peer, "out"))
@@ -551,6 +611,12 @@ class Agent:
         existing = self.journal.get(proposal.swap_id)
         if existing is not None:
             return self._answer_again(existing, proposal, peer)
+        quoted = self.quotes.take(peer, proposal.swap_id)
+        if quoted is not None:  # a proposal on a quote of ours: on its terms and in its time, or not at all
+            if time.time() > quoted.valid_until:
+                return self._reject(proposal.swap_id, peer, "the quote it takes up has expired; ask for another")
+            if proposal.spec != quoted.spec:
+                return self._reject(proposal.swap_id, peer, "the proposal is not on the quoted terms")
         if not self.admissions[peer].proposals.take():
             return self._reject(
                 proposal.swap_id,
@@ -641,3 +707,11 @@ class Agent:
         if agreed is None or agreed.proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
         return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}
+
+
+def _terms(spec: SwapSpec) -> str:
+    t = spec.trade
+    return (
+        f"{t.security.amount} {t.security.asset} on {t.security.ledger} for {t.cash.amount} {t.cash.asset} "
+        f"on {t.cash.ledger} ({t.seller} sells to {t.buyer})"
+    )

@@ -31,10 +31,12 @@ class Kind(StrEnum):
     REFUNDED = "refunded"  # body {leg, lock_id}: the sender refunded its lock
     PING = "ping"  # is the peer's agent still there? (while waiting on it near an expiry)
     ACK = "ack"  # the reply to a notice or a ping
+    RFQ = "rfq"  # a request for a quote (dvp.party.quotes.QuoteRequest), under the id its proposal would take
+    QUOTE = "quote"  # the reply to an RFQ: body dvp.party.quotes.Quote (firm terms, valid until)
 
 
 # Answers, bound to their request by the call that carried it: outside the order of requests.
-REPLY_KINDS = (Kind.ACCEPT, Kind.REJECT, Kind.ACK)
+REPLY_KINDS = (Kind.ACCEPT, Kind.REJECT, Kind.ACK, Kind.QUOTE)
 
 
 class Message(Frozen):

@@ -59,6 +59,10 @@ class AcceptPolicy(Frozen):
     reaction_window: Margin = 30  # the least plan.reaction_window it runs a swap with
     claim_margin: Margin | None = None  # the least plan.claim_margin; None: its ledgers' own (finality + skew)
     fast_forward: StrictBool = False  # a dev switch (clock jumps on dev chains): refused unless set here
+    # Requests for quotes (dvp.party.quotes): cash base units per base unit of the security, per
+    # SECURITY_LEDGER:ASSET/CASH_LEDGER:ASSET; None: it quotes nothing.  A quote holds this long.
+    prices: dict[PairKey, Annotated[int, Field(gt=0, lt=2**128, strict=True)]] | None = None
+    quote_seconds: Annotated[int, Field(ge=1, le=600, strict=True)] = 30
 
     def check(
         self,
