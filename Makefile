@@ -35,6 +35,8 @@ lint: setup
 	$(BIN)/ruff check core adapters agent tests
 	$(BIN)/ruff format --check core adapters agent tests
 	$(BIN)/mypy
+	# The import layers and the no-cycle rule (pyproject.toml, [tool.importlinter]; docs/design.md, "Layers").
+	$(BIN)/lint-imports --no-cache
 
 test: setup lint $(TEST_SETUP)
 	# The Fabric chaincode's rules on an in-memory ledger (the network tests are in tests/fabric).

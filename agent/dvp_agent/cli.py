@@ -42,7 +42,15 @@ from dvp.views import print_result
 os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 from . import ops, outbox
-from .config import CONFIG_FILE, AgentConfig, PeerSettings, load_config, peer_cert_file, save_config
+from .config import (
+    CONFIG_FILE,
+    AgentConfig,
+    PeerSettings,
+    agent_folder,
+    load_config,
+    peer_cert_file,
+    save_config,
+)
 from .grpc_channel import GrpcChannel, PeerEndpoint, ip_port
 from .identity import create_identity, load_identity, load_peer_cert
 from .metrics import serve_metrics
@@ -59,14 +67,6 @@ def agent() -> None:
 agent.add_command(status)
 
 
-def _folder(settings: Settings, folder: Path | None, party: str | None) -> Path:
-    if folder is not None:
-        return folder
-    if party is None:
-        raise errors.ConfigError("folder: give the agent's folder, or --party NAME for RUN_DIR/agents/NAME")
-    return settings.run_dir / "agents" / party
-
-
 @agent.command()
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--party", required=True, help="The party this agent acts for (its keys only are exported).")
@@ -76,7 +76,7 @@ def _folder(settings: Settings, folder: Path | None, party: str | None) -> Path:
 def init(settings: Settings, folder: Path | None, party: str, listen: str) -> None:
     """Make FOLDER an agent for PARTY on the testnets of --run-dir: a new identity (key 0600 and
     certificate), the ledgers with PARTY's keys only (0600), and agent.yaml."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     if (folder / CONFIG_FILE).exists():
         raise errors.ConfigError(f"{folder / CONFIG_FILE}: exists already; this folder is an agent")
     state = LocalRuntime(settings.run_dir).state()
@@ -124,7 +124,7 @@ async def _holdings(state: dict[str, Any], party: str) -> dict[str, int]:
 def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, endpoint: str, cert: Path) -> None:
     """Pin one more counterparty's agent (or move one already pinned): its endpoint and
     certificate (copied into FOLDER/peers/PEER.crt).  A running agent takes it at its next start."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     if peer == config.party:
         raise errors.ConfigError(f"peer: {peer!r} is this agent's own party")
@@ -151,7 +151,7 @@ def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, 
 @fail_cleanly
 def peers(settings: Settings, folder: Path | None, party: str | None) -> None:
     """The pinned peers: endpoint, certificate SHA-256 fingerprint, and whose policy applies."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     if not config.peers:
         out.print(f"{config.party!r} has no peer; pin one with `dvp agent pair {folder} ...`")
@@ -173,7 +173,7 @@ def peers(settings: Settings, folder: Path | None, party: str | None) -> None:
 def unpair(settings: Settings, folder: Path | None, party: str | None, peer: str) -> None:
     """Unpin a counterparty; refused while a swap with it is unfinished (its agent is needed to
     finish it).  A running agent drops it at its next start."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     known = config.peer(peer)
     if known is None:
@@ -221,7 +221,7 @@ def run(
     max_seconds: float | None,
 ) -> None:
     """Serve the peer and drive this party's swaps (and any a crash left unfinished)."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     specs = [load_scenario(p) for p in proposals]
     if not config.peers:
@@ -284,7 +284,7 @@ async def _serve(
         metrics = None
         try:
             await party.start()
-            metrics = serve_metrics(config, folder, party)
+            metrics = serve_metrics(config.metrics, config.path(folder, config.journal), party)
             pinned = ", ".join(f"{p.party} at {p.endpoint}" for p in config.peers)
             console.print(f"[dim]{config.party}[/] agent listening on {config.listen}, peers {pinned}")
             for spec in specs:
@@ -331,7 +331,7 @@ async def _take_outbox(folder: Path, party: Agent) -> None:
 @fail_cleanly
 def propose(settings: Settings, scenario: Path, folder: Path | None, party: str | None) -> None:
     """Have the party's running agent propose SCENARIO to its peer; prints the swap id."""
-    folder = _folder(settings, folder, party)
+    folder = agent_folder(settings.run_dir, folder, party)
     load_config(folder)
     spec = load_scenario(scenario)
     if not outbox.is_running(folder):

@@ -96,6 +96,15 @@ class AgentConfig(BaseModel):
         return {p.party: p.policy for p in self.peers if p.policy is not None}
 
 
+def agent_folder(run_dir: Path, folder: Path | None, party: str | None) -> Path:
+    """The agent's folder: FOLDER as given, else RUN_DIR/agents/PARTY (``dvp agent``'s commands)."""
+    if folder is not None:
+        return folder
+    if party is None:
+        raise ConfigError("folder: give the agent's folder, or --party NAME for RUN_DIR/agents/NAME")
+    return run_dir / "agents" / party
+
+
 def load_config(folder: Path) -> AgentConfig:
     path = folder / CONFIG_FILE
     try:

@@ -28,7 +28,6 @@ from . import ops
 if TYPE_CHECKING:
     from dvp.party.agent import Agent
 
-    from .config import AgentConfig
 
 # Step latency buckets, seconds: a lock on a dev chain takes under one, a claim waiting on
 # the other side's finality up to minutes.
@@ -151,9 +150,10 @@ class MetricsServer:
         self.thread.join(timeout=5)
 
 
-def serve_metrics(config: AgentConfig, folder: Path, party: Agent) -> MetricsServer | None:
-    """The endpoint of ``config.metrics`` for the running agent ``party`` (None when off); says where."""
-    if config.metrics is None:
+def serve_metrics(settings: MetricsSettings | None, journal: Path, party: Agent) -> MetricsServer | None:
+    """The endpoint of ``settings`` (an agent config's ``metrics``) for the running agent
+    ``party`` whose journal is ``journal`` (None when off); says where."""
+    if settings is None:
         return None
     channel: dict[tuple[str, str], int] = getattr(party.channel, "refused", {})
 
@@ -167,8 +167,6 @@ def serve_metrics(config: AgentConfig, folder: Path, party: Agent) -> MetricsSer
             counted[key] = counted.get(key, 0) + n
         return [(peer, reason, n) for (peer, reason), n in counted.items()]
 
-    server = MetricsServer(
-        config.metrics, JournalCollector(config.path(folder, config.journal), config.party, refusals)
-    )
-    console.print(f"[dim]{config.party}[/] metrics on {server.url}")
+    server = MetricsServer(settings, JournalCollector(journal, party.party, refusals))
+    console.print(f"[dim]{party.party}[/] metrics on {server.url}")
     return server

@@ -19,7 +19,7 @@ from dvp.party.keys import load_party_file
 from dvp.settings import Settings
 
 from . import ops
-from .config import AgentConfig, load_config
+from .config import AgentConfig, agent_folder, load_config
 from .identity import load_peer_cert
 
 # How long the ledgers' clocks are waited for before the deadlines fall back to the plan's.
@@ -150,9 +150,7 @@ def _print(status: dict[str, Any]) -> None:
 def status(settings: Settings, folder: Path | None, party: str | None, as_json: bool, no_clocks: bool) -> None:
     """The agent's peers and last contact, unfinished swaps with their next deadline, swaps by
     outcome; read from FOLDER, whether its agent runs or not."""
-    from .cli import _folder  # the group's own helper (cli imports this module)
-
-    found = gather(_folder(settings, folder, party), read_clocks=not no_clocks)
+    found = gather(agent_folder(settings.run_dir, folder, party), read_clocks=not no_clocks)
     if as_json:
         click.echo(json.dumps(found, sort_keys=True))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,35 @@ class OneLineGroup(click.Group):
         sys.exit(0)
 
 
-@click.group(cls=OneLineGroup)
+class MainGroup(OneLineGroup):
+    """`dvp`: its own commands, and the commands other installed packages add (entry points
+    ``dvp.commands``: `dvp agent`, whose channel needs gRPC), loaded when first looked up, so
+    that importing this module imports none of them (each imports this module for its helpers)."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        for point in entry_points(group="dvp.commands"):
+            try:
+                command = point.load()
+            except ImportError:  # its extra is not installed: `dvp` works without it
+                continue
+            if isinstance(command, click.Command):
+                self.add_command(command, point.name)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self._add_plugin_commands()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=MainGroup)
 @click.option(
     "--run-dir",
     type=click.Path(path_type=Path),
@@ -494,22 +523,6 @@ def _asset(net: Network, ledger: str, symbol: str) -> None:
 
 main.add_command(bench)
 main.add_command(report)
-
-
-def _add_plugin_commands() -> None:
-    """Commands other installed packages add (`dvp agent`, whose channel needs gRPC)."""
-    from importlib.metadata import entry_points
-
-    for point in entry_points(group="dvp.commands"):
-        try:
-            command = point.load()
-        except ImportError:  # its extra is not installed: `dvp` works without it
-            continue
-        if isinstance(command, click.Command):
-            main.add_command(command, point.name)
-
-
-_add_plugin_commands()
 
 if __name__ == "__main__":
     main()

@@ -29,11 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from .errors import ConfigError
+from .lease import flock_lease
 from .models import LedgerTime
 
 SCHEMA = """
@@ -215,9 +217,8 @@ class Journal:
     def __new__(cls, target: str | Path) -> Journal:
         if cls is Journal:
             if is_url(target):
-                from .journal_pg import PgJournal
-
-                cls = PgJournal
+                # By name: the interface does not depend on a backend (psycopg is an extra).
+                cls = import_module("dvp.journal_pg").PgJournal
             else:
                 cls = SqliteJournal
         return object.__new__(cls)
@@ -575,8 +576,6 @@ class SqliteJournal(Journal):
         self._wdb.execute("COMMIT")
 
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
-        from .lease import flock_lease
-
         return flock_lease(self.path, swap_id)
 
 

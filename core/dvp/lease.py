@@ -23,9 +23,9 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from .errors import ConfigError, SwapBusy
-from .journal import Journal, is_url
 
 _SWAP_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ATTEMPTS = 20
@@ -41,17 +41,25 @@ def check_swap_id(swap_id: str) -> None:
         raise ConfigError(f"swap_id: malformed swap id {swap_id[:70]!r}")
 
 
-def drive_lease(journal: Journal | str | Path, swap_id: str) -> contextlib.AbstractContextManager[None]:
+@runtime_checkable
+class Leasing(Protocol):
+    """A journal (:class:`dvp.journal.Journal`): it hands out its swaps' leases (this module
+    sits below the journal, which takes its SQLite lease from here)."""
+
+    def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]: ...
+
+
+def drive_lease(journal: Leasing | str | Path, swap_id: str) -> contextlib.AbstractContextManager[None]:
     """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now.
 
     ``journal`` is the journal, or its ``path`` (a file; a PostgreSQL journal's path names
     that open journal, whose session holds the lease)."""
-    if isinstance(journal, Journal):
+    if isinstance(journal, Leasing):
         return journal.lease(swap_id)
     owner = getattr(journal, "journal", None)  # a PostgreSQL journal's path names its journal (JournalURL)
-    if isinstance(owner, Journal):
+    if isinstance(owner, Leasing):
         return owner.lease(swap_id)
-    if is_url(journal):
+    if isinstance(journal, str) and "://" in journal:  # a database URL (dvp.journal.is_url)
         raise ConfigError(
             "journal: a PostgreSQL journal's lease is taken in its open session: "
             "pass the journal or its path, not a URL"

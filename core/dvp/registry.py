@@ -48,6 +48,14 @@ def launcher_class(kind: str) -> type[NodeLauncher]:
     return cls
 
 
+def ledger_endpoint(kind: str, config: dict[str, Any]) -> str:
+    """What ``NodeLauncher.endpoint`` says for a recorded ledger; the default when its launcher is gone."""
+    try:
+        return launcher_class(kind).endpoint(config)
+    except ConfigError:
+        return NodeLauncher.endpoint(config)
+
+
 def installed_launchers() -> list[str]:
     return sorted(ep.name for ep in entry_points(group=LAUNCHERS))
 

@@ -8,8 +8,7 @@ import pytest
 
 from dvp.models import Behaviour
 from dvp.orchestrator import Outcome
-from dvp.registry import launcher_class
-from dvp.runtime.launcher import ledger_endpoint
+from dvp.registry import launcher_class, ledger_endpoint
 
 from ..scenarios import SETTLED, UNCHANGED, changes, run, spec_for
 from ..testbed import CROSS_PARAMS, container_ledgers, container_params

@@ -177,7 +177,7 @@ def test_replace_pid_updates_the_runtime_state(tmp_path: Path):
 
 
 def test_status_endpoint_of_a_fabric_ledger_is_its_first_peer(tmp_path: Path):
-    from dvp.runtime.launcher import ledger_endpoint
+    from dvp.registry import ledger_endpoint
 
     net = fn.FabricNetwork(tmp_path, ["fabric-a"])
     net.ports = fn.Ports.allocate(7100)

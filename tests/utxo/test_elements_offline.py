@@ -43,7 +43,17 @@ from dvp_utxo.elements.assets import (  # noqa: E402
     parse_explicit_value,
     token_from_entropy,
 )
-from dvp_utxo.elements.dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, verify_dvp  # noqa: E402
+from dvp_utxo.elements.dvp_tx import (  # noqa: E402
+    DvpError,
+    DvpTerms,
+    DvpTx,
+    build_dvp,
+    check_dvp,
+    finalize_dvp,
+    sign_dvp,
+    verify_dvp,
+    verify_input,
+)
 from dvp_utxo.elements.htlc import (  # noqa: E402
     audit_funding,
     audit_script,
@@ -62,7 +72,6 @@ from dvp_utxo.elements.tx import (  # noqa: E402
     build_payment,
     p2pkh_code,
     sighash,
-    verify_input,
     verify_signature,
 )
 from dvp_utxo.htlc import AuditError, NoFunding  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import grpc
 from fabric_protos.gateway import gateway_pb2
@@ -19,9 +19,26 @@ from fabric_protos.orderer import ab_pb2
 from dvp.errors import ConfigError
 
 from .errors import EventsError, phase_error
+from .identity import Identity, Signer
 
-if TYPE_CHECKING:
-    from .client import Channel
+
+class _Gateway(Protocol):
+    @property
+    def identity(self) -> Identity: ...
+    @property
+    def signer(self) -> Signer: ...
+    @property
+    def stub(self) -> Any: ...
+
+
+class EventSource(Protocol):
+    """What a stream reads of its channel (a :class:`.client.Channel`, which imports this
+    module): the channel's name and its gateway's identity, signer and stub."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def gateway(self) -> _Gateway: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +81,7 @@ class ChaincodeEventStream:
 
     def __init__(
         self,
-        channel: Channel,
+        channel: EventSource,
         chaincode: str,
         *,
         checkpoint: Checkpoint | None,

@@ -25,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 
 from ..keys import Key, check_pubkey, p2wpkh_script
+from ..script import ScriptError, parse_htlc_witness
 from ..tx import MAX_SIG, TxBuildError, Utxo
 from .assets import AssetError, check_asset_id
 from .order import OrderScript
@@ -38,8 +39,37 @@ from .tx import (
     p2pkh_code,
     set_witnesses,
     sign_input,
-    verify_input,
+    verify_signature,
 )
+
+
+def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
+    """Verify input ``index``'s signature for what it spends: P2WPKH, a DvP order output
+    (:mod:`.order`; here, beside its one user, since the order module builds on tx) or our HTLC.
+
+    Checks that the witness matches the spent script (P2WPKH key hash, or the
+    P2WSH program's script) and that the signature is valid for the right key
+    over the Elements sighash committing to ``spent``'s value commitment.
+    Script *execution* (hash lock, OP_SIZE, CLTV) is not evaluated here.
+    """
+    wit = tx.inputs[index].witness
+    spk = bytes(spent.script_pubkey)
+    if len(wit) == 2 and len(wit[1]) == 33 and spk == p2wpkh_script(wit[1]):
+        return verify_signature(tx, index, p2pkh_code(wit[1]), spent.value_commitment, wit[1], wit[0])
+    if len(wit) == 2:
+        try:
+            order = OrderScript.parse(wit[1])
+        except ScriptError:
+            return False
+        return spk == order.script_pubkey and verify_signature(
+            tx, index, order.script, spent.value_commitment, order.seller_pubkey, wit[0]
+        )
+    seen = parse_htlc_witness(wit)
+    if seen is None or spk != seen.htlc.script_pubkey:
+        return False
+    pub = seen.htlc.recipient_pubkey if seen.path == "claim" else seen.htlc.sender_pubkey
+    return verify_signature(tx, index, seen.htlc.script, spent.value_commitment, pub, wit[0])
+
 
 ROLES = ("seller", "buyer")
 

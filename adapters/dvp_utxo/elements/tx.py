@@ -34,7 +34,7 @@ import wallycore as wally
 from bitcoin.core import Hash160
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
-from ..keys import Key, p2wpkh_script
+from ..keys import Key
 from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
 from .assets import (
     ZERO32,
@@ -355,39 +355,6 @@ def verify_signature(
     return True
 
 
-def verify_input(tx: ElementsTx, index: int, spent: Utxo) -> bool:
-    """Verify input ``index``'s signature for what it spends: P2WPKH, a DvP order output
-    (:mod:`.order`) or our HTLC.
-
-    Checks that the witness matches the spent script (P2WPKH key hash, or the
-    P2WSH program's script) and that the signature is valid for the right key
-    over the Elements sighash committing to ``spent``'s value commitment.
-    Script *execution* (hash lock, OP_SIZE, CLTV) is not evaluated here.
-    """
-    from ..script import parse_htlc_witness
-
-    wit = tx.inputs[index].witness
-    spk = bytes(spent.script_pubkey)
-    if len(wit) == 2 and len(wit[1]) == 33 and spk == p2wpkh_script(wit[1]):
-        return verify_signature(tx, index, p2pkh_code(wit[1]), spent.value_commitment, wit[1], wit[0])
-    if len(wit) == 2:
-        from ..script import ScriptError
-        from .order import OrderScript
-
-        try:
-            order = OrderScript.parse(wit[1])
-        except ScriptError:
-            return False
-        return spk == order.script_pubkey and verify_signature(
-            tx, index, order.script, spent.value_commitment, order.seller_pubkey, wit[0]
-        )
-    seen = parse_htlc_witness(wit)
-    if seen is None or spk != seen.htlc.script_pubkey:
-        return False
-    pub = seen.htlc.recipient_pubkey if seen.path == "claim" else seen.htlc.sender_pubkey
-    return verify_signature(tx, index, seen.htlc.script, spent.value_commitment, pub, wit[0])
-
-
 # --- fees and balances -----------------------------------------------------------------
 
 
@@ -606,6 +573,5 @@ __all__ = [
     "sighash",
     "sign_input",
     "sign_wallet_inputs",
-    "verify_input",
     "verify_signature",
 ]

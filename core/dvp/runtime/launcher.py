@@ -104,14 +104,3 @@ class NodeLauncher(ABC):
         """Start ledger ``name`` (the ``index``-th of its kind) in ``slot`` on ``port`` and do
         the same set-up as ``start`` does once the node answers."""
         raise NotSupportedError(f"{self.kind}: no Docker support")
-
-
-def ledger_endpoint(kind: str, config: dict[str, Any]) -> str:
-    """What ``NodeLauncher.endpoint`` says for a recorded ledger; the default when its launcher is gone."""
-    from ..errors import ConfigError
-    from ..registry import launcher_class
-
-    try:
-        return launcher_class(kind).endpoint(config)
-    except ConfigError:
-        return NodeLauncher.endpoint(config)

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ..models import Asset
-from ..registry import launcher_class
+from ..registry import launcher_class, ledger_endpoint
 from ..topology import Topology
 from .base import Runtime
 from .bootstrap import bootstrap
-from .launcher import LaunchedLedger, ledger_endpoint
+from .launcher import LaunchedLedger
 from .processes import alive, endpoint_answers, stop
 
 
