@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dvp.network import Network
+from dvp.ledger_set import LedgerSet
 from dvp.runtime.local import LocalRuntime
 
 from .testbed import binary_missing, fund, testbed_topology
@@ -52,9 +52,9 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-async def net(run_dir):
-    async with Network.from_run_dir(run_dir) as network:
-        yield network
+async def ledger_set(run_dir):
+    async with LedgerSet.from_run_dir(run_dir) as ledger_set:
+        yield ledger_set
 
 
 @pytest.fixture

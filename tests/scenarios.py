@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dvp.ledger_set import LedgerSet
 from dvp.models import Behaviour, SwapSpec
-from dvp.network import Network
 from dvp.orchestrator import Outcome
 from dvp.testing import scenarios
 from dvp.testing.scenarios import (  # noqa: F401 - the suites' building blocks, from the kit
@@ -36,8 +36,8 @@ def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None
     return scenarios.spec_for(pair, kind=kind, behaviour=behaviour, fast_forward=fast_forward, **plan)
 
 
-async def settles_once(net: Network, journal_path: Path, pair: Pair) -> None:
+async def settles_once(ledger_set: LedgerSet, journal_path: Path, pair: Pair) -> None:
     """The happy path once, for a pair outside the full scenario suite: settled, both legs moved."""
-    result, before, after = await run(net, journal_path, spec_for(pair))
+    result, before, after = await run(ledger_set, journal_path, spec_for(pair))
     assert result.outcome is Outcome.SETTLED, result.detail
     assert changes(before, after, pair, result.steps) == SETTLED

@@ -10,8 +10,8 @@ from typing import NoReturn
 import pytest
 
 from dvp.adapter import Issuing
+from dvp.ledger_set import LedgerSet
 from dvp.models import Asset, AssetKind
-from dvp.network import Network
 from dvp.testing import scenarios
 from dvp.topology import FABRIC_DEV_OPTIONS, FABRIC_LEDGERS, LedgerSpec, Topology, missing
 
@@ -168,10 +168,10 @@ def container_params(params: list) -> list:
 
 async def fund(run_dir: Path) -> None:
     """Issue FUNDS of every asset to the seller and the buyer, and wait until final."""
-    async with Network.from_run_dir(run_dir) as net:
+    async with LedgerSet.from_run_dir(run_dir) as ledger_set:
         sent = []
-        for asset in net.assets:
-            adapter = net.ledgers[asset.ledger]
+        for asset in ledger_set.assets:
+            adapter = ledger_set.ledgers[asset.ledger]
             for party in ("seller", "buyer"):
                 sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, party, FUNDS)))
         for adapter, sub in sent:

@@ -27,8 +27,8 @@ import click
 from dvp import errors
 from dvp.cli_common import FiniteSeconds, console, fail_cleanly, out, progress_printer
 from dvp.journal import Journal
+from dvp.ledger_set import LedgerSet
 from dvp.models import SwapSpec
-from dvp.network import Network
 from dvp.orchestrator import Outcome, SwapResult
 from dvp.party.agent import Agent
 from dvp.party.keys import load_party_file, party_state, write_party_file
@@ -103,7 +103,7 @@ def init(settings: Settings, folder: Path | None, party: str, listen: str) -> No
 async def _holdings(state: dict[str, Any], party: str) -> dict[str, int]:
     """LEDGER:ASSET -> what ``party`` holds now, for the assets of its reachable ledgers: a fresh
     agent's policy.max_send (a policy lists what may be sent; the bank narrows it)."""
-    async with Network.from_state(state).reachable_only() as net:
+    async with LedgerSet.from_state(state).reachable_only() as net:
         held = {}
         for asset in net.assets:
             if asset.ledger in net.ledgers:
@@ -267,7 +267,7 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     deadline = time.monotonic() + max_seconds if max_seconds else None
-    async with Network.from_state(state).reachable_only() as net:
+    async with LedgerSet.from_state(state).reachable_only() as net:
         journal = Journal(config.path(folder, config.journal))
         party = Agent(
             config.party,

@@ -14,7 +14,7 @@ import click
 
 from dvp import errors
 from dvp.cli_common import fail_cleanly
-from dvp.network import Network
+from dvp.ledger_set import LedgerSet
 from dvp.party.keys import load_party_file
 from dvp.settings import Settings
 
@@ -55,7 +55,7 @@ async def _seconds_left(folder: Path, config: AgentConfig, swaps: list[ops.OpenS
         async with asyncio.timeout(CLOCK_SECONDS):
             state = load_party_file(config.path(folder, config.ledgers))
             state = {**state, "ledgers": {k: v for k, v in state["ledgers"].items() if k in wanted}}
-            async with Network.from_state(state).reachable_only() as net:
+            async with LedgerSet.from_state(state).reachable_only() as net:
                 for name in wanted & set(net.ledgers):
                     try:
                         clocks[name] = (net.ledgers[name], await net.ledgers[name].now())

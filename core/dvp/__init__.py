@@ -1,6 +1,6 @@
 """dvp: delivery-versus-payment across real ledgers.
 
-The public API: models of a trade and a swap plan, a :class:`Network` of connected
+The public API: models of a trade and a swap plan, a :class:`LedgerSet` of connected
 ledgers, the :class:`Orchestrator` that runs swaps, and :func:`run_swap` for
 synchronous scripts.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import DvpError
+    from .ledger_set import LedgerSet
     from .models import Asset, AssetKind, Behaviour, HtlcPlan, Leg, Role, SwapSpec, Trade
-    from .network import Network
     from .orchestrator import Orchestrator, Outcome, SwapResult
 
 # Loaded on first use, so importing the pytest plugin (or any dvp.* module) stays cheap.
@@ -29,7 +29,7 @@ _LAZY = {
     "Role": "models",
     "SwapSpec": "models",
     "Trade": "models",
-    "Network": "network",
+    "LedgerSet": "ledger_set",
     "Orchestrator": "orchestrator",
     "Outcome": "orchestrator",
     "SwapResult": "orchestrator",
@@ -49,7 +49,7 @@ __all__ = [
     "DvpError",
     "HtlcPlan",
     "Leg",
-    "Network",
+    "LedgerSet",
     "Orchestrator",
     "Outcome",
     "Role",
@@ -63,10 +63,10 @@ __all__ = [
 def run_swap(spec: "SwapSpec", run_dir: str | Path = ".dvp", journal: str | Path | None = None) -> "SwapResult":
     """Run one swap on the testnets recorded in ``run_dir``, from synchronous code."""
 
-    from .network import Network
+    from .ledger_set import LedgerSet
 
     async def go() -> "SwapResult":
-        async with Network.from_run_dir(run_dir) as net:
-            return await net.orchestrator(journal or Path(run_dir) / "journal.sqlite").run(spec)
+        async with LedgerSet.from_run_dir(run_dir) as ledger_set:
+            return await ledger_set.orchestrator(journal or Path(run_dir) / "journal.sqlite").run(spec)
 
     return asyncio.run(go())

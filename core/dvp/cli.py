@@ -29,8 +29,8 @@ from .cli_common import (
     shown_option,
 )
 from .hashlock import parse_hex32
+from .ledger_set import LedgerSet
 from .models import Amount
-from .network import Network
 from .orchestrator import Unfinished
 from .runtime import DEFAULT_RUNTIME, RUNTIMES, recorded, select
 from .scenario import PLAIN_DECIMAL, first_error, load_scenario, parse_leg, parse_spec
@@ -209,7 +209,7 @@ def issue(settings: Settings, ledger: str, asset: str, party: str, amount: int) 
         raise errors.ConfigError(first_error(exc, "amount: ")) from None
 
     async def go() -> str:
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             _asset(net, ledger, asset)
             sub = await adapter.require(Issuing).issue(asset, party, amount)
@@ -227,7 +227,7 @@ def balances(settings: Settings, parties: tuple[str, ...]) -> None:
     """Balances of every asset on every ledger."""
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
             return await net.balances(list(parties))
 
     out.print(balances_table(asyncio.run(go())))
@@ -289,7 +289,7 @@ def swap(
         spec = parse_spec(data)
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+        async with LedgerSet.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             if submit:
                 return [], await orch.submit(spec)
@@ -324,7 +324,7 @@ def resume(settings: Settings, swap_id: str | None) -> None:
     """Drive every unfinished swap (or SWAP_ID) to settlement or refund."""
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+        async with LedgerSet.from_run_dir(settings.run_dir).reachable_only() as net:
             orch = net.orchestrator(settings.journal_path, progress_printer())
             return await orch.resume_each([swap_id] if swap_id else None)
 
@@ -349,7 +349,7 @@ def cancel(settings: Settings, swap_id: str) -> None:
     is cancelled on the ledger (exit 0), or the buyer's acceptance landed first (settled, exit 6)."""
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+        async with LedgerSet.from_run_dir(settings.run_dir).reachable_only() as net:
             return await net.orchestrator(settings.journal_path, progress_printer()).cancel(swap_id)
 
     result = asyncio.run(go())
@@ -387,7 +387,7 @@ def worker(settings: Settings, concurrency: int, poll: float, exit_when_idle: fl
             print_result(out, item, False)
 
     async def go() -> int:
-        async with Network.from_run_dir(settings.run_dir).reachable_only() as net:
+        async with LedgerSet.from_run_dir(settings.run_dir).reachable_only() as net:
             return await run_worker(
                 lambda: net.orchestrator(settings.journal_path, progress_printer()),
                 report,
@@ -450,7 +450,7 @@ def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: s
     secret = parse_hex32(preimage, "preimage")
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             sub = await adapter.claim(lock_id, secret, submitter=party)
             await adapter.wait_final(sub.tx_id)
@@ -469,7 +469,7 @@ def refund(settings: Settings, ledger: str, lock_id: str, party: str) -> None:
     """Refund LOCK_ID on LEDGER to its sender (only after expiry)."""
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
             adapter = _ledger(net, ledger)
             sub = await adapter.refund(lock_id, submitter=party)
             await adapter.wait_final(sub.tx_id)
@@ -487,7 +487,7 @@ def inspect(settings: Settings, ledger: str, lock_id: str) -> None:
     """Show a lock as its ledger sees it."""
 
     async def go() -> Any:
-        async with Network.from_run_dir(settings.run_dir) as net:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
             return await _ledger(net, ledger).get_lock(lock_id)
 
     state = asyncio.run(go())
@@ -510,13 +510,13 @@ def demo(settings: Settings, keep: bool, report: Path | None, block_time: float)
     out.print(f"report written to {path}")
 
 
-def _ledger(net: Network, name: str) -> LedgerAdapter:
+def _ledger(net: LedgerSet, name: str) -> LedgerAdapter:
     if name not in net.ledgers:
         raise errors.ConfigError(f"ledger: unknown ledger {name!r} (known: {', '.join(sorted(net.ledgers))})")
     return net.ledgers[name]
 
 
-def _asset(net: Network, ledger: str, symbol: str) -> None:
+def _asset(net: LedgerSet, ledger: str, symbol: str) -> None:
     if not any(a.ledger == ledger and a.symbol == symbol for a in net.assets):
         raise errors.ConfigError(f"asset: unknown asset {symbol!r} on ledger {ledger!r}")
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from .adapter import Issuing
 from .demo_agents import AgentRun, agents_installed, all_steps, run_two_agents
 from .errors import DvpError
+from .ledger_set import LedgerSet
 from .models import HtlcPlan, Leg, SwapSpec, Trade
-from .network import Network
 from .orchestrator import Outcome
 from .report import balances_json, conservation, fees_paid, machine, swap_report
 from .runtime import select
@@ -97,7 +97,7 @@ def _two_agents(settings: Settings, out: Console, console: Console, ledgers: set
     return runs
 
 
-async def _issue(net: Network) -> None:
+async def _issue(net: LedgerSet) -> None:
     sends = []
     for asset in net.assets:
         adapter = net.ledgers[asset.ledger]
@@ -126,7 +126,7 @@ def run_demo(
 
 
 async def _demo(settings: Settings, runtime: Runtime, out: Console, console: Console, report: Path | None) -> Path:
-    net = Network.from_run_dir(settings.run_dir)
+    net = LedgerSet.from_run_dir(settings.run_dir)
     results = []
     async with net:
         with console.status("issuing test assets"):

@@ -10,7 +10,7 @@ Fixtures
                          up and bootstrapped; stopped at the end of the session.  With
                          the docker runtime and no reachable engine, every test using it
                          is skipped with the reason.
-  ``dvp_network``        a connected :class:`dvp.network.Network` on ``dvp_testnet``
+  ``dvp_ledger_set``     a connected :class:`dvp.ledger_set.LedgerSet` on ``dvp_testnet``
                          (an async fixture: needs pytest-asyncio).
   ``dvp_topology``       (session) what to start: ``dvp.topology.default()`` (evm-a,
                          evm-b, btc); override it in your conftest.
@@ -45,12 +45,12 @@ import pytest
 from dvp.runtime import PLUGIN_DEFAULT_RUNTIME, RUNTIMES
 
 if TYPE_CHECKING:
-    from dvp.network import Network
+    from dvp.ledger_set import LedgerSet
     from dvp.runtime.base import Runtime
     from dvp.topology import Topology
 
 pytest_asyncio: Any
-try:  # async fixtures need pytest-asyncio; without it dvp_network is not offered
+try:  # async fixtures need pytest-asyncio; without it dvp_ledger_set is not offered
     import pytest_asyncio
 except ImportError:  # pragma: no cover
     pytest_asyncio = None
@@ -154,8 +154,8 @@ def dvp_compose_projects(dvp_testnet: Path) -> dict[str, Any]:
 if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture  # type: ignore[untyped-decorator]  # pytest-asyncio is Any when optional
-    async def dvp_network(dvp_testnet: Path) -> AsyncIterator[Network]:
-        from dvp.network import Network
+    async def dvp_ledger_set(dvp_testnet: Path) -> AsyncIterator[LedgerSet]:
+        from dvp.ledger_set import LedgerSet
 
-        async with Network.from_run_dir(dvp_testnet) as network:
-            yield network
+        async with LedgerSet.from_run_dir(dvp_testnet) as ledger_set:
+            yield ledger_set

@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 
 from dvp import cli
 from dvp.journal import Journal, Step, SwapRecord
+from dvp.ledger_set import LedgerSet
 from dvp.models import SwapSpec
-from dvp.network import Network
 from dvp.runtime.processes import free_port
 from dvp.testing.scenarios import DEV_POLICY
 from dvp_agent.config import load_config, save_config
@@ -209,8 +209,8 @@ def agents(run_dir, tmp_path) -> Agents:
 
 async def balances(run_dir):
     """Every asset of the testbed, for the seller and the buyer."""
-    async with Network.from_run_dir(run_dir) as net:
-        return await snapshot(net)
+    async with LedgerSet.from_run_dir(run_dir) as ledger_set:
+        return await snapshot(ledger_set)
 
 
 def run_async(coro):

@@ -16,8 +16,8 @@ import pytest
 from dvp import errors
 from dvp.adapter import TimeTravel
 from dvp.journal import Journal
+from dvp.ledger_set import LedgerSet
 from dvp.models import Role
-from dvp.network import Network
 from dvp.orchestrator import Outcome
 from dvp.party.agent import Agent
 from dvp.party.keys import load_party_file
@@ -50,13 +50,13 @@ async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
     identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
     peer = PeerEndpoint(pinned.endpoint, load_peer_cert(config.path(folder, pinned.cert_file), pinned.party))
     channel = GrpcChannel(identity, config.listen, {pinned.party: peer})
-    async with Network.from_state(load_party_file(config.path(folder, config.ledgers))) as net:
+    async with LedgerSet.from_state(load_party_file(config.path(folder, config.ledgers))) as ledger_set:
         journal = Journal(config.path(folder, config.journal))
         buyer = agent_class(
             config.party,
             pinned.party,
-            net.ledgers,
-            net.assets,
+            ledger_set.ledgers,
+            ledger_set.assets,
             journal,
             channel,
             policy=config.policy,
@@ -64,7 +64,7 @@ async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
         )
         await buyer.start()
         try:
-            yield buyer, net
+            yield buyer, ledger_set
         finally:
             await buyer.aclose()
             journal.close()
@@ -79,11 +79,11 @@ async def exited(process: AgentProcess, seconds: float) -> int:
     return code
 
 
-async def let_expire(buyer: Agent, net: Network, ledger: str, swap_id: str) -> None:
+async def let_expire(buyer: Agent, ledger_set: LedgerSet, ledger: str, swap_id: str) -> None:
     """Move the buyer's ledger past its own lock's expiry (a dev chain's clock stands still
     between blocks) until its drive, refunding whatever it locked, ends."""
     task = buyer.tasks.get(swap_id)
-    adapter = net.ledgers[ledger]
+    adapter = ledger_set.ledgers[ledger]
     for _ in range(60):
         if task is None or task.done():
             return
@@ -130,13 +130,13 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
     spec = spec_for(pair, secret_holder=Role.SELLER.value, **plan)
 
     async def play() -> tuple[str, str, list[Replay]]:
-        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+        async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, ledger_set):
             seller = agents.start(
                 "seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240"
             )
             assert await exited(seller, 280) == NOT_SETTLED, seller.output()
             [swap_id] = agents.swap_ids("seller")
-            await let_expire(buyer, net, pair.cash, swap_id)
+            await let_expire(buyer, ledger_set, pair.cash, swap_id)
             hostile = buyer.tasks[swap_id].result()
             return swap_id, f"{hostile.outcome}: {hostile.detail}" if hostile else "unfinished", buyer.replays
 
@@ -245,11 +245,11 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
 async def seller_against(agents: Agents, misbehaviour: Misbehaviour, spec, pair: Pair) -> str:
     """The honest seller's process proposes ``spec`` to a hostile buyer and ends; the buyer's
     drive then runs to its own end (refunding what it locked); the swap id."""
-    async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, net):
+    async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, ledger_set):
         seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240")
         assert await exited(seller, 280) == NOT_SETTLED, seller.output()
         [swap_id] = agents.swap_ids("seller")
-        await let_expire(buyer, net, pair.cash, swap_id)
+        await let_expire(buyer, ledger_set, pair.cash, swap_id)
         return swap_id
 
 

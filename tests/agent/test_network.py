@@ -17,8 +17,8 @@ import pytest
 
 from dvp.adapter import Issuing
 from dvp.journal import Step
+from dvp.ledger_set import LedgerSet
 from dvp.models import Role, SwapSpec
-from dvp.network import Network
 from dvp.party.messages import Kind, Message
 from dvp.report import fees_paid
 from dvp.terms import LegPlan, Proposal
@@ -53,19 +53,19 @@ def trade(pair: Pair, seller: str, buyer: str, holder: Role, bond: int, cash: in
 
 async def _fund_issuer(run_dir) -> None:
     """The testnets give the issuer coins on btc but no tokens: it mints itself its share."""
-    async with Network.from_run_dir(run_dir) as net:
+    async with LedgerSet.from_run_dir(run_dir) as ledger_set:
         sent = []
-        for asset in net.assets:
+        for asset in ledger_set.assets:
             if asset.ledger in ("evm-a", "evm-b"):
-                adapter = net.ledgers[asset.ledger]
+                adapter = ledger_set.ledgers[asset.ledger]
                 sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, "issuer", FUNDS)))
         for adapter, sub in sent:
             await adapter.wait_all(sub)
 
 
 async def _balances(run_dir) -> dict[tuple[str, str, str], int]:
-    async with Network.from_run_dir(run_dir) as net:
-        return await net.balances(list(BANKS))
+    async with LedgerSet.from_run_dir(run_dir) as ledger_set:
+        return await ledger_set.balances(list(BANKS))
 
 
 @pytest.fixture

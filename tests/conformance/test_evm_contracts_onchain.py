@@ -17,8 +17,8 @@ LEDGER = "evm-a"
 
 
 @pytest.fixture
-def evm(net):
-    return net.ledgers[LEDGER]
+def evm(ledger_set):
+    return ledger_set.ledgers[LEDGER]
 
 
 async def test_wrong_preimage_reverts_in_a_block(evm):

@@ -18,8 +18,8 @@ LEDGER = "evm-a"
 
 
 @pytest.fixture
-def evm(net):
-    return net.ledgers[LEDGER]
+def evm(ledger_set):
+    return ledger_set.ledgers[LEDGER]
 
 
 async def permit(evm, party: str, spender: str, value: int, *, asset="BOND", deadline=None, nonce=None, signer=None):

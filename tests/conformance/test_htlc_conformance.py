@@ -14,24 +14,24 @@ class TestEvmA(HtlcConformance):
     asset = htlc_asset("evm-a")
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers["evm-a"]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers["evm-a"]
 
 
 class TestEvmB(HtlcConformance):
     asset = htlc_asset("evm-b")
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers["evm-b"]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers["evm-b"]
 
 
 class TestBtc(HtlcConformance):
     asset = htlc_asset("btc")
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers["btc"]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers["btc"]
 
 
 class TestElements(HtlcConformance):
@@ -39,8 +39,8 @@ class TestElements(HtlcConformance):
     asset = "BOND"  # an issued asset
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers["elements"]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers["elements"]
 
 
 class TestFabricA(HtlcConformance):
@@ -48,5 +48,5 @@ class TestFabricA(HtlcConformance):
     asset = htlc_asset("fabric-a")
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers["fabric-a"]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers["fabric-a"]

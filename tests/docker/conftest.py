@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dvp.network import Network
+from dvp.ledger_set import LedgerSet
 from dvp.pytest_plugin import (  # noqa: F401 - fixtures
     dvp_compose_command,
     dvp_compose_projects,
@@ -48,6 +48,6 @@ def docker_run_dir(dvp_testnet) -> Path:  # noqa: F811 - the plugin's fixture, i
 
 
 @pytest.fixture
-async def net(docker_run_dir):
-    async with Network.from_run_dir(docker_run_dir) as network:
-        yield network
+async def ledger_set(docker_run_dir):
+    async with LedgerSet.from_run_dir(docker_run_dir) as ledger_set:
+        yield ledger_set

@@ -37,8 +37,8 @@ def test_state_is_the_process_runtime_format(docker_run_dir, dvp_runtime_name):
 
 
 @cross
-async def test_cross_ledger_happy_path(net, journal_path, pair):
-    result, before, after = await run(net, journal_path, spec_for(pair))
+async def test_cross_ledger_happy_path(ledger_set, journal_path, pair):
+    result, before, after = await run(ledger_set, journal_path, spec_for(pair))
     assert result.outcome is Outcome.SETTLED, result.detail
     assert changes(before, after, pair, result.steps) == SETTLED
     done = [s.step for s in result.steps if s.phase == "result"]
@@ -54,8 +54,10 @@ async def test_cross_ledger_happy_path(net, journal_path, pair):
 
 
 @cross
-async def test_buyer_never_locks_seller_refunds(net, journal_path, pair):
-    result, before, after = await run(net, journal_path, spec_for(pair, behaviour=Behaviour(counter_locks=False)))
+async def test_buyer_never_locks_seller_refunds(ledger_set, journal_path, pair):
+    result, before, after = await run(
+        ledger_set, journal_path, spec_for(pair, behaviour=Behaviour(counter_locks=False))
+    )
     assert result.outcome is Outcome.REFUNDED
     assert changes(before, after, pair, result.steps) == UNCHANGED
     steps = [s.step for s in result.steps if s.phase == "result"]

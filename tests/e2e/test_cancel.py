@@ -27,17 +27,17 @@ def only_swap(journal_path) -> tuple[str, str | None, dict]:
         journal.close()
 
 
-async def test_the_seller_cancels_an_open_order_once(net, tmp_path, cli_env, journal_path):
+async def test_the_seller_cancels_an_open_order_once(ledger_set, tmp_path, cli_env, journal_path):
     scenario = tmp_path / "atomic.json"
     scenario.write_text(spec_for(PAIR).model_dump_json())
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     # Killed once the order is on the ledger, just before the buyer's acceptance is sent.
     crashed = dvp(["swap", str(scenario)], {**cli_env, "DVP_CRASH_AFTER_STEP": "settle"}, crash_after=10_000)
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     swap_id, outcome, data = only_swap(journal_path)
     state = AtomicSwapState.model_validate(data)
     assert outcome is None and state.order_id is not None
-    adapter = net.ledgers[PAIR.security]
+    adapter = ledger_set.ledgers[PAIR.security]
     assert (await adapter.get_order(state.order_id)).status is OrderStatus.OPEN
     with drive_lease(journal_path, swap_id):  # another process drives it now
         one_line_error(dvp(["cancel", swap_id], cli_env), 7, "being driven by another process")
@@ -51,7 +51,7 @@ async def test_the_seller_cancels_an_open_order_once(net, tmp_path, cli_env, jou
     steps = journal.steps(swap_id)
     journal.close()
     assert [s.step for s in steps if s.phase == "result"] == ["propose", "cancel"]
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, steps)
     assert changes(before, after, PAIR, steps) == UNCHANGED
     one_line_error(dvp(["cancel", swap_id], cli_env), 2, "already ended aborted")

@@ -80,10 +80,10 @@ BAD_SWAPS = [
 
 
 @pytest.mark.parametrize(("args", "code", "text"), BAD_SWAPS, ids=[b[2][:40] for b in BAD_SWAPS])
-async def test_bad_swap_input_is_refused_and_nothing_is_locked(net, cli_env, journal_path, args, code, text):
-    before = await snapshot(net)
+async def test_bad_swap_input_is_refused_and_nothing_is_locked(ledger_set, cli_env, journal_path, args, code, text):
+    before = await snapshot(ledger_set)
     one_line_error(dvp(["swap", *args], cli_env), code, text)
-    assert await snapshot(net) == before
+    assert await snapshot(ledger_set) == before
     if journal_path.exists():
         assert Journal(journal_path).swaps() == []
 
@@ -99,8 +99,8 @@ def test_bad_scenario_file_names_the_field(tmp_path, cli_env):
     one_line_error(dvp(["swap", str(tmp_path / "missing.json")], cli_env), 2, "scenario: cannot read")
 
 
-async def test_claim_input_errors(net, cli_env):
-    lock_id, _, preimage = await locked(net.ledgers[PAIR.security], amount=1, seconds=120)
+async def test_claim_input_errors(ledger_set, cli_env):
+    lock_id, _, preimage = await locked(ledger_set.ledgers[PAIR.security], amount=1, seconds=120)
     one_line_error(
         dvp(["claim", PAIR.security, lock_id, "zz" * 32, "--as", "buyer"], cli_env), 2, "preimage: malformed hex"
     )
@@ -131,9 +131,9 @@ async def test_claim_input_errors(net, cli_env):
     assert json.loads(shown.stdout)["status"] == "claimed"
 
 
-def test_a_malformed_lock_id_is_bad_input_on_every_ledger(net, cli_env):
+def test_a_malformed_lock_id_is_bad_input_on_every_ledger(ledger_set, cli_env):
     # Issue 23: btc answered exit 3 ("not an HTLC script id"), EVM a ConfigError of its own.
-    for ledger in net.ledgers:
+    for ledger in ledger_set.ledgers:
         one_line_error(dvp(["inspect", ledger, "zz"], cli_env), 2, f"lock id 'zz': not a lock id of {ledger}")
     one_line_error(dvp(["refund", "btc", "00" * 32, "--as", "seller"], cli_env), 2, "lock id '" + "00" * 32)
 

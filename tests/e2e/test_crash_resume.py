@@ -19,7 +19,7 @@ from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, SINGLE_LEDGERS,
 MAX_WRITES = 80  # far more journal writes than any swap makes
 
 
-async def claim_in_mempool(net, journal_path) -> int:
+async def claim_in_mempool(ledger_set, journal_path) -> int:
     """1 if the crash came right after a claim was broadcast on btc and it is still unconfirmed."""
     journal = Journal(journal_path)
     try:
@@ -30,7 +30,7 @@ async def claim_in_mempool(net, journal_path) -> int:
         journal.close()
     if not last or last.ledger != "btc" or last.phase != "submitted" or not last.step.startswith("claim"):
         return 0
-    mempool = await net.ledgers["btc"]._rpc.call("getrawmempool")
+    mempool = await ledger_set.ledgers["btc"]._rpc.call("getrawmempool")
     return int(last.tx_id in mempool)
 
 
@@ -125,7 +125,7 @@ DRILLS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("pair", "behaviour", "expected", "every"), DRILLS)
 async def test_killed_after_every_journaled_step_then_resumed(
-    net, tmp_path, cli_env, journal_path, pair, behaviour, expected, every
+    ledger_set, tmp_path, cli_env, journal_path, pair, behaviour, expected, every
 ):
     scenario = tmp_path / "scenario.json"
     scenario.write_text(spec_for(pair, behaviour=behaviour).model_dump_json())
@@ -136,14 +136,14 @@ async def test_killed_after_every_journaled_step_then_resumed(
     unconfirmed_claims = 0
     seen: set[str] = set()
     for crash_after in range(1, MAX_WRITES, every):
-        before = await snapshot(net)
+        before = await snapshot(ledger_set)
         run = dvp(["swap", str(scenario)], cli_env, crash_after=crash_after)
         if run.returncode != -signal.SIGKILL:
             # The swap needed fewer writes than this: every step has been drilled.
             assert run.returncode in (0, 6), run.stderr
             break
         drills += 1
-        unconfirmed_claims += await claim_in_mempool(net, journal_path)
+        unconfirmed_claims += await claim_in_mempool(ledger_set, journal_path)
         resumed = dvp(["resume"], cli_env)
         assert resumed.returncode == 0, resumed.stderr
         journal = Journal(journal_path)
@@ -154,7 +154,7 @@ async def test_killed_after_every_journaled_step_then_resumed(
         journal.close()
         unfinished = [s.id for s in swaps if s.outcome is None]
         assert not unfinished, f"crash after write {crash_after}: still unfinished {unfinished}"
-        after = await snapshot(net)
+        after = await snapshot(ledger_set)
         assert_conserved(before, after, steps)
         if swaps and swaps[-1].created >= max(s.created for s in swaps):
             last = swaps[-1]
@@ -178,11 +178,11 @@ async def test_resume_with_nothing_to_do(cli_env):
     assert result.returncode == 0 and "no unfinished swaps" in result.stdout
 
 
-async def test_a_new_swap_first_resumes_what_a_crash_left(net, tmp_path, cli_env, journal_path):
+async def test_a_new_swap_first_resumes_what_a_crash_left(ledger_set, tmp_path, cli_env, journal_path):
     pair = CROSS_PAIRS[0]
     scenario = tmp_path / "scenario.json"
     scenario.write_text(spec_for(pair).model_dump_json())
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     crashed = dvp(["swap", str(scenario)], cli_env, crash_after=6)
     assert crashed.returncode == -signal.SIGKILL
     second = dvp(["swap", str(scenario)], cli_env)
@@ -193,45 +193,45 @@ async def test_a_new_swap_first_resumes_what_a_crash_left(net, tmp_path, cli_env
     steps = [s for swap in swaps for s in journal.steps(swap.id)]
     journal.close()
     assert [s.outcome for s in swaps] == ["settled", "settled"]
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, steps)
     assert changes(before, after, pair, steps) == {k: 2 * v for k, v in SETTLED.items()}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pair", [pytest.param(p, id=p.id, marks=FABRIC_MARKS) for p in FABRIC_DRILL_PAIRS])
-async def test_a_fabric_swap_killed_at_a_few_steps_then_resumed(net, tmp_path, cli_env, journal_path, pair):
+async def test_a_fabric_swap_killed_at_a_few_steps_then_resumed(ledger_set, tmp_path, cli_env, journal_path, pair):
     """One drill per Fabric pair within `make test`: SIGKILL after the swap is journaled, after
     its first transaction's intent, and after that transaction's signed envelope is journaled
     (not yet sent to the orderer), each time resumed to settlement."""
     scenario = tmp_path / "scenario.json"
     scenario.write_text(spec_for(pair).model_dump_json())
     for crash_after in (2, 4, 5):
-        before = await snapshot(net)
+        before = await snapshot(ledger_set)
         run = dvp(["swap", str(scenario)], cli_env, crash_after=crash_after)
         assert run.returncode == -signal.SIGKILL, f"crash after write {crash_after}: {run.returncode} {run.stderr}"
         resumed = dvp(["resume"], cli_env)
         assert resumed.returncode == 0, resumed.stderr
-        await last_swap_settled(net, journal_path, pair, before, f"crash after write {crash_after}")
+        await last_swap_settled(ledger_set, journal_path, pair, before, f"crash after write {crash_after}")
 
 
-async def last_swap_settled(net, journal_path, pair: Pair, before, why: str) -> list:
+async def last_swap_settled(ledger_set, journal_path, pair: Pair, before, why: str) -> list:
     """The journal's last swap settled, value conserved and the trade delivered; its steps."""
     journal = Journal(journal_path)
     last = journal.swaps()[-1]
     steps = journal.steps(last.id)
     journal.close()
     assert last.outcome == "settled", f"{why}: {last.outcome} {last.detail}"
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, steps)
     assert changes(before, after, pair, steps) == SETTLED, why
     return steps
 
 
-async def sent_by(net, ledger: str, party: str) -> int:
+async def sent_by(ledger_set, ledger: str, party: str) -> int:
     """How many transactions ``party`` has made on EVM ``ledger``, read from the ledger itself
     (the account's mined nonce, which counts reverted and empty transactions too)."""
-    adapter = net.ledgers[ledger]
+    adapter = ledger_set.ledgers[ledger]
     address = adapter.address_of(party)
     pending = await adapter._w3.eth.get_transaction_count(address, "pending")
     mined = await adapter._w3.eth.get_transaction_count(address, "latest")
@@ -239,46 +239,46 @@ async def sent_by(net, ledger: str, party: str) -> int:
     return int(mined)
 
 
-async def ledger_counts(net, pair: Pair) -> dict[tuple[str, str], int]:
+async def ledger_counts(ledger_set, pair: Pair) -> dict[tuple[str, str], int]:
     """Each party's transaction count on each EVM ledger of the pair."""
     return {
-        (ledger, party): await sent_by(net, ledger, party)
+        (ledger, party): await sent_by(ledger_set, ledger, party)
         for ledger in {pair.security, pair.cash}
-        if net.ledgers[ledger].kind == "ethereum"
+        if ledger_set.ledgers[ledger].kind == "ethereum"
         for party in ("seller", "buyer")
     }
 
 
-async def htlc_txs(net, ledger: str, lock_id: str) -> tuple[set[str], set[str]]:
+async def htlc_txs(ledger_set, ledger: str, lock_id: str) -> tuple[set[str], set[str]]:
     """On UTXO ``ledger``, read from its blocks: the transactions that paid the lock's script
     (its locks) and those that spent them (its claims and refunds)."""
-    adapter = net.ledgers[ledger]
+    adapter = ledger_set.ledgers[ledger]
     await adapter._refresh("count")
     outputs = adapter.view.outputs_to(adapter._parse_id(lock_id).script_pubkey)
     spends = {adapter.view.spend_of(u.outpoint) for u in outputs}
     return {u.outpoint[0] for u in outputs}, {s.txid for s in spends if s is not None}
 
 
-async def assert_sent_once(net, pair: Pair, swap, steps, sent_before, why: str) -> None:
+async def assert_sent_once(ledger_set, pair: Pair, swap, steps, sent_before, why: str) -> None:
     """From the LEDGERS: every transaction of the swap is one the journal has final, and each
     lock, claim and refund was made once."""
     finals = {s.tx_id: s for s in steps if s.phase == "final"}
-    sent_after = await ledger_counts(net, pair)
+    sent_after = await ledger_counts(ledger_set, pair)
     journaled = {key: sum(1 for s in finals.values() if (s.ledger, s.detail["payer"]) == key) for key in sent_after}
     on_ledgers = {key: sent_after[key] - sent_before[key] for key in sent_after}
     assert on_ledgers == journaled, f"{why}: EVM ledgers {on_ledgers}, journal {journaled}"
     for leg, ledger in (("security", pair.security), ("cash", pair.cash)):
-        kind = net.ledgers[ledger].kind
+        kind = ledger_set.ledgers[ledger].kind
         if kind == "ethereum":
             continue
         lock_id = swap.data[f"lock_{leg}"]
         if kind == "fabric":  # the chaincode's events: every valid transaction on the lock
-            events = [e async for e in net.ledgers[ledger].observe() if e.lock_id == lock_id]
+            events = [e async for e in ledger_set.ledgers[ledger].observe() if e.lock_id == lock_id]
             locks = {e.tx_id for e in events if e.kind == "locked"}
             spends = {e.tx_id for e in events if e.kind != "locked"}
             assert len(events) == 2, f"{why}: {leg} leg on {ledger}: {[(e.kind, e.tx_id) for e in events]}"
         else:
-            locks, spends = await htlc_txs(net, ledger, lock_id)
+            locks, spends = await htlc_txs(ledger_set, ledger, lock_id)
         mine = {s.tx_id for s in finals.values() if s.step.endswith(leg) and s.ledger == ledger}
         assert len(locks) == 1 and len(spends) == 1 and locks | spends == mine, (
             f"{why}: {leg} leg on {ledger}: locks {locks}, claims/refunds {spends}, journal {mine}"
@@ -324,7 +324,7 @@ BOUNDARY_DRILLS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("pair", "points"), BOUNDARY_DRILLS)
-async def test_killed_at_a_send_boundary_then_resumed(net, tmp_path, cli_env, journal_path, pair, points):
+async def test_killed_at_a_send_boundary_then_resumed(ledger_set, tmp_path, cli_env, journal_path, pair, points):
     """Killed after signing, after journaling the signed bytes, between two transactions of
     one submission, right after a broadcast: the resumed swap settles, and the LEDGERS show
     no transaction the journal does not have final and none sent twice (EVM: each party's
@@ -334,7 +334,7 @@ async def test_killed_at_a_send_boundary_then_resumed(net, tmp_path, cli_env, jo
     scenario.write_text(spec_for(pair).model_dump_json())
     killed = 0
     for point in points:
-        before, sent_before = await snapshot(net), await ledger_counts(net, pair)
+        before, sent_before = await snapshot(ledger_set), await ledger_counts(ledger_set, pair)
         run = dvp(["swap", str(scenario)], cli_env, crash_at=point)
         if run.returncode != -signal.SIGKILL:  # the swap never passed this boundary that often
             assert run.returncode == 0, run.stderr
@@ -342,9 +342,9 @@ async def test_killed_at_a_send_boundary_then_resumed(net, tmp_path, cli_env, jo
             killed += 1
             resumed = dvp(["resume"], cli_env)
             assert resumed.returncode == 0, resumed.stderr
-        steps = await last_swap_settled(net, journal_path, pair, before, f"killed at {point}")
+        steps = await last_swap_settled(ledger_set, journal_path, pair, before, f"killed at {point}")
         journal = Journal(journal_path)
         swap = journal.swaps()[-1]
         journal.close()
-        await assert_sent_once(net, pair, swap, steps, sent_before, f"killed at {point}")
+        await assert_sent_once(ledger_set, pair, swap, steps, sent_before, f"killed at {point}")
     assert killed >= min(len(points), 2), "the drill should have killed the swap at several boundaries"

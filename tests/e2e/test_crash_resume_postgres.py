@@ -26,5 +26,7 @@ MATRIX = [pytest.mark.matrix]
         pytest.param(CROSS_PAIRS[1], 3, id=f"htlc-settle-{CROSS_PAIRS[1].id}-every-3rd", marks=MATRIX),
     ],
 )
-async def test_killed_after_journaled_steps_then_resumed_on_postgres(net, tmp_path, cli_env, pg_url, pair, every):
-    await drill(net, tmp_path, {**cli_env, "DVP_JOURNAL": pg_url}, pg_url, pair, Behaviour(), SETTLED, every)
+async def test_killed_after_journaled_steps_then_resumed_on_postgres(
+    ledger_set, tmp_path, cli_env, pg_url, pair, every
+):
+    await drill(ledger_set, tmp_path, {**cli_env, "DVP_JOURNAL": pg_url}, pg_url, pair, Behaviour(), SETTLED, every)

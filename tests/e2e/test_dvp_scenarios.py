@@ -33,6 +33,6 @@ class TestCrossLedger(ScenarioSuite):
 
 
 @pytest.mark.parametrize("pair", ONCE_PARAMS)
-async def test_a_pair_outside_the_full_suite_settles_once(net, journal_path, pair):
+async def test_a_pair_outside_the_full_suite_settles_once(ledger_set, journal_path, pair):
     """elements/fabric-a, both ways: the two platforms of different families meet once (README: Tests)."""
-    await settles_once(net, journal_path, pair)
+    await settles_once(ledger_set, journal_path, pair)

@@ -22,13 +22,13 @@ def first_swap_with_steps(journal: Journal) -> str | None:
     return swaps[0].id if swaps and journal.steps(swaps[0].id) else None
 
 
-async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path, cli_env, journal_path):
+async def test_a_second_driver_skips_a_swap_another_process_drives(ledger_set, tmp_path, cli_env, journal_path):
     # A refund path without fast-forward: the first driver waits for real expiry, so the
     # others surely start while it holds the swap.
     scenario = tmp_path / "scenario.json"
     spec = spec_for(PAIR, behaviour=Behaviour(holder_claims=False), holder_timeout=25, counter_timeout=12)
     scenario.write_text(spec.model_copy(update={"fast_forward": False}).model_dump_json())
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     first = subprocess.Popen(
         [DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -68,6 +68,6 @@ async def test_a_second_driver_skips_a_swap_another_process_drives(net, tmp_path
     assert results and all(n == 1 for n in results.values()), results
     intents = Counter(s.step for s in steps if s.phase == "intent")
     assert all(n == 1 for n in intents.values()), intents
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, steps + settled_steps)
     assert changes(before, after, PAIR, steps + settled_steps) == SETTLED

@@ -24,11 +24,11 @@ def both_legs_locked(journal: Journal):
     return None
 
 
-async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(net, tmp_path, cli_env, journal_path):
+async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(ledger_set, tmp_path, cli_env, journal_path):
     scenario = tmp_path / "scenario.json"
     spec = spec_for(PAIR, behaviour=Behaviour(holder_claims=False), holder_timeout=40, counter_timeout=20)
     scenario.write_text(spec.model_copy(update={"fast_forward": False}).model_dump_json())
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     driver = subprocess.Popen(
         [DVP, "swap", str(scenario)], env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -55,4 +55,4 @@ async def test_legs_claimed_by_hand_while_the_swap_unwinds_make_it_settled(net, 
     journal.close()
     assert done.outcome == "settled", done.detail
     assert "nothing was locked" not in done.detail and "as the ledgers show" in done.detail, done.detail
-    assert changes(before, await snapshot(net), PAIR, steps) == SETTLED
+    assert changes(before, await snapshot(ledger_set), PAIR, steps) == SETTLED

@@ -21,8 +21,8 @@ from ..testbed import CROSS_PAIRS
 PAIR = CROSS_PAIRS[0]
 
 
-async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(net, journal_path):
-    seller_ledger, buyer_ledger = net.ledgers[PAIR.security], net.ledgers[PAIR.cash]
+async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(ledger_set, journal_path):
+    seller_ledger, buyer_ledger = ledger_set.ledgers[PAIR.security], ledger_set.ledgers[PAIR.cash]
     sent_lock = seller_ledger.lock
     side: list[HtlcTerms] = []
 
@@ -44,10 +44,10 @@ async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(ne
         side.append(spend)
         return submitted
 
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     seller_ledger.lock = lock_then_buyer_spends
     try:
-        result = await net.orchestrator(journal_path).run(spec_for(PAIR))
+        result = await ledger_set.orchestrator(journal_path).run(spec_for(PAIR))
     finally:
         del seller_ledger.lock
         for spend in side:  # give the buyer its cash back for the rest of the session
@@ -57,16 +57,16 @@ async def test_a_lock_refused_after_the_first_leg_unwinds_with_the_real_cause(ne
     assert side, "the buyer's cash was never spent elsewhere"
     assert result.outcome is Outcome.REFUNDED, result.detail
     assert "cash lock refused by evm-b" in result.detail and "insufficient balance" in result.detail, result.detail
-    assert changes(before, await snapshot(net), PAIR, result.steps) == UNCHANGED
-    journal = net.orchestrator(journal_path).journal
+    assert changes(before, await snapshot(ledger_set), PAIR, result.steps) == UNCHANGED
+    journal = ledger_set.orchestrator(journal_path).journal
     assert journal.swaps(unfinished=True) == []
 
 
-async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_locked(net, cli_env, journal_path):
+async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_locked(ledger_set, cli_env, journal_path):
     # The issue's cases: a 1 sat cash leg on btc (below dust), and the buyer's whole btc
     # balance (nothing left for the fee).  Both legs are checked before the first lock.
-    whole = await net.ledgers["btc"].balance("buyer", "BTC")
-    before = await snapshot(net)
+    whole = await ledger_set.ledgers["btc"].balance("buyer", "BTC")
+    before = await snapshot(ledger_set)
     for cash, text in (
         ("btc:BTC:1", "below"),
         (f"btc:BTC:{whole}", f"holds {whole} sat on btc, needs {whole} sat plus a fee of up to"),
@@ -87,14 +87,14 @@ async def test_locks_the_ledger_would_refuse_are_refused_before_anything_is_lock
             cli_env,
         )
         one_line_error(refused, 3, text)
-    assert await snapshot(net) == before
+    assert await snapshot(ledger_set) == before
     nothing = dvp(["resume"], cli_env)
     assert nothing.returncode == 0 and "no unfinished swaps" in nothing.stdout, nothing.stderr
     ok = dvp(["swap", "--security", "evm-a:BOND:1", "--cash", "btc:BTC:100000"], cli_env)
     assert ok.returncode == 0 and "resuming" not in ok.stderr, ok.stderr
 
 
-async def test_a_ledger_down_stops_only_the_swaps_on_it(net, run_dir, tmp_path, cli_env, journal_path):
+async def test_a_ledger_down_stops_only_the_swaps_on_it(ledger_set, run_dir, tmp_path, cli_env, journal_path):
     """`dvp resume` with btc unreachable settles the evm-a/evm-b swap and reports the
     evm-a/btc one in one line; once btc answers again, that one settles too."""
     ids = {}

@@ -42,17 +42,17 @@ def leases_of(url: str, pid: int) -> int:
 
 
 async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(
-    net, cli_env, pg_server, pg_url, tmp_path
+    ledger_set, cli_env, pg_server, pg_url, tmp_path
 ):
     env = {**cli_env, "DVP_JOURNAL": pg_url}
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     scenario = tmp_path / "swap.json"
     spec = spec_for(PAIR).model_copy(update={"fast_forward": False})
     scenario.write_text(spec.model_dump_json())
     submitted = dvp(["swap", "--submit", str(scenario)], env)  # the command line queues one...
     assert submitted.returncode == 0, submitted.stderr
     ids = {submitted.stdout.strip()}
-    orch = net.orchestrator(pg_url)  # ...and the API the rest, faster
+    orch = ledger_set.orchestrator(pg_url)  # ...and the API the rest, faster
     for _ in range(SWAPS - 1):
         ids.add(await orch.submit(spec))
     assert len(ids) == SWAPS and len(orch.journal.swaps(unfinished=True)) == SWAPS
@@ -100,7 +100,7 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(
         [f"{i}: {r.outcome} {r.detail}" for i, r in records.items() if r.outcome != "settled"]
         + [line for _, err in outputs for line in err.splitlines() if "error" in line]
     )
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, steps)
     assert changes(before, after, PAIR, steps) == {k: v * outcomes["settled"] for k, v in SETTLED.items()}, held
     assert outcomes["settled"] >= SWAPS // 2, outcomes

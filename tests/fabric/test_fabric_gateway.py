@@ -32,13 +32,13 @@ pytestmark = FABRIC_MARKS
 
 
 @pytest.fixture
-def fabric(net):
-    return net.ledgers["fabric-a"]
+def fabric(ledger_set):
+    return ledger_set.ledgers["fabric-a"]
 
 
-async def test_gateway_evaluates_qscc_on_both_channels(net):
+async def test_gateway_evaluates_qscc_on_both_channels(ledger_set):
     for name in FABRIC:
-        adapter = net.ledgers[name]
+        adapter = ledger_set.ledgers[name]
         qscc = adapter.contract("seller").channel.get_contract("qscc")
         info = ledger_pb2.BlockchainInfo.FromString(await qscc.evaluate("GetChainInfo", name))
         assert info.height >= 1 and (await adapter.now()).height == info.height - 1
@@ -178,11 +178,11 @@ async def test_locks_survive_a_peer_killed_and_restarted(fabric, fabric_network)
 
 
 @pytest.mark.parametrize("org", ["seller", "buyer"])
-async def test_a_swap_survives_a_peer_killed_and_restarted_mid_swap(net, journal_path, fabric_network, org):
+async def test_a_swap_survives_a_peer_killed_and_restarted_mid_swap(ledger_set, journal_path, fabric_network, org):
     """SIGKILL one org's peer once the Fabric lock is in: the swap still settles or refunds, and
     every balance is conserved (the adapter retries while the peer restarts on its ledger)."""
     pair = Pair("fabric-a", "evm-a")
-    orch = net.orchestrator(journal_path)
+    orch = ledger_set.orchestrator(journal_path)
     restarted: list[asyncio.Task] = []
 
     def progress(swap_id: str, message: str) -> None:
@@ -191,11 +191,11 @@ async def test_a_swap_survives_a_peer_killed_and_restarted_mid_swap(net, journal
 
     orch.progress = progress
     old_pid = fabric_network.proc(f"peer0.{org}bank.dvp.test").pid
-    before = await snapshot(net)
+    before = await snapshot(ledger_set)
     result = await orch.run(spec_for(pair))
     assert restarted, "the swap never reached its second lock"
     assert await restarted[0] != old_pid
-    after = await snapshot(net)
+    after = await snapshot(ledger_set)
     assert result.outcome in (Outcome.SETTLED, Outcome.REFUNDED), result.detail
     assert_conserved(before, after, result.steps)
     assert changes(before, after, pair, result.steps) == (SETTLED if result.outcome is Outcome.SETTLED else UNCHANGED)

@@ -14,5 +14,5 @@ class TestGeth(HtlcConformance):
     asset = htlc_asset(GETH.name)
 
     @pytest.fixture
-    def adapter(self, net):
-        return net.ledgers[GETH.name]
+    def adapter(self, ledger_set):
+        return ledger_set.ledgers[GETH.name]

@@ -33,6 +33,6 @@ class TestAnvilAgainstGeth(ScenarioSuite):
 
 
 @pytest.mark.parametrize("pair", GETH_ONCE_PARAMS)
-async def test_geth_against_another_family_settles_once(net, journal_path, pair):
+async def test_geth_against_another_family_settles_once(ledger_set, journal_path, pair):
     """btc, Elements and Fabric securities against geth cash, once each (README: Tests)."""
-    await settles_once(net, journal_path, pair)
+    await settles_once(ledger_set, journal_path, pair)

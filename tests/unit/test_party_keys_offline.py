@@ -14,8 +14,8 @@ from eth_account import Account
 
 from dvp.adapter import LedgerConfig
 from dvp.errors import ConfigError, NotSupportedError, UnknownParty
+from dvp.ledger_set import LedgerSet
 from dvp.models import HtlcTerms
-from dvp.network import Network
 from dvp.party.keys import load_party_file, party_state, write_party_file
 from dvp.registry import build_adapter
 from dvp_utxo.keys import Key
@@ -174,8 +174,8 @@ def test_party_file_is_0600_from_its_creation_and_never_overwritten(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(ConfigError, match="exists already"):
         write_party_file(path, {})
-    net = Network.from_state(load_party_file(path))
-    assert list(net.ledgers) == ["led"] and net.ledgers["led"].config.accounts.keys() == {"seller"}
+    ledger_set = LedgerSet.from_state(load_party_file(path))
+    assert list(ledger_set.ledgers) == ["led"] and ledger_set.ledgers["led"].config.accounts.keys() == {"seller"}
 
 
 def _file(tmp_path: Path, text: str, mode: int = 0o600) -> Path:

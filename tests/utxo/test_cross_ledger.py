@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
+from dvp.ledger_set import LedgerSet
 from dvp.models import Asset, AssetKind, Behaviour, HtlcPlan, Leg, LockStatus, Role, SwapSpec, Trade
-from dvp.network import Network
 from dvp.orchestrator import Outcome
 from dvp.runtime.local import LocalRuntime
 from dvp.topology import LedgerSpec, Topology
@@ -54,10 +54,10 @@ def testbed(tmp_path_factory):
 
 
 async def _fund(path):
-    async with Network.from_run_dir(path) as net:
+    async with LedgerSet.from_run_dir(path) as ledger_set:
         subs = [
-            (net.ledgers[ETH], await net.ledgers[ETH].issue("BOND", "seller", 1_000)),
-            (net.ledgers[BTC], await net.ledgers[BTC].issue("EUR", "buyer", 10_000_000)),
+            (ledger_set.ledgers[ETH], await ledger_set.ledgers[ETH].issue("BOND", "seller", 1_000)),
+            (ledger_set.ledgers[BTC], await ledger_set.ledgers[BTC].issue("EUR", "buyer", 10_000_000)),
         ]
         for adapter, sub in subs:
             await adapter.wait_final(sub.tx_id)
@@ -83,12 +83,12 @@ def fee(result, step: str) -> int:
 
 
 async def run(testbed, tmp_path, s):
-    async with Network.from_run_dir(testbed) as net:
-        before = await net.balances(["seller", "buyer"])
-        result = await net.orchestrator(tmp_path / "journal.sqlite").run(s)
-        after = await net.balances(["seller", "buyer"])
+    async with LedgerSet.from_run_dir(testbed) as ledger_set:
+        before = await ledger_set.balances(["seller", "buyer"])
+        result = await ledger_set.orchestrator(tmp_path / "journal.sqlite").run(s)
+        after = await ledger_set.balances(["seller", "buyer"])
         d = {k: after[k] - before[k] for k in after}
-        lock = await net.ledgers[BTC].get_lock(result.data["lock_cash"]) if "lock_cash" in result.data else None
+        lock = await ledger_set.ledgers[BTC].get_lock(result.data["lock_cash"]) if "lock_cash" in result.data else None
     return result, d, lock
 
 

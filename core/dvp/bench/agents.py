@@ -29,8 +29,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..journal import Journal
+from ..ledger_set import LedgerSet
 from ..models import SwapSpec
-from ..network import Network
 from ..party.agent import Agent
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
@@ -167,7 +167,7 @@ async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[Agen
     async with AsyncExitStack() as stack:
         agents = {}
         for party, peer in ((SELLER, BUYER), (BUYER, SELLER)):
-            net = await stack.enter_async_context(Network.from_state(party_state(state, party)))
+            net = await stack.enter_async_context(LedgerSet.from_state(party_state(state, party)))
             journal = Journal(folder / f"{party}.sqlite")
             stack.callback(journal.close)
             agent = BenchAgent(

@@ -20,7 +20,7 @@ from ..cli_common import (
     out_dir_option,
     shown_option,
 )
-from ..network import Network
+from ..ledger_set import LedgerSet
 from ..runtime import select
 from ..settings import Settings
 from ..topology import default, with_ledgers
@@ -134,7 +134,7 @@ def bench(
                         console.print(f"[yellow]{info['swap_id']}[/] {info['error']}")
 
             async def go() -> Any:
-                async with Network.from_run_dir(settings.run_dir) as net:
+                async with LedgerSet.from_run_dir(settings.run_dir) as net:
                     return await run_bench(net, cfg, journal, on_event, runtime.state() if agents else None)
 
             run = asyncio.run(go())

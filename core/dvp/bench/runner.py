@@ -22,8 +22,8 @@ from typing import Any
 from .. import errors
 from ..adapter import Issuing, LedgerAdapter
 from ..journal import Journal
+from ..ledger_set import LedgerSet
 from ..models import AssetKind, Behaviour, Capability, HtlcPlan, Leg, SwapSpec, Trade
-from ..network import Network
 from ..orchestrator import Orchestrator
 from ..registry import installed_launchers, launcher_class
 from ..report import machine
@@ -81,11 +81,11 @@ class BenchPair:
         return self.security == self.cash
 
 
-def _find_asset(net: Network, ledger: str, kind: AssetKind) -> str | None:
+def _find_asset(net: LedgerSet, ledger: str, kind: AssetKind) -> str | None:
     return next((a.symbol for a in net.assets if a.ledger == ledger and a.kind is kind), None)
 
 
-def _asset(net: Network, ledger: str, kind: AssetKind) -> str:
+def _asset(net: LedgerSet, ledger: str, kind: AssetKind) -> str:
     """The ledger's asset of ``kind``; pairs are only formed where there is one."""
     symbol = _find_asset(net, ledger, kind)
     if symbol is None:
@@ -96,7 +96,7 @@ def _asset(net: Network, ledger: str, kind: AssetKind) -> str:
 SINGLE_LEDGER_POSSIBLE = "possible"
 
 
-def single_ledger_dvp(net: Network, name: str) -> str:
+def single_ledger_dvp(net: LedgerSet, name: str) -> str:
     """Whether ledger ``name`` can run single-ledger DvP here (:data:`SINGLE_LEDGER_POSSIBLE`),
     else why not: its platform lacks atomic_dvp, or the ledger lacks an asset kind."""
     if not net.ledgers[name].supports(Capability.ATOMIC_DVP):
@@ -105,7 +105,7 @@ def single_ledger_dvp(net: Network, name: str) -> str:
     return f"not possible on {name} (no {' and no '.join(lacking)} asset)" if lacking else SINGLE_LEDGER_POSSIBLE
 
 
-def available_pairs(net: Network) -> list[BenchPair]:
+def available_pairs(net: LedgerSet) -> list[BenchPair]:
     """Single-ledger DvP where a ledger can (atomic_dvp and both asset kinds), and one
     cross-ledger pair per two ledgers, securities on the first that has them."""
     names = sorted(net.ledgers)
@@ -119,7 +119,7 @@ def available_pairs(net: Network) -> list[BenchPair]:
     return out
 
 
-def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
+def resolve_pairs(net: LedgerSet, wanted: list[str] | None) -> list[BenchPair]:
     if not wanted:
         return available_pairs(net)
     pairs = []
@@ -139,7 +139,7 @@ def resolve_pairs(net: Network, wanted: list[str] | None) -> list[BenchPair]:
     return pairs
 
 
-def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
+def ledger_infos(net: LedgerSet) -> dict[str, m.LedgerInfo]:
     infos = {}
     for name, a in net.ledgers.items():
         display_unit, scale = type(a).fee_display or (None, 1)
@@ -155,7 +155,7 @@ def ledger_infos(net: Network) -> dict[str, m.LedgerInfo]:
     return infos
 
 
-def pair_spec(net: Network, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
+def pair_spec(net: LedgerSet, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
     trade = Trade(
         security=Leg(
             ledger=pair.security, asset=_asset(net, pair.security, AssetKind.SECURITY), amount=SECURITY_AMOUNT
@@ -206,7 +206,7 @@ def machine_info() -> dict[str, Any]:
 # -- funding and baselines --------------------------------------------------------------------------
 
 
-async def fund(net: Network, pairs: list[BenchPair], cfg: BenchConfig) -> None:
+async def fund(net: LedgerSet, pairs: list[BenchPair], cfg: BenchConfig) -> None:
     """Issue what the swaps need (seller: securities, buyer: cash), unless already held."""
     need: dict[tuple[str, str, str], int] = {}
     for p in pairs:
@@ -267,7 +267,7 @@ async def raw_throughput(adapter: LedgerAdapter, asset: str, n: int, in_flight: 
     return {"transactions": n, "in_flight": in_flight, "seconds": elapsed, "tps": n / elapsed}
 
 
-async def baselines(net: Network, ledgers: list[str], cfg: BenchConfig, on_event: Event) -> dict[str, Any]:
+async def baselines(net: LedgerSet, ledgers: list[str], cfg: BenchConfig, on_event: Event) -> dict[str, Any]:
     async def one(name: str) -> tuple[str, dict[str, Any]]:
         adapter = net.ledgers[name]
         asset = _asset(net, name, AssetKind.CASH)
@@ -365,7 +365,7 @@ def _finished(swaps: list[SwapFigures | NotStarted]) -> list[SwapFigures]:
 
 
 async def run_bench(
-    net: Network,
+    net: LedgerSet,
     cfg: BenchConfig,
     journal_path: Path,
     on_event: Event = lambda k, i: None,
@@ -485,7 +485,7 @@ async def run_bench(
 
 
 async def run_agents(
-    net: Network,
+    net: LedgerSet,
     state: dict[str, Any],
     pairs: list[BenchPair],
     cfg: BenchConfig,

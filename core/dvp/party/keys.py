@@ -66,7 +66,7 @@ def write_party_file(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_party_file(path: Path | str) -> dict[str, Any]:
-    """A party file as plain run-state data, for :meth:`dvp.network.Network.from_state`.
+    """A party file as plain run-state data, for :meth:`dvp.ledger_set.LedgerSet.from_state`.
 
     Raises ConfigError (one line) if it is missing, readable by others than its owner,
     not JSON, or not of the run-state shape with a ``party``."""

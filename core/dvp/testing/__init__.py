@@ -7,7 +7,7 @@
   line saying why (no :class:`~dvp.adapter.Observable`, for instance).
 * :mod:`dvp.testing.scenarios`: building blocks of the DvP scenario suites (specs,
   balance snapshots, conservation) and :class:`ScenarioSuite`, the scenarios as a base
-  class over a ``net`` fixture and a ``pair``.
+  class over a ``ledger_set`` fixture and a ``pair``.
 * :class:`~dvp.testing.memory.MemoryLedger`: an in-memory ledger for the core's unit
   tests and for checking the kit itself.  It is not a platform: no entry point names it.
 

@@ -1,7 +1,7 @@
 """The DvP scenario suites' building blocks, and the scenarios themselves as base classes.
 
 A subclass of :class:`ScenarioSuite` (cross-ledger HTLC) or :class:`AtomicSuite`
-(single-ledger) provides the fixtures ``net`` (a connected :class:`~dvp.network.Network`
+(single-ledger) provides the fixtures ``ledger_set`` (a connected :class:`~dvp.ledger_set.LedgerSet`
 whose ``seller`` and ``buyer`` hold both assets), ``journal_path`` and ``pair`` (or
 ``ledger``), and :meth:`~ScenarioSuite.spec` (the swap to run for a pair).  Every scenario
 checks the outcome, who ended with what (fees paid in a traded coin added back from the
@@ -20,8 +20,8 @@ import pytest
 from .. import errors
 from ..adapter import AtomicDvp
 from ..journal import Step
+from ..ledger_set import LedgerSet
 from ..models import Behaviour, HtlcPlan, Leg, LockStatus, OrderStatus, Role, SwapSpec, Trade
-from ..network import Network
 from ..orchestrator import Outcome, SwapResult
 from ..party.policy import SEND_ANY, AcceptPolicy
 from ..report import Balances, conservation, fees_paid
@@ -69,8 +69,8 @@ def spec_for(pair: Pair, *, kind: str | None = None, behaviour: Behaviour | None
     )
 
 
-async def snapshot(net: Network) -> Balances:
-    return await net.balances(["seller", "buyer"])
+async def snapshot(ledger_set: LedgerSet) -> Balances:
+    return await ledger_set.balances(["seller", "buyer"])
 
 
 def changes(before: Balances, after: Balances, pair: Pair, steps: Any = ()) -> dict[str, int]:
@@ -95,11 +95,11 @@ def assert_conserved(before: Balances, after: Balances, steps: Any = ()) -> None
     assert not drift, f"value created or destroyed: {drift}"
 
 
-async def run(net: Network, journal_path: Path, spec: SwapSpec) -> tuple[SwapResult, Balances, Balances]:
+async def run(ledger_set: LedgerSet, journal_path: Path, spec: SwapSpec) -> tuple[SwapResult, Balances, Balances]:
     """Run one swap; its result and the balances before and after, conservation checked."""
-    before = await snapshot(net)
-    result = await net.orchestrator(journal_path).run(spec)
-    after = await snapshot(net)
+    before = await snapshot(ledger_set)
+    result = await ledger_set.orchestrator(journal_path).run(spec)
+    after = await snapshot(ledger_set)
     assert_conserved(before, after, result.steps)
     return result, before, after
 
@@ -117,28 +117,30 @@ class AtomicSuite:
     def spec(self, pair: Pair, **kw: Any) -> SwapSpec:
         return spec_for(pair, **kw)
 
-    async def test_single_ledger_dvp_moves_both_legs_in_one_transaction(self, net: Network, journal_path: Path,
+    async def test_single_ledger_dvp_moves_both_legs_in_one_transaction(self, ledger_set: LedgerSet, journal_path: Path,
                                                                         ledger: str) -> None:  # fmt: skip
         pair = self.pair(ledger)
-        result, before, after = await run(net, journal_path, self.spec(pair))
+        result, before, after = await run(ledger_set, journal_path, self.spec(pair))
         assert result.kind == "atomic"
         assert result.outcome is Outcome.SETTLED
         assert changes(before, after, pair, result.steps) == SETTLED
         settle = [s for s in result.steps if s.step == StepName.SETTLE and s.phase == Phase.RESULT]
         assert len(settle) == 1 and settle[0].tx_id
 
-    async def test_buyer_walks_away_the_order_is_cancelled_on_the_ledger(self, net: Network, journal_path: Path,
+    async def test_buyer_walks_away_the_order_is_cancelled_on_the_ledger(self, ledger_set: LedgerSet, journal_path: Path,
                                                                         ledger: str) -> None:  # fmt: skip
         """The buyer never accepts: the seller's order is cancelled on the ledger before the swap
         is called aborted, the seller is whole but for the journaled fees, and the buyer's
         acceptance afterwards is refused."""
         pair = self.pair(ledger)
-        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False)))
+        result, before, after = await run(
+            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False))
+        )
         assert result.outcome is Outcome.ABORTED, result.detail
         assert f"order cancelled on {ledger}" in result.detail and "did not accept" in result.detail
         assert done_steps(result.steps) == [StepName.PROPOSE, StepName.CANCEL]
         assert changes(before, after, pair, result.steps) == UNCHANGED
-        base = net.ledgers[ledger]
+        base = ledger_set.ledgers[ledger]
         adapter = base.require(AtomicDvp)
         state = AtomicSwapState.model_validate(result.data)
         assert state.order is not None and state.order_id is not None
@@ -148,14 +150,14 @@ class AtomicSuite:
             await base.wait_all(await adapter.accept_dvp(state.order))
         found = await adapter.get_order(state.order_id)
         assert found is not None and found.status is OrderStatus.CANCELLED
-        assert await snapshot(net) == after
+        assert await snapshot(ledger_set) == after
 
-    async def test_an_acceptance_that_lands_before_the_cancellation_settles(self, net: Network, journal_path: Path,
+    async def test_an_acceptance_that_lands_before_the_cancellation_settles(self, ledger_set: LedgerSet, journal_path: Path,
                                                                            ledger: str, monkeypatch: Any) -> None:  # fmt: skip
         """Cancellation racing the buyer's acceptance: the ledger decides.  Here the acceptance
         is final first, so the ledger refuses the seller's cancellation and the swap settles."""
         pair = self.pair(ledger)
-        base = net.ledgers[ledger]
+        base = ledger_set.ledgers[ledger]
         adapter = base.require(AtomicDvp)
         cancel = adapter.cancel_dvp
 
@@ -164,7 +166,9 @@ class AtomicSuite:
             return await cancel(order)
 
         monkeypatch.setattr(adapter, "cancel_dvp", accepted_first)
-        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False)))
+        result, before, after = await run(
+            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False))
+        )
         assert result.outcome is Outcome.SETTLED, result.detail
         assert "landed before the cancellation" in result.detail
         assert changes(before, after, pair, result.steps) == SETTLED
@@ -179,8 +183,10 @@ class ScenarioSuite:
         return spec_for(pair, **kw)
 
     @pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
-    async def test_cross_ledger_happy_path(self, net: Network, journal_path: Path, pair: Pair, holder: Role) -> None:
-        result, before, after = await run(net, journal_path, self.spec(pair, secret_holder=holder))
+    async def test_cross_ledger_happy_path(
+        self, ledger_set: LedgerSet, journal_path: Path, pair: Pair, holder: Role
+    ) -> None:
+        result, before, after = await run(ledger_set, journal_path, self.spec(pair, secret_holder=holder))
         assert result.outcome is Outcome.SETTLED, result.detail
         assert changes(before, after, pair, result.steps) == SETTLED
         first, second = LegName.sent_by(holder), LegName.sent_by(holder.other)
@@ -192,24 +198,32 @@ class ScenarioSuite:
         # The secret reached the other party through the ledger, and it is the journaled one.
         lock_id = HtlcSwapState.model_validate(result.data).lock_id(second)
         assert lock_id is not None
-        lock = await net.ledgers[pair.ledger(second)].get_lock(lock_id)
+        lock = await ledger_set.ledgers[pair.ledger(second)].get_lock(lock_id)
         assert lock is not None and lock.status is LockStatus.CLAIMED and lock.preimage == result.data["secret"]
 
-    async def test_counterparty_locks_first_when_asked(self, net: Network, journal_path: Path, pair: Pair) -> None:
-        result, before, after = await run(net, journal_path, self.spec(pair, first_locker=Role.BUYER))
+    async def test_counterparty_locks_first_when_asked(
+        self, ledger_set: LedgerSet, journal_path: Path, pair: Pair
+    ) -> None:
+        result, before, after = await run(ledger_set, journal_path, self.spec(pair, first_locker=Role.BUYER))
         assert result.outcome is Outcome.SETTLED, result.detail
         assert done_steps(result.steps)[0] == StepName.LOCK_CASH
         assert changes(before, after, pair, result.steps) == SETTLED
 
-    async def test_buyer_never_locks_seller_refunds(self, net: Network, journal_path: Path, pair: Pair) -> None:
-        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False)))
+    async def test_buyer_never_locks_seller_refunds(
+        self, ledger_set: LedgerSet, journal_path: Path, pair: Pair
+    ) -> None:
+        result, before, after = await run(
+            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False))
+        )
         assert result.outcome is Outcome.REFUNDED
         assert changes(before, after, pair, result.steps) == UNCHANGED
         steps = done_steps(result.steps)
         assert StepName.LOCK_CASH not in steps and StepName.REFUND_SECURITY in steps
 
-    async def test_seller_never_claims_both_refund(self, net: Network, journal_path: Path, pair: Pair) -> None:
-        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(holder_claims=False)))
+    async def test_seller_never_claims_both_refund(self, ledger_set: LedgerSet, journal_path: Path, pair: Pair) -> None:
+        result, before, after = await run(
+            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(holder_claims=False))
+        )
         assert result.outcome is Outcome.REFUNDED
         assert changes(before, after, pair, result.steps) == UNCHANGED
         assert done_steps(result.steps)[-2:] == [StepName.REFUND_CASH, StepName.REFUND_SECURITY]
@@ -217,13 +231,15 @@ class ScenarioSuite:
         for leg in LegName:
             lock_id = state.lock_id(leg)
             assert lock_id is not None
-            lock = await net.ledgers[pair.ledger(leg)].get_lock(lock_id)
+            lock = await ledger_set.ledgers[pair.ledger(leg)].get_lock(lock_id)
             assert lock is not None and lock.status is LockStatus.REFUNDED and lock.preimage is None
 
-    async def test_buyer_misses_its_window_principal_risk_is_reported(self, net: Network, journal_path: Path,
+    async def test_buyer_misses_its_window_principal_risk_is_reported(self, ledger_set: LedgerSet, journal_path: Path,
                                                                       pair: Pair) -> None:  # fmt: skip
         """The Stella principal-risk case: the secret is public, the buyer does not claim in time."""
-        result, before, after = await run(net, journal_path, self.spec(pair, behaviour=Behaviour(counter_claims=False)))
+        result, before, after = await run(
+            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(counter_claims=False))
+        )
         assert result.outcome is Outcome.PRINCIPAL_LOSS
         assert "buyer" in result.detail and f"lost {CASH_AMOUNT} {pair.cash_asset}" in result.detail
         assert changes(before, after, pair, result.steps) == {
@@ -232,14 +248,16 @@ class ScenarioSuite:
         # Too late: the buyer's claim with the now-public secret is refused by the ledger.
         secret = bytes.fromhex(result.data["secret"])
         with pytest.raises(errors.LockError):
-            await net.ledgers[pair.security].claim(result.data["lock_security"], secret, submitter="buyer")
-        assert await snapshot(net) == after
+            await ledger_set.ledgers[pair.security].claim(result.data["lock_security"], secret, submitter="buyer")
+        assert await snapshot(ledger_set) == after
 
-    async def test_two_swaps_at_once_on_the_same_accounts(self, net: Network, journal_path: Path, pair: Pair) -> None:
-        orch = net.orchestrator(journal_path)
-        before = await snapshot(net)
+    async def test_two_swaps_at_once_on_the_same_accounts(
+        self, ledger_set: LedgerSet, journal_path: Path, pair: Pair
+    ) -> None:
+        orch = ledger_set.orchestrator(journal_path)
+        before = await snapshot(ledger_set)
         results = await asyncio.gather(orch.run(self.spec(pair)), orch.run(self.spec(pair, secret_holder=Role.BUYER)))
-        after = await snapshot(net)
+        after = await snapshot(ledger_set)
         steps = [s for r in results for s in r.steps]
         assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED]
         assert_conserved(before, after, steps)
