@@ -35,15 +35,22 @@ def install(after: int) -> None:
 
 
 def install_after_step(step: str) -> None:
-    """Kill this process right after the journal records a row of ``step``."""
-    record = Journal.record
+    """Kill this process right after the journal records a row of ``step`` (a blocking write,
+    or an awaited one: the runs' steps journal through ``arecord``)."""
+    record, arecord = Journal.record, Journal.arecord
 
     def record_then_die(self: Journal, swap_id: str, name: str, phase: str, **kw: Any) -> None:
         record(self, swap_id, name, phase, **kw)
         if name == step:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    async def arecord_then_die(self: Journal, swap_id: str, name: str, phase: str, **kw: Any) -> None:
+        await arecord(self, swap_id, name, phase, **kw)
+        if name == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     Journal.record = record_then_die  # type: ignore[method-assign,assignment]
+    Journal.arecord = arecord_then_die  # type: ignore[method-assign,assignment]
 
 
 def install_at_boundary(value: str) -> None:
