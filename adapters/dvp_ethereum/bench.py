@@ -40,7 +40,8 @@ async def raw_throughput(
             await adapter.wait_final(tx_id)
 
     t = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(n))), timeout)
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = time.perf_counter() - t
     return {
         "transactions": n,
@@ -84,7 +85,8 @@ async def chain_capacity(
             s = keys[p].sign_transaction(tx)
             signed.append(("0x" + bytes(s.hash).hex(), "0x" + bytes(s.raw_transaction).hex()))
         try:
-            result = await asyncio.wait_for(_pump(rpc, signed, in_flight), timeout)
+            async with asyncio.timeout(timeout):
+                result = await _pump(rpc, signed, in_flight)
         finally:
             for p in parties:  # the swaps' sender counts nonces locally: read them again
                 sender.account(keys[p].address).invalidate()

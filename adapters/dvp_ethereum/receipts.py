@@ -34,8 +34,10 @@ class ReceiptWatcher:
         self._waiters.setdefault(tx_id.lower(), []).append(future)
         self._ensure_running()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                mined: dict[str, Any] = await asyncio.shield(future)
+            return mined
+        except TimeoutError:
             return None
         finally:
             waiting = self._waiters.get(tx_id.lower(), [])

@@ -114,10 +114,12 @@ class NodeClient:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.write((json.dumps({"args": args, "in_flight": in_flight}) + "\n").encode())
         await self._proc.stdin.drain()
-        line = await asyncio.wait_for(self._proc.stdout.readline(), timeout)
+        async with asyncio.timeout(timeout):
+            line = await self._proc.stdout.readline()
         if not line:
             assert self._proc.stderr is not None
-            err = (await asyncio.wait_for(self._proc.stderr.read(), 10)).decode()
+            async with asyncio.timeout(10):
+                err = (await self._proc.stderr.read()).decode()
             raise ConfigError(f"fabric bench: the Node Gateway client failed: {' '.join(err.split())[-400:]}")
         result: dict[str, Any] = json.loads(line)
         return result
@@ -127,7 +129,8 @@ class NodeClient:
             assert self._proc.stdin is not None
             self._proc.stdin.close()
             try:
-                await asyncio.wait_for(self._proc.wait(), 10)
+                async with asyncio.timeout(10):
+                    await self._proc.wait()
             except TimeoutError:
                 self._proc.kill()
                 await self._proc.wait()
@@ -184,7 +187,8 @@ async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: 
     """The baseline at the swaps' K, then (when Node is here) the two clients side by side."""
     contract = adapter.contract(adapter.config.issuer)
     tag = f"{os.getpid()}-{int(time.time())}"
-    base = await asyncio.wait_for(python_throughput(contract, workload(f"{tag}-b", n, asset), in_flight), timeout)
+    async with asyncio.timeout(timeout):
+        base = await python_throughput(contract, workload(f"{tag}-b", n, asset), in_flight)
     out: dict[str, Any] = {
         **base,
         "method": "issues of one unit to fresh accounts (no key shared), Gateway client",
@@ -196,9 +200,8 @@ async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: 
         out["clients"] = {"skipped": f"Node Gateway client not run: {missing}"}
         note += f"; {out['clients']['skipped']}"
     else:
-        c = out["clients"] = await asyncio.wait_for(
-            compare_clients(adapter, asset, in_flight=max(in_flight, COMPARE_IN_FLIGHT)), timeout
-        )
+        async with asyncio.timeout(timeout):
+            c = out["clients"] = await compare_clients(adapter, asset, in_flight=max(in_flight, COMPARE_IN_FLIGHT))
         py, nd = c["python"], c["node"]
         note += (
             f"; Gateway clients at {c['in_flight']} in flight, both warm, median of {c['rounds']} alternating "

@@ -43,7 +43,8 @@ async def chain_capacity(adapter: UtxoAdapter, asset: str, n: int, in_flight: in
     # a dev chain without a block clock mines on wait, as the adapter's own wait does
     on_demand = adapter.config.dev and adapter.config.mine_on_wait
     mine = adapter._mine if on_demand else None
-    result = await asyncio.wait_for(_pump(adapter.ledger.rpc, signed, in_flight, mine), timeout)
+    async with asyncio.timeout(timeout):
+        result = await _pump(adapter.ledger.rpc, signed, in_flight, mine)
     return {
         "transactions": n,
         "in_flight": in_flight,

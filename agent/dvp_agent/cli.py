@@ -296,7 +296,8 @@ async def _serve(
                     break
                 await _take_outbox(folder, party)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 0.2)
+                    async with asyncio.timeout(0.2):
+                        await stop.wait()
         finally:
             finished = {
                 sid: t.result()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from dvp.errors import MessageRefused
 from dvp.party.messages import MAX_MESSAGE_BYTES, Message
+from dvp.scenario import first_error
 
 from .identity import Identity, PeerCert
 
@@ -57,7 +58,7 @@ def unseal(data: bytes, *, peer: PeerCert, me: str) -> Message:
     try:
         message = Message.model_validate_json(body)
     except ValidationError as exc:
-        raise MessageRefused(f"message from {peer.party!r} is not a valid message: {_first_error(exc)}") from None
+        raise MessageRefused(f"message from {peer.party!r} is not a valid message: {first_error(exc)}") from None
     if message.sender != peer.party:
         raise NotAuthentic(f"message names sender {message.sender!r} but comes from {peer.party!r}")
     if message.recipient != me:
@@ -83,10 +84,3 @@ def _envelope(data: bytes, party: str) -> tuple[bytes, bytes]:
         return raw, base64.b64decode(signature, validate=True)
     except binascii.Error as exc:
         raise MessageRefused(f"message from {party!r}: signature is not base64 ({exc})") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "message"
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {first['msg']}{more}"

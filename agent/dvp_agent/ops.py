@@ -165,7 +165,7 @@ def _open_swap(
     for leg_name in LegName:
         sender = leg_name.sender
         leg = spec.trade.leg_sent_by(sender)
-        timeout = spec.plan.holder_timeout if sender is spec.plan.secret_holder else spec.plan.counter_timeout
+        timeout = spec.plan.timeout_for(sender)
         terms = state.terms(leg_name)
         mine = side is not None and side.role is sender
         locked = (

@@ -243,10 +243,8 @@ class LedgerAdapter(ABC):
         state = await self.get_lock(lock_id)
         if state is None:
             raise LockNotFound(f"audit {lock_id}: no such lock on {self.name}")
-        for field in type(state.terms).model_fields:
-            got, want = getattr(state.terms, field), getattr(expected, field)
-            if got != want:
-                raise AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
+        for field, got, want in state.terms.differences(expected)[:1]:
+            raise AuditFailed(f"audit {lock_id}: {field} is {got!r}, agreed {want!r}")
         if state.status is not LockStatus.LOCKED:
             raise AuditFailed(f"audit {lock_id}: status is {state.status.value}, expected locked")
         return state

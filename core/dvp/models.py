@@ -104,6 +104,10 @@ class HtlcPlan(Frozen):
     def locks_first(self) -> Role:
         return self.first_locker or self.secret_holder
 
+    def timeout_for(self, role: Role) -> int:
+        """How long the leg ``role`` sends may stay locked: the secret holder's the longer."""
+        return self.holder_timeout if role is self.secret_holder else self.counter_timeout
+
 
 class Behaviour(Frozen):
     """Which parties do their part; ``False`` makes a party walk away (failure drills)."""
@@ -258,12 +262,16 @@ class LedgerTerms(Frozen):
     expiry: int
     nonce: Hex32 | None = None
 
+    def differences(self, agreed: HtlcTerms) -> list[tuple[str, object, object]]:
+        """The one comparison of a lock's terms with the agreed ones: each recorded term that
+        differs, as (field, recorded, agreed), in field order.  A term the ledger does not
+        record (None) is not compared."""
+        found = ((f, getattr(self, f), getattr(agreed, f)) for f in type(self).model_fields)
+        return [(f, got, want) for f, got, want in found if got is not None and got != want]
+
     def agrees_with(self, terms: HtlcTerms) -> bool:
         """Every recorded term equals the agreed one."""
-        return all(
-            getattr(self, f) is None and f in ("asset", "nonce") or getattr(self, f) == getattr(terms, f)
-            for f in type(self).model_fields
-        )
+        return not self.differences(terms)
 
 
 class LockState(Frozen):

@@ -126,7 +126,7 @@ class Orchestrator:
         for role in (Role.SELLER, Role.BUYER):
             leg = trade.leg_sent_by(role)
             adapter = self.ledgers[leg.ledger]
-            timeout = spec.plan.holder_timeout if role is spec.plan.secret_holder else spec.plan.counter_timeout
+            timeout = spec.plan.timeout_for(role)
             terms = HtlcTerms(
                 sender=trade.party(role),
                 recipient=trade.party(role.other),
@@ -453,7 +453,7 @@ class _HtlcRun:
         s = self.s
         adapter = s.adapter_of(role)
         if s.lock_id_of(role) is None:
-            timeout = s.spec.plan.holder_timeout if role is s.holder else s.spec.plan.counter_timeout
+            timeout = s.spec.plan.timeout_for(role)
             if role is self.second:
                 try:
                     timeout = await self.second_leg_seconds()

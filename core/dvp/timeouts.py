@@ -134,7 +134,7 @@ def check_plan(
     holder_first = plan.locks_first is plan.secret_holder
     first = holder_ledger if holder_first else counter_ledger
     b = budget(plan, holder_ledger, counter_ledger, first)
-    first_timeout = plan.holder_timeout if holder_first else plan.counter_timeout
+    first_timeout = plan.timeout_for(plan.locks_first)
     second_leg_seconds(
         plan,
         holder_ledger,

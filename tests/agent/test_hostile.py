@@ -200,7 +200,8 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
             serving = agents.start("seller", "--max-seconds", "120")
             # The buyer proposes (retrying until the seller's agent listens): refused.
             theirs = await buyer.propose(spec_for(pair, secret_holder=Role.BUYER.value))
-            result = await asyncio.wait_for(buyer.tasks[theirs], 60)
+            async with asyncio.timeout(60):
+                result = await buyer.tasks[theirs]
             assert result is not None and result.outcome is Outcome.ABORTED, result
             assert (
                 "refused the propose message: signature of message from 'buyer' does not verify with buyer's "

@@ -39,7 +39,8 @@ async def roundtrip(port: int, data: bytes = b"ping") -> tuple[asyncio.StreamRea
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(data)
     await writer.drain()
-    assert await asyncio.wait_for(reader.readexactly(len(data)), 5) == data
+    async with asyncio.timeout(5):
+        assert await reader.readexactly(len(data)) == data
     return reader, writer
 
 
@@ -48,7 +49,8 @@ async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> boo
     try:
         writer.write(b"x")
         await writer.drain()
-        return await asyncio.wait_for(reader.read(10), 2) == b""
+        async with asyncio.timeout(2):
+            return await reader.read(10) == b""
     except ConnectionError:
         return True
     finally:
@@ -77,15 +79,18 @@ async def test_stall_holds_bytes_and_connections_until_heal(echo_port):
         writer.write(b"held")
         await writer.drain()
         with pytest.raises(TimeoutError):  # nothing comes back, and nothing is closed
-            await asyncio.wait_for(reader.read(4), 0.5)
+            async with asyncio.timeout(0.5):
+                await reader.read(4)
         late_reader, late_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         late_writer.write(b"late")
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(late_reader.read(4), 0.5)
+            async with asyncio.timeout(0.5):
+                await late_reader.read(4)
         assert proxy.accepted == 1
         proxy.heal()
-        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"held"
-        assert await asyncio.wait_for(late_reader.readexactly(4), 5) == b"late"
+        async with asyncio.timeout(5):
+            assert await reader.readexactly(4) == b"held"
+            assert await late_reader.readexactly(4) == b"late"
         assert (proxy.accepted, proxy.dropped) == (2, 0)
         for w in (writer, late_writer):
             w.close()

@@ -292,7 +292,8 @@ def test_lock_claim_refund_and_settlement_emit_events(rules_network):
                     if ev.name == "DvpSettled" and events[-1][1]["order"]["id"] == oid:
                         return
 
-            await asyncio.wait_for(read(), timeout=30)
+            async with asyncio.timeout(30):
+                await read()
         finally:
             await connection.close()
         return events

@@ -95,7 +95,8 @@ async def ended(*pairs: tuple[Agent, str]):
         if all(swap_id in agent.tasks for agent, swap_id in pairs):
             break
         await asyncio.sleep(0.05)
-    return await asyncio.wait_for(asyncio.gather(*(agent.tasks[swap_id] for agent, swap_id in pairs)), 15)
+    async with asyncio.timeout(15):
+        return await asyncio.gather(*(agent.tasks[swap_id] for agent, swap_id in pairs))
 
 
 def as_message(sender: str, recipient: str, kind: Kind, swap_id: str, body: dict | None = None) -> Message:

@@ -79,7 +79,8 @@ async def settle_both(seller, buyer, swap_id):
         if swap_id in seller.tasks and swap_id in buyer.tasks:
             break
         await asyncio.sleep(0.05)
-    return await asyncio.wait_for(asyncio.gather(seller.tasks[swap_id], buyer.tasks[swap_id]), 8)
+    async with asyncio.timeout(8):
+        return await asyncio.gather(seller.tasks[swap_id], buyer.tasks[swap_id])
 
 
 async def settle_one(agent, swap_id):
@@ -87,7 +88,8 @@ async def settle_one(agent, swap_id):
         if swap_id in agent.tasks:
             break
         await asyncio.sleep(0.05)
-    return await asyncio.wait_for(agent.tasks[swap_id], 8)
+    async with asyncio.timeout(8):
+        return await agent.tasks[swap_id]
 
 
 @pytest.mark.parametrize("holder", [Role.SELLER, Role.BUYER])
@@ -126,7 +128,8 @@ async def test_policy_rejects_with_reason(ledgers, tmp_path):
     await buyer.start()
     try:
         swap_id = await seller.propose(spec())
-        [result] = await asyncio.wait_for(seller.wait_all(), 10)
+        async with asyncio.timeout(10):
+            [result] = await seller.wait_all()
         assert result.outcome is Outcome.ABORTED
         assert "above this party's policy.max_send of 500" in result.detail
         assert buyer.journal.get(swap_id) is None

@@ -161,7 +161,8 @@ async def test_a_stop_still_stops_a_drive_with_a_send_in_flight(ledgers, tmp_pat
     """aclose() while a ping is in flight: the drive ends at once, not restarted, unfinished."""
     async with seller_pinging_a_paused_buyer(ledgers, tmp_path) as (seller, _, said, _, swap_id):
         task = seller.tasks[swap_id]
-        await asyncio.wait_for(seller.aclose(), 3)
+        async with asyncio.timeout(3):
+            await seller.aclose()
         assert task.cancelled()
         assert not said.any("driving it again")
         assert seller.journal.get(swap_id).outcome is None  # a restarted agent drives it on
@@ -244,7 +245,8 @@ async def test_an_acceptor_killed_after_its_first_journal_write_answers_the_retr
     await seller.start()
     await buyer.start()
     swap_id = await seller.propose(spec(holder))
-    await asyncio.wait_for(dead.wait(), 10)
+    async with asyncio.timeout(10):
+        await dead.wait()
     await buyer.aclose()
     # The restarted agent: its journal, its channel end.
     again = Agent(
@@ -288,7 +290,8 @@ async def test_an_acceptor_back_after_the_proposer_gave_up_locks_nothing(ledgers
     await seller.start()
     await buyer.start()
     swap_id = await seller.propose(spec(holder, holder_timeout=24, counter_timeout=12, reaction_window=5))
-    await asyncio.wait_for(dead.wait(), 10)
+    async with asyncio.timeout(10):
+        await dead.wait()
     await buyer.aclose()
     ours = await outcome_of(seller.tasks[swap_id], 15)
     assert ours.outcome is Outcome.ABORTED and "never answered" in ours.detail, ours.detail

@@ -162,7 +162,8 @@ class Pair:
         await self.buyer.aclose()
 
     async def honest_result(self, swap_id: str, seconds: float = 10) -> SwapResult:
-        result = await asyncio.wait_for(self.seller.tasks[swap_id], seconds)
+        async with asyncio.timeout(seconds):
+            result = await self.seller.tasks[swap_id]
         assert result is not None, "the honest drive stopped unfinished"
         return result
 
@@ -171,7 +172,8 @@ class Pair:
             if swap_id in self.buyer.tasks:
                 break
             await asyncio.sleep(0.01)
-        return await asyncio.wait_for(self.buyer.tasks[swap_id], seconds)
+        async with asyncio.timeout(seconds):
+            return await self.buyer.tasks[swap_id]
 
 
 def refusal(misbehaviour: Misbehaviour, agreed_hashlock: str) -> str:
@@ -254,7 +256,8 @@ async def test_counterparty_vanishes_after_the_first_lock(ledgers, tmp_path, mon
         monkeypatch.setattr(ledger, "lock", lock_then_vanish)
         swap_id = await pair.seller.propose(spec(Role.SELLER))
         result = await pair.honest_result(swap_id)
-        await asyncio.wait_for(pair.stopping, 5)
+        async with asyncio.timeout(5):
+            await pair.stopping
         assert pair.buyer.tasks[swap_id].cancelled()
     assert result.outcome is Outcome.REFUNDED, result.detail
     assert (

@@ -40,13 +40,11 @@ async def test_two_workers_share_a_queue_each_swap_driven_once(ledgers, journal_
     ledgers["a"].lock = slow_lock
     assert ledgers["a"].sent == [] and ledgers["b"].sent == []  # submitted, not driven
     reports: dict[str, list[SwapResult | Unfinished]] = {"first": [], "second": []}
-    done = await asyncio.wait_for(
-        asyncio.gather(
+    async with asyncio.timeout(60):
+        done = await asyncio.gather(
             work(first, reports["first"].append, concurrency=2, poll=0.05, idle_exit=0.3),
             work(second, reports["second"].append, concurrency=2, poll=0.05, idle_exit=0.3),
-        ),
-        timeout=60,
-    )
+        )
     assert sum(done) == SWAPS and min(done) > 0, done  # both workers drove some
     driven = [r.swap_id for rs in reports.values() for r in rs if isinstance(r, SwapResult)]
     assert sorted(driven) == sorted(ids)  # each exactly once

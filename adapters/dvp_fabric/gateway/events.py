@@ -120,7 +120,8 @@ class ChaincodeEventStream:
         try:
             while True:
                 try:
-                    response = await asyncio.wait_for(call.read(), self.idle) if self.idle else await call.read()
+                    async with asyncio.timeout(self.idle or None):
+                        response = await call.read()
                 except TimeoutError:
                     return
                 if response is grpc.aio.EOF:

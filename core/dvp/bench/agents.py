@@ -206,7 +206,8 @@ async def run_agent_batch(
         async with sem:
             try:
                 await pair.seller.propose(spec, swap_id)
-                await asyncio.wait_for(both(swap_id), timeout)
+                async with asyncio.timeout(timeout):
+                    await both(swap_id)
             except TimeoutError:
                 error = f"timed out after {timeout:.0f}s"
             except Exception as exc:

@@ -262,7 +262,8 @@ async def raw_throughput(adapter: LedgerAdapter, asset: str, n: int, in_flight: 
             await adapter.wait_final(sub.tx_id)
 
     t = time.perf_counter()
-    await asyncio.wait_for(asyncio.gather(*(one() for _ in range(n))), timeout)
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(one() for _ in range(n)))
     elapsed = time.perf_counter() - t
     return {"transactions": n, "in_flight": in_flight, "seconds": elapsed, "tps": n / elapsed}
 
@@ -322,7 +323,8 @@ async def run_batch(
         error = None
         async with sem:
             try:
-                await asyncio.wait_for(orch.run(spec, swap_id), timeout)
+                async with asyncio.timeout(timeout):
+                    await orch.run(spec, swap_id)
             except TimeoutError:
                 error = f"timed out after {timeout:.0f}s"
             except Exception as exc:
@@ -339,7 +341,8 @@ async def run_batch(
             continue
         run["recovered"] = True
         try:
-            await asyncio.wait_for(orch.resume(run["swap_id"]), timeout)
+            async with asyncio.timeout(timeout):
+                await orch.resume(run["swap_id"])
         except Exception as exc:
             run["error"] = f"{run['error']}; resume: {type(exc).__name__}: {exc}"
     return runs

@@ -33,7 +33,7 @@ async def propose(
     for leg in LegName:
         role = leg.sender
         adapter = ledgers[spec.trade.leg_sent_by(role).ledger]
-        timeout = plan.holder_timeout if role is plan.secret_holder else plan.counter_timeout
+        timeout = plan.timeout_for(role)
         legs[leg] = LegPlan(expiry=adapter.expiry_after(await adapter.now(), timeout), nonce=secrets.token_hex(32))
     return Proposal(
         swap_id=swap_id,
@@ -97,8 +97,7 @@ async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mappin
             f"the {plan.secret_holder.value}"
         )
     for leg in LegName:
-        role_of_leg = leg.sender
-        timeout = plan.holder_timeout if role_of_leg is plan.secret_holder else plan.counter_timeout
+        timeout = plan.timeout_for(leg.sender)
         left = await seconds_left(proposal, leg, ledgers)
         if left > timeout + EXPIRY_SLACK_SECONDS:
             raise errors.SwapAborted(

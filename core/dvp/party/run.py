@@ -66,12 +66,7 @@ async def _no_probe(swap_id: str) -> None:
 
 def differences(found: LedgerTerms, agreed: HtlcTerms) -> str:
     """The terms of a lock that differ from the agreed ones, for the refusal's reason."""
-    diffs = [
-        f"{f} {getattr(found, f)} (agreed {getattr(agreed, f)})"
-        for f in type(found).model_fields
-        if getattr(found, f) is not None and getattr(found, f) != getattr(agreed, f)
-    ]
-    return ", ".join(diffs) or "none recorded"
+    return ", ".join(f"{f} {got} (agreed {want})" for f, got, want in found.differences(agreed)) or "none recorded"
 
 
 class PartyRun:
@@ -196,9 +191,7 @@ class PartyRun:
     def wall_left(self, role: Role) -> float:
         """Seconds until ``role``'s leg expires by the wall clock from the swap's creation (a
         bound for ledgers whose own clock only moves when someone mines)."""
-        plan = self.steps.spec.plan
-        timeout = plan.holder_timeout if role is self.holder else plan.counter_timeout
-        return self.steps.created + timeout - time.time()
+        return self.steps.created + self.steps.spec.plan.timeout_for(role) - time.time()
 
     async def left(self, role: Role) -> float:
         adapter = self.steps.adapter_of(role)

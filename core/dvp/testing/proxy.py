@@ -73,7 +73,8 @@ class PartitionProxy:
         self._flowing.set()  # held connections wake up, see the proxy closing and go
         self._cut()
         if server is not None:
-            await asyncio.wait_for(server.wait_closed(), _THREAD_TIMEOUT)
+            async with asyncio.timeout(_THREAD_TIMEOUT):
+                await server.wait_closed()
         if self._tasks:  # the forwarding tasks end once their connections are cut
             await asyncio.wait(set(self._tasks), timeout=_THREAD_TIMEOUT)
         self._loop = None  # partition() and heal() now only set the flag
@@ -201,9 +202,8 @@ class PartitionProxy:
                 self.dropped += 1
                 return
             try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(*self.target, limit=_CHUNK), _CONNECT_TIMEOUT
-                )
+                async with asyncio.timeout(_CONNECT_TIMEOUT):
+                    up_reader, up_writer = await asyncio.open_connection(*self.target, limit=_CHUNK)
             except (OSError, TimeoutError):
                 return  # the target is down: the client sees its connection fail
             upstream = up_writer
