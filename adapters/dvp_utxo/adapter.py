@@ -35,10 +35,8 @@ import asyncio
 import math
 import re
 import time
-from abc import ABCMeta
 from collections.abc import AsyncIterator
-from functools import cache
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
@@ -92,7 +90,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     @classmethod
     def for_config(cls, config: LedgerConfig) -> type[LedgerAdapter]:
-        return _dev_variant(cls) if isinstance(config, UtxoConfig) and config.dev else cls
+        return DevUtxoAdapter if isinstance(config, UtxoConfig) and config.dev else cls
 
     def __init__(self, name: str, config: UtxoConfig):
         super().__init__(name, config)
@@ -602,26 +600,15 @@ def _parse_checkpoint(since: str | None) -> tuple[int, int, int, int] | None:
     return parts  # type: ignore[return-value]
 
 
-class _DevUtxo(Issuing, TimeTravel):
-    """What a dev chain (regtest, ``dev: true``) adds: mining on demand moves its clock
-    and pays out test coins."""
+class DevUtxoAdapter(UtxoAdapter, Issuing, TimeTravel):
+    """A dev chain (regtest, ``dev: true``): mining on demand moves its clock and pays out
+    test coins."""
 
     async def issue(self, asset: str, to: str, amount: int) -> Submission:
-        return await self._dev_issue(asset, to, amount)  # type: ignore[attr-defined,no-any-return]
+        return await self._dev_issue(asset, to, amount)
 
     async def advance_time(self, seconds: int) -> None:
-        await self._dev_advance_time(seconds)  # type: ignore[attr-defined]
+        await self._dev_advance_time(seconds)
 
     async def mine(self, blocks: int = 1) -> None:
-        await self._mine(blocks)  # type: ignore[attr-defined]
-
-
-@cache
-def _dev_variant(cls: type[UtxoAdapter]) -> type[UtxoAdapter]:
-    """``cls`` on a dev chain: the same adapter with the dev mixins."""
-    variant = ABCMeta(
-        f"Dev{cls.__name__}",
-        (cls, _DevUtxo),
-        {"__doc__": f"{cls.__name__} on a dev chain.", "__module__": cls.__module__},
-    )
-    return cast(type[UtxoAdapter], variant)
+        await self._mine(blocks)

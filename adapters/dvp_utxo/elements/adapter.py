@@ -30,10 +30,10 @@ from __future__ import annotations
 from typing import Any
 
 from dvp import errors
-from dvp.adapter import AtomicDvp
+from dvp.adapter import AtomicDvp, LedgerAdapter, LedgerConfig
 from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxPurpose
 
-from ..adapter import ISSUER_SIGNS, UtxoAdapter
+from ..adapter import ISSUER_SIGNS, DevUtxoAdapter, UtxoAdapter
 from ..boundary import utxo_errors
 from ..chain import ChainView
 from ..dialect import Dialect
@@ -59,6 +59,10 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
     fee_unit = "sat"  # of the policy asset (L-BTC on Liquid), which pays every fee
 
     config: ElementsConfig
+
+    @classmethod
+    def for_config(cls, config: LedgerConfig) -> type[LedgerAdapter]:
+        return DevElementsAdapter if isinstance(config, ElementsConfig) and config.dev else cls
 
     def _make_ledger(self, rpc: RpcClient, dialect: Dialect, view: ChainView) -> ElementsLedger:
         return ElementsLedger(rpc, dialect, view, policy_asset=self.config.policy_asset, fee_rate=self.config.fee_rate)
@@ -265,3 +269,8 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
             if delivered and paid_seller:
                 return OrderState(order_id=order_id, status=OrderStatus.SETTLED)
         return OrderState(order_id=order_id, status=OrderStatus.CANCELLED)
+
+
+class DevElementsAdapter(ElementsAdapter, DevUtxoAdapter):
+    """An Elements dev chain (``dev: true``): mining on demand moves its clock and pays out
+    test coins of its issued assets."""
