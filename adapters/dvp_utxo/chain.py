@@ -212,6 +212,12 @@ class ChainView:
         for txid, tx in self._local.items():
             if txid not in known_before:
                 fresh.setdefault(txid, tx)
+        if any(t not in fresh for t in self._local):
+            # Mined after the chain was followed and before the node answered: follow again,
+            # or its outputs' spends vanish from the view until the next refresh (and another
+            # lock picks a spent output: btcd "orphan transaction", bench evm-a/btc at K=100).
+            await self._follow()
+            fresh = {t: tx for t, tx in fresh.items() if t not in self._tx_height}
         self._mem_txs = fresh
         # Our own broadcasts that are neither mined nor in the mempool were dropped.
         self._local = {t: tx for t, tx in self._local.items() if t in fresh}
