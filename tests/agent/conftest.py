@@ -22,6 +22,7 @@ from dvp import cli
 from dvp.journal import Journal, Step, SwapRecord
 from dvp.ledger_set import LedgerSet
 from dvp.models import SwapSpec
+from dvp.party.policy import AcceptPolicy
 from dvp.runtime.processes import free_port
 from dvp.testing.scenarios import DEV_POLICY
 from dvp_agent.config import load_config, save_config
@@ -82,6 +83,7 @@ class Agents:
     folders: dict[str, Path]
     ports: dict[str, int]
     processes: list[AgentProcess] = field(default_factory=list)
+    init_policies: dict[str, AcceptPolicy] = field(default_factory=dict)  # as `dvp agent init` wrote them
 
     def start(
         self,
@@ -185,17 +187,19 @@ def make_agents(run_dir: Path, tmp_path: Path, parties: tuple[str, ...], links: 
     env.pop("DVP_JOURNAL", None)
     folders = {p: tmp_path / p for p in parties}
     ports = {p: free_port() for p in parties}
+    written = {}
     for party in parties:
         done = in_process(
             ["agent", "init", str(folders[party]), "--party", party, "--listen", f"127.0.0.1:{ports[party]}"], env
         )
         assert done.exit_code == 0, done.output
+        written[party] = load_config(folders[party]).policy
         # The tests' swaps (short reaction window, fast_forward on dev chains) need a dev policy.
         save_config(folders[party], load_config(folders[party]).model_copy(update={"policy": DEV_POLICY}))
     for one, other in links:
         for party, peer in ((one, other), (other, one)):
             pin(env, folders[party], peer, f"127.0.0.1:{ports[peer]}", folders[peer] / "agent.crt")
-    return Agents(run_dir, env, folders, ports)
+    return Agents(run_dir, env, folders, ports, init_policies=written)
 
 
 @pytest.fixture

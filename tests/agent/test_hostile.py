@@ -42,25 +42,29 @@ SHORT_PLAN = {"holder_timeout": 30, "counter_timeout": 15}
 
 
 @asynccontextmanager
-async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent):
-    """The buyer's agent, in this process, from its own folder (as `dvp agent run` builds it)."""
-    folder = agents.folders["buyer"]
+async def buyer_agent(agents: Agents, agent_class: type[Agent] = Agent, party: str = "buyer"):
+    """The buyer's (or ``party``'s) agent, in this process, from its own folder (as `dvp agent
+    run` builds it), with every peer it pinned."""
+    folder = agents.folders[party]
     config = load_config(folder)
-    [pinned] = config.peers
     identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
-    peer = PeerEndpoint(pinned.endpoint, load_peer_cert(config.path(folder, pinned.cert_file), pinned.party))
-    channel = GrpcChannel(identity, config.listen, {pinned.party: peer})
+    peers = {
+        p.party: PeerEndpoint(p.endpoint, load_peer_cert(config.path(folder, p.cert_file), p.party))
+        for p in config.peers
+    }
+    channel = GrpcChannel(identity, config.listen, peers)
     async with LedgerSet.from_state(load_party_file(config.path(folder, config.ledgers))) as ledger_set:
         journal = Journal(config.path(folder, config.journal))
         buyer = agent_class(
             config.party,
-            pinned.party,
+            list(peers),
             ledger_set.ledgers,
             ledger_set.assets,
             journal,
             channel,
             policy=config.policy,
-            progress=lambda swap_id, message: print("buyer", swap_id, message),
+            policies=config.policies(),
+            progress=lambda swap_id, message: print(party, swap_id, message),
         )
         await buyer.start()
         try:

@@ -20,8 +20,10 @@ from dvp.journal import Step
 from dvp.ledger_set import LedgerSet
 from dvp.models import Role, SwapSpec
 from dvp.party.messages import Kind, Message
+from dvp.party.quotes import QuoteRequest
 from dvp.report import fees_paid
 from dvp.terms import LegPlan, Proposal
+from dvp.testing.scenarios import DEV_POLICY
 from dvp_agent.config import load_config, save_config
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
@@ -31,6 +33,7 @@ from ..scenarios import spec_for
 from ..testbed import CROSS_PAIRS, FUNDS, Pair
 from .conftest import Agents, make_agents, pin, run_async
 from .test_flood import LIMITS, flood_calls, message_rows
+from .test_hostile import buyer_agent
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
 
@@ -87,6 +90,11 @@ def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents):
         "buyer-issuer": ("buyer", trade(evm, "buyer", "issuer", Role.SELLER, 3, 30_000)),
     }
     before = run_async(_balances(banks.run_dir))
+    # `dvp agent init` wrote a policy that sends at most what the party held then, asset by asset.
+    for bank in BANKS:
+        written = banks.init_policies[bank].max_send
+        assert {"evm-a:BOND", "evm-b:EUR", "btc:BTC"} <= set(written), written
+        assert all(n == before[(*key.split(":"), bank)] for key, n in written.items()), (bank, written)
     # Listed peers: one line each, with the certificate's fingerprint.
     listed = dvp(["agent", "peers", str(banks.folders["seller"])], banks.env)
     assert listed.returncode == 0, listed.stderr
@@ -301,3 +309,36 @@ def test_two_flooding_peers_do_not_slow_the_honest_peers_swap(run_dir, tmp_path)
         assert rss_after - rss_before < 64 * 1024, (rss_before, rss_after)
     finally:
         agents.stop_all()
+
+
+def test_a_quote_over_the_channel_then_the_proposal_on_it_settles(banks: Agents):
+    """The issuer bank (in this process) asks the seller bank's running agent for 3 BOND against
+    its BTC; the seller quotes by its policy's price, the issuer proposes on the quote, both settle."""
+    folder = banks.folders["seller"]
+    priced = DEV_POLICY.model_copy(update={"prices": {"evm-a:BOND/btc:BTC": 10_000}})
+    config = load_config(folder)
+    peers = [p.model_copy(update={"policy": priced}) if p.party == "issuer" else p for p in config.peers]
+    save_config(folder, config.model_copy(update={"peers": peers}))
+    before = run_async(_balances(banks.run_dir))
+    banks.start("seller", "--max-seconds", "200").ready()
+
+    async def trade_on_quote() -> tuple[str, SwapSpec, object]:
+        async with buyer_agent(banks, party="issuer") as (issuer, _net):
+            request = QuoteRequest(security="evm-a:BOND", cash=["evm-b:EUR", "btc:BTC"], amount=3, side="buy")
+            quote_id, quoted = await issuer.request_quote("seller", request)
+            swap_id = await issuer.propose(quoted, swap_id=quote_id)
+            return swap_id, quoted, await asyncio.wait_for(issuer.tasks[swap_id], 180)
+
+    swap_id, quoted, result = run_async(trade_on_quote())
+    assert result.outcome.value == "settled", result.detail
+    assert (quoted.trade.cash.ledger, quoted.trade.cash.amount) == ("btc", 30_000)  # the first it prices
+    assert banks.outcome("seller", swap_id, timeout=60).outcome == "settled"
+    after = run_async(_balances(banks.run_dir))
+    fees = fees_paid(_steps(banks, "seller", swap_id) + _steps(banks, "issuer", swap_id))
+    moved = {k: after[k] - before[k] + fees.get(k, 0) for k in after if after[k] - before[k] + fees.get(k, 0)}
+    assert moved == {
+        ("evm-a", "BOND", "seller"): -3,
+        ("evm-a", "BOND", "issuer"): 3,
+        ("btc", "BTC", "seller"): 30_000,
+        ("btc", "BTC", "issuer"): -30_000,
+    }
