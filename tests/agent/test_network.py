@@ -16,12 +16,15 @@ from collections import Counter
 import pytest
 
 from dvp.adapter import Issuing
+from dvp.demo import _cross_ledger as demo_cross_ledger
+from dvp.demo_agents import run_two_agents
 from dvp.journal import Step
 from dvp.ledger_set import LedgerSet
 from dvp.models import Role, SwapSpec
 from dvp.party.messages import Kind, Message
 from dvp.party.quotes import QuoteRequest
 from dvp.report import fees_paid
+from dvp.settings import Settings
 from dvp.terms import LegPlan, Proposal
 from dvp.testing.scenarios import DEV_POLICY
 from dvp_agent.config import load_config, save_config
@@ -342,3 +345,16 @@ def test_a_quote_over_the_channel_then_the_proposal_on_it_settles(banks: Agents)
         ("btc", "BTC", "seller"): 30_000,
         ("btc", "BTC", "issuer"): -30_000,
     }
+
+
+def test_the_demo_agents_trade_under_the_policy_dvp_agent_init_writes(run_dir):
+    """`make demo`'s two agents, as it sets them up (no dev policy: what `dvp agent init` wrote,
+    a policy that lists the party's holdings), settle the demo's cross-ledger swap."""
+    settings = Settings(run_dir=run_dir)
+    runs = run_two_agents(settings, demo_cross_ledger("evm-a", "evm-b"), lambda message: None)
+    assert [(r.party, r.result.outcome.value) for r in runs] == [("seller", "settled"), ("buyer", "settled")], [
+        r.result.detail for r in runs
+    ]
+    for party in ("seller", "buyer"):
+        policy = load_config(run_dir / "demo-agents" / party).policy
+        assert "*" not in policy.max_send and not policy.fast_forward and policy.reaction_window == 30
