@@ -35,6 +35,7 @@ ASSETS = [
 START = {("a", "seller", "BOND"): 100, ("b", "buyer", "EUR"): 10_000, ("b", "buyer", "BOND"): 1000}
 TICK_SECONDS = 0.005  # each tick moves both ledger clocks one second
 MAX_TICKS = 4000
+LATE_TICK_SECONDS = 0.05  # the late-reveal test's clock: one ledger second is 50 ms
 
 
 class StrictIdLedger(MemoryLedger):
@@ -64,11 +65,11 @@ def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("dvp.party.run.POLL_SECONDS", 0.02)
 
 
-async def ticking(ledgers: dict[str, MemoryLedger]) -> None:
+async def ticking(ledgers: dict[str, MemoryLedger], tick: float = TICK_SECONDS) -> None:
     for _ in range(MAX_TICKS):
         for ledger in ledgers.values():
             await ledger.advance_time(1)
-        await asyncio.sleep(TICK_SECONDS)
+        await asyncio.sleep(tick)
 
 
 def holdings(ledgers: dict[str, MemoryLedger], party: str) -> dict[tuple[str, str], int]:
@@ -115,8 +116,15 @@ class Pair:
     """The honest seller and the buyer (hostile or honest) over one LocalChannel pair; a
     mortal buyer can be killed (:meth:`vanish`)."""
 
-    def __init__(self, ledgers: dict[str, MemoryLedger], tmp_path, buyer_class: type[Agent] = Agent, mortal=False):
-        self.ledgers = ledgers
+    def __init__(
+        self,
+        ledgers: dict[str, MemoryLedger],
+        tmp_path,
+        buyer_class: type[Agent] = Agent,
+        mortal=False,
+        tick: float = TICK_SECONDS,
+    ):
+        self.ledgers, self.tick = ledgers, tick
         self.mortal = {name: Mortal(ledger) for name, ledger in ledgers.items()}
         self.seller_channel, self.buyer_channel = LocalChannel.pair("seller", "buyer")
         self.seller = Agent(
@@ -153,7 +161,7 @@ class Pair:
     async def __aenter__(self) -> Pair:
         await self.seller.start()
         await self.buyer.start()
-        self.clock = asyncio.create_task(ticking(self.ledgers))
+        self.clock = asyncio.create_task(ticking(self.ledgers, self.tick))
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -295,7 +303,9 @@ async def test_counterparty_vanishes_after_the_reveal(ledgers, tmp_path, monkeyp
 async def test_secret_revealed_at_the_last_second(ledgers, tmp_path):
     """The hostile buyer holds the secret and claims the seller's lock one second before it
     expires: the seller still has the gap between the two expiries to claim the buyer's."""
-    async with Pair(ledgers, tmp_path, hostile_agent(Misbehaviour.LATE_REVEAL)) as pair:
+    # A slower clock: the hostile has one ledger second to journal and send its claim, which
+    # at the default tick is 5 ms of real time, less than a journal commit on a loaded machine.
+    async with Pair(ledgers, tmp_path, hostile_agent(Misbehaviour.LATE_REVEAL), tick=LATE_TICK_SECONDS) as pair:
         swap_id = await pair.seller.propose(spec(Role.BUYER))
         result = await pair.honest_result(swap_id)
         hostile = await pair.other_result(swap_id)
