@@ -1,4 +1,5 @@
-"""The chain's capacity on a Bitcoin-family chain (btcd) for `dvp bench`: its node alone.
+"""The chain's capacity on a Bitcoin-family chain (btcd; Elements in ``elements.bench``) for
+`dvp bench`: its node alone.
 
 One funding transaction (not timed) gives a party ``n`` outputs; ``n`` payments, each
 spending one of them back to the party, are signed before the clock starts, then sent as
@@ -14,7 +15,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from dvp import errors
+
 from .adapter import UtxoAdapter
+from .keys import Key
 from .rpc import RpcClient
 from .tx import Utxo, build_payment, tx_hex, txid_of
 
@@ -22,29 +26,43 @@ OUTPUT = 20_000  # sat per pre-funded output
 PAYMENT = 10_000  # sat each payment sends back to the party; the rest is its change and fee
 PARTY = "buyer"
 
+Fund = Callable[[Key, bytes, int], Awaitable[str]]  # (payer, script, n) -> funding txid
+Sign = Callable[[Key, Utxo], tuple[str, str]]  # (key, output) -> (txid, raw hex) of a payment
+
 
 async def chain_capacity(adapter: UtxoAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+    async def fund(payer: Key, script: bytes, count: int) -> str:
+        return await adapter.ledger.broadcast(await adapter.ledger.pay(payer, [(script, OUTPUT)] * count))
+
+    def sign(key: Key, utxo: Utxo) -> tuple[str, str]:
+        tx, _fee = build_payment(key, [utxo], [(key.script_pubkey, PAYMENT)], adapter.ledger.fee_rate)
+        return txid_of(tx), tx_hex(tx)
+
+    return await capacity(adapter, n, in_flight, timeout, fund, sign, coin=None)
+
+
+async def capacity(
+    adapter: UtxoAdapter, n: int, in_flight: int, timeout: float, fund: Fund, sign: Sign, *, coin: str | None
+) -> dict[str, Any]:
+    """Fund ``n`` outputs of :data:`PARTY` in ``coin`` (the fee coin's on-chain id; None on
+    Bitcoin), sign a payment of each, time sending them all."""
     key = adapter._key(PARTY)
-    script = key.script_pubkey
     await adapter._refresh("capacity")
-    async with adapter._send_lock:  # the funding transaction, as an issue is sent
-        payer = adapter.config.issuer
-        if adapter.view.balance(adapter._key(payer).script_pubkey, min_conf=0) < n * OUTPUT + 100_000:
-            payer = adapter.config.miner
-        funding = await adapter.ledger.pay(adapter._key(payer), [(script, OUTPUT)] * n)
-        txid = await adapter.ledger.broadcast(funding)
+    async with adapter._send_lock:  # the funding transaction, paid as an issue is
+        payer = adapter._key(adapter.config.issuer)
+        short = adapter.view.balance(payer.script_pubkey, min_conf=0, asset=coin) < n * OUTPUT + 100_000
+        if short and adapter.config.miner in adapter._keys:
+            payer = adapter._key(adapter.config.miner)
+        txid = await fund(payer, key.script_pubkey, n)
     await adapter.wait_final(txid)
-    signed = []
-    for vout in range(n):
-        spend, _fee = build_payment(
-            key, [Utxo(txid, vout, OUTPUT, script)], [(script, PAYMENT)], adapter.ledger.fee_rate
-        )
-        signed.append((txid_of(spend), tx_hex(spend)))
+    outputs = [u for u in adapter.view.unspent(key.script_pubkey) if u.txid == txid and u.value == OUTPUT]
+    if len(outputs) != n:
+        raise errors.AdapterError(f"capacity on {adapter.name}: {len(outputs)} of {n} funded outputs found")
+    signed = [sign(key, u) for u in outputs]
     # a dev chain without a block clock mines on wait, as the adapter's own wait does
     on_demand = adapter.config.dev and adapter.config.mine_on_wait
     mine = adapter._mine if on_demand else None
-    async with asyncio.timeout(timeout):
-        result = await _pump(adapter.ledger.rpc, signed, in_flight, mine)
+    result = await asyncio.wait_for(_pump(adapter.ledger.rpc, signed, in_flight, mine), timeout)
     return {
         "transactions": n,
         "in_flight": in_flight,

@@ -408,7 +408,7 @@ class RawThroughput(Figures):
 
 class Capacity(RawThroughput):
     """The chain's capacity: transfers prepared before the clock starts, sent with no
-    per-call client work (EVM, btcd: raw, in JSON-RPC batches), K in flight, mined per block."""
+    per-call client work (EVM, btcd, Elements: raw, in JSON-RPC batches), K in flight, mined per block."""
 
     per_block_max: int
     method: str
