@@ -264,6 +264,10 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
     def address_of(self, party: str) -> str:
         return self._address(party)
 
+    def forget_sending_state(self, party: str) -> None:
+        if self._sender is not None and party in self._addresses:
+            self._sender.forget(self._address(party))
+
     def _erc20(self, asset: str) -> AsyncContract:
         return self._w3.eth.contract(address=to_checksum_address(self._token(asset)), abi=artifact("DvpToken")["abi"])
 

@@ -115,6 +115,16 @@ class Sender:
             self._permits[key] = PermitNonces(lambda: token.functions.nonces(owner).call())
         return self._permits[key]
 
+    def forget(self, address: str) -> None:
+        """Another process may have sent from ``address``: its nonce and its permit nonces are
+        read from the chain again before their next use."""
+        for known, nonces in self._accounts.items():
+            if known.lower() == address.lower():
+                nonces.invalidate()
+        for (owner, _token), permits in self._permits.items():
+            if owner.lower() == address.lower():
+                permits.void()
+
     async def close(self) -> None:
         await self.watcher.close()
 

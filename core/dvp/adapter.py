@@ -135,6 +135,13 @@ class LedgerAdapter(ABC):
         """``wait_final`` for each transaction of ``submission``, in order."""
         return [await self.wait_final(s.tx_id, timeout=timeout) for s in submission]
 
+    def forget_sending_state(self, party: str) -> None:
+        """Another process may have sent for ``party`` on this ledger since this adapter last
+        did (:meth:`dvp.journal.Journal.account_lease`): whatever the adapter keeps of that
+        account (next nonces, coins it spent) is read from the ledger again before its next
+        send.  Nothing to forget by default."""
+        return None
+
     async def rebroadcast(self, signed: SignedTx) -> None:
         """Broadcast again the very bytes of a transaction journaled before its broadcast
         (:mod:`dvp.sendlog`): same id, idempotent whether or not it was sent, pending or final.

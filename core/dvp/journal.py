@@ -303,6 +303,45 @@ class Journal:
         """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now."""
         raise NotImplementedError
 
+    # -- sending accounts --------------------------------------------------------------------
+    _accounts: dict[tuple[str, str], int]
+
+    @contextlib.contextmanager
+    def account_lease(self, accounts: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+        """Hold, for the block, the right to send from each ``(ledger, party)`` account: the
+        drives of one process share it (counted), another process sharing the journal is
+        refused at once (SwapBusy; a worker tries that swap again later), so no two processes
+        ever allocate one account's nonces or coins at once.  Yields the accounts this process
+        did not hold already: another process may have sent from them meanwhile, so their
+        cached sending state must be read from the ledger again.  SQLite has no such lease
+        (one host, one driving process per journal as a rule): nothing is held or yielded, and
+        the adapters' in-process state stays as it was before this lease existed."""
+        if not hasattr(self, "_accounts"):
+            self._accounts = {}
+        wanted = sorted(set(accounts))
+        taken: list[tuple[str, str]] = []
+        try:
+            for account in wanted:
+                if self._accounts.get(account, 0) == 0 and self._lock_account(account):
+                    taken.append(account)
+                self._accounts[account] = self._accounts.get(account, 0) + 1
+            yield taken
+        finally:
+            for account in wanted:
+                count = self._accounts.get(account, 0)
+                if count == 0:
+                    continue  # never counted: its lock was refused
+                self._accounts[account] = count - 1
+                if count == 1:
+                    self._unlock_account(account)
+
+    def _lock_account(self, account: tuple[str, str]) -> bool:
+        """Take ``account``'s cross-process lock, or raise SwapBusy now; False: this backend has none."""
+        return False
+
+    def _unlock_account(self, account: tuple[str, str]) -> None:
+        pass
+
     # -- swaps -------------------------------------------------------------------------
     def _create(self, swap_id: str, kind: str, spec: dict[str, Any], data: dict[str, Any]) -> Callable[[], None]:
         now = time.time()

@@ -222,6 +222,19 @@ class PgJournal(Journal):
             with contextlib.suppress(JournalUnavailable):  # a lost session has released it already
                 self._rows("SELECT pg_advisory_unlock(?)", (key,))
 
+    def _lock_account(self, account: tuple[str, str]) -> bool:
+        """A session advisory lock on the sending account (see :meth:`Journal.account_lease`)."""
+        key = _key("account %s %s" % account)  # a space: never a swap id's key
+        if not self._rows("SELECT pg_try_advisory_lock(?)", (key,))[0][0]:
+            raise SwapBusy(
+                f"account of {account[1]!r} on {account[0]!r} is sending for another process{self._holder(key)}; skipped"
+            )
+        return True
+
+    def _unlock_account(self, account: tuple[str, str]) -> None:
+        with contextlib.suppress(JournalUnavailable):  # a lost session has released it already
+            self._rows("SELECT pg_advisory_unlock(?)", (_key("account %s %s" % account),))
+
     def _holder(self, key: int) -> str:
         unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
         rows = self._rows(

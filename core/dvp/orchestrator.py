@@ -217,7 +217,13 @@ class Orchestrator:
         swap's lease (this reads the record under it: a previous driver may have finished it)."""
         record = self._record(swap_id)
         if record.outcome is None:
-            outcome, detail = await run(record, SwapSpec.model_validate(record.spec))
+            spec = SwapSpec.model_validate(record.spec)
+            trade = spec.trade
+            accounts = [(leg.ledger, p) for leg in (trade.security, trade.cash) for p in (trade.seller, trade.buyer)]
+            with self.journal.account_lease(accounts) as fresh:
+                for ledger, party in fresh:
+                    self.ledgers[ledger].forget_sending_state(party)
+                outcome, detail = await run(record, spec)
             await self.journal.afinish(swap_id, outcome.value, detail)
             self.progress(swap_id, f"{outcome.value}: {detail}")
         return self.result(swap_id)

@@ -13,17 +13,23 @@ fast-forward the dev chains' clocks: one swap's refund must not expire every oth
 
 from __future__ import annotations
 
+import random
+import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import psycopg
+import pytest
 
-from dvp.journal import Journal
+from dvp.journal import SCHEMA_VERSION, Journal
 
-from ..cli_helpers import DVP, dvp
+from ..cli_helpers import DVP, dvp, one_line_error
 from ..scenarios import SETTLED, assert_conserved, changes, snapshot, spec_for
-from ..testbed import CROSS_PAIRS
+from ..testbed import CROSS_PAIRS, Pair
+from ..unit.test_journal import _closed_port
+from .test_crash_resume import htlc_txs, ledger_counts
 
 PAIR = CROSS_PAIRS[0]  # evm-a/evm-b
 SWAPS = 10
@@ -104,3 +110,159 @@ async def test_workers_drive_every_submitted_swap_once_a_killed_one_taken_over(
     assert_conserved(before, after, steps)
     assert changes(before, after, PAIR, steps) == {k: v * outcomes["settled"] for k, v in SETTLED.items()}, held
     assert outcomes["settled"] >= SWAPS // 2, outcomes
+
+
+LONG_PAIRS = CROSS_PAIRS  # evm-a/evm-b and evm-a/btc, half the swaps each
+LONG_SWAPS = 300
+KILL_EVERY = 5.0  # seconds between two SIGKILLs of a random worker
+MAX_KILLS = 12
+LONG_DEADLINE = 1800.0
+LONG_TIMEOUTS = (180, 90)  # holder's and counter leg's, seconds
+
+
+@pytest.mark.slow
+@pytest.mark.matrix
+@pytest.mark.timeout(LONG_DEADLINE + 600)
+async def test_three_workers_drive_300_swaps_while_killed_and_the_server_restarted(
+    ledger_set, cli_env, pg_server, pg_url, tmp_path
+):
+    """Issue 20's worker run: 300 swaps queued on one PostgreSQL journal (evm-a/evm-b and
+    evm-a/btc), three workers; a bounded loop SIGKILLs a random worker every few seconds and
+    starts a new one, and the server is restarted once.  Counted on the ledgers at the end:
+    0 swaps lost, 0 stuck, 0 transactions sent twice (each party's mined EVM nonces are exactly
+    the transactions journaled final; each btc lock script paid once and spent once), value
+    conserved, balances moved by one trade per settled swap."""
+    env = {**cli_env, "DVP_JOURNAL": pg_url}
+    before = await snapshot(ledger_set)
+    sent_before = {k: v for pair in LONG_PAIRS for k, v in (await ledger_counts(ledger_set, pair)).items()}
+    orch = ledger_set.orchestrator(pg_url)
+    kinds: dict[str, Pair] = {}
+    for i in range(LONG_SWAPS):
+        pair = LONG_PAIRS[i % len(LONG_PAIRS)]
+        # No fast-forward: one swap's refund must not expire every other swap's locks.  Real-time
+        # expiries long enough for a swap to wait out a few kills and a queue of 150 others
+        # (with the tests' 60 s/30 s, kills every 5 s end some swaps refunded, or worse, late).
+        spec = spec_for(pair, holder_timeout=LONG_TIMEOUTS[0], counter_timeout=LONG_TIMEOUTS[1])
+        kinds[await orch.submit(spec.model_copy(update={"fast_forward": False}))] = pair
+    orch.journal.close()
+
+    def start(n: int) -> tuple[subprocess.Popen, Path]:
+        log = tmp_path / f"worker-{n}.log"
+        with open(log, "w") as out:  # a file, not a pipe: 300 results would fill a pipe nobody reads
+            proc = subprocess.Popen(
+                [DVP, "worker", "--concurrency", "25", "--poll", "0.5", "--exit-when-idle", "8"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        return proc, log
+
+    started = time.monotonic()
+    workers = [start(n) for n in range(WORKERS)]
+    kills, restarted, rng = 0, False, random.Random(20)
+    try:
+        while kills < MAX_KILLS and time.monotonic() - started < LONG_DEADLINE:
+            time.sleep(KILL_EVERY)
+            if _unfinished(pg_url) == 0:
+                break
+            alive = [w for w in workers if w[0].poll() is None]
+            victim = rng.choice(alive)
+            victim[0].kill()
+            victim[0].wait(timeout=10)
+            kills += 1
+            if kills == 3 and not restarted:
+                pg_server.restart()  # before the new worker starts: a worker that cannot reach it at start exits 9
+                restarted = True
+            workers.append(start(len(workers)))
+        for proc, _ in workers:
+            if proc.poll() is None:
+                proc.wait(timeout=max(60.0, LONG_DEADLINE - (time.monotonic() - started)))
+    finally:
+        for proc, _ in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    elapsed = time.monotonic() - started
+    logs = {log.name: log.read_text() for _, log in workers}
+    for proc, log in workers:
+        assert proc.returncode in (0, -signal.SIGKILL), (log.name, proc.returncode, logs[log.name][-2000:])
+
+    journal = Journal(pg_url)
+    try:
+        records = {r.id: r for r in journal.swaps()}
+        steps = {i: journal.steps(i) for i in kinds}
+    finally:
+        journal.close()
+    every_step = [s for rows in steps.values() for s in rows]
+    assert set(records) == set(kinds), "a swap was lost or invented"
+    outcomes = Counter(r.outcome for r in records.values())
+    print(f"300 swaps, 3 workers, {kills} SIGKILLs, server restarted: {dict(outcomes)} in {elapsed:.0f} s")
+    assert None not in outcomes and set(outcomes) <= {"settled", "refunded", "aborted"}, "\n".join(
+        f"{i}: {r.outcome} {r.detail}" for i, r in records.items() if r.outcome != "settled"
+    )
+    assert kills >= 3 and restarted, (kills, restarted)
+
+    after = await snapshot(ledger_set)
+    assert_conserved(before, after, every_step)
+    settled = Counter(kinds[i].id for i, r in records.items() if r.outcome == "settled")
+    for pair in LONG_PAIRS:
+        moved = changes(before, after, pair, every_step)
+        assert moved["seller_cash"] == SETTLED["seller_cash"] * settled[pair.id], (pair.id, moved, settled)
+        assert moved["buyer_cash"] == SETTLED["buyer_cash"] * settled[pair.id], (pair.id, moved, settled)
+    moved = changes(before, after, LONG_PAIRS[0], every_step)
+    assert moved["seller_security"] == SETTLED["seller_security"] * sum(settled.values()), (moved, settled)
+
+    # No transaction sent twice, counted on the ledgers.
+    finals = {s.tx_id: s for s in every_step if s.phase == "final"}
+    sent_after = {k: v for pair in LONG_PAIRS for k, v in (await ledger_counts(ledger_set, pair)).items()}
+    journaled = Counter((s.ledger, s.detail["payer"]) for s in finals.values() if s.ledger != "btc")
+    assert {k: sent_after[k] - sent_before[k] for k in sent_after} == {k: journaled[k] for k in sent_after}
+    for swap_id, pair in kinds.items():
+        if pair.cash != "btc" or records[swap_id].data.get("lock_cash") is None:
+            continue
+        # Paid once and spent once (claimed or refunded), or never paid (a lock the node refused).
+        locks, spends = await htlc_txs(ledger_set, "btc", records[swap_id].data["lock_cash"])
+        assert len(locks) <= 1 and len(spends) == len(locks), (swap_id, records[swap_id].outcome, locks, spends)
+
+
+def _unfinished(url: str) -> int:
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as db:
+        row = db.execute("SELECT count(*) FROM swaps WHERE outcome IS NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_bad_journals_stop_the_writing_commands_with_one_line_and_nothing_written(
+    ledger_set, cli_env, pg_server, pg_url, tmp_path, run_dir
+):
+    """Issue 20's bad input, on the commands that write (`dvp swap --submit`, `dvp worker`),
+    with testnets running: a malformed URL, wrong credentials and a journal of a newer schema
+    are exit 2, an unreachable server exit 9; one line each, no password in it, and nothing
+    written: no table in the database, no journal file in the run dir, no balance moved."""
+    scenario = tmp_path / "swap.json"
+    scenario.write_text(spec_for(PAIR).model_dump_json())
+    before, files = await snapshot(ledger_set), sorted(p.name for p in run_dir.iterdir())
+    newer = pg_server.new_database()
+    with psycopg.connect(newer, autocommit=True) as db:
+        db.execute("CREATE TABLE dvp_schema (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO dvp_schema VALUES (%s)", (SCHEMA_VERSION + 1,))
+    cases = [
+        (pg_url.replace(f":{pg_server.port}/", ":notaport/"), 2, "malformed PostgreSQL URL"),
+        (pg_server.url(pg_url.rsplit("/", 1)[1], password="wrong-pw"), 2, "refused the credentials"),
+        (pg_url.replace(f":{pg_server.port}/", f":{_closed_port()}/"), 9, "cannot reach"),
+        (newer, 2, "newer than this dvp"),
+    ]
+    for url, code, text in cases:
+        for args in (["swap", "--submit", str(scenario)], ["worker", "--exit-when-idle", "1"]):
+            result = dvp(args, {**cli_env, "DVP_JOURNAL": url})
+            one_line_error(result, code, text)
+            assert "wrong-pw" not in result.stderr and "dvp-test-password" not in result.stderr, result.stderr
+    assert _tables(pg_url) == [] and _tables(newer) == ["dvp_schema"]
+    assert sorted(p.name for p in run_dir.iterdir()) == files
+    assert await snapshot(ledger_set) == before
+
+
+def _tables(url: str) -> list[str]:
+    with psycopg.connect(url) as db:
+        rows = db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").fetchall()
+    return [r[0] for r in rows]

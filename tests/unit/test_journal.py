@@ -343,3 +343,26 @@ async def test_a_failed_write_fails_only_its_caller_and_leaves_nothing_half_writ
     assert failed == [10, 11], results
     assert sorted(s.detail["n"] for s in journal.steps("f") if s.step == "s") == list(range(20))
     assert not [s for s in journal.steps("f") if s.step == "bad"]
+
+
+def test_one_process_sends_from_an_account_at_a_time_on_postgres(pg_url):
+    """The account lease (issue 20, item 3: nonces and coins are allocated by one process at
+    a time): the drives of one process share an account, a second session is refused at once
+    until the last of them ends, and only a newly taken account is reported fresh."""
+    one, two = Journal(pg_url), Journal(pg_url)
+    seller, buyer = ("evm-a", "seller"), ("evm-b", "buyer")
+    try:
+        with one.account_lease([seller, buyer]) as fresh:
+            assert fresh == [seller, buyer]
+            with one.account_lease([seller]) as again:
+                assert again == []  # held by this process already: its cached state is current
+            with pytest.raises(errors.SwapBusy, match="'seller' on 'evm-a'"):
+                with two.account_lease([("evm-b", "other"), seller]):
+                    pass
+            with two.account_lease([("evm-b", "other")]) as other:  # refused whole: nothing kept
+                assert other == [("evm-b", "other")]
+        with two.account_lease([seller]) as taken:
+            assert taken == [seller]
+    finally:
+        one.close()
+        two.close()

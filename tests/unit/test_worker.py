@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dvp.journal import Journal
+from dvp.journal import Journal, is_url
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, SwapResult, Unfinished
 from dvp.worker import work
@@ -45,7 +45,12 @@ async def test_two_workers_share_a_queue_each_swap_driven_once(ledgers, journal_
             work(first, reports["first"].append, concurrency=2, poll=0.05, idle_exit=0.3),
             work(second, reports["second"].append, concurrency=2, poll=0.05, idle_exit=0.3),
         )
-    assert sum(done) == SWAPS and min(done) > 0, done  # both workers drove some
+    assert sum(done) == SWAPS, done
+    if not is_url(journal_target):  # SQLite: both workers drove some
+        assert min(done) > 0, done
+    # PostgreSQL: every swap sends for the same two parties, whose accounts one process (here
+    # one journal session) holds at a time (Journal.account_lease): the other worker finds
+    # them busy and skips, until the holder is idle.
     driven = [r.swap_id for rs in reports.values() for r in rs if isinstance(r, SwapResult)]
     assert sorted(driven) == sorted(ids)  # each exactly once
     assert not [r for rs in reports.values() for r in rs if isinstance(r, Unfinished)]  # busy skips are not reported
