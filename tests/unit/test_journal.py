@@ -366,3 +366,12 @@ def test_one_process_sends_from_an_account_at_a_time_on_postgres(pg_url):
     finally:
         one.close()
         two.close()
+
+
+def test_bench_workers_need_a_postgres_journal(tmp_path):
+    """`dvp bench --workers` without a PostgreSQL journal (or with --agents): one line, exit 2,
+    before any testnet is started."""
+    env = {"DVP_RUN_DIR": str(tmp_path / "run")}
+    one_line(run(["bench", "--workers", "2"], env, cwd=tmp_path), 2, "needs a PostgreSQL journal")
+    one_line(run(["bench", "--workers", "2", "--agents"], env, cwd=tmp_path), 2, "do not combine")
+    assert list(tmp_path.iterdir()) == []  # no run dir, no reports

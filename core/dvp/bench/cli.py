@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from ..cli_common import (
     out_dir_option,
     shown_option,
 )
+from ..journal import is_url
 from ..ledger_set import LedgerSet
 from ..runtime import select
 from ..settings import Settings
@@ -63,6 +65,14 @@ from ..topology import default, with_ledgers
     help="Also run each cross-ledger pair's swaps between the seller's and the buyer's agents (own keys, "
     "journals and channel), figures per party; no refund swaps between agents.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=0,
+    help="Drive the swaps with this many `dvp worker` processes sharing the journal named by --journal "
+    "(a postgresql:// URL of a journal used for nothing else), the concurrency split between them; "
+    "0 (default): in this process, on a fresh SQLite journal.",
+)
 @click.pass_obj
 @fail_cleanly
 def bench(
@@ -78,12 +88,19 @@ def bench(
     baseline_samples: int,
     extra_kinds: tuple[str, ...],
     agents: bool,
+    workers: int,
 ) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
     from .figures import load_results
     from .render import missed, render_all, tables, write_json
     from .runner import BenchConfig, run_bench
 
+    if workers and agents:
+        raise errors.ConfigError("workers: --workers and --agents do not combine (the agents keep their own journals)")
+    if workers and not is_url(settings.journal or ""):
+        raise errors.ConfigError(
+            "workers: --workers needs a PostgreSQL journal (--journal postgresql://...), which the worker processes share"
+        )
     out_dir = out_dir or settings.reports_dir / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = BenchConfig(
@@ -96,15 +113,20 @@ def bench(
         baseline_samples=baseline_samples,
         block_time=block_time,
         agents=agents,
+        workers=workers,
     )
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None
     if started:
         with console.status("starting the default testnets") as status:
             runtime.up(with_ledgers(default(block_time), extra_kinds, block_time), progress=lambda m: status.update(m))
-    journal = out_dir / "bench-journal.sqlite"
+    journal: Path | str = out_dir / "bench-journal.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal}{suffix}").unlink(missing_ok=True)
+    worker_env = None
+    if workers:
+        journal = str(settings.journal)
+        worker_env = {**os.environ, "DVP_RUN_DIR": str(Path(settings.run_dir).resolve()), "DVP_JOURNAL": journal}
     try:
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -135,7 +157,9 @@ def bench(
 
             async def go() -> Any:
                 async with LedgerSet.from_run_dir(settings.run_dir) as net:
-                    return await run_bench(net, cfg, journal, on_event, runtime.state() if agents else None)
+                    return await run_bench(
+                        net, cfg, journal, on_event, runtime.state() if agents else None, worker_env=worker_env
+                    )
 
             run = asyncio.run(go())
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,7 @@ class BenchConfig:
     reaction_window: int = 30
     block_time: float | None = None
     agents: bool = False  # also run each cross-ledger pair's swaps between two parties' agents
+    workers: int = 0  # >0: `dvp worker` processes on the (PostgreSQL) journal drive the swaps
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,49 @@ class Memory:
         self.samples.append((self.finished, rss_kib()))
 
 
+async def run_workers(
+    orch: Orchestrator, specs: list[SwapSpec], cfg: BenchConfig, env: dict[str, str], on_event: Event
+) -> list[dict[str, Any]]:
+    """``cfg.workers`` `dvp worker` processes on the journal drive ``specs``: the workers are
+    started, then the swaps queued (`dvp swap --submit`'s path, ``cfg.concurrency`` at once),
+    each worker driving at most its share of ``cfg.concurrency`` at once; they stop when the
+    queue stays empty.  A swap's latency runs from its queueing to its outcome.  Returns
+    per-swap {id, error, recovered}."""
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"bench-{tag}-{i:04d}" for i in range(len(specs))]
+    share = -(-cfg.concurrency // cfg.workers)
+    cmd = [sys.executable, "-m", "dvp.cli", "worker", "--concurrency", str(share), "--poll", "0.2"]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            *cmd, "--exit-when-idle", "5", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        for _ in range(cfg.workers)
+    ]
+    try:
+        sem = asyncio.Semaphore(cfg.concurrency)
+
+        async def submit(swap_id: str, spec: SwapSpec) -> None:
+            async with sem:
+                await orch.submit(spec, swap_id)
+
+        await asyncio.gather(*(submit(i, s) for i, s in zip(ids, specs, strict=True)))
+        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), cfg.swap_timeout)
+    except TimeoutError:
+        pass  # the swaps left unfinished are reported so
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+                await p.wait()
+    runs = []
+    for swap_id in ids:
+        record = orch.journal.get(swap_id)
+        error = None if record is not None and record.outcome else "unfinished when the workers stopped"
+        on_event("swap", {"swap_id": swap_id, "error": error})
+        runs.append({"swap_id": swap_id, "error": error, "recovered": False})
+    return runs
+
+
 async def run_batch(
     orch: Orchestrator,
     specs: list[SwapSpec],
@@ -370,12 +415,16 @@ def _finished(swaps: list[SwapFigures | NotStarted]) -> list[SwapFigures]:
 async def run_bench(
     net: LedgerSet,
     cfg: BenchConfig,
-    journal_path: Path,
+    journal_path: Path | str,
     on_event: Event = lambda k, i: None,
     state: dict[str, Any] | None = None,
+    *,
+    worker_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """With ``cfg.agents``, ``state`` is the run state the agents' own keys are cut from, and
-    their identities and journals go beside the bench journal (``agents/``)."""
+    their identities and journals go beside the bench journal (``agents/``).  With
+    ``cfg.workers``, ``worker_env`` is the environment of the worker processes (run dir and
+    journal URL)."""
     if cfg.agents and state is None:
         raise errors.ConfigError("agents: the bench needs the run state to give each agent its own keys")
     started = time.time()
@@ -406,7 +455,11 @@ async def run_bench(
         on_event("pair", {"pair": pair.id, "swaps": cfg.swaps})
         specs = [pair_spec(net, pair, cfg) for _ in range(cfg.swaps)]
         t, writes, commits = time.time(), journal.writes, journal.commits
-        runs = await run_batch(orch, specs, cfg.concurrency, cfg.swap_timeout, "bench", on_event, memory)
+        if cfg.workers:
+            assert worker_env is not None
+            runs = await run_workers(orch, specs, cfg, worker_env, on_event)
+        else:
+            runs = await run_batch(orch, specs, cfg.concurrency, cfg.swap_timeout, "bench", on_event, memory)
         batch_seconds = time.time() - t
         writes, commits = journal.writes - writes, journal.commits - commits
         refund_runs = []
@@ -449,7 +502,7 @@ async def run_bench(
         )
     agents = None
     if cfg.agents:
-        assert state is not None
+        assert state is not None and isinstance(journal_path, Path), "agents: an SQLite bench journal's folder"
         agents = await run_agents(net, state, pairs, cfg, journal_path.parent / "agents", infos, results, on_event)
     peak = peak_rss_kib()
     journal.close()
