@@ -5,11 +5,13 @@ left stop their drives, open the journal again and go on.  Counted at the end: e
 ended (0 lost, 0 stuck), none with a principal loss, value conserved, each party's balances
 moved by exactly one trade per settled swap.
 
-Three processes send for the same two EVM accounts here, which the EVM adapter does not
-coordinate across processes (its nonces, ERC-2612 permit nonces and approvals are per
-process; the likely cause of the refunded and aborted swaps seen once in the first five runs).
-So refunded or aborted swaps are accepted (at least half must settle), and the swaps do not
-fast-forward the dev chains' clocks: one swap's refund must not expire every other's locks."""
+Every swap here sends for the same two parties: on a PostgreSQL journal their accounts are
+held by one worker process at a time (Journal.account_lease), so no two processes allocate
+one account's nonces or coins at once (before that lease, 1 of 5 runs ended swaps refunded,
+aborted and lost to that race).  A swap whose worker is killed can still run out of time, so
+refunded or aborted swaps are accepted (at least half must settle), and the swaps do not
+fast-forward the dev chains' clocks: one swap's refund must not expire every other's locks.
+Also here: the 300-swap run (`matrix`) and bad journals on the commands that write."""
 
 from __future__ import annotations
 
