@@ -25,9 +25,22 @@ class JsonRpc:
     async def call(self, method: str, params: list[Any]) -> Any:
         return (await self.batch([(method, params)]))[0]
 
+    async def reply(self, method: str, params: list[Any]) -> dict[str, Any]:
+        """The node's whole answer to one call: its ``result``, or its ``error`` (with the
+        revert data a refused ``eth_call``/``eth_estimateGas`` carries), not raised."""
+        return (await self._answers([(method, params)]))[0]
+
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """``calls`` in one HTTP request (one JSON-RPC batch; a single call is sent alone);
         their results in order.  A call the node refuses raises AdapterError with its message."""
+        out = []
+        for (method, _), a in zip(calls, await self._answers(calls)):
+            if a.get("error"):
+                raise errors.AdapterError(f"ledger {self._ledger!r}, {method}: {a['error'].get('message')}")
+            out.append(a.get("result"))
+        return out
+
+    async def _answers(self, calls: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
         ids = [next(self._ids) for _ in calls]
         body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in zip(ids, calls)]
         async with self._http.post(self._url, json=body[0] if len(body) == 1 else body, timeout=self._timeout) as r:
@@ -38,10 +51,4 @@ class JsonRpc:
                 raise errors.AdapterError(f"ledger {self._ledger!r}, batch: {answers['error'].get('message')}")
             answers = [answers]
         by_id = {a.get("id"): a for a in answers}
-        out = []
-        for i, (method, _) in zip(ids, calls):
-            a = by_id.get(i) or {"error": {"message": "no answer"}}
-            if a.get("error"):
-                raise errors.AdapterError(f"ledger {self._ledger!r}, {method}: {a['error'].get('message')}")
-            out.append(a.get("result"))
-        return out
+        return [by_id.get(i) or {"error": {"message": "no answer"}} for i in ids]

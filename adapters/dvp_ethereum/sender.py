@@ -28,6 +28,7 @@ from web3.types import TxParams
 from dvp import errors, sendlog
 from dvp.sendlog import SignedTx
 
+from .boundary import decode_revert, error_for
 from .nonces import AccountNonces, InFlight, PermitNonces, nonce_taken
 from .receipts import ReceiptWatcher
 from .rpc import JsonRpc
@@ -264,7 +265,21 @@ class Sender:
         return tx_id, bytes(signed.raw_transaction)
 
     async def _estimate(self, account: LocalAccount, tx: Tx) -> int:
-        return with_headroom(await tx.build(None, None).estimate_gas({"from": account.address}))
+        call = tx.build(None, None)
+        if not isinstance(call, AsyncContractFunction):  # a deployment
+            return with_headroom(await call.estimate_gas({"from": account.address}))
+        params = {"from": account.address, "to": call.address, "data": call._encode_transaction_data()}
+        answer = await self.rpc.reply("eth_estimateGas", [params])
+        error = answer.get("error")
+        if not error:
+            return with_headroom(int(answer["result"], 16))
+        # The call would revert: why, as the boundary says it of web3.py's ContractLogicError.
+        data = error.get("data")
+        name = decode_revert(data if isinstance(data, str) else None)
+        message = str(error.get("message") or "")
+        if name is None and "revert" not in message.lower():
+            raise errors.AdapterError(f"ledger {self.ledger!r}, {tx.what}: {message}")
+        raise error_for(name, what=tx.what if name else f"{tx.what} ({message})")
 
     async def _fee_fields(self) -> tuple[dict[str, int], int]:
         """EIP-1559 fees and the head's timestamp, read at most once per second."""
