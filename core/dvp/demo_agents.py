@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import yaml
 
@@ -47,12 +49,27 @@ def _run(command: list[str]) -> None:
         )
 
 
+def _stale(folder: Path) -> bool:
+    """A demo agent folder written before a policy had to list what it sends."""
+    try:
+        config = yaml.safe_load((folder / "agent.yaml").read_text())
+    except FileNotFoundError:
+        return False
+    policy = config.get("policy") if isinstance(config, dict) else None
+    return not (isinstance(policy, dict) and policy.get("max_send"))
+
+
 def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str], None]) -> list[AgentRun]:
     """Set up (once) and start both agents, the seller proposing ``spec``; each party's view."""
     home = settings.run_dir / "demo-agents"
     folders = {p: home / p for p in PARTIES}
     ports = {p: free_port() for p in PARTIES}
     for party in PARTIES:
+        if _stale(folders[party]):
+            # Made by a dvp whose policy had no `max_send`: under today's rule it would send nothing.
+            kept = folders[party].with_name(f"{party}.old-{int(time.time())}")
+            folders[party].rename(kept)
+            progress(f"{party}: its agent folder predates the send policy; kept as {kept.name}, made anew")
         if not (folders[party] / "agent.yaml").exists():
             progress(f"{party}: new agent identity, its own keys only")
             _run(_dvp(settings, "agent", "init", str(folders[party]), "--party", party))
