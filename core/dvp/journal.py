@@ -276,7 +276,10 @@ class Journal:
         future: asyncio.Future[T] = loop.create_future()
 
         def settle(result: Any, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, error)
+            # A loop closed meanwhile (its run ended with this write in flight): nobody waits,
+            # and the committer must live on for the journal's other callers.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
         self._queue(_Write(op, settle))
         result = await future

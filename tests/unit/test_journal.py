@@ -375,3 +375,20 @@ def test_bench_workers_need_a_postgres_journal(tmp_path):
     one_line(run(["bench", "--workers", "2"], env, cwd=tmp_path), 2, "needs a PostgreSQL journal")
     one_line(run(["bench", "--workers", "2", "--agents"], env, cwd=tmp_path), 2, "do not combine")
     assert list(tmp_path.iterdir()) == []  # no run dir, no reports
+
+
+def test_a_write_whose_event_loop_ended_leaves_the_journal_usable(journal):
+    """A write in flight when its event loop ends (asyncio.run returned, its task cancelled)
+    still commits, and the committer goes on serving the journal's next callers."""
+    journal.create("e", "htlc", {}, {})
+
+    async def leave_one_in_flight() -> None:
+        task = asyncio.ensure_future(journal.arecord("e", "s", "intent", n=1))
+        await asyncio.sleep(0)  # queued, not awaited to the end: asyncio.run cancels it
+        task.cancel()
+
+    for _ in range(20):
+        asyncio.run(leave_one_in_flight())
+    journal.record("e", "s", "intent", n=2)  # served: the committer thread is alive
+    assert asyncio.run(journal.aupdate_data("e", x=1)) == {"x": 1}
+    assert {s.detail["n"] for s in journal.steps("e")} == {1, 2}
