@@ -127,6 +127,22 @@ FABRIC_PAIRS = [
 ]
 ELEMENTS_MARKS = binary_marks(ELEMENTS_MISSING)
 FABRIC_MARKS = binary_marks(FABRIC_MISSING and f"Fabric: {FABRIC_MISSING}")
+# The agents' hostile, vanish, partition and crash matrices beyond evm-a/evm-b and evm-a/btc:
+# each optional platform's base pairs (issue 22, item 5), with the marks that skip them when missing.
+PLATFORM_BASE_PAIRS = [
+    (Pair("fabric-a", "fabric-b"), FABRIC_MARKS),
+    (Pair("fabric-a", "evm-a"), FABRIC_MARKS),
+    (Pair("elements", "evm-a"), ELEMENTS_MARKS),
+]
+
+
+def platform_matrix(*values, name: str = "") -> list:
+    """A case per platform base pair (the pair, then ``values``), each under `matrix`
+    (`make test-drills`), its id the pair's (after ``name``)."""
+    return [
+        pytest.param(pair, *values, id=f"{name}{pair.id}", marks=[*marks, pytest.mark.matrix])
+        for pair, marks in PLATFORM_BASE_PAIRS
+    ]
 
 
 def with_optional(values: list, extra: list, marks: list) -> list:

@@ -29,8 +29,8 @@ from dvp_agent.envelope import seal
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
-from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
-from ..testbed import CROSS_PAIRS, Pair
+from ..scenarios import CASH_AMOUNT, SETTLED, UNCHANGED, changes, spec_for
+from ..testbed import CROSS_PAIRS, Pair, platform_matrix
 from .conftest import AgentProcess, Agents, balances, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(420)]
@@ -111,14 +111,16 @@ def refusal(misbehaviour: Misbehaviour, pair: Pair) -> str:
 
 
 # `make test` runs every case on evm-a/evm-b and the tampered amount on btc too (its audit is the
-# script's, not a lock id's); the rest on btc has the marker `matrix` (`make test-drills`).
+# script's, not a lock id's); the rest on btc, and every case on each Fabric and Elements base
+# pair (a Fabric lock id covers every term, as an EVM one), have the marker `matrix` (`make test-drills`).
 ON_BOTH = (Misbehaviour.SMALLER_AMOUNT,)
 MATRIX = [pytest.mark.matrix]
+COUNTER_MISBEHAVIOURS = (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)
 HOSTILE_CASES = [
     pytest.param(pair, m, id=f"{m.value}-{pair.id}", marks=[] if pair == CROSS_PAIRS[0] or m in ON_BOTH else MATRIX)
     for pair in CROSS_PAIRS
-    for m in (Misbehaviour.SMALLER_AMOUNT, Misbehaviour.OTHER_HASHLOCK, Misbehaviour.NEVER_LOCKS)
-]
+    for m in COUNTER_MISBEHAVIOURS
+] + [case for m in COUNTER_MISBEHAVIOURS for case in platform_matrix(m, name=f"{m.value}-")]
 # The channel's and the journal's refusals do not depend on the ledgers: btc under `matrix`.
 PAIRS_EVM_FIRST = [CROSS_PAIRS[0], pytest.param(CROSS_PAIRS[1], id=CROSS_PAIRS[1].id, marks=MATRIX)]
 # Replays are refused by the agent's journal, whatever the ledgers: one pair.
@@ -247,12 +249,14 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
     assert changes(before, after, pair) == UNCHANGED
 
 
-async def seller_against(agents: Agents, misbehaviour: Misbehaviour, spec, pair: Pair) -> str:
-    """The honest seller's process proposes ``spec`` to a hostile buyer and ends; the buyer's
-    drive then runs to its own end (refunding what it locked); the swap id."""
+async def seller_against(
+    agents: Agents, misbehaviour: Misbehaviour, spec, pair: Pair, exits: tuple[int, ...] = (NOT_SETTLED,)
+) -> str:
+    """The honest seller's process proposes ``spec`` to a hostile buyer and ends (with one of
+    ``exits``); the buyer's drive then runs to its own end (refunding what it locked); the swap id."""
     async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, ledger_set):
         seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240")
-        assert await exited(seller, 280) == NOT_SETTLED, seller.output()
+        assert await exited(seller, 280) in exits, seller.output()
         [swap_id] = agents.swap_ids("seller")
         await let_expire(buyer, ledger_set, pair.cash, swap_id)
         return swap_id
@@ -287,14 +291,19 @@ def test_hostile_counterparty_tampers_another_term(agents: Agents, misbehaviour:
     assert_unchanged(agents, pair, before, swap_id)
 
 
-@pytest.mark.parametrize(
-    "misbehaviour", [Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK], ids=lambda m: m.value
-)
-def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, misbehaviour: Misbehaviour):
+# evm-a/evm-b in `make test`; each Fabric and Elements base pair under `matrix`.
+BAD_HOLDER_CASES = [
+    case
+    for m in (Misbehaviour.SHORT_EXPIRY, Misbehaviour.OTHER_HASHLOCK)
+    for case in [pytest.param(CROSS_PAIRS[0], m, id=m.value), *platform_matrix(m, name=f"{m.value}-")]
+]
+
+
+@pytest.mark.parametrize(("pair", "misbehaviour"), BAD_HOLDER_CASES)
+def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, pair: Pair, misbehaviour: Misbehaviour):
     """The buyer holds the secret and locks first, with a shorter expiry or another hashlock
     than agreed: the honest seller never locks its bonds (the principal-risk case Stella warns
     of needs the honest side to lock against a lock that does not protect it)."""
-    pair = CROSS_PAIRS[0]
     before = run_async(balances(agents.run_dir))
     # Short: the hostile holder waits out the seller's leg by the wall clock before it refunds.
     spec = spec_for(pair, secret_holder=Role.BUYER.value, **SHORT_PLAN)
@@ -306,3 +315,32 @@ def test_hostile_secret_holder_locks_first_with_bad_terms(agents: Agents, misbeh
     assert "nothing of mine was locked" in ours.detail, ours.detail
     assert not [s for s in agents.steps("seller", swap_id) if s.step == "lock security"]
     assert_unchanged(agents, pair, before, swap_id)
+
+
+SELLER_SIDE = ("seller_security", "seller_cash")
+
+
+@pytest.mark.parametrize("pair", [pytest.param(CROSS_PAIRS[0], marks=MATRIX), *platform_matrix()], ids=lambda p: p.id)
+def test_hostile_secret_holder_reveals_at_the_last_second(agents: Agents, pair: Pair):
+    """The buyer holds the secret and claims the seller's bonds one second (by their ledger's
+    clock) before the seller's lock expires: the seller still has the gap between the two
+    expiries to claim the buyer's cash.  Settled, the seller's change is exactly its trade; if
+    the ledger refused the hostile's late claim, the seller refunded its bonds: no change. It
+    never loses its principal."""
+    before = run_async(balances(agents.run_dir))
+    spec = spec_for(pair, secret_holder=Role.BUYER.value, **SHORT_PLAN)
+    swap_id = run_async(seller_against(agents, Misbehaviour.LATE_REVEAL, spec, pair, exits=(0, NOT_SETTLED)))
+    ours = agents.record("seller", swap_id)
+    print("honest seller:", ours.outcome, ours.detail)
+    assert ours.outcome in ("settled", "refunded"), ours.detail
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    theirs = agents.record("buyer", swap_id)
+    print("hostile buyer:", theirs and theirs.outcome, theirs and theirs.detail)
+    expected = SETTLED if ours.outcome == "settled" else UNCHANGED
+    change = changes(before, after, pair, steps)
+    assert {k: change[k] for k in SELLER_SIDE} == {k: expected[k] for k in SELLER_SIDE}, (change, ours.detail)
+    if ours.outcome == "settled":  # the hostile's claim is journaled at most a second before the expiry
+        [claim] = [s for s in agents.steps("buyer", swap_id) if s.step == "claim security" and s.phase == "intent"]
+        expiry = ours.data["terms_security"]["expiry"]
+        assert expiry - claim.ledger_time <= 1, (expiry, claim.ledger_time)

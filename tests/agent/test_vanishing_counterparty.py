@@ -6,16 +6,18 @@ from __future__ import annotations
 import pytest
 
 from ..scenarios import CASH_AMOUNT, UNCHANGED, changes, spec_for
-from ..testbed import CROSS_PAIRS, Pair
+from ..testbed import CROSS_PAIRS, Pair, platform_matrix
 from .conftest import Agents, balances, run_async
 
 pytestmark = pytest.mark.agent
 
 # Short real-time plans: the honest side waits for real expiries here.
 PLAN = {"holder_timeout": 30, "counter_timeout": 15}
+# evm-a/evm-b and evm-a/btc in `make test`; each Fabric and Elements base pair under `matrix`.
+PAIRS = CROSS_PAIRS + platform_matrix()
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.id)
 def test_counterparty_vanishes_after_the_first_lock(agents: Agents, pair: Pair):
     """The buyer's agent dies right after it audited the seller's lock, before locking its own:
     the seller refunds its lock after expiry, by itself."""
@@ -37,7 +39,7 @@ def test_counterparty_vanishes_after_the_first_lock(agents: Agents, pair: Pair):
     assert changes(before, after, pair, steps) == UNCHANGED
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: p.id)
 def test_counterparty_vanishes_after_the_secret_is_revealed(agents: Agents, pair: Pair):
     """The buyer's agent dies right after it read the revealed secret, before claiming: the
     seller keeps the cash it claimed and refunds its own leg after expiry; the buyer, back too
