@@ -104,10 +104,17 @@ def ledger_settings(opts: dict[str, Any], index: int) -> tuple[int, float]:
     return int(opts.get("chain_id", FIRST_CHAIN_ID + index)), float(opts.get("block_time", 1.0))
 
 
+# anvil keeps every block's state and spills the old ones to ~/.foundry/anvil/tmp: a testnet
+# at 1 s blocks wrote gigabytes an hour there and filled the disk.  The last KEPT_STATES states
+# stay in memory (enough to replay a just-mined transaction for its revert reason), none on disk.
+KEPT_STATES = 256
+
+
 def anvil_args(port: int, chain_id: int, block_time: float) -> list[str]:
     """anvil's arguments (without the binary); ``block_time <= 0``: mine on every transaction."""
     args = ["--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-            "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4"]  # fmt: skip
+            "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4",
+            "--prune-history", str(KEPT_STATES)]  # fmt: skip
     if block_time > 0:
         args += ["--block-time", f"{block_time:g}"]
     return args
