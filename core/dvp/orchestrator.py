@@ -201,7 +201,7 @@ class Orchestrator:
                 raise errors.ConfigError(
                     f"swap {swap_id}: already ended {record.outcome} ({record.detail}); nothing to cancel"
                 )
-            run = _AtomicRun(self.steps_for(record))
+            run = AtomicRun(self.steps_for(record))
             if run.state.cancelling is None:
                 await run.withdraw("the seller cancelled the order")
             return await self._drive(swap_id)
@@ -237,7 +237,7 @@ class Orchestrator:
                 f"swap {record.id}: one party's side of a two-agent swap; its agent drives it (`dvp agent run`)"
             )
         steps = self.steps_for(record, spec)
-        return await (_HtlcRun(steps) if record.kind == "htlc" else _AtomicRun(steps)).drive()
+        return await (_HtlcRun(steps) if record.kind == "htlc" else AtomicRun(steps)).drive()
 
     def result(self, swap_id: str) -> SwapResult:
         """The swap as the journal holds it now."""
@@ -278,7 +278,7 @@ class Orchestrator:
         return record
 
 
-class _AtomicRun:
+class AtomicRun:
     """Single-ledger DvP: the seller's order, then the buyer's acceptance moves both legs in
     one transaction; an order the buyer does not accept is cancelled on the ledger by its
     seller before the swap is called aborted.  The outcome is the order's status on the
@@ -321,24 +321,32 @@ class _AtomicRun:
         assert order is not None
         if self.state.cancelling is not None and await self.never_proposed():
             return Outcome.ABORTED, f"{self.state.cancelling}; the order was never proposed, nothing moved"
-        await s.transact(
+        await self.propose(order)
+        if self.state.cancelling is None and not s.spec.behaviour.counter_locks:
+            await self.withdraw(f"buyer {t.buyer!r} did not accept")
+        if self.state.cancelling is None:
+            await self.accept(order)
+        else:
+            await self.cancel(order)
+        return await self.by_the_ledger()
+
+    async def propose(self, order: DvpOrder) -> None:
+        """The seller's order on the ledger (journaled; done if the ledger has it, in any status)."""
+        await self.s.transact(
             StepName.PROPOSE,
             self.ledger,
             lambda: self.adapter.propose_dvp(order),
             lambda: _is(self.status(), {OrderStatus.OPEN, OrderStatus.SETTLED, OrderStatus.CANCELLED}),
         )
-        if self.state.cancelling is None and not s.spec.behaviour.counter_locks:
-            await self.withdraw(f"buyer {t.buyer!r} did not accept")
-        if self.state.cancelling is None:
-            await s.transact(
-                StepName.SETTLE,
-                self.ledger,
-                lambda: self.adapter.accept_dvp(order),
-                lambda: _is(self.status(), {OrderStatus.SETTLED}),
-            )
-        else:
-            await self.cancel(order)
-        return await self.by_the_ledger()
+
+    async def accept(self, order: DvpOrder) -> None:
+        """The buyer's acceptance: one transaction moves both legs (journaled)."""
+        await self.s.transact(
+            StepName.SETTLE,
+            self.ledger,
+            lambda: self.adapter.accept_dvp(order),
+            lambda: _is(self.status(), {OrderStatus.SETTLED}),
+        )
 
     async def withdraw(self, why: str) -> None:
         """Decide to cancel the order (journaled: a resumed drive cancels it, with this cause)."""

@@ -150,6 +150,7 @@ class AtomicSwapState(_State):
     order: DvpOrder | None = None
     order_id: str | None = None
     cancelling: str | None = None  # why the order is being withdrawn, once decided (kept across resumes)
+    side: PartySide | None = None  # one party's side of a two-agent DvP (dvp.party.atomic)
 
 
 SwapState = HtlcSwapState | AtomicSwapState

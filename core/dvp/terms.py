@@ -60,9 +60,11 @@ class Proposal(Frozen):
 
 class Agreement(Frozen):
     proposal: Proposal
-    hashlock: Hex32
+    hashlock: Hex32 | None = None  # an HTLC swap's, from its secret holder; None for a single-ledger DvP
 
     def terms(self, leg: LegName) -> HtlcTerms:
+        if self.hashlock is None:
+            raise errors.ConfigError(f"swap {self.proposal.swap_id}: a single-ledger DvP has no HTLC terms")
         trade, plan = self.proposal.spec.trade, self.proposal.leg(leg)
         sender = leg.sender
         amounts = trade.leg_sent_by(sender)

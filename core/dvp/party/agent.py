@@ -19,17 +19,18 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from .. import errors
-from ..adapter import LedgerAdapter
+from ..adapter import AtomicDvp, LedgerAdapter
 from ..hashlock import hashlock_of, new_secret
 from ..journal import Journal, SwapRecord
 from ..lease import drive_lease
 from ..models import Asset, Role, SwapSpec
 from ..orchestrator import Orchestrator, SwapResult
 from ..scenario import first_error
-from ..state import HtlcSwapState, LegName, PartySide
+from ..state import AtomicSwapState, HtlcSwapState, LegName, PartySide, state_of
 from ..steps import Outcome, Progress
 from ..terms import Agreement, Proposal
 from .agreement import check_proposal, propose
+from .atomic import AtomicPartyRun, agreed_order, agreed_state
 from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
 from .messages import REPLY_KINDS, Kind, Message, next_seq
@@ -64,6 +65,7 @@ class _Turn:
 class Agent:
     # The run each agreed swap gets (a test's hostile party subclasses it).
     run_class: type[PartyRun] = PartyRun
+    atomic_run_class: type[AtomicPartyRun] = AtomicPartyRun
 
     def __init__(
         self,
@@ -134,7 +136,7 @@ class Agent:
         peer = self._peer_of.get(swap_id)
         if peer is None:
             record = self.journal.get(swap_id)
-            side = HtlcSwapState.model_validate(record.data).side if record is not None else None
+            side = _side(record) if record is not None else None
             if side is None:
                 raise errors.UnknownSwap(f"swap_id: no two-party swap {swap_id!r} in journal {self.journal.path}")
             peer = side.peer
@@ -150,7 +152,7 @@ class Agent:
         for record in self.journal.swaps():
             if record.created < since or record.id == leaving_out or record.outcome in ("aborted", "refunded"):
                 continue
-            side = HtlcSwapState.model_validate(record.data).side
+            side = _side(record)
             if side is None or side.peer != peer:
                 continue
             leg = SwapSpec.model_validate(record.spec).trade.leg_sent_by(side.role)
@@ -233,25 +235,31 @@ class Agent:
         peer; the swap is then driven like any other (:meth:`drive`)."""
         self.orch.validate(spec)
         role, peer = self._role_in(spec)
-        if spec.resolved_kind != "htlc" or spec.plan.locks_first is not spec.plan.secret_holder:
+        kind = spec.resolved_kind
+        if kind == "htlc" and spec.plan.locks_first is not spec.plan.secret_holder:
             raise errors.ConfigError(
-                "kind: two agents run cross-ledger HTLC swaps in which the secret holder locks first"
+                "plan.first_locker: two agents run cross-ledger HTLC swaps in which the secret holder locks first"
             )
         swap_id = swap_id or uuid.uuid4().hex[:12]
-        secret = new_secret() if role is spec.plan.secret_holder else None
+        secret = new_secret() if kind == "htlc" and role is spec.plan.secret_holder else None
         hashlock = hashlock_of(secret).hex() if secret else None
         proposal = await propose(swap_id, self.party, spec, self.ledgers, hashlock)
-        await self._check_own_lock(proposal, role, hashlock or "00" * 32)
+        if kind == "htlc":
+            await self._check_own_lock(proposal, role, hashlock or "00" * 32)
         side = PartySide(party=self.party, role=role, peer=peer, proposer=self.party, proposal=proposal)
         # Write-ahead: the secret is on disk before its hashlock leaves this process.
-        state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+        state: HtlcSwapState | AtomicSwapState = (
+            HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+            if kind == "htlc"
+            else AtomicSwapState(side=side)
+        )
         async with self._agreeing[peer]:  # the daily sums see every swap checked before this one
             try:  # this party's own proposals pass its own policy for that peer, as the peer's do
                 self.check_policy(spec, role, peer, incoming=False, swap_id=swap_id)
             except errors.SwapAborted as exc:
                 raise errors.ConfigError(f"policy for {peer!r}: {exc}") from None
             with drive_lease(self.journal.path, swap_id):
-                self.journal.create(swap_id, "htlc", spec.model_dump(mode="json"), state.dump())
+                self.journal.create(swap_id, kind, spec.model_dump(mode="json"), state.dump())
         self._peer_of[swap_id] = peer
         self.progress(swap_id, f"proposed to {peer} as the {role.value}")
         self.spawn(swap_id)
@@ -297,9 +305,13 @@ class Agent:
             if reply.kind is not Kind.ACCEPT:
                 return None, f"{peer} answered the proposal with {reply.kind.value}"
             hashlock = proposal.hashlock or reply.body.get("hashlock")
+            if proposal.spec.resolved_kind != "htlc":
+                return Agreement(proposal=proposal), ""
             try:
+                if hashlock is None:
+                    raise ValueError("no hashlock")
                 return Agreement.model_validate({"proposal": proposal, "hashlock": hashlock}), ""
-            except ValidationError:
+            except (ValidationError, ValueError):
                 return None, f"{peer} accepted without a valid hashlock"
         return None, f"{peer}'s agent never answered the proposal ({last})"
 
@@ -311,7 +323,7 @@ class Agent:
     async def _run(self, record: SwapRecord, spec: SwapSpec) -> tuple[Outcome, str]:
         """This party's side of the swap: agreed first (or called off), then its own steps."""
         swap_id = record.id
-        state = HtlcSwapState.model_validate(record.data)
+        state = state_of(record.kind, record.data)
         side = state.side
         if side is None:
             raise errors.ConfigError(f"swap {swap_id}: not a two-party swap; drive it with `dvp resume`")
@@ -327,17 +339,22 @@ class Agent:
             record = self.journal.get(swap_id) or record
         return await self.run_for(record, spec).drive()
 
-    def run_for(self, record: SwapRecord, spec: SwapSpec) -> PartyRun:
+    def run_for(self, record: SwapRecord, spec: SwapSpec) -> PartyRun | AtomicPartyRun:
         """The run of this party's side of the agreed swap ``record``."""
         steps = self.orch.steps_for(record, spec)
-        return self.run_class(steps, self.hints_of(record.id), self.notify, self.probe)
+        run_class = self.run_class if record.kind == "htlc" else self.atomic_run_class
+        return run_class(steps, self.hints_of(record.id), self.notify, self.probe)
 
-    def _agree(self, swap_id: str, state: HtlcSwapState, agreement: Agreement) -> None:
-        """Journal both legs' agreed terms and lock ids: from here each is expected on its ledger."""
+    def _agree(self, swap_id: str, state: HtlcSwapState | AtomicSwapState, agreement: Agreement) -> None:
+        """Journal the agreed terms and ids (both legs' locks, or the order): from here each is
+        expected on its ledger."""
         self.journal.update_data(swap_id, **self._agreed(state, agreement).dump())
 
-    def _agreed(self, state: HtlcSwapState, agreement: Agreement) -> HtlcSwapState:
-        """``state`` with the agreement and both legs' agreed terms and lock ids."""
+    def _agreed(self, state: HtlcSwapState | AtomicSwapState, agreement: Agreement) -> HtlcSwapState | AtomicSwapState:
+        """``state`` with the agreement and both legs' agreed terms and lock ids (or the order and its id)."""
+        if isinstance(state, AtomicSwapState):
+            ledger = self.ledgers[agreement.proposal.spec.trade.cash.ledger].require(AtomicDvp)
+            return agreed_state(state, agreement, ledger.order_id(agreed_order(agreement)))
         side = state.side
         assert side is not None
         spec = agreement.proposal.spec
@@ -516,7 +533,7 @@ class Agent:
         self._check_incoming(message)
         record = self.journal.get(message.swap_id)
         if record is not None:
-            side = HtlcSwapState.model_validate(record.data).side
+            side = _side(record)
             if side is None or side.peer != peer:
                 self.admissions[peer].refuse("not_its_swap")
                 self.peer_logs[peer](message.swap_id, f"refused {peer}'s {message.kind.value}: not a swap with {peer}")
@@ -572,9 +589,7 @@ class Agent:
         if record.outcome is not None:  # nothing it says can change a finished swap: no ledger read
             return Kind.ACK, {}
         peer = message.sender
-        if lock_id != HtlcSwapState.model_validate(record.data).lock_id(leg) and not self.admissions[peer].other_lock(
-            message.swap_id
-        ):
+        if lock_id != _agreed_id(record, leg) and not self.admissions[peer].other_lock(message.swap_id):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
             self._over(
                 "other_locks_per_swap",
@@ -650,9 +665,11 @@ class Agent:
             self.orch.validate(proposal.spec)
             role = await check_proposal(proposal, self.party, peer, self.ledgers)
             self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
-            secret = new_secret() if role is proposal.spec.plan.secret_holder else None
-            hashlock = proposal.hashlock or hashlock_of(secret or b"").hex()
-            await self._check_own_lock(proposal, role, hashlock)
+            htlc = proposal.spec.resolved_kind == "htlc"
+            secret = new_secret() if htlc and role is proposal.spec.plan.secret_holder else None
+            hashlock = (proposal.hashlock or hashlock_of(secret or b"").hex()) if htlc else None
+            if hashlock is not None:
+                await self._check_own_lock(proposal, role, hashlock)
         except (
             errors.SwapError,
             errors.ConfigError,
@@ -667,7 +684,11 @@ class Agent:
             return self._reject(proposal.swap_id, peer, f"cannot check it: {type(exc).__name__}: {exc}")
         agreement = Agreement(proposal=proposal, hashlock=hashlock)
         side = PartySide(party=self.party, role=role, peer=peer, proposer=peer)
-        state = HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+        state: HtlcSwapState | AtomicSwapState = (
+            HtlcSwapState(secret=secret.hex() if secret else None, hashlock=hashlock, side=side)
+            if hashlock is not None
+            else AtomicSwapState(side=side)
+        )
         try:
             with drive_lease(self.journal.path, proposal.swap_id):
                 # Write-ahead, in one write: the secret, the agreement and both lock ids are on
@@ -675,7 +696,7 @@ class Agent:
                 # so the proposer's retry of the same proposal gets the same answer from the journal.
                 self.journal.create(
                     proposal.swap_id,
-                    "htlc",
+                    proposal.spec.resolved_kind,
                     proposal.spec.model_dump(mode="json"),
                     self._agreed(state, agreement).dump(),
                 )
@@ -694,7 +715,7 @@ class Agent:
     def _answer_again(self, record: SwapRecord, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
         """The same proposal again (the proposer restarted before it had our answer): the same
         answer.  Anything else under a known swap id is refused."""
-        state = HtlcSwapState.model_validate(record.data)
+        state = state_of(record.kind, record.data)
         spec = SwapSpec.model_validate(record.spec)
         side = state.side
         agreed = side.agreement if side else None
@@ -706,7 +727,20 @@ class Agent:
             }
         if agreed is None or agreed.proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
-        return Kind.ACCEPT, {"hashlock": state.hashlock} if state.secret else {}
+        if isinstance(state, HtlcSwapState) and state.secret:
+            return Kind.ACCEPT, {"hashlock": state.hashlock}
+        return Kind.ACCEPT, {}
+
+
+def _side(record: SwapRecord) -> PartySide | None:
+    """Which side of a two-agent swap ``record`` is, whatever its kind."""
+    return state_of(record.kind, record.data).side
+
+
+def _agreed_id(record: SwapRecord, leg: LegName) -> str | None:
+    """The id a notice about ``leg`` of ``record`` is expected to name: the agreed lock's, or the order's."""
+    state = state_of(record.kind, record.data)
+    return state.lock_id(leg) if isinstance(state, HtlcSwapState) else state.order_id
 
 
 def _terms(spec: SwapSpec) -> str:

@@ -79,17 +79,17 @@ async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mappin
     role = proposal.role_of(me)
     if proposal.role_of(peer) is role:
         raise errors.SwapAborted(f"proposal {proposal.swap_id}: {me!r} and {peer!r} cannot both be the {role.value}")
-    if spec.resolved_kind != "htlc":
-        raise errors.SwapAborted(f"proposal {proposal.swap_id}: only cross-ledger HTLC swaps run between two agents")
-    if plan.locks_first is not plan.secret_holder:
-        # Whoever locks first without the secret can be robbed by a holder's lock that expires
-        # too early (the holder refunds it, then claims): the holder always locks first here.
-        raise errors.SwapAborted(f"proposal {proposal.swap_id}: plan.first_locker must be the secret holder")
     if spec.behaviour != type(spec.behaviour)():
         raise errors.SwapAborted(
             f"proposal {proposal.swap_id}: behaviour is a test switch of the single-process "
             "orchestrator; agents each act for themselves"
         )
+    if spec.resolved_kind == "atomic":
+        return await _check_order_timing(proposal, ledgers, role)
+    if plan.locks_first is not plan.secret_holder:
+        # Whoever locks first without the secret can be robbed by a holder's lock that expires
+        # too early (the holder refunds it, then claims): the holder always locks first here.
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: plan.first_locker must be the secret holder")
     holder_proposes = proposal.role_of(proposal.proposer) is plan.secret_holder
     if holder_proposes != (proposal.hashlock is not None):
         raise errors.SwapAborted(
@@ -105,4 +105,25 @@ async def check_proposal(proposal: Proposal, me: str, peer: str, ledgers: Mappin
                 f"{left:.0f}s, more than its {timeout}s timeout"
             )
     await check_still_safe(proposal, ledgers)
+    return role
+
+
+async def _check_order_timing(proposal: Proposal, ledgers: Mapping[str, LedgerAdapter], role: Role) -> Role:
+    """A single-ledger DvP: no hashlock; the order's deadline (the security leg's expiry, by
+    the one ledger's clock) lies after the accept window (the plan's counter timeout) and not
+    beyond the plan's holder timeout."""
+    plan = proposal.spec.plan
+    if proposal.hashlock is not None:
+        raise errors.SwapAborted(f"proposal {proposal.swap_id}: a single-ledger DvP has no hashlock")
+    left = await seconds_left(proposal, LegName.SECURITY, ledgers)
+    if left > plan.holder_timeout + EXPIRY_SLACK_SECONDS:
+        raise errors.SwapAborted(
+            f"proposal {proposal.swap_id}: the order's deadline is {left:.0f}s away, "
+            f"more than plan.holder_timeout {plan.holder_timeout}s"
+        )
+    if left <= plan.counter_timeout - EXPIRY_SLACK_SECONDS or left <= 0:
+        raise errors.SwapAborted(
+            f"proposal {proposal.swap_id}: the order's deadline is {left:.0f}s away, "
+            f"inside the accept window (plan.counter_timeout {plan.counter_timeout}s)"
+        )
     return role

@@ -124,10 +124,23 @@ class AcceptPolicy(Frozen):
 
     def _check_plan(self, spec: SwapSpec, role: Role, ledgers: Mapping[str, LedgerAdapter]) -> None:
         plan = spec.plan
+        self._check_timeouts(spec)
+        if spec.resolved_kind == "atomic":  # one ledger, one transaction: no secret, no claim racing an expiry
+            return
         if self.secret_holder == Holder.SELF and plan.secret_holder is not role:
             raise errors.SwapAborted("the peer would hold the secret; policy.secret_holder: self")
         if self.secret_holder == Holder.PEER and plan.secret_holder is role:
             raise errors.SwapAborted("this party would hold the secret; policy.secret_holder: peer")
+        holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger].finality
+        counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger].finality
+        theirs = budget(plan, holder, counter).claim_margin
+        mine = budget(plan.model_copy(update={"claim_margin": self.claim_margin}), holder, counter).claim_margin
+        if theirs < mine:
+            source = "policy.claim_margin" if self.claim_margin is not None else "its ledgers' finality and skew"
+            raise errors.SwapAborted(f"plan.claim_margin: {theirs}s is below this party's {mine}s ({source})")
+
+    def _check_timeouts(self, spec: SwapSpec) -> None:
+        plan = spec.plan
         shortest, longest = (
             min(plan.holder_timeout, plan.counter_timeout),
             max(plan.holder_timeout, plan.counter_timeout),
@@ -141,13 +154,6 @@ class AcceptPolicy(Frozen):
                 f"plan.reaction_window: {plan.reaction_window}s is below this party's "
                 f"{self.reaction_window}s (policy.reaction_window)"
             )
-        holder = ledgers[spec.trade.leg_sent_by(plan.secret_holder).ledger].finality
-        counter = ledgers[spec.trade.leg_sent_by(plan.secret_holder.other).ledger].finality
-        theirs = budget(plan, holder, counter).claim_margin
-        mine = budget(plan.model_copy(update={"claim_margin": self.claim_margin}), holder, counter).claim_margin
-        if theirs < mine:
-            source = "policy.claim_margin" if self.claim_margin is not None else "its ledgers' finality and skew"
-            raise errors.SwapAborted(f"plan.claim_margin: {theirs}s is below this party's {mine}s ({source})")
 
 
 # Tests and benches: every asset, any amount (the dev chains' funds); never an agent's default.

@@ -1,0 +1,135 @@
+"""Single-ledger DvP between two agents on a real EVM ledger (issue 22 item 3): the seller's
+agent proposes the agreed order through the settlement contract, the buyer's agent audits it
+on the ledger and accepts; each party signs only its own part.  Fabric and Elements are not
+run between two agents yet (`kind: atomic` between agents is EVM-first)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dvp import errors
+from dvp.adapter import AtomicDvp
+from dvp.models import DvpOrder, OrderStatus
+from dvp.orchestrator import Outcome
+from dvp.party.agent import Agent
+from dvp.party.atomic import AtomicPartyRun
+from dvp.party.messages import Kind
+from dvp.state import LegName
+
+from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
+from ..testbed import Pair
+from .conftest import Agents, balances, run_async
+from .test_hostile import NOT_SETTLED, buyer_agent, exited
+
+pytestmark = [pytest.mark.agent, pytest.mark.timeout(300)]
+
+EVM = Pair("evm-a", "evm-a")
+
+
+def test_two_agents_settle_a_single_ledger_dvp(agents: Agents):
+    """Settled in one transaction: both balance changes exact, each journal only its own step."""
+    before = run_async(balances(agents.run_dir))
+    agents.start("buyer")
+    scenario = agents.scenario(spec_for(EVM, kind="atomic"))
+    seller = agents.start("seller", "--propose", str(scenario), "--until-done", "--max-seconds", "120")
+    assert seller.wait(timeout=140) == 0, seller.output()
+    swap_id = agents.swap_ids("seller")[0]
+    theirs = agents.outcome("buyer", swap_id, timeout=60)
+    ours = agents.record("seller", swap_id)
+    assert ours is not None and (ours.outcome, theirs.outcome) == ("settled", "settled"), (ours, theirs.detail)
+    after = run_async(balances(agents.run_dir))
+    steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
+    assert changes(before, after, EVM, steps) == SETTLED
+    done = {p: {s.step for s in agents.steps(p, swap_id) if s.phase == "result"} for p in ("seller", "buyer")}
+    assert "propose" in done["seller"] and "settle" not in done["seller"], done
+    assert "settle" in done["buyer"] and "propose" not in done["buyer"], done
+    assert ours.data["order_id"] == theirs.data["order_id"]
+    sent = [m["kind"] for m in agents.messages("seller", swap_id) if m["direction"] == "out"]
+    assert sent[0] == "propose" and "locked" in sent, sent
+
+
+class WalksAway(AtomicPartyRun):
+    """A buyer that agreed, then never accepts."""
+
+    async def as_buyer(self) -> tuple[Outcome, str]:
+        return Outcome.ABORTED, "walked away"
+
+
+class WalkingAwayAgent(Agent):
+    atomic_run_class = WalksAway
+
+
+@pytest.mark.matrix
+def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents):
+    """The seller cancels its order on the ledger once the accept window is over: aborted, the
+    seller whole but for its fees (ETH), and the buyer's acceptance afterwards is refused."""
+    before = run_async(balances(agents.run_dir))
+    spec = spec_for(EVM, kind="atomic", holder_timeout=60, counter_timeout=15)
+
+    async def play() -> str:
+        async with buyer_agent(agents, WalkingAwayAgent) as (_, ledger_set):
+            scenario = agents.scenario(spec)
+            seller = agents.start("seller", "--propose", str(scenario), "--until-done", "--max-seconds", "120")
+            assert await exited(seller, 140) == NOT_SETTLED, seller.output()
+            swap_id = agents.swap_ids("seller")[0]
+            ours = agents.record("seller", swap_id)
+            assert ours is not None and ours.outcome == "aborted", ours
+            detail = ours.detail or ""
+            assert "did not accept within the accept window" in detail and "order cancelled on evm-a" in detail, detail
+            done = [s.step for s in agents.steps("seller", swap_id) if s.phase == "result"]
+            assert done == ["propose", "cancel"], done
+            base = ledger_set.ledgers["evm-a"]
+            adapter = base.require(AtomicDvp)
+            found = await adapter.get_order(ours.data["order_id"])
+            assert found is not None and found.status is OrderStatus.CANCELLED
+            # The buyer's acceptance after the cancellation: refused by the contract itself.
+            with pytest.raises(errors.TransactionError):
+                await base.wait_all(await adapter.accept_dvp(DvpOrder.model_validate(ours.data["order"])))
+            return swap_id
+
+    swap_id = asyncio.run(play())
+    after = run_async(balances(agents.run_dir))
+    assert changes(before, after, EVM, agents.steps("seller", swap_id)) == UNCHANGED
+
+
+class TamperedOrder(AtomicPartyRun):
+    """A seller that proposes an order of one bond fewer than agreed, names it to the buyer,
+    and cancels it after a while (the test's own funds)."""
+
+    async def as_seller(self) -> tuple[Outcome, str]:
+        base, adapter = self.steps.ledgers[self.run.ledger], self.run.adapter
+        order = self.order.model_copy(update={"security_amount": self.order.security_amount - 1})
+        await base.wait_all(await adapter.propose_dvp(order))
+        await self._notify(self.steps.id, Kind.LOCKED, LegName.SECURITY, adapter.order_id(order))
+        await asyncio.sleep(10)
+        await base.wait_all(await adapter.cancel_dvp(order))
+        return Outcome.ABORTED, "tampered"
+
+
+class TamperingAgent(Agent):
+    atomic_run_class = TamperedOrder
+
+
+def test_the_buyer_refuses_a_tampered_order(agents: Agents):
+    """The order on the ledger is for another amount than agreed: the honest buyer's audit
+    refuses it before accepting, and nothing of the buyer's moves."""
+    before = run_async(balances(agents.run_dir))
+
+    async def play() -> None:
+        buyer = agents.start("buyer").ready()
+        async with buyer_agent(agents, TamperingAgent, party="seller") as (seller, _):
+            swap_id = await seller.propose(spec_for(EVM, kind="atomic"))
+            theirs = await asyncio.to_thread(agents.outcome, "buyer", swap_id, 60)
+            assert theirs.outcome == "aborted", theirs.detail
+            detail = theirs.detail or ""
+            assert "is not the agreed order" in detail and "nothing of mine moved" in detail, detail
+            assert "settle" not in {s.step for s in agents.steps("buyer", swap_id)}
+            await seller.tasks[swap_id]
+        buyer.stop()
+
+    asyncio.run(play())
+    after = run_async(balances(agents.run_dir))
+    moved = changes(before, after, EVM)
+    assert (moved["buyer_cash"], moved["buyer_security"]) == (0, 0), moved

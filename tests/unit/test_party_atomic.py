@@ -1,0 +1,165 @@
+"""Single-ledger DvP between two agents (issue 22 item 3), in one process on an in-memory
+ledger with DvP orders: the protocol's logic.  The real-node, two-process versions are in
+tests/agent/test_atomic_agents.py."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dvp import errors
+from dvp.journal import Journal
+from dvp.models import Asset, AssetKind, DvpOrder, HtlcPlan, Leg, OrderStatus, SwapSpec, Trade
+from dvp.orchestrator import Outcome
+from dvp.party import run as run_module
+from dvp.party.agent import Agent
+from dvp.party.atomic import AtomicPartyRun
+from dvp.party.channel import LocalChannel
+from dvp.party.messages import Kind
+from dvp.party.policy import AcceptPolicy
+from dvp.state import LegName
+from dvp.testing.memory import MemoryDvpLedger
+from dvp.testing.scenarios import DEV_POLICY
+
+ASSETS = [
+    Asset(symbol="BOND", ledger="d", kind=AssetKind.SECURITY),
+    Asset(symbol="EUR", ledger="d", kind=AssetKind.CASH),
+]
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setattr(run_module, "POLL_SECONDS", 0.05)
+
+
+@pytest.fixture
+def ledger():
+    d = MemoryDvpLedger("d")
+    d.balances[("seller", "BOND")] = 100
+    d.balances[("buyer", "EUR")] = 10_000
+    return d
+
+
+def spec(amount: int = 10, **plan) -> SwapSpec:
+    return SwapSpec(
+        kind="atomic",
+        trade=Trade(
+            security=Leg(ledger="d", asset="BOND", amount=amount), cash=Leg(ledger="d", asset="EUR", amount=500)
+        ),
+        plan=HtlcPlan(**{"holder_timeout": 100, "counter_timeout": 2, "reaction_window": 5, **plan}),
+    )
+
+
+class WalksAway(AtomicPartyRun):
+    """A buyer that agreed, then never accepts."""
+
+    async def as_buyer(self):
+        return Outcome.ABORTED, "walked away"
+
+
+class TamperedOrder(AtomicPartyRun):
+    """A seller that proposes an order for fewer bonds than agreed and names it to the buyer."""
+
+    async def as_seller(self):
+        order = self.order.model_copy(update={"security_amount": self.order.security_amount - 1})
+        await self.run.adapter.propose_dvp(order)
+        await self._notify(self.steps.id, Kind.LOCKED, LegName.SECURITY, self.run.adapter.order_id(order))
+        return Outcome.ABORTED, "tampered"
+
+
+async def agents(ledger, tmp_path, seller_run=None, buyer_run=None, buyer_policy=DEV_POLICY):
+    one, two = LocalChannel.pair("seller", "buyer")
+    made = []
+    for party, peer, channel, policy, run_class in (
+        ("seller", "buyer", one, DEV_POLICY, seller_run),
+        ("buyer", "seller", two, buyer_policy, buyer_run),
+    ):
+        agent = Agent(
+            party,
+            peer,
+            {"d": ledger},
+            ASSETS,
+            Journal(tmp_path / f"{party}.sqlite"),
+            channel,
+            policy=policy,
+            progress=lambda s, m, p=party: print(p, s, m),
+        )
+        if run_class:
+            agent.atomic_run_class = run_class
+        await agent.start()
+        made.append(agent)
+    return made
+
+
+async def ends(agent: Agent, swap_id: str, seconds: float = 15.0):
+    for _ in range(int(seconds / 0.05)):
+        task = agent.tasks.get(swap_id)
+        if task is not None and task.done():
+            return task.result()
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{agent.party}'s drive of {swap_id} did not end")
+
+
+async def test_two_agents_settle_a_single_ledger_dvp(ledger, tmp_path):
+    seller, buyer = await agents(ledger, tmp_path)
+    try:
+        swap_id = await seller.propose(spec(counter_timeout=30))
+        ours, theirs = await ends(seller, swap_id), await ends(buyer, swap_id)
+        assert (ours.outcome, theirs.outcome) == (Outcome.SETTLED, Outcome.SETTLED), (ours.detail, theirs.detail)
+        assert ledger.balances[("seller", "BOND")] == 90 and ledger.balances[("buyer", "BOND")] == 10
+        assert ledger.balances[("seller", "EUR")] == 500 and ledger.balances[("buyer", "EUR")] == 9_500
+        # Each journal holds only its own party's step: the seller's proposal, the buyer's acceptance.
+        assert {s.step for s in seller.journal.steps(swap_id) if s.phase == "result"} == {"propose"}
+        assert "settle" in {s.step for s in buyer.journal.steps(swap_id) if s.phase == "result"}
+        assert "propose" not in {s.step for s in buyer.journal.steps(swap_id)}
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
+
+
+async def test_a_buyer_that_walks_away_finds_the_order_cancelled(ledger, tmp_path):
+    seller, buyer = await agents(ledger, tmp_path, buyer_run=WalksAway)
+    try:
+        swap_id = await seller.propose(spec(counter_timeout=2))
+        ours = await ends(seller, swap_id)
+        assert ours.outcome is Outcome.ABORTED, ours.detail
+        assert "did not accept within the accept window" in ours.detail and "order cancelled on d" in ours.detail
+        order_id = seller.journal.get(swap_id).data["order_id"]
+        assert (await ledger.get_order(order_id)).status is OrderStatus.CANCELLED
+        assert ledger.balances[("seller", "BOND")] == 100 and ledger.balances[("buyer", "EUR")] == 10_000
+        # The buyer's acceptance after the cancellation is refused by the ledger itself.
+        order = seller.journal.get(swap_id).data["order"]
+        with pytest.raises(errors.SubmitError, match="no open order"):
+            await ledger.accept_dvp(DvpOrder.model_validate(order))
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
+
+
+async def test_the_buyer_refuses_an_order_other_than_the_agreed_one(ledger, tmp_path):
+    seller, buyer = await agents(ledger, tmp_path, seller_run=TamperedOrder)
+    try:
+        swap_id = await seller.propose(spec(counter_timeout=30))
+        theirs = await ends(buyer, swap_id)
+        assert theirs.outcome is Outcome.ABORTED, theirs.detail
+        assert "is not the agreed order" in theirs.detail and "nothing of mine moved" in theirs.detail
+        assert ledger.balances[("buyer", "EUR")] == 10_000 and ledger.balances[("buyer", "BOND")] == 0
+        assert "settle" not in {s.step for s in buyer.journal.steps(swap_id)}
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
+
+
+async def test_policy_applies_to_a_single_ledger_proposal(ledger, tmp_path):
+    strict = AcceptPolicy(reaction_window=5, max_send={"d:EUR": 100})
+    seller, buyer = await agents(ledger, tmp_path, buyer_policy=strict)
+    try:
+        swap_id = await seller.propose(spec(counter_timeout=30))
+        ours = await ends(seller, swap_id)
+        assert ours.outcome is Outcome.ABORTED
+        assert "500 EUR on d is above this party's policy.max_send of 100" in ours.detail
+        assert buyer.journal.get(swap_id) is None
+    finally:
+        await seller.aclose()
+        await buyer.aclose()
