@@ -31,6 +31,7 @@ from .models import (
     OrderStatus,
     Role,
     SwapSpec,
+    Trade,
 )
 from .state import Action, AtomicSwapState, HtlcSwapState, Phase, StepName
 from .steps import REFUSED, Outcome, Progress, SwapSteps
@@ -305,16 +306,7 @@ class AtomicRun:
         state = self.state
         if state.order is None or state.order_id is None:
             now = await base.now()
-            new = DvpOrder(
-                seller=t.seller,
-                buyer=t.buyer,
-                security=t.security.asset,
-                security_amount=t.security.amount,
-                cash=t.cash.asset,
-                cash_amount=t.cash.amount,
-                deadline=base.expiry_after(now, s.spec.plan.holder_timeout),
-                nonce=_secrets.token_hex(32),
-            )
+            new = order_of(t, base.expiry_after(now, s.spec.plan.holder_timeout), _secrets.token_hex(32))
             # Write-ahead: the order and its id are on disk before the proposal is broadcast.
             await s.put(AtomicSwapState(order=new, order_id=self.adapter.order_id(new)))
         order = self.state.order
@@ -404,6 +396,20 @@ class AtomicRun:
             key = (str(s.detail.get("payer")), unit)
             paid[key] = paid.get(key, 0) + int(s.detail.get("fee") or 0)
         return ", ".join(f"{fee} {unit} ({payer})" for (payer, unit), fee in paid.items()) or "none"
+
+
+def order_of(trade: Trade, deadline: int, nonce: str) -> DvpOrder:
+    """The single-ledger order of ``trade`` with its deadline (by the ledger's clock) and nonce."""
+    return DvpOrder(
+        seller=trade.seller,
+        buyer=trade.buyer,
+        security=trade.security.asset,
+        security_amount=trade.security.amount,
+        cash=trade.cash.asset,
+        cash_amount=trade.cash.amount,
+        deadline=deadline,
+        nonce=nonce,
+    )
 
 
 async def _is(awaitable: Awaitable[object], allowed: set[OrderStatus]) -> bool:

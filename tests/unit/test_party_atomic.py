@@ -5,6 +5,7 @@ tests/agent/test_atomic_agents.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -68,7 +69,9 @@ class TamperedOrder(AtomicPartyRun):
         return Outcome.ABORTED, "tampered"
 
 
+@contextlib.asynccontextmanager
 async def agents(ledger, tmp_path, seller_run=None, buyer_run=None, buyer_policy=DEV_POLICY):
+    """The seller's and the buyer's agents on ``ledger``, started; closed at the end."""
     one, two = LocalChannel.pair("seller", "buyer")
     made = []
     for party, peer, channel, policy, run_class in (
@@ -89,7 +92,11 @@ async def agents(ledger, tmp_path, seller_run=None, buyer_run=None, buyer_policy
             agent.atomic_run_class = run_class
         await agent.start()
         made.append(agent)
-    return made
+    try:
+        yield made
+    finally:
+        for agent in made:
+            await agent.aclose()
 
 
 async def ends(agent: Agent, swap_id: str, seconds: float = 15.0):
@@ -101,9 +108,16 @@ async def ends(agent: Agent, swap_id: str, seconds: float = 15.0):
     raise AssertionError(f"{agent.party}'s drive of {swap_id} did not end")
 
 
+async def aborted(agent: Agent, swap_id: str, *said: str) -> None:
+    """``agent``'s drive of the swap ends aborted, saying each of ``said``."""
+    result = await ends(agent, swap_id)
+    assert result.outcome is Outcome.ABORTED, result.detail
+    for text in said:
+        assert text in result.detail, result.detail
+
+
 async def test_two_agents_settle_a_single_ledger_dvp(ledger, tmp_path):
-    seller, buyer = await agents(ledger, tmp_path)
-    try:
+    async with agents(ledger, tmp_path) as (seller, buyer):
         swap_id = await seller.propose(spec(counter_timeout=30))
         ours, theirs = await ends(seller, swap_id), await ends(buyer, swap_id)
         assert (ours.outcome, theirs.outcome) == (Outcome.SETTLED, Outcome.SETTLED), (ours.detail, theirs.detail)
@@ -113,18 +127,12 @@ async def test_two_agents_settle_a_single_ledger_dvp(ledger, tmp_path):
         assert {s.step for s in seller.journal.steps(swap_id) if s.phase == "result"} == {"propose"}
         assert "settle" in {s.step for s in buyer.journal.steps(swap_id) if s.phase == "result"}
         assert "propose" not in {s.step for s in buyer.journal.steps(swap_id)}
-    finally:
-        await seller.aclose()
-        await buyer.aclose()
 
 
 async def test_a_buyer_that_walks_away_finds_the_order_cancelled(ledger, tmp_path):
-    seller, buyer = await agents(ledger, tmp_path, buyer_run=WalksAway)
-    try:
+    async with agents(ledger, tmp_path, buyer_run=WalksAway) as (seller, buyer):
         swap_id = await seller.propose(spec(counter_timeout=2))
-        ours = await ends(seller, swap_id)
-        assert ours.outcome is Outcome.ABORTED, ours.detail
-        assert "did not accept within the accept window" in ours.detail and "order cancelled on d" in ours.detail
+        await aborted(seller, swap_id, "did not accept within the accept window", "order cancelled on d")
         order_id = seller.journal.get(swap_id).data["order_id"]
         assert (await ledger.get_order(order_id)).status is OrderStatus.CANCELLED
         assert ledger.balances[("seller", "BOND")] == 100 and ledger.balances[("buyer", "EUR")] == 10_000
@@ -132,34 +140,19 @@ async def test_a_buyer_that_walks_away_finds_the_order_cancelled(ledger, tmp_pat
         order = seller.journal.get(swap_id).data["order"]
         with pytest.raises(errors.SubmitError, match="no open order"):
             await ledger.accept_dvp(DvpOrder.model_validate(order))
-    finally:
-        await seller.aclose()
-        await buyer.aclose()
 
 
 async def test_the_buyer_refuses_an_order_other_than_the_agreed_one(ledger, tmp_path):
-    seller, buyer = await agents(ledger, tmp_path, seller_run=TamperedOrder)
-    try:
+    async with agents(ledger, tmp_path, seller_run=TamperedOrder) as (seller, buyer):
         swap_id = await seller.propose(spec(counter_timeout=30))
-        theirs = await ends(buyer, swap_id)
-        assert theirs.outcome is Outcome.ABORTED, theirs.detail
-        assert "is not the agreed order" in theirs.detail and "nothing of mine moved" in theirs.detail
+        await aborted(buyer, swap_id, "is not the agreed order", "nothing of mine moved")
         assert ledger.balances[("buyer", "EUR")] == 10_000 and ledger.balances[("buyer", "BOND")] == 0
         assert "settle" not in {s.step for s in buyer.journal.steps(swap_id)}
-    finally:
-        await seller.aclose()
-        await buyer.aclose()
 
 
 async def test_policy_applies_to_a_single_ledger_proposal(ledger, tmp_path):
     strict = AcceptPolicy(reaction_window=5, max_send={"d:EUR": 100})
-    seller, buyer = await agents(ledger, tmp_path, buyer_policy=strict)
-    try:
+    async with agents(ledger, tmp_path, buyer_policy=strict) as (seller, buyer):
         swap_id = await seller.propose(spec(counter_timeout=30))
-        ours = await ends(seller, swap_id)
-        assert ours.outcome is Outcome.ABORTED
-        assert "500 EUR on d is above this party's policy.max_send of 100" in ours.detail
+        await aborted(seller, swap_id, "500 EUR on d is above this party's policy.max_send of 100")
         assert buyer.journal.get(swap_id) is None
-    finally:
-        await seller.aclose()
-        await buyer.aclose()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 from ..models import DvpOrder, OrderStatus, Role
-from ..orchestrator import AtomicRun
+from ..orchestrator import AtomicRun, order_of
 from ..state import AtomicSwapState, LegName, Phase, StepName
 from ..steps import REFUSED, Outcome, SwapSteps
 from ..terms import Agreement
@@ -27,17 +27,7 @@ from .run import MAX_POLLS, POLL_SECONDS, Hints, Notify, Probe, _no_probe
 def agreed_order(agreement: Agreement) -> DvpOrder:
     """The order both parties agreed: the security leg's plan gives its deadline and nonce."""
     proposal = agreement.proposal
-    trade = proposal.spec.trade
-    return DvpOrder(
-        seller=trade.seller,
-        buyer=trade.buyer,
-        security=trade.security.asset,
-        security_amount=trade.security.amount,
-        cash=trade.cash.asset,
-        cash_amount=trade.cash.amount,
-        deadline=proposal.security.expiry,
-        nonce=proposal.security.nonce,
-    )
+    return order_of(proposal.spec.trade, proposal.security.expiry, proposal.security.nonce)
 
 
 class AtomicPartyRun:
