@@ -103,7 +103,7 @@ class TamperedOrder(AtomicPartyRun):
         order = self.order.model_copy(update={"security_amount": self.order.security_amount - 1})
         await base.wait_all(await adapter.propose_dvp(order))
         await self._notify(self.steps.id, Kind.LOCKED, LegName.SECURITY, adapter.order_id(order))
-        await asyncio.sleep(10)
+        await asyncio.sleep(2)
         await base.wait_all(await adapter.cancel_dvp(order))
         return Outcome.ABORTED, "tampered"
 
