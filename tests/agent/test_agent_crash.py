@@ -2,7 +2,8 @@
 restarted: both sides end settled or refunded, and no value is created or destroyed.
 
 `make test` drills both agents at a spread of writes on evm-a/evm-b and one write per
-other platform; the marker ``matrix`` (`make test-drills`) drills every write on every pair."""
+other platform; the marker ``matrix`` (`make test-drills`) drills every write on evm-a/evm-b and
+evm-a/btc, and the spread on each Fabric and Elements base pair."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from ..scenarios import assert_conserved, spec_for
-from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair
+from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair, platform_matrix
 from .conftest import Agents, balances, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.slow]
@@ -56,8 +57,9 @@ def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bo
 
 @pytest.mark.parametrize("write", [2, 9, 17])
 @pytest.mark.parametrize("victim", ["seller", "buyer"])
-def test_agent_crash_drill(agents: Agents, victim: str, write: int):
-    drill(agents, CROSS_PAIRS[0], victim, write)
+@pytest.mark.parametrize("pair", [CROSS_PAIRS[0], *platform_matrix()], ids=lambda p: p.id)
+def test_agent_crash_drill(agents: Agents, pair: Pair, victim: str, write: int):
+    drill(agents, pair, victim, write)
 
 
 # One drilled agent per other platform in `make test`.

@@ -6,7 +6,8 @@ and no honest side loses its principal.
 
 `make test` runs the issue's case (the seller waiting for the buyer's claim, the channel
 stalled) on evm-a/evm-b and evm-a/btc (about 11 s each); the marker ``matrix`` runs every wait, role and mode on the base
-pairs (and stalls on the Fabric and Elements base pairs)."""
+pairs (and stalls on the Fabric and Elements base pairs: fabric-a/fabric-b, fabric-a/evm-a,
+elements/evm-a)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from dvp.models import Role
 
 from ..scenarios import spec_for
-from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair
+from ..testbed import CROSS_PAIRS, PLATFORM_BASE_PAIRS, Pair
 from .conftest import Agents
 from .test_partition import PLAN, cut_channel, has_result
 
@@ -65,7 +66,7 @@ def cases():
                             id=f"{pair.id}-{holder.value}-holds-{wait}-{'stall' if stall else 'close'}",
                         )
                     )
-    for pair, marks in ((Pair("fabric-a", "evm-a"), FABRIC_MARKS), (Pair("elements", "evm-a"), ELEMENTS_MARKS)):
+    for pair, marks in PLATFORM_BASE_PAIRS:
         for holder in Role:
             for wait in WAITS:
                 base.append(

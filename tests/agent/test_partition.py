@@ -12,10 +12,11 @@ from dvp.models import SwapSpec
 from dvp.testing.proxy import PartitionProxy
 
 from ..scenarios import assert_conserved, spec_for
-from ..testbed import CROSS_PAIRS, Pair
+from ..testbed import CROSS_PAIRS, Pair, platform_matrix
 from .conftest import Agents, balances, run_async
 
 pytestmark = pytest.mark.agent
+# evm-a/evm-b and evm-a/btc in `make test`; each Fabric and Elements base pair under `matrix`.
 
 PLAN = {"holder_timeout": 40, "counter_timeout": 20}
 
@@ -36,7 +37,7 @@ PHASES = [
 ]
 
 
-@pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", CROSS_PAIRS + platform_matrix(), ids=lambda p: p.id)
 @pytest.mark.parametrize(("watch", "reached", "lasts"), PHASES)
 def test_partition(agents: Agents, pair: Pair, watch: str, reached, lasts: float | None):
     outcomes, details = cut_channel(agents, spec_for(pair, **PLAN), watch, reached, lasts)
