@@ -24,7 +24,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from dvp.errors import ConfigError
-from dvp.journal import _refuse_foreign_file
+from dvp.journal import refuse_foreign_file
 from dvp.models import SwapSpec
 from dvp.state import Action, HtlcSwapState, LegName, Phase, StepName
 
@@ -73,7 +73,7 @@ def read_only(path: Path, *, check: bool = True) -> Iterator[sqlite3.Connection 
     connection then takes itself for the last one and deletes the WAL under the agent, whose
     later writes are lost (seen in tests/agent/test_ops.py)."""
     if check:
-        _refuse_foreign_file(path)
+        refuse_foreign_file(path)
     if not path.exists() or path.stat().st_size == 0:
         yield None
         return

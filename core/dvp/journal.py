@@ -530,7 +530,7 @@ class SqliteJournal(Journal):
 
     def __init__(self, target: str | Path):
         self.path = Path(target)
-        _refuse_foreign_file(self.path)
+        refuse_foreign_file(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Created private before SQLite writes a byte: it holds swap secrets.  An existing
@@ -624,7 +624,7 @@ class SqliteJournal(Journal):
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _refuse_foreign_file(path: Path) -> None:
+def refuse_foreign_file(path: Path) -> None:
     """Refuse, without touching it, an existing file that is not a dvp journal."""
     try:
         with open(path, "rb") as f:
