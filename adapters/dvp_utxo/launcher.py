@@ -229,6 +229,22 @@ def btcd_args(node_dir: Path, port: int, password: str, mining_address: str) -> 
     ]
 
 
+async def wait_ready(rpc: RpcClient, *, alive: Callable[[], bool], what: str, log: Path, timeout: float = 60.0) -> None:
+    """Wait until the node's RPC answers ``getblockchaininfo`` (btcd and elementsd alike); a node
+    that exits, or does not answer within ``timeout`` seconds, is LedgerUnavailable with its log's tail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not alive():
+            raise LedgerUnavailable(f"{what} exited during start-up: {log_tail(log)}")
+        try:
+            await rpc.call("getblockchaininfo")
+            return
+        except (RpcUnavailable, RpcError) as exc:  # -28: still loading
+            if time.monotonic() > deadline:
+                raise LedgerUnavailable(f"{what} not ready after {timeout:.0f} s ({exc}): {log_tail(log)}") from exc
+            await asyncio.sleep(0.2)
+
+
 async def bootstrap_chain(
     url: str, password: str, keys: dict[str, Key], fee_rate: float, *,
     alive: Callable[[], bool], what: str, log: Path,
@@ -236,17 +252,7 @@ async def bootstrap_chain(
     """Wait for the node's RPC, mine :data:`INITIAL_BLOCKS`, check segwit, fund the parties.
     ``alive`` tells whether the node (process or container) still runs."""
     async with RpcClient(url, RPC_USER, password, timeout=60) as rpc:
-        deadline = time.monotonic() + 60
-        while True:
-            if not alive():
-                raise LedgerUnavailable(f"{what} exited during start-up: {_tail(log)}")
-            try:
-                await rpc.call("getblockchaininfo")
-                break
-            except (RpcUnavailable, RpcError) as exc:
-                if time.monotonic() > deadline:
-                    raise LedgerUnavailable(f"btcd at {url} not ready after 60 s ({exc}): {_tail(log)}") from exc
-                await asyncio.sleep(0.2)
+        await wait_ready(rpc, alive=alive, what=what, log=log)
         dialect = dialect_for("btcd")
         view = ChainView(rpc, dialect)
         ledger = UtxoLedger(rpc, dialect, view, fee_rate=fee_rate)
@@ -321,7 +327,8 @@ def write_ledger_record(
     )  # fmt: skip
 
 
-def _tail(path: Path, n: int = 2000) -> str:
+def log_tail(path: Path, n: int = 2000) -> str:
+    """The last ``n`` characters of a node's log, for an error message."""
     try:
         return path.read_text(errors="replace")[-n:]
     except OSError:

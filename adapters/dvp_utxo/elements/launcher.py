@@ -22,10 +22,8 @@ mature.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,9 +37,9 @@ from ..bins import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_e
 from ..chain import ChainView
 from ..dialect import dialect_for
 from ..keys import Key
-from ..launcher import MINER, PARTIES, _tail, dev_keys, run_sync, start_block_clock, write_ledger_record
+from ..launcher import MINER, PARTIES, dev_keys, run_sync, start_block_clock, wait_ready, write_ledger_record
 from ..launcher import ledger_config as utxo_ledger_config  # the btcd config, completed for Elements
-from ..rpc import RpcClient, RpcError, RpcUnavailable
+from ..rpc import RpcClient
 
 PARTY_OUTPUTS = 5
 PARTY_OUTPUT_SAT = 10 * 100_000_000
@@ -139,7 +137,6 @@ class ElementsLauncher(NodeLauncher):
         node_dir = node_dir.resolve()  # elementsd runs in node_dir: a relative -datadir would not be found
         node_dir.mkdir(parents=True, exist_ok=True)
         (node_dir / "elements.conf").write_text("# dvp: every setting is on the command line\n")
-        block_time, confirmations, fee_rate = self.settings(name)
         keys = dev_keys(name)
         password = secrets.token_hex(16)
         url = f"http://127.0.0.1:{port}"
@@ -151,33 +148,13 @@ class ElementsLauncher(NodeLauncher):
             " ".join(c if "-rpcpassword" not in c else "-rpcpassword=***" for c in cmd) + "\n"
         )
         ledger = LaunchedLedger(name=name, kind=self.kind, config={}, pids=[pid], logs=[str(log)])
-        info = run_sync(
-            bootstrap_chain(
-                url, password, keys, fee_rate, alive=lambda: alive(pid), what=f"elementsd (pid {pid})", log=log
-            )
-        )
-        if block_time > 0:
-            mpid, mlog = start_block_clock(
-                url, password, block_time, node_dir, dialect="elementsd", address=address_of(keys[MINER].script_pubkey)
-            )
-            started.append(mpid)
-            ledger.pids.append(mpid)
-            ledger.logs.append(str(mlog))
-        ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate, info["policy_asset"])
-        write_ledger_record(
-            node_dir,
-            name,
-            ledger.pids,
-            info["height"],
-            keys,
-            elementsd=ELEMENTS_VERSION,
-            policy_asset=info["policy_asset"],
-        )
+        self._set_up(ledger, node_dir, url, password, keys, alive=lambda: alive(pid), what=f"elementsd (pid {pid})",
+                     log=log)  # fmt: skip
+        started.extend(ledger.pids[1:])  # the block clock
         return ledger
 
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
         """elementsd in a container (docker/elements.yaml); then the same chain set-up as ``start``."""
-        block_time, confirmations, fee_rate = self.settings(name)
         node_dir = (slot.run_dir / self.kind / name).resolve()
         node_dir.mkdir(parents=True, exist_ok=True)
         (node_dir / "elements.conf").write_text("# dvp: every setting is on the command line\n")
@@ -187,42 +164,32 @@ class ElementsLauncher(NodeLauncher):
         log = slot.start({"DVP_PORT": port, "DVP_NODE_DIR": node_dir, "DVP_RPC_PASSWORD": password,
                           "DVP_UID": os.getuid(), "DVP_GID": os.getgid()})  # fmt: skip
         ledger = LaunchedLedger(name=name, kind=self.kind, config={}, logs=[log] if log else [])
+        self._set_up(ledger, node_dir, url, password, keys, alive=slot.running, what=f"elementsd container of {name}",
+                     log=Path(log) if log else node_dir / "none")  # fmt: skip
+        return ledger
+
+    def _set_up(self, ledger: LaunchedLedger, node_dir: Path, url: str, password: str, keys: dict[str, Key], *,
+                alive: Callable[[], bool], what: str, log: Path) -> None:  # fmt: skip
+        """The chain set-up common to a process and a container: bootstrap the chain, start the block
+        clock (its pid and log join ``ledger``'s; stopped again if a later step fails), fill in
+        ``ledger.config``, write the ledger record."""
+        block_time, confirmations, fee_rate = self.settings(ledger.name)
+        clock: list[int] = []
         try:
-            info = run_sync(bootstrap_chain(url, password, keys, fee_rate, alive=slot.running,
-                                            what=f"elementsd container of {name}", log=Path(log) if log else node_dir / "none"))  # fmt: skip
+            info = run_sync(bootstrap_chain(url, password, keys, fee_rate, alive=alive, what=what, log=log))
             if block_time > 0:
                 mpid, mlog = start_block_clock(url, password, block_time, node_dir, dialect="elementsd",
                                                address=address_of(keys[MINER].script_pubkey))  # fmt: skip
-                ledger.pids.append(mpid)
+                clock.append(mpid)
                 ledger.logs.append(str(mlog))
+            ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate,
+                                          info["policy_asset"])  # fmt: skip
+            write_ledger_record(node_dir, ledger.name, ledger.pids + clock, info["height"], keys,
+                                elementsd=ELEMENTS_VERSION, policy_asset=info["policy_asset"])  # fmt: skip
         except BaseException:
-            stop(ledger.pids)
+            stop(clock)
             raise
-        ledger.config = ledger_config(url, password, keys, block_time, confirmations, fee_rate, info["policy_asset"])
-        write_ledger_record(
-            node_dir,
-            name,
-            ledger.pids,
-            info["height"],
-            keys,
-            elementsd=ELEMENTS_VERSION,
-            policy_asset=info["policy_asset"],
-        )
-        return ledger
-
-
-async def wait_ready(rpc: RpcClient, *, alive: Callable[[], bool], what: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if not alive():
-            raise LedgerUnavailable(f"{what} exited during start-up: {_tail(log)}")
-        try:
-            await rpc.call("getblockchaininfo")
-            return
-        except (RpcUnavailable, RpcError) as exc:  # -28: still loading
-            if time.monotonic() > deadline:
-                raise LedgerUnavailable(f"{what} not ready after {timeout:.0f} s ({exc}): {_tail(log)}") from exc
-            await asyncio.sleep(0.2)
+        ledger.pids.extend(clock)
 
 
 async def bootstrap_chain(
