@@ -234,6 +234,18 @@ class UtxoLedger:
         before the lock height.  Raises :class:`AuditError` naming the first
         mismatch.  Call after :meth:`ChainView.refresh`.
         """
+        self.funding_outputs(htlc, lock_id)
+        st = self.open_status(htlc)
+        if asset is not None:
+            raise AuditError("asset", f"{asset}: this chain carries only its own coin")
+        candidates = [u for u in st.unspent if u.value == amount]
+        if not candidates:
+            raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")
+        return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
+
+    def funding_outputs(self, htlc: HtlcScript, lock_id: str | None) -> list[Utxo]:
+        """The audit's first two checks: ``lock_id`` (if given) is the hash of the script rebuilt
+        from the terms, and some output pays that script (they are returned)."""
         if lock_id is not None and lock_id != htlc.script_hash.hex():
             raise AuditError(
                 "script",
@@ -242,17 +254,16 @@ class UtxoLedger:
         outs = self.view.outputs_to(htlc.script_pubkey)
         if not outs:
             raise NoFunding("funding", f"no output pays the HTLC script {htlc.script_hash.hex()}")
+        return outs
+
+    def open_status(self, htlc: HtlcScript) -> HtlcStatus:
+        """The status of ``htlc``, which must be neither claimed nor refunded (else AuditError)."""
         st = self.status(htlc)
         if st.claim_txid or st.refund_txid:
             raise AuditError(
                 "status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}"
             )
-        if asset is not None:
-            raise AuditError("asset", f"{asset}: this chain carries only its own coin")
-        candidates = [u for u in st.unspent if u.value == amount]
-        if not candidates:
-            raise AuditError("amount", f"expected {amount} sat, found outputs of {[u.value for u in st.unspent]} sat")
-        return self.final_checks(htlc, candidates, min_confirmations, min_blocks_left)
+        return st
 
     def final_checks(
         self, htlc: HtlcScript, candidates: list[Utxo], min_confirmations: int, min_blocks_left: int

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..chain import ChainView
 from ..dialect import Dialect
-from ..htlc import AuditError, Funding, NoFunding, UtxoLedger
+from ..htlc import AuditError, Funding, UtxoLedger
 from ..keys import Key
 from ..rpc import RpcClient
 from ..script import HtlcScript
@@ -100,21 +100,10 @@ class ElementsLedger(UtxoLedger):
         ``asset`` unspent in the script, no blinded output, and for an issued asset a fee reserve
         large enough to pay its claim or refund.  Raises :class:`AuditError` naming the first mismatch."""
         asset = asset or self.policy_asset
-        if lock_id is not None and lock_id != htlc.script_hash.hex():
-            raise AuditError(
-                "script",
-                f"lock {lock_id} does not commit to the script rebuilt from the terms ({htlc.script_hash.hex()})",
-            )
-        outs = self.view.outputs_to(htlc.script_pubkey)
-        if not outs:
-            raise NoFunding("funding", f"no output pays the HTLC script {htlc.script_hash.hex()}")
+        outs = self.funding_outputs(htlc, lock_id)
         if any(u.confidential for u in outs):
             raise AuditError("confidential", "an output of the HTLC is blinded; only explicit locks can be audited")
-        st = self.status(htlc)
-        if st.claim_txid or st.refund_txid:
-            raise AuditError(
-                "status", f"already {'claimed' if st.claim_txid else 'refunded'} in {st.claim_txid or st.refund_txid}"
-            )
+        st = self.open_status(htlc)
         of_asset = [u for u in st.unspent if u.asset == asset]
         if not of_asset:
             raise AuditError(
