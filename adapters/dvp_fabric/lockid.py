@@ -19,22 +19,21 @@ def _field(b: bytes) -> bytes:
     return struct.pack(">I", len(b)) + b
 
 
+def _u64(n: int) -> bytes:
+    return struct.pack(">Q", n)
+
+
+def _digest(domain: bytes, *fields: bytes) -> str:
+    """SHA-256 over ``domain`` and each field as a 4-byte big-endian length and its bytes, in hex."""
+    return hashlib.sha256(domain + b"".join(_field(x) for x in fields)).hexdigest()
+
+
 def lock_id(sender: str, recipient: str, asset: str, amount: int, hashlock: bytes, expiry: int, nonce: bytes) -> str:
     if len(hashlock) != 32:
         raise ValueError("hashlock must be 32 bytes")
-    enc = LOCK_DOMAIN + b"".join(
-        _field(x)
-        for x in (
-            sender.encode(),
-            recipient.encode(),
-            asset.encode(),
-            struct.pack(">Q", amount),
-            hashlock,
-            struct.pack(">Q", expiry),
-            nonce,
-        )
+    return _digest(
+        LOCK_DOMAIN, sender.encode(), recipient.encode(), asset.encode(), _u64(amount), hashlock, _u64(expiry), nonce
     )
-    return hashlib.sha256(enc).hexdigest()
 
 
 def order_id(
@@ -47,17 +46,14 @@ def order_id(
     expiry: int,
     nonce: bytes,
 ) -> str:
-    enc = ORDER_DOMAIN + b"".join(
-        _field(x)
-        for x in (
-            seller.encode(),
-            buyer.encode(),
-            sec_asset.encode(),
-            struct.pack(">Q", sec_amount),
-            cash_asset.encode(),
-            struct.pack(">Q", cash_amount),
-            struct.pack(">Q", expiry),
-            nonce,
-        )
+    return _digest(
+        ORDER_DOMAIN,
+        seller.encode(),
+        buyer.encode(),
+        sec_asset.encode(),
+        _u64(sec_amount),
+        cash_asset.encode(),
+        _u64(cash_amount),
+        _u64(expiry),
+        nonce,
     )
-    return hashlib.sha256(enc).hexdigest()
