@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from .cli_common import (
 )
 from .hashlock import parse_hex32
 from .ledger_set import LedgerSet
-from .models import Amount
+from .models import Amount, Submission
 from .orchestrator import Unfinished
 from .runtime import DEFAULT_RUNTIME, RUNTIMES, recorded, select
 from .scenario import PLAIN_DECIMAL, first_error, load_scenario, parse_leg, parse_spec
@@ -448,15 +449,8 @@ def history(settings: Settings, swap_id: str | None) -> None:
 def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: str) -> None:
     """Claim LOCK_ID on LEDGER with a 32-byte hex PREIMAGE."""
     secret = parse_hex32(preimage, "preimage")
-
-    async def go() -> Any:
-        async with LedgerSet.from_run_dir(settings.run_dir) as net:
-            adapter = _ledger(net, ledger)
-            sub = await adapter.claim(lock_id, secret, submitter=party)
-            await adapter.wait_final(sub.tx_id)
-            return sub.tx_id
-
-    out.print(f"claimed {lock_id}: {asyncio.run(go())}")
+    tx_id = _send_final(settings, ledger, lambda adapter: adapter.claim(lock_id, secret, submitter=party))
+    out.print(f"claimed {lock_id}: {tx_id}")
 
 
 @main.command()
@@ -467,15 +461,8 @@ def claim(settings: Settings, ledger: str, lock_id: str, preimage: str, party: s
 @fail_cleanly
 def refund(settings: Settings, ledger: str, lock_id: str, party: str) -> None:
     """Refund LOCK_ID on LEDGER to its sender (only after expiry)."""
-
-    async def go() -> Any:
-        async with LedgerSet.from_run_dir(settings.run_dir) as net:
-            adapter = _ledger(net, ledger)
-            sub = await adapter.refund(lock_id, submitter=party)
-            await adapter.wait_final(sub.tx_id)
-            return sub.tx_id
-
-    out.print(f"refunded {lock_id}: {asyncio.run(go())}")
+    tx_id = _send_final(settings, ledger, lambda adapter: adapter.refund(lock_id, submitter=party))
+    out.print(f"refunded {lock_id}: {tx_id}")
 
 
 @main.command()
@@ -508,6 +495,19 @@ def demo(settings: Settings, keep: bool, report: Path | None, block_time: float)
 
     path = run_demo(settings, out, console, keep=keep, report=report, block_time=block_time)
     out.print(f"report written to {path}")
+
+
+def _send_final(settings: Settings, ledger: str, send: Callable[[LedgerAdapter], Awaitable[Submission]]) -> str:
+    """``send`` on LEDGER's adapter (a claim, a refund), waited for until final; its transaction id."""
+
+    async def go() -> str:
+        async with LedgerSet.from_run_dir(settings.run_dir) as net:
+            adapter = _ledger(net, ledger)
+            sub = await send(adapter)
+            await adapter.wait_final(sub.tx_id)
+            return sub.tx_id
+
+    return asyncio.run(go())
 
 
 def _ledger(net: LedgerSet, name: str) -> LedgerAdapter:
