@@ -11,6 +11,11 @@ import time
 
 import pytest
 
+from dvp.adapter import AtomicDvp
+from dvp.journal import SwapRecord
+from dvp.ledger_set import LedgerSet
+from dvp.models import OrderStatus
+
 from ..scenarios import assert_conserved, spec_for
 from ..testbed import CROSS_PAIRS, ELEMENTS_MARKS, FABRIC_MARKS, Pair, platform_matrix
 from .conftest import Agents, balances, run_async
@@ -18,13 +23,16 @@ from .conftest import Agents, balances, run_async
 pytestmark = [pytest.mark.agent, pytest.mark.slow]
 
 ENDED = {"settled", "refunded"}
+ATOMIC_ENDED = {"settled", "aborted"}
 # A happy swap is about 20 journal writes per agent (rows, messages, state).
 EVERY_WRITE = range(1, 25)
 
 
-def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bool = True) -> None:
+def drill(
+    agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bool = True, kind: str | None = None
+) -> list[SwapRecord]:
     before = run_async(balances(agents.run_dir))
-    scenario = str(agents.scenario(spec_for(pair)))
+    scenario = str(agents.scenario(spec_for(pair, kind=kind)))
     crash = {victim: write}
     agents.start("buyer", crash_after=crash.get("buyer"))
     first = agents.start("seller", "--propose", scenario, crash_after=crash.get("seller"))
@@ -45,7 +53,9 @@ def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bo
     outcomes = [r.outcome if r else None for r in records]
     # A drill whose write lies beyond the swap's last (the matrix's tail) runs undisturbed.
     assert restarted or not must_crash, f"the {victim}'s agent made fewer than {write} journal writes"
-    assert set(outcomes) <= ENDED and None not in outcomes, (
+    # A single-ledger swap settles or is called off (its order cancelled): the same on both sides.
+    ended = ATOMIC_ENDED if kind == "atomic" else ENDED
+    assert set(outcomes) <= ended and None not in outcomes and (kind != "atomic" or len(set(outcomes)) == 1), (
         outcomes,
         [r.detail if r else None for r in records],
         first.output()[-2000:],
@@ -53,6 +63,7 @@ def drill(agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bo
     agents.stop_all()
     after = run_async(balances(agents.run_dir))
     assert_conserved(before, after, agents.steps("seller", swap_id) + agents.steps("buyer", swap_id))
+    return [r for r in records if r is not None]
 
 
 @pytest.mark.parametrize("write", [2, 9, 17])
@@ -81,3 +92,35 @@ def test_agent_crash_drill_per_platform(agents: Agents, pair: Pair, victim: str,
 @pytest.mark.parametrize("pair", CROSS_PAIRS, ids=lambda p: p.id)
 def test_agent_crash_drill_every_write(agents: Agents, pair: Pair, victim: str, write: int):
     drill(agents, pair, victim, write, must_crash=False)
+
+
+async def order_status(agents: Agents, order_id: str) -> OrderStatus | None:
+    async with LedgerSet.from_run_dir(agents.run_dir) as ledger_set:
+        found = await ledger_set.ledgers["evm-a"].require(AtomicDvp).get_order(order_id)
+        return found.status if found else None
+
+
+# A single-ledger DvP between two agents (issue 22 item 3): about 10 journal writes per agent.
+ATOMIC_WRITES = range(1, 13)
+
+
+# `make test` drills the seller after its 5th write (its order on the ledger); the rest under `matrix`.
+ATOMIC_DRILLS = [
+    pytest.param(victim, w, id=f"{victim}-{w}", marks=[] if (victim, w) == ("seller", 5) else [pytest.mark.matrix])
+    for victim in ("seller", "buyer")
+    for w in ATOMIC_WRITES
+]
+
+
+@pytest.mark.parametrize(("victim", "write"), ATOMIC_DRILLS)
+def test_agent_crash_drill_single_ledger(agents: Agents, victim: str, write: int):
+    """Either agent killed after a write of a single-ledger DvP on evm-a and restarted: both end
+    settled, or both aborted with the order cancelled on the ledger, never left open."""
+    # Every agent makes at least 5 writes; the matrix's tail may lie beyond a swap's last.
+    records = drill(agents, Pair("evm-a", "evm-a"), victim, write, must_crash=write <= 5, kind="atomic")
+    order_id = records[0].data.get("order_id")
+    if order_id:
+        status = run_async(order_status(agents, order_id))
+        assert status is not OrderStatus.OPEN, (order_id, [r.detail for r in records])
+        if records[0].outcome == "settled":
+            assert status is OrderStatus.SETTLED
