@@ -15,9 +15,10 @@ from dvp.models import Asset, AssetKind, DvpOrder, HtlcPlan, Leg, OrderStatus, S
 from dvp.orchestrator import Outcome
 from dvp.party import run as run_module
 from dvp.party.agent import Agent
+from dvp.party.agreement import propose
 from dvp.party.atomic import AtomicPartyRun
 from dvp.party.channel import LocalChannel
-from dvp.party.messages import Kind
+from dvp.party.messages import Kind, Message, next_seq
 from dvp.party.policy import AcceptPolicy
 from dvp.state import LegName
 from dvp.testing.memory import MemoryDvpLedger
@@ -156,3 +157,35 @@ async def test_policy_applies_to_a_single_ledger_proposal(ledger, tmp_path):
         swap_id = await seller.propose(spec(counter_timeout=30))
         await aborted(seller, swap_id, "500 EUR on d is above this party's policy.max_send of 100")
         assert buyer.journal.get(swap_id) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"expiry": 1000}, "more than plan.holder_timeout 100s"),
+        ({"expiry": -90}, "inside the accept window"),
+        ({"hashlock": "11" * 32}, "a single-ledger DvP has no hashlock"),
+    ],
+)
+async def test_the_buyer_refuses_an_order_off_the_plan(ledger, tmp_path, change, reason):
+    """The order's deadline within the plan (after the accept window, not beyond the holder
+    timeout) and no hashlock: else the proposal is rejected with the rule, nothing journaled."""
+    async with agents(ledger, tmp_path) as (_, buyer):
+        proposal = await propose("0123456789ab", "seller", spec(counter_timeout=30), {"d": ledger}, None)
+        if "expiry" in change:
+            security = proposal.security.model_copy(update={"expiry": proposal.security.expiry + change["expiry"]})
+            proposal = proposal.model_copy(update={"security": security})
+        else:
+            proposal = proposal.model_copy(update=change)
+        message = Message(
+            kind=Kind.PROPOSE,
+            swap_id=proposal.swap_id,
+            sender="seller",
+            recipient="buyer",
+            seq=next_seq(0),
+            body=proposal.model_dump(mode="json"),
+        )
+        answer = await buyer.handle(message)
+        assert answer is not None and answer.kind is Kind.REJECT, answer
+        assert reason in answer.body["reason"], answer.body
+        assert buyer.journal.get(proposal.swap_id) is None

@@ -121,7 +121,7 @@ async def _check_order_timing(proposal: Proposal, ledgers: Mapping[str, LedgerAd
             f"proposal {proposal.swap_id}: the order's deadline is {left:.0f}s away, "
             f"more than plan.holder_timeout {plan.holder_timeout}s"
         )
-    if left <= plan.counter_timeout - EXPIRY_SLACK_SECONDS or left <= 0:
+    if left <= plan.counter_timeout:
         raise errors.SwapAborted(
             f"proposal {proposal.swap_id}: the order's deadline is {left:.0f}s away, "
             f"inside the accept window (plan.counter_timeout {plan.counter_timeout}s)"
