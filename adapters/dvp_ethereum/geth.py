@@ -19,7 +19,7 @@ from typing import Any
 
 from dvp.env import cache_dir
 from dvp.errors import ConfigError, LedgerUnavailable
-from dvp.runtime.launcher import LaunchedLedger, NodeLauncher
+from dvp.launcher import LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import free_port, spawn, stop, wait_until
 
 from .launcher import dev_keys

@@ -14,7 +14,7 @@ from eth_account import Account
 
 from dvp.env import env_executable
 from dvp.errors import ConfigError
-from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
+from dvp.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import free_port, port_open, spawn, stop, wait_until
 
 from .config import ANVIL_MNEMONIC

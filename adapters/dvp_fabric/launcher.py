@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dvp.errors import ConfigError
-from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
+from dvp.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 
 from .bins import FabricInstall, ImageInstall, chaincode_server
 from .network import BATCH_TIMEOUT_MS, MAX_SKEW_SECONDS, FabricNetwork

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
 
 from dvp.errors import LedgerUnavailable
-from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
+from dvp.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
 from .bins import BTCD_VERSION, ensure_btcd

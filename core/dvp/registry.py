@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from .adapter import LedgerAdapter
 from .errors import ConfigError
-from .runtime.launcher import NodeLauncher
+from .launcher import NodeLauncher
 
 ADAPTERS = "dvp.adapters"
 LAUNCHERS = "dvp.launchers"

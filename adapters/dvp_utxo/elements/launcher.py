@@ -30,7 +30,7 @@ from typing import Any, Callable
 from bitcoin.segwit_addr import encode as bech32_encode
 
 from dvp.errors import ConfigError, LedgerUnavailable
-from dvp.runtime.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
+from dvp.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
 from ..bins import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_elementsd

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..launcher import LaunchedLedger
 from ..models import Asset
 from ..registry import build_adapter
-from .launcher import LaunchedLedger
 
 
 async def bootstrap(launched: list[LaunchedLedger], assets: list[Asset]) -> dict[str, dict[str, Any]]:

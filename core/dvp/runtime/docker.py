@@ -44,12 +44,12 @@ from typing import Any
 
 from ..env import env_command, env_flag
 from ..errors import ConfigError, LedgerUnavailable
+from ..launcher import LaunchedLedger
 from ..models import Asset
 from ..registry import launcher_class, ledger_endpoint
 from ..topology import Topology
 from .base import Runtime
 from .bootstrap import bootstrap
-from .launcher import LaunchedLedger
 from .processes import alive, endpoint_answers, free_port, stop
 
 LABEL = "org.dvp.testnet"  # every service of docker/*.yaml carries it; engine.sh stop removes them

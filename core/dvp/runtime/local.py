@@ -13,12 +13,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from ..launcher import LaunchedLedger
 from ..models import Asset
 from ..registry import launcher_class, ledger_endpoint
 from ..topology import Topology
 from .base import Runtime
 from .bootstrap import bootstrap
-from .launcher import LaunchedLedger
 from .processes import alive, endpoint_answers, stop
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from ..errors import NotSupportedError
+from .errors import NotSupportedError
 
 
 @dataclass
