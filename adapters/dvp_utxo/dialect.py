@@ -14,7 +14,7 @@ What differs:
   issuances, and Elements blocks signed-block or dynamic-federation headers.  Each
   dialect parses its own bytes into the family-neutral :mod:`.wire` types the chain
   view reads (Bitcoin with python-bitcoinlib, Elements with
-  :mod:`.elements.wire`, pure Python).
+  :mod:`.elements_wire`, pure Python).
 """
 
 from __future__ import annotations
@@ -69,12 +69,12 @@ class ElementsDialect(BitcoindDialect):
     name = "elementsd"
 
     def parse_block(self, raw_hex: str) -> WireBlock:
-        from .elements.wire import parse_block
+        from .elements_wire import parse_block
 
         return parse_block(bytes.fromhex(raw_hex))
 
     def parse_tx(self, raw_hex: str) -> WireTx:
-        from .elements.wire import parse_tx
+        from .elements_wire import parse_tx
 
         return parse_tx(bytes.fromhex(raw_hex))
 

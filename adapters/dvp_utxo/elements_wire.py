@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from ..wire import WireBlock, WireIn, WireOut, WireTx
+from .wire import WireBlock, WireIn, WireOut, WireTx
 
 ISSUANCE_FLAG = 1 << 31
 PEGIN_FLAG = 1 << 30
