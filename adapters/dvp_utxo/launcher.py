@@ -80,7 +80,25 @@ def stop_process_group(pid: int, timeout: float = 10.0) -> None:
     stop([pid], grace=timeout)
 
 
-class UtxoLauncher(NodeLauncher):
+class RegtestLauncher(NodeLauncher):
+    """What the btcd and elementsd launchers share: per-ledger settings over their defaults."""
+
+    block_interval: float | None
+    confirmations: int
+    fee_rate: float
+
+    def settings(self, name: str) -> tuple[float, int, float]:
+        """(block time, confirmations, fee rate) of ledger ``name``: its topology options over the defaults."""
+        opts = self.options.get(name, {})
+        block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
+        return (
+            block_time,
+            int(opts.get("confirmations", self.confirmations)),
+            float(opts.get("fee_rate", self.fee_rate)),
+        )
+
+
+class UtxoLauncher(RegtestLauncher):
     compose_file = "utxo.yaml"
     image_variables = ("DVP_BTCD_IMAGE",)
     kind = "utxo"
@@ -119,17 +137,6 @@ class UtxoLauncher(NodeLauncher):
             stop(started)
             raise
         return ledgers
-
-    # ---------------------------------------------------------------------------------
-    def settings(self, name: str) -> tuple[float, int, float]:
-        """(block time, confirmations, fee rate) of ledger ``name``: its topology options over the defaults."""
-        opts = self.options.get(name, {})
-        block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
-        return (
-            block_time,
-            int(opts.get("confirmations", self.confirmations)),
-            float(opts.get("fee_rate", self.fee_rate)),
-        )
 
     def start_container(self, name: str, index: int, port: int, slot: ContainerSlot) -> LaunchedLedger:
         """btcd in a container (docker/utxo.yaml); then the same chain set-up as ``start``."""

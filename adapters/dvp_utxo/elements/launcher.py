@@ -30,14 +30,23 @@ from typing import Any, Callable
 from bitcoin.segwit_addr import encode as bech32_encode
 
 from dvp.errors import ConfigError, LedgerUnavailable
-from dvp.launcher import ContainerSlot, LaunchedLedger, NodeLauncher
+from dvp.launcher import ContainerSlot, LaunchedLedger
 from dvp.runtime.processes import alive, free_port, spawn, stop
 
 from ..bins import ELEMENTS_VERSION, elementsd_missing, ensure_elementsd, find_elementsd
 from ..chain import ChainView
 from ..dialect import dialect_for
 from ..keys import Key
-from ..launcher import MINER, PARTIES, dev_keys, run_sync, start_block_clock, wait_ready, write_ledger_record
+from ..launcher import (
+    MINER,
+    PARTIES,
+    RegtestLauncher,
+    dev_keys,
+    run_sync,
+    start_block_clock,
+    wait_ready,
+    write_ledger_record,
+)
 from ..launcher import ledger_config as utxo_ledger_config  # the btcd config, completed for Elements
 from ..rpc import RpcClient
 
@@ -81,7 +90,7 @@ def elementsd_args(node_dir: Path, port: int, password: str) -> list[str]:
     ]
 
 
-class ElementsLauncher(NodeLauncher):
+class ElementsLauncher(RegtestLauncher):
     compose_file = "elements.yaml"
     image_variables = ("DVP_ELEMENTS_IMAGE",)
     kind = "elements"
@@ -109,15 +118,6 @@ class ElementsLauncher(NodeLauncher):
 
     def prepare(self) -> None:
         self._binary = ensure_elementsd()
-
-    def settings(self, name: str) -> tuple[float, int, float]:
-        opts = self.options.get(name, {})
-        block_time = float(opts.get("block_time", self.block_interval or 0) or 0)
-        return (
-            block_time,
-            int(opts.get("confirmations", self.confirmations)),
-            float(opts.get("fee_rate", self.fee_rate)),
-        )
 
     def start(self, names: list[str], run_dir: Path, port_base: int) -> list[LaunchedLedger]:
         if self._binary is None:
