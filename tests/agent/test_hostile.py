@@ -30,7 +30,7 @@ from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
 from ..scenarios import CASH_AMOUNT, SETTLED, UNCHANGED, changes, spec_for
-from ..testbed import CROSS_PAIRS, Pair, platform_matrix
+from ..testbed import CROSS_PAIRS, LEDGERS, Pair, platform_matrix
 from .conftest import AgentProcess, Agents, balances, run_async
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(420)]
@@ -83,16 +83,18 @@ async def exited(process: AgentProcess, seconds: float) -> int:
     return code
 
 
-async def let_expire(buyer: Agent, ledger_set: LedgerSet, ledger: str, swap_id: str) -> None:
-    """Move the buyer's ledger past its own lock's expiry (a dev chain's clock stands still
-    between blocks) until its drive, refunding whatever it locked, ends."""
+async def let_expire(buyer: Agent, ledger_set: LedgerSet, pair: Pair, swap_id: str) -> None:
+    """Move the pair's ledgers past the locks' expiries (a dev chain's clock stands still
+    between blocks; a late revealer watches the seller's ledger, a refund the buyer's own)
+    until the buyer's drive, refunding whatever it locked, ends."""
     task = buyer.tasks.get(swap_id)
-    adapter = ledger_set.ledgers[ledger]
+    adapters = [ledger_set.ledgers[name] for name in dict.fromkeys((pair.cash, pair.security))]
     for _ in range(60):
         if task is None or task.done():
             return
-        if isinstance(adapter, TimeTravel):
-            await adapter.advance_time(20)
+        for adapter in adapters:
+            if isinstance(adapter, TimeTravel):
+                await adapter.advance_time(20)
         await asyncio.sleep(1)
     raise AssertionError(f"the hostile buyer's drive of {swap_id} did not end")
 
@@ -142,7 +144,7 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
             )
             assert await exited(seller, 280) == NOT_SETTLED, seller.output()
             [swap_id] = agents.swap_ids("seller")
-            await let_expire(buyer, ledger_set, pair.cash, swap_id)
+            await let_expire(buyer, ledger_set, pair, swap_id)
             hostile = buyer.tasks[swap_id].result()
             return swap_id, f"{hostile.outcome}: {hostile.detail}" if hostile else "unfinished", buyer.replays
 
@@ -249,6 +251,22 @@ def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, m
     assert changes(before, after, pair) == UNCHANGED
 
 
+async def block_clock(ledger_set: LedgerSet, pair: Pair) -> None:
+    """A block a second on the pair's testbed chains that mine none by themselves (btc,
+    Elements: block_time 0), as a real chain's clock moves while both sides wait: a counterparty
+    waiting for the holder's claim does not mine, nor does a holder waiting for the last second."""
+    clockless = [
+        ledger_set.ledgers[spec.name]
+        for spec in LEDGERS
+        if spec.name in (pair.security, pair.cash) and spec.options.get("block_time") == 0
+    ]
+    for _ in range(600):
+        for adapter in clockless:
+            if isinstance(adapter, TimeTravel):
+                await adapter.advance_time(1)
+        await asyncio.sleep(1)
+
+
 async def seller_against(
     agents: Agents, misbehaviour: Misbehaviour, spec, pair: Pair, exits: tuple[int, ...] = (NOT_SETTLED,)
 ) -> str:
@@ -256,9 +274,13 @@ async def seller_against(
     ``exits``); the buyer's drive then runs to its own end (refunding what it locked); the swap id."""
     async with buyer_agent(agents, hostile_agent(misbehaviour)) as (buyer, ledger_set):
         seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--until-done", "--max-seconds", "240")
-        assert await exited(seller, 280) in exits, seller.output()
+        clock = asyncio.create_task(block_clock(ledger_set, pair))
+        try:
+            assert await exited(seller, 280) in exits, seller.output()
+        finally:
+            clock.cancel()
         [swap_id] = agents.swap_ids("seller")
-        await let_expire(buyer, ledger_set, pair.cash, swap_id)
+        await let_expire(buyer, ledger_set, pair, swap_id)
         return swap_id
 
 
