@@ -14,11 +14,13 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from .errors import DvpError
 from .journal import Journal, Step
 from .models import SwapSpec
 from .orchestrator import Orchestrator, SwapResult
+from .party.policy import AcceptPolicy
 from .runtime.processes import free_port
 from .settings import Settings
 
@@ -50,13 +52,17 @@ def _run(command: list[str]) -> None:
 
 
 def _stale(folder: Path) -> bool:
-    """A demo agent folder written before a policy had to list what it sends."""
+    """A demo agent folder written before a policy had to list what it sends: under today's
+    rule (:class:`AcceptPolicy`, no ``max_send``: nothing sent) its agent would send nothing."""
     try:
         config = yaml.safe_load((folder / "agent.yaml").read_text())
     except FileNotFoundError:
         return False
     policy = config.get("policy") if isinstance(config, dict) else None
-    return not (isinstance(policy, dict) and policy.get("max_send"))
+    try:
+        return not AcceptPolicy.model_validate(policy or {}).max_send
+    except ValidationError:
+        return True  # written by a dvp whose policy this one no longer reads: made anew as well
 
 
 def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str], None]) -> list[AgentRun]:
@@ -66,7 +72,6 @@ def run_two_agents(settings: Settings, spec: SwapSpec, progress: Callable[[str],
     ports = {p: free_port() for p in PARTIES}
     for party in PARTIES:
         if _stale(folders[party]):
-            # Made by a dvp whose policy had no `max_send`: under today's rule it would send nothing.
             kept = folders[party].with_name(f"{party}.old-{int(time.time())}")
             folders[party].rename(kept)
             progress(f"{party}: its agent folder predates the send policy; kept as {kept.name}, made anew")

@@ -106,3 +106,19 @@ def test_a_missing_image_is_named_and_never_pulled(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="dvp-test/absent:0 not present"):
         DockerRuntime(tmp_path).up(topo, progress=lambda m: None)
     assert not (tmp_path / "state.json").exists()
+
+
+def test_every_compose_anvil_keeps_the_native_launchers_bound_on_states():
+    """anvil spills old states to disk unless bounded (it once filled the disk): each compose
+    file's anvil must keep the same number of states in memory as a native one."""
+    from dvp_ethereum.launcher import KEPT_STATES
+
+    commands = [
+        service["command"]
+        for name in ("evm", "testnet")
+        for service in yaml.safe_load((DOCKER / f"{name}.yaml").read_text())["services"].values()
+        if any(str(arg).startswith("--chain-id") for arg in service.get("command", []))
+    ]
+    assert len(commands) == 3  # evm.yaml's anvil; testnet.yaml's evm-a and evm-b
+    for command in commands:
+        assert f"--prune-history={KEPT_STATES}" in command
