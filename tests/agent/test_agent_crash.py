@@ -3,7 +3,9 @@ restarted: both sides end settled or refunded, and no value is created or destro
 
 `make test` drills both agents at a spread of writes on evm-a/evm-b and one write per
 other platform; the marker ``matrix`` (`make test-drills`) drills every write on evm-a/evm-b and
-evm-a/btc, and the spread on each Fabric and Elements base pair."""
+evm-a/btc, and the spread on each Fabric and Elements base pair.  A single-ledger DvP between
+two agents is drilled at every write of either agent on evm-a and fabric-a, one case each in
+`make test`."""
 
 from __future__ import annotations
 
@@ -94,33 +96,42 @@ def test_agent_crash_drill_every_write(agents: Agents, pair: Pair, victim: str, 
     drill(agents, pair, victim, write, must_crash=False)
 
 
-async def order_status(agents: Agents, order_id: str) -> OrderStatus | None:
+async def order_status(agents: Agents, ledger: str, order_id: str) -> OrderStatus | None:
     async with LedgerSet.from_run_dir(agents.run_dir) as ledger_set:
-        found = await ledger_set.ledgers["evm-a"].require(AtomicDvp).get_order(order_id)
+        found = await ledger_set.ledgers[ledger].require(AtomicDvp).get_order(order_id)
         return found.status if found else None
 
 
 # A single-ledger DvP between two agents (issue 22 item 3): about 10 journal writes per agent.
 ATOMIC_WRITES = range(1, 13)
-
-
-# `make test` drills the seller after its 5th write (its order on the ledger); the rest under `matrix`.
+ATOMIC_LEDGERS = [(Pair("evm-a", "evm-a"), []), (Pair("fabric-a", "fabric-a"), FABRIC_MARKS)]
+# `make test` drills the seller after its 5th write (its order on the ledger) on evm-a and the
+# buyer after its 5th on fabric-a; the rest under `matrix`.
+IN_MAKE_TEST = {("evm-a", "seller", 5), ("fabric-a", "buyer", 5)}
 ATOMIC_DRILLS = [
-    pytest.param(victim, w, id=f"{victim}-{w}", marks=[] if (victim, w) == ("seller", 5) else [pytest.mark.matrix])
+    pytest.param(
+        pair,
+        victim,
+        w,
+        id=f"{pair.security}-{victim}-{w}",
+        marks=[*marks, *([] if (pair.security, victim, w) in IN_MAKE_TEST else [pytest.mark.matrix])],
+    )
+    for pair, marks in ATOMIC_LEDGERS
     for victim in ("seller", "buyer")
     for w in ATOMIC_WRITES
 ]
 
 
-@pytest.mark.parametrize(("victim", "write"), ATOMIC_DRILLS)
-def test_agent_crash_drill_single_ledger(agents: Agents, victim: str, write: int):
-    """Either agent killed after a write of a single-ledger DvP on evm-a and restarted: both end
-    settled, or both aborted with the order cancelled on the ledger, never left open."""
+@pytest.mark.parametrize(("pair", "victim", "write"), ATOMIC_DRILLS)
+def test_agent_crash_drill_single_ledger(agents: Agents, pair: Pair, victim: str, write: int):
+    """Either agent killed after a write of a single-ledger DvP (on evm-a, on fabric-a) and
+    restarted: both end settled, or both aborted with the order cancelled on the ledger, never
+    left open."""
     # Every agent makes at least 5 writes; the matrix's tail may lie beyond a swap's last.
-    records = drill(agents, Pair("evm-a", "evm-a"), victim, write, must_crash=write <= 5, kind="atomic")
+    records = drill(agents, pair, victim, write, must_crash=write <= 5, kind="atomic")
     order_id = records[0].data.get("order_id")
     if order_id:
-        status = run_async(order_status(agents, order_id))
+        status = run_async(order_status(agents, pair.security, order_id))
         assert status is not OrderStatus.OPEN, (order_id, [r.detail for r in records])
         if records[0].outcome == "settled":
             assert status is OrderStatus.SETTLED

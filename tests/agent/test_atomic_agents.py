@@ -1,7 +1,8 @@
-"""Single-ledger DvP between two agents on a real EVM ledger (issue 22 item 3): the seller's
-agent proposes the agreed order through the settlement contract, the buyer's agent audits it
-on the ledger and accepts; each party signs only its own part.  Fabric and Elements are not
-run between two agents yet (`kind: atomic` between agents is EVM-first)."""
+"""Single-ledger DvP between two agents on a real ledger (issue 22 item 3): on evm-a through
+the settlement contract, on fabric-a through the chaincode, each agent submitting through its
+own identity (on Fabric its own organisation's peer).  The seller's agent proposes the agreed
+order, the buyer's agent audits it on the ledger and accepts; each party signs only its own
+part.  Elements between two agents is not run here."""
 
 from __future__ import annotations
 
@@ -19,20 +20,31 @@ from dvp.party.messages import Kind
 from dvp.state import LegName
 
 from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
-from ..testbed import Pair
+from ..testbed import FABRIC_MARKS, Pair
 from .conftest import Agents, balances, run_async
 from .test_hostile import NOT_SETTLED, buyer_agent, exited
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(300)]
 
 EVM = Pair("evm-a", "evm-a")
+FABRIC = Pair("fabric-a", "fabric-a")
 
 
-def test_two_agents_settle_a_single_ledger_dvp(agents: Agents):
+def ledgers(*marks: pytest.MarkDecorator, fabric: tuple[pytest.MarkDecorator, ...] = ()) -> list:
+    """A case per platform whose one ledger settles a DvP between two agents, with ``marks``
+    (and ``fabric`` on fabric-a's: `make test` keeps its cost to seconds)."""
+    return [
+        pytest.param(EVM, id="evm-a", marks=list(marks)),
+        pytest.param(FABRIC, id="fabric-a", marks=[*FABRIC_MARKS, *marks, *fabric]),
+    ]
+
+
+@pytest.mark.parametrize("pair", ledgers())
+def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
     """Settled in one transaction: both balance changes exact, each journal only its own step."""
     before = run_async(balances(agents.run_dir))
     agents.start("buyer")
-    scenario = agents.scenario(spec_for(EVM, kind="atomic"))
+    scenario = agents.scenario(spec_for(pair, kind="atomic"))
     seller = agents.start("seller", "--propose", str(scenario), "--until-done", "--max-seconds", "120")
     assert seller.wait(timeout=140) == 0, seller.output()
     swap_id = agents.swap_ids("seller")[0]
@@ -41,7 +53,7 @@ def test_two_agents_settle_a_single_ledger_dvp(agents: Agents):
     assert ours is not None and (ours.outcome, theirs.outcome) == ("settled", "settled"), (ours, theirs.detail)
     after = run_async(balances(agents.run_dir))
     steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
-    assert changes(before, after, EVM, steps) == SETTLED
+    assert changes(before, after, pair, steps) == SETTLED
     done = {p: {s.step for s in agents.steps(p, swap_id) if s.phase == "result"} for p in ("seller", "buyer")}
     assert "propose" in done["seller"] and "settle" not in done["seller"], done
     assert "settle" in done["buyer"] and "propose" not in done["buyer"], done
@@ -61,12 +73,12 @@ class WalkingAwayAgent(Agent):
     atomic_run_class = WalksAway
 
 
-@pytest.mark.matrix
-def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents):
+@pytest.mark.parametrize("pair", ledgers(pytest.mark.matrix))
+def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents, pair: Pair):
     """The seller cancels its order on the ledger once the accept window is over: aborted, the
-    seller whole but for its fees (ETH), and the buyer's acceptance afterwards is refused."""
+    seller whole but for its fees (ETH on evm-a, none on Fabric), and the buyer's acceptance afterwards is refused."""
     before = run_async(balances(agents.run_dir))
-    spec = spec_for(EVM, kind="atomic", holder_timeout=60, counter_timeout=15)
+    spec = spec_for(pair, kind="atomic", holder_timeout=60, counter_timeout=15)
 
     async def play() -> str:
         async with buyer_agent(agents, WalkingAwayAgent) as (_, ledger_set):
@@ -77,21 +89,24 @@ def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents):
             ours = agents.record("seller", swap_id)
             assert ours is not None and ours.outcome == "aborted", ours
             detail = ours.detail or ""
-            assert "did not accept within the accept window" in detail and "order cancelled on evm-a" in detail, detail
+            assert (
+                "did not accept within the accept window" in detail and f"order cancelled on {pair.security}" in detail
+            ), detail
             done = [s.step for s in agents.steps("seller", swap_id) if s.phase == "result"]
             assert done == ["propose", "cancel"], done
-            base = ledger_set.ledgers["evm-a"]
+            base = ledger_set.ledgers[pair.security]
             adapter = base.require(AtomicDvp)
             found = await adapter.get_order(ours.data["order_id"])
             assert found is not None and found.status is OrderStatus.CANCELLED
-            # The buyer's acceptance after the cancellation: refused by the contract itself.
+            # The buyer's acceptance after the cancellation (its own identity): refused by the
+            # contract or chaincode itself.
             with pytest.raises(errors.TransactionError):
                 await base.wait_all(await adapter.accept_dvp(DvpOrder.model_validate(ours.data["order"])))
             return swap_id
 
     swap_id = asyncio.run(play())
     after = run_async(balances(agents.run_dir))
-    assert changes(before, after, EVM, agents.steps("seller", swap_id)) == UNCHANGED
+    assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
 
 
 class TamperedOrder(AtomicPartyRun):
@@ -112,7 +127,8 @@ class TamperingAgent(Agent):
     atomic_run_class = TamperedOrder
 
 
-def test_the_buyer_refuses_a_tampered_order(agents: Agents):
+@pytest.mark.parametrize("pair", ledgers(fabric=(pytest.mark.matrix,)))
+def test_the_buyer_refuses_a_tampered_order(agents: Agents, pair: Pair):
     """The order on the ledger is for another amount than agreed: the honest buyer's audit
     refuses it before accepting, and nothing of the buyer's moves."""
     before = run_async(balances(agents.run_dir))
@@ -120,7 +136,7 @@ def test_the_buyer_refuses_a_tampered_order(agents: Agents):
     async def play() -> None:
         buyer = agents.start("buyer").ready()
         async with buyer_agent(agents, TamperingAgent, party="seller") as (seller, _):
-            swap_id = await seller.propose(spec_for(EVM, kind="atomic"))
+            swap_id = await seller.propose(spec_for(pair, kind="atomic"))
             theirs = await asyncio.to_thread(agents.outcome, "buyer", swap_id, 60)
             assert theirs.outcome == "aborted", theirs.detail
             detail = theirs.detail or ""
@@ -131,5 +147,5 @@ def test_the_buyer_refuses_a_tampered_order(agents: Agents):
 
     asyncio.run(play())
     after = run_async(balances(agents.run_dir))
-    moved = changes(before, after, EVM)
+    moved = changes(before, after, pair)
     assert (moved["buyer_cash"], moved["buyer_security"]) == (0, 0), moved
