@@ -34,7 +34,7 @@ from .models import (
     Trade,
 )
 from .state import Action, AtomicSwapState, HtlcSwapState, Phase, StepName
-from .steps import REFUSED, Outcome, Progress, SwapSteps
+from .steps import REFUSED, ClockGuard, Outcome, Progress, SwapSteps
 from .timeouts import check_plan, second_leg_seconds
 
 __all__ = ["Orchestrator", "Outcome", "Progress", "SwapResult", "Unfinished"]
@@ -76,6 +76,7 @@ class Orchestrator:
         self.journal = journal
         self.progress = progress or (lambda swap_id, message: None)
         self.poll = poll_interval
+        self.clocks = ClockGuard()  # no dev-clock jump under another swap in flight here
 
     # -- checks before anything is locked ----------------------------------------------------
     def validate(self, spec: SwapSpec) -> None:
@@ -210,7 +211,7 @@ class Orchestrator:
     def steps_for(self, record: SwapRecord, spec: SwapSpec | None = None) -> SwapSteps:
         """The journaled steps of the swap ``record``, on this orchestrator's ledgers and journal."""
         spec = spec or SwapSpec.model_validate(record.spec)
-        return SwapSteps(self.ledgers, self.journal, record, spec, self.progress, self.poll)
+        return SwapSteps(self.ledgers, self.journal, record, spec, self.progress, self.poll, self.clocks)
 
     async def drive_with(self, swap_id: str, run: RunDrive) -> SwapResult:
         """The one driver loop: unless the journal shows ``swap_id`` ended, ``run`` drives it and
@@ -221,10 +222,11 @@ class Orchestrator:
             spec = SwapSpec.model_validate(record.spec)
             trade = spec.trade
             accounts = [(leg.ledger, p) for leg in (trade.security, trade.cash) for p in (trade.seller, trade.buyer)]
-            with self.journal.account_lease(accounts) as fresh:
-                for ledger, party in fresh:
-                    self.ledgers[ledger].forget_sending_state(party)
-                outcome, detail = await run(record, spec)
+            async with self.clocks.driving(swap_id, {trade.security.ledger, trade.cash.ledger}):
+                with self.journal.account_lease(accounts) as fresh:
+                    for ledger, party in fresh:
+                        self.ledgers[ledger].forget_sending_state(party)
+                    outcome, detail = await run(record, spec)
             await self.journal.afinish(swap_id, outcome.value, detail)
             self.progress(swap_id, f"{outcome.value}: {detail}")
         return self.result(swap_id)

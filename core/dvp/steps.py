@@ -13,10 +13,12 @@ two-agent swap (:mod:`dvp.party.run`) and the test's hostile party (:mod:`dvp.te
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, Iterator
 
 from . import errors, sendlog
 from .adapter import LedgerAdapter, TimeTravel
@@ -42,6 +44,63 @@ class Outcome(StrEnum):
 REFUSED = (errors.LockError, errors.SubmitError, errors.CommitError)
 
 
+class ClockGuard:
+    """Who may fast-forward a dev ledger's clock among the swaps one orchestrator drives.
+
+    A jump expires every lock on the ledger, not only the waiting swap's: in a concurrent
+    batch one unwinding swap's jump expired every other swap's locks on that chain (issue 21's
+    bench, 97-98 principal losses per run).  So a swap jumps a ledger only while every other swap
+    driven on it is unwinding too (waiting in :meth:`SwapSteps.wait_expired`: no secret revealed,
+    only refunds left, which a jump brings nearer); otherwise it waits for the real expiry and
+    jumps once the others have finished or are unwinding.  A swap that starts while a jump is
+    under way starts after it, so it reads the clock the jump left.  Swaps driven by another
+    orchestrator (another process, another agent) are not seen."""
+
+    def __init__(self) -> None:
+        self._driving: dict[str, set[str]] = defaultdict(set)  # ledger -> swap ids driven on it
+        self._unwinding: set[str] = set()  # swap ids waiting for an expiry
+        self._jumping: set[str] = set()  # ledgers whose clock is being moved
+
+    @asynccontextmanager
+    async def driving(self, swap_id: str, ledgers: Iterable[str]) -> AsyncIterator[None]:
+        names = set(ledgers)
+        for _ in range(JUMP_WAITS):
+            if not names & self._jumping:
+                break
+            await asyncio.sleep(JUMP_POLL)
+        for name in names:
+            self._driving[name].add(swap_id)
+        try:
+            yield
+        finally:
+            for name in names:
+                self._driving[name].discard(swap_id)
+
+    @contextmanager
+    def unwinding(self, swap_id: str) -> Iterator[None]:
+        self._unwinding.add(swap_id)
+        try:
+            yield
+        finally:
+            self._unwinding.discard(swap_id)
+
+    def others(self, swap_id: str, ledger: str) -> list[str]:
+        """The swaps driven on ``ledger``, other than ``swap_id``, that a jump there would harm."""
+        return sorted(self._driving[ledger] - self._unwinding - {swap_id})
+
+    @asynccontextmanager
+    async def jump(self, ledger: str) -> AsyncIterator[None]:
+        self._jumping.add(ledger)
+        try:
+            yield
+        finally:
+            self._jumping.discard(ledger)
+
+
+JUMP_POLL = 0.01  # s between looks at a ledger being fast-forwarded, before a swap starts on it
+JUMP_WAITS = 6000  # a minute at most
+
+
 class SwapSteps:
     """One swap's journaled, idempotent steps (see the module's docstring)."""
 
@@ -53,8 +112,10 @@ class SwapSteps:
         spec: SwapSpec,
         progress: Progress,
         poll: float,
+        clocks: ClockGuard | None = None,
     ):
         self.ledgers = ledgers
+        self.clocks = clocks or ClockGuard()
         self.journal = journal
         self.id = record.id
         self.created = record.created
@@ -200,18 +261,32 @@ class SwapSteps:
         return main
 
     async def wait_expired(self, ledger: str, expiry: int, why: str) -> None:
-        """Wait (or fast-forward a dev ledger) until a lock with ``expiry`` can be refunded."""
+        """Wait (or fast-forward a dev ledger, when no other swap in flight there would be
+        harmed: :class:`ClockGuard`) until a lock with ``expiry`` can be refunded."""
         adapter = self.ledgers[ledger]
-        for _ in range(100_000):
-            now = await adapter.now()
-            if adapter.is_expired(now, expiry):
-                return
-            left = adapter.seconds_left(now, expiry)
-            if self.spec.fast_forward and isinstance(adapter, TimeTravel):
-                await adapter.advance_time(int(left) + 1)
-                continue
-            self.progress(f"{why}: waiting {left:.0f}s for expiry on {ledger}")
-            await asyncio.sleep(min(max(left, self.poll), 5.0))
+        held: list[str] = []
+        with self.clocks.unwinding(self.id):
+            for _ in range(100_000):
+                now = await adapter.now()
+                if adapter.is_expired(now, expiry):
+                    return
+                left = adapter.seconds_left(now, expiry)
+                if self.spec.fast_forward and isinstance(adapter, TimeTravel):
+                    others = self.clocks.others(self.id, ledger)
+                    if not others:
+                        async with self.clocks.jump(ledger):
+                            await adapter.advance_time(int(left) + 1)
+                        continue
+                    if not held:
+                        self.progress(
+                            f"{why}: not fast-forwarding {ledger} while {len(others)} other swap(s) run there; "
+                            f"waiting {left:.0f}s for expiry or for them"
+                        )
+                    held = others
+                    await asyncio.sleep(self.poll)
+                    continue
+                self.progress(f"{why}: waiting {left:.0f}s for expiry on {ledger}")
+                await asyncio.sleep(min(max(left, self.poll), 5.0))
         raise errors.SwapError(f"{why}: expiry {expiry} on {ledger} never reached")
 
     # -- a hashed time-lock swap's legs ---------------------------------------------------------
