@@ -10,6 +10,11 @@ The same workload runs through the official Node client, ``@hyperledger/fabric-g
 and installed on first use), on the same network in the same run, alternating with ours: each
 client warmed up in the process that is then timed (Node's one long-lived process), three
 rounds each, the median and the spread reported.
+
+The chain's capacity (:func:`chain_capacity`, entry-point group ``dvp.bench.capacity``): the
+same issues endorsed and signed before the clock starts, then sent to the orderer itself on one
+Broadcast stream, at most ``in_flight`` uncommitted, counted per committed block from the
+chaincode events of VALID transactions.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dvp.errors import ConfigError
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.orderer import ab_pb2_grpc
 
-from .adapter import FabricAdapter
+from dvp.errors import AdapterError, ConfigError
+
+from .adapter import FabricAdapter, _read
 from .gateway import Contract
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
@@ -211,3 +220,106 @@ async def raw_throughput(adapter: FabricAdapter, asset: str, n: int, in_flight: 
         )
     out["note"] = note
     return out
+
+
+# -- the chain's capacity: no per-call client work -------------------------------------------------
+
+PREPARE_IN_FLIGHT = 16  # endorsements at once while preparing (not timed)
+
+
+async def chain_capacity(adapter: FabricAdapter, asset: str, n: int, in_flight: int, timeout: float) -> dict[str, Any]:
+    """What the orderer and peers do alone: ``n`` issues (the raw baseline's workload) endorsed
+    through the Gateway and signed before the clock starts, then their envelopes written to the
+    orderer on one Broadcast stream (no endorsement, signing or commit-status call per
+    transaction), at most ``in_flight`` uncommitted; committed ones counted per block from the
+    Gateway's chaincode events, which only VALID transactions emit.  Each issue emits one event."""
+    contract = adapter.contract(adapter.config.issuer)
+    tag = f"{os.getpid()}-{int(time.time())}"
+    gate = asyncio.Semaphore(PREPARE_IN_FLIGHT)
+
+    async def prepare(args: list[str]) -> tuple[str, common_pb2.Envelope]:
+        async with gate:
+            tx = await contract.new_proposal("Issue", *args).endorse()
+        return tx.transaction_id, common_pb2.Envelope.FromString(tx.signed_envelope())
+
+    async with asyncio.timeout(timeout):
+        prepared = list(await asyncio.gather(*(prepare(a) for a in workload(f"{tag}-c", n, asset))))
+        start_block = (await adapter.now()).height + 1
+    orderer = adapter.config.orderer
+    connection = grpc.aio.secure_channel(
+        orderer.endpoint, grpc.ssl_channel_credentials(root_certificates=_read(orderer.tls_ca, "orderer.tls_ca"))
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            result = await _pump(
+                contract, ab_pb2_grpc.AtomicBroadcastStub(connection), prepared, in_flight, start_block
+            )
+    finally:
+        await connection.close()
+    return {
+        "transactions": n,
+        "in_flight": in_flight,
+        **result,
+        "method": "issues endorsed and signed before the clock starts, sent to the orderer on one Broadcast "
+        "stream, counted per committed block (VALID only)",
+        "batch_timeout_ms": adapter.config.batch_timeout_ms,
+    }
+
+
+async def _pump(
+    contract: Contract, orderer: Any, prepared: list[tuple[str, common_pb2.Envelope]], in_flight: int, start_block: int
+) -> dict[str, Any]:
+    waiting: set[str] = set()
+    per_block: dict[int, int] = {}  # ours committed VALID, per block
+    room = asyncio.Event()
+    sent = committed = 0
+    broadcast = orderer.Broadcast()
+    events = contract.channel.chaincode_events(contract.chaincode, start_block=start_block)
+
+    async def count() -> None:
+        nonlocal committed
+        async for event in events:
+            if event.transaction_id in waiting:
+                waiting.discard(event.transaction_id)
+                committed += 1
+                per_block[event.block_number] = per_block.get(event.block_number, 0) + 1
+                room.set()
+                if committed == len(prepared):
+                    return
+
+    async def acks() -> None:
+        for _ in range(len(prepared)):
+            ack = await broadcast.read()
+            if ack is grpc.aio.EOF or ack.status != 200:  # common.Status SUCCESS
+                raise AdapterError(f"capacity on {contract.channel.name}: the orderer refused a transaction: {ack}")
+
+    counter, acker = asyncio.create_task(count()), asyncio.create_task(acks())
+    start = time.perf_counter()
+    try:
+        while committed < len(prepared):
+            room.clear()
+            free = max(0, min(in_flight - len(waiting), len(prepared) - sent))
+            for tx_id, envelope in prepared[sent : sent + free]:
+                waiting.add(tx_id)
+                await broadcast.write(envelope)
+            sent += free
+            if counter.done() or (acker.done() and acker.exception()):
+                break
+            woken = asyncio.ensure_future(room.wait())
+            await asyncio.wait(
+                [woken, counter, *([] if acker.done() else [acker])], return_when=asyncio.FIRST_COMPLETED
+            )
+            woken.cancel()
+        seconds = time.perf_counter() - start
+        await acker
+        await counter
+    finally:
+        broadcast.cancel()
+        counter.cancel()
+        acker.cancel()
+    return {
+        "seconds": seconds,
+        "tps": len(prepared) / seconds,
+        "per_block_max": max(per_block.values(), default=0),
+        "blocks": len(per_block),
+    }

@@ -408,10 +408,13 @@ class RawThroughput(Figures):
 
 class Capacity(RawThroughput):
     """The chain's capacity: transfers prepared before the clock starts, sent with no
-    per-call client work (EVM, btcd, Elements: raw, in JSON-RPC batches), K in flight, mined per block."""
+    per-call client work (EVM, btcd, Elements: raw, in JSON-RPC batches; Fabric: endorsed and
+    signed envelopes on one orderer Broadcast stream), K in flight, mined (Fabric: committed
+    VALID) per block."""
 
     per_block_max: int
     method: str
+    blocks: int | None = None  # blocks that held ours (Fabric)
 
 
 class Baseline(Figures):
