@@ -66,7 +66,7 @@ from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
 from .htlc import HtlcStatus, UtxoLedger, journaled_as
-from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script
+from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script, pubkey_hash
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
 from .tx import TxBuildError, Utxo
@@ -213,8 +213,8 @@ class UtxoAdapter(LedgerAdapter, Observable):
                 )
             if self.config.dev and self.config.mine_on_wait and (height is not None or self.view.in_mempool(tx_id)):
                 await self._mine(1)
-            else:
-                await asyncio.sleep(_POLL)
+            else:  # every swap waiting on this ledger polls on the same tick, in one refresh
+                await self.view.wait_tick(_POLL)
 
     def _fee(self, tx_id: str) -> int | None:
         return self.view.fee_of(tx_id)
@@ -459,9 +459,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         return errors.LockNotFound(f"{what} {lock_id[:20]}...: no funding output on {self.name}")
 
     def _party_name(self, pubkey: bytes) -> str:
-        from bitcoin.core import Hash160
-
-        return self._parties.get(pubkey) or f"pkh-{Hash160(pubkey).hex()}"
+        return self._parties.get(pubkey) or f"pkh-{pubkey_hash(pubkey).hex()}"
 
     def _locked_asset(self, outputs: list[Utxo]) -> tuple[str | None, int]:
         """(symbol, amount) of what an HTLC's outputs lock, read from the chain alone; the

@@ -95,6 +95,12 @@ class _Layer:
                 s.discard(op)
 
 
+def _retrieved(done: "asyncio.Future[int]") -> None:
+    """A round's error is its callers'; if every caller was cancelled, nobody is left to see it."""
+    if not done.cancelled():
+        done.exception()
+
+
 class ChainView:
     def __init__(
         self,
@@ -118,7 +124,9 @@ class ChainView:
         self._tx_height: dict[str, int] = {}
         self._mem_txs: dict[str, WireTx] = {}
         self._local: dict[str, WireTx] = {}  # broadcast by us, not yet seen in a block
-        self._lock = asyncio.Lock()
+        self._next: asyncio.Future[int] | None = None  # the refresh round callers join
+        self._next_mempool = False
+        self._rounds: asyncio.Task[None] | None = None
 
     # -- following the chain ------------------------------------------------------------
     @property
@@ -134,16 +142,54 @@ class ChainView:
         return self._blocks[-1].hash if self._blocks else None
 
     async def refresh(self, *, mempool: bool = True) -> int:
-        """Catch up with the node's best chain (and mempool); returns the tip height."""
-        async with self._lock:
-            for _ in range(10):
-                if await self._follow():
-                    break
-            if mempool:
-                await self._sync_mempool()
-            return self.height
+        """Catch up with the node's best chain (and mempool); returns the tip height.
+
+        Concurrent callers share one round of RPC calls: a caller waits for the round that
+        starts next (one already under way may have asked the node before what the caller
+        needs to see), and every caller that arrives before that round starts joins it.  At
+        100 swaps in flight this is one round per poll tick for all of them instead of one
+        each (btcd closes the connection after every request)."""
+        loop = asyncio.get_running_loop()
+        if self._next is None:
+            self._next = loop.create_future()
+            self._next.add_done_callback(_retrieved)
+            self._next_mempool = False
+            if self._rounds is None or self._rounds.done():
+                self._rounds = loop.create_task(self._run_rounds())
+        self._next_mempool = self._next_mempool or mempool
+        height: int = await asyncio.shield(self._next)
+        return height
+
+    async def wait_tick(self, interval: float) -> None:
+        """Sleep to the next multiple of ``interval`` on the event loop's clock: everything
+        polling this view wakes together and shares the refresh that follows."""
+        now = asyncio.get_running_loop().time()
+        await asyncio.sleep(interval - now % interval)
+
+    async def _run_rounds(self) -> None:
+        while self._next is not None:
+            done, mempool = self._next, self._next_mempool
+            self._next = None
+            try:
+                for _ in range(10):
+                    if await self._follow():
+                        break
+                if mempool:
+                    await self._sync_mempool()
+            except asyncio.CancelledError:
+                done.cancel()
+                if self._next is not None:
+                    self._next.cancel()
+                    self._next = None
+                raise
+            except BaseException as exc:  # the callers' error: each translates it
+                done.set_exception(exc)
+            else:
+                done.set_result(self.height)
 
     async def _follow(self) -> bool:
+        if self._blocks and await self.rpc.call("getbestblockhash") == self._blocks[-1].hash:
+            return True  # nothing new: one request instead of two
         count = await self.rpc.call("getblockcount")
         # Re-organisation: drop our blocks that are no longer on the best chain.
         while self._blocks:
@@ -204,11 +250,18 @@ class ChainView:
                 unknown.append(txid)
             else:
                 fresh[txid] = tx
-        for txid in unknown:
-            try:
-                fresh[txid] = self.dialect.parse_tx(await self.rpc.call("getrawtransaction", txid, 0))
-            except RpcError:
-                continue  # left the mempool meanwhile
+        try:  # one request for all of them
+            raws = await self.rpc.batch("getrawtransaction", [[txid, 0] for txid in unknown])
+        except RpcError:  # one left the mempool meanwhile: ask for each
+            raws = []
+            for txid in unknown:
+                try:
+                    raws.append(await self.rpc.call("getrawtransaction", txid, 0))
+                except RpcError:
+                    raws.append(None)
+        for txid, raw in zip(unknown, raws):
+            if raw is not None:
+                fresh[txid] = self.dialect.parse_tx(raw)
         for txid, tx in self._local.items():
             if txid not in known_before:
                 fresh.setdefault(txid, tx)
@@ -218,10 +271,12 @@ class ChainView:
             # lock picks a spent output: btcd "orphan transaction", bench evm-a/btc at K=100).
             await self._follow()
             fresh = {t: tx for t, tx in fresh.items() if t not in self._tx_height}
+        changed = fresh.keys() != self._mem_txs.keys()
         self._mem_txs = fresh
         # Our own broadcasts that are neither mined nor in the mempool were dropped.
         self._local = {t: tx for t, tx in self._local.items() if t in fresh}
-        self._rebuild_mempool()
+        if changed:
+            self._rebuild_mempool()
 
     def _rebuild_mempool(self) -> None:
         self._mem = _Layer()
@@ -231,9 +286,12 @@ class ChainView:
     def add_local(self, tx: WireTx) -> str:
         """Record a transaction the node just accepted, before the next refresh."""
         txid = tx.txid
+        if txid in self._tx_height:
+            return txid  # already in a block
         self._local[txid] = tx
-        self._mem_txs[txid] = tx
-        self._rebuild_mempool()
+        if txid not in self._mem_txs:
+            self._mem_txs[txid] = tx
+            self._mem.add_tx(tx, None)  # what a rebuild would add, without redoing the rest
         return txid
 
     # -- queries ------------------------------------------------------------------------

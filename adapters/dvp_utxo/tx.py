@@ -26,7 +26,6 @@ from bitcoin.core import (
     CTransaction,
     CTxInWitness,
     CTxWitness,
-    Hash160,
     b2lx,
     lx,
 )
@@ -42,7 +41,7 @@ from bitcoin.core.script import (
     SignatureHash,
 )
 
-from .keys import Key, p2wpkh_script
+from .keys import Key, p2wpkh_script, pubkey_hash
 from .script import HtlcScript, claim_witness, refund_witness
 
 # 546 sat: the classic P2PKH dust threshold, above every segwit output's.
@@ -111,7 +110,7 @@ def vsize(tx: CTransaction) -> int:
 
 
 def _p2pkh_code(pubkey: bytes) -> CScript:
-    return CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG])
+    return CScript([OP_DUP, OP_HASH160, pubkey_hash(pubkey), OP_EQUALVERIFY, OP_CHECKSIG])
 
 
 def _sighash(tx: CMutableTransaction, index: int, script_code: bytes, amount: int) -> bytes:

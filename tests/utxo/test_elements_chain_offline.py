@@ -32,7 +32,7 @@ SELLER, BUYER = Key.dev("chain-test", "seller"), Key.dev("chain-test", "buyer")
 
 
 class FakeNode:
-    """getblockcount, getblockhash, getblock <hash> 0 (batched), and an empty mempool."""
+    """getbestblockhash, getblockcount, getblockhash, getblock <hash> 0 (batched), and an empty mempool."""
 
     def __init__(self):
         self.blocks: list[tuple[str, bytes]] = []
@@ -45,6 +45,8 @@ class FakeNode:
         return block_hash
 
     async def call(self, method, *params):
+        if method == "getbestblockhash":
+            return self.blocks[-1][0]
         if method == "getblockcount":
             return len(self.blocks) - 1
         if method == "getblockhash":
@@ -140,3 +142,46 @@ async def test_a_broadcast_during_a_mempool_refresh_is_not_forgotten():
     await view.refresh()
     assert view.unspent(SELLER.script_pubkey) == [u for u in view.unspent(SELLER.script_pubkey) if u.txid == pay.txid]
     assert view.spend_of(mine[0].outpoint) is not None  # still seen spent by our broadcast
+
+
+async def test_concurrent_refreshes_share_one_round_and_a_late_caller_waits_for_the_next():
+    """100 swaps polling one view ask the node once per round, not once each; a caller that
+    arrives while a round is already asking the node gets the next round, which sees what
+    the node has by then (here: a block mined during the first round)."""
+    import asyncio
+
+    node = FakeNode()
+    node.add([])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    asked: list[str] = []
+    answer = node.call
+
+    async def counted(method, *params):
+        asked.append(method)
+        return await answer(method, *params)
+
+    node.call = counted  # type: ignore[method-assign]
+    heights = await asyncio.gather(*(view.refresh() for _ in range(100)))
+    assert heights == [0] * 100
+    assert asked == ["getbestblockhash", "getrawmempool"]  # one round for the hundred
+
+    asked.clear()
+    in_round, go_on = asyncio.Event(), asyncio.Event()
+
+    async def slow(method, *params):
+        asked.append(method)
+        if method == "getrawmempool" and not go_on.is_set():
+            in_round.set()
+            await go_on.wait()
+        return await answer(method, *params)
+
+    node.call = slow  # type: ignore[method-assign]
+    first = asyncio.ensure_future(view.refresh())
+    await in_round.wait()  # the first round has read the tip and waits for the mempool
+    node.add([])  # a block arrives meanwhile
+    late = asyncio.ensure_future(view.refresh())
+    go_on.set()
+    assert await first == 0  # the tip it read before the block
+    assert await late == 1  # its own round, started after it asked
+    assert asked.count("getbestblockhash") == 2

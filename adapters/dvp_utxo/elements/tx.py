@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 import wallycore as wally
-from bitcoin.core import Hash160
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
-from ..keys import Key
+from ..keys import Key, pubkey_hash
 from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
 from .assets import (
     ZERO32,
@@ -313,7 +312,7 @@ def set_witnesses(w: WallyTx, witnesses: Sequence[Sequence[bytes] | None]) -> No
 
 def p2pkh_code(pubkey: bytes) -> bytes:
     """The script code a P2WPKH input is signed with (BIP143, unchanged in Elements)."""
-    return bytes(CScript([OP_DUP, OP_HASH160, Hash160(pubkey), OP_EQUALVERIFY, OP_CHECKSIG]))
+    return bytes(CScript([OP_DUP, OP_HASH160, pubkey_hash(pubkey), OP_EQUALVERIFY, OP_CHECKSIG]))
 
 
 def sighash(
