@@ -325,6 +325,27 @@ class AtomicDvp(ABC):
         """The order as the ledger sees it, or None if it does not exist (yet)."""
 
 
+class CosignedDvp(AtomicDvp):
+    """Single-ledger DvP whose one transaction carries both parties' signatures (a UTXO
+    ledger), for two agents that each hold only their own party's keys: the buyer builds the
+    transaction of the open order and signs only its own inputs; the seller audits it against
+    the order, signs only its own and broadcasts.  The partly signed transaction between them
+    is opaque to the core (a PSET, base64, on Elements)."""
+
+    @abstractmethod
+    async def sign_as_buyer(self, order: DvpOrder) -> str:
+        """The buyer's half: the DvP transaction of the open ``order``, checked from the
+        buyer's side (what it receives, what it gives, its fee) and signed on the buyer's
+        inputs only.  Raises SubmitError (no open order, deadline passed, the buyer short)."""
+
+    @abstractmethod
+    async def complete_as_seller(self, order: DvpOrder, half: str) -> Submission:
+        """The seller audits the buyer's ``half`` against ``order`` (what the seller gives and
+        receives, the inputs as the ledger has them, the fee), signs its own inputs and
+        broadcasts.  Returns once broadcast.  Raises AuditFailed, in one line naming what is
+        wrong, for a half that does not parse or does not match the order; SubmitError."""
+
+
 class Issuing(ABC):
     """Test assets: the ledger's issuer creates (or pays out) an asset."""
 

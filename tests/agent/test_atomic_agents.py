@@ -2,7 +2,9 @@
 the settlement contract, on fabric-a through the chaincode, each agent submitting through its
 own identity (on Fabric its own organisation's peer).  The seller's agent proposes the agreed
 order, the buyer's agent audits it on the ledger and accepts; each party signs only its own
-part.  Elements between two agents is not run here."""
+part.  On Elements the buyer's agent builds the one DvP transaction, signs only its own
+inputs and sends it as a PSET; the seller's agent audits it against the agreement, signs its
+own input and broadcasts."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from dvp.party.messages import Kind
 from dvp.state import LegName
 
 from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
-from ..testbed import FABRIC_MARKS, Pair
+from ..testbed import ELEMENTS_MARKS, FABRIC_MARKS, Pair
 from .conftest import Agents, balances, run_async
 from .test_hostile import NOT_SETTLED, buyer_agent, exited
 
@@ -28,6 +30,7 @@ pytestmark = [pytest.mark.agent, pytest.mark.timeout(300)]
 
 EVM = Pair("evm-a", "evm-a")
 FABRIC = Pair("fabric-a", "fabric-a")
+ELEMENTS = Pair("elements", "elements")
 
 
 def ledgers(*marks: pytest.MarkDecorator, fabric: tuple[pytest.MarkDecorator, ...] = ()) -> list:
@@ -39,9 +42,9 @@ def ledgers(*marks: pytest.MarkDecorator, fabric: tuple[pytest.MarkDecorator, ..
     ]
 
 
-@pytest.mark.parametrize("pair", ledgers())
-def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
-    """Settled in one transaction: both balance changes exact, each journal only its own step."""
+def settle(agents: Agents, pair: Pair) -> tuple[str, dict[str, set[tuple[str, str]]]]:
+    """One agreed single-ledger DvP on ``pair`` between the two agents, settled on both sides
+    with both balance changes exact; the swap id and each party's (step, phase) rows."""
     before = run_async(balances(agents.run_dir))
     agents.start("buyer")
     scenario = agents.scenario(spec_for(pair, kind="atomic"))
@@ -51,13 +54,20 @@ def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
     theirs = agents.outcome("buyer", swap_id, timeout=60)
     ours = agents.record("seller", swap_id)
     assert ours is not None and (ours.outcome, theirs.outcome) == ("settled", "settled"), (ours, theirs.detail)
+    assert ours.data["order_id"] == theirs.data["order_id"]
     after = run_async(balances(agents.run_dir))
     steps = agents.steps("seller", swap_id) + agents.steps("buyer", swap_id)
     assert changes(before, after, pair, steps) == SETTLED
-    done = {p: {s.step for s in agents.steps(p, swap_id) if s.phase == "result"} for p in ("seller", "buyer")}
+    return swap_id, {p: {(s.step, s.phase) for s in agents.steps(p, swap_id)} for p in ("seller", "buyer")}
+
+
+@pytest.mark.parametrize("pair", ledgers())
+def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
+    """Settled in one transaction: both balance changes exact, each journal only its own step."""
+    swap_id, rows = settle(agents, pair)
+    done = {p: {step for step, phase in rows[p] if phase == "result"} for p in ("seller", "buyer")}
     assert "propose" in done["seller"] and "settle" not in done["seller"], done
     assert "settle" in done["buyer"] and "propose" not in done["buyer"], done
-    assert ours.data["order_id"] == theirs.data["order_id"]
     sent = [m["kind"] for m in agents.messages("seller", swap_id) if m["direction"] == "out"]
     assert sent[0] == "propose" and "locked" in sent, sent
 
@@ -149,3 +159,19 @@ def test_the_buyer_refuses_a_tampered_order(agents: Agents, pair: Pair):
     after = run_async(balances(agents.run_dir))
     moved = changes(before, after, pair)
     assert (moved["buyer_cash"], moved["buyer_security"]) == (0, 0), moved
+
+
+# -- Elements: the buyer's half as a PSET -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("_", [pytest.param(None, id="elements", marks=ELEMENTS_MARKS)])
+def test_two_agents_settle_a_cosigned_dvp_on_elements(agents: Agents, _):
+    """The buyer signs its inputs only and sends a PSET; the seller audits it, signs its order
+    input and broadcasts: settled, both balance changes exact (the fee, the buyer's, as journaled)."""
+    swap_id, rows = settle(agents, ELEMENTS)
+    assert {("propose", "result"), ("settle", "result")} <= rows["seller"], rows
+    assert ("settle", "skipped") in rows["buyer"] and ("settle", "result") not in rows["buyer"], rows
+    settled = [s for s in agents.steps("seller", swap_id) if s.step == "settle" and s.phase == "final"]
+    assert [s.detail["payer"] for s in settled] == ["buyer"] and int(settled[0].detail["fee"]) > 0, settled
+    sent = {p: [m["kind"] for m in agents.messages(p, swap_id) if m["direction"] == "out"] for p in ("seller", "buyer")}
+    assert "signed" in sent["buyer"] and "signed" not in sent["seller"], sent

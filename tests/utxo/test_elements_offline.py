@@ -616,11 +616,11 @@ def test_dvp_is_one_transaction_signed_by_both_each_only_its_inputs(cash, fee_pa
     n_seller = len(seller)
     for role in ("seller", "buyer"):
         check_dvp(dvp, terms, role, **kw)  # each side's own check passes on the honest transaction
-    # The seller signs first, its inputs only; it travels as JSON to the buyer.
+    # The seller signs first, its inputs only; it travels as a PSET to the buyer.
     s1 = sign_dvp(dvp, SELLER, terms, "seller", **kw)
     assert s1.signed == [True] * n_seller + [False] * len(buyer)
     assert verify_dvp(s1) == [True] * n_seller + [False] * len(buyer)
-    handed = DvpTx.from_json(s1.to_json())
+    handed = DvpTx.from_pset(s1.to_pset(), fee_payer)
     assert handed == s1
     both = sign_dvp(handed, BUYER, terms, "buyer", **kw)
     assert both.complete and verify_dvp(both) == [True] * (n_seller + len(buyer))
@@ -750,3 +750,25 @@ def test_dvp_spending_the_sellers_order_output_is_signed_by_each_party_and_verif
     # Without the order in the terms, the order output is nobody's and the seller has nothing to sign.
     with pytest.raises(DvpError, match="not the seller's output"):
         build_dvp(dc_replace(terms, seller_order=b""), seller, buyer, policy_asset=POLICY, fee_rate=FEE_RATE)
+
+
+def test_a_partly_signed_dvp_travels_as_a_pset_that_elements_tools_read():
+    """The buyer's half, as PSET version 2 (base64): it round-trips with its witness and each
+    input's witness_utxo, and what is not a PSET is refused in one line naming why."""
+    terms, _, _, dvp = dvp_case()
+    half = sign_dvp(dvp, BUYER, terms, "buyer", policy_asset=POLICY, max_fee=10_000)
+    text = half.to_pset()
+    assert text.startswith("cHNldP8")  # base64 of the PSET magic "pset\xff"
+    pset = wally.psbt_from_base64(text, 0)
+    assert wally.psbt_is_elements(pset) and wally.psbt_get_version(pset) == 2
+    assert wally.psbt_get_num_inputs(pset) == len(half.spent)
+    assert DvpTx.from_pset(text, "buyer") == half
+    assert DvpTx.from_pset(dvp.to_pset(), "buyer") == dvp  # nothing signed yet: no final witness
+    for bad, why in [
+        ("not base64 at all!", "not a PSET"),
+        ("cHNidP8BAAoCAAAAAAAAAAAAAA==", "not a PSET"),  # a Bitcoin PSBT v0 of an empty tx
+        (text[: len(text) // 2], "not a PSET"),
+    ]:
+        with pytest.raises(DvpError, match=why) as info:
+            DvpTx.from_pset(bad, "buyer")
+        assert "\n" not in str(info.value)

@@ -21,8 +21,10 @@ Elements adds:
   security to its order output (:mod:`.order`, the order id is its script), the
   buyer accepts by building the transaction that spends it beside the buyer's own
   inputs, pays the security to the buyer and the cash to the seller; each party
-  checks it from its own side and signs only its own inputs (:mod:`.dvp`), and it
-  is broadcast once.
+  checks it from its own side and signs only its own inputs (:mod:`.dvp_tx`), and it
+  is broadcast once.  Between two agents (:class:`dvp.adapter.CosignedDvp`) the buyer's
+  half crosses the channel as a PSET (base64) and the seller audits, completes and
+  broadcasts it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 from dvp import errors
-from dvp.adapter import AtomicDvp, LedgerAdapter, LedgerConfig
+from dvp.adapter import CosignedDvp, LedgerAdapter, LedgerConfig
 from dvp.models import Asset, DvpOrder, OrderState, OrderStatus, Submission, TxPurpose
 
 from ..adapter import ISSUER_SIGNS, DevUtxoAdapter, UtxoAdapter
@@ -43,7 +45,7 @@ from ..rpc import RpcClient
 from ..script import HtlcScript, ScriptError
 from ..tx import Utxo, fee_for
 from .config import ElementsConfig
-from .dvp_tx import DvpTerms, build_dvp, finalize_dvp, sign_dvp
+from .dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp
 from .launcher import address_of
 from .ledger import ElementsLedger
 from .order import OrderScript, build_cancel, order_hash
@@ -53,7 +55,7 @@ ISSUE_SUPPLY = 10**15  # on-chain units issued per asset at bootstrap (MAX_MONEY
 ISSUED_UNIT = 1_000  # on-chain units per base unit of an issued asset: above the 546-unit dust limit
 
 
-class ElementsAdapter(UtxoAdapter, AtomicDvp):
+class ElementsAdapter(UtxoAdapter, CosignedDvp):
     kind = "elements"
     config_model = ElementsConfig
     fee_unit = "sat"  # of the policy asset (L-BTC on Liquid), which pays every fee
@@ -201,30 +203,83 @@ class ElementsAdapter(UtxoAdapter, AtomicDvp):
     def signed_dvp(self, order: DvpOrder) -> ElementsTx:
         """The DvP transaction of ``order`` from the chain view as it stands, checked and signed
         by the buyer, then the seller, each for its own inputs (not broadcast)."""
-        script = self._order(order)
+        terms = self._dvp_terms(order)
+        with utxo_errors("accept", self.name):
+            half = self._buyers_half(order, terms)
+            seller = self._key(order.seller)
+            signed = sign_dvp(half, seller, terms, "seller", policy_asset=self.config.policy_asset, max_fee=half.fee)
+            return finalize_dvp(signed)
+
+    def _dvp_terms(self, order: DvpOrder) -> DvpTerms:
+        """The order's DvP terms in on-chain units, from the parties' public keys only."""
         sec, sec_unit = self._onchain(order.security)
         cash, cash_unit = self._onchain(order.cash)
-        seller, buyer = self._key(order.seller), self._key(order.buyer)
-        terms = DvpTerms(seller.pubkey, buyer.pubkey, sec, order.security_amount * sec_unit, cash, order.cash_amount * cash_unit,
-                         seller_order=script.script)  # fmt: skip
+        return DvpTerms(self._pubkey(order.seller), self._pubkey(order.buyer), sec, order.security_amount * sec_unit,
+                        cash, order.cash_amount * cash_unit, seller_order=self._order(order).script)  # fmt: skip
+
+    def _max_fee(self, tx: ElementsTx) -> int:
+        return fee_for(2 * tx.vsize, self.config.fee_rate)
+
+    def _buyers_half(self, order: DvpOrder, terms: DvpTerms) -> DvpTx:
+        """The DvP transaction the buyer builds from the chain view, signed on its inputs only."""
+        script = OrderScript.parse(terms.seller_order)
         offered = [
-            u for u in self.view.unspent(script.script_pubkey) if u.asset == sec and u.value == terms.security_amount
-        ]
+            u for u in self.view.unspent(script.script_pubkey)
+            if u.asset == terms.security_asset and u.value == terms.security_amount
+        ]  # fmt: skip
         if not offered:
             raise errors.SubmitError(
                 f"accept: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order"
             )
+        policy = self.config.policy_asset
+        buyer = self._key(order.buyer, "to sign the buyer's inputs")
+        chosen = select_utxos(
+            self.ledger.wallet(buyer), {terms.cash_asset: terms.cash_amount}, policy, self.config.fee_rate
+        )
+        dvp = build_dvp(
+            terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer"
+        )
+        return sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=self._max_fee(dvp.tx))
+
+    async def sign_as_buyer(self, order: DvpOrder) -> str:
+        """The buyer's half as a PSET (base64): built, checked and signed on the buyer's inputs."""
+        terms = self._dvp_terms(order)
+        await self._open_before_deadline(order, "accept")
         with utxo_errors("accept", self.name):
-            policy = self.config.policy_asset
-            wallet = self.ledger.wallet(buyer)
-            chosen = select_utxos(wallet, {cash: terms.cash_amount}, policy, self.config.fee_rate)
-            dvp = build_dvp(
-                terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer"
-            )
-            max_fee = fee_for(2 * dvp.tx.vsize, self.config.fee_rate)
-            signed = sign_dvp(dvp, buyer, terms, "buyer", policy_asset=policy, max_fee=max_fee)
-            signed = sign_dvp(signed, seller, terms, "seller", policy_asset=policy, max_fee=max_fee)
-            return finalize_dvp(signed)
+            return self._buyers_half(order, terms).to_pset()
+
+    def _audit_half(self, half: DvpTx, terms: DvpTerms) -> None:
+        """The seller's audit of the buyer's half: each input spends an unspent output exactly
+        as the chain has it, the buyer's inputs are signed, the fee is at least the ledger's
+        rate, and :func:`check_dvp` from the seller's side (it gives the security, receives
+        the cash in full, pays nothing else)."""
+        for i, u in enumerate(half.spent):
+            onchain = self.view.output(u.outpoint)
+            if onchain is None or self.view.spend_of(u.outpoint) is not None:
+                raise DvpError(f"input {i} spends {u.txid}:{u.vout}, not an unspent output on {self.name}")
+            if (onchain.script_pubkey, onchain.asset, onchain.value) != (u.script_pubkey, u.asset, u.value):
+                raise DvpError(f"input {i}: its witness_utxo is not the output {u.txid}:{u.vout} on {self.name}")
+            if half.owner(i, terms) == "buyer" and not half.signed[i]:
+                raise DvpError(f"input {i}: the buyer's input is not signed")
+        if half.fee < fee_for(half.tx.vsize, self.config.fee_rate):
+            raise DvpError(f"fee {half.fee} is below the ledger's rate for {half.tx.vsize} vbytes")
+        check_dvp(half, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
+
+    async def complete_as_seller(self, order: DvpOrder, half: str) -> Submission:
+        """Audit the buyer's PSET against ``order``, sign the seller's inputs, broadcast."""
+        terms = self._dvp_terms(order)
+        await self._open_before_deadline(order, "settle")
+        async with self._send_lock:
+            try:
+                dvp = DvpTx.from_pset(half, "buyer")
+                self._audit_half(dvp, terms)
+            except DvpError as exc:
+                raise errors.AuditFailed(f"the buyer's PSET refused: {exc}", code="pset") from None
+            with utxo_errors("settle", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
+                seller = self._key(order.seller, "to sign the seller's inputs")
+                signed = sign_dvp(dvp, seller, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
+                txid = await self.ledger.send(finalize_dvp(signed))
+        return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # the buyer's inputs pay the fee
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """The seller spends its order output back to itself (fee from its policy-asset

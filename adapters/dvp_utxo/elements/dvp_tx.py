@@ -13,21 +13,32 @@ signature.  Before signing, a party checks the transaction from its own side
 (:func:`check_dvp`): what it receives, and that it gives away no more than the
 terms (and, for the fee payer, ``max_fee``).
 
-The partially signed transaction travels as :meth:`DvpTx.to_json`: the
-transaction hex plus the outputs it spends (a signer must know each input's
-value commitment; the Elements sighash commits only to its own).
+The partly signed transaction travels as a PSET (Elements' PSBT version 2,
+base64: :meth:`DvpTx.to_pset`, :meth:`DvpTx.from_pset`): the unsigned
+transaction's inputs and outputs, each input's spent output (``witness_utxo``: a
+signer must know each input's value commitment; the Elements sighash commits only
+to its own), and the final witness of each input already signed.
 """
 
 from __future__ import annotations
 
-import json
+import binascii
 from collections import defaultdict
 from dataclasses import dataclass, replace
+
+import wallycore as wally
 
 from ..keys import Key, check_pubkey, p2wpkh_script
 from ..script import ScriptError, parse_htlc_witness
 from ..tx import MAX_SIG, TxBuildError, Utxo
-from .assets import AssetError, check_asset_id
+from .assets import (
+    AssetError,
+    check_asset_id,
+    explicit_asset,
+    explicit_value,
+    parse_explicit_asset,
+    parse_explicit_value,
+)
 from .order import OrderScript
 from .tx import (
     ElementsTx,
@@ -40,6 +51,7 @@ from .tx import (
     set_witnesses,
     sign_input,
     verify_signature,
+    witness_stack,
 )
 
 
@@ -139,21 +151,55 @@ class DvpTx:
     def complete(self) -> bool:
         return all(self.signed)
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "tx": self.tx.hex,
-                "spent": [[u.txid, u.vout, u.asset, u.value, u.script_pubkey.hex()] for u in self.spent],
-                "fee_payer": self.fee_payer,
-                "fee": self.fee,
-            }
-        )
+    def to_pset(self) -> str:
+        """This transaction as a PSET (base64): version 2, every input's spent output as its
+        ``witness_utxo``, the witness of each input signed so far as its final witness."""
+        unsigned = self.tx.wally()
+        set_witnesses(unsigned, [[] for _ in self.spent])
+        pset = wally.psbt_from_tx(unsigned, 2, wally.WALLY_PSBT_INIT_PSET)
+        for i, (u, txin) in enumerate(zip(self.spent, self.tx.inputs)):
+            spent = wally.tx_elements_output_init_alloc(
+                bytes(u.script_pubkey), explicit_asset(u.explicit_asset), explicit_value(u.value), None, None, None
+            )
+            wally.psbt_set_input_witness_utxo(pset, i, spent)
+            if txin.witness:
+                wally.psbt_set_input_final_witness(pset, i, witness_stack(txin.witness))
+        return str(wally.psbt_to_base64(pset, 0))
 
     @classmethod
-    def from_json(cls, text: str) -> "DvpTx":
-        d = json.loads(text)
-        spent = tuple(Utxo(t, v, n, bytes.fromhex(s), asset=a) for t, v, a, n, s in d["spent"])
-        return cls(ElementsTx.from_hex(d["tx"]), spent, d["fee_payer"], int(d["fee"]))
+    def from_pset(cls, text: str, fee_payer: str) -> "DvpTx":
+        """The transaction a PSET (base64) carries, with the finalized inputs' witnesses and
+        every input's ``witness_utxo``; DvpError naming what is wrong.  ``fee_payer`` is what
+        the reader's agreement says, not anything the PSET claims."""
+        try:
+            pset = wally.psbt_from_base64(text, 0)
+        except (ValueError, TypeError, binascii.Error):
+            raise DvpError("not a PSET: it does not parse as base64 PSBT") from None
+        if not wally.psbt_is_elements(pset) or wally.psbt_get_version(pset) != 2:
+            raise DvpError("not a PSET: a PSBT, but not Elements' version 2")
+        try:
+            tx = ElementsTx.from_wally(wally.psbt_extract(pset, wally.WALLY_PSBT_EXTRACT_OPT_FINAL))
+        except ValueError:
+            raise DvpError("PSET: no transaction can be extracted from it") from None
+        spent = []
+        for i, txin in enumerate(tx.inputs):
+            try:
+                out = wally.psbt_get_input_witness_utxo_alloc(pset, i)
+            except ValueError:
+                out = None
+            if out is None:
+                raise DvpError(f"PSET input {i}: no witness_utxo (the output it spends)")
+            try:
+                asset = parse_explicit_asset(bytes(wally.tx_output_get_asset(out)))
+                value = parse_explicit_value(
+                    bytes(wally.tx_output_get_value(out))[: wally.tx_output_get_value_len(out)]
+                )
+            except AssetError as exc:
+                raise DvpError(f"PSET input {i}: its witness_utxo is not explicit: {exc}") from None
+            script = bytes(wally.tx_output_get_script(out))[: wally.tx_output_get_script_len(out)]
+            spent.append(Utxo(txin.txid, txin.vout, value, script, asset=asset))
+        fee = sum(o.value for o in tx.outputs if o.is_fee and o.is_explicit)
+        return cls(tx, tuple(spent), fee_payer, fee)
 
 
 def build_dvp(

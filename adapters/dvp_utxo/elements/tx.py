@@ -297,14 +297,20 @@ def assemble(inputs: list[TxIn], outputs: list[TxOut], *, locktime: int = 0, wit
     return w
 
 
+def witness_stack(items: Sequence[bytes]) -> object:
+    """A wally witness stack of ``items``."""
+    st = wally.tx_witness_stack_init(len(items))
+    for item in items:
+        wally.tx_witness_stack_add(st, bytes(item))
+    return st
+
+
 def set_witnesses(w: WallyTx, witnesses: Sequence[Sequence[bytes] | None]) -> None:
+    """Each input's witness; None leaves it as it is, an empty list clears it."""
     for i, items in enumerate(witnesses):
         if items is None:
             continue
-        st = wally.tx_witness_stack_init(len(items))
-        for item in items:
-            wally.tx_witness_stack_add(st, bytes(item))
-        wally.tx_set_input_witness(w, i, st)
+        wally.tx_set_input_witness(w, i, witness_stack(items) if items else None)
 
 
 # --- signatures ------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from .agreement import check_proposal, propose
 from .atomic import AtomicPartyRun, agreed_order, agreed_state
 from .channel import Channel, cancelled_by_caller
 from .limits import Admission, Limits, QuietLog
-from .messages import REPLY_KINDS, Kind, Message, next_seq
+from .messages import MAX_HALF_CHARS, REPLY_KINDS, Kind, Message, next_seq
 from .policy import DAY, AcceptPolicy, asset_key
 from .quotes import Quote, QuoteBook, QuoteRequest, check_quote, quote_for
 from .run import Hints, PartyRun
@@ -444,10 +444,10 @@ class Agent:
         self.peer_logs[peer](message.swap_id, f"quoted {peer} {_terms(spec)} for {policy.quote_seconds}s")
         return Kind.QUOTE, quote.model_dump(mode="json")
 
-    async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
+    async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str, /, half: str | None = None) -> None:
         """Tell the peer, as a hint; if its agent does not answer, keep trying in the
         background (bounded) while the swap goes on by the ledgers."""
-        body = {"leg": leg.value, "lock_id": lock_id}
+        body = {"leg": leg.value, "lock_id": lock_id} | ({"half": half} if half is not None else {})
         hints = self.hints_of(swap_id)
         try:
             await self.send(kind, swap_id, body)
@@ -552,7 +552,7 @@ class Agent:
             if record is not None:
                 raise errors.MessageRefused(f"rfq under swap id {message.swap_id}, which is taken")
             reply = await self._on_rfq(message)
-        elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED, Kind.PING):
+        elif message.kind in (Kind.LOCKED, Kind.CLAIMED, Kind.REFUNDED, Kind.SIGNED, Kind.PING):
             if record is None:
                 raise errors.MessageRefused(f"{message.kind.value} for unknown swap {message.swap_id}")
             reply = self._on_notice(message, record) if message.kind is not Kind.PING else (Kind.ACK, {})
@@ -589,6 +589,8 @@ class Agent:
         if record.outcome is not None:  # nothing it says can change a finished swap: no ledger read
             return Kind.ACK, {}
         peer = message.sender
+        if message.kind is Kind.SIGNED:
+            return self._on_half(message, record, lock_id)
         if lock_id != _agreed_id(record, leg) and not self.admissions[peer].other_lock(message.swap_id):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
             self._over(
@@ -601,6 +603,24 @@ class Agent:
             message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
         )
         self.hints_of(message.swap_id).heard(leg, lock_id)
+        return Kind.ACK, {}
+
+    def _on_half(self, message: Message, record: SwapRecord, order_id: str) -> tuple[Kind, dict[str, Any]]:
+        """The buyer's partly signed DvP transaction, opaque here: kept for the seller's run,
+        which audits it against the agreement before it signs anything."""
+        half = message.body.get("half")
+        side = _side(record)
+        if record.kind != "atomic" or side is None or side.role is not Role.SELLER:
+            raise errors.MessageRefused(f"signed for swap {message.swap_id}: this agent is not its order's seller")
+        if order_id != _agreed_id(record, LegName.SECURITY):
+            raise errors.MessageRefused(f"signed for swap {message.swap_id}: body.lock_id is not the agreed order")
+        if not isinstance(half, str) or not 0 < len(half) <= MAX_HALF_CHARS:
+            raise errors.MessageRefused(
+                f"signed for swap {message.swap_id}: body.half must be a partly signed transaction "
+                f"of at most {MAX_HALF_CHARS} characters"
+            )
+        self.peer_logs[message.sender](message.swap_id, f"{message.sender} sent its signed half (auditing it)")
+        self.hints_of(message.swap_id).heard_half(half)
         return Kind.ACK, {}
 
     async def _on_proposal(self, message: Message) -> tuple[Kind, dict[str, Any]]:

@@ -9,19 +9,34 @@ deadline) is another id, and a notice naming one is refused.  A buyer that has n
 within the plan's counter timeout (the accept window) finds the order cancelled: the seller
 withdraws it on the ledger (``cancel_dvp``) before it calls the swap aborted.  Every step is
 journaled, and the outcome is the order's status on the ledger (:class:`AtomicRun`).
+
+On a ledger whose DvP transaction both parties sign (:class:`dvp.adapter.CosignedDvp`, a
+UTXO ledger) the buyer does not broadcast: it builds the transaction of the open order,
+signs only its own inputs and sends that half to the seller (``signed``, opaque here, a
+PSET on Elements), again every few polls until the order closes; the seller audits it
+against the agreement, signs its own inputs and broadcasts (:meth:`complete`).  The seller
+broadcasts, not the buyer: the last signature stays with the party that cancels at the end
+of the window, so no complete transaction is ever outside the seller while it decides to
+cancel, and a half it refuses ends the swap at once (cancelled).
 """
 
 from __future__ import annotations
 
 import time
 
+from .. import errors
+from ..adapter import CosignedDvp
 from ..models import DvpOrder, OrderStatus, Role
 from ..orchestrator import AtomicRun, order_of
 from ..state import AtomicSwapState, LegName, Phase, StepName
 from ..steps import REFUSED, Outcome, SwapSteps
 from ..terms import Agreement
 from .messages import Kind
-from .run import MAX_POLLS, POLL_SECONDS, Hints, Notify, Probe, _no_probe
+from .run import MAX_POLLS, POLL_SECONDS, PROBE_EVERY, Hints, Notify, Probe, _no_probe
+
+# How long past the accept window a cosigning buyer waits for the seller's broadcast or
+# cancellation before it stops waiting (the ledger still decides the swap).
+COSIGN_GRACE_SECONDS = 60.0
 
 
 def agreed_order(agreement: Agreement) -> DvpOrder:
@@ -77,22 +92,52 @@ class AtomicPartyRun:
         await run.propose(order)
         if run.state.cancelling is None:
             await self.notify(Kind.LOCKED, LegName.SECURITY)
-            if not await self.await_acceptance():
-                await run.withdraw(f"buyer {self.peer!r} did not accept within the accept window")
+            why = await self.await_acceptance()
+            if why:
+                await run.withdraw(why)
         if run.state.cancelling is not None:
             await run.cancel(order)
         return await run.by_the_ledger()
 
-    async def await_acceptance(self) -> bool:
-        """Wait for the buyer's acceptance on the ledger: True once the order is closed
-        (settled, or cancelled by a previous drive), False when the accept window is over."""
+    async def await_acceptance(self) -> str | None:
+        """Wait for the buyer's acceptance on the ledger: None once the order is closed
+        (settled, or cancelled by a previous drive), else why the seller withdraws it (the
+        accept window is over, or the buyer's half was refused)."""
+        late = f"buyer {self.peer!r} did not accept within the accept window"
+        tried: set[str] = set()
         for _ in range(MAX_POLLS):
             if await self.run.status() is not OrderStatus.OPEN:
-                return True
+                return None
             if self.accept_window_left() <= 0:
-                return False
+                return late
+            fresh = [h for h in self.hints.halves if h not in tried]
+            if fresh and isinstance(self.run.adapter, CosignedDvp):
+                tried.add(fresh[-1])
+                refused = await self.complete(self.run.adapter, fresh[-1])
+                if refused:
+                    return refused
+                continue
             await self.hints.wait(min(POLL_SECONDS, max(self.accept_window_left(), 0.01)))
-        return False
+        return late
+
+    async def complete(self, adapter: CosignedDvp, half: str) -> str | None:
+        """Audit the buyer's half, sign the seller's inputs and broadcast (journaled as the
+        settlement); why it was refused, or None."""
+        try:
+            await self.steps.transact(
+                StepName.SETTLE,
+                self.run.ledger,
+                lambda: adapter.complete_as_seller(self.order, half),
+                self.settled,
+            )
+        except (errors.AuditFailed, errors.SubmitError) as exc:
+            if await self.settled():
+                return None
+            return f"refused buyer {self.peer!r}'s signed transaction: {exc}"
+        return None
+
+    async def settled(self) -> bool:
+        return await self.run.status() is OrderStatus.SETTLED
 
     # -- the buyer ----------------------------------------------------------------------------
     async def as_buyer(self) -> tuple[Outcome, str]:
@@ -105,6 +150,8 @@ class AtomicPartyRun:
                 await s.note(StepName.AUDIT_SECURITY, Phase.RESULT, run.ledger, order_id=self.order_id)
                 if self.accept_window_left() <= s.ledgers[run.ledger].finality.expected_seconds:
                     return Outcome.ABORTED, "the accept window closed before the order was open; nothing of mine moved"
+        if isinstance(run.adapter, CosignedDvp):
+            return await self.cosign(run.adapter)
         try:
             await run.accept(self.order)
         except REFUSED:
@@ -114,6 +161,37 @@ class AtomicPartyRun:
                     f"(it is {self.status_text(await run.status())}); nothing of mine moved"
                 )
         await self.notify(Kind.CLAIMED, LegName.SECURITY)
+        return await run.by_the_ledger()
+
+    async def cosign(self, adapter: CosignedDvp) -> tuple[Outcome, str]:
+        """The buyer's half of a cosigned DvP: signed on its inputs only, sent to the seller
+        (again every few polls, for a seller that restarted) until the order closes."""
+        run, s = self.run, self.steps
+        if await run.status() is OrderStatus.OPEN:
+            try:
+                half = await adapter.sign_as_buyer(self.order)
+            except REFUSED as exc:
+                if await run.status() is OrderStatus.OPEN:
+                    return Outcome.ABORTED, f"could not sign order {self.order_id}: {exc}; nothing of mine moved"
+            else:
+                await s.note(
+                    StepName.SETTLE,
+                    Phase.SKIPPED,
+                    run.ledger,
+                    order_id=self.order_id,
+                    reason="signed my inputs only; the seller audits, completes and broadcasts",
+                )
+                for polls in range(MAX_POLLS):
+                    if await run.status() is not OrderStatus.OPEN:
+                        break
+                    if self.accept_window_left() < -COSIGN_GRACE_SECONDS:
+                        return Outcome.ABORTED, (
+                            f"the seller neither broadcast nor cancelled order {self.order_id} within the accept "
+                            "window; nothing of mine moved, but my signed half stays valid until I spend its inputs"
+                        )
+                    if polls % PROBE_EVERY == 0:
+                        await self._notify(s.id, Kind.SIGNED, LegName.CASH, self.order_id, half)
+                    await self.hints.wait(POLL_SECONDS)
         return await run.by_the_ledger()
 
     @staticmethod

@@ -20,6 +20,8 @@ from ..terms import SwapId
 
 # A message is small: a proposal is the largest, a swap spec with two legs' terms.
 MAX_MESSAGE_BYTES = 64 * 1024
+# A buyer's partly signed DvP transaction (a PSET of a few inputs is 1 to 3 KB in base64).
+MAX_HALF_CHARS = 48 * 1024
 
 
 class Kind(StrEnum):
@@ -29,6 +31,7 @@ class Kind(StrEnum):
     LOCKED = "locked"  # body {leg, lock_id}: the sender's lock is on its ledger
     CLAIMED = "claimed"  # body {leg, lock_id}: the sender claimed a lock
     REFUNDED = "refunded"  # body {leg, lock_id}: the sender refunded its lock
+    SIGNED = "signed"  # body {leg, lock_id: the order id, half}: a buyer's partly signed DvP transaction
     PING = "ping"  # is the peer's agent still there? (while waiting on it near an expiry)
     ACK = "ack"  # the reply to a notice or a ping
     RFQ = "rfq"  # a request for a quote (dvp.party.quotes.QuoteRequest), under the id its proposal would take

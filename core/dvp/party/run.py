@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .. import errors
 from ..models import HtlcTerms, LedgerTerms, LockStatus, Role
@@ -39,6 +40,12 @@ class Hints:
         self.event = asyncio.Event()
         self.lock_ids: dict[LegName, list[str]] = {leg: [] for leg in LegName}
         self.unreachable_since: float | None = None  # the peer's agent stopped answering our notices
+        self.halves: list[str] = []  # the buyer's partly signed DvP transactions (opaque), newest last
+
+    def heard_half(self, half: str) -> None:
+        if half not in self.halves:
+            self.halves = [*self.halves[-1:], half]  # bounded: a peer may flood us
+        self.event.set()
 
     def heard(self, leg: LegName | None = None, lock_id: str | None = None) -> None:
         if leg is not None and lock_id and lock_id not in self.lock_ids[leg]:
@@ -54,7 +61,14 @@ class Hints:
         self.event.clear()
 
 
-Notify = Callable[[str, Kind, LegName, str], Awaitable[None]]  # (swap_id, kind, leg, lock_id)
+class Notify(Protocol):
+    """Tell the peer about ``lock_id`` (and, for a cosigned DvP, the buyer's ``half``)."""
+
+    def __call__(
+        self, swap_id: str, kind: Kind, leg: LegName, lock_id: str, /, half: str | None = None
+    ) -> Awaitable[None]: ...
+
+
 Probe = Callable[[str], Awaitable[None]]  # (swap_id): ping the peer, noting in Hints whether it answered
 # While waiting on the peer, ask whether its agent is still there every this many polls.
 PROBE_EVERY = 5

@@ -194,8 +194,8 @@ class HostileAgent(Agent):
             steps, self.hints_of(record.id), self.notify, self.probe, assets=self.orch.assets.values()
         )
 
-    async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str) -> None:
-        await super().notify(swap_id, kind, leg, lock_id)
+    async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str, /, half: str | None = None) -> None:
+        await super().notify(swap_id, kind, leg, lock_id, half)
         if self.misbehaviour is Misbehaviour.REPLAY:
             await self.replay(swap_id)
 
