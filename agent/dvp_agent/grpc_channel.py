@@ -13,7 +13,12 @@ framing, TLS and deadlines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import os
+import socket
+import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -48,6 +53,10 @@ _GRACE = 0.5
 # at once would cut every other swap's call in flight on it.
 _DROP_GRACE = 5.0
 _MAX_DETAIL = 300
+# How often the server looks over its accepted connections (_Connections.sweep), and how long a
+# connection over a peer's cap is left after its refusal, so the reason reaches the client.
+_SWEEP_SECONDS = 1.0
+_CUT_DELAY = 0.2
 
 # The peer's agent did not take the call: try again later.  Anything else: it refused it.
 # INTERNAL and UNKNOWN come from gRPC itself (a reset stream); the agent's server answers
@@ -67,6 +76,124 @@ class PeerEndpoint:
 
     endpoint: str
     cert: PeerCert
+
+
+Address = tuple[str, int]  # a connection's far end: (host, port)
+
+
+class _Connections:
+    """The server's accepted TCP connections, each owned by the pinned peer whose certificate
+    made a call on it: at most ``limits.connections`` per peer, whatever another peer holds.
+
+    gRPC counts a connection before TLS says whose it is (its global cap,
+    ``grpc.max_allowed_incoming_connections``), and its API neither names a call's connection
+    nor closes one.  So the server finds its accepted sockets among its process's file
+    descriptors (``/proc/self/fd``), by local port, and a call's connection by the address
+    ``context.peer()`` gives; it cuts one (``shutdown``, gRPC then closes it and frees its slot):
+    a peer's connection over its cap, right after the call on it is refused with the reason;
+    and a connection on which no pinned peer called within ``handshake_seconds`` (still in its
+    TLS handshake, or through it and silent), at the next sweep (every second).  Where there is
+    no ``/proc/self/fd`` nothing is cut: gRPC's own bounds still hold."""
+
+    def __init__(self, limits: Limits, port: int):
+        self.limits, self.port = limits, port
+        self.owner: dict[Address, str] = {}  # connection -> the peer that called on it
+        self.unowned: dict[Address, float] = {}  # connection with no call yet -> when first seen
+        self.doomed: set[Address] = set()  # over a cap: refused, cut shortly
+        self.cut_count: dict[str, int] = {}  # connections cut, by reason (for tests and reports)
+
+    def accepted(self) -> dict[Address, socket.socket]:
+        """The server's accepted TCP connections now, each as a duplicate of its socket (the
+        caller closes them)."""
+        found: dict[Address, socket.socket] = {}
+        try:
+            fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+        except OSError:
+            return found
+        for fd in fds:
+            try:
+                if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                    continue
+                sock = socket.socket(fileno=os.dup(fd))
+            except OSError:
+                continue
+            try:
+                if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.getsockname()[1] == self.port:
+                    peer = sock.getpeername()  # the listening socket has none (ENOTCONN)
+                    found[(_host(peer[0]), int(peer[1]))] = sock
+                    continue
+            except OSError:
+                pass
+            sock.close()
+        return found
+
+    def admit(self, party: str, address: Address | None) -> bool:
+        """A call from ``party`` on the connection from ``address``: False if it is over the
+        party's cap of connections (the connection is then cut shortly)."""
+        if address is None or self.owner.get(address) == party:
+            return True
+        if address in self.doomed:
+            return False
+        live = self.accepted()
+        try:
+            self._forget_closed(live)
+            mine = sum(1 for a, p in self.owner.items() if p == party and a != address)
+            self.unowned.pop(address, None)
+            if mine < self.limits.connections:
+                self.owner[address] = party
+                return True
+            self.doomed.add(address)
+            sock = live.pop(address, None)
+            if sock is not None:
+                asyncio.get_running_loop().call_later(_CUT_DELAY, self._cut, sock, "connections")
+            return False
+        finally:
+            for sock in live.values():
+                sock.close()
+
+    def sweep(self) -> None:
+        """Cut every connection on which no pinned peer called within ``handshake_seconds``."""
+        live = self.accepted()
+        now = time.monotonic()
+        self._forget_closed(live)
+        for address, sock in live.items():
+            first = self.unowned.setdefault(address, now) if address not in self.owner else now
+            if address not in self.doomed and now - first > self.limits.handshake_seconds:
+                self.doomed.add(address)
+                self._cut(sock, "handshake_seconds")
+            else:
+                sock.close()
+
+    def _forget_closed(self, live: Mapping[Address, socket.socket]) -> None:
+        for table in (self.owner, self.unowned):
+            for address in [a for a in table if a not in live]:
+                del table[address]
+        self.doomed &= set(live)
+
+    def _cut(self, sock: socket.socket, reason: str) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        self.cut_count[reason] = self.cut_count.get(reason, 0) + 1
+
+
+def _address(peer: str) -> Address | None:
+    """``context.peer()`` ("ipv4:127.0.0.1:5000", "ipv6:[::1]:5000") as (host, port)."""
+    scheme, _, rest = peer.partition(":")
+    host, sep, port = rest.rpartition(":")
+    if scheme not in ("ipv4", "ipv6") or not sep or not port.isdigit():
+        return None
+    return _host(host.strip("[]")), int(port)
+
+
+def _host(host: str) -> str:
+    """One spelling of an address: gRPC's dual-stack socket sees 127.0.0.1 as ::ffff:127.0.0.1."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped or ip)
 
 
 class GrpcChannel(Channel):
@@ -101,6 +228,8 @@ class GrpcChannel(Channel):
         # the metrics (dvp_agent.metrics): over a limit is counted by the agent, by the limit's name.
         self.refused: dict[tuple[str, str], int] = {}
         self.in_flight = dict.fromkeys(self.peers, 0)  # calls being served, per peer party
+        self.connections: _Connections | None = None  # the server's connections, by peer, once started
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self, handler: Handler) -> None:
         if self._server is not None:
@@ -136,6 +265,8 @@ class GrpcChannel(Channel):
             )
         await server.start()
         self._server, self.port = server, port
+        self.connections = _Connections(self.limits, port)
+        self._sweeper = asyncio.create_task(self._sweep(self.connections))
 
     async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
         peer = self.peers.get(message.recipient)
@@ -176,6 +307,10 @@ class GrpcChannel(Channel):
 
     async def aclose(self) -> None:
         server, self._server, self._handler = self._server, None, None
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            await asyncio.gather(sweeper, return_exceptions=True)
         if server is not None:
             await server.stop(_GRACE)
         for party in list(self._clients):
@@ -220,15 +355,13 @@ class GrpcChannel(Channel):
         handler = self._handler
         if handler is None:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, f"agent of {self.party!r} is stopping")
+        connections = self.connections
+        if connections is not None and not connections.admit(peer.party, _address(context.peer())):
+            # One peer's connections beyond its cap: refused, then cut, so it cannot hold another's slots.
+            await self._over(context, peer.party, "connections", "connections", "this one is closed")
         if self.in_flight[peer.party] >= self.limits.concurrent_calls:
             # A peer's own share of the server: one peer's flood leaves the others theirs.
-            self._refuse(peer.party, "concurrent_calls")
-            await _abort(
-                context,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"over this agent's limit: more than {self.limits.concurrent_calls} calls at once from "
-                f"{peer.party!r} (limits.concurrent_calls); refused, not journaled",
-            )
+            await self._over(context, peer.party, "concurrent_calls", "calls", "refused, not journaled")
         self.in_flight[peer.party] += 1
         try:
             return await self._serve(peer, handler, request, context)
@@ -262,6 +395,20 @@ class GrpcChannel(Channel):
                 f"agent of {self.party!r} failed on the message: {type(exc).__name__}: {exc}",
             )
 
+    async def _over(self, context: grpc.aio.ServicerContext, party: str, limit: str, what: str, then: str) -> NoReturn:
+        self._refuse(party, limit)
+        await _abort(
+            context,
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"over this agent's limit: more than {getattr(self.limits, limit)} {what} at once from "
+            f"{party!r} (limits.{limit}); {then}",
+        )
+
+    async def _sweep(self, connections: _Connections) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_SECONDS)
+            connections.sweep()
+
     def _refuse(self, party: str, reason: str) -> None:
         if len(self.refused) < 64 or (party, reason) in self.refused:  # bounded: few reasons, pinned peers
             self.refused[(party, reason)] = self.refused.get((party, reason), 0) + 1
@@ -279,10 +426,12 @@ class GrpcChannel(Channel):
 
 def _bounds(limits: Limits, peers: int) -> list[tuple[str, Any]]:
     """What the peers (or anyone who can reach the port) may hold open on the server: connections
-    (``limits.connections`` per pinned peer, shared: gRPC counts them before TLS says whose they
-    are), calls per connection, a connection idle or still in its TLS handshake (then closed)."""
+    (``limits.connections`` per pinned peer and as many again for connections no peer has called
+    on yet: gRPC counts them before TLS says whose they are; each peer's own cap is
+    :class:`_Connections`'), calls per connection, a connection idle or still in its TLS
+    handshake (then closed)."""
     return [
-        ("grpc.max_allowed_incoming_connections", limits.connections * peers),
+        ("grpc.max_allowed_incoming_connections", limits.connections * (peers + 1)),
         ("grpc.max_concurrent_streams", limits.concurrent_calls),
         ("grpc.max_connection_idle_ms", limits.idle_seconds * 1000),
         ("grpc.server_handshake_timeout_ms", limits.handshake_seconds * 1000),

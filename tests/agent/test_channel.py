@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import json
 import os
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dvp.errors import ConfigError, MessageRefused, PeerUnreachable
+from dvp.party.limits import Limits
 from dvp.party.messages import MAX_MESSAGE_BYTES, Kind, Message
 from dvp.testing.proxy import PartitionProxy
 from dvp_agent import grpc_channel
@@ -415,6 +417,95 @@ async def test_through_a_stalled_proxy_the_deadline_tells(ids, buyer):
             assert await seller.send(msg(), timeout=5) is not None
         finally:
             await seller.aclose()
+
+
+# One pinned peer's connections cannot take another's (issue 22, item 4).
+CAPPED = Limits(connections=3, handshake_seconds=2)
+HOGS = 12  # carol's connections of each kind: four times her cap
+# How long the honest peer may wait for its first answer while carol holds all she can: the
+# sweep cuts a connection no peer called on within handshake_seconds (within a second more),
+# and a refused client tries again within a second (_CLIENT_OPTIONS).
+HONEST_BOUND = CAPPED.handshake_seconds + 3.0
+
+
+async def test_one_peer_cannot_take_another_peers_connections(ids):
+    """carol, a pinned peer, opens four times her cap of connections that call (each its own,
+    not shared) and as many more that finish TLS and HTTP/2 and stay silent: her calls beyond the cap are
+    refused with the limit's name and their connections closed, the silent ones are closed
+    after handshake_seconds, and the seller, pinned too, gets its answer within HONEST_BOUND."""
+    buyer = GrpcChannel(ids["buyer"], "127.0.0.1:0", pinned(ids, "seller", "carol"), CAPPED)
+    handler = Recorder()
+    await buyer.start(handler)
+    assert buyer.port is not None and buyer.connections is not None
+    target = f"127.0.0.1:{buyer.port}"
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ids["buyer"].cert.pem,
+        private_key=ids["carol"].key_pem,
+        certificate_chain=ids["carol"].cert_pem,
+    )
+    # A subchannel pool of its own: each of these is its own TCP connection.
+    options = [("grpc.ssl_target_name_override", "buyer"), ("grpc.use_local_subchannel_pool", 1)]
+    hogs = [grpc.aio.secure_channel(target, credentials, options=options) for _ in range(2 * HOGS)]
+    seller = GrpcChannel(ids["seller"], "127.0.0.1:0", pinned(ids, "buyer", endpoint=target))
+    try:
+
+        async def hog(channel: grpc.aio.Channel, n: int) -> str:
+            data = seal(msg(sender="carol", n=n), ids["carol"])
+            try:
+                await channel.unary_unary(METHOD)(data, timeout=5)
+                return "answered"
+            except grpc.aio.AioRpcError as exc:
+                return exc.details() or exc.code().name
+
+        answers = await asyncio.gather(*(hog(c, n) for n, c in enumerate(hogs[:HOGS])))
+        await asyncio.sleep(0.5)  # the ones over her cap are closed: she fills their places
+
+        async def connect(channel: grpc.aio.Channel) -> bool:  # TLS and HTTP/2 done, no call
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1):
+                    await channel.channel_ready()
+                    return True
+            return False  # the server's connections are full: not let in
+
+        silent = sum(await asyncio.gather(*(connect(c) for c in hogs[HOGS:])))
+        started, reply, tries = time.monotonic(), None, 0
+        while reply is None and time.monotonic() - started < HONEST_BOUND:  # as an agent does: again on failure
+            tries += 1
+            try:
+                reply = await seller.send(msg(), timeout=1)
+            except PeerUnreachable:
+                await asyncio.sleep(0.2)
+        took = time.monotonic() - started
+        for _ in range(50):  # the sweep's next round (bounded: 5 s)
+            if buyer.connections.cut_count.get("handshake_seconds", 0) >= silent:
+                break
+            await asyncio.sleep(0.1)
+        print(
+            f"carol: {answers.count('answered')} answered, {silent} silent; seller answered in {took:.2f}s "
+            f"({tries} tries); cut {buyer.connections.cut_count}; refused {buyer.refused}"
+        )
+        assert reply is not None and reply.kind is Kind.ACK and took < HONEST_BOUND
+        assert answers.count("answered") == CAPPED.connections, answers
+        # The rest: refused with the limit's name (then closed), or not let in at all (the server's
+        # connections are full: at most CAPPED.connections x 3 for its two peers).
+        over = [a for a in answers if "more than 3 connections at once from 'carol' (limits.connections)" in a]
+        assert len(over) >= HOGS - 2 * CAPPED.connections, answers
+        assert all(a in over or "UNAVAILABLE" in a for a in answers if a != "answered"), answers
+        assert buyer.refused[("carol", "connections")] == len(over) == buyer.connections.cut_count["connections"]
+        # (More if one she was not let in with tried again meanwhile.)
+        assert silent and buyer.connections.cut_count["handshake_seconds"] >= silent
+        # What is left open: carol's capped connections and the seller's one (and maybe one in
+        # its first handshake_seconds, of those that try again).
+        live = buyer.connections.accepted()
+        for sock in live.values():
+            sock.close()
+        owners = [buyer.connections.owner.get(a) for a in live]
+        assert (owners.count("carol"), owners.count("seller")) == (CAPPED.connections, 1), owners
+    finally:
+        for channel in hogs:
+            await channel.close()
+        await seller.aclose()
+        await buyer.aclose()
 
 
 async def test_port_in_use_and_bad_addresses_are_config_errors(ids, buyer):

@@ -32,10 +32,12 @@ class Limits(Frozen):
     unfinished_swaps: Count = 20  # this agent's unfinished swaps; a new proposal beyond is rejected
     other_locks_per_swap: Count = 8  # notices naming a lock other than the agreed one (each a ledger read), per swap
     log_lines_per_minute: Count = 60  # lines the peer's messages cause; more are counted, then summarised
-    connections: Count = 8  # TCP connections the agent's server holds at once
+    connections: Count = 8  # the peer's connections the server holds at once; more are refused, then closed
     concurrent_calls: Count = 32  # calls it serves at once; more are refused (RESOURCE_EXHAUSTED)
     idle_seconds: Seconds = 120  # a connection with no call for this long is closed
-    handshake_seconds: Seconds = 10  # a connection that has not finished TLS by then is closed
+    # A connection on which no pinned peer called by then (its TLS handshake unfinished, or
+    # finished and silent) is closed: a TLS handshake on a loaded machine takes milliseconds.
+    handshake_seconds: Seconds = 3
 
 
 class Bucket:
