@@ -286,6 +286,36 @@ async def test_messages_per_swap_and_other_locks_per_swap(pair):
     assert buyer.admission.refused == {"other_locks_per_swap": 1, "messages_per_swap": 20}
 
 
+async def test_other_locks_are_bounded_per_minute_over_all_the_peers_swaps(pair):
+    """Per swap alone, a peer with many swaps could make the agent read its ledgers that many
+    times over: two notices naming made-up locks on each of three swaps is over the peer's 4 a
+    minute, however they are spread; the agreed lock still passes; a minute later there is room."""
+    seller, buyer = pair
+    now = [0.0]
+    buyer.limits = Limits(other_locks_per_swap=2, other_locks_per_minute=4)
+    buyer.admission = type(buyer.admission)(buyer.limits, clock=lambda: now[0])
+    swaps = ["r1", "r2", "r3"]
+    for swap_id in swaps:
+        assert (await offer(seller, buyer, spec(), swap_id)).kind is Kind.ACCEPT
+    answers = []
+    for swap_id in swaps * 2:
+        try:
+            answers.append((await buyer.handle(notice(swap_id))).kind.value)
+        except errors.MessageRefused as exc:
+            answers.append(str(exc))
+    assert answers[:4] == ["ack"] * 4, answers
+    for said in answers[4:]:
+        assert "more than 4 notices a minute naming a lock other than the agreed one from 'seller'" in said
+        assert "(limits.other_locks_per_minute); refused, not journaled" in said
+    agreed = buyer.journal.get("r3").data["lock_cash"]
+    assert (await buyer.handle(notice("r3", agreed))).kind is Kind.ACK
+    now[0] += 30.0  # half a minute: two more
+    assert [(await buyer.handle(notice(s))).kind for s in ("r2", "r3")] == [Kind.ACK, Kind.ACK]
+    # r1 had its two: its own bound again, whatever the rate.
+    assert "(limits.other_locks_per_swap)" in await refused(buyer, notice("r1"))
+    assert buyer.admission.refused == {"other_locks_per_minute": 2, "other_locks_per_swap": 1}
+
+
 async def test_messages_per_minute_is_checked_first(pair):
     seller, buyer = pair
     buyer.limits = Limits(messages_per_minute=8)  # a burst of 2

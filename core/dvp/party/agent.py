@@ -591,14 +591,23 @@ class Agent:
         peer = message.sender
         if message.kind is Kind.SIGNED:
             return self._on_half(message, record, lock_id)
-        if lock_id != _agreed_id(record, leg) and not self.admissions[peer].other_lock(message.swap_id):
+        if lock_id != _agreed_id(record, leg):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
-            self._over(
-                "other_locks_per_swap",
-                message,
-                f"more than {self.limits.other_locks_per_swap} notices naming "
-                f"a lock other than the agreed one for swap {message.swap_id}",
-            )
+            over = self.admissions[peer].other_lock(message.swap_id)
+            if over == "other_locks_per_swap":
+                self._over(
+                    over,
+                    message,
+                    f"more than {self.limits.other_locks_per_swap} notices naming "
+                    f"a lock other than the agreed one for swap {message.swap_id}",
+                )
+            if over == "other_locks_per_minute":
+                self._over(
+                    over,
+                    message,
+                    f"more than {self.limits.other_locks_per_minute} notices a minute naming "
+                    "a lock other than the agreed one",
+                )
         self.peer_logs[peer](
             message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
         )

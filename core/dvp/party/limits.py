@@ -31,6 +31,7 @@ class Limits(Frozen):
     proposals_per_minute: Count = 30  # new proposals checked (each reads the ledgers), all at once at most
     unfinished_swaps: Count = 20  # this agent's unfinished swaps; a new proposal beyond is rejected
     other_locks_per_swap: Count = 8  # notices naming a lock other than the agreed one (each a ledger read), per swap
+    other_locks_per_minute: Count = 30  # the same, over all the peer's swaps (all of it at once at most)
     log_lines_per_minute: Count = 60  # lines the peer's messages cause; more are counted, then summarised
     connections: Count = 8  # the peer's connections the server holds at once; more are refused, then closed
     concurrent_calls: Count = 32  # calls it serves at once; more are refused (RESOURCE_EXHAUSTED)
@@ -65,20 +66,24 @@ class Admission:
         self.messages = Bucket(limits.messages_per_minute, limits.messages_per_minute // 4, clock)
         self.proposals = Bucket(limits.proposals_per_minute, limits.proposals_per_minute, clock)
         self.other_locks: dict[str, int] = {}
+        self.other_locks_rate = Bucket(limits.other_locks_per_minute, limits.other_locks_per_minute, clock)
         self.refused: dict[str, int] = {}
 
     def refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
 
-    def other_lock(self, swap_id: str) -> bool:
-        """One more notice naming a lock other than the agreed one for ``swap_id``: False over the bound."""
+    def other_lock(self, swap_id: str) -> str | None:
+        """One more notice naming a lock other than the agreed one for ``swap_id``: the limit it
+        is over (per swap, then per minute over all the peer's swaps), or None."""
         seen = self.other_locks.get(swap_id, 0)
         if seen >= self.limits.other_locks_per_swap:
-            return False
+            return "other_locks_per_swap"
+        if not self.other_locks_rate.take():  # a count per swap alone: a peer with many swaps reads many times
+            return "other_locks_per_minute"
         if len(self.other_locks) >= 4 * self.limits.unfinished_swaps:  # bounded: drop the oldest swap's count
             self.other_locks.pop(next(iter(self.other_locks)))
         self.other_locks[swap_id] = seen + 1
-        return True
+        return None
 
 
 class QuietLog:
