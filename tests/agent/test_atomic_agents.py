@@ -9,17 +9,23 @@ own input and broadcasts."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from dvp import errors
-from dvp.adapter import AtomicDvp
+from dvp.adapter import AtomicDvp, CosignedDvp
+from dvp.ledger_set import LedgerSet
 from dvp.models import DvpOrder, OrderStatus
 from dvp.orchestrator import Outcome
 from dvp.party.agent import Agent
 from dvp.party.atomic import AtomicPartyRun
 from dvp.party.messages import Kind
 from dvp.state import LegName
+from dvp_utxo.boundary import utxo_errors
+from dvp_utxo.elements.adapter import ElementsAdapter
+from dvp_utxo.elements.dvp_tx import DvpTx, finalize_dvp, sign_dvp
+from dvp_utxo.keys import Key
 
 from ..scenarios import SETTLED, UNCHANGED, changes, spec_for
 from ..testbed import ELEMENTS_MARKS, FABRIC_MARKS, Pair
@@ -31,15 +37,24 @@ pytestmark = [pytest.mark.agent, pytest.mark.timeout(300)]
 EVM = Pair("evm-a", "evm-a")
 FABRIC = Pair("fabric-a", "fabric-a")
 ELEMENTS = Pair("elements", "elements")
+OTHER = Key.dev("elements-test", "not-the-seller")
 
 
-def ledgers(*marks: pytest.MarkDecorator, fabric: tuple[pytest.MarkDecorator, ...] = ()) -> list:
+def ledgers(
+    *marks: pytest.MarkDecorator,
+    fabric: tuple[pytest.MarkDecorator, ...] = (),
+    elements: tuple[pytest.MarkDecorator, ...] | None = None,
+) -> list:
     """A case per platform whose one ledger settles a DvP between two agents, with ``marks``
-    (and ``fabric`` on fabric-a's: `make test` keeps its cost to seconds)."""
-    return [
+    (and ``fabric`` on fabric-a's: `make test` keeps its cost to seconds; ``elements``, when
+    given, adds the elements case with these marks)."""
+    cases = [
         pytest.param(EVM, id="evm-a", marks=list(marks)),
         pytest.param(FABRIC, id="fabric-a", marks=[*FABRIC_MARKS, *marks, *fabric]),
     ]
+    if elements is not None:
+        cases.append(pytest.param(ELEMENTS, id="elements", marks=[*ELEMENTS_MARKS, *marks, *elements]))
+    return cases
 
 
 def settle(agents: Agents, pair: Pair) -> tuple[str, dict[str, set[tuple[str, str]]]]:
@@ -73,9 +88,18 @@ def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
 
 
 class WalksAway(AtomicPartyRun):
-    """A buyer that agreed, then never accepts."""
+    """A buyer that agreed, then never accepts; on Elements it signs its half once the order
+    is open and keeps it (``halves``) instead of sending it."""
+
+    halves: list[str] = []
 
     async def as_buyer(self) -> tuple[Outcome, str]:
+        if isinstance(self.run.adapter, CosignedDvp):
+            for _ in range(300):
+                if await self.run.status() is OrderStatus.OPEN:
+                    WalksAway.halves.append(await self.run.adapter.sign_as_buyer(self.order))
+                    break
+                await asyncio.sleep(0.1)
         return Outcome.ABORTED, "walked away"
 
 
@@ -83,7 +107,7 @@ class WalkingAwayAgent(Agent):
     atomic_run_class = WalksAway
 
 
-@pytest.mark.parametrize("pair", ledgers(pytest.mark.matrix))
+@pytest.mark.parametrize("pair", ledgers(pytest.mark.matrix, elements=()))
 def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents, pair: Pair):
     """The seller cancels its order on the ledger once the accept window is over: aborted, the
     seller whole but for its fees (ETH on evm-a, none on Fabric), and the buyer's acceptance afterwards is refused."""
@@ -112,11 +136,27 @@ def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents, pair:
             # contract or chaincode itself.
             with pytest.raises(errors.TransactionError):
                 await base.wait_all(await adapter.accept_dvp(DvpOrder.model_validate(ours.data["order"])))
+            if pair == ELEMENTS:  # the half the buyer signed while the order was open, completed: the node refuses it
+                await never_confirms(agents, WalksAway.halves[-1], DvpOrder.model_validate(ours.data["order"]))
             return swap_id
 
     swap_id = asyncio.run(play())
     after = run_async(balances(agents.run_dir))
     assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
+
+
+async def never_confirms(agents: Agents, half: str, order: DvpOrder) -> None:
+    """The buyer's ``half``, completed with the seller's signature (the testbed's key), is
+    refused by elementsd: its order output is spent by the cancellation."""
+    async with LedgerSet.from_run_dir(agents.run_dir) as ledger_set:
+        adapter = ledger_set.ledgers["elements"]
+        assert isinstance(adapter, ElementsAdapter)
+        terms, policy = adapter._dvp_terms(order), adapter.config.policy_asset
+        half_tx = DvpTx.from_pset(half, "buyer")
+        signed = sign_dvp(half_tx, adapter._key(order.seller), terms, "seller", policy_asset=policy, max_fee=0)
+        with pytest.raises(errors.TransactionError, match="missingorspent"):
+            with utxo_errors("settle", adapter.name):
+                await adapter.ledger.send(finalize_dvp(signed))
 
 
 class TamperedOrder(AtomicPartyRun):
@@ -137,7 +177,7 @@ class TamperingAgent(Agent):
     atomic_run_class = TamperedOrder
 
 
-@pytest.mark.parametrize("pair", ledgers(fabric=(pytest.mark.matrix,)))
+@pytest.mark.parametrize("pair", ledgers(fabric=(pytest.mark.matrix,), elements=(pytest.mark.matrix,)))
 def test_the_buyer_refuses_a_tampered_order(agents: Agents, pair: Pair):
     """The order on the ledger is for another amount than agreed: the honest buyer's audit
     refuses it before accepting, and nothing of the buyer's moves."""
@@ -175,3 +215,67 @@ def test_two_agents_settle_a_cosigned_dvp_on_elements(agents: Agents, _):
     assert [s.detail["payer"] for s in settled] == ["buyer"] and int(settled[0].detail["fee"]) > 0, settled
     sent = {p: [m["kind"] for m in agents.messages(p, swap_id) if m["direction"] == "out"] for p in ("seller", "buyer")}
     assert "signed" in sent["buyer"] and "signed" not in sent["seller"], sent
+
+
+class TamperedHalf(AtomicPartyRun):
+    """A buyer whose half pays the seller one EUR less (``amount``), pays the cash to another
+    key (``recipient``), or is not a PSET at all (``garbage``); its own inputs signed over it."""
+
+    tamper = "amount"
+
+    async def cosign(self, adapter: CosignedDvp) -> tuple[Outcome, str]:
+        assert isinstance(adapter, ElementsAdapter)
+        for _ in range(200):  # the order is open when cosign() is called; bounded anyway
+            if await self.run.status() is OrderStatus.OPEN:
+                break
+            await asyncio.sleep(0.1)
+        terms = adapter._dvp_terms(self.order)
+        if self.tamper == "amount":
+            terms = replace(terms, cash_amount=terms.cash_amount - 1_000)
+        elif self.tamper == "recipient":
+            terms = replace(terms, seller_pubkey=OTHER.pubkey)
+        half = "cHNldP8garbage" if self.tamper == "garbage" else adapter._buyers_half(self.order, terms).to_pset()
+        await self._notify(self.steps.id, Kind.SIGNED, LegName.CASH, self.order_id, half)
+        for _ in range(600):
+            if await self.run.status() is not OrderStatus.OPEN:
+                break
+            await asyncio.sleep(0.1)
+        return await self.run.by_the_ledger()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "refusal"),
+    [
+        ("amount", "the seller would give"),
+        pytest.param("recipient", "the seller would give", marks=pytest.mark.matrix),
+        ("garbage", "not a PSET"),
+    ],
+)
+@pytest.mark.parametrize("_", [pytest.param(None, id="elements", marks=ELEMENTS_MARKS)])
+def test_the_seller_refuses_a_tampered_pset(agents: Agents, _, tamper: str, refusal: str):
+    """The buyer's half pays the seller less, or someone else, or does not parse: the seller's
+    audit refuses it in one line, signs nothing and cancels its order; nothing moves but the
+    seller's fees."""
+    before = run_async(balances(agents.run_dir))
+    run_class = type("Tampered", (TamperedHalf,), {"tamper": tamper})
+    agent_class = type("TamperingBuyer", (Agent,), {"atomic_run_class": run_class})
+
+    async def play() -> str:
+        async with buyer_agent(agents, agent_class) as (buyer, _):
+            scenario = agents.scenario(spec_for(ELEMENTS, kind="atomic"))
+            seller = agents.start("seller", "--propose", str(scenario), "--until-done", "--max-seconds", "90")
+            assert await exited(seller, 110) == NOT_SETTLED, seller.output()
+            swap_id = agents.swap_ids("seller")[0]
+            await asyncio.wait_for(buyer.tasks[swap_id], 30)
+            return swap_id
+
+    swap_id = asyncio.run(play())
+    ours = agents.record("seller", swap_id)
+    assert ours is not None and ours.outcome == "aborted", ours
+    detail = ours.detail or ""
+    assert "refused buyer 'buyer''s signed transaction: the buyer's PSET refused: " in detail, detail
+    assert refusal in detail and "\n" not in detail and "order cancelled on elements" in detail, detail
+    rows = {(s.step, s.phase) for s in agents.steps("seller", swap_id)}
+    assert ("cancel", "result") in rows and ("settle", "result") not in rows, rows
+    after = run_async(balances(agents.run_dir))
+    assert changes(before, after, ELEMENTS, agents.steps("seller", swap_id)) == UNCHANGED
