@@ -5,7 +5,10 @@
     dvp agent peers [DIR]                                       # the pinned peers, with fingerprints
     dvp agent unpair [DIR] --peer buyer                         # refused while a swap with it is unfinished
     dvp agent run [DIR] [--propose SCENARIO ...] [--until-done]
-    dvp agent propose [DIR] SCENARIO                            # to the party's running agent
+    dvp agent propose SCENARIO [DIR]                            # to the party's running agent
+    dvp agent quote [DIR] --peer seller --security evm-a:BOND --amount 3 --side buy --cash btc:BTC
+                                                                # a firm quote from a peer, by the running agent
+    dvp agent propose --quote ID [DIR]                          # the running agent proposes on that quote
 
 DIR defaults to RUN_DIR/agents/PARTY when ``--party`` names the party.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import json
 import os
 import shutil
 import signal
@@ -23,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from dvp import errors
 from dvp.cli_common import FiniteSeconds, console, fail_cleanly, out, progress_printer
@@ -33,8 +39,9 @@ from dvp.orchestrator import Outcome, SwapResult
 from dvp.party.agent import Agent
 from dvp.party.keys import load_party_file, party_state, write_party_file
 from dvp.party.policy import AcceptPolicy, asset_key
+from dvp.party.quotes import Quote, QuoteRequest
 from dvp.runtime.local import LocalRuntime
-from dvp.scenario import load_scenario
+from dvp.scenario import first_error, load_scenario
 from dvp.settings import Settings
 from dvp.views import print_result
 
@@ -312,40 +319,132 @@ async def _serve(
 
 
 async def _take_outbox(folder: Path, party: Agent) -> None:
-    """Propose what `dvp agent propose` left for this agent; answer each with its swap id or why not."""
+    """Do what `dvp agent propose` or `dvp agent quote` left for this agent; answer each with
+    its swap id or quote, or why not."""
     for request, text in outbox.take(folder):
-        code = 0
         try:
-            swap_id, error = await party.propose(SwapSpec.model_validate_json(text)), None
+            outbox.answer(request, **await _do(party, json.loads(text)))
         except errors.DvpError as exc:
-            swap_id, error, code = None, str(exc), exc.exit_code
-        except ValueError as exc:  # pydantic: the file was changed after `dvp agent propose` checked it
-            swap_id, error, code = None, f"scenario: {str(exc).splitlines()[0]}", errors.ConfigError.exit_code
-        outbox.answer(request, swap_id, error, code)
+            outbox.answer(request, str(exc), exc.exit_code)
+        except (ValueError, KeyError, TypeError) as exc:  # the request file was changed after its command checked it
+            why = first_error(exc, "request: ") if isinstance(exc, ValidationError) else f"request: {exc}"
+            outbox.answer(request, why, errors.ConfigError.exit_code)
+
+
+async def _do(party: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    """One outbox request: a proposal, a request for a quote, or a proposal on a quote held."""
+    kind = request["request"]
+    if kind == outbox.PROPOSE:
+        return {"swap_id": await party.propose(SwapSpec.model_validate(request["spec"]))}
+    if kind == outbox.PROPOSE_QUOTE:
+        return {"swap_id": await party.propose_on_quote(str(request["quote_id"]))}
+    if kind != outbox.QUOTE:
+        raise errors.ConfigError(f"request: {kind!r} is not a request this agent takes")
+    peer = str(request["peer"])
+    try:
+        quote_id, _spec = await party.request_quote(peer, QuoteRequest.model_validate(request["rfq"]))
+    except errors.SwapAborted as exc:  # the peer's REJECT, naming its rule
+        raise errors.PeerError(str(exc)) from None
+    return {"quote_id": quote_id, "peer": peer, "quote": party.quote_taken(quote_id)[1].model_dump(mode="json")}
+
+
+def _ask(folder: Path, request: dict[str, Any], what: str) -> dict[str, Any]:
+    """Hand ``request`` to the agent running from ``folder`` and wait for its answer; its refusal
+    is this command's one-line error, with the exit code the agent gave."""
+    if not outbox.is_running(folder):
+        raise errors.ConfigError(
+            f"{folder}: no agent is running from this folder; start it with `dvp agent run {folder}`"
+            + (" (or give --propose to it)" if what == "propose" else "")
+        )
+    answer = outbox.await_answer(outbox.post_request(folder, request), timeout=30)
+    if answer.get("error"):
+        refused = errors.DvpError(f"the agent did not {what} it: {answer['error']}")
+        refused.exit_code = int(answer.get("code") or errors.ConfigError.exit_code)
+        raise refused
+    return answer
 
 
 @agent.command()
-@click.argument("scenario", type=click.Path(path_type=Path))
+@click.argument("scenario", required=False, type=click.Path(path_type=Path))
 @click.argument("folder", required=False, type=click.Path(path_type=Path))
 @click.option("--party", default=None, help="The proposing party (its agent's folder is RUN_DIR/agents/PARTY).")
+@click.option("--quote", "quote_id", default=None, help="Propose on this quote (`dvp agent quote`), not a scenario.")
 @click.pass_obj
 @fail_cleanly
-def propose(settings: Settings, scenario: Path, folder: Path | None, party: str | None) -> None:
-    """Have the party's running agent propose SCENARIO to its peer; prints the swap id."""
-    folder = agent_folder(settings.run_dir, folder, party)
-    load_config(folder)
-    spec = load_scenario(scenario)
-    if not outbox.is_running(folder):
-        raise errors.ConfigError(
-            f"{folder}: no agent is running from this folder; start it with "
-            f"`dvp agent run {folder}` (or give --propose to it)"
-        )
-    answer = outbox.await_answer(outbox.post(folder, spec), timeout=30)
-    if answer.get("error"):
-        refused = errors.DvpError(f"the agent did not propose it: {answer['error']}")
-        refused.exit_code = int(answer.get("code") or errors.ConfigError.exit_code)
-        raise refused
+def propose(
+    settings: Settings, scenario: Path | None, folder: Path | None, party: str | None, quote_id: str | None
+) -> None:
+    """Have the party's running agent propose SCENARIO to its peer, or the terms of a quote it
+    holds (--quote ID, under the quote's id, before it expires); prints the swap id."""
+    if quote_id is not None:
+        if scenario is not None and folder is not None:
+            raise errors.ConfigError("scenario: give a scenario file or --quote, not both")
+        folder = agent_folder(settings.run_dir, folder or scenario, party)
+        load_config(folder)
+        request: dict[str, Any] = {"request": outbox.PROPOSE_QUOTE, "quote_id": quote_id}
+    else:
+        if scenario is None:
+            raise errors.ConfigError("scenario: give a scenario file to propose, or --quote ID")
+        folder = agent_folder(settings.run_dir, folder, party)
+        load_config(folder)
+        request = {"request": outbox.PROPOSE, "spec": load_scenario(scenario).model_dump(mode="json")}
+    answer = _ask(folder, request, "propose")
     out.print(
         f"proposed swap {answer['swap_id']}; its outcome: `dvp --journal {folder / 'journal.sqlite'} history "
         f"{answer['swap_id']}`"
+    )
+
+
+@agent.command()
+@click.argument("folder", required=False, type=click.Path(path_type=Path))
+@click.option("--party", default=None, help="The asking party (its agent's folder is RUN_DIR/agents/PARTY).")
+@click.option("--peer", required=True, help="The pinned peer asked for the quote.")
+@click.option("--security", required=True, help="The instrument, LEDGER:ASSET (e.g. evm-a:BOND).")
+@click.option("--amount", required=True, help="How much of it, in its base units.")
+@click.option("--side", required=True, type=click.Choice(["buy", "sell"]), help="Whether this party buys or sells it.")
+@click.option(
+    "--cash",
+    "cash",
+    multiple=True,
+    required=True,
+    help="A cash asset it pays or is paid in, LEDGER:ASSET (repeatable, in its order).",
+)
+@click.pass_obj
+@fail_cleanly
+def quote(
+    settings: Settings,
+    folder: Path | None,
+    party: str | None,
+    peer: str,
+    security: str,
+    amount: str,
+    side: str,
+    cash: tuple[str, ...],
+) -> None:
+    """Have the party's running agent ask PEER for a firm quote (a request for quote: the
+    instrument, the amount, this party's side and cash assets); prints the terms, the price and
+    how long they hold.  `dvp agent propose --quote ID` then trades on them."""
+    folder = agent_folder(settings.run_dir, folder, party)
+    config = load_config(folder)
+    if config.peer(peer) is None:
+        pinned = ", ".join(p.party for p in config.peers) or "none"
+        raise errors.ConfigError(f"peer: {peer!r} is not pinned (pinned: {pinned})")
+    if not (amount.isascii() and amount.isdigit()):
+        raise errors.ConfigError(f"amount: expected a whole number of base units, got {amount[:40]!r}")
+    try:
+        rfq = QuoteRequest(security=security, cash=list(cash), amount=int(amount), side=side)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise errors.ConfigError(first_error(exc)) from None
+    answer = _ask(
+        folder, {"request": outbox.QUOTE, "peer": peer, "rfq": rfq.model_dump(mode="json")}, "get a quote for"
+    )
+    given = Quote.model_validate(answer["quote"])
+    trade = given.spec.trade
+    until = datetime.datetime.fromtimestamp(given.valid_until, datetime.UTC)
+    click.echo(
+        f"quote {answer['quote_id']} from {peer}: {trade.seller} sells {trade.security.amount} {trade.security.asset} "
+        f"on {trade.security.ledger} to {trade.buyer} for {trade.cash.amount} {trade.cash.asset} on "
+        f"{trade.cash.ledger} (price {trade.cash.amount // trade.security.amount} a unit); firm until "
+        f"{until:%Y-%m-%dT%H:%M:%SZ} ({given.valid_until - time.time():.0f}s); trade on it: "
+        f"dvp agent propose --quote {answer['quote_id']} {folder}"
     )

@@ -1,7 +1,8 @@
-"""How `dvp agent propose` hands a trade to the party's running agent: a file in the agent's
-own folder (0700, its owner's), never the network.  The running agent holds ``agent.lock``
-(an OS lock the kernel frees when it dies), takes each ``outbox/*.json``, proposes it, and
-answers in ``*.done`` with the swap id or the one-line reason it could not."""
+"""How `dvp agent propose` and `dvp agent quote` hand a request to the party's running agent:
+a file in the agent's own folder (0700, its owner's), never the network.  The running agent
+holds ``agent.lock`` (an OS lock the kernel frees when it dies), takes each ``outbox/*.json``
+(a proposal's spec, a request for a quote, or a proposal on a quote it holds), does it, and
+answers in ``*.done`` with the swap id or the quote, or the one-line reason it could not."""
 
 from __future__ import annotations
 
@@ -53,21 +54,30 @@ def is_running(folder: Path) -> bool:
     return False
 
 
+PROPOSE, QUOTE, PROPOSE_QUOTE = "propose", "quote", "propose_quote"
+
+
 def post(folder: Path, spec: SwapSpec) -> Path:
-    """Leave ``spec`` for the running agent; the path its answer will have."""
+    """Leave ``spec`` for the running agent to propose; the path its answer will have."""
+    return post_request(folder, {"request": PROPOSE, "spec": spec.model_dump(mode="json")})
+
+
+def post_request(folder: Path, request: dict[str, Any]) -> Path:
+    """Leave ``request`` (``request``: PROPOSE, QUOTE or PROPOSE_QUOTE, and its fields) for the
+    running agent; the path its answer will have."""
     box = folder / OUTBOX
     box.mkdir(mode=0o700, exist_ok=True)
     name = uuid.uuid4().hex
     tmp = box / f"{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(spec.model_dump_json())
+        out.write(json.dumps(request))
     tmp.replace(box / f"{name}.json")  # whole or not at all for the agent's scan
     return box / f"{name}.done"
 
 
 def take(folder: Path) -> list[tuple[Path, str]]:
-    """The proposals waiting in the outbox (path, JSON text), oldest first."""
+    """The requests waiting in the outbox (path, JSON text), oldest first."""
     box = folder / OUTBOX
     if not box.is_dir():
         return []
@@ -75,10 +85,12 @@ def take(folder: Path) -> list[tuple[Path, str]]:
     return [(p, p.read_text()) for p in found[:100]]
 
 
-def answer(request: Path, swap_id: str | None, error: str | None, code: int = 0) -> None:
+def answer(request: Path, error: str | None = None, code: int = 0, **result: Any) -> None:
+    """Answer ``request``: what it gave (``result``: ``swap_id``, ``quote_id`` ...), or ``error``
+    and the exit code the command ends with."""
     done = request.with_suffix(".done")
     tmp = request.with_suffix(".answer")
-    tmp.write_text(json.dumps({"swap_id": swap_id, "error": error, "code": code}))
+    tmp.write_text(json.dumps({**result, "error": error, "code": code}))
     tmp.replace(done)
     request.unlink(missing_ok=True)
 
@@ -91,4 +103,4 @@ def await_answer(done: Path, timeout: float) -> dict[str, Any]:
             done.unlink(missing_ok=True)
             return data
         time.sleep(0.1)
-    raise ConfigError(f"{done.parent}: the running agent did not take the proposal within {timeout:.0f}s")
+    raise ConfigError(f"{done.parent}: the running agent did not take the request within {timeout:.0f}s")

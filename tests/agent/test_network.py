@@ -1,20 +1,24 @@
 """Three banks, three `dvp agent run` processes on the testnets (issue 22 items 1, 2, 4): a
 seller bank pinned to two buyer banks (the testnets' ``buyer`` and ``issuer``), who are also
 pinned to each other; one listening port, one identity and one journal each.  Swaps between
-every pair of them run at once, on evm-a/evm-b and evm-a/btc; every party's balance changes by
-exactly its trades, every journal holds only its own swaps, secrets and transactions.  Then two
-pinned peers flood the seller while the third settles a swap with it (``matrix``)."""
+every pair of them run at once: cross-ledger on evm-a/evm-b and evm-a/btc (in `make test`), on
+each platform's base pair (fabric-a/fabric-b, fabric-a/evm-a, elements/evm-a) and single-ledger
+(``kind: atomic``) on evm-a (under ``matrix``); every party's balance changes by exactly its
+trades, every journal holds only its own swaps, secrets and transactions.  Then two pinned
+peers flood the seller while the third settles a swap with it (``matrix``)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 import time
 from collections import Counter
 
 import pytest
 
+from dvp import errors
 from dvp.adapter import Issuing
 from dvp.demo import _cross_ledger as demo_cross_ledger
 from dvp.demo_agents import run_two_agents
@@ -31,9 +35,9 @@ from dvp_agent.config import load_config, save_config
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
-from ..cli_helpers import dvp
+from ..cli_helpers import dvp, one_line_error
 from ..scenarios import spec_for
-from ..testbed import CROSS_PAIRS, FUNDS, Pair
+from ..testbed import CROSS_PAIRS, FUNDS, Pair, platform_matrix
 from .conftest import Agents, make_agents, pin, run_async
 from .test_flood import LIMITS, flood_calls, message_rows
 from .test_hostile import buyer_agent
@@ -44,8 +48,8 @@ BANKS = ("seller", "buyer", "issuer")
 LINKS = (("seller", "buyer"), ("seller", "issuer"), ("buyer", "issuer"))
 
 
-def trade(pair: Pair, seller: str, buyer: str, holder: Role, bond: int, cash: int) -> SwapSpec:
-    spec = spec_for(pair, secret_holder=holder.value)
+def trade(pair: Pair, seller: str, buyer: str, holder: Role, bond: int, cash: int, kind: str | None = None) -> SwapSpec:
+    spec = spec_for(pair, kind=kind, secret_holder=holder.value)
     security = spec.trade.security.model_copy(update={"amount": bond})
     money = spec.trade.cash.model_copy(update={"amount": cash})
     return spec.model_copy(
@@ -58,12 +62,13 @@ def trade(pair: Pair, seller: str, buyer: str, holder: Role, bond: int, cash: in
 
 
 async def _fund_issuer(run_dir) -> None:
-    """The testnets give the issuer coins on btc but no tokens: it mints itself its share."""
+    """The testnets give the issuer coins on btc (and Elements' supply) but no tokens on EVM or
+    Fabric: it issues itself its share of whatever it holds less than FUNDS of."""
     async with LedgerSet.from_run_dir(run_dir) as ledger_set:
         sent = []
         for asset in ledger_set.assets:
-            if asset.ledger in ("evm-a", "evm-b"):
-                adapter = ledger_set.ledgers[asset.ledger]
+            adapter = ledger_set.ledgers[asset.ledger]
+            if await adapter.balance("issuer", asset.symbol) < FUNDS:
                 sent.append((adapter, await adapter.require(Issuing).issue(asset.symbol, "issuer", FUNDS)))
         for adapter, sub in sent:
             await adapter.wait_all(sub)
@@ -84,14 +89,39 @@ def banks(run_dir, tmp_path) -> Agents:
         agents.stop_all()
 
 
-def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents):
-    evm, btc = CROSS_PAIRS  # evm-a/evm-b, evm-a/btc
-    trades = {
-        # (proposer, spec): the seller bank with each buyer bank, and the buyer banks with each other.
-        "seller-buyer": ("seller", trade(evm, "seller", "buyer", Role.SELLER, 7, 70_000)),
-        "seller-issuer": ("issuer", trade(btc, "seller", "issuer", Role.BUYER, 5, 50_000)),
-        "buyer-issuer": ("buyer", trade(evm, "buyer", "issuer", Role.SELLER, 3, 30_000)),
-    }
+# The ledger pairs of the three links (seller-buyer, seller-issuer, buyer-issuer), and the kind.
+THREE_BANK_CASES = [
+    pytest.param((CROSS_PAIRS[0], CROSS_PAIRS[1], CROSS_PAIRS[0]), None, id="evm-a-evm-b+evm-a-btc"),
+    *platform_matrix(None),
+    pytest.param(Pair("evm-a", "evm-a"), "atomic", id="atomic-evm-a", marks=pytest.mark.matrix),
+]
+
+
+def network_trades(pairs: Pair | tuple[Pair, Pair, Pair], kind: str | None) -> dict[str, tuple[str, SwapSpec]]:
+    """Link name -> (its proposer, its trade): the seller bank with each buyer bank, the buyer
+    banks with each other; each link its own amounts, secret holder and proposer."""
+    links = pairs if isinstance(pairs, tuple) else (pairs, pairs, pairs)
+    made = {}
+    for (name, proposer, holder, bond, cash), pair in zip(
+        (
+            ("seller-buyer", "seller", Role.SELLER, 7, 70_000),
+            ("seller-issuer", "issuer", Role.BUYER, 5, 50_000),
+            ("buyer-issuer", "buyer", Role.SELLER, 3, 30_000),
+        ),
+        links,
+        strict=True,
+    ):
+        seller, buyer = name.split("-")
+        # Atomic: no secret, but the order's deadline is the security leg's expiry, which is
+        # plan.counter_timeout (inside the accept window) when the plan names the buyer its holder.
+        holder = Role.SELLER if kind == "atomic" else holder
+        made[name] = (proposer, trade(pair, seller, buyer, holder, bond, cash, kind=kind))
+    return made
+
+
+@pytest.mark.parametrize("pairs, kind", THREE_BANK_CASES)
+def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents, pairs, kind):
+    trades = network_trades(pairs, kind)
     before = run_async(_balances(banks.run_dir))
     # `dvp agent init` wrote a policy that sends at most what the party held then, asset by asset.
     for bank in BANKS:
@@ -121,7 +151,8 @@ def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents):
     for name, (proposer, _spec) in trades.items():
         ids[name] = _swap_of(banks, proposer, name, trades)
     for name, swap_id in ids.items():
-        for bank in name.split("-"):
+        proposer = trades[name][0]  # first: a proposal rejected ends there, and the peer has no swap
+        for bank in sorted(name.split("-"), key=lambda b: b != proposer):
             record = banks.outcome(bank, swap_id, timeout=240)
             assert record.outcome == "settled", (name, bank, record.detail)
     took = time.monotonic() - started
@@ -146,19 +177,32 @@ def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents):
             role = Role.SELLER if spec.trade.seller == bank else Role.BUYER
             record = banks.record(bank, swap_id)
             assert record.data["side"]["peer"] == (spec.trade.buyer if role is Role.SELLER else spec.trade.seller)
-            assert bool(record.data.get("secret")) == (spec.plan.secret_holder is role), (bank, name)
-            lock = "lock security" if role is Role.SELLER else "lock cash"
-            assert {s.step for s in _steps(banks, bank, swap_id) if s.step.startswith("lock")} == {lock}
+            htlc = spec.resolved_kind == "htlc"
+            assert bool(record.data.get("secret")) == (htlc and spec.plan.secret_holder is role), (bank, name)
+            assert _own_steps(banks, bank, swap_id, htlc) == OWN_STEPS[htlc][role], (bank, name)
             assert {m["peer"] for m in banks.messages(bank, swap_id)} == {
                 spec.trade.buyer if role is Role.SELLER else spec.trade.seller
             }
-    print(f"three banks: {len(ids)} concurrent swaps settled in {took:.1f}s")
+    print(f"three banks ({kind or 'htlc'}): {len(ids)} concurrent swaps settled in {took:.1f}s")
     banks.stop_all()
     # Unpair: refused while a swap with the peer is unfinished (none is now), then the peer is gone.
     done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "issuer"], banks.env)
     assert done.returncode == 0, done.stderr
     assert [p.party for p in load_config(banks.folders["seller"]).peers] == ["buyer"]
     assert not (banks.folders["seller"] / "peers" / "issuer.crt").exists()
+
+
+# The steps only this role's party takes: its own lock (HTLC), or its side of the order (atomic).
+OWN_STEPS = {
+    True: {Role.SELLER: {"lock security"}, Role.BUYER: {"lock cash"}},
+    False: {Role.SELLER: {"propose"}, Role.BUYER: {"settle"}},
+}
+
+
+def _own_steps(banks: Agents, bank: str, swap_id: str, htlc: bool) -> set[str]:
+    """The lock steps (HTLC) or the order's propose/settle (atomic) in ``bank``'s journal."""
+    mine = ("lock security", "lock cash") if htlc else ("propose", "settle")
+    return {s.step for s in _steps(banks, bank, swap_id) if s.step in mine}
 
 
 def _swap_of(banks: Agents, proposer: str, name: str, trades) -> str:
@@ -314,14 +358,26 @@ def test_two_flooding_peers_do_not_slow_the_honest_peers_swap(run_dir, tmp_path)
         agents.stop_all()
 
 
+def _quoting(banks: Agents, peers: tuple[str, ...], prices: dict[str, int], quote_seconds: int = 30) -> None:
+    """The seller bank quotes ``peers`` at ``prices`` (its policy for each), each quote firm ``quote_seconds``."""
+    folder = banks.folders["seller"]
+    priced = DEV_POLICY.model_copy(update={"prices": prices, "quote_seconds": quote_seconds})
+    config = load_config(folder)
+    update = [p.model_copy(update={"policy": priced}) if p.party in peers else p for p in config.peers]
+    save_config(folder, config.model_copy(update={"peers": update}))
+
+
+def _moved(banks: Agents, before, swap_ids: list[str]) -> dict[tuple[str, str, str], int]:
+    """Every balance that changed since ``before``, the fees each party journaled for ``swap_ids`` added back."""
+    after = run_async(_balances(banks.run_dir))
+    fees = fees_paid([s for bank in BANKS for sid in swap_ids for s in _steps(banks, bank, sid)])
+    return {k: after[k] - before[k] + fees.get(k, 0) for k in after if after[k] - before[k] + fees.get(k, 0)}
+
+
 def test_a_quote_over_the_channel_then_the_proposal_on_it_settles(banks: Agents):
     """The issuer bank (in this process) asks the seller bank's running agent for 3 BOND against
     its BTC; the seller quotes by its policy's price, the issuer proposes on the quote, both settle."""
-    folder = banks.folders["seller"]
-    priced = DEV_POLICY.model_copy(update={"prices": {"evm-a:BOND/btc:BTC": 10_000}})
-    config = load_config(folder)
-    peers = [p.model_copy(update={"policy": priced}) if p.party == "issuer" else p for p in config.peers]
-    save_config(folder, config.model_copy(update={"peers": peers}))
+    _quoting(banks, ("issuer",), {"evm-a:BOND/btc:BTC": 10_000})
     before = run_async(_balances(banks.run_dir))
     banks.start("seller", "--max-seconds", "200").ready()
 
@@ -336,15 +392,89 @@ def test_a_quote_over_the_channel_then_the_proposal_on_it_settles(banks: Agents)
     assert result.outcome.value == "settled", result.detail
     assert (quoted.trade.cash.ledger, quoted.trade.cash.amount) == ("btc", 30_000)  # the first it prices
     assert banks.outcome("seller", swap_id, timeout=60).outcome == "settled"
-    after = run_async(_balances(banks.run_dir))
-    fees = fees_paid(_steps(banks, "seller", swap_id) + _steps(banks, "issuer", swap_id))
-    moved = {k: after[k] - before[k] + fees.get(k, 0) for k in after if after[k] - before[k] + fees.get(k, 0)}
-    assert moved == {
+    assert _moved(banks, before, [swap_id]) == {
         ("evm-a", "BOND", "seller"): -3,
         ("evm-a", "BOND", "issuer"): 3,
         ("btc", "BTC", "seller"): 30_000,
         ("btc", "BTC", "issuer"): -30_000,
     }
+
+
+def _ask_quote(banks: Agents, party: str, *args: str):
+    return dvp(["agent", "quote", str(banks.folders[party]), "--peer", "seller", *args], banks.env)
+
+
+def test_dvp_agent_quote_then_propose_on_it_settles_and_off_quote_proposals_are_refused(banks: Agents):
+    """`dvp agent quote` has the buyer bank's running agent ask the seller bank's for 4 BOND
+    against evm-b EUR; `dvp agent propose --quote ID` trades on it, under the quote's id.
+    Meanwhile the issuer bank (in this process), quoted firm for 2 s only: its own agent refuses
+    to propose on an expired quote, nothing journaled; proposing on it anyway, or on other terms
+    under a live quote's id, is rejected by the seller's agent, which journals neither.  Bad
+    input to the commands: one line each."""
+    _quoting(banks, ("buyer",), {"evm-a:BOND/evm-b:EUR": 2_500})
+    _quoting(banks, ("issuer",), {"evm-a:BOND/evm-b:EUR": 2_500}, quote_seconds=2)
+    before = run_async(_balances(banks.run_dir))
+    banks.start("seller", "--max-seconds", "200").ready()
+    banks.start("buyer", "--max-seconds", "200").ready()
+    asked = _ask_quote(banks, "buyer", "--security", "evm-a:BOND", "--amount", "4", "--side", "buy",
+                       "--cash", "btc:BTC", "--cash", "evm-b:EUR")  # fmt: skip
+    assert asked.returncode == 0, asked.stderr
+    quote_id = re.fullmatch(r"quote (\w+) from seller: .*", asked.stdout.strip()).group(1)
+    assert (
+        "seller sells 4 BOND on evm-a to buyer for 10000 EUR on evm-b (price 2500 a unit); firm until "
+    ) in asked.stdout, asked.stdout
+    assert f"dvp agent propose --quote {quote_id} " in asked.stdout
+    proposed = dvp(["agent", "propose", "--quote", quote_id, str(banks.folders["buyer"])], banks.env)
+    assert proposed.returncode == 0, proposed.stderr
+    assert f"proposed swap {quote_id};" in proposed.stdout, proposed.stdout
+
+    async def off_the_quote() -> dict[str, object]:
+        request = QuoteRequest(security="evm-a:BOND", cash=["evm-b:EUR"], amount=2, side="buy")
+        async with buyer_agent(banks, party="issuer") as (issuer, _net):
+            expired_id, quoted = await issuer.request_quote("seller", request)
+            await asyncio.sleep(2.5)
+            with pytest.raises(errors.ConfigError, match=f"quote: {expired_id} from 'seller' expired"):
+                await issuer.propose_on_quote(expired_id)
+            assert issuer.journal.get(expired_id) is None
+            await issuer.propose(quoted, swap_id=expired_id)  # its own agent's check skipped
+            other_id, quoted = await issuer.request_quote("seller", request)
+            cheaper = quoted.trade.cash.model_copy(update={"amount": quoted.trade.cash.amount - 1})
+            await issuer.propose(quoted.model_copy(update={"trade": quoted.trade.model_copy(update={"cash": cheaper})}),
+                                 swap_id=other_id)  # fmt: skip
+            results = await asyncio.wait_for(asyncio.gather(issuer.tasks[expired_id], issuer.tasks[other_id]), 60)
+            return {expired_id: results[0], other_id: results[1]}
+
+    (expired_id, expired), (other_id, other) = run_async(off_the_quote()).items()
+    assert expired.outcome.value == "aborted" and "the quote it takes up has expired" in expired.detail, expired
+    assert other.outcome.value == "aborted" and "the proposal is not on the quoted terms" in other.detail, other
+    for bank in ("buyer", "seller"):
+        record = banks.outcome(bank, quote_id, timeout=120)
+        assert record.outcome == "settled", (bank, record.detail)
+    assert sorted(banks.swap_ids("seller")) == [quote_id]  # nothing of the issuer's refused proposals
+    assert _moved(banks, before, [quote_id]) == {
+        ("evm-a", "BOND", "seller"): -4,
+        ("evm-a", "BOND", "buyer"): 4,
+        ("evm-b", "EUR", "seller"): 10_000,
+        ("evm-b", "EUR", "buyer"): -10_000,
+    }
+    # Bad input, one line each: a quote proposed on already, the request's fields, a peer not
+    # pinned, a pair the seller does not price (its REJECT: exit 8), no scenario and no quote.
+    again = dvp(["agent", "propose", "--quote", quote_id, str(banks.folders["buyer"])], banks.env)
+    one_line_error(again, 2, f"quote: no quote '{quote_id}' held by 'buyer'")
+    ask = ("--security", "evm-a:BOND", "--amount", "2", "--side", "buy", "--cash", "evm-b:EUR")
+    one_line_error(_ask_quote(banks, "buyer", *ask[:2], "--amount", "2x", *ask[4:]), 2, "amount: expected a whole")
+    one_line_error(_ask_quote(banks, "buyer", "--security", "BOND", *ask[2:]), 2, "security: String should match")
+    one_line_error(
+        dvp(["agent", "quote", str(banks.folders["buyer"]), "--peer", "nobody", *ask], banks.env),
+        2,
+        "peer: 'nobody' is not pinned",
+    )
+    one_line_error(
+        _ask_quote(banks, "buyer", *ask[:6], "--cash", "btc:BTC"),
+        8,
+        "seller gave no quote: no quote: no price for evm-a:BOND against btc:BTC",
+    )
+    one_line_error(dvp(["agent", "propose", "--party", "buyer"], banks.env), 2, "scenario: give a scenario file")
 
 
 def test_the_demo_agents_trade_under_the_policy_dvp_agent_init_writes(run_dir):

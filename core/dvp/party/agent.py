@@ -106,6 +106,7 @@ class Agent:
         self._proposing: dict[str, _Turn] = {}
         self._closing = False
         self.quotes = QuoteBook()  # the quotes this agent gave, per peer (dvp.party.quotes)
+        self.quotes_taken = QuoteBook()  # the quotes its peers gave it, per peer, until proposed on
 
     @property
     def ledgers(self) -> Mapping[str, LedgerAdapter]:
@@ -412,8 +413,33 @@ class Agent:
         except ValidationError as exc:
             raise errors.MessageRefused(first_error(exc, f"{peer}'s quote: ")) from None
         check_quote(request, quote, self.party, peer)
+        self.quotes_taken.give(peer, quote_id, quote)
         self.progress(quote_id, f"{peer} quoted {_terms(quote.spec)}, firm for {quote.valid_until - time.time():.0f}s")
         return quote_id, quote.spec
+
+    def quote_taken(self, quote_id: str) -> tuple[str, Quote]:
+        """(the peer, its quote) that :meth:`request_quote` got under ``quote_id``, still held;
+        ConfigError when there is none."""
+        for peer in self.peers:
+            quote = self.quotes_taken.get(peer, quote_id)
+            if quote is not None:
+                return peer, quote
+        raise errors.ConfigError(
+            f"quote: no quote {quote_id!r} held by {self.party!r}'s agent (expired and dropped, proposed on "
+            "already, or asked before the agent's last start)"
+        )
+
+    async def propose_on_quote(self, quote_id: str) -> str:
+        """Propose the terms of the quote taken under ``quote_id``, under its id, before it
+        expires (ConfigError otherwise, nothing journaled); the quoter checks them again."""
+        peer, quote = self.quote_taken(quote_id)
+        left = quote.valid_until - time.time()
+        if left <= 0:
+            self.quotes_taken.take(peer, quote_id)
+            raise errors.ConfigError(f"quote: {quote_id} from {peer!r} expired {-left:.0f}s ago; ask for another")
+        swap_id = await self.propose(quote.spec, swap_id=quote_id)
+        self.quotes_taken.take(peer, quote_id)
+        return swap_id
 
     async def _on_rfq(self, message: Message) -> tuple[Kind, dict[str, Any]]:
         """Firm terms for the peer's request, by its policy's prices, only if its policy would

@@ -24,6 +24,9 @@ from .policy import AcceptPolicy, AssetKey, Holder
 
 # Outstanding quotes kept per peer: a new one beyond drops the oldest.
 QUOTES_PER_PEER = 16
+# An expired quote is kept this long (within QUOTES_PER_PEER), so that a proposal on it is
+# refused as expired rather than taken as a proposal on no quote.
+EXPIRED_KEPT_SECONDS = 600
 # When the policy sets no timeouts: the quoted plan's, as `dvp swap`'s defaults.
 HOLDER_TIMEOUT, COUNTER_TIMEOUT = 600, 300
 
@@ -104,7 +107,8 @@ def check_quote(request: QuoteRequest, quote: Quote, asker: str, quoter: str) ->
 
 
 class QuoteBook:
-    """The quotes this agent gave, per peer, until used or expired (bounded: QUOTES_PER_PEER)."""
+    """Quotes per peer, until used or expired (bounded: QUOTES_PER_PEER): the ones an agent gave,
+    or the ones it was given."""
 
     def __init__(self) -> None:
         self._given: dict[str, dict[str, Quote]] = {}
@@ -112,11 +116,15 @@ class QuoteBook:
     def give(self, peer: str, quote_id: str, quote: Quote) -> None:
         book = self._given.setdefault(peer, {})
         now = time.time()
-        for old in [q for q, given in book.items() if given.valid_until <= now]:
+        for old in [q for q, given in book.items() if given.valid_until + EXPIRED_KEPT_SECONDS <= now]:
             del book[old]
         if len(book) >= QUOTES_PER_PEER:
             book.pop(next(iter(book)))
         book[quote_id] = quote
+
+    def get(self, peer: str, quote_id: str) -> Quote | None:
+        """The quote under ``quote_id`` with ``peer`` (kept), or None."""
+        return self._given.get(peer, {}).get(quote_id)
 
     def take(self, peer: str, quote_id: str) -> Quote | None:
         """The quote given to ``peer`` under ``quote_id`` (then forgotten), or None."""
