@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from fabric_protos.common import common_pb2
+from fabric_protos.msp import identities_pb2
+from fabric_protos.peer import transaction_pb2
 
 from dvp import errors
 from dvp.adapter import AtomicDvp, CosignedDvp
@@ -20,8 +24,12 @@ from dvp.models import DvpOrder, OrderStatus
 from dvp.orchestrator import Outcome
 from dvp.party.agent import Agent
 from dvp.party.atomic import AtomicPartyRun
+from dvp.party.keys import load_party_file
 from dvp.party.messages import Kind
 from dvp.state import LegName
+from dvp_agent.config import load_config
+from dvp_fabric.adapter import FabricAdapter
+from dvp_fabric.network import ORGS
 from dvp_utxo.boundary import utxo_errors
 from dvp_utxo.elements.adapter import ElementsAdapter
 from dvp_utxo.elements.dvp_tx import DvpTx, finalize_dvp, sign_dvp
@@ -85,6 +93,33 @@ def test_two_agents_settle_a_single_ledger_dvp(agents: Agents, pair: Pair):
     assert "settle" in done["buyer"] and "propose" not in done["buyer"], done
     sent = [m["kind"] for m in agents.messages("seller", swap_id) if m["direction"] == "out"]
     assert sent[0] == "propose" and "locked" in sent, sent
+    if pair == FABRIC:  # each party's one transaction, signed by its own org's identity only
+        for party, step in (("seller", "propose"), ("buyer", "settle")):
+            (tx_id,) = {s.tx_id for s in agents.steps(party, swap_id) if s.step == step and s.tx_id}
+            run_async(signed_by_its_own_agent(agents, pair.security, party, tx_id))
+
+
+async def signed_by_its_own_agent(agents: Agents, ledger: str, party: str, tx_id: str) -> None:
+    """On Fabric: ``party``'s agent holds only its own credentials, sends through its own
+    organisation's peer, and transaction ``tx_id`` (as committed) was signed by that identity."""
+    folder = agents.folders[party]
+    config = load_config(folder)
+    state = load_party_file(config.path(folder, config.ledgers))
+    parties = state["ledgers"][ledger]["config"]["parties"]
+    assert [p for p, c in parties.items() if c["msp_dir"] or c["key"]] == [party], parties
+    own = parties[party]
+    assert own["peer"] == next(o.key for o in ORGS if o.msp_id == own["msp_id"]), own
+    async with LedgerSet.from_state({"ledgers": {ledger: state["ledgers"][ledger]}}) as ledger_set:
+        adapter = ledger_set.ledgers[ledger]
+        assert isinstance(adapter, FabricAdapter)
+        qscc = adapter.contract(party).channel.get_contract("qscc")
+        raw = await qscc.evaluate("GetTransactionByID", adapter.config.channel, tx_id)
+    processed = transaction_pb2.ProcessedTransaction.FromString(raw)
+    assert processed.validationCode == transaction_pb2.TxValidationCode.VALID
+    header = common_pb2.Payload.FromString(processed.transactionEnvelope.payload).header
+    creator = common_pb2.SignatureHeader.FromString(header.signature_header).creator
+    signer = identities_pb2.SerializedIdentity.FromString(creator)
+    assert (signer.mspid, signer.id_bytes) == (own["msp_id"], Path(own["cert"]).read_bytes()), signer.mspid
 
 
 class WalksAway(AtomicPartyRun):
@@ -134,10 +169,12 @@ def test_a_buyer_that_walks_away_finds_the_order_cancelled(agents: Agents, pair:
             assert found is not None and found.status is OrderStatus.CANCELLED
             # The buyer's acceptance after the cancellation (its own identity): refused by the
             # contract or chaincode itself.
-            with pytest.raises(errors.TransactionError):
+            with pytest.raises(errors.TransactionError) as refused:
                 await base.wait_all(await adapter.accept_dvp(DvpOrder.model_validate(ours.data["order"])))
             if pair == ELEMENTS:  # the half the buyer signed while the order was open, completed: the node refuses it
                 await never_confirms(agents, WalksAway.halves[-1], DvpOrder.model_validate(ours.data["order"]))
+            if pair == FABRIC:  # the chaincode's own rule, at endorsement
+                assert refused.value.code == "DVP_ORDER_NOT_OPEN", refused.value
             return swap_id
 
     swap_id = asyncio.run(play())
