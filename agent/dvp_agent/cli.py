@@ -247,8 +247,9 @@ def run(
         )
     channel = GrpcChannel(identity, config.listen, endpoints, config.limits)
     with outbox.running(folder):
-        results = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
-    code = 0
+        results, ended = asyncio.run(_serve(config, folder, state, channel, specs, until_done, max_seconds))
+    # Every swap driven to an end in this run counts, those whose task the agent let go too.
+    code = EXIT_NOT_SETTLED if set(ended) - {Outcome.SETTLED.value} else 0
     for result in results:
         if isinstance(result, str):
             click.echo(f"error: swap {result}: unfinished; it continues at the agent's next start", err=True)
@@ -268,7 +269,9 @@ async def _serve(
     specs: list[SwapSpec],
     until_done: bool,
     max_seconds: float | None,
-) -> list[SwapResult | str]:
+) -> tuple[list[SwapResult | str], dict[str, int]]:
+    """The results of the swaps whose tasks the agent still holds (an id: unfinished), and how
+    many of all it drove to an end in this run ended how."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -315,7 +318,7 @@ async def _serve(
             journal.close()
             if metrics is not None:
                 metrics.close()
-    return [finished.get(sid) or sid for sid in party.tasks]
+    return [finished.get(sid) or sid for sid in party.tasks], dict(party.ended)
 
 
 async def _take_outbox(folder: Path, party: Agent) -> None:

@@ -12,9 +12,10 @@ from dvp import errors
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, Role, SwapSpec, Trade
 from dvp.orchestrator import Outcome
+from dvp.party import agent as agent_module
 from dvp.party.agent import Agent
 from dvp.party.channel import LocalChannel
-from dvp.party.messages import REPLY_KINDS, Kind, Message
+from dvp.party.messages import REPLY_KINDS, Kind, Message, next_seq
 from dvp.party.run import PartyRun
 from dvp.testing.scenarios import DEV_POLICY
 
@@ -202,3 +203,30 @@ async def test_a_reply_does_not_move_the_request_window(agents):
     buyer.journal.message(swap_id, "seller", "in", reply.kind.value, reply.seq)  # the reply came first
     answer = await buyer.handle(request)
     assert answer is not None and answer.kind is Kind.ACK
+
+
+async def test_an_agent_lets_go_of_finished_swaps(agents, monkeypatch):
+    """Over N swaps a long-running agent holds the tasks of the swaps it drives and of the last
+    KEEP_FINISHED ended (for a caller to read), never one per swap it ever drove; no hints are
+    kept for an ended swap, and a late notice about one adds none."""
+    monkeypatch.setattr(agent_module, "KEEP_FINISHED", 3)
+    seller, buyer = agents
+    swaps = 8  # what the in-memory holdings allow (10 BOND each of the seller's 100)
+    for batch in range(swaps // 4):
+        ids = [await seller.propose(spec()) for _ in range(4)]
+        results = await asyncio.gather(*(settle_both(seller, buyer, swap_id) for swap_id in ids))
+        assert all(r.outcome is Outcome.SETTLED for pair in results for r in pair), batch
+    for agent in (seller, buyer):
+        assert len(agent.tasks) == 3 and all(t.done() for t in agent.tasks.values()), agent.party
+        assert agent.hints == {} and agent.ended == {"settled": swaps}, agent.party
+    # The last ended ones are still there to read; a notice about an ended swap keeps nothing.
+    assert set(seller.tasks) < set(ids) and ids[0] not in buyer.tasks
+    late = Message(
+        kind=Kind.LOCKED,
+        swap_id=ids[0],
+        sender="seller",
+        recipient="buyer",
+        seq=next_seq(buyer.journal.last_seq(ids[0], "seller", "in")),
+        body={"leg": "security", "lock_id": "0x" + "ab" * 32},
+    )
+    assert (await buyer.handle(late)).kind is Kind.ACK and buyer.hints == {}

@@ -10,6 +10,7 @@ replayed or reordered message is refused, across restarts.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 import uuid
@@ -50,6 +51,10 @@ NOTICE_RETRIES = 60
 DRIVE_RESTARTS = 12
 RESTART_FIRST_SECONDS = 1.0
 RESTART_MOST_SECONDS = 30.0
+# Finished swaps' tasks kept for a caller to read their results; older ones are let go (the
+# journal has every outcome), so a long-running agent holds a task per swap it drives, not per
+# swap it ever drove.
+KEEP_FINISHED = 64
 # Ends that no restart can change: the swap is not this agent's to drive.
 _NOT_RESTARTED = (errors.UnknownSwap, errors.ConfigError)
 
@@ -101,7 +106,9 @@ class Agent:
         self._peer_of: dict[str, str] = {}  # swap id -> its peer, as journaled (a cache)
         self._agreeing = {peer: asyncio.Lock() for peer in self.peers}  # a policy's daily sums, one check at a time
         self.hints: dict[str, Hints] = {}
-        self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}
+        self.tasks: dict[str, asyncio.Task[SwapResult | None]] = {}  # running, and the last KEEP_FINISHED ended
+        self._finished: collections.deque[str] = collections.deque()  # ended tasks in self.tasks, oldest first
+        self.ended: collections.Counter[str] = collections.Counter()  # the swaps driven to an end here, by outcome
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
         self._closing = False
@@ -191,7 +198,21 @@ class Agent:
         task = self.tasks.get(swap_id)
         if task is None or task.done():
             task = self.tasks[swap_id] = asyncio.create_task(self._drive_logged(swap_id))
+            task.add_done_callback(lambda done: self._ended(swap_id, done))
         return task
+
+    def _ended(self, swap_id: str, task: asyncio.Task[SwapResult | None]) -> None:
+        """A swap's drive ended: its hints go, and the oldest ended tasks beyond KEEP_FINISHED."""
+        if self.tasks.get(swap_id) is not task:
+            return
+        self.hints.pop(swap_id, None)
+        result = None if task.cancelled() or task.exception() is not None else task.result()
+        self.ended[result.outcome.value if result is not None and result.outcome else "unfinished"] += 1
+        self._finished.append(swap_id)
+        while len(self._finished) > KEEP_FINISHED:
+            old = self._finished.popleft()
+            if self.tasks[old].done():  # not driven again since
+                del self.tasks[old]
 
     async def wait_all(self) -> list[SwapResult | None]:
         return list(await asyncio.gather(*self.tasks.values()))
@@ -368,6 +389,12 @@ class Agent:
 
     def hints_of(self, swap_id: str) -> Hints:
         return self.hints.setdefault(swap_id, Hints())
+
+    def _driven_hints(self, swap_id: str) -> Hints:
+        """The hints of a swap this agent drives now; a throwaway for one it does not (no run would
+        read them, and nothing is kept for a swap no longer driven)."""
+        task = self.tasks.get(swap_id)
+        return self.hints_of(swap_id) if task is not None and not task.done() else Hints()
 
     # -- the channel -----------------------------------------------------------------------------
     async def send(self, kind: Kind, swap_id: str, body: dict[str, Any], *, to: str | None = None) -> Message | None:
@@ -637,7 +664,7 @@ class Agent:
         self.peer_logs[peer](
             message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
         )
-        self.hints_of(message.swap_id).heard(leg, lock_id)
+        self._driven_hints(message.swap_id).heard(leg, lock_id)
         return Kind.ACK, {}
 
     def _on_half(self, message: Message, record: SwapRecord, order_id: str) -> tuple[Kind, dict[str, Any]]:
@@ -655,7 +682,7 @@ class Agent:
                 f"of at most {MAX_HALF_CHARS} characters"
             )
         self.peer_logs[message.sender](message.swap_id, f"{message.sender} sent its signed half (auditing it)")
-        self.hints_of(message.swap_id).heard_half(half)
+        self._driven_hints(message.swap_id).heard_half(half)
         return Kind.ACK, {}
 
     async def _on_proposal(self, message: Message) -> tuple[Kind, dict[str, Any]]:
