@@ -3,7 +3,7 @@ seller bank pinned to two buyer banks (the testnets' ``buyer`` and ``issuer``), 
 pinned to each other; one listening port, one identity and one journal each.  Swaps between
 every pair of them run at once: cross-ledger on evm-a/evm-b and evm-a/btc (in `make test`), on
 each platform's base pair (fabric-a/fabric-b, fabric-a/evm-a, elements/evm-a) and single-ledger
-(``kind: atomic``) on evm-a (under ``matrix``); every party's balance changes by exactly its
+(``kind: atomic``) on evm-a, fabric-a and elements (under ``matrix``); every party's balance changes by exactly its
 trades, every journal holds only its own swaps, secrets and transactions.  Then two pinned
 peers flood the seller while the third settles a swap with it (``matrix``)."""
 
@@ -37,7 +37,7 @@ from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
 from ..cli_helpers import dvp, one_line_error
 from ..scenarios import spec_for
-from ..testbed import CROSS_PAIRS, FUNDS, Pair, platform_matrix
+from ..testbed import CROSS_PAIRS, ELEMENTS, ELEMENTS_MARKS, FABRIC_MARKS, FUNDS, Pair, platform_matrix
 from .conftest import Agents, make_agents, pin, run_async
 from .test_flood import LIMITS, flood_calls, message_rows
 from .test_hostile import buyer_agent
@@ -94,6 +94,12 @@ THREE_BANK_CASES = [
     pytest.param((CROSS_PAIRS[0], CROSS_PAIRS[1], CROSS_PAIRS[0]), None, id="evm-a-evm-b+evm-a-btc"),
     *platform_matrix(None),
     pytest.param(Pair("evm-a", "evm-a"), "atomic", id="atomic-evm-a", marks=pytest.mark.matrix),
+    pytest.param(
+        Pair("fabric-a", "fabric-a"), "atomic", id="atomic-fabric-a", marks=[*FABRIC_MARKS, pytest.mark.matrix]
+    ),
+    pytest.param(
+        Pair("elements", "elements"), "atomic", id="atomic-elements", marks=[*ELEMENTS_MARKS, pytest.mark.matrix]
+    ),
 ]
 
 
@@ -179,7 +185,7 @@ def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents, p
             assert record.data["side"]["peer"] == (spec.trade.buyer if role is Role.SELLER else spec.trade.seller)
             htlc = spec.resolved_kind == "htlc"
             assert bool(record.data.get("secret")) == (htlc and spec.plan.secret_holder is role), (bank, name)
-            assert _own_steps(banks, bank, swap_id, htlc) == OWN_STEPS[htlc][role], (bank, name)
+            assert _own_steps(banks, bank, swap_id, htlc) == _expected_steps(spec, role), (bank, name)
             assert {m["peer"] for m in banks.messages(bank, swap_id)} == {
                 spec.trade.buyer if role is Role.SELLER else spec.trade.seller
             }
@@ -192,17 +198,21 @@ def test_three_banks_settle_concurrent_swaps_between_every_pair(banks: Agents, p
     assert not (banks.folders["seller"] / "peers" / "issuer.crt").exists()
 
 
-# The steps only this role's party takes: its own lock (HTLC), or its side of the order (atomic).
-OWN_STEPS = {
-    True: {Role.SELLER: {"lock security"}, Role.BUYER: {"lock cash"}},
-    False: {Role.SELLER: {"propose"}, Role.BUYER: {"settle"}},
-}
+def _expected_steps(spec: SwapSpec, role: Role) -> set[str]:
+    """The steps only ``role``'s party takes: its own lock (HTLC), or its side of the order
+    (atomic; on Elements the buyer's half crosses as a PSET and the seller sends the one transaction)."""
+    seller = role is Role.SELLER
+    if spec.resolved_kind == "htlc":
+        return {"lock security"} if seller else {"lock cash"}
+    if spec.trade.cash.ledger == ELEMENTS.name:
+        return {"propose", "settle"} if seller else set()
+    return {"propose"} if seller else {"settle"}
 
 
 def _own_steps(banks: Agents, bank: str, swap_id: str, htlc: bool) -> set[str]:
-    """The lock steps (HTLC) or the order's propose/settle (atomic) in ``bank``'s journal."""
+    """The lock steps (HTLC), or the order's propose/settle done (atomic), in ``bank``'s journal."""
     mine = ("lock security", "lock cash") if htlc else ("propose", "settle")
-    return {s.step for s in _steps(banks, bank, swap_id) if s.step in mine}
+    return {s.step for s in _steps(banks, bank, swap_id) if s.step in mine and (htlc or s.phase == "result")}
 
 
 def _swap_of(banks: Agents, proposer: str, name: str, trades) -> str:
