@@ -262,15 +262,18 @@ class ChainView:
         for txid, raw in zip(unknown, raws):
             if raw is not None:
                 fresh[txid] = self.dialect.parse_tx(raw)
-        for txid, tx in self._local.items():
-            if txid not in known_before:
-                fresh.setdefault(txid, tx)
-        if any(t not in fresh for t in self._local):
+        if any(t not in fresh for t in known_before if t in self._local):
             # Mined after the chain was followed and before the node answered: follow again,
             # or its outputs' spends vanish from the view until the next refresh (and another
             # lock picks a spent output: btcd "orphan transaction", bench evm-a/btc at K=100).
             await self._follow()
-            fresh = {t: tx for t, tx in fresh.items() if t not in self._tx_height}
+        # After the last await: what we broadcast meanwhile, during any of the calls above
+        # (the follow again included), is kept, or its spends would vanish from the view
+        # ("output already spent in mempool" for the next lock, bench evm-a/btc at K=100).
+        for txid, tx in self._local.items():
+            if txid not in known_before:
+                fresh.setdefault(txid, tx)
+        fresh = {t: tx for t, tx in fresh.items() if t not in self._tx_height}
         changed = fresh.keys() != self._mem_txs.keys()
         self._mem_txs = fresh
         # Our own broadcasts that are neither mined nor in the mempool were dropped.

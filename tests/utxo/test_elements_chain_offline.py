@@ -185,3 +185,42 @@ async def test_concurrent_refreshes_share_one_round_and_a_late_caller_waits_for_
     assert await first == 0  # the tip it read before the block
     assert await late == 1  # its own round, started after it asked
     assert asked.count("getbestblockhash") == 2
+
+
+async def test_a_broadcast_while_the_view_follows_again_is_not_forgotten():
+    """Our lock A is mined between the chain follow and the mempool answer, so the view
+    follows again; lock B, broadcast during that second follow, must stay spent in the view
+    (it was dropped: the next lock picked B's input, "output already spent in mempool")."""
+    node = FakeNode()
+    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9),
+                            [TxOut(SELLER.script_pubkey, POLICY, 10**6), TxOut(SELLER.script_pubkey, POLICY, 10**6)],
+                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    first, second = sorted((u for u in view.unspent(SELLER.script_pubkey) if u.txid == seed.txid), key=lambda u: u.vout)
+    a, _ = build_payment(
+        SELLER, [first], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
+    )
+    b, _ = build_payment(
+        SELLER, [second], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
+    )
+    view.add_local(dialect_for("elementsd").parse_tx(a.hex))
+    answer = node.call
+    answered = False
+
+    async def racing(method, *params):
+        nonlocal answered
+        if method == "getrawmempool":
+            node.add([a.raw])  # A is mined before the node answers
+            answered = True
+            return []
+        if method == "getblockcount" and answered:  # following again
+            view.add_local(dialect_for("elementsd").parse_tx(b.hex))  # B is broadcast meanwhile
+        return await answer(method, *params)
+
+    node.call = racing  # type: ignore[method-assign]
+    await view.refresh()
+    assert view.tx_height(a.txid) == 1
+    assert view.spend_of(second.outpoint) is not None  # B still spends it
+    assert all(u.outpoint != second.outpoint for u in view.unspent(SELLER.script_pubkey))
