@@ -36,6 +36,7 @@ import math
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from dvp import errors
@@ -65,7 +66,7 @@ from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
-from .htlc import HtlcStatus, UtxoLedger, journaled_as
+from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script, pubkey_hash
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
@@ -146,6 +147,26 @@ class UtxoAdapter(LedgerAdapter, Observable):
     @property
     def view(self) -> ChainView:
         return self.ledger.view
+
+    @asynccontextmanager
+    async def _sending(self) -> AsyncIterator[None]:
+        """The send lock for choosing and signing one swap step's transaction; released as
+        soon as the transaction is recorded in the chain view (its inputs spent), so the
+        next swap's lock or claim is built while this one is journaled and broadcast."""
+        await self._send_lock.acquire()
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._send_lock.release()
+
+        try:
+            with release_early(release):
+                yield
+        finally:
+            release()
 
     async def _refresh(self, what: str, mempool: bool = True) -> None:
         with utxo_errors(what, self.name):
@@ -363,7 +384,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
             raise errors.LockExpired(
                 f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
             )
-        async with self._send_lock:
+        async with self._sending():
             if self.view.outputs_to(htlc.script_pubkey):
                 raise errors.LockError(
                     f"lock: a lock with this script already exists on {self.name} (duplicate lock id)"
@@ -388,7 +409,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
                 f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
                 "a claim now races the sender's refund"
             )
-        async with self._send_lock:
+        async with self._sending():
             st = self.ledger.status(htlc)
             if not st.unspent:
                 raise self._not_locked(lock_id, st, "claim")
@@ -404,7 +425,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         if self._parties.get(htlc.sender_pubkey) != submitter:
             raise errors.LockError(f"refund {lock_id[:20]}...: only the sender may refund, not {submitter!r}")
         await self._refresh("refund")
-        async with self._send_lock:
+        async with self._sending():
             st = self.ledger.status(htlc)
             if not st.unspent:
                 raise self._not_locked(lock_id, st, "refund")

@@ -124,6 +124,9 @@ class ChainView:
         self._tx_height: dict[str, int] = {}
         self._mem_txs: dict[str, WireTx] = {}
         self._local: dict[str, WireTx] = {}  # broadcast by us, not yet seen in a block
+        # Ours, recorded (its inputs spent for the next coin selection) but still being
+        # journaled and broadcast: set once the node has answered.
+        self._pending: dict[str, asyncio.Event] = {}
         self._next: asyncio.Future[int] | None = None  # the refresh round callers join
         self._next_mempool = False
         self._rounds: asyncio.Task[None] | None = None
@@ -238,7 +241,7 @@ class ChainView:
         # Our broadcasts that land while the RPC calls below are under way (a concurrent
         # swap's lock) may be missing from the node's answer: only those known before it
         # can be judged dropped.
-        known_before = set(self._local)
+        known_before = set(self._local) - set(self._pending)  # a pending one is not sent yet
         txids = await self.rpc.call("getrawmempool")
         if len(txids) > self.max_mempool:
             txids = [t for t in txids if t in self._mem_txs or t in self._local]
@@ -286,16 +289,40 @@ class ChainView:
         for tx in list(self._mem_txs.values()) + [t for k, t in self._local.items() if k not in self._mem_txs]:
             self._mem.add_tx(tx, None)
 
-    def add_local(self, tx: WireTx) -> str:
-        """Record a transaction the node just accepted, before the next refresh."""
+    def add_local(self, tx: WireTx, *, pending: bool = False) -> str:
+        """Record a transaction the node just accepted, before the next refresh; ``pending``:
+        one about to be broadcast (:meth:`sent` or :meth:`forget_local` once it was)."""
         txid = tx.txid
         if txid in self._tx_height:
             return txid  # already in a block
         self._local[txid] = tx
+        if pending and txid not in self._pending:
+            self._pending[txid] = asyncio.Event()
         if txid not in self._mem_txs:
             self._mem_txs[txid] = tx
             self._mem.add_tx(tx, None)  # what a rebuild would add, without redoing the rest
         return txid
+
+    async def inputs_sent(self, tx: WireTx) -> None:
+        """Wait until every pending transaction of ours whose outputs ``tx`` spends has been
+        broadcast (or failed): the node takes no spend of an output it has not seen, and a
+        transaction is journaled only once its inputs are on the node."""
+        for txin in tx.inputs:
+            event = self._pending.get(txin.prev_txid)
+            if event is not None:
+                await event.wait()
+
+    def sent(self, txid: str) -> None:
+        """A pending transaction's broadcast is over (accepted, or forgotten before this)."""
+        event = self._pending.pop(txid, None)
+        if event is not None:
+            event.set()
+
+    def forget_local(self, txid: str) -> None:
+        """A pending transaction the node did not take: its inputs are unspent again."""
+        self._local.pop(txid, None)
+        if self._mem_txs.pop(txid, None) is not None:
+            self._rebuild_mempool()
 
     # -- queries ------------------------------------------------------------------------
     def confirmations(self, height: int | None) -> int:

@@ -9,7 +9,7 @@ is kept to :class:`NativeAsset` so that Elements issued assets can slot in.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -90,6 +90,22 @@ def journaled_as(purpose: str, payer: str) -> Iterator[None]:
         _journaled_as.reset(token)
 
 
+# Releases the adapter's send lock once the transaction being sent is recorded in the chain
+# view (its inputs spent for the next coin selection): set by UtxoAdapter._sending.
+_release_send: ContextVar[Callable[[], None] | None] = ContextVar("dvp_utxo_release_send", default=None)
+
+
+@contextmanager
+def release_early(release: Callable[[], None]) -> Iterator[None]:
+    """Within this block, :meth:`UtxoLedger.broadcast_raw` calls ``release`` as soon as the
+    transaction it sends is recorded in the chain view, before journaling and broadcasting it."""
+    token = _release_send.set(release)
+    try:
+        yield
+    finally:
+        _release_send.reset(token)
+
+
 class UtxoLedger:
     def __init__(self, rpc: RpcClient, dialect: Dialect, view: ChainView, *, fee_rate: float = 2.0):
         self.rpc = rpc
@@ -103,25 +119,39 @@ class UtxoLedger:
         return await self.broadcast_raw(tx_hex(tx))
 
     async def broadcast_raw(self, raw_hex: str) -> str:
-        """Submit a serialised transaction of this ledger's family (Bitcoin or Elements)."""
+        """Submit a serialised transaction of this ledger's family (Bitcoin or Elements).
+
+        It is recorded in the chain view first (its inputs spent, pending), so that within
+        :func:`release_early` the next transaction is built while this one is journaled and
+        broadcast; both wait for the pending transactions of ours they spend to be sent first."""
         wire = self.dialect.parse_tx(raw_hex)
         label = _journaled_as.get()
-        if label is not None:  # sign, journal, then broadcast
-            await sendlog.before_broadcast([SignedTx(wire.txid, raw_hex, *label)])
+        self.view.add_local(wire, pending=True)
+        release = _release_send.get()
+        if release is not None:
+            release()
         try:
-            txid: str = await self.rpc.call("sendrawtransaction", raw_hex)
-        except RpcError as exc:
-            text = exc.message.lower()
-            if (
-                exc.code == -27
-                or "already have transaction" in text
-                or "transaction already exists" in text
-                or "txn-already-known" in text
-            ):
-                txid = wire.txid
-            else:
-                raise
-        self.view.add_local(wire)
+            await self.view.inputs_sent(wire)
+            if label is not None:  # sign, journal, then broadcast
+                await sendlog.before_broadcast([SignedTx(wire.txid, raw_hex, *label)])
+            try:
+                txid: str = await self.rpc.call("sendrawtransaction", raw_hex)
+            except RpcError as exc:
+                text = exc.message.lower()
+                if (
+                    exc.code == -27
+                    or "already have transaction" in text
+                    or "transaction already exists" in text
+                    or "txn-already-known" in text
+                ):
+                    txid = wire.txid
+                else:
+                    raise
+        except BaseException:
+            self.view.forget_local(wire.txid)
+            raise
+        finally:
+            self.view.sent(wire.txid)
         if label is not None:
             sendlog.sent(1, 1)
         return txid

@@ -224,3 +224,34 @@ async def test_a_broadcast_while_the_view_follows_again_is_not_forgotten():
     assert view.tx_height(a.txid) == 1
     assert view.spend_of(second.outpoint) is not None  # B still spends it
     assert all(u.outpoint != second.outpoint for u in view.unspent(SELLER.script_pubkey))
+
+
+async def test_a_pending_broadcast_holds_its_inputs_and_its_spenders():
+    """A transaction recorded before its broadcast (the send lock is released then, so the
+    next lock is built meanwhile) counts its inputs spent; a transaction spending its change
+    waits until it was sent; a broadcast the node refused gives its inputs back."""
+    import asyncio
+
+    node = FakeNode()
+    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
+                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    (coin,) = [u for u in view.unspent(SELLER.script_pubkey) if u.txid == seed.txid]
+    a, _ = build_payment(SELLER, [coin], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0)
+    wire_a = dialect_for("elementsd").parse_tx(a.hex)
+    view.add_local(wire_a, pending=True)
+    assert view.spend_of(coin.outpoint) is not None
+    await view.refresh()  # a refresh while it is not sent yet keeps it
+    assert view.spend_of(coin.outpoint) is not None
+    change = [u for u in view.unspent(SELLER.script_pubkey) if u.txid == a.txid]
+    b, _ = build_payment(SELLER, change, [TxOut(BUYER.script_pubkey, POLICY, 10**4)], policy_asset=POLICY, fee_rate=1.0)
+    waiting = asyncio.ensure_future(view.inputs_sent(dialect_for("elementsd").parse_tx(b.hex)))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # B spends A's change: it waits for A's broadcast
+    view.forget_local(a.txid)  # the node refused A
+    view.sent(a.txid)
+    await asyncio.wait_for(waiting, 1)
+    assert view.spend_of(coin.outpoint) is None
+    assert coin in view.unspent(SELLER.script_pubkey)
