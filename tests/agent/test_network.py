@@ -118,9 +118,6 @@ def network_trades(pairs: Pair | tuple[Pair, Pair, Pair], kind: str | None) -> d
         strict=True,
     ):
         seller, buyer = name.split("-")
-        # Atomic: no secret, but the order's deadline is the security leg's expiry, which is
-        # plan.counter_timeout (inside the accept window) when the plan names the buyer its holder.
-        holder = Role.SELLER if kind == "atomic" else holder
         made[name] = (proposer, trade(pair, seller, buyer, holder, bond, cash, kind=kind))
     return made
 

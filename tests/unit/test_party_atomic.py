@@ -130,6 +130,19 @@ async def test_two_agents_settle_a_single_ledger_dvp(ledger, tmp_path):
         assert "propose" not in {s.step for s in buyer.journal.steps(swap_id)}
 
 
+@pytest.mark.parametrize("holder", ["seller", "buyer"])
+async def test_the_orders_deadline_is_the_holder_timeout_whoever_the_plan_names(ledger, tmp_path, holder):
+    """No secret in a single-ledger DvP: the plan's secret holder does not move the order's
+    deadline.  Before, a plan naming the buyer put it at counter_timeout, inside the accept
+    window, and the seller rejected the buyer's proposal."""
+    async with agents(ledger, tmp_path) as (seller, buyer):
+        swap_id = await buyer.propose(spec(counter_timeout=30, secret_holder=holder))
+        deadline = buyer.journal.get(swap_id).data["side"]["proposal"]["security"]["expiry"]
+        assert 99 <= ledger.seconds_left(await ledger.now(), deadline) <= 100
+        ours, theirs = await ends(buyer, swap_id), await ends(seller, swap_id)
+        assert (ours.outcome, theirs.outcome) == (Outcome.SETTLED, Outcome.SETTLED), (ours.detail, theirs.detail)
+
+
 async def test_a_buyer_that_walks_away_finds_the_order_cancelled(ledger, tmp_path):
     async with agents(ledger, tmp_path, buyer_run=WalksAway) as (seller, buyer):
         swap_id = await seller.propose(spec(counter_timeout=2))

@@ -27,13 +27,16 @@ EXPIRY_SLACK_SECONDS = 120
 async def propose(
     swap_id: str, proposer: str, spec: SwapSpec, ledgers: Mapping[str, LedgerAdapter], hashlock: str | None
 ) -> Proposal:
-    """Both legs' expiries from each ledger's clock now, and fresh nonces."""
+    """Both legs' expiries from each ledger's clock now, and fresh nonces.  A single-ledger
+    DvP has no secret: its order's deadline (the security leg's expiry) is ``holder_timeout``
+    away, whichever party the plan names its secret holder."""
     plan = spec.plan
+    atomic = spec.resolved_kind == "atomic"
     legs = {}
     for leg in LegName:
         role = leg.sender
         adapter = ledgers[spec.trade.leg_sent_by(role).ledger]
-        timeout = plan.timeout_for(role)
+        timeout = plan.holder_timeout if atomic and leg is LegName.SECURITY else plan.timeout_for(role)
         legs[leg] = LegPlan(expiry=adapter.expiry_after(await adapter.now(), timeout), nonce=secrets.token_hex(32))
     return Proposal(
         swap_id=swap_id,
