@@ -130,7 +130,7 @@ async def _holdings(state: dict[str, Any], party: str) -> dict[str, int]:
 @fail_cleanly
 def pair(settings: Settings, folder: Path | None, party: str | None, peer: str, endpoint: str, cert: Path) -> None:
     """Pin one more counterparty's agent (or move one already pinned): its endpoint and
-    certificate (copied into FOLDER/peers/PEER.crt).  A running agent takes it at its next start."""
+    certificate (copied into FOLDER/peers/PEER.crt).  A running agent takes it within a second."""
     folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     if peer == config.party:
@@ -179,7 +179,7 @@ def peers(settings: Settings, folder: Path | None, party: str | None) -> None:
 @fail_cleanly
 def unpair(settings: Settings, folder: Path | None, party: str | None, peer: str) -> None:
     """Unpin a counterparty; refused while a swap with it is unfinished (its agent is needed to
-    finish it).  A running agent drops it at its next start."""
+    finish it).  A running agent drops it within a second."""
     folder = agent_folder(settings.run_dir, folder, party)
     config = load_config(folder)
     known = config.peer(peer)
@@ -236,10 +236,7 @@ def run(
     identity = load_identity(config.path(folder, config.key), config.path(folder, config.cert))
     if identity.party != config.party:
         raise errors.ConfigError(f"{config.path(folder, config.cert)}: names {identity.party!r}, not {config.party!r}")
-    endpoints = {
-        p.party: PeerEndpoint(p.endpoint, load_peer_cert(config.path(folder, p.cert_file), p.party))
-        for p in config.peers
-    }
+    endpoints = _endpoints(folder, config)
     state = load_party_file(config.path(folder, config.ledgers))
     if state["party"] != config.party:
         raise errors.ConfigError(
@@ -261,6 +258,45 @@ def run(
     sys.exit(code)
 
 
+def _endpoints(folder: Path, config: AgentConfig) -> dict[str, PeerEndpoint]:
+    """Each pinned peer's endpoint and certificate, as ``agent.yaml`` has them."""
+    return {
+        p.party: PeerEndpoint(p.endpoint, load_peer_cert(config.path(folder, p.cert_file), p.party))
+        for p in config.peers
+    }
+
+
+def _stamp(folder: Path) -> tuple[int, int] | None:
+    """When and how big ``agent.yaml`` was last written (`dvp agent pair` replaces it whole)."""
+    try:
+        found = (folder / CONFIG_FILE).stat()
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+async def _take_pairing(folder: Path, party: Agent, channel: GrpcChannel) -> None:
+    """``agent.yaml`` changed (or SIGHUP): serve its peers with their policies from now on, as
+    `dvp agent pair` and `unpair` left them; anything it says wrong leaves the pairing as it was.
+    Only the peers and their policies are taken so; the rest waits for the next start."""
+    try:
+        config = load_config(folder)
+        endpoints = channel.checked(_endpoints(folder, config))
+        kept = party.set_peers(list(endpoints), config.policies())
+    except errors.ConfigError as exc:
+        click.echo(
+            f"error: {folder / CONFIG_FILE}: pairing not taken: {exc}; still serving {', '.join(party.peers)}", err=True
+        )
+        return
+    for peer in kept:  # an unfinished swap needs it: as it was pinned
+        endpoints[peer] = channel.peers[peer]
+    await channel.set_peers(endpoints)
+    said = f"; kept {', '.join(kept)} (unfinished swaps with them)" if kept else ""
+    console.print(
+        f"[dim]{config.party}[/] agent: pairing taken from {CONFIG_FILE}, peers {', '.join(party.peers)}{said}"
+    )
+
+
 async def _serve(
     config: AgentConfig,
     folder: Path,
@@ -272,10 +308,12 @@ async def _serve(
 ) -> tuple[list[SwapResult | str], dict[str, int]]:
     """The results of the swaps whose tasks the agent still holds (an id: unfinished), and how
     many of all it drove to an end in this run ended how."""
-    stop = asyncio.Event()
+    stop, repair = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, repair.set)  # take agent.yaml's pairing now
+    stamp = _stamp(folder)
     deadline = time.monotonic() + max_seconds if max_seconds else None
     async with LedgerSet.from_state(state).reachable_only() as net:
         journal = Journal(config.path(folder, config.journal))
@@ -305,6 +343,10 @@ async def _serve(
                 if until_done and party.tasks and all(t.done() for t in party.tasks.values()):
                     break
                 await _take_outbox(folder, party)
+                if repair.is_set() or _stamp(folder) != stamp:
+                    repair.clear()
+                    stamp = _stamp(folder)
+                    await _take_pairing(folder, party, channel)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.2):
                         await stop.wait()

@@ -207,14 +207,10 @@ class GrpcChannel(Channel):
         self.identity = identity
         self.listen = listen
         ip_port(listen, "listen")
-        for party, peer in peers.items():
-            if peer.cert.party != party:
-                raise ConfigError(f"peer {party!r}: its certificate names {peer.cert.party!r}")
-            if party == identity.party:
-                raise ConfigError(f"peer {party!r} is this agent's own party")
-            ip_port(peer.endpoint, f"peer {party!r} endpoint")
-        self.peers = dict(peers)
+        self.peers = self.checked(peers)
         self._by_der = {peer.cert.der: peer.cert for peer in self.peers.values()}
+        # The certificates the server's TLS takes a client's from; read at each handshake (_credentials).
+        self._roots = b"".join(peer.cert.pem for peer in self.peers.values())
         self._server: grpc.aio.Server | None = None
         self._handler: Handler | None = None
         self._clients: dict[str, grpc.aio.Channel] = {}
@@ -249,12 +245,8 @@ class GrpcChannel(Channel):
                 ),
             )
         )
-        roots = b"".join(peer.cert.pem for peer in self.peers.values())
-        credentials = grpc.ssl_server_credentials(
-            [(self.identity.key_pem, self.identity.cert_pem)], root_certificates=roots, require_client_auth=True
-        )
         try:
-            port = server.add_secure_port(self.listen, credentials)
+            port = server.add_secure_port(self.listen, self._credentials())
         except RuntimeError:  # grpcio raises on a failed bind; older releases returned 0
             port = 0
         if not port:
@@ -267,6 +259,47 @@ class GrpcChannel(Channel):
         self._server, self.port = server, port
         self.connections = _Connections(self.limits, port)
         self._sweeper = asyncio.create_task(self._sweep(self.connections))
+
+    def checked(self, peers: Mapping[str, PeerEndpoint]) -> dict[str, PeerEndpoint]:
+        """``peers`` if each is a peer this channel can serve and send to (ConfigError naming the first that is not)."""
+        for party, peer in peers.items():
+            if peer.cert.party != party:
+                raise ConfigError(f"peer {party!r}: its certificate names {peer.cert.party!r}")
+            if party == self.identity.party:
+                raise ConfigError(f"peer {party!r} is this agent's own party")
+            ip_port(peer.endpoint, f"peer {party!r} endpoint")
+        return dict(peers)
+
+    async def set_peers(self, peers: Mapping[str, PeerEndpoint]) -> None:
+        """Serve and send to these peers from now on (a pairing changed while the agent runs):
+        the next TLS handshake takes the new certificates, a call from an unpinned one is
+        refused, and a connection to a peer moved or dropped is closed.  The server's totals
+        (``_bounds``, its concurrent calls) stay as they were at start."""
+        checked = self.checked(peers)
+        if not checked:
+            raise ConfigError(f"agent of {self.party!r}: no peer left, so no client could be accepted")
+        for party in list(self._clients):
+            if checked.get(party) != self.peers.get(party):
+                await self._drop(party, self._clients[party])
+        self.peers = checked
+        self._by_der = {peer.cert.der: peer.cert for peer in checked.values()}
+        self.in_flight = {party: self.in_flight.get(party, 0) for party in checked}
+        self._roots = b"".join(peer.cert.pem for peer in checked.values())
+
+    def _credentials(self) -> grpc.ServerCredentials:
+        """Mutual TLS against the pinned certificates of the moment: gRPC asks at each handshake."""
+        key_pair = [(self.identity.key_pem, self.identity.cert_pem)]
+        taken = [self._roots]
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            roots = self._roots
+            if roots is taken[0]:
+                return None  # unchanged
+            taken[0] = roots
+            return grpc.ssl_server_certificate_configuration(key_pair, root_certificates=roots)
+
+        first = grpc.ssl_server_certificate_configuration(key_pair, root_certificates=self._roots)
+        return grpc.dynamic_ssl_server_credentials(first, fetch, require_client_authentication=True)
 
     async def send(self, message: Message, *, timeout: float = 5.0) -> Message | None:
         peer = self.peers.get(message.recipient)
@@ -366,7 +399,8 @@ class GrpcChannel(Channel):
         try:
             return await self._serve(peer, handler, request, context)
         finally:
-            self.in_flight[peer.party] -= 1
+            if peer.party in self.in_flight:  # not unpinned meanwhile
+                self.in_flight[peer.party] -= 1
 
     async def _serve(
         self, peer: PeerCert, handler: Handler, request: bytes, context: grpc.aio.ServicerContext

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import re
 import secrets
+import signal
 import time
 from collections import Counter
 
@@ -31,7 +32,7 @@ from dvp.report import fees_paid
 from dvp.settings import Settings
 from dvp.terms import LegPlan, Proposal
 from dvp.testing.scenarios import DEV_POLICY
-from dvp_agent.config import load_config, save_config
+from dvp_agent.config import PeerSettings, load_config, save_config
 from dvp_agent.grpc_channel import GrpcChannel, PeerEndpoint
 from dvp_agent.identity import create_identity, load_identity, load_peer_cert
 
@@ -43,6 +44,9 @@ from .test_flood import LIMITS, flood_calls, message_rows
 from .test_hostile import buyer_agent
 
 pytestmark = [pytest.mark.agent, pytest.mark.timeout(400)]
+# How soon a running agent takes a pairing change: it looks at agent.yaml every 0.2 s; a new TLS
+# handshake of the peer's then takes the new certificates.
+PAIRING_BOUND = 5.0
 
 BANKS = ("seller", "buyer", "issuer")
 LINKS = (("seller", "buyer"), ("seller", "issuer"), ("buyer", "issuer"))
@@ -244,6 +248,70 @@ def test_unpair_is_refused_while_a_swap_with_the_peer_is_unfinished(banks: Agent
     assert [p.party for p in load_config(banks.folders["seller"]).peers] == ["buyer", "issuer"]
     done = dvp(["agent", "unpair", str(banks.folders["seller"]), "--peer", "nobody"], banks.env)
     assert done.returncode == 2 and "'nobody' is not pinned (pinned: buyer, issuer)" in done.stderr
+
+
+def test_a_running_agent_takes_pairing_changes(agents: Agents, tmp_path):
+    """`dvp agent pair` and `unpair` while the seller's agent runs: carol (a new bank) is let in
+    within PAIRING_BOUND and shut out again as soon after; a peer the seller has an unfinished
+    swap with (the buyer, whose agent never runs) is kept when agent.yaml drops it by hand."""
+    seller_folder = agents.folders["seller"]
+    carol = create_identity(tmp_path / "carol", "carol")
+    spec = spec_for(CROSS_PAIRS[0], secret_holder=Role.SELLER.value)
+    seller = agents.start("seller", "--propose", str(agents.scenario(spec)), "--max-seconds", "120").ready()
+    swap_id = agents.first_swap("seller", 30)
+    endpoint = PeerEndpoint(
+        f"127.0.0.1:{agents.ports['seller']}", load_peer_cert(seller_folder / "agent.crt", "seller")
+    )
+
+    async def carol_says() -> str:
+        """What carol's ping (for no swap) gets: let in, the seller's agent refuses it for that."""
+        channel = GrpcChannel(carol, "127.0.0.1:0", {"seller": endpoint})
+        ping = Message(kind=Kind.PING, swap_id="none", sender="carol", recipient="seller", seq=time.time_ns())
+        try:
+            await channel.send(ping, timeout=2)
+            return "answered"
+        except errors.MessageRefused as exc:
+            return "let in" if "ping for unknown swap none" in str(exc) else f"refused: {exc}"
+        except errors.PeerUnreachable:
+            return "shut out"  # the TLS handshake refused her certificate
+        finally:
+            await channel.aclose()
+
+    def until(wanted: str) -> float:
+        started = time.monotonic()
+        while (said := run_async(carol_says())) != wanted:
+            assert time.monotonic() - started < PAIRING_BOUND, (wanted, said, seller.output()[-2000:])
+        return time.monotonic() - started
+
+    try:
+        assert run_async(carol_says()) == "shut out"
+        pin(agents.env, seller_folder, "carol", "127.0.0.1:1", tmp_path / "carol" / "agent.crt")
+        let_in = until("let in")
+        done = dvp(["agent", "unpair", str(seller_folder), "--peer", "carol"], agents.env)
+        assert done.returncode == 0, done.stderr
+        shut_out = until("shut out")
+        print(f"pairing taken by the running agent: carol let in after {let_in:.2f}s, shut out {shut_out:.2f}s")
+        # agent.yaml with carol and without the buyer, by hand (unpair refuses): the buyer's
+        # unfinished swap keeps it pinned.
+        config = load_config(seller_folder)
+        only_carol = PeerSettings(party="carol", endpoint="127.0.0.1:1", cert=tmp_path / "carol" / "agent.crt")
+        save_config(seller_folder, config.model_copy(update={"peers": [only_carol]}))
+        until("let in")
+        said = " ".join(seller.output().split())  # as printed, without the console's line breaks
+        assert "pairing taken from agent.yaml, peers carol, buyer; kept buyer (unfinished swaps with them)" in said, (
+            said
+        )
+        # SIGHUP: agent.yaml read again at once, changed or not.
+        taken = seller.output().count("pairing taken")
+        seller.proc.send_signal(signal.SIGHUP)
+        for _ in range(50):  # bounded: 10 s
+            if seller.output().count("pairing taken") > taken:
+                break
+            time.sleep(0.2)
+        assert seller.output().count("pairing taken") == taken + 1, seller.output()[-2000:]
+        assert agents.record("seller", swap_id).outcome is None
+    finally:
+        seller.stop()
 
 
 # -- two flooding peers and an honest one -------------------------------------------------------

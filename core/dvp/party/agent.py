@@ -139,6 +139,33 @@ class Agent:
     def admission(self, value: Admission) -> None:
         self.admissions[self.peer] = value
 
+    def set_peers(self, peers: Sequence[str], policies: Mapping[str, AcceptPolicy]) -> list[str]:
+        """Pair and unpair while running (``agent.yaml`` changed): serve ``peers`` with their
+        ``policies`` from now on, each new one with budgets of its own.  A peer left out that
+        this agent still has an unfinished swap with is kept, with its policy (it is needed to
+        finish the swap; ``dvp agent unpair`` refuses it too): those are returned."""
+        wanted = tuple(dict.fromkeys(peers))
+        if self.party in wanted:
+            raise errors.ConfigError(f"peers: {self.party!r} is this agent's own party")
+        kept = [p for p in self.peers if p not in wanted and self._unfinished_with(p)]
+        now = (*wanted, *kept)
+        if not now:
+            raise errors.ConfigError(f"peers: none left for {self.party!r}'s agent; it would serve nobody")
+        unknown = set(policies) - set(wanted)
+        if unknown:
+            raise errors.ConfigError(f"policies: {sorted(unknown)} are not peers of this agent")
+        for peer in now:
+            if peer not in self.admissions:
+                self.admissions[peer] = Admission(self.limits)
+                self.peer_logs[peer] = QuietLog(self.progress, self.limits.log_lines_per_minute)
+                self._agreeing[peer] = asyncio.Lock()
+        for peer in set(self.peers) - set(now):
+            self.peer_logs.pop(peer).flush()
+            del self.admissions[peer], self._agreeing[peer]
+        self.policies = {**{p: self.policies[p] for p in kept if p in self.policies}, **policies}
+        self.peers = now
+        return kept
+
     def peer_of(self, swap_id: str) -> str:
         """The peer a swap is with, as its journal says: every message of it goes to and comes from that peer only."""
         peer = self._peer_of.get(swap_id)
