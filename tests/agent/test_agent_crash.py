@@ -104,10 +104,14 @@ async def order_status(agents: Agents, ledger: str, order_id: str) -> OrderStatu
 
 # A single-ledger DvP between two agents (issue 22 item 3): about 10 journal writes per agent.
 ATOMIC_WRITES = range(1, 13)
-ATOMIC_LEDGERS = [(Pair("evm-a", "evm-a"), []), (Pair("fabric-a", "fabric-a"), FABRIC_MARKS)]
-# `make test` drills the seller after its 5th write (its order on the ledger) on evm-a and the
-# buyer after its 5th on fabric-a; the rest under `matrix`.
-IN_MAKE_TEST = {("evm-a", "seller", 5), ("fabric-a", "buyer", 5)}
+ATOMIC_LEDGERS = [
+    (Pair("evm-a", "evm-a"), []),
+    (Pair("fabric-a", "fabric-a"), FABRIC_MARKS),
+    (Pair("elements", "elements"), ELEMENTS_MARKS),
+]
+# `make test` drills the seller after its 5th write (its order on the ledger) on evm-a, the
+# buyer after its 5th on fabric-a, and the seller on elements after its 9th; the rest under `matrix`.
+IN_MAKE_TEST = {("evm-a", "seller", 5), ("fabric-a", "buyer", 5), ("elements", "seller", 9)}
 ATOMIC_DRILLS = [
     pytest.param(
         pair,
@@ -124,7 +128,7 @@ ATOMIC_DRILLS = [
 
 @pytest.mark.parametrize(("pair", "victim", "write"), ATOMIC_DRILLS)
 def test_agent_crash_drill_single_ledger(agents: Agents, pair: Pair, victim: str, write: int):
-    """Either agent killed after a write of a single-ledger DvP (on evm-a, on fabric-a) and
+    """Either agent killed after a write of a single-ledger DvP (on evm-a, fabric-a, elements) and
     restarted: both end settled, or both aborted with the order cancelled on the ledger, never
     left open."""
     # Every agent makes at least 5 writes; the matrix's tail may lie beyond a swap's last.
