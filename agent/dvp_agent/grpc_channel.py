@@ -164,6 +164,18 @@ class _Connections:
             else:
                 sock.close()
 
+    def unpin(self, parties: set[str]) -> None:
+        """Close the connections of peers no longer pinned: their TLS, done before, would hold."""
+        gone = {a for a, p in self.owner.items() if p in parties}
+        if not gone:
+            return
+        for address, sock in self.accepted().items():
+            if address in gone:
+                self.doomed.add(address)
+                self._cut(sock, "unpinned")
+            else:
+                sock.close()
+
     def _forget_closed(self, live: Mapping[Address, socket.socket]) -> None:
         for table in (self.owner, self.unowned):
             for address in [a for a in table if a not in live]:
@@ -273,7 +285,7 @@ class GrpcChannel(Channel):
     async def set_peers(self, peers: Mapping[str, PeerEndpoint]) -> None:
         """Serve and send to these peers from now on (a pairing changed while the agent runs):
         the next TLS handshake takes the new certificates, a call from an unpinned one is
-        refused, and a connection to a peer moved or dropped is closed.  The server's totals
+        refused, and a connection to or from a peer moved or dropped is closed.  The server's totals
         (``_bounds``, its concurrent calls) stay as they were at start."""
         checked = self.checked(peers)
         if not checked:
@@ -281,6 +293,8 @@ class GrpcChannel(Channel):
         for party in list(self._clients):
             if checked.get(party) != self.peers.get(party):
                 await self._drop(party, self._clients[party])
+        if self.connections is not None:
+            self.connections.unpin({party for party in self.peers if checked.get(party) != self.peers[party]})
         self.peers = checked
         self._by_der = {peer.cert.der: peer.cert for peer in checked.values()}
         self.in_flight = {party: self.in_flight.get(party, 0) for party in checked}

@@ -263,19 +263,23 @@ def test_a_running_agent_takes_pairing_changes(agents: Agents, tmp_path):
         f"127.0.0.1:{agents.ports['seller']}", load_peer_cert(seller_folder / "agent.crt", "seller")
     )
 
-    async def carol_says() -> str:
-        """What carol's ping (for no swap) gets: let in, the seller's agent refuses it for that."""
-        channel = GrpcChannel(carol, "127.0.0.1:0", {"seller": endpoint})
+    async def carol_says(channel: GrpcChannel | None = None) -> str:
+        """What carol's ping (for no swap) gets: let in, the seller's agent refuses it for that;
+        on a channel of her own each time, or on ``channel`` (its connection kept)."""
+        own = channel or GrpcChannel(carol, "127.0.0.1:0", {"seller": endpoint})
         ping = Message(kind=Kind.PING, swap_id="none", sender="carol", recipient="seller", seq=time.time_ns())
         try:
-            await channel.send(ping, timeout=2)
+            await own.send(ping, timeout=2)
             return "answered"
         except errors.MessageRefused as exc:
+            if "client certificate is not a pinned peer's" in str(exc):
+                return "shut out"  # on a connection made before
             return "let in" if "ping for unknown swap none" in str(exc) else f"refused: {exc}"
         except errors.PeerUnreachable:
-            return "shut out"  # the TLS handshake refused her certificate
+            return "shut out"  # the TLS handshake refused her certificate, or her connection was closed
         finally:
-            await channel.aclose()
+            if channel is None:
+                await own.aclose()
 
     def until(wanted: str) -> float:
         started = time.monotonic()
@@ -283,13 +287,27 @@ def test_a_running_agent_takes_pairing_changes(agents: Agents, tmp_path):
             assert time.monotonic() - started < PAIRING_BOUND, (wanted, said, seller.output()[-2000:])
         return time.monotonic() - started
 
+    async def unpaired_while_connected() -> tuple[str, float]:
+        """carol let in on a connection she keeps, then unpaired: shut out on it too (how soon)."""
+        held = GrpcChannel(carol, "127.0.0.1:0", {"seller": endpoint})
+        try:
+            assert await carol_says(held) == "let in"
+            done = await asyncio.to_thread(dvp, ["agent", "unpair", str(seller_folder), "--peer", "carol"], agents.env)
+            assert done.returncode == 0, done.stderr
+            started = time.monotonic()
+            while (said := await carol_says(held)) == "let in" and time.monotonic() - started < PAIRING_BOUND:
+                await asyncio.sleep(0.05)
+            return said, time.monotonic() - started
+        finally:
+            await held.aclose()
+
     try:
         assert run_async(carol_says()) == "shut out"
         pin(agents.env, seller_folder, "carol", "127.0.0.1:1", tmp_path / "carol" / "agent.crt")
         let_in = until("let in")
-        done = dvp(["agent", "unpair", str(seller_folder), "--peer", "carol"], agents.env)
-        assert done.returncode == 0, done.stderr
-        shut_out = until("shut out")
+        said, shut_out = run_async(unpaired_while_connected())
+        assert said == "shut out", said
+        assert run_async(carol_says()) == "shut out"
         print(f"pairing taken by the running agent: carol let in after {let_in:.2f}s, shut out {shut_out:.2f}s")
         # agent.yaml with carol and without the buyer, by hand (unpair refuses): the buyer's
         # unfinished swap keeps it pinned.
