@@ -59,6 +59,9 @@ class _Layer:
     def __init__(self) -> None:
         self.outputs: dict[Outpoint, Utxo] = {}
         self.by_script: dict[bytes, set[Outpoint]] = {}
+        # by_script less the outputs this layer spends: what coin selection looks through
+        # (a party's outputs ever paid grow with the chain; its unspent ones do not).
+        self.live: dict[bytes, set[Outpoint]] = {}
         self.spends: dict[Outpoint, Spend] = {}
         self.inputs: dict[str, list[Outpoint]] = {}  # txid -> the outpoints it spends
         self.n_out: dict[str, int] = {}
@@ -74,6 +77,9 @@ class _Layer:
             op = (txin.prev_txid, txin.prev_vout)
             self.inputs[txid].append(op)
             self.spends[op] = Spend(op, txid, i, txin.witness, height)
+            spent = self.outputs.get(op)
+            if spent is not None:
+                self.live.get(spent.script_pubkey, set()).discard(op)
             if undo is not None:
                 undo.spent.append(op)
         for n, out in enumerate(tx.outputs):
@@ -83,6 +89,8 @@ class _Layer:
                 txid, n, out.value or 0, spk, height, tx.coinbase, asset=out.asset, confidential=out.confidential
             )
             self.by_script.setdefault(spk, set()).add(op)
+            if op not in self.spends:
+                self.live.setdefault(spk, set()).add(op)
             if undo is not None:
                 undo.created.append(op)
         return txid
@@ -90,9 +98,17 @@ class _Layer:
     def remove_output(self, op: Outpoint) -> None:
         u = self.outputs.pop(op, None)
         if u is not None:
-            s = self.by_script.get(u.script_pubkey)
-            if s:
-                s.discard(op)
+            for index in (self.by_script, self.live):
+                s = index.get(u.script_pubkey)
+                if s:
+                    s.discard(op)
+
+    def unspend(self, op: Outpoint) -> None:
+        """Undo this layer's spend of ``op``."""
+        self.spends.pop(op, None)
+        u = self.outputs.get(op)
+        if u is not None:
+            self.live.setdefault(u.script_pubkey, set()).add(op)
 
 
 def _retrieved(done: "asyncio.Future[int]") -> None:
@@ -230,7 +246,7 @@ class ChainView:
         for op in undo.created:
             self._chain.remove_output(op)
         for op in undo.spent:
-            self._chain.spends.pop(op, None)
+            self._chain.unspend(op)
         for txid in undo.txids:
             self._tx_height.pop(txid, None)
             self._chain.inputs.pop(txid, None)
@@ -400,7 +416,11 @@ class ChainView:
         """
         next_height = self.height + 1
         result = []
-        for u in self.outputs_to(script_pubkey, mempool=include_unconfirmed):
+        ops = set(self._chain.live.get(script_pubkey, ()))
+        outs = [self._chain.outputs[o] for o in ops]
+        if include_unconfirmed:
+            outs += [self._mem.outputs[o] for o in self._mem.live.get(script_pubkey, ()) if o not in ops]
+        for u in sorted(outs, key=lambda u: (u.height is None, u.height or 0, u.txid, u.vout)):
             if u.confidential or self.spend_of(u.outpoint) is not None:
                 continue
             if spendable_only and u.coinbase and (u.height is None or next_height - u.height < self.coinbase_maturity):

@@ -255,3 +255,26 @@ async def test_a_pending_broadcast_holds_its_inputs_and_its_spenders():
     await asyncio.wait_for(waiting, 1)
     assert view.spend_of(coin.outpoint) is None
     assert coin in view.unspent(SELLER.script_pubkey)
+
+
+async def test_an_output_spent_in_a_block_a_reorganisation_removes_is_unspent_again():
+    """Coin selection reads an index of unspent outputs per script: a spend in a block drops
+    the output from it, the block's removal puts it back, and the removed block's outputs go."""
+    node = FakeNode()
+    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
+                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    (coin,) = view.unspent(SELLER.script_pubkey)
+    pay, _ = build_payment(
+        SELLER, [coin], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
+    )
+    node.add([pay.raw])
+    await view.refresh()
+    assert [u.txid for u in view.unspent(SELLER.script_pubkey)] == [pay.txid]  # its change only
+    node.blocks.pop()
+    node.add([])
+    node.add([])
+    await view.refresh()
+    assert view.height == 2 and view.unspent(SELLER.script_pubkey) == [coin]
