@@ -171,6 +171,14 @@ class Sender:
                     for dead, _, _ in signed[k:]:
                         self.settled(dead, False)
                     taken = nonce_taken(exc)
+                    # A filler, or signing again, is a send the journal does not hold: first
+                    # prove the swap's lease is still ours (a driver that lost it meanwhile,
+                    # its swap taken over, stops here: JournalUnavailable).
+                    try:
+                        await sendlog.fence()
+                    except BaseException:
+                        nonces.invalidate()
+                        raise
                     await self._fill(account, [n for _, _, n in signed[k + 1 if taken else k :]], fees)
                     if taken:  # another sender used the key: sign again
                         nonces.invalidate()

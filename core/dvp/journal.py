@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from .errors import ConfigError
-from .lease import flock_lease
+from .lease import flock_held, flock_lease
 from .models import LedgerTime
 
 SCHEMA = """
@@ -305,6 +305,20 @@ class Journal:
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
         """Hold the right to drive ``swap_id`` for the ``with`` block, or raise SwapBusy now."""
         raise NotImplementedError
+
+    def held_elsewhere(self, swap_ids: list[str]) -> set[str]:
+        """Which of ``swap_ids`` another driver holds now (a worker skips them without asking
+        for each lease): on PostgreSQL another session's, in one read; on SQLite each ``flock``
+        probed, this process's own included (a worker leaves out those it drives)."""
+        return set()
+
+    def lease_held(self) -> None:
+        """Raise JournalUnavailable if this process may have lost the leases it took (its
+        journal session ended).  SQLite: an ``flock`` lives as long as its process, nothing to check."""
+
+    async def alease_held(self) -> None:
+        """:meth:`lease_held` off the event loop (:func:`dvp.sendlog.fence`)."""
+        await asyncio.to_thread(self.lease_held)
 
     # -- sending accounts --------------------------------------------------------------------
     _accounts: dict[tuple[str, str], int]
@@ -619,6 +633,9 @@ class SqliteJournal(Journal):
 
     def lease(self, swap_id: str) -> contextlib.AbstractContextManager[None]:
         return flock_lease(self.path, swap_id)
+
+    def held_elsewhere(self, swap_ids: list[str]) -> set[str]:
+        return {i for i in swap_ids if flock_held(self.path, i)}
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"

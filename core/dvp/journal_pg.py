@@ -222,6 +222,24 @@ class PgJournal(Journal):
             with contextlib.suppress(JournalUnavailable):  # a lost session has released it already
                 self._rows("SELECT pg_advisory_unlock(?)", (key,))
 
+    def held_elsewhere(self, swap_ids: list[str]) -> set[str]:
+        """The swaps whose advisory lock another session holds, from one read of ``pg_locks``."""
+        if not swap_ids:
+            return set()
+        rows = self._rows(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND objsubid = 1 AND pid <> pg_backend_pid()"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        held = {(int(c) << 32) | int(o) for c, o in rows}
+        return {i for i in swap_ids if _key(i) & 0xFFFF_FFFF_FFFF_FFFF in held}
+
+    def lease_held(self) -> None:
+        """A round trip on the lease's session: the session is never re-opened, so while it
+        answers, every advisory lock this journal took (swaps, accounts) is still held;
+        JournalUnavailable once it ended (terminated, the server restarted, the host cut off)."""
+        self._rows("SELECT 1")
+
     def _lock_account(self, account: tuple[str, str]) -> bool:
         """A session advisory lock on the sending account (see :meth:`Journal.account_lease`)."""
         key = _key("account %s %s" % account)  # a space: never a swap id's key

@@ -89,6 +89,23 @@ def flock_lease(journal_path: str | Path, swap_id: str) -> Iterator[None]:
         os.close(fd)
 
 
+def flock_held(journal_path: str | Path, swap_id: str) -> bool:
+    """Whether a driver holds ``swap_id``'s ``flock`` now (probed without waiting; a driver
+    that tries to take it at that very instant is told busy and tries again later)."""
+    check_swap_id(swap_id)
+    try:
+        fd = os.open(lease_dir(journal_path) / f"{swap_id}.lock", os.O_RDWR)
+    except OSError:
+        return False  # no file: nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock, if it took one
+    return False
+
+
 def _acquire(path: Path, swap_id: str) -> int:
     for _ in range(_ATTEMPTS):
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

@@ -9,6 +9,14 @@ ever broadcast is in its journal, and a resumed driver re-broadcasts the same by
 (:meth:`dvp.adapter.LedgerAdapter.rebroadcast`) instead of building a new transaction.
 Outside a journaled step (set-up, issuing) the hook is unset and nothing is written.
 
+:func:`fence` is the other half, for a send that is *not* journaled bytes inside a journaled
+step (an EVM filler spending a nonce a failed broadcast left unused, or a transaction signed
+again because the node said its nonce was taken): the adapter awaits it first, and it proves
+that this driver still holds the swap's lease (on PostgreSQL: a round trip on the journal's
+session, whose end released the lease), or raises JournalUnavailable.  So a driver that lost
+its lease while between journaling and broadcasting (another worker took the swap over)
+sends at most the journaled bytes, which the new driver re-broadcasts anyway, and nothing else.
+
 :func:`reached` is the crash drills' seam at each send boundary (``signed``, ``journaled``,
 ``between`` two transactions of one submission, ``broadcast``); unset in production.
 """
@@ -46,7 +54,9 @@ class Boundary(StrEnum):
 
 
 Hook = Callable[[list[SignedTx]], Awaitable[None]]
+Fence = Callable[[], Awaitable[None]]
 _hook: ContextVar[Hook | None] = ContextVar("dvp_sendlog_hook", default=None)
+_fence: ContextVar[Fence | None] = ContextVar("dvp_sendlog_fence", default=None)
 
 # A test seam, unset in production: crash drills (dvp.testing.crash) set it to kill the
 # process at a chosen send boundary.
@@ -69,16 +79,26 @@ async def before_broadcast(signed: list[SignedTx]) -> None:
         reached(Boundary.JOURNALED)
 
 
+async def fence() -> None:
+    """Before a send that is not journaled signed bytes: returns only while this driver still
+    holds its swap's lease (JournalUnavailable once it lost it).  A no-op outside a journaled step."""
+    check = _fence.get()
+    if check is not None:
+        await check()
+
+
 def sent(k: int, total: int) -> None:
     """The ``k``-th (from 1) of ``total`` transactions of one submission was broadcast."""
     reached(Boundary.BROADCAST if k == total else Boundary.BETWEEN)
 
 
 @contextmanager
-def journaling(hook: Hook) -> Iterator[None]:
-    """Within this block (one step's send), :func:`before_broadcast` awaits ``hook``."""
-    token = _hook.set(hook)
+def journaling(hook: Hook, lease_held: Fence | None = None) -> Iterator[None]:
+    """Within this block (one step's send), :func:`before_broadcast` awaits ``hook`` and
+    :func:`fence` awaits ``lease_held``."""
+    token, fence_token = _hook.set(hook), _fence.set(lease_held)
     try:
         yield
     finally:
+        _fence.reset(fence_token)
         _hook.reset(token)

@@ -177,7 +177,7 @@ class SwapSteps:
         if not await already_done():
             await self.note(step, Phase.INTENT, ledger)
             self.progress(f"{step}: sending on {ledger}")
-            with sendlog.journaling(self.journal_signed(step, ledger)):
+            with sendlog.journaling(self.journal_signed(step, ledger), self.journal.alease_held):
                 submission = await send()
             rows = [{"tx_id": s.tx_id, "purpose": s.purpose.value, "payer": s.payer} for s in submission]
             await self.journal.arecord_all(
@@ -397,19 +397,29 @@ class SwapSteps:
 
     async def holder_claim(self) -> bool:
         """The secret holder claims the counter leg, revealing the secret, only with margin left
-        by the counter ledger's clock."""
+        by the counter ledger's clock, and only while its own leg, by its own ledger's clock,
+        leaves the counterparty the planned gap to claim it.  The plan keeps the second true
+        whenever the first is, unless the two clocks drift apart (blocks slower than their
+        interval on a ledger that counts blocks, on a loaded machine): then revealing would
+        hand the counterparty a principal loss, so the holder does not."""
         role = self.counter
         margin = self.budget.claim_window
 
         async def too_late(adapter: LedgerAdapter, expiry: int) -> bool:
-            if adapter.seconds_left(await adapter.now(), expiry) > margin:
+            reason = None
+            if adapter.seconds_left(await adapter.now(), expiry) <= margin:
+                reason = "inside the safety margin before expiry"
+            else:
+                own = self.adapter_of(self.holder)
+                left = own.seconds_left(await own.now(), self.known_terms(self.holder).expiry)
+                if left <= self.budget.gap_required:
+                    reason = (
+                        f"the holder's own leg has {left:.0f}s left, less than the {self.budget.gap_required}s "
+                        "gap the counterparty needs to claim it (the ledgers' clocks drifted apart)"
+                    )
+            if reason is None:
                 return False
-            await self.note(
-                self.step(Action.CLAIM, role),
-                Phase.SKIPPED,
-                self.ledger_of(role),
-                reason="inside the safety margin before expiry",
-            )
+            await self.note(self.step(Action.CLAIM, role), Phase.SKIPPED, self.ledger_of(role), reason=reason)
             return True
 
         return await self.claim(role, self.known_secret(), self.holder, too_late)

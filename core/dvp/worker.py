@@ -10,27 +10,83 @@ next ones in the queue are tried: workers spread over the queue instead of all a
 its head).  Swaps queued by
 `dvp swap --submit` are unfinished swaps like any other; an agent's side of a two-agent swap
 is its agent's and is left alone.
+
+Deadline first.  A swap that has started (a lock's terms journaled) has a clock running on
+the ledgers; one still queued has none.  So each poll takes the started swaps first, the one
+whose nearest expiry comes soonest first (:func:`order`), and a started swap is taken
+whatever the worker's ``concurrency`` (which caps only the swaps it starts afresh) and
+tried again at every poll when another worker held it, not after :data:`BUSY_RECHECK`: an
+unfinished swap with a step due is never starved by new submissions.  Takeover time: a
+started swap whose lease is free (its worker died: at once on a live host, within
+:data:`dvp.journal_pg.SESSION_DEAD_AFTER` for a vanished one) is taken at the next poll
+of a worker that may send for its accounts (the one holding them, or any when none does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from . import errors
+from .journal import SwapRecord
 from .orchestrator import Orchestrator, SwapResult, Unfinished
+from .state import LegName, expiry_of
 
 Report = Callable[["SwapResult | Unfinished"], None]
 RETRY_AFTER = 5.0  # seconds before a swap that failed here (a ledger error) is tried again
-BUSY_RECHECK = 2.0  # seconds before a swap another worker held is tried again (so the next ones get tried)
+BUSY_RECHECK = 2.0  # seconds before a queued swap another worker held is tried again (so the next ones get tried)
+
+
+def started(record: SwapRecord) -> bool:
+    """Whether the swap has begun on a ledger (its clock runs): a lock's terms or an order journaled."""
+    data = record.data
+    return any(data.get(k) for k in ("terms_security", "terms_cash", "order_id"))
+
+
+async def seconds_left(orch: Orchestrator, records: list[SwapRecord]) -> dict[str, float]:
+    """For each started HTLC swap of ``records``: the seconds before its nearest journaled
+    expiry, by each ledger's own clock (read once per ledger; negative once passed; a ledger
+    that cannot be read counts as now, so its swaps come first)."""
+    clocks: dict[str, Any] = {}
+    left: dict[str, float] = {}
+    for record in records:
+        if record.kind != "htlc":
+            continue
+        trade = record.spec.get("trade", {})
+        for leg in (LegName.SECURITY, LegName.CASH):
+            expiry = expiry_of(record.data, leg)
+            ledger = str((trade.get(leg.value) or {}).get("ledger"))
+            adapter = orch.ledgers.get(ledger)
+            if expiry is None or adapter is None:
+                continue
+            if ledger not in clocks:
+                try:
+                    clocks[ledger] = await adapter.now()
+                except errors.DvpError:
+                    clocks[ledger] = None
+            now = clocks[ledger]
+            secs = adapter.seconds_left(now, expiry) if now is not None else -math.inf
+            left[record.id] = min(left.get(record.id, math.inf), secs)
+    return left
+
+
+def order(records: list[SwapRecord], left: dict[str, float]) -> list[SwapRecord]:
+    """Started swaps first, the nearest deadline first (a started swap without an expiry, a
+    single-ledger order, after those with one), then the queued ones in queueing order."""
+    return sorted(
+        records,
+        key=lambda r: (0, left.get(r.id, math.inf), r.created) if started(r) else (1, 0.0, r.created),
+    )
 
 
 async def work(
     orch: Orchestrator, report: Report, *, concurrency: int = 16, poll: float = 1.0, idle_exit: float | None = None
 ) -> int:
-    """Drive unfinished swaps, at most ``concurrency`` at once, looking for more every ``poll``
+    """Drive unfinished swaps, starting at most ``concurrency`` queued ones at once (started
+    swaps are taken whatever the count, the nearest deadline first), looking for more every ``poll``
     seconds; with ``idle_exit``, return once no unfinished swap has been seen for that long.
     The number of swaps this worker finished.  JournalUnavailable ends it (exit 9)."""
     running: dict[str, asyncio.Task[SwapResult | Unfinished | None]] = {}
@@ -64,17 +120,21 @@ async def work(
                     else:
                         finished += 1
                         report(result)
-            now = time.monotonic()
             pending = [r for r in orch.journal.swaps(unfinished=True) if not r.data.get("side")]
-            for record in pending:
-                if len(running) >= concurrency:
-                    break
-                if (
-                    record.id not in running
-                    and now - failed.get(record.id, -RETRY_AFTER) >= RETRY_AFTER
-                    and now - busy.get(record.id, -BUSY_RECHECK) >= BUSY_RECHECK
-                ):
-                    running[record.id] = asyncio.create_task(one(record.id))
+            waiting = [r for r in pending if r.id not in running]
+            elsewhere = orch.journal.held_elsewhere([r.id for r in waiting if started(r)])
+            waiting = [r for r in waiting if r.id not in elsewhere]  # being driven by another worker
+            left = await seconds_left(orch, [r for r in waiting if started(r)])
+            now = time.monotonic()
+            for record in order(waiting, left):
+                fresh = not started(record)
+                if fresh and len(running) >= concurrency:
+                    break  # started swaps sort first: the rest are queued ones
+                if now - failed.get(record.id, -RETRY_AFTER) < RETRY_AFTER:
+                    continue
+                if fresh and now - busy.get(record.id, -BUSY_RECHECK) < BUSY_RECHECK:
+                    continue
+                running[record.id] = asyncio.create_task(one(record.id))
             if pending or running:
                 idle_since = None
             elif idle_since is None:
@@ -101,8 +161,9 @@ async def run_worker(
     (JournalUnavailable), every drive of that session is stopped first (their leases went
     with the session), then the journal is opened again, retried each second for up to
     ``reconnect`` seconds, and the work goes on in the new session, which takes its leases
-    afresh: a reconnection never happens behind a running drive.  The swaps this worker
-    finished; JournalUnavailable once the server stays away longer than ``reconnect``."""
+    afresh: a reconnection never happens behind a running drive.  A server that cannot be
+    reached when the worker starts (restarting, say) is waited for the same way.  The swaps
+    this worker finished; JournalUnavailable once the server stays away longer than ``reconnect``."""
     finished = 0
 
     def counted(item: SwapResult | Unfinished) -> None:
@@ -110,8 +171,18 @@ async def run_worker(
         finished += not isinstance(item, Unfinished)
         report(item)
 
+    deadline, waiting = time.monotonic() + reconnect, False
     while True:
-        orch = open_orch()
+        try:
+            orch = open_orch()
+        except errors.JournalUnavailable as exc:
+            if time.monotonic() >= deadline:
+                raise
+            if not waiting:
+                say(f"worker: {exc}; trying each second for up to {reconnect:g} s")
+            waiting = True
+            await asyncio.sleep(1.0)
+            continue
         try:
             await work(orch, counted, **options)
             return finished
@@ -119,14 +190,5 @@ async def run_worker(
             say(f"worker: {exc}; opening the journal again")
         finally:
             orch.journal.close()
-        deadline = time.monotonic() + reconnect
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                orch = open_orch()
-            except errors.JournalUnavailable:
-                if time.monotonic() >= deadline:
-                    raise
-                continue
-            orch.journal.close()  # reachable again: the outer loop opens the one it works with
-            break
+        deadline, waiting = time.monotonic() + reconnect, True
+        await asyncio.sleep(1.0)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-from dvp.journal import Journal, is_url
+from dvp import errors
+from dvp.journal import Journal, SwapRecord, is_url
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, SwapResult, Unfinished
-from dvp.worker import work
+from dvp.worker import order, seconds_left, started, work
 
 ASSETS = [
     Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
@@ -61,3 +62,57 @@ async def test_two_workers_share_a_queue_each_swap_driven_once(ledgers, journal_
         ].sent
     first.journal.close()
     second.journal.close()
+
+
+async def test_a_started_swap_is_taken_first_and_past_the_concurrency(ledgers, journal_target):
+    """Deadline first: a swap whose first lock is on the ledger (its clock runs) and whose
+    driver stopped is taken before the swaps queued ahead of it, even by a worker whose
+    ``concurrency`` the queued ones would fill: new submissions never starve it."""
+    orch = Orchestrator(ledgers, ASSETS, Journal(journal_target))
+    queued = [await orch.submit(spec()) for _ in range(3)]
+    late = await orch.submit(spec())
+    ledgers["b"].fail_next["lock"] = errors.LedgerUnavailable("ledger 'b' unreachable")
+    (stopped,) = await orch.resume_each([late])  # the first lock sent, the second refused: unfinished
+    assert isinstance(stopped, Unfinished), stopped
+    record = orch.journal.get(late)
+    assert record is not None and started(record) and not any(started(r) for r in map(orch.journal.get, queued))
+    left = await seconds_left(orch, [record])
+    assert 0 < left[late] <= 100, left  # the first leg's expiry, by ledger a's clock
+    assert [r.id for r in order([orch.journal.get(i) for i in [*queued, late]], left)] == [late, *queued]
+
+    reports: list[SwapResult | Unfinished] = []
+    async with asyncio.timeout(60):
+        done = await work(orch, reports.append, concurrency=1, poll=0.05, idle_exit=0.3)
+    assert done == 4 and [r.swap_id for r in reports][0] == late, [r.swap_id for r in reports]
+    assert {r.outcome for r in orch.journal.swaps()} == {"settled"}
+    orch.journal.close()
+
+
+def test_order_puts_the_nearest_deadline_first():
+    def record(swap_id: str, created: float, data: dict) -> SwapRecord:
+        return SwapRecord(swap_id, "htlc", {}, data, None, None, created, created)
+
+    terms = {"terms_security": {"expiry": 1}}
+    records = [
+        record("queued-1", 1.0, {}),
+        record("far", 2.0, terms),
+        record("near", 3.0, terms),
+        record("queued-0", 0.5, {}),
+        record("order", 4.0, {"order_id": "x"}),
+    ]
+    got = [r.id for r in order(records, {"far": 50.0, "near": -3.0})]
+    assert got == ["near", "far", "order", "queued-0", "queued-1"]
+
+
+async def test_held_elsewhere_names_the_swaps_another_session_drives(journal_target):
+    first, second = Journal(journal_target), Journal(journal_target)
+    try:
+        with first.lease("swap-a"):
+            held = second.held_elsewhere(["swap-a", "swap-b"])
+            if is_url(journal_target):  # its own session's lease is not elsewhere (an flock cannot tell)
+                assert first.held_elsewhere(["swap-a", "swap-b"]) == set()
+        after = second.held_elsewhere(["swap-a", "swap-b"])
+    finally:
+        first.close()
+        second.close()
+    assert held == {"swap-a"} and after == set(), (held, after)
