@@ -254,6 +254,14 @@ class UtxoAdapter(LedgerAdapter, Observable):
             )
 
     # -- accounts and assets ----------------------------------------------------------------
+    def forget_sending_state(self, party: str) -> None:
+        """Another process may have sent from ``party``'s coins (a worker that held the
+        account before this one): the chain view drops its unconfirmed transactions paying
+        to or spending from them, and re-reads them from the node's mempool at the refresh
+        every send starts with."""
+        if self._view is not None and party in self._keys:
+            self._view.forget_pending(self._keys[party].script_pubkey)
+
     def _key(self, party: str, why: str = "") -> Key:
         if party in self._pubkeys and party not in self._keys:  # a counterparty: known by its public key only
             raise no_key(self.name, party, self._keys, why)

@@ -340,6 +340,32 @@ class ChainView:
         if self._mem_txs.pop(txid, None) is not None:
             self._rebuild_mempool()
 
+    def forget_pending(self, script_pubkey: bytes) -> int:
+        """Another process may have sent from ``script_pubkey``'s coins since this view last
+        did: drop every unconfirmed transaction it holds that pays to or spends from them
+        (our own broadcasts kept until seen in a block, and the last mempool read), so the
+        next :meth:`refresh` reads them from the node afresh and this view counts no coin as
+        pending or spent on its own say.  Confirmed coins and spends stay (a block is a
+        block, whoever sent it).  The number of transactions dropped."""
+        coins = set(self._chain.by_script.get(script_pubkey, ())) | set(self._mem.by_script.get(script_pubkey, ()))
+
+        def touches(tx: WireTx) -> bool:
+            return any(o.script_pubkey == script_pubkey for o in tx.outputs) or any(
+                (i.prev_txid, i.prev_vout) in coins for i in tx.inputs
+            )
+
+        dropped = {
+            t
+            for store in (self._local, self._mem_txs)
+            for t, tx in store.items()
+            if touches(tx) and t not in self._pending
+        }  # a send of this process under way stays (never one from these coins: the account was just taken)
+        for txid in dropped:
+            self._local.pop(txid, None)
+            self._mem_txs.pop(txid, None)
+        self._rebuild_mempool()
+        return len(dropped)
+
     # -- queries ------------------------------------------------------------------------
     def confirmations(self, height: int | None) -> int:
         return 0 if height is None else max(0, self.height - height + 1)

@@ -284,3 +284,41 @@ async def test_a_journaled_lock_whose_input_was_spent_elsewhere_is_proven_dead(a
     assert proof.value.tx_id == lock.tx_id and await adapter.get_lock(adapter.lock_id(t)) is None
     assert (await adapter.wait_final(other_id)).successful
     await adapter.rebroadcast(SignedTx(other_id, tx_hex(other), "pay", "seller"))  # in a block: nothing
+
+
+def _pending_to(adapter, script_pubkey: bytes) -> list[str]:
+    """The unconfirmed transactions paying ``script_pubkey`` that ``adapter``'s chain view holds."""
+    return [
+        txid for txid, tx in adapter.view._mem_txs.items() if any(o.script_pubkey == script_pubkey for o in tx.outputs)
+    ]
+
+
+async def test_two_drivers_alternate_one_partys_account(btcd_ledger):
+    """The account lease on UTXO (LedgerAdapter.forget_sending_state): two adapters, as two
+    worker processes would have, send in turn from the seller's coins with no block between
+    the sends, so each spends the unconfirmed change of the other's last lock.  One that
+    takes the account over first drops what its chain view held pending of the seller's
+    coins, then reads them again from the node, and sees exactly the coins the other sees.
+    Every lock is accepted by the node (none refused as spending a coin already spent) and
+    each lock script is paid once."""
+    first, second = make(btcd_ledger.config), make(btcd_ledger.config)
+    async with first, second:
+        spk = first._key("seller").script_pubkey
+        held, lock_ids, subs = [], [], []
+        for turn in range(4):
+            driver, other = (first, second) if turn % 2 == 0 else (second, first)
+            held.append(len(_pending_to(driver, spk)))
+            driver.forget_sending_state("seller")  # the account lease taken afresh
+            assert _pending_to(driver, spk) == []  # nothing pending on its own say
+            _, t = await terms(driver)  # reads the clock: a refresh without the mempool
+            await driver._refresh("compare")
+            await other._refresh("compare")
+            assert {u.outpoint for u in driver.view.unspent(spk)} == {u.outpoint for u in other.view.unspent(spk)}
+            subs.append((driver, await driver.lock(t)))
+            lock_ids.append(driver.lock_id(t))
+        assert held[2] >= 1 and held[3] >= 1, held  # the views did hold pending sends of the seller
+        for driver, sub in subs:
+            assert (await driver.wait_final(sub.tx_id)).successful
+        await first._refresh("count")
+        for lock_id in lock_ids:
+            assert len(first.view.outputs_to(first._parse_id(lock_id).script_pubkey)) == 1
