@@ -68,6 +68,23 @@ def funding(key: Key, *items: tuple[str, int], tag: int = 0) -> list[Utxo]:
     return [Utxo(f"{tag:062x}{i:02x}", i, v, key.script_pubkey, asset=a) for i, (a, v) in enumerate(items)]
 
 
+async def seller_coins(node: FakeNode, n: int = 1) -> tuple[ChainView, list[Utxo]]:
+    """A block paying the seller ``n`` outputs of 10**6 policy units, and a view that read it;
+    the seller's outputs in order."""
+    outputs = [TxOut(SELLER.script_pubkey, POLICY, 10**6)] * n
+    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), outputs, policy_asset=POLICY, fee_rate=1.0)
+    node.add([seed.raw])
+    view = ChainView(node, dialect_for("elementsd"))
+    await view.refresh()
+    return view, sorted((u for u in view.unspent(SELLER.script_pubkey) if u.txid == seed.txid), key=lambda u: u.vout)
+
+
+def seller_pays(coins: list[Utxo], amount: int):  # -> the Elements builder's signed transaction
+    return build_payment(
+        SELLER, coins, [TxOut(BUYER.script_pubkey, POLICY, amount)], policy_asset=POLICY, fee_rate=1.0
+    )[0]
+
+
 async def test_the_view_follows_elements_blocks_per_asset_and_through_a_reorganisation():
     node = FakeNode()
     seller_coins = funding(SELLER, (BOND, 10**9), (POLICY, 10**6))
@@ -123,13 +140,8 @@ async def test_a_broadcast_during_a_mempool_refresh_is_not_forgotten():
     """A concurrent swap's broadcast can land while a refresh waits for getrawmempool; the
     view must keep it spent, or the next lock would pick the same outputs again."""
     node = FakeNode()
-    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
-                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
-    node.add([seed.raw])
-    view = ChainView(node, dialect_for("elementsd"))
-    await view.refresh()
-    mine = view.unspent(SELLER.script_pubkey)
-    pay, _ = build_payment(SELLER, mine, [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0)
+    view, mine = await seller_coins(node)
+    pay = seller_pays(mine, 10**5)
     answer = node.call
 
     async def slow_mempool(method, *params):
@@ -192,19 +204,8 @@ async def test_a_broadcast_while_the_view_follows_again_is_not_forgotten():
     follows again; lock B, broadcast during that second follow, must stay spent in the view
     (it was dropped: the next lock picked B's input, "output already spent in mempool")."""
     node = FakeNode()
-    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9),
-                            [TxOut(SELLER.script_pubkey, POLICY, 10**6), TxOut(SELLER.script_pubkey, POLICY, 10**6)],
-                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
-    node.add([seed.raw])
-    view = ChainView(node, dialect_for("elementsd"))
-    await view.refresh()
-    first, second = sorted((u for u in view.unspent(SELLER.script_pubkey) if u.txid == seed.txid), key=lambda u: u.vout)
-    a, _ = build_payment(
-        SELLER, [first], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
-    )
-    b, _ = build_payment(
-        SELLER, [second], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
-    )
+    view, (first, second) = await seller_coins(node, 2)
+    a, b = seller_pays([first], 10**5), seller_pays([second], 10**5)
     view.add_local(dialect_for("elementsd").parse_tx(a.hex))
     answer = node.call
     answered = False
@@ -233,20 +234,15 @@ async def test_a_pending_broadcast_holds_its_inputs_and_its_spenders():
     import asyncio
 
     node = FakeNode()
-    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
-                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
-    node.add([seed.raw])
-    view = ChainView(node, dialect_for("elementsd"))
-    await view.refresh()
-    (coin,) = [u for u in view.unspent(SELLER.script_pubkey) if u.txid == seed.txid]
-    a, _ = build_payment(SELLER, [coin], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0)
+    view, (coin,) = await seller_coins(node)
+    a = seller_pays([coin], 10**5)
     wire_a = dialect_for("elementsd").parse_tx(a.hex)
     view.add_local(wire_a, pending=True)
     assert view.spend_of(coin.outpoint) is not None
     await view.refresh()  # a refresh while it is not sent yet keeps it
     assert view.spend_of(coin.outpoint) is not None
     change = [u for u in view.unspent(SELLER.script_pubkey) if u.txid == a.txid]
-    b, _ = build_payment(SELLER, change, [TxOut(BUYER.script_pubkey, POLICY, 10**4)], policy_asset=POLICY, fee_rate=1.0)
+    b = seller_pays(change, 10**4)
     waiting = asyncio.ensure_future(view.inputs_sent(dialect_for("elementsd").parse_tx(b.hex)))
     await asyncio.sleep(0.01)
     assert not waiting.done()  # B spends A's change: it waits for A's broadcast
@@ -261,15 +257,8 @@ async def test_an_output_spent_in_a_block_a_reorganisation_removes_is_unspent_ag
     """Coin selection reads an index of unspent outputs per script: a spend in a block drops
     the output from it, the block's removal puts it back, and the removed block's outputs go."""
     node = FakeNode()
-    seed, _ = build_payment(BUYER, funding(BUYER, (POLICY, 10**7), tag=9), [TxOut(SELLER.script_pubkey, POLICY, 10**6)],
-                            policy_asset=POLICY, fee_rate=1.0)  # fmt: skip
-    node.add([seed.raw])
-    view = ChainView(node, dialect_for("elementsd"))
-    await view.refresh()
-    (coin,) = view.unspent(SELLER.script_pubkey)
-    pay, _ = build_payment(
-        SELLER, [coin], [TxOut(BUYER.script_pubkey, POLICY, 10**5)], policy_asset=POLICY, fee_rate=1.0
-    )
+    view, (coin,) = await seller_coins(node)
+    pay = seller_pays([coin], 10**5)
     node.add([pay.raw])
     await view.refresh()
     assert [u.txid for u in view.unspent(SELLER.script_pubkey)] == [pay.txid]  # its change only
