@@ -125,8 +125,19 @@ HOSTILE_CASES = [
 ] + [case for m in COUNTER_MISBEHAVIOURS for case in platform_matrix(m, name=f"{m.value}-")]
 # The channel's and the journal's refusals do not depend on the ledgers: btc under `matrix`.
 PAIRS_EVM_FIRST = [CROSS_PAIRS[0], pytest.param(CROSS_PAIRS[1], id=CROSS_PAIRS[1].id, marks=MATRIX)]
-# Replays are refused by the agent's journal, whatever the ledgers: one pair.
-HOSTILE_CASES.append(pytest.param(CROSS_PAIRS[0], Misbehaviour.REPLAY, id=f"replay-{CROSS_PAIRS[0].id}"))
+
+
+def against_evm(*values, name: str = "") -> list:
+    """A case per Fabric and Elements base pair against EVM cash (fabric-a/evm-a, elements/evm-a),
+    each under `matrix`: the lies and tampered terms the honest side must see through there too."""
+    return [case for case in platform_matrix(*values, name=name) if case.values[0].cash == "evm-a"]
+
+
+# Replays are refused by the agent's journal, whatever the ledgers: one pair in `make test`.
+HOSTILE_CASES += [
+    pytest.param(CROSS_PAIRS[0], Misbehaviour.REPLAY, id=f"replay-{CROSS_PAIRS[0].id}"),
+    *against_evm(Misbehaviour.REPLAY, name="replay-"),
+]
 
 
 @pytest.mark.parametrize(("pair", "misbehaviour"), HOSTILE_CASES)
@@ -163,7 +174,7 @@ def test_honest_agent_refuses_a_hostile_counterparty(agents: Agents, pair: Pair,
         assert all(r.refused and "replayed or reordered message" in r.refused for r in replays), replays
 
 
-@pytest.mark.parametrize("pair", PAIRS_EVM_FIRST, ids=lambda p: p.id)
+@pytest.mark.parametrize("pair", PAIRS_EVM_FIRST + against_evm(), ids=lambda p: p.id)
 def test_false_notices(agents: Agents, pair: Pair):
     """The buyer never locks and names locks that do not exist (one under an id its ledger
     cannot even read) and a claim it did not make: the seller refunds its own lock."""
@@ -193,7 +204,16 @@ def test_false_notices(agents: Agents, pair: Pair):
     assert changes(before, after, pair, agents.steps("seller", swap_id)) == UNCHANGED
 
 
-@pytest.mark.parametrize("pair", PAIRS_EVM_FIRST, ids=lambda p: p.id)
+# Refused before anything is locked, so cheap: fabric-a/evm-a in `make test` as well.
+WRONG_KEY_PAIRS = PAIRS_EVM_FIRST + [
+    pytest.param(case.values[0], id=case.id, marks=[m for m in case.marks if m.name != "matrix"])
+    if case.values[0].security == "fabric-a"
+    else case
+    for case in against_evm()
+]
+
+
+@pytest.mark.parametrize("pair", WRONG_KEY_PAIRS, ids=lambda p: p.id)
 def test_message_signed_by_the_wrong_key(agents: Agents, pair: Pair, tmp_path, monkeypatch):
     """The buyer's own TLS identity but every message signed by another key, then a client
     whose certificate names the buyer but is not the pinned one: the honest seller takes
@@ -291,8 +311,9 @@ def assert_unchanged(agents: Agents, pair: Pair, before, swap_id: str) -> None:
     assert changes(before, after, pair, steps) == UNCHANGED
 
 
-# The rest of the tampered locks, on evm-a/evm-b: a lock id there covers every term, so each is
-# another lock, and the seller names the term that differs.
+# The rest of the tampered locks, on EVM cash (evm-a/evm-b in `make test`; fabric-a/evm-a and
+# elements/evm-a under `matrix`): an EVM lock id covers every term, so each is another lock, and
+# the seller names the term that differs.
 TAMPERED_FIELD = {
     Misbehaviour.SHORT_EXPIRY: "expiry",
     Misbehaviour.WRONG_RECIPIENT: "recipient",
@@ -300,9 +321,13 @@ TAMPERED_FIELD = {
 }
 
 
-@pytest.mark.parametrize("misbehaviour", list(TAMPERED_FIELD), ids=lambda m: m.value)
-def test_hostile_counterparty_tampers_another_term(agents: Agents, misbehaviour: Misbehaviour):
-    pair = CROSS_PAIRS[0]
+TAMPERED_CASES = [pytest.param(CROSS_PAIRS[0], m, id=m.value) for m in TAMPERED_FIELD] + [
+    case for m in TAMPERED_FIELD for case in against_evm(m, name=f"{m.value}-")
+]
+
+
+@pytest.mark.parametrize(("pair", "misbehaviour"), TAMPERED_CASES)
+def test_hostile_counterparty_tampers_another_term(agents: Agents, pair: Pair, misbehaviour: Misbehaviour):
     before = run_async(balances(agents.run_dir))
     spec = spec_for(pair, secret_holder=Role.SELLER.value)
     swap_id = run_async(seller_against(agents, misbehaviour, spec, pair))
