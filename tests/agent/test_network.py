@@ -327,6 +327,15 @@ def test_a_running_agent_takes_pairing_changes(agents: Agents, tmp_path):
                 break
             time.sleep(0.2)
         assert seller.output().count("pairing taken") == taken + 1, seller.output()[-2000:]
+        # A file it cannot take: the pairing stays as it was, and it says why in one line.
+        (seller_folder / "agent.yaml").write_text("peers: [")
+        for _ in range(50):  # bounded: 10 s
+            if "pairing not taken" in seller.output():
+                break
+            time.sleep(0.2)
+        said = " ".join(seller.output().split())
+        assert "error: " in said and "agent.yaml: pairing not taken: " in said and "still serving carol, buyer" in said
+        assert run_async(carol_says()) == "let in"
         assert agents.record("seller", swap_id).outcome is None
     finally:
         seller.stop()
