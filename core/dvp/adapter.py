@@ -345,6 +345,13 @@ class CosignedDvp(AtomicDvp):
         broadcasts.  Returns once broadcast.  Raises AuditFailed, in one line naming what is
         wrong, for a half that does not parse or does not match the order; SubmitError."""
 
+    @abstractmethod
+    async def revoke_as_buyer(self, order: DvpOrder, half: str) -> Submission:
+        """The buyer voids its ``half`` (the seller neither broadcast it nor cancelled): it
+        spends the half's inputs of its own back to itself, so the half can never confirm.
+        Returns once broadcast.  Raises SubmitError (those inputs spent already: by the DvP
+        transaction itself, or by an earlier revocation)."""
+
 
 class Issuing(ABC):
     """Test assets: the ledger's issuer creates (or pays out) an asset."""

@@ -316,3 +316,56 @@ def test_the_seller_refuses_a_tampered_pset(agents: Agents, _, tamper: str, refu
     assert ("cancel", "result") in rows and ("settle", "result") not in rows, rows
     after = run_async(balances(agents.run_dir))
     assert changes(before, after, ELEMENTS, agents.steps("seller", swap_id)) == UNCHANGED
+
+
+class HoldsTheHalf(AtomicPartyRun):
+    """A seller that proposes, takes the buyer's half, and neither broadcasts it nor cancels
+    (until the test cancels its order)."""
+
+    async def as_seller(self) -> tuple[Outcome, str]:
+        await self.run.propose(self.order)
+        await self.notify(Kind.LOCKED, LegName.SECURITY)
+        for _ in range(1500):
+            if await self.run.status() is not OrderStatus.OPEN:
+                break
+            await asyncio.sleep(0.1)
+        return Outcome.ABORTED, "held the half"
+
+
+class HoldingAgent(Agent):
+    atomic_run_class = HoldsTheHalf
+
+
+@pytest.mark.matrix
+@pytest.mark.parametrize("_", [pytest.param(None, id="elements", marks=ELEMENTS_MARKS)])
+def test_the_buyer_voids_a_half_the_seller_holds(agents: Agents, _):
+    """The seller takes the buyer's half and neither broadcasts nor cancels: past the accept
+    window (and a grace) the buyer spends the half's inputs back to itself and ends aborted;
+    the half, completed by the seller afterwards, is refused by elementsd."""
+    before = run_async(balances(agents.run_dir))
+    spec = spec_for(ELEMENTS, kind="atomic", holder_timeout=60, counter_timeout=15)
+
+    async def play() -> str:
+        buyer = agents.start("buyer").ready()
+        async with buyer_agent(agents, HoldingAgent, party="seller") as (seller, ledger_set):
+            swap_id = await seller.propose(spec)
+            theirs = await asyncio.to_thread(agents.outcome, "buyer", swap_id, 90)
+            assert theirs.outcome == "aborted", theirs.detail
+            detail = theirs.detail or ""
+            assert "neither broadcast nor cancelled" in detail and "can never confirm" in detail, detail
+            revoked = [s for s in agents.steps("buyer", swap_id) if s.step == "cancel" and s.phase == "final"]
+            assert [s.detail["payer"] for s in revoked] == ["buyer"], revoked
+            halves = seller.hints_of(swap_id).halves
+            assert halves, "the buyer's half never reached the seller"
+            order = DvpOrder.model_validate(agents.record("buyer", swap_id).data["order"])
+            await never_confirms(agents, halves[-1], order)
+            adapter = ledger_set.ledgers["elements"].require(AtomicDvp)
+            await ledger_set.ledgers["elements"].wait_all(await adapter.cancel_dvp(order))
+            await asyncio.wait_for(seller.tasks[swap_id], 30)
+        buyer.stop()
+        return swap_id
+
+    swap_id = asyncio.run(play())
+    after = run_async(balances(agents.run_dir))
+    moved = changes(before, after, ELEMENTS, agents.steps("buyer", swap_id))
+    assert (moved["buyer_cash"], moved["buyer_security"]) == (0, 0), moved

@@ -48,7 +48,7 @@ from .config import ElementsConfig
 from .dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp
 from .launcher import address_of
 from .ledger import ElementsLedger
-from .order import OrderScript, build_cancel, order_hash
+from .order import OrderScript, build_cancel, order_hash, spend_back
 from .tx import ElementsTx, TxOut, select_utxos
 
 ISSUE_SUPPLY = 10**15  # on-chain units issued per asset at bootstrap (MAX_MONEY is 2.1e15)
@@ -280,6 +280,26 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
                 signed = sign_dvp(dvp, seller, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
                 txid = await self.ledger.send(finalize_dvp(signed))
         return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # the buyer's inputs pay the fee
+
+    async def revoke_as_buyer(self, order: DvpOrder, half: str) -> Submission:
+        """The buyer spends the inputs of its ``half`` still unspent back to itself (fee from
+        them), so the half can never confirm."""
+        buyer = self._key(order.buyer, "to spend the buyer's inputs back")
+        await self._refresh("revoke")
+        async with self._send_lock:
+            with utxo_errors("revoke", self.name), journaled_as(TxPurpose.CANCEL, order.buyer):
+                mine = [
+                    u for u in DvpTx.from_pset(half, "buyer").spent
+                    if u.script_pubkey == buyer.script_pubkey and self.view.spend_of(u.outpoint) is None
+                ]  # fmt: skip
+                if not mine:
+                    raise errors.SubmitError(
+                        f"revoke: the half's inputs are spent already on {self.name}", code="spent"
+                    )
+                policy = self.config.policy_asset
+                tx, _fee = spend_back(buyer, mine, policy_asset=policy, fee_rate=self.config.fee_rate)
+                txid = await self.ledger.send(tx)
+        return self._submission(txid, TxPurpose.CANCEL, order.buyer)
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """The seller spends its order output back to itself (fee from its policy-asset

@@ -77,9 +77,23 @@ def build_cancel(order: OrderScript, offered: list[Utxo], key: Key, funds: list[
         raise TxBuildError("no order output to spend")
     if check and key.pubkey != order.seller_pubkey:
         raise TxBuildError("only the seller's key spends its order output")
+    return spend_back(key, funds, order, offered, policy_asset=policy_asset, fee_rate=fee_rate)
+
+
+def spend_back(key: Key, funds: list[Utxo], order: OrderScript | None = None, offered: list[Utxo] | None = None, *,
+               policy_asset: str, fee_rate: float) -> tuple[ElementsTx, int]:  # fmt: skip
+    """Spend ``order``'s outputs ``offered`` and ``key``'s own ``funds`` back to ``key``'s
+    P2WPKH, each asset whole, the fee (policy asset) out of them; signed by ``key``
+    (SIGHASH_ALL).  A seller's cancellation, or a buyer voiding the half it signed."""
+    offered = offered or []
+    if offered and order is None:
+        raise TxBuildError("the order's outputs need the order's script")
     own = key.script_pubkey
     inputs = [TxIn(u) for u in offered] + [TxIn(u) for u in funds]
-    placeholder = [[MAX_SIG, order.script] for _ in offered] + [[MAX_SIG, key.pubkey] for _ in funds]
+    if not inputs:
+        raise TxBuildError("nothing to spend back")
+    scripts = [order.script if order else b"" for _ in offered]
+    placeholder = [[MAX_SIG, s] for s in scripts] + [[MAX_SIG, key.pubkey] for _ in funds]
     change = {a: own for a in {u.explicit_asset for u in offered + funds} | {policy_asset}}
     outs, fee = balance_with_fee(
         inputs, [], policy_asset=policy_asset, fee_rate=fee_rate, change=change, placeholder=placeholder
@@ -88,7 +102,7 @@ def build_cancel(order: OrderScript, offered: list[Utxo], key: Key, funds: list[
     stacks: list[list[bytes] | None] = []
     for i, t in enumerate(inputs):
         if i < len(offered):
-            stacks.append([sign_input(key, w, i, order.script, t.utxo.value_commitment), order.script])
+            stacks.append([sign_input(key, w, i, scripts[i], t.utxo.value_commitment), scripts[i]])
         else:
             stacks.append([sign_input(key, w, i, p2pkh_code(key.pubkey), t.utxo.value_commitment), key.pubkey])
     set_witnesses(w, stacks)

@@ -17,7 +17,9 @@ PSET on Elements), again every few polls until the order closes; the seller audi
 against the agreement, signs its own inputs and broadcasts (:meth:`complete`).  The seller
 broadcasts, not the buyer: the last signature stays with the party that cancels at the end
 of the window, so no complete transaction is ever outside the seller while it decides to
-cancel, and a half it refuses ends the swap at once (cancelled).
+cancel, and a half it refuses ends the swap at once (cancelled).  A seller that neither
+broadcasts nor cancels finds the half voided: past the window and a grace the buyer spends
+the half's inputs back to itself (:meth:`revoke`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,9 @@ from ..terms import Agreement
 from .messages import Kind
 from .run import MAX_POLLS, POLL_SECONDS, PROBE_EVERY, Hints, Notify, Probe, _no_probe
 
-# How long past the accept window a cosigning buyer waits for the seller's broadcast or
-# cancellation before it stops waiting (the ledger still decides the swap).
-COSIGN_GRACE_SECONDS = 60.0
+# How long past the accept window (plus three confirmations' time) a cosigning buyer waits for
+# the seller's broadcast or cancellation before it voids its half (the ledger still decides).
+COSIGN_GRACE_SECONDS = 10.0
 
 
 def agreed_order(agreement: Agreement) -> DvpOrder:
@@ -164,10 +166,13 @@ class AtomicPartyRun:
         return await run.by_the_ledger()
 
     async def cosign(self, adapter: CosignedDvp) -> tuple[Outcome, str]:
-        """The buyer's half of a cosigned DvP: signed on its inputs only, sent to the seller
-        (again every few polls, for a seller that restarted) until the order closes."""
+        """The buyer's half of a cosigned DvP: signed on its inputs only (once: it is journaled),
+        sent to the seller (again every few polls, for a seller that restarted) until the order
+        closes; voided (:meth:`revoke`) if the seller neither broadcast nor cancelled it within
+        the accept window and a grace after it."""
         run, s = self.run, self.steps
-        if await run.status() is OrderStatus.OPEN:
+        half = self.journaled_half()
+        if half is None and await run.status() is OrderStatus.OPEN:
             try:
                 half = await adapter.sign_as_buyer(self.order)
             except REFUSED as exc:
@@ -180,19 +185,53 @@ class AtomicPartyRun:
                     run.ledger,
                     order_id=self.order_id,
                     reason="signed my inputs only; the seller audits, completes and broadcasts",
+                    half=half,
                 )
-                for polls in range(MAX_POLLS):
-                    if await run.status() is not OrderStatus.OPEN:
-                        break
-                    if self.accept_window_left() < -COSIGN_GRACE_SECONDS:
-                        return Outcome.ABORTED, (
-                            f"the seller neither broadcast nor cancelled order {self.order_id} within the accept "
-                            "window; nothing of mine moved, but my signed half stays valid until I spend its inputs"
-                        )
-                    if polls % PROBE_EVERY == 0:
-                        await self._notify(s.id, Kind.SIGNED, LegName.CASH, self.order_id, half)
-                    await self.hints.wait(POLL_SECONDS)
+        if half is None:
+            return await run.by_the_ledger()
+        if any(x.step == StepName.CANCEL for x in s.journal.steps(s.id)):
+            return await self.revoke(adapter, half)
+        grace = COSIGN_GRACE_SECONDS + 3 * s.ledgers[run.ledger].finality.expected_seconds
+        for polls in range(MAX_POLLS):
+            if await run.status() is not OrderStatus.OPEN:
+                break
+            if self.accept_window_left() < -grace:
+                return await self.revoke(adapter, half)
+            if polls % PROBE_EVERY == 0:
+                await self._notify(s.id, Kind.SIGNED, LegName.CASH, self.order_id, half)
+            await self.hints.wait(POLL_SECONDS)
         return await run.by_the_ledger()
+
+    def journaled_half(self) -> str | None:
+        """The half this buyer signed for this swap, if it did (a resumed drive sends it again
+        rather than sign another)."""
+        s = self.steps
+        noted = [x for x in s.journal.steps(s.id) if x.step == StepName.SETTLE and x.phase == Phase.SKIPPED]
+        half = noted[-1].detail.get("half") if noted else None
+        return half if isinstance(half, str) else None
+
+    async def revoke(self, adapter: CosignedDvp, half: str) -> tuple[Outcome, str]:
+        """Void the half: spend its inputs of mine back to me (journaled as this party's
+        ``cancel``), unless the order closed meanwhile; the ledger then decides the outcome."""
+        run = self.run
+        try:
+            await self.steps.transact(
+                StepName.CANCEL,
+                run.ledger,
+                lambda: adapter.revoke_as_buyer(self.order, half),
+                self.closed,
+            )
+        except REFUSED:
+            pass  # its inputs are spent: by the DvP transaction, or by this revocation before
+        if await run.status() is OrderStatus.OPEN:
+            return Outcome.ABORTED, (
+                f"the seller neither broadcast nor cancelled order {self.order_id} within the accept window; "
+                "I spent my half's inputs back to myself, so it can never confirm: nothing of mine moved but that fee"
+            )
+        return await run.by_the_ledger()
+
+    async def closed(self) -> bool:
+        return await self.run.status() is not OrderStatus.OPEN
 
     @staticmethod
     def status_text(status: OrderStatus | None) -> str:
