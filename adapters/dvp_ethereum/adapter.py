@@ -209,7 +209,8 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         self._note_locks(receipt, block)
         if int(receipt["status"], 16) != 1:
             reason = await self._replay_reason(tx_id, block)
-            raise error_for(reason, what=f"transaction on {self.name}", tx_id=tx_id, mined=True)
+            # Reverted, but mined: its gas is paid all the same (the journal records it).
+            raise error_for(reason, what=f"transaction on {self.name}", tx_id=tx_id, mined=True, fee=fee, block=block)
         return TxStatus(tx_id=tx_id, successful=True, code=0, block_number=block, fee=fee)
 
     def _note_locks(self, receipt: dict[str, Any], block: int) -> None:

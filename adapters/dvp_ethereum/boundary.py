@@ -77,14 +77,19 @@ def decode_revert(data: str | None) -> str | None:
     return _selectors().get(data[:10].lower())
 
 
-def error_for(name: str | None, *, what: str, tx_id: str | None = None, mined: bool = False) -> errors.DvpError:
+def error_for(
+    name: str | None, *, what: str, tx_id: str | None = None, mined: bool = False, fee: int | None = None,
+    block: int | None = None,
+) -> errors.DvpError:  # fmt: skip
+    """The error of the rule ``name``; a ``mined`` transaction carries the ``fee`` its revert
+    still cost and its ``block``."""
     detail = _EXPLAIN.get(name or "", name or "reverted")
     message = f"{what}: {detail}" + (f" (tx {tx_id})" if tx_id else "")
     cls = _ERROR_TYPES.get(name or "", errors.CommitError if mined else errors.SubmitError)
     if issubclass(cls, errors.TransactionError) and mined:
         cls = errors.CommitError
     if issubclass(cls, (errors.TransactionError, errors.LockError)):
-        return cls(message, tx_id=tx_id, code=name or "reverted")
+        return cls(message, tx_id=tx_id, code=name or "reverted", fee=fee, block=block)
     return cls(message)
 
 

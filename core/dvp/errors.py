@@ -11,7 +11,7 @@ and may add subclasses::
     ├── JournalUnavailable          the journal's database server cannot be reached, or was lost (exit 9)
     ├── AdapterError                a ledger did not do what was asked
     │   ├── LedgerUnavailable       node unreachable or not ready
-    │   ├── TransactionError        (tx_id, code) a transaction failed
+    │   ├── TransactionError        (tx_id, code; fee, block if mined and reverted) a transaction failed
     │   │   ├── SubmitError         rejected before inclusion (endorse, mempool, revert on estimate)
     │   │   ├── CommitError         included but invalid (reverted, MVCC conflict)
     │   │   │   └── Superseded      a journaled signed transaction can never confirm (the ledger's proof)
@@ -94,11 +94,29 @@ class LedgerUnavailable(AdapterError):
     pass
 
 
-class TransactionError(AdapterError):
-    def __init__(self, message: str, *, tx_id: str | None = None, code: str | int | None = None):
+class _Failed(Exception):
+    """What a failed transaction or lock operation carries: ``tx_id`` and ``code`` (the rule
+    or status), and ``fee`` and ``block`` when the ledger mined it anyway (an EVM revert): it
+    still cost its payer that fee, in the ledger's fee unit."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        tx_id: str | None = None,
+        code: str | int | None = None,
+        fee: int | None = None,
+        block: int | None = None,
+    ):
         super().__init__(message)
         self.tx_id = tx_id
         self.code = code
+        self.fee = fee
+        self.block = block
+
+
+class TransactionError(_Failed, AdapterError):
+    pass
 
 
 class SubmitError(TransactionError):
@@ -119,13 +137,8 @@ class FinalityTimeout(TransactionError):
     pass
 
 
-class LockError(AdapterError):
-    """An HTLC rule refused the operation; ``tx_id`` is set when a mined transaction reverted."""
-
-    def __init__(self, message: str, *, tx_id: str | None = None, code: str | int | None = None):
-        super().__init__(message)
-        self.tx_id = tx_id
-        self.code = code
+class LockError(_Failed, AdapterError):
+    """An HTLC rule refused the operation; ``tx_id`` (``fee``, ``block``) set when a mined transaction reverted."""
 
 
 class LockNotFound(LockError):

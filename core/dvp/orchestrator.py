@@ -33,8 +33,8 @@ from .models import (
     SwapSpec,
     Trade,
 )
-from .state import Action, AtomicSwapState, HtlcSwapState, Phase, StepName
-from .steps import REFUSED, ClockGuard, Outcome, Progress, SwapSteps
+from .state import Action, AtomicSwapState, HtlcSwapState, StepName
+from .steps import REFUSED, ClockGuard, Outcome, Progress, SwapSteps, fees_journaled
 from .timeouts import check_plan, second_leg_seconds
 
 __all__ = ["Orchestrator", "Outcome", "Progress", "SwapResult", "Unfinished"]
@@ -389,14 +389,9 @@ class AtomicRun:
     def fees_text(self) -> str:
         """The fees this swap's transactions paid, from the journal's final rows, per payer."""
         paid: dict[tuple[str, str], int] = {}
-        seen: set[str | None] = set()
-        for s in self.s.journal.steps(self.s.id):
-            if s.phase != Phase.FINAL or s.tx_id in seen:
-                continue
-            seen.add(s.tx_id)
-            unit = s.detail.get("fee_asset") or self.s.ledgers[self.ledger].fee_unit
-            key = (str(s.detail.get("payer")), unit)
-            paid[key] = paid.get(key, 0) + int(s.detail.get("fee") or 0)
+        for (_, payer, _, asset), fee in fees_journaled(self.s.journal.steps(self.s.id)).items():
+            key = (payer, asset or self.s.ledgers[self.ledger].fee_unit)
+            paid[key] = paid.get(key, 0) + fee
         return ", ".join(f"{fee} {unit} ({payer})" for (payer, unit), fee in paid.items()) or "none"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from .journal import Step
 from .orchestrator import SwapResult
 from .state import HtlcSwapState, Phase, state_of
+from .steps import fees_journaled
 
 Balances = dict[tuple[str, str, str], int]
 
@@ -65,16 +66,42 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
 
 def fees_paid(steps: list[Step]) -> Balances:
     """(ledger, asset, party) -> fees paid in a traded asset (UTXO coins), from the journal."""
-    fees: Balances = defaultdict(int)
-    counted: set[tuple[str | None, str]] = set()  # a fee is paid once per transaction, however often it is journaled
+    return {(ledger, asset, payer): fee for (ledger, payer, _, asset), fee in fees_journaled(steps).items() if asset}
+
+
+def fees_report(steps: list[Step]) -> list[dict[str, Any]]:
+    """The swap's fees per ledger and payer, each transaction once, a reverted one included."""
+    return [
+        {"ledger": ledger, "payer": payer, "fee": fee, "unit": unit, "asset": asset}
+        for (ledger, payer, unit, asset), fee in fees_journaled(steps).items()
+    ]
+
+
+def reverted(steps: list[Step]) -> list[Step]:
+    """The transactions the ledger mined but reverted (each once): their fee was paid."""
+    found: dict[tuple[str | None, str | None], Step] = {}
     for s in steps:
-        if s.phase == Phase.FINAL and s.detail.get("fee") and s.detail.get("fee_asset"):
-            if s.tx_id:
-                if (s.ledger, s.tx_id) in counted:
-                    continue
-                counted.add((s.ledger, s.tx_id))
-            fees[(s.ledger or "", s.detail["fee_asset"], s.detail["payer"])] += s.detail["fee"]
-    return dict(fees)
+        if s.phase == Phase.FINAL and s.detail.get("reverted"):
+            found.setdefault((s.ledger, s.tx_id), s)
+    return list(found.values())
+
+
+def fee_lines(steps: list[Step]) -> list[str]:
+    """``fees: 63162 wei paid by buyer on evm-a`` per payer, then each reverted transaction."""
+    paid = [
+        " ".join(str(x) for x in (f"{fee:,}", unit, f"({asset})" if asset else None) if x)
+        + f" paid by {payer} on {ledger}"
+        for (ledger, payer, unit, asset), fee in fees_journaled(steps).items()
+    ]
+    lines = [f"fees: {'; '.join(paid)}"] if paid else []
+    for s in reverted(steps):
+        lines.append(
+            f"reverted on {s.ledger}: {s.step} tx {s.tx_id} ({s.detail['reverted']}), "
+            f"fee {s.detail.get('fee', 0):,} {s.detail.get('fee_unit') or ''} paid by {s.detail.get('payer')}".replace(
+                "  ", " "
+            )
+        )
+    return lines
 
 
 def conservation(before: Balances, after: Balances, fees: Balances | None = None) -> dict[tuple[str, str], int]:
@@ -102,6 +129,17 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
         "lock_ids": _lock_ids(result),
         "seconds": round(rows[-1].finished - result.steps[0].wall, 3) if rows else 0.0,
         "transactions": sum(r.transactions for r in rows),
+        "fees": fees_report(result.steps),
+        "reverted": [
+            {
+                "step": s.step,
+                "ledger": s.ledger,
+                "tx_id": s.tx_id,
+                "rule": s.detail["reverted"],
+                "fee": s.detail.get("fee"),
+            }
+            for s in reverted(result.steps)
+        ],
         "steps": [
             {
                 "step": r.step,

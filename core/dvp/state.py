@@ -24,7 +24,7 @@ class Phase(StrEnum):
     SIGNED = "signed"  # one per transaction signed, before any is broadcast: tx_id, raw, purpose, payer, batch
     ABANDONED = "abandoned"  # a signed transaction the ledger proves can never confirm: tx_id, proof
     SUBMITTED = "submitted"  # one per transaction broadcast: tx_id, purpose, payer
-    FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block
+    FINAL = "final"  # one per transaction once final: tx_id, purpose, payer, fee, fee_asset, block, reverted (mined, failed)
     RESULT = "result"  # the step is done (tx_id: the operation's own transaction, if any)
     SKIPPED = "skipped"  # the step was deliberately not taken (reason)
 

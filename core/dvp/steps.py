@@ -230,6 +230,8 @@ class SwapSteps:
         intents = [i for i, r in enumerate(rows) if r.phase == Phase.INTENT]
         attempt = rows[intents[-1] :] if intents else rows
         final = {r.tx_id for r in attempt if r.phase == Phase.FINAL and r.tx_id}
+        if any(r.phase == Phase.FINAL and r.detail.get("reverted") for r in attempt):
+            return [], final, []  # it failed on the ledger (its fees journaled): nothing to resume
         signed = [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SIGNED]
         if signed:  # the last submission signed (a sender that re-signed keeps only its last batch)
             signed = signed[-int(signed[-1].get("batch") or 1) :]
@@ -237,25 +239,37 @@ class SwapSteps:
 
     async def finish(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> str:
         """Wait for each transaction not yet ``final`` in order, journal it final with its
-        fee and payer, then the step's result."""
+        fee and payer, then the step's result.  One the ledger mined but reverted is journaled
+        final too, with its fee and ``reverted`` (the rule it broke), before the step fails."""
         adapter = self.ledgers[ledger]
         block = None
+        failed: errors.TransactionError | errors.LockError | None = None
         for tx in txs:
             if tx["tx_id"] in final:
                 continue
-            status = await adapter.wait_final(tx["tx_id"])
+            paid = {
+                "tx_id": tx["tx_id"],
+                "purpose": tx.get("purpose"),
+                "payer": tx.get("payer"),
+                "fee_unit": adapter.fee_unit,
+            }
+            try:
+                status = await adapter.wait_final(tx["tx_id"])
+            except (errors.TransactionError, errors.LockError) as exc:
+                if exc.fee is None:  # not mined (or mined for free): nothing paid
+                    if failed is not None:
+                        raise failed from exc
+                    raise
+                # Mined and reverted (EVM): it cost its payer gas all the same.  Journaled final
+                # with its fee and the rule it broke, then the next ones of the submission (also
+                # broadcast, so also paid for), then the step fails as the ledger said.
+                await self.note(step, Phase.FINAL, ledger, **paid, fee=exc.fee, block=exc.block, reverted=str(exc.code))
+                failed = failed or exc
+                continue
             block = status.block_number
-            await self.note(
-                step,
-                Phase.FINAL,
-                ledger,
-                tx_id=tx["tx_id"],
-                purpose=tx.get("purpose"),
-                payer=tx.get("payer"),
-                fee=status.fee,
-                fee_asset=status.fee_asset,
-                block=block,
-            )
+            await self.note(step, Phase.FINAL, ledger, **paid, fee=status.fee, fee_asset=status.fee_asset, block=block)
+        if failed is not None:
+            raise failed
         main: str = txs[-1]["tx_id"]
         await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
         return main
@@ -529,3 +543,25 @@ class SwapSteps:
             return outcome, detail
         # The steps' cause, without their own (mistaken) summary of what the ledgers hold.
         return found, f"{why}, as the ledgers show (the swap's steps had stopped: {self.state.unwinding or detail})"
+
+
+Fees = dict[tuple[str, str, str | None, str | None], int]
+
+
+def fees_journaled(steps: Iterable[Step]) -> Fees:
+    """(ledger, payer, fee unit, fee asset) -> what a swap's transactions cost, from the
+    journal's ``final`` rows, each transaction once however often it is journaled, one the
+    ledger mined but reverted included (it was paid for).  The unit is None on rows journaled
+    before it was; the asset is set only where fees are paid in a traded asset (a UTXO coin)."""
+    fees: Fees = defaultdict(int)
+    counted: set[tuple[str | None, str]] = set()
+    for s in steps:
+        if s.phase != Phase.FINAL or not s.detail.get("fee"):
+            continue
+        if s.tx_id:
+            if (s.ledger, s.tx_id) in counted:
+                continue
+            counted.add((s.ledger, s.tx_id))
+        d = s.detail
+        fees[(s.ledger or "", str(d.get("payer")), d.get("fee_unit"), d.get("fee_asset"))] += int(d["fee"])
+    return dict(fees)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .orchestrator import SwapResult
-from .report import Balances, swap_report, timeline
+from .report import Balances, fee_lines, swap_report, timeline
 
 _OUTCOME_STYLE = {"settled": "green", "refunded": "yellow", "aborted": "yellow", "principal_loss": "red"}
 
@@ -33,7 +33,8 @@ def steps_table(result: SwapResult, title: str | None = None) -> Table:
     outcome = result.outcome.value if result.outcome else "unfinished"
     style = _OUTCOME_STYLE.get(outcome, "white")
     heading = f"{result.kind} swap {result.swap_id}: [{style}]{outcome}[/]"
-    table = Table(title=f"{title}: {heading}" if title else heading, caption=result.detail)
+    caption = "\n".join([result.detail, *fee_lines(result.steps)])
+    table = Table(title=f"{title}: {heading}" if title else heading, caption=caption)
     columns: tuple[tuple[str, Literal["left", "right"]], ...] = (
         ("step", "left"),
         ("ledger", "left"),

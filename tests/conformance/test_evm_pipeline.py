@@ -10,8 +10,13 @@ import secrets
 import pytest
 
 from dvp import errors, sendlog
-from dvp.models import Asset, AssetKind, DvpOrder, HtlcTerms, LockStatus, OrderStatus
+from dvp.journal import Journal
+from dvp.models import Asset, AssetKind, DvpOrder, HtlcTerms, LockStatus, OrderStatus, SwapSpec
+from dvp.report import fee_lines, fees_report
 from dvp.runtime.processes import stop
+from dvp.state import StepName
+from dvp.steps import SwapSteps, fees_journaled
+from dvp.testing.scenarios import Pair, spec_for
 from dvp_ethereum.adapter import EthereumAdapter
 from dvp_ethereum.config import EthereumConfig
 from dvp_ethereum.launcher import AnvilLauncher
@@ -221,14 +226,19 @@ async def test_a_token_without_permit_is_approved_back_to_back_with_the_lock(evm
     await no_gap(evm, "seller")
 
 
-async def test_concurrent_proposals_of_one_seller_each_keep_their_allowance(evm):
-    """propose pulls nothing: the seller's allowance must cover every open proposal, also
-    while several are in the pool at once, and no more once they are accepted."""
+async def with_cash(evm) -> None:
+    """The EUR token on the paused chain, the buyer funded (once per module)."""
     if "EUR" not in evm._tokens:
         update = await mine_while(evm, asyncio.ensure_future(
             evm.bootstrap([Asset(symbol="EUR", ledger="evm-p", kind=AssetKind.CASH, decimals=2)])))  # fmt: skip
         evm._tokens.update({s: a for s, a in update["tokens"].items()})
         await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.issue("EUR", "buyer", FUNDS)).tx_id)))
+
+
+async def test_concurrent_proposals_of_one_seller_each_keep_their_allowance(evm):
+    """propose pulls nothing: the seller's allowance must cover every open proposal, also
+    while several are in the pool at once, and no more once they are accepted."""
+    await with_cash(evm)
     now = await evm.now()
     orders = [DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=n, cash="EUR",
                        cash_amount=100 * n, deadline=evm.expiry_after(now, 600), nonce=secrets.token_hex(32))
@@ -263,3 +273,48 @@ async def test_a_broadcast_the_node_refuses_leaves_no_gap(evm):
     for t in (first, later):
         assert (await evm.get_lock(evm.lock_id(t))).status is LockStatus.LOCKED
     await no_gap(evm, "seller")
+
+
+async def test_an_acceptance_the_cancel_beat_is_journaled_with_the_gas_its_revert_cost(evm, tmp_path):
+    """Issue 20: every transaction the party sent is in its journal with its fee, one the
+    ledger mined but reverted too.  The seller's cancel is in the pool when the buyer's
+    journaled acceptance is sent: both are mined, the acceptance reverts NotOpen, and its gas
+    (receipt.gasUsed * effectiveGasPrice, read from the node) is journaled against it."""
+    await with_cash(evm)
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=1, cash="EUR",
+                     cash_amount=100, deadline=evm.expiry_after(await evm.now(), 600),
+                     nonce=secrets.token_hex(32))  # fmt: skip
+    await mine_while(evm, asyncio.ensure_future(evm.wait_final((await evm.propose_dvp(order)).tx_id)))
+    journal = Journal(tmp_path / "buyer.sqlite")
+    journal.create("swap-1", "atomic", spec_for(Pair("evm-p", "evm-p"), kind="atomic").model_dump(mode="json"), {})
+    record = journal.get("swap-1")
+    steps = SwapSteps({"evm-p": evm}, journal, record, SwapSpec.model_validate(record.spec), lambda *_: None, 0.05)
+    buyer = evm.address_of("buyer")
+    before = await evm._w3.eth.get_balance(buyer)
+    await evm.cancel_dvp(order)  # the seller's, in the pool first
+
+    async def settled() -> bool:
+        found = await evm.get_order(evm.order_id(order))
+        return found is not None and found.status is OrderStatus.SETTLED
+
+    accept = asyncio.ensure_future(steps.transact(StepName.SETTLE, "evm-p", lambda: evm.accept_dvp(order), settled))
+    with pytest.raises(errors.CommitError) as refused:
+        await mine_while(evm, accept)
+    assert refused.value.code == "NotOpen" and refused.value.fee
+    rows = journal.steps("swap-1")
+    [final] = [s for s in rows if s.phase == "final"]
+    receipt = await evm._w3.eth.get_transaction_receipt(final.tx_id)
+    assert receipt["status"] == 0 and final.tx_id == refused.value.tx_id
+    assert final.detail["reverted"] == "NotOpen" and final.detail["payer"] == "buyer"
+    assert final.detail["fee"] == receipt["gasUsed"] * receipt["effectiveGasPrice"] > 0
+    assert final.detail["fee_unit"] == "wei" and final.detail["block"] == receipt["blockNumber"]
+    # The buyer's coin paid exactly the journaled fees (the acceptance is all it sent).
+    paid = sum(fee for (_, payer, _, _), fee in fees_journaled(rows).items() if payer == "buyer")
+    assert before - await evm._w3.eth.get_balance(buyer) == paid == final.detail["fee"]
+    assert f"reverted on evm-p: settle tx {final.tx_id} (NotOpen)" in "\n".join(fee_lines(rows))
+    assert fees_report(rows) == [{"ledger": "evm-p", "payer": "buyer", "fee": paid, "unit": "wei", "asset": None}]
+    # Nothing of that attempt is resumed (it failed on the ledger); the order moved nothing.
+    assert steps.attempt(StepName.SETTLE) == ([], {final.tx_id}, [])
+    assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.CANCELLED
+    journal.close()
+    await no_gap(evm, "buyer")

@@ -42,6 +42,7 @@ from ..journal import Step, SwapRecord
 from ..models import SwapSpec
 from ..report import timeline
 from ..state import Action, LegName, Phase, StepName, expiry_of
+from ..steps import fees_journaled
 from .figures import (
     Fee,
     FeePerSwap,
@@ -196,12 +197,15 @@ def swap_metrics(record: SwapRecord, steps: Sequence[Step], ledgers: Mapping[str
             p.messages += 1  # the off-ledger notice of the lock id / order to the counterparty
 
     tx_by_ledger: dict[str, int] = defaultdict(int)
-    fees: dict[str, Fee] = {}
     for e in entries:
         if e.transactions and e.ledger is not None:
             tx_by_ledger[e.ledger] += e.transactions
-        if e.fee is not None and e.ledger is not None:
-            fees.setdefault(e.ledger, Fee(fee=0, unit=e.fee_unit)).fee += e.fee
+    # Every transaction's fee, one whose step never ended (a reverted claim, a cancel the
+    # acceptance beat) included: from the journal's final rows, not the steps' rows.
+    fees: dict[str, Fee] = {}
+    for (ledger, _, unit, asset), fee in fees_journaled(steps).items():
+        info = ledgers.get(ledger)
+        fees.setdefault(ledger, Fee(fee=0, unit=info.fee_unit if info else unit or asset or "unknown")).fee += fee
 
     return SwapFigures(
         swap_id=record.id,
