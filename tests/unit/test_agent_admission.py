@@ -345,3 +345,16 @@ def test_bucket_and_quiet_log_by_the_clock():
     log("s", "line 11")
     log.flush()
     assert lines[-1] == "1 similar lines suppressed (limits.log_lines_per_minute)" and log.total_suppressed == 9
+
+
+async def test_a_signed_half_is_taken_only_by_the_seller_of_a_single_ledger_order(pair):
+    """A buyer's half (``signed``) names a single-ledger order of which this agent is the seller:
+    sent for an HTLC swap, to its buyer, it is refused in one line and not journaled."""
+    seller, buyer = pair
+    assert (await offer(seller, buyer, spec(), "h1")).kind is Kind.ACCEPT
+    before = rows(buyer)
+    message = notice("h1", kind=Kind.SIGNED).model_copy(update={"body": {"leg": "cash", "lock_id": "ab", "half": "x"}})
+    with pytest.raises(errors.MessageRefused, match="this agent is not its order's seller") as exc:
+        await buyer.handle(message)
+    assert "\n" not in str(exc.value) and rows(buyer) == before
+    assert buyer.hints_of("h1").halves == []
