@@ -21,6 +21,10 @@ from .config import ANVIL_MNEMONIC
 
 REPO = Path(__file__).resolve().parents[2]
 PARTIES = ("issuer", "seller", "buyer")
+# `dvp bench --party-pairs P`'s other party pairs (dvp.bench.runner.party_pair): dev accounts
+# past the spare fourth one, funded with ether by anvil like the others.
+BENCH_PARTIES = tuple(f"{role}-{i}" for i in range(2, 5) for role in ("seller", "buyer"))
+ACCOUNTS = 4 + len(BENCH_PARTIES)  # also in docker/*.yaml
 FIRST_CHAIN_ID = 31337
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -46,7 +50,7 @@ def dev_keys() -> dict[str, str]:
     Account.enable_unaudited_hdwallet_features()
     return {
         party: Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key.hex()
-        for i, party in enumerate(PARTIES)
+        for i, party in [*enumerate(PARTIES), *enumerate(BENCH_PARTIES, start=4)]
     }
 
 
@@ -113,7 +117,7 @@ KEPT_STATES = 256
 def anvil_args(port: int, chain_id: int, block_time: float) -> list[str]:
     """anvil's arguments (without the binary); ``block_time <= 0``: mine on every transaction."""
     args = ["--host", "127.0.0.1", "--port", str(port), "--chain-id", str(chain_id),
-            "--mnemonic", ANVIL_MNEMONIC, "--accounts", "4",
+            "--mnemonic", ANVIL_MNEMONIC, "--accounts", str(ACCOUNTS),
             "--prune-history", str(KEPT_STATES)]  # fmt: skip
     if block_time > 0:
         args += ["--block-time", f"{block_time:g}"]

@@ -352,6 +352,16 @@ class Journal:
                 if count == 1:
                     self._unlock_account(account)
 
+    leases_accounts = False  # whether account_lease holds anything across processes (PostgreSQL)
+
+    def accounts_held(self) -> set[tuple[str, str]]:
+        """The accounts this process holds now (:meth:`account_lease`)."""
+        return {a for a, n in getattr(self, "_accounts", {}).items() if n > 0}
+
+    def accounts_elsewhere(self, accounts: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of ``accounts`` another process holds now, in one read; none on SQLite."""
+        return set()
+
     def _lock_account(self, account: tuple[str, str]) -> bool:
         """Take ``account``'s cross-process lock, or raise SwapBusy now; False: this backend has none."""
         return False

@@ -222,17 +222,26 @@ class PgJournal(Journal):
             with contextlib.suppress(JournalUnavailable):  # a lost session has released it already
                 self._rows("SELECT pg_advisory_unlock(?)", (key,))
 
+    leases_accounts = True
+
     def held_elsewhere(self, swap_ids: list[str]) -> set[str]:
         """The swaps whose advisory lock another session holds, from one read of ``pg_locks``."""
-        if not swap_ids:
+        return {i for i in swap_ids if _key(i) & 0xFFFF_FFFF_FFFF_FFFF in self._others()} if swap_ids else set()
+
+    def accounts_elsewhere(self, accounts: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        if not accounts:
             return set()
+        others = self._others()
+        return {a for a in accounts if _key("account %s %s" % a) & 0xFFFF_FFFF_FFFF_FFFF in others}
+
+    def _others(self) -> set[int]:
+        """The advisory lock keys (unsigned) other sessions of this database hold now."""
         rows = self._rows(
             "SELECT classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND objsubid = 1 AND pid <> pg_backend_pid()"
             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         )
-        held = {(int(c) << 32) | int(o) for c, o in rows}
-        return {i for i in swap_ids if _key(i) & 0xFFFF_FFFF_FFFF_FFFF in held}
+        return {(int(c) << 32) | int(o) for c, o in rows}
 
     def lease_held(self) -> None:
         """A round trip on the lease's session: the session is never re-opened, so while it

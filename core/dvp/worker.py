@@ -73,6 +73,15 @@ async def seconds_left(orch: Orchestrator, records: list[SwapRecord]) -> dict[st
     return left
 
 
+def accounts_of(record: SwapRecord) -> frozenset[tuple[str, str]]:
+    """The (ledger, party) accounts the swap sends from (as :meth:`Orchestrator.drive_with` leases them)."""
+    trade = record.spec.get("trade", {})
+    parties = (trade.get("seller", "seller"), trade.get("buyer", "buyer"))
+    return frozenset(
+        (str((trade.get(leg) or {}).get("ledger")), str(p)) for leg in ("security", "cash") for p in parties
+    )
+
+
 def order(records: list[SwapRecord], left: dict[str, float]) -> list[SwapRecord]:
     """Started swaps first, the nearest deadline first (a started swap without an expiry, a
     single-ledger order, after those with one), then the queued ones in queueing order."""
@@ -125,6 +134,13 @@ async def work(
             elsewhere = orch.journal.held_elsewhere([r.id for r in waiting if started(r)])
             waiting = [r for r in waiting if r.id not in elsewhere]  # being driven by another worker
             left = await seconds_left(orch, [r for r in waiting if started(r)])
+            # Queued swaps: none whose accounts another worker holds (it would refuse them), and
+            # at most one set of accounts not held here yet per poll, so that workers starting
+            # together spread over the parties instead of the first one taking them all.
+            spread = orch.journal.leases_accounts
+            mine = set(orch.journal.accounts_held()) if spread else set()
+            theirs = orch.journal.accounts_elsewhere({a for r in waiting for a in accounts_of(r)}) if spread else set()
+            new_set: frozenset[tuple[str, str]] | None = None
             now = time.monotonic()
             for record in order(waiting, left):
                 fresh = not started(record)
@@ -134,6 +150,14 @@ async def work(
                     continue
                 if fresh and now - busy.get(record.id, -BUSY_RECHECK) < BUSY_RECHECK:
                     continue
+                if fresh and spread:
+                    accounts = accounts_of(record)
+                    if accounts & theirs:
+                        continue
+                    if not accounts <= mine:
+                        if new_set is not None and accounts != new_set:
+                            continue
+                        new_set = accounts
                 running[record.id] = asyncio.create_task(one(record.id))
             if pending or running:
                 idle_since = None

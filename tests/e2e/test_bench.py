@@ -447,3 +447,36 @@ def test_agents_settle_each_swap_and_count_messages_from_their_journals(agents_o
     for party in ("seller", "buyer"):
         assert (out / "agents" / party / "agent.key").stat().st_mode & 0o077 == 0
     assert "two agents per pair" in stdout and "match" in stdout
+
+
+@pytest.mark.matrix
+def test_workers_spread_the_swaps_over_party_pairs(run_dir, pg_url, tmp_path):
+    """`dvp bench --workers 2 --party-pairs 2` (issue 20): the swaps go round seller/buyer and
+    seller-2/buyer-2 (the EVM testnets' extra dev accounts, funded by the bench), two workers
+    drive them; every swap settles and each party pair traded half.  A pair with a ledger
+    that has no such accounts (btc) is one line, exit 2."""
+    env = {**os.environ, "DVP_RUN_DIR": str(run_dir), "DVP_JOURNAL": pg_url, "COLUMNS": "200"}
+    common = [
+        "--swaps",
+        "4",
+        "--concurrency",
+        "4",
+        "--refunds",
+        "0",
+        "--throughput-txs",
+        "6",
+        "--baseline-samples",
+        "1",
+    ]
+    result = dvp(
+        ["bench", "--pairs", "evm-a/evm-b", *common, "--workers", "2", "--party-pairs", "2", "--out", str(tmp_path)],
+        env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (pair,) = json.loads((tmp_path / "results.json").read_text())["pairs"]
+    assert pair["summary"]["outcomes"] == {"settled": 4}, pair["summary"]["outcomes"]
+    assert set(pair["summary"]["parties"]) == {"seller", "buyer", "seller-2", "buyer-2"}, pair["summary"]["parties"]
+    refused = dvp(["bench", "--pairs", "evm-a/btc", *common, "--party-pairs", "2", "--out", str(tmp_path / "btc")], env)
+    assert refused.returncode == 2 and "party_pairs: ledger 'btc' has no account for 'buyer-2'" in refused.stderr, (
+        refused.stderr[-2000:]
+    )

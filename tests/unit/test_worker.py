@@ -116,3 +116,55 @@ async def test_held_elsewhere_names_the_swaps_another_session_drives(journal_tar
         first.close()
         second.close()
     assert held == {"swap-a"} and after == set(), (held, after)
+
+
+def test_the_bench_party_pairs_are_the_evm_testnets_dev_accounts():
+    """`dvp bench --party-pairs` names its parties (dvp.bench.runner.party_pair) as the EVM
+    launcher names its extra dev accounts, each its own key, every one funded by anvil."""
+    from dvp.bench.runner import MAX_PARTY_PAIRS, party_pair
+    from dvp_ethereum.launcher import ACCOUNTS, anvil_args, dev_keys
+
+    keys = dev_keys()
+    names = [name for i in range(MAX_PARTY_PAIRS) for name in party_pair(i)]
+    assert names[:2] == ["seller", "buyer"] and set(names) <= set(keys), (names, sorted(keys))
+    assert len(set(keys.values())) == len(keys) <= ACCOUNTS
+    assert anvil_args(1, 1, 1.0)[anvil_args(1, 1, 1.0).index("--accounts") + 1] == str(ACCOUNTS)
+
+
+async def test_workers_on_postgres_spread_over_party_pairs(pg_url):
+    """Two party pairs' swaps queued in turn, two workers on one PostgreSQL journal: a worker
+    takes at most one set of accounts it does not hold yet per poll, and none another worker
+    holds, so each worker ends up driving one party pair's swaps (before, the first to poll
+    took swaps of both pairs, so held every account, and the other found them all busy)."""
+    from dvp.testing.memory import MemoryConfig, MemoryLedger
+
+    config = MemoryConfig(parties=("issuer", "seller", "buyer", "seller-2", "buyer-2"))
+    ledgers = {"a": MemoryLedger("a", config), "b": MemoryLedger("b", config)}
+    for seller, buyer in (("seller", "buyer"), ("seller-2", "buyer-2")):
+        ledgers["a"].balances[(seller, "BOND")] = 100
+        ledgers["b"].balances[(buyer, "EUR")] = 10_000
+    first = Orchestrator(ledgers, ASSETS, Journal(pg_url))
+    second = Orchestrator(ledgers, ASSETS, Journal(pg_url))
+    other = spec().model_copy(
+        update={"trade": spec().trade.model_copy(update={"seller": "seller-2", "buyer": "buyer-2"})}
+    )
+    ids = {await first.submit(spec() if i % 2 == 0 else other): i % 2 for i in range(8)}
+    lock = ledgers["a"].lock
+
+    async def slow_lock(terms):
+        await asyncio.sleep(0.2)
+        return await lock(terms)
+
+    ledgers["a"].lock = slow_lock
+    reports: dict[str, list[SwapResult | Unfinished]] = {"first": [], "second": []}
+    async with asyncio.timeout(60):
+        done = await asyncio.gather(
+            work(first, reports["first"].append, concurrency=4, poll=0.05, idle_exit=0.3),
+            work(second, reports["second"].append, concurrency=4, poll=0.05, idle_exit=0.3),
+        )
+    assert sorted(done) == [4, 4], done
+    for rs in reports.values():  # one party pair each
+        assert len({ids[r.swap_id] for r in rs}) == 1, [(r.swap_id, ids[r.swap_id]) for r in rs]
+    assert {r.outcome for r in first.journal.swaps()} == {"settled"}
+    first.journal.close()
+    second.journal.close()

@@ -73,6 +73,14 @@ from ..topology import default, with_ledgers
     "(a postgresql:// URL of a journal used for nothing else), the concurrency split between them; "
     "0 (default): in this process, on a fresh SQLite journal.",
 )
+@click.option(
+    "--party-pairs",
+    type=click.IntRange(1, 4),
+    default=1,
+    show_default=True,
+    help="Spread the swaps over this many seller/buyer pairs (seller/buyer, seller-2/buyer-2, ...: the EVM "
+    "testnets' extra dev accounts), so workers hold different accounts; more than 1 needs EVM ledgers only.",
+)
 @click.pass_obj
 @fail_cleanly
 def bench(
@@ -89,6 +97,7 @@ def bench(
     extra_kinds: tuple[str, ...],
     agents: bool,
     workers: int,
+    party_pairs: int,
 ) -> None:
     """Measure DvP per platform and ledger pair against raw ledger baselines."""
     from .figures import load_results
@@ -114,6 +123,7 @@ def bench(
         block_time=block_time,
         agents=agents,
         workers=workers,
+        party_pairs=party_pairs,
     )
     runtime = select(settings.runtime, settings.run_dir)
     started = runtime.state() is None

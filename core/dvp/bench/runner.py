@@ -67,6 +67,16 @@ class BenchConfig:
     block_time: float | None = None
     agents: bool = False  # also run each cross-ledger pair's swaps between two parties' agents
     workers: int = 0  # >0: `dvp worker` processes on the (PostgreSQL) journal drive the swaps
+    party_pairs: int = 1  # the swaps spread over this many seller/buyer pairs (:func:`party_pair`)
+
+
+MAX_PARTY_PAIRS = 4  # the EVM testnets carry seller-2/buyer-2 ... seller-4/buyer-4 (dvp_ethereum.launcher)
+
+
+def party_pair(index: int) -> tuple[str, str]:
+    """The seller and buyer of the bench's ``index``-th party pair (from 0): seller/buyer, then
+    seller-2/buyer-2 and so on, the names the EVM testnets give their extra dev accounts."""
+    return ("seller", "buyer") if index == 0 else (f"seller-{index + 1}", f"buyer-{index + 1}")
 
 
 @dataclass(frozen=True)
@@ -157,12 +167,15 @@ def ledger_infos(net: LedgerSet) -> dict[str, m.LedgerInfo]:
     return infos
 
 
-def pair_spec(net: LedgerSet, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False) -> SwapSpec:
+def pair_spec(net: LedgerSet, pair: BenchPair, cfg: BenchConfig, *, refund: bool = False, parties: int = 0) -> SwapSpec:
+    seller, buyer = party_pair(parties)
     trade = Trade(
         security=Leg(
             ledger=pair.security, asset=_asset(net, pair.security, AssetKind.SECURITY), amount=SECURITY_AMOUNT
         ),
         cash=Leg(ledger=pair.cash, asset=_asset(net, pair.cash, AssetKind.CASH), amount=CASH_AMOUNT),
+        seller=seller,
+        buyer=buyer,
     )
     ff = all(net.ledgers[l].supports(Capability.TIME_TRAVEL) for l in (pair.security, pair.cash))
     if refund:
@@ -212,16 +225,26 @@ async def fund(net: LedgerSet, pairs: list[BenchPair], cfg: BenchConfig) -> None
     """Issue what the swaps need (seller: securities, buyer: cash), unless already held."""
     need: dict[tuple[str, str, str], int] = {}
     for p in pairs:
-        per_pair = cfg.swaps + cfg.refunds + (cfg.swaps if cfg.agents and not p.single else 0)
-        sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), "seller")
-        cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), "buyer")
-        need[sec] = need.get(sec, 0) + SECURITY_AMOUNT * per_pair
-        # twice the cash: fees on a UTXO chain are paid in the traded coin
-        need[cash] = need.get(cash, 0) + 2 * CASH_AMOUNT * per_pair
+        for index in range(cfg.party_pairs):  # the swaps go round the party pairs; the refunds to the first
+            per_pair = -(-cfg.swaps // cfg.party_pairs) + (cfg.refunds if index == 0 else 0)
+            per_pair += per_pair if cfg.agents and not p.single else 0
+            seller, buyer = party_pair(index)
+            sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), seller)
+            cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), buyer)
+            need[sec] = need.get(sec, 0) + SECURITY_AMOUNT * per_pair
+            # twice the cash: fees on a UTXO chain are paid in the traded coin
+            need[cash] = need.get(cash, 0) + 2 * CASH_AMOUNT * per_pair
     sent = []
     for (ledger, asset, party), amount in need.items():
         adapter = net.ledgers[ledger]
-        if await adapter.balance(party, asset) < amount:
+        try:
+            held = await adapter.balance(party, asset)
+        except errors.ConfigError as exc:
+            raise errors.ConfigError(
+                f"party_pairs: ledger {ledger!r} has no account for {party!r} (the extra party pairs are "
+                f"the EVM testnets' dev accounts): {exc}"
+            ) from None
+        if held < amount:
             sent.append((adapter, await adapter.require(Issuing).issue(asset, party, amount)))
     for adapter, sub in sent:
         await adapter.wait_final(sub.tx_id)
@@ -453,7 +476,7 @@ async def run_bench(
     results: list[PairResult] = []
     for pair in pairs:
         on_event("pair", {"pair": pair.id, "swaps": cfg.swaps})
-        specs = [pair_spec(net, pair, cfg) for _ in range(cfg.swaps)]
+        specs = [pair_spec(net, pair, cfg, parties=i % cfg.party_pairs) for i in range(cfg.swaps)]
         t, writes, commits = time.time(), journal.writes, journal.commits
         if cfg.workers:
             assert worker_env is not None
