@@ -625,7 +625,9 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
         """The seller's ``cancel``: the contract closes the order (only its seller, only while
-        open), after which ``accept`` reverts NotOpen; the seller's allowance then moves nothing."""
+        open), after which ``accept`` reverts NotOpen; the seller's allowance then moves nothing
+        (not revoked: only an order the seller proposes can spend it; README, "One transaction per
+        EVM step")."""
         call = self._need(self.dvp, "dvp_address").functions.cancel(_b32(self.order_id(order)))
         tx_id = await self._send(order.seller, call, "cancel DvP", gas=_GAS["cancel"], purpose=TxPurpose.CANCEL)
         return Submission([self._submitted(tx_id, TxPurpose.CANCEL, order.seller)])

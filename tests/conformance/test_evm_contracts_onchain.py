@@ -180,6 +180,21 @@ async def test_only_the_seller_cancels_and_a_cancelled_order_cannot_be_accepted(
     tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "cancel", order_id))
     assert await reverted_with(evm, tx) == "NotOpen"
     assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
+    # Why the allowance left after a cancel is harmless (issue 20; not revoked): the contract
+    # pulls a seller's bonds only in `accept`, of an open order whose seller is the account
+    # that proposed it.  The cancelled order can never be open again ...
+    seller, buyer = evm.address_of("seller"), evm.address_of("buyer")
+    terms = (buyer, evm._token("BOND"), 3, evm._token("EUR"), 30, order.deadline, bytes.fromhex(order.nonce))
+    tx = await mined_call(evm, "seller", evm.dvp.address, calldata(evm.dvp, "propose", *terms))
+    assert await reverted_with(evm, tx) == "DuplicateOrder"
+    # ... and an order anyone else proposes, same terms or not, pulls from its proposer: the
+    # buyer's own order, accepted by the buyer, takes nothing of the seller's allowance.
+    await evm.wait_final(await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "propose", *terms)))
+    theirs = await evm.dvp.functions.orderIdFor(buyer, *terms).call()
+    tx = await mined_call(evm, "buyer", evm.dvp.address, calldata(evm.dvp, "accept", theirs))
+    assert await reverted_with(evm, tx) == "ERC20InsufficientAllowance"
+    assert await evm._erc20("BOND").functions.allowance(seller, evm.dvp.address).call() == allowance
+    assert [await evm.balance(p, a) for p in ("seller", "buyer") for a in ("BOND", "EUR")] == before
 
 
 def copy_of(evm, **changes):
