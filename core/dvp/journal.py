@@ -519,6 +519,22 @@ class Journal:
             )
         )
 
+    async def amessages(self, swap_id: str, peer: str, rows: list[tuple[str, str, int]]) -> None:
+        """:meth:`message` of each (direction, kind, seq) in ``rows``, in order, in one group
+        commit off the event loop (a request and its reply are one write)."""
+        now = time.time()
+        values = [(swap_id, peer, direction, kind, seq, now, "{}") for direction, kind, seq in rows]
+
+        def op() -> None:
+            for row in values:
+                self._execute(
+                    "INSERT INTO messages (swap_id, peer, direction, kind, seq, wall, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+
+        await self._awrite(op)
+
     def last_seq(self, swap_id: str, peer: str, direction: str, *, leaving_out: tuple[str, ...] = ()) -> int:
         """The highest sequence number of the messages with ``peer`` for the swap, leaving out
         those of the ``leaving_out`` kinds."""

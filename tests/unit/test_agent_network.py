@@ -247,6 +247,30 @@ async def test_the_most_sent_per_day_counts_every_swap_with_that_peer(banks):
     assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED]
 
 
+async def test_proposals_checked_at_once_still_keep_the_most_sent_per_day(banks):
+    """Proposals are checked side by side (their ledger reads overlap), but the daily sum is
+    taken again where nothing awaits before the swap's row: of three at once, whose sum is over
+    the day's most, the third is rejected with the rule."""
+    seller, buyer = banks["seller"], banks["buyer"]
+    buyer.policy = DEV_POLICY.model_copy(update={"max_send_per_day": {"b:EUR": 2500}})
+    check_own_lock = buyer._check_own_lock
+
+    async def slow_ledger(*args):  # a real ledger's read: the three checks overlap
+        await asyncio.sleep(1.0)
+        return await check_own_lock(*args)
+
+    buyer._check_own_lock = slow_ledger
+    started = time.time()
+    ids = await asyncio.gather(*(seller.propose(spec("buyer", "b", 1, 1000)) for _ in range(3)))
+    results = await ended(*((seller, i) for i in ids))
+    assert sorted(r.outcome.value for r in results) == ["aborted", "settled", "settled"]
+    [aborted] = [r for r in results if r.outcome is Outcome.ABORTED]
+    assert "with 2000 sent in the last 24 h is above policy.max_send_per_day 2500" in aborted.detail
+    assert len(buyer.journal.swaps()) == 2  # the rejected one left no row
+    accepted = [m["wall"] for i in ids for m in buyer.journal.messages(i) if m["kind"] == "accept"]
+    assert len(accepted) == 2 and max(accepted) - started < 1.8  # one after another: 2 s at least
+
+
 async def test_budgets_are_per_peer_a_flooding_peer_spends_only_its_own(ledgers, tmp_path):
     """Two peers flood the seller with pings and fresh proposals; the third's swap settles, and
     its budgets are untouched."""

@@ -213,14 +213,14 @@ class Killed(Exception):
 def dies_after_journaling_the_proposal(agent: Agent) -> asyncio.Event:
     """``agent`` "dies" right after its first journal write for an incoming proposal: its
     handler never answers (the proposer's send times out).  The event is set then."""
-    create = agent.journal.create
+    create = agent.journal.acreate
     dead = asyncio.Event()
 
-    def create_then_die(*args, **kwargs):
-        create(*args, **kwargs)
+    async def create_then_die(*args, **kwargs):
+        await create(*args, **kwargs)
         raise Killed
 
-    agent.journal.create = create_then_die  # type: ignore[method-assign]
+    agent.journal.acreate = create_then_die  # type: ignore[method-assign]
     handle = agent.handle
 
     async def dies(message: Message) -> Message | None:

@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
@@ -57,6 +57,10 @@ RESTART_MOST_SECONDS = 30.0
 KEEP_FINISHED = 64
 # Ends that no restart can change: the swap is not this agent's to drive.
 _NOT_RESTARTED = (errors.UnknownSwap, errors.ConfigError)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class _Turn:
@@ -112,6 +116,11 @@ class Agent:
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
         self._closing = False
+        # Sequence numbers handed out or taken but maybe not journaled yet (the journal's rows
+        # are written off the event loop): per (swap id, peer), the last sent and the last
+        # request taken whose row is still being written.  Bounded caches over the journal.
+        self._sent_seq: dict[tuple[str, str], int] = {}
+        self._taking: dict[tuple[str, str], int] = {}
         self.quotes = QuoteBook()  # the quotes this agent gave, per peer (dvp.party.quotes)
         self.quotes_taken = QuoteBook()  # the quotes its peers gave it, per peer, until proposed on
 
@@ -175,10 +184,15 @@ class Agent:
             if side is None:
                 raise errors.UnknownSwap(f"swap_id: no two-party swap {swap_id!r} in journal {self.journal.path}")
             peer = side.peer
-            if len(self._peer_of) >= 4096:  # bounded: a cache, the journal has it all
-                self._peer_of.pop(next(iter(self._peer_of)))
-            self._peer_of[swap_id] = peer
+            _bounded_put(self._peer_of, swap_id, peer)
         return peer
+
+    def _daily_turn(self, peer: str) -> contextlib.AbstractAsyncContextManager[Any]:
+        """One agreement at a time with ``peer`` from its daily-sum check to its journal row,
+        where its policy has daily sums; else none (the rows are group-committed side by side)."""
+        if self.policies.get(peer, self.policy).max_send_per_day is None:
+            return contextlib.nullcontext()
+        return self._agreeing[peer]
 
     def sent_today(self, peer: str, leaving_out: str | None = None) -> dict[str, int]:
         """What this party committed to send to ``peer`` in the last 24 hours, by LEDGER:ASSET:
@@ -302,13 +316,13 @@ class Agent:
             if kind == "htlc"
             else AtomicSwapState(side=side)
         )
-        async with self._agreeing[peer]:  # the daily sums see every swap checked before this one
+        async with self._daily_turn(peer):  # the daily sums see every swap checked before this one
             try:  # this party's own proposals pass its own policy for that peer, as the peer's do
                 self.check_policy(spec, role, peer, incoming=False, swap_id=swap_id)
             except errors.SwapAborted as exc:
                 raise errors.ConfigError(f"policy for {peer!r}: {exc}") from None
             with drive_lease(self.journal.path, swap_id):
-                self.journal.create(swap_id, kind, spec.model_dump(mode="json"), state.dump())
+                await self.journal.acreate(swap_id, kind, spec.model_dump(mode="json"), state.dump())
         self._peer_of[swap_id] = peer
         self.progress(swap_id, f"proposed to {peer} as the {role.value}")
         self.spawn(swap_id)
@@ -384,7 +398,7 @@ class Agent:
             agreement, why = await self._await_answer(swap_id, side)
             if agreement is None:
                 return Outcome.ABORTED, f"{why}; nothing moved"
-            self._agree(swap_id, state, agreement)
+            await self._agree(swap_id, state, agreement)
             record = self.journal.get(swap_id) or record
         return await self.run_for(record, spec).drive()
 
@@ -394,10 +408,10 @@ class Agent:
         run_class = self.run_class if record.kind == "htlc" else self.atomic_run_class
         return run_class(steps, self.hints_of(record.id), self.notify, self.probe)
 
-    def _agree(self, swap_id: str, state: HtlcSwapState | AtomicSwapState, agreement: Agreement) -> None:
+    async def _agree(self, swap_id: str, state: HtlcSwapState | AtomicSwapState, agreement: Agreement) -> None:
         """Journal the agreed terms and ids (both legs' locks, or the order): from here each is
         expected on its ledger."""
-        self.journal.update_data(swap_id, **self._agreed(state, agreement).dump())
+        await self.journal.aupdate_data(swap_id, **self._agreed(state, agreement).dump())
 
     def _agreed(self, state: HtlcSwapState | AtomicSwapState, agreement: Agreement) -> HtlcSwapState | AtomicSwapState:
         """``state`` with the agreement and both legs' agreed terms and lock ids (or the order and its id)."""
@@ -427,7 +441,7 @@ class Agent:
     async def send(self, kind: Kind, swap_id: str, body: dict[str, Any], *, to: str | None = None) -> Message | None:
         """``kind`` for the swap to its peer; ``to``: an RFQ, for no swap yet (nothing journaled)."""
         peer = to or self.peer_of(swap_id)
-        seq = next_seq(self.journal.last_seq(swap_id, peer, "out"))
+        seq = self._next_out(swap_id, peer)
         message = Message(kind=kind, swap_id=swap_id, sender=self.party, recipient=peer, seq=seq, body=body)
         try:
             reply = await self.channel.send(message, timeout=SEND_TIMEOUT)
@@ -439,15 +453,26 @@ class Agent:
             raise errors.PeerUnreachable(
                 f"the {kind.value} message to {peer!r} was cut off in flight (its connection closed)"
             ) from None
-        if to is None:
-            self.journal.message(swap_id, peer, "out", kind.value, seq)
-        if reply is not None:
-            # A reply answers this request on its own call: it is bound to it by the channel,
-            # so only its parties and age are checked, not its order among the peer's notices.
-            self._check_incoming(reply, reply_to=message)
-            if to is None:
-                self.journal.message(swap_id, peer, "in", reply.kind.value, reply.seq)
+        rows = [("out", kind.value, seq)] if to is None else []
+        try:
+            if reply is not None:
+                # A reply answers this request on its own call: it is bound to it by the channel,
+                # so only its parties and age are checked, not its order among the peer's notices.
+                self._check_incoming(reply, reply_to=message)
+                if to is None:
+                    rows.append(("in", reply.kind.value, reply.seq))
+        finally:
+            if rows:  # the request and its reply: one write, off the event loop
+                await self.journal.amessages(swap_id, peer, rows)
         return reply
+
+    def _next_out(self, swap_id: str, peer: str) -> int:
+        """The next sequence number to ``peer`` for the swap, above the journal's and above any
+        handed out whose row is not written yet (two sends of one swap at once differ)."""
+        key = (swap_id, peer)
+        seq = next_seq(max(self.journal.last_seq(swap_id, peer, "out"), self._sent_seq.get(key, 0)))
+        _bounded_put(self._sent_seq, key, seq)
+        return seq
 
     # -- requests for quotes (dvp.party.quotes) ----------------------------------------------------
     async def request_quote(self, peer: str, request: QuoteRequest) -> tuple[str, SwapSpec]:
@@ -593,6 +618,7 @@ class Agent:
         last = self.journal.last_seq(
             message.swap_id, message.sender, "in", leaving_out=tuple(k.value for k in REPLY_KINDS)
         )
+        last = max(last, self._taking.get((message.swap_id, message.sender), 0))  # taken, row being written
         if message.seq <= last:
             raise errors.MessageRefused(
                 f"replayed or reordered message: seq {message.seq} is not above {last}, "
@@ -640,12 +666,20 @@ class Agent:
             raise errors.MessageRefused(f"unexpected {message.kind.value} message for swap {message.swap_id}")
         # A REJECT or a QUOTE leaves no row: no swap exists yet (RFQs are bounded by the proposals').
         journaled = reply[0] not in (Kind.REJECT, Kind.QUOTE)
-        if journaled:
-            self.journal.message(message.swap_id, message.sender, "in", message.kind.value, message.seq)
-        seq = next_seq(self.journal.last_seq(message.swap_id, peer, "out"))
+        seq = self._next_out(message.swap_id, peer)
         answer = message.reply(reply[0], seq, **reply[1])
         if journaled:
-            self.journal.message(message.swap_id, peer, "out", answer.kind.value, seq)
+            # The request and the answer in one write, off the event loop; until it is durable
+            # the request's number counts as taken (a copy of it meanwhile is a replay).
+            key = (message.swap_id, peer)
+            _bounded_put(self._taking, key, max(message.seq, self._taking.get(key, 0)))
+            try:
+                await self.journal.amessages(
+                    message.swap_id, peer, [("in", message.kind.value, message.seq), ("out", answer.kind.value, seq)]
+                )
+            finally:
+                if self._taking.get(key) == message.seq:
+                    del self._taking[key]
         return answer
 
     def _over(self, limit: str, message: Message, what: str) -> NoReturn:
@@ -757,8 +791,11 @@ class Agent:
                 "limit per peer (limits.unfinished_swaps); propose it again later",
                 "unfinished_swaps",
             )
-        async with self._agreeing[peer]:  # the daily sums see every swap agreed before this one
-            return await self._agree_to(proposal, peer)
+        # Not one at a time: the checks await the ledgers, and proposals checked one after
+        # another queue behind each other's ledger reads (K proposals at once took K times one
+        # check).  A policy's daily sums are checked again, one agreement at a time, just
+        # before the swap's row (_agree_to).
+        return await self._agree_to(proposal, peer)
 
     def _unfinished_with(self, peer: str) -> int:
         return sum(1 for r in self.journal.swaps(unfinished=True) if self._side_peer(r) == peer)
@@ -798,19 +835,28 @@ class Agent:
             if hashlock is not None
             else AtomicSwapState(side=side)
         )
-        try:
-            with drive_lease(self.journal.path, proposal.swap_id):
-                # Write-ahead, in one write: the secret, the agreement and both lock ids are on
-                # disk before the hashlock leaves, and a crash leaves the swap agreed or unknown,
-                # so the proposer's retry of the same proposal gets the same answer from the journal.
-                self.journal.create(
-                    proposal.swap_id,
-                    proposal.spec.resolved_kind,
-                    proposal.spec.model_dump(mode="json"),
-                    self._agreed(state, agreement).dump(),
-                )
-        except errors.SwapBusy as exc:  # another process of this party drives that id
-            return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
+        async with self._daily_turn(peer):
+            if self.policies.get(peer, self.policy).max_send_per_day is not None:
+                # Again, with every swap agreed while the checks above awaited the ledgers,
+                # one agreement at a time from here to its journal row.
+                try:
+                    self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
+                except (errors.SwapError, errors.ConfigError) as exc:
+                    return self._reject(proposal.swap_id, peer, str(exc))
+            try:
+                with drive_lease(self.journal.path, proposal.swap_id):
+                    # Write-ahead, in one write: the secret, the agreement and both lock ids are
+                    # on disk before the hashlock leaves, and a crash leaves the swap agreed or
+                    # unknown, so the proposer's retry of the same proposal gets the same answer
+                    # from the journal.
+                    await self.journal.acreate(
+                        proposal.swap_id,
+                        proposal.spec.resolved_kind,
+                        proposal.spec.model_dump(mode="json"),
+                        self._agreed(state, agreement).dump(),
+                    )
+            except errors.SwapBusy as exc:  # another process of this party drives that id
+                return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
         self._peer_of[proposal.swap_id] = peer
         self.progress(proposal.swap_id, f"accepted {peer}'s proposal as the {role.value}")
         self.spawn(proposal.swap_id)
@@ -839,6 +885,13 @@ class Agent:
         if isinstance(state, HtlcSwapState) and state.secret:
             return Kind.ACCEPT, {"hashlock": state.hashlock}
         return Kind.ACCEPT, {}
+
+
+def _bounded_put(cache: dict[K, V], key: K, value: V) -> None:
+    """``cache[key] = value``, the oldest key dropped beyond 4096 (a cache: the journal has it all)."""
+    if key not in cache and len(cache) >= 4096:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _side(record: SwapRecord) -> PartySide | None:
