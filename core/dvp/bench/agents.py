@@ -1,13 +1,20 @@
-"""`dvp bench --agents`: the cross-ledger swaps again, each proposed by the seller's agent and
-accepted by the buyer's, both agents in the bench process but each with only its own keys
-(:func:`dvp.party.keys.party_state`), its own journal and its own end of the channel.
+"""`dvp bench --agents [2|3]`: the cross-ledger swaps again, each proposed by the seller's agent
+and accepted by a buyer's, every agent in the bench process but each with only its own keys
+(:func:`dvp.party.keys.party_state`), its own journal and its own end of the channel.  With two
+agents the seller bank trades with one buyer bank; with three, with two buyer banks (the
+testnets' ``buyer`` and ``issuer``) at once, the pair's swaps alternating between them, the
+seller's agent pinned to both and each buyer's to the seller only.
 
 The channel is the agents' real one, gRPC over mutual TLS on 127.0.0.1 with a fresh identity
-per party, pinned to each other.  The core imports no gRPC: it is found through an entry
-point (group ``dvp.channels``, name ``grpc``: a factory ``(folder, party, peer) -> (Channel,
-Channel)``), or through the module of the ``agent`` command that ``dvp_agent`` registers on
-``dvp``.  Without ``dvp_agent`` the agents talk over :class:`LocalChannel` (in process, no TLS,
-no signatures), and the results say so.
+per party, pinned to its peers.  The core imports no gRPC: it is found through an entry point
+(group ``dvp.channels``, name ``grpc``: a factory ``(folder, links, limits) -> {party:
+Channel}``, ``links`` each party's peers), or through the module of the ``agent`` command that
+``dvp_agent`` registers on ``dvp``.  Without ``dvp_agent`` the agents talk over
+:class:`LocalChannel` (in process, no TLS, no signatures), and the results say so.
+
+The bench's agents are one operator's, K swaps in flight between them: their limits per peer
+(:func:`bench_limits`) are sized to K, where an agent's defaults suit a counterparty trading a
+few swaps at a time (they refuse its 21st unfinished swap and its 31st proposal in a minute).
 
 Refund swaps are not run between agents: an honest holder always claims, so a refund needs a
 counterparty that stops, which the agent suites (tests/agent) drill instead.
@@ -20,7 +27,7 @@ import importlib
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -34,6 +41,7 @@ from ..models import SwapSpec
 from ..party.agent import Agent
 from ..party.channel import Channel, LocalChannel
 from ..party.keys import party_state
+from ..party.limits import Limits
 from ..party.messages import Message
 from ..party.policy import SEND_ANY, AcceptPolicy
 from ..runtime.processes import free_port
@@ -42,9 +50,12 @@ from .figures import PairAgents
 from .metrics import LedgerInfo, stats_of
 
 Event = Callable[[str, dict[str, Any]], None]
-ChannelPair = Callable[[Path, str, str], tuple[Channel, Channel]]
+Links = Mapping[str, tuple[str, ...]]  # each party: the peers it is pinned to
+ChannelSet = Callable[[Path, Links, Limits], dict[str, Channel]]
 
 SELLER, BUYER = "seller", "buyer"
+SECOND_BUYER = "issuer"  # the testnets' third party: the second buyer bank of three agents
+BUYERS = {2: (BUYER,), 3: (BUYER, SECOND_BUYER)}  # the buyer banks, by the number of agents
 CHANNEL_GROUP = "dvp.channels"
 REFUNDS_NOTE = (
     "not run between agents: an honest holder always claims; the agent suites drill a counterparty "
@@ -55,31 +66,31 @@ GRPC_LABEL = "grpc (mutual TLS on 127.0.0.1, signed messages)"
 _GRPC_NAMES = ("GrpcChannel", "PeerEndpoint", "create_identity")
 
 
-def _grpc_from(module: Any) -> ChannelPair:
-    """A channel pair built from ``dvp_agent``'s own classes (``module`` carries them)."""
+def _grpc_from(module: Any) -> ChannelSet:
+    """A channel per party built from ``dvp_agent``'s own classes (``module`` carries them)."""
 
-    def pair(folder: Path, a: str, b: str) -> tuple[Channel, Channel]:
-        ids = {p: module.create_identity(folder / p, p) for p in (a, b)}
-        ports = {p: free_port() for p in (a, b)}
+    def make(folder: Path, links: Links, limits: Limits) -> dict[str, Channel]:
+        ids = {p: module.create_identity(folder / p, p) for p in links}
+        ports = {p: free_port() for p in links}
 
-        def end(me: str, peer: str) -> Channel:
-            endpoint = module.PeerEndpoint(f"127.0.0.1:{ports[peer]}", ids[peer].cert)
-            channel: Channel = module.GrpcChannel(ids[me], f"127.0.0.1:{ports[me]}", {peer: endpoint})
+        def end(me: str) -> Channel:
+            peers = {peer: module.PeerEndpoint(f"127.0.0.1:{ports[peer]}", ids[peer].cert) for peer in links[me]}
+            channel: Channel = module.GrpcChannel(ids[me], f"127.0.0.1:{ports[me]}", peers, limits)
             return channel
 
-        return end(a, b), end(b, a)
+        return {party: end(party) for party in links}
 
-    return pair
-
-
-def _local(folder: Path, a: str, b: str) -> tuple[Channel, Channel]:
-    return LocalChannel.pair(a, b)
+    return make
 
 
-def channel_pair() -> tuple[ChannelPair, str]:
-    """How the two agents talk, and its label for the results."""
+def _local(folder: Path, links: Links, limits: Limits) -> dict[str, Channel]:
+    return {end.party: end for end in LocalChannel.mesh(*links)}
+
+
+def channel_set() -> tuple[ChannelSet, str]:
+    """How the agents talk, and its label for the results."""
     for ep in entry_points(group=CHANNEL_GROUP, name="grpc"):
-        factory: ChannelPair = ep.load()
+        factory: ChannelSet = ep.load()
         return factory, GRPC_LABEL
     # The package that registers the `agent` command has the channel and identities its agents
     # run with (not its command module itself: that one imports the `dvp` command group).
@@ -95,12 +106,24 @@ def channel_pair() -> tuple[ChannelPair, str]:
     return _local, LOCAL_LABEL
 
 
-def counters(channel: Channel, peer: str) -> dict[str, int] | None:
-    """What the channel itself counted (messages that passed it, to and from ``peer``), if it counts."""
+def bench_limits(k: int) -> Limits:
+    """Each bench agent's limits per peer, for K swaps in flight with it: every swap's messages
+    (about ten, and a ping every few seconds while it waits), K proposals at once and one more
+    as each swap ends, K unfinished swaps, two calls per swap at once."""
+    return Limits(
+        messages_per_minute=max(600, 600 * k),
+        proposals_per_minute=max(30, 60 * k),
+        unfinished_swaps=max(20, k),
+        concurrent_calls=max(32, 2 * k),
+    )
+
+
+def counters(channel: Channel, peers: tuple[str, ...]) -> dict[str, int] | None:
+    """What the channel itself counted (messages that passed it, to and from ``peers``), if it counts."""
     sent, received = getattr(channel, "sent", None), getattr(channel, "received", None)
     if not isinstance(sent, dict) or not isinstance(received, dict):
         return None
-    return {"sent": int(sent.get(peer, 0)), "received": int(received.get(peer, 0))}
+    return {"sent": sum(int(sent.get(p, 0)) for p in peers), "received": sum(int(received.get(p, 0)) for p in peers)}
 
 
 # The bench's two agents are one operator's, taking the bench's own plans (short reaction
@@ -125,25 +148,26 @@ class BenchAgent(Agent):
 
 
 @dataclass
-class AgentPair:
-    """The seller's and the buyer's agents of one bench run."""
+class AgentSet:
+    """The seller bank's agent and its buyer banks' agents of one bench run."""
 
     seller: BenchAgent
-    buyer: BenchAgent
+    buyers: dict[str, BenchAgent]
     channel: str  # its label
     folder: Path
+    limits: Limits
 
     @property
-    def agents(self) -> tuple[BenchAgent, BenchAgent]:
-        return self.seller, self.buyer
+    def agents(self) -> dict[str, BenchAgent]:
+        return {SELLER: self.seller, **self.buyers}
 
     def counted(self) -> dict[str, dict[str, int]] | None:
         out = {}
-        for agent in self.agents:
-            c = counters(agent.channel, agent.peer)
+        for party, agent in self.agents.items():
+            c = counters(agent.channel, agent.peers)
             if c is None:
                 return None
-            out[agent.party] = c
+            out[party] = c
         return out
 
 
@@ -157,57 +181,69 @@ def only(state: dict[str, Any], ledgers: set[str]) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def open_agents(state: dict[str, Any], folder: Path) -> AsyncIterator[AgentPair]:
-    """Both agents, started: each on its own narrowed ledgers, journal and channel end
-    (identities and journals in a fresh ``folder``)."""
+async def open_agents(
+    state: dict[str, Any], folder: Path, buyers: tuple[str, ...] = (BUYER,), k: int = 1
+) -> AsyncIterator[AgentSet]:
+    """The seller's agent pinned to every buyer's, each buyer's to the seller's, all started:
+    each on its own narrowed ledgers, journal and channel end (identities and journals in a
+    fresh ``folder``), with :func:`bench_limits` for ``k`` swaps in flight."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    make, label = channel_pair()
-    ends = dict(zip((SELLER, BUYER), make(folder, SELLER, BUYER)))
+    make, label = channel_set()
+    links: dict[str, tuple[str, ...]] = {SELLER: buyers, **{b: (SELLER,) for b in buyers}}
+    limits = bench_limits(k)
+    ends = make(folder, links, limits)
     async with AsyncExitStack() as stack:
         agents = {}
-        for party, peer in ((SELLER, BUYER), (BUYER, SELLER)):
+        for party, peers in links.items():
             net = await stack.enter_async_context(LedgerSet.from_state(party_state(state, party)))
             journal = Journal(folder / f"{party}.sqlite")
             stack.callback(journal.close)
             agent = BenchAgent(
                 party,
-                peer,
+                peers,
                 net.ledgers,
                 net.assets,
                 journal,
                 ends[party],
                 policy=BENCH_POLICY,
+                limits=limits,
                 progress=lambda s, m: None,
             )
             stack.push_async_callback(agent.aclose)
             await agent.start()
             agents[party] = agent
-        yield AgentPair(agents[SELLER], agents[BUYER], label, folder)
+        yield AgentSet(agents[SELLER], {b: agents[b] for b in buyers}, label, folder, limits)
+
+
+def with_buyer(spec: SwapSpec, buyer: str) -> SwapSpec:
+    """``spec`` with ``buyer`` as its buying party."""
+    return spec.model_copy(update={"trade": spec.trade.model_copy(update={"buyer": buyer})})
 
 
 async def run_agent_batch(
-    pair: AgentPair, specs: list[SwapSpec], k: int, timeout: float, on_event: Event
+    agents: AgentSet, specs: list[SwapSpec], k: int, timeout: float, on_event: Event
 ) -> list[dict[str, Any]]:
-    """Each spec proposed by the seller's agent, at most ``k`` swaps in flight; a swap is done
-    when both agents' drives ended (bounded by ``timeout``).  Per swap: {swap_id, error}."""
+    """Each spec proposed by the seller's agent to its buyer's, at most ``k`` swaps in flight;
+    a swap is done when both its agents' drives ended (bounded by ``timeout``).  Per swap:
+    {swap_id, error}."""
     sem = asyncio.Semaphore(k)
     tag = uuid.uuid4().hex[:6]
 
-    async def both(swap_id: str) -> None:
-        await pair.seller.tasks[swap_id]
+    async def both(swap_id: str, buyer: BenchAgent) -> None:
+        await agents.seller.tasks[swap_id]
         # The buyer's drive exists once it accepted; the seller's ends after the buyer claimed.
-        if swap_id in pair.buyer.tasks:
-            await pair.buyer.tasks[swap_id]
+        if swap_id in buyer.tasks:
+            await buyer.tasks[swap_id]
 
     async def one(i: int, spec: SwapSpec) -> dict[str, Any]:
         swap_id = f"agents-{tag}-{i:04d}"
         error = None
         async with sem:
             try:
-                await pair.seller.propose(spec, swap_id)
+                await agents.seller.propose(spec, swap_id)
                 async with asyncio.timeout(timeout):
-                    await both(swap_id)
+                    await both(swap_id, agents.buyers[spec.trade.buyer])
             except TimeoutError:
                 error = f"timed out after {timeout:.0f}s"
             except Exception as exc:
@@ -236,19 +272,20 @@ def _party_journal(agent: BenchAgent, swap_id: str) -> pm.PartyJournal:
 
 
 def agent_figures(
-    pair: AgentPair,
+    agents: AgentSet,
     runs: list[dict[str, Any]],
     specs: list[SwapSpec],
     infos: dict[str, LedgerInfo],
     counted: dict[str, dict[str, int]] | None,
     started: float,
 ) -> PairAgents:
-    """Every figure of one pair's agent swaps, from the two journals, checked against what the
-    channel counted over the same swaps; the batch runs from ``started`` (a ``time.time()``)
-    until these figures are made."""
+    """Every figure of one pair's agent swaps, from each swap's two journals (the seller's and
+    its buyer's), checked against what the channel counted over the same swaps; the batch runs
+    from ``started`` (a ``time.time()``) until these figures are made."""
     swaps = []
     for run, spec in zip(runs, specs):
-        fig = pm.agent_swap(run["swap_id"], spec, [_party_journal(a, run["swap_id"]) for a in pair.agents], infos)
+        pair = (agents.seller, agents.buyers[spec.trade.buyer])
+        fig = pm.agent_swap(run["swap_id"], spec, [_party_journal(a, run["swap_id"]) for a in pair], infos)
         fig.error = run["error"]
         swaps.append(fig)
     summary = pm.summarize_parties(swaps)
@@ -256,7 +293,8 @@ def agent_figures(
     check = pm.check_channel(summary, counted)
     batch_seconds = time.time() - started
     return PairAgents(
-        channel=pair.channel,
+        channel=agents.channel,
+        buyers=sorted({s.trade.buyer for s in specs}),
         last_step=last_step,
         summary=summary,
         channel_counts=counted,

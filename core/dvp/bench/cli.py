@@ -61,9 +61,14 @@ from ..topology import default, with_ledgers
 )
 @click.option(
     "--agents",
-    is_flag=True,
-    help="Also run each cross-ledger pair's swaps between the seller's and the buyer's agents (own keys, "
-    "journals and channel), figures per party; no refund swaps between agents.",
+    type=click.IntRange(2, 3),
+    is_flag=False,
+    flag_value=2,
+    default=None,
+    metavar="[2|3]",
+    help="Also run each cross-ledger pair's swaps between agents (own keys, journals and channel), figures "
+    "per party: 2 (the default), the seller's and the buyer's; 3, the seller bank's with two buyer banks "
+    "at once. No refund swaps between agents.",
 )
 @click.option(
     "--workers",
@@ -95,7 +100,7 @@ def bench(
     throughput_txs: int,
     baseline_samples: int,
     extra_kinds: tuple[str, ...],
-    agents: bool,
+    agents: int | None,
     workers: int,
     party_pairs: int,
 ) -> None:
@@ -121,7 +126,7 @@ def bench(
         throughput_txs=throughput_txs,
         baseline_samples=baseline_samples,
         block_time=block_time,
-        agents=agents,
+        agents=agents or 0,
         workers=workers,
         party_pairs=party_pairs,
     )
@@ -158,7 +163,7 @@ def bench(
                 elif kind == "baseline":
                     console.print(f"[dim]baseline measured on[/] {info['ledger']}")
                 elif kind in ("pair", "refunds", "agents"):
-                    label = {"refunds": "refund swaps", "agents": "swaps between two agents"}.get(kind, "swaps")
+                    label = {"refunds": "refund swaps", "agents": "swaps between agents"}.get(kind, "swaps")
                     progress.update(task, description=f"{info['pair']}: {label}")
                 elif kind == "swap":
                     progress.advance(task)

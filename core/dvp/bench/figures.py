@@ -315,9 +315,10 @@ class ChannelCheck(Figures):
 
 
 class PairAgents(Figures):
-    """A pair's swaps again between the seller's and the buyer's agents (figures per party)."""
+    """A pair's swaps again between the seller bank's agent and its buyer banks' (figures per party)."""
 
     channel: str | None
+    buyers: list[str] | None = None  # the buyer banks the swaps went to (absent in runs before three agents)
     last_step: Stats | None
     summary: dict[str, PartySummary]
     channel_counts: dict[str, dict[str, int]] | None
@@ -448,6 +449,8 @@ class AgentsRun(Figures):
     folder: str | None = None
     journals: dict[str, str] | None = None
     refunds: str | None = None
+    parties: list[str] | None = None  # the agents, the seller bank first (absent in runs before three agents)
+    limits: dict[str, int] | None = None  # each agent's limits per peer in the run (dvp.party.limits.Limits)
 
 
 class BenchResults(Figures):

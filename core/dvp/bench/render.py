@@ -248,14 +248,15 @@ def cost_rows(run: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
-    """Per pair and party, the swaps run between two agents (``--agents``), beside the same
-    pair's one-process latency; messages are the journals' rows, checked against the channel."""
+    """Per pair and party, the swaps run between agents (``--agents``), beside the same pair's
+    one-process latency and swaps/s; messages are the journals' rows, checked against the channel."""
     rows = []
     for p in run["pairs"]:
         a = p.get("agents")
         if not a:
             continue
         one = (p["summary"].get("latency") or {}).get("mean")
+        one_rate = len(p["swaps"]) / p["batch_seconds"] if p.get("batch_seconds") else None
         counted = a.get("channel_counts") or {}
         check = a["channel_check"]
         for party, v in a["summary"].items():
@@ -268,6 +269,8 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
                     "latency mean s": _f((v["latency"] or {}).get("mean")),
                     "to last step s": _f((a.get("last_step") or {}).get("mean")),
                     "one process s": _f(one),
+                    "swaps/s": _f(a.get("swaps_per_second")),
+                    "one process swaps/s": _f(one_rate),
                     "steps/swap": _f(v["steps_per_swap"], ".1f"),
                     "tx/swap": _f(v["transactions_per_swap"], ".1f"),
                     "fees/swap": _fees(run, v["fees"]),
@@ -300,7 +303,7 @@ def tables(run: dict[str, Any]) -> list[Table]:
         *(
             [
                 _table(
-                    "two agents per pair (messages from each journal, checked against the channel)",
+                    "agents per pair (messages from each journal, checked against the channel)",
                     agent_rows(run),
                     agents_caption(run),
                 )
@@ -629,7 +632,7 @@ def write_html(run: dict[str, Any], out: Path, pngs: dict[str, Path]) -> Path:
             " or proposal; the secret travels only on-ledger.</p>",
         ),
         *(
-            [("Two agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
+            [("Agents per pair", _html_table(agent_rows(run)) + f"<p>{html.escape(agents_caption(run))}</p>")]
             if run.get("agents")
             else []
         ),

@@ -49,7 +49,9 @@ Event = Callable[[str, dict[str, Any]], None]  # (kind, info)
 SECURITY_AMOUNT = 1
 CASH_AMOUNT = 100_000  # base units: euro cents on EVM, satoshis on a UTXO chain (above dust)
 BASELINE_AMOUNT = 10_000
-TARGETS = {"overhead_max": 0.15, "throughput_min": 0.50}
+# agents_within: the agents' swaps/s and mean latency (to the last step) within this share of
+# one process's, on the same pair in the same run (issue 21).
+TARGETS = {"overhead_max": 0.15, "throughput_min": 0.50, "agents_within": 0.10}
 
 
 @dataclass
@@ -65,7 +67,7 @@ class BenchConfig:
     counter_timeout: int = 1800
     reaction_window: int = 30
     block_time: float | None = None
-    agents: bool = False  # also run each cross-ledger pair's swaps between two parties' agents
+    agents: int = 0  # 2 or 3: also run each cross-ledger pair's swaps between that many parties' agents
     workers: int = 0  # >0: `dvp worker` processes on the (PostgreSQL) journal drive the swaps
     party_pairs: int = 1  # the swaps spread over this many seller/buyer pairs (:func:`party_pair`)
 
@@ -221,19 +223,31 @@ def machine_info() -> dict[str, Any]:
 # -- funding and baselines --------------------------------------------------------------------------
 
 
+def agent_buyer(cfg: BenchConfig, i: int) -> str:
+    """The buyer bank of the agents' ``i``-th swap of a pair: with three agents, every other swap is the second's."""
+    from .agents import BUYERS
+
+    buyers = BUYERS[cfg.agents]
+    return buyers[i % len(buyers)]
+
+
 async def fund(net: LedgerSet, pairs: list[BenchPair], cfg: BenchConfig) -> None:
     """Issue what the swaps need (seller: securities, buyer: cash), unless already held."""
     need: dict[tuple[str, str, str], int] = {}
     for p in pairs:
         for index in range(cfg.party_pairs):  # the swaps go round the party pairs; the refunds to the first
             per_pair = -(-cfg.swaps // cfg.party_pairs) + (cfg.refunds if index == 0 else 0)
-            per_pair += per_pair if cfg.agents and not p.single else 0
             seller, buyer = party_pair(index)
             sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), seller)
             cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), buyer)
             need[sec] = need.get(sec, 0) + SECURITY_AMOUNT * per_pair
             # twice the cash: fees on a UTXO chain are paid in the traded coin
             need[cash] = need.get(cash, 0) + 2 * CASH_AMOUNT * per_pair
+        for i in range(cfg.swaps if cfg.agents and not p.single else 0):  # the agents': the seller's, by buyer bank
+            sec = (p.security, _asset(net, p.security, AssetKind.SECURITY), "seller")
+            cash = (p.cash, _asset(net, p.cash, AssetKind.CASH), agent_buyer(cfg, i))
+            need[sec] = need.get(sec, 0) + SECURITY_AMOUNT
+            need[cash] = need.get(cash, 0) + 2 * CASH_AMOUNT
     sent = []
     for (ledger, asset, party), amount in need.items():
         adapter = net.ledgers[ledger]
@@ -582,26 +596,61 @@ async def run_agents(
     traded = {ledger for p in pairs if not p.single for ledger in (p.security, p.cash)}
     if not traded:
         return AgentsRun(channel=None, note="no cross-ledger pair in this run: agents run only cross-ledger swaps")
-    async with ag.open_agents(ag.only(state, traded), folder) as pair:
+    buyers = ag.BUYERS[cfg.agents]
+    async with ag.open_agents(ag.only(state, traded), folder, buyers, cfg.concurrency) as agents:
         for p in pairs:
             if p.single:
                 continue
-            on_event("agents", {"pair": p.id, "swaps": cfg.swaps, "channel": pair.channel})
-            specs = [pair_spec(net, p, cfg) for _ in range(cfg.swaps)]
-            before = pair.counted()
+            on_event("agents", {"pair": p.id, "swaps": cfg.swaps, "channel": agents.channel})
+            specs = [ag.with_buyer(pair_spec(net, p, cfg), agent_buyer(cfg, i)) for i in range(cfg.swaps)]
+            before = agents.counted()
             t = time.time()
-            runs = await ag.run_agent_batch(pair, specs, cfg.concurrency, cfg.swap_timeout, on_event)
-            by_id[p.id].agents = ag.agent_figures(pair, runs, specs, infos, ag.delta(pair.counted(), before), t)
-        label = pair.channel
+            runs = await ag.run_agent_batch(agents, specs, cfg.concurrency, cfg.swap_timeout, on_event)
+            by_id[p.id].agents = ag.agent_figures(agents, runs, specs, infos, ag.delta(agents.counted(), before), t)
+        label, limits = agents.channel, agents.limits
     return AgentsRun(
         channel=label,
         folder=str(folder),
-        journals={party: str(folder / f"{party}.sqlite") for party in (ag.SELLER, ag.BUYER)},
+        journals={party: str(folder / f"{party}.sqlite") for party in (ag.SELLER, *buyers)},
         refunds=ag.REFUNDS_NOTE,
+        parties=[ag.SELLER, *buyers],
+        limits=limits.model_dump(),
     )
 
 
 # -- comparison against the targets -------------------------------------------------------------------
+
+
+def agent_targets(p: dict[str, Any], agents: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pair's targets of its swaps between agents: none stuck, the journals' messages equal to
+    the channel's count, and swaps/s and latency within ``agents_within`` of one process's."""
+
+    def row(target: str, value: Any, met: bool | None, why: str | None) -> dict[str, Any]:
+        return {"pair": p["id"], "target": f"agents: {target}", "value": value, "met": met, "why": why}
+
+    stuck, check = agents["stuck"], agents["channel_check"]
+    out = [row("no swap stuck", len(stuck), not stuck, f"unfinished on a side: {', '.join(stuck)}" if stuck else None)]
+    if check["checked"]:
+        mismatches = check["mismatches"]
+        out.append(
+            row(
+                "journals' messages = channel's count", len(mismatches), check["matches"], "; ".join(mismatches) or None
+            )
+        )
+    within = TARGETS["agents_within"]
+    one_rate = len(p["swaps"]) / p["batch_seconds"] if p.get("batch_seconds") else None
+    one_latency = (p["summary"].get("latency") or {}).get("mean")
+    latency = (agents.get("last_step") or {}).get("mean")
+    rate = agents.get("swaps_per_second")
+    if one_rate and rate is not None:
+        ratio = rate / one_rate
+        why = f"{rate:.2f} swaps/s against {one_rate:.2f} in one process"
+        out.append(row(f"swaps/s >= {1 - within:.0%} of one process's", round(ratio, 3), ratio >= 1 - within, why))
+    if one_latency and latency is not None:
+        ratio = latency / one_latency
+        why = f"{latency:.2f} s to the last step against {one_latency:.2f} s in one process"
+        out.append(row(f"latency <= {1 + within:.0%} of one process's", round(ratio, 3), ratio <= 1 + within, why))
+    return out
 
 
 def platforms_table(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -760,27 +809,7 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
         )
         agents = p.get("agents")
         if agents:
-            stuck = agents["stuck"]
-            out.append(
-                {
-                    "pair": p["id"],
-                    "target": "two agents: no swap stuck",
-                    "value": len(stuck),
-                    "met": not stuck,
-                    "why": f"unfinished on a side: {', '.join(stuck)}" if stuck else None,
-                }
-            )
-            check = agents["channel_check"]
-            if check["checked"]:
-                out.append(
-                    {
-                        "pair": p["id"],
-                        "target": "two agents: journals' messages = channel's count",
-                        "value": len(check["mismatches"]),
-                        "met": check["matches"],
-                        "why": "; ".join(check["mismatches"]) or None,
-                    }
-                )
+            out += agent_targets(p, agents)
     trend = run["memory"]["trend"]
     if trend:
         out.append(
