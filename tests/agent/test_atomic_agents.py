@@ -252,6 +252,24 @@ def test_two_agents_settle_a_cosigned_dvp_on_elements(agents: Agents, _):
     assert [s.detail["payer"] for s in settled] == ["buyer"] and int(settled[0].detail["fee"]) > 0, settled
     sent = {p: [m["kind"] for m in agents.messages(p, swap_id) if m["direction"] == "out"] for p in ("seller", "buyer")}
     assert "signed" in sent["buyer"] and "signed" not in sent["seller"], sent
+    # The half as journaled by the buyer is a PSET elementsd itself reads (decodepsbt).
+    half = next(s.detail["half"] for s in agents.steps("buyer", swap_id) if s.step == "settle")
+    decoded = run_async(decode_pset(agents, half))
+    assert decoded["psbt_version"] == 2 and round(decoded["fees"]["bitcoin"] * 10**8) == int(settled[0].detail["fee"])
+    inputs = decoded["inputs"]
+    assert all("witness_utxo" in i for i in inputs), decoded
+    # The seller's order input (P2WSH) unsigned, every input of the buyer's finalized.
+    assert [i["witness_utxo"]["scriptPubKey"]["type"] == "witness_v0_scripthash" for i in inputs] == [
+        "final_scriptwitness" not in i for i in inputs
+    ], decoded
+
+
+async def decode_pset(agents: Agents, half: str) -> dict:
+    async with LedgerSet.from_run_dir(agents.run_dir) as ledger_set:
+        adapter = ledger_set.ledgers["elements"]
+        assert isinstance(adapter, ElementsAdapter) and adapter._rpc is not None
+        decoded: dict = await adapter._rpc.call("decodepsbt", half)
+        return decoded
 
 
 class TamperedHalf(AtomicPartyRun):
