@@ -168,3 +168,32 @@ async def test_workers_on_postgres_spread_over_party_pairs(pg_url):
     assert {r.outcome for r in first.journal.swaps()} == {"settled"}
     first.journal.close()
     second.journal.close()
+
+
+async def test_a_worker_waits_for_a_journal_it_cannot_reach_at_start(ledgers, tmp_path):
+    """`dvp worker` started while the server restarts: opening the journal fails, it tries
+    again each second (within --reconnect) and then works; with --reconnect 0 it gives up at once."""
+    from dvp.worker import run_worker
+
+    target = str(tmp_path / "journal.sqlite")
+    attempts: list[int] = []
+
+    def open_orch() -> Orchestrator:
+        attempts.append(1)
+        if len(attempts) <= 2:
+            raise errors.JournalUnavailable("journal: cannot reach postgresql://... (restarting)")
+        return Orchestrator(ledgers, ASSETS, Journal(target))
+
+    said: list[str] = []
+    async with asyncio.timeout(30):
+        assert await run_worker(open_orch, lambda r: None, reconnect=10, say=said.append, poll=0.05, idle_exit=0.1) == 0
+    assert len(attempts) == 3 and len(said) == 1 and "trying each second" in said[0], (attempts, said)
+    attempts.clear()
+    async with asyncio.timeout(5):
+        try:
+            await run_worker(open_orch, lambda r: None, reconnect=0, poll=0.05, idle_exit=0.1)
+        except errors.JournalUnavailable:
+            pass
+        else:
+            raise AssertionError("--reconnect 0 waited")
+    assert len(attempts) == 1
