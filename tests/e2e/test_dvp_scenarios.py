@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dvp.testing.scenarios import AtomicSuite, ScenarioSuite
+from dvp_ethereum.adapter import EthereumAdapter
 
 from ..scenarios import settles_once, spec_for
 from ..testbed import CROSS_PARAMS, ONCE_PARAMS, SINGLE_PARAMS, Pair
@@ -21,6 +22,12 @@ class TestSingleLedger(AtomicSuite):
 
     def spec(self, pair, **kw):
         return spec_for(pair, **kw)
+
+    async def fee_coin(self, ledger_set, ledger, party):
+        adapter = ledger_set.ledgers[ledger]
+        if not isinstance(adapter, EthereumAdapter):
+            return None
+        return await adapter._w3.eth.get_balance(adapter.address_of(party))
 
 
 class TestCrossLedger(ScenarioSuite):

@@ -26,6 +26,7 @@ from ..orchestrator import Outcome, SwapResult
 from ..party.policy import SEND_ANY, AcceptPolicy
 from ..report import Balances, conservation, fees_paid
 from ..state import Action, AtomicSwapState, HtlcSwapState, LegName, Phase, StepName
+from ..steps import fees_journaled
 
 SECURITY_AMOUNT = 7
 CASH_AMOUNT = 70_000
@@ -117,6 +118,11 @@ class AtomicSuite:
     def spec(self, pair: Pair, **kw: Any) -> SwapSpec:
         return spec_for(pair, **kw)
 
+    async def fee_coin(self, ledger_set: LedgerSet, ledger: str, party: str) -> int | None:
+        """``party``'s balance of the coin ``ledger`` takes its fees in, where that is no traded
+        asset (EVM: the chain's coin, in wei); None (the default): not checked."""
+        return None
+
     async def test_single_ledger_dvp_moves_both_legs_in_one_transaction(self, ledger_set: LedgerSet, journal_path: Path,
                                                                         ledger: str) -> None:  # fmt: skip
         pair = self.pair(ledger)
@@ -155,8 +161,13 @@ class AtomicSuite:
     async def test_an_acceptance_that_lands_before_the_cancellation_settles(self, ledger_set: LedgerSet, journal_path: Path,
                                                                            ledger: str, monkeypatch: Any) -> None:  # fmt: skip
         """Cancellation racing the buyer's acceptance: the ledger decides.  Here the acceptance
-        is final first, so the ledger refuses the seller's cancellation and the swap settles."""
+        is final first, so the ledger refuses the seller's cancellation and the swap settles.
+        A ledger that mined the refused cancellation (EVM) charged its fee: journaled against it,
+        and the seller's fee coin fell by exactly the fees journaled for it (issue 20)."""
         pair = self.pair(ledger)
+        spec = self.spec(pair, behaviour=Behaviour(counter_locks=False))
+        seller = spec.trade.seller
+        coin = await self.fee_coin(ledger_set, ledger, seller)
         base = ledger_set.ledgers[ledger]
         adapter = base.require(AtomicDvp)
         cancel = adapter.cancel_dvp
@@ -166,14 +177,21 @@ class AtomicSuite:
             return await cancel(order)
 
         monkeypatch.setattr(adapter, "cancel_dvp", accepted_first)
-        result, before, after = await run(
-            ledger_set, journal_path, self.spec(pair, behaviour=Behaviour(counter_locks=False))
-        )
+        result, before, after = await run(ledger_set, journal_path, spec)
         assert result.outcome is Outcome.SETTLED, result.detail
         assert "landed before the cancellation" in result.detail
         assert changes(before, after, pair, result.steps) == SETTLED
         found = await adapter.get_order(AtomicSwapState.model_validate(result.data).order_id or "")
         assert found is not None and found.status is OrderStatus.SETTLED
+        refused = [s for s in result.steps if s.step == StepName.CANCEL and s.phase == Phase.FINAL]
+        assert all(s.detail.get("reverted") and s.detail.get("fee") for s in refused), refused
+        if coin is not None:
+            assert refused, "the refused cancellation was mined: its fee is journaled"
+            paid = sum(
+                f for (_, payer, _, asset), f in fees_journaled(result.steps).items() if payer == seller and not asset
+            )
+            left = await self.fee_coin(ledger_set, ledger, seller)
+            assert left is not None and coin - left == paid, (coin, left, paid)
 
 
 class ScenarioSuite:
