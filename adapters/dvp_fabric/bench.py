@@ -313,6 +313,11 @@ async def _pump(
         seconds = time.perf_counter() - start
         await acker
         await counter
+        if committed < len(prepared):  # the block events ended first: a rate over what committed would flatter
+            raise AdapterError(
+                f"capacity on {contract.channel.name}: the block events ended with {committed} of "
+                f"{len(prepared)} transactions committed"
+            )
     finally:
         broadcast.cancel()
         counter.cancel()

@@ -66,7 +66,11 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
 
 def fees_paid(steps: list[Step]) -> Balances:
     """(ledger, asset, party) -> fees paid in a traded asset (UTXO coins), from the journal."""
-    return {(ledger, asset, payer): fee for (ledger, payer, _, asset), fee in fees_journaled(steps).items() if asset}
+    paid: Balances = {}
+    for (ledger, payer, _unit, asset), fee in fees_journaled(steps).items():
+        if asset:  # rows of one payer and asset may differ by unit (none before units were journaled)
+            paid[(ledger, asset, payer)] = paid.get((ledger, asset, payer), 0) + fee
+    return paid
 
 
 def fees_report(steps: list[Step]) -> list[dict[str, Any]]:
