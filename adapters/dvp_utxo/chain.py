@@ -28,6 +28,8 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dvp import errors
+
 from .dialect import Dialect
 from .rpc import RpcClient, RpcError
 from .tx import Utxo
@@ -321,12 +323,25 @@ class ChainView:
 
     async def inputs_sent(self, tx: WireTx) -> None:
         """Wait until every pending transaction of ours whose outputs ``tx`` spends has been
-        broadcast (or failed): the node takes no spend of an output it has not seen, and a
-        transaction is journaled only once its inputs are on the node."""
+        broadcast: the node takes no spend of an output it has not seen, and a transaction is
+        journaled only once its inputs are on the node.  A parent whose broadcast failed (the
+        node refused it, or its journal write failed) is forgotten before its waiters wake:
+        then ``tx`` spends an output that does not exist, and SubmitError (code
+        ``parent-not-sent``) says so; nothing of ``tx`` was journaled or sent, so the step
+        can build it again."""
         for txin in tx.inputs:
-            event = self._pending.get(txin.prev_txid)
-            if event is not None:
-                await event.wait()
+            parent = txin.prev_txid
+            event = self._pending.get(parent)
+            if event is None:
+                continue
+            await event.wait()
+            if parent not in self._local and parent not in self._mem_txs and parent not in self._tx_height:
+                raise errors.SubmitError(
+                    f"transaction {tx.txid} spends an output of {parent}, whose broadcast failed: "
+                    "not sent, build it again",
+                    tx_id=tx.txid,
+                    code="parent-not-sent",
+                )
 
     def sent(self, txid: str) -> None:
         """A pending transaction's broadcast is over (accepted, or forgotten before this)."""

@@ -11,6 +11,7 @@ import pytest
 
 wally = pytest.importorskip("wallycore", reason="wallycore (the Elements library) is not installed")
 
+from dvp import errors  # noqa: E402
 from dvp_utxo.chain import ChainView  # noqa: E402
 from dvp_utxo.dialect import dialect_for  # noqa: E402
 from dvp_utxo.elements.assets import ELEMENTSREGTEST_POLICY_ASSET, IssuedAsset  # noqa: E402
@@ -248,9 +249,73 @@ async def test_a_pending_broadcast_holds_its_inputs_and_its_spenders():
     assert not waiting.done()  # B spends A's change: it waits for A's broadcast
     view.forget_local(a.txid)  # the node refused A
     view.sent(a.txid)
-    await asyncio.wait_for(waiting, 1)
+    with pytest.raises(errors.SubmitError) as info:  # B's input never reached the node
+        await asyncio.wait_for(waiting, 1)
+    assert info.value.code == "parent-not-sent"
     assert view.spend_of(coin.outpoint) is None
     assert coin in view.unspent(SELLER.script_pubkey)
+
+
+@pytest.mark.parametrize("fails", ["node refuses", "journal write fails"])
+async def test_a_child_of_a_failed_broadcast_is_neither_journaled_nor_sent(fails):
+    """Lock A is pending (recorded, not yet sent) when B, spending A's change, is broadcast:
+    B waits for A.  A fails (the node refuses it, or its journal write fails): B must stop
+    with a SubmitError before it is journaled, never reach the node, and leave the view as
+    it was (A's input unspent again, B's spend gone)."""
+    import asyncio
+
+    from dvp import sendlog
+    from dvp_utxo.htlc import journaled_as
+
+    node = FakeNode()
+    view, (coin,) = await seller_coins(node)
+    ledger = ElementsLedger(node, dialect_for("elementsd"), view, policy_asset=POLICY)
+    a = seller_pays([coin], 10**5)
+    view.add_local(dialect_for("elementsd").parse_tx(a.hex), pending=True)  # to compute A's change
+    b = seller_pays([u for u in view.unspent(SELLER.script_pubkey) if u.txid == a.txid], 10**4)
+    view.forget_local(a.txid)
+    view.sent(a.txid)
+    journaled: list[str] = []
+    sent: list[str] = []
+    b_waits = asyncio.Event()
+    answer = node.call
+
+    async def journal(signed):
+        if signed[0].tx_id == a.txid:
+            await b_waits.wait()  # B is broadcast while A's journal write is under way
+            if fails == "journal write fails":
+                raise errors.JournalUnavailable("the journal's server is gone")
+        journaled.extend(s.tx_id for s in signed)
+
+    async def refusing(method, *params):
+        if method == "sendrawtransaction":
+            txid = dialect_for("elementsd").parse_tx(params[0]).txid
+            sent.append(txid)
+            raise RpcError(method, -26, "bad-txns-inputs-missingorspent")
+        return await answer(method, *params)
+
+    node.call = refusing  # type: ignore[method-assign]
+
+    async def broadcast(tx) -> str:
+        with sendlog.journaling(journal), journaled_as("lock", "seller"):
+            return await ledger.send(tx)
+
+    first = asyncio.ensure_future(broadcast(a))
+    await asyncio.sleep(0)  # A is recorded pending, its journal write waits
+    second = asyncio.ensure_future(broadcast(b))
+    for _ in range(100):
+        await asyncio.sleep(0)
+    assert not second.done()  # B waits for A
+    b_waits.set()
+    with pytest.raises((RpcError, errors.JournalUnavailable)):
+        await asyncio.wait_for(first, 1)
+    with pytest.raises(errors.SubmitError) as info:
+        await asyncio.wait_for(second, 1)
+    assert info.value.code == "parent-not-sent"
+    assert b.txid not in journaled and b.txid not in sent
+    assert sent == ([a.txid] if fails == "node refuses" else [])
+    assert view.spend_of(coin.outpoint) is None and coin in view.unspent(SELLER.script_pubkey)
+    assert not view.in_mempool(b.txid) and not view.in_mempool(a.txid)
 
 
 async def test_an_output_spent_in_a_block_a_reorganisation_removes_is_unspent_again():
