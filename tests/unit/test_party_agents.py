@@ -230,3 +230,41 @@ async def test_an_agent_lets_go_of_finished_swaps(agents, monkeypatch):
         body={"leg": "security", "lock_id": "0x" + "ab" * 32},
     )
     assert (await buyer.handle(late)).kind is Kind.ACK and buyer.hints == {}
+
+
+@pytest.mark.parametrize("lost_spawn", [False, True], ids=["handler-cancelled", "drive-lost"])
+async def test_an_agreed_swap_is_driven_though_the_call_that_agreed_timed_out(agents, ledgers, monkeypatch, lost_spawn):
+    """The acceptor's row is written after the proposer's call timed out (cancelling the
+    handler): the acceptor still drives the swap it agreed to, and it settles.  drive-lost: its
+    first drive never starts (as before the fix); the proposer's resend of the proposal, answered
+    from the journal, starts it."""
+    monkeypatch.setattr(agent_module, "SEND_TIMEOUT", 0.3)
+    monkeypatch.setattr(agent_module, "NOTICE_RETRY_SECONDS", 4.0)  # the proposer sends again after 4.3 s
+    seller, buyer = agents
+    create, spawn, calls = buyer.journal.acreate, buyer.spawn, []
+
+    async def slow_create(*args, **kwargs):
+        if not calls:
+            calls.append("create")
+            await asyncio.sleep(1.0)  # longer than the proposer's call
+        return await create(*args, **kwargs)
+
+    def first_spawn_lost(swap_id):
+        calls.append("spawn")
+        if lost_spawn and calls.count("spawn") == 1:
+            return None
+        return spawn(swap_id)
+
+    monkeypatch.setattr(buyer.journal, "acreate", slow_create)
+    monkeypatch.setattr(buyer, "spawn", first_spawn_lost)
+    started = time.monotonic()
+    swap_id = await seller.propose(spec())
+    for _ in range(80):  # before the proposer's resend (4.3 s after the proposal)
+        if swap_id in buyer.tasks or time.monotonic() - started > 3.5:
+            break
+        await asyncio.sleep(0.05)
+    assert buyer.journal.get(swap_id) is not None, "the acceptor's row was not written"
+    assert (swap_id in buyer.tasks) is not lost_spawn, calls
+    results = await settle_both(seller, buyer, swap_id)
+    assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED], [r.detail for r in results]
+    assert holdings(ledgers) == (90, 10, 1000, 9000)

@@ -835,6 +835,21 @@ class Agent:
             if hashlock is not None
             else AtomicSwapState(side=side)
         )
+        reply: tuple[Kind, dict[str, Any]] = (Kind.ACCEPT, {"hashlock": hashlock} if secret else {})
+        # Uncancellable from here to the drive's start: the proposer's call times out and
+        # cancels this handler, but the row is written anyway (off the event loop), and a swap
+        # agreed on disk must be driven, so writing it and spawning its drive are one task.
+        return await asyncio.shield(self._write_agreed(proposal, peer, role, self._agreed(state, agreement), reply))
+
+    async def _write_agreed(
+        self,
+        proposal: Proposal,
+        peer: str,
+        role: Role,
+        state: HtlcSwapState | AtomicSwapState,
+        reply: tuple[Kind, dict[str, Any]],
+    ) -> tuple[Kind, dict[str, Any]]:
+        """The agreed swap's row, then its drive; ``reply``, or a rejection from the last checks."""
         async with self._daily_turn(peer):
             if self.policies.get(peer, self.policy).max_send_per_day is not None:
                 # Again, with every swap agreed while the checks above awaited the ledgers,
@@ -853,14 +868,15 @@ class Agent:
                         proposal.swap_id,
                         proposal.spec.resolved_kind,
                         proposal.spec.model_dump(mode="json"),
-                        self._agreed(state, agreement).dump(),
+                        state.dump(),
                     )
             except errors.SwapBusy as exc:  # another process of this party drives that id
                 return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
         self._peer_of[proposal.swap_id] = peer
         self.progress(proposal.swap_id, f"accepted {peer}'s proposal as the {role.value}")
-        self.spawn(proposal.swap_id)
-        return Kind.ACCEPT, {"hashlock": hashlock} if secret else {}
+        if not self._closing:  # else the next start drives it on
+            self.spawn(proposal.swap_id)
+        return reply
 
     def _reject(self, swap_id: str, peer: str, reason: str, limit: str = "rejected") -> tuple[Kind, dict[str, Any]]:
         self.admissions[peer].refuse(limit)
@@ -882,6 +898,10 @@ class Agent:
             }
         if agreed is None or agreed.proposal != proposal:
             raise errors.MessageRefused(f"swap id {proposal.swap_id} is already taken")
+        if record.outcome is None and side is not None and side.proposer == peer and not self._closing:
+            # Agreed here and unfinished: driven, whatever became of the call that agreed to it
+            # (spawn is idempotent: a running drive is left as it is).
+            self.spawn(record.id)
         if isinstance(state, HtlcSwapState) and state.secret:
             return Kind.ACCEPT, {"hashlock": state.hashlock}
         return Kind.ACCEPT, {}
