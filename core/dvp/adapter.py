@@ -352,6 +352,17 @@ class CosignedDvp(AtomicDvp):
         Returns once broadcast.  Raises SubmitError (those inputs spent already: by the DvP
         transaction itself, or by an earlier revocation)."""
 
+    @abstractmethod
+    def hold_half(self, order: DvpOrder, half: str) -> None:
+        """A resumed buyer's journaled ``half``: keep its inputs out of the buyer's other
+        transactions again, as :meth:`sign_as_buyer` did, until the order closes or the half
+        is revoked.  Raises SubmitError for a half that does not parse."""
+
+    @abstractmethod
+    async def half_void(self, order: DvpOrder, half: str) -> bool:
+        """True when the ledger proves ``half`` can never confirm: one of its inputs is spent
+        by another transaction (a revocation, the order's cancellation)."""
+
 
 class Issuing(ABC):
     """Test assets: the ledger's issuer creates (or pays out) an asset."""

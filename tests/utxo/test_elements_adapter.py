@@ -3,6 +3,7 @@ asset, single-ledger DvP in one transaction, all through the dvp adapter protoco
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 
@@ -15,6 +16,7 @@ elementsd_or_skip()
 
 from dvp import errors  # noqa: E402
 from dvp.models import Asset, AssetKind, Capability, DvpOrder, HtlcTerms, LockStatus, OrderStatus  # noqa: E402
+from dvp.orchestrator import Outcome  # noqa: E402
 from dvp_utxo.elements.adapter import ISSUE_SUPPLY, ISSUED_UNIT, ElementsAdapter  # noqa: E402
 from dvp_utxo.elements.config import ElementsConfig  # noqa: E402
 
@@ -188,3 +190,72 @@ async def test_observe_reports_locks_and_claims_with_the_secret(adapter):
     await adapter.wait_final((await adapter.claim(lock_id, secret, submitter="buyer")).tx_id)
     events = [e async for e in adapter.observe() if e.lock_id == lock_id]
     assert [e.kind for e in events] == ["locked", "claimed"] and events[1].preimage == secret.hex()
+
+
+async def open_order(adapter, amount: int = 3, cash: int = 30_000) -> DvpOrder:
+    now = await adapter.now()
+    order = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=amount, cash="EUR",
+                     cash_amount=cash, deadline=now.height + 30, nonce=secrets.token_hex(32))  # fmt: skip
+    await adapter.wait_final((await adapter.propose_dvp(order)).tx_id)
+    return order
+
+
+async def test_two_halves_of_one_buyer_built_at_once_spend_other_coins_and_both_settle(adapter):
+    """The buyer's half leaves this process unbroadcast: its coins are held out of the buyer's
+    coin selection until the order closes, so a second half (or an HTLC lock) built meanwhile
+    picks other coins, and the seller can complete both (they picked the same coins before:
+    only one could confirm)."""
+    from dvp_utxo.elements.dvp_tx import DvpTx
+
+    for asset, amount in (("EUR", 50_000), ("EUR", 50_000), ("LBTC", 100_000), ("LBTC", 100_000)):
+        await adapter.wait_final((await adapter.issue(asset, "buyer", amount)).tx_id)
+    orders = [await open_order(adapter), await open_order(adapter)]
+    halves = await asyncio.gather(*(adapter.sign_as_buyer(o) for o in orders))
+    buyer = adapter._key("buyer").script_pubkey
+    spent = [{u.outpoint for u in DvpTx.from_pset(h, "buyer").spent if u.script_pubkey == buyer} for h in halves]
+    assert spent[0] and spent[1] and not spent[0] & spent[1], spent
+    wallet = {u.outpoint for u in adapter.ledger.wallet(adapter._key("buyer"))}
+    assert not wallet & (spent[0] | spent[1])  # held while the seller has the halves
+    settled = await asyncio.gather(*(adapter.complete_as_seller(o, h) for o, h in zip(orders, halves)))
+    for s in settled:
+        await adapter.wait_final(s.tx_id)
+    for o in orders:
+        assert (await adapter.get_order(adapter.order_id(o))).status is OrderStatus.SETTLED
+    assert not adapter.ledger.held()  # released once the halves confirmed
+
+
+async def test_a_revocation_refused_for_its_fee_is_retried_not_taken_as_spent(adapter, monkeypatch):
+    """The buyer's drive voids a half the seller holds; the node refuses the revocation for a
+    cause other than its inputs being spent (here: below the relay fee).  The half is still
+    valid, so the drive must not report it void: it stops with the refusal and a resume
+    revokes again; a refusal because the inputs are spent already is the end of it."""
+    from types import SimpleNamespace
+
+    from dvp.party.atomic import AtomicPartyRun
+
+    order = await open_order(adapter, 2, 20_000)
+    order_id = adapter.order_id(order)
+    half = await adapter.sign_as_buyer(order)
+
+    async def status():
+        return (await adapter.get_order(order_id)).status
+
+    async def transact(step, ledger, send, already_done):
+        if not await already_done():
+            await adapter.wait_all(await send())
+
+    party = AtomicPartyRun.__new__(AtomicPartyRun)  # the drive's revoke, without a journal
+    party.steps = SimpleNamespace(transact=transact)
+    party.run = SimpleNamespace(ledger="elements", status=status, state=SimpleNamespace(order=order, order_id=order_id))
+    monkeypatch.setattr(adapter.config, "fee_rate", 0.01)
+    with pytest.raises(errors.SubmitError, match="fee"):
+        await party.revoke(adapter, half)
+    assert not await adapter.half_void(order, half) and await status() is OrderStatus.OPEN
+    monkeypatch.undo()
+    outcome, detail = await party.revoke(adapter, half)
+    assert outcome is Outcome.ABORTED and "can never confirm" in detail, detail
+    assert await adapter.half_void(order, half)
+    outcome, _ = await party.revoke(adapter, half)  # refused again: its inputs are spent by the first
+    assert outcome is Outcome.ABORTED
+    assert not adapter.ledger.held()
+    await adapter.wait_final((await adapter.cancel_dvp(order)).tx_id)

@@ -245,8 +245,26 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         """The buyer's half as a PSET (base64): built, checked and signed on the buyer's inputs."""
         terms = self._dvp_terms(order)
         await self._open_before_deadline(order, "accept")
+        async with self._send_lock:  # no lock or other half of ours picks the same coins meanwhile
+            with utxo_errors("accept", self.name):
+                half = self._buyers_half(order, terms)
+                self.ledger.hold(half)
+                return half.to_pset()
+
+    def hold_half(self, order: DvpOrder, half: str) -> None:
+        """A resumed buyer's journaled ``half``: its inputs are kept out of the buyer's coin
+        selection again (see :meth:`ElementsLedger.hold`)."""
         with utxo_errors("accept", self.name):
-            return self._buyers_half(order, terms).to_pset()
+            self.ledger.hold(DvpTx.from_pset(half, "buyer"))
+
+    async def half_void(self, order: DvpOrder, half: str) -> bool:
+        """True when the chain view shows an input of ``half`` spent by another transaction
+        (the half can never confirm)."""
+        await self._refresh("revoke")
+        with utxo_errors("revoke", self.name):
+            dvp = DvpTx.from_pset(half, "buyer")
+        spends = [self.view.spend_of(u.outpoint) for u in dvp.spent]
+        return any(s is not None and s.txid != dvp.tx.txid for s in spends)
 
     def _audit_half(self, half: DvpTx, terms: DvpTerms) -> None:
         """The seller's audit of the buyer's half: each input spends an unspent output exactly

@@ -8,7 +8,7 @@ an HTLC of an issued asset carries its fee reserve beside it (see :mod:`.htlc`).
 
 from __future__ import annotations
 
-from ..chain import ChainView
+from ..chain import ChainView, Outpoint
 from ..dialect import Dialect
 from ..htlc import AuditError, Funding, UtxoLedger
 from ..keys import Key
@@ -25,12 +25,30 @@ class ElementsLedger(UtxoLedger):
     def __init__(self, rpc: RpcClient, dialect: Dialect, view: ChainView, *, policy_asset: str, fee_rate: float = 1.0):
         super().__init__(rpc, dialect, view, fee_rate=fee_rate)
         self.policy_asset = policy_asset
+        self._held: dict[str, frozenset[Outpoint]] = {}
 
     async def send(self, tx: ElementsTx) -> str:
         return await self.broadcast_raw(tx.hex)
 
+    def hold(self, half: DvpTx) -> None:
+        """Keep the inputs of a DvP ``half`` handed to a counterparty (not broadcast by us)
+        out of :meth:`wallet`, so no other transaction of ours picks them, until one of them
+        is spent: by the half itself, the order's cancellation or the buyer's revocation."""
+        self._held[half.tx.txid] = frozenset(u.outpoint for u in half.spent)
+
+    def held(self) -> set[Outpoint]:
+        """The outpoints :meth:`hold` keeps out of :meth:`wallet` now."""
+        for txid, outpoints in list(self._held.items()):
+            if any(self.view.spend_of(op) is not None for op in outpoints):
+                del self._held[txid]  # the half confirms, or can never confirm
+        return set().union(*self._held.values())
+
     def wallet(self, key: Key) -> list[Utxo]:
-        return self.view.unspent(key.script_pubkey)
+        unspent = self.view.unspent(key.script_pubkey)
+        if not self._held:
+            return unspent
+        held = self.held()
+        return [u for u in unspent if u.outpoint not in held]
 
     def balance(self, script_pubkey: bytes, asset: str, *, min_conf: int = 1) -> int:
         return self.view.balance(script_pubkey, asset=asset, min_conf=min_conf)

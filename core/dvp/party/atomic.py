@@ -172,6 +172,8 @@ class AtomicPartyRun:
         the accept window and a grace after it."""
         run, s = self.run, self.steps
         half = self.journaled_half()
+        if half is not None:
+            adapter.hold_half(self.order, half)  # resumed: its coins stay out of my other sends
         if half is None and await run.status() is OrderStatus.OPEN:
             try:
                 half = await adapter.sign_as_buyer(self.order)
@@ -222,7 +224,11 @@ class AtomicPartyRun:
                 self.closed,
             )
         except REFUSED:
-            pass  # its inputs are spent: by the DvP transaction, or by this revocation before
+            # Refused as spent (by the DvP transaction, the cancellation, or this revocation
+            # before) is the only refusal that leaves nothing to do; any other (fee, chain
+            # limits) leaves the half valid: the drive stops and a resume revokes again.
+            if await run.status() is OrderStatus.OPEN and not await adapter.half_void(self.order, half):
+                raise
         if await run.status() is OrderStatus.OPEN:
             return Outcome.ABORTED, (
                 f"the seller neither broadcast nor cancelled order {self.order_id} within the accept window; "
