@@ -216,6 +216,12 @@ async def test_two_halves_of_one_buyer_built_at_once_spend_other_coins_and_both_
     assert spent[0] and spent[1] and not spent[0] & spent[1], spent
     wallet = {u.outpoint for u in adapter.ledger.wallet(adapter._key("buyer"))}
     assert not wallet & (spent[0] | spent[1])  # held while the seller has the halves
+    restarted = make(_config)  # a restarted buyer holds its journaled half's coins again
+    async with restarted:
+        await restarted._refresh("test")
+        assert spent[0] <= {u.outpoint for u in restarted.ledger.wallet(restarted._key("buyer"))}
+        restarted.hold_half(orders[0], halves[0])
+        assert not spent[0] & {u.outpoint for u in restarted.ledger.wallet(restarted._key("buyer"))}
     settled = await asyncio.gather(*(adapter.complete_as_seller(o, h) for o, h in zip(orders, halves)))
     for s in settled:
         await adapter.wait_final(s.tx_id)
