@@ -254,7 +254,7 @@ async def test_a_revocation_refused_for_its_fee_is_retried_not_taken_as_spent(ad
     party.steps = SimpleNamespace(transact=transact)
     party.run = SimpleNamespace(ledger="elements", status=status, state=SimpleNamespace(order=order, order_id=order_id))
     monkeypatch.setattr(adapter.config, "fee_rate", 0.01)
-    with pytest.raises(errors.SubmitError, match="fee"):
+    with pytest.raises(errors.SubmitError, match="min relay fee"):
         await party.revoke(adapter, half)
     assert not await adapter.half_void(order, half) and await status() is OrderStatus.OPEN
     monkeypatch.undo()
