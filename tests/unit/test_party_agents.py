@@ -268,3 +268,32 @@ async def test_an_agreed_swap_is_driven_though_the_call_that_agreed_timed_out(ag
     results = await settle_both(seller, buyer, swap_id)
     assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED], [r.detail for r in results]
     assert holdings(ledgers) == (90, 10, 1000, 9000)
+
+
+async def test_proposals_checked_at_once_are_counted_against_the_unfinished_swaps_cap(agents, ledgers, monkeypatch):
+    """limits.unfinished_swaps N, 3N proposals at once whose rows are slow to write: at most N
+    are agreed (each proposal counts from before its checks, not from its row), the others are
+    rejected naming the limit; the agreed ones settle."""
+    seller, buyer = agents
+    cap = 2
+    buyer.limits = buyer.limits.model_copy(update={"unfinished_swaps": cap})
+    create = buyer.journal.acreate
+
+    async def slow_create(*args, **kwargs):
+        await asyncio.sleep(0.3)  # every proposal's checks pass while the first rows are written
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(buyer.journal, "acreate", slow_create)
+    ids = await asyncio.gather(*(seller.propose(spec()) for _ in range(3 * cap)))
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(*(seller.tasks[swap_id] for swap_id in ids))
+    agreed = [swap_id for swap_id in ids if buyer.journal.get(swap_id) is not None]
+    assert len(agreed) == cap, [r.detail for r in results]
+    by_id = dict(zip(ids, results, strict=True))
+    assert all(by_id[s].outcome is Outcome.SETTLED for s in agreed), [by_id[s].detail for s in agreed]
+    refused = [r for s, r in by_id.items() if s not in agreed]
+    assert all(r.outcome is Outcome.ABORTED and "limits.unfinished_swaps" in r.detail for r in refused), [
+        r.detail for r in refused
+    ]
+    assert buyer._being_agreed == {}
+    assert holdings(ledgers) == (100 - 10 * cap, 10 * cap, 1000 * cap, 10_000 - 1000 * cap)

@@ -71,6 +71,22 @@ class _Turn:
         self.waiting = 0
 
 
+class _Slot:
+    """A proposal from ``peer`` counted against its unfinished swaps from before its checks
+    until its row is written or it is refused: proposals checked at once see each other."""
+
+    def __init__(self, counts: collections.Counter[str], peer: str) -> None:
+        self.counts, self.peer, self.held, self.handed = counts, peer, True, False
+        counts[peer] += 1
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.counts[self.peer] -= 1
+            if self.counts[self.peer] <= 0:
+                del self.counts[self.peer]
+
+
 class Agent:
     # The run each agreed swap gets (a test's hostile party subclasses it).
     run_class: type[PartyRun] = PartyRun
@@ -115,6 +131,7 @@ class Agent:
         self.ended: collections.Counter[str] = collections.Counter()  # the swaps driven to an end here, by outcome
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
+        self._being_agreed: collections.Counter[str] = collections.Counter()  # per peer: _Slot
         self._closing = False
         # Sequence numbers handed out or taken but maybe not journaled yet (the journal's rows
         # are written off the event loop): per (swap id, peer), the last sent and the last
@@ -783,7 +800,7 @@ class Agent:
                 f"from {peer!r} (limits.proposals_per_minute)",
                 "proposals_per_minute",
             )
-        if self._unfinished_with(peer) >= self.limits.unfinished_swaps:
+        if self._unfinished_with(peer) + self._being_agreed[peer] >= self.limits.unfinished_swaps:
             return self._reject(
                 proposal.swap_id,
                 peer,
@@ -795,7 +812,12 @@ class Agent:
         # another queue behind each other's ledger reads (K proposals at once took K times one
         # check).  A policy's daily sums are checked again, one agreement at a time, just
         # before the swap's row (_agree_to).
-        return await self._agree_to(proposal, peer)
+        slot = _Slot(self._being_agreed, peer)
+        try:
+            return await self._agree_to(proposal, peer, slot)
+        finally:
+            if not slot.handed:  # else the row's writer releases it, once the row is written
+                slot.release()
 
     def _unfinished_with(self, peer: str) -> int:
         return sum(1 for r in self.journal.swaps(unfinished=True) if self._side_peer(r) == peer)
@@ -805,7 +827,7 @@ class Agent:
         side = record.data.get("side")
         return side.get("peer") if isinstance(side, dict) else None
 
-    async def _agree_to(self, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
+    async def _agree_to(self, proposal: Proposal, peer: str, slot: _Slot) -> tuple[Kind, dict[str, Any]]:
         try:
             # Its ledgers and assets first: every later check reads them.
             self.orch.validate(proposal.spec)
@@ -839,7 +861,9 @@ class Agent:
         # Uncancellable from here to the drive's start: the proposer's call times out and
         # cancels this handler, but the row is written anyway (off the event loop), and a swap
         # agreed on disk must be driven, so writing it and spawning its drive are one task.
-        return await asyncio.shield(self._write_agreed(proposal, peer, role, self._agreed(state, agreement), reply))
+        agreed = self._agreed(state, agreement)
+        slot.handed = True
+        return await asyncio.shield(self._write_agreed(proposal, peer, role, agreed, reply, slot))
 
     async def _write_agreed(
         self,
@@ -848,30 +872,34 @@ class Agent:
         role: Role,
         state: HtlcSwapState | AtomicSwapState,
         reply: tuple[Kind, dict[str, Any]],
+        slot: _Slot,
     ) -> tuple[Kind, dict[str, Any]]:
         """The agreed swap's row, then its drive; ``reply``, or a rejection from the last checks."""
-        async with self._daily_turn(peer):
-            if self.policies.get(peer, self.policy).max_send_per_day is not None:
-                # Again, with every swap agreed while the checks above awaited the ledgers,
-                # one agreement at a time from here to its journal row.
+        try:
+            async with self._daily_turn(peer):
+                if self.policies.get(peer, self.policy).max_send_per_day is not None:
+                    # Again, with every swap agreed while the checks above awaited the ledgers,
+                    # one agreement at a time from here to its journal row.
+                    try:
+                        self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
+                    except (errors.SwapError, errors.ConfigError) as exc:
+                        return self._reject(proposal.swap_id, peer, str(exc))
                 try:
-                    self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
-                except (errors.SwapError, errors.ConfigError) as exc:
-                    return self._reject(proposal.swap_id, peer, str(exc))
-            try:
-                with drive_lease(self.journal.path, proposal.swap_id):
-                    # Write-ahead, in one write: the secret, the agreement and both lock ids are
-                    # on disk before the hashlock leaves, and a crash leaves the swap agreed or
-                    # unknown, so the proposer's retry of the same proposal gets the same answer
-                    # from the journal.
-                    await self.journal.acreate(
-                        proposal.swap_id,
-                        proposal.spec.resolved_kind,
-                        proposal.spec.model_dump(mode="json"),
-                        state.dump(),
-                    )
-            except errors.SwapBusy as exc:  # another process of this party drives that id
-                return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
+                    with drive_lease(self.journal.path, proposal.swap_id):
+                        # Write-ahead, in one write: the secret, the agreement and both lock ids are
+                        # on disk before the hashlock leaves, and a crash leaves the swap agreed or
+                        # unknown, so the proposer's retry of the same proposal gets the same answer
+                        # from the journal.
+                        await self.journal.acreate(
+                            proposal.swap_id,
+                            proposal.spec.resolved_kind,
+                            proposal.spec.model_dump(mode="json"),
+                            state.dump(),
+                        )
+                except errors.SwapBusy as exc:  # another process of this party drives that id
+                    return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
+        finally:
+            slot.release()  # its row is written (counted as unfinished from now on), or it was refused
         self._peer_of[proposal.swap_id] = peer
         self.progress(proposal.swap_id, f"accepted {peer}'s proposal as the {role.value}")
         if not self._closing:  # else the next start drives it on
