@@ -495,12 +495,16 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         with web3_errors("read lock events", self.name):
             block = self._lock_blocks.get(lock_id)
             if block is None:
-                logs = await htlc.events.Locked.get_logs(
-                    from_block=0, argument_filters={"lockId": self._lock_b32(lock_id)}
+                # Straight over JSON-RPC (the lock id is the event's first indexed topic): web3.py's
+                # event filter builds a contract event and decodes every log, per lock read.
+                topics = [_LOCKED_TOPIC, "0x" + self._lock_b32(lock_id).hex()]
+                logs = await self._sent.request(
+                    "eth_getLogs",
+                    [{"address": htlc.address, "fromBlock": "0x0", "toBlock": "latest", "topics": topics}],
                 )
                 if not logs:
                     return 0
-                block = self._lock_blocks[lock_id] = logs[0]["blockNumber"]
+                block = self._lock_blocks[lock_id] = int(logs[0]["blockNumber"], 16)
             return max(0, head - block + 1)
 
     def _lock_b32(self, lock_id: str) -> bytes:
