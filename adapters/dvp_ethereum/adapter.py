@@ -82,6 +82,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
         self._parties = {a.lower(): p for p, a in self._addresses.items()}
         self._tokens = {s: to_checksum_address(a) for s, a in config.tokens.items()}
         self._lock_blocks: dict[str, int] = {}
+        self._token_contracts: dict[str, AsyncContract] = {}  # by address: web3.py builds a contract object slowly
         self._has_permit: dict[str, bool] = {}
         self._clock: tuple[float, LedgerTime | None] = (0.0, None)
         self._audited_code: set[str] = set()  # code at an address cannot change: check it once
@@ -122,6 +123,7 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self.w3 = None
 
     def _bind_contracts(self) -> None:
+        self._token_contracts = {}  # bound to the connection being made
         self.htlc = self._contract("HashedTimelockERC20", self.config.htlc_address)
         self.dvp = self._contract("DvpSettlement", self.config.dvp_address)
 
@@ -270,7 +272,13 @@ class EthereumAdapter(LedgerAdapter, AtomicDvp, Issuing, Observable):
             self._sender.forget(self._address(party))
 
     def _erc20(self, asset: str) -> AsyncContract:
-        return self._w3.eth.contract(address=to_checksum_address(self._token(asset)), abi=artifact("DvpToken")["abi"])
+        address = to_checksum_address(self._token(asset))
+        token = self._token_contracts.get(address)
+        if token is None:  # one per token (8% of two agents' CPU at K=50, built anew for every lock)
+            token = self._token_contracts[address] = self._w3.eth.contract(
+                address=address, abi=artifact("DvpToken")["abi"]
+            )
+        return token
 
     async def balance(self, party: str, asset: str) -> int:
         view = _view("DvpToken", "balanceOf")
