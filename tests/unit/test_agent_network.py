@@ -397,3 +397,52 @@ async def test_a_proposal_on_a_quote_must_take_its_terms_in_its_time(banks):
     [result] = await ended((issuer, swap_id))
     assert "the quote it takes up has expired" in result.detail
     assert [r.outcome for r in seller.journal.swaps()] == []
+
+
+async def test_a_peer_unpaired_while_its_proposal_is_checked_is_refused_with_the_reason(banks):
+    """The buyer bank is unpaired while the seller checks its proposal (its own policy, with a
+    daily sum, goes with it): the proposal is rejected naming that, no row is left, and the
+    seller's other peer is served as before; no handler trips on the peer's budgets being gone."""
+    seller, buyer = banks["seller"], banks["buyer"]
+    seller.policies["buyer"] = DEV_POLICY.model_copy(update={"max_send_per_day": {"a:BOND": 100}})
+    check_own_lock, checking = seller._check_own_lock, asyncio.Event()
+
+    async def slow_ledger(*args):
+        checking.set()
+        await asyncio.sleep(0.5)
+        return await check_own_lock(*args)
+
+    seller._check_own_lock = slow_ledger
+    swap_id = await buyer.propose(spec())
+    async with asyncio.timeout(5):
+        await checking.wait()
+    assert seller.set_peers(["issuer"], {}) == []
+    [result] = await ended((buyer, swap_id))
+    assert result.outcome is Outcome.ABORTED
+    assert "'buyer' was unpaired from 'seller''s agent while its message was handled; refused" in result.detail
+    assert seller.journal.get(swap_id) is None and seller.peers == ("issuer",)
+    seller._check_own_lock = check_own_lock
+    other = await banks["issuer"].propose(spec("issuer", "c"))
+    results = await ended((seller, other), (banks["issuer"], other))
+    assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED]
+
+
+async def test_a_peer_whose_agreed_row_is_being_written_is_kept(banks, monkeypatch):
+    """Unpairing the buyer bank while the row of a swap the seller just agreed with it is being
+    written keeps it (as for any unfinished swap), and the swap settles."""
+    seller, buyer = banks["seller"], banks["buyer"]
+    create, writing = seller.journal.acreate, asyncio.Event()
+
+    async def slow_create(*args, **kwargs):
+        writing.set()
+        await asyncio.sleep(0.5)
+        return await create(*args, **kwargs)
+
+    monkeypatch.setattr(seller.journal, "acreate", slow_create)
+    swap_id = await buyer.propose(spec())
+    async with asyncio.timeout(5):
+        await writing.wait()
+    assert seller.set_peers(["issuer"], {}) == ["buyer"]
+    results = await ended((seller, swap_id), (buyer, swap_id))
+    assert [r.outcome for r in results] == [Outcome.SETTLED, Outcome.SETTLED], [r.detail for r in results]
+    assert seller.peers == ("issuer", "buyer")

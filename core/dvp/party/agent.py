@@ -132,6 +132,7 @@ class Agent:
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
         self._being_agreed: collections.Counter[str] = collections.Counter()  # per peer: _Slot
+        self._writing: collections.Counter[str] = collections.Counter()  # agreed rows being written, per peer
         self._closing = False
         # Sequence numbers handed out or taken but maybe not journaled yet (the journal's rows
         # are written off the event loop): per (swap id, peer), the last sent and the last
@@ -173,7 +174,8 @@ class Agent:
         wanted = tuple(dict.fromkeys(peers))
         if self.party in wanted:
             raise errors.ConfigError(f"peers: {self.party!r} is this agent's own party")
-        kept = [p for p in self.peers if p not in wanted and self._unfinished_with(p)]
+        # A row being written is an unfinished swap a moment later (its peer was served when it was agreed).
+        kept = [p for p in self.peers if p not in wanted and (self._writing[p] or self._unfinished_with(p))]
         now = (*wanted, *kept)
         if not now:
             raise errors.ConfigError(f"peers: none left for {self.party!r}'s agent; it would serve nobody")
@@ -207,9 +209,10 @@ class Agent:
     def _daily_turn(self, peer: str) -> contextlib.AbstractAsyncContextManager[Any]:
         """One agreement at a time with ``peer`` from its daily-sum check to its journal row,
         where its policy has daily sums; else none (the rows are group-committed side by side)."""
-        if self.policies.get(peer, self.policy).max_send_per_day is None:
-            return contextlib.nullcontext()
-        return self._agreeing[peer]
+        lock = self._agreeing.get(peer)
+        if lock is None or self.policies.get(peer, self.policy).max_send_per_day is None:
+            return contextlib.nullcontext()  # none, or a peer unpaired meanwhile (refused under it)
+        return lock
 
     def sent_today(self, peer: str, leaving_out: str | None = None) -> dict[str, int]:
         """What this party committed to send to ``peer`` in the last 24 hours, by LEDGER:ASSET:
@@ -545,7 +548,10 @@ class Agent:
             request = QuoteRequest.model_validate(message.body)
         except ValidationError as exc:
             raise errors.MessageRefused(first_error(exc, "rfq: ")) from None
-        if not self.admissions[peer].proposals.take():  # a quote costs what a proposal's check does
+        admission = self.admissions.get(peer)
+        if admission is None:
+            return self._reject(message.swap_id, peer, self._unpaired(peer), "unpaired")
+        if not admission.proposals.take():  # a quote costs what a proposal's check does
             return self._reject(
                 message.swap_id,
                 peer,
@@ -563,7 +569,7 @@ class Agent:
             return self._reject(message.swap_id, peer, f"no quote: {exc}")
         quote = Quote(spec=spec, valid_until=time.time() + policy.quote_seconds)
         self.quotes.give(peer, message.swap_id, quote)
-        self.peer_logs[peer](message.swap_id, f"quoted {peer} {_terms(spec)} for {policy.quote_seconds}s")
+        self._say(peer, message.swap_id, f"quoted {peer} {_terms(spec)} for {policy.quote_seconds}s")
         return Kind.QUOTE, quote.model_dump(mode="json")
 
     async def notify(self, swap_id: str, kind: Kind, leg: LegName, lock_id: str, /, half: str | None = None) -> None:
@@ -658,8 +664,12 @@ class Agent:
         if record is not None:
             side = _side(record)
             if side is None or side.peer != peer:
-                self.admissions[peer].refuse("not_its_swap")
-                self.peer_logs[peer](message.swap_id, f"refused {peer}'s {message.kind.value}: not a swap with {peer}")
+                self._refusal(
+                    peer,
+                    "not_its_swap",
+                    message.swap_id,
+                    f"refused {peer}'s {message.kind.value}: not a swap with {peer}",
+                )
                 raise errors.MessageRefused(
                     f"swap {message.swap_id} is not a swap with {peer!r}; refused, not journaled"
                 )
@@ -701,8 +711,7 @@ class Agent:
 
     def _over(self, limit: str, message: Message, what: str) -> NoReturn:
         peer = message.sender
-        self.admissions[peer].refuse(limit)
-        self.peer_logs[peer](message.swap_id, f"refused {peer}'s {message.kind.value}: {what} (limits.{limit})")
+        self._refusal(peer, limit, message.swap_id, f"refused {peer}'s {message.kind.value}: {what} (limits.{limit})")
         raise errors.MessageRefused(
             f"over this agent's limit: {what} from {peer!r} (limits.{limit}); refused, not journaled"
         )
@@ -724,7 +733,10 @@ class Agent:
             return self._on_half(message, record, lock_id)
         if lock_id != _agreed_id(record, leg):
             # Each lock id other than the agreed one costs a ledger read and a journal note.
-            over = self.admissions[peer].other_lock(message.swap_id)
+            admission = self.admissions.get(peer)
+            if admission is None:
+                raise errors.MessageRefused(self._unpaired(peer))
+            over = admission.other_lock(message.swap_id)
             if over == "other_locks_per_swap":
                 self._over(
                     over,
@@ -739,8 +751,8 @@ class Agent:
                     f"more than {self.limits.other_locks_per_minute} notices a minute naming "
                     "a lock other than the agreed one",
                 )
-        self.peer_logs[peer](
-            message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
+        self._say(
+            peer, message.swap_id, f"{peer} says: {message.kind.value} {leg.value} {lock_id} (checking the ledger)"
         )
         self._driven_hints(message.swap_id).heard(leg, lock_id)
         return Kind.ACK, {}
@@ -759,7 +771,7 @@ class Agent:
                 f"signed for swap {message.swap_id}: body.half must be a partly signed transaction "
                 f"of at most {MAX_HALF_CHARS} characters"
             )
-        self.peer_logs[message.sender](message.swap_id, f"{message.sender} sent its signed half (auditing it)")
+        self._say(message.sender, message.swap_id, f"{message.sender} sent its signed half (auditing it)")
         self._driven_hints(message.swap_id).heard_half(half)
         return Kind.ACK, {}
 
@@ -792,7 +804,10 @@ class Agent:
                 return self._reject(proposal.swap_id, peer, "the quote it takes up has expired; ask for another")
             if proposal.spec != quoted.spec:
                 return self._reject(proposal.swap_id, peer, "the proposal is not on the quoted terms")
-        if not self.admissions[peer].proposals.take():
+        admission = self.admissions.get(peer)
+        if admission is None:
+            return self._reject(proposal.swap_id, peer, self._unpaired(peer), "unpaired")
+        if not admission.proposals.take():
             return self._reject(
                 proposal.swap_id,
                 peer,
@@ -877,6 +892,8 @@ class Agent:
         """The agreed swap's row, then its drive; ``reply``, or a rejection from the last checks."""
         try:
             async with self._daily_turn(peer):
+                if peer not in self.peers:  # unpaired while its checks awaited: its policy is gone too
+                    return self._reject(proposal.swap_id, peer, self._unpaired(peer), "unpaired")
                 if self.policies.get(peer, self.policy).max_send_per_day is not None:
                     # Again, with every swap agreed while the checks above awaited the ledgers,
                     # one agreement at a time from here to its journal row.
@@ -884,6 +901,7 @@ class Agent:
                         self.check_policy(proposal.spec, role, peer, incoming=True, swap_id=proposal.swap_id)
                     except (errors.SwapError, errors.ConfigError) as exc:
                         return self._reject(proposal.swap_id, peer, str(exc))
+                self._writing[peer] += 1  # from the check above to its row: set_peers keeps the peer
                 try:
                     with drive_lease(self.journal.path, proposal.swap_id):
                         # Write-ahead, in one write: the secret, the agreement and both lock ids are
@@ -898,6 +916,10 @@ class Agent:
                         )
                 except errors.SwapBusy as exc:  # another process of this party drives that id
                     return self._reject(proposal.swap_id, peer, f"swap id {proposal.swap_id} is in use here: {exc}")
+                finally:
+                    self._writing[peer] -= 1
+                    if self._writing[peer] <= 0:
+                        del self._writing[peer]
         finally:
             slot.release()  # its row is written (counted as unfinished from now on), or it was refused
         self._peer_of[proposal.swap_id] = peer
@@ -907,9 +929,24 @@ class Agent:
         return reply
 
     def _reject(self, swap_id: str, peer: str, reason: str, limit: str = "rejected") -> tuple[Kind, dict[str, Any]]:
-        self.admissions[peer].refuse(limit)
-        self.peer_logs[peer](swap_id, f"rejected {peer}'s proposal: {reason}")
+        self._refusal(peer, limit, swap_id, f"rejected {peer}'s proposal: {reason}")
         return Kind.REJECT, {"reason": reason}
+
+    def _refusal(self, peer: str, limit: str, swap_id: str, what: str) -> None:
+        """Count a refusal against ``peer``'s budgets and say it (neither is kept for a peer unpaired meanwhile)."""
+        admission = self.admissions.get(peer)
+        if admission is not None:
+            admission.refuse(limit)
+        self._say(peer, swap_id, what)
+
+    def _say(self, peer: str, swap_id: str, what: str) -> None:
+        """Say ``what`` in ``peer``'s bounded log; once it is unpaired (a call of its still being
+        handled), in the progress log."""
+        log = self.peer_logs.get(peer)
+        (log if log is not None else self.progress)(swap_id, what)
+
+    def _unpaired(self, peer: str) -> str:
+        return f"{peer!r} was unpaired from {self.party!r}'s agent while its message was handled; refused"
 
     def _answer_again(self, record: SwapRecord, proposal: Proposal, peer: str) -> tuple[Kind, dict[str, Any]]:
         """The same proposal again (the proposer restarted before it had our answer): the same
