@@ -297,7 +297,9 @@ class GrpcChannel(Channel):
             self.connections.unpin({party for party in self.peers if checked.get(party) != self.peers[party]})
         self.peers = checked
         self._by_der = {peer.cert.der: peer.cert for peer in checked.values()}
-        self.in_flight = {party: self.in_flight.get(party, 0) for party in checked}
+        # A peer's calls still being served stay counted (their ends decrement them), so a peer
+        # unpinned and pinned again while its old calls run resumes from them, never below zero.
+        self.in_flight = dict.fromkeys(checked, 0) | {p: n for p, n in self.in_flight.items() if n or p in checked}
         self._roots = b"".join(peer.cert.pem for peer in checked.values())
 
     def _credentials(self) -> grpc.ServerCredentials:
@@ -406,15 +408,16 @@ class GrpcChannel(Channel):
         if connections is not None and not connections.admit(peer.party, _address(context.peer())):
             # One peer's connections beyond its cap: refused, then cut, so it cannot hold another's slots.
             await self._over(context, peer.party, "connections", "connections", "this one is closed")
-        if self.in_flight[peer.party] >= self.limits.concurrent_calls:
+        if self.in_flight.get(peer.party, 0) >= self.limits.concurrent_calls:
             # A peer's own share of the server: one peer's flood leaves the others theirs.
             await self._over(context, peer.party, "concurrent_calls", "calls", "refused, not journaled")
-        self.in_flight[peer.party] += 1
+        self.in_flight[peer.party] = self.in_flight.get(peer.party, 0) + 1
         try:
             return await self._serve(peer, handler, request, context)
         finally:
-            if peer.party in self.in_flight:  # not unpinned meanwhile
-                self.in_flight[peer.party] -= 1
+            self.in_flight[peer.party] -= 1  # kept by set_peers while it is above zero
+            if not self.in_flight[peer.party] and peer.party not in self.peers:  # unpinned meanwhile
+                del self.in_flight[peer.party]
 
     async def _serve(
         self, peer: PeerCert, handler: Handler, request: bytes, context: grpc.aio.ServicerContext

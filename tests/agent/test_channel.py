@@ -532,3 +532,23 @@ def test_key_file_is_never_world_readable_while_written(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fdopen", spy)
     create_identity(Path(tmp_path), "seller")
     assert modes == [0o600]
+
+
+async def test_a_peer_pinned_again_while_its_old_call_runs_keeps_its_count(ids, seller, buyer):
+    """The seller is unpinned and pinned again while its call is being served: the call stays
+    counted (1, not a fresh 0), and its end brings the count back to 0, never below."""
+    buyer.handler.delay = 1.0
+    call = asyncio.create_task(seller.send(msg(), timeout=5))
+    for _ in range(100):
+        if buyer.in_flight.get("seller"):
+            break
+        await asyncio.sleep(0.02)
+    assert buyer.in_flight["seller"] == 1
+    both = dict(buyer.peers)
+    await buyer.set_peers({"carol": both["carol"]})  # unpinned: its connection is cut
+    await buyer.set_peers(both)  # and pinned again, at once
+    assert buyer.in_flight["seller"] == 1
+    with contextlib.suppress(PeerUnreachable, MessageRefused):
+        await call
+    await asyncio.sleep(1.2)  # past the handler's delay: the old call ended (served, or cut with its connection)
+    assert buyer.in_flight == {"seller": 0, "carol": 0}
