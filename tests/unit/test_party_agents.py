@@ -238,15 +238,15 @@ async def test_an_agreed_swap_is_driven_though_the_call_that_agreed_timed_out(ag
     handler): the acceptor still drives the swap it agreed to, and it settles.  drive-lost: its
     first drive never starts (as before the fix); the proposer's resend of the proposal, answered
     from the journal, starts it."""
-    monkeypatch.setattr(agent_module, "SEND_TIMEOUT", 0.3)
-    monkeypatch.setattr(agent_module, "NOTICE_RETRY_SECONDS", 4.0)  # the proposer sends again after 4.3 s
+    monkeypatch.setattr(agent_module, "SEND_TIMEOUT", 0.2)
+    monkeypatch.setattr(agent_module, "NOTICE_RETRY_SECONDS", 2.0)  # the proposer sends again after 2.2 s
     seller, buyer = agents
     create, spawn, calls = buyer.journal.acreate, buyer.spawn, []
 
     async def slow_create(*args, **kwargs):
         if not calls:
             calls.append("create")
-            await asyncio.sleep(1.0)  # longer than the proposer's call
+            await asyncio.sleep(0.6)  # longer than the proposer's call
         return await create(*args, **kwargs)
 
     def first_spawn_lost(swap_id):
@@ -259,8 +259,8 @@ async def test_an_agreed_swap_is_driven_though_the_call_that_agreed_timed_out(ag
     monkeypatch.setattr(buyer, "spawn", first_spawn_lost)
     started = time.monotonic()
     swap_id = await seller.propose(spec())
-    for _ in range(80):  # before the proposer's resend (4.3 s after the proposal)
-        if swap_id in buyer.tasks or time.monotonic() - started > 3.5:
+    for _ in range(80):  # before the proposer's resend (2.2 s after the proposal)
+        if swap_id in buyer.tasks or time.monotonic() - started > 1.8:
             break
         await asyncio.sleep(0.05)
     assert buyer.journal.get(swap_id) is not None, "the acceptor's row was not written"
