@@ -34,7 +34,10 @@ def drill(
     agents: Agents, pair: Pair, victim: str, write: int, *, must_crash: bool = True, kind: str | None = None
 ) -> list[SwapRecord]:
     before = run_async(balances(agents.run_dir))
-    scenario = str(agents.scenario(spec_for(pair, kind=kind)))
+    # The victim's restart (a new process, its journal read, the channel re-made) takes seconds; on
+    # ledgers without time travel 30/15 s left the holder too little to lock first after it
+    # (both sides then abort before anything locks: safe, but not what the drill tries).
+    scenario = str(agents.scenario(spec_for(pair, kind=kind, holder_timeout=60, counter_timeout=30)))
     crash = {victim: write}
     agents.start("buyer", crash_after=crash.get("buyer"))
     first = agents.start("seller", "--propose", scenario, crash_after=crash.get("seller"))
