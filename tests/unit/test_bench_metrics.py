@@ -498,3 +498,25 @@ def test_a_message_the_agent_refused_is_received_by_the_channel_but_not_journale
     assert summary["buyer"].messages_refused == 1
     counted = {"seller": {"sent": 5, "received": 5}, "buyer": {"sent": 5, "received": 5}}
     assert pm.check_channel(summary, counted).matches
+
+
+def test_one_process_swaps_per_second_is_one_figure_in_the_agents_rows_and_targets():
+    summary = pm.summarize_parties([AgentSwap.model_validate(agent_swap())])
+    agents = {
+        "summary": {party: s.dump() for party, s in summary.items()},
+        "stuck": [],
+        "channel_counts": None,
+        "channel_check": {"checked": False, "matches": None, "mismatches": []},
+        "swaps_per_second": 1.9,
+        "last_step": {"mean": 6.5},
+    }
+    pair = {"id": "p", "swaps": [{}] * 4, "batch_seconds": 2.0, "summary": {"latency": {"mean": 6.5}}, "agents": agents}
+    assert m.one_process_rate(pair) == 2.0  # 4 swaps in 2 s
+    run = {"pairs": [pair], "ledgers": {}}
+    assert {r["one process swaps/s"] for r in render.agent_rows(run)} == {"2.00"}
+    rate = next(t for t in runner.agent_targets(pair, agents) if t["target"].startswith("agents: swaps/s"))
+    assert rate["value"] == 0.95 and rate["why"] == "1.90 swaps/s against 2.00 in one process"
+    untimed = {**pair, "batch_seconds": None}  # a run saved without the batch's seconds
+    assert m.one_process_rate(untimed) is None
+    assert {r["one process swaps/s"] for r in render.agent_rows({**run, "pairs": [untimed]})} == {"-"}
+    assert not any(t["target"].startswith("agents: swaps/s") for t in runner.agent_targets(untimed, agents))

@@ -37,6 +37,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..journal import Step, SwapRecord
 from ..models import SwapSpec
@@ -444,6 +445,14 @@ def throughput(summary: Summary) -> float | None:
     """Swaps finished per second over the batch's elapsed time."""
     elapsed = summary.elapsed_seconds or 0.0
     return summary.swaps / elapsed if elapsed > 0 else None
+
+
+def one_process_rate(pair: Mapping[str, Any]) -> float | None:
+    """A pair's swaps/s in one process, from its ``results.json`` entry: its swaps over its
+    batch's seconds (None when the batch was not timed); the agents' rows and targets compare
+    their swaps/s with it."""
+    seconds = pair.get("batch_seconds")
+    return len(pair["swaps"]) / seconds if seconds else None
 
 
 def overhead_ratio(summary: Summary, confirmation: Mapping[str, float]) -> Overhead | None:

@@ -12,6 +12,8 @@ from typing import Any
 
 from rich.table import Table
 
+from .metrics import one_process_rate
+
 CHARTS = ("timeline", "latency", "liquidity", "platforms")
 TIMELINE_SWAPS = 6  # swaps per pair drawn on the timeline chart, fewer when there are many pairs
 TIMELINE_ROWS = 40  # about how many swap rows the timeline holds before it draws fewer per pair
@@ -256,7 +258,7 @@ def agent_rows(run: dict[str, Any]) -> list[dict[str, str]]:
         if not a:
             continue
         one = (p["summary"].get("latency") or {}).get("mean")
-        one_rate = len(p["swaps"]) / p["batch_seconds"] if p.get("batch_seconds") else None
+        one_rate = one_process_rate(p)
         counted = a.get("channel_counts") or {}
         check = a["channel_check"]
         for party, v in a["summary"].items():

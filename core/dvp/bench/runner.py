@@ -638,7 +638,7 @@ def agent_targets(p: dict[str, Any], agents: dict[str, Any]) -> list[dict[str, A
             )
         )
     within = TARGETS["agents_within"]
-    one_rate = len(p["swaps"]) / p["batch_seconds"] if p.get("batch_seconds") else None
+    one_rate = m.one_process_rate(p)
     one_latency = (p["summary"].get("latency") or {}).get("mean")
     latency = (agents.get("last_step") or {}).get("mean")
     rate = agents.get("swaps_per_second")
