@@ -35,7 +35,7 @@ from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 from .errors import ConfigError
-from .lease import flock_held, flock_lease
+from .lease import flock_held, flock_lease, is_url
 from .models import LedgerTime
 
 SCHEMA = """
@@ -109,11 +109,6 @@ older journal is upgraded when opened (an SQLite file is first copied aside, see
 :meth:`SqliteJournal._migrate`); a newer one is refused without a byte written."""
 
 INDEXES = "CREATE INDEX IF NOT EXISTS swaps_open ON swaps(outcome, created);"
-
-
-def is_url(target: str | Path) -> bool:
-    """True for a database URL (``postgresql://...``); a file path is an SQLite journal."""
-    return isinstance(target, str) and "://" in target
 
 
 T = TypeVar("T")

@@ -31,6 +31,12 @@ _SWAP_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _ATTEMPTS = 20
 
 
+def is_url(target: str | Path) -> bool:
+    """True for a database URL (``postgresql://...``); a file path is an SQLite journal.  Here,
+    below the journal, so the lease and the journal (which re-exports it) share one test."""
+    return isinstance(target, str) and "://" in target
+
+
 def lease_dir(journal_path: str | Path) -> Path:
     path = Path(journal_path)
     return path.with_name(path.name + ".drivers")
@@ -59,7 +65,7 @@ def drive_lease(journal: Leasing | str | Path, swap_id: str) -> contextlib.Abstr
     owner = getattr(journal, "journal", None)  # a PostgreSQL journal's path names its journal (JournalURL)
     if isinstance(owner, Leasing):
         return owner.lease(swap_id)
-    if isinstance(journal, str) and "://" in journal:  # a database URL (dvp.journal.is_url)
+    if is_url(journal):
         raise ConfigError(
             "journal: a PostgreSQL journal's lease is taken in its open session: "
             "pass the journal or its path, not a URL"

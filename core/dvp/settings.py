@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .journal import is_url
+from .lease import is_url
 from .runtime import DEFAULT_RUNTIME, RUNTIMES
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from dvp import errors
 from dvp.journal import SCHEMA_VERSION, Journal
-from dvp.lease import drive_lease
+from dvp.lease import drive_lease, is_url
 
 from .test_bad_input import one_line, run
 
@@ -88,6 +88,18 @@ def test_record_all_keeps_every_row_or_none(journal):
     assert journal.steps("s1") == []
     journal.record("s1", "claim", "intent")  # the journal is usable after the failed transaction
     assert [s.phase for s in journal.steps("s1")] == ["intent"]
+
+
+def test_a_url_is_told_from_a_path_by_one_test_for_the_journal_and_the_lease(tmp_path):
+    """``Journal`` opens PostgreSQL for what ``is_url`` calls a URL; ``drive_lease`` refuses
+    the same URL (a PostgreSQL lease is its open session's) and flocks beside a file path."""
+    url, path = "postgresql://dvp@127.0.0.1:1/dvp", tmp_path / "j.sqlite"
+    assert is_url(url) and is_url("postgres://h/db")
+    assert not is_url(str(path)) and not is_url(path) and not is_url("j.sqlite")
+    with pytest.raises(errors.ConfigError, match="pass the journal or its path, not a URL"):
+        drive_lease(url, "s1")
+    with drive_lease(str(path), "s1"):  # a file path: the SQLite lease beside it
+        assert (tmp_path / "j.sqlite.drivers" / "s1.lock").exists()
 
 
 def test_one_driver_per_swap(target):

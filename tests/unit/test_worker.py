@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 
 from dvp import errors
-from dvp.journal import Journal, SwapRecord, is_url
+from dvp.journal import Journal, SwapRecord
+from dvp.lease import is_url
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, SwapResult, Unfinished
 from dvp.worker import order, seconds_left, started, work

@@ -21,7 +21,7 @@ from ..cli_common import (
     out_dir_option,
     shown_option,
 )
-from ..journal import is_url
+from ..lease import is_url
 from ..ledger_set import LedgerSet
 from ..runtime import select
 from ..settings import Settings
