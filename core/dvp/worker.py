@@ -19,7 +19,8 @@ tried again at every poll when another worker held it, not after :data:`BUSY_REC
 unfinished swap with a step due is never starved by new submissions.  Takeover time: a
 started swap whose lease is free (its worker died: at once on a live host, within
 :data:`dvp.journal_pg.SESSION_DEAD_AFTER` for a vanished one) is taken at the next poll
-of a worker that may send for its accounts (the one holding them, or any when none does).
+of a worker that may send for its accounts (the one holding them, or any when none does);
+the others leave it alone meanwhile instead of failing SwapBusy on it at every poll.
 """
 
 from __future__ import annotations
@@ -134,9 +135,10 @@ async def work(
             elsewhere = orch.journal.held_elsewhere([r.id for r in waiting if started(r)])
             waiting = [r for r in waiting if r.id not in elsewhere]  # being driven by another worker
             left = await seconds_left(orch, [r for r in waiting if started(r)])
-            # Queued swaps: none whose accounts another worker holds (it would refuse them), and
-            # at most one set of accounts not held here yet per poll, so that workers starting
-            # together spread over the parties instead of the first one taking them all.
+            # No swap whose accounts another worker holds (it would refuse them; the one holding
+            # them drives it or will: a started one too, each poll, see the module's text), and at
+            # most one set of accounts not held here yet per poll among the queued ones, so that
+            # workers starting together spread over the parties instead of the first one taking them all.
             spread = orch.journal.leases_accounts
             mine = set(orch.journal.accounts_held()) if spread else set()
             theirs = orch.journal.accounts_elsewhere({a for r in waiting for a in accounts_of(r)}) if spread else set()
@@ -150,11 +152,11 @@ async def work(
                     continue
                 if fresh and now - busy.get(record.id, -BUSY_RECHECK) < BUSY_RECHECK:
                     continue
-                if fresh and spread:
+                if spread:
                     accounts = accounts_of(record)
-                    if accounts & theirs:
+                    if accounts & theirs:  # the worker holding them drives it, or will
                         continue
-                    if not accounts <= mine:
+                    if fresh and not accounts <= mine:
                         if new_set is not None and accounts != new_set:
                             continue
                         new_set = accounts

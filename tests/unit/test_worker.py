@@ -6,13 +6,14 @@ submitted swaps; every swap is driven to settlement by exactly one of them, and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from dvp import errors
 from dvp.journal import Journal, SwapRecord
 from dvp.lease import is_url
 from dvp.models import Asset, AssetKind, HtlcPlan, Leg, SwapSpec, Trade
 from dvp.orchestrator import Orchestrator, SwapResult, Unfinished
-from dvp.worker import order, seconds_left, started, work
+from dvp.worker import accounts_of, order, seconds_left, started, work
 
 ASSETS = [
     Asset(symbol="BOND", ledger="a", kind=AssetKind.SECURITY),
@@ -169,6 +170,53 @@ async def test_workers_on_postgres_spread_over_party_pairs(pg_url):
     assert {r.outcome for r in first.journal.swaps()} == {"settled"}
     first.journal.close()
     second.journal.close()
+
+
+async def test_a_started_swap_whose_accounts_another_worker_holds_is_left_to_it(ledgers, pg_url):
+    """A started swap is taken first, but not while another worker holds its accounts (that
+    worker drives a swap of the same parties, and will drive this one): before, it was tried at
+    every poll and failed SwapBusy each time.  Once its holder dies (its session, so its
+    leases, gone) the swap is taken at the next poll."""
+    orch = Orchestrator(ledgers, ASSETS, Journal(pg_url))
+    holder = Journal(pg_url)  # another worker's session
+    late = await orch.submit(spec())
+    ledgers["b"].fail_next["lock"] = errors.LedgerUnavailable("ledger 'b' unreachable")
+    (stopped,) = await orch.resume_each([late])  # the first lock sent, the second refused: unfinished
+    assert isinstance(stopped, Unfinished), stopped
+    record = orch.journal.get(late)
+    assert record is not None and started(record)
+    polls: list[int] = []
+    tried: list[int] = []  # the poll at which each drive of the swap began
+    swaps, drive = orch.journal.swaps, orch.drive_unfinished
+
+    def counted_swaps(**kw):
+        polls.append(1)
+        return swaps(**kw)
+
+    async def counted_drive(swap_id):
+        tried.append(len(polls))
+        return await drive(swap_id)
+
+    orch.journal.swaps, orch.drive_unfinished = counted_swaps, counted_drive  # type: ignore[method-assign]
+    reports: list[SwapResult | Unfinished] = []
+    stack = contextlib.ExitStack()
+    stack.enter_context(holder.account_lease(sorted(accounts_of(record))))  # it drives another swap of theirs
+    try:
+        async with asyncio.timeout(60):
+            worker = asyncio.create_task(work(orch, reports.append, concurrency=1, poll=0.05, idle_exit=0.3))
+            while len(polls) < 10:
+                await asyncio.sleep(0.05)
+            assert tried == [], tried  # left to the worker holding its accounts
+            stack.enter_context(holder.lease(late))  # which takes the swap, then dies
+            holder.close()
+            died = len(polls)
+            assert await worker == 1
+    finally:
+        with contextlib.suppress(errors.JournalUnavailable):
+            stack.close()
+        orch.journal.close()
+    assert tried and tried[0] - died <= 1, (died, tried)  # taken over at the next poll
+    assert [(r.swap_id, r.outcome) for r in reports] == [(late, "settled")], reports
 
 
 async def test_a_worker_waits_for_a_journal_it_cannot_reach_at_start(ledgers, tmp_path):
