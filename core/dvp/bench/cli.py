@@ -201,16 +201,29 @@ def bench(
 @click.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @out_dir_option("Where to write HTML and PNG (default: beside the first RESULTS file).")
+@click.option(
+    "--by-k",
+    is_flag=True,
+    help="One report over runs of different K (any number, at least 2): targets.md (every run's targets, "
+    "by K) and scaling.png (swaps/s and latency against K, per pair in two runs or more).",
+)
 @fail_cleanly
-def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
-    """Re-render a saved bench run (RESULTS.json), or compare two (A.json B.json)."""
+def report(results: tuple[Path, ...], out_dir: Path | None, by_k: bool) -> None:
+    """Re-render a saved bench run (RESULTS.json), compare two (A.json B.json), or report runs of
+    every K together (--by-k A.json B.json C.json ...)."""
     from .render import compare_table, missed, render_all, tables, write_compare
 
-    if len(results) > 2:
-        raise errors.ConfigError(f"results: give one run to render or two to compare, got {len(results)}")
+    if len(results) > 2 and not by_k:
+        raise errors.ConfigError(
+            f"results: give one run to render or two to compare (or --by-k for runs of several K), got {len(results)}"
+        )
     from .figures import load_results
     from .runner import platforms_table, targets
 
+    if by_k:
+        from .by_k import enough_runs
+
+        enough_runs(len(results))  # before reading anything
     runs = []
     for path in results:
         data = load_results(path)
@@ -219,7 +232,15 @@ def report(results: tuple[Path, ...], out_dir: Path | None) -> None:
         data["targets"] = targets(data)
         runs.append(data)
     out_dir = out_dir or results[0].parent
-    if len(runs) == 1:
+    if by_k:
+        from .by_k import check_runs, write_by_k
+
+        paired = list(zip(results, runs))
+        check_runs(paired)
+        table, paths = write_by_k(paired, out_dir)
+        out.print(table)
+        out.print(f"targets: {paths['targets']}\nscaling: {paths['scaling']}")
+    elif len(runs) == 1:
         for table in tables(runs[0]):
             out.print(table)
         for line in missed(runs[0]):

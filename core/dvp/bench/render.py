@@ -180,23 +180,38 @@ def platform_rows(run: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def target_value(t: dict[str, Any]) -> str:
+    """A target row's figure in its unit (a share in %, a ratio as 1.23x, a count as is), and the
+    figures behind it."""
+    value, unit = t["value"], t.get("unit")
+    if value is None:
+        return "-"
+    if unit == "share":
+        text = _pct(value)
+    elif unit == "x":
+        text = f"{value:.2f}x"
+    else:
+        shown = f"{value:.1f}" if isinstance(value, float) else str(value)
+        text = f"{shown} {unit}" if unit else shown
+    return f"{text} ({t['detail']})" if t.get("detail") else text
+
+
+def target_met(t: dict[str, Any], words: tuple[str, str, str] = ("yes", "NO", "info")) -> str:
+    """Met, missed, or an information row (a figure, no threshold: ``met`` None)."""
+    return words[2] if t["met"] is None else words[0] if t["met"] else words[1]
+
+
 def target_rows(run: dict[str, Any]) -> list[dict[str, str]]:
-    rows = []
-    for t in run["targets"]:
-        value = t["value"]
-        shown = (
-            _pct(value) if "%" in t["target"] else (f"{value:.1f} KiB/swap" if "memory" in t["target"] else str(value))
-        )
-        rows.append(
-            {
-                "pair": t["pair"] or "all",
-                "target": t["target"],
-                "value": shown,
-                "met": "yes" if t["met"] else "NO",
-                "why": t["why"] or "",
-            }
-        )
-    return rows
+    return [
+        {
+            "pair": t["pair"] or "all",
+            "target": t["target"],
+            "value": target_value(t),
+            "met": target_met(t),
+            "why": t["why"] or "",
+        }
+        for t in run["targets"]
+    ]
 
 
 def memory_line(run: dict[str, Any]) -> str:
@@ -318,7 +333,9 @@ def tables(run: dict[str, Any]) -> list[Table]:
 
 def missed(run: dict[str, Any]) -> list[str]:
     """Why each missed target was missed, one line each."""
-    return [f"{t['pair'] or 'all'}: {t['target']}: {t['why']}" for t in run["targets"] if not t["met"] and t["why"]]
+    return [
+        f"{t['pair'] or 'all'}: {t['target']}: {t['why']}" for t in run["targets"] if t["met"] is False and t["why"]
+    ]
 
 
 def write_json(run: dict[str, Any], path: Path) -> Path:
