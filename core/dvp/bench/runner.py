@@ -637,7 +637,7 @@ def agent_targets(p: dict[str, Any], agents: dict[str, Any]) -> list[dict[str, A
 
     def row(target: str, value: Any, met: bool | None, why: str | None) -> dict[str, Any]:
         unit = "share" if "%" in target else None
-        return target_row(p["id"], p["concurrency"], f"agents: {target}", value, met, why, unit)
+        return target_row(p["id"], p.get("concurrency"), f"agents: {target}", value, met, why, unit)
 
     stuck, check = agents["stuck"], agents["channel_check"]
     out = [row("no swap stuck", len(stuck), not stuck, f"unfinished on a side: {', '.join(stuck)}" if stuck else None)]
