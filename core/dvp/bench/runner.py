@@ -783,9 +783,9 @@ def run_k(run: dict[str, Any]) -> int | None:
 
 def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Issue 21's targets for this run's K, each with its figure, met, missed or information
-    (``met`` None), and one line of why when missed: overhead <= 15% at K=1; at K >= 100 swaps/s
-    >= 50% of the same-client bound and mean latency <= 1.5 x the swap's sequential
-    confirmations (below 100 both as information); the share of the chain-capacity bound as
+    (``met`` None), and one line of why when missed: overhead <= 15% at K=1 (swaps/s as
+    information); at K >= 100 swaps/s >= 50% of the same-client bound and mean latency <= 1.5 x
+    the swap's sequential confirmations (for K between, both as information); the share of the chain-capacity bound as
     information at every K; at K >= 1000 every swap settled; at every K none stuck, memory flat
     (KiB per finished swap) and, with ``--agents``, the agents within 10% of one process."""
     out = []
