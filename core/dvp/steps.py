@@ -163,12 +163,17 @@ class SwapSteps:
         if done:
             return done.tx_id
         adapter = self.ledgers[ledger]
-        journaled, final, signed = self.attempt(step)
+        journaled, final, signed, reverted = self.attempt(step)
         if journaled or signed:
             try:
                 if signed:
                     journaled = await self.resend(step, ledger, journaled, final, signed)
-                return await self.finish(step, ledger, journaled, final)
+                if not reverted:
+                    return await self.finish(step, ledger, journaled, final)
+                # It failed on the ledger, but its later transactions were broadcast too (an
+                # approve reverted, its lock after it): each is waited for and journaled final
+                # with its fee, then the ledger is read as below.
+                await self.wait_all(step, ledger, journaled, final)
             except errors.FinalityTimeout:
                 if signed:  # not proven dead: the same bytes are sent again on the next resume
                     raise
@@ -223,24 +228,33 @@ class SwapSteps:
         await self.journal.arecord_all(self.id, step, Phase.SUBMITTED, rows, ledger=ledger, clock=await adapter.now())
         return rows
 
-    def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str], list[dict[str, Any]]]:
+    def attempt(self, step: str) -> tuple[list[dict[str, Any]], set[str], list[dict[str, Any]], bool]:
         """The transactions journaled as submitted by ``step``'s latest attempt, those of them
-        already final, and the signed transactions of its latest signing (a submission)."""
+        already final, the signed transactions of its latest signing (a submission), and
+        whether one of them reverted (the attempt failed on the ledger: no result of its own)."""
         rows = [s for s in self.journal.steps(self.id) if s.step == step]
         intents = [i for i, r in enumerate(rows) if r.phase == Phase.INTENT]
         attempt = rows[intents[-1] :] if intents else rows
         final = {r.tx_id for r in attempt if r.phase == Phase.FINAL and r.tx_id}
-        if any(r.phase == Phase.FINAL and r.detail.get("reverted") for r in attempt):
-            return [], final, []  # it failed on the ledger (its fees journaled): nothing to resume
+        reverted = any(r.phase == Phase.FINAL and r.detail.get("reverted") for r in attempt)
         signed = [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SIGNED]
         if signed:  # the last submission signed (a sender that re-signed keeps only its last batch)
             signed = signed[-int(signed[-1].get("batch") or 1) :]
-        return [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED], final, signed
+        submitted = [{"tx_id": r.tx_id, **r.detail} for r in attempt if r.phase == Phase.SUBMITTED]
+        return submitted, final, signed, reverted
 
     async def finish(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> str:
-        """Wait for each transaction not yet ``final`` in order, journal it final with its
-        fee and payer, then the step's result.  One the ledger mined but reverted is journaled
-        final too, with its fee and ``reverted`` (the rule it broke), before the step fails."""
+        """:meth:`wait_all`, then the step's result."""
+        block = await self.wait_all(step, ledger, txs, final)
+        main: str = txs[-1]["tx_id"]
+        await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
+        return main
+
+    async def wait_all(self, step: str, ledger: str, txs: list[dict[str, Any]], final: set[str]) -> int | None:
+        """Wait for each transaction not yet ``final`` in order and journal it final with its
+        fee and payer; the last one's block.  One the ledger mined but reverted is journaled
+        final too, with its fee and ``reverted`` (the rule it broke), and so are the ones after
+        it, before the step fails."""
         adapter = self.ledgers[ledger]
         block = None
         failed: errors.TransactionError | errors.LockError | None = None
@@ -270,9 +284,7 @@ class SwapSteps:
             await self.note(step, Phase.FINAL, ledger, **paid, fee=status.fee, fee_asset=status.fee_asset, block=block)
         if failed is not None:
             raise failed
-        main: str = txs[-1]["tx_id"]
-        await self.note(step, Phase.RESULT, ledger, tx_id=main, block=block)
-        return main
+        return block
 
     async def wait_expired(self, ledger: str, expiry: int, why: str) -> None:
         """Wait (or fast-forward a dev ledger, when no other swap in flight there would be

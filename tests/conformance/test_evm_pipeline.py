@@ -313,8 +313,10 @@ async def test_an_acceptance_the_cancel_beat_is_journaled_with_the_gas_its_rever
     assert before - await evm._w3.eth.get_balance(buyer) == paid == final.detail["fee"]
     assert f"reverted on evm-p: settle tx {final.tx_id} (NotOpen)" in "\n".join(fee_lines(rows))
     assert fees_report(rows) == [{"ledger": "evm-p", "payer": "buyer", "fee": paid, "unit": "wei", "asset": None}]
-    # Nothing of that attempt is resumed (it failed on the ledger); the order moved nothing.
-    assert steps.attempt(StepName.SETTLE) == ([], {final.tx_id}, [])
+    # That attempt failed on the ledger and each of its transactions is final: a resume waits
+    # for none of them (then reads the ledger); the order moved nothing.
+    submitted, finals, _, failed = steps.attempt(StepName.SETTLE)
+    assert failed and [t["tx_id"] for t in submitted] == [final.tx_id] and finals == {final.tx_id}
     assert (await evm.get_order(evm.order_id(order))).status is OrderStatus.CANCELLED
     journal.close()
     await no_gap(evm, "buyer")

@@ -343,6 +343,47 @@ async def test_a_crash_after_journaling_a_submission_waits_for_it_instead_of_res
     assert finals == ["approve", "lock"]
 
 
+async def test_a_resume_after_a_revert_waits_for_the_submissions_later_transactions(orch, ledgers):
+    """Approve then lock (a token without permit): the approve is mined but reverts, and the
+    driver dies once that is journaled, before the lock's receipt.  The resume waits for the
+    lock too and journals it final with its fee (it was broadcast, so paid for) before it reads
+    the ledger for the step; before, it went straight to the ledger and the lock's fee was lost."""
+    ledgers["a"].approve_before_lock = True
+    ledgers["a"].fee = 21
+    wait_final, real_note = ledgers["a"].wait_final, orch.journal.arecord
+    approves: list[str] = []
+
+    async def approve_reverts(tx_id, **kw):
+        if not approves:  # the swap's first transaction on ledger a: the approve
+            approves.append(tx_id)
+            raise errors.TransactionError("approve reverted", tx_id=tx_id, code="Paused", fee=21, block=1)
+        return await wait_final(tx_id, **kw)
+
+    async def die_before_the_locks_final(swap_id, step, phase, **kw):
+        if step == "lock security" and phase == "final" and kw.get("purpose") == "lock":
+            raise KeyboardInterrupt
+        await real_note(swap_id, step, phase, **kw)
+
+    ledgers["a"].wait_final, orch.journal.arecord = approve_reverts, die_before_the_locks_final
+    with pytest.raises(KeyboardInterrupt):
+        await orch.run(spec())
+    orch.journal.arecord = real_note
+    [swap_id] = [r.id for r in orch.journal.swaps(unfinished=True)]
+    [lock_tx] = [
+        s.tx_id for s in orch.journal.steps(swap_id) if s.phase == "submitted" and s.detail["purpose"] == "lock"
+    ]
+    waited = len(ledgers["a"].waited)
+    [result] = await orch.resume_all()
+    assert lock_tx in ledgers["a"].waited[waited:]  # waited for on the resume
+    finals = [
+        (s.detail["purpose"], s.detail["fee"], s.detail.get("reverted"))
+        for s in result.steps
+        if s.step == "lock security" and s.phase == "final"
+    ]
+    assert finals == [("approve", 21, "Paused"), ("lock", 21, None)], finals
+    assert result.outcome is Outcome.SETTLED and ledgers["a"].sent.count("lock") == 1  # the lock was on the ledger
+
+
 # -- the single-ledger (atomic) run -------------------------------------------------------------
 
 
