@@ -1,0 +1,157 @@
+"""A flame graph (SVG) from a py-spy profile's raw form (collapsed stacks), whole or in part.
+
+    python docs/profile/flame.py STACKS.txt OUT.svg [--title TEXT] [--keep TEXT ...] [--kept KEPT.txt]
+
+py-spy draws its own SVG only while it records, and only of every stack; this draws one from the
+raw file it wrote, so a profile can be drawn again from its stacks, and drawn from part of them:
+``--keep`` keeps the stacks with a frame containing one of the texts (a `dvp bench --agents` run's
+agents' stacks: ``--keep dvp/party/ grpc/ dvp_agent/``, see ``AGENTS``), and ``--kept`` writes those
+stacks in the same raw form, for top.py.  Several raw files (e.g. one per process) are merged by
+giving them all: their samples add up, stack by stack.
+
+The graph: one box per frame, the outermost at the bottom, its width its share of the samples
+(inclusive), callees above their caller, siblings in alphabetical order; the project's own frames
+(``dvp``, ``dvp_*``) blue, the rest warm.  Hover a box for its function, file, samples and share.
+Frames are functions (line numbers dropped, as in top.py).  Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from top import Stacks, read_stacks  # beside this file (a script's folder is on sys.path)
+
+# The stacks of a `dvp bench --agents` run's agents (they run in the bench's process, beside its
+# one-process swaps): through the two-party protocol, the gRPC channel or dvp_agent.
+AGENTS = ("dvp/party/", "grpc/", "dvp_agent/")
+
+WIDTH, PAD, ROW, TOP = 1200, 10, 16, 28
+CHAR = 6.6  # px per character of 11 px monospace
+MIN_WIDTH = 0.3  # px: narrower boxes are left out (their samples still count in their callers)
+
+
+@dataclass
+class Frame:
+    name: str
+    samples: int = 0
+    callees: dict[str, Frame] = field(default_factory=dict)
+
+
+def keep(stacks: Stacks, texts: Sequence[str]) -> Stacks:
+    """The stacks with at least one frame containing one of ``texts`` (all of them if none)."""
+    if not texts:
+        return stacks.copy()
+    return type(stacks)({s: n for s, n in stacks.items() if any(t in f for f in s for t in texts)})
+
+
+def merge(files: Iterable[Path]) -> Stacks:
+    """The samples of several raw files, added up stack by stack."""
+    total: Stacks | None = None
+    for path in files:
+        with open(path) as f:
+            stacks = read_stacks(f)
+        total = stacks if total is None else total + stacks
+    if total is None:
+        raise ValueError("no raw file given")
+    return total
+
+
+def write_stacks(stacks: Stacks, path: Path) -> None:
+    """``stacks`` in py-spy's raw form (without line numbers), most samples first."""
+    with open(path, "w") as f:
+        for frames, n in stacks.most_common():
+            f.write(f"{';'.join(frames)} {n}\n")
+
+
+def tree(stacks: Stacks) -> Frame:
+    root = Frame("all")
+    for frames, n in stacks.items():
+        root.samples += n
+        node = root
+        for name in frames:
+            node = node.callees.setdefault(name, Frame(name))
+            node.samples += n
+    return root
+
+
+def depth(node: Frame) -> int:
+    return 1 + max((depth(c) for c in node.callees.values()), default=0)
+
+
+def colour(name: str) -> str:
+    h = zlib.crc32(name.encode())
+    file = name.rpartition(" (")[2]
+    if file.startswith("dvp"):  # the project's own code (dvp, dvp_ethereum, dvp_agent, ...)
+        return f"rgb({60 + h % 40},{140 + (h >> 8) % 50},{200 + (h >> 16) % 40})"
+    return f"rgb(230,{100 + h % 60},{40 + (h >> 8) % 30})"
+
+
+def render(stacks: Stacks, title: str) -> str:
+    """The SVG of ``stacks`` (raises ValueError when there is no sample to draw)."""
+    root = tree(stacks)
+    if not root.samples:
+        raise ValueError("no samples to draw")
+    rows = depth(root) - 1
+    height = TOP + rows * ROW + PAD
+    scale = (WIDTH - 2 * PAD) / root.samples
+    heading = f"{title} ({root.samples} samples; hover a frame for its share)"
+    out = [
+        '<?xml version="1.0" standalone="no"?>',
+        f'<svg version="1.1" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        '<rect width="100%" height="100%" fill="#f8f8f0"/>',
+        f'<text x="{PAD}" y="16" font-size="13" font-family="sans-serif">{html.escape(heading)}</text>',
+    ]
+
+    def draw(node: Frame, x: float, level: int) -> None:
+        for name in sorted(node.callees):
+            child = node.callees[name]
+            w = child.samples * scale
+            if w >= MIN_WIDTH:
+                y = height - PAD - (level + 1) * ROW
+                label = f"{name} ({child.samples} samples, {100 * child.samples / root.samples:.1f}%)"
+                out.append(
+                    f"<g><title>{html.escape(label)}</title>"
+                    f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{ROW - 1}" fill="{colour(name)}"/>'
+                )
+                fits = int((w - 6) / CHAR)
+                if fits >= 3:
+                    text = name if len(name) <= fits else name[: fits - 2] + ".."
+                    out.append(
+                        f'<text x="{x + 3:.1f}" y="{y + ROW - 5}" font-size="11" '
+                        f'font-family="monospace">{html.escape(text)}</text>'
+                    )
+                out.append("</g>")
+                draw(child, x, level + 1)
+            x += w
+
+    draw(root, PAD, 0)
+    out.append("</svg>")
+    return "".join(out) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description="A flame graph (SVG) from py-spy's raw form.")
+    parser.add_argument("stacks", nargs="+", type=Path, help="py-spy's raw output (several: merged)")
+    parser.add_argument("svg", type=Path, help="the SVG to write")
+    parser.add_argument("--title", default="py-spy profile", help="the line above the graph")
+    parser.add_argument("--keep", nargs="+", default=[], help="keep the stacks with a frame containing one of these")
+    parser.add_argument("--kept", type=Path, help="also write the stacks drawn, in raw form (for top.py)")
+    args = parser.parse_args(argv)
+    try:
+        stacks = keep(merge(args.stacks), args.keep)
+        args.svg.write_text(render(stacks, args.title))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+    if args.kept:
+        write_stacks(stacks, args.kept)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

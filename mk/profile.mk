@@ -1,0 +1,20 @@
+# `make profile`: one `dvp bench` run under py-spy, its flame graph and top entries written to
+# docs/profile/$(PROFILE_NAME).svg and .txt by docs/profile/record.py (the raw stacks and the
+# bench's results in reports/profile/).  Included from the top Makefile.  py-spy, pinned in
+# constraints.txt, is installed here on first use: `make setup` and `make test` do not install it.
+PROFILE_NAME ?= profile
+PROFILE_ARGS ?= --pairs evm-a/evm-b --swaps 200 --concurrency 100 --throughput-txs 300 --refunds 0
+PROFILE_RATE ?= 50
+# Draw only the stacks with a frame containing one of these (space-separated; with --agents in
+# PROFILE_ARGS the default is the agents' stacks); see docs/profile/README.md.
+PROFILE_KEEP ?=
+PY_SPY := $(BIN)/py-spy
+
+.PHONY: profile
+profile: setup $(PY_SPY)
+	$(BIN)/python docs/profile/record.py $(PROFILE_NAME) --rate $(PROFILE_RATE) \
+	  $(if $(strip $(PROFILE_KEEP)),--keep $(PROFILE_KEEP)) -- $(PROFILE_ARGS)
+
+$(PY_SPY): constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt py-spy
+	touch $@
