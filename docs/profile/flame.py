@@ -11,7 +11,8 @@ giving them all: their samples add up, stack by stack.
 
 The graph: one box per frame, the outermost at the bottom, its width its share of the samples
 (inclusive), callees above their caller, siblings in alphabetical order; the project's own frames
-(``dvp``, ``dvp_*``) blue, the rest warm.  Hover a box for its function, file, samples and share.
+(``dvp``, ``dvp_*``) blue, the rest warm.  Hover a box for its function, file, samples and share;
+click it to zoom on it (a small script in the SVG; the background resets).
 Frames are functions (line numbers dropped, as in top.py).  Standard library only.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import re
 import sys
 import zlib
 from collections.abc import Iterable, Sequence
@@ -92,6 +94,40 @@ def colour(name: str) -> str:
     return f"rgb(230,{100 + h % 60},{40 + (h >> 8) % 30})"
 
 
+# Click a frame to zoom on it (its callers drawn full width below it), the background to reset.
+ZOOM = """<script><![CDATA[
+var X0 = PAD, W = WIDTH - 2 * PAD, NS = "http://www.w3.org/2000/svg", E = 0.11;
+var gs = [].slice.call(document.getElementsByClassName("f"));
+function label(g, x, w) {
+  var t = g.getElementsByTagName("text")[0], n = Math.floor((w - 6) / CHAR);
+  if (!t) {
+    if (n < 3) return;
+    t = document.createElementNS(NS, "text");
+    t.setAttribute("y", g.y + ROW - 5); t.setAttribute("font-size", "11"); t.setAttribute("font-family", "monospace");
+    g.appendChild(t);
+  }
+  t.setAttribute("x", x + 3);
+  t.textContent = n < 3 ? "" : (g.n.length <= n ? g.n : g.n.slice(0, n - 2) + "..");
+}
+function show(g, x, w) { g.style.display = ""; g.r.setAttribute("x", x); g.r.setAttribute("width", w); label(g, x, w); }
+function zoom(f) {
+  var s = W / f.ow;
+  gs.forEach(function (g) {
+    if (g.y > f.y && g.ox <= f.ox + E && g.ox + g.ow >= f.ox + f.ow - E) show(g, X0, W);
+    else if (g.y <= f.y && g.ox >= f.ox - E && g.ox + g.ow <= f.ox + f.ow + E) show(g, X0 + (g.ox - f.ox) * s, g.ow * s);
+    else g.style.display = "none";
+  });
+}
+gs.forEach(function (g) {
+  g.r = g.getElementsByTagName("rect")[0];
+  g.ox = +g.r.getAttribute("x"); g.ow = +g.r.getAttribute("width"); g.y = +g.r.getAttribute("y");
+  g.n = g.getElementsByTagName("title")[0].textContent.replace(/ \\(\\d+ samples, [\\d.]+%\\)$/, "");
+  g.onclick = function (e) { zoom(g); e.stopPropagation(); };
+});
+document.getElementById("background").onclick = function () { gs.forEach(function (g) { show(g, g.ox, g.ow); }); };
+]]></script>"""
+
+
 def render(stacks: Stacks, title: str) -> str:
     """The SVG of ``stacks`` (raises ValueError when there is no sample to draw)."""
     root = tree(stacks)
@@ -100,12 +136,13 @@ def render(stacks: Stacks, title: str) -> str:
     rows = depth(root) - 1
     height = TOP + rows * ROW + PAD
     scale = (WIDTH - 2 * PAD) / root.samples
-    heading = f"{title} ({root.samples} samples; hover a frame for its share)"
+    heading = f"{title} ({root.samples} samples; hover a frame for its share, click to zoom)"
     out = [
         '<?xml version="1.0" standalone="no"?>',
         f'<svg version="1.1" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" '
         'xmlns="http://www.w3.org/2000/svg">',
-        '<rect width="100%" height="100%" fill="#f8f8f0"/>',
+        "<style>g.f { cursor: pointer }</style>",
+        '<rect id="background" width="100%" height="100%" fill="#f8f8f0"/>',
         f'<text x="{PAD}" y="16" font-size="13" font-family="sans-serif">{html.escape(heading)}</text>',
     ]
 
@@ -117,7 +154,7 @@ def render(stacks: Stacks, title: str) -> str:
                 y = height - PAD - (level + 1) * ROW
                 label = f"{name} ({child.samples} samples, {100 * child.samples / root.samples:.1f}%)"
                 out.append(
-                    f"<g><title>{html.escape(label)}</title>"
+                    f'<g class="f"><title>{html.escape(label)}</title>'
                     f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{ROW - 1}" fill="{colour(name)}"/>'
                 )
                 fits = int((w - 6) / CHAR)
@@ -132,6 +169,8 @@ def render(stacks: Stacks, title: str) -> str:
             x += w
 
     draw(root, PAD, 0)
+    constants = {"WIDTH": WIDTH, "PAD": PAD, "ROW": ROW, "CHAR": CHAR}
+    out.append(re.sub(r"\b(WIDTH|PAD|ROW|CHAR)\b", lambda m: str(constants[m[1]]), ZOOM))
     out.append("</svg>")
     return "".join(out) + "\n"
 

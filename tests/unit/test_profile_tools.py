@@ -93,7 +93,8 @@ def test_flame_keeps_the_agents_stacks_merges_files_and_draws_each_frame(tmp_pat
     assert "PeerCert.verify (dvp_agent/identity.py) (80 samples, 50.0%)" in titles
     assert "savefig (matplotlib/figure.py) (20 samples, 12.5%)" in titles
     heading = next(t for t in root.iter(f"{ns}text"))
-    assert heading.text == "a <test> profile (160 samples; hover a frame for its share)"
+    assert heading.text == "a <test> profile (160 samples; hover a frame for its share, click to zoom)"
+    assert root.find(f"{ns}script") is not None  # the zoom
     with pytest.raises(ValueError, match="no samples"):
         flame.render(flame.keep(stacks, ["nowhere"]), "empty")
 
