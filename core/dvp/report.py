@@ -26,6 +26,7 @@ class StepTiming:
     height: int | None
     fee: int | None  # every transaction of the step (an approve and its lock), in the ledger's fee unit
     transactions: int = 0
+    reverted: str | None = None  # the rule a transaction broke, when the step failed on the ledger (no result)
 
     @property
     def seconds(self) -> float:
@@ -33,31 +34,40 @@ class StepTiming:
 
 
 def timeline(steps: list[Step]) -> list[StepTiming]:
-    """One row per step: from its intent (or the previous step's end) to its result."""
+    """One row per step: from its intent (or the previous step's end) to its result, every
+    transaction of its attempts counted (a failed one before a retry too).  A step that failed
+    on the ledger and has no result (a claim that lost a race, an approve that reverted) ends at
+    its last transaction's final row, with ``reverted`` set: its fees are paid all the same."""
     rows: list[StepTiming] = []
     started: dict[str, float] = {}
     fees: dict[str, int | None] = {}
     txs: dict[str, int] = defaultdict(int)
+    broke: dict[str, tuple[str, str | None]] = {}  # step -> the rule its reverted transaction broke, that tx
+    last = {s.step: i for i, s in enumerate(steps)}
     previous_end = steps[0].wall if steps else 0.0
-    for s in steps:
+    for i, s in enumerate(steps):
         if s.phase == Phase.INTENT:
             started.setdefault(s.step, s.wall)
         elif s.phase == Phase.FINAL:
             txs[s.step] += 1
             if s.detail.get("fee") is not None:
                 fees[s.step] = (fees.get(s.step) or 0) + s.detail["fee"]
-        elif s.phase == Phase.RESULT:
-            begin = started.pop(s.step, previous_end)
+            if s.detail.get("reverted"):
+                broke.setdefault(s.step, (str(s.detail["reverted"]), s.tx_id))
+        ended = s.phase == Phase.RESULT
+        if ended or (s.phase == Phase.FINAL and s.step in broke and i == last[s.step]):
+            rule, reverted_tx = broke.pop(s.step, (None, None))
             rows.append(
                 StepTiming(
                     s.step,
                     s.ledger,
-                    begin,
+                    started.pop(s.step, previous_end),
                     s.wall,
-                    s.tx_id,
+                    s.tx_id if ended else reverted_tx,
                     s.ledger_height,
                     fees.pop(s.step, None),
                     txs.pop(s.step, 0),
+                    None if ended else rule,
                 )
             )
             previous_end = s.wall
@@ -153,6 +163,7 @@ def swap_report(result: SwapResult) -> dict[str, Any]:
                 "height": r.height,
                 "fee": r.fee,
                 "transactions": r.transactions,
+                "reverted": r.reverted,
             }
             for r in rows
         ],

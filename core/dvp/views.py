@@ -6,6 +6,7 @@ import json
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .orchestrator import SwapResult
@@ -46,7 +47,8 @@ def steps_table(result: SwapResult, title: str | None = None) -> Table:
         table.add_column(col, justify=just)
     rows = timeline(result.steps)
     for r in rows:
-        table.add_row(r.step, r.ledger or "", f"{r.seconds:.2f}", str(r.height or ""), (r.tx_id or "")[:18])
+        step = f"{r.step} [red](reverted: {escape(r.reverted)})[/]" if r.reverted else r.step
+        table.add_row(step, r.ledger or "", f"{r.seconds:.2f}", str(r.height or ""), (r.tx_id or "")[:18])
     if rows:
         table.add_row("[bold]total[/]", "", f"[bold]{rows[-1].finished - result.steps[0].wall:.2f}[/]", "", "")
     return table

@@ -4,6 +4,7 @@ values computed by hand."""
 from __future__ import annotations
 
 import pytest
+from rich.console import Console
 
 from dvp.bench import metrics as m
 from dvp.bench import parties as pm
@@ -12,6 +13,9 @@ from dvp.bench.agents import delta
 from dvp.bench.figures import AgentSwap
 from dvp.journal import Step, SwapRecord
 from dvp.models import SwapSpec
+from dvp.orchestrator import Outcome, SwapResult
+from dvp.report import swap_report, timeline
+from dvp.views import steps_table
 
 LEDGERS = {
     "evm-a": m.LedgerInfo("evm-a", "ethereum", "wei", clock="time", block_interval=1.0),
@@ -520,3 +524,50 @@ def test_one_process_swaps_per_second_is_one_figure_in_the_agents_rows_and_targe
     assert m.one_process_rate(untimed) is None
     assert {r["one process swaps/s"] for r in render.agent_rows({**run, "pairs": [untimed]})} == {"-"}
     assert not any(t["target"].startswith("agents: swaps/s") for t in runner.agent_targets(untimed, agents))
+
+
+def test_a_step_that_reverted_has_its_row_and_its_fee():
+    """A claim that lost the race is mined and reverts (EVM): the step fails without a result,
+    yet its gas was paid.  Its row ends at its transaction's final row, with that fee and the
+    rule it broke, so the steps' fees add up to the swap's (before, the row was missing); a step
+    retried after a revert counts both attempts' fees in its one row."""
+    lost = {"fee": 40, "payer": "buyer", "reverted": "NotLocked"}
+    before = [(r.step, r.phase, r.ledger, r.wall, r.tx_id, r.ledger_height, r.ledger_time, r.detail) for r in HAPPY]
+    raced = rows(
+        "c",
+        [
+            *[r for r in before if r[0] != "claim security"],
+            ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
+            ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
+            ("claim security", "final", "evm-a", 1006.5, "0xdd", 13, 5006.0, lost),
+        ],
+    )
+    fig = m.swap_metrics(record("c", "htlc", SPEC, DATA, "principal loss", 1000.0), raced, LEDGERS)
+    last = fig.steps[-1]
+    assert (last.step, last.tx_id, last.fee, last.transactions) == ("claim security", "0xdd", 40, 1)
+    assert (last.reverted, last.seconds, last.submit_seconds, last.finality_seconds) == ("NotLocked", 1.0, 0.25, 0.75)
+    assert fig.total_seconds == 6.5 and not any(s.reverted for s in fig.steps[:-1])
+    for ledger, fee in fig.fees.items():  # the steps' fees are the swap's
+        assert sum(s.fee or 0 for s in fig.steps if s.ledger == ledger) == fee.fee, ledger
+    assert fig.transactions == 4 and fig.parties["buyer"].transactions == 2
+    assert "reverted" not in fig.steps[0].dump()  # results.json as before for the other steps
+    result = SwapResult("c", "htlc", Outcome.PRINCIPAL_LOSS, "", SwapSpec.model_validate(SPEC), {}, raced)
+    steps = swap_report(result)["steps"]  # `dvp swap --json`, `dvp history --json`
+    assert steps[-1]["reverted"] == "NotLocked" and steps[-1]["fee"] == 40 and steps[0]["reverted"] is None
+    console = Console(width=200, record=True)
+    console.print(steps_table(result))
+    assert "claim security (reverted: NotLocked)" in console.export_text()
+    paused = {"fee": 7, "payer": "seller", "reverted": "Paused"}
+    retried = rows(
+        "t",
+        [
+            ("lock security", "intent", "evm-a", 10.0, None, 1, 0.0, None),
+            ("lock security", "submitted", "evm-a", 10.5, "0x1", 1, 0.0, None),
+            ("lock security", "final", "evm-a", 11.0, "0x1", 2, 0.0, paused),
+            ("lock security", "intent", "evm-a", 12.0, None, 3, 0.0, None),
+            ("lock security", "submitted", "evm-a", 12.25, "0x2", 3, 0.0, None),
+            ("lock security", "result", "evm-a", 13.0, "0x2", 4, 0.0, {"fee": 1, "payer": "seller", **EVM}),
+        ],
+    )
+    [step] = timeline(retried)
+    assert (step.tx_id, step.fee, step.transactions, step.reverted, step.seconds) == ("0x2", 8, 2, None, 3.0)

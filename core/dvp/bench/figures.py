@@ -59,7 +59,9 @@ class LegFigures(Figures):
 
 class StepFigures(Figures):
     """One step of a swap, from its journal rows; ``phase`` is its generic name (lock,
-    counter-lock, claim, second claim ...), ``start``/``end`` are seconds from the swap's start."""
+    counter-lock, claim, second claim ...), ``start``/``end`` are seconds from the swap's start.
+    ``reverted``: the rule a transaction of the step broke, when the step failed on the ledger
+    (no result; it ends at that transaction's final row, whose fee it counts)."""
 
     step: str
     phase: str
@@ -76,6 +78,7 @@ class StepFigures(Figures):
     height: int | None
     fee: int | None
     fee_unit: str | None
+    reverted: str | None = None
 
 
 class Fee(Figures):

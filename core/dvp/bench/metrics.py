@@ -7,10 +7,11 @@ The functions here are pure, so unit tests check them on hand-written timelines.
 Definitions (all seconds are wall-clock seconds):
 
 - A swap starts when its journal record is created (``created``) and ends at its
-  last result row.  ``total_seconds = sum(step seconds) + orchestration_seconds``:
+  last step's end.  ``total_seconds = sum(step seconds) + orchestration_seconds``:
   each step spans its intent (or, for a step without one, the previous step's end)
-  to its result (:func:`dvp.report.timeline`); the gaps between steps (ledger reads,
-  safety checks, planning) are the orchestration time.
+  to its result, or, for a step that failed on the ledger (``reverted``), to its last
+  transaction's final row (:func:`dvp.report.timeline`); the gaps between steps (ledger
+  reads, safety checks, planning) are the orchestration time.
 - A transaction step splits into ``submit_seconds`` (its start to its last submitted
   row: build, sign, broadcast, and any failed attempt before a retry) and
   ``finality_seconds`` (last submitted to result: the wait for finality).
@@ -156,7 +157,6 @@ def swap_metrics(record: SwapRecord, steps: Sequence[Step], ledgers: Mapping[str
     prev_end = t0
     for r, phase in zip(rows, phases):
         submitted = _rows(steps, r.step, Phase.SUBMITTED)
-        result = next(s for s in _rows(steps, r.step, Phase.RESULT) if s.wall == r.finished)
         finals = [s for s in _rows(steps, r.step, Phase.FINAL) if s.wall <= r.finished]
         fee = r.fee
         info = ledgers.get(r.ledger or "")
@@ -176,12 +176,13 @@ def swap_metrics(record: SwapRecord, steps: Sequence[Step], ledgers: Mapping[str
                 # From the step's start to its last broadcast: a step retried after a failed
                 # attempt (resume) counts the retry here, so submit + finality = seconds.
                 submit_seconds=(submitted[-1].wall - r.started) if submitted else None,
-                finality_seconds=(result.wall - submitted[-1].wall) if submitted else None,
+                finality_seconds=(r.finished - submitted[-1].wall) if submitted else None,
                 tx_id=r.tx_id,
                 transactions=r.transactions,
                 height=r.height,
                 fee=fee,
                 fee_unit=unit,
+                **({"reverted": r.reverted} if r.reverted else {}),
             )
         )
         prev_end = r.finished
