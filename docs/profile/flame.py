@@ -82,10 +82,6 @@ def tree(stacks: Stacks) -> Frame:
     return root
 
 
-def depth(node: Frame) -> int:
-    return 1 + max((depth(c) for c in node.callees.values()), default=0)
-
-
 def colour(name: str) -> str:
     h = zlib.crc32(name.encode())
     file = name.rpartition(" (")[2]
@@ -133,7 +129,7 @@ def render(stacks: Stacks, title: str) -> str:
     root = tree(stacks)
     if not root.samples:
         raise ValueError("no samples to draw")
-    rows = depth(root) - 1
+    rows = max(len(frames) for frames in stacks)
     height = TOP + rows * ROW + PAD
     scale = (WIDTH - 2 * PAD) / root.samples
     heading = f"{title} ({root.samples} samples; hover a frame for its share, click to zoom)"
@@ -146,7 +142,9 @@ def render(stacks: Stacks, title: str) -> str:
         f'<text x="{PAD}" y="16" font-size="13" font-family="sans-serif">{html.escape(heading)}</text>',
     ]
 
-    def draw(node: Frame, x: float, level: int) -> None:
+    todo = [(root, float(PAD), 0)]  # a frame, where its callees start, their level (stacks run 300 deep)
+    while todo:
+        node, x, level = todo.pop()
         for name in sorted(node.callees):
             child = node.callees[name]
             w = child.samples * scale
@@ -165,10 +163,9 @@ def render(stacks: Stacks, title: str) -> str:
                         f'font-family="monospace">{html.escape(text)}</text>'
                     )
                 out.append("</g>")
-                draw(child, x, level + 1)
+                todo.append((child, x, level + 1))
             x += w
 
-    draw(root, PAD, 0)
     constants = {"WIDTH": WIDTH, "PAD": PAD, "ROW": ROW, "CHAR": CHAR}
     out.append(re.sub(r"\b(WIDTH|PAD|ROW|CHAR)\b", lambda m: str(constants[m[1]]), ZOOM))
     out.append("</svg>")

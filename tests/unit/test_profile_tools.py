@@ -126,3 +126,10 @@ def test_top_counts_py_spy_lines_without_a_python_frame() -> None:
     stacks = top.read_stacks(["a (x.py:1) 3", " 2"])  # py-spy writes " COUNT" for such samples
     assert stacks == {("a (x.py)",): 3, (top.NO_FRAME,): 2}
     assert "   40.0%  (no Python frame)" in top.top(stacks).splitlines()
+
+
+def test_flame_draws_stacks_deeper_than_pythons_recursion_limit() -> None:
+    top, flame = tool("top"), tool("flame")
+    deep = ";".join(f"f{i} (deep.py:{i})" for i in range(sys.getrecursionlimit() + 500))
+    svg = flame.render(top.read_stacks([f"{deep} 7"]), "deep")
+    assert svg.count('<g class="f">') == sys.getrecursionlimit() + 500
