@@ -35,9 +35,9 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from dvp import errors
 from dvp.adapter import Issuing, LedgerAdapter, LedgerConfig, Observable, TimeTravel
@@ -70,8 +70,9 @@ from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script, pubkey_hash
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
-from .tx import TxBuildError, Utxo
+from .tx import CHAIN_LIMIT, TxBuildError, Utxo
 
+_T = TypeVar("_T")
 _POLL = 0.1
 _HEX = re.compile(r"(?:0x)?(?:[0-9a-fA-F]{2})+")  # a lock id: its script in hex (bytes.fromhex would skip spaces)
 ISSUER_SIGNS = "issuing is signed by the issuer"
@@ -120,8 +121,11 @@ class UtxoAdapter(LedgerAdapter, Observable):
         c = self.config
         self._rpc = RpcClient(c.rpc_url, c.rpc_user, c.rpc_password.get_secret_value(), timeout=c.request_timeout)
         dialect = dialect_for(c.dialect)
-        self._view = ChainView(self._rpc, dialect, start_height=c.start_height)
+        self._view = ChainView(self._rpc, dialect, start_height=c.start_height, limits=dialect.limits)
         self._ledger = self._make_ledger(self._rpc, dialect, self._view)
+        self._ledger.room_timeout = self.finality_timeout(None)
+        if c.dev and c.mine_on_wait:  # no block clock: the block that makes room is mined
+            self._ledger.mine_to = self.address_of(c.miner) if c.miner in self._pubkeys else ""
         with utxo_errors("connect", self.name):
             info = await self._rpc.call("getblockchaininfo")
             if info.get("chain") != c.network:
@@ -134,6 +138,8 @@ class UtxoAdapter(LedgerAdapter, Observable):
         return UtxoLedger(rpc, dialect, view, fee_rate=self.config.fee_rate)
 
     async def aclose(self) -> None:
+        if self._view is not None:
+            self._view.close()
         if self._rpc is not None:
             await self._rpc.aclose()
             self._rpc = None
@@ -167,6 +173,27 @@ class UtxoAdapter(LedgerAdapter, Observable):
                 yield
         finally:
             release()
+
+    async def _within_limits(self, send: Callable[[], Awaitable[_T]]) -> _T:
+        """``send()`` (a step's choosing, signing and sending, under :meth:`_sending`), again
+        after each block while it stops at the node's mempool chain limits (SubmitError with
+        code :data:`~.tx.CHAIN_LIMIT`: every coin it could spend is chained too deep in the
+        mempool, nothing was journaled or sent), with the send lock free meanwhile; for the
+        ledger's finality timeout at most, then that error, saying so."""
+        timeout = self.ledger.room_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await send()
+            except errors.SubmitError as exc:
+                if exc.code != CHAIN_LIMIT:
+                    raise
+                with utxo_errors("wait for a block", self.name):
+                    moved = await self.ledger.next_block(deadline - time.monotonic())
+                if not moved:
+                    raise errors.SubmitError(
+                        f"{exc}; no block made room within {timeout:.0f} s", tx_id=exc.tx_id, code=CHAIN_LIMIT
+                    ) from None
 
     async def _refresh(self, what: str, mempool: bool = True) -> None:
         with utxo_errors(what, self.name):
@@ -299,16 +326,20 @@ class UtxoAdapter(LedgerAdapter, Observable):
         self._native(asset)
         out = [(p2wpkh_script(self._pubkey(to)), amount)]
         await self._refresh("issue")
-        async with self._send_lock:
-            with utxo_errors(f"issue {asset}", self.name):
-                payer = self.config.issuer
-                if (
-                    self.view.balance(self._key(payer, ISSUER_SIGNS).script_pubkey, min_conf=0) < amount + 100_000
-                    and self.config.miner in self._keys
-                ):
-                    payer = self.config.miner
-                tx = await self.ledger.pay(self._key(payer), out)
-                txid = await self.ledger.broadcast(tx)
+
+        async def send() -> tuple[str, str]:
+            async with self._send_lock:
+                with utxo_errors(f"issue {asset}", self.name):
+                    payer = self.config.issuer
+                    if (
+                        self.view.balance(self._key(payer, ISSUER_SIGNS).script_pubkey, min_conf=0) < amount + 100_000
+                        and self.config.miner in self._keys
+                    ):
+                        payer = self.config.miner
+                    tx = await self.ledger.pay(self._key(payer), out)
+                    return await self.ledger.broadcast(tx), payer
+
+        txid, payer = await self._within_limits(send)
         return self._submission(txid, TxPurpose.ISSUE, payer)
 
     # -- hashed time-locks ----------------------------------------------------------------
@@ -388,17 +419,22 @@ class UtxoAdapter(LedgerAdapter, Observable):
         lock_id = self.lock_id(terms)
         sender = self._key(terms.sender)
         await self._refresh("lock")
-        if htlc.lock_height <= self.view.height:
-            raise errors.LockExpired(
-                f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
-            )
-        async with self._sending():
-            if self.view.outputs_to(htlc.script_pubkey):
-                raise errors.LockError(
-                    f"lock: a lock with this script already exists on {self.name} (duplicate lock id)"
+
+        async def send() -> str:
+            if htlc.lock_height <= self.view.height:
+                raise errors.LockExpired(
+                    f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
                 )
-            with utxo_errors("lock", self.name), journaled_as(TxPurpose.LOCK, terms.sender):
-                txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
+            async with self._sending():
+                if self.view.outputs_to(htlc.script_pubkey):
+                    raise errors.LockError(
+                        f"lock: a lock with this script already exists on {self.name} (duplicate lock id)"
+                    )
+                with utxo_errors("lock", self.name), journaled_as(TxPurpose.LOCK, terms.sender):
+                    txid, _vout = await self.ledger.fund(sender, htlc, terms.amount * unit, onchain)
+                    return txid
+
+        txid = await self._within_limits(send)
         self._watched.add(lock_id)
         return self._submission(txid, TxPurpose.LOCK, terms.sender)
 
@@ -410,21 +446,25 @@ class UtxoAdapter(LedgerAdapter, Observable):
             raise errors.InvalidPreimage(f"claim {lock_id[:20]}...: sha256(preimage) does not match the hashlock")
         key = self._signer(htlc.recipient_pubkey, "claim", "recipient")
         await self._refresh("claim")
-        if self.view.height >= htlc.lock_height:
-            # The script would still take the claim, but the refund is valid too now:
-            # revealing the secret in that race is what rule 4 forbids.
-            raise errors.LockExpired(
-                f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
-                "a claim now races the sender's refund"
-            )
-        async with self._sending():
-            st = self.ledger.status(htlc)
-            if not st.unspent:
-                raise self._not_locked(lock_id, st, "claim")
-            # The fee comes out of the locked amount: the recipient pays it, whoever submits.
-            payer = self._spend_payer(htlc, self._party_name(htlc.recipient_pubkey))
-            with utxo_errors("claim", self.name), journaled_as(TxPurpose.CLAIM, payer):
-                txid = await self.ledger.claim(htlc, key, preimage)
+
+        async def send() -> tuple[str, str]:
+            if self.view.height >= htlc.lock_height:
+                # The script would still take the claim, but the refund is valid too now:
+                # revealing the secret in that race is what rule 4 forbids.
+                raise errors.LockExpired(
+                    f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
+                    "a claim now races the sender's refund"
+                )
+            async with self._sending():
+                st = self.ledger.status(htlc)
+                if not st.unspent:
+                    raise self._not_locked(lock_id, st, "claim")
+                # The fee comes out of the locked amount: the recipient pays it, whoever submits.
+                payer = self._spend_payer(htlc, self._party_name(htlc.recipient_pubkey))
+                with utxo_errors("claim", self.name), journaled_as(TxPurpose.CLAIM, payer):
+                    return await self.ledger.claim(htlc, key, preimage), payer
+
+        txid, payer = await self._within_limits(send)
         return self._submission(txid, TxPurpose.CLAIM, payer)
 
     async def refund(self, lock_id: str, *, submitter: str) -> Submission:
@@ -433,13 +473,17 @@ class UtxoAdapter(LedgerAdapter, Observable):
         if self._parties.get(htlc.sender_pubkey) != submitter:
             raise errors.LockError(f"refund {lock_id[:20]}...: only the sender may refund, not {submitter!r}")
         await self._refresh("refund")
-        async with self._sending():
-            st = self.ledger.status(htlc)
-            if not st.unspent:
-                raise self._not_locked(lock_id, st, "refund")
-            payer = self._spend_payer(htlc, submitter)
-            with utxo_errors("refund", self.name), journaled_as(TxPurpose.REFUND, payer):
-                txid = await self.ledger.refund(htlc, key)
+
+        async def send() -> tuple[str, str]:
+            async with self._sending():
+                st = self.ledger.status(htlc)
+                if not st.unspent:
+                    raise self._not_locked(lock_id, st, "refund")
+                payer = self._spend_payer(htlc, submitter)
+                with utxo_errors("refund", self.name), journaled_as(TxPurpose.REFUND, payer):
+                    return await self.ledger.refund(htlc, key), payer
+
+        txid, payer = await self._within_limits(send)
         return self._submission(txid, TxPurpose.REFUND, payer)
 
     def _spend_payer(self, htlc: HtlcScript, spender: str) -> str:
@@ -454,10 +498,14 @@ class UtxoAdapter(LedgerAdapter, Observable):
         if self.view.tx_height(signed.tx_id) is not None or self.view.in_mempool(signed.tx_id):
             return
         wire = self.ledger.dialect.parse_tx(signed.raw)
-        try:
+
+        async def send() -> None:
             async with self._send_lock:
                 with utxo_errors(f"rebroadcast {signed.tx_id}", self.name):
                     await self.ledger.broadcast_raw(signed.raw)
+
+        try:
+            await self._within_limits(send)
         except errors.TransactionError as exc:
             await self._refresh(f"rebroadcast {signed.tx_id}")
             for i in wire.inputs:

@@ -13,6 +13,14 @@ plus an overlay of the node's mempool (``getrawmempool`` +
 ``getrawtransaction <txid> 0``, which needs no tx index).  Re-organisations are
 undone block by block back to the fork point.
 
+The mempool overlay also gives each unconfirmed transaction its unconfirmed ancestors,
+and so each one's count of unconfirmed descendants: bitcoind and elementsd refuse a
+transaction with more than 24 unconfirmed ancestors, or one that would give an
+unconfirmed ancestor more than 24 descendants (``-limitancestorcount`` and
+``-limitdescendantcount``, both 25 counting the transaction itself, "too-long-mempool-chain").
+:meth:`ChainView.over_limit` says whether a transaction spending some outputs would, and
+:class:`Room` lets coin selection pick only coins that keep within both limits.
+
 Why this and not btcd's address index (``searchrawtransactions``) or a node
 wallet: the calls used here exist unchanged on btcd, bitcoind and elementsd and
 need no optional index, the scripts watched (P2WSH HTLCs the framework has not
@@ -25,12 +33,13 @@ on public ones, not for scanning mainnet from genesis.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from dvp import errors
 
-from .dialect import Dialect
+from .dialect import Dialect, MempoolLimits
 from .rpc import RpcClient, RpcError
 from .tx import Utxo
 from .wire import WireBlock, WireTx
@@ -45,6 +54,24 @@ class Spend:
     vin: int
     witness: tuple[bytes, ...]
     height: int | None  # None while in the mempool
+
+
+class Room:
+    """What coin selection may add to a transaction that already spends ``fixed`` (an order
+    output, an HTLC's outputs) and stay within the view's mempool limits."""
+
+    def __init__(self, view: "ChainView", fixed: Sequence[Utxo] = ()):
+        self.view = view
+        self.fixed = [u.outpoint for u in fixed]
+
+    def depth(self, u: Utxo) -> int:
+        """0 for a confirmed coin, else its transaction's count with its unconfirmed ancestors."""
+        return self.view.depth(u.txid)
+
+    def refusal(self, coins: Sequence[Utxo]) -> str | None:
+        """Why the node would refuse a transaction spending ``coins`` besides the fixed
+        inputs (None: it would not, on these limits)."""
+        return self.view.over_limit([*self.fixed, *(u.outpoint for u in coins)])
 
 
 @dataclass
@@ -129,9 +156,13 @@ class ChainView:
         coinbase_maturity: int = 100,
         max_mempool: int = 5000,
         batch_size: int = 500,
+        limits: MempoolLimits | None = None,
     ):
+        """``limits``: the node's mempool chain limits, kept to by :meth:`room` and
+        :meth:`over_limit` (None: none; the dialect's when the adapter builds the view)."""
         self.rpc = rpc
         self.dialect = dialect
+        self.limits = limits  # None: the node has no mempool chain limits (btcd)
         self.start_height = start_height
         self.coinbase_maturity = coinbase_maturity
         self.max_mempool = max_mempool
@@ -148,6 +179,15 @@ class ChainView:
         self._next: asyncio.Future[int] | None = None  # the refresh round callers join
         self._next_mempool = False
         self._rounds: asyncio.Task[None] | None = None
+        # Unconfirmed transaction -> its unconfirmed ancestors; and each one's count of
+        # unconfirmed descendants.  Built when first asked after the mempool or the chain changed.
+        self._ancestors: dict[str, frozenset[str]] | None = None
+        self._descendants: Counter[str] = Counter()
+
+    def close(self) -> None:
+        """Stop the refresh round under way, if any (the adapter is closing its RPC client)."""
+        if self._rounds is not None and not self._rounds.done():
+            self._rounds.cancel()
 
     # -- following the chain ------------------------------------------------------------
     @property
@@ -243,6 +283,7 @@ class ChainView:
             undo.txids.append(txid)
             self._local.pop(txid, None)
         self._blocks.append(undo)
+        self._ancestors = None
 
     def _undo(self, undo: _BlockUndo) -> None:
         for op in undo.created:
@@ -254,6 +295,7 @@ class ChainView:
             self._chain.inputs.pop(txid, None)
             self._chain.n_out.pop(txid, None)
             self._chain.fees.pop(txid, None)
+        self._ancestors = None
 
     async def _sync_mempool(self) -> None:
         # Our broadcasts that land while the RPC calls below are under way (a concurrent
@@ -303,6 +345,7 @@ class ChainView:
             self._rebuild_mempool()
 
     def _rebuild_mempool(self) -> None:
+        self._ancestors = None
         self._mem = _Layer()
         for tx in list(self._mem_txs.values()) + [t for k, t in self._local.items() if k not in self._mem_txs]:
             self._mem.add_tx(tx, None)
@@ -319,6 +362,9 @@ class ChainView:
         if txid not in self._mem_txs:
             self._mem_txs[txid] = tx
             self._mem.add_tx(tx, None)  # what a rebuild would add, without redoing the rest
+            if self._ancestors is not None:  # and to the ancestry, likewise
+                self._ancestors[txid] = chain = self._chain_of(i.prev_txid for i in tx.inputs)
+                self._descendants.update(chain)
         return txid
 
     async def inputs_sent(self, tx: WireTx) -> None:
@@ -380,6 +426,73 @@ class ChainView:
             self._mem_txs.pop(txid, None)
         self._rebuild_mempool()
         return len(dropped)
+
+    # -- mempool chains -----------------------------------------------------------------
+    def _ancestry(self) -> dict[str, frozenset[str]]:
+        """Every unconfirmed transaction the view holds -> its unconfirmed ancestors."""
+        if self._ancestors is None:
+            pending = {t: tx for t, tx in self._mem_txs.items() if t not in self._tx_height}
+            parents = {
+                t: {i.prev_txid for i in tx.inputs if i.prev_txid in pending and i.prev_txid != t}
+                for t, tx in pending.items()
+            }
+            ancestors: dict[str, frozenset[str]] = {}
+            for root in parents:  # depth first without recursion (no node bounds a chain's length)
+                if root in ancestors:
+                    continue
+                stack, entered = [root], {root}
+                while stack:
+                    t = stack[-1]
+                    todo = [p for p in parents[t] if p not in ancestors and p not in entered]
+                    if todo:
+                        stack.extend(todo)
+                        entered.update(todo)
+                        continue
+                    stack.pop()
+                    found = set(parents[t])
+                    for p in parents[t]:
+                        found |= ancestors.get(p, frozenset())  # missing only in a cycle, which no node takes
+                    ancestors[t] = frozenset(found)
+            self._ancestors = ancestors
+            self._descendants = Counter(a for chain in ancestors.values() for a in chain)
+        return self._ancestors
+
+    def _chain_of(self, parents: Iterable[str]) -> frozenset[str]:
+        """The unconfirmed ancestors a transaction spending outputs of ``parents`` has."""
+        ancestry = self._ancestry()
+        found: set[str] = set()
+        for p in parents:
+            if p in ancestry:
+                found.add(p)
+                found |= ancestry[p]
+        return frozenset(found)
+
+    def depth(self, txid: str) -> int:
+        """How many unconfirmed transactions an output of ``txid`` is chained behind: 0 if
+        confirmed (or unknown), else ``txid`` and its unconfirmed ancestors."""
+        ancestry = self._ancestry() if self.limits is not None else {}
+        return len(ancestry[txid]) + 1 if txid in ancestry else 0
+
+    def over_limit(self, spends: Iterable[Outpoint]) -> str | None:
+        """Why the node would refuse a transaction spending ``spends`` for its mempool chain
+        limits (None: it would not, or the node has none), as the view knows the mempool."""
+        if self.limits is None:
+            return None
+        chain = self._chain_of({txid for txid, _ in spends})
+        if len(chain) + 1 > self.limits.ancestors:
+            return f"it would have {len(chain)} unconfirmed ancestors ({self.limits})"
+        if chain:
+            worst = max(chain, key=lambda t: (self._descendants[t], t))
+            if self._descendants[worst] + 2 > self.limits.descendants:
+                return (
+                    f"its unconfirmed ancestor {worst} would have {self._descendants[worst] + 1} "
+                    f"unconfirmed descendants ({self.limits})"
+                )
+        return None
+
+    def room(self, fixed: Sequence[Utxo] = ()) -> Room | None:
+        """The :class:`Room` coin selection keeps to beside ``fixed`` (None: no limits)."""
+        return Room(self, fixed) if self.limits is not None else None
 
     # -- queries ------------------------------------------------------------------------
     def confirmations(self, height: int | None) -> int:

@@ -10,6 +10,12 @@ What differs:
 
 * mining on a dev chain: btcd has ``generate n`` (paying its ``--miningaddr``),
   bitcoind and elementsd have ``generatetoaddress n addr``;
+* the mempool chain limits (:class:`MempoolLimits`): bitcoind and elementsd refuse a
+  transaction with 25 unconfirmed ancestors or more counting itself, or one that would
+  give an unconfirmed ancestor 25 descendants or more counting itself
+  (``-limitancestorcount``, ``-limitdescendantcount``; their RPC does not report them, so
+  the defaults are assumed); btcd has no such limit (its mempool counts ancestors and
+  descendants only for replacements);
 * the wire format: Elements transactions carry asset tags, value commitments and
   issuances, and Elements blocks signed-block or dynamic-federation headers.  Each
   dialect parses its own bytes into the family-neutral :mod:`.wire` types the chain
@@ -20,6 +26,7 @@ What differs:
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from bitcoin.core import CBlock, CTransaction
 
@@ -27,8 +34,27 @@ from .rpc import RpcClient, RpcError
 from .wire import WireBlock, WireTx, from_cblock, from_ctransaction
 
 
+@dataclass(frozen=True)
+class MempoolLimits:
+    """A node's mempool chain limits, each counting the transaction itself (bitcoind and
+    elementsd: ``-limitancestorcount`` and ``-limitdescendantcount``, default 25 both): a
+    new transaction is refused when it would have ``ancestors`` or more unconfirmed
+    ancestors with itself, or when an unconfirmed ancestor would have ``descendants`` or
+    more unconfirmed descendants with itself."""
+
+    ancestors: int = 25
+    descendants: int = 25
+
+    def __str__(self) -> str:
+        return (
+            f"the node's mempool chain limits, -limitancestorcount={self.ancestors} "
+            f"and -limitdescendantcount={self.descendants}"
+        )
+
+
 class Dialect:
     name = "abstract"
+    limits: MempoolLimits | None = MempoolLimits()
 
     def parse_block(self, raw_hex: str) -> WireBlock:
         return from_cblock(CBlock.deserialize(bytes.fromhex(raw_hex)))
@@ -42,6 +68,7 @@ class Dialect:
 
 class BtcdDialect(Dialect):
     name = "btcd"
+    limits = None
 
     async def mine(self, rpc: RpcClient, n: int, address: str) -> list[str]:
         # btcd pays every generated block to one of its --miningaddr addresses, and

@@ -9,6 +9,7 @@ is kept to :class:`NativeAsset` so that Elements issued assets can slot in.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -20,12 +21,13 @@ from bitcoin.core import CTransaction
 from dvp import sendlog
 from dvp.sendlog import SignedTx
 
-from .chain import ChainView
+from .chain import ChainView, Room
 from .dialect import Dialect
 from .keys import Key
 from .rpc import RpcClient, RpcError
 from .script import HtlcScript, parse_htlc_witness
 from .tx import (
+    CHAIN_LIMIT,
     SpendOptions,
     TxBuildError,
     Utxo,
@@ -106,12 +108,41 @@ def release_early(release: Callable[[], None]) -> Iterator[None]:
         _release_send.reset(token)
 
 
+_POLL = 0.1
+
+
+def refused_for_chain(exc: RpcError) -> bool:
+    """The node refused a transaction for its mempool chain limits (bitcoind, elementsd)."""
+    return exc.method == "sendrawtransaction" and CHAIN_LIMIT in exc.message
+
+
 class UtxoLedger:
     def __init__(self, rpc: RpcClient, dialect: Dialect, view: ChainView, *, fee_rate: float = 2.0):
         self.rpc = rpc
         self.dialect = dialect
         self.view = view
         self.fee_rate = fee_rate
+        # How long a transaction the node's mempool chain limits hold back waits for the
+        # blocks that make room (the adapter sets its finality timeout), and on a dev chain
+        # without a block clock the address of the block mined instead of waiting.
+        self.room_timeout = 60.0
+        self.mine_to: str | None = None
+        self._mining = asyncio.Lock()  # the waiters' one block at a time (the node refuses a second on the same tip)
+
+    async def next_block(self, timeout: float) -> bool:
+        """Wait until the chain view's tip moves on (on a dev chain without a block clock:
+        mine a block, one for all the waiters); False if it did not within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        start, deadline = self.view.height, loop.time() + timeout
+        while loop.time() < deadline:
+            if self.mine_to is not None:
+                await self.mine(1, self.mine_to, unless_past=start)
+            else:
+                await self.view.wait_tick(_POLL)
+                await self.view.refresh()
+            if self.view.height > start:
+                return True
+        return False
 
     # -- transactions -------------------------------------------------------------------
     async def broadcast(self, tx: CTransaction) -> str:
@@ -123,9 +154,19 @@ class UtxoLedger:
 
         It is recorded in the chain view first (its inputs spent, pending), so that within
         :func:`release_early` the next transaction is built while this one is journaled and
-        broadcast; both wait for the pending transactions of ours they spend to be sent first."""
+        broadcast; both wait for the pending transactions of ours they spend to be sent first.
+
+        One that the node would refuse for its mempool chain limits, as the chain view
+        counts them, is not: TxBuildError with code :data:`~.tx.CHAIN_LIMIT` (nothing
+        journaled; the adapter waits for a block and builds again).  One the node refuses
+        for them all the same (another process's transactions, not seen yet) is sent again,
+        the same bytes, after each block, for :attr:`room_timeout` seconds at most."""
         wire = self.dialect.parse_tx(raw_hex)
         label = _journaled_as.get()
+        if self.view.tx_height(wire.txid) is None and not self.view.in_mempool(wire.txid):
+            why = self.view.over_limit((i.prev_txid, i.prev_vout) for i in wire.inputs)
+            if why is not None:
+                raise TxBuildError(f"transaction {wire.txid} held back: {why}", code=CHAIN_LIMIT)
         self.view.add_local(wire, pending=True)
         release = _release_send.get()
         if release is not None:
@@ -135,7 +176,7 @@ class UtxoLedger:
             if label is not None:  # sign, journal, then broadcast
                 await sendlog.before_broadcast([SignedTx(wire.txid, raw_hex, *label)])
             try:
-                txid: str = await self.rpc.call("sendrawtransaction", raw_hex)
+                txid: str = await self._send_within_limits(raw_hex)
             except RpcError as exc:
                 text = exc.message.lower()
                 if (
@@ -156,17 +197,31 @@ class UtxoLedger:
             sendlog.sent(1, 1)
         return txid
 
+    async def _send_within_limits(self, raw_hex: str) -> str:
+        """``sendrawtransaction``; refused for the mempool chain limits, sent again after
+        each block for :attr:`room_timeout` seconds, then the node's refusal is raised."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.room_timeout
+        while True:
+            try:
+                txid: str = await self.rpc.call("sendrawtransaction", raw_hex)
+                return txid
+            except RpcError as exc:
+                if not refused_for_chain(exc) or not await self.next_block(deadline - loop.time()):
+                    raise
+
     async def pay(
         self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True
     ) -> CTransaction:
-        """Build and sign (not broadcast) a payment from ``key``'s outputs."""
+        """Build and sign (not broadcast) a payment from ``key``'s outputs, within the node's
+        mempool chain limits."""
         utxos = self.view.unspent(key.script_pubkey, include_unconfirmed=include_unconfirmed)
         out_vbytes = sum(9 + len(s) for s, _ in outputs)
-        chosen = select_coins(utxos, sum(v for _, v in outputs), self.fee_rate, out_vbytes)
+        chosen = select_coins(utxos, sum(v for _, v in outputs), self.fee_rate, out_vbytes, self.view.room())
         tx, _fee = build_payment(key, chosen, outputs, self.fee_rate)
         return tx
 
-    def funding_tx(self, sender: Key, htlc: HtlcScript, amount: int) -> CTransaction:
+    def funding_tx(self, sender: Key, htlc: HtlcScript, amount: int, room: Room | None = None) -> CTransaction:
         if htlc.sender_pubkey != sender.pubkey:
             raise TxBuildError("the HTLC's sender key is not the funding key")
         floor = min_htlc_amount(htlc, self.fee_rate)
@@ -175,13 +230,14 @@ class UtxoLedger:
                 f"amount {amount} sat is below {floor} sat: the claim or refund would leave dust", code="dust"
             )
         utxos = self.view.unspent(sender.script_pubkey)
-        chosen = select_coins(utxos, amount, self.fee_rate, 43)
+        chosen = select_coins(utxos, amount, self.fee_rate, 43, room)
         tx, _fee = build_payment(sender, chosen, [(htlc.script_pubkey, amount)], self.fee_rate)
         return tx
 
     def check_funding(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> None:
         """Build, without broadcasting, what :meth:`fund` would send: raises TxBuildError as
-        it would (dust, funds short of amount plus fee)."""
+        it would (dust, funds short of amount plus fee; not the mempool chain limits, which
+        only delay it)."""
         if asset is not None:
             raise TxBuildError(f"asset {asset}: this chain carries only its own coin")
         self.funding_tx(sender, htlc, amount)
@@ -191,7 +247,7 @@ class UtxoLedger:
         the chain's coin (Elements: an asset id, see :class:`~.elements.ledger.ElementsLedger`)."""
         if asset is not None:
             raise TxBuildError(f"asset {asset}: this chain carries only its own coin")
-        tx = self.funding_tx(sender, htlc, amount)
+        tx = self.funding_tx(sender, htlc, amount, self.view.room())
         txid = await self.broadcast(tx)
         vout = next(i for i, o in enumerate(tx.vout) if bytes(o.scriptPubKey) == htlc.script_pubkey)
         return txid, vout
@@ -216,8 +272,15 @@ class UtxoLedger:
     async def refund(self, htlc: HtlcScript, key: Key) -> str:
         return await self.broadcast(self.refund_tx(htlc, key))
 
-    async def mine(self, n: int, address: str) -> list[str]:
-        hashes = await self.dialect.mine(self.rpc, n, address)
+    async def mine(self, n: int, address: str, *, unless_past: int | None = None) -> list[str]:
+        """Mine ``n`` blocks (dev chains), one caller at a time: the node refuses a block mined
+        on a tip another call just moved.  ``unless_past``: nothing if the tip is above it by then."""
+        async with self._mining:
+            if unless_past is not None:
+                await self.view.refresh(mempool=False)
+                if self.view.height > unless_past:
+                    return []
+            hashes = await self.dialect.mine(self.rpc, n, address)
         await self.view.refresh()
         return hashes
 

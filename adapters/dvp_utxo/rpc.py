@@ -38,6 +38,7 @@ class RpcClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
 
     async def __aenter__(self) -> "RpcClient":
         return self
@@ -46,6 +47,8 @@ class RpcClient:
         await self.aclose()
 
     def _open(self) -> aiohttp.ClientSession:
+        if self._closed:  # a task left running after aclose() would open a session nobody closes
+            raise RpcUnavailable(f"the RPC client of {self.url} is closed")
         if self._session is None or self._session.closed:
             # One connection at a time keeps btcd's rpcmaxclients out of the way.
             self._session = aiohttp.ClientSession(
@@ -54,6 +57,8 @@ class RpcClient:
         return self._session
 
     async def aclose(self) -> None:
+        """Close the session for good: a call after this raises RpcUnavailable."""
+        self._closed = True
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -14,9 +14,9 @@ before it is funded (docs/design.md, rule 9).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
 from bitcoin.core import (
     CMutableTransaction,
@@ -51,9 +51,14 @@ SEQUENCE_NONFINAL = 0xFFFFFFFE  # enables nLockTime (refunds), no RBF signalling
 MAX_SIG = b"\x30" + b"\x00" * 71  # 72 bytes: the largest DER sig with its hashtype byte
 
 
+# TxBuildError's code when the coins are there but the node would refuse every transaction
+# spending them for now (its mempool chain limits): one block later it will take it.
+CHAIN_LIMIT = "too-long-mempool-chain"
+
+
 class TxBuildError(ValueError):
     """The transaction cannot be built as asked; ``code`` says why: ``insufficient-funds``,
-    ``dust`` or ``build`` (anything else)."""
+    ``dust``, :data:`CHAIN_LIMIT` or ``build`` (anything else)."""
 
     def __init__(
         self,
@@ -158,19 +163,37 @@ def settle_fee(left: int, fee_of: Callable[[bool], int], *, change_allowed: bool
 # --- wallet spends (P2WPKH inputs) ------------------------------------------------------
 
 
+class Room(Protocol):
+    """The node's mempool chain limits as coin selection sees them (:class:`~.chain.Room`)."""
+
+    def depth(self, u: Utxo) -> int: ...
+
+    def refusal(self, coins: Sequence[Utxo]) -> str | None: ...
+
+
 def select_assets(
-    utxos: list[Utxo], needs: Mapping[Any, int], fee_asset: str | None, fee: Callable[[int], int]
+    utxos: list[Utxo],
+    needs: Mapping[Any, int],
+    fee_asset: str | None,
+    fee: Callable[[int], int],
+    room: Room | None = None,
 ) -> list[Utxo]:
     """Largest (confirmed) first, per asset, until each need is covered; the fee asset
-    last, covering its need plus ``fee(n)`` for the ``n`` inputs chosen so far."""
+    last, covering its need plus ``fee(n)`` for the ``n`` inputs chosen so far.
+
+    With a ``room``, unconfirmed coins come after confirmed ones, the least chained first,
+    and a coin whose spend the node would refuse beside those chosen (its mempool chain
+    limits) is passed over; when only such coins would cover a need, TxBuildError with
+    code :data:`CHAIN_LIMIT` (a block later they may do)."""
     chosen: list[Utxo] = []
     assets = sorted((a for a in needs if a != fee_asset), key=str) + [fee_asset]
     for asset in assets:
         pool = sorted(
             (u for u in utxos if u.asset == asset and not u.confidential),
-            key=lambda u: (u.height is None, -u.value, u.txid, u.vout),
+            key=lambda u: (u.height is None, room.depth(u) if room else 0, -u.value, u.txid, u.vout),
         )
         have = 0
+        passed: list[Utxo] = []
 
         def goal() -> int:  # called within this iteration only
             return needs.get(asset, 0) + (fee(len(chosen)) if asset == fee_asset else 0)  # noqa: B023
@@ -178,8 +201,18 @@ def select_assets(
         for u in pool:
             if have >= goal():
                 break
+            if room is not None and u.height is None and room.refusal([*chosen, u]) is not None:
+                passed.append(u)
+                continue
             chosen.append(u)
             have += u.value
+        if have < goal() and room is not None and passed and have + sum(u.value for u in passed) >= goal():
+            raise TxBuildError(
+                f"every coin that would cover the rest is chained too deep in the mempool for now: "
+                f"{room.refusal([*chosen, passed[0]])}",
+                code=CHAIN_LIMIT,
+            )
+        have += sum(u.value for u in passed)
         if have < goal():
             what = "sat" if asset is None else f"of {asset[:8]}.."
             fee_note = " (fee included)" if asset == fee_asset else ""
@@ -193,13 +226,15 @@ def select_assets(
     return chosen
 
 
-def select_coins(utxos: list[Utxo], target: int, fee_rate: float, n_outputs_vbytes: int) -> list[Utxo]:
+def select_coins(
+    utxos: list[Utxo], target: int, fee_rate: float, n_outputs_vbytes: int, room: Room | None = None
+) -> list[Utxo]:
     """Bitcoin: enough of the coin for ``target`` plus the fee of P2WPKH inputs so far."""
 
     def fee(n: int) -> int:
         return fee_for(11 + n_outputs_vbytes + 68 * n + 31, fee_rate)  # with a change output
 
-    return select_assets(utxos, {None: target}, None, fee)
+    return select_assets(utxos, {None: target}, None, fee, room)
 
 
 def build_payment(

@@ -225,3 +225,25 @@ async def test_chain_view_follows_a_reorganisation(chain):
     assert fresh.tip_hash == chain.view.tip_hash
     assert fresh.unspent(htlc.script_pubkey) == chain.view.unspent(htlc.script_pubkey)
     assert fresh.balance(chain.keys["seller"].script_pubkey) == chain.view.balance(chain.keys["seller"].script_pubkey)
+
+
+async def test_btcd_takes_a_chain_of_40_unconfirmed_transactions_it_has_no_mempool_chain_limit(chain):
+    """btcd (v0.24.2) counts a transaction's unconfirmed ancestors and descendants only for a
+    replacement, never to refuse one: 40 payments each spending the change of the one before
+    all enter its mempool, and the dialect gives the chain view no limits to keep to (the
+    40 issues at once that elementsd takes 25 at a time, tests/utxo/test_elements_adapter.py)."""
+    from dvp_utxo.dialect import BtcdDialect
+    from dvp_utxo.tx import build_payment, txid_of
+
+    assert BtcdDialect.limits is None
+    key = chain.keys["issuer"]
+    coin = max((u for u in chain.view.unspent(key.script_pubkey) if u.height), key=lambda u: u.value)
+    sent = []
+    for _ in range(40):
+        tx, _fee = build_payment(key, [coin], [(chain.keys["seller"].script_pubkey, 10_000)], chain.ledger.fee_rate)
+        sent.append(await chain.ledger.broadcast(tx))
+        change = next(n for n, o in enumerate(tx.vout) if bytes(o.scriptPubKey) == key.script_pubkey)
+        coin = type(coin)(txid_of(tx), change, tx.vout[change].nValue, key.script_pubkey)
+    assert set(sent) <= set(await chain.rpc.call("getrawmempool"))
+    await chain.mine(1)
+    assert all(chain.view.tx_height(t) == chain.view.height for t in sent)

@@ -265,3 +265,32 @@ async def test_a_revocation_refused_for_its_fee_is_retried_not_taken_as_spent(ad
     assert outcome is Outcome.ABORTED
     assert not adapter.ledger.held()
     await adapter.wait_final((await adapter.cancel_dvp(order)).tx_id)
+
+
+@pytest.mark.parametrize("blocks", ["block clock", "mined on wait"])
+async def test_forty_issues_at_once_from_one_key_all_confirm_within_the_mempool_chain_limits(adapter, blocks):
+    """Each issue spends the issuer's change from the one before: elementsd refuses a 26th
+    unconfirmed transaction in that chain ("too-long-mempool-chain ... [limit: 25]", the bench
+    at K=100 stopped there).  The issues beyond it wait for the block that confirms the chain
+    (with a block clock; on a dev chain without one, mine it) and are built again then, so
+    all 40 confirm, none refused, at most 25 of them in one block."""
+    a = make({**_config, "mine_on_wait": blocks == "mined on wait"})
+    async with a:
+
+        async def clock() -> None:  # the launcher's block clock, as the bench runs it
+            while True:
+                await asyncio.sleep(0.5)
+                await a.mine(1)
+
+        ticking = asyncio.create_task(clock()) if blocks == "block clock" else None
+        try:
+            subs = await asyncio.wait_for(asyncio.gather(*(a.issue("EUR", "seller", 1) for _ in range(40))), 120)
+            finals = await asyncio.wait_for(asyncio.gather(*(a.wait_final(s.tx_id) for s in subs)), 120)
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+    assert len({s.tx_id for s in subs}) == 40 and all(f.successful for f in finals)
+    per_block: dict[int, int] = {}
+    for f in finals:
+        per_block[f.block_number] = per_block.get(f.block_number, 0) + 1
+    assert len(per_block) >= 2 and max(per_block.values()) <= 25, per_block

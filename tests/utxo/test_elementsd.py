@@ -270,3 +270,68 @@ async def test_the_chain_view_follows_a_reorganisation(chain):
         await chain.rpc.call("reconsiderblock", orphan)
     await chain.view.refresh()
     assert chain.view.height == height and chain.view.tx_height(claim.txid) == height
+
+
+async def test_the_mempool_chain_limits_the_view_counts_are_the_nodes(chain):
+    """elementsd takes a chain of 25 unconfirmed transactions and refuses the 26th
+    ("too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]"), where the chain
+    view's count (MempoolLimits(), the dialect's) puts it too, before each send; of the
+    unconfirmed children of one transaction it takes 24, a 25th by its CPFP carve-out, and
+    refuses the 26th ("too many descendants [limit: 25]"): the view stops at 24.  After a
+    block the refused ones are taken."""
+    from dvp_utxo.dialect import MempoolLimits
+    from dvp_utxo.elements.tx import build_payment
+    from dvp_utxo.tx import CHAIN_LIMIT, TxBuildError
+
+    chain.view.limits = MempoolLimits()
+    key = chain.keys["buyer"]
+    await chain.view.refresh()
+    coin = max((u for u in chain.view.unspent(key.script_pubkey) if u.asset == chain.policy and u.height),
+               key=lambda u: u.value)  # fmt: skip
+
+    def pay(spent, outputs: int = 1, value: int = 10_000) -> ElementsTx:
+        tx, _ = build_payment(key, spent, [TxOut(key.script_pubkey, chain.policy, value)] * outputs,
+                              policy_asset=chain.policy, fee_rate=chain.ledger.fee_rate)  # fmt: skip
+        return tx
+
+    def change(tx: ElementsTx):
+        return max((u for u in tx.outputs_to(key.script_pubkey)), key=lambda u: u.value)
+
+    async def refused(tx: ElementsTx, reason: str) -> None:
+        with pytest.raises(TxBuildError) as held:  # the view holds it back: nothing reaches the node
+            await chain.send(tx)
+        assert held.value.code == CHAIN_LIMIT
+        with pytest.raises(RpcError) as info:  # sent all the same, the node refuses it
+            await chain.rpc.call("sendrawtransaction", tx.hex)
+        assert reason in info.value.message, info.value.message
+
+    for _ in range(25):  # each spends the change of the one before
+        assert chain.view.over_limit([coin.outpoint]) is None
+        tx = pay([coin])
+        await chain.send(tx)
+        coin = change(tx)
+    assert "25 unconfirmed ancestors" in str(chain.view.over_limit([coin.outpoint]))
+    deep = pay([coin])
+    await refused(deep, "too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]")
+    await chain.mine(1)
+    assert chain.view.over_limit([coin.outpoint]) is None
+    await chain.send(deep)
+    await chain.mine(1)
+
+    fan = pay([change(deep)], outputs=27, value=20_000)
+    await chain.send(fan)
+    children = [u for u in fan.outputs_to(key.script_pubkey) if u.value == 20_000]
+    for u in children[:24]:
+        assert chain.view.over_limit([u.outpoint]) is None
+        await chain.send(pay([u]))
+    assert "would have 25 unconfirmed descendants" in str(chain.view.over_limit([children[24].outpoint]))
+    with pytest.raises(TxBuildError):  # the view holds the 25th child back ...
+        await chain.send(pay([children[24]]))
+    # ... which the node would still take, by its CPFP carve-out (a transaction with one
+    # unconfirmed ancestor may take that one 1 past the limit), and the 26th it refuses: the
+    # view is one short of the node here, never over.
+    await chain.rpc.call("sendrawtransaction", pay([children[24]]).hex)
+    await refused(pay([children[25]]), f"too-long-mempool-chain, too many descendants for tx {fan.txid} [limit: 25]")
+    await chain.mine(1)
+    await chain.send(pay([children[25]]))
+    await chain.mine(1)

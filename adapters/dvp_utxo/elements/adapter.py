@@ -40,7 +40,7 @@ from ..boundary import utxo_errors
 from ..chain import ChainView
 from ..dialect import Dialect
 from ..htlc import journaled_as
-from ..keys import p2wpkh_script
+from ..keys import Key, p2wpkh_script
 from ..rpc import RpcClient
 from ..script import HtlcScript, ScriptError
 from ..tx import Utxo, fee_for
@@ -133,17 +133,21 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         onchain, unit = self._onchain(asset)
         out = [TxOut(p2wpkh_script(self._pubkey(to)), onchain, amount * unit)]
         await self._refresh("issue")
-        async with self._send_lock:
-            with utxo_errors(f"issue {asset}", self.name):
-                payer = self._key(self.config.issuer, ISSUER_SIGNS)
-                policy_left = self.ledger.balance(payer.script_pubkey, self.config.policy_asset, min_conf=0)
-                if (
-                    onchain == self.config.policy_asset
-                    and policy_left < amount * unit + 100_000
-                    and self.config.miner in self._keys
-                ):
-                    payer = self._key(self.config.miner)
-                txid = await self.ledger.send(self.ledger.payment_tx(payer, out))
+
+        async def send() -> tuple[str, Key]:
+            async with self._send_lock:
+                with utxo_errors(f"issue {asset}", self.name):
+                    payer = self._key(self.config.issuer, ISSUER_SIGNS)
+                    policy_left = self.ledger.balance(payer.script_pubkey, self.config.policy_asset, min_conf=0)
+                    if (
+                        onchain == self.config.policy_asset
+                        and policy_left < amount * unit + 100_000
+                        and self.config.miner in self._keys
+                    ):
+                        payer = self._key(self.config.miner)
+                    return await self.ledger.send(self.ledger.payment_tx(payer, out)), payer
+
+        txid, payer = await self._within_limits(send)
         payer_name = self.config.miner if payer is not self._key(self.config.issuer) else self.config.issuer
         return self._submission(txid, TxPurpose.ISSUE, payer_name)
 
@@ -181,23 +185,33 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         sec, unit = self._onchain(order.security)
         seller = self._key(order.seller)
         await self._open_before_deadline(order, "propose")
-        async with self._send_lock:
-            if self.view.outputs_to(script.script_pubkey):
-                raise errors.SubmitError(
-                    f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate"
-                )
-            with utxo_errors("propose", self.name), journaled_as(TxPurpose.PROPOSE, order.seller):
-                tx = self.ledger.payment_tx(seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)])
-                txid = await self.ledger.send(tx)
+
+        async def send() -> str:
+            async with self._send_lock:
+                if self.view.outputs_to(script.script_pubkey):
+                    raise errors.SubmitError(
+                        f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate"
+                    )
+                with utxo_errors("propose", self.name), journaled_as(TxPurpose.PROPOSE, order.seller):
+                    tx = self.ledger.payment_tx(
+                        seller, [TxOut(script.script_pubkey, sec, order.security_amount * unit)]
+                    )
+                    return await self.ledger.send(tx)
+
+        txid = await self._within_limits(send)
         return self._submission(txid, TxPurpose.PROPOSE, order.seller)
 
     async def accept_dvp(self, order: DvpOrder) -> Submission:
         """The buyer builds the one transaction that moves both legs; each party checks and
         signs its own inputs; it is broadcast once."""
         await self._open_before_deadline(order, "accept")
-        async with self._send_lock:
-            with utxo_errors("accept", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
-                txid = await self.ledger.send(self.signed_dvp(order))
+
+        async def send() -> str:
+            async with self._send_lock:
+                with utxo_errors("accept", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
+                    return await self.ledger.send(self.signed_dvp(order))
+
+        txid = await self._within_limits(send)
         return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # fee_payer="buyer"
 
     def signed_dvp(self, order: DvpOrder) -> ElementsTx:
@@ -233,9 +247,8 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
             )
         policy = self.config.policy_asset
         buyer = self._key(order.buyer, "to sign the buyer's inputs")
-        chosen = select_utxos(
-            self.ledger.wallet(buyer), {terms.cash_asset: terms.cash_amount}, policy, self.config.fee_rate
-        )
+        chosen = select_utxos(self.ledger.wallet(buyer), {terms.cash_asset: terms.cash_amount}, policy,
+                              self.config.fee_rate, self.view.room(offered[:1]))  # fmt: skip
         dvp = build_dvp(
             terms, offered[:1], chosen, policy_asset=policy, fee_rate=self.config.fee_rate, fee_payer="buyer"
         )
@@ -245,11 +258,15 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         """The buyer's half as a PSET (base64): built, checked and signed on the buyer's inputs."""
         terms = self._dvp_terms(order)
         await self._open_before_deadline(order, "accept")
-        async with self._send_lock:  # no lock or other half of ours picks the same coins meanwhile
-            with utxo_errors("accept", self.name):
-                half = self._buyers_half(order, terms)
-                self.ledger.hold(half)
-                return half.to_pset()
+
+        async def build() -> str:
+            async with self._send_lock:  # no lock or other half of ours picks the same coins meanwhile
+                with utxo_errors("accept", self.name):
+                    half = self._buyers_half(order, terms)
+                    self.ledger.hold(half)
+                    return half.to_pset()
+
+        return await self._within_limits(build)
 
     def hold_half(self, order: DvpOrder, half: str) -> None:
         """A resumed buyer's journaled ``half``: its inputs are kept out of the buyer's coin
@@ -287,16 +304,20 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         """Audit the buyer's PSET against ``order``, sign the seller's inputs, broadcast."""
         terms = self._dvp_terms(order)
         await self._open_before_deadline(order, "settle")
-        async with self._send_lock:
-            try:
-                dvp = DvpTx.from_pset(half, "buyer")
-                self._audit_half(dvp, terms)
-            except DvpError as exc:
-                raise errors.AuditFailed(f"the buyer's PSET refused: {exc}", code="pset") from None
-            with utxo_errors("settle", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
-                seller = self._key(order.seller, "to sign the seller's inputs")
-                signed = sign_dvp(dvp, seller, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
-                txid = await self.ledger.send(finalize_dvp(signed))
+
+        async def send() -> str:
+            async with self._send_lock:
+                try:
+                    dvp = DvpTx.from_pset(half, "buyer")
+                    self._audit_half(dvp, terms)
+                except DvpError as exc:
+                    raise errors.AuditFailed(f"the buyer's PSET refused: {exc}", code="pset") from None
+                with utxo_errors("settle", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
+                    seller = self._key(order.seller, "to sign the seller's inputs")
+                    signed = sign_dvp(dvp, seller, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
+                    return await self.ledger.send(finalize_dvp(signed))
+
+        txid = await self._within_limits(send)
         return self._submission(txid, TxPurpose.ACCEPT, order.buyer)  # the buyer's inputs pay the fee
 
     async def revoke_as_buyer(self, order: DvpOrder, half: str) -> Submission:
@@ -304,19 +325,23 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         them), so the half can never confirm."""
         buyer = self._key(order.buyer, "to spend the buyer's inputs back")
         await self._refresh("revoke")
-        async with self._send_lock:
-            with utxo_errors("revoke", self.name), journaled_as(TxPurpose.CANCEL, order.buyer):
-                mine = [
-                    u for u in DvpTx.from_pset(half, "buyer").spent
-                    if u.script_pubkey == buyer.script_pubkey and self.view.spend_of(u.outpoint) is None
-                ]  # fmt: skip
-                if not mine:
-                    raise errors.SubmitError(
-                        f"revoke: the half's inputs are spent already on {self.name}", code="spent"
-                    )
-                policy = self.config.policy_asset
-                tx, _fee = spend_back(buyer, mine, policy_asset=policy, fee_rate=self.config.fee_rate)
-                txid = await self.ledger.send(tx)
+
+        async def send() -> str:
+            async with self._send_lock:
+                with utxo_errors("revoke", self.name), journaled_as(TxPurpose.CANCEL, order.buyer):
+                    mine = [
+                        u for u in DvpTx.from_pset(half, "buyer").spent
+                        if u.script_pubkey == buyer.script_pubkey and self.view.spend_of(u.outpoint) is None
+                    ]  # fmt: skip
+                    if not mine:
+                        raise errors.SubmitError(
+                            f"revoke: the half's inputs are spent already on {self.name}", code="spent"
+                        )
+                    policy = self.config.policy_asset
+                    tx, _fee = spend_back(buyer, mine, policy_asset=policy, fee_rate=self.config.fee_rate)
+                    return await self.ledger.send(tx)
+
+        txid = await self._within_limits(send)
         return self._submission(txid, TxPurpose.CANCEL, order.buyer)
 
     async def cancel_dvp(self, order: DvpOrder) -> Submission:
@@ -326,19 +351,24 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         script = self._order(order)
         seller = self._key(order.seller)
         await self._refresh("cancel")
-        async with self._send_lock:
-            offered = self.view.unspent(script.script_pubkey)
-            if not offered:
-                raise errors.SubmitError(
-                    f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order"
-                )
-            with utxo_errors("cancel", self.name), journaled_as(TxPurpose.CANCEL, order.seller):
-                policy = self.config.policy_asset
-                funds = select_utxos(self.ledger.wallet(seller), {}, policy, self.config.fee_rate)
-                tx, _fee = build_cancel(
-                    script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate
-                )
-                txid = await self.ledger.send(tx)
+
+        async def send() -> str:
+            async with self._send_lock:
+                offered = self.view.unspent(script.script_pubkey)
+                if not offered:
+                    raise errors.SubmitError(
+                        f"cancel: no open order {script.script.hex()[:20]}... on {self.name}", code="no-order"
+                    )
+                with utxo_errors("cancel", self.name), journaled_as(TxPurpose.CANCEL, order.seller):
+                    policy = self.config.policy_asset
+                    room = self.view.room(offered)
+                    funds = select_utxos(self.ledger.wallet(seller), {}, policy, self.config.fee_rate, room)
+                    tx, _fee = build_cancel(
+                        script, offered, seller, funds, policy_asset=policy, fee_rate=self.config.fee_rate
+                    )
+                    return await self.ledger.send(tx)
+
+        txid = await self._within_limits(send)
         return self._submission(txid, TxPurpose.CANCEL, order.seller)
 
     async def get_order(self, order_id: str) -> OrderState | None:

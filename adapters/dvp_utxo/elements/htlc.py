@@ -33,7 +33,17 @@ import wallycore as wally
 from ..htlc import AuditError, NoFunding
 from ..keys import Key, p2wpkh_script
 from ..script import HtlcScript, ScriptError, claim_witness, parse_htlc_witness, refund_witness
-from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, SEQUENCE_NONFINAL, TxBuildError, Utxo, check_htlc_spend, fee_for
+from ..tx import (
+    DUST_LIMIT,
+    MAX_SIG,
+    SEQUENCE_FINAL,
+    SEQUENCE_NONFINAL,
+    Room,
+    TxBuildError,
+    Utxo,
+    check_htlc_spend,
+    fee_for,
+)
 from .assets import AssetError, check_asset_id
 from .tx import ElementsTx, TxIn, TxOut, assemble, build_payment, select_utxos, set_witnesses, sign_input
 
@@ -97,8 +107,10 @@ def build_funding(
     *,
     policy_asset: str,
     fee_rate: float,
+    room: Room | None = None,
 ) -> tuple[ElementsTx, int]:
-    """Lock ``amount`` of ``asset`` (plus its fee reserve) in ``htlc`` from the sender's wallet."""
+    """Lock ``amount`` of ``asset`` (plus its fee reserve) in ``htlc`` from the sender's wallet
+    (coins chosen within ``room``: see :func:`~dvp_utxo.tx.select_assets`)."""
     if htlc.sender_pubkey != sender.pubkey:
         raise TxBuildError("the HTLC's sender key is not the funding key")
     outs = funding_outputs(htlc, asset, amount, policy_asset=policy_asset, fee_rate=fee_rate)
@@ -106,7 +118,7 @@ def build_funding(
     for o in outs:
         needs[o.asset] += o.value
     own = [u for u in wallet if u.script_pubkey == sender.script_pubkey]
-    chosen = select_utxos(own, dict(needs), policy_asset, fee_rate)
+    chosen = select_utxos(own, dict(needs), policy_asset, fee_rate, room)
     return build_payment(sender, chosen, outs, policy_asset=policy_asset, fee_rate=fee_rate)
 
 

@@ -14,7 +14,7 @@ from ..htlc import AuditError, Funding, UtxoLedger
 from ..keys import Key
 from ..rpc import RpcClient
 from ..script import HtlcScript
-from ..tx import TxBuildError, Utxo, select_assets
+from ..tx import Room, TxBuildError, Utxo, select_assets
 from .assets import IssuedAsset
 from .dvp_tx import DvpTerms, DvpTx, build_dvp
 from .htlc import build_funding, build_htlc_spend, fee_reserve, min_htlc_amount
@@ -55,16 +55,17 @@ class ElementsLedger(UtxoLedger):
 
     # -- payments and issuance ------------------------------------------------------------
     def payment_tx(self, key: Key, outputs: list[TxOut]) -> ElementsTx:
+        """A payment from ``key``'s coins, chosen within the node's mempool chain limits."""
         needs: dict[str, int] = {}
         for o in outputs:
             needs[o.asset] = needs.get(o.asset, 0) + o.value
-        chosen = select_utxos(self.wallet(key), needs, self.policy_asset, self.fee_rate)
+        chosen = select_utxos(self.wallet(key), needs, self.policy_asset, self.fee_rate, self.view.room())
         tx, _fee = build_payment(key, chosen, outputs, policy_asset=self.policy_asset, fee_rate=self.fee_rate)
         return tx
 
     def issuance_tx(self, key: Key, amount: int) -> tuple[ElementsTx, IssuedAsset]:
         """A new asset of ``amount`` units paid to ``key``, issued from one of its policy-asset outputs."""
-        funds = select_utxos(self.wallet(key), {}, self.policy_asset, self.fee_rate)
+        funds = select_utxos(self.wallet(key), {}, self.policy_asset, self.fee_rate, self.view.room())
         tx, issued, _fee = build_issuance(key, funds, amount, policy_asset=self.policy_asset, fee_rate=self.fee_rate)
         return tx, issued
 
@@ -77,10 +78,11 @@ class ElementsLedger(UtxoLedger):
         with an issued asset (the funding transaction's own fee comes on top)."""
         return fee_reserve(htlc, self.fee_rate, asset, self.policy_asset)
 
-    def elements_funding_tx(self, sender: Key, htlc: HtlcScript, asset: str, amount: int) -> ElementsTx:
-        tx, _fee = build_funding(
-            sender, htlc, asset, amount, self.wallet(sender), policy_asset=self.policy_asset, fee_rate=self.fee_rate
-        )
+    def elements_funding_tx(
+        self, sender: Key, htlc: HtlcScript, asset: str, amount: int, room: Room | None = None
+    ) -> ElementsTx:
+        tx, _fee = build_funding(sender, htlc, asset, amount, self.wallet(sender), policy_asset=self.policy_asset,
+                                 fee_rate=self.fee_rate, room=room)  # fmt: skip
         return tx
 
     def elements_spend_tx(self, htlc: HtlcScript, key: Key, *, preimage: bytes | None = None, refund: bool = False,
@@ -97,7 +99,7 @@ class ElementsLedger(UtxoLedger):
 
     async def fund(self, sender: Key, htlc: HtlcScript, amount: int, asset: str | None = None) -> tuple[str, int]:
         asset = asset or self.policy_asset
-        tx = self.elements_funding_tx(sender, htlc, asset, amount)
+        tx = self.elements_funding_tx(sender, htlc, asset, amount, self.view.room())
         txid = await self.send(tx)
         vout = next(i for i, o in enumerate(tx.outputs) if o.script_pubkey == htlc.script_pubkey and o.asset == asset)
         return txid, vout
@@ -151,13 +153,14 @@ class ElementsLedger(UtxoLedger):
             "seller": {terms.security_asset: terms.security_amount},
             "buyer": {terms.cash_asset: terms.cash_amount},
         }
-        chosen = {}
+        chosen: dict[str, list[Utxo]] = {}
         for role, wallet in wallets.items():
+            room = self.view.room([u for c in chosen.values() for u in c])  # within the limits with the other's
             if role == fee_payer:
-                chosen[role] = select_utxos(wallet, gives[role], self.policy_asset, self.fee_rate)
+                chosen[role] = select_utxos(wallet, gives[role], self.policy_asset, self.fee_rate, room)
             else:
                 asset, amount = next(iter(gives[role].items()))
-                chosen[role] = select_assets(wallet, {asset: amount}, asset, lambda n: 0)  # pays no fee
+                chosen[role] = select_assets(wallet, {asset: amount}, asset, lambda n: 0, room)  # pays no fee
         return build_dvp(
             terms,
             chosen["seller"],

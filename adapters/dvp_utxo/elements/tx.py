@@ -34,7 +34,7 @@ import wallycore as wally
 from bitcoin.core.script import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160, CScript
 
 from ..keys import Key, pubkey_hash
-from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, TxBuildError, Utxo, fee_for, select_assets, settle_fee
+from ..tx import DUST_LIMIT, MAX_SIG, SEQUENCE_FINAL, Room, TxBuildError, Utxo, fee_for, select_assets, settle_fee
 from .assets import (
     ZERO32,
     AssetError,
@@ -433,13 +433,16 @@ def balance_with_fee(
 # --- wallet spends -----------------------------------------------------------------------
 
 
-def select_utxos(utxos: list[Utxo], needs: dict[str, int], policy_asset: str, fee_rate: float) -> list[Utxo]:
-    """Enough of each asset for ``needs``, and of the policy asset for its need plus the fee."""
+def select_utxos(
+    utxos: list[Utxo], needs: dict[str, int], policy_asset: str, fee_rate: float, room: Room | None = None
+) -> list[Utxo]:
+    """Enough of each asset for ``needs``, and of the policy asset for its need plus the fee
+    (within ``room``: see :func:`~dvp_utxo.tx.select_assets`)."""
 
     def fee(n: int) -> int:
         return fee_for(400 + 80 * n, fee_rate)  # outputs and the fee output, plus P2WPKH inputs
 
-    return select_assets(utxos, dict(needs), policy_asset, fee)
+    return select_assets(utxos, dict(needs), policy_asset, fee, room)
 
 
 def _wallet_placeholder(key: Key, n: int) -> list[list[bytes] | None]:
