@@ -32,8 +32,8 @@ contracts: $(NODE_STAMP)
 	node contracts/ethereum/build.mjs
 
 lint: setup
-	$(BIN)/ruff check core adapters agent tests
-	$(BIN)/ruff format --check core adapters agent tests
+	$(BIN)/ruff check core adapters agent tests docs/profile
+	$(BIN)/ruff format --check core adapters agent tests docs/profile
 	$(BIN)/mypy
 	# The import layers and the no-cycle rule (pyproject.toml, [tool.importlinter]; docs/design.md, "Layers").
 	$(BIN)/lint-imports --no-cache

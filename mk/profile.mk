@@ -8,12 +8,15 @@ PROFILE_RATE ?= 50
 # Draw only the stacks with a frame containing one of these (space-separated; with --agents in
 # PROFILE_ARGS the default is the agents' stacks); see docs/profile/README.md.
 PROFILE_KEEP ?=
+# More options of docs/profile/record.py: --every-stack (--agents runs: draw every stack),
+# --subprocesses (sample the bench's child processes too: --workers runs).
+PROFILE_OPTS ?=
 PY_SPY := $(BIN)/py-spy
 
 .PHONY: profile
 profile: setup $(PY_SPY)
 	$(BIN)/python docs/profile/record.py $(PROFILE_NAME) --rate $(PROFILE_RATE) \
-	  $(if $(strip $(PROFILE_KEEP)),--keep $(PROFILE_KEEP)) -- $(PROFILE_ARGS)
+	  $(if $(strip $(PROFILE_KEEP)),--keep $(PROFILE_KEEP)) $(PROFILE_OPTS) -- $(PROFILE_ARGS)
 
 $(PY_SPY): constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt py-spy

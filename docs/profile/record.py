@@ -13,7 +13,8 @@ and ``command.txt`` (the command, the commit, the times).  Then flame.py draws
 ``docs/profile/NAME.svg`` and top.py writes ``docs/profile/NAME.txt`` from the stacks kept.
 
 With ``--agents`` in BENCH ARGS and no ``--keep``, the agents' stacks are kept (flame.AGENTS): the
-agents run inside the bench's process, beside its one-process swaps.  ``--subprocesses`` makes
+agents run inside the bench's process, beside its one-process swaps (``--every-stack``: all of
+them drawn).  ``--subprocesses`` makes
 py-spy sample the bench's child processes too (``--workers`` runs; the testnets' own Python
 helpers when the bench starts them itself), their samples merged into one graph.
 
@@ -64,6 +65,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--keep", nargs="+", default=[], help="draw only the stacks with a frame containing one of these"
     )
+    parser.add_argument("--every-stack", action="store_true", help="draw every stack, --agents runs too")
     parser.add_argument("--subprocesses", action="store_true", help="sample the bench's child processes too")
     parser.add_argument("--out", type=Path, default=HERE, help="where NAME.svg and NAME.txt go (docs/profile)")
     parser.add_argument("--runs", type=Path, default=ROOT / "reports" / "profile", help="where the run folder goes")
@@ -76,7 +78,9 @@ def main(argv: list[str]) -> int:
     if args.rate < 1 or args.rate > 1000:
         parser.error(f"rate: 1 to 1000 samples a second, got {args.rate}")
     agents = any(a == "--agents" or a.startswith("--agents=") for a in given)
-    keep = args.keep or (list(flame.AGENTS) if agents else [])
+    if args.keep and args.every_stack:
+        parser.error("keep: --keep and --every-stack do not combine")
+    keep = args.keep or (list(flame.AGENTS) if agents and not args.every_stack else [])
 
     spy = BIN / "py-spy"
     if not spy.exists():
