@@ -230,6 +230,34 @@ async def test_two_halves_of_one_buyer_built_at_once_spend_other_coins_and_both_
     assert not adapter.ledger.held()  # released once the halves confirmed
 
 
+async def test_the_seller_audits_the_halfs_fee_at_its_signed_size(adapter, monkeypatch):
+    """The seller's audit of the buyer's half measures the fee against the transaction as it
+    will be sent, the seller's order witness added (signature and order script): a fee that
+    covers the half as it came but not the signed transaction is refused (before, it was
+    taken), and the honest half at the ledger's rate completes and confirms."""
+    from dvp_utxo.elements.dvp_tx import DvpTx, sign_dvp, signed_vsize
+    from dvp_utxo.tx import fee_for
+
+    order = await open_order(adapter, 2, 20_000)
+    half = await adapter.sign_as_buyer(order)
+    dvp, terms = DvpTx.from_pset(half, "buyer"), adapter._dvp_terms(order)
+    came, signed = dvp.tx.vsize, signed_vsize(dvp, terms)
+    assert signed - came >= 35, (came, signed)  # the seller's signature and 69-byte order script, / 4
+    # A rate at which the fee covers the half as it came, not the signed transaction.
+    rate = dvp.fee / ((came + signed) / 2)
+    assert fee_for(came, rate) <= dvp.fee < fee_for(signed, rate), (came, signed, dvp.fee, rate)
+    monkeypatch.setattr(adapter.config, "fee_rate", rate)
+    with pytest.raises(errors.AuditFailed, match=f"below the ledger's rate for {signed} vbytes once signed"):
+        await adapter.complete_as_seller(order, half)
+    monkeypatch.undo()
+    done = await adapter.complete_as_seller(order, half)
+    await adapter.wait_final(done.tx_id)
+    assert (await adapter.get_order(adapter.order_id(order))).status is OrderStatus.SETTLED
+    seller = adapter._key("seller")
+    sent = sign_dvp(dvp, seller, terms, "seller", policy_asset=adapter.config.policy_asset, max_fee=0).tx
+    assert sent.txid == done.tx_id and sent.vsize <= signed and dvp.fee >= fee_for(sent.vsize, adapter.config.fee_rate)
+
+
 async def test_a_revocation_refused_for_its_fee_is_retried_not_taken_as_spent(adapter, monkeypatch):
     """The buyer's drive voids a half the seller holds; the node refuses the revocation for a
     cause other than its inputs being spent (here: below the relay fee).  The half is still

@@ -51,6 +51,7 @@ from dvp_utxo.elements.dvp_tx import (  # noqa: E402
     check_dvp,
     finalize_dvp,
     sign_dvp,
+    signed_vsize,
     verify_dvp,
     verify_input,
 )
@@ -750,6 +751,34 @@ def test_dvp_spending_the_sellers_order_output_is_signed_by_each_party_and_verif
     # Without the order in the terms, the order output is nobody's and the seller has nothing to sign.
     with pytest.raises(DvpError, match="not the seller's output"):
         build_dvp(dc_replace(terms, seller_order=b""), seller, buyer, policy_asset=POLICY, fee_rate=FEE_RATE)
+
+
+def test_the_dvp_fee_pays_for_the_signed_size_the_order_scripts_witness_included():
+    """The buyer's half carries only its own witnesses; the seller's order input, once signed,
+    adds a signature and the 69-byte order script.  The fee is sized for that (build_dvp) and
+    the seller's audit measures it so (signed_vsize): before, both counted a 33-byte key in its
+    place, and the audit the half as it came, without the seller's witness at all."""
+    from dvp_utxo.elements.order import OrderScript, order_hash
+    from dvp_utxo.tx import fee_for
+
+    order = OrderScript(order_hash({"nonce": "cd" * 32, "security_amount": 10}), SELLER.pubkey)
+    terms = DvpTerms(SELLER.pubkey, BUYER.pubkey, SECURITY, 10 * 10**8, CASH, 2_500 * 10**8, seller_order=order.script)
+    seller = [Utxo(txid(0x0D), 0, 10 * 10**8, order.script_pubkey, asset=SECURITY)]
+    buyer = [Utxo(txid(0xB0B), 0, 3_000 * 10**8, BUYER.script_pubkey, asset=CASH),
+             Utxo(txid(0xB0B), 1, 50_000, BUYER.script_pubkey, asset=POLICY)]  # fmt: skip
+    kw = dict(policy_asset=POLICY, max_fee=20_000)
+    for rate in (FEE_RATE, 1.0, 25.0):
+        dvp = build_dvp(terms, seller, buyer, policy_asset=POLICY, fee_rate=rate)
+        half = sign_dvp(dvp, BUYER, terms, "buyer", **kw)
+        final = finalize_dvp(sign_dvp(half, SELLER, terms, "seller", **kw))
+        estimate = signed_vsize(half, terms)
+        assert final.vsize <= estimate <= final.vsize + 1, (final.vsize, estimate)  # a signature is 71 or 72 bytes
+        assert estimate - half.tx.vsize >= (1 + 72 + 1 + 69) // 4  # the seller's witness, missing from the half
+        assert signed_vsize(dvp, terms) >= final.vsize  # nothing signed yet: the largest witness for each
+        assert dvp.fee >= fee_for(final.vsize, rate) and dvp.fee >= fee_for(estimate, rate), (rate, dvp.fee)
+    assert fee_for(half.tx.vsize, 25.0) < fee_for(
+        estimate, 25.0
+    )  # the two floors differ: the audit needs the right one
 
 
 def test_a_partly_signed_dvp_travels_as_a_pset_that_elements_tools_read():

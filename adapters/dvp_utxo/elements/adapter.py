@@ -45,7 +45,7 @@ from ..rpc import RpcClient
 from ..script import HtlcScript, ScriptError
 from ..tx import Utxo, fee_for
 from .config import ElementsConfig
-from .dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp
+from .dvp_tx import DvpError, DvpTerms, DvpTx, build_dvp, check_dvp, finalize_dvp, sign_dvp, signed_vsize
 from .launcher import address_of
 from .ledger import ElementsLedger
 from .order import OrderScript, build_cancel, order_hash, spend_back
@@ -286,7 +286,8 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
     def _audit_half(self, half: DvpTx, terms: DvpTerms) -> None:
         """The seller's audit of the buyer's half: each input spends an unspent output exactly
         as the chain has it, the buyer's inputs are signed, the fee is at least the ledger's
-        rate, and :func:`check_dvp` from the seller's side (it gives the security, receives
+        rate for its size once the seller has signed too (:func:`signed_vsize`), and
+        :func:`check_dvp` from the seller's side (it gives the security, receives
         the cash in full, pays nothing else)."""
         for i, u in enumerate(half.spent):
             onchain = self.view.output(u.outpoint)
@@ -296,8 +297,9 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
                 raise DvpError(f"input {i}: its witness_utxo is not the output {u.txid}:{u.vout} on {self.name}")
             if half.owner(i, terms) == "buyer" and not half.signed[i]:
                 raise DvpError(f"input {i}: the buyer's input is not signed")
-        if half.fee < fee_for(half.tx.vsize, self.config.fee_rate):
-            raise DvpError(f"fee {half.fee} is below the ledger's rate for {half.tx.vsize} vbytes")
+        size = signed_vsize(half, terms)  # the seller's witnesses added: what the node will be sent
+        if half.fee < fee_for(size, self.config.fee_rate):
+            raise DvpError(f"fee {half.fee} is below the ledger's rate for {size} vbytes once signed")
         check_dvp(half, terms, "seller", policy_asset=self.config.policy_asset, max_fee=0)
 
     async def complete_as_seller(self, order: DvpOrder, half: str) -> Submission:

@@ -250,7 +250,7 @@ def build_dvp(
                 outs.append(TxOut(terms.script(role), asset, left))
     check_no_dust(outs)
     # ... then the fee payer's policy-asset change and the fee, balancing the whole tx.
-    placeholder = [[MAX_SIG, b"\x02" + b"\x00" * 32] for _ in inputs]
+    placeholder = [_largest_witness(u, terms) for u in by_role["seller"] + by_role["buyer"]]
     try:
         full, fee = balance_with_fee(
             inputs,
@@ -264,6 +264,22 @@ def build_dvp(
         raise DvpError(f"the {fee_payer} cannot pay the fee: {exc}") from None
     w = assemble(inputs, full)
     return DvpTx(ElementsTx.from_wally(w), tuple(u for u in by_role["seller"] + by_role["buyer"]), fee_payer, fee)
+
+
+def _largest_witness(spent: Utxo, terms: DvpTerms) -> list[bytes]:
+    """The largest witness an input spending ``spent`` carries once signed: the largest
+    signature, then the seller's order script (its order output) or a public key (P2WPKH)."""
+    if terms.seller_order and spent.script_pubkey == OrderScript.parse(terms.seller_order).script_pubkey:
+        return [MAX_SIG, terms.seller_order]
+    return [MAX_SIG, b"\x02" + b"\x00" * 32]
+
+
+def signed_vsize(dvp: DvpTx, terms: DvpTerms) -> int:
+    """The virtual size ``dvp`` has once every input is signed (what its fee must pay for):
+    the witnesses it carries, and the largest one for each input not signed yet."""
+    w = dvp.tx.wally()
+    set_witnesses(w, [None if i.witness else _largest_witness(u, terms) for i, u in zip(dvp.tx.inputs, dvp.spent)])
+    return int(wally.tx_get_vsize(w))
 
 
 def check_dvp(dvp: DvpTx, terms: DvpTerms, role: str, *, policy_asset: str, max_fee: int) -> None:
@@ -355,4 +371,14 @@ def finalize_dvp(dvp: DvpTx) -> ElementsTx:
     return dvp.tx
 
 
-__all__ = ["DvpError", "DvpTerms", "DvpTx", "build_dvp", "check_dvp", "finalize_dvp", "sign_dvp", "verify_dvp"]
+__all__ = [
+    "DvpError",
+    "DvpTerms",
+    "DvpTx",
+    "build_dvp",
+    "check_dvp",
+    "finalize_dvp",
+    "sign_dvp",
+    "signed_vsize",
+    "verify_dvp",
+]
