@@ -540,6 +540,7 @@ def test_a_step_that_reverted_has_its_row_and_its_fee():
             ("claim security", "intent", "evm-a", 1005.5, None, 12, 5005.5, None),
             ("claim security", "submitted", "evm-a", 1005.75, "0xdd", 12, 5005.5, None),
             ("claim security", "final", "evm-a", 1006.5, "0xdd", 13, 5006.0, lost),
+            ("claim security", "skipped", "evm-a", 1006.75, None, 13, 5006.0, {"reason": "too late"}),
         ],
     )
     fig = m.swap_metrics(record("c", "htlc", SPEC, DATA, "principal loss", 1000.0), raced, LEDGERS)
