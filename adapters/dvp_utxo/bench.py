@@ -18,6 +18,7 @@ from typing import Any
 from dvp import errors
 
 from .adapter import UtxoAdapter
+from .boundary import utxo_errors
 from .keys import Key
 from .rpc import RpcClient
 from .tx import Utxo, build_payment, tx_hex, txid_of
@@ -48,12 +49,17 @@ async def capacity(
     Bitcoin), sign a payment of each, time sending them all."""
     key = adapter._key(PARTY)
     await adapter._refresh("capacity")
-    async with adapter._send_lock:  # the funding transaction, paid as an issue is
-        payer = adapter._key(adapter.config.issuer)
-        short = adapter.view.balance(payer.script_pubkey, min_conf=0, asset=coin) < n * OUTPUT + 100_000
-        if short and adapter.config.miner in adapter._keys:
-            payer = adapter._key(adapter.config.miner)
-        txid = await fund(payer, key.script_pubkey, n)
+
+    async def funding() -> str:  # paid as an issue is, within the node's mempool chain limits
+        async with adapter._send_lock:
+            with utxo_errors("capacity", adapter.name):
+                payer = adapter._key(adapter.config.issuer)
+                short = adapter.view.balance(payer.script_pubkey, min_conf=0, asset=coin) < n * OUTPUT + 100_000
+                if short and adapter.config.miner in adapter._keys:
+                    payer = adapter._key(adapter.config.miner)
+                return await fund(payer, key.script_pubkey, n)
+
+    txid = await adapter._within_limits(funding)
     await adapter.wait_final(txid)
     outputs = [u for u in adapter.view.unspent(key.script_pubkey) if u.txid == txid and u.value == OUTPUT]
     if len(outputs) != n:

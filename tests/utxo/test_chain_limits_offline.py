@@ -150,3 +150,16 @@ def test_coin_selection_prefers_confirmed_then_the_least_chained_and_passes_over
     with pytest.raises(TxBuildError) as exc:
         select_coins([ws[one[-1].txid], ws[two[-1].txid]], 150_000, 1.0, 43, w.room())
     assert exc.value.code == CHAIN_LIMIT
+
+
+async def test_a_closed_rpc_client_opens_no_new_session():
+    """A task still running after the adapter closed (the bench's error path: the issues in
+    flight beside the one the node refused) must not open a session nobody closes
+    ("Unclosed client session"): a call after aclose raises RpcUnavailable."""
+    from dvp_utxo.rpc import RpcClient, RpcUnavailable
+
+    client = RpcClient("http://127.0.0.1:9", "u", "p")
+    await client.aclose()
+    with pytest.raises(RpcUnavailable, match="is closed"):
+        await client.call("getblockcount")
+    assert client._session is None
