@@ -80,6 +80,7 @@ def test_below_k100_latency_and_throughput_are_information_not_targets():
     assert lat["met"] is None and lat["value"] == 3.0 and same["met"] is None and same["value"] == 0.1
     assert "10 swaps in flight" in same["why"]  # what limits it, though no threshold
     assert all(t["met"] is not False for t in targets(at_k(10, swaps_per_second=0.1, latency_ratio=9.0)))
+    assert by_target(at_k(10, latency_ratio=0.9))["mean latency over sequential confirmations"]["why"] is None
 
 
 @pytest.mark.parametrize(

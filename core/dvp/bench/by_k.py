@@ -107,7 +107,7 @@ def scaling_chart(runs: list[tuple[Path, dict[str, Any]]], path: Path) -> Path:
     same-client and chain-capacity bounds; right, mean latency over sequential confirmations
     against K with the 1.5 x target line.  Log axes for K (and swaps/s)."""
     plt = _plt()
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     pairs = series(runs)
     fig, axes = plt.subplots(max(1, len(pairs)), 2, figsize=(11, 1 + 2.6 * max(1, len(pairs))), squeeze=False)
@@ -122,11 +122,9 @@ def scaling_chart(runs: list[tuple[Path, dict[str, Any]]], path: Path) -> Path:
         _line(left, points, "chain_bound", marker=".", ls=":", color="tab:green", label="chain-capacity bound")
         left.set_xscale("log")
         left.set_yscale("log")
-        plain = FuncFormatter(lambda v, _: f"{v:g}")
-        left.yaxis.set_major_formatter(plain)
-        drawn = [x[key] for x in points for key in ("swaps_per_second", "bound", "chain_bound") if x[key]]
-        # minor ticks labelled only within one decade, where no major tick would be
-        left.yaxis.set_minor_formatter(plain if drawn and max(drawn) < 10 * min(drawn) else NullFormatter())
+        left.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))  # labels 1, 2, 3, 5, 10, 20 ...
+        left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        left.yaxis.set_minor_formatter(NullFormatter())
         left.tick_params(axis="y", which="both", labelsize=7)
         left.set_xlabel("K (swaps in flight)")
         left.set_ylabel("swaps/s")
