@@ -297,3 +297,35 @@ async def test_proposals_checked_at_once_are_counted_against_the_unfinished_swap
     ]
     assert buyer._being_agreed == {}
     assert holdings(ledgers) == (100 - 10 * cap, 10 * cap, 1000 * cap, 10_000 - 1000 * cap)
+
+
+async def test_a_proposal_whose_row_is_readable_before_its_writer_resumes_counts_once(agents, ledgers, monkeypatch):
+    """limits.unfinished_swaps N and exactly N proposals at once, each row readable by the other
+    proposals' checks while its writer has not resumed yet (a group commit is visible before the
+    future that reports it runs): all N are agreed.  Counted as a row and as a proposal being
+    checked, the last ones were rejected naming the limit (dvp bench --agents at K=50: 3 of 200)."""
+    seller, buyer = agents
+    cap = 3
+    buyer.limits = buyer.limits.model_copy(update={"unfinished_swaps": cap})
+    create = buyer.journal.acreate
+
+    resumed = []
+
+    async def visible_before_resumed(*args, **kwargs):
+        await create(*args, **kwargs)
+        await asyncio.sleep(1.0)  # the row is on disk; the last proposal is checked meanwhile
+        resumed.append(args[0])
+
+    monkeypatch.setattr(buyer.journal, "acreate", visible_before_resumed)
+    first = [asyncio.create_task(seller.propose(spec())) for _ in range(cap - 1)]
+    for _ in range(100):  # until their rows are readable, their writers still asleep
+        if len(buyer.journal.swaps(unfinished=True)) == cap - 1:
+            break
+        await asyncio.sleep(0.01)
+    assert not resumed, "the writers resumed too soon for this test"
+    ids = [*await asyncio.gather(*first, seller.propose(spec()))]
+    async with asyncio.timeout(20):
+        results = await asyncio.gather(*(seller.tasks[swap_id] for swap_id in ids))
+    assert [r.outcome for r in results] == [Outcome.SETTLED] * cap, [r.detail for r in results]
+    assert buyer._being_agreed == {}
+    assert holdings(ledgers) == (100 - 10 * cap, 10 * cap, 1000 * cap, 10_000 - 1000 * cap)

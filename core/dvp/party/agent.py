@@ -73,18 +73,21 @@ class _Turn:
 
 class _Slot:
     """A proposal from ``peer`` counted against its unfinished swaps from before its checks
-    until its row is written or it is refused: proposals checked at once see each other."""
+    until its row is written or it is refused: proposals checked at once see each other.
+    Counted by swap id, so a proposal whose row is already readable (a group commit is visible
+    before its writer resumes) counts once, not as a row and a slot."""
 
-    def __init__(self, counts: collections.Counter[str], peer: str) -> None:
-        self.counts, self.peer, self.held, self.handed = counts, peer, True, False
-        counts[peer] += 1
+    def __init__(self, agreeing: dict[str, set[str]], peer: str, swap_id: str) -> None:
+        self.agreeing, self.peer, self.swap_id, self.held, self.handed = agreeing, peer, swap_id, True, False
+        agreeing.setdefault(peer, set()).add(swap_id)
 
     def release(self) -> None:
         if self.held:
             self.held = False
-            self.counts[self.peer] -= 1
-            if self.counts[self.peer] <= 0:
-                del self.counts[self.peer]
+            ids = self.agreeing.get(self.peer, set())
+            ids.discard(self.swap_id)
+            if not ids:
+                self.agreeing.pop(self.peer, None)
 
 
 class Agent:
@@ -131,7 +134,7 @@ class Agent:
         self.ended: collections.Counter[str] = collections.Counter()  # the swaps driven to an end here, by outcome
         self._retries: set[asyncio.Task[None]] = set()
         self._proposing: dict[str, _Turn] = {}
-        self._being_agreed: collections.Counter[str] = collections.Counter()  # per peer: _Slot
+        self._being_agreed: dict[str, set[str]] = {}  # per peer: the swap ids of its _Slots
         self._writing: collections.Counter[str] = collections.Counter()  # agreed rows being written, per peer
         self._closing = False
         # Sequence numbers handed out or taken but maybe not journaled yet (the journal's rows
@@ -815,7 +818,7 @@ class Agent:
                 f"from {peer!r} (limits.proposals_per_minute)",
                 "proposals_per_minute",
             )
-        if self._unfinished_with(peer) + self._being_agreed[peer] >= self.limits.unfinished_swaps:
+        if len(self._unfinished_with(peer) | self._being_agreed.get(peer, set())) >= self.limits.unfinished_swaps:
             return self._reject(
                 proposal.swap_id,
                 peer,
@@ -827,15 +830,15 @@ class Agent:
         # another queue behind each other's ledger reads (K proposals at once took K times one
         # check).  A policy's daily sums are checked again, one agreement at a time, just
         # before the swap's row (_agree_to).
-        slot = _Slot(self._being_agreed, peer)
+        slot = _Slot(self._being_agreed, peer, proposal.swap_id)
         try:
             return await self._agree_to(proposal, peer, slot)
         finally:
             if not slot.handed:  # else the row's writer releases it, once the row is written
                 slot.release()
 
-    def _unfinished_with(self, peer: str) -> int:
-        return sum(1 for r in self.journal.swaps(unfinished=True) if self._side_peer(r) == peer)
+    def _unfinished_with(self, peer: str) -> set[str]:
+        return {r.id for r in self.journal.swaps(unfinished=True) if self._side_peer(r) == peer}
 
     @staticmethod
     def _side_peer(record: SwapRecord) -> str | None:
