@@ -58,6 +58,22 @@ def out_dir_of(bench: list[str]) -> Path | None:
     return None
 
 
+def run_relaying(command: list[str]) -> tuple[int, str]:
+    """Run ``command`` (py-spy and the bench under it), its standard output relayed line by line
+    (where py-spy writes its messages; the bench's live progress bar is not drawn on a pipe);
+    returns its exit status and py-spy's count of samples and failed reads ("Samples: N Errors:
+    M", from its closing line), or "" if it wrote none."""
+    said = ""
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, errors="replace") as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            if line.startswith("py-spy> Wrote") and "Samples:" in line:
+                said = "py-spy " + line[line.index("Samples:") :].strip()
+    return proc.returncode, said
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Profile one `dvp bench` run with py-spy.")
     parser.add_argument("name", help="docs/profile/NAME.svg and NAME.txt")
@@ -99,11 +115,12 @@ def main(argv: list[str]) -> int:
     command += ["--", str(BIN / "dvp"), "bench", *bench]
     head = git_head()
     print(f"profile: {shlex.join(command)}", flush=True)
-    status = subprocess.run(command, cwd=ROOT).returncode
+    status, spy_said = run_relaying(command)
     ended = datetime.datetime.now(datetime.UTC)
     (run / "command.txt").write_text(
         f"{shlex.join(command)}\ncommit {head}\n{version}\nstarted {started:%Y-%m-%d %H:%M:%S} UTC\n"
         f"ended {ended:%Y-%m-%d %H:%M:%S} UTC\nexit {status}\nkept {' '.join(keep) or 'every stack'}\n"
+        f"{spy_said}\n"
     )
     # py-spy exits 0 whatever the program it ran did: the bench's results.json says it finished.
     if status != 0 or not results.exists() or results.stat().st_mtime < started.timestamp():
@@ -127,7 +144,7 @@ def main(argv: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: {raw}: {exc}", file=sys.stderr)
         return 1
-    print(f"profile: {svg}, {txt} ({sum(stacks.values())} samples); raw stacks in {run}")
+    print(f"profile: {svg}, {txt} ({sum(stacks.values())} samples drawn; {spy_said}); raw stacks in {run}")
     return 0
 
 

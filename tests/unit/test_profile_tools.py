@@ -133,3 +133,11 @@ def test_flame_draws_stacks_deeper_than_pythons_recursion_limit() -> None:
     deep = ";".join(f"f{i} (deep.py:{i})" for i in range(sys.getrecursionlimit() + 500))
     svg = flame.render(top.read_stacks([f"{deep} 7"]), "deep")
     assert svg.count('<g class="f">') == sys.getrecursionlimit() + 500
+
+
+def test_record_relays_the_output_and_keeps_py_spys_sample_and_error_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    record = tool("record")
+    said = "py-spy> Wrote raw flamegraph data to 'x.txt'. Samples: 340 Errors: 74"
+    status, counts = record.run_relaying([sys.executable, "-c", f"print('bench table'); print({said!r}); exit(3)"])
+    assert (status, counts) == (3, "py-spy Samples: 340 Errors: 74")
+    assert capsys.readouterr().out == f"bench table\n{said}\n"
