@@ -361,6 +361,22 @@ def test_rss_trend_flat_and_growing():
     assert m.rss_trend([(1, 5)]) is None
 
 
+def test_rss_trend_judges_each_pair_of_a_run_on_its_own():
+    """Seven pairs of 200 swaps whose RSS steps up by 6 MiB as each pair starts and stays flat
+    while its swaps finish (the k100 run of record: 38 KiB/swap "growing" over the whole run) are
+    flat pair by pair; a pair whose swaps leave 200 KiB each behind is not, and is the one reported."""
+    steps = [(n, 146_000 + 6_000 * ((n - 1) // 200)) for n in range(1, 1401)]
+    ends = list(range(200, 1401, 200))
+    whole = m.rss_trend(steps)
+    assert whole is not None and not whole.flat
+    by_pair = m.rss_trend(steps, segments=ends)
+    assert by_pair is not None and by_pair.flat and by_pair.slope_kib_per_swap == 0.0
+    assert (by_pair.first_kib, by_pair.last_kib) == (146_000, 182_000)
+    leaking = [(n, kib + (200 * (n - 1000) if 1000 < n <= 1200 else 0)) for n, kib in steps]
+    worst = m.rss_trend(leaking, segments=ends)
+    assert worst is not None and not worst.flat and round(worst.slope_kib_per_swap) == 200
+
+
 # -- two parties' agents, each with its own journal (dvp.bench.parties) ------------------------
 
 SELLER_ROWS = rows(

@@ -108,7 +108,9 @@ def test_at_k1000_every_swap_settles_and_memory_is_reported_per_finished_swap():
     data["pairs"][0]["summary"]["outcomes"] = {"refunded": 1}
     settled = by_target(data)["every swap settled"]
     assert settled["met"] is False and settled["why"] == "0 of 1 settled (1 refunded)"
-    data["memory"]["trend"].update(flat=False, growth_kib=20_000.0)
+    # judged again from the samples: one pair's swaps, each leaving 20 MiB behind
+    data["memory"]["samples"] = [[n, 100_000 + 20_000 * n] for n in range(1, 5)]
+    data["pairs"][0]["swaps"] = data["pairs"][0]["swaps"] * 4 if data["pairs"][0]["swaps"] else [{}] * 4
     memory = by_target(data)["memory flat in finished swaps"]
     assert memory["met"] is False and "RSS grew 20000 KiB" in memory["why"] and "MiB over" in memory["detail"]
 

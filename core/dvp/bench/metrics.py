@@ -490,13 +490,36 @@ def throughput_ratio(summary: Summary, raw_tps: Mapping[str, float]) -> Throughp
     )
 
 
-def rss_trend(samples: Sequence[tuple[int, int]], *, tolerance: float = 0.05, floor_kib: int = 8192) -> RssTrend | None:
+def rss_trend(
+    samples: Sequence[tuple[int, int]],
+    *,
+    segments: Sequence[int] = (),
+    tolerance: float = 0.05,
+    floor_kib: int = 8192,
+) -> RssTrend | None:
     """(finished swaps, RSS KiB) samples -> least-squares slope and whether RSS stays flat.
 
     Flat when the fitted growth over the second half of the run (after warm-up) is at
-    most ``tolerance`` of the RSS there, or ``floor_kib``, whichever is larger."""
+    most ``tolerance`` of the RSS there, or ``floor_kib``, whichever is larger.  With
+    ``segments`` (the finished count at which each pair's batch ended) each pair is judged on
+    its own and the one that grew most is reported: a run of several pairs grows in a step
+    as each pair starts (its ledgers' clients, contracts, connections), not with its swaps."""
     if len(samples) < 2:
         return None
+    parts, start = [], 0
+    for end in segments:
+        part = [s for s in samples if start < s[0] <= end]
+        if len(part) >= 2:
+            parts.append(part)
+        start = end
+    trends = [_trend(part, tolerance, floor_kib) for part in parts] or [_trend(samples, tolerance, floor_kib)]
+    worst = max(trends, key=lambda t: t.growth_kib - t.allowed_kib)
+    return worst.model_copy(
+        update={"first_kib": samples[0][1], "last_kib": samples[-1][1], "max_kib": max(y for _, y in samples)}
+    )
+
+
+def _trend(samples: Sequence[tuple[int, int]], tolerance: float, floor_kib: int) -> RssTrend:
     half = samples[len(samples) // 2 :] if len(samples) >= 4 else list(samples)
     xs = [float(x) for x, _ in half]
     ys = [float(y) for _, y in half]

@@ -576,7 +576,7 @@ async def run_bench(
             peak_rss_kib=peak,
             samples=memory.samples,
             swaps=memory.finished,
-            trend=m.rss_trend(memory.samples),
+            trend=m.rss_trend(memory.samples, segments=pair_ends([{"swaps": r.swaps} for r in results])),
         ),
         not_measured=not_measured({i.kind for i in infos.values()}),
         agents=agents,
@@ -794,7 +794,10 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
         if p.get("agents"):
             out += agent_targets(p, p["agents"])
     mem = run["memory"]
-    trend = mem["trend"]
+    samples = [(int(x), int(y)) for x, y in mem.get("samples") or []]
+    # Judged again from the samples, pair by pair, so a saved run renders by today's rule.
+    fitted = m.rss_trend(samples, segments=pair_ends(run["pairs"])) if samples else None
+    trend = fitted.dump() if fitted is not None else mem["trend"]
     if trend:
         why = None
         if not trend["flat"]:
@@ -807,6 +810,16 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
             target_row(None, run_k(run), target, trend["slope_kib_per_swap"], trend["flat"], why, "KiB/swap", detail)
         )
     return out
+
+
+def pair_ends(pairs: list[dict[str, Any]]) -> list[int]:
+    """The count of finished swaps at which each pair's batch ended (the bench samples memory
+    as each of a batch's swaps finishes, in pair order; refunds are not sampled)."""
+    ends, total = [], 0
+    for p in pairs:
+        total += len(p["swaps"])
+        ends.append(total)
+    return ends
 
 
 def pair_targets(run: dict[str, Any], p: dict[str, Any]) -> list[dict[str, Any]]:
