@@ -43,8 +43,9 @@ def timeline(steps: list[Step]) -> list[StepTiming]:
     fees: dict[str, int | None] = {}
     txs: dict[str, int] = defaultdict(int)
     broke: dict[str, tuple[str, str | None]] = {}  # step -> the rule its reverted transaction broke, that tx
-    # Where each step last moved (a skipped row after a failed attempt does not end it).
-    last = {s.step: i for i, s in enumerate(steps) if s.phase in (Phase.INTENT, Phase.FINAL, Phase.RESULT)}
+    # Each step's last final or result row: neither a skipped row nor a resume's intent that sent
+    # nothing (its send failed before broadcasting) after a reverted attempt ends the step.
+    last = {s.step: i for i, s in enumerate(steps) if s.phase in (Phase.FINAL, Phase.RESULT)}
     previous_end = steps[0].wall if steps else 0.0
     for i, s in enumerate(steps):
         if s.phase == Phase.INTENT:

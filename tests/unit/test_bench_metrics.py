@@ -588,3 +588,27 @@ def test_a_step_that_reverted_has_its_row_and_its_fee():
     )
     [step] = timeline(retried)
     assert (step.tx_id, step.fee, step.transactions, step.reverted, step.seconds) == ("0x2", 8, 2, None, 3.0)
+
+
+def test_a_reverted_step_keeps_its_row_when_the_resume_sends_nothing():
+    """After a claim reverted, a resume journals a new intent and its send fails before anything
+    is broadcast (a pre-flight revert): the step still ends at its reverted transaction's final
+    row, with that fee and rule (before, the intent was its last row, so the step had no row and
+    its 40 wei were missing from the steps: only the lock's row came out)."""
+    lost = {"fee": 40, "payer": "buyer", "reverted": "NotLocked"}
+    journal = rows(
+        "p",
+        [
+            ("lock_a", "intent", "evm-a", 1.0, None, 1, 0.0, None),
+            ("lock_a", "submitted", "evm-a", 1.5, "0x1", 1, 0.0, None),
+            ("lock_a", "result", "evm-a", 2.0, "0x1", 2, 0.0, {"fee": 10, "payer": "seller", **EVM}),
+            ("claim", "intent", "evm-a", 3.0, None, 2, 0.0, None),
+            ("claim", "submitted", "evm-a", 3.5, "0x2", 2, 0.0, None),
+            ("claim", "final", "evm-a", 4.0, "0x2", 3, 0.0, lost),
+            ("claim", "intent", "evm-a", 6.0, None, 3, 0.0, None),  # the resume's; its send failed
+        ],
+    )
+    steps = timeline(journal)
+    assert [(s.step, s.fee, s.reverted) for s in steps] == [("lock_a", 10, None), ("claim", 40, "NotLocked")]
+    claim = steps[-1]
+    assert (claim.tx_id, claim.transactions, claim.started, claim.finished) == ("0x2", 1, 3.0, 4.0)
