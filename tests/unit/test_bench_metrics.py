@@ -375,6 +375,8 @@ def test_rss_trend_judges_each_pair_of_a_run_on_its_own():
     leaking = [(n, kib + (200 * (n - 1000) if 1000 < n <= 1200 else 0)) for n, kib in steps]
     worst = m.rss_trend(leaking, segments=ends)
     assert worst is not None and not worst.flat and round(worst.slope_kib_per_swap) == 200
+    assert m.rss_steps(steps, ends) == 6 * 6_000  # what the judgement pair by pair leaves out is shown
+    assert m.rss_steps(steps, [1400]) is None
 
 
 # -- two parties' agents, each with its own journal (dvp.bench.parties) ------------------------

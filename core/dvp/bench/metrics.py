@@ -519,6 +519,20 @@ def rss_trend(
     )
 
 
+def rss_steps(samples: Sequence[tuple[int, int]], segments: Sequence[int]) -> int | None:
+    """RSS added between pairs (KiB): each pair's first sample over the previous pair's last,
+    summed; None for a run of one pair (nothing between)."""
+    if len(segments) < 2 or not samples:
+        return None
+    by_x = dict(samples)
+    added = 0
+    for end in segments[:-1]:
+        before, after = by_x.get(end), by_x.get(end + 1)
+        if before is not None and after is not None:
+            added += max(0, after - before)
+    return added
+
+
 def _trend(samples: Sequence[tuple[int, int]], tolerance: float, floor_kib: int) -> RssTrend:
     half = samples[len(samples) // 2 :] if len(samples) >= 4 else list(samples)
     xs = [float(x) for x, _ in half]

@@ -809,6 +809,10 @@ def targets(run: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(
             target_row(None, run_k(run), target, trend["slope_kib_per_swap"], trend["flat"], why, "KiB/swap", detail)
         )
+    steps = m.rss_steps(samples, pair_ends(run["pairs"]))
+    if steps is not None:  # what the pair-by-pair judgement leaves out, shown (a pair's clients never closed)
+        detail = f"{steps / 1024:.1f} MiB in all between the {len(run['pairs'])} pairs' batches"
+        out.append(target_row(None, run_k(run), "memory added between pairs", round(steps), None, None, "KiB", detail))
     return out
 
 
