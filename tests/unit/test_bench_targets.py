@@ -104,7 +104,10 @@ def test_at_k1000_every_swap_settles_and_memory_is_reported_per_finished_swap():
     data = at_k(1000)
     rows = by_target(data)
     assert rows["every swap settled"]["met"] is True and rows["every swap settled"]["unit"] == "of 1"
-    assert "mean latency <= 1.5 x sequential confirmations" in rows
+    # issue 21 asks at K=1,000 for swaps/s against both bounds, not a share: information rows
+    assert "mean latency <= 1.5 x sequential confirmations" not in rows
+    assert rows["mean latency over sequential confirmations"]["met"] is None
+    assert rows["swaps/s of the same-client bound"]["met"] is None
     data["pairs"][0]["summary"]["outcomes"] = {"refunded": 1}
     settled = by_target(data)["every swap settled"]
     assert settled["met"] is False and settled["why"] == "0 of 1 settled (1 refunded)"
