@@ -158,7 +158,12 @@ class UtxoAdapter(LedgerAdapter, Observable):
     async def _sending(self) -> AsyncIterator[None]:
         """The send lock for choosing and signing one swap step's transaction; released as
         soon as the transaction is recorded in the chain view (its inputs spent), so the
-        next swap's lock or claim is built while this one is journaled and broadcast."""
+        next swap's lock or claim is built while this one is journaled and broadcast.
+
+        Every send takes the lock here, so none holds it while it waits for a block (the
+        node's mempool chain limits: :meth:`_within_limits`, :meth:`UtxoLedger.broadcast_raw`);
+        a claim checks its lock height under it, right before it is built, and a block that
+        came while it waited for the lock is seen (rule 4)."""
         await self._send_lock.acquire()
         held = True
 
@@ -328,7 +333,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         await self._refresh("issue")
 
         async def send() -> tuple[str, str]:
-            async with self._send_lock:
+            async with self._sending():
                 with utxo_errors(f"issue {asset}", self.name):
                     payer = self.config.issuer
                     if (
@@ -421,11 +426,11 @@ class UtxoAdapter(LedgerAdapter, Observable):
         await self._refresh("lock")
 
         async def send() -> str:
-            if htlc.lock_height <= self.view.height:
-                raise errors.LockExpired(
-                    f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
-                )
-            async with self._sending():
+            async with self._sending():  # checked under the lock, as a claim's lock height is
+                if htlc.lock_height <= self.view.height:
+                    raise errors.LockExpired(
+                        f"lock: expiry {htlc.lock_height} is not above the current height {self.view.height}"
+                    )
                 if self.view.outputs_to(htlc.script_pubkey):
                     raise errors.LockError(
                         f"lock: a lock with this script already exists on {self.name} (duplicate lock id)"
@@ -448,14 +453,16 @@ class UtxoAdapter(LedgerAdapter, Observable):
         await self._refresh("claim")
 
         async def send() -> tuple[str, str]:
-            if self.view.height >= htlc.lock_height:
-                # The script would still take the claim, but the refund is valid too now:
-                # revealing the secret in that race is what rule 4 forbids.
-                raise errors.LockExpired(
-                    f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
-                    "a claim now races the sender's refund"
-                )
             async with self._sending():
+                # Checked under the send lock, right before the claim is built and sent (no
+                # send waits for a block while holding it): the script would still take the
+                # claim, but the refund is valid too now; revealing the secret in that race is
+                # what rule 4 forbids.
+                if self.view.height >= htlc.lock_height:
+                    raise errors.LockExpired(
+                        f"claim {lock_id[:20]}...: lock height {htlc.lock_height} reached (tip {self.view.height}); "
+                        "a claim now races the sender's refund"
+                    )
                 st = self.ledger.status(htlc)
                 if not st.unspent:
                     raise self._not_locked(lock_id, st, "claim")
@@ -500,7 +507,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
         wire = self.ledger.dialect.parse_tx(signed.raw)
 
         async def send() -> None:
-            async with self._send_lock:
+            async with self._sending():
                 with utxo_errors(f"rebroadcast {signed.tx_id}", self.name):
                     await self.ledger.broadcast_raw(signed.raw)
 

@@ -51,7 +51,7 @@ async def capacity(
     await adapter._refresh("capacity")
 
     async def funding() -> str:  # paid as an issue is, within the node's mempool chain limits
-        async with adapter._send_lock:
+        async with adapter._sending():
             with utxo_errors("capacity", adapter.name):
                 payer = adapter._key(adapter.config.issuer)
                 short = adapter.view.balance(payer.script_pubkey, min_conf=0, asset=coin) < n * OUTPUT + 100_000

@@ -322,3 +322,92 @@ async def test_forty_issues_at_once_from_one_key_all_confirm_within_the_mempool_
     for f in finals:
         per_block[f.block_number] = per_block.get(f.block_number, 0) + 1
     assert len(per_block) >= 2 and max(per_block.values()) <= 25, per_block
+
+
+class _WatchedLock(asyncio.Lock):
+    """The adapter's send lock, saying when a task first asks for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+
+    async def acquire(self) -> bool:
+        self.asked.set()
+        return await super().acquire()
+
+
+async def test_a_claim_checks_its_lock_height_under_the_send_lock_which_no_wait_for_a_block_holds(adapter, monkeypatch):
+    """Rule 4 with the mempool chain limits' waits (a dev chain that mines on wait).
+
+    A claim waiting for the send lock while a block reaches its lock height is refused
+    (LockExpired) and nothing is sent: the height is checked under the lock (before: checked
+    before it, the claim went out at the lock height, the refund valid).  And an issue whose
+    sendrawtransaction the node refuses for its chain limits waits for (mines) the block that
+    makes room with the send lock free: a claim started meanwhile, on a lock whose lock height
+    is that block, goes out before it, below its lock height (before: the issue held the send
+    lock while it mined, and the claim went out after, at the lock height)."""
+    from dvp_utxo.rpc import RpcError
+    from dvp_utxo.tx import CHAIN_LIMIT
+
+    a = make({**_config, "mine_on_wait": True})
+    async with a:
+        now = (await a.now()).height
+        (sa, ta), (sb, tb) = [await terms_for(a, blocks=blocks) for blocks in (8, 10)]
+        for t in (ta, tb):
+            await a.wait_final((await a.lock(t)).tx_id)
+        await a.mine(ta.expiry - 1 - (await a.now()).height)
+        assert (await a.now()).height == ta.expiry - 1 > now
+        watched = a._send_lock = _WatchedLock()
+        sent: list[tuple[str, int]] = []  # (txid, the chain view's tip) of each transaction sent
+        refuse = asyncio.Event()  # the next sendrawtransaction is refused for the chain limits
+        call = a.ledger.rpc.call
+
+        async def node(method: str, *params):
+            if method == "sendrawtransaction":
+                if refuse.is_set():
+                    refuse.clear()
+                    raise RpcError(method, -26, f"{CHAIN_LIMIT}, too many unconfirmed ancestors [limit: 25]")
+                sent.append((a.ledger.dialect.parse_tx(params[0]).txid, a.view.height))
+            return await call(method, *params)
+
+        monkeypatch.setattr(a.ledger.rpc, "call", node)
+
+        # A claim that waits for the send lock while the block of its lock height comes.
+        await watched.acquire()  # another send choosing its coins
+        watched.asked.clear()
+        claiming = asyncio.create_task(a.claim(a.lock_id(ta), sa, submitter="buyer"))
+        await asyncio.wait_for(watched.asked.wait(), 10)
+        await a.mine(1)
+        watched.release()
+        with pytest.raises(errors.LockExpired, match=f"lock height {ta.expiry} reached"):
+            await asyncio.wait_for(claiming, 10)
+        assert sent == [] and (await a.get_lock(a.lock_id(ta))).status is LockStatus.LOCKED
+
+        # An issue refused for the chain limits waits for the block that makes room, lock free.
+        await a.mine(tb.expiry - 1 - (await a.now()).height)
+        mine, held_while_mining = a.ledger.mine, []
+        claim_b: asyncio.Task | None = None
+
+        async def gated(n: int, address: str, *, unless_past: int | None = None) -> list[str]:
+            if unless_past is not None:  # the issue's wait for room
+                for _ in range(100):  # until the claim is sent, 5 s at most (it may wait for the lock)
+                    if claim_b is not None and claim_b.done():
+                        break
+                    await asyncio.sleep(0.05)
+                held_while_mining.append(watched.locked())
+            return await mine(n, address, unless_past=unless_past)
+
+        monkeypatch.setattr(a.ledger, "mine", gated)
+        refuse.set()
+        issuing = asyncio.create_task(a.issue("EUR", "seller", 1))
+        for _ in range(200):
+            if not refuse.is_set():
+                break
+            await asyncio.sleep(0.05)
+        claim_b = asyncio.create_task(a.claim(a.lock_id(tb), sb, submitter="buyer"))
+        claim, issued = await asyncio.wait_for(asyncio.gather(claim_b, issuing), 60)
+        assert held_while_mining and not any(held_while_mining), held_while_mining
+        assert [tip for txid, tip in sent if txid == claim.tx_id] == [tb.expiry - 1], sent
+        final = await a.wait_final(claim.tx_id)
+        assert final.block_number <= tb.expiry  # a refund is valid from the block after
+        assert (await a.wait_final(issued.tx_id)).successful

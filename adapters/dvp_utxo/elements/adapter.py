@@ -115,13 +115,13 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         issuer = self._key(self.config.issuer, ISSUER_SIGNS)
         await self._refresh("bootstrap")
         txids = []
-        async with self._send_lock:
-            for a in todo:
+        for a in todo:
+            async with self._sending():
                 with utxo_errors(f"issue {a.symbol}", self.name):
                     tx, issued = self.ledger.issuance_tx(issuer, ISSUE_SUPPLY)
                     txids.append(await self.ledger.send(tx))
-                mapping[a.symbol] = issued.asset_id
-                units[a.symbol] = ISSUED_UNIT
+            mapping[a.symbol] = issued.asset_id
+            units[a.symbol] = ISSUED_UNIT
         for txid in txids:
             await self.wait_final(txid)
         self.config = self.config.model_copy(update={"assets": mapping, "units": units})
@@ -135,7 +135,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._refresh("issue")
 
         async def send() -> tuple[str, Key]:
-            async with self._send_lock:
+            async with self._sending():
                 with utxo_errors(f"issue {asset}", self.name):
                     payer = self._key(self.config.issuer, ISSUER_SIGNS)
                     policy_left = self.ledger.balance(payer.script_pubkey, self.config.policy_asset, min_conf=0)
@@ -187,7 +187,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._open_before_deadline(order, "propose")
 
         async def send() -> str:
-            async with self._send_lock:
+            async with self._sending():
                 if self.view.outputs_to(script.script_pubkey):
                     raise errors.SubmitError(
                         f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate"
@@ -207,7 +207,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._open_before_deadline(order, "accept")
 
         async def send() -> str:
-            async with self._send_lock:
+            async with self._sending():
                 with utxo_errors("accept", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
                     return await self.ledger.send(self.signed_dvp(order))
 
@@ -308,7 +308,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._open_before_deadline(order, "settle")
 
         async def send() -> str:
-            async with self._send_lock:
+            async with self._sending():
                 try:
                     dvp = DvpTx.from_pset(half, "buyer")
                     self._audit_half(dvp, terms)
@@ -329,7 +329,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._refresh("revoke")
 
         async def send() -> str:
-            async with self._send_lock:
+            async with self._sending():
                 with utxo_errors("revoke", self.name), journaled_as(TxPurpose.CANCEL, order.buyer):
                     mine = [
                         u for u in DvpTx.from_pset(half, "buyer").spent
@@ -355,7 +355,7 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         await self._refresh("cancel")
 
         async def send() -> str:
-            async with self._send_lock:
+            async with self._sending():
                 offered = self.view.unspent(script.script_pubkey)
                 if not offered:
                     raise errors.SubmitError(
