@@ -132,7 +132,11 @@ def scaling_chart(runs: list[tuple[Path, dict[str, Any]]], path: Path) -> Path:
         left.legend(fontsize=6)
         _line(right, points, "latency_ratio", marker="o", color="tab:blue", label="mean latency / confirmations")
         right.axhline(
-            limit, color="tab:red", ls="--", lw=1, label=f"{limit} x (target from K={TARGETS['at_scale']:.0f})"
+            limit,
+            color="tab:red",
+            ls="--",
+            lw=1,
+            label=f"{limit} x (the target at K={TARGETS['at_scale']:.0f} to {TARGETS['at_large'] - 1:.0f})",
         )
         right.set_xscale("log")
         ratios = [x["latency_ratio"] for x in points if x["latency_ratio"] is not None]
