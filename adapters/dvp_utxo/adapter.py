@@ -66,7 +66,7 @@ from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
-from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early
+from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early, room_until
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script, pubkey_hash
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
@@ -184,21 +184,25 @@ class UtxoAdapter(LedgerAdapter, Observable):
         after each block while it stops at the node's mempool chain limits (SubmitError with
         code :data:`~.tx.CHAIN_LIMIT`: every coin it could spend is chained too deep in the
         mempool, nothing was journaled or sent), with the send lock free meanwhile; for the
-        ledger's finality timeout at most, then that error, saying so."""
+        ledger's finality timeout at most, then that error, saying so.  A signed transaction
+        the node refuses for those limits is sent again after each block within the same
+        deadline (:func:`~.htlc.room_until`), then HeldBack."""
         timeout = self.ledger.room_timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return await send()
-            except errors.SubmitError as exc:
-                if exc.code != CHAIN_LIMIT:
-                    raise
-                with utxo_errors("wait for a block", self.name):
-                    moved = await self.ledger.next_block(deadline - time.monotonic())
-                if not moved:
-                    raise errors.SubmitError(
-                        f"{exc}; no block made room within {timeout:.0f} s", tx_id=exc.tx_id, code=CHAIN_LIMIT
-                    ) from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        with room_until(deadline):
+            while True:
+                try:
+                    return await send()
+                except errors.SubmitError as exc:
+                    if exc.code != CHAIN_LIMIT:
+                        raise
+                    with utxo_errors("wait for a block", self.name):
+                        moved = await self.ledger.next_block(deadline - loop.time())
+                    if not moved:
+                        raise errors.SubmitError(
+                            f"{exc}; no block made room within {timeout:.0f} s", tx_id=exc.tx_id, code=CHAIN_LIMIT
+                        ) from None
 
     async def _refresh(self, what: str, mempool: bool = True) -> None:
         with utxo_errors(what, self.name):
@@ -500,7 +504,9 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
     async def rebroadcast(self, signed: SignedTx) -> None:
         """The journaled transaction again: nothing if in a block or the mempool; Superseded
-        if one of its inputs is spent by another transaction (the proof: that spend)."""
+        if one of its inputs is spent by another transaction (the proof: that spend);
+        HeldBack if still over the node's mempool chain limits when the wait for room ends
+        (it may confirm later: not proven dead)."""
         await self._refresh(f"rebroadcast {signed.tx_id}")
         if self.view.tx_height(signed.tx_id) is not None or self.view.in_mempool(signed.tx_id):
             return
@@ -508,7 +514,7 @@ class UtxoAdapter(LedgerAdapter, Observable):
 
         async def send() -> None:
             async with self._sending():
-                with utxo_errors(f"rebroadcast {signed.tx_id}", self.name):
+                with utxo_errors(f"rebroadcast {signed.tx_id}", self.name, tx_id=signed.tx_id):
                     await self.ledger.broadcast_raw(signed.raw)
 
         try:
@@ -525,6 +531,12 @@ class UtxoAdapter(LedgerAdapter, Observable):
                         tx_id=signed.tx_id,
                         code="conflict",
                     ) from exc
+            if exc.code == CHAIN_LIMIT and not isinstance(exc, errors.HeldBack):  # held back by the chain view
+                raise errors.HeldBack(
+                    f"rebroadcast {signed.tx_id} on {self.name}: not taken for now, not proven dead: {exc}",
+                    tx_id=signed.tx_id,
+                    code=CHAIN_LIMIT,
+                ) from exc
             raise
 
     def _signer(self, pubkey: bytes, what: str, role: str) -> Key:

@@ -16,6 +16,7 @@ unreachable, HTTP 401, garbage                         LedgerUnavailable
 claim: ``OP_EQUALVERIFY`` failed                       InvalidPreimage
 refund: not final / locktime requirement not satisfied LockExpired (too early)
 claim or refund: inputs missing / already spent        LockError (claimed or refunded)
+mempool chain limits (``too-long-mempool-chain``)      HeldBack(tx_id, code too-long-mempool-chain)
 any other rejection of a transaction                   SubmitError(tx_id, code)
 insufficient funds, dust, DvP terms (builder)          SubmitError(code=...)
 a script that is not our HTLC                          LockError
@@ -31,10 +32,10 @@ from typing import Iterator
 
 from dvp import errors
 
-from .htlc import AuditError, NoFunding
+from .htlc import AuditError, NoFunding, refused_for_chain
 from .rpc import RpcError, RpcUnavailable
 from .script import ScriptError
-from .tx import TxBuildError
+from .tx import CHAIN_LIMIT, TxBuildError
 
 # JSON-RPC error codes of sendrawtransaction (bitcoind's rpc/protocol.h; btcd's btcjson).
 RPC_VERIFY_ERROR = -25  # bitcoind: inputs missing or spent; btcd: any rule error
@@ -60,6 +61,8 @@ def reject_reason(exc: RpcError) -> str | None:
 def classify_rejection(what: str, exc: RpcError, tx_id: str | None = None) -> errors.DvpError:
     text = exc.message.lower()
     message = f"{what}: the node rejected the transaction: {exc.message}"
+    if refused_for_chain(exc):  # after the wait for room (UtxoLedger.broadcast_raw): it may still be taken
+        return errors.HeldBack(f"{message} (not taken for now, not proven dead)", tx_id=tx_id, code=CHAIN_LIMIT)
     claim, refund = what.startswith("claim"), what.startswith("refund")
     reason = reject_reason(exc)
     if exc.code not in (RPC_VERIFY_ERROR, RPC_VERIFY_REJECTED):

@@ -108,6 +108,23 @@ def release_early(release: Callable[[], None]) -> Iterator[None]:
         _release_send.reset(token)
 
 
+# When the wait for room of the send under way ends (the event loop's clock): set by the
+# adapter around a step's send, so the wait before it is built and the wait after the node
+# refused the signed transaction share one deadline.
+_room_deadline: ContextVar[float | None] = ContextVar("dvp_utxo_room_deadline", default=None)
+
+
+@contextmanager
+def room_until(deadline: float) -> Iterator[None]:
+    """Within this block, :meth:`UtxoLedger.broadcast_raw` resends a transaction the node
+    refuses for its mempool chain limits until ``deadline`` (loop time) at most."""
+    token = _room_deadline.set(deadline)
+    try:
+        yield
+    finally:
+        _room_deadline.reset(token)
+
+
 _POLL = 0.1
 
 
@@ -199,9 +216,10 @@ class UtxoLedger:
 
     async def _send_within_limits(self, raw_hex: str) -> str:
         """``sendrawtransaction``; refused for the mempool chain limits, sent again after
-        each block for :attr:`room_timeout` seconds, then the node's refusal is raised."""
+        each block until the step's deadline (:func:`room_until`; else for :attr:`room_timeout`
+        seconds), then the node's refusal is raised."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.room_timeout
+        deadline = _room_deadline.get() or loop.time() + self.room_timeout
         while True:
             try:
                 txid: str = await self.rpc.call("sendrawtransaction", raw_hex)

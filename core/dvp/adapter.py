@@ -148,8 +148,9 @@ class LedgerAdapter(ABC):
 
         Raises Superseded, naming the ledger's proof, if it can never confirm (its nonce
         taken by another transaction, its inputs spent elsewhere, marked invalid), so the
-        caller may build a new one; LedgerUnavailable.  An adapter whose send path journals
-        signed transactions implements it."""
+        caller may build a new one; HeldBack if the ledger does not take it for now though it
+        may later (the caller builds no other); LedgerUnavailable.  An adapter whose send
+        path journals signed transactions implements it."""
         raise NotSupportedError(f"ledger {self.name!r} ({self.kind}) does not journal signed transactions")
 
     def finality_timeout(self, timeout: float | None) -> float:

@@ -15,7 +15,8 @@ and may add subclasses::
     │   │   ├── SubmitError         rejected before inclusion (endorse, mempool, revert on estimate)
     │   │   ├── CommitError         included but invalid (reverted, MVCC conflict)
     │   │   │   └── Superseded      a journaled signed transaction can never confirm (the ledger's proof)
-    │   │   └── FinalityTimeout     not final within the allowed time
+    │   │   ├── FinalityTimeout     not final within the allowed time
+    │   │   └── HeldBack            not taken for now (a node's mempool limits), not proven dead
     │   └── LockError               the HTLC refused an operation
     │       ├── LockNotFound
     │       │   └── MalformedLockId an id this ledger cannot have issued (exit 2: bad input)
@@ -135,6 +136,13 @@ class Superseded(CommitError):
 
 class FinalityTimeout(TransactionError):
     pass
+
+
+class HeldBack(TransactionError):
+    """The ledger does not take the transaction for now, and nothing proves it never will (a
+    node's mempool chain limits, waited out for the allowed time): like a FinalityTimeout, a
+    journaled signed transaction held back is not abandoned, a resume sends the same bytes
+    again and builds no other."""
 
 
 class LockError(_Failed, AdapterError):

@@ -174,7 +174,7 @@ class SwapSteps:
                 # approve reverted, its lock after it): each is waited for and journaled final
                 # with its fee, then the ledger is read as below.
                 await self.wait_all(step, ledger, journaled, final)
-            except errors.FinalityTimeout:
+            except (errors.FinalityTimeout, errors.HeldBack):
                 if signed:  # not proven dead: the same bytes are sent again on the next resume
                     raise
             except (errors.TransactionError, errors.LockError):

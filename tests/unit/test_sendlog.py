@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from dvp import sendlog
+from dvp import errors, sendlog
 from dvp.journal import Journal
 from dvp.models import Asset, AssetKind, Behaviour, HtlcPlan, Leg, SwapSpec, Trade
-from dvp.orchestrator import Orchestrator, Outcome
+from dvp.orchestrator import Orchestrator, Outcome, Unfinished
 from dvp.sendlog import Boundary
 
 
@@ -133,3 +133,28 @@ async def test_the_journal_holding_signed_transactions_is_private_to_its_party(l
     await Orchestrator(ledgers, ASSETS, Journal(path)).run(spec())
     files = [tmp_path / name for name in ("j.sqlite", "j.sqlite-shm", "j.sqlite-wal")]
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in files), [oct(f.stat().st_mode) for f in files]
+
+
+async def test_a_journaled_transaction_the_ledger_holds_back_is_sent_again_never_rebuilt(ledgers, tmp_path, kill_at):
+    """A journaled lock the ledger does not take for now (a node's mempool chain limits, waited
+    out) is not proven dead: the resume stops with HeldBack, builds no other lock and journals
+    no intent or signed row (before: taken as failed on the ledger, a second lock was built and
+    sent while the first could still confirm); a later resume sends the same bytes."""
+    journal = Journal(tmp_path / "j.sqlite")
+    kill_at(Boundary.JOURNALED, 1)  # the first lock is journaled signed, never broadcast
+    with pytest.raises(Killed):
+        await Orchestrator(ledgers, ASSETS, journal).run(spec())
+    [held] = ledgers["a"].unsent
+    ledgers["a"].held_back[held] = "too-long-mempool-chain; no block made room within 60 s"
+    before = journal.steps(journal.swaps()[0].id)
+    [result] = await Orchestrator(ledgers, ASSETS, journal).resume_each()
+    assert isinstance(result, Unfinished) and isinstance(result.error, errors.HeldBack), result
+    assert ledgers["a"].rebroadcasts == [held] and ledgers["a"].sent == []  # sent again, nothing built
+    after = journal.steps(journal.swaps()[0].id)
+    assert [(s.step, s.phase) for s in after[len(before) :]] == []  # no intent, no second signed lock
+    del ledgers["a"].held_back[held]
+    [result] = await Orchestrator(ledgers, ASSETS, journal).resume_each()
+    assert result.outcome is Outcome.SETTLED, result.detail
+    locks = [s.tx_id for s in result.steps if s.step == "lock security" and s.phase == "signed"]
+    assert locks == [held] and ledgers["a"].sent.count("lock") == 1
+    assert not [s for s in result.steps if s.phase == "abandoned"]

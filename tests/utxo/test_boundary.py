@@ -95,3 +95,19 @@ def test_other_failures():
 def test_bitcoind_reject_reasons(what, code, message, expected):
     err = raised(what, RpcError("sendrawtransaction", code, message))
     assert type(err) is expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "too-long-mempool-chain, too many unconfirmed ancestors [limit: 25]",
+        "too-long-mempool-chain, too many descendants for tx aa [limit: 25]",
+    ],
+)
+def test_a_refusal_for_the_mempool_chain_limits_is_held_back_not_a_rejection(message):
+    """What the node says after the wait for room (the same bytes resent after each block):
+    HeldBack, code too-long-mempool-chain, as README says; the transaction may still be taken,
+    so a journaled one is not taken as failed (before: SubmitError with code -26)."""
+    err = raised("lock", RpcError("sendrawtransaction", -26, message))
+    assert type(err) is errors.HeldBack and err.code == "too-long-mempool-chain" and err.tx_id == "ff"
+    assert message in str(err)

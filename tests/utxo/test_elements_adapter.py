@@ -411,3 +411,50 @@ async def test_a_claim_checks_its_lock_height_under_the_send_lock_which_no_wait_
         final = await a.wait_final(claim.tx_id)
         assert final.block_number <= tb.expiry  # a refund is valid from the block after
         assert (await a.wait_final(issued.tx_id)).successful
+
+
+async def test_a_journaled_transaction_over_the_chain_limits_is_held_back_within_one_deadline(adapter, monkeypatch):
+    """A rebroadcast (a resume's journaled bytes) that the chain view holds back for the mempool
+    chain limits waits for a block; the node then refusing it for them, it is sent again after
+    each block until the same deadline, then HeldBack, code too-long-mempool-chain: not proven
+    dead, so the resume builds no other transaction (before: SubmitError with code -26, taken as
+    failed on the ledger, and the wait after the refusal had its own timeout: twice the ledger's
+    in all).  Blocks are simulated (two come, then none), the node's refusal faked."""
+    from dvp.models import TxPurpose
+    from dvp.sendlog import SignedTx
+    from dvp_utxo.elements.tx import TxOut
+    from dvp_utxo.rpc import RpcError
+    from dvp_utxo.tx import CHAIN_LIMIT
+
+    a = make({**_config, "mine_on_wait": False})
+    async with a:
+        await a._refresh("test")
+        key = a._key("buyer")
+        tx = a.ledger.payment_tx(key, [TxOut(key.script_pubkey, a.config.policy_asset, 10_000)])
+        loop, deadlines = asyncio.get_running_loop(), []
+
+        async def next_block(timeout: float) -> bool:
+            deadlines.append(loop.time() + timeout)
+            await asyncio.sleep(0.3)
+            return len(deadlines) < 3
+
+        held, over, call, refused = iter([True]), a.view.over_limit, a.ledger.rpc.call, []
+
+        def over_limit(spent):
+            return "25 unconfirmed ancestors (a test's)" if next(held, False) else over(spent)
+
+        async def node(method: str, *params):
+            if method == "sendrawtransaction":
+                refused.append(params[0])
+                raise RpcError(method, -26, f"{CHAIN_LIMIT}, too many unconfirmed ancestors [limit: 25]")
+            return await call(method, *params)
+
+        monkeypatch.setattr(a.ledger, "next_block", next_block)
+        monkeypatch.setattr(a.view, "over_limit", over_limit)
+        monkeypatch.setattr(a.ledger.rpc, "call", node)
+        with pytest.raises(errors.HeldBack) as info:
+            await a.rebroadcast(SignedTx(tx.txid, tx.hex, TxPurpose.LOCK.value, "buyer"))
+        assert info.value.code == CHAIN_LIMIT and info.value.tx_id == tx.txid, info.value
+        assert refused == [tx.hex, tx.hex]  # the view's block, then the node's refusal: sent again after one block
+        assert len(deadlines) == 3 and max(deadlines) - min(deadlines) < 0.1, deadlines
+        assert not a.view.in_mempool(tx.txid) and a.view.tx_height(tx.txid) is None

@@ -76,6 +76,7 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         self.unsent: dict[str, tuple[str, Callable[[], None]]] = {}  # signed, not yet broadcast
         self.rebroadcasts: list[str] = []
         self.superseded: dict[str, str] = {}  # tx id -> why it can never confirm (a test sets it)
+        self.held_back: dict[str, str] = {}  # tx id -> why the ledger does not take it for now (a test sets it)
         self.waited: list[str] = []
         self.approve_before_lock = False
         self.fee: int | None = None
@@ -126,6 +127,8 @@ class MemoryLiveLedger(LedgerAdapter, Issuing):
         self.rebroadcasts.append(signed.tx_id)
         if signed.tx_id in self.superseded:
             raise errors.Superseded(f"{signed.tx_id}: {self.superseded[signed.tx_id]}", tx_id=signed.tx_id)
+        if signed.tx_id in self.held_back:
+            raise errors.HeldBack(f"{signed.tx_id}: {self.held_back[signed.tx_id]}", tx_id=signed.tx_id)
         if signed.tx_id in self.unsent:
             self._broadcast(signed.tx_id)
 
