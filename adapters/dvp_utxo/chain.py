@@ -436,24 +436,7 @@ class ChainView:
                 t: {i.prev_txid for i in tx.inputs if i.prev_txid in pending and i.prev_txid != t}
                 for t, tx in pending.items()
             }
-            ancestors: dict[str, frozenset[str]] = {}
-            for root in parents:  # depth first without recursion (no node bounds a chain's length)
-                if root in ancestors:
-                    continue
-                stack, entered = [root], {root}
-                while stack:
-                    t = stack[-1]
-                    todo = [p for p in parents[t] if p not in ancestors and p not in entered]
-                    if todo:
-                        stack.extend(todo)
-                        entered.update(todo)
-                        continue
-                    stack.pop()
-                    found = set(parents[t])
-                    for p in parents[t]:
-                        found |= ancestors.get(p, frozenset())  # missing only in a cycle, which no node takes
-                    ancestors[t] = frozenset(found)
-            self._ancestors = ancestors
+            self._ancestors = ancestors = _closure(parents)
             self._descendants = Counter(a for chain in ancestors.values() for a in chain)
         return self._ancestors
 
@@ -595,3 +578,29 @@ class ChainView:
                 continue
             total += u.value
         return total
+
+
+def _closure(parents: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """Each transaction's ancestors, from its parents (all keys of ``parents``): in topological
+    order (Kahn's), so a transaction's set is made only once every parent's is complete, in
+    whatever order the mempool lists them (no recursion: no node bounds a chain's length)."""
+    children: dict[str, list[str]] = {t: [] for t in parents}
+    waiting = {t: len(ps) for t, ps in parents.items()}
+    for t, ps in parents.items():
+        for p in ps:
+            children[p].append(t)
+    ready = [t for t, n in waiting.items() if n == 0]
+    ancestors: dict[str, frozenset[str]] = {}
+    while ready:
+        t = ready.pop()
+        found = set(parents[t])
+        for p in parents[t]:
+            found |= ancestors[p]
+        ancestors[t] = frozenset(found)
+        for c in children[t]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                ready.append(c)
+    for t in parents.keys() - ancestors.keys():  # in a cycle, which no node takes: its parents at least
+        ancestors[t] = frozenset(parents[t])
+    return ancestors

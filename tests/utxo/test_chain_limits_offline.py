@@ -163,3 +163,37 @@ async def test_a_closed_rpc_client_opens_no_new_session():
     with pytest.raises(RpcUnavailable, match="is closed"):
         await client.call("getblockcount")
     assert client._session is None
+
+
+def test_the_ancestors_of_a_diamond_are_counted_whatever_the_order_the_mempool_lists_it():
+    """C <- B <- A, and R spending A and B: R has 3 ancestors, A 2 (B and C), whatever the order
+    the transactions come in and the order a set lists R's two parents (before: 8 of the 24
+    orders gave A only B, which one depending on the process's hash seed).  Every order, for 16
+    namings of the four, against the closure by brute force."""
+    from itertools import permutations
+
+    def closure(parents: dict[str, set[str]], t: str) -> set[str]:
+        found, todo = set(), list(parents[t])
+        while todo:
+            p = todo.pop()
+            if p not in found:
+                found.add(p)
+                todo.extend(parents[p])
+        return found
+
+    for salt in range(16):
+        c = tx(f"c{salt}", [CONFIRMED], outputs=2)
+        b = tx(f"b{salt}", [(c.txid, 0)], outputs=2)
+        a = tx(f"a{salt}", [(b.txid, 0)])
+        r = tx(f"r{salt}", [(a.txid, 0), (b.txid, 1)])
+        parents = {c.txid: set(), b.txid: {c.txid}, a.txid: {b.txid}, r.txid: {a.txid, b.txid}}
+        want = {t: closure(parents, t) for t in parents}
+        assert want[r.txid] == {a.txid, b.txid, c.txid} and want[a.txid] == {b.txid, c.txid}
+        for order in permutations([c, b, a, r]):
+            v = view()
+            for t in order:
+                v.add_local(t)
+            v._ancestors = None  # rebuilt from the mempool at once, in this order
+            assert {t: set(s) for t, s in v._ancestry().items()} == want, [t.txid[:6] for t in order]
+            assert dict(v._descendants) == {c.txid: 3, b.txid: 2, a.txid: 1}
+            assert v.depth(r.txid) == 4
