@@ -195,8 +195,8 @@ def select_assets(
         have = 0
         passed: list[Utxo] = []
 
-        def goal() -> int:  # called within this iteration only
-            return needs.get(asset, 0) + (fee(len(chosen)) if asset == fee_asset else 0)  # noqa: B023
+        def goal(extra: int = 0) -> int:  # called within this iteration only; ``extra`` inputs more
+            return needs.get(asset, 0) + (fee(len(chosen) + extra) if asset == fee_asset else 0)  # noqa: B023
 
         for u in pool:
             if have >= goal():
@@ -206,23 +206,30 @@ def select_assets(
                 continue
             chosen.append(u)
             have += u.value
-        if have < goal() and room is not None and passed and have + sum(u.value for u in passed) >= goal():
-            raise TxBuildError(
-                f"every coin that would cover the rest is chained too deep in the mempool for now: "
-                f"{room.refusal([*chosen, passed[0]])}",
-                code=CHAIN_LIMIT,
-            )
-        have += sum(u.value for u in passed)
-        if have < goal():
-            what = "sat" if asset is None else f"of {asset[:8]}.."
-            fee_note = " (fee included)" if asset == fee_asset else ""
-            raise TxBuildError(
-                f"insufficient funds: need {goal()} {what}{fee_note}, have {have} in {len(pool)} outputs",
-                code="insufficient-funds",
-                asset=asset,
-                need=goal(),
-                have=have,
-            )
+        if have >= goal():
+            continue
+        # Would the coins passed over cover the rest, each one's input fee counted too? Then a
+        # block later they may do; if not, the funds are short whatever the mempool does.
+        more = have
+        for k, u in enumerate(passed, 1):
+            more += u.value
+            if more >= goal(k):
+                assert room is not None  # only a room passes coins over
+                raise TxBuildError(
+                    f"every coin that would cover the rest is chained too deep in the mempool for now: "
+                    f"{room.refusal([*chosen, passed[0]])}",
+                    code=CHAIN_LIMIT,
+                )
+        what = "sat" if asset is None else f"of {asset[:8]}.."
+        fee_note = " (fee included)" if asset == fee_asset else ""
+        need = goal(len(passed))
+        raise TxBuildError(
+            f"insufficient funds: need {need} {what}{fee_note}, have {more} in {len(pool)} outputs",
+            code="insufficient-funds",
+            asset=asset,
+            need=need,
+            have=more,
+        )
     return chosen
 
 

@@ -197,3 +197,28 @@ def test_the_ancestors_of_a_diamond_are_counted_whatever_the_order_the_mempool_l
             assert {t: set(s) for t, s in v._ancestry().items()} == want, [t.txid[:6] for t in order]
             assert dict(v._descendants) == {c.txid: 3, b.txid: 2, a.txid: 1}
             assert v.depth(r.txid) == 4
+
+
+def test_coins_passed_over_that_cover_the_amount_but_not_their_own_input_fee_are_insufficient_funds():
+    """The deep coin covers what is left of the amount but not with its own input's fee:
+    a block later the payment would still be short, so insufficient funds at once, counting it
+    (before: called a wait for the chain limits, which waited out the finality timeout for
+    nothing)."""
+    from dvp_utxo.tx import fee_for
+
+    v = view()
+    deep, shallow = chain(v, 25, "deep"), chain(v, 2, "shallow")
+    coins = {u.txid: u for u in v.unspent(SPK)}
+    confirmed = type(coins[deep[-1].txid])("c1" * 32, 0, 100_000, SPK, height=5)
+    utxos = [coins[deep[-1].txid], coins[shallow[-1].txid], confirmed]  # 100,000 each
+    two, three = (fee_for(11 + 43 + 68 * n + 31, 1.0) for n in (2, 3))
+    left = (two + three) // 2  # what the three coins leave above the amount: the fee of two inputs, not three
+    assert two < left < three
+    with pytest.raises(TxBuildError) as exc:
+        select_coins(utxos, 300_000 - left, 1.0, 43, v.room())
+    assert exc.value.code == "insufficient-funds", exc.value
+    assert exc.value.have == 300_000 and exc.value.need == 300_000 - left + three
+    # An amount the three cover with the third input's fee too: a wait for a block.
+    with pytest.raises(TxBuildError) as exc:
+        select_coins(utxos, 300_000 - three, 1.0, 43, v.room())
+    assert exc.value.code == CHAIN_LIMIT
