@@ -458,3 +458,46 @@ async def test_a_journaled_transaction_over_the_chain_limits_is_held_back_within
         assert refused == [tx.hex, tx.hex]  # the view's block, then the node's refusal: sent again after one block
         assert len(deadlines) == 3 and max(deadlines) - min(deadlines) < 0.1, deadlines
         assert not a.view.in_mempool(tx.txid) and a.view.tx_height(tx.txid) is None
+
+
+async def test_a_send_built_again_after_a_wait_for_a_block_checks_the_order_deadline_again(adapter, monkeypatch):
+    """A proposal, and an acceptance, the chain view holds back for the mempool chain limits
+    wait for the next block (mined on wait) and are built again: the order's deadline was the
+    next block, so the second attempt is refused (SubmitError code deadline) and nothing is sent
+    (before: the deadline was checked once, before the wait, and both went out after it)."""
+    a = make({**_config, "mine_on_wait": True})
+    async with a:
+        sent: list[str] = []
+        call, over = a.ledger.rpc.call, a.view.over_limit
+        held = [False]
+
+        async def node(method: str, *params):
+            if method == "sendrawtransaction":
+                sent.append(params[0])
+            return await call(method, *params)
+
+        def over_limit(spent):
+            if held[0]:
+                held[0] = False
+                return "25 unconfirmed ancestors (a test's)"
+            return over(spent)
+
+        monkeypatch.setattr(a.ledger.rpc, "call", node)
+        monkeypatch.setattr(a.view, "over_limit", over_limit)
+        now = (await a.now()).height
+        late = DvpOrder(seller="seller", buyer="buyer", security="BOND", security_amount=1, cash="EUR",
+                        cash_amount=1_000, deadline=now + 1, nonce=secrets.token_hex(32))  # fmt: skip
+        held[0] = True
+        with pytest.raises(errors.SubmitError, match=f"propose: order deadline {now + 1} passed") as info:
+            await a.propose_dvp(late)
+        assert info.value.code == "deadline" and sent == [] and (await a.now()).height == now + 1
+
+        order = await open_order(a)
+        await a.mine(order.deadline - 1 - (await a.now()).height)
+        sent.clear()
+        held[0] = True
+        with pytest.raises(errors.SubmitError, match=f"accept: order deadline {order.deadline} passed") as info:
+            await a.accept_dvp(order)
+        assert info.value.code == "deadline" and sent == []
+        assert (await a.get_order(a.order_id(order))).status is OrderStatus.OPEN
+

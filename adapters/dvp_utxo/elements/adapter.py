@@ -172,8 +172,9 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         except (ScriptError, ValueError):
             raise errors.ConfigError(f"order {order_id[:20]}...: not an order id of ledger {self.name!r}") from None
 
-    async def _open_before_deadline(self, order: DvpOrder, what: str) -> None:
-        await self._refresh(what)
+    def _before_deadline(self, order: DvpOrder, what: str) -> None:
+        """The next block is within the order's deadline: checked by each attempt of a send,
+        under the send lock, so one built again after a wait for a block is checked again."""
         if self.view.height + 1 > order.deadline:
             raise errors.SubmitError(
                 f"{what}: order deadline {order.deadline} passed (next block {self.view.height + 1})", code="deadline"
@@ -184,10 +185,11 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
         script = self._order(order)
         sec, unit = self._onchain(order.security)
         seller = self._key(order.seller)
-        await self._open_before_deadline(order, "propose")
+        await self._refresh("propose")
 
         async def send() -> str:
             async with self._sending():
+                self._before_deadline(order, "propose")
                 if self.view.outputs_to(script.script_pubkey):
                     raise errors.SubmitError(
                         f"propose: order {script.script.hex()[:20]}... exists already on {self.name}", code="duplicate"
@@ -204,10 +206,11 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
     async def accept_dvp(self, order: DvpOrder) -> Submission:
         """The buyer builds the one transaction that moves both legs; each party checks and
         signs its own inputs; it is broadcast once."""
-        await self._open_before_deadline(order, "accept")
+        await self._refresh("accept")
 
         async def send() -> str:
             async with self._sending():
+                self._before_deadline(order, "accept")
                 with utxo_errors("accept", self.name), journaled_as(TxPurpose.ACCEPT, order.buyer):
                     return await self.ledger.send(self.signed_dvp(order))
 
@@ -257,10 +260,11 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
     async def sign_as_buyer(self, order: DvpOrder) -> str:
         """The buyer's half as a PSET (base64): built, checked and signed on the buyer's inputs."""
         terms = self._dvp_terms(order)
-        await self._open_before_deadline(order, "accept")
+        await self._refresh("accept")
 
         async def build() -> str:
             async with self._send_lock:  # no lock or other half of ours picks the same coins meanwhile
+                self._before_deadline(order, "accept")
                 with utxo_errors("accept", self.name):
                     half = self._buyers_half(order, terms)
                     self.ledger.hold(half)
@@ -305,10 +309,11 @@ class ElementsAdapter(UtxoAdapter, CosignedDvp):
     async def complete_as_seller(self, order: DvpOrder, half: str) -> Submission:
         """Audit the buyer's PSET against ``order``, sign the seller's inputs, broadcast."""
         terms = self._dvp_terms(order)
-        await self._open_before_deadline(order, "settle")
+        await self._refresh("settle")
 
         async def send() -> str:
             async with self._sending():
+                self._before_deadline(order, "settle")
                 try:
                     dvp = DvpTx.from_pset(half, "buyer")
                     self._audit_half(dvp, terms)
