@@ -108,21 +108,36 @@ def release_early(release: Callable[[], None]) -> Iterator[None]:
         _release_send.reset(token)
 
 
-# When the wait for room of the send under way ends (the event loop's clock): set by the
-# adapter around a step's send, so the wait before it is built and the wait after the node
-# refused the signed transaction share one deadline.
-_room_deadline: ContextVar[float | None] = ContextVar("dvp_utxo_room_deadline", default=None)
+# Blocks one send's wait for room mines at most on a dev chain without a block clock: one
+# makes room (a regtest block takes the whole mempool), so a refusal that outlasts a few is
+# not one more blocks cure, and mining on would move the clock of every lock on the chain.
+MAX_MINED = 3
+
+
+@dataclass
+class _Wait:
+    """One send's wait for room: its deadline (the event loop's clock) and the blocks mined."""
+
+    deadline: float
+    mined: int = 0
+
+
+# The wait for room of the send under way: set by the adapter around a step's send, so the
+# wait before it is built and the wait after the node refused the signed transaction share
+# one deadline and one budget of blocks mined.
+_room: ContextVar[_Wait | None] = ContextVar("dvp_utxo_room", default=None)
 
 
 @contextmanager
 def room_until(deadline: float) -> Iterator[None]:
     """Within this block, :meth:`UtxoLedger.broadcast_raw` resends a transaction the node
-    refuses for its mempool chain limits until ``deadline`` (loop time) at most."""
-    token = _room_deadline.set(deadline)
+    refuses for its mempool chain limits until ``deadline`` (loop time) at most, and the
+    waits for a block mine :data:`MAX_MINED` blocks at most between them."""
+    token = _room.set(_Wait(deadline))
     try:
         yield
     finally:
-        _room_deadline.reset(token)
+        _room.reset(token)
 
 
 _POLL = 0.1
@@ -148,12 +163,15 @@ class UtxoLedger:
 
     async def next_block(self, timeout: float) -> bool:
         """Wait until the chain view's tip moves on (on a dev chain without a block clock:
-        mine a block, one for all the waiters); False if it did not within ``timeout`` seconds."""
+        mine a block, one for all the waiters, :data:`MAX_MINED` at most in the send's wait,
+        :func:`room_until`); False if it did not within ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         start, deadline = self.view.height, loop.time() + timeout
+        wait = _room.get()
         while loop.time() < deadline:
-            if self.mine_to is not None:
-                await self.mine(1, self.mine_to, unless_past=start)
+            if self.mine_to is not None and (wait is None or wait.mined < MAX_MINED):
+                if await self.mine(1, self.mine_to, unless_past=start) and wait is not None:
+                    wait.mined += 1
             else:
                 await self.view.wait_tick(_POLL)
                 await self.view.refresh()
@@ -217,9 +235,14 @@ class UtxoLedger:
     async def _send_within_limits(self, raw_hex: str) -> str:
         """``sendrawtransaction``; refused for the mempool chain limits, sent again after
         each block until the step's deadline (:func:`room_until`; else for :attr:`room_timeout`
-        seconds), then the node's refusal is raised."""
+        seconds; :data:`MAX_MINED` blocks mined at most on a dev chain), then the node's
+        refusal is raised."""
         loop = asyncio.get_running_loop()
-        deadline = _room_deadline.get() or loop.time() + self.room_timeout
+        wait = _room.get()
+        if wait is None:  # not within a step's wait for room: a wait of its own
+            with room_until(loop.time() + self.room_timeout):
+                return await self._send_within_limits(raw_hex)
+        deadline = wait.deadline
         while True:
             try:
                 txid: str = await self.rpc.call("sendrawtransaction", raw_hex)

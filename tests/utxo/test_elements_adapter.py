@@ -501,3 +501,32 @@ async def test_a_send_built_again_after_a_wait_for_a_block_checks_the_order_dead
         assert info.value.code == "deadline" and sent == []
         assert (await a.get_order(a.order_id(order))).status is OrderStatus.OPEN
 
+
+async def test_a_refusal_that_outlasts_the_blocks_mined_for_it_mines_no_more(adapter, monkeypatch):
+    """On a dev chain that mines on wait, a transaction the node keeps refusing for its chain
+    limits (faked here: a block always makes room on regtest) is sent again after each block,
+    but the wait mines MAX_MINED blocks at most, then waits for blocks it does not mine until
+    its deadline, then HeldBack (before: a block mined back to back after each refusal for the
+    whole wait, moving the clock of every lock on the chain)."""
+    from dvp_utxo.htlc import MAX_MINED
+    from dvp_utxo.rpc import RpcError
+    from dvp_utxo.tx import CHAIN_LIMIT
+
+    a = make({**_config, "mine_on_wait": True})
+    async with a:
+        a.ledger.room_timeout = 2.0
+        call, refused = a.ledger.rpc.call, []
+
+        async def node(method: str, *params):
+            if method == "sendrawtransaction":
+                refused.append(params[0])
+                raise RpcError(method, -26, f"{CHAIN_LIMIT}, too many unconfirmed ancestors [limit: 25]")
+            return await call(method, *params)
+
+        monkeypatch.setattr(a.ledger.rpc, "call", node)
+        start = (await a.now()).height
+        with pytest.raises(errors.HeldBack) as info:
+            await asyncio.wait_for(a.issue("EUR", "seller", 1), 20)
+        assert info.value.code == CHAIN_LIMIT
+        assert (await a.now()).height - start == MAX_MINED == 3
+        assert len(refused) == MAX_MINED + 1 and len(set(refused)) == 1  # the same bytes after each block
