@@ -66,7 +66,7 @@ from .boundary import utxo_errors
 from .chain import ChainView
 from .config import UtxoConfig
 from .dialect import Dialect, dialect_for
-from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early, room_until
+from .htlc import HtlcStatus, UtxoLedger, journaled_as, release_early, room_until, sent_below
 from .keys import Key, StandIn, check_network, check_pubkey, p2wpkh_address, p2wpkh_script, pubkey_hash
 from .rpc import RpcClient
 from .script import HtlcScript, ScriptError, parse_htlc_witness
@@ -472,7 +472,11 @@ class UtxoAdapter(LedgerAdapter, Observable):
                     raise self._not_locked(lock_id, st, "claim")
                 # The fee comes out of the locked amount: the recipient pays it, whoever submits.
                 payer = self._spend_payer(htlc, self._party_name(htlc.recipient_pubkey))
-                with utxo_errors("claim", self.name), journaled_as(TxPurpose.CLAIM, payer):
+                with (
+                    utxo_errors("claim", self.name),
+                    journaled_as(TxPurpose.CLAIM, payer),
+                    sent_below(htlc.lock_height),
+                ):
                     return await self.ledger.claim(htlc, key, preimage), payer
 
         txid, payer = await self._within_limits(send)

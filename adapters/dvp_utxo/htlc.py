@@ -140,6 +140,22 @@ def room_until(deadline: float) -> Iterator[None]:
         _room.reset(token)
 
 
+# A claim being sent: not sent again, after a refusal for the chain limits, once the tip has
+# reached its lock height (the refund valid too: rule 4).  Set by the adapter's claim.
+_send_below: ContextVar[int | None] = ContextVar("dvp_utxo_send_below", default=None)
+
+
+@contextmanager
+def sent_below(height: int) -> Iterator[None]:
+    """Within this block, a transaction the node refuses for its mempool chain limits is not
+    sent again once the chain view's tip reaches ``height`` (the node's refusal is raised)."""
+    token = _send_below.set(height)
+    try:
+        yield
+    finally:
+        _send_below.reset(token)
+
+
 _POLL = 0.1
 
 
@@ -235,8 +251,8 @@ class UtxoLedger:
     async def _send_within_limits(self, raw_hex: str) -> str:
         """``sendrawtransaction``; refused for the mempool chain limits, sent again after
         each block until the step's deadline (:func:`room_until`; else for :attr:`room_timeout`
-        seconds; :data:`MAX_MINED` blocks mined at most on a dev chain), then the node's
-        refusal is raised."""
+        seconds; :data:`MAX_MINED` blocks mined at most on a dev chain; within
+        :func:`sent_below`, until the tip reaches that height), then the node's refusal is raised."""
         loop = asyncio.get_running_loop()
         wait = _room.get()
         if wait is None:  # not within a step's wait for room: a wait of its own
@@ -250,6 +266,9 @@ class UtxoLedger:
             except RpcError as exc:
                 if not refused_for_chain(exc) or not await self.next_block(deadline - loop.time()):
                     raise
+                below = _send_below.get()
+                if below is not None and self.view.height >= below:
+                    raise  # a claim at its lock height would race the refund (rule 4)
 
     async def pay(
         self, key: Key, outputs: list[tuple[bytes, int]], *, include_unconfirmed: bool = True

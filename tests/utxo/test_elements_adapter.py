@@ -530,3 +530,33 @@ async def test_a_refusal_that_outlasts_the_blocks_mined_for_it_mines_no_more(ada
         assert info.value.code == CHAIN_LIMIT
         assert (await a.now()).height - start == MAX_MINED == 3
         assert len(refused) == MAX_MINED + 1 and len(set(refused)) == 1  # the same bytes after each block
+
+
+async def test_a_claim_the_node_refuses_for_the_chain_limits_is_not_sent_again_at_its_lock_height(adapter, monkeypatch):
+    """A signed claim the node refuses for its mempool chain limits (faked: a claim spends
+    confirmed outputs, so another process's transactions would have to fill the mempool) is sent
+    again after each block only while the tip is below its lock height: at the lock height the
+    refund is valid too, and the claim would reveal the secret in that race (rule 4).  It ends
+    HeldBack, so the swap's resume decides (its claim too late, it is skipped).  Before: sent
+    again at the lock height and after."""
+    from dvp_utxo.rpc import RpcError
+    from dvp_utxo.tx import CHAIN_LIMIT
+
+    a = make({**_config, "mine_on_wait": True})
+    async with a:
+        a.ledger.room_timeout = 2.0
+        secret, t = await terms_for(a, blocks=6)
+        await a.wait_final((await a.lock(t)).tx_id)
+        await a.mine(t.expiry - 2 - (await a.now()).height)
+        call, tips = a.ledger.rpc.call, []
+
+        async def node(method: str, *params):
+            if method == "sendrawtransaction":
+                tips.append(a.view.height)
+                raise RpcError(method, -26, f"{CHAIN_LIMIT}, too many unconfirmed ancestors [limit: 25]")
+            return await call(method, *params)
+
+        monkeypatch.setattr(a.ledger.rpc, "call", node)
+        with pytest.raises(errors.HeldBack):
+            await asyncio.wait_for(a.claim(a.lock_id(t), secret, submitter="buyer"), 20)
+        assert tips == [t.expiry - 2, t.expiry - 1], (tips, t.expiry)
