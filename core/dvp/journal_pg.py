@@ -226,7 +226,10 @@ class PgJournal(Journal):
 
     def held_elsewhere(self, swap_ids: list[str]) -> set[str]:
         """The swaps whose advisory lock another session holds, from one read of ``pg_locks``."""
-        return {i for i in swap_ids if _key(i) & 0xFFFF_FFFF_FFFF_FFFF in self._others()} if swap_ids else set()
+        if not swap_ids:
+            return set()
+        others = self._others()
+        return {i for i in swap_ids if _key(i) & 0xFFFF_FFFF_FFFF_FFFF in others}
 
     def accounts_elsewhere(self, accounts: set[tuple[str, str]]) -> set[tuple[str, str]]:
         if not accounts:

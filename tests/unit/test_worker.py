@@ -120,6 +120,30 @@ async def test_held_elsewhere_names_the_swaps_another_session_drives(journal_tar
     assert held == {"swap-a"} and after == set(), (held, after)
 
 
+async def test_held_elsewhere_reads_pg_locks_once_for_all_the_swaps(pg_url):
+    """The worker asks at every poll about every started swap: one read of ``pg_locks`` answers
+    for all of them (before, one read per swap id)."""
+    first, second = Journal(pg_url), Journal(pg_url)
+    ids = [f"swap-{i}" for i in range(5)]
+    reads: list[str] = []
+    rows = second._rows
+
+    def counted(sql: str, *args, **kw):
+        if "pg_locks" in sql:
+            reads.append(sql)
+        return rows(sql, *args, **kw)
+
+    try:
+        second._rows = counted  # type: ignore[method-assign]
+        with first.lease("swap-1"), first.lease("swap-3"):
+            assert second.held_elsewhere(ids) == {"swap-1", "swap-3"}
+        assert len(reads) == 1, reads
+        assert second.held_elsewhere([]) == set() and len(reads) == 1  # nothing asked, nothing read
+    finally:
+        first.close()
+        second.close()
+
+
 def test_the_bench_party_pairs_are_the_evm_testnets_dev_accounts():
     """`dvp bench --party-pairs` names its parties (dvp.bench.runner.party_pair) as the EVM
     launcher names its extra dev accounts, each its own key, every one funded by anvil."""
