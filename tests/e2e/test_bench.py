@@ -345,7 +345,7 @@ def test_report_opens_in_a_headless_browser(bench_out, tmp_path):
     assert (tmp_path / "report.png").read_bytes().startswith(PNG_MAGIC)
 
 
-def test_report_rerenders_and_compares(bench_out, tmp_path):
+def test_report_rerenders_and_compares(bench_out, run, tmp_path):
     env = dict(os.environ)
     again = dvp(["report", str(bench_out / "results.json"), "--out", str(tmp_path / "again")], env)
     assert again.returncode == 0, again.stderr
@@ -359,6 +359,22 @@ def test_report_rerenders_and_compares(bench_out, tmp_path):
     assert (tmp_path / "cmp" / "compare.png").read_bytes().startswith(PNG_MAGIC)
     bad = dvp(["report", str(tmp_path / "cmp" / "compare.html")], env)
     assert bad.returncode == 2 and bad.stderr.startswith("error: results.json:")
+    # --by-k: this run beside the same figures read as a K=4 run; every pair in both, in one table.
+    saved = json.loads((bench_out / "results.json").read_text())
+    saved["config"]["concurrency"] = 4
+    for p in saved["pairs"]:
+        p["concurrency"] = 4
+    (tmp_path / "k4.json").write_text(json.dumps(saved))
+    by_k = dvp(
+        ["report", "--by-k", str(bench_out / "results.json"), str(tmp_path / "k4.json"), "--out", str(tmp_path / "k")],
+        env,
+    )
+    assert by_k.returncode == 0, by_k.stderr
+    table = (tmp_path / "k" / "targets.md").read_text()
+    for p in run["pairs"]:
+        for k in (K, 4):
+            assert f"| {k} | {p['id']} | swaps/s of the chain-capacity bound |" in table
+    assert (tmp_path / "k" / "scaling.png").read_bytes().startswith(PNG_MAGIC)
 
 
 # -- `dvp bench --agents 3`: the same pair's swaps between the seller bank's agent and two buyer banks' --
