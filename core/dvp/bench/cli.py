@@ -51,7 +51,13 @@ from ..topology import default, with_ledgers
     30,
     "Plain transfers per ledger for the raw throughput baseline (at least 3 x concurrency, that many in flight).",
 )
-@shown_option("--baseline-samples", click.IntRange(1, 100), 3)
+@shown_option(
+    "--baseline-samples",
+    click.IntRange(1, 100),
+    10,
+    "Plain issues per ledger, one after another, whose median time to finality is the confirmation "
+    "baseline every 'x conf' divides by (with 3, one issue sent just before a block read 0.30 s for 1 s blocks).",
+)
 @click.option(
     "--with",
     "extra_kinds",

@@ -71,7 +71,7 @@ class BenchConfig:
     concurrency: int = 1
     pairs: list[str] | None = None
     refunds: int = 1
-    baseline_samples: int = 3
+    baseline_samples: int = 10
     throughput_txs: int = 20
     swap_timeout: float = 600.0
     holder_timeout: int = 3600
