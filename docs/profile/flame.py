@@ -1,12 +1,13 @@
 """A flame graph (SVG) from a py-spy profile's raw form (collapsed stacks), whole or in part.
 
-    python docs/profile/flame.py STACKS.txt OUT.svg [--title TEXT] [--keep TEXT ...] [--kept KEPT.txt]
+    python docs/profile/flame.py STACKS.txt OUT.svg [--title TEXT] [--keep TEXT ...] [--drop TEXT ...] [--kept KEPT.txt]
 
 py-spy draws its own SVG only while it records, and only of every stack; this draws one from the
 raw file it wrote, so a profile can be drawn again from its stacks, and drawn from part of them:
 ``--keep`` keeps the stacks with a frame containing one of the texts (a `dvp bench --agents` run's
-agents' stacks: ``--keep dvp/party/ grpc/ dvp_agent/``, see ``AGENTS``), and ``--kept`` writes those
-stacks in the same raw form, for top.py.  Several raw files (e.g. one per process) are merged by
+agents' stacks: ``--keep dvp/party/ grpc/ dvp_agent/``, see ``AGENTS``), ``--drop`` leaves out those
+with a frame containing one of its texts (a bench run's start-up, baselines and report: ``SETUP``),
+and ``--kept`` writes the stacks drawn in the same raw form, for top.py.  Several raw files (e.g. one per process) are merged by
 giving them all: their samples add up, stack by stack.
 
 The graph: one box per frame, the outermost at the bottom, its width its share of the samples
@@ -33,6 +34,10 @@ from top import Stacks, read_stacks  # beside this file (a script's folder is on
 # one-process swaps): through the two-party protocol, the gRPC channel or dvp_agent.
 AGENTS = ("dvp/party/", "grpc/", "dvp_agent/")
 
+# What a bench run does besides its swaps: imports, starting and stopping the testnets, the raw
+# baselines and chain capacity, the report; ``--drop`` these for the swaps' own share.
+SETUP = ("_find_and_load", "LocalRuntime.", "baselines", "render_all")
+
 WIDTH, PAD, ROW, TOP = 1200, 10, 16, 28
 CHAR = 6.6  # px per character of 11 px monospace
 MIN_WIDTH = 0.3  # px: narrower boxes are left out (their samples still count in their callers)
@@ -45,11 +50,14 @@ class Frame:
     callees: dict[str, Frame] = field(default_factory=dict)
 
 
-def keep(stacks: Stacks, texts: Sequence[str]) -> Stacks:
-    """The stacks with at least one frame containing one of ``texts`` (all of them if none)."""
-    if not texts:
-        return stacks.copy()
-    return type(stacks)({s: n for s, n in stacks.items() if any(t in f for f in s for t in texts)})
+def keep(stacks: Stacks, texts: Sequence[str], drop: Sequence[str] = ()) -> Stacks:
+    """The stacks with at least one frame containing one of ``texts`` (all of them if none) and
+    no frame containing one of ``drop``."""
+
+    def has(frames: tuple[str, ...], some: Sequence[str]) -> bool:
+        return any(t in f for f in frames for t in some)
+
+    return type(stacks)({s: n for s, n in stacks.items() if (not texts or has(s, texts)) and not has(s, drop)})
 
 
 def merge(files: Iterable[Path]) -> Stacks:
@@ -178,10 +186,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("svg", type=Path, help="the SVG to write")
     parser.add_argument("--title", default="py-spy profile", help="the line above the graph")
     parser.add_argument("--keep", nargs="+", default=[], help="keep the stacks with a frame containing one of these")
+    parser.add_argument(
+        "--drop", nargs="+", default=[], help="leave out the stacks with a frame containing one of these"
+    )
     parser.add_argument("--kept", type=Path, help="also write the stacks drawn, in raw form (for top.py)")
     args = parser.parse_args(argv)
     try:
-        stacks = keep(merge(args.stacks), args.keep)
+        stacks = keep(merge(args.stacks), args.keep, args.drop)
         args.svg.write_text(render(stacks, args.title))
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")

@@ -7,8 +7,9 @@ py-spy (pinned in constraints.txt, beside this interpreter in the venv) runs `dv
 and samples it at ``--rate`` Hz, on-CPU stacks of every thread (py-spy's default: no idle
 stacks; ``--nonblocking``, the process is not paused for a sample, as for the profiles before
 this script), for the whole run; its raw output (collapsed stacks) is kept in a run folder,
-``reports/profile/NAME-<UTC time>/`` (``stacks.txt``; with ``--keep``, also ``kept.txt``, the
-stacks drawn), with the bench's own results (``bench/``, unless BENCH ARGS give ``--out``)
+``reports/profile/NAME-<UTC time>/`` (``stacks.txt``; with ``--keep`` or ``--drop`` (leave
+out the stacks with a frame containing one of its texts: flame.SETUP for the swaps' own share),
+also ``kept.txt``, the stacks drawn), with the bench's own results (``bench/``, unless BENCH ARGS give ``--out``)
 and ``command.txt`` (the command, the commit, the times).  Then flame.py draws
 ``docs/profile/NAME.svg`` and top.py writes ``docs/profile/NAME.txt`` from the stacks kept.
 
@@ -81,6 +82,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--keep", nargs="+", default=[], help="draw only the stacks with a frame containing one of these"
     )
+    parser.add_argument(
+        "--drop", nargs="+", default=[], help="leave out the stacks with a frame containing one of these"
+    )
     parser.add_argument("--every-stack", action="store_true", help="draw every stack, --agents runs too")
     parser.add_argument("--subprocesses", action="store_true", help="sample the bench's child processes too")
     parser.add_argument("--out", type=Path, default=HERE, help="where NAME.svg and NAME.txt go (docs/profile)")
@@ -120,6 +124,7 @@ def main(argv: list[str]) -> int:
     (run / "command.txt").write_text(
         f"{shlex.join(command)}\ncommit {head}\n{version}\nstarted {started:%Y-%m-%d %H:%M:%S} UTC\n"
         f"ended {ended:%Y-%m-%d %H:%M:%S} UTC\nexit {status}\nkept {' '.join(keep) or 'every stack'}\n"
+        f"dropped {' '.join(args.drop) or 'none'}\n"
         f"{spy_said}\n"
     )
     # py-spy exits 0 whatever the program it ran did: the bench's results.json says it finished.
@@ -129,10 +134,11 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         with open(raw) as f:
-            stacks = flame.keep(top.read_stacks(f), keep)
-        if keep:
+            stacks = flame.keep(top.read_stacks(f), keep, args.drop)
+        if keep or args.drop:
             flame.write_stacks(stacks, run / "kept.txt")
         part = f": the stacks through {', '.join(keep)}" if keep else ""
+        part += f"{',' if keep else ':'} without those through {', '.join(args.drop)}" if args.drop else ""
         title = (
             f"dvp bench {shlex.join(given)}{part} "
             f"({version}, {args.rate} Hz, on CPU; {head}, {started:%Y-%m-%d %H:%M} UTC)"

@@ -141,3 +141,12 @@ def test_record_relays_the_output_and_keeps_py_spys_sample_and_error_counts(caps
     status, counts = record.run_relaying([sys.executable, "-c", f"print('bench table'); print({said!r}); exit(3)"])
     assert (status, counts) == (3, "py-spy Samples: 340 Errors: 74")
     assert capsys.readouterr().out == f"bench table\n{said}\n"
+
+
+def test_flame_drops_the_bench_runs_setup_and_keeps_the_rest() -> None:
+    top, flame = tool("top"), tool("flame")
+    stacks = top.read_stacks(SAMPLE.splitlines())
+    swaps = flame.keep(stacks, [], flame.SETUP)  # the report rendering's 20 samples left out
+    assert sum(swaps.values()) == 100 and not any("render_all" in f for s in swaps for f in s)
+    only = flame.keep(stacks, ["dvp/journal.py", "dvp_agent/"], ["PeerCert.verify"])
+    assert list(only.values()) == [40] and next(iter(only))[-1] == "SqliteJournal._execute (dvp/journal.py)"
