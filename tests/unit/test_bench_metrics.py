@@ -3,6 +3,9 @@ values computed by hand."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 from rich.console import Console
 
@@ -614,3 +617,37 @@ def test_a_reverted_step_keeps_its_row_when_the_resume_sends_nothing():
     assert [(s.step, s.fee, s.reverted) for s in steps] == [("lock_a", 10, None), ("claim", 40, "NotLocked")]
     claim = steps[-1]
     assert (claim.tx_id, claim.transactions, claim.started, claim.finished) == ("0x2", 1, 3.0, 4.0)
+
+
+async def test_raw_throughput_stops_the_issues_in_flight_when_one_fails():
+    """The generic raw baseline: the third of ten issues (five in flight) is refused; the error is
+    the refusal itself (a one-line error, not a group) and the issues still waiting are cancelled
+    at once, not left sending on a ledger whose client the error path closes (gather left them)."""
+    from dvp import errors
+    from dvp.bench.runner import raw_throughput
+
+    class Ledger:
+        sent = cancelled = 0
+
+        def require(self, _kind):
+            return self
+
+        async def issue(self, _asset, _party, _amount):
+            self.sent += 1
+            if self.sent == 3:
+                raise errors.SubmitError("issue EUR: the node rejected the transaction")
+            return type("Sub", (), {"tx_id": str(self.sent)})()
+
+        async def wait_final(self, _tx_id):
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    ledger = Ledger()
+    started = time.monotonic()
+    with pytest.raises(errors.SubmitError, match="rejected"):
+        await raw_throughput(ledger, "EUR", 10, 5, 30)
+    assert time.monotonic() - started < 1
+    assert ledger.sent < 10 and ledger.cancelled == ledger.sent - 1  # every issue sent and waiting

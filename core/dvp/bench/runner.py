@@ -312,8 +312,14 @@ async def raw_throughput(adapter: LedgerAdapter, asset: str, n: int, in_flight: 
             await adapter.wait_final(sub.tx_id)
 
     t = time.perf_counter()
-    async with asyncio.timeout(timeout):
-        await asyncio.gather(*(one() for _ in range(n)))
+    # A TaskGroup, not gather: when one issue fails the others in flight are cancelled, not left
+    # sending on a ledger whose client the error path is about to close.
+    try:
+        async with asyncio.timeout(timeout), asyncio.TaskGroup() as group:
+            for _ in range(n):
+                group.create_task(one())
+    except ExceptionGroup as failed:  # the first failure, as gather raised it (a one-line error)
+        raise failed.exceptions[0] from None
     elapsed = time.perf_counter() - t
     return {"transactions": n, "in_flight": in_flight, "seconds": elapsed, "tps": n / elapsed}
 
